@@ -1,0 +1,163 @@
+//! Building record batches from plain records, for callers that are not Kafka clients
+//! (the Kinesis front end, the CLI, internal topics, tests).
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use crate::varint::{put_varint, put_varlong, varint_len};
+use crate::{Compression, Error, Record, Result, TimestampType};
+
+/// Settings for one batch; [`BatchBuilder::build`] turns records into batch bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use strom_record::{BatchBuilder, Record, validate_batch, ValidationLimits};
+///
+/// let records = vec![Record::new(1_700_000_000_000, Some(Bytes::from("k")), Some(Bytes::from("v")))];
+/// let batch = BatchBuilder::new().build(&records)?;
+/// let header = validate_batch(&batch, ValidationLimits::default())?;
+/// assert_eq!(header.records_count, 1);
+/// # Ok::<(), strom_record::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    /// Base offset written into the header (the log overwrites it on append).
+    pub base_offset: i64,
+    /// Leader epoch written into the header.
+    pub partition_leader_epoch: i32,
+    /// Codec for the records section.
+    pub compression: Compression,
+    /// Timestamp type bit.
+    pub timestamp_type: TimestampType,
+    /// Producer id, or [`batch::NO_PRODUCER_ID`].
+    pub producer_id: i64,
+    /// Producer epoch, or [`batch::NO_PRODUCER_EPOCH`].
+    pub producer_epoch: i16,
+    /// Sequence of the first record, or [`batch::NO_SEQUENCE`].
+    pub base_sequence: i32,
+    /// Transactional bit.
+    pub transactional: bool,
+    /// Control bit.
+    pub control: bool,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// A builder for an uncompressed, non-transactional `CreateTime` batch at offset 0.
+    pub fn new() -> Self {
+        BatchBuilder {
+            base_offset: 0,
+            partition_leader_epoch: batch::NO_PARTITION_LEADER_EPOCH,
+            compression: Compression::None,
+            timestamp_type: TimestampType::CreateTime,
+            producer_id: batch::NO_PRODUCER_ID,
+            producer_epoch: batch::NO_PRODUCER_EPOCH,
+            base_sequence: batch::NO_SEQUENCE,
+            transactional: false,
+            control: false,
+        }
+    }
+
+    /// Sets the codec.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Encodes `records` (at least one) as one batch. Record `i` gets offset delta `i`; the
+    /// batch's base timestamp is the first record's and its max timestamp the largest.
+    pub fn build(&self, records: &[Record]) -> Result<Vec<u8>> {
+        let first = records.first().ok_or(Error::OutOfRange {
+            what: "a batch needs at least one record",
+        })?;
+        let count = i32::try_from(records.len()).map_err(|_| Error::OutOfRange {
+            what: "record count",
+        })?;
+        let base_timestamp = first.timestamp;
+        let max_timestamp = records
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(base_timestamp);
+
+        let mut raw = Vec::with_capacity(records.iter().map(Record::approx_len).sum());
+        for (i, record) in records.iter().enumerate() {
+            encode_record(&mut raw, record, i as i32, base_timestamp)?;
+        }
+        let body = crate::compression::compress(self.compression, &raw)?;
+
+        let total = HEADER_LEN + body.len();
+        let batch_length = i32::try_from(total - LOG_OVERHEAD).map_err(|_| Error::OutOfRange {
+            what: "batch length",
+        })?;
+        let mut out = vec![0u8; HEADER_LEN];
+        out.extend_from_slice(&body);
+        let header = BatchHeader {
+            base_offset: self.base_offset,
+            batch_length,
+            partition_leader_epoch: self.partition_leader_epoch,
+            magic: batch::MAGIC,
+            crc: 0,
+            attributes: batch::attributes(
+                self.compression,
+                self.timestamp_type,
+                self.transactional,
+                self.control,
+            ),
+            last_offset_delta: count - 1,
+            base_timestamp,
+            max_timestamp,
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            records_count: count,
+        };
+        batch::write_header(&mut out, &header)?;
+        Ok(out)
+    }
+}
+
+fn bytes_len(b: Option<&Bytes>) -> Result<i32> {
+    match b {
+        None => Ok(-1),
+        Some(b) => i32::try_from(b.len()).map_err(|_| Error::OutOfRange { what: "field length" }),
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: Option<&Bytes>) -> Result<()> {
+    put_varint(out, bytes_len(b)?);
+    if let Some(b) = b {
+        out.extend_from_slice(b);
+    }
+    Ok(())
+}
+
+/// Appends one record: `length:varint attributes:int8 timestampDelta:varlong offsetDelta:varint
+/// keyLength:varint key valueLength:varint value headerCount:varint [headerKeyLength:varint
+/// headerKey headerValueLength:varint headerValue]`.
+fn encode_record(out: &mut Vec<u8>, record: &Record, offset_delta: i32, base_ts: i64) -> Result<()> {
+    let mut body = Vec::with_capacity(record.approx_len());
+    body.push(0u8); // record attributes: unused
+    put_varlong(&mut body, record.timestamp.wrapping_sub(base_ts));
+    put_varint(&mut body, offset_delta);
+    put_bytes(&mut body, record.key.as_ref())?;
+    put_bytes(&mut body, record.value.as_ref())?;
+    let header_count = i32::try_from(record.headers.len()).map_err(|_| Error::OutOfRange {
+        what: "header count",
+    })?;
+    put_varint(&mut body, header_count);
+    for h in &record.headers {
+        put_bytes(&mut body, Some(&h.key))?;
+        put_bytes(&mut body, h.value.as_ref())?;
+    }
+    let len = i32::try_from(body.len()).map_err(|_| Error::OutOfRange { what: "record length" })?;
+    out.reserve(varint_len(len) + body.len());
+    put_varint(out, len);
+    out.extend_from_slice(&body);
+    Ok(())
+}
