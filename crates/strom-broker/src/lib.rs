@@ -1,0 +1,3 @@
+//! # strom-broker
+//!
+//! The protocol-agnostic broker core (work in progress).

@@ -1,0 +1,3 @@
+//! # strom-kafka
+//!
+//! The Kafka wire-protocol front end (work in progress).

@@ -1,0 +1,2 @@
+//! The `strom` binary (work in progress).
+fn main() {}
