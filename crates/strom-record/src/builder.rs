@@ -125,7 +125,9 @@ impl BatchBuilder {
 fn bytes_len(b: Option<&Bytes>) -> Result<i32> {
     match b {
         None => Ok(-1),
-        Some(b) => i32::try_from(b.len()).map_err(|_| Error::OutOfRange { what: "field length" }),
+        Some(b) => i32::try_from(b.len()).map_err(|_| Error::OutOfRange {
+            what: "field length",
+        }),
     }
 }
 
@@ -140,7 +142,12 @@ fn put_bytes(out: &mut Vec<u8>, b: Option<&Bytes>) -> Result<()> {
 /// Appends one record: `length:varint attributes:int8 timestampDelta:varlong offsetDelta:varint
 /// keyLength:varint key valueLength:varint value headerCount:varint [headerKeyLength:varint
 /// headerKey headerValueLength:varint headerValue]`.
-fn encode_record(out: &mut Vec<u8>, record: &Record, offset_delta: i32, base_ts: i64) -> Result<()> {
+fn encode_record(
+    out: &mut Vec<u8>,
+    record: &Record,
+    offset_delta: i32,
+    base_ts: i64,
+) -> Result<()> {
     let mut body = Vec::with_capacity(record.approx_len());
     body.push(0u8); // record attributes: unused
     put_varlong(&mut body, record.timestamp.wrapping_sub(base_ts));
@@ -155,7 +162,9 @@ fn encode_record(out: &mut Vec<u8>, record: &Record, offset_delta: i32, base_ts:
         put_bytes(&mut body, Some(&h.key))?;
         put_bytes(&mut body, h.value.as_ref())?;
     }
-    let len = i32::try_from(body.len()).map_err(|_| Error::OutOfRange { what: "record length" })?;
+    let len = i32::try_from(body.len()).map_err(|_| Error::OutOfRange {
+        what: "record length",
+    })?;
     out.reserve(varint_len(len) + body.len());
     put_varint(out, len);
     out.extend_from_slice(&body);

@@ -26,12 +26,18 @@
 //! ```
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
 )]
 
 mod batch;
 mod builder;
 mod compression;
+mod decode;
 mod error;
 mod record;
 mod varint;
@@ -43,5 +49,9 @@ pub use batch::{
     set_partition_leader_epoch, validate_batch,
 };
 pub use builder::BatchBuilder;
+pub use decode::{
+    DEFAULT_MAX_DECOMPRESSED_BYTES, DecodeLimits, DecodedBatch, DecodedRecord, OffsetAndTimestamp,
+    decode_records, find_by_timestamp, record_offsets_and_timestamps, validate_records,
+};
 pub use error::{Error, Result};
 pub use record::{Record, RecordHeader};
