@@ -1,0 +1,75 @@
+//! Per-partition settings, named after Kafka's topic configs.
+
+use std::time::Duration;
+
+use strom_record::TimestampType;
+
+/// When appended data is forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// `fdatasync` before an append returns; concurrent appends share one sync (group commit).
+    /// Readers see only synced data. An acknowledged write survives power loss.
+    #[default]
+    Always,
+    /// `fdatasync` at most this long after a write (checked on append and by [`flush`] calls
+    /// from the owner's timer). Survives process crashes; power loss can lose the last interval.
+    ///
+    /// [`flush`]: crate::PartitionLog::flush
+    Interval(Duration),
+    /// Never sync on the write path (segments are still synced when they are rolled and on
+    /// close). Survives process crashes (the page cache keeps the data); power loss can lose
+    /// everything since the last roll.
+    Never,
+}
+
+/// Settings of one partition log. Field docs name the Kafka topic config each one mirrors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll to a new segment when the active one would exceed this. Capped at
+    /// `i32::MAX` because positions in the index are 32-bit.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll a non-empty segment this long after its first append. `None`: never.
+    pub segment_ms: Option<i64>,
+    /// `retention.ms`: delete segments whose newest record is older. `None` (-1): keep forever.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`: delete oldest segments while the log is larger. `None` (-1): no limit.
+    pub retention_bytes: Option<u64>,
+    /// `max.message.bytes`: largest accepted batch, header included.
+    pub max_message_bytes: usize,
+    /// `index.interval.bytes`: bytes of log between two sparse index entries.
+    pub index_interval_bytes: u32,
+    /// `message.timestamp.type`: keep producer timestamps or stamp the append time.
+    pub timestamp_type: TimestampType,
+    /// Durability policy (Strom's `flush` setting; see [`FsyncPolicy`]).
+    pub fsync: FsyncPolicy,
+    /// `segment.preallocate`: reserve `segment_bytes` of disk when a segment is created.
+    pub preallocate: bool,
+}
+
+/// One week in milliseconds: Kafka's default `retention.ms` and `segment.ms`.
+pub const ONE_WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: Some(ONE_WEEK_MS),
+            retention_ms: Some(ONE_WEEK_MS),
+            retention_bytes: None,
+            max_message_bytes: 1_048_588,
+            index_interval_bytes: 4096,
+            timestamp_type: TimestampType::CreateTime,
+            fsync: FsyncPolicy::Always,
+            preallocate: false,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The segment size limit actually used: `segment_bytes` clamped to what 32-bit index
+    /// positions can address, and to at least one header.
+    pub(crate) fn effective_segment_bytes(&self) -> u64 {
+        self.segment_bytes
+            .clamp(strom_record::HEADER_LEN as u64, i32::MAX as u64)
+    }
+}

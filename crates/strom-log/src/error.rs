@@ -1,0 +1,77 @@
+//! Errors of the storage layer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything an operation on a [`crate::PartitionLog`] can fail with. `Clone`, so one failure
+/// can be handed to every waiter of a group commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// A batch offered for append is malformed (bad CRC, bad header, bad records).
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] strom_record::Error),
+    /// A batch offered for append is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge {
+        /// Size of the offending batch.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A read asked for an offset outside `[log_start, high_watermark]`.
+    #[error("offset {offset} is out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// Requested offset.
+        offset: i64,
+        /// Current log start offset.
+        log_start: i64,
+        /// Current high watermark.
+        high_watermark: i64,
+    },
+    /// An offset argument is not acceptable for the operation.
+    #[error("invalid offset {offset}: {reason}")]
+    InvalidOffset {
+        /// The offset given.
+        offset: i64,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`"write"`, `"fdatasync"`, `"open"`…).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: Arc<std::io::Error>,
+    },
+    /// An earlier `fdatasync` or write failed, so the state of the file is unknown: the log
+    /// refuses writes until it is reopened (and recovered).
+    #[error("the log is poisoned by an earlier I/O failure and must be reopened")]
+    Poisoned,
+    /// The log was closed.
+    #[error("the log is closed")]
+    Closed,
+    /// On-disk state that recovery cannot make sense of.
+    #[error("corrupt log data in {path}: {reason}")]
+    Corrupt {
+        /// The file concerned.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+}

@@ -1,0 +1,836 @@
+//! [`PartitionLog`]: one partition's ordered, durable sequence of record batches.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use strom_record::{BatchHeader, DecodeLimits, TimestampType};
+use tracing::{debug, info};
+
+use crate::clock::Clock;
+use crate::config::{FsyncPolicy, LogConfig};
+use crate::fsync::GroupCommit;
+use crate::locks::{lock, read_lock, write_lock};
+use crate::segment::{BatchPosition, Segment};
+use crate::{Error, Result, fs, recovery};
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The append time stamped into the batches, or `-1` for `CreateTime` logs.
+    pub log_append_time: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+    /// Largest record timestamp among the appended batches.
+    pub max_timestamp: i64,
+    /// Number of records appended.
+    pub record_count: i64,
+}
+
+/// A range of a segment file that holds whole batches, ready to be sent (`sendfile`) or read.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    /// The segment file (kept open even if retention deletes it meanwhile).
+    pub file: Arc<File>,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+impl FileSlice {
+    /// Reads the range into memory and checks every batch's CRC on the way, so a batch damaged
+    /// on disk is never handed to a client: returns [`Error::Corrupt`] if the first batch is
+    /// damaged, otherwise the intact batches before the first damaged one.
+    pub fn read_to_vec(&self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.len];
+        self.file
+            .read_exact_at(&mut buf, self.position)
+            .map_err(|e| Error::io("read segment", PathBuf::new(), e))?;
+        let mut pos = 0;
+        while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
+            match strom_record::check_stored_batch(rest) {
+                Ok(h) => pos += h.total_len(),
+                Err(e) if pos == 0 => {
+                    return Err(Error::Corrupt {
+                        path: PathBuf::new(),
+                        reason: format!("batch at position {}: {e}", self.position),
+                    });
+                }
+                Err(_) => break,
+            }
+        }
+        buf.truncate(pos);
+        Ok(buf)
+    }
+
+    /// [`FileSlice::read_to_vec`] as [`Bytes`].
+    pub fn read_to_bytes(&self) -> Result<Bytes> {
+        self.read_to_vec().map(Bytes::from)
+    }
+}
+
+/// The answer to a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// High watermark when the read was served.
+    pub high_watermark: i64,
+    /// Log start offset when the read was served.
+    pub log_start_offset: i64,
+    /// The batches, or `None` when there is nothing at or after the offset yet.
+    pub data: Option<FileSlice>,
+}
+
+/// Writer-only state, guarded by the writer lock.
+#[derive(Debug)]
+struct Writer {
+    next_offset: i64,
+    /// Bytes appended to the active segment since its last index entry.
+    bytes_since_index: u64,
+    /// Clock reading when the active segment got its first batch.
+    active_since_ms: Option<i64>,
+    /// The last batch written to the active segment.
+    last_batch: Option<BatchPosition>,
+}
+
+/// One partition on disk: a directory of segments, append-only, indexed by offset and time.
+///
+/// # Ownership and concurrency
+/// `PartitionLog` is `Send + Sync` and every method takes `&self`. Appends, retention,
+/// truncation and rolls serialise on one writer lock. Readers never take it: they see a
+/// snapshot of the segment list (an `RwLock` held only to clone `Arc`s) and read files with
+/// positional reads below the published high watermark. Durability waits
+/// ([`FsyncPolicy::Always`]) happen outside the writer lock, so concurrent appenders share one
+/// `fdatasync` (see `fsync.rs`).
+///
+/// All methods block on file I/O: call them from a blocking thread, not an async executor.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    config: RwLock<LogConfig>,
+    /// Sorted by base offset; the last one is the active segment.
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    group_commit: GroupCommit,
+    high_watermark: AtomicI64,
+    log_end: AtomicI64,
+    log_start: AtomicI64,
+    closed: AtomicBool,
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir` (created if missing), recovering it after an unclean shutdown.
+    pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create log dir", dir, e))?;
+        let bases = fs::list_segments(dir)?;
+        let interval = config.index_interval_bytes;
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let (active, next_offset) = match bases.split_last() {
+            Some((&last, closed)) => {
+                for &base in closed {
+                    segments.push(Arc::new(recovery::open_closed(dir, base, interval)?));
+                }
+                recovery::open_active(dir, last, interval)?
+            }
+            None => {
+                let seg = Segment::open_files(dir, 0)?.0;
+                fs::sync_dir(dir)?;
+                (seg, 0)
+            }
+        };
+        let last_batch = if active.size() > 0 {
+            active.find_batch(next_offset - 1, active.size())?
+        } else {
+            None
+        };
+        segments.push(Arc::new(active));
+        let first_base = segments.first().map_or(0, |s| s.base_offset);
+        let persisted_start = fs::read_offset_file(&dir.join(LOG_START_FILE))?.unwrap_or(0);
+        let log_start = persisted_start.max(first_base).min(next_offset);
+        let now = clock.now_ms();
+        debug!(dir = %dir.display(), log_start, next_offset, segments = segments.len(), "opened log");
+        let active_since = last_batch.map(|_| now);
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            group_commit: GroupCommit::new(next_offset, now),
+            clock,
+            config: RwLock::new(config),
+            segments: RwLock::new(segments),
+            writer: Mutex::new(Writer {
+                next_offset,
+                bytes_since_index: 0,
+                active_since_ms: active_since,
+                last_batch,
+            }),
+            high_watermark: AtomicI64::new(next_offset),
+            log_end: AtomicI64::new(next_offset),
+            log_start: AtomicI64::new(log_start),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Offset below which readers may read: the log end, or with [`FsyncPolicy::Always`] the
+    /// durable end, so a reader never sees a record a crash could take back.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end.load(Ordering::Acquire)
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// Total bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        read_lock(&self.segments).iter().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        read_lock(&self.segments).len()
+    }
+
+    /// Number of `fdatasync` calls made by group commit since the log was opened (each covers
+    /// every append that was waiting). For metrics and tests.
+    pub fn sync_count(&self) -> u64 {
+        self.group_commit.sync_count()
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> LogConfig {
+        read_lock(&self.config).clone()
+    }
+
+    /// Replaces the configuration; applies from the next append or retention run.
+    pub fn set_config(&self, config: LogConfig) {
+        *write_lock(&self.config) = config;
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if self.group_commit.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> Result<Arc<Segment>> {
+        read_lock(&self.segments)
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::Corrupt {
+                path: self.dir.clone(),
+                reason: "log has no segment".into(),
+            })
+    }
+
+    /// Appends one or more complete record batches (a Kafka produce payload), validating each,
+    /// assigning offsets and `leader_epoch`, stamping the append time when the log uses
+    /// `LogAppendTime`, and returning once the batches are as durable as the [`FsyncPolicy`]
+    /// promises. `batches` is patched in place.
+    pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let config = self.config();
+        // Validation (CRC over every byte) happens before taking the writer lock, so concurrent
+        // appenders check their batches in parallel.
+        let headers = validate(batches, &config)?;
+        let record_count: i64 = headers
+            .iter()
+            .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
+            .sum();
+
+        let (info, end) = {
+            let mut w = lock(&self.writer);
+            self.check_writable()?;
+            let now = self.clock.now_ms();
+            self.maybe_roll(&mut w, &config, batches.len() as u64, record_count, now)?;
+            let active = self.active()?;
+            let base_offset = w.next_offset;
+            let log_append_time = match config.timestamp_type {
+                TimestampType::LogAppendTime => now,
+                TimestampType::CreateTime => strom_record::NO_TIMESTAMP,
+            };
+            let mut max_timestamp = strom_record::NO_TIMESTAMP;
+            let mut next = base_offset;
+            for (header, range) in &headers {
+                let batch = batches.get_mut(range.clone()).ok_or(Error::InvalidOffset {
+                    offset: next,
+                    reason: "batch range outside the buffer",
+                })?;
+                strom_record::set_base_offset(batch, next)?;
+                strom_record::set_partition_leader_epoch(batch, leader_epoch)?;
+                if config.timestamp_type == TimestampType::LogAppendTime {
+                    strom_record::set_log_append_time(batch, now)?;
+                }
+                let ts = if config.timestamp_type == TimestampType::LogAppendTime {
+                    now
+                } else {
+                    header.max_timestamp
+                };
+                max_timestamp = max_timestamp.max(ts);
+                next += i64::from(header.last_offset_delta) + 1;
+            }
+
+            let position = active.size();
+            if let Err(e) = active.file.write_all_at(batches, position) {
+                // Undo a partial write; if even that fails the file is in an unknown state.
+                if active.file.set_len(position).is_err() {
+                    self.group_commit.poison();
+                }
+                return Err(Error::io("write segment", &active.log_path, e));
+            }
+            let mut pos = position;
+            let mut offset = base_offset;
+            let mut last = None;
+            for (header, _) in &headers {
+                let mut h = *header;
+                h.base_offset = offset;
+                if config.timestamp_type == TimestampType::LogAppendTime {
+                    h.max_timestamp = now;
+                }
+                active.observe_timestamp(h.max_timestamp);
+                if let Err(e) = active.index_batch(
+                    &h,
+                    pos,
+                    &mut w.bytes_since_index,
+                    config.index_interval_bytes,
+                ) {
+                    self.group_commit.poison();
+                    return Err(e);
+                }
+                last = Some(BatchPosition {
+                    header: h,
+                    position: pos,
+                });
+                pos += h.total_len() as u64;
+                offset = h.next_offset();
+            }
+            active.set_size(pos);
+            w.last_batch = last;
+            w.active_since_ms.get_or_insert(now);
+            w.next_offset = next;
+            self.log_end.store(next, Ordering::Release);
+            if config.fsync != FsyncPolicy::Always {
+                self.high_watermark.store(next, Ordering::Release);
+            }
+            (
+                AppendInfo {
+                    base_offset,
+                    last_offset: next - 1,
+                    log_append_time,
+                    log_start_offset: self.log_start_offset(),
+                    max_timestamp,
+                    record_count,
+                },
+                next,
+            )
+        };
+
+        match config.fsync {
+            FsyncPolicy::Always => self.sync_through(end)?,
+            FsyncPolicy::Interval(every) => {
+                let now = self.clock.now_ms();
+                let due = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+                if now.saturating_sub(self.group_commit.last_sync_ms()) >= due {
+                    self.sync_through(end)?;
+                }
+            }
+            FsyncPolicy::Never => {}
+        }
+        Ok(info)
+    }
+
+    /// Makes every offset below `end` durable, sharing the `fdatasync` with concurrent callers.
+    fn sync_through(&self, end: i64) -> Result<()> {
+        let always = self.config().fsync == FsyncPolicy::Always;
+        self.group_commit.sync_through(
+            end,
+            self.clock.now_ms(),
+            || {
+                let (captured_end, active) = {
+                    let w = lock(&self.writer);
+                    (w.next_offset, self.active()?)
+                };
+                active
+                    .file
+                    .sync_data()
+                    .map_err(|e| Error::io("fdatasync segment", &active.log_path, e))?;
+                Ok(captured_end)
+            },
+            |durable| {
+                if always {
+                    self.high_watermark.fetch_max(durable, Ordering::AcqRel);
+                }
+            },
+        )
+    }
+
+    /// Forces everything appended so far to stable storage (for `Interval` timers and shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.check_writable()?;
+        let end = self.log_end_offset();
+        self.sync_through(end)
+    }
+
+    /// Rolls to a new segment if the active one is full, old or would overflow its offsets.
+    fn maybe_roll(
+        &self,
+        w: &mut Writer,
+        config: &LogConfig,
+        incoming: u64,
+        incoming_records: i64,
+        now: i64,
+    ) -> Result<()> {
+        let active = self.active()?;
+        let size = active.size();
+        if size == 0 {
+            return Ok(());
+        }
+        let full = size + incoming > config.effective_segment_bytes();
+        let old = match (config.segment_ms, w.active_since_ms) {
+            (Some(ms), Some(since)) => now.saturating_sub(since) >= ms,
+            _ => false,
+        };
+        let offsets_overflow =
+            w.next_offset + incoming_records - active.base_offset > i64::from(i32::MAX);
+        if full || old || offsets_overflow {
+            self.roll_locked(w, now)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment (syncing it) and starts a new one at the log end. A no-op when
+    /// the active segment is empty.
+    pub fn roll(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        let now = self.clock.now_ms();
+        self.roll_locked(&mut w, now)
+    }
+
+    fn roll_locked(&self, w: &mut Writer, now: i64) -> Result<()> {
+        let active = self.active()?;
+        if active.size() == 0 {
+            return Ok(());
+        }
+        active.seal_time_index(w.last_batch)?;
+        if let Err(e) = active.sync_all() {
+            self.group_commit.poison();
+            return Err(e);
+        }
+        let (segment, _, _, _) = Segment::open_files(&self.dir, w.next_offset)?;
+        if self.config().preallocate {
+            fs::preallocate(&segment.file, self.config().effective_segment_bytes());
+        }
+        fs::sync_dir(&self.dir)?;
+        write_lock(&self.segments).push(Arc::new(segment));
+        w.bytes_since_index = 0;
+        w.active_since_ms = None;
+        w.last_batch = None;
+        // Everything before the new segment is now synced.
+        self.group_commit.advance_durable_end(w.next_offset, now);
+        self.high_watermark
+            .fetch_max(w.next_offset, Ordering::AcqRel);
+        debug!(dir = %self.dir.display(), base_offset = w.next_offset, "rolled segment");
+        Ok(())
+    }
+
+    /// Reads whole batches from the batch containing `offset`: at most `max_bytes`, except that
+    /// the first batch is returned whole even if larger (so a consumer always progresses),
+    /// never past the high watermark, and from one segment only.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let hw = self.high_watermark();
+        let log_start = self.log_start_offset();
+        let result = |data| ReadResult {
+            high_watermark: hw,
+            log_start_offset: log_start,
+            data,
+        };
+        if offset < log_start || offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start,
+                high_watermark: hw,
+            });
+        }
+        if offset == hw {
+            return Ok(result(None));
+        }
+        let segments: Vec<Arc<Segment>> = {
+            let all = read_lock(&self.segments);
+            let idx = all
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            all.get(idx..).map(<[_]>::to_vec).unwrap_or_default()
+        };
+        for segment in segments {
+            let limit = segment.size();
+            let Some(first) = segment.find_batch(offset, limit)? else {
+                continue;
+            };
+            if first.header.last_offset() >= hw {
+                return Ok(result(None));
+            }
+            let mut end = first.position + first.header.total_len() as u64;
+            let budget = first.position.saturating_add(max_bytes as u64);
+            while let Some(h) = segment.header_at(end, limit)? {
+                let next_end = end + h.total_len() as u64;
+                if h.last_offset() >= hw || next_end > budget {
+                    break;
+                }
+                end = next_end;
+            }
+            return Ok(result(Some(FileSlice {
+                file: Arc::clone(&segment.file),
+                position: first.position,
+                len: usize::try_from(end - first.position).unwrap_or(usize::MAX),
+            })));
+        }
+        Ok(result(None))
+    }
+
+    /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
+    /// start and below the high watermark: `Some((offset, record_timestamp))`, or `None`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let hw = self.high_watermark();
+        let log_start = self.log_start_offset();
+        let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
+        for segment in segments {
+            if segment.max_timestamp() < timestamp {
+                continue;
+            }
+            let limit = segment.size();
+            let mut pos = read_lock(&segment.time_index).lookup(timestamp);
+            while let Some(h) = segment.header_at(pos, limit)? {
+                if h.base_offset >= hw {
+                    return Ok(None);
+                }
+                if h.last_offset() >= log_start && h.max_timestamp >= timestamp {
+                    let mut buf = vec![0u8; h.total_len()];
+                    segment.read_at(&mut buf, pos)?;
+                    if let Some(found) = first_record_at_or_after(&buf, &h, timestamp, log_start)? {
+                        return Ok(Some(found));
+                    }
+                }
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest record timestamp in the log and the offset of the first record carrying it
+    /// (Kafka's `ListOffsets` with `MAX_TIMESTAMP`), or `None` for an empty log.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
+        let best = segments
+            .iter()
+            .filter(|s| s.max_timestamp() >= 0)
+            .max_by_key(|s| (s.max_timestamp(), std::cmp::Reverse(s.base_offset)));
+        match best {
+            None => Ok(None),
+            Some(s) => {
+                let ts = s.max_timestamp();
+                Ok(self
+                    .offset_for_timestamp(ts)?
+                    .map(|(offset, _)| (offset, ts)))
+            }
+        }
+    }
+
+    /// Advances the log start offset to `offset` (Kafka's `DeleteRecords`), deleting segments
+    /// that lie wholly below it. Returns the new log start. `offset` must not exceed the high
+    /// watermark; an offset at or below the current start changes nothing.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        self.check_writable()?;
+        let _w = lock(&self.writer);
+        let hw = self.high_watermark();
+        if offset > hw {
+            return Err(Error::InvalidOffset {
+                offset,
+                reason: "beyond the high watermark",
+            });
+        }
+        if offset <= self.log_start_offset() {
+            return Ok(self.log_start_offset());
+        }
+        fs::write_offset_file(&self.dir, LOG_START_FILE, offset)?;
+        self.log_start.store(offset, Ordering::Release);
+        self.delete_segments_while(|seg, next_base| {
+            let _ = seg;
+            next_base <= offset
+        })?;
+        Ok(offset)
+    }
+
+    /// Deletes closed segments from the oldest while `doomed(segment, next_segment_base)` holds,
+    /// then moves the log start up to the first remaining segment.
+    fn delete_segments_while(
+        &self,
+        mut doomed: impl FnMut(&Segment, i64) -> bool,
+    ) -> Result<usize> {
+        let mut deleted = Vec::new();
+        {
+            let mut segments = write_lock(&self.segments);
+            while segments.len() > 1 {
+                let (Some(first), Some(second)) = (segments.first(), segments.get(1)) else {
+                    break;
+                };
+                if !doomed(first, second.base_offset) {
+                    break;
+                }
+                deleted.push(segments.remove(0));
+            }
+            if let Some(first) = segments.first() {
+                self.log_start
+                    .fetch_max(first.base_offset, Ordering::AcqRel);
+            }
+        }
+        for segment in &deleted {
+            segment.delete_files()?;
+            info!(segment = %segment.log_path.display(), "deleted segment");
+        }
+        if !deleted.is_empty() {
+            fs::sync_dir(&self.dir)?;
+        }
+        Ok(deleted.len())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` now, deleting whole segments from the
+    /// oldest. A non-empty active segment whose data has all expired is rolled first so it can
+    /// go too. Returns the number of segments deleted.
+    pub fn apply_retention(&self) -> Result<usize> {
+        self.check_writable()?;
+        let config = self.config();
+        let now = self.clock.now_ms();
+        let mut w = lock(&self.writer);
+        let mut deleted = 0;
+        if let Some(retention_ms) = config.retention_ms {
+            let cutoff = now.saturating_sub(retention_ms);
+            let active = self.active()?;
+            let active_expired = active.size() > 0 && segment_time(&active)? < cutoff;
+            if active_expired && w.next_offset <= self.high_watermark() {
+                self.roll_locked(&mut w, now)?;
+            }
+            let mut failed = None;
+            deleted += self.delete_segments_while(|seg, _| match segment_time(seg) {
+                Ok(t) => t < cutoff,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        if let Some(limit) = config.retention_bytes {
+            let mut total = self.size_bytes();
+            deleted += self.delete_segments_while(|seg, _| {
+                if total.saturating_sub(seg.size()) >= limit && total > limit {
+                    total -= seg.size();
+                    true
+                } else {
+                    false
+                }
+            })?;
+        }
+        Ok(deleted)
+    }
+
+    /// Removes every record at or after `offset` (for replicas whose log diverged from the
+    /// leader's). If `offset` falls inside a batch, that whole batch goes: the new log end is
+    /// its base offset. Truncating below the log start empties the log and restarts it at
+    /// `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        if offset >= w.next_offset {
+            return Ok(());
+        }
+        let mut removed = Vec::new();
+        let new_end;
+        {
+            let mut segments = write_lock(&self.segments);
+            let first_base = segments.first().map_or(0, |s| s.base_offset);
+            if offset <= first_base || offset <= self.log_start_offset() {
+                removed.append(&mut *segments);
+                let (segment, _, _, _) = {
+                    // Files of a segment at `offset` may exist already (if it was the first
+                    // segment); remove them after the old segments below.
+                    Segment::open_files(&self.dir, offset)?
+                };
+                segment.truncate_to(0)?;
+                removed.retain(|s: &Arc<Segment>| s.base_offset != offset);
+                segments.push(Arc::new(segment));
+                new_end = offset;
+                fs::write_offset_file(&self.dir, LOG_START_FILE, offset)?;
+                self.log_start.store(offset, Ordering::Release);
+            } else {
+                while segments.last().is_some_and(|s| s.base_offset >= offset) {
+                    if let Some(s) = segments.pop() {
+                        removed.push(s);
+                    }
+                }
+                let active = segments.last().cloned().ok_or(Error::InvalidOffset {
+                    offset,
+                    reason: "no segment left",
+                })?;
+                let limit = active.size();
+                match active.find_batch(offset, limit)? {
+                    Some(b) => {
+                        active.truncate_to(b.position)?;
+                        new_end = b.header.base_offset;
+                    }
+                    None => new_end = w.next_offset.min(offset),
+                }
+                active
+                    .file
+                    .sync_data()
+                    .map_err(|e| Error::io("fdatasync segment", &active.log_path, e))?;
+                active.reset_max_timestamp();
+                if let Some(t) = read_lock(&active.time_index).last() {
+                    active.observe_timestamp(t.max_timestamp);
+                }
+            }
+        }
+        for s in &removed {
+            s.delete_files()?;
+        }
+        fs::sync_dir(&self.dir)?;
+        let active = self.active()?;
+        w.next_offset = new_end;
+        w.bytes_since_index = 0;
+        w.last_batch = if active.size() > 0 {
+            active.find_batch(new_end - 1, active.size())?
+        } else {
+            None
+        };
+        // The active segment's max timestamp must cover the batches kept after the last
+        // time-index entry.
+        if let Some(b) = w.last_batch {
+            let mut pos = read_lock(&active.time_index)
+                .last()
+                .map_or(0, |t| t.position);
+            while let Some(h) = active.header_at(pos, active.size())? {
+                active.observe_timestamp(h.max_timestamp);
+                pos += h.total_len() as u64;
+            }
+            let _ = b;
+        }
+        self.log_end.store(new_end, Ordering::Release);
+        self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
+        self.group_commit.reset_durable_end(new_end);
+        Ok(())
+    }
+
+    /// Syncs and closes the log; later calls fail with [`Error::Closed`]. Safe to call twice.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        if self.group_commit.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        let _w = lock(&self.writer);
+        self.active()?.sync_all()
+    }
+
+    /// Closes the log and removes its directory (topic deletion).
+    pub fn delete(self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("delete log dir", &self.dir, e))
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(dir = %self.dir.display(), "closing log on drop failed: {e}");
+        }
+    }
+}
+
+/// Validates every batch in `buf` for appending: size against `max.message.bytes` first (so an
+/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside.
+fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
+    let limits = DecodeLimits {
+        max_batch_bytes: config.max_message_bytes,
+        ..DecodeLimits::default()
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
+        let header = BatchHeader::parse(rest)?;
+        let total = header.total_len();
+        if total > config.max_message_bytes {
+            return Err(Error::BatchTooLarge {
+                size: total,
+                max: config.max_message_bytes,
+            });
+        }
+        let batch = rest.get(..total).ok_or(strom_record::Error::Truncated {
+            needed: total,
+            available: rest.len(),
+        })?;
+        strom_record::validate_records(batch, limits)?;
+        out.push((header, pos..pos + total));
+        pos += total;
+    }
+    if out.is_empty() {
+        return Err(Error::InvalidBatch(strom_record::Error::Truncated {
+            needed: strom_record::HEADER_LEN,
+            available: buf.len(),
+        }));
+    }
+    Ok(out)
+}
+
+/// The time retention judges a segment by: its largest record timestamp, or the file's
+/// modification time when no record carries one.
+fn segment_time(segment: &Segment) -> Result<i64> {
+    let ts = segment.max_timestamp();
+    if ts >= 0 {
+        return Ok(ts);
+    }
+    fs::mtime_ms(&segment.log_path)
+}
+
+/// Finds, inside one batch, the first record at or after `log_start` with timestamp `>= ts`.
+fn first_record_at_or_after(
+    batch: &[u8],
+    header: &BatchHeader,
+    ts: i64,
+    log_start: i64,
+) -> Result<Option<(i64, i64)>> {
+    if header.timestamp_type() == TimestampType::LogAppendTime {
+        let offset = header.base_offset.max(log_start);
+        return Ok((header.max_timestamp >= ts).then_some((offset, header.max_timestamp)));
+    }
+    let records = strom_record::record_offsets_and_timestamps(batch, DecodeLimits::default())?;
+    Ok(records
+        .into_iter()
+        .find(|r| r.offset >= log_start && r.timestamp >= ts)
+        .map(|r| (r.offset, r.timestamp)))
+}

@@ -1,0 +1,240 @@
+//! One segment: a `<base-offset>.log` file of record batches plus its two sparse indexes.
+//!
+//! Only the log's writer (under `PartitionLog`'s writer lock) appends to or truncates a segment;
+//! readers share it through an `Arc` and read with positional reads, bounded by the high
+//! watermark, so they never block the writer. Closed segments are immutable.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use strom_record::{BatchHeader, HEADER_LEN};
+
+use crate::index::offset::{OffsetEntry, OffsetIndex};
+use crate::index::time::{TimeEntry, TimeIndex};
+use crate::locks::{read_lock, write_lock};
+use crate::{Error, Result};
+
+/// File name stem of a segment: the base offset as 20 zero-padded digits (Kafka's naming).
+pub(crate) fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// A segment of the partition log.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    pub(crate) log_path: PathBuf,
+    pub(crate) file: Arc<File>,
+    /// Bytes of valid batches. Written by the writer after the bytes are in the file.
+    size: AtomicU64,
+    /// Largest record timestamp in the segment, `-1` if none.
+    max_timestamp: AtomicI64,
+    pub(crate) offset_index: RwLock<OffsetIndex>,
+    pub(crate) time_index: RwLock<TimeIndex>,
+}
+
+/// Where a batch sits in a segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchPosition {
+    pub(crate) header: BatchHeader,
+    pub(crate) position: u64,
+}
+
+impl Segment {
+    /// Opens or creates the files of the segment at `base_offset` in `dir`. The caller decides
+    /// what the valid size is (recovery) and installs the index entries.
+    pub(crate) fn open_files(
+        dir: &Path,
+        base_offset: i64,
+    ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
+        let stem = file_stem(base_offset);
+        let log_path = dir.join(format!("{stem}.log"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)
+            .map_err(|e| Error::io("open segment", &log_path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &log_path, e))?
+            .len();
+        let (offset_index, offset_entries, torn_offset) =
+            OffsetIndex::open(&dir.join(format!("{stem}.index")), base_offset)?;
+        let (time_index, time_entries, torn_time) =
+            TimeIndex::open(&dir.join(format!("{stem}.timeindex")), base_offset)?;
+        let segment = Segment {
+            base_offset,
+            log_path,
+            file: Arc::new(file),
+            size: AtomicU64::new(len),
+            max_timestamp: AtomicI64::new(-1),
+            offset_index: RwLock::new(offset_index),
+            time_index: RwLock::new(time_index),
+        };
+        Ok((
+            segment,
+            offset_entries,
+            time_entries,
+            torn_offset || torn_time,
+        ))
+    }
+
+    /// Length of the file on disk (may exceed `size()` before recovery truncates a torn tail).
+    pub(crate) fn file_len(&self) -> Result<u64> {
+        Ok(self
+            .file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &self.log_path, e))?
+            .len())
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_size(&self, size: u64) {
+        self.size.store(size, Ordering::Release);
+    }
+
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Records that a batch with `max_timestamp` was appended (only the writer calls this).
+    pub(crate) fn observe_timestamp(&self, max_timestamp: i64) {
+        self.max_timestamp
+            .fetch_max(max_timestamp, Ordering::AcqRel);
+    }
+
+    pub(crate) fn reset_max_timestamp(&self) {
+        self.max_timestamp.store(-1, Ordering::Release);
+    }
+
+    /// Reads exactly `buf.len()` bytes at `position`.
+    pub(crate) fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
+        self.file
+            .read_exact_at(buf, position)
+            .map_err(|e| Error::io("read segment", &self.log_path, e))
+    }
+
+    /// Reads the batch header at `position`, if a whole header lies below `limit`.
+    pub(crate) fn header_at(&self, position: u64, limit: u64) -> Result<Option<BatchHeader>> {
+        if position + HEADER_LEN as u64 > limit {
+            return Ok(None);
+        }
+        let mut buf = [0u8; HEADER_LEN];
+        self.read_at(&mut buf, position)?;
+        match BatchHeader::parse(&buf) {
+            Ok(h) if position + h.total_len() as u64 <= limit => Ok(Some(h)),
+            Ok(h) => Err(Error::Corrupt {
+                path: self.log_path.clone(),
+                reason: format!(
+                    "batch at {position} of {} bytes runs past the end {limit}",
+                    h.total_len()
+                ),
+            }),
+            Err(e) => Err(Error::Corrupt {
+                path: self.log_path.clone(),
+                reason: format!("batch header at {position}: {e}"),
+            }),
+        }
+    }
+
+    /// The first batch at or after the index hint whose last offset is `>= offset`, scanning
+    /// no further than `limit` bytes. `None` if the segment holds no such batch.
+    pub(crate) fn find_batch(&self, offset: i64, limit: u64) -> Result<Option<BatchPosition>> {
+        let mut position = read_lock(&self.offset_index).lookup(offset);
+        while let Some(header) = self.header_at(position, limit)? {
+            if header.last_offset() >= offset {
+                return Ok(Some(BatchPosition { header, position }));
+            }
+            position += header.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Appends the index entries for a batch just written at `position`, if the interval since
+    /// the last entry has passed. `bytes_since_entry` is the writer's running counter.
+    pub(crate) fn index_batch(
+        &self,
+        header: &BatchHeader,
+        position: u64,
+        bytes_since_entry: &mut u64,
+        interval: u32,
+    ) -> Result<()> {
+        if *bytes_since_entry >= u64::from(interval) {
+            write_lock(&self.offset_index).push(OffsetEntry {
+                offset: header.base_offset,
+                position,
+            })?;
+            let max_ts = self.max_timestamp();
+            if max_ts >= 0 {
+                write_lock(&self.time_index).maybe_push(TimeEntry {
+                    max_timestamp: max_ts,
+                    offset: header.base_offset,
+                    position,
+                })?;
+            }
+            *bytes_since_entry = 0;
+        }
+        *bytes_since_entry += header.total_len() as u64;
+        Ok(())
+    }
+
+    /// Writes a final time-index entry so a closed segment's largest timestamp is on disk.
+    pub(crate) fn seal_time_index(&self, last: Option<BatchPosition>) -> Result<()> {
+        let max_ts = self.max_timestamp();
+        if let Some(last) = last
+            && max_ts >= 0
+        {
+            write_lock(&self.time_index).maybe_push(TimeEntry {
+                max_timestamp: max_ts,
+                offset: last.header.base_offset,
+                position: last.position,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `fdatasync` the log file and both indexes.
+    pub(crate) fn sync_all(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync segment", &self.log_path, e))?;
+        read_lock(&self.offset_index).sync()?;
+        read_lock(&self.time_index).sync()
+    }
+
+    /// Cuts the segment back to `position` (a batch boundary) on disk and in both indexes.
+    pub(crate) fn truncate_to(&self, position: u64) -> Result<()> {
+        self.file
+            .set_len(position)
+            .map_err(|e| Error::io("truncate segment", &self.log_path, e))?;
+        self.set_size(position);
+        write_lock(&self.offset_index).truncate_to_position(position)?;
+        write_lock(&self.time_index).truncate_to_position(position)?;
+        Ok(())
+    }
+
+    /// Removes the segment's three files.
+    pub(crate) fn delete_files(&self) -> Result<()> {
+        let index_path = read_lock(&self.offset_index).path().to_path_buf();
+        for path in [
+            self.log_path.clone(),
+            index_path.clone(),
+            index_path.with_extension("timeindex"),
+        ] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete segment file", path, e)),
+            }
+        }
+        Ok(())
+    }
+}
