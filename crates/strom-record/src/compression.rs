@@ -31,6 +31,8 @@ const XERIAL_HEADER_LEN: usize = 16;
 const XERIAL_VERSION: i32 = 1;
 /// Uncompressed bytes per xerial block on write (snappy-java's default block size).
 const XERIAL_BLOCK: usize = 32 * 1024;
+/// Magic number, FLG, BD and header checksum of an LZ4 frame.
+const LZ4_MIN_FRAME_HEADER: usize = 7;
 /// Compression level for gzip, the Java client's default (`Deflater.DEFAULT_COMPRESSION`).
 const GZIP_LEVEL: u32 = 6;
 /// Compression level for zstd, the Java client's and librdkafka's default.
@@ -106,12 +108,7 @@ pub(crate) fn decompress(codec: Compression, compressed: &[u8], limit: usize) ->
             limit,
         ),
         Compression::Snappy => snappy_decompress(compressed, limit),
-        Compression::Lz4 => read_bounded(
-            codec,
-            lz4_flex::frame::FrameDecoder::new(compressed),
-            compressed.len(),
-            limit,
-        ),
+        Compression::Lz4 => lz4_decompress(compressed, limit),
         Compression::Zstd => {
             let failed = |e: std::io::Error| Error::Decompression {
                 codec,
@@ -153,6 +150,37 @@ fn read_bounded(
         })?;
     if out.len() > limit {
         return Err(Error::DecompressedTooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Decodes concatenated LZ4 frames. The frame decoder reports the end of each frame as the end
+/// of its output, so it is driven until the input is used up; whatever follows a frame must be
+/// another frame.
+fn lz4_decompress(compressed: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut decoder = lz4_flex::frame::FrameDecoder::new(compressed);
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(limit));
+    // Every pass consumes at least a frame's magic number or fails.
+    while !decoder.get_ref().is_empty() {
+        // The decoder takes input too short for a frame header for a clean end of input.
+        if decoder.get_ref().len() < LZ4_MIN_FRAME_HEADER {
+            return Err(Error::Decompression {
+                codec: Compression::Lz4,
+                reason: "truncated lz4 frame header".to_owned(),
+            });
+        }
+        let room = limit.saturating_sub(out.len());
+        let cap = u64::try_from(room).unwrap_or(u64::MAX).saturating_add(1);
+        (&mut decoder)
+            .take(cap)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Decompression {
+                codec: Compression::Lz4,
+                reason: e.to_string(),
+            })?;
+        if out.len() > limit {
+            return Err(Error::DecompressedTooLarge { limit });
+        }
     }
     Ok(out)
 }
@@ -354,6 +382,31 @@ mod tests {
     }
 
     #[test]
+    fn lz4_reads_concatenated_frames_and_rejects_trailing_garbage() {
+        let a = sample(1_000);
+        let b = sample(70_000);
+        let mut packed = compress(Compression::Lz4, &a).unwrap();
+        packed.extend(compress(Compression::Lz4, &b).unwrap());
+        let unpacked = decompress(Compression::Lz4, &packed, 71_000).unwrap();
+        assert_eq!(unpacked, [a.clone(), b].concat());
+        assert_eq!(
+            decompress(Compression::Lz4, &packed, 70_999),
+            Err(Error::DecompressedTooLarge { limit: 70_999 })
+        );
+        let mut trailing = compress(Compression::Lz4, &a).unwrap();
+        trailing.extend_from_slice(b"junk");
+        assert!(matches!(
+            decompress(Compression::Lz4, &trailing, 1 << 20),
+            Err(Error::Decompression { .. })
+        ));
+        trailing.extend_from_slice(b" and more junk");
+        assert!(matches!(
+            decompress(Compression::Lz4, &trailing, 1 << 20),
+            Err(Error::Decompression { .. })
+        ));
+    }
+
+    #[test]
     fn lz4_writes_independent_64k_blocks() {
         let packed = compress(Compression::Lz4, &sample(100)).unwrap();
         assert_eq!(&packed[..4], &[0x04, 0x22, 0x4d, 0x18]);
@@ -378,6 +431,28 @@ mod tests {
                     Ok(out) => assert!(out.is_empty(), "{codec:?} {input:?}"),
                     Err(e) => panic!("{codec:?} {input:?}: {e}"),
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            for junk in [&b"\x00"[..], b"junk", b"much longer junk after the stream"] {
+                let mut packed = compress(codec, &sample(1_000)).unwrap();
+                packed.extend_from_slice(junk);
+                assert!(
+                    matches!(
+                        decompress(codec, &packed, 1 << 20),
+                        Err(Error::Decompression { .. })
+                    ),
+                    "{codec:?} {junk:?}"
+                );
             }
         }
     }
