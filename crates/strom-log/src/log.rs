@@ -57,9 +57,14 @@ impl FileSlice {
             .read_exact_at(&mut buf, self.position)
             .map_err(|e| Error::io("read segment", PathBuf::new(), e))?;
         let mut pos = 0;
+        let mut expected = None;
         while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
             match strom_record::check_stored_batch(rest) {
-                Ok(h) => pos += h.total_len(),
+                Ok(h) if expected.is_none_or(|e| e == h.base_offset) => {
+                    pos += h.total_len();
+                    expected = Some(h.next_offset());
+                }
+                Ok(_) => break,
                 Err(e) if pos == 0 => {
                     return Err(Error::Corrupt {
                         path: PathBuf::new(),
@@ -143,9 +148,10 @@ impl PartitionLog {
                 recovery::open_active(dir, last, interval)?
             }
             None => {
-                let seg = Segment::open_files(dir, 0)?.0;
+                let start = fs::read_offset_file(&dir.join(LOG_START_FILE))?.unwrap_or(0);
+                let seg = Segment::open_files(dir, start)?.0;
                 fs::sync_dir(dir)?;
-                (seg, 0)
+                (seg, start)
             }
         };
         let last_batch = if active.size() > 0 {
@@ -495,12 +501,16 @@ impl PartitionLog {
             }
             let mut end = first.position + first.header.total_len() as u64;
             let budget = first.position.saturating_add(max_bytes as u64);
-            while let Some(h) = segment.header_at(end, limit)? {
+            let mut expected = first.header.next_offset();
+            // A header that does not parse or breaks the offset sequence ends the range; the
+            // next read starting there reports the damage.
+            while let Ok(Some(h)) = segment.header_at(end, limit) {
                 let next_end = end + h.total_len() as u64;
-                if h.last_offset() >= hw || next_end > budget {
+                if h.base_offset != expected || h.last_offset() >= hw || next_end > budget {
                     break;
                 }
                 end = next_end;
+                expected = h.next_offset();
             }
             return Ok(result(Some(FileSlice {
                 file: Arc::clone(&segment.file),
@@ -522,19 +532,22 @@ impl PartitionLog {
                 continue;
             }
             let limit = segment.size();
-            let mut pos = read_lock(&segment.time_index).lookup(timestamp);
-            while let Some(h) = segment.header_at(pos, limit)? {
+            let (offset, position) = read_lock(&segment.time_index).lookup(timestamp);
+            let mut found = None;
+            segment.walk(offset, position, limit, |b| {
+                let h = b.header;
                 if h.base_offset >= hw {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 if h.last_offset() >= log_start && h.max_timestamp >= timestamp {
                     let mut buf = vec![0u8; h.total_len()];
-                    segment.read_at(&mut buf, pos)?;
-                    if let Some(found) = first_record_at_or_after(&buf, &h, timestamp, log_start)? {
-                        return Ok(Some(found));
-                    }
+                    segment.read_at(&mut buf, b.position)?;
+                    found = first_record_at_or_after(&buf, &h, timestamp, log_start)?;
                 }
-                pos += h.total_len() as u64;
+                Ok(found.is_none())
+            })?;
+            if found.is_some() {
+                return Ok(found);
             }
         }
         Ok(None)
@@ -542,21 +555,67 @@ impl PartitionLog {
 
     /// The largest record timestamp in the log and the offset of the first record carrying it
     /// (Kafka's `ListOffsets` with `MAX_TIMESTAMP`), or `None` for an empty log.
+    ///
+    /// Segments entirely above the log start answer from their tracked maximum; a segment that
+    /// still holds records below the log start (after `DeleteRecords`) is scanned, since its
+    /// maximum may belong to a deleted record.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        let log_start = self.log_start_offset();
         let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
-        let best = segments
-            .iter()
-            .filter(|s| s.max_timestamp() >= 0)
-            .max_by_key(|s| (s.max_timestamp(), std::cmp::Reverse(s.base_offset)));
-        match best {
-            None => Ok(None),
-            Some(s) => {
-                let ts = s.max_timestamp();
-                Ok(self
-                    .offset_for_timestamp(ts)?
-                    .map(|(offset, _)| (offset, ts)))
+        let mut max = strom_record::NO_TIMESTAMP;
+        for segment in &segments {
+            if segment.base_offset < log_start {
+                max = max.max(self.scan_max_timestamp(segment, log_start)?);
+            } else {
+                max = max.max(segment.max_timestamp());
             }
         }
+        if max < 0 {
+            return Ok(None);
+        }
+        if let Some(found) = self.offset_for_timestamp(max)? {
+            return Ok(Some(found));
+        }
+        // The maximum belongs to records not yet below the high watermark: scan for the largest
+        // readable one.
+        let mut max = strom_record::NO_TIMESTAMP;
+        for segment in &segments {
+            max = max.max(self.scan_max_timestamp(segment, log_start)?);
+        }
+        if max < 0 {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(max)
+    }
+
+    /// Largest timestamp of the records of `segment` at or after `log_start` and below the
+    /// high watermark, by decoding them.
+    fn scan_max_timestamp(&self, segment: &Segment, log_start: i64) -> Result<i64> {
+        let hw = self.high_watermark();
+        let limit = segment.size();
+        let mut max = strom_record::NO_TIMESTAMP;
+        let Some(first) = segment.find_batch(log_start, limit)? else {
+            return Ok(max);
+        };
+        segment.walk(first.header.base_offset, first.position, limit, |b| {
+            let h = b.header;
+            if h.base_offset >= hw {
+                return Ok(false);
+            }
+            if h.base_offset >= log_start || h.timestamp_type() == TimestampType::LogAppendTime {
+                max = max.max(h.max_timestamp);
+            } else {
+                let mut buf = vec![0u8; h.total_len()];
+                segment.read_at(&mut buf, b.position)?;
+                let records =
+                    strom_record::record_offsets_and_timestamps(&buf, DecodeLimits::default())?;
+                for r in records.iter().filter(|r| r.offset >= log_start) {
+                    max = max.max(r.timestamp);
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(max)
     }
 
     /// Advances the log start offset to `offset` (Kafka's `DeleteRecords`), deleting segments
@@ -675,17 +734,15 @@ impl PartitionLog {
             let mut segments = write_lock(&self.segments);
             let first_base = segments.first().map_or(0, |s| s.base_offset);
             if offset <= first_base || offset <= self.log_start_offset() {
-                removed.append(&mut *segments);
-                let (segment, _, _, _) = {
-                    // Files of a segment at `offset` may exist already (if it was the first
-                    // segment); remove them after the old segments below.
-                    Segment::open_files(&self.dir, offset)?
-                };
-                segment.truncate_to(0)?;
-                removed.retain(|s: &Arc<Segment>| s.base_offset != offset);
+                // Persist the new start first: a crash after the deletions below leaves an empty
+                // directory, which `open` restarts at the persisted log start.
+                fs::write_offset_file(&self.dir, LOG_START_FILE, offset)?;
+                for s in segments.drain(..) {
+                    s.delete_files()?;
+                }
+                let (segment, _, _, _) = Segment::open_files(&self.dir, offset)?;
                 segments.push(Arc::new(segment));
                 new_end = offset;
-                fs::write_offset_file(&self.dir, LOG_START_FILE, offset)?;
                 self.log_start.store(offset, Ordering::Release);
             } else {
                 while segments.last().is_some_and(|s| s.base_offset >= offset) {

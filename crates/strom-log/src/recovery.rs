@@ -227,7 +227,8 @@ pub(crate) fn open_active(
     let mut times_kept = times;
     let valid_times = valid_time_prefix(&times_kept, base_offset, file_len);
     times_kept.truncate(valid_times);
-    times_kept.retain(|t| t.position < start);
+    // An entry at `start` covers every batch up to and including the one there (intact).
+    times_kept.retain(|t| t.position <= start);
     if let Some(last) = times_kept.last() {
         segment.observe_timestamp(last.max_timestamp);
     }

@@ -148,14 +148,49 @@ impl Segment {
     /// The first batch at or after the index hint whose last offset is `>= offset`, scanning
     /// no further than `limit` bytes. `None` if the segment holds no such batch.
     pub(crate) fn find_batch(&self, offset: i64, limit: u64) -> Result<Option<BatchPosition>> {
-        let mut position = read_lock(&self.offset_index).lookup(offset);
+        let entry = read_lock(&self.offset_index).lookup(offset);
+        let mut found = None;
+        self.walk(entry.offset, entry.position, limit, |b| {
+            if b.header.last_offset() >= offset {
+                found = Some(b);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        Ok(found)
+    }
+
+    /// Visits the batches from the one at `position` (whose base offset must be `offset`) up to
+    /// `limit`, while `visit` returns `true`.
+    ///
+    /// The walk checks that offsets are dense: the base offset is not covered by the batch CRC,
+    /// so a damaged one would otherwise move records to other offsets.
+    pub(crate) fn walk(
+        &self,
+        offset: i64,
+        position: u64,
+        limit: u64,
+        mut visit: impl FnMut(BatchPosition) -> Result<bool>,
+    ) -> Result<()> {
+        let mut position = position;
+        let mut expected = offset;
         while let Some(header) = self.header_at(position, limit)? {
-            if header.last_offset() >= offset {
-                return Ok(Some(BatchPosition { header, position }));
+            if header.base_offset != expected {
+                return Err(Error::Corrupt {
+                    path: self.log_path.clone(),
+                    reason: format!(
+                        "batch at {position} has base offset {}, expected {expected}",
+                        header.base_offset
+                    ),
+                });
+            }
+            if !visit(BatchPosition { header, position })? {
+                break;
             }
             position += header.total_len() as u64;
+            expected = header.next_offset();
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Appends the index entries for a batch just written at `position`, if the interval since

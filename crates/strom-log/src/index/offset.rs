@@ -78,12 +78,16 @@ impl OffsetIndex {
         self.file.append(&bytes)
     }
 
-    /// Position of the last indexed batch whose base offset is `<= offset`, or 0.
-    pub(crate) fn lookup(&self, offset: i64) -> u64 {
+    /// The last indexed batch whose base offset is `<= offset`, or the segment's first batch.
+    pub(crate) fn lookup(&self, offset: i64) -> OffsetEntry {
         let idx = self.entries.partition_point(|e| e.offset <= offset);
         idx.checked_sub(1)
             .and_then(|i| self.entries.get(i))
-            .map_or(0, |e| e.position)
+            .copied()
+            .unwrap_or(OffsetEntry {
+                offset: self.base_offset,
+                position: 0,
+            })
     }
 
     /// Drops every entry at or after `position` (after a truncation of the log).

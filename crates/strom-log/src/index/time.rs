@@ -87,13 +87,14 @@ impl TimeIndex {
         Ok(())
     }
 
-    /// Position from which a scan for the first record with timestamp `>= ts` may start: the
-    /// batch of the last entry whose timestamp is still `< ts` (every batch before it is older).
-    pub(crate) fn lookup(&self, ts: i64) -> u64 {
+    /// Where a scan for the first record with timestamp `>= ts` may start: the batch of the
+    /// last entry whose timestamp is still `< ts` (every batch before it is older), as
+    /// `(base_offset, position)`, or the segment's first batch.
+    pub(crate) fn lookup(&self, ts: i64) -> (i64, u64) {
         let idx = self.entries.partition_point(|e| e.max_timestamp < ts);
         idx.checked_sub(1)
             .and_then(|i| self.entries.get(i))
-            .map_or(0, |e| e.position)
+            .map_or((self.base_offset, 0), |e| (e.offset, e.position))
     }
 
     /// The largest timestamp recorded, if any.
