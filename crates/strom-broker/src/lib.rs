@@ -1,3 +1,29 @@
 //! # strom-broker
 //!
-//! The protocol-agnostic broker core (work in progress).
+//! The protocol-agnostic broker core: the registry of topics and their partitions, topic
+//! configs with Kafka's names, the durable metadata event log, and the per-partition
+//! high-watermark channels that long-poll fetches wait on. Front ends (Kafka, later Kinesis)
+//! decode requests, call into [`Broker`] and [`Partition`], and map [`Error`] to their own codes.
+//!
+//! Storage is delegated to [`strom_log::PartitionLog`], one per partition, opened under
+//! `<data-dir>/<topic>-<partition>/`. Its calls block (file I/O, `fdatasync`), so every method
+//! that reaches it is named `*_blocking`, and async callers go through the blocking pool
+//! ([`Broker::run_blocking`], [`Partition::append`]).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod broker;
+pub mod config;
+mod error;
+pub mod metadata;
+mod partition;
+mod topic;
+
+pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
+pub use error::{Error, Result};
+pub use partition::{LEADER_EPOCH, Partition, ReadOutcome};
+pub use topic::{
+    ConfigOp, CreateTopic, MAX_TOPIC_NAME_LEN, Topic, TopicSummary, validate_topic_name,
+};
+
+/// Re-exported storage types that appear in this crate's API.
+pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, SystemClock};

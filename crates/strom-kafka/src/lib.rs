@@ -1,3 +1,133 @@
 //! # strom-kafka
 //!
-//! The Kafka wire-protocol front end (work in progress).
+//! The Kafka wire-protocol front end: a TCP listener, one task per connection, 4-byte framing
+//! with a `socket.request.max.bytes` limit, and one handler module per API under `api/`. Message
+//! structs, versioned codecs and header versions come from the `kafka-protocol` crate; only the
+//! semantics are ours. The front end holds no state beyond each connection: everything else is
+//! the [`strom_broker::Broker`]'s.
+//!
+//! Requests on one connection are handled strictly in order (as Kafka does), so a client may
+//! pipeline requests and gets the responses in the same order; `acks=0` produce requests get no
+//! response. Malformed frames, unknown API keys and unsupported versions (other than
+//! ApiVersions, which answers with its ranges) close the connection after a `tracing` line.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod api;
+mod connection;
+pub mod error_code;
+pub mod frame;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use strom_broker::Broker;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+pub use frame::DEFAULT_MAX_REQUEST_BYTES;
+
+/// Settings of the Kafka listener.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Address to bind (`127.0.0.1:9092` by default; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Host name clients are told to connect to (Metadata); defaults to the bound IP, or
+    /// `localhost` when bound to an unspecified address.
+    pub advertised_host: Option<String>,
+    /// Port clients are told to connect to; defaults to the bound port.
+    pub advertised_port: Option<u16>,
+    /// `socket.request.max.bytes`: larger frames close the connection.
+    pub max_request_bytes: usize,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            advertised_port: None,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// What every connection shares: the broker and the advertised address.
+#[derive(Debug)]
+pub struct Context {
+    /// The broker core.
+    pub broker: Arc<Broker>,
+    /// Host name in Metadata responses.
+    pub advertised_host: String,
+    /// Port in Metadata responses.
+    pub advertised_port: i32,
+    /// `socket.request.max.bytes`.
+    pub max_request_bytes: usize,
+}
+
+/// A bound Kafka listener.
+#[derive(Debug)]
+pub struct KafkaServer {
+    listener: TcpListener,
+    context: Arc<Context>,
+}
+
+impl KafkaServer {
+    /// Binds the listener.
+    pub async fn bind(config: KafkaConfig, broker: Arc<Broker>) -> std::io::Result<KafkaServer> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local = listener.local_addr()?;
+        let advertised_host = config.advertised_host.unwrap_or_else(|| {
+            if local.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                local.ip().to_string()
+            }
+        });
+        let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
+        Ok(KafkaServer {
+            listener,
+            context: Arc::new(Context {
+                broker,
+                advertised_host,
+                advertised_port,
+                max_request_bytes: config.max_request_bytes,
+            }),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared context (advertised address, broker).
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
+    /// Accepts connections until `shutdown` completes, then stops every connection task.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let context = Arc::clone(&self.context);
+                        connections.spawn(connection::serve(stream, peer, context));
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        tracing::info!(connections = connections.len(), "kafka listener stopping");
+        connections.shutdown().await;
+    }
+}

@@ -1,0 +1,666 @@
+//! The broker: the registry of topics and partitions, and every admin operation on them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use strom_log::{Clock, SystemClock};
+use uuid::Uuid;
+
+use crate::config::{self, ConfigEntry, TopicSettings};
+use crate::error::{Error, Result};
+use crate::metadata::{METADATA_DIR, MetadataEvent, MetadataLog};
+use crate::partition::Partition;
+use crate::topic::{ConfigOp, CreateTopic, Topic, TopicSummary, validate_topic_name};
+
+/// The most partitions one topic may have.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// Broker-wide settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where partitions and metadata live.
+    pub data_dir: PathBuf,
+    /// This broker's node id (`node.id`).
+    pub node_id: i32,
+    /// Create unknown topics on Metadata and Produce requests (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics and of CreateTopics with -1 (`num.partitions`).
+    pub num_partitions: i32,
+    /// Broker-level defaults for topic configs (Kafka's topic-config names, e.g. `retention.ms`).
+    pub topic_defaults: BTreeMap<String, String>,
+    /// How often retention runs (`log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
+}
+
+impl BrokerConfig {
+    /// The defaults for a data directory: node 0, auto-creation on, one partition per topic.
+    pub fn new(data_dir: impl Into<PathBuf>) -> BrokerConfig {
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            node_id: 0,
+            auto_create_topics: true,
+            num_partitions: 1,
+            topic_defaults: BTreeMap::new(),
+            retention_check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    by_name: BTreeMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, String>,
+}
+
+/// The broker core. Cheap to share (`Arc<Broker>`); all state behind short locks.
+///
+/// Ownership: the topic registry is a map of immutable [`Topic`] snapshots behind an `RwLock`
+/// (readers clone an `Arc`); admin operations are serialised by the metadata-log mutex, which
+/// they hold while they touch disk. Methods named `*_blocking` do file I/O and must run on a
+/// blocking thread; [`Broker::run_blocking`] does that for async callers.
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    cluster_id: String,
+    clock: Arc<dyn Clock>,
+    registry: RwLock<Registry>,
+    admin: Mutex<MetadataLog>,
+}
+
+#[derive(Debug)]
+struct ReplayedTopic {
+    name: String,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+impl Broker {
+    /// Opens the broker on its data dir: replays metadata, opens every partition, removes
+    /// partition directories of deleted topics. BLOCKING.
+    pub fn open(config: BrokerConfig) -> Result<Broker> {
+        Broker::open_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`Broker::open`] with an injected clock (tests).
+    pub fn open_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker> {
+        config::validate(&config.topic_defaults)?;
+        if config.num_partitions < 1 || config.num_partitions > MAX_PARTITIONS {
+            return Err(Error::InvalidPartitions {
+                count: config.num_partitions,
+                reason: "num.partitions must be between 1 and 10000",
+            });
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::metadata_io("create data dir", &config.data_dir, e))?;
+        let (mut meta, events) = MetadataLog::open(&config.data_dir)?;
+
+        let mut cluster_id = None;
+        let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
+        for event in events {
+            match event {
+                MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
+                MetadataEvent::TopicCreated {
+                    name,
+                    id,
+                    partitions,
+                    configs,
+                } => {
+                    topics.insert(
+                        id,
+                        ReplayedTopic {
+                            name,
+                            partitions,
+                            configs,
+                        },
+                    );
+                }
+                MetadataEvent::PartitionsCreated { id, total } => {
+                    if let Some(t) = topics.get_mut(&id) {
+                        t.partitions = total;
+                    }
+                }
+                MetadataEvent::ConfigsSet { id, configs } => {
+                    if let Some(t) = topics.get_mut(&id) {
+                        t.configs = configs;
+                    }
+                }
+                MetadataEvent::TopicDeleted { id } => {
+                    topics.remove(&id);
+                }
+            }
+        }
+        let cluster_id = match cluster_id {
+            Some(id) => id,
+            None => {
+                let id = Uuid::new_v4().simple().to_string();
+                meta.append(&MetadataEvent::ClusterInitialized {
+                    cluster_id: id.clone(),
+                })?;
+                id
+            }
+        };
+
+        let mut registry = Registry::default();
+        for (id, t) in topics {
+            let settings = TopicSettings::resolve(&config.topic_defaults, &t.configs)?;
+            let mut partitions = Vec::new();
+            for index in 0..t.partitions {
+                let dir = partition_dir(&config.data_dir, &t.name, index);
+                partitions.push(Arc::new(Partition::open(
+                    &t.name,
+                    index,
+                    dir,
+                    settings.log_config(),
+                    Arc::clone(&clock),
+                )?));
+            }
+            registry.by_id.insert(id, t.name.clone());
+            registry.by_name.insert(
+                t.name.clone(),
+                Arc::new(Topic {
+                    name: t.name,
+                    id,
+                    partitions,
+                    overrides: t.configs,
+                    settings,
+                }),
+            );
+        }
+        sweep_orphans(&config.data_dir, &registry);
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            topics = registry.by_name.len(),
+            %cluster_id,
+            "broker opened"
+        );
+        Ok(Broker {
+            config,
+            cluster_id,
+            clock,
+            registry: RwLock::new(registry),
+            admin: Mutex::new(meta),
+        })
+    }
+
+    /// Opens the broker on the blocking pool and starts its background tasks (interval flushes
+    /// and retention). Needs a Tokio runtime.
+    pub async fn start(config: BrokerConfig) -> Result<Arc<Broker>> {
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+            .await
+            .map_err(|_| Error::ShuttingDown)??;
+        let broker = Arc::new(broker);
+        broker.start_background();
+        Ok(broker)
+    }
+
+    /// Starts interval flushers and the retention task (both stop when the broker is dropped).
+    pub fn start_background(self: &Arc<Self>) {
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                p.ensure_flusher();
+            }
+        }
+        let weak: Weak<Broker> = Arc::downgrade(self);
+        let period = self.config.retention_check_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(broker) = weak.upgrade() else { return };
+                let _ =
+                    tokio::task::spawn_blocking(move || broker.apply_retention_blocking()).await;
+            }
+        });
+    }
+
+    /// Runs a blocking broker operation on the blocking pool.
+    pub async fn run_blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Broker) -> Result<T> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// The broker's configuration.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The cluster id (generated on first start, persisted).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// This broker's node id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The broker's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn registry_mut(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn admin(&self) -> std::sync::MutexGuard<'_, MetadataLog> {
+        self.admin.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.registry().by_name.values().cloned().collect()
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.registry()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic {
+                name: name.to_owned(),
+            })
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: Uuid) -> Result<Arc<Topic>> {
+        let reg = self.registry();
+        reg.by_id
+            .get(&id)
+            .and_then(|name| reg.by_name.get(name))
+            .cloned()
+            .ok_or(Error::UnknownTopicId { id })
+    }
+
+    /// A partition by topic name and index.
+    pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        Ok(Arc::clone(self.topic(topic)?.partition(index)?))
+    }
+
+    /// The topic, auto-creating it with the defaults when allowed (`auto_create` and the broker's
+    /// `auto.create.topics.enable`). BLOCKING when it creates.
+    pub fn topic_or_create_blocking(&self, name: &str, auto_create: bool) -> Result<Arc<Topic>> {
+        match self.topic(name) {
+            Ok(t) => Ok(t),
+            Err(e) if !(auto_create && self.config.auto_create_topics) => Err(e),
+            Err(_) => {
+                validate_topic_name(name)?;
+                let req = CreateTopic {
+                    name: name.to_owned(),
+                    ..CreateTopic::default()
+                };
+                match self.create_topic_blocking(req) {
+                    Ok(_) | Err(Error::TopicAlreadyExists { .. }) => self.topic(name),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Creates a topic (or only validates the request). BLOCKING.
+    pub fn create_topic_blocking(&self, req: CreateTopic) -> Result<TopicSummary> {
+        validate_topic_name(&req.name)?;
+        let partitions = match req.partitions {
+            None | Some(-1) => self.config.num_partitions,
+            Some(n) if (1..=MAX_PARTITIONS).contains(&n) => n,
+            Some(n) => {
+                return Err(Error::InvalidPartitions {
+                    count: n,
+                    reason: "must be between 1 and 10000",
+                });
+            }
+        };
+        match req.replication_factor {
+            None | Some(-1) | Some(1) => {}
+            Some(factor) => return Err(Error::InvalidReplicationFactor { factor }),
+        }
+        config::validate(&req.configs)?;
+        let settings = TopicSettings::resolve(&self.config.topic_defaults, &req.configs)?;
+
+        let mut meta = self.admin();
+        if self.registry().by_name.contains_key(&req.name) {
+            return Err(Error::TopicAlreadyExists { name: req.name });
+        }
+        if req.validate_only {
+            return Ok(TopicSummary {
+                name: req.name,
+                id: Uuid::nil(),
+                partitions,
+                replication_factor: 1,
+                overrides: req.configs,
+            });
+        }
+        let id = Uuid::new_v4();
+        let mut opened = Vec::new();
+        for index in 0..partitions {
+            let dir = partition_dir(&self.config.data_dir, &req.name, index);
+            match Partition::open(
+                &req.name,
+                index,
+                dir,
+                settings.log_config(),
+                Arc::clone(&self.clock),
+            ) {
+                Ok(p) => opened.push(Arc::new(p)),
+                Err(e) => {
+                    for p in opened {
+                        let _ = p.delete_blocking();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = meta.append(&MetadataEvent::TopicCreated {
+            name: req.name.clone(),
+            id,
+            partitions,
+            configs: req.configs.clone(),
+        }) {
+            for p in opened {
+                let _ = p.delete_blocking();
+            }
+            return Err(e);
+        }
+        for p in &opened {
+            p.ensure_flusher();
+        }
+        let topic = Arc::new(Topic {
+            name: req.name.clone(),
+            id,
+            partitions: opened,
+            overrides: req.configs.clone(),
+            settings,
+        });
+        {
+            let mut reg = self.registry_mut();
+            reg.by_id.insert(id, req.name.clone());
+            reg.by_name.insert(req.name.clone(), topic);
+        }
+        tracing::info!(topic = %req.name, %id, partitions, "topic created");
+        Ok(TopicSummary {
+            name: req.name,
+            id,
+            partitions,
+            replication_factor: 1,
+            overrides: req.configs,
+        })
+    }
+
+    /// Deletes a topic and its data. BLOCKING.
+    pub fn delete_topic_blocking(&self, name: &str) -> Result<Uuid> {
+        let mut meta = self.admin();
+        let topic = self.topic(name)?;
+        meta.append(&MetadataEvent::TopicDeleted { id: topic.id })?;
+        {
+            let mut reg = self.registry_mut();
+            reg.by_name.remove(name);
+            reg.by_id.remove(&topic.id);
+        }
+        let id = topic.id;
+        let partitions = topic.partitions.clone();
+        drop(topic);
+        for p in partitions {
+            if let Err(e) = p.delete_blocking() {
+                // The metadata says "deleted"; a leftover directory is swept at the next start.
+                tracing::warn!(topic = name, error = %e, "could not remove partition directory");
+            }
+        }
+        tracing::info!(topic = name, %id, "topic deleted");
+        Ok(id)
+    }
+
+    /// Deletes a topic by id. BLOCKING.
+    pub fn delete_topic_by_id_blocking(&self, id: Uuid) -> Result<String> {
+        let name = self.topic_by_id(id)?.name.clone();
+        self.delete_topic_blocking(&name)?;
+        Ok(name)
+    }
+
+    /// Grows a topic to `total` partitions. BLOCKING.
+    pub fn create_partitions_blocking(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+    ) -> Result<()> {
+        let mut meta = self.admin();
+        let topic = self.topic(name)?;
+        let current = topic.partition_count();
+        if total <= current {
+            return Err(Error::InvalidPartitions {
+                count: total,
+                reason: "a topic's partition count can only grow",
+            });
+        }
+        if total > MAX_PARTITIONS {
+            return Err(Error::InvalidPartitions {
+                count: total,
+                reason: "must be at most 10000",
+            });
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut partitions = topic.partitions.clone();
+        for index in current..total {
+            let dir = partition_dir(&self.config.data_dir, name, index);
+            partitions.push(Arc::new(Partition::open(
+                name,
+                index,
+                dir,
+                topic.settings.log_config(),
+                Arc::clone(&self.clock),
+            )?));
+        }
+        meta.append(&MetadataEvent::PartitionsCreated {
+            id: topic.id,
+            total,
+        })?;
+        for p in &partitions {
+            p.ensure_flusher();
+        }
+        self.replace_topic(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions,
+            overrides: topic.overrides.clone(),
+            settings: topic.settings.clone(),
+        });
+        Ok(())
+    }
+
+    /// Replaces all config overrides of a topic (AlterConfigs). BLOCKING.
+    pub fn set_topic_configs_blocking(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<()> {
+        config::validate(&configs)?;
+        let settings = TopicSettings::resolve(&self.config.topic_defaults, &configs)?;
+        let mut meta = self.admin();
+        let topic = self.topic(name)?;
+        if validate_only {
+            return Ok(());
+        }
+        meta.append(&MetadataEvent::ConfigsSet {
+            id: topic.id,
+            configs: configs.clone(),
+        })?;
+        for p in &topic.partitions {
+            p.set_config(settings.log_config());
+        }
+        self.replace_topic(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.clone(),
+            overrides: configs,
+            settings,
+        });
+        Ok(())
+    }
+
+    /// Applies incremental config changes (IncrementalAlterConfigs). BLOCKING.
+    pub fn incremental_alter_configs_blocking(
+        &self,
+        name: &str,
+        ops: &[ConfigOp],
+        validate_only: bool,
+    ) -> Result<()> {
+        let topic = self.topic(name)?;
+        let mut configs = topic.overrides.clone();
+        let defaults = config::describe(&self.config.topic_defaults, &configs);
+        let current = |key: &str| {
+            defaults
+                .iter()
+                .find(|e| e.def.name == key)
+                .map(|e| e.value.clone())
+                .unwrap_or_default()
+        };
+        for op in ops {
+            match op {
+                ConfigOp::Set(k, v) => {
+                    configs.insert(k.clone(), v.clone());
+                }
+                ConfigOp::Delete(k) => {
+                    if config::config_def(k).is_none() {
+                        return Err(Error::InvalidConfig {
+                            key: k.clone(),
+                            value: String::new(),
+                            reason: "unknown topic config".to_owned(),
+                        });
+                    }
+                    configs.remove(k);
+                }
+                ConfigOp::Append(k, v) | ConfigOp::Subtract(k, v) => {
+                    let is_list =
+                        config::config_def(k).is_some_and(|d| d.kind == config::ConfigType::List);
+                    if !is_list {
+                        return Err(Error::InvalidConfig {
+                            key: k.clone(),
+                            value: v.clone(),
+                            reason: "APPEND and SUBTRACT need a list config".to_owned(),
+                        });
+                    }
+                    let base = configs.get(k).cloned().unwrap_or_else(|| current(k));
+                    let mut items: Vec<String> = base
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        if matches!(op, ConfigOp::Append(..)) {
+                            if !items.iter().any(|i| i == item) {
+                                items.push(item.to_owned());
+                            }
+                        } else {
+                            items.retain(|i| i != item);
+                        }
+                    }
+                    configs.insert(k.clone(), items.join(","));
+                }
+            }
+        }
+        self.set_topic_configs_blocking(name, configs, validate_only)
+    }
+
+    /// The effective configuration of a topic.
+    pub fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        let topic = self.topic(name)?;
+        Ok(config::describe(
+            &self.config.topic_defaults,
+            &topic.overrides,
+        ))
+    }
+
+    fn replace_topic(&self, topic: Topic) {
+        let mut reg = self.registry_mut();
+        reg.by_name.insert(topic.name.clone(), Arc::new(topic));
+    }
+
+    /// Applies retention to every partition now. BLOCKING.
+    pub fn apply_retention_blocking(&self) -> Result<usize> {
+        let mut deleted = 0;
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                match p.apply_retention_blocking() {
+                    Ok(n) => deleted += n,
+                    Err(e) => {
+                        tracing::warn!(topic = topic.name(), partition = p.index(), error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Flushes and closes every partition (graceful shutdown). BLOCKING.
+    pub fn shutdown_blocking(&self) -> Result<()> {
+        let mut first_error = None;
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                if let Err(e) = p.close_blocking() {
+                    tracing::error!(topic = topic.name(), partition = p.index(), error = %e, "close failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        tracing::info!("broker closed");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// `<data-dir>/<topic>-<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Removes partition directories that no live topic owns (a crash between a topic deletion's
+/// metadata event and the removal of its files, or a failed creation).
+fn sweep_orphans(data_dir: &Path, registry: &Registry) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name == METADATA_DIR || !entry.path().is_dir() {
+            continue;
+        }
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<i32>() else {
+            continue;
+        };
+        if validate_topic_name(topic).is_err() {
+            continue;
+        }
+        let live = registry
+            .by_name
+            .get(topic)
+            .is_some_and(|t| index >= 0 && index < t.partition_count());
+        if !live {
+            tracing::warn!(dir = %entry.path().display(), "removing partition directory of a deleted topic");
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove");
+            }
+        }
+    }
+}

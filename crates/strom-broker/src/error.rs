@@ -1,0 +1,125 @@
+//! The broker core's protocol-neutral error type.
+//!
+//! Front ends map each variant to their protocol's own codes in exactly one place
+//! (`strom-kafka/src/error_code.rs`). Errors are `Clone` so that one failure can be handed to
+//! several waiters.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+/// Result alias for the broker core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the broker core.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No topic with this name exists (and it was not auto-created).
+    #[error("unknown topic {name:?}")]
+    UnknownTopic {
+        /// The requested topic name.
+        name: String,
+    },
+    /// No topic with this id exists.
+    #[error("unknown topic id {id}")]
+    UnknownTopicId {
+        /// The requested topic id.
+        id: Uuid,
+    },
+    /// The topic exists but has no such partition.
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition {
+        /// The topic name.
+        topic: String,
+        /// The requested partition index.
+        partition: i32,
+    },
+    /// A topic with this name already exists.
+    #[error("topic {name:?} already exists")]
+    TopicAlreadyExists {
+        /// The topic name.
+        name: String,
+    },
+    /// The topic name breaks Kafka's naming rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A partition count is out of range or would shrink a topic.
+    #[error("invalid partition count {count}: {reason}")]
+    InvalidPartitions {
+        /// The requested count.
+        count: i32,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A replication factor other than 1 (or -1 for the default) on this single-node broker.
+    #[error("invalid replication factor {factor}: this broker has a single node")]
+    InvalidReplicationFactor {
+        /// The requested factor.
+        factor: i16,
+    },
+    /// A topic config key that is unknown or whose value does not parse or is out of range.
+    #[error("invalid config {key}={value:?}: {reason}")]
+    InvalidConfig {
+        /// The config key.
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// `acks=all` asked for more in-sync replicas than this broker has.
+    #[error("not enough replicas: min.insync.replicas={required}, in sync: {available}")]
+    NotEnoughReplicas {
+        /// The topic's `min.insync.replicas`.
+        required: i32,
+        /// How many replicas are in sync (always 1 on a single node).
+        available: i32,
+    },
+    /// The storage engine failed (invalid batch, too large, offset out of range, I/O, poisoned).
+    #[error(transparent)]
+    Log(#[from] strom_log::Error),
+    /// Reading or writing the metadata event log failed.
+    #[error("metadata {op} failed on {path}: {source}")]
+    Metadata {
+        /// What was being done.
+        op: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// The underlying error.
+        source: Arc<std::io::Error>,
+    },
+    /// The metadata event log holds something that cannot be replayed.
+    #[error("corrupt metadata log {path} at line {line}: {reason}")]
+    CorruptMetadata {
+        /// Which file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The broker is shutting down (or a blocking task was cancelled).
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl Error {
+    pub(crate) fn metadata_io(
+        op: &'static str,
+        path: &std::path::Path,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Metadata {
+            op,
+            path: path.to_path_buf(),
+            source: Arc::new(source),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! One partition: its storage log plus the high-watermark channel that fetch waiters watch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use strom_log::{AppendInfo, Clock, FsyncPolicy, LogConfig, PartitionLog};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+
+/// The leader epoch written into every batch. A single node never changes leader, so this is 0
+/// until cluster mode bumps it on leader changes.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// One partition of a topic.
+///
+/// The [`PartitionLog`] serialises writers internally (one writer lock, group commit for fsync)
+/// and lets readers proceed without it, so any number of connections may call
+/// [`Partition::append_blocking`] and [`Partition::read_blocking`] concurrently from blocking
+/// threads. After every append the new high watermark is published on a `watch` channel, which
+/// is what long-poll fetches wait on.
+#[derive(Debug)]
+pub struct Partition {
+    topic: String,
+    index: i32,
+    dir: PathBuf,
+    log: Arc<PartitionLog>,
+    high_watermark: watch::Sender<i64>,
+    flusher_running: AtomicBool,
+}
+
+/// What a read returned: whole batches (possibly none) and the partition's offsets.
+#[derive(Debug, Clone)]
+pub struct ReadOutcome {
+    /// The high watermark when the read ran.
+    pub high_watermark: i64,
+    /// The log start offset when the read ran.
+    pub log_start_offset: i64,
+    /// Whole record batches, empty when there was nothing to return.
+    pub records: Bytes,
+}
+
+impl Partition {
+    /// Opens (creating or recovering) the partition's log. BLOCKING.
+    pub(crate) fn open(
+        topic: &str,
+        index: i32,
+        dir: PathBuf,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Partition> {
+        let log = PartitionLog::open(&dir, config, clock)?;
+        let (high_watermark, _) = watch::channel(log.high_watermark());
+        Ok(Partition {
+            topic: topic.to_owned(),
+            index,
+            dir,
+            log: Arc::new(log),
+            high_watermark,
+            flusher_running: AtomicBool::new(false),
+        })
+    }
+
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition index.
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
+    pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        let result = self.log.append(batches, LEADER_EPOCH);
+        // Publish even on error: a failed group commit may still have moved the watermark for
+        // other writers' batches.
+        self.publish();
+        Ok(result?)
+    }
+
+    /// Appends on the blocking pool.
+    pub async fn append(self: &Arc<Self>, mut batches: Vec<u8>) -> Result<AppendInfo> {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || this.append_blocking(&mut batches))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Reads whole batches from `offset`, at most `max_bytes` (the first batch always whole).
+    /// BLOCKING.
+    pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
+        let result = self.log.read(offset, max_bytes)?;
+        let records = match result.data {
+            Some(slice) => Bytes::from(slice.read_to_vec()?),
+            None => Bytes::new(),
+        };
+        Ok(ReadOutcome {
+            high_watermark: result.high_watermark,
+            log_start_offset: result.log_start_offset,
+            records,
+        })
+    }
+
+    /// A receiver that sees every new high watermark (for long-poll fetches).
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    fn publish(&self) {
+        let hw = self.log.high_watermark();
+        self.high_watermark.send_if_modified(|current| {
+            if *current != hw {
+                *current = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The offset below which records are visible to readers.
+    pub fn high_watermark(&self) -> i64 {
+        self.log.high_watermark()
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    /// Total bytes on disk.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// First record with a timestamp at or after `ts`: `(offset, timestamp)`. BLOCKING.
+    pub fn offset_for_timestamp_blocking(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        Ok(self.log.offset_for_timestamp(ts)?)
+    }
+
+    /// The largest timestamp and the offset of the first record carrying it. BLOCKING.
+    pub fn max_timestamp_blocking(&self) -> Result<Option<(i64, i64)>> {
+        Ok(self.log.max_timestamp()?)
+    }
+
+    /// Advances the log start offset (DeleteRecords); returns the new log start. BLOCKING.
+    pub fn delete_records_blocking(&self, before: i64) -> Result<i64> {
+        Ok(self.log.delete_records_before(before)?)
+    }
+
+    /// Applies retention now; returns the number of deleted segments. BLOCKING.
+    pub fn apply_retention_blocking(&self) -> Result<usize> {
+        Ok(self.log.apply_retention()?)
+    }
+
+    /// Flushes to disk. BLOCKING.
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.log.flush()?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Replaces the storage configuration (AlterConfigs).
+    pub(crate) fn set_config(self: &Arc<Self>, config: LogConfig) {
+        self.log.set_config(config);
+        self.ensure_flusher();
+    }
+
+    /// Flushes and closes the log. BLOCKING.
+    pub(crate) fn close_blocking(&self) -> Result<()> {
+        Ok(self.log.close()?)
+    }
+
+    /// Closes the log and removes its directory. BLOCKING.
+    pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
+        let dir = self.dir.clone();
+        match Arc::try_unwrap(self) {
+            Ok(partition) => match Arc::try_unwrap(partition.log) {
+                Ok(log) => Ok(log.delete()?),
+                Err(log) => remove_after_close(&log, &dir),
+            },
+            Err(shared) => remove_after_close(&shared.log, &dir),
+        }
+    }
+
+    /// Starts the interval-flush task if the policy is `interval` and none runs yet. The task
+    /// holds only a weak reference and ends when the partition is dropped or the policy changes.
+    pub(crate) fn ensure_flusher(self: &Arc<Self>) {
+        if !matches!(self.log.config().fsync, FsyncPolicy::Interval(_)) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.flusher_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        handle.spawn(async move {
+            loop {
+                let period = match weak.upgrade() {
+                    Some(p) => match p.log.config().fsync {
+                        FsyncPolicy::Interval(d) => d,
+                        _ => {
+                            p.flusher_running.store(false, Ordering::Release);
+                            return;
+                        }
+                    },
+                    None => return,
+                };
+                tokio::time::sleep(period).await;
+                let Some(p) = weak.upgrade() else { return };
+                let flushed = tokio::task::spawn_blocking(move || p.flush_blocking()).await;
+                if let Ok(Err(e)) = flushed {
+                    tracing::warn!(error = %e, "interval flush failed");
+                }
+            }
+        });
+    }
+}
+
+fn remove_after_close(log: &PartitionLog, dir: &Path) -> Result<()> {
+    // Someone (an in-flight request) still holds the log: close it so further writes fail with
+    // `Closed`, then remove the files ourselves.
+    log.close()?;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::metadata_io("remove partition dir", dir, e)),
+    }
+}

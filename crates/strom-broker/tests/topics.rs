@@ -1,0 +1,177 @@
+//! Topic lifecycle against a real data dir: create, append, read, restart, configs, delete.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_broker::{Broker, BrokerConfig, ConfigOp, CreateTopic, Error};
+use strom_record::{BatchBuilder, Record};
+
+fn batch(values: &[&str]) -> Vec<u8> {
+    let records: Vec<Record> = values
+        .iter()
+        .map(|v| Record::new(1_000, None, Some(Bytes::copy_from_slice(v.as_bytes()))))
+        .collect();
+    BatchBuilder::new().build(&records).unwrap()
+}
+
+fn create(broker: &Broker, name: &str, partitions: i32) {
+    broker
+        .create_topic_blocking(CreateTopic {
+            name: name.to_owned(),
+            partitions: Some(partitions),
+            ..CreateTopic::default()
+        })
+        .unwrap();
+}
+
+#[test]
+fn create_append_restart_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new(dir.path());
+    let id;
+    {
+        let broker = Broker::open(config.clone()).unwrap();
+        create(&broker, "orders", 3);
+        id = broker.topic("orders").unwrap().id();
+        let p = broker.partition("orders", 2).unwrap();
+        let info = p.append_blocking(&mut batch(&["a", "b"])).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 1));
+        let info = p.append_blocking(&mut batch(&["c"])).unwrap();
+        assert_eq!(info.base_offset, 2);
+        assert!(matches!(
+            broker.partition("orders", 3),
+            Err(Error::UnknownPartition { partition: 3, .. })
+        ));
+        assert!(matches!(
+            broker.create_topic_blocking(CreateTopic {
+                name: "orders".into(),
+                ..CreateTopic::default()
+            }),
+            Err(Error::TopicAlreadyExists { .. })
+        ));
+        broker.shutdown_blocking().unwrap();
+    }
+    let broker = Broker::open(config.clone()).unwrap();
+    let topic = broker.topic("orders").unwrap();
+    assert_eq!(topic.id(), id);
+    assert_eq!(topic.partition_count(), 3);
+    let p = topic.partition(2).unwrap();
+    assert_eq!(p.high_watermark(), 3);
+    let read = p.read_blocking(0, 1 << 20).unwrap();
+    assert!(!read.records.is_empty());
+    assert_eq!(read.high_watermark, 3);
+
+    broker.delete_topic_blocking("orders").unwrap();
+    assert!(matches!(
+        broker.topic("orders"),
+        Err(Error::UnknownTopic { .. })
+    ));
+    assert!(!dir.path().join("orders-0").exists());
+    drop(broker);
+    let broker = Broker::open(config).unwrap();
+    assert!(broker.topics().is_empty());
+}
+
+#[test]
+fn configs_validate_persist_and_alter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new(dir.path());
+    let broker = Broker::open(config.clone()).unwrap();
+    let bad = broker.create_topic_blocking(CreateTopic {
+        name: "t".into(),
+        configs: BTreeMap::from([("retention.ms".into(), "soon".into())]),
+        ..CreateTopic::default()
+    });
+    assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
+    let validate_only = broker
+        .create_topic_blocking(CreateTopic {
+            name: "t".into(),
+            partitions: Some(2),
+            validate_only: true,
+            ..CreateTopic::default()
+        })
+        .unwrap();
+    assert_eq!(validate_only.partitions, 2);
+    assert!(broker.topic("t").is_err());
+    broker
+        .create_topic_blocking(CreateTopic {
+            name: "t".into(),
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            ..CreateTopic::default()
+        })
+        .unwrap();
+    broker
+        .incremental_alter_configs_blocking(
+            "t",
+            &[
+                ConfigOp::Set("segment.bytes".into(), "4096".into()),
+                ConfigOp::Delete("retention.ms".into()),
+                ConfigOp::Append("cleanup.policy".into(), "compact".into()),
+            ],
+            false,
+        )
+        .unwrap();
+    broker.create_partitions_blocking("t", 4, false).unwrap();
+    assert!(matches!(
+        broker.create_partitions_blocking("t", 2, false),
+        Err(Error::InvalidPartitions { .. })
+    ));
+    drop(broker);
+    let broker = Broker::open(config).unwrap();
+    let t = broker.topic("t").unwrap();
+    assert_eq!(t.partition_count(), 4);
+    let overrides = t.overrides();
+    assert_eq!(
+        overrides.get("segment.bytes").map(String::as_str),
+        Some("4096")
+    );
+    assert_eq!(
+        overrides.get("cleanup.policy").map(String::as_str),
+        Some("delete,compact")
+    );
+    assert!(!overrides.contains_key("retention.ms"));
+}
+
+#[test]
+fn auto_create_and_invalid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.num_partitions = 2;
+    let broker = Broker::open(config).unwrap();
+    assert_eq!(
+        broker
+            .topic_or_create_blocking("auto", true)
+            .unwrap()
+            .partition_count(),
+        2
+    );
+    assert!(matches!(
+        broker.topic_or_create_blocking("bad name", true),
+        Err(Error::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        broker.topic_or_create_blocking("missing", false),
+        Err(Error::UnknownTopic { .. })
+    ));
+}
+
+#[tokio::test]
+async fn appends_wake_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Arc::new(Broker::open(BrokerConfig::new(dir.path())).unwrap());
+    create(&broker, "w", 1);
+    let p = broker.partition("w", 0).unwrap();
+    let mut rx = p.subscribe();
+    let writer = Arc::clone(&p);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.append(batch(&["x"])).await.unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*rx.borrow(), 1);
+}

@@ -1,0 +1,247 @@
+//! Fetch (key 1): read record batches, long-polling on `max_wait_ms`/`min_bytes`.
+//!
+//! Every requested partition is subscribed to (its high-watermark `watch` channel) *before* the
+//! first read, so an append that lands between the read and the wait still wakes the request.
+//! Then: read all partitions on the blocking pool; if fewer than `min_bytes` came back, no
+//! partition had an error and the deadline has not passed, wait for any partition's watermark
+//! to move (or the deadline) and read again. Never a sleep loop.
+//!
+//! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells
+//! clients to send full requests; an incremental request gets `FETCH_SESSION_ID_NOT_FOUND`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::{Error, Partition};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::error_code::error_code;
+use crate::frame::Request;
+
+/// The longest a fetch may wait, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+
+struct PartitionTarget {
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    partition: Result<Arc<Partition>, Error>,
+}
+
+struct TopicTarget {
+    name: String,
+    id: Uuid,
+    partitions: Vec<PartitionTarget>,
+}
+
+struct Round {
+    topics: Vec<FetchableTopicResponse>,
+    bytes: usize,
+    any_error: bool,
+}
+
+/// Handles Fetch.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let version = request.version();
+    let body: FetchRequest = decode(request)?;
+    if version >= 7 && (body.session_id != 0 || body.session_epoch > 0) {
+        let response = FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+        return respond(request, &response);
+    }
+    let broker = &context.broker;
+    let mut targets = Vec::with_capacity(body.topics.len());
+    for topic in body.topics {
+        let resolved = if version >= 13 {
+            broker.topic_by_id(topic.topic_id)
+        } else {
+            broker.topic(topic.topic.0.as_str())
+        };
+        let (name, id) = match &resolved {
+            Ok(t) => (t.name().to_owned(), t.id()),
+            Err(_) => (topic.topic.0.to_string(), topic.topic_id),
+        };
+        let partitions = topic
+            .partitions
+            .into_iter()
+            .map(|p| PartitionTarget {
+                index: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                partition: match &resolved {
+                    Ok(t) => t.partition(p.partition).cloned(),
+                    Err(e) => Err(e.clone()),
+                },
+            })
+            .collect();
+        targets.push(TopicTarget {
+            name,
+            id,
+            partitions,
+        });
+    }
+    let mut watchers: Vec<watch::Receiver<i64>> = targets
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.partition.as_ref().ok().map(|p| p.subscribe()))
+        .collect();
+    let wait =
+        Duration::from_millis(u64::try_from(body.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
+    let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
+    let targets = Arc::new(targets);
+    let round = loop {
+        let for_read = Arc::clone(&targets);
+        let round = tokio::task::spawn_blocking(move || read_round(&for_read, max_bytes, version))
+            .await
+            .map_err(|e| HandlerError::Internal(format!("fetch read task: {e}")))?;
+        if round.bytes >= min_bytes
+            || round.any_error
+            || watchers.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            break round;
+        }
+        tokio::select! {
+            () = any_changed(&mut watchers) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+    let mut response = FetchResponse::default().with_responses(round.topics);
+    if version >= 7 {
+        response.session_id = 0;
+    }
+    respond(request, &response)
+}
+
+/// Resolves when any watched high watermark changes.
+async fn any_changed(watchers: &mut [watch::Receiver<i64>]) {
+    let mut futures: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = watchers
+        .iter_mut()
+        .map(|rx| {
+            Box::pin(async move {
+                if rx.changed().await.is_err() {
+                    // The partition is gone; the next read reports it.
+                }
+            }) as Pin<Box<dyn Future<Output = ()> + Send + '_>>
+        })
+        .collect();
+    std::future::poll_fn(|cx| {
+        for f in futures.iter_mut() {
+            if f.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+/// Reads every target once. BLOCKING.
+fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16) -> Round {
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut topics = Vec::with_capacity(targets.len());
+    for t in targets {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let data = match &p.partition {
+                Err(e) => {
+                    any_error = true;
+                    error_data(p.index, e)
+                }
+                Ok(partition) => {
+                    let remaining = max_bytes.saturating_sub(total);
+                    let limit = p.max_bytes.min(remaining);
+                    if total > 0 && limit == 0 {
+                        ok_data(p.index, partition, Bytes::new(), None)
+                    } else {
+                        match partition.read_blocking(p.fetch_offset, limit) {
+                            Ok(read) => {
+                                // Only the first batch of the response may exceed the limits.
+                                let records = if total > 0 && read.records.len() > remaining {
+                                    Bytes::new()
+                                } else {
+                                    read.records
+                                };
+                                total += records.len();
+                                ok_data(
+                                    p.index,
+                                    partition,
+                                    records,
+                                    Some((read.high_watermark, read.log_start_offset)),
+                                )
+                            }
+                            Err(e) => {
+                                any_error = true;
+                                let mut d = error_data(p.index, &e);
+                                if let Error::Log(strom_log::Error::OffsetOutOfRange {
+                                    log_start,
+                                    high_watermark,
+                                    ..
+                                }) = e
+                                {
+                                    d.high_watermark = high_watermark;
+                                    d.last_stable_offset = high_watermark;
+                                    d.log_start_offset = log_start;
+                                }
+                                d
+                            }
+                        }
+                    }
+                }
+            };
+            partitions.push(data);
+        }
+        let mut topic = FetchableTopicResponse::default().with_partitions(partitions);
+        if version >= 13 {
+            topic.topic_id = t.id;
+        } else {
+            topic.topic = TopicName(StrBytes::from_string(t.name.clone()));
+        }
+        topics.push(topic);
+    }
+    Round {
+        topics,
+        bytes: total,
+        any_error,
+    }
+}
+
+fn ok_data(
+    index: i32,
+    partition: &Partition,
+    records: Bytes,
+    offsets: Option<(i64, i64)>,
+) -> PartitionData {
+    let (hw, log_start) =
+        offsets.unwrap_or_else(|| (partition.high_watermark(), partition.log_start_offset()));
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_high_watermark(hw)
+        .with_last_stable_offset(hw)
+        .with_log_start_offset(log_start)
+        // Never null: librdkafka rejects a null record set ("invalid MessageSetSize -1").
+        .with_records(Some(records))
+}
+
+fn error_data(index: i32, error: &Error) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error_code(error))
+        .with_high_watermark(-1)
+        .with_records(Some(Bytes::new()))
+}

@@ -1,0 +1,119 @@
+//! Metadata (key 3): brokers, topics with ids, partitions and leaders; auto-creates topics.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::{Topic, validate_topic_name};
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::error_code::error_code;
+use crate::frame::Request;
+
+/// Handles Metadata.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let version = request.version();
+    let body: MetadataRequest = decode(request)?;
+    let broker = &context.broker;
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let requested = match body.topics {
+        None => None,
+        Some(list) if list.is_empty() && version == 0 => None,
+        Some(list) => Some(list),
+    };
+    let auto_create = version < 4 || body.allow_auto_topic_creation;
+    let mut topics = Vec::new();
+    match requested {
+        None => {
+            for topic in broker.topics() {
+                topics.push(describe_topic(context, &topic, version));
+            }
+        }
+        Some(list) => {
+            for wanted in list {
+                let entry = match wanted.name {
+                    Some(name) => {
+                        let name = name.0.to_string();
+                        if let Err(e) = validate_topic_name(&name) {
+                            error_topic(&name, error_code(&e))
+                        } else {
+                            let lookup = name.clone();
+                            let result = broker
+                                .run_blocking(move |b| {
+                                    b.topic_or_create_blocking(&lookup, auto_create)
+                                })
+                                .await;
+                            match result {
+                                Ok(topic) => describe_topic(context, &topic, version),
+                                Err(e) => error_topic(&name, error_code(&e)),
+                            }
+                        }
+                    }
+                    None => match broker.topic_by_id(wanted.topic_id) {
+                        Ok(topic) => describe_topic(context, &topic, version),
+                        Err(e) => MetadataResponseTopic::default()
+                            .with_error_code(error_code(&e))
+                            .with_name(None)
+                            .with_topic_id(wanted.topic_id),
+                    },
+                };
+                topics.push(entry);
+            }
+        }
+    }
+    let node = BrokerId(broker.node_id());
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(node)
+                .with_host(StrBytes::from_string(context.advertised_host.clone()))
+                .with_port(context.advertised_port),
+        ])
+        .with_topics(topics);
+    if version >= 1 {
+        response.controller_id = node;
+    }
+    if version >= 2 {
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_owned()));
+    }
+    respond(request, &response)
+}
+
+fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+}
+
+fn describe_topic(context: &Context, topic: &Arc<Topic>, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(context.broker.node_id());
+    let partitions = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let mut part = MetadataResponsePartition::default()
+                .with_partition_index(p.index())
+                .with_leader_id(node)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node]);
+            if version >= 7 {
+                part.leader_epoch = strom_broker::LEADER_EPOCH;
+            }
+            part
+        })
+        .collect();
+    let mut t = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(
+            topic.name().to_owned(),
+        ))))
+        .with_is_internal(topic.is_internal())
+        .with_partitions(partitions);
+    if version >= 10 {
+        t.topic_id = topic.id();
+    }
+    t
+}

@@ -1,0 +1,180 @@
+//! One module per Kafka API, and the dispatch table with the versions Strom implements.
+//!
+//! Each handler decodes its request body at the request's version, calls the broker, and builds
+//! the response for exactly that version (the codec refuses fields a version lacks).
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use crate::Context;
+use crate::frame::{self, Request};
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// The APIs and version ranges Strom implements (and advertises in ApiVersions).
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The version range Strom implements for an API.
+pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Write this response frame.
+    Respond(Bytes),
+    /// Nothing to write (`acks=0` produce).
+    NoResponse,
+    /// Close the connection (the reason was logged).
+    Close,
+}
+
+/// Why a handler could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The body does not decode at the requested version.
+    #[error("undecodable {api_key:?} v{version} request: {reason}")]
+    Decode {
+        /// The API.
+        api_key: ApiKey,
+        /// The version.
+        version: i16,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A broker task failed unexpectedly (panicked or was cancelled).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// The response could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] frame::EncodeError),
+}
+
+/// Decodes the body of `request` as `T`.
+pub(crate) fn decode<T: Decodable>(request: &Request) -> Result<T, HandlerError> {
+    let mut body = request.body.clone();
+    T::decode(&mut body, request.version()).map_err(|e| HandlerError::Decode {
+        api_key: request.api_key,
+        version: request.version(),
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes `response` for `request`.
+pub(crate) fn respond<R: Encodable + HeaderVersion>(
+    request: &Request,
+    response: &R,
+) -> Result<Outcome, HandlerError> {
+    Ok(Outcome::Respond(frame::encode_response(
+        request.correlation_id(),
+        request.version(),
+        response,
+    )?))
+}
+
+/// Handles one request.
+pub async fn handle(context: &Context, request: Request) -> Outcome {
+    let api_key = request.api_key;
+    let version = request.version();
+    if api_key == ApiKey::ApiVersions {
+        return finish(&request, api_versions::handle(&request));
+    }
+    match supported_versions(api_key) {
+        Some((min, max)) if (min..=max).contains(&version) => {}
+        _ => {
+            tracing::warn!(
+                ?api_key,
+                version,
+                correlation_id = request.correlation_id(),
+                client_id = ?request.header.client_id,
+                "unsupported api or version, closing connection"
+            );
+            return Outcome::Close;
+        }
+    }
+    let result = match api_key {
+        ApiKey::Produce => produce::handle(context, &request).await,
+        ApiKey::Fetch => fetch::handle(context, &request).await,
+        ApiKey::ListOffsets => list_offsets::handle(context, &request).await,
+        ApiKey::Metadata => metadata::handle(context, &request).await,
+        ApiKey::CreateTopics => create_topics::handle(context, &request).await,
+        ApiKey::DeleteTopics => delete_topics::handle(context, &request).await,
+        _ => {
+            tracing::warn!(?api_key, "no handler, closing connection");
+            return Outcome::Close;
+        }
+    };
+    finish(&request, result)
+}
+
+fn finish(request: &Request, result: Result<Outcome, HandlerError>) -> Outcome {
+    match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(
+                correlation_id = request.correlation_id(),
+                client_id = ?request.header.client_id,
+                error = %e,
+                "closing connection"
+            );
+            Outcome::Close
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+
+    fn crate_range(key: ApiKey) -> (i16, i16) {
+        let r = match key {
+            ApiKey::Produce => ProduceRequest::VERSIONS,
+            ApiKey::Fetch => FetchRequest::VERSIONS,
+            ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+            ApiKey::Metadata => MetadataRequest::VERSIONS,
+            ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+            ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+            ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+            ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
+            ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+            ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+            ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
+            ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+            ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
+            ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+            ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
+            ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+            other => panic!("add {other:?} to this test"),
+        };
+        (r.min, r.max)
+    }
+
+    #[test]
+    fn advertised_versions_are_within_the_codec() {
+        for &(key, min, max) in SUPPORTED_APIS {
+            let (cmin, cmax) = crate_range(key);
+            assert!(min >= cmin && max <= cmax && min <= max, "{key:?}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Produce (key 0): append record batches to partitions.
+//!
+//! Partitions of one request are appended concurrently (each on the blocking pool, where the
+//! log's group commit lets them share fsyncs); requests of one connection are handled in order,
+//! so batches a client sends in order are appended in order. `acks=0` gets no response; if such
+//! a request fails, the connection is closed so the client notices (as Kafka does).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::{AppendInfo, Error, Partition, Topic, validate_topic_name};
+use tokio::task::JoinHandle;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::error_code::error_code;
+use crate::frame::Request;
+
+enum Pending {
+    Done(PartitionProduceResponse),
+    Appending(i32, JoinHandle<strom_broker::Result<AppendInfo>>),
+}
+
+fn failed(
+    index: i32,
+    code: i16,
+    message: Option<String>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code)
+        .with_base_offset(-1);
+    if version >= 8 {
+        r.error_message = message.map(StrBytes::from_string);
+    }
+    r
+}
+
+async fn resolve_topic(
+    context: &Context,
+    version: i16,
+    name: &str,
+    id: uuid::Uuid,
+) -> Result<Arc<Topic>, Error> {
+    if version >= 13 {
+        return context.broker.topic_by_id(id);
+    }
+    validate_topic_name(name)?;
+    let name = name.to_owned();
+    context
+        .broker
+        .run_blocking(move |b| b.topic_or_create_blocking(&name, true))
+        .await
+}
+
+/// Handles Produce.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let version = request.version();
+    let body: ProduceRequest = decode(request)?;
+    let acks = body.acks;
+    let mut topics = Vec::with_capacity(body.topic_data.len());
+    for topic_data in body.topic_data {
+        let name = topic_data.name.0.to_string();
+        let resolved = resolve_topic(context, version, &name, topic_data.topic_id).await;
+        let mut parts = Vec::with_capacity(topic_data.partition_data.len());
+        for pd in topic_data.partition_data {
+            let index = pd.index;
+            let pending = match (&resolved, acks) {
+                (_, a) if !(-1..=1).contains(&a) => Pending::Done(failed(
+                    index,
+                    ResponseError::InvalidRequiredAcks.code(),
+                    Some(format!("acks must be -1, 0 or 1, not {a}")),
+                    version,
+                )),
+                (Err(e), _) => {
+                    Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
+                }
+                (Ok(topic), _) => match start_append(topic, index, acks, pd.records) {
+                    Ok(handle) => Pending::Appending(index, handle),
+                    Err(e) => {
+                        Pending::Done(failed(index, error_code(&e), Some(e.to_string()), version))
+                    }
+                },
+            };
+            parts.push(pending);
+        }
+        topics.push((name, topic_data.topic_id, parts));
+    }
+
+    let mut any_error = false;
+    let mut responses = Vec::with_capacity(topics.len());
+    for (name, id, parts) in topics {
+        let mut partition_responses = Vec::with_capacity(parts.len());
+        for pending in parts {
+            let r = match pending {
+                Pending::Done(r) => r,
+                Pending::Appending(index, handle) => match handle.await {
+                    Ok(Ok(info)) => {
+                        let mut r = PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time);
+                        if version >= 5 {
+                            r.log_start_offset = info.log_start_offset;
+                        }
+                        r
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                        failed(index, error_code(&e), Some(e.to_string()), version)
+                    }
+                    Err(_) => failed(
+                        index,
+                        ResponseError::UnknownServerError.code(),
+                        None,
+                        version,
+                    ),
+                },
+            };
+            any_error |= r.error_code != 0;
+            partition_responses.push(r);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                    name,
+                )))
+                .with_topic_id(id)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        if any_error {
+            tracing::debug!("acks=0 produce failed, closing the connection to tell the client");
+            return Ok(Outcome::Close);
+        }
+        return Ok(Outcome::NoResponse);
+    }
+    respond(
+        request,
+        &ProduceResponse::default().with_responses(responses),
+    )
+}
+
+fn start_append(
+    topic: &Topic,
+    index: i32,
+    acks: i16,
+    records: Option<Bytes>,
+) -> Result<JoinHandle<strom_broker::Result<AppendInfo>>, Error> {
+    let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
+    let min_isr = topic.settings().min_insync_replicas;
+    if acks == -1 && min_isr > 1 {
+        return Err(Error::NotEnoughReplicas {
+            required: min_isr,
+            available: 1,
+        });
+    }
+    let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
+    Ok(tokio::task::spawn_blocking(move || {
+        partition.append_blocking(&mut data)
+    }))
+}

@@ -1,0 +1,86 @@
+//! One client connection: read a frame, handle it, write the response, in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+
+use crate::Context;
+use crate::api::{self, Outcome};
+use crate::frame;
+
+/// Initial buffer for a frame body; grows as bytes really arrive, so a large size prefix alone
+/// does not allocate.
+const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
+
+pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "set_nodelay failed");
+    }
+    tracing::debug!(%peer, "connection opened");
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut writer = BufWriter::new(writer);
+    loop {
+        let mut prefix = [0u8; 4];
+        match reader.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(%peer, "connection closed by client");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "read failed");
+                return;
+            }
+        }
+        let len = match frame::frame_len(prefix, context.max_request_bytes) {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        let mut body = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
+        match (&mut reader).take(len as u64).read_to_end(&mut body).await {
+            Ok(n) if n == len => {}
+            Ok(n) => {
+                tracing::warn!(%peer, expected = len, got = n, "truncated frame, closing connection");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "read failed");
+                return;
+            }
+        }
+        let request = match frame::decode_request(Bytes::from(body)) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        match api::handle(&context, request).await {
+            Outcome::Respond(bytes) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "write failed");
+                    return;
+                }
+                // Flush unless the client has already pipelined more requests.
+                if reader.buffer().is_empty()
+                    && let Err(e) = writer.flush().await
+                {
+                    tracing::debug!(%peer, error = %e, "flush failed");
+                    return;
+                }
+            }
+            Outcome::NoResponse => {}
+            Outcome::Close => {
+                let _ = writer.flush().await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The one mapping from broker errors to Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use strom_broker::Error;
+
+/// The Kafka error code for a broker error.
+pub fn error_code(error: &Error) -> i16 {
+    response_error(error).code()
+}
+
+/// The Kafka error for a broker error.
+pub fn response_error(error: &Error) -> ResponseError {
+    match error {
+        Error::UnknownTopic { .. } | Error::UnknownPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition
+        }
+        Error::UnknownTopicId { .. } => ResponseError::UnknownTopicId,
+        Error::TopicAlreadyExists { .. } => ResponseError::TopicAlreadyExists,
+        Error::InvalidTopicName { .. } => ResponseError::InvalidTopicException,
+        Error::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        Error::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
+        Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
+        Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        Error::Log(log) => log_error(log),
+        Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+        Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        // `Error` is non_exhaustive for downstream crates.
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+fn log_error(error: &strom_log::Error) -> ResponseError {
+    use strom_log::Error as L;
+    match error {
+        L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        L::OffsetOutOfRange { .. } | L::InvalidOffset { .. } => ResponseError::OffsetOutOfRange,
+        L::Io { .. } | L::Poisoned | L::Corrupt { .. } => ResponseError::KafkaStorageError,
+        // The partition was closed under the request (topic deletion, shutdown).
+        L::Closed => ResponseError::NotLeaderOrFollower,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn every_variant_maps() {
+        let io = || Arc::new(std::io::Error::other("x"));
+        let cases: Vec<(Error, ResponseError)> = vec![
+            (
+                Error::UnknownTopic { name: "t".into() },
+                ResponseError::UnknownTopicOrPartition,
+            ),
+            (
+                Error::UnknownPartition {
+                    topic: "t".into(),
+                    partition: 1,
+                },
+                ResponseError::UnknownTopicOrPartition,
+            ),
+            (
+                Error::UnknownTopicId {
+                    id: uuid::Uuid::nil(),
+                },
+                ResponseError::UnknownTopicId,
+            ),
+            (
+                Error::TopicAlreadyExists { name: "t".into() },
+                ResponseError::TopicAlreadyExists,
+            ),
+            (
+                Error::InvalidTopicName {
+                    name: "".into(),
+                    reason: "empty",
+                },
+                ResponseError::InvalidTopicException,
+            ),
+            (
+                Error::InvalidPartitions {
+                    count: 0,
+                    reason: "x",
+                },
+                ResponseError::InvalidPartitions,
+            ),
+            (
+                Error::InvalidReplicationFactor { factor: 3 },
+                ResponseError::InvalidReplicationFactor,
+            ),
+            (
+                Error::InvalidConfig {
+                    key: "k".into(),
+                    value: "v".into(),
+                    reason: "r".into(),
+                },
+                ResponseError::InvalidConfig,
+            ),
+            (
+                Error::NotEnoughReplicas {
+                    required: 2,
+                    available: 1,
+                },
+                ResponseError::NotEnoughReplicas,
+            ),
+            (
+                Error::Metadata {
+                    op: "append",
+                    path: "p".into(),
+                    source: io(),
+                },
+                ResponseError::KafkaStorageError,
+            ),
+            (Error::ShuttingDown, ResponseError::NotLeaderOrFollower),
+            (
+                Error::Log(strom_log::Error::BatchTooLarge { size: 2, max: 1 }),
+                ResponseError::MessageTooLarge,
+            ),
+            (
+                Error::Log(strom_log::Error::OffsetOutOfRange {
+                    offset: 9,
+                    log_start: 0,
+                    high_watermark: 1,
+                }),
+                ResponseError::OffsetOutOfRange,
+            ),
+            (
+                Error::Log(strom_log::Error::Poisoned),
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::Closed),
+                ResponseError::NotLeaderOrFollower,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(response_error(&error), expected, "{error}");
+        }
+    }
+}
