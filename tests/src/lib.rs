@@ -1,1 +1,98 @@
-//! End-to-end tests live in `tests/tests/`; this library is empty.
+//! Test kit for Strom's end-to-end tests: start a real broker in-process on an ephemeral port
+//! with a temporary (or given) data directory, and stop it the way `strom serve` does.
+//!
+//! The tests themselves live in `tests/tests/` (one binary, one module per area).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strom_broker::{Broker, BrokerConfig};
+use strom_kafka::{KafkaConfig, KafkaServer};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running broker with a Kafka listener on `127.0.0.1:<ephemeral>`.
+#[derive(Debug)]
+pub struct TestBroker {
+    addr: SocketAddr,
+    broker: Arc<Broker>,
+    data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl TestBroker {
+    /// Starts a broker with default settings on `data_dir`.
+    pub async fn start(data_dir: &Path) -> TestBroker {
+        TestBroker::start_with(BrokerConfig::new(data_dir), KafkaConfig::default()).await
+    }
+
+    /// Starts a broker with the given settings; the listen port is replaced by an ephemeral one.
+    pub async fn start_with(config: BrokerConfig, mut kafka: KafkaConfig) -> TestBroker {
+        kafka.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let data_dir = config.data_dir.clone();
+        let broker = Broker::start(config).await.expect("broker starts");
+        let server = KafkaServer::bind(kafka, Arc::clone(&broker))
+            .await
+            .expect("listener binds");
+        let addr = server.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        TestBroker {
+            addr,
+            broker,
+            data_dir,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// `host:port` for client `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The listener address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The broker core.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops accepting, closes connections, flushes and closes every partition.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.broker
+            .run_blocking(|b| b.shutdown_blocking())
+            .await
+            .expect("partitions close cleanly");
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

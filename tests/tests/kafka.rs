@@ -1,1 +1,8 @@
-//! End-to-end tests with real Kafka clients.
+//! End-to-end tests with real Kafka clients (librdkafka via the `rdkafka` crate) and raw TCP.
+
+mod kafka {
+    mod admin;
+    mod bad_input;
+    mod client;
+    mod roundtrip;
+}

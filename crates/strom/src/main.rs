@@ -1,2 +1,129 @@
-//! The `strom` binary (work in progress).
-fn main() {}
+//! The `strom` binary.
+//!
+//! `strom serve` runs a single-node broker with embedded defaults: data in `./strom-data`, the
+//! Kafka protocol on `127.0.0.1:9092`. Settings come from, in increasing precedence, built-in
+//! defaults, a TOML file (`--config FILE`), `STROM_*` environment variables and flags.
+
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use strom_broker::Broker;
+use strom_kafka::KafkaServer;
+
+use crate::config::{ServeArgs, Settings};
+
+/// Strom: a streaming broker that speaks the Kafka protocol over one append-only log.
+#[derive(Debug, Parser)]
+#[command(name = "strom", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strom: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::load(&args)?;
+            init_tracing(settings.log.as_deref());
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("strom")
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(serve(settings))
+        }
+    }
+}
+
+fn init_tracing(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let broker_config = settings.broker_config();
+    let data_dir = broker_config.data_dir.clone();
+    let broker = Broker::start(broker_config)
+        .await
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    let kafka_config = settings.kafka_config();
+    let listen = kafka_config.listen;
+    let server = KafkaServer::bind(kafka_config, Arc::clone(&broker))
+        .await
+        .with_context(|| format!("binding the Kafka listener on {listen}"))?;
+    let local = server.local_addr().context("reading the bound address")?;
+    let ctx = server.context();
+    println!("strom {} serving", env!("CARGO_PKG_VERSION"));
+    println!("  data directory: {}", absolute(&data_dir).display());
+    println!(
+        "  kafka:          {local} (advertised as {}:{})",
+        ctx.advertised_host, ctx.advertised_port
+    );
+    println!("  topics:         {}", broker.topics().len());
+
+    server.serve(shutdown_signal()).await;
+
+    tracing::info!("shutting down: flushing and closing partitions");
+    broker
+        .run_blocking(|b| b.shutdown_blocking())
+        .await
+        .context("closing the partitions")?;
+    println!("strom stopped cleanly");
+    Ok(())
+}
+
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,209 @@
+//! Settings for `strom serve`: built-in defaults < TOML file < `STROM_*` environment < flags.
+//!
+//! ```toml
+//! data_dir = "./strom-data"
+//! log = "info"
+//!
+//! [kafka]
+//! listen = "127.0.0.1:9092"
+//! advertised_host = "localhost"
+//! advertised_port = 9092
+//! max_request_bytes = 104857600
+//!
+//! [broker]
+//! node_id = 0
+//! auto_create_topics = true
+//! num_partitions = 1
+//! retention_check_interval_ms = 300000
+//!
+//! [topic_defaults]          # Kafka topic-config names; defaults for every topic
+//! "retention.ms" = "604800000"
+//! "strom.fsync" = "always"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Deserialize;
+use strom_broker::BrokerConfig;
+use strom_kafka::KafkaConfig;
+
+/// Flags of `strom serve`; each also reads a `STROM_*` variable.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML config file (lowest precedence after the built-in defaults).
+    #[arg(long, env = "STROM_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where partitions and metadata live [default: ./strom-data].
+    #[arg(long, env = "STROM_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "STROM_KAFKA_LISTEN", value_name = "ADDR")]
+    pub(crate) kafka_listen: Option<SocketAddr>,
+    /// Host name clients are told to connect to [default: the listen IP].
+    #[arg(long, env = "STROM_KAFKA_ADVERTISED_HOST", value_name = "HOST")]
+    pub(crate) advertised_host: Option<String>,
+    /// Port clients are told to connect to [default: the listen port].
+    #[arg(long, env = "STROM_KAFKA_ADVERTISED_PORT", value_name = "PORT")]
+    pub(crate) advertised_port: Option<u16>,
+    /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
+    #[arg(long, env = "STROM_KAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
+    pub(crate) max_request_bytes: Option<usize>,
+    /// This broker's node id [default: 0].
+    #[arg(long, env = "STROM_BROKER_NODE_ID", value_name = "ID")]
+    pub(crate) node_id: Option<i32>,
+    /// Create unknown topics on Metadata and Produce [default: true].
+    #[arg(long, env = "STROM_BROKER_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub(crate) auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "STROM_BROKER_NUM_PARTITIONS", value_name = "N")]
+    pub(crate) num_partitions: Option<i32>,
+    /// Log filter, tracing-subscriber syntax [default: info].
+    #[arg(long, env = "STROM_LOG", value_name = "FILTER")]
+    pub(crate) log: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    log: Option<String>,
+    #[serde(default)]
+    kafka: FileKafka,
+    #[serde(default)]
+    broker: FileBroker,
+    #[serde(default)]
+    topic_defaults: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKafka {
+    listen: Option<SocketAddr>,
+    advertised_host: Option<String>,
+    advertised_port: Option<u16>,
+    max_request_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBroker {
+    node_id: Option<i32>,
+    auto_create_topics: Option<bool>,
+    num_partitions: Option<i32>,
+    retention_check_interval_ms: Option<u64>,
+}
+
+/// The merged settings.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) log: Option<String>,
+    broker: BrokerConfig,
+    kafka: KafkaConfig,
+}
+
+impl Settings {
+    pub(crate) fn load(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./strom-data"));
+        let mut broker = BrokerConfig::new(data_dir);
+        if let Some(v) = args.node_id.or(file.broker.node_id) {
+            broker.node_id = v;
+        }
+        if let Some(v) = args.auto_create_topics.or(file.broker.auto_create_topics) {
+            broker.auto_create_topics = v;
+        }
+        if let Some(v) = args.num_partitions.or(file.broker.num_partitions) {
+            broker.num_partitions = v;
+        }
+        if let Some(ms) = file.broker.retention_check_interval_ms {
+            broker.retention_check_interval = Duration::from_millis(ms.max(1));
+        }
+        strom_broker::config::validate(&file.topic_defaults)
+            .context("invalid [topic_defaults] in the config file")?;
+        broker.topic_defaults = file.topic_defaults;
+
+        let mut kafka = KafkaConfig::default();
+        if let Some(v) = args.kafka_listen.or(file.kafka.listen) {
+            kafka.listen = v;
+        }
+        kafka.advertised_host = args.advertised_host.clone().or(file.kafka.advertised_host);
+        kafka.advertised_port = args.advertised_port.or(file.kafka.advertised_port);
+        if let Some(v) = args.max_request_bytes.or(file.kafka.max_request_bytes) {
+            kafka.max_request_bytes = v;
+        }
+        Ok(Settings {
+            log: args.log.clone().or(file.log),
+            broker,
+            kafka,
+        })
+    }
+
+    pub(crate) fn broker_config(&self) -> BrokerConfig {
+        self.broker.clone()
+    }
+
+    pub(crate) fn kafka_config(&self) -> KafkaConfig {
+        self.kafka.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\n[kafka]\nlisten = \"127.0.0.1:1234\"\n[broker]\nnum_partitions = 3\n[topic_defaults]\n\"retention.ms\" = \"1000\"\n",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--data-dir",
+            "/from/flag",
+        ]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(s.broker.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(s.broker.num_partitions, 3);
+        assert_eq!(s.kafka.listen.port(), 1234);
+        assert_eq!(s.broker.topic_defaults.get("retention.ms").unwrap(), "1000");
+    }
+
+    #[test]
+    fn bad_topic_default_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(&path, "[topic_defaults]\n\"retention.ms\" = \"soon\"\n").unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        assert!(Settings::load(&w.args).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! Produce and consume with librdkafka: keys, headers, timestamps, ordering, restart.
+
+use std::time::Duration;
+
+use rdkafka::Offset;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, Timestamp};
+use rdkafka::producer::FutureRecord;
+use strom_tests::TestBroker;
+
+use super::client::{self, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_headers_and_timestamps_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "roundtrip", 2).await;
+
+    let producer = client::producer(&bootstrap);
+    for i in 0..20i64 {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "h1",
+                value: Some("v1"),
+            })
+            .insert(Header {
+                key: "n",
+                value: Some(&i.to_string()),
+            });
+        let delivery = producer
+            .send(
+                FutureRecord::to("roundtrip")
+                    .partition((i % 2) as i32)
+                    .key(&key)
+                    .payload(&value)
+                    .headers(headers)
+                    .timestamp(1_700_000_000_000 + i),
+                WAIT,
+            )
+            .await
+            .expect("delivered");
+        assert_eq!(delivery.partition, (i % 2) as i32);
+        assert_eq!(delivery.offset, i / 2);
+    }
+
+    let messages = client::consume(&bootstrap, "roundtrip", &[0, 1], Offset::Beginning, 20).await;
+    let mut seen = 0;
+    for m in &messages {
+        let i: i64 = client::payload(m)
+            .trim_start_matches("value-")
+            .parse()
+            .unwrap();
+        assert_eq!(m.key(), Some(format!("key-{i}").as_bytes()));
+        assert_eq!(m.partition(), (i % 2) as i32);
+        assert_eq!(m.offset(), i / 2);
+        assert_eq!(m.timestamp(), Timestamp::CreateTime(1_700_000_000_000 + i));
+        let headers = m.headers().expect("headers");
+        assert_eq!(headers.count(), 2);
+        assert_eq!(headers.get(0).key, "h1");
+        assert_eq!(headers.get(0).value, Some(&b"v1"[..]));
+        assert_eq!(headers.get(1).value, Some(i.to_string().as_bytes()));
+        seen += 1;
+    }
+    assert_eq!(seen, 20);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_records_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    // Auto-created on first produce (num.partitions = 1).
+    let producer = client::producer(&bootstrap);
+    let mut deliveries = Vec::with_capacity(10_000);
+    for i in 0..10_000 {
+        let payload = format!("{i}");
+        let future = producer.send_result(FutureRecord::<(), _>::to("ordered").payload(&payload));
+        deliveries.push(future.map_err(|(e, _)| e).expect("queued"));
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let delivery = d.await.expect("not cancelled").expect("delivered");
+        assert_eq!(delivery.offset, i as i64);
+    }
+    let messages = client::consume(&bootstrap, "ordered", &[0], Offset::Beginning, 10_000).await;
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m.offset(), i as i64);
+        assert_eq!(client::payload(m), i.to_string());
+    }
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "durable", 3).await;
+    let topic_id = broker.broker().topic("durable").unwrap().id();
+    let producer = client::producer(&bootstrap);
+    for i in 0..300 {
+        let payload = format!("m{i}");
+        producer
+            .send(
+                FutureRecord::to("durable")
+                    .partition(i % 3)
+                    .key("k")
+                    .payload(&payload),
+                WAIT,
+            )
+            .await
+            .expect("delivered");
+    }
+    drop(producer);
+    broker.stop().await;
+
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(broker.broker().topic("durable").unwrap().id(), topic_id);
+    let messages = client::consume(&bootstrap, "durable", &[0, 1, 2], Offset::Beginning, 300).await;
+    let mut per_partition = [0i64; 3];
+    for m in &messages {
+        let p = m.partition() as usize;
+        assert_eq!(m.offset(), per_partition[p]);
+        per_partition[p] += 1;
+    }
+    assert_eq!(per_partition, [100, 100, 100]);
+
+    // New writes continue after the recovered offsets.
+    let producer = client::producer(&bootstrap);
+    let d = producer
+        .send(
+            FutureRecord::to("durable")
+                .partition(1)
+                .key("k")
+                .payload("after"),
+            WAIT,
+        )
+        .await
+        .expect("delivered");
+    assert_eq!(d.offset, 100);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_waits_for_new_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "live", 1).await;
+    let reader = {
+        let bootstrap = bootstrap.clone();
+        tokio::spawn(async move { client::consume(&bootstrap, "live", &[0], Offset::End, 1).await })
+    };
+    // Give the consumer time to fetch at the end of the log and park in a long poll.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let producer = client::producer(&bootstrap);
+    producer
+        .send(FutureRecord::to("live").key("k").payload("hello"), WAIT)
+        .await
+        .expect("delivered");
+    let messages = reader.await.unwrap();
+    assert_eq!(client::payload(&messages[0]), "hello");
+    broker.stop().await;
+}
