@@ -1,0 +1,5 @@
+//! The checks behind each fuzz target, kept in a library so that ordinary tests can replay the
+//! corpora without the fuzzer (`crates/strom-record/tests/fuzz_corpus.rs` includes
+//! `record_batch.rs` directly).
+
+pub mod record_batch;
