@@ -481,3 +481,180 @@ pub(crate) fn write_header(out: &mut [u8], header: &BatchHeader) -> Result<()> {
     let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
     write_bytes(out, CRC, &crc.to_be_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchBuilder, Record};
+
+    fn sample() -> Vec<u8> {
+        BatchBuilder::new()
+            .build(&[Record::new(10, None, None), Record::new(20, None, None)])
+            .unwrap()
+    }
+
+    /// Rewrites one big-endian field and recomputes the CRC.
+    fn patch(batch: &mut [u8], at: usize, bytes: &[u8]) {
+        batch[at..at + bytes.len()].copy_from_slice(bytes);
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn parse_reads_every_field() {
+        let batch = sample();
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(header.base_offset, 0);
+        assert_eq!(header.total_len(), batch.len());
+        assert_eq!(header.magic, MAGIC);
+        assert_eq!(header.records_count, 2);
+        assert_eq!(header.last_offset_delta, 1);
+        assert_eq!((header.base_timestamp, header.max_timestamp), (10, 20));
+        assert_eq!(header.producer_id, NO_PRODUCER_ID);
+        assert_eq!(header.producer_epoch, NO_PRODUCER_EPOCH);
+        assert_eq!(header.base_sequence, NO_SEQUENCE);
+        assert_eq!(header.partition_leader_epoch, NO_PARTITION_LEADER_EPOCH);
+        assert_eq!(header.compression(), Ok(Compression::None));
+        assert_eq!(header.timestamp_type(), TimestampType::CreateTime);
+        assert!(!header.is_transactional() && !header.is_control() && !header.has_delete_horizon());
+        assert_eq!(header.next_offset(), 2);
+    }
+
+    #[test]
+    fn parse_rejects_short_input_other_magic_and_tiny_lengths() {
+        let batch = sample();
+        assert_eq!(
+            BatchHeader::parse(&batch[..60]),
+            Err(Error::Truncated {
+                needed: HEADER_LEN,
+                available: 60
+            })
+        );
+        let mut v1 = batch.clone();
+        v1[MAGIC_POS] = 1;
+        assert_eq!(
+            BatchHeader::parse(&v1),
+            Err(Error::UnsupportedMagic { magic: 1 })
+        );
+        let mut tiny = batch.clone();
+        tiny[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&48i32.to_be_bytes());
+        assert!(matches!(
+            BatchHeader::parse(&tiny),
+            Err(Error::InvalidBatchLength { length: 48, .. })
+        ));
+    }
+
+    #[test]
+    fn attribute_bits_compose() {
+        let bits = attributes(Compression::Zstd, TimestampType::LogAppendTime, true, true);
+        assert_eq!(bits, 4 | 8 | 16 | 32);
+        for id in 0..=4 {
+            assert_eq!(Compression::try_from(id).unwrap().id(), id);
+        }
+        assert_eq!(
+            Compression::try_from(5),
+            Err(Error::UnknownCompression { id: 5 })
+        );
+    }
+
+    #[test]
+    fn validate_batch_enforces_the_produce_rules() {
+        let batch = sample();
+        assert!(validate_batch(&batch, ValidationLimits::default()).is_ok());
+
+        let small = ValidationLimits {
+            max_batch_bytes: batch.len() - 1,
+        };
+        assert!(matches!(
+            validate_batch(&batch, small),
+            Err(Error::InvalidBatchLength { .. })
+        ));
+
+        let mut zero = batch.clone();
+        patch(&mut zero, RECORDS_COUNT, &0i32.to_be_bytes());
+        assert!(matches!(
+            validate_batch(&zero, ValidationLimits::default()),
+            Err(Error::InconsistentHeader { .. })
+        ));
+        // Accepted from the log, where compaction can leave such batches.
+        assert!(check_stored_batch(&zero).is_ok());
+
+        let mut gap = batch.clone();
+        patch(&mut gap, LAST_OFFSET_DELTA, &5i32.to_be_bytes());
+        assert!(matches!(
+            validate_batch(&gap, ValidationLimits::default()),
+            Err(Error::InconsistentHeader { .. })
+        ));
+        assert!(check_stored_batch(&gap).is_ok());
+
+        let mut negative = batch.clone();
+        patch(&mut negative, LAST_OFFSET_DELTA, &(-1i32).to_be_bytes());
+        assert!(matches!(
+            check_stored_batch(&negative),
+            Err(Error::InconsistentHeader { .. })
+        ));
+
+        let mut codec = batch.clone();
+        patch(&mut codec, ATTRIBUTES, &7i16.to_be_bytes());
+        assert_eq!(
+            validate_batch(&codec, ValidationLimits::default()),
+            Err(Error::UnknownCompression { id: 7 })
+        );
+
+        let mut control = batch.clone();
+        patch(&mut control, ATTRIBUTES, &CONTROL_BIT.to_be_bytes());
+        assert!(matches!(
+            validate_batch(&control, ValidationLimits::default()),
+            Err(Error::InconsistentHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn batches_walks_a_message_set_and_stops_at_the_first_error() {
+        let one = sample();
+        let mut set = one.clone();
+        set.extend_from_slice(&one);
+        set.extend_from_slice(&one[..30]);
+        let mut it = batches(&set, ValidationLimits::default());
+        assert_eq!(it.next().unwrap().unwrap().1, 0..one.len());
+        assert_eq!(it.next().unwrap().unwrap().1, one.len()..2 * one.len());
+        assert!(matches!(it.next(), Some(Err(Error::Truncated { .. }))));
+        assert!(it.next().is_none());
+        assert!(batches(&[], ValidationLimits::default()).next().is_none());
+    }
+
+    #[test]
+    fn patchers_change_only_their_fields() {
+        let mut batch = sample();
+        set_base_offset(&mut batch, 77).unwrap();
+        set_partition_leader_epoch(&mut batch, 5).unwrap();
+        let header = validate_batch(&batch, ValidationLimits::default()).unwrap();
+        assert_eq!((header.base_offset, header.partition_leader_epoch), (77, 5));
+
+        set_log_append_time(&mut batch, 1_234).unwrap();
+        let header = validate_batch(&batch, ValidationLimits::default()).unwrap();
+        assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+        assert_eq!(header.max_timestamp, 1_234);
+        assert_eq!(header.base_timestamp, 10);
+    }
+
+    #[test]
+    fn patchers_reject_short_buffers() {
+        let batch = sample();
+        let mut short = batch[..7].to_vec();
+        assert!(matches!(
+            set_base_offset(&mut short, 1),
+            Err(Error::Truncated { .. })
+        ));
+        let mut short = batch[..15].to_vec();
+        assert!(matches!(
+            set_partition_leader_epoch(&mut short, 1),
+            Err(Error::Truncated { .. })
+        ));
+        let mut headless = batch[..HEADER_LEN + 1].to_vec();
+        assert!(matches!(
+            set_log_append_time(&mut headless, 1),
+            Err(Error::Truncated { .. })
+        ));
+    }
+}

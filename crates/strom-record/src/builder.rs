@@ -170,3 +170,81 @@ fn encode_record(
     out.extend_from_slice(&body);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchHeader, validate_batch};
+
+    #[test]
+    fn a_batch_needs_a_record() {
+        assert!(matches!(
+            BatchBuilder::new().build(&[]),
+            Err(Error::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn records_are_encoded_as_the_protocol_says() {
+        let batch = BatchBuilder::new()
+            .build(&[Record::new(
+                5,
+                Some(Bytes::from("k")),
+                Some(Bytes::from("v")),
+            )])
+            .unwrap();
+        // length 8, attributes, timestampDelta 0, offsetDelta 0, key "k", value "v", no headers.
+        assert_eq!(
+            &batch[HEADER_LEN..],
+            &[0x10, 0x00, 0x00, 0x00, 0x02, b'k', 0x02, b'v', 0x00]
+        );
+    }
+
+    #[test]
+    fn null_fields_and_headers_are_encoded() {
+        let mut record = Record::new(7, None, None);
+        record.headers.push(crate::RecordHeader {
+            key: Bytes::from("h"),
+            value: None,
+        });
+        let batch = BatchBuilder::new()
+            .build(&[Record::new(5, None, None), record])
+            .unwrap();
+        let second = &batch[HEADER_LEN + 7..];
+        // length 9, attributes, timestampDelta +2, offsetDelta 1, null key, null value,
+        // one header "h" with a null value.
+        assert_eq!(
+            second,
+            &[0x12, 0x00, 0x04, 0x02, 0x01, 0x01, 0x02, 0x02, b'h', 0x01]
+        );
+    }
+
+    #[test]
+    fn header_fields_follow_the_builder() {
+        let mut builder = BatchBuilder::new().compression(Compression::Gzip);
+        builder.base_offset = 9;
+        builder.partition_leader_epoch = 4;
+        builder.producer_id = 1;
+        builder.producer_epoch = 2;
+        builder.base_sequence = 3;
+        builder.transactional = true;
+        let batch = builder
+            .build(&[Record::new(30, None, None), Record::new(10, None, None)])
+            .unwrap();
+        let header: BatchHeader = validate_batch(&batch, Default::default()).unwrap();
+        assert_eq!(header.base_offset, 9);
+        assert_eq!(header.partition_leader_epoch, 4);
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (1, 2, 3)
+        );
+        assert!(header.is_transactional());
+        assert_eq!(header.compression(), Ok(Compression::Gzip));
+        assert_eq!((header.base_timestamp, header.max_timestamp), (30, 30));
+        assert_eq!(header.last_offset_delta, 1);
+    }
+}

@@ -10,6 +10,13 @@
 //! [`set_partition_leader_epoch`] and [`set_log_append_time`]; the Kinesis front end and the CLI
 //! build batches with [`BatchBuilder`].
 //!
+//! Below the header sit the records. [`validate_records`] is the deep check on produce (records
+//! parse exactly, offset deltas are dense); [`decode_records`] turns a stored batch into
+//! [`DecodedRecord`]s that share the input's buffer; [`record_offsets_and_timestamps`] and
+//! [`find_by_timestamp`] serve time-index lookups without materialising records. Compressed
+//! sections (gzip, snappy, LZ4, zstd) are inflated under [`DecodeLimits`], so a small batch
+//! cannot expand into a large allocation.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use strom_record::{batches, BatchBuilder, Record, ValidationLimits};

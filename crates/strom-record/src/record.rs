@@ -47,3 +47,25 @@ impl Record {
                 .sum::<usize>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approx_len_covers_the_encoded_size() {
+        let mut record = Record::new(
+            i64::MIN,
+            Some(Bytes::from(vec![1; 300])),
+            Some(Bytes::from(vec![2; 70_000])),
+        );
+        record.headers.push(RecordHeader {
+            key: Bytes::from(vec![3; 200]),
+            value: Some(Bytes::from(vec![4; 200])),
+        });
+        let batch = crate::BatchBuilder::new()
+            .build(std::slice::from_ref(&record))
+            .unwrap();
+        assert!(record.approx_len() >= batch.len() - crate::HEADER_LEN);
+    }
+}
