@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use strom_record::{BatchHeader, DecodeLimits, TimestampType};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, LogConfig};
@@ -18,6 +18,37 @@ use crate::segment::{BatchPosition, Segment};
 use crate::{Error, Result, fs, recovery};
 
 const LOG_START_FILE: &str = "log-start-offset";
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// The recovery point: every segment whose base offset is below it has been synced whole, so
+/// recovery trusts it; segments at or above it are scanned after an unclean shutdown.
+#[derive(Debug)]
+struct RecoveryPoint {
+    dir: PathBuf,
+    value: Mutex<i64>,
+}
+
+impl RecoveryPoint {
+    /// Raises the recovery point to `to` and persists it.
+    fn advance(&self, to: i64) -> Result<()> {
+        let mut value = lock(&self.value);
+        if to > *value {
+            fs::write_offset_file(&self.dir, RECOVERY_POINT_FILE, to)?;
+            *value = to;
+        }
+        Ok(())
+    }
+
+    /// Lowers the recovery point to `to` (after a truncation) and persists it.
+    fn lower(&self, to: i64) -> Result<()> {
+        let mut value = lock(&self.value);
+        if to < *value {
+            fs::write_offset_file(&self.dir, RECOVERY_POINT_FILE, to)?;
+            *value = to;
+        }
+        Ok(())
+    }
+}
 
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +136,8 @@ struct Writer {
     active_since_ms: Option<i64>,
     /// The last batch written to the active segment.
     last_batch: Option<BatchPosition>,
+    /// Background syncs of rolled segments (policies other than `Always`), joined on close.
+    flushers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// One partition on disk: a directory of segments, append-only, indexed by offset and time.
@@ -130,6 +163,7 @@ pub struct PartitionLog {
     high_watermark: AtomicI64,
     log_end: AtomicI64,
     log_start: AtomicI64,
+    recovery_point: Arc<RecoveryPoint>,
     closed: AtomicBool,
 }
 
@@ -137,17 +171,48 @@ impl PartitionLog {
     /// Opens the log in `dir` (created if missing), recovering it after an unclean shutdown.
     pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create log dir", dir, e))?;
-        let bases = fs::list_segments(dir)?;
+        let mut bases = fs::list_segments(dir)?;
         let interval = config.index_interval_bytes;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        let (active, next_offset) = match bases.split_last() {
-            Some((&last, closed)) => {
-                for &base in closed {
-                    segments.push(Arc::new(recovery::open_closed(dir, base, interval)?));
-                }
-                recovery::open_active(dir, last, interval)?
+        // Without a recovery point every segment is suspect (scanned); with one, only those at
+        // or above it are.
+        let recovery_point = match fs::read_offset_file(&dir.join(RECOVERY_POINT_FILE)) {
+            Ok(Some(rp)) => rp,
+            Ok(None) => i64::MIN,
+            Err(e) => {
+                warn!(dir = %dir.display(), "unreadable recovery point, scanning every segment: {e}");
+                i64::MIN
             }
-            None => {
+        };
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut recovered_closed = None;
+        let mut i = 0;
+        while i + 1 < bases.len() {
+            let Some(&base) = bases.get(i) else { break };
+            if base < recovery_point {
+                segments.push(Arc::new(recovery::open_closed(dir, base, interval)?));
+                i += 1;
+                continue;
+            }
+            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval)?;
+            if scan.stopped.is_some() {
+                // Data after a damaged unflushed segment follows lost data: drop it, as Kafka
+                // does, and continue from the damaged segment.
+                for &later in bases.get(i + 1..).unwrap_or_default() {
+                    let (doomed, _, _, _) = Segment::open_files(dir, later)?;
+                    doomed.delete_files()?;
+                    warn!(dir = %dir.display(), base_offset = later, "deleted segment after a damaged unflushed segment");
+                }
+                bases.truncate(i + 1);
+                recovered_closed = Some((segment, scan.next_offset));
+                break;
+            }
+            segments.push(Arc::new(segment));
+            i += 1;
+        }
+        let (active, next_offset) = match (recovered_closed, bases.last()) {
+            (Some(recovered), _) => recovered,
+            (None, Some(&last)) => recovery::open_active(dir, last, interval)?,
+            (None, None) => {
                 let start = fs::read_offset_file(&dir.join(LOG_START_FILE))?.unwrap_or(0);
                 let seg = Segment::open_files(dir, start)?.0;
                 fs::sync_dir(dir)?;
@@ -159,6 +224,7 @@ impl PartitionLog {
         } else {
             None
         };
+        let active_base = active.base_offset;
         segments.push(Arc::new(active));
         let first_base = segments.first().map_or(0, |s| s.base_offset);
         let persisted_start = fs::read_offset_file(&dir.join(LOG_START_FILE))?.unwrap_or(0);
@@ -166,6 +232,12 @@ impl PartitionLog {
         let now = clock.now_ms();
         debug!(dir = %dir.display(), log_start, next_offset, segments = segments.len(), "opened log");
         let active_since = last_batch.map(|_| now);
+        // Every closed segment is now either trusted or scanned and synced.
+        let recovery_point = Arc::new(RecoveryPoint {
+            dir: dir.to_path_buf(),
+            value: Mutex::new(i64::MIN),
+        });
+        recovery_point.advance(active_base)?;
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             group_commit: GroupCommit::new(next_offset, now),
@@ -177,10 +249,12 @@ impl PartitionLog {
                 bytes_since_index: 0,
                 active_since_ms: active_since,
                 last_batch,
+                flushers: Vec::new(),
             }),
             high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
             log_start: AtomicI64::new(log_start),
+            recovery_point,
             closed: AtomicBool::new(false),
         })
     }
@@ -442,24 +516,48 @@ impl PartitionLog {
             return Ok(());
         }
         active.seal_time_index(w.last_batch)?;
-        if let Err(e) = active.sync_all() {
-            self.group_commit.poison();
-            return Err(e);
-        }
+        let config = self.config();
         let (segment, _, _, _) = Segment::open_files(&self.dir, w.next_offset)?;
-        if self.config().preallocate {
-            fs::preallocate(&segment.file, self.config().effective_segment_bytes());
+        if config.preallocate {
+            fs::preallocate(&segment.file, config.effective_segment_bytes());
         }
         fs::sync_dir(&self.dir)?;
         write_lock(&self.segments).push(Arc::new(segment));
         w.bytes_since_index = 0;
         w.active_since_ms = None;
         w.last_batch = None;
-        // Everything before the new segment is now synced.
-        self.group_commit.advance_durable_end(w.next_offset, now);
-        self.high_watermark
-            .fetch_max(w.next_offset, Ordering::AcqRel);
-        debug!(dir = %self.dir.display(), base_offset = w.next_offset, "rolled segment");
+        let new_base = w.next_offset;
+        if config.fsync == FsyncPolicy::Always {
+            // Little is unsynced under `Always`: sync now, so what is acknowledged stays simple.
+            if let Err(e) = active.sync_all() {
+                self.group_commit.poison();
+                return Err(e);
+            }
+            self.recovery_point.advance(new_base)?;
+            self.group_commit.advance_durable_end(new_base, now);
+            self.high_watermark.fetch_max(new_base, Ordering::AcqRel);
+        } else {
+            // Flushing a whole segment can take a second; do it beside the appenders (as Kafka
+            // flushes a rolled segment asynchronously). Until it is done the recovery point stays
+            // below this segment, so a crash makes recovery scan it.
+            w.flushers.retain(|h| !h.is_finished());
+            let recovery_point = Arc::clone(&self.recovery_point);
+            let spawned = std::thread::Builder::new()
+                .name("strom-log-flush".into())
+                .spawn(move || {
+                    let synced = active.sync_all().and_then(|()| recovery_point.advance(new_base));
+                    if let Err(e) = synced {
+                        warn!(segment = %active.log_path.display(), "flushing rolled segment failed: {e}");
+                    }
+                });
+            match spawned {
+                Ok(handle) => w.flushers.push(handle),
+                Err(e) => {
+                    warn!("cannot start a flush thread, the rolled segment stays unflushed: {e}")
+                }
+            }
+        }
+        debug!(dir = %self.dir.display(), base_offset = new_base, "rolled segment");
         Ok(())
     }
 
@@ -728,6 +826,10 @@ impl PartitionLog {
         if offset >= w.next_offset {
             return Ok(());
         }
+        // A background flush must not raise the recovery point over segments removed here.
+        for handle in w.flushers.drain(..) {
+            let _ = handle.join();
+        }
         let mut removed = Vec::new();
         let new_end;
         {
@@ -786,7 +888,7 @@ impl PartitionLog {
         };
         // The active segment's max timestamp must cover the batches kept after the last
         // time-index entry.
-        if let Some(b) = w.last_batch {
+        if w.last_batch.is_some() {
             let mut pos = read_lock(&active.time_index)
                 .last()
                 .map_or(0, |t| t.position);
@@ -794,8 +896,9 @@ impl PartitionLog {
                 active.observe_timestamp(h.max_timestamp);
                 pos += h.total_len() as u64;
             }
-            let _ = b;
         }
+        // Segments rolled from here on start below the old recovery point: lower it.
+        self.recovery_point.lower(active.base_offset)?;
         self.log_end.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.group_commit.reset_durable_end(new_end);
@@ -810,7 +913,10 @@ impl PartitionLog {
         if self.group_commit.is_poisoned() {
             return Err(Error::Poisoned);
         }
-        let _w = lock(&self.writer);
+        let mut w = lock(&self.writer);
+        for handle in w.flushers.drain(..) {
+            let _ = handle.join();
+        }
         self.active()?.sync_all()
     }
 

@@ -203,6 +203,28 @@ pub(crate) fn open_closed(dir: &Path, base_offset: i64, index_interval: u32) -> 
     Ok(segment)
 }
 
+/// Opens a closed segment that was not known to be synced when the log stopped (at or above
+/// the recovery point): scans it whole, rebuilding its indexes and cutting it at the first bad
+/// batch, then syncs it. The returned scan says whether it was cut.
+pub(crate) fn open_unflushed_closed(
+    dir: &Path,
+    base_offset: i64,
+    index_interval: u32,
+) -> Result<(Segment, Scan)> {
+    let (segment, _, _, _) = Segment::open_files(dir, base_offset)?;
+    let file_len = segment.file_len()?;
+    let scan = rebuild(&segment, file_len, index_interval)?;
+    if let Some(reason) = &scan.stopped {
+        warn!(
+            segment = %segment.log_path.display(),
+            truncated_bytes = file_len - scan.valid_end,
+            "recovery truncated an unflushed segment: {reason}"
+        );
+    }
+    segment.sync_all()?;
+    Ok((segment, scan))
+}
+
 /// Opens the last segment and recovers its tail. Returns the segment and the next offset.
 pub(crate) fn open_active(
     dir: &Path,

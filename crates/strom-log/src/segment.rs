@@ -241,8 +241,8 @@ impl Segment {
         self.file
             .sync_data()
             .map_err(|e| Error::io("fdatasync segment", &self.log_path, e))?;
-        read_lock(&self.offset_index).sync()?;
-        read_lock(&self.time_index).sync()
+        write_lock(&self.offset_index).sync()?;
+        write_lock(&self.time_index).sync()
     }
 
     /// Cuts the segment back to `position` (a batch boundary) on disk and in both indexes.

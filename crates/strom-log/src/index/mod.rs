@@ -19,11 +19,17 @@ use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
 
+/// Bytes of entries buffered before they are written to the file. Entries not yet written are
+/// simply re-derived by recovery, which then scans at most this many entries' worth of log more.
+const PENDING_LIMIT: usize = 1024;
+
 /// An append-only file of fixed-size entries, mirrored by the in-memory index that owns it.
+/// Appends are buffered (see [`PENDING_LIMIT`]) so the hot path costs no extra system call.
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
     file: File,
+    pending: Vec<u8>,
 }
 
 impl IndexFile {
@@ -43,26 +49,43 @@ impl IndexFile {
             IndexFile {
                 path: path.to_path_buf(),
                 file,
+                pending: Vec::new(),
             },
             content,
         ))
     }
 
     pub(crate) fn append(&mut self, entry: &[u8]) -> Result<()> {
-        self.file
-            .write_all(entry)
-            .map_err(|e| Error::io("append index", &self.path, e))
+        self.pending.extend_from_slice(entry);
+        if self.pending.len() >= PENDING_LIMIT {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            self.file
+                .write_all(&self.pending)
+                .map_err(|e| Error::io("append index", &self.path, e))?;
+            self.pending.clear();
+        }
+        Ok(())
     }
 
     /// Replaces the whole content (after a rebuild or truncation).
     pub(crate) fn rewrite(&mut self, content: &[u8]) -> Result<()> {
+        self.pending.clear();
         self.file
             .set_len(0)
             .map_err(|e| Error::io("truncate index", &self.path, e))?;
-        self.append(content)
+        self.pending.extend_from_slice(content);
+        self.write_pending()
     }
 
-    pub(crate) fn sync(&self) -> Result<()> {
+    /// Writes buffered entries and `fdatasync`s the file.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.write_pending()?;
         self.file
             .sync_data()
             .map_err(|e| Error::io("fdatasync index", &self.path, e))

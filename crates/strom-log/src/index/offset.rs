@@ -101,7 +101,7 @@ impl OffsetIndex {
         Ok(())
     }
 
-    pub(crate) fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&mut self) -> Result<()> {
         self.file.sync()
     }
 

@@ -113,7 +113,7 @@ impl TimeIndex {
         Ok(())
     }
 
-    pub(crate) fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&mut self) -> Result<()> {
         self.file.sync()
     }
 }

@@ -1,0 +1,25 @@
+//! Benchmark harnesses for Strom. Each binary in `src/bin` measures one layer and prints a
+//! markdown table; the numbers, with the machine's limits measured in the same session, go to
+//! `BENCHMARKS.md`.
+
+use std::time::Duration;
+
+/// Median of a non-empty list of samples.
+pub fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => samples.get(n / 2).copied().unwrap_or(0.0),
+        _ => {
+            let a = samples.get(n / 2 - 1).copied().unwrap_or(0.0);
+            let b = samples.get(n / 2).copied().unwrap_or(0.0);
+            (a + b) / 2.0
+        }
+    }
+}
+
+/// Megabytes (10^6 bytes) per second.
+pub fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / elapsed.as_secs_f64() / 1e6
+}
