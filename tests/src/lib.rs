@@ -12,6 +12,15 @@ use strom_kafka::{KafkaConfig, KafkaServer};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Logs to the test output; `STROM_TEST_LOG` sets the filter (default `warn`).
+pub fn init_tracing() {
+    let filter = std::env::var("STROM_TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
 /// A running broker with a Kafka listener on `127.0.0.1:<ephemeral>`.
 #[derive(Debug)]
 pub struct TestBroker {
@@ -30,6 +39,7 @@ impl TestBroker {
 
     /// Starts a broker with the given settings; the listen port is replaced by an ephemeral one.
     pub async fn start_with(config: BrokerConfig, mut kafka: KafkaConfig) -> TestBroker {
+        init_tracing();
         kafka.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let data_dir = config.data_dir.clone();
         let broker = Broker::start(config).await.expect("broker starts");

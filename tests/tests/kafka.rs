@@ -4,5 +4,7 @@ mod kafka {
     mod admin;
     mod bad_input;
     mod client;
+    mod protocol;
+    mod raw;
     mod roundtrip;
 }

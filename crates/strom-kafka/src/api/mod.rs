@@ -10,12 +10,20 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::Context;
 use crate::frame::{self, Request};
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod fetch;
+pub mod incremental_alter_configs;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 
 /// The APIs and version ranges Strom implements (and advertises in ApiVersions).
@@ -27,6 +35,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// The version range Strom implements for an API.
@@ -95,6 +111,12 @@ pub(crate) fn respond<R: Encodable + HeaderVersion>(
 pub async fn handle(context: &Context, request: Request) -> Outcome {
     let api_key = request.api_key;
     let version = request.version();
+    tracing::trace!(
+        ?api_key,
+        version,
+        correlation_id = request.correlation_id(),
+        "request"
+    );
     if api_key == ApiKey::ApiVersions {
         return finish(&request, api_versions::handle(&request));
     }
@@ -118,6 +140,16 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         ApiKey::Metadata => metadata::handle(context, &request).await,
         ApiKey::CreateTopics => create_topics::handle(context, &request).await,
         ApiKey::DeleteTopics => delete_topics::handle(context, &request).await,
+        ApiKey::DeleteRecords => delete_records::handle(context, &request).await,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(context, &request).await,
+        ApiKey::DescribeConfigs => describe_configs::handle(context, &request).await,
+        ApiKey::AlterConfigs => alter_configs::handle(context, &request).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(context, &request).await,
+        ApiKey::CreatePartitions => create_partitions::handle(context, &request).await,
+        ApiKey::IncrementalAlterConfigs => {
+            incremental_alter_configs::handle(context, &request).await
+        }
+        ApiKey::DescribeCluster => describe_cluster::handle(context, &request).await,
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;

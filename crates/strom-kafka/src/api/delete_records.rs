@@ -1,0 +1,59 @@
+//! DeleteRecords (key 21): advance partitions' log start offsets.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::error_code::error_code;
+use crate::frame::Request;
+
+/// Handles DeleteRecords. An offset of -1 means "up to the high watermark".
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let body: DeleteRecordsRequest = decode(request)?;
+    let topics = context
+        .broker
+        .run_blocking(move |broker| {
+            Ok(body
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let mut r = DeleteRecordsPartitionResult::default()
+                                .with_partition_index(p.partition_index)
+                                .with_low_watermark(-1);
+                            let outcome = broker
+                                .partition(t.name.0.as_str(), p.partition_index)
+                                .and_then(|part| {
+                                    let before = if p.offset == -1 {
+                                        part.high_watermark()
+                                    } else {
+                                        p.offset
+                                    };
+                                    part.delete_records_blocking(before)
+                                });
+                            match outcome {
+                                Ok(low) => r.low_watermark = low,
+                                Err(e) => r.error_code = error_code(&e),
+                            }
+                            r
+                        })
+                        .collect();
+                    DeleteRecordsTopicResult::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| HandlerError::Internal(e.to_string()))?;
+    respond(
+        request,
+        &DeleteRecordsResponse::default().with_topics(topics),
+    )
+}

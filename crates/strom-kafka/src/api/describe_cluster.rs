@@ -1,0 +1,39 @@
+//! DescribeCluster (key 60): the cluster id, the controller and the (single) broker.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::frame::Request;
+
+/// `endpoint_type` of DescribeCluster v1+: brokers (1) or controllers (2).
+const ENDPOINT_BROKERS: i8 = 1;
+
+/// Handles DescribeCluster.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let version = request.version();
+    let body: DescribeClusterRequest = decode(request)?;
+    let broker = &context.broker;
+    let node = BrokerId(broker.node_id());
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_owned()))
+        .with_controller_id(node)
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(node)
+                .with_host(StrBytes::from_string(context.advertised_host.clone()))
+                .with_port(context.advertised_port),
+        ]);
+    if version >= 1 && body.endpoint_type != ENDPOINT_BROKERS {
+        // A combined single node is its own controller; report the same endpoint.
+        response.endpoint_type = body.endpoint_type;
+        if body.endpoint_type != 2 {
+            response.error_code = ResponseError::UnsupportedEndpointType.code();
+            response.brokers.clear();
+        }
+    }
+    respond(request, &response)
+}

@@ -1,0 +1,186 @@
+//! DescribeConfigs (key 32): effective topic configs and the broker's static settings.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::config::{ConfigSource, ConfigType};
+
+use super::create_topics::config_source_code;
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::error_code::error_code;
+use crate::frame::Request;
+
+/// Config resource types (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs).
+pub mod resource_type {
+    /// A topic.
+    pub const TOPIC: i8 = 2;
+    /// A broker (name = node id, or empty for the cluster-wide default).
+    pub const BROKER: i8 = 4;
+}
+
+/// DescribeConfigs' `ConfigType` code.
+pub fn config_type_code(kind: ConfigType) -> i8 {
+    match kind {
+        ConfigType::Boolean => 1,
+        ConfigType::String => 2,
+        ConfigType::Int => 3,
+        ConfigType::Long => 5,
+        ConfigType::List => 7,
+    }
+}
+
+struct Entry {
+    name: String,
+    value: String,
+    source: i8,
+    read_only: bool,
+    kind: i8,
+    doc: &'static str,
+}
+
+/// Handles DescribeConfigs.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let version = request.version();
+    let body: DescribeConfigsRequest = decode(request)?;
+    let broker = &context.broker;
+    let mut results = Vec::with_capacity(body.resources.len());
+    for resource in body.resources {
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let entries: Result<Vec<Entry>, (i16, String)> = match resource.resource_type {
+            resource_type::TOPIC => broker
+                .describe_topic_configs(resource.resource_name.as_str())
+                .map(|list| {
+                    list.into_iter()
+                        .map(|e| Entry {
+                            name: e.def.name.to_owned(),
+                            value: e.value,
+                            source: config_source_code(e.source),
+                            read_only: false,
+                            kind: config_type_code(e.def.kind),
+                            doc: e.def.doc,
+                        })
+                        .collect()
+                })
+                .map_err(|e| (error_code(&e), e.to_string())),
+            resource_type::BROKER => {
+                let name = resource.resource_name.as_str();
+                if name.is_empty() || name == broker.node_id().to_string() {
+                    Ok(broker_entries(context))
+                } else {
+                    Err((
+                        ResponseError::InvalidRequest.code(),
+                        format!("this is broker {}, not {name}", broker.node_id()),
+                    ))
+                }
+            }
+            other => Err((
+                ResponseError::InvalidRequest.code(),
+                format!("unsupported config resource type {other}"),
+            )),
+        };
+        match entries {
+            Ok(list) => {
+                result.configs = list
+                    .into_iter()
+                    .filter(|e| {
+                        resource
+                            .configuration_keys
+                            .as_ref()
+                            .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
+                    })
+                    .map(|e| {
+                        let mut r = DescribeConfigsResourceResult::default()
+                            .with_name(StrBytes::from_string(e.name.clone()))
+                            .with_value(Some(StrBytes::from_string(e.value.clone())))
+                            .with_read_only(e.read_only)
+                            .with_config_source(e.source);
+                        if body.include_synonyms {
+                            r.synonyms = vec![
+                                DescribeConfigsSynonym::default()
+                                    .with_name(StrBytes::from_string(e.name))
+                                    .with_value(Some(StrBytes::from_string(e.value)))
+                                    .with_source(e.source),
+                            ];
+                        }
+                        if version >= 3 {
+                            r.config_type = e.kind;
+                            if body.include_documentation {
+                                r.documentation = Some(StrBytes::from_static_str(e.doc));
+                            }
+                        }
+                        r
+                    })
+                    .collect();
+            }
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(StrBytes::from_string(message));
+            }
+        }
+        results.push(result);
+    }
+    respond(
+        request,
+        &DescribeConfigsResponse::default().with_results(results),
+    )
+}
+
+fn broker_entries(context: &Context) -> Vec<Entry> {
+    let broker = context.broker.config();
+    let static_entry = |name: &str, value: String, kind: i8, doc: &'static str| Entry {
+        name: name.to_owned(),
+        value,
+        source: config_source_code(ConfigSource::Broker),
+        read_only: true,
+        kind,
+        doc,
+    };
+    let mut entries = vec![
+        static_entry("node.id", broker.node_id.to_string(), 3, "this broker's id"),
+        static_entry(
+            "auto.create.topics.enable",
+            broker.auto_create_topics.to_string(),
+            1,
+            "create unknown topics on Metadata and Produce",
+        ),
+        static_entry(
+            "num.partitions",
+            broker.num_partitions.to_string(),
+            3,
+            "partitions of auto-created topics",
+        ),
+        static_entry(
+            "default.replication.factor",
+            "1".to_owned(),
+            4,
+            "single node",
+        ),
+        static_entry(
+            "socket.request.max.bytes",
+            context.max_request_bytes.to_string(),
+            3,
+            "largest request frame",
+        ),
+        static_entry(
+            "log.retention.check.interval.ms",
+            broker.retention_check_interval.as_millis().to_string(),
+            5,
+            "how often retention runs",
+        ),
+    ];
+    for (k, v) in &broker.topic_defaults {
+        entries.push(static_entry(
+            k,
+            v.clone(),
+            2,
+            "broker-level default for a topic config",
+        ));
+    }
+    entries
+}

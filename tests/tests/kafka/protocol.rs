@@ -1,0 +1,164 @@
+//! APIs that librdkafka's public API does not reach, exercised with the raw client.
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use strom_record::{BatchBuilder, Record};
+use strom_tests::TestBroker;
+use tokio::net::TcpStream;
+
+use super::raw::call;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+async fn produce(s: &mut TcpStream, topic: &str, timestamps: &[i64]) {
+    let records: Vec<Record> = timestamps
+        .iter()
+        .map(|&ts| Record::new(ts, None, Some(Bytes::from(ts.to_string()))))
+        .collect();
+    let batch = BatchBuilder::new().build(&records).unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(batch))),
+                ]),
+        ]);
+    let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+}
+
+async fn list_offset(s: &mut TcpStream, topic: &str, timestamp: i64) -> (i64, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let r: ListOffsetsResponse = call(s, ApiKey::ListOffsets, 7, &req).await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    (p.offset, p.timestamp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_by_time_and_leader_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    produce(&mut s, "times", &[1_000, 2_000, 3_000]).await;
+    produce(&mut s, "times", &[9_000, 4_000]).await;
+
+    assert_eq!(list_offset(&mut s, "times", -2).await.0, 0, "earliest");
+    assert_eq!(list_offset(&mut s, "times", -1).await.0, 5, "latest");
+    assert_eq!(list_offset(&mut s, "times", 2_500).await, (2, 3_000));
+    assert_eq!(list_offset(&mut s, "times", 3_500).await, (3, 9_000));
+    assert_eq!(list_offset(&mut s, "times", 10_000).await, (-1, -1));
+    assert_eq!(
+        list_offset(&mut s, "times", -3).await,
+        (3, 9_000),
+        "max timestamp"
+    );
+
+    let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+        OffsetForLeaderTopic::default()
+            .with_topic(name("times"))
+            .with_partitions(vec![
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(0),
+                OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(5),
+                OffsetForLeaderPartition::default()
+                    .with_partition(3)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(0),
+            ]),
+    ]);
+    let r: OffsetForLeaderEpochResponse = call(&mut s, ApiKey::OffsetForLeaderEpoch, 4, &req).await;
+    let parts = &r.topics[0].partitions;
+    assert_eq!(
+        (
+            parts[0].error_code,
+            parts[0].leader_epoch,
+            parts[0].end_offset
+        ),
+        (0, 0, 5)
+    );
+    assert_eq!((parts[1].leader_epoch, parts[1].end_offset), (-1, -1));
+    assert_eq!(parts[2].error_code, 3);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_cluster_and_log_dirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    produce(&mut s, "sized", &[1, 2, 3]).await;
+
+    let r: DescribeClusterResponse = call(
+        &mut s,
+        ApiKey::DescribeCluster,
+        1,
+        &DescribeClusterRequest::default().with_endpoint_type(1),
+    )
+    .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.cluster_id.as_str(), broker.broker().cluster_id());
+    assert_eq!(r.brokers.len(), 1);
+    assert_eq!(r.brokers[0].port, i32::from(broker.addr().port()));
+
+    let r: DescribeLogDirsResponse = call(
+        &mut s,
+        ApiKey::DescribeLogDirs,
+        4,
+        &DescribeLogDirsRequest::default().with_topics(None),
+    )
+    .await;
+    let dir_result = &r.results[0];
+    let topic = dir_result
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == "sized")
+        .unwrap();
+    assert!(topic.partitions[0].partition_size > 0);
+    let r: DescribeLogDirsResponse = call(
+        &mut s,
+        ApiKey::DescribeLogDirs,
+        1,
+        &DescribeLogDirsRequest::default().with_topics(Some(vec![
+            DescribableLogDirTopic::default()
+                .with_topic(name("other"))
+                .with_partitions(vec![0]),
+        ])),
+    )
+    .await;
+    assert!(r.results[0].topics.is_empty());
+    broker.stop().await;
+}
