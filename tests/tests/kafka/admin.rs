@@ -156,7 +156,10 @@ async fn configs_partitions_and_delete_records() {
     // error), so check the broker's side: the invalid value was refused.
     assert_eq!(bad.len(), 1);
     let overrides = broker.broker().topic("cfg").unwrap().overrides().clone();
-    assert_eq!(overrides.get("retention.ms").map(String::as_str), Some("1000"));
+    assert_eq!(
+        overrides.get("retention.ms").map(String::as_str),
+        Some("1000")
+    );
 
     let grown = admin
         .create_partitions(&[NewPartitions::new("cfg", 3)], &opts)
