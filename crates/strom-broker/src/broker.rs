@@ -17,6 +17,16 @@ use crate::topic::{ConfigOp, CreateTopic, Topic, TopicSummary, validate_topic_na
 /// The most partitions one topic may have.
 pub const MAX_PARTITIONS: i32 = 10_000;
 
+/// How many producer ids one metadata event reserves.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Producer-id allocation state: ids in `next..reserved_until` are free to hand out.
+#[derive(Debug, Clone, Copy)]
+struct ProducerIds {
+    next: i64,
+    reserved_until: i64,
+}
+
 /// Broker-wide settings.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -67,6 +77,7 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     registry: RwLock<Registry>,
     admin: Mutex<MetadataLog>,
+    producer_ids: Mutex<ProducerIds>,
 }
 
 #[derive(Debug)]
@@ -97,6 +108,7 @@ impl Broker {
         let (mut meta, events) = MetadataLog::open(&config.data_dir)?;
 
         let mut cluster_id = None;
+        let mut producer_ids_until = 0i64;
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
         for event in events {
             match event {
@@ -128,6 +140,9 @@ impl Broker {
                 }
                 MetadataEvent::TopicDeleted { id } => {
                     topics.remove(&id);
+                }
+                MetadataEvent::ProducerIdsReserved { until } => {
+                    producer_ids_until = producer_ids_until.max(until);
                 }
             }
         }
@@ -181,6 +196,10 @@ impl Broker {
             clock,
             registry: RwLock::new(registry),
             admin: Mutex::new(meta),
+            producer_ids: Mutex::new(ProducerIds {
+                next: producer_ids_until,
+                reserved_until: producer_ids_until,
+            }),
         })
     }
 
@@ -586,6 +605,35 @@ impl Broker {
             &self.config.topic_defaults,
             &topic.overrides,
         ))
+    }
+
+    /// Hands out a producer id that was never handed out before, not even before a restart
+    /// (ids are reserved in durable blocks through the metadata log). BLOCKING when a new
+    /// block must be reserved.
+    pub fn allocate_producer_id_blocking(&self) -> Result<i64> {
+        let mut ids = self
+            .producer_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if ids.next >= ids.reserved_until {
+            let until = ids.reserved_until + PRODUCER_ID_BLOCK;
+            self.admin()
+                .append(&MetadataEvent::ProducerIdsReserved { until })?;
+            ids.reserved_until = until;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+
+    /// Whether `id` was handed out by [`Broker::allocate_producer_id_blocking`] (in this run or
+    /// an earlier one).
+    pub fn producer_id_was_allocated(&self, id: i64) -> bool {
+        let ids = self
+            .producer_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (0..ids.next).contains(&id) || (0..ids.reserved_until).contains(&id)
     }
 
     fn replace_topic(&self, topic: Topic) {

@@ -56,6 +56,12 @@ pub enum MetadataEvent {
         /// Topic id.
         id: Uuid,
     },
+    /// Producer ids below `until` may have been handed out; after a restart allocation
+    /// continues from `until`.
+    ProducerIdsReserved {
+        /// First producer id not yet reserved.
+        until: i64,
+    },
 }
 
 /// The append-only metadata event log. Owned by the broker behind its admin lock.

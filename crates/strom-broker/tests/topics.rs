@@ -175,3 +175,19 @@ async fn appends_wake_watchers() {
         .unwrap();
     assert_eq!(*rx.borrow(), 1);
 }
+
+#[test]
+fn producer_ids_are_never_reused_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new(dir.path());
+    let first: Vec<i64> = {
+        let broker = Broker::open(config.clone()).unwrap();
+        (0..3)
+            .map(|_| broker.allocate_producer_id_blocking().unwrap())
+            .collect()
+    };
+    assert_eq!(first, [0, 1, 2]);
+    let broker = Broker::open(config).unwrap();
+    let next = broker.allocate_producer_id_blocking().unwrap();
+    assert!(next > 2, "{next}");
+}

@@ -280,3 +280,30 @@ async fn kcat_with_old_librdkafka_produces_and_consumes() {
     assert_eq!(client::payload(&messages[0]), "v50");
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_and_acks_one_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "acks", 1).await;
+    for acks in ["0", "1"] {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("acks", acks)
+            .create()
+            .unwrap();
+        for i in 0..50 {
+            let payload = format!("acks{acks}-{i}");
+            producer
+                .send(FutureRecord::<(), _>::to("acks").payload(&payload), WAIT)
+                .await
+                .expect("delivered");
+        }
+    }
+    let messages = client::consume(&bootstrap, "acks", &[0], Offset::Beginning, 100).await;
+    assert_eq!(client::payload(&messages[0]), "acks0-0");
+    assert_eq!(client::payload(&messages[50]), "acks1-0");
+    assert_eq!(messages[99].offset(), 99);
+    broker.stop().await;
+}

@@ -21,6 +21,7 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod fetch;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -36,6 +37,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -141,6 +143,7 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         ApiKey::CreateTopics => create_topics::handle(context, &request).await,
         ApiKey::DeleteTopics => delete_topics::handle(context, &request).await,
         ApiKey::DeleteRecords => delete_records::handle(context, &request).await,
+        ApiKey::InitProducerId => init_producer_id::handle(context, &request).await,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(context, &request).await,
         ApiKey::DescribeConfigs => describe_configs::handle(context, &request).await,
         ApiKey::AlterConfigs => alter_configs::handle(context, &request).await,
@@ -197,6 +200,7 @@ mod tests {
             ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
             ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
             ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+            ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)
