@@ -307,3 +307,26 @@ async fn acks_zero_and_acks_one_are_stored() {
     assert_eq!(messages[99].offset(), 99);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_gets_a_producer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    for i in 0..100 {
+        let payload = format!("idem-{i}");
+        let d = producer
+            .send(FutureRecord::<(), _>::to("idem").payload(&payload), WAIT)
+            .await
+            .expect("delivered");
+        assert_eq!(d.offset, i);
+    }
+    let messages = client::consume(&bootstrap, "idem", &[0], Offset::Beginning, 100).await;
+    assert_eq!(client::payload(&messages[99]), "idem-99");
+    broker.stop().await;
+}
