@@ -4,6 +4,7 @@ mod kafka {
     mod admin;
     mod bad_input;
     mod client;
+    mod fetch;
     mod protocol;
     mod raw;
     mod roundtrip;

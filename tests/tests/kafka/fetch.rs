@@ -1,0 +1,276 @@
+//! Fetch semantics over the raw protocol: long poll, byte limits, errors, topic ids, and
+//! pipelined requests answered in order.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use strom_broker::CreateTopic;
+use strom_record::{BatchBuilder, Record};
+use strom_tests::TestBroker;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+use super::raw::{call, frame, read_frame};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn batch(n: usize, size: usize) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|_| Record::new(1, None, Some(Bytes::from(vec![b'x'; size]))))
+        .collect();
+    Bytes::from(BatchBuilder::new().build(&records).unwrap())
+}
+
+fn produce_req(topic: &str, partition: i32, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+fn fetch_req(
+    topic: &str,
+    partitions: &[(i32, i64)],
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(
+                    partitions
+                        .iter()
+                        .map(|&(p, offset)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(offset)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                ),
+        ])
+}
+
+async fn started_with_topic(partitions: i32) -> (tempfile::TempDir, TestBroker) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let b = broker.broker().clone();
+    b.run_blocking(move |b| {
+        b.create_topic_blocking(CreateTopic {
+            name: "f".into(),
+            partitions: Some(partitions),
+            ..CreateTopic::default()
+        })
+    })
+    .await
+    .unwrap();
+    (dir, broker)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_poll_waits_for_data_or_the_deadline() {
+    let (_dir, broker) = started_with_topic(2).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+
+    // Nothing to read: the response comes after max_wait_ms, with empty (not null) records.
+    let start = Instant::now();
+    let r: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &fetch_req("f", &[(0, 0), (1, 0)], 300, 1),
+    )
+    .await;
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    for p in &r.responses[0].partitions {
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.records.as_ref().map(Bytes::len), Some(0));
+        assert_eq!(p.high_watermark, 0);
+    }
+
+    // A parked fetch wakes as soon as a record lands on any of its partitions.
+    let addr = broker.addr();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut w = TcpStream::connect(addr).await.unwrap();
+        let r: ProduceResponse = call(
+            &mut w,
+            ApiKey::Produce,
+            9,
+            &produce_req("f", 1, batch(1, 10)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    });
+    let start = Instant::now();
+    let r: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &fetch_req("f", &[(0, 0), (1, 0)], 20_000, 1),
+    )
+    .await;
+    let waited = start.elapsed();
+    writer.await.unwrap();
+    assert!(waited < Duration::from_secs(5), "woke late: {waited:?}");
+    let p1 = &r.responses[0].partitions[1];
+    assert_eq!(p1.high_watermark, 1);
+    assert!(!p1.records.as_ref().unwrap().is_empty());
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_limits_and_errors() {
+    let (_dir, broker) = started_with_topic(3).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    for p in 0..3 {
+        let r: ProduceResponse = call(
+            &mut s,
+            ApiKey::Produce,
+            9,
+            &produce_req("f", p, batch(10, 1000)),
+        )
+        .await;
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    // max_bytes smaller than one batch: the first batch still comes whole (KIP-74), nothing more.
+    let mut req = fetch_req("f", &[(0, 0), (1, 0), (2, 0)], 0, 1);
+    req.max_bytes = 100;
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &req).await;
+    let sizes: Vec<usize> = r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().unwrap().len())
+        .collect();
+    assert!(sizes[0] > 10_000, "{sizes:?}");
+    assert_eq!(&sizes[1..], &[0, 0]);
+
+    // Offset past the end, unknown partition, unknown topic.
+    let r: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &fetch_req("f", &[(0, 99), (7, 0)], 0, 1),
+    )
+    .await;
+    let parts = &r.responses[0].partitions;
+    assert_eq!(parts[0].error_code, 1, "OFFSET_OUT_OF_RANGE");
+    assert_eq!(parts[0].high_watermark, 10);
+    assert_eq!(parts[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r: FetchResponse = call(
+        &mut s,
+        ApiKey::Fetch,
+        12,
+        &fetch_req("nope", &[(0, 0)], 0, 1),
+    )
+    .await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 3);
+    assert!(r.responses[0].partitions[0].records.is_some());
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_ids_in_metadata_produce_and_fetch() {
+    let (_dir, broker) = started_with_topic(1).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let md: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("f"))),
+        ])),
+    )
+    .await;
+    let id = md.topics[0].topic_id;
+    assert_eq!(id, broker.broker().topic("f").unwrap().id());
+    // Metadata v12 by id only.
+    let md: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(None)
+                .with_topic_id(id),
+        ])),
+    )
+    .await;
+    assert_eq!(md.topics[0].name.as_ref().unwrap().0.as_str(), "f");
+
+    // Produce v13 addresses topics by id.
+    let mut req = produce_req("", 0, batch(2, 5));
+    req.topic_data[0].topic_id = id;
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 13, &req).await;
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let mut req = produce_req("", 0, batch(1, 5));
+    req.topic_data[0].topic_id = Uuid::new_v4();
+    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 13, &req).await;
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
+
+    // Fetch v13+ too.
+    let mut req = fetch_req("", &[(0, 0)], 0, 1);
+    req.topics[0].topic_id = id;
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 16, &req).await;
+    assert_eq!(r.responses[0].topic_id, id);
+    assert_eq!(r.responses[0].partitions[0].high_watermark, 2);
+    req.topics[0].topic_id = Uuid::new_v4();
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 16, &req).await;
+    assert_eq!(r.responses[0].partitions[0].error_code, 100);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let (_dir, broker) = started_with_topic(1).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut all = Vec::new();
+    for i in 0..20 {
+        all.extend_from_slice(&frame(
+            ApiKey::Produce,
+            9,
+            1000 + i,
+            &produce_req("f", 0, batch(1, 3)),
+        ));
+    }
+    s.write_all(&all).await.unwrap();
+    for i in 0..20 {
+        let mut f = read_frame(&mut s).await.unwrap();
+        let header = ResponseHeader::decode(&mut f, 1).unwrap();
+        assert_eq!(header.correlation_id, 1000 + i);
+        let r = ProduceResponse::decode(&mut f, 9).unwrap();
+        assert_eq!(
+            r.responses[0].partition_responses[0].base_offset,
+            i64::from(i)
+        );
+    }
+    broker.stop().await;
+}
