@@ -4,6 +4,7 @@
 //! Kafka protocol on `127.0.0.1:9092`. Settings come from, in increasing precedence, built-in
 //! defaults, a TOML file (`--config FILE`), `STROM_*` environment variables and flags.
 
+mod cli;
 mod config;
 
 use std::process::ExitCode;
@@ -28,17 +29,47 @@ struct Cli {
 enum Command {
     /// Run the broker until SIGTERM or Ctrl-C.
     Serve(ServeArgs),
+    /// Create, list, describe or delete topics on a running broker.
+    Topic {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: cli::TopicCommand,
+    },
+    /// Produce lines of standard input as records.
+    Produce {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(flatten)]
+        args: cli::ProduceArgs,
+    },
+    /// Print records of a partition.
+    Consume {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(flatten)]
+        args: cli::ConsumeArgs,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("strom: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `strom topic list | head` closes our stdout early; that is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,7 +84,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             runtime.block_on(serve(settings))
         }
+        Command::Topic { connect, command } => {
+            client_runtime()?.block_on(cli::topic(&connect, command))
+        }
+        Command::Produce { connect, args } => {
+            client_runtime()?.block_on(cli::produce(&connect, args))
+        }
+        Command::Consume { connect, args } => {
+            client_runtime()?.block_on(cli::consume(&connect, args))
+        }
     }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn init_tracing(filter: Option<&str>) {

@@ -1,17 +1,23 @@
-//! `strom serve` as a process: prints where it listens, serves, exits cleanly on SIGTERM.
+//! The `strom` binary as a process: `serve` prints where it listens, serves, exits cleanly on
+//! SIGTERM; the client subcommands work against it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
-#[test]
-fn serve_prints_addresses_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+struct Server {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    addr: String,
+}
+
+fn start(data_dir: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
         .args(["serve", "--kafka-listen", "127.0.0.1:0", "--log", "warn"])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .env_remove("STROM_CONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -31,9 +37,62 @@ fn serve_prints_addresses_and_stops_cleanly_on_sigterm() {
         }
     };
     assert!(printed.contains("data directory:"), "{printed}");
+    Server {
+        child,
+        stdout,
+        addr,
+    }
+}
 
+impl Server {
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut rest = String::new();
+        self.stdout.read_to_string(&mut rest).unwrap();
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
+        rest
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(args)
+            .args(["--bootstrap", &self.addr])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.cli(args, stdin);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn serve_prints_addresses_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
     // A raw ApiVersions v0 request: size, key 18, version 0, correlation id 1, null client id.
-    let mut s = TcpStream::connect(&addr).unwrap();
+    let mut s = TcpStream::connect(&server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
         .unwrap();
@@ -44,15 +103,60 @@ fn serve_prints_addresses_and_stops_cleanly_on_sigterm() {
     assert_eq!(&body[..4], &[0, 0, 0, 1], "correlation id");
     assert_eq!(&body[4..6], &[0, 0], "error code");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "{exit:?}");
+    let rest = server.stop();
     assert!(rest.contains("stopped cleanly"), "{rest}");
     assert!(dir.path().join("metadata").join("events.log").exists());
+}
+
+#[test]
+fn topic_produce_consume_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    assert_eq!(
+        server.ok(
+            &[
+                "topic",
+                "create",
+                "cli",
+                "-p",
+                "2",
+                "-c",
+                "retention.ms=60000"
+            ],
+            ""
+        ),
+        "created topic cli\n"
+    );
+    assert!(
+        server
+            .ok(&["topic", "list"], "")
+            .starts_with("cli\t2 partitions\t")
+    );
+    let lines: String = (0..1000).map(|i| format!("k{i}:v{i}\n")).collect();
+    server.ok(
+        &["produce", "cli", "-p", "1", "-K", ":", "--batch", "64"],
+        &lines,
+    );
+    let all = server.ok(&["consume", "cli", "-p", "1"], "");
+    assert_eq!(all.lines().count(), 1000);
+    assert_eq!(all.lines().next(), Some("v0"));
+    let tail = server.ok(&["consume", "cli", "-p", "1", "--from", "998", "-v"], "");
+    assert_eq!(tail, "998\tk998\tv998\n999\tk999\tv999\n");
+    let head = server.ok(&["consume", "cli", "-p", "1", "-n", "2"], "");
+    assert_eq!(head, "v0\nv1\n");
+    let described = server.ok(&["topic", "describe", "cli"], "");
+    assert!(
+        described.contains("partition 1: offsets 0..1000"),
+        "{described}"
+    );
+    assert!(
+        described.contains("retention.ms = 60000  (topic)"),
+        "{described}"
+    );
+    let bad = server.cli(&["topic", "create", "bad name"], "");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("InvalidTopicException"));
+    server.ok(&["topic", "delete", "cli"], "");
+    assert_eq!(server.ok(&["topic", "list"], ""), "");
+    server.stop();
 }
