@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what compat/run.sh needs, idempotently:
+#   - compat/.venv: a Python venv with the pinned clients of compat/requirements.txt
+#     (reinstalled only when requirements.txt changed or the venv cannot import them);
+#   - kcat from Debian (it links Debian's librdkafka, 2.0.2 on Debian 12), only if missing.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+VENV=$HERE/.venv
+REQUIREMENTS=$HERE/requirements.txt
+STAMP=$VENV/.installed-requirements.txt
+PYTHON=${COMPAT_PYTHON:-python3}
+
+venv_ok() {
+    [[ -x $VENV/bin/python ]] &&
+        cmp -s "$REQUIREMENTS" "$STAMP" &&
+        "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4, zstandard, snappy' 2>/dev/null
+}
+
+if venv_ok; then
+    echo "compat/install: venv up to date ($VENV)"
+else
+    echo "compat/install: creating $VENV with $(tr '\n' ' ' < <(grep -v '^#' "$REQUIREMENTS"))"
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$REQUIREMENTS"
+    cp "$REQUIREMENTS" "$STAMP"
+    venv_ok || { echo "compat/install: the venv still cannot import the clients" >&2; exit 1; }
+fi
+
+if command -v kcat >/dev/null 2>&1; then
+    echo "compat/install: kcat present ($(command -v kcat))"
+else
+    echo "compat/install: installing kcat with apt-get"
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        SUDO=(sudo -n)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends kcat >/dev/null
+    command -v kcat >/dev/null 2>&1 || { echo "compat/install: kcat still missing" >&2; exit 1; }
+fi
