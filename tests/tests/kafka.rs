@@ -5,6 +5,7 @@ mod kafka {
     mod bad_input;
     mod client;
     mod fetch;
+    mod limits;
     mod protocol;
     mod raw;
     mod roundtrip;

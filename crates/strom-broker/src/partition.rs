@@ -29,6 +29,7 @@ pub struct Partition {
     log: Arc<PartitionLog>,
     high_watermark: watch::Sender<i64>,
     flusher_running: AtomicBool,
+    closed: AtomicBool,
 }
 
 /// What a read returned: whole batches (possibly none) and the partition's offsets.
@@ -60,6 +61,7 @@ impl Partition {
             log: Arc::new(log),
             high_watermark,
             flusher_running: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -80,6 +82,7 @@ impl Partition {
 
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
+        self.check_open()?;
         let result = self.log.append(batches, LEADER_EPOCH);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
@@ -98,6 +101,7 @@ impl Partition {
     /// Reads whole batches from `offset`, at most `max_bytes` (the first batch always whole).
     /// BLOCKING.
     pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
+        self.check_open()?;
         let result = self.log.read(offset, max_bytes)?;
         let records = match result.data {
             Some(slice) => Bytes::from(slice.read_to_vec()?),
@@ -108,6 +112,20 @@ impl Partition {
             log_start_offset: result.log_start_offset,
             records,
         })
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Log(strom_log::Error::Closed))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Marks the partition closed and wakes every fetch waiting on it.
+    fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.high_watermark.send_modify(|_| {});
     }
 
     /// A receiver that sees every new high watermark (for long-poll fetches).
@@ -180,13 +198,15 @@ impl Partition {
         self.ensure_flusher();
     }
 
-    /// Flushes and closes the log. BLOCKING.
+    /// Flushes and closes the log, then wakes fetch waiters so they see it. BLOCKING.
     pub(crate) fn close_blocking(&self) -> Result<()> {
+        self.mark_closed();
         Ok(self.log.close()?)
     }
 
     /// Closes the log and removes its directory. BLOCKING.
     pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
+        self.mark_closed();
         let dir = self.dir.clone();
         match Arc::try_unwrap(self) {
             Ok(partition) => match Arc::try_unwrap(partition.log) {

@@ -25,14 +25,18 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
     let mut writer = BufWriter::new(writer);
     loop {
         let mut prefix = [0u8; 4];
-        match reader.read_exact(&mut prefix).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        match tokio::time::timeout(context.idle_timeout, reader.read_exact(&mut prefix)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 tracing::debug!(%peer, "connection closed by client");
                 return;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "read failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection");
                 return;
             }
         }
@@ -42,6 +46,16 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
                 tracing::warn!(%peer, error = %e, "closing connection");
                 return;
             }
+        };
+        // Admission: hold permits for the frame's bytes until its response is written, so the
+        // request bytes in memory across all connections stay bounded.
+        let permits =
+            u32::try_from(len.clamp(1, context.request_memory_limit())).unwrap_or(u32::MAX);
+        let Ok(_admitted) = Arc::clone(&context.request_memory)
+            .acquire_many_owned(permits)
+            .await
+        else {
+            return;
         };
         let mut body = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
         match (&mut reader).take(len as u64).read_to_end(&mut body).await {

@@ -40,7 +40,19 @@ pub struct KafkaConfig {
     pub advertised_port: Option<u16>,
     /// `socket.request.max.bytes`: larger frames close the connection.
     pub max_request_bytes: usize,
+    /// `queued.max.request.bytes`: request bytes held in memory across all connections at once.
+    /// A connection whose next frame does not fit waits (TCP back-pressure) until others finish.
+    /// Raised to `max_request_bytes` if smaller, so every legal frame can be admitted.
+    pub max_queued_request_bytes: usize,
+    /// `connections.max.idle.ms`: connections silent this long are closed.
+    pub idle_timeout: std::time::Duration,
 }
+
+/// Default `queued.max.request.bytes`: 512 MiB.
+pub const DEFAULT_MAX_QUEUED_REQUEST_BYTES: usize = 512 * 1024 * 1024;
+
+/// Default `connections.max.idle.ms`: 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -49,6 +61,8 @@ impl Default for KafkaConfig {
             advertised_host: None,
             advertised_port: None,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_queued_request_bytes: DEFAULT_MAX_QUEUED_REQUEST_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -64,6 +78,20 @@ pub struct Context {
     pub advertised_port: i32,
     /// `socket.request.max.bytes`.
     pub max_request_bytes: usize,
+    /// Admission control for request bytes in memory (`queued.max.request.bytes`), one permit
+    /// per byte, capped at [`tokio::sync::Semaphore::MAX_PERMITS`].
+    pub request_memory: Arc<tokio::sync::Semaphore>,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Context {
+    /// The most permits one request may take (the semaphore's size).
+    pub(crate) fn request_memory_limit(&self) -> usize {
+        self.max_request_bytes
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
+            .min(u32::MAX as usize)
+    }
 }
 
 /// A bound Kafka listener.
@@ -93,6 +121,13 @@ impl KafkaServer {
                 advertised_host,
                 advertised_port,
                 max_request_bytes: config.max_request_bytes,
+                request_memory: Arc::new(tokio::sync::Semaphore::new(
+                    config
+                        .max_queued_request_bytes
+                        .max(config.max_request_bytes)
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
+                idle_timeout: config.idle_timeout,
             }),
         })
     }

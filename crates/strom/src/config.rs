@@ -8,7 +8,9 @@
 //! listen = "127.0.0.1:9092"
 //! advertised_host = "localhost"
 //! advertised_port = 9092
-//! max_request_bytes = 104857600
+//! max_request_bytes = 104857600          # socket.request.max.bytes
+//! queued_max_request_bytes = 536870912   # request bytes in memory across connections
+//! connections_max_idle_ms = 600000
 //!
 //! [broker]
 //! node_id = 0
@@ -87,6 +89,8 @@ struct FileKafka {
     advertised_host: Option<String>,
     advertised_port: Option<u16>,
     max_request_bytes: Option<usize>,
+    queued_max_request_bytes: Option<usize>,
+    connections_max_idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +151,12 @@ impl Settings {
         kafka.advertised_port = args.advertised_port.or(file.kafka.advertised_port);
         if let Some(v) = args.max_request_bytes.or(file.kafka.max_request_bytes) {
             kafka.max_request_bytes = v;
+        }
+        if let Some(v) = file.kafka.queued_max_request_bytes {
+            kafka.max_queued_request_bytes = v;
+        }
+        if let Some(ms) = file.kafka.connections_max_idle_ms {
+            kafka.idle_timeout = Duration::from_millis(ms.max(1));
         }
         Ok(Settings {
             log: args.log.clone().or(file.log),
