@@ -20,6 +20,12 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
         tracing::debug!(%peer, error = %e, "set_nodelay failed");
     }
     tracing::debug!(%peer, "connection opened");
+    context.metrics.connection_opened();
+    serve_requests(stream, peer, &context).await;
+    context.metrics.connection_closed();
+}
+
+async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) {
     let (reader, writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut writer = BufWriter::new(writer);
@@ -44,6 +50,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
             Ok(len) => len,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
+                context.metrics.closed_on_error();
                 return;
             }
         };
@@ -73,10 +80,15 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
             Ok(request) => request,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
+                context.metrics.closed_on_error();
                 return;
             }
         };
-        match api::handle(&context, request).await {
+        let started = std::time::Instant::now();
+        let api_key = request.api_key;
+        let outcome = api::handle(context, request).await;
+        context.metrics.request(api_key, started.elapsed());
+        match outcome {
             Outcome::Respond(bytes) => {
                 if let Err(e) = writer.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed");
@@ -92,6 +104,7 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
             }
             Outcome::NoResponse => {}
             Outcome::Close => {
+                context.metrics.closed_on_error();
                 let _ = writer.flush().await;
                 return;
             }

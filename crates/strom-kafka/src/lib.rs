@@ -17,6 +17,7 @@ pub mod client;
 mod connection;
 pub mod error_code;
 pub mod frame;
+pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct Context {
     pub request_memory: Arc<tokio::sync::Semaphore>,
     /// Idle connections are closed after this long.
     pub idle_timeout: std::time::Duration,
+    /// Request, connection and byte counters.
+    pub metrics: metrics::KafkaMetrics,
 }
 
 impl Context {
@@ -128,6 +131,7 @@ impl KafkaServer {
                         .min(tokio::sync::Semaphore::MAX_PERMITS),
                 )),
                 idle_timeout: config.idle_timeout,
+                metrics: metrics::KafkaMetrics::default(),
             }),
         })
     }

@@ -12,6 +12,9 @@
 //! queued_max_request_bytes = 536870912   # request bytes in memory across connections
 //! connections_max_idle_ms = 600000
 //!
+//! [http]
+//! listen = "127.0.0.1:9644"           # /metrics and /health
+//!
 //! [broker]
 //! node_id = 0
 //! auto_create_topics = true
@@ -46,6 +49,9 @@ pub(crate) struct ServeArgs {
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long, env = "STROM_KAFKA_LISTEN", value_name = "ADDR")]
     pub(crate) kafka_listen: Option<SocketAddr>,
+    /// Admin HTTP listener (/metrics, /health) [default: 127.0.0.1:9644].
+    #[arg(long, env = "STROM_HTTP_LISTEN", value_name = "ADDR")]
+    pub(crate) http_listen: Option<SocketAddr>,
     /// Host name clients are told to connect to [default: the listen IP].
     #[arg(long, env = "STROM_KAFKA_ADVERTISED_HOST", value_name = "HOST")]
     pub(crate) advertised_host: Option<String>,
@@ -79,6 +85,8 @@ struct FileConfig {
     #[serde(default)]
     broker: FileBroker,
     #[serde(default)]
+    http: FileHttp,
+    #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
 
@@ -95,6 +103,12 @@ struct FileKafka {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileHttp {
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileBroker {
     node_id: Option<i32>,
     auto_create_topics: Option<bool>,
@@ -106,6 +120,7 @@ struct FileBroker {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) log: Option<String>,
+    pub(crate) http_listen: SocketAddr,
     broker: BrokerConfig,
     kafka: KafkaConfig,
 }
@@ -160,6 +175,10 @@ impl Settings {
         }
         Ok(Settings {
             log: args.log.clone().or(file.log),
+            http_listen: args
+                .http_listen
+                .or(file.http.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9644))),
             broker,
             kafka,
         })

@@ -125,16 +125,45 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the Kafka listener on {listen}"))?;
     let local = server.local_addr().context("reading the bound address")?;
-    let ctx = server.context();
+    let ctx = Arc::clone(server.context());
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    ctx.metrics.register(&mut registry);
+    registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
+    let http_listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", settings.http_listen))?;
+    let http_local = http_listener
+        .local_addr()
+        .context("reading the bound address")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = tokio::spawn(strom_http::serve(
+        http_listener,
+        Arc::new(registry),
+        stopped(stop_rx.clone()),
+    ));
     println!("strom {} serving", env!("CARGO_PKG_VERSION"));
     println!("  data directory: {}", absolute(&data_dir).display());
     println!(
         "  kafka:          {local} (advertised as {}:{})",
         ctx.advertised_host, ctx.advertised_port
     );
+    println!("  http:           http://{http_local}/metrics");
     println!("  topics:         {}", broker.topics().len());
 
-    server.serve(shutdown_signal()).await;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    server.serve(stopped(stop_rx)).await;
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "http listener failed"),
+        Err(e) => tracing::error!(error = %e, "http task failed"),
+    }
 
     tracing::info!("shutting down: flushing and closing partitions");
     broker

@@ -11,11 +11,19 @@ struct Server {
     child: Child,
     stdout: BufReader<ChildStdout>,
     addr: String,
+    http: String,
 }
 
 fn start(data_dir: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args(["serve", "--kafka-listen", "127.0.0.1:0", "--log", "warn"])
+        .args([
+            "serve",
+            "--kafka-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log", "warn"])
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("STROM_CONFIG")
@@ -25,7 +33,8 @@ fn start(data_dir: &Path) -> Server {
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut printed = String::new();
-    let addr = loop {
+    let mut addr = None;
+    let http = loop {
         let mut line = String::new();
         assert!(
             stdout.read_line(&mut line).unwrap() > 0,
@@ -33,18 +42,40 @@ fn start(data_dir: &Path) -> Server {
         );
         printed.push_str(&line);
         if let Some(rest) = line.trim().strip_prefix("kafka:") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
+        }
+        if let Some(rest) = line.trim().strip_prefix("http:") {
+            break rest
+                .trim()
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .to_owned();
         }
     };
+    let addr = addr.expect("kafka address printed before http");
     assert!(printed.contains("data directory:"), "{printed}");
     Server {
         child,
         stdout,
         addr,
+        http,
     }
 }
 
 impl Server {
+    fn http_get(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(&self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    }
+
     fn stop(mut self) -> String {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -156,7 +187,19 @@ fn topic_produce_consume_subcommands() {
     let bad = server.cli(&["topic", "create", "bad name"], "");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("InvalidTopicException"));
+    let metrics = server.http_get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("strom_partition_high_watermark{topic=\"cli\",partition=\"1\"} 1000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strom_kafka_requests_total{api=\"Produce\"}"),
+        "{metrics}"
+    );
+    assert!(server.http_get("/health").ends_with("ok\n"));
     server.ok(&["topic", "delete", "cli"], "");
+    assert!(!server.http_get("/metrics").contains("topic=\"cli\""));
     assert_eq!(server.ok(&["topic", "list"], ""), "");
     server.stop();
 }

@@ -120,6 +120,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             () = tokio::time::sleep_until(deadline) => {}
         }
     };
+    context.metrics.fetched(round.bytes);
     let mut response = FetchResponse::default().with_responses(round.topics);
     if version >= 7 {
         response.session_id = 0;

@@ -80,12 +80,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 (Err(e), _) => {
                     Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
                 }
-                (Ok(topic), _) => match start_append(topic, index, acks, pd.records) {
-                    Ok(handle) => Pending::Appending(index, handle),
-                    Err(e) => {
-                        Pending::Done(failed(index, error_code(&e), Some(e.to_string()), version))
+                (Ok(topic), _) => {
+                    match start_append(&context.metrics, topic, index, acks, pd.records) {
+                        Ok(handle) => Pending::Appending(index, handle),
+                        Err(e) => Pending::Done(failed(
+                            index,
+                            error_code(&e),
+                            Some(e.to_string()),
+                            version,
+                        )),
                     }
-                },
+                }
             };
             parts.push(pending);
         }
@@ -148,6 +153,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
 }
 
 fn start_append(
+    metrics: &crate::metrics::KafkaMetrics,
     topic: &Topic,
     index: i32,
     acks: i16,
@@ -162,6 +168,7 @@ fn start_append(
         });
     }
     let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
+    metrics.produced(data.len());
     Ok(tokio::task::spawn_blocking(move || {
         partition.append_blocking(&mut data)
     }))

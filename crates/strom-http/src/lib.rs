@@ -1,0 +1,144 @@
+//! # strom-http
+//!
+//! Admin HTTP endpoints, served with axum on their own listener (127.0.0.1:9644 by default):
+//!
+//! - `GET /metrics`: every registered metric in the OpenMetrics text format, plus per-partition
+//!   gauges read from the broker at scrape time ([`PartitionCollector`]): deleted partitions
+//!   simply stop appearing.
+//! - `GET /health`: `ok` while the process serves.
+//!
+//! No business logic lives here: it only reads the broker's public API.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use std::future::Future;
+use std::sync::{Arc, Weak};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use strom_broker::Broker;
+use tokio::net::TcpListener;
+
+/// OpenMetrics text content type.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Per-partition gauges, computed from the broker on every scrape: high watermark, log start
+/// offset, log end offset and size on disk, labelled by topic and partition.
+#[derive(Debug)]
+pub struct PartitionCollector {
+    broker: Weak<Broker>,
+}
+
+impl PartitionCollector {
+    /// A collector over `broker` (held weakly: it never keeps the broker alive).
+    pub fn new(broker: &Arc<Broker>) -> PartitionCollector {
+        PartitionCollector {
+            broker: Arc::downgrade(broker),
+        }
+    }
+}
+
+type Reading = fn(&strom_broker::Partition) -> i64;
+
+const PARTITION_GAUGES: &[(&str, &str, Reading)] = &[
+    (
+        "strom_partition_high_watermark",
+        "Offset below which records are visible to consumers",
+        |p| p.high_watermark(),
+    ),
+    (
+        "strom_partition_log_start_offset",
+        "First offset still stored",
+        |p| p.log_start_offset(),
+    ),
+    (
+        "strom_partition_log_end_offset",
+        "Offset the next record will get",
+        |p| p.log_end_offset(),
+    ),
+    (
+        "strom_partition_size_bytes",
+        "Bytes of all segments on disk",
+        |p| i64::try_from(p.size_bytes()).unwrap_or(i64::MAX),
+    ),
+];
+
+impl Collector for PartitionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(broker) = self.broker.upgrade() else {
+            return Ok(());
+        };
+        let topics = broker.topics();
+        {
+            let metric = encoder.encode_descriptor(
+                "strom_topics",
+                "Number of topics",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(topics.len()).unwrap_or(i64::MAX))
+                .encode(metric)?;
+        }
+        for (name, help, read) in PARTITION_GAUGES {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for topic in &topics {
+                for p in topic.partitions() {
+                    let labels = [
+                        ("topic", topic.name().to_owned()),
+                        ("partition", p.index().to_string()),
+                    ];
+                    ConstGauge::new(read(p)).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    registry: Arc<Registry>,
+}
+
+/// The router with `/metrics` and `/health`.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .with_state(AppState { registry })
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Serves the admin endpoints on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(registry))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
