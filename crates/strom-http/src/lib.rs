@@ -84,8 +84,7 @@ impl Collector for PartitionCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            ConstGauge::new(i64::try_from(topics.len()).unwrap_or(i64::MAX))
-                .encode(metric)?;
+            ConstGauge::new(i64::try_from(topics.len()).unwrap_or(i64::MAX)).encode(metric)?;
         }
         for (name, help, read) in PARTITION_GAUGES {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
