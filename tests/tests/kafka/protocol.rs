@@ -9,8 +9,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, TopicName,
+    DescribeLogDirsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strom_record::{BatchBuilder, Record};
@@ -133,6 +134,45 @@ async fn describe_cluster_and_log_dirs() {
     assert_eq!(r.cluster_id.as_str(), broker.broker().cluster_id());
     assert_eq!(r.brokers.len(), 1);
     assert_eq!(r.brokers[0].port, i32::from(broker.addr().port()));
+
+    let r: DescribeClusterResponse = call(
+        &mut s,
+        ApiKey::DescribeCluster,
+        0,
+        &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+    )
+    .await;
+    assert_eq!(
+        r.cluster_authorized_operations, 8096,
+        "CREATE..IDEMPOTENT_WRITE"
+    );
+    let r: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        10,
+        &MetadataRequest::default()
+            .with_topics(None)
+            .with_include_topic_authorized_operations(true)
+            .with_include_cluster_authorized_operations(true),
+    )
+    .await;
+    assert_eq!(r.cluster_authorized_operations, 8096);
+    assert_eq!(
+        r.topics[0].topic_authorized_operations, 3576,
+        "READ..ALTER_CONFIGS"
+    );
+    let r: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await;
+    assert_eq!(
+        r.topics[0].topic_authorized_operations,
+        i32::MIN,
+        "not asked for"
+    );
 
     let r: DescribeLogDirsResponse = call(
         &mut s,

@@ -27,6 +27,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 .with_host(StrBytes::from_string(context.advertised_host.clone()))
                 .with_port(context.advertised_port),
         ]);
+    if body.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = super::metadata::CLUSTER_AUTHORIZED_OPERATIONS;
+    }
     if version >= 1 && body.endpoint_type != ENDPOINT_BROKERS {
         // A combined single node is its own controller; report the same endpoint.
         response.endpoint_type = body.endpoint_type;

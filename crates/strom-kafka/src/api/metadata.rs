@@ -14,6 +14,18 @@ use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
 
+/// Operations allowed on a topic when asked (`include_topic_authorized_operations`): Strom has
+/// no authorization yet, so everything Kafka defines for topics — READ(3), WRITE(4),
+/// CREATE(5), DELETE(6), ALTER(7), DESCRIBE(8), DESCRIBE_CONFIGS(10), ALTER_CONFIGS(11) — as
+/// the bit field of `AclOperation` codes.
+pub const TOPIC_AUTHORIZED_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// Operations allowed on the cluster when asked: CREATE(5), ALTER(7), DESCRIBE(8),
+/// CLUSTER_ACTION(9), DESCRIBE_CONFIGS(10), ALTER_CONFIGS(11), IDEMPOTENT_WRITE(12).
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 /// Handles Metadata.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let version = request.version();
@@ -26,11 +38,13 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         Some(list) => Some(list),
     };
     let auto_create = version < 4 || body.allow_auto_topic_creation;
+    let topic_ops = (version >= 8 && body.include_topic_authorized_operations)
+        .then_some(TOPIC_AUTHORIZED_OPERATIONS);
     let mut topics = Vec::new();
     match requested {
         None => {
             for topic in broker.topics() {
-                topics.push(describe_topic(context, &topic, version));
+                topics.push(describe_topic(context, &topic, version, topic_ops));
             }
         }
         Some(list) => {
@@ -48,13 +62,13 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                                 })
                                 .await;
                             match result {
-                                Ok(topic) => describe_topic(context, &topic, version),
+                                Ok(topic) => describe_topic(context, &topic, version, topic_ops),
                                 Err(e) => error_topic(&name, error_code(&e)),
                             }
                         }
                     }
                     None => match broker.topic_by_id(wanted.topic_id) {
-                        Ok(topic) => describe_topic(context, &topic, version),
+                        Ok(topic) => describe_topic(context, &topic, version, topic_ops),
                         Err(e) => MetadataResponseTopic::default()
                             .with_error_code(error_code(&e))
                             .with_name(None)
@@ -80,6 +94,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     if version >= 2 {
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_owned()));
     }
+    if (8..=10).contains(&version) && body.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
     respond(request, &response)
 }
 
@@ -89,7 +106,12 @@ fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
         .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
 }
 
-fn describe_topic(context: &Context, topic: &Arc<Topic>, version: i16) -> MetadataResponseTopic {
+fn describe_topic(
+    context: &Context,
+    topic: &Arc<Topic>,
+    version: i16,
+    authorized_operations: Option<i32>,
+) -> MetadataResponseTopic {
     let node = BrokerId(context.broker.node_id());
     let partitions = topic
         .partitions()
@@ -114,6 +136,9 @@ fn describe_topic(context: &Context, topic: &Arc<Topic>, version: i16) -> Metada
         .with_partitions(partitions);
     if version >= 10 {
         t.topic_id = topic.id();
+    }
+    if let Some(ops) = authorized_operations {
+        t.topic_authorized_operations = ops;
     }
     t
 }
