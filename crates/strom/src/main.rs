@@ -130,28 +130,37 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     ctx.metrics.register(&mut registry);
     registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
-    let http_listener = tokio::net::TcpListener::bind(settings.http_listen)
-        .await
-        .with_context(|| format!("binding the HTTP listener on {}", settings.http_listen))?;
-    let http_local = http_listener
-        .local_addr()
-        .context("reading the bound address")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let http = tokio::spawn(strom_http::serve(
-        http_listener,
-        Arc::new(registry),
-        stopped(stop_rx.clone()),
-    ));
+    // The admin endpoint must not take the Kafka service down: if its port is taken, say so
+    // loudly and serve Kafka without it.
+    let (http, http_line) = match tokio::net::TcpListener::bind(settings.http_listen).await {
+        Ok(listener) => {
+            let line = match listener.local_addr() {
+                Ok(addr) => format!("http://{addr}/metrics"),
+                Err(_) => format!("http://{}/metrics", settings.http_listen),
+            };
+            let task = tokio::spawn(strom_http::serve(
+                listener,
+                Arc::new(registry),
+                stopped(stop_rx.clone()),
+            ));
+            (Some(task), line)
+        }
+        Err(e) => {
+            tracing::warn!(listen = %settings.http_listen, error = %e, "admin HTTP listener disabled");
+            (None, format!("not serving ({}: {e})", settings.http_listen))
+        }
+    };
     println!("strom {} serving", env!("CARGO_PKG_VERSION"));
     println!("  data directory: {}", absolute(&data_dir).display());
     println!(
         "  kafka:          {local} (advertised as {}:{})",
         ctx.advertised_host, ctx.advertised_port
     );
-    println!("  http:           http://{http_local}/metrics");
+    println!("  http:           {http_line}");
     println!("  topics:         {}", broker.topics().len());
 
     tokio::spawn(async move {
@@ -159,10 +168,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
     server.serve(stopped(stop_rx)).await;
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "http listener failed"),
-        Err(e) => tracing::error!(error = %e, "http task failed"),
+    if let Some(task) = http {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "http listener failed"),
+            Err(e) => tracing::error!(error = %e, "http task failed"),
+        }
     }
 
     tracing::info!("shutting down: flushing and closing partitions");
