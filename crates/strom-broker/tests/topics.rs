@@ -9,9 +9,13 @@ use strom_broker::{Broker, BrokerConfig, ConfigOp, CreateTopic, Error};
 use strom_record::{BatchBuilder, Record};
 
 fn batch(values: &[&str]) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let records: Vec<Record> = values
         .iter()
-        .map(|v| Record::new(1_000, None, Some(Bytes::copy_from_slice(v.as_bytes()))))
+        .map(|v| Record::new(now, None, Some(Bytes::copy_from_slice(v.as_bytes()))))
         .collect();
     BatchBuilder::new().build(&records).unwrap()
 }
@@ -190,4 +194,35 @@ fn producer_ids_are_never_reused_across_restarts() {
     let broker = Broker::open(config).unwrap();
     let next = broker.allocate_producer_id_blocking().unwrap();
     assert!(next > 2, "{next}");
+}
+
+#[test]
+fn altered_configs_reach_the_storage_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    create(&broker, "r", 1);
+    let p = broker.partition("r", 0).unwrap();
+    let value = "v".repeat(500);
+    for _ in 0..20 {
+        p.append_blocking(&mut batch(&[&value])).unwrap();
+    }
+    assert_eq!(broker.apply_retention_blocking().unwrap(), 0);
+    assert_eq!(p.log_start_offset(), 0);
+    // Small segments and a size limit: the next appends roll, retention then drops old ones.
+    broker
+        .incremental_alter_configs_blocking(
+            "r",
+            &[
+                ConfigOp::Set("segment.bytes".into(), "2048".into()),
+                ConfigOp::Set("retention.bytes".into(), "4096".into()),
+            ],
+            false,
+        )
+        .unwrap();
+    for _ in 0..40 {
+        p.append_blocking(&mut batch(&[&value])).unwrap();
+    }
+    assert!(broker.apply_retention_blocking().unwrap() > 0);
+    assert!(p.log_start_offset() > 0, "retention.bytes had no effect");
+    assert!(p.size_bytes() < 4096 + 2048 + 1024, "{}", p.size_bytes());
 }

@@ -274,3 +274,37 @@ async fn pipelined_requests_are_answered_in_order() {
     }
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_creation_can_be_turned_off() {
+    use strom_broker::BrokerConfig;
+    use strom_kafka::KafkaConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.auto_create_topics = false;
+    let broker = TestBroker::start_with(config, KafkaConfig::default()).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let md: MetadataResponse = call(
+        &mut s,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(true)
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("absent"))),
+            ])),
+    )
+    .await;
+    assert_eq!(md.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let r: ProduceResponse = call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce_req("absent", 0, batch(1, 1)),
+    )
+    .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
+    assert!(broker.broker().topics().is_empty());
+    broker.stop().await;
+}
