@@ -10,6 +10,28 @@
 //! pipeline requests and gets the responses in the same order; `acks=0` produce requests get no
 //! response. Malformed frames, unknown API keys and unsupported versions (other than
 //! ApiVersions, which answers with its ranges) close the connection after a `tracing` line.
+//!
+//! ## APIs and versions
+//!
+//! The table Strom advertises is [`api::SUPPORTED_APIS`]: Produce 3–13, Fetch 4–17,
+//! ListOffsets 1–8, Metadata 0–13, ApiVersions 0–4, CreateTopics 2–7, DeleteTopics 1–6,
+//! DeleteRecords 0–2, InitProducerId 0–5, OffsetForLeaderEpoch 2–4, DescribeConfigs 1–4,
+//! AlterConfigs 0–2, DescribeLogDirs 1–4, CreatePartitions 0–3, IncrementalAlterConfigs 0–1,
+//! DescribeCluster 0–2. Versions clients were seen to pick: librdkafka 2.12 (Produce 10,
+//! Fetch 16, Metadata 13, ListOffsets 7), librdkafka 2.0 / kcat (Produce 7, Fetch 11,
+//! Metadata 4, ListOffsets 2), kafka-python 3.0 (Produce 9, Fetch 12, InitProducerId 4),
+//! kafkajs 2.2 (Produce 7, Metadata 6, InitProducerId 1).
+//!
+//! Not yet: consumer groups (FindCoordinator, JoinGroup, OffsetCommit…), transactions, SASL,
+//! fetch sessions (every Fetch answer carries session id 0, so clients send full requests),
+//! idempotent-sequence checks (producer ids are handed out, sequences are not verified).
+//!
+//! ## Known hazard
+//!
+//! `kafka-protocol` 0.18.0 pre-allocates `Vec::with_capacity(count)` from array counts read off
+//! the wire, before decoding any element: a 14-byte request claiming 2^31−1 elements makes the
+//! allocator abort the process. The test `hostile_array_count_does_not_abort` is ignored until
+//! the codec bounds the capacity by the remaining bytes (upstream PRs are open).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
