@@ -330,3 +330,65 @@ async fn idempotent_producer_gets_a_producer_id() {
     assert_eq!(client::payload(&messages[99]), "idem-99");
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_producers_get_dense_unique_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "busy", 4).await;
+    let mut tasks = Vec::new();
+    for producer_id in 0..6 {
+        let bootstrap = bootstrap.clone();
+        tasks.push(tokio::spawn(async move {
+            let producer = client::producer(&bootstrap);
+            let mut pending = Vec::new();
+            for i in 0..1000 {
+                let payload = format!("{producer_id}-{i}");
+                let record = FutureRecord::<(), _>::to("busy")
+                    .partition(i % 4)
+                    .payload(&payload);
+                pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+            }
+            let mut offsets = Vec::new();
+            for d in pending {
+                let d = d.await.unwrap().expect("delivered");
+                offsets.push((d.partition, d.offset));
+            }
+            offsets
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        6000,
+        "every acknowledged (partition, offset) is unique"
+    );
+    for p in 0..4 {
+        let offsets: Vec<i64> = all
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, o)| *o)
+            .collect();
+        assert_eq!(
+            offsets,
+            (0..1500).collect::<Vec<i64>>(),
+            "partition {p} is dense"
+        );
+    }
+    let messages =
+        client::consume(&bootstrap, "busy", &[0, 1, 2, 3], Offset::Beginning, 6000).await;
+    let mut payloads: Vec<String> = messages
+        .iter()
+        .map(|m| client::payload(m).to_owned())
+        .collect();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), 6000);
+    broker.stop().await;
+}
