@@ -160,6 +160,11 @@ impl Partition {
         self.log.log_start_offset()
     }
 
+    /// `fdatasync` calls made for this partition since it was opened (metrics, tests).
+    pub fn sync_count(&self) -> u64 {
+        self.log.sync_count()
+    }
+
     /// Total bytes on disk.
     pub fn size_bytes(&self) -> u64 {
         self.log.size_bytes()

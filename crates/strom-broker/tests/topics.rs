@@ -226,3 +226,59 @@ fn altered_configs_reach_the_storage_engine() {
     assert!(p.log_start_offset() > 0, "retention.bytes had no effect");
     assert!(p.size_bytes() < 4096 + 2048 + 1024, "{}", p.size_bytes());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_policies_always_interval_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Arc::new(Broker::open(BrokerConfig::new(dir.path())).unwrap());
+    broker.start_background();
+    for (name, policy) in [
+        ("always", "always"),
+        ("interval", "interval"),
+        ("never", "never"),
+    ] {
+        let b = Arc::clone(&broker);
+        let name = name.to_owned();
+        let policy = policy.to_owned();
+        broker
+            .run_blocking(move |_| {
+                b.create_topic_blocking(CreateTopic {
+                    name,
+                    configs: BTreeMap::from([
+                        ("strom.fsync".into(), policy),
+                        ("strom.fsync.interval.ms".into(), "50".into()),
+                    ]),
+                    ..CreateTopic::default()
+                })
+            })
+            .await
+            .unwrap();
+    }
+    let mut before = Vec::new();
+    for name in ["always", "interval", "never"] {
+        let p = broker.partition(name, 0).unwrap();
+        before.push(p.sync_count());
+        for _ in 0..3 {
+            p.append(batch(&["x"])).await.unwrap();
+        }
+        // Every policy makes the records visible at once.
+        assert_eq!(p.high_watermark(), 3, "{name}");
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after: Vec<u64> = ["always", "interval", "never"]
+        .iter()
+        .map(|n| broker.partition(n, 0).unwrap().sync_count())
+        .collect();
+    assert!(
+        after[0] >= before[0] + 3,
+        "always syncs each append: {before:?} -> {after:?}"
+    );
+    assert!(
+        after[1] > before[1],
+        "the interval flusher ran: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[2], before[2],
+        "never syncs on its own: {before:?} -> {after:?}"
+    );
+}

@@ -21,6 +21,7 @@ use axum::routing::get;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use strom_broker::Broker;
@@ -85,6 +86,23 @@ impl Collector for PartitionCollector {
                 MetricType::Gauge,
             )?;
             ConstGauge::new(i64::try_from(topics.len()).unwrap_or(i64::MAX)).encode(metric)?;
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "strom_partition_syncs",
+                "fdatasync calls made for the partition since it was opened",
+                None,
+                MetricType::Counter,
+            )?;
+            for topic in &topics {
+                for p in topic.partitions() {
+                    let labels = [
+                        ("topic", topic.name().to_owned()),
+                        ("partition", p.index().to_string()),
+                    ];
+                    ConstCounter::new(p.sync_count()).encode(metric.encode_family(&labels)?)?;
+                }
+            }
         }
         for (name, help, read) in PARTITION_GAUGES {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;

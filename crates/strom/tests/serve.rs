@@ -197,6 +197,10 @@ fn topic_produce_consume_subcommands() {
         metrics.contains("strom_kafka_requests_total{api=\"Produce\"}"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("strom_partition_syncs_total{topic=\"cli\",partition=\"1\"}"),
+        "{metrics}"
+    );
     assert!(server.http_get("/health").ends_with("ok\n"));
     server.ok(&["topic", "delete", "cli"], "");
     assert!(!server.http_get("/metrics").contains("topic=\"cli\""));
