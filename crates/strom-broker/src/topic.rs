@@ -91,9 +91,13 @@ impl Topic {
         &self.settings
     }
 
-    /// Whether the topic is one of the broker's internal topics.
+    /// Whether the topic is one of Kafka's internal topics (`__consumer_offsets`,
+    /// `__transaction_state`); other names starting with `__` are ordinary topics, as in Kafka.
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        matches!(
+            self.name.as_str(),
+            "__consumer_offsets" | "__transaction_state"
+        )
     }
 }
 

@@ -65,14 +65,24 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
             return;
         };
         let mut body = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
-        match (&mut reader).take(len as u64).read_to_end(&mut body).await {
-            Ok(n) if n == len => {}
-            Ok(n) => {
+        // The body must arrive within the idle timeout too: a client that announces a large
+        // frame and trickles it would otherwise hold its request-memory permits forever.
+        let mut limited = (&mut reader).take(len as u64);
+        let read = limited.read_to_end(&mut body);
+        match tokio::time::timeout(context.idle_timeout, read).await {
+            Ok(Ok(n)) if n == len => {}
+            Ok(Ok(n)) => {
                 tracing::warn!(%peer, expected = len, got = n, "truncated frame, closing connection");
+                context.metrics.closed_on_error();
                 return;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "read failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, expected = len, got = body.len(), "frame body too slow, closing connection");
+                context.metrics.closed_on_error();
                 return;
             }
         }

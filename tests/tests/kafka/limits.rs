@@ -39,6 +39,24 @@ async fn idle_connections_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_frame_body_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = KafkaConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..KafkaConfig::default()
+    };
+    let broker = TestBroker::start_with(BrokerConfig::new(dir.path()), kafka).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    s.write_all(&1000i32.to_be_bytes()).await.unwrap();
+    for _ in 0..3 {
+        s.write_all(&[0u8; 4]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed_by_server(&mut s).await);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_memory_is_bounded_across_connections() {
     let dir = tempfile::tempdir().unwrap();
     let kafka = KafkaConfig {
