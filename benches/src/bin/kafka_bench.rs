@@ -1,0 +1,275 @@
+//! End-to-end Kafka throughput and latency with librdkafka (the `rdkafka` crate) against a
+//! running broker (Strom or any other). Reports msgs/s, MB/s and produce latency percentiles
+//! (time from `send` to the delivery report), then consumes everything back from the page cache.
+//!
+//! ```text
+//! strom serve --data-dir /tmp/bench &          # or benches/kafka_bench.sh, which does it all
+//! cargo run --release -p strom-bench --bin kafka_bench -- --size 1024 --count 200000 --partitions 6
+//! ```
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use strom_bench::median;
+
+/// Benchmark options.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Broker address.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Topic prefix; each run uses a fresh topic.
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Message value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Messages per run.
+    #[arg(long, default_value_t = 100_000)]
+    count: usize,
+    /// `acks`: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// `linger.ms`.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// `compression.type`: none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Runs; the table shows every run and the median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+/// Collects produce latencies from delivery reports.
+struct Latencies {
+    micros: Mutex<Vec<u32>>,
+    errors: Mutex<u64>,
+}
+
+impl ClientContext for Latencies {}
+
+impl ProducerContext for Latencies {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Self::DeliveryOpaque) {
+        if result.is_err() {
+            if let Ok(mut e) = self.errors.lock() {
+                *e += 1;
+            }
+            return;
+        }
+        let us = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+        if let Ok(mut v) = self.micros.lock() {
+            v.push(us);
+        }
+    }
+}
+
+struct ProduceResult {
+    msgs_per_s: f64,
+    mb_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted.get(idx).copied().unwrap_or(0)) / 1000.0
+}
+
+fn create_topic(args: &Args, name: &str) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .create()
+        .map_err(|e| e.to_string())?;
+    let topic = NewTopic::new(name, args.partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = block_on(admin.create_topics([&topic], &opts)).map_err(|e| e.to_string())?;
+    for r in results {
+        r.map_err(|(t, e)| format!("{t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Polls a future to completion on this thread (the admin API is async; this keeps the harness
+/// free of an async runtime).
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
+    let context = Latencies {
+        micros: Mutex::new(Vec::with_capacity(args.count)),
+        errors: Mutex::new(0),
+    };
+    let producer: ThreadedProducer<Latencies> = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("acks", &args.acks)
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("compression.type", &args.compression)
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("enable.idempotence", "false")
+        .create_with_context(context)
+        .map_err(|e| e.to_string())?;
+    let payload: Vec<u8> = (0..args.size).map(|i| (i * 7 + 13) as u8).collect();
+    let start = Instant::now();
+    for i in 0..args.count {
+        let key = (i % 1024).to_string();
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
+            .payload(&payload)
+            .key(&key);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    if !matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
+                        return Err(e.to_string());
+                    }
+                    record = r;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let ctx = producer.context();
+    let mut lat = ctx.micros.lock().map_err(|_| "poisoned")?.clone();
+    let errors = *ctx.errors.lock().map_err(|_| "poisoned")?;
+    lat.sort_unstable();
+    Ok(ProduceResult {
+        msgs_per_s: args.count as f64 / elapsed,
+        mb_per_s: (args.count * args.size) as f64 / elapsed / 1e6,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        errors,
+    })
+}
+
+fn consume(args: &Args, topic: &str) -> Result<(f64, f64), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", "strom-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..args.partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let (mut n, mut bytes) = (0usize, 0usize);
+    while n < args.count {
+        if start.elapsed() > Duration::from_secs(120) {
+            return Err(format!("consumed only {n} of {}", args.count));
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                n += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {}
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok((n as f64 / elapsed, bytes as f64 / elapsed / 1e6))
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut produce_mb = Vec::new();
+    let mut consume_mb = Vec::new();
+    println!(
+        "| run | size | partitions | acks | linger | compression | produce msgs/s | produce MB/s | p50 ms | p99 ms | consume msgs/s | consume MB/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for run in 0..args.runs {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let topic = format!("{}-{nonce}-{run}", args.topic);
+        if let Err(e) = create_topic(&args, &topic) {
+            eprintln!("create topic {topic}: {e}");
+            std::process::exit(1);
+        }
+        let p = match produce(&args, &topic) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("produce: {e}");
+                std::process::exit(1);
+            }
+        };
+        let (cm, cmb) = consume(&args, &topic).unwrap_or_else(|e| {
+            eprintln!("consume: {e}");
+            (0.0, 0.0)
+        });
+        if p.errors > 0 {
+            eprintln!("{} delivery errors", p.errors);
+        }
+        produce_mb.push(p.mb_per_s);
+        consume_mb.push(cmb);
+        println!(
+            "| {run} | {} B | {} | {} | {} ms | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.1} |",
+            args.size,
+            args.partitions,
+            args.acks,
+            args.linger_ms,
+            args.compression,
+            p.msgs_per_s,
+            p.mb_per_s,
+            p.p50_ms,
+            p.p99_ms,
+            cm,
+            cmb
+        );
+    }
+    println!(
+        "\nmedian produce {:.1} MB/s, median consume {:.1} MB/s",
+        median(&mut produce_mb),
+        median(&mut consume_mb)
+    );
+}
