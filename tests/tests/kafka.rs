@@ -1,5 +1,10 @@
 //! End-to-end tests with real Kafka clients (librdkafka via the `rdkafka` crate) and raw TCP.
 
+/// The broker's allocator, as in the `strom` binary: see `strom-alloc` (a hostile array length
+/// must not abort the process).
+#[global_allocator]
+static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
+
 mod kafka {
     mod admin;
     mod bad_input;

@@ -30,8 +30,11 @@
 //!
 //! `kafka-protocol` 0.18.0 pre-allocates `Vec::with_capacity(count)` from array counts read off
 //! the wire, before decoding any element: a 14-byte request claiming 2^31−1 elements makes the
-//! allocator abort the process. The test `hostile_array_count_does_not_abort` is ignored until
-//! the codec bounds the capacity by the remaining bytes (upstream PRs are open).
+//! system allocator abort the process. Every process that runs this front end must therefore
+//! install `strom_alloc::GuardedAlloc` as its global allocator (the `strom` binary and the
+//! end-to-end tests do): it maps such reservations lazily, so the decode fails cleanly. The test
+//! `hostile_array_count_does_not_abort` covers it. Remove once the codec bounds the capacity by
+//! the remaining bytes (upstream PRs are open).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;

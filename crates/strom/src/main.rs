@@ -17,6 +17,11 @@ use strom_kafka::KafkaServer;
 
 use crate::config::{ServeArgs, Settings};
 
+/// See `strom-alloc`: huge reservations (from hostile length prefixes the Kafka codec trusts)
+/// are mapped lazily instead of aborting the process.
+#[global_allocator]
+static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
+
 /// Strom: a streaming broker that speaks the Kafka protocol over one append-only log.
 #[derive(Debug, Parser)]
 #[command(name = "strom", version, about)]

@@ -294,11 +294,10 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
 }
 
 /// kafka-protocol 0.18.0 calls `Vec::with_capacity(count)` with the array count read off the
-/// wire before decoding any element, so 14 bytes claiming 2^31-1 topics make the allocator abort
-/// the whole process (upstream kafka-protocol-rs PRs #152, #161, #200 are open). Un-ignore once
-/// the codec bounds the capacity by the remaining bytes (a `[patch]` or a new release).
+/// wire before decoding any element, so 14 bytes claiming 2^31-1 topics would make the system
+/// allocator abort the whole process (upstream kafka-protocol-rs PRs #152, #161, #200 are open).
+/// `strom-alloc` maps such reservations lazily, so the decode fails cleanly instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "aborts the process: kafka-protocol 0.18.0 pre-allocates from untrusted array counts"]
 async fn hostile_array_count_does_not_abort() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
