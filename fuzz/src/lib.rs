@@ -2,4 +2,5 @@
 //! corpora without the fuzzer (`crates/strom-record/tests/fuzz_corpus.rs` includes
 //! `record_batch.rs` directly).
 
+pub mod kafka_request;
 pub mod record_batch;

@@ -174,6 +174,18 @@ fn main() {
             preallocate: false,
         },
         Run {
+            policy: "never",
+            record_size: 1000,
+            appenders: 2,
+            preallocate: false,
+        },
+        Run {
+            policy: "never",
+            record_size: 100,
+            appenders: 2,
+            preallocate: false,
+        },
+        Run {
             policy: "interval",
             record_size: 1000,
             appenders: 1,

@@ -1,0 +1,33 @@
+//! Replays the `kafka_request` fuzz corpus (seeds and inputs the fuzzer found) through the same
+//! checks as the fuzz target, so `cargo test` covers them without a fuzzer.
+
+use std::path::PathBuf;
+
+// As in the broker: hostile array lengths in the corpus must not abort the test process.
+#[global_allocator]
+static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
+
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../fuzz/src/kafka_request.rs"]
+mod kafka_request;
+
+#[test]
+fn replay_kafka_request_corpus() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/kafka_request");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fuzz/corpus/kafka_request exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "the corpus has seeds");
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        let outcome = std::panic::catch_unwind(|| kafka_request::check(&data));
+        assert!(
+            outcome.is_ok(),
+            "{} fails the kafka_request checks",
+            file.display()
+        );
+    }
+}
