@@ -54,3 +54,16 @@ pub fn read_all(log: &PartitionLog) -> Vec<(i64, i64, Bytes)> {
 pub fn open(dir: &std::path::Path, config: LogConfig, clock: Arc<dyn Clock>) -> PartitionLog {
     PartitionLog::open(dir, config, clock).unwrap()
 }
+
+/// A tiny deterministic generator (xorshift), so randomized tests are reproducible from a seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
