@@ -42,6 +42,8 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// How often retention runs (`log.retention.check.interval.ms`).
     pub retention_check_interval: Duration,
+    /// Group coordinator settings (session timeout range, initial rebalance delay).
+    pub group: crate::group::GroupConfig,
 }
 
 impl BrokerConfig {
@@ -54,6 +56,7 @@ impl BrokerConfig {
             num_partitions: 1,
             topic_defaults: BTreeMap::new(),
             retention_check_interval: Duration::from_secs(300),
+            group: crate::group::GroupConfig::default(),
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct Broker {
     registry: RwLock<Registry>,
     admin: Mutex<MetadataLog>,
     producer_ids: Mutex<ProducerIds>,
+    pub(crate) groups: crate::group::GroupCoordinator,
 }
 
 #[derive(Debug)]
@@ -184,6 +188,11 @@ impl Broker {
             );
         }
         sweep_orphans(&config.data_dir, &registry);
+        let offsets_partition = registry
+            .by_name
+            .get(crate::group::OFFSETS_TOPIC)
+            .and_then(|t| t.partitions().first().cloned());
+        let groups = crate::group::GroupCoordinator::open(config.group, offsets_partition)?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = registry.by_name.len(),
@@ -200,6 +209,7 @@ impl Broker {
                 next: producer_ids_until,
                 reserved_until: producer_ids_until,
             }),
+            groups,
         })
     }
 
@@ -222,6 +232,16 @@ impl Broker {
             }
         }
         let weak: Weak<Broker> = Arc::downgrade(self);
+        let groups = Weak::clone(&weak);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Some(broker) = groups.upgrade() else {
+                    return;
+                };
+                broker.groups.tick(broker.clock.now_ms());
+            }
+        });
         let period = self.config.retention_check_interval;
         tokio::spawn(async move {
             loop {

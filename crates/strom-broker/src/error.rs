@@ -105,6 +105,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A consumer-group request was refused (unknown member, illegal generation…).
+    #[error(transparent)]
+    Group(#[from] crate::group::GroupError),
     /// The broker is shutting down (or a blocking task was cancelled).
     #[error("the broker is shutting down")]
     ShuttingDown,

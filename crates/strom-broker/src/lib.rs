@@ -14,6 +14,7 @@
 mod broker;
 pub mod config;
 mod error;
+pub mod group;
 pub mod metadata;
 mod partition;
 mod topic;

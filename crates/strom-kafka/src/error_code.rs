@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 use strom_broker::Error;
+use strom_broker::group::GroupError;
 
 /// The Kafka error code for a broker error.
 pub fn error_code(error: &Error) -> i16 {
@@ -24,7 +25,27 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::Log(log) => log_error(log),
         Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        Error::Group(e) => group_error(*e),
         // `Error` is non_exhaustive for downstream crates.
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+/// The Kafka error for a group-coordinator error.
+pub fn group_error(error: GroupError) -> ResponseError {
+    match error {
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         _ => ResponseError::UnknownServerError,
     }
 }
@@ -113,6 +134,10 @@ mod tests {
                 ResponseError::KafkaStorageError,
             ),
             (Error::ShuttingDown, ResponseError::NotLeaderOrFollower),
+            (
+                Error::Group(GroupError::IllegalGeneration),
+                ResponseError::IllegalGeneration,
+            ),
             (
                 Error::Log(strom_log::Error::BatchTooLarge { size: 2, max: 1 }),
                 ResponseError::MessageTooLarge,

@@ -20,12 +20,19 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 /// The APIs and version ranges Strom implements (and advertises in ApiVersions).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -45,6 +52,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
 ];
 
 /// The version range Strom implements for an API.
@@ -153,6 +167,13 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
             incremental_alter_configs::handle(context, &request).await
         }
         ApiKey::DescribeCluster => describe_cluster::handle(context, &request).await,
+        ApiKey::FindCoordinator => find_coordinator::handle(context, &request).await,
+        ApiKey::JoinGroup => join_group::handle(context, &request).await,
+        ApiKey::SyncGroup => sync_group::handle(context, &request).await,
+        ApiKey::Heartbeat => heartbeat::handle(context, &request).await,
+        ApiKey::LeaveGroup => leave_group::handle(context, &request).await,
+        ApiKey::OffsetCommit => offset_commit::handle(context, &request).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(context, &request).await,
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;
@@ -201,6 +222,12 @@ mod tests {
             ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
             ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
             ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+            ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+            ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+            ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+            ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+            ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+            ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)

@@ -1,0 +1,589 @@
+//! The group coordinator: consumer-group membership (classic protocol) and committed offsets.
+//!
+//! Membership is decided by the pure [`engine::GroupEngine`] (events in, effects out); this
+//! module is its thin runtime. One `Mutex` owns the engine together with the senders of the
+//! requests it has not answered yet; every call locks it, feeds the engine one event with the
+//! clock's time, and performs the returned effects (sending answers on `oneshot` channels)
+//! before unlocking. A background task ([`Broker::start_background`]) calls
+//! [`GroupCoordinator::tick`] periodically for session and rebalance timeouts.
+//!
+//! Committed offsets live in [`offsets`]: a cache in front of the internal topic
+//! `__consumer_offsets`, created on the first commit and replayed when the broker opens.
+//! Membership itself is not persisted: after a restart members rejoin (they get
+//! UNKNOWN_MEMBER_ID and join again), as with a Kafka coordinator failover.
+
+pub mod engine;
+pub mod offsets;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use strom_record::{BatchBuilder, DecodeLimits, Record, ValidationLimits, batches, decode_records};
+use tokio::sync::oneshot;
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::partition::Partition;
+use crate::topic::CreateTopic;
+
+pub use engine::{
+    Effect, GroupConfig, GroupDescription, GroupEngine, GroupState, JoinRequest, JoinResponse,
+    JoinResult, JoinedMember, MemberDescription, SyncResponse, Token,
+};
+pub use offsets::{CommittedOffset, OFFSETS_TOPIC};
+
+/// Protocol-neutral group errors (each front end maps them to its codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// The member id is not (or no longer) a member of the group.
+    #[error("unknown member id")]
+    UnknownMemberId,
+    /// The generation is not the group's current one.
+    #[error("illegal generation")]
+    IllegalGeneration,
+    /// The group is rebalancing; rejoin.
+    #[error("rebalance in progress")]
+    RebalanceInProgress,
+    /// KIP-394: join again with the member id returned.
+    #[error("member id required")]
+    MemberIdRequired,
+    /// The member's protocol type or protocols do not match the group's.
+    #[error("inconsistent group protocol")]
+    InconsistentGroupProtocol,
+    /// The session timeout is outside the broker's allowed range.
+    #[error("invalid session timeout")]
+    InvalidSessionTimeout,
+    /// Another member now holds this static instance id.
+    #[error("fenced instance id")]
+    FencedInstanceId,
+    /// The group does not exist.
+    #[error("group id not found")]
+    GroupIdNotFound,
+    /// The group still has members.
+    #[error("group is not empty")]
+    NonEmptyGroup,
+    /// The group id is empty or otherwise invalid.
+    #[error("invalid group id")]
+    InvalidGroupId,
+    /// The coordinator cannot answer (shutting down, unsupported coordinator type).
+    #[error("coordinator not available")]
+    CoordinatorNotAvailable,
+    /// OffsetDelete on a topic the group is still subscribed to.
+    #[error("group subscribed to topic")]
+    GroupSubscribedToTopic,
+}
+
+/// One offset to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The next offset to consume.
+    pub offset: i64,
+    /// Leader epoch, -1 if unknown.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+}
+
+/// A group as ListGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type (`consumer`, or empty for offset-only groups).
+    pub protocol_type: String,
+    /// State.
+    pub state: GroupState,
+}
+
+#[derive(Debug, Default)]
+struct Runtime {
+    engine: GroupEngine,
+    joins: HashMap<Token, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<Token, oneshot::Sender<std::result::Result<SyncResponse, GroupError>>>,
+}
+
+impl Runtime {
+    fn perform(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Join(token, result) => {
+                    if let Some(tx) = self.joins.remove(&token) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Effect::Sync(token, result) => {
+                    if let Some(tx) = self.syncs.remove(&token) {
+                        let _ = tx.send(result);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Key, value (None: tombstone), and the cache entry it becomes.
+type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset>);
+
+#[derive(Debug, Default)]
+struct OffsetStore {
+    partition: Option<Arc<Partition>>,
+    cache: offsets::OffsetCache,
+}
+
+/// The group coordinator of one broker (it coordinates every group).
+///
+/// Ownership: membership belongs to the engine behind `runtime`; committed offsets to
+/// `offsets`, whose lock is held across the append to `__consumer_offsets` and the cache update
+/// so the cache always follows the log's order.
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    runtime: Mutex<Runtime>,
+    offsets: Mutex<OffsetStore>,
+    next_token: AtomicU64,
+}
+
+impl GroupCoordinator {
+    /// A coordinator whose offsets are replayed from `partition` (partition 0 of
+    /// `__consumer_offsets`, if it exists). BLOCKING.
+    pub(crate) fn open(
+        config: GroupConfig,
+        partition: Option<Arc<Partition>>,
+    ) -> Result<GroupCoordinator> {
+        let mut cache = offsets::OffsetCache::new();
+        if let Some(p) = &partition {
+            replay(p, &mut cache)?;
+            tracing::info!(groups = cache.len(), "committed offsets replayed");
+        }
+        Ok(GroupCoordinator {
+            runtime: Mutex::new(Runtime {
+                engine: GroupEngine::new(config),
+                ..Runtime::default()
+            }),
+            offsets: Mutex::new(OffsetStore { partition, cache }),
+            next_token: AtomicU64::new(1),
+        })
+    }
+
+    fn runtime(&self) -> MutexGuard<'_, Runtime> {
+        self.runtime.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn offsets(&self) -> MutexGuard<'_, OffsetStore> {
+        self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs session and rebalance timeouts at `now` (ms).
+    pub fn tick(&self, now: i64) {
+        let mut rt = self.runtime();
+        let effects = rt.engine.tick(now);
+        rt.perform(effects);
+    }
+
+    /// JoinGroup: waits until the engine answers (possibly after a rebalance).
+    pub async fn join(&self, req: JoinRequest, now: i64) -> JoinResult {
+        let member_id = req.member_id.clone();
+        let rx = {
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            let mut rt = self.runtime();
+            rt.joins.insert(token, tx);
+            let effects = rt.engine.join(token, req, now);
+            rt.perform(effects);
+            rx
+        };
+        rx.await
+            .unwrap_or(Err((GroupError::CoordinatorNotAvailable, member_id)))
+    }
+
+    /// SyncGroup: waits for the leader's assignments.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: i64,
+    ) -> std::result::Result<SyncResponse, GroupError> {
+        let rx = {
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            let mut rt = self.runtime();
+            rt.syncs.insert(token, tx);
+            let effects = rt.engine.sync(
+                token,
+                group_id,
+                member_id,
+                generation,
+                instance_id,
+                assignments,
+                now,
+            );
+            rt.perform(effects);
+            rx
+        };
+        rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        now: i64,
+    ) -> std::result::Result<(), GroupError> {
+        self.runtime()
+            .engine
+            .heartbeat(group_id, member_id, generation, instance_id, now)
+    }
+
+    /// LeaveGroup for `(member_id, instance_id)` pairs; one result each.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+        now: i64,
+    ) -> Vec<std::result::Result<(), GroupError>> {
+        let mut rt = self.runtime();
+        let (results, effects) = rt.engine.leave(group_id, members, now);
+        rt.perform(effects);
+        results
+    }
+
+    /// A group's description; `None` if neither membership nor offsets know it.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        if let Some(d) = self.runtime().engine.describe(group_id) {
+            return Some(d);
+        }
+        self.offsets()
+            .cache
+            .contains_key(group_id)
+            .then(|| GroupDescription {
+                state: GroupState::Empty,
+                protocol_type: String::new(),
+                protocol_name: String::new(),
+                members: Vec::new(),
+            })
+    }
+
+    /// Every group, membership or offsets only, sorted by id.
+    pub fn list(&self) -> Vec<GroupListing> {
+        let mut all: BTreeMap<String, GroupListing> = BTreeMap::new();
+        for group_id in self.offsets().cache.keys() {
+            all.insert(
+                group_id.clone(),
+                GroupListing {
+                    group_id: group_id.clone(),
+                    protocol_type: String::new(),
+                    state: GroupState::Empty,
+                },
+            );
+        }
+        for (group_id, state, protocol_type) in self.runtime().engine.list() {
+            all.insert(
+                group_id.clone(),
+                GroupListing {
+                    group_id,
+                    protocol_type,
+                    state,
+                },
+            );
+        }
+        all.into_values().collect()
+    }
+
+    /// Committed offsets of a group: all of them, or those of `partitions`.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Vec<((String, i32), Option<CommittedOffset>)> {
+        let store = self.offsets();
+        let group = store.cache.get(group_id);
+        match partitions {
+            Some(wanted) => wanted
+                .iter()
+                .map(|tp| (tp.clone(), group.and_then(|g| g.get(tp)).cloned()))
+                .collect(),
+            None => group
+                .map(|g| {
+                    g.iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn replay(partition: &Partition, cache: &mut offsets::OffsetCache) -> Result<()> {
+    let mut offset = partition.log_start_offset();
+    while offset < partition.high_watermark() {
+        let read = partition.read_blocking(offset, 1 << 20)?;
+        if read.records.is_empty() {
+            break;
+        }
+        let start = offset;
+        for batch in batches(&read.records, ValidationLimits::default()) {
+            let (header, range) =
+                batch.map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+            let bytes = read.records.slice(range);
+            let decoded = decode_records(&bytes, DecodeLimits::default())
+                .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+            for record in decoded.records {
+                offsets::apply(cache, record.key, record.value);
+            }
+            offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
+        }
+        if offset <= start {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// The group coordinator.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// Partition 0 of `__consumer_offsets`, created (compacted, one partition) if missing.
+    /// BLOCKING.
+    fn offsets_partition_blocking(&self) -> Result<Arc<Partition>> {
+        if let Some(p) = &self.groups.offsets().partition {
+            return Ok(Arc::clone(p));
+        }
+        let topic = match self.topic(OFFSETS_TOPIC) {
+            Ok(t) => t,
+            Err(_) => {
+                let mut configs = BTreeMap::new();
+                configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+                let req = CreateTopic {
+                    name: OFFSETS_TOPIC.to_owned(),
+                    partitions: Some(1),
+                    replication_factor: None,
+                    configs,
+                    validate_only: false,
+                };
+                match self.create_topic_blocking(req) {
+                    Ok(_) | Err(Error::TopicAlreadyExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                self.topic(OFFSETS_TOPIC)?
+            }
+        };
+        let p = Arc::clone(topic.partition(0)?);
+        self.groups.offsets().partition = Some(Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// OffsetCommit: validates the member, then appends every commit to `__consumer_offsets`
+    /// and updates the cache. Returns one result per commit (unknown topics and partitions fail
+    /// alone). BLOCKING.
+    pub fn commit_offsets_blocking(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<()>>> {
+        if group_id.is_empty() {
+            return Err(Error::Group(GroupError::InvalidGroupId));
+        }
+        self.groups.runtime().engine.validate_commit(
+            group_id,
+            member_id,
+            generation,
+            instance_id,
+        )?;
+        let now = self.clock().now_ms();
+        let mut results = Vec::with_capacity(commits.len());
+        let mut valid = Vec::new();
+        for c in commits {
+            match self.partition(&c.topic, c.partition) {
+                Ok(_) => {
+                    results.push(Ok(()));
+                    valid.push(c);
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if valid.is_empty() {
+            return Ok(results);
+        }
+        let records: Vec<OffsetRecord> = valid
+            .into_iter()
+            .map(|c| {
+                let value = CommittedOffset {
+                    offset: c.offset,
+                    leader_epoch: c.leader_epoch,
+                    metadata: c.metadata,
+                    commit_timestamp: now,
+                };
+                (
+                    offsets::encode_key(group_id, &c.topic, c.partition),
+                    Some(offsets::encode_value(&value)),
+                    (c.topic, c.partition),
+                    Some(value),
+                )
+            })
+            .collect();
+        match self.write_offsets_blocking(group_id, records) {
+            Ok(()) => Ok(results),
+            Err(e) => Ok(results.into_iter().map(|r| r.and(Err(e.clone()))).collect()),
+        }
+    }
+
+    fn write_offsets_blocking(&self, group_id: &str, records: Vec<OffsetRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let partition = self.offsets_partition_blocking()?;
+        let now = self.clock().now_ms();
+        let batch_records: Vec<Record> = records
+            .iter()
+            .map(|(k, v, _, _)| Record::new(now, Some(k.clone()), v.clone()))
+            .collect();
+        let mut batch = BatchBuilder::new()
+            .build(&batch_records)
+            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        let mut store = self.groups.offsets();
+        partition.append_blocking(&mut batch)?;
+        for (_, _, tp, value) in records {
+            match value {
+                Some(v) => {
+                    store
+                        .cache
+                        .entry(group_id.to_owned())
+                        .or_default()
+                        .insert(tp, v);
+                }
+                None => {
+                    if let Some(g) = store.cache.get_mut(group_id) {
+                        g.remove(&tp);
+                        if g.is_empty() {
+                            store.cache.remove(group_id);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
+    /// tombstoned and the group forgotten. BLOCKING.
+    pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
+        let known_members = self.groups.runtime().engine.state(group_id).is_some();
+        let offsets: Vec<(String, i32)> = self
+            .groups
+            .offsets()
+            .cache
+            .get(group_id)
+            .map(|g| g.keys().cloned().collect())
+            .unwrap_or_default();
+        if !known_members && offsets.is_empty() {
+            return Err(Error::Group(GroupError::GroupIdNotFound));
+        }
+        self.groups.runtime().engine.delete(group_id)?;
+        self.tombstone_blocking(group_id, offsets)
+    }
+
+    fn tombstone_blocking(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<()> {
+        let records = partitions
+            .into_iter()
+            .map(|(t, p)| (offsets::encode_key(group_id, &t, p), None, (t, p), None))
+            .collect();
+        self.write_offsets_blocking(group_id, records)
+    }
+
+    /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
+    /// be consuming them (a group with members is refused with `GroupSubscribedToTopic`).
+    /// BLOCKING.
+    pub fn delete_offsets_blocking(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
+        let state = self.groups.runtime().engine.state(group_id);
+        let has_offsets = self.groups.offsets().cache.contains_key(group_id);
+        match state {
+            None if !has_offsets => return Err(Error::Group(GroupError::GroupIdNotFound)),
+            Some(s) if s != GroupState::Empty => {
+                return Err(Error::Group(GroupError::GroupSubscribedToTopic));
+            }
+            _ => {}
+        }
+        self.tombstone_blocking(group_id, partitions)
+    }
+}
+
+#[cfg(test)]
+mod persistence_tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    #[test]
+    fn offsets_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let commit = |p: i32, o: i64| OffsetCommit {
+            topic: "t".into(),
+            partition: p,
+            offset: o,
+            leader_epoch: 0,
+            metadata: Some("m".into()),
+        };
+        {
+            let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: "t".into(),
+                    partitions: Some(2),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+            let r = broker
+                .commit_offsets_blocking("g", "", -1, None, vec![commit(0, 5), commit(1, 7)])
+                .unwrap();
+            assert!(r.iter().all(Result::is_ok));
+            broker
+                .commit_offsets_blocking("g", "", -1, None, vec![commit(0, 9)])
+                .unwrap();
+            let r = broker
+                .commit_offsets_blocking("g2", "", -1, None, vec![commit(0, 1)])
+                .unwrap();
+            assert!(r[0].is_ok());
+            broker.delete_group_blocking("g2").unwrap();
+            let bad = broker
+                .commit_offsets_blocking("g", "", -1, None, vec![commit(5, 1)])
+                .unwrap();
+            assert!(matches!(bad[0], Err(Error::UnknownPartition { .. })));
+            broker.shutdown_blocking().unwrap();
+        }
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let got = broker.groups().fetch_offsets("g", None);
+        let offsets: Vec<(i32, i64)> = got
+            .iter()
+            .map(|((_, p), o)| (*p, o.as_ref().unwrap().offset))
+            .collect();
+        assert_eq!(offsets, [(0, 9), (1, 7)]);
+        assert_eq!(got[0].1.as_ref().unwrap().metadata.as_deref(), Some("m"));
+        assert!(broker.groups().fetch_offsets("g2", None).is_empty());
+        assert!(matches!(
+            broker.delete_group_blocking("g2"),
+            Err(Error::Group(GroupError::GroupIdNotFound))
+        ));
+    }
+}

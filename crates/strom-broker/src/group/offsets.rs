@@ -1,0 +1,192 @@
+//! Committed offsets: an in-memory cache backed by the internal topic `__consumer_offsets`.
+//!
+//! Every commit is appended as one record batch (one record per partition) to partition 0 of
+//! `__consumer_offsets` before the cache changes, so an acknowledged commit is as durable as the
+//! topic's fsync policy makes it. On start the cache is rebuilt by replaying the partition.
+//!
+//! ## Record encoding (all integers big-endian)
+//!
+//! ```text
+//! key   = version:u16 (=1) | group_len:u16 | group | topic_len:u16 | topic | partition:i32
+//! value = version:u16 (=1) | offset:i64 | leader_epoch:i32 | commit_timestamp:i64
+//!         | metadata_len:i32 (-1 = null) | metadata
+//! ```
+//!
+//! A record with a null value (a tombstone) deletes the key's offset (OffsetDelete,
+//! DeleteGroups). Unknown versions are skipped on replay.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BufMut, Bytes};
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset to consume.
+    pub offset: i64,
+    /// Leader epoch of the last consumed record, -1 if unknown.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+    /// When it was committed (ms since the epoch).
+    pub commit_timestamp: i64,
+}
+
+/// Offsets of every group: group → (topic, partition) → offset.
+pub(crate) type OffsetCache = BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>;
+
+const VERSION: u16 = 1;
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    buf.put_u16(len);
+    buf.put_slice(bytes.get(..usize::from(len)).unwrap_or_default());
+}
+
+fn get_str(buf: &mut Bytes) -> Option<String> {
+    if buf.remaining() < 2 {
+        return None;
+    }
+    let len = usize::from(buf.get_u16());
+    if buf.remaining() < len {
+        return None;
+    }
+    String::from_utf8(buf.split_to(len).to_vec()).ok()
+}
+
+/// Encodes the key of `(group, topic, partition)`.
+pub(crate) fn encode_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut buf = Vec::with_capacity(10 + group.len() + topic.len());
+    buf.put_u16(VERSION);
+    put_str(&mut buf, group);
+    put_str(&mut buf, topic);
+    buf.put_i32(partition);
+    Bytes::from(buf)
+}
+
+/// Decodes a key; `None` if malformed or of an unknown version.
+pub(crate) fn decode_key(mut key: Bytes) -> Option<(String, String, i32)> {
+    if key.remaining() < 2 || key.get_u16() != VERSION {
+        return None;
+    }
+    let group = get_str(&mut key)?;
+    let topic = get_str(&mut key)?;
+    if key.remaining() != 4 {
+        return None;
+    }
+    Some((group, topic, key.get_i32()))
+}
+
+/// Encodes a committed offset.
+pub(crate) fn encode_value(value: &CommittedOffset) -> Bytes {
+    let metadata = value.metadata.as_deref().map(str::as_bytes);
+    let mut buf = Vec::with_capacity(26 + metadata.map_or(0, <[u8]>::len));
+    buf.put_u16(VERSION);
+    buf.put_i64(value.offset);
+    buf.put_i32(value.leader_epoch);
+    buf.put_i64(value.commit_timestamp);
+    match metadata {
+        Some(m) => {
+            buf.put_i32(i32::try_from(m.len()).unwrap_or(i32::MAX));
+            buf.put_slice(m);
+        }
+        None => buf.put_i32(-1),
+    }
+    Bytes::from(buf)
+}
+
+/// Decodes a committed offset; `None` if malformed or of an unknown version.
+pub(crate) fn decode_value(mut value: Bytes) -> Option<CommittedOffset> {
+    if value.remaining() < 26 || value.get_u16() != VERSION {
+        return None;
+    }
+    let offset = value.get_i64();
+    let leader_epoch = value.get_i32();
+    let commit_timestamp = value.get_i64();
+    let len = value.get_i32();
+    let metadata = if len < 0 {
+        None
+    } else {
+        let len = usize::try_from(len).ok()?;
+        if value.remaining() != len {
+            return None;
+        }
+        Some(String::from_utf8(value.to_vec()).ok()?)
+    };
+    Some(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp,
+    })
+}
+
+/// Applies one replayed record to the cache.
+pub(crate) fn apply(cache: &mut OffsetCache, key: Option<Bytes>, value: Option<Bytes>) {
+    let Some((group, topic, partition)) = key.and_then(decode_key) else {
+        return;
+    };
+    match value {
+        None => {
+            if let Some(g) = cache.get_mut(&group) {
+                g.remove(&(topic, partition));
+                if g.is_empty() {
+                    cache.remove(&group);
+                }
+            }
+        }
+        Some(v) => {
+            if let Some(offset) = decode_value(v) {
+                cache
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), offset);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_and_value_round_trip() {
+        let key = encode_key("g", "topic", 7);
+        assert_eq!(decode_key(key), Some(("g".into(), "topic".into(), 7)));
+        for metadata in [None, Some(String::new()), Some("meta".to_owned())] {
+            let v = CommittedOffset {
+                offset: 42,
+                leader_epoch: 3,
+                metadata,
+                commit_timestamp: 1_700_000_000_000,
+            };
+            assert_eq!(decode_value(encode_value(&v)), Some(v));
+        }
+        assert_eq!(decode_key(Bytes::from_static(b"\0\x02xx")), None);
+        assert_eq!(decode_value(Bytes::from_static(b"\0\x01")), None);
+    }
+
+    #[test]
+    fn tombstone_removes() {
+        let mut cache = OffsetCache::new();
+        let v = CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 0,
+        };
+        apply(
+            &mut cache,
+            Some(encode_key("g", "t", 0)),
+            Some(encode_value(&v)),
+        );
+        assert_eq!(cache["g"][&("t".to_owned(), 0)], v);
+        apply(&mut cache, Some(encode_key("g", "t", 0)), None);
+        assert!(cache.is_empty());
+    }
+}

@@ -1,0 +1,55 @@
+//! FindCoordinator (key 10): this single broker coordinates every group.
+//!
+//! v0–v3 ask for one key; v4+ batch keys in `coordinator_keys`. Transaction coordinators
+//! (`key_type` 1) answer COORDINATOR_NOT_AVAILABLE until transactions exist.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::frame::Request;
+
+/// Handles FindCoordinator.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let body: FindCoordinatorRequest = decode(request)?;
+    let error = if body.key_type == 0 {
+        None
+    } else {
+        Some(ResponseError::CoordinatorNotAvailable)
+    };
+    let code = error.map_or(0, |e| e.code());
+    let node = BrokerId(context.broker.node_id());
+    let host = StrBytes::from_string(context.advertised_host.clone());
+    let mut response = FindCoordinatorResponse::default();
+    if request.version() >= 4 {
+        response.coordinators = body
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let mut c = Coordinator::default().with_key(key).with_error_code(code);
+                if error.is_none() {
+                    c = c
+                        .with_node_id(node)
+                        .with_host(host.clone())
+                        .with_port(context.advertised_port);
+                } else {
+                    c = c.with_node_id(BrokerId(-1));
+                }
+                c
+            })
+            .collect();
+    } else {
+        response.error_code = code;
+        if error.is_none() {
+            response.node_id = node;
+            response.host = host;
+            response.port = context.advertised_port;
+        } else {
+            response.node_id = BrokerId(-1);
+        }
+    }
+    respond(request, &response)
+}

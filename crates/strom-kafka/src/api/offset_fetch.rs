@@ -1,0 +1,127 @@
+//! OffsetFetch (key 9): committed offsets of a group (v0–v7) or of several groups (v8+).
+//!
+//! Partitions without a commit answer offset -1; a null topic list asks for every committed
+//! partition of the group.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::group::CommittedOffset;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::frame::Request;
+
+/// A topic and its partitions' offsets.
+type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
+
+type Fetched = Vec<((String, i32), Option<CommittedOffset>)>;
+
+fn fetch(context: &Context, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+    let wanted: Option<Vec<(String, i32)>> = topics.map(|ts| {
+        ts.into_iter()
+            .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
+            .collect()
+    });
+    context
+        .broker
+        .groups()
+        .fetch_offsets(group, wanted.as_deref())
+}
+
+/// Groups consecutive partitions by topic.
+fn by_topic(fetched: Fetched) -> Vec<TopicOffsets> {
+    let mut out: Vec<TopicOffsets> = Vec::new();
+    for ((topic, partition), offset) in fetched {
+        match out.last_mut() {
+            Some((t, ps)) if *t == topic => ps.push((partition, offset)),
+            _ => out.push((topic, vec![(partition, offset)])),
+        }
+    }
+    out
+}
+
+fn parts(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
+    match o {
+        Some(o) => (
+            o.offset,
+            o.leader_epoch,
+            Some(StrBytes::from_string(o.metadata.unwrap_or_default())),
+        ),
+        None => (-1, -1, Some(StrBytes::default())),
+    }
+}
+
+/// Handles OffsetFetch.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let body: OffsetFetchRequest = decode(request)?;
+    let mut response = OffsetFetchResponse::default();
+    if request.version() >= 8 {
+        for g in body.groups {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let fetched = fetch(context, &g.group_id, topics);
+            let topics = by_topic(fetched)
+                .into_iter()
+                .map(|(name, ps)| {
+                    OffsetFetchResponseTopics::default()
+                        .with_name(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, o)| {
+                                    let (offset, epoch, metadata) = parts(o);
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(metadata)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            response.groups.push(
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics),
+            );
+        }
+    } else {
+        let topics = body.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let fetched = fetch(context, &body.group_id, topics);
+        let version = request.version();
+        response.topics = by_topic(fetched)
+            .into_iter()
+            .map(|(name, ps)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|(p, o)| {
+                                let (offset, epoch, metadata) = parts(o);
+                                let mut r = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_metadata(metadata);
+                                if version >= 5 {
+                                    r.committed_leader_epoch = epoch;
+                                }
+                                r
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+    }
+    respond(request, &response)
+}
