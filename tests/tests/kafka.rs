@@ -10,6 +10,7 @@ mod kafka {
     mod bad_input;
     mod client;
     mod fetch;
+    mod groups;
     mod limits;
     mod protocol;
     mod raw;

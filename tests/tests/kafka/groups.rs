@@ -1,0 +1,148 @@
+//! Consumer groups with librdkafka: partitions shared by `subscribe()`, takeover on close,
+//! committed offsets across consumer and broker restarts.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::FutureRecord;
+use strom_broker::BrokerConfig;
+use strom_kafka::KafkaConfig;
+use strom_tests::TestBroker;
+
+use super::client::{self, WAIT};
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "200")
+        .create()
+        .expect("consumer")
+}
+
+fn config(dir: &std::path::Path) -> BrokerConfig {
+    let mut config = BrokerConfig::new(dir);
+    config.group.initial_rebalance_delay_ms = 500;
+    config
+}
+
+/// Polls every consumer until their assignments cover `partitions` exactly once.
+fn wait_for_assignment(consumers: &[&BaseConsumer], partitions: i32) -> Vec<Vec<i32>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for c in consumers {
+            let _ = c.poll(Duration::from_millis(50));
+        }
+        let assigned: Vec<Vec<i32>> = consumers
+            .iter()
+            .map(|c| {
+                c.assignment()
+                    .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut all: Vec<i32> = assigned.iter().flatten().copied().collect();
+        all.sort_unstable();
+        if all == (0..partitions).collect::<Vec<_>>() && assigned.iter().all(|a| !a.is_empty()) {
+            return assigned;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "assignments never settled: {assigned:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_consumers_share_six_partitions_and_take_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "shared", 6).await;
+    let result = tokio::task::spawn_blocking(move || {
+        let consumers: Vec<BaseConsumer> =
+            (0..3).map(|_| group_consumer(&bootstrap, "g3")).collect();
+        for c in &consumers {
+            c.subscribe(&["shared"]).unwrap();
+        }
+        let refs: Vec<&BaseConsumer> = consumers.iter().collect();
+        let assigned = wait_for_assignment(&refs, 6);
+        let mut consumers = consumers;
+        let closed = consumers.pop().unwrap();
+        drop(closed);
+        let refs: Vec<&BaseConsumer> = consumers.iter().collect();
+        let after = wait_for_assignment(&refs, 6);
+        (assigned, after)
+    })
+    .await
+    .unwrap();
+    assert_eq!(result.0.len(), 3);
+    assert_eq!(result.1.len(), 2);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_consumer_and_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "committed", 2).await;
+    let producer = client::producer(&bootstrap);
+    for i in 0..10i32 {
+        producer
+            .send(
+                FutureRecord::to("committed")
+                    .partition(i % 2)
+                    .key("k")
+                    .payload("v"),
+                WAIT,
+            )
+            .await
+            .expect("delivered");
+    }
+    let b = bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let c = group_consumer(&b, "gc");
+        c.subscribe(&["committed"]).unwrap();
+        wait_for_assignment(&[&c], 2);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("committed", 0, Offset::Offset(3))
+            .unwrap();
+        tpl.add_partition_offset("committed", 1, Offset::Offset(4))
+            .unwrap();
+        c.commit(&tpl, CommitMode::Sync).expect("commit");
+    })
+    .await
+    .unwrap();
+    let expected: BTreeMap<i32, Offset> = [(0, Offset::Offset(3)), (1, Offset::Offset(4))].into();
+    let committed = |bootstrap: String| async move {
+        tokio::task::spawn_blocking(move || {
+            let c = group_consumer(&bootstrap, "gc");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition("committed", 0);
+            tpl.add_partition("committed", 1);
+            let got = c
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .expect("committed offsets");
+            got.elements()
+                .iter()
+                .map(|e| (e.partition(), e.offset()))
+                .collect::<BTreeMap<i32, Offset>>()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(committed(bootstrap.clone()).await, expected);
+    drop(producer);
+    broker.stop().await;
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    assert_eq!(committed(broker.bootstrap()).await, expected);
+    broker.stop().await;
+}
