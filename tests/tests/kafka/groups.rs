@@ -146,3 +146,44 @@ async fn committed_offsets_survive_consumer_and_broker_restart() {
     assert_eq!(committed(broker.bootstrap()).await, expected);
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_list_and_delete_groups() {
+    use rdkafka::admin::{AdminOptions, GroupResult};
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "described", 1).await;
+    let b = bootstrap.clone();
+    let consumer = tokio::task::spawn_blocking(move || {
+        let c = group_consumer(&b, "gd");
+        c.subscribe(&["described"]).unwrap();
+        wait_for_assignment(&[&c], 1);
+        let list = c
+            .fetch_group_list(Some("gd"), Duration::from_secs(10))
+            .expect("group list");
+        let group = &list.groups()[0];
+        assert_eq!(group.name(), "gd");
+        assert_eq!(group.state(), "Stable");
+        assert_eq!(group.protocol_type(), "consumer");
+        assert_eq!(group.members().len(), 1);
+        c
+    })
+    .await
+    .unwrap();
+    let admin = client::admin(&bootstrap);
+    let options = AdminOptions::new().operation_timeout(Some(WAIT));
+    let code = |r: &GroupResult| r.as_ref().err().map(|(_, c)| *c);
+    let results = admin.delete_groups(&["gd"], &options).await.unwrap();
+    assert_eq!(code(&results[0]), Some(RDKafkaErrorCode::NonEmptyGroup));
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .unwrap();
+    let results = admin.delete_groups(&["gd"], &options).await.unwrap();
+    assert_eq!(code(&results[0]), None);
+    let results = admin.delete_groups(&["gd"], &options).await.unwrap();
+    assert_eq!(code(&results[0]), Some(RDKafkaErrorCode::GroupIdNotFound));
+    broker.stop().await;
+}

@@ -14,10 +14,12 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
@@ -26,9 +28,11 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -59,6 +63,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The version range Strom implements for an API.
@@ -174,6 +182,10 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         ApiKey::LeaveGroup => leave_group::handle(context, &request).await,
         ApiKey::OffsetCommit => offset_commit::handle(context, &request).await,
         ApiKey::OffsetFetch => offset_fetch::handle(context, &request).await,
+        ApiKey::DescribeGroups => describe_groups::handle(context, &request).await,
+        ApiKey::ListGroups => list_groups::handle(context, &request).await,
+        ApiKey::DeleteGroups => delete_groups::handle(context, &request).await,
+        ApiKey::OffsetDelete => offset_delete::handle(context, &request).await,
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;
@@ -228,6 +240,10 @@ mod tests {
             ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
             ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
             ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+            ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+            ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+            ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+            ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)

@@ -1,0 +1,45 @@
+//! DescribeGroups (key 15): state, protocol and members of groups. Unknown groups are `Dead`
+//! with no members, as Kafka answers before v6.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::frame::Request;
+
+/// Handles DescribeGroups.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let body: DescribeGroupsRequest = decode(request)?;
+    let mut response = DescribeGroupsResponse::default();
+    for group_id in body.groups {
+        let mut described = DescribedGroup::default().with_group_id(group_id.clone());
+        match context.broker.groups().describe(&group_id) {
+            Some(d) => {
+                described.group_state = StrBytes::from_static_str(d.state.name());
+                described.protocol_type = StrBytes::from_string(d.protocol_type);
+                described.protocol_data = StrBytes::from_string(d.protocol_name);
+                described.members = d
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut member = DescribedGroupMember::default()
+                            .with_member_id(StrBytes::from_string(m.member_id))
+                            .with_client_id(StrBytes::from_string(m.client_id))
+                            .with_client_host(StrBytes::from_string(m.client_host))
+                            .with_member_metadata(m.metadata)
+                            .with_member_assignment(m.assignment);
+                        if request.version() >= 4 {
+                            member.group_instance_id = m.instance_id.map(StrBytes::from_string);
+                        }
+                        member
+                    })
+                    .collect();
+            }
+            None => described.group_state = StrBytes::from_static_str("Dead"),
+        }
+        response.groups.push(described);
+    }
+    respond(request, &response)
+}

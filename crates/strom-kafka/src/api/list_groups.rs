@@ -1,0 +1,35 @@
+//! ListGroups (key 16): every group (with members or only committed offsets); v4+ filters by
+//! state.
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::frame::Request;
+
+/// Handles ListGroups.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let body: ListGroupsRequest = decode(request)?;
+    let states: Vec<String> = body
+        .states_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let mut response = ListGroupsResponse::default();
+    for g in context.broker.groups().list() {
+        let state = g.state.name();
+        if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
+            continue;
+        }
+        let mut listed = ListedGroup::default()
+            .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
+            .with_protocol_type(StrBytes::from_string(g.protocol_type));
+        if request.version() >= 4 {
+            listed.group_state = StrBytes::from_static_str(state);
+        }
+        response.groups.push(listed);
+    }
+    respond(request, &response)
+}
