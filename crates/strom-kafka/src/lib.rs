@@ -17,12 +17,16 @@
 //! ListOffsets 1–8, Metadata 0–13, ApiVersions 0–4, CreateTopics 2–7, DeleteTopics 1–6,
 //! DeleteRecords 0–2, InitProducerId 0–5, OffsetForLeaderEpoch 2–4, DescribeConfigs 1–4,
 //! AlterConfigs 0–2, DescribeLogDirs 1–4, CreatePartitions 0–3, IncrementalAlterConfigs 0–1,
-//! DescribeCluster 0–2. Versions clients were seen to pick: librdkafka 2.12 (Produce 10,
+//! DescribeCluster 0–2, and the classic consumer-group APIs FindCoordinator 0–5, JoinGroup 0–9,
+//! SyncGroup 0–5, Heartbeat 0–4, LeaveGroup 0–5, OffsetCommit 2–9, OffsetFetch 1–9,
+//! DescribeGroups 0–5, ListGroups 0–4, DeleteGroups 0–2, OffsetDelete 0 (librdkafka 2.12 picks
+//! FindCoordinator 2, JoinGroup 5, SyncGroup 3, Heartbeat 3, LeaveGroup 1, OffsetCommit 9,
+//! OffsetFetch 9). Versions clients were seen to pick: librdkafka 2.12 (Produce 10,
 //! Fetch 16, Metadata 13, ListOffsets 7), librdkafka 2.0 / kcat (Produce 7, Fetch 11,
 //! Metadata 4, ListOffsets 2), kafka-python 3.0 (Produce 9, Fetch 12, InitProducerId 4),
 //! kafkajs 2.2 (Produce 7, Metadata 6, InitProducerId 1).
 //!
-//! Not yet: consumer groups (FindCoordinator, JoinGroup, OffsetCommit…), transactions, SASL,
+//! Not yet: KIP-848 consumer groups (ConsumerGroupHeartbeat), transactions, SASL,
 //! fetch sessions (every Fetch answer carries session id 0, so clients send full requests),
 //! idempotent-sequence checks (producer ids are handed out, sequences are not verified).
 //!
