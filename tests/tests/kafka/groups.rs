@@ -16,7 +16,15 @@ use strom_tests::TestBroker;
 use super::client::{self, WAIT};
 
 fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
+    group_consumer_with(bootstrap, group, &[])
+}
+
+fn group_consumer_with(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -85,6 +93,43 @@ async fn three_consumers_share_six_partitions_and_take_over() {
     .unwrap();
     assert_eq!(result.0.len(), 3);
     assert_eq!(result.1.len(), 2);
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_consumers_rebalance_in_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "coop", 6).await;
+    let extra = [("partition.assignment.strategy", "cooperative-sticky")];
+    let (two, three, after) = tokio::task::spawn_blocking(move || {
+        let mut consumers: Vec<BaseConsumer> = (0..2)
+            .map(|_| group_consumer_with(&bootstrap, "gcoop", &extra))
+            .collect();
+        for c in &consumers {
+            c.subscribe(&["coop"]).unwrap();
+        }
+        let two = wait_for_assignment(&consumers.iter().collect::<Vec<_>>(), 6);
+        // A third member joins: partitions move incrementally, over several join rounds.
+        let third = group_consumer_with(&bootstrap, "gcoop", &extra);
+        third.subscribe(&["coop"]).unwrap();
+        consumers.push(third);
+        let three = wait_for_assignment(&consumers.iter().collect::<Vec<_>>(), 6);
+        drop(consumers.remove(0));
+        let after = wait_for_assignment(&consumers.iter().collect::<Vec<_>>(), 6);
+        (two, three, after)
+    })
+    .await
+    .unwrap();
+    assert_eq!((two.len(), three.len(), after.len()), (2, 3, 2));
+    // Sticky: the first two members kept partitions they already had.
+    for (before, now) in two.iter().zip(&three) {
+        assert!(
+            now.iter().all(|p| before.contains(p)),
+            "{two:?} -> {three:?}"
+        );
+    }
     broker.stop().await;
 }
 
