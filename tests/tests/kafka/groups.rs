@@ -232,3 +232,39 @@ async fn describe_list_and_delete_groups() {
     assert_eq!(code(&results[0]), Some(RDKafkaErrorCode::GroupIdNotFound));
     broker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_member_restart_keeps_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "static", 4).await;
+    let core = std::sync::Arc::clone(broker.broker());
+    tokio::task::spawn_blocking(move || {
+        let member = |id: &str| {
+            let c = group_consumer_with(&bootstrap, "gstatic", &[("group.instance.id", id)]);
+            c.subscribe(&["static"]).unwrap();
+            c
+        };
+        let a = member("a");
+        let b = member("b");
+        let before = wait_for_assignment(&[&a, &b], 4);
+        drop(b);
+        // A static member's close sends no LeaveGroup: the group keeps it until its session ends.
+        let d = core.groups().describe("gstatic").expect("group");
+        assert_eq!(d.members.len(), 2);
+        let generation = d.generation;
+        let b = member("b");
+        let after = wait_for_assignment(&[&a, &b], 4);
+        assert_eq!(before, after);
+        let d = core.groups().describe("gstatic").expect("group");
+        assert_eq!(
+            (d.state, d.members.len(), d.generation),
+            (strom_broker::group::GroupState::Stable, 2, generation),
+            "no rebalance"
+        );
+    })
+    .await
+    .unwrap();
+    broker.stop().await;
+}

@@ -227,6 +227,8 @@ pub struct MemberDescription {
 pub struct GroupDescription {
     /// State.
     pub state: GroupState,
+    /// Current generation (0 before the first rebalance).
+    pub generation: i32,
     /// Protocol type (empty if none).
     pub protocol_type: String,
     /// Chosen protocol (empty unless Stable or CompletingRebalance).
@@ -637,6 +639,7 @@ impl GroupEngine {
         );
         Some(GroupDescription {
             state: group.state,
+            generation: group.generation,
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
             protocol_name: if show_protocol {
                 protocol.clone()

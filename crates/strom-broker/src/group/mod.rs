@@ -270,6 +270,7 @@ impl GroupCoordinator {
             .contains_key(group_id)
             .then(|| GroupDescription {
                 state: GroupState::Empty,
+                generation: 0,
                 protocol_type: String::new(),
                 protocol_name: String::new(),
                 members: Vec::new(),
