@@ -13,13 +13,17 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    FetchRequest, FetchResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -264,6 +268,49 @@ impl Client {
                 format!("delete topic {name}"),
                 t.error_code,
                 t.error_message.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Changes topic configs with IncrementalAlterConfigs: sets every `set` entry and resets
+    /// every `reset` key to its default.
+    pub async fn alter_topic_configs(
+        &mut self,
+        name: &str,
+        set: &BTreeMap<String, String>,
+        reset: &[String],
+    ) -> Result<(), ClientError> {
+        let v = self.version(ApiKey::IncrementalAlterConfigs)?;
+        let mut configs: Vec<AlterableConfig> = set
+            .iter()
+            .map(|(k, val)| {
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(val.clone())))
+            })
+            .collect();
+        configs.extend(reset.iter().map(|k| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string(k.clone()))
+                .with_config_operation(1)
+                .with_value(None)
+        }));
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(name.to_owned()))
+                .with_configs(configs),
+        ]);
+        let response: IncrementalAlterConfigsResponse = self
+            .call(ApiKey::IncrementalAlterConfigs, v, &request)
+            .await?;
+        for r in &response.responses {
+            kafka_error(
+                format!("alter configs of {name}"),
+                r.error_code,
+                r.error_message.as_ref(),
             )?;
         }
         Ok(())

@@ -54,6 +54,17 @@ pub(crate) enum TopicCommand {
         /// Topic name.
         name: String,
     },
+    /// Change topic configs (IncrementalAlterConfigs).
+    Alter {
+        /// Topic name.
+        name: String,
+        /// Config to set, `key=value` (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Config to reset to its default (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        reset: Vec<String>,
+    },
     /// Delete a topic and its data.
     Delete {
         /// Topic name.
@@ -71,13 +82,7 @@ pub(crate) async fn topic(connect: &Connect, command: TopicCommand) -> anyhow::R
             partitions,
             configs,
         } => {
-            let mut map = BTreeMap::new();
-            for c in configs {
-                let Some((k, v)) = c.split_once('=') else {
-                    bail!("config {c:?} is not KEY=VALUE");
-                };
-                map.insert(k.to_owned(), v.to_owned());
-            }
+            let map = parse_configs(&configs)?;
             client.create_topic(&name, partitions, &map).await?;
             writeln!(out, "created topic {name}")?;
         }
@@ -117,6 +122,18 @@ pub(crate) async fn topic(connect: &Connect, command: TopicCommand) -> anyhow::R
                 writeln!(out, "  {key} = {value}  ({origin})")?;
             }
         }
+        TopicCommand::Alter {
+            name,
+            configs,
+            reset,
+        } => {
+            if configs.is_empty() && reset.is_empty() {
+                bail!("nothing to change: give -c KEY=VALUE or --delete-config KEY");
+            }
+            let map = parse_configs(&configs)?;
+            client.alter_topic_configs(&name, &map, &reset).await?;
+            writeln!(out, "altered topic {name}")?;
+        }
         TopicCommand::Delete { name } => {
             client.delete_topic(&name).await?;
             writeln!(out, "deleted topic {name}")?;
@@ -125,7 +142,18 @@ pub(crate) async fn topic(connect: &Connect, command: TopicCommand) -> anyhow::R
     Ok(())
 }
 
-/// `strom produce`: one record per line of standard input.
+fn parse_configs(configs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for c in configs {
+        let Some((k, v)) = c.split_once('=') else {
+            bail!("config {c:?} is not KEY=VALUE");
+        };
+        map.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(map)
+}
+
+/// `strom produce`: one record per line of standard input (or of `--file`).
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
     /// Topic (auto-created if the broker allows).
@@ -142,6 +170,10 @@ pub(crate) struct ProduceArgs {
     /// Acknowledgements: -1 (all), 1 or 0.
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     acks: i16,
+    /// Read lines from this file instead of standard input (shows a progress bar on a
+    /// terminal).
+    #[arg(long, short = 'F', value_name = "PATH")]
+    file: Option<std::path::PathBuf>,
 }
 
 fn now_ms() -> i64 {
@@ -152,11 +184,27 @@ fn now_ms() -> i64 {
 
 pub(crate) async fn produce(connect: &Connect, args: ProduceArgs) -> anyhow::Result<()> {
     let mut client = connect.client().await?;
-    let stdin = std::io::stdin();
+    let (input, progress): (Box<dyn BufRead>, Option<indicatif::ProgressBar>) = match &args.file {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            // Hidden automatically when standard error is not a terminal.
+            let bar = indicatif::ProgressBar::new(size);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style);
+            }
+            let reader = std::io::BufReader::new(bar.wrap_read(file));
+            (Box::new(reader), Some(bar))
+        }
+        None => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
+    };
     let mut pending: Vec<Record> = Vec::with_capacity(args.batch);
     let mut total = 0usize;
     let mut first_offset = None;
-    let mut lines = stdin.lock().lines();
+    let mut lines = input.lines();
     loop {
         let line = lines.next().transpose().context("reading standard input")?;
         let done = line.is_none();
@@ -185,6 +233,9 @@ pub(crate) async fn produce(connect: &Connect, args: ProduceArgs) -> anyhow::Res
             break;
         }
     }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     eprintln!(
         "produced {total} records to {}-{}{}",
         args.topic,
@@ -205,7 +256,8 @@ pub(crate) struct ConsumeArgs {
     /// Partition.
     #[arg(long, short = 'p', default_value_t = 0)]
     partition: i32,
-    /// Where to start: `beginning`, `end` or an offset.
+    /// Where to start: `beginning`, `end`, an offset, or `@MS` for the first record with a
+    /// timestamp at or after MS milliseconds since the epoch.
     #[arg(long, default_value = "beginning")]
     from: String,
     /// Stop after this many records.
@@ -214,9 +266,31 @@ pub(crate) struct ConsumeArgs {
     /// Keep waiting for new records instead of stopping at the end.
     #[arg(long, short = 'f')]
     follow: bool,
-    /// Print `offset key value` instead of just the value.
+    /// Print `offset key value` instead of just the value (same as `--format verbose`).
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Output format: `value` (the value only), `verbose` (offset, key, value, tab-separated)
+    /// or `json` (one object per line: offset, timestamp, key, value, headers; bytes as
+    /// lossy UTF-8).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Value)]
+    format: OutputFormat,
+}
+
+/// How `strom consume` prints a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// The value only.
+    Value,
+    /// Offset, key and value, tab-separated.
+    Verbose,
+    /// One JSON object per line.
+    Json,
+}
+
+fn lossy(b: Option<&[u8]>) -> serde_json::Value {
+    b.map_or(serde_json::Value::Null, |b| {
+        serde_json::Value::String(String::from_utf8_lossy(b).into_owned())
+    })
 }
 
 pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Result<()> {
@@ -224,9 +298,26 @@ pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Res
     let mut offset = match args.from.as_str() {
         "beginning" => client.list_offset(&args.topic, args.partition, -2).await?,
         "end" => client.list_offset(&args.topic, args.partition, -1).await?,
+        t if t.starts_with('@') => {
+            let ms: i64 = t[1..]
+                .parse()
+                .with_context(|| format!("--from {t:?}: @ must be followed by milliseconds"))?;
+            let found = client.list_offset(&args.topic, args.partition, ms).await?;
+            if found < 0 {
+                // No record that late: start at the end.
+                client.list_offset(&args.topic, args.partition, -1).await?
+            } else {
+                found
+            }
+        }
         n => n
             .parse()
             .with_context(|| format!("--from {n:?} is not beginning, end or an offset"))?,
+    };
+    let format = if args.verbose {
+        OutputFormat::Verbose
+    } else {
+        args.format
     };
     let mut printed = 0usize;
     let stdout = std::io::stdout();
@@ -266,20 +357,42 @@ pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Res
                 if r.offset < offset || args.count.is_some_and(|c| printed >= c) {
                     continue;
                 }
-                let value = r
-                    .value
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                if args.verbose {
-                    let key = r
-                        .key
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .unwrap_or_default();
-                    writeln!(out, "{}\t{key}\t{value}", r.offset)?;
-                } else {
-                    writeln!(out, "{value}")?;
+                match format {
+                    OutputFormat::Value => {
+                        let value = r.value.as_deref().map(String::from_utf8_lossy);
+                        writeln!(out, "{}", value.unwrap_or_default())?;
+                    }
+                    OutputFormat::Verbose => {
+                        let key = r.key.as_deref().map(String::from_utf8_lossy);
+                        let value = r.value.as_deref().map(String::from_utf8_lossy);
+                        writeln!(
+                            out,
+                            "{}\t{}\t{}",
+                            r.offset,
+                            key.unwrap_or_default(),
+                            value.unwrap_or_default()
+                        )?;
+                    }
+                    OutputFormat::Json => {
+                        let headers: Vec<serde_json::Value> = r
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                serde_json::json!({
+                                    "key": lossy(Some(&h.key)),
+                                    "value": lossy(h.value.as_deref()),
+                                })
+                            })
+                            .collect();
+                        let line = serde_json::json!({
+                            "offset": r.offset,
+                            "timestamp": r.timestamp,
+                            "key": lossy(r.key.as_deref()),
+                            "value": lossy(r.value.as_deref()),
+                            "headers": headers,
+                        });
+                        writeln!(out, "{line}")?;
+                    }
                 }
                 printed += 1;
             }

@@ -207,3 +207,70 @@ fn topic_produce_consume_subcommands() {
     assert_eq!(server.ok(&["topic", "list"], ""), "");
     server.stop();
 }
+
+#[test]
+fn cli_alter_file_input_timestamp_start_and_json_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    server.ok(&["topic", "create", "more", "-c", "retention.ms=60000"], "");
+    assert_eq!(
+        server.ok(
+            &[
+                "topic",
+                "alter",
+                "more",
+                "-c",
+                "retention.bytes=1048576",
+                "--delete-config",
+                "retention.ms"
+            ],
+            ""
+        ),
+        "altered topic more\n"
+    );
+    let described = server.ok(&["topic", "describe", "more"], "");
+    assert!(
+        described.contains("retention.bytes = 1048576  (topic)"),
+        "{described}"
+    );
+    assert!(!described.contains("retention.ms = 60000"), "{described}");
+    let bad = server.cli(&["topic", "alter", "more", "-c", "retention.ms=soon"], "");
+    assert!(!bad.status.success());
+
+    let input = dir.path().join("input.txt");
+    let lines: String = (0..300).map(|i| format!("k{i}|v{i}\n")).collect();
+    std::fs::write(&input, lines).unwrap();
+    server.ok(
+        &[
+            "produce",
+            "more",
+            "-K",
+            "|",
+            "--file",
+            input.to_str().unwrap(),
+        ],
+        "",
+    );
+
+    let json = server.ok(&["consume", "more", "--format", "json", "-n", "1"], "");
+    let first: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(first["offset"], 0);
+    assert_eq!(first["key"], "k0");
+    assert_eq!(first["value"], "v0");
+    assert!(first["timestamp"].as_i64().unwrap() > 0);
+    assert_eq!(first["headers"], serde_json::json!([]));
+
+    // From a timestamp: everything was produced after 0, nothing after the far future.
+    assert_eq!(
+        server
+            .ok(&["consume", "more", "--from", "@0"], "")
+            .lines()
+            .count(),
+        300
+    );
+    assert_eq!(
+        server.ok(&["consume", "more", "--from", "@99999999999999"], ""),
+        ""
+    );
+    server.stop();
+}
