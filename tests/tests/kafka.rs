@@ -9,6 +9,7 @@ mod kafka {
     mod admin;
     mod bad_input;
     mod client;
+    mod consumer_protocol;
     mod fetch;
     mod groups;
     mod limits;

@@ -32,6 +32,8 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `group.initial.rebalance.delay.ms`.
     pub initial_rebalance_delay_ms: i32,
+    /// Settings of consumer-protocol (KIP-848) groups.
+    pub consumer: super::consumer::ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -40,6 +42,7 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 1_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            consumer: super::consumer::ConsumerGroupConfig::default(),
         }
     }
 }
@@ -55,6 +58,10 @@ pub enum GroupState {
     CompletingRebalance,
     /// Members have their assignments.
     Stable,
+    /// Consumer-protocol groups only: the target assignment is being computed.
+    Assigning,
+    /// Consumer-protocol groups only: members are moving to the target assignment.
+    Reconciling,
 }
 
 impl GroupState {
@@ -65,6 +72,8 @@ impl GroupState {
             GroupState::PreparingRebalance => "PreparingRebalance",
             GroupState::CompletingRebalance => "CompletingRebalance",
             GroupState::Stable => "Stable",
+            GroupState::Assigning => "Assigning",
+            GroupState::Reconciling => "Reconciling",
         }
     }
 }
@@ -220,6 +229,9 @@ pub struct MemberDescription {
     pub metadata: Bytes,
     /// The current assignment.
     pub assignment: Bytes,
+    /// Consumer-protocol groups: the partitions the member owns, by topic id (the front end
+    /// encodes them as the classic consumer protocol's assignment).
+    pub owned: Option<super::assignor::Assignment>,
 }
 
 /// A group as DescribeGroups shows it.
@@ -447,7 +459,9 @@ impl GroupEngine {
         }
         match group.state {
             GroupState::Empty => reply(GroupError::UnknownMemberId),
-            GroupState::PreparingRebalance => reply(GroupError::RebalanceInProgress),
+            GroupState::PreparingRebalance | GroupState::Assigning | GroupState::Reconciling => {
+                reply(GroupError::RebalanceInProgress)
+            }
             GroupState::Stable => {
                 let Some(m) = group.members.get_mut(member_id) else {
                     return reply(GroupError::UnknownMemberId);
@@ -515,7 +529,9 @@ impl GroupEngine {
         }
         match group.state {
             GroupState::Empty => Err(GroupError::UnknownMemberId),
-            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::PreparingRebalance | GroupState::Assigning | GroupState::Reconciling => {
+                Err(GroupError::RebalanceInProgress)
+            }
             GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
         }
     }
@@ -660,6 +676,7 @@ impl GroupEngine {
                         Bytes::new()
                     },
                     assignment: m.assignment.clone(),
+                    owned: None,
                 })
                 .collect(),
         })
@@ -982,7 +999,7 @@ fn remove_member(
             maybe_complete_rebalance(group, now, effects);
         }
         GroupState::PreparingRebalance => maybe_complete_rebalance(group, now, effects),
-        GroupState::Empty => {}
+        GroupState::Empty | GroupState::Assigning | GroupState::Reconciling => {}
     }
 }
 

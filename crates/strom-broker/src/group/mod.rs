@@ -12,6 +12,8 @@
 //! Membership itself is not persisted: after a restart members rejoin (they get
 //! UNKNOWN_MEMBER_ID and join again), as with a Kafka coordinator failover.
 
+pub mod assignor;
+pub mod consumer;
 pub mod engine;
 pub mod offsets;
 
@@ -28,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::topic::CreateTopic;
 
+pub use consumer::{ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupState};
 pub use engine::{
     Effect, GroupConfig, GroupDescription, GroupEngine, GroupState, JoinRequest, JoinResponse,
     JoinResult, JoinedMember, MemberDescription, SyncResponse, Token,
@@ -74,6 +77,27 @@ pub enum GroupError {
     /// OffsetDelete on a topic the group is still subscribed to.
     #[error("group subscribed to topic")]
     GroupSubscribedToTopic,
+    /// KIP-848: the member epoch is not the member's (it must rejoin with epoch 0).
+    #[error("fenced member epoch")]
+    FencedMemberEpoch,
+    /// KIP-848: an OffsetCommit at an epoch other than the member's.
+    #[error("stale member epoch")]
+    StaleMemberEpoch,
+    /// KIP-848: the server assignor asked for is not offered.
+    #[error("unsupported assignor")]
+    UnsupportedAssignor,
+    /// KIP-848: another live member holds this static instance id.
+    #[error("unreleased instance id")]
+    UnreleasedInstanceId,
+    /// The group has `group.consumer.max.size` members.
+    #[error("group max size reached")]
+    GroupMaxSizeReached,
+    /// A request whose fields contradict each other (Kafka's INVALID_REQUEST).
+    #[error("invalid request")]
+    InvalidRequest,
+    /// KIP-848: the subscribed topic regex does not compile.
+    #[error("invalid regular expression")]
+    InvalidRegularExpression,
 }
 
 /// One offset to commit.
@@ -105,6 +129,8 @@ pub struct GroupListing {
 #[derive(Debug, Default)]
 struct Runtime {
     engine: GroupEngine,
+    /// Consumer-protocol (KIP-848) groups. A group id belongs to one engine at a time.
+    consumer: consumer::ConsumerGroupEngine,
     joins: HashMap<Token, oneshot::Sender<JoinResult>>,
     syncs: HashMap<Token, oneshot::Sender<std::result::Result<SyncResponse, GroupError>>>,
 }
@@ -164,6 +190,7 @@ impl GroupCoordinator {
         Ok(GroupCoordinator {
             runtime: Mutex::new(Runtime {
                 engine: GroupEngine::new(config),
+                consumer: consumer::ConsumerGroupEngine::new(config.consumer),
                 ..Runtime::default()
             }),
             offsets: Mutex::new(OffsetStore { partition, cache }),
@@ -184,6 +211,7 @@ impl GroupCoordinator {
         let mut rt = self.runtime();
         let effects = rt.engine.tick(now);
         rt.perform(effects);
+        rt.consumer.tick(now);
     }
 
     /// JoinGroup: waits until the engine answers (possibly after a rebalance).
@@ -194,7 +222,15 @@ impl GroupCoordinator {
             let (tx, rx) = oneshot::channel();
             let mut rt = self.runtime();
             rt.joins.insert(token, tx);
-            let effects = rt.engine.join(token, req, now);
+            // A classic member cannot join a group run by the consumer protocol.
+            let effects = if rt.consumer.has_members(&req.group_id) {
+                vec![Effect::Join(
+                    token,
+                    Err((GroupError::InconsistentGroupProtocol, req.member_id.clone())),
+                )]
+            } else {
+                rt.engine.join(token, req, now)
+            };
             rt.perform(effects);
             rx
         };
@@ -262,8 +298,14 @@ impl GroupCoordinator {
 
     /// A group's description; `None` if neither membership nor offsets know it.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
-        if let Some(d) = self.runtime().engine.describe(group_id) {
-            return Some(d);
+        {
+            let rt = self.runtime();
+            if let Some(d) = rt.engine.describe(group_id) {
+                return Some(d);
+            }
+            if let Some(d) = rt.consumer.describe(group_id) {
+                return Some(classic_view(d));
+            }
         }
         self.offsets()
             .cache
@@ -290,7 +332,18 @@ impl GroupCoordinator {
                 },
             );
         }
-        for (group_id, state, protocol_type) in self.runtime().engine.list() {
+        let rt = self.runtime();
+        for (group_id, state) in rt.consumer.list() {
+            all.insert(
+                group_id.clone(),
+                GroupListing {
+                    group_id,
+                    protocol_type: "consumer".to_owned(),
+                    state: classic_state(state),
+                },
+            );
+        }
+        for (group_id, state, protocol_type) in rt.engine.list() {
             all.insert(
                 group_id.clone(),
                 GroupListing {
@@ -327,6 +380,39 @@ impl GroupCoordinator {
     }
 }
 
+fn classic_state(state: consumer::ConsumerGroupState) -> GroupState {
+    match state {
+        consumer::ConsumerGroupState::Empty => GroupState::Empty,
+        consumer::ConsumerGroupState::Assigning => GroupState::Assigning,
+        consumer::ConsumerGroupState::Reconciling => GroupState::Reconciling,
+        consumer::ConsumerGroupState::Stable => GroupState::Stable,
+    }
+}
+
+/// A consumer-protocol group as DescribeGroups shows it (as Kafka does for old admin tools):
+/// protocol type `consumer`, the assignor as protocol, the owned partitions per member.
+fn classic_view(d: consumer::ConsumerGroupDescription) -> GroupDescription {
+    GroupDescription {
+        state: classic_state(d.state),
+        generation: d.group_epoch,
+        protocol_type: "consumer".to_owned(),
+        protocol_name: d.assignor,
+        members: d
+            .members
+            .into_iter()
+            .map(|m| MemberDescription {
+                member_id: m.member_id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                metadata: Bytes::new(),
+                assignment: Bytes::new(),
+                owned: Some(m.assignment),
+            })
+            .collect(),
+    }
+}
+
 fn replay(partition: &Partition, cache: &mut offsets::OffsetCache) -> Result<()> {
     let mut offset = partition.log_start_offset();
     while offset < partition.high_watermark() {
@@ -357,6 +443,53 @@ impl Broker {
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    /// Every topic's id and partition count, by name (what the consumer protocol assigns).
+    fn topic_infos(&self) -> consumer::Topics {
+        self.topics()
+            .iter()
+            .map(|t| {
+                (
+                    t.name().to_owned(),
+                    consumer::TopicInfo {
+                        id: t.id(),
+                        partitions: t.partition_count(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). A group id held by a classic group with members is
+    /// refused with `GroupIdNotFound`, as Kafka does ("not a consumer group").
+    pub fn consumer_group_heartbeat(
+        &self,
+        req: consumer::Heartbeat,
+    ) -> std::result::Result<consumer::HeartbeatAnswer, GroupError> {
+        let topics = self.topic_infos();
+        let now = self.clock().now_ms();
+        let mut rt = self.groups.runtime();
+        if rt
+            .engine
+            .describe(&req.group_id)
+            .is_some_and(|d| !d.members.is_empty())
+        {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        rt.consumer.heartbeat(req, &topics, now)
+    }
+
+    /// ConsumerGroupDescribe: `GroupIdNotFound` unless it is a consumer-protocol group.
+    pub fn describe_consumer_group(
+        &self,
+        group_id: &str,
+    ) -> std::result::Result<consumer::ConsumerGroupDescription, GroupError> {
+        self.groups
+            .runtime()
+            .consumer
+            .describe(group_id)
+            .ok_or(GroupError::GroupIdNotFound)
     }
 
     /// Partition 0 of `__consumer_offsets`, created (compacted, one partition) if missing.
@@ -403,12 +536,16 @@ impl Broker {
         if group_id.is_empty() {
             return Err(Error::Group(GroupError::InvalidGroupId));
         }
-        self.groups.runtime().engine.validate_commit(
-            group_id,
-            member_id,
-            generation,
-            instance_id,
-        )?;
+        {
+            let rt = self.groups.runtime();
+            if rt.consumer.contains(group_id) {
+                rt.consumer
+                    .validate_commit(group_id, member_id, generation)?;
+            } else {
+                rt.engine
+                    .validate_commit(group_id, member_id, generation, instance_id)?;
+            }
+        }
         let now = self.clock().now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut valid = Vec::new();
@@ -487,7 +624,10 @@ impl Broker {
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
     /// tombstoned and the group forgotten. BLOCKING.
     pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
-        let known_members = self.groups.runtime().engine.state(group_id).is_some();
+        let known_members = {
+            let rt = self.groups.runtime();
+            rt.engine.state(group_id).is_some() || rt.consumer.contains(group_id)
+        };
         let offsets: Vec<(String, i32)> = self
             .groups
             .offsets()
@@ -498,7 +638,11 @@ impl Broker {
         if !known_members && offsets.is_empty() {
             return Err(Error::Group(GroupError::GroupIdNotFound));
         }
-        self.groups.runtime().engine.delete(group_id)?;
+        {
+            let mut rt = self.groups.runtime();
+            rt.engine.delete(group_id)?;
+            rt.consumer.delete(group_id)?;
+        }
         self.tombstone_blocking(group_id, offsets)
     }
 
@@ -518,7 +662,14 @@ impl Broker {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<()> {
-        let state = self.groups.runtime().engine.state(group_id);
+        let state = {
+            let rt = self.groups.runtime();
+            rt.engine.state(group_id).or_else(|| {
+                rt.consumer
+                    .describe(group_id)
+                    .map(|d| classic_state(d.state))
+            })
+        };
         let has_offsets = self.groups.offsets().cache.contains_key(group_id);
         match state {
             None if !has_offsets => return Err(Error::Group(GroupError::GroupIdNotFound)),

@@ -1,9 +1,13 @@
 //! DescribeGroups (key 15): state, protocol and members of groups. Unknown groups are `Dead`
 //! with no members, as Kafka answers before v6.
 
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use strom_broker::group::assignor::Assignment;
 
 use super::{HandlerError, Outcome, decode, respond};
 use crate::Context;
@@ -29,7 +33,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             .with_client_id(StrBytes::from_string(m.client_id))
                             .with_client_host(StrBytes::from_string(m.client_host))
                             .with_member_metadata(m.metadata)
-                            .with_member_assignment(m.assignment);
+                            .with_member_assignment(match &m.owned {
+                                Some(owned) => encode_assignment(context, owned),
+                                None => m.assignment,
+                            });
                         if request.version() >= 4 {
                             member.group_instance_id = m.instance_id.map(StrBytes::from_string);
                         }
@@ -42,4 +49,28 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         response.groups.push(described);
     }
     respond(request, &response)
+}
+
+/// A consumer-protocol member's partitions in the classic consumer protocol's assignment
+/// encoding (version 0), which admin tools decode.
+fn encode_assignment(context: &Context, owned: &Assignment) -> Bytes {
+    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        owned
+            .iter()
+            .filter_map(|(id, parts)| {
+                let topic = context.broker.topic_by_id(*id).ok()?;
+                Some(
+                    TopicPartition::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.name().to_owned())))
+                        .with_partitions(parts.iter().copied().collect()),
+                )
+            })
+            .collect(),
+    );
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    if assignment.encode(&mut buf, 0).is_err() {
+        return Bytes::new();
+    }
+    buf.freeze()
 }

@@ -12,6 +12,8 @@ use crate::frame::{self, Request};
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -67,6 +69,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The version range Strom implements for an API.
@@ -186,6 +190,8 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         ApiKey::ListGroups => list_groups::handle(context, &request).await,
         ApiKey::DeleteGroups => delete_groups::handle(context, &request).await,
         ApiKey::OffsetDelete => offset_delete::handle(context, &request).await,
+        ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(context, &request).await,
+        ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(context, &request).await,
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;
@@ -244,6 +250,8 @@ mod tests {
             ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
             ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
             ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+            ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
+            ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)

@@ -7,6 +7,7 @@ fn config() -> GroupConfig {
         min_session_timeout_ms: 10,
         max_session_timeout_ms: 100_000,
         initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
     }
 }
 
