@@ -14,7 +14,7 @@ PYTHON=${COMPAT_PYTHON:-python3}
 venv_ok() {
     [[ -x $VENV/bin/python ]] &&
         cmp -s "$REQUIREMENTS" "$STAMP" &&
-        "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4, zstandard, snappy' 2>/dev/null
+        "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4, zstandard, snappy, boto3, awscli' 2>/dev/null
 }
 
 if venv_ok; then

@@ -126,6 +126,7 @@ start_broker() {
         "$BIN" serve \
         --data-dir "$WORK/data" \
         --kafka-listen "127.0.0.1:$port" \
+        --kinesis-listen "127.0.0.1:$KINESIS_PORT" \
         --advertised-host 127.0.0.1 --advertised-port "$port" \
         --auto-create-topics true --num-partitions 1 \
         --log info \
@@ -151,6 +152,7 @@ echo "== compat: starting $BIN serve (data in $WORK/data)"
 started=
 for attempt in 1 2 3; do
     PORT=$(free_port)
+    KINESIS_PORT=$(free_port)
     if start_broker "$PORT"; then
         started=1
         break
@@ -171,6 +173,7 @@ echo "   broker pid $BROKER_PID listening on 127.0.0.1:$PORT"
 # --- run the scripts ---------------------------------------------------------------------------
 
 export COMPAT_BOOTSTRAP=127.0.0.1:$PORT
+export COMPAT_KINESIS_ENDPOINT=http://127.0.0.1:$KINESIS_PORT
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 SCRIPT_TIMEOUT=${COMPAT_SCRIPT_TIMEOUT:-180}
 

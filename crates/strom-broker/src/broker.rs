@@ -82,6 +82,7 @@ pub struct Broker {
     admin: Mutex<MetadataLog>,
     producer_ids: Mutex<ProducerIds>,
     pub(crate) groups: crate::group::GroupCoordinator,
+    pub(crate) streams: crate::stream::StreamRegistry,
 }
 
 #[derive(Debug)]
@@ -114,6 +115,7 @@ impl Broker {
         let mut cluster_id = None;
         let mut producer_ids_until = 0i64;
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
+        let mut streams = BTreeMap::new();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -144,6 +146,10 @@ impl Broker {
                 }
                 MetadataEvent::TopicDeleted { id } => {
                     topics.remove(&id);
+                    streams.remove(&id);
+                }
+                MetadataEvent::StreamMetaSet { id, stream } => {
+                    streams.insert(id, stream);
                 }
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
@@ -192,7 +198,8 @@ impl Broker {
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
             .and_then(|t| t.partitions().first().cloned());
-        let groups = crate::group::GroupCoordinator::open(config.group, offsets_partition)?;
+        let groups =
+            crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = registry.by_name.len(),
@@ -210,6 +217,7 @@ impl Broker {
                 reserved_until: producer_ids_until,
             }),
             groups,
+            streams: crate::stream::StreamRegistry::from_replay(streams),
         })
     }
 
@@ -231,6 +239,7 @@ impl Broker {
                 p.ensure_flusher();
             }
         }
+        self.start_group_state_writer();
         let weak: Weak<Broker> = Arc::downgrade(self);
         let groups = Weak::clone(&weak);
         tokio::spawn(async move {
@@ -295,7 +304,7 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn admin(&self) -> std::sync::MutexGuard<'_, MetadataLog> {
+    pub(crate) fn admin(&self) -> std::sync::MutexGuard<'_, MetadataLog> {
         self.admin.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -444,6 +453,7 @@ impl Broker {
         let mut meta = self.admin();
         let topic = self.topic(name)?;
         meta.append(&MetadataEvent::TopicDeleted { id: topic.id })?;
+        self.streams.remove(topic.id);
         {
             let mut reg = self.registry_mut();
             reg.by_name.remove(name);
@@ -680,6 +690,10 @@ impl Broker {
     /// Flushes and closes every partition (graceful shutdown). BLOCKING.
     pub fn shutdown_blocking(&self) -> Result<()> {
         let mut first_error = None;
+        if let Err(e) = self.write_group_states_blocking() {
+            tracing::error!(error = %e, "writing group state at shutdown failed");
+            first_error = Some(e);
+        }
         for topic in self.topics() {
             for p in topic.partitions() {
                 if let Err(e) = p.close_blocking() {

@@ -17,6 +17,7 @@ mod error;
 pub mod group;
 pub mod metadata;
 mod partition;
+pub mod stream;
 mod topic;
 
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};

@@ -62,6 +62,13 @@ pub enum MetadataEvent {
         /// First producer id not yet reserved.
         until: i64,
     },
+    /// A topic's Kinesis stream metadata was replaced (see [`crate::stream`]).
+    StreamMetaSet {
+        /// Topic id.
+        id: Uuid,
+        /// The complete new metadata.
+        stream: crate::stream::StreamMeta,
+    },
 }
 
 /// The append-only metadata event log. Owned by the broker behind its admin lock.

@@ -15,6 +15,10 @@
 //! [http]
 //! listen = "127.0.0.1:9644"           # /metrics and /health
 //!
+//! [kinesis]
+//! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
+//! region = "us-east-1"                # used in stream ARNs
+//!
 //! [broker]
 //! node_id = 0
 //! auto_create_topics = true
@@ -36,6 +40,7 @@ use clap::Args;
 use serde::Deserialize;
 use strom_broker::BrokerConfig;
 use strom_kafka::KafkaConfig;
+use strom_kinesis::KinesisConfig;
 
 /// Flags of `strom serve`; each also reads a `STROM_*` variable.
 #[derive(Debug, Args)]
@@ -49,6 +54,9 @@ pub(crate) struct ServeArgs {
     /// Kafka listener address [default: 127.0.0.1:9092].
     #[arg(long, env = "STROM_KAFKA_LISTEN", value_name = "ADDR")]
     pub(crate) kafka_listen: Option<SocketAddr>,
+    /// Kinesis Data Streams listener address [default: 127.0.0.1:4567].
+    #[arg(long, env = "STROM_KINESIS_LISTEN", value_name = "ADDR")]
+    pub(crate) kinesis_listen: Option<SocketAddr>,
     /// Admin HTTP listener (/metrics, /health) [default: 127.0.0.1:9644].
     #[arg(long, env = "STROM_HTTP_LISTEN", value_name = "ADDR")]
     pub(crate) http_listen: Option<SocketAddr>,
@@ -87,6 +95,8 @@ struct FileConfig {
     #[serde(default)]
     http: FileHttp,
     #[serde(default)]
+    kinesis: FileKinesis,
+    #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
 
@@ -109,6 +119,13 @@ struct FileHttp {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileKinesis {
+    listen: Option<SocketAddr>,
+    region: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileBroker {
     node_id: Option<i32>,
     auto_create_topics: Option<bool>,
@@ -123,6 +140,7 @@ pub(crate) struct Settings {
     pub(crate) http_listen: SocketAddr,
     broker: BrokerConfig,
     kafka: KafkaConfig,
+    kinesis: KinesisConfig,
 }
 
 impl Settings {
@@ -173,6 +191,13 @@ impl Settings {
         if let Some(ms) = file.kafka.connections_max_idle_ms {
             kafka.idle_timeout = Duration::from_millis(ms.max(1));
         }
+        let mut kinesis = KinesisConfig::default();
+        if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
+            kinesis.listen = v;
+        }
+        if let Some(v) = file.kinesis.region {
+            kinesis.region = v;
+        }
         Ok(Settings {
             log: args.log.clone().or(file.log),
             http_listen: args
@@ -181,6 +206,7 @@ impl Settings {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9644))),
             broker,
             kafka,
+            kinesis,
         })
     }
 
@@ -190,6 +216,10 @@ impl Settings {
 
     pub(crate) fn kafka_config(&self) -> KafkaConfig {
         self.kafka.clone()
+    }
+
+    pub(crate) fn kinesis_config(&self) -> KinesisConfig {
+        self.kinesis.clone()
     }
 }
 

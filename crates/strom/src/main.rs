@@ -1,7 +1,7 @@
 //! The `strom` binary.
 //!
 //! `strom serve` runs a single-node broker with embedded defaults: data in `./strom-data`, the
-//! Kafka protocol on `127.0.0.1:9092`. Settings come from, in increasing precedence, built-in
+//! Kafka protocol on `127.0.0.1:9092`, the Kinesis Data Streams API on `127.0.0.1:4567`. Settings come from, in increasing precedence, built-in
 //! defaults, a TOML file (`--config FILE`), `STROM_*` environment variables and flags.
 
 mod cli;
@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use strom_broker::Broker;
 use strom_kafka::KafkaServer;
+use strom_kinesis::KinesisServer;
 
 use crate::config::{ServeArgs, Settings};
 
@@ -131,6 +132,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding the Kafka listener on {listen}"))?;
     let local = server.local_addr().context("reading the bound address")?;
     let ctx = Arc::clone(server.context());
+    let kinesis_config = settings.kinesis_config();
+    let kinesis_listen = kinesis_config.listen;
+    // Like the admin endpoint, a taken Kinesis port must not take the Kafka service down
+    // (several brokers on one machine all default to 4567): say so loudly and go on.
+    let (kinesis, kinesis_line) =
+        match KinesisServer::bind(kinesis_config, Arc::clone(&broker)).await {
+            Ok(server) => {
+                let line = match server.local_addr() {
+                    Ok(addr) => format!("http://{addr}"),
+                    Err(_) => format!("http://{kinesis_listen}"),
+                };
+                (Some(server), line)
+            }
+            Err(e) => {
+                tracing::warn!(listen = %kinesis_listen, error = %e, "Kinesis listener disabled");
+                (None, format!("not serving ({kinesis_listen}: {e})"))
+            }
+        };
 
     let mut registry = prometheus_client::registry::Registry::default();
     ctx.metrics.register(&mut registry);
@@ -165,6 +184,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "  kafka:          {local} (advertised as {}:{})",
         ctx.advertised_host, ctx.advertised_port
     );
+    println!("  kinesis:        {kinesis_line}");
     println!("  http:           {http_line}");
     println!("  topics:         {}", broker.topics().len());
 
@@ -172,7 +192,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let kinesis_task = kinesis.map(|k| tokio::spawn(k.serve(stopped(stop_rx.clone()))));
     server.serve(stopped(stop_rx)).await;
+    if let Some(task) = kinesis_task
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "kinesis task failed");
+    }
     if let Some(task) = http {
         match task.await {
             Ok(Ok(())) => {}

@@ -1,0 +1,319 @@
+//! Kinesis stream metadata that has no Kafka counterpart: per-shard hash-key ranges and
+//! lineage, closed shards, retention in hours, tags, consumers, stream mode and encryption.
+//!
+//! A Kinesis stream *is* a topic and a shard *is* a partition (shard `n` is partition `n`).
+//! What only Kinesis needs is kept here as one [`StreamMeta`] per topic id, changed only by
+//! [`Broker::set_stream_meta_blocking`], which appends a
+//! [`MetadataEvent::StreamMetaSet`] (the complete new value) to the metadata log first, so it
+//! survives a restart. Topics without a [`StreamMeta`] (created by Kafka clients) are shown to
+//! Kinesis clients with [`StreamMeta::derived`]: every partition an open shard, hash ranges split
+//! evenly. The broker does not interpret these fields; the Kinesis front end does.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::metadata::MetadataEvent;
+use crate::topic::{CreateTopic, TopicSummary};
+
+/// One shard: its hash-key range, lineage, and whether it was closed by resharding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMeta {
+    /// First hash key (inclusive); stored as a decimal string.
+    #[serde(with = "decimal_u128")]
+    pub starting_hash_key: u128,
+    /// Last hash key (inclusive); stored as a decimal string.
+    #[serde(with = "decimal_u128")]
+    pub ending_hash_key: u128,
+    /// Partition index of the parent shard, if this shard came from a split or merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<i32>,
+    /// Partition index of the second parent of a merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent: Option<i32>,
+    /// The first offset this shard does not hold, once resharding closed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at_offset: Option<i64>,
+}
+
+/// A registered enhanced fan-out consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMeta {
+    /// Consumer name.
+    pub name: String,
+    /// Registration time, epoch milliseconds.
+    pub created_ms: i64,
+}
+
+/// Everything Kinesis knows about a stream beyond its topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    /// One entry per partition, index = partition index.
+    pub shards: Vec<ShardMeta>,
+    /// Creation time, epoch milliseconds.
+    pub created_ms: i64,
+    /// `PROVISIONED` or `ON_DEMAND`.
+    pub mode: String,
+    /// Retention period in hours.
+    pub retention_hours: i32,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Registered consumers.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerMeta>,
+    /// `KMS` key id when server-side encryption was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+    /// Enhanced-monitoring shard-level metrics that were enabled.
+    #[serde(default)]
+    pub shard_level_metrics: Vec<String>,
+    /// Until when (epoch ms) the stream reports `UPDATING` after a reshard.
+    #[serde(default)]
+    pub updating_until_ms: i64,
+}
+
+/// `u128` as a decimal string: JSON numbers that large do not survive serde's buffering of
+/// internally tagged enums (the metadata events are one).
+mod decimal_u128 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The whole hash-key space, `0..=2^128-1`, split into `count` contiguous ranges the way AWS
+/// does: each range is `2^128 / count` keys wide, the last one takes the remainder.
+pub fn even_hash_ranges(count: usize) -> Vec<(u128, u128)> {
+    match count {
+        0 => return Vec::new(),
+        1 => return vec![(0, u128::MAX)],
+        _ => {}
+    }
+    let n = count as u128;
+    // floor(2^128 / n), computed without 2^128: one more than floor((2^128 - 1) / n) exactly
+    // when n divides 2^128.
+    let width = u128::MAX / n + u128::from(u128::MAX % n == n - 1);
+    (0..count)
+        .map(|i| {
+            let start = width.saturating_mul(i as u128);
+            let end = if i + 1 == count {
+                u128::MAX
+            } else {
+                start.saturating_add(width - 1)
+            };
+            (start, end)
+        })
+        .collect()
+}
+
+impl StreamMeta {
+    /// A new provisioned/on-demand stream of `shards` open shards with even hash ranges.
+    pub fn new(shards: usize, mode: &str, created_ms: i64) -> StreamMeta {
+        StreamMeta {
+            shards: even_hash_ranges(shards)
+                .into_iter()
+                .map(|(starting_hash_key, ending_hash_key)| ShardMeta {
+                    starting_hash_key,
+                    ending_hash_key,
+                    parent: None,
+                    adjacent_parent: None,
+                    closed_at_offset: None,
+                })
+                .collect(),
+            created_ms,
+            mode: mode.to_owned(),
+            retention_hours: 24,
+            tags: BTreeMap::new(),
+            consumers: Vec::new(),
+            encryption_key: None,
+            shard_level_metrics: Vec::new(),
+            updating_until_ms: 0,
+        }
+    }
+
+    /// The view of a topic that was not created through Kinesis: `partitions` open shards with
+    /// even ranges, retention from `retention.ms` (rounded up to hours).
+    pub fn derived(partitions: i32, retention_ms: Option<i64>) -> StreamMeta {
+        let mut meta = StreamMeta::new(usize::try_from(partitions).unwrap_or(0), "PROVISIONED", 0);
+        meta.retention_hours = match retention_ms {
+            Some(ms) => i32::try_from((ms.max(0) as u64).div_ceil(3_600_000)).unwrap_or(i32::MAX),
+            None => i32::MAX,
+        };
+        meta
+    }
+}
+
+/// The broker's table of stream metadata by topic id.
+#[derive(Debug, Default)]
+pub(crate) struct StreamRegistry {
+    by_topic: RwLock<BTreeMap<Uuid, Arc<StreamMeta>>>,
+}
+
+impl StreamRegistry {
+    pub(crate) fn from_replay(streams: BTreeMap<Uuid, StreamMeta>) -> StreamRegistry {
+        StreamRegistry {
+            by_topic: RwLock::new(streams.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Option<Arc<StreamMeta>> {
+        self.by_topic
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    fn set(&self, id: Uuid, meta: StreamMeta) {
+        self.by_topic
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Arc::new(meta));
+    }
+
+    pub(crate) fn remove(&self, id: Uuid) {
+        self.by_topic
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+}
+
+impl Broker {
+    /// The Kinesis metadata stored for a topic, if it has any.
+    pub fn stream_meta(&self, topic_id: Uuid) -> Option<Arc<StreamMeta>> {
+        self.streams.get(topic_id)
+    }
+
+    /// Creates a topic for a Kinesis stream and stores its metadata. BLOCKING.
+    pub fn create_stream_blocking(
+        &self,
+        req: CreateTopic,
+        meta: StreamMeta,
+    ) -> Result<TopicSummary> {
+        let summary = self.create_topic_blocking(req)?;
+        self.set_stream_meta_blocking(summary.id, meta)?;
+        Ok(summary)
+    }
+
+    /// Replaces the Kinesis metadata of a topic, durably. BLOCKING.
+    pub fn set_stream_meta_blocking(&self, topic_id: Uuid, meta: StreamMeta) -> Result<()> {
+        let mut log = self.admin();
+        self.topic_by_id(topic_id)?;
+        log.append(&MetadataEvent::StreamMetaSet {
+            id: topic_id,
+            stream: meta.clone(),
+        })?;
+        self.streams.set(topic_id, meta);
+        Ok(())
+    }
+
+    /// Reads, changes and stores the metadata of a topic under the admin lock, so concurrent
+    /// updates do not lose each other's changes. `f` gets the current value (or the derived one)
+    /// and the current partition count. BLOCKING.
+    pub fn update_stream_meta_blocking<T>(
+        &self,
+        topic_id: Uuid,
+        f: impl FnOnce(&mut StreamMeta, i32) -> Result<T>,
+    ) -> Result<T> {
+        let mut log = self.admin();
+        let topic = self.topic_by_id(topic_id)?;
+        let mut meta = match self.streams.get(topic_id) {
+            Some(m) => (*m).clone(),
+            None => StreamMeta::derived(topic.partition_count(), topic.settings().retention_ms),
+        };
+        let out = f(&mut meta, topic.partition_count())?;
+        log.append(&MetadataEvent::StreamMetaSet {
+            id: topic_id,
+            stream: meta.clone(),
+        })?;
+        self.streams.set(topic_id, meta);
+        Ok(out)
+    }
+
+    /// Grows the topic's partitions under the same admin lock discipline; used by resharding.
+    /// BLOCKING.
+    pub fn grow_stream_blocking(&self, name: &str, total: i32) -> Result<()> {
+        match self.create_partitions_blocking(name, total, false) {
+            Ok(()) => Ok(()),
+            Err(Error::InvalidPartitions { .. })
+                if self.topic(name)?.partition_count() >= total =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn even_ranges_cover_the_space() {
+        for n in [1usize, 2, 3, 4, 7, 10, 500] {
+            let r = even_hash_ranges(n);
+            assert_eq!(r.len(), n);
+            assert_eq!(r[0].0, 0);
+            assert_eq!(r[n - 1].1, u128::MAX);
+            for w in r.windows(2) {
+                assert_eq!(w[0].1 + 1, w[1].0);
+            }
+        }
+        // AWS's two-shard split.
+        let two = even_hash_ranges(2);
+        assert_eq!(two[0].1, 170141183460469231731687303715884105727);
+        assert_eq!(two[1].0, 170141183460469231731687303715884105728);
+    }
+
+    #[test]
+    fn meta_round_trips_through_the_event_log_encoding() {
+        let m = StreamMeta::new(3, "PROVISIONED", 5);
+        let ev = MetadataEvent::StreamMetaSet {
+            id: Uuid::new_v4(),
+            stream: m,
+        };
+        let s = serde_json::to_string(&ev).unwrap();
+        assert_eq!(serde_json::from_str::<MetadataEvent>(&s).unwrap(), ev);
+    }
+
+    #[test]
+    fn stream_meta_survives_reopen_and_goes_with_the_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(crate::BrokerConfig::new(dir.path())).unwrap();
+        let req = CreateTopic {
+            name: "s".to_owned(),
+            partitions: Some(2),
+            ..CreateTopic::default()
+        };
+        let summary = broker
+            .create_stream_blocking(req, StreamMeta::new(2, "PROVISIONED", 7))
+            .unwrap();
+        broker
+            .update_stream_meta_blocking(summary.id, |m, _| {
+                m.tags.insert("k".to_owned(), "v".to_owned());
+                Ok(())
+            })
+            .unwrap();
+        broker.shutdown_blocking().unwrap();
+        drop(broker);
+        let broker = Broker::open(crate::BrokerConfig::new(dir.path())).unwrap();
+        let meta = broker.stream_meta(summary.id).unwrap();
+        assert_eq!(meta.shards.len(), 2);
+        assert_eq!(meta.tags.get("k").map(String::as_str), Some("v"));
+        broker.delete_topic_blocking("s").unwrap();
+        assert!(broker.stream_meta(summary.id).is_none());
+    }
+}

@@ -1,0 +1,122 @@
+//! One module per Kinesis action; [`dispatch`] maps the action name to its handler.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ErrorKind, KinesisError, Result};
+use crate::service::Context;
+use crate::stream::{self, StreamView};
+
+mod create_stream;
+mod delete_stream;
+mod describe_stream;
+mod describe_stream_summary;
+mod get_records;
+mod get_shard_iterator;
+mod list_shards;
+mod list_streams;
+mod put_record;
+mod put_records;
+mod retention;
+mod tags;
+
+/// Runs one action.
+pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Result<Value> {
+    match action {
+        "CreateStream" => create_stream::handle(ctx, input).await,
+        "DeleteStream" => delete_stream::handle(ctx, input).await,
+        "DescribeStream" => describe_stream::handle(ctx, input).await,
+        "DescribeStreamSummary" => describe_stream_summary::handle(ctx, input).await,
+        "ListStreams" => list_streams::handle(ctx, input).await,
+        "ListShards" => list_shards::handle(ctx, input).await,
+        "PutRecord" => put_record::handle(ctx, input).await,
+        "PutRecords" => put_records::handle(ctx, input).await,
+        "GetShardIterator" => get_shard_iterator::handle(ctx, input).await,
+        "GetRecords" => get_records::handle(ctx, input).await,
+        "IncreaseStreamRetentionPeriod" => retention::increase(ctx, input).await,
+        "DecreaseStreamRetentionPeriod" => retention::decrease(ctx, input).await,
+        "AddTagsToStream" => tags::add(ctx, input).await,
+        "RemoveTagsFromStream" => tags::remove(ctx, input).await,
+        "ListTagsForStream" => tags::list(ctx, input).await,
+        _ => Err(KinesisError::new(
+            ErrorKind::UnknownOperation,
+            format!(
+                "unknown operation {:?}",
+                action.chars().take(100).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// `StreamName` and/or `StreamARN`, as most actions take them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct StreamRef {
+    #[serde(default)]
+    pub(crate) stream_name: Option<String>,
+    #[serde(default, rename = "StreamARN")]
+    pub(crate) stream_arn: Option<String>,
+}
+
+impl StreamRef {
+    pub(crate) fn resolve(&self, ctx: &Context) -> Result<StreamView> {
+        stream::resolve(
+            &ctx.broker,
+            self.stream_name.as_deref(),
+            self.stream_arn.as_deref(),
+        )
+    }
+}
+
+/// Epoch milliseconds as the JSON model's fractional seconds.
+pub(crate) fn seconds(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// Fields shared by `StreamDescription` and `StreamDescriptionSummary`.
+pub(crate) fn description_common(
+    ctx: &Context,
+    view: &StreamView,
+) -> serde_json::Map<String, Value> {
+    let meta = &view.meta;
+    let mut out = serde_json::Map::new();
+    out.insert("StreamName".into(), json!(view.name()));
+    out.insert(
+        "StreamARN".into(),
+        json!(stream::stream_arn(&ctx.config.region, view.name())),
+    );
+    let creating = i64::try_from(ctx.config.creating_delay.as_millis()).unwrap_or(i64::MAX);
+    out.insert(
+        "StreamStatus".into(),
+        json!(view.status(ctx.now_ms(), creating)),
+    );
+    out.insert("StreamModeDetails".into(), json!({"StreamMode": meta.mode}));
+    out.insert("RetentionPeriodHours".into(), json!(meta.retention_hours));
+    out.insert("StreamCreationTimestamp".into(), seconds(meta.created_ms));
+    out.insert(
+        "EnhancedMonitoring".into(),
+        json!([{"ShardLevelMetrics": meta.shard_level_metrics}]),
+    );
+    match &meta.encryption_key {
+        Some(k) => {
+            out.insert("EncryptionType".into(), json!("KMS"));
+            out.insert("KeyId".into(), json!(k));
+        }
+        None => {
+            out.insert("EncryptionType".into(), json!("NONE"));
+        }
+    }
+    out
+}
+
+/// Checks an optional limit against `1..=max`, returning `default` when absent.
+pub(crate) fn limit(name: &str, value: Option<i64>, default: usize, max: usize) -> Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(v) if v >= 1 && (v as u64) <= max as u64 => Ok(v as usize),
+        Some(v) => Err(KinesisError::validation(format!(
+            "1 validation error detected: Value '{v}' at '{name}' failed to satisfy constraint: \
+             Member must have value between 1 and {max}"
+        ))),
+    }
+}

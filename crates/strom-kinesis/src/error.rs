@@ -1,0 +1,161 @@
+//! Kinesis exceptions: the `__type` names AWS SDKs match on, and the one mapping from broker
+//! errors to them ([`From<strom_broker::Error>`]).
+
+use axum::http::StatusCode;
+
+/// Result alias for request handlers.
+pub type Result<T, E = KinesisError> = std::result::Result<T, E>;
+
+/// The exception classes this front end returns. The `Display` form is the `__type` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The stream, shard or consumer does not exist.
+    ResourceNotFound,
+    /// The resource exists but is in the wrong state (already exists, being deleted…).
+    ResourceInUse,
+    /// A parameter is well-formed but not acceptable.
+    InvalidArgument,
+    /// A parameter breaks a constraint of the API model (length, range, pattern).
+    Validation,
+    /// The body does not decode, or a field has the wrong type.
+    Serialization,
+    /// `X-Amz-Target` names no operation of this API.
+    UnknownOperation,
+    /// A limit (shard count, consumers…) was exceeded.
+    LimitExceeded,
+    /// The shard iterator is older than its time to live.
+    ExpiredIterator,
+    /// The request needs a header or content type this server does not accept.
+    MissingAction,
+    /// The broker failed (storage error, shutting down).
+    InternalFailure,
+}
+
+impl ErrorKind {
+    /// The `__type` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::ResourceNotFound => "ResourceNotFoundException",
+            ErrorKind::ResourceInUse => "ResourceInUseException",
+            ErrorKind::InvalidArgument => "InvalidArgumentException",
+            ErrorKind::Validation => "ValidationException",
+            ErrorKind::Serialization => "SerializationException",
+            ErrorKind::UnknownOperation => "UnknownOperationException",
+            ErrorKind::LimitExceeded => "LimitExceededException",
+            ErrorKind::ExpiredIterator => "ExpiredIteratorException",
+            ErrorKind::MissingAction => "MissingAction",
+            ErrorKind::InternalFailure => "InternalFailure",
+        }
+    }
+
+    /// The HTTP status AWS uses for this class.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// A failed request: an exception class and a message for the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", kind.name())]
+pub struct KinesisError {
+    /// The exception class.
+    pub kind: ErrorKind,
+    /// Human-readable detail, sent as `message`.
+    pub message: String,
+}
+
+impl KinesisError {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> KinesisError {
+        KinesisError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `ResourceNotFoundException` for a stream.
+    pub fn stream_not_found(name: &str) -> KinesisError {
+        KinesisError::new(
+            ErrorKind::ResourceNotFound,
+            format!(
+                "Stream {name} under account {} not found.",
+                crate::stream::ACCOUNT
+            ),
+        )
+    }
+
+    /// `InvalidArgumentException`.
+    pub fn invalid(message: impl Into<String>) -> KinesisError {
+        KinesisError::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// `ValidationException`.
+    pub fn validation(message: impl Into<String>) -> KinesisError {
+        KinesisError::new(ErrorKind::Validation, message)
+    }
+}
+
+impl From<strom_broker::Error> for KinesisError {
+    fn from(e: strom_broker::Error) -> Self {
+        use strom_broker::Error as B;
+        let kind = match &e {
+            B::UnknownTopic { .. } | B::UnknownTopicId { .. } | B::UnknownPartition { .. } => {
+                ErrorKind::ResourceNotFound
+            }
+            B::TopicAlreadyExists { .. } => ErrorKind::ResourceInUse,
+            B::InvalidTopicName { .. } | B::InvalidConfig { .. } => ErrorKind::Validation,
+            B::InvalidPartitions { .. } => ErrorKind::LimitExceeded,
+            B::InvalidReplicationFactor { .. } | B::NotEnoughReplicas { .. } => {
+                ErrorKind::InvalidArgument
+            }
+            B::Log(strom_log_error) if is_client_log_error(strom_log_error) => {
+                ErrorKind::InvalidArgument
+            }
+            _ => ErrorKind::InternalFailure,
+        };
+        if kind == ErrorKind::InternalFailure {
+            tracing::warn!(error = %e, "kinesis request failed in the broker");
+        }
+        KinesisError::new(kind, e.to_string())
+    }
+}
+
+fn is_client_log_error(e: &strom_log::Error) -> bool {
+    matches!(
+        e,
+        strom_log::Error::BatchTooLarge { .. } | strom_log::Error::InvalidBatch(_)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_errors_map_to_exceptions() {
+        let cases = [
+            (
+                strom_broker::Error::UnknownTopic { name: "a".into() },
+                "ResourceNotFoundException",
+            ),
+            (
+                strom_broker::Error::TopicAlreadyExists { name: "a".into() },
+                "ResourceInUseException",
+            ),
+            (
+                strom_broker::Error::InvalidTopicName {
+                    name: "a b".into(),
+                    reason: "x",
+                },
+                "ValidationException",
+            ),
+            (strom_broker::Error::ShuttingDown, "InternalFailure"),
+        ];
+        for (e, name) in cases {
+            assert_eq!(KinesisError::from(e).kind.name(), name);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! # strom-kinesis
+//!
+//! The Kinesis Data Streams front end: an HTTP service (axum, HTTP/1.1 and cleartext HTTP/2)
+//! that answers `POST /` with `X-Amz-Target: Kinesis_20131202.<Action>` in JSON 1.1 or CBOR,
+//! over the same broker the Kafka front end uses. A stream *is* a topic, a shard *is* a
+//! partition, a sequence number encodes (shard, offset) ([`sequence`]), a shard iterator is a
+//! signed token ([`iterator`]). Kinesis-only metadata (hash ranges, lineage, tags…) is kept by
+//! the broker ([`strom_broker::stream`]); this crate holds no state beyond a request.
+//!
+//! Where does a request enter? [`service`] decodes the body ([`wire`]), dispatches on the
+//! action name to `api/<action>.rs`, and maps [`error::KinesisError`] to AWS's error shape.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod api;
+pub mod error;
+pub mod iterator;
+pub mod sequence;
+pub mod service;
+pub mod stream;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_broker::Broker;
+use tokio::net::TcpListener;
+
+pub use error::{ErrorKind, KinesisError};
+pub use service::Context;
+
+/// Kinesis listener settings.
+#[derive(Debug, Clone)]
+pub struct KinesisConfig {
+    /// Listen address (default `127.0.0.1:4567`).
+    pub listen: SocketAddr,
+    /// Region used in ARNs.
+    pub region: String,
+    /// How long a new stream reports `CREATING` (default 0).
+    pub creating_delay: Duration,
+    /// How long a resharded stream reports `UPDATING` (default 0).
+    pub updating_delay: Duration,
+    /// How long a shard iterator stays valid (AWS: 5 minutes).
+    pub iterator_ttl: Duration,
+}
+
+impl Default for KinesisConfig {
+    fn default() -> Self {
+        KinesisConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4567)),
+            region: "us-east-1".to_owned(),
+            creating_delay: Duration::ZERO,
+            updating_delay: Duration::ZERO,
+            iterator_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A bound Kinesis listener.
+#[derive(Debug)]
+pub struct KinesisServer {
+    listener: TcpListener,
+    context: Arc<Context>,
+}
+
+impl KinesisServer {
+    /// Binds the listener.
+    pub async fn bind(
+        config: KinesisConfig,
+        broker: Arc<Broker>,
+    ) -> std::io::Result<KinesisServer> {
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(KinesisServer {
+            listener,
+            context: Arc::new(Context::new(config, broker)),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        let app = service::router(self.context);
+        if let Err(e) = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "kinesis listener failed");
+        }
+    }
+}

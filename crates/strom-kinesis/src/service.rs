@@ -1,0 +1,129 @@
+//! The HTTP layer: routing on `X-Amz-Target`, body encodings, AWS error responses.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use strom_broker::Broker;
+
+use crate::KinesisConfig;
+use crate::error::{ErrorKind, KinesisError, Result};
+use crate::iterator::IteratorKey;
+use crate::wire::{self, Encoding};
+
+/// The largest request body accepted: a 5 MiB PutRecords grows by a third in base64.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+const TARGET_PREFIX: &str = "Kinesis_20131202.";
+
+/// What every handler gets: the broker, the settings, the iterator key.
+#[derive(Debug)]
+pub struct Context {
+    /// The broker core.
+    pub broker: Arc<Broker>,
+    /// Listener settings.
+    pub config: KinesisConfig,
+    /// Signs shard iterators.
+    pub iterator_key: IteratorKey,
+}
+
+impl Context {
+    /// A context with a fresh iterator key.
+    pub fn new(config: KinesisConfig, broker: Arc<Broker>) -> Context {
+        Context {
+            broker,
+            config,
+            iterator_key: IteratorKey::random(),
+        }
+    }
+
+    /// Now, by the broker's clock, in epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.broker.clock().now_ms()
+    }
+
+    /// Runs a blocking broker call on the blocking pool.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Broker) -> Result<T> + Send + 'static,
+    {
+        let broker = Arc::clone(&self.broker);
+        tokio::task::spawn_blocking(move || f(&broker))
+            .await
+            .map_err(|_| {
+                KinesisError::new(ErrorKind::InternalFailure, "the broker is shutting down")
+            })?
+    }
+}
+
+/// Deserialises a request structure from the decoded body.
+pub fn parse<T: DeserializeOwned>(input: Value) -> Result<T> {
+    serde_json::from_value(input).map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with("missing field") {
+            KinesisError::validation(format!("1 validation error detected: {msg}"))
+        } else {
+            KinesisError::new(ErrorKind::Serialization, msg)
+        }
+    })
+}
+
+/// The axum router: `POST /` (any path, in fact) is the API.
+pub fn router(context: Arc<Context>) -> Router {
+    Router::new()
+        .fallback(handle)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(context)
+}
+
+async fn handle(State(ctx): State<Arc<Context>>, headers: HeaderMap, body: Bytes) -> Response {
+    let encoding = Encoding::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        None => Err(KinesisError::new(
+            ErrorKind::UnknownOperation,
+            "missing X-Amz-Target header",
+        )),
+        Some(target) => match target.strip_prefix(TARGET_PREFIX) {
+            None => Err(KinesisError::new(
+                ErrorKind::UnknownOperation,
+                format!("unknown target {target:?}"),
+            )),
+            Some(action) => match wire::decode(encoding, &body) {
+                Err(e) => Err(KinesisError::new(ErrorKind::Serialization, e.to_string())),
+                Ok(input) => crate::api::dispatch(&ctx, action, input).await,
+            },
+        },
+    };
+    let (status, value, error_type) = match result {
+        Ok(v) => (StatusCode::OK, v, None),
+        Err(e) => (
+            e.kind.status(),
+            json!({"__type": e.kind.name(), "message": e.message}),
+            Some(e.kind.name()),
+        ),
+    };
+    let mut response = (status, wire::encode(encoding, &value)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Some(t) = error_type {
+        h.insert("x-amzn-errortype", HeaderValue::from_static(t));
+    }
+    response
+}

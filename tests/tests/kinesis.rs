@@ -1,0 +1,19 @@
+//! End-to-end tests of the Kinesis front end with the official AWS SDK (aws-sdk-kinesis), raw
+//! HTTP (CBOR, malformed bodies) and librdkafka cross-checks, against a broker in-process.
+
+/// The broker's allocator, as in the `strom` binary.
+#[global_allocator]
+static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
+
+/// The Kafka tests' rdkafka helpers, shared (not every helper is used here).
+#[path = "kafka/client.rs"]
+#[allow(dead_code)]
+mod kafka_client;
+
+mod kinesis {
+    mod admin;
+    mod cross;
+    mod data;
+    mod harness;
+    mod raw;
+}

@@ -1,0 +1,147 @@
+//! One log, two protocols: Kinesis writes read by librdkafka, librdkafka writes read by
+//! GetRecords.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use rdkafka::Offset;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+
+use super::harness::Both;
+use crate::kafka_client;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_records_are_kafka_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    let k = both.client();
+    k.create_stream()
+        .stream_name("x")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let entries: Vec<_> = (0..10)
+        .map(|i| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(format!("pk{i}"))
+                .data(Blob::new(vec![i as u8, 0xff, 0x00]))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let out = k
+        .put_records()
+        .stream_name("x")
+        .set_records(Some(entries))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_record_count(), Some(0));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+
+    let msgs = kafka_client::consume(&both.bootstrap(), "x", &[0], Offset::Beginning, 10).await;
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m.offset(), i as i64);
+        assert_eq!(m.key(), Some(format!("pk{i}").as_bytes()));
+        assert_eq!(m.payload(), Some(&[i as u8, 0xff, 0x00][..]));
+        let ts = m.timestamp().to_millis().unwrap();
+        assert!(
+            ts <= before && ts > before - 60_000,
+            "arrival time is the record timestamp"
+        );
+    }
+    both.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_records_come_out_of_get_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    kafka_client::create_topic(&both.bootstrap(), "kt", 2).await;
+    let producer = kafka_client::producer(&both.bootstrap());
+    for i in 0..6 {
+        let value = format!("v{i}");
+        let key = format!("k{i}");
+        let mut rec = FutureRecord::to("kt").partition(i % 2).payload(&value);
+        if i != 5 {
+            rec = rec.key(&key);
+        }
+        producer.send(rec, Duration::from_secs(10)).await.unwrap();
+    }
+    // A transaction-free producer writes no control batches; write one through the broker
+    // directly so GetRecords must skip it.
+    let control = strom_record::BatchBuilder {
+        control: true,
+        transactional: true,
+        producer_id: 1,
+        producer_epoch: 0,
+        ..strom_record::BatchBuilder::new()
+    }
+    .build(&[strom_record::Record::new(
+        0,
+        Some(bytes::Bytes::from_static(&[0, 0, 0, 1])),
+        Some(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+    )])
+    .unwrap();
+    let p1 = both.broker.broker().partition("kt", 1).unwrap();
+    p1.append(control).await.unwrap();
+    producer
+        .send(
+            FutureRecord::to("kt")
+                .partition(1)
+                .key("after")
+                .payload("tail"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    let k = both.client();
+    let mut seen = Vec::new();
+    for shard in ["shardId-000000000000", "shardId-000000000001"] {
+        let it = k
+            .get_shard_iterator()
+            .stream_name("kt")
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap();
+        let page = k
+            .get_records()
+            .shard_iterator(it.shard_iterator().unwrap())
+            .send()
+            .await
+            .unwrap();
+        for r in page.records() {
+            seen.push((
+                shard,
+                r.partition_key().unwrap().to_owned(),
+                String::from_utf8(r.data().as_ref().to_vec()).unwrap(),
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("shardId-000000000000", "k0".to_owned(), "v0".to_owned()),
+            ("shardId-000000000000", "k2".to_owned(), "v2".to_owned()),
+            ("shardId-000000000000", "k4".to_owned(), "v4".to_owned()),
+            ("shardId-000000000001", "k1".to_owned(), "v1".to_owned()),
+            ("shardId-000000000001", "k3".to_owned(), "v3".to_owned()),
+            ("shardId-000000000001", "-".to_owned(), "v5".to_owned()),
+            (
+                "shardId-000000000001",
+                "after".to_owned(),
+                "tail".to_owned()
+            ),
+        ]
+    );
+    both.stop().await;
+}

@@ -1,0 +1,97 @@
+//! A broker with both front ends on ephemeral ports, and an SDK client for it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use strom_broker::BrokerConfig;
+use strom_kafka::KafkaConfig;
+use strom_kinesis::{KinesisConfig, KinesisServer};
+use strom_tests::TestBroker;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Bound on every wait in these tests.
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
+
+/// A running broker with Kafka and Kinesis listeners.
+pub(crate) struct Both {
+    pub(crate) broker: TestBroker,
+    pub(crate) kinesis: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Both {
+    pub(crate) async fn start(dir: &Path) -> Both {
+        Both::start_with(dir, KinesisConfig::default()).await
+    }
+
+    pub(crate) async fn start_with(dir: &Path, mut config: KinesisConfig) -> Both {
+        let broker = TestBroker::start_with(BrokerConfig::new(dir), KafkaConfig::default()).await;
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = KinesisServer::bind(config, Arc::clone(broker.broker()))
+            .await
+            .expect("kinesis listener binds");
+        let kinesis = server.local_addr().expect("bound address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        Both {
+            broker,
+            kinesis,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.kinesis)
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        client(&self.endpoint())
+    }
+
+    pub(crate) fn bootstrap(&self) -> String {
+        self.broker.bootstrap()
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+        self.broker.stop().await;
+    }
+}
+
+/// The official SDK client with static dummy credentials, a fixed region, no retries.
+pub(crate) fn client(endpoint: &str) -> Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "static"))
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+/// The exception name of an SDK error (`ResourceNotFoundException`, …).
+pub(crate) fn code<E, R>(err: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .unwrap_or("<not a service error>")
+        .to_owned()
+}
