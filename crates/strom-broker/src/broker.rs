@@ -198,8 +198,7 @@ impl Broker {
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
             .and_then(|t| t.partitions().first().cloned());
-        let groups =
-            crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
+        let groups = crate::group::GroupCoordinator::open(config.group, offsets_partition)?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = registry.by_name.len(),
