@@ -238,7 +238,6 @@ impl Broker {
                 p.ensure_flusher();
             }
         }
-        self.start_group_state_writer();
         let weak: Weak<Broker> = Arc::downgrade(self);
         let groups = Weak::clone(&weak);
         tokio::spawn(async move {
@@ -689,10 +688,6 @@ impl Broker {
     /// Flushes and closes every partition (graceful shutdown). BLOCKING.
     pub fn shutdown_blocking(&self) -> Result<()> {
         let mut first_error = None;
-        if let Err(e) = self.write_group_states_blocking() {
-            tracing::error!(error = %e, "writing group state at shutdown failed");
-            first_error = Some(e);
-        }
         for topic in self.topics() {
             for p in topic.partitions() {
                 if let Err(e) = p.close_blocking() {
