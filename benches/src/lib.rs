@@ -23,3 +23,12 @@ pub fn median(samples: &mut [f64]) -> f64 {
 pub fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / elapsed.as_secs_f64() / 1e6
 }
+
+/// The `p` quantile (0..=1) of sorted microsecond samples, in milliseconds.
+pub fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted.get(idx).copied().unwrap_or(0)) / 1000.0
+}

@@ -38,9 +38,25 @@ impl TestBroker {
     }
 
     /// Starts a broker with the given settings; the listen port is replaced by an ephemeral one.
-    pub async fn start_with(config: BrokerConfig, mut kafka: KafkaConfig) -> TestBroker {
+    pub async fn start_with(config: BrokerConfig, kafka: KafkaConfig) -> TestBroker {
+        TestBroker::start_on(config, kafka, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Stops this broker and starts a new one on the same address and data directory, as a
+    /// broker restart looks to connected clients.
+    pub async fn restart(self, config: BrokerConfig) -> TestBroker {
+        let addr = self.addr;
+        self.stop().await;
+        TestBroker::start_on(config, KafkaConfig::default(), addr).await
+    }
+
+    async fn start_on(
+        config: BrokerConfig,
+        mut kafka: KafkaConfig,
+        listen: SocketAddr,
+    ) -> TestBroker {
         init_tracing();
-        kafka.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        kafka.listen = listen;
         let data_dir = config.data_dir.clone();
         let broker = Broker::start(config).await.expect("broker starts");
         let server = KafkaServer::bind(kafka, Arc::clone(&broker))

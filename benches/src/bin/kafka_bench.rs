@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use strom_bench::median;
+use strom_bench::{median, percentile};
 
 /// Benchmark options.
 #[derive(Debug, Parser)]
@@ -83,14 +83,6 @@ struct ProduceResult {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    f64::from(sorted.get(idx).copied().unwrap_or(0)) / 1000.0
 }
 
 fn create_topic(args: &Args, name: &str) -> Result<(), String> {

@@ -198,7 +198,8 @@ impl Broker {
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
             .and_then(|t| t.partitions().first().cloned());
-        let groups = crate::group::GroupCoordinator::open(config.group, offsets_partition)?;
+        let groups =
+            crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = registry.by_name.len(),
@@ -238,6 +239,7 @@ impl Broker {
                 p.ensure_flusher();
             }
         }
+        self.start_group_state_writer();
         let weak: Weak<Broker> = Arc::downgrade(self);
         let groups = Weak::clone(&weak);
         tokio::spawn(async move {
@@ -688,6 +690,10 @@ impl Broker {
     /// Flushes and closes every partition (graceful shutdown). BLOCKING.
     pub fn shutdown_blocking(&self) -> Result<()> {
         let mut first_error = None;
+        if let Err(e) = self.write_group_states_blocking() {
+            tracing::error!(error = %e, "writing group state at shutdown failed");
+            first_error = Some(e);
+        }
         for topic in self.topics() {
             for p in topic.partitions() {
                 if let Err(e) = p.close_blocking() {

@@ -34,19 +34,19 @@ fn config(dir: &std::path::Path) -> BrokerConfig {
     config
 }
 
+/// A consumer with `group.protocol=consumer` unless `extra` says otherwise.
 fn member(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut config = ClientConfig::new();
-    for (k, v) in extra {
-        config.set(*k, *v);
-    }
     config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("group.protocol", "consumer")
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    config.create().expect("consumer")
 }
 
 fn assignment(c: &BaseConsumer) -> BTreeSet<i32> {
@@ -296,5 +296,97 @@ async fn consumer_protocol_errors_over_raw_sockets() {
         .run_blocking(|b| b.delete_group_blocking("graw"))
         .await
         .unwrap();
+    broker.stop().await;
+}
+
+/// Members of both protocols carry on across a broker restart without a rebalance: the
+/// coordinator restores generations, epochs and assignments from `__consumer_offsets`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_state_survives_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "restart848", 4).await;
+    let b = bootstrap.clone();
+    let members = tokio::task::spawn_blocking(move || {
+        let classic = member(
+            &b,
+            "grestart-classic",
+            &[
+                ("group.protocol", "classic"),
+                ("session.timeout.ms", "20000"),
+                ("heartbeat.interval.ms", "300"),
+            ],
+        );
+        let next = member(&b, "grestart-848", &[]);
+        classic.subscribe(&["restart848"]).unwrap();
+        next.subscribe(&["restart848"]).unwrap();
+        settle(&[&classic], 4);
+        settle(&[&next], 4);
+        // A second member comes and goes, so the generation and epoch are well past 1: a
+        // group rebuilt from scratch after the restart would start again at 1.
+        let extra_classic = member(
+            &b,
+            "grestart-classic",
+            &[
+                ("group.protocol", "classic"),
+                ("session.timeout.ms", "20000"),
+            ],
+        );
+        let extra_next = member(&b, "grestart-848", &[]);
+        extra_classic.subscribe(&["restart848"]).unwrap();
+        extra_next.subscribe(&["restart848"]).unwrap();
+        settle(&[&classic, &extra_classic], 4);
+        settle(&[&next, &extra_next], 4);
+        drop(extra_classic);
+        drop(extra_next);
+        settle(&[&classic], 4);
+        settle(&[&next], 4);
+        (classic, next)
+    })
+    .await
+    .unwrap();
+    let before = broker
+        .broker()
+        .groups()
+        .describe("grestart-classic")
+        .unwrap();
+    let generation = before.generation;
+    assert!(generation >= 3, "generation {generation}");
+    let member_id = before.members[0].member_id.clone();
+    let epoch = broker
+        .broker()
+        .describe_consumer_group("grestart-848")
+        .unwrap()
+        .group_epoch;
+    assert!(epoch >= 3, "epoch {epoch}");
+    let broker = broker.restart(config(dir.path())).await;
+    let core = std::sync::Arc::clone(broker.broker());
+    let (classic, next) = members;
+    tokio::task::spawn_blocking(move || {
+        // Keep both members busy for a few heartbeat rounds against the restarted broker.
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            let _ = classic.poll(Duration::from_millis(20));
+            let _ = next.poll(Duration::from_millis(20));
+        }
+        assert_eq!(assignment(&classic).len(), 4);
+        assert_eq!(assignment(&next).len(), 4);
+        let d = core.groups().describe("grestart-classic").unwrap();
+        assert_eq!(d.state.name(), "Stable");
+        assert_eq!(d.generation, generation, "the classic group rebalanced");
+        assert_eq!(
+            d.members[0].member_id, member_id,
+            "the classic member rejoined"
+        );
+        let c = core.describe_consumer_group("grestart-848").unwrap();
+        assert_eq!(
+            c.group_epoch, epoch,
+            "the consumer-protocol group rebalanced"
+        );
+        assert_eq!(c.members.len(), 1);
+    })
+    .await
+    .unwrap();
     broker.stop().await;
 }

@@ -108,7 +108,7 @@ pub struct HeartbeatAnswer {
 }
 
 /// Reconciliation state of a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MemberState {
     /// Owns its target.
     Stable,
@@ -118,7 +118,7 @@ pub enum MemberState {
     UnreleasedPartitions,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Member {
     instance_id: Option<String>,
     rack_id: Option<String>,
@@ -128,6 +128,7 @@ struct Member {
     topics: BTreeSet<String>,
     regex: Option<String>,
     /// `regex`, compiled to match whole topic names.
+    #[serde(skip)]
     pattern: Option<regex_lite::Regex>,
     assignor: Option<String>,
     epoch: i32,
@@ -135,7 +136,10 @@ struct Member {
     state: MemberState,
     assigned: Assignment,
     revoking: Assignment,
+    /// Not persisted: sessions and revocation deadlines restart when a broker restores a group.
+    #[serde(skip)]
     last_heartbeat: i64,
+    #[serde(skip)]
     revoke_deadline: Option<i64>,
     /// A static member that sent epoch -2: kept (with its partitions) until its session ends.
     away: bool,
@@ -154,7 +158,7 @@ impl Member {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Group {
     epoch: i32,
     assignment_epoch: i32,
@@ -231,11 +235,21 @@ pub struct ConsumerGroupDescription {
     pub members: Vec<ConsumerMemberDescription>,
 }
 
+/// A consumer-protocol group's durable state (epochs, members, assignments, target), as
+/// Kafka's coordinator keeps it in `__consumer_offsets`; restored after a restart so members
+/// carry on at their epochs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConsumerGroupSnapshot(Group);
+
 /// Every consumer-protocol group. Owned by the coordinator's runtime lock.
 #[derive(Debug, Default)]
 pub struct ConsumerGroupEngine {
     config: ConsumerGroupConfig,
     groups: BTreeMap<String, Group>,
+    /// Groups touched since the last [`ConsumerGroupEngine::take_snapshots`].
+    dirty: BTreeSet<String>,
+    /// The encoded snapshot last handed out, per group (to skip unchanged ones).
+    persisted: HashMap<String, String>,
 }
 
 fn is_subset(a: &Assignment, b: &Assignment) -> bool {
@@ -442,7 +456,7 @@ impl ConsumerGroupEngine {
     pub fn new(config: ConsumerGroupConfig) -> ConsumerGroupEngine {
         ConsumerGroupEngine {
             config,
-            groups: BTreeMap::new(),
+            ..ConsumerGroupEngine::default()
         }
     }
 
@@ -510,6 +524,7 @@ impl ConsumerGroupEngine {
         let Some(m) = group.members.get(&member_id) else {
             return Err(GroupError::UnknownMemberId);
         };
+        self.dirty.insert(req.group_id.clone());
         let stale = req
             .owned
             .as_ref()
@@ -530,6 +545,7 @@ impl ConsumerGroupEngine {
         let Some(m) = group.members.get_mut(&req.member_id) else {
             return Err(GroupError::UnknownMemberId);
         };
+        self.dirty.insert(req.group_id.clone());
         if req.member_epoch == STATIC_LEAVE_EPOCH {
             if m.instance_id.is_none() {
                 return Err(GroupError::InvalidRequest);
@@ -549,7 +565,7 @@ impl ConsumerGroupEngine {
     /// Expires members whose session ended or who did not release partitions in time.
     pub fn tick(&mut self, now: i64) {
         let session = i64::from(self.config.session_timeout_ms);
-        for group in self.groups.values_mut() {
+        for (group_id, group) in self.groups.iter_mut() {
             let expired: Vec<String> = group
                 .members
                 .iter()
@@ -561,6 +577,7 @@ impl ConsumerGroupEngine {
             for id in expired {
                 tracing::info!(member = %id, "consumer group member expired");
                 group.remove_member(&id);
+                self.dirty.insert(group_id.clone());
             }
         }
     }
@@ -637,9 +654,53 @@ impl ConsumerGroupEngine {
             Some(g) if !g.members.is_empty() => Err(GroupError::NonEmptyGroup),
             _ => {
                 self.groups.remove(group_id);
+                self.dirty.insert(group_id.to_owned());
                 Ok(())
             }
         }
+    }
+
+    /// Snapshots of the groups that changed since the last call (`None`: the group is gone).
+    pub fn take_snapshots(&mut self) -> Vec<(String, Option<ConsumerGroupSnapshot>)> {
+        let mut out = Vec::new();
+        for group_id in std::mem::take(&mut self.dirty) {
+            match self.groups.get(&group_id) {
+                Some(g) => {
+                    let Ok(encoded) = serde_json::to_string(g) else {
+                        continue;
+                    };
+                    if self.persisted.get(&group_id) != Some(&encoded) {
+                        self.persisted.insert(group_id.clone(), encoded);
+                        out.push((group_id, Some(ConsumerGroupSnapshot(g.clone()))));
+                    }
+                }
+                None => {
+                    if self.persisted.remove(&group_id).is_some() {
+                        out.push((group_id, None));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores a group at broker start: sessions and revocation deadlines start `now`.
+    pub fn restore(&mut self, group_id: String, snapshot: ConsumerGroupSnapshot, now: i64) {
+        let mut group = snapshot.0;
+        for m in group.members.values_mut() {
+            m.last_heartbeat = now;
+            if m.state == MemberState::UnrevokedPartitions {
+                m.revoke_deadline = Some(now + i64::from(m.rebalance_timeout_ms.max(0)));
+            }
+            m.pattern = m
+                .regex
+                .as_ref()
+                .and_then(|r| regex_lite::Regex::new(&format!("^(?:{r})$")).ok());
+        }
+        if let Ok(encoded) = serde_json::to_string(&group) {
+            self.persisted.insert(group_id.clone(), encoded);
+        }
+        self.groups.insert(group_id, group);
     }
 }
 

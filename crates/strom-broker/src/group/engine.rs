@@ -14,7 +14,7 @@
 //! first rebalance of an empty group waits `initial_rebalance_delay_ms` first
 //! (`group.initial.rebalance.delay.ms`), so consumers started together land in one generation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
@@ -256,6 +256,48 @@ pub struct GroupEngine {
     groups: BTreeMap<String, Group>,
     next_member: u64,
     seq: u64,
+    /// Groups touched since the last [`GroupEngine::take_snapshots`].
+    dirty: BTreeSet<String>,
+    /// What was last handed out for persistence, per group.
+    persisted: HashMap<String, GroupSnapshot>,
+}
+
+/// A classic group's durable state, as Kafka's coordinator writes it (GroupMetadata): taken
+/// when the group is `Stable` or `Empty`, restored as that state after a restart, so members
+/// carry on with their generation instead of rejoining.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupSnapshot {
+    /// Generation.
+    pub generation: i32,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol_name: Option<String>,
+    /// Leader's member id.
+    pub leader: Option<String>,
+    /// Members (empty for an `Empty` group).
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// One member of a [`GroupSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberSnapshot {
+    /// Member id.
+    pub member_id: String,
+    /// Static instance id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Metadata for the chosen protocol.
+    pub metadata: Vec<u8>,
+    /// Assignment.
+    pub assignment: Vec<u8>,
 }
 
 impl GroupEngine {
@@ -279,6 +321,7 @@ impl GroupEngine {
 
     /// JoinGroup. The answer may come now or later, always as an [`Effect::Join`] for `token`.
     pub fn join(&mut self, token: Token, req: JoinRequest, now: i64) -> Vec<Effect> {
+        self.dirty.insert(req.group_id.clone());
         let mut effects = Vec::new();
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
@@ -446,6 +489,7 @@ impl GroupEngine {
         assignments: Vec<(String, Bytes)>,
         now: i64,
     ) -> Vec<Effect> {
+        self.dirty.insert(group_id.to_owned());
         let mut effects = Vec::new();
         let reply = |e: GroupError| vec![Effect::Sync(token, Err(e))];
         let Some(group) = self.groups.get_mut(group_id) else {
@@ -544,6 +588,7 @@ impl GroupEngine {
         members: &[(String, Option<String>)],
         now: i64,
     ) -> (Vec<Result<(), GroupError>>, Vec<Effect>) {
+        self.dirty.insert(group_id.to_owned());
         let mut effects = Vec::new();
         let config = self.config;
         let Some(group) = self.groups.get_mut(group_id) else {
@@ -589,7 +634,8 @@ impl GroupEngine {
     pub fn tick(&mut self, now: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         let config = self.config;
-        for group in self.groups.values_mut() {
+        for (group_id, group) in self.groups.iter_mut() {
+            let before = (group.state, group.generation);
             group.pending_members.retain(|_, expiry| *expiry > now);
             let expired: Vec<String> = group
                 .members
@@ -608,8 +654,78 @@ impl GroupEngine {
             if group.state == GroupState::PreparingRebalance {
                 maybe_complete_rebalance(group, now, &mut effects);
             }
+            if (group.state, group.generation) != before {
+                self.dirty.insert(group_id.clone());
+            }
         }
         effects
+    }
+
+    /// The durable state of every group touched since the last call that changed since it was
+    /// last taken: `Some` for a `Stable` or `Empty` group, `None` for a group that is gone.
+    /// Groups in the middle of a rebalance are taken once they settle.
+    pub fn take_snapshots(&mut self) -> Vec<(String, Option<GroupSnapshot>)> {
+        let mut out = Vec::new();
+        for group_id in std::mem::take(&mut self.dirty) {
+            match self.groups.get(&group_id) {
+                Some(g) if matches!(g.state, GroupState::Stable | GroupState::Empty) => {
+                    let snapshot = snapshot_of(g);
+                    if self.persisted.get(&group_id) != Some(&snapshot) {
+                        self.persisted.insert(group_id.clone(), snapshot.clone());
+                        out.push((group_id, Some(snapshot)));
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    if self.persisted.remove(&group_id).is_some() {
+                        out.push((group_id, None));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Restores a group from its snapshot (at broker start): `Stable` with its members, whose
+    /// sessions start now, or `Empty`.
+    pub fn restore(&mut self, group_id: String, snapshot: GroupSnapshot, now: i64) {
+        let mut group = Group::new();
+        group.generation = snapshot.generation;
+        group.protocol_type.clone_from(&snapshot.protocol_type);
+        group.protocol_name.clone_from(&snapshot.protocol_name);
+        group.leader.clone_from(&snapshot.leader);
+        let protocol = snapshot.protocol_name.clone().unwrap_or_default();
+        for m in &snapshot.members {
+            self.seq += 1;
+            if let Some(instance) = &m.instance_id {
+                group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), Bytes::from(m.metadata.clone()))],
+                    assignment: Bytes::from(m.assignment.clone()),
+                    pending_join: None,
+                    pending_sync: None,
+                    last_heartbeat: now,
+                    joined_seq: self.seq,
+                },
+            );
+        }
+        group.state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        self.persisted.insert(group_id.clone(), snapshot);
+        self.groups.insert(group_id, group);
     }
 
     /// Checks that a member may commit offsets at this generation. Generation -1 with an empty
@@ -698,6 +814,7 @@ impl GroupEngine {
 
     /// Forgets an empty group; `NonEmptyGroup` if it has members.
     pub fn delete(&mut self, group_id: &str) -> Result<(), GroupError> {
+        self.dirty.insert(group_id.to_owned());
         match self.groups.get(group_id) {
             Some(g) if g.state != GroupState::Empty || !g.members.is_empty() => {
                 Err(GroupError::NonEmptyGroup)
@@ -722,6 +839,30 @@ impl GroupEngine {
         {
             self.groups.remove(group_id);
         }
+    }
+}
+
+fn snapshot_of(g: &Group) -> GroupSnapshot {
+    let protocol = g.protocol_name.clone().unwrap_or_default();
+    GroupSnapshot {
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol_name.clone(),
+        leader: g.leader.clone(),
+        members: g
+            .members
+            .iter()
+            .map(|(id, m)| MemberSnapshot {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                metadata: m.metadata(&protocol).to_vec(),
+                assignment: m.assignment.to_vec(),
+            })
+            .collect(),
     }
 }
 

@@ -154,6 +154,16 @@ impl Runtime {
     }
 }
 
+/// A group's durable state as stored in `__consumer_offsets` (see [`offsets`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRecord {
+    /// A classic group.
+    Classic(engine::GroupSnapshot),
+    /// A consumer-protocol (KIP-848) group.
+    Consumer(consumer::ConsumerGroupSnapshot),
+}
+
 /// Key, value (None: tombstone), and the cache entry it becomes.
 type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset>);
 
@@ -173,6 +183,10 @@ pub struct GroupCoordinator {
     runtime: Mutex<Runtime>,
     offsets: Mutex<OffsetStore>,
     next_token: AtomicU64,
+    /// Group state waiting to be written, latest per group (`None`: delete), so it stays
+    /// bounded by the number of groups; the writer task drains it.
+    pending: Mutex<BTreeMap<String, Option<GroupRecord>>>,
+    pending_ready: tokio::sync::Notify,
 }
 
 impl GroupCoordinator {
@@ -181,25 +195,64 @@ impl GroupCoordinator {
     pub(crate) fn open(
         config: GroupConfig,
         partition: Option<Arc<Partition>>,
+        now: i64,
     ) -> Result<GroupCoordinator> {
         let mut cache = offsets::OffsetCache::new();
+        let mut states = BTreeMap::new();
         if let Some(p) = &partition {
-            replay(p, &mut cache)?;
-            tracing::info!(groups = cache.len(), "committed offsets replayed");
+            replay(p, &mut cache, &mut states)?;
+            tracing::info!(
+                groups = cache.len(),
+                group_states = states.len(),
+                "committed offsets and group state replayed"
+            );
+        }
+        let mut engine = GroupEngine::new(config);
+        let mut consumer = consumer::ConsumerGroupEngine::new(config.consumer);
+        for (group_id, record) in states {
+            match record {
+                GroupRecord::Classic(s) => engine.restore(group_id, s, now),
+                GroupRecord::Consumer(s) => consumer.restore(group_id, s, now),
+            }
         }
         Ok(GroupCoordinator {
             runtime: Mutex::new(Runtime {
-                engine: GroupEngine::new(config),
-                consumer: consumer::ConsumerGroupEngine::new(config.consumer),
+                engine,
+                consumer,
                 ..Runtime::default()
             }),
             offsets: Mutex::new(OffsetStore { partition, cache }),
             next_token: AtomicU64::new(1),
+            pending: Mutex::new(BTreeMap::new()),
+            pending_ready: tokio::sync::Notify::new(),
         })
     }
 
     fn runtime(&self) -> MutexGuard<'_, Runtime> {
         self.runtime.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves the engines' changed group states to the write queue (called with the runtime
+    /// locked, so the queue follows the engines' order).
+    fn queue_snapshots(&self, rt: &mut Runtime) {
+        let classic = rt.engine.take_snapshots();
+        let consumer = rt.consumer.take_snapshots();
+        if classic.is_empty() && consumer.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, s) in classic {
+            pending.insert(id, s.map(GroupRecord::Classic));
+        }
+        for (id, s) in consumer {
+            pending.insert(id, s.map(GroupRecord::Consumer));
+        }
+        drop(pending);
+        self.pending_ready.notify_one();
+    }
+
+    fn take_pending(&self) -> BTreeMap<String, Option<GroupRecord>> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn offsets(&self) -> MutexGuard<'_, OffsetStore> {
@@ -212,6 +265,7 @@ impl GroupCoordinator {
         let effects = rt.engine.tick(now);
         rt.perform(effects);
         rt.consumer.tick(now);
+        self.queue_snapshots(&mut rt);
     }
 
     /// JoinGroup: waits until the engine answers (possibly after a rebalance).
@@ -232,6 +286,7 @@ impl GroupCoordinator {
                 rt.engine.join(token, req, now)
             };
             rt.perform(effects);
+            self.queue_snapshots(&mut rt);
             rx
         };
         rx.await
@@ -264,6 +319,7 @@ impl GroupCoordinator {
                 now,
             );
             rt.perform(effects);
+            self.queue_snapshots(&mut rt);
             rx
         };
         rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
@@ -293,6 +349,7 @@ impl GroupCoordinator {
         let mut rt = self.runtime();
         let (results, effects) = rt.engine.leave(group_id, members, now);
         rt.perform(effects);
+        self.queue_snapshots(&mut rt);
         results
     }
 
@@ -413,7 +470,11 @@ fn classic_view(d: consumer::ConsumerGroupDescription) -> GroupDescription {
     }
 }
 
-fn replay(partition: &Partition, cache: &mut offsets::OffsetCache) -> Result<()> {
+fn replay(
+    partition: &Partition,
+    cache: &mut offsets::OffsetCache,
+    states: &mut BTreeMap<String, GroupRecord>,
+) -> Result<()> {
     let mut offset = partition.log_start_offset();
     while offset < partition.high_watermark() {
         let read = partition.read_blocking(offset, 1 << 20)?;
@@ -428,6 +489,17 @@ fn replay(partition: &Partition, cache: &mut offsets::OffsetCache) -> Result<()>
             let decoded = decode_records(&bytes, DecodeLimits::default())
                 .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
             for record in decoded.records {
+                if let Some(group) = record.key.clone().and_then(offsets::decode_group_key) {
+                    let state = record
+                        .value
+                        .and_then(offsets::decode_group_value)
+                        .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok());
+                    match state {
+                        Some(s) => states.insert(group, s),
+                        None => states.remove(&group),
+                    };
+                    continue;
+                }
                 offsets::apply(cache, record.key, record.value);
             }
             offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
@@ -443,6 +515,66 @@ impl Broker {
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
         &self.groups
+    }
+
+    /// Writes the queued group states to `__consumer_offsets` in one batch. BLOCKING.
+    pub fn write_group_states_blocking(&self) -> Result<()> {
+        let pending = self.groups.take_pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock().now_ms();
+        let mut records = Vec::with_capacity(pending.len());
+        for (group_id, state) in &pending {
+            let value = match state {
+                Some(s) => match serde_json::to_vec(s) {
+                    Ok(json) => Some(offsets::encode_group_value(&json)),
+                    Err(e) => {
+                        tracing::warn!(group = %group_id, error = %e, "group state not encodable");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            records.push(Record::new(
+                now,
+                Some(offsets::encode_group_key(group_id)),
+                value,
+            ));
+        }
+        let partition = self.offsets_partition_blocking()?;
+        let mut batch = BatchBuilder::new()
+            .build(&records)
+            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        let _order = self.groups.offsets();
+        partition.append_blocking(&mut batch)?;
+        Ok(())
+    }
+
+    /// Runs the group-state writer until the broker is dropped: every queued change is
+    /// appended soon after it happens (changes made meanwhile share one batch and one sync).
+    pub(crate) fn start_group_state_writer(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                // Held for at most a second at a time, so a dropped broker ends the task.
+                let Some(broker) = weak.upgrade() else { return };
+                let woken = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    broker.groups.pending_ready.notified(),
+                )
+                .await;
+                if woken.is_err() {
+                    continue;
+                }
+                if let Err(e) = broker
+                    .run_blocking(|b| b.write_group_states_blocking())
+                    .await
+                {
+                    tracing::warn!(error = %e, "writing group state failed");
+                }
+            }
+        });
     }
 
     /// Every topic's id and partition count, by name (what the consumer protocol assigns).
@@ -477,7 +609,9 @@ impl Broker {
         {
             return Err(GroupError::GroupIdNotFound);
         }
-        rt.consumer.heartbeat(req, &topics, now)
+        let answer = rt.consumer.heartbeat(req, &topics, now);
+        self.groups.queue_snapshots(&mut rt);
+        answer
     }
 
     /// ConsumerGroupDescribe: `GroupIdNotFound` unless it is a consumer-protocol group.
@@ -642,6 +776,7 @@ impl Broker {
             let mut rt = self.groups.runtime();
             rt.engine.delete(group_id)?;
             rt.consumer.delete(group_id)?;
+            self.groups.queue_snapshots(&mut rt);
         }
         self.tombstone_blocking(group_id, offsets)
     }
@@ -737,5 +872,125 @@ mod persistence_tests {
             broker.delete_group_blocking("g2"),
             Err(Error::Group(GroupError::GroupIdNotFound))
         ));
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    fn config(dir: &std::path::Path) -> BrokerConfig {
+        let mut c = BrokerConfig::new(dir);
+        c.group.initial_rebalance_delay_ms = 0;
+        c
+    }
+
+    #[tokio::test]
+    async fn classic_and_consumer_group_state_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (member_id, generation) = {
+            let broker = Broker::open(config(dir.path())).unwrap();
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: "t".into(),
+                    partitions: Some(2),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+            let now = broker.clock().now_ms();
+            let joined = broker
+                .groups()
+                .join(
+                    JoinRequest {
+                        group_id: "classic".into(),
+                        session_timeout_ms: 10_000,
+                        rebalance_timeout_ms: 10_000,
+                        protocol_type: "consumer".into(),
+                        protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+                        ..JoinRequest::default()
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            let synced = broker
+                .groups()
+                .sync(
+                    "classic",
+                    &joined.member_id,
+                    joined.generation_id,
+                    None,
+                    vec![(joined.member_id.clone(), Bytes::from_static(b"assigned"))],
+                    now,
+                )
+                .await
+                .unwrap();
+            assert_eq!(&synced.assignment[..], b"assigned");
+            let hb = broker
+                .consumer_group_heartbeat(consumer::Heartbeat {
+                    group_id: "kip848".into(),
+                    member_id: "m".into(),
+                    member_epoch: 0,
+                    rebalance_timeout_ms: 10_000,
+                    subscribed_topic_names: Some(vec!["t".into()]),
+                    ..consumer::Heartbeat::default()
+                })
+                .unwrap();
+            assert_eq!(hb.member_epoch, 1);
+            // A group that is deleted must stay deleted.
+            broker
+                .consumer_group_heartbeat(consumer::Heartbeat {
+                    group_id: "gone".into(),
+                    member_id: "x".into(),
+                    member_epoch: 0,
+                    rebalance_timeout_ms: 10_000,
+                    subscribed_topic_names: Some(vec!["t".into()]),
+                    ..consumer::Heartbeat::default()
+                })
+                .unwrap();
+            broker.write_group_states_blocking().unwrap();
+            broker
+                .consumer_group_heartbeat(consumer::Heartbeat {
+                    group_id: "gone".into(),
+                    member_id: "x".into(),
+                    member_epoch: consumer::LEAVE_EPOCH,
+                    ..consumer::Heartbeat::default()
+                })
+                .unwrap();
+            broker.delete_group_blocking("gone").unwrap();
+            broker.shutdown_blocking().unwrap();
+            (joined.member_id, joined.generation_id)
+        };
+        let broker = Broker::open(config(dir.path())).unwrap();
+        let now = broker.clock().now_ms();
+        // The classic member carries on: same generation, heartbeats accepted, assignment kept.
+        let d = broker.groups().describe("classic").unwrap();
+        assert_eq!(d.state, GroupState::Stable);
+        assert_eq!(d.generation, generation);
+        assert_eq!(&d.members[0].assignment[..], b"assigned");
+        assert_eq!(
+            broker
+                .groups()
+                .heartbeat("classic", &member_id, generation, None, now),
+            Ok(())
+        );
+        // The consumer-protocol member too: its epoch and partitions are still valid.
+        let c = broker.describe_consumer_group("kip848").unwrap();
+        assert_eq!(c.members[0].member_epoch, 1);
+        let hb = broker
+            .consumer_group_heartbeat(consumer::Heartbeat {
+                group_id: "kip848".into(),
+                member_id: "m".into(),
+                member_epoch: 1,
+                rebalance_timeout_ms: -1,
+                owned: Some(c.members[0].assignment.clone()),
+                ..consumer::Heartbeat::default()
+            })
+            .unwrap();
+        assert_eq!(hb.member_epoch, 1);
+        assert_eq!(hb.assignment, None);
+        assert!(broker.describe_consumer_group("gone").is_err());
+        assert!(broker.groups().describe("gone").is_none());
     }
 }

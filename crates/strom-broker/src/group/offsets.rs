@@ -14,6 +14,14 @@
 //!
 //! A record with a null value (a tombstone) deletes the key's offset (OffsetDelete,
 //! DeleteGroups). Unknown versions are skipped on replay.
+//!
+//! Group state (membership, generations, epochs, assignments) shares the topic under its own
+//! key version:
+//!
+//! ```text
+//! key   = version:u16 (=2) | group_len:u16 | group
+//! value = version:u16 (=2) | JSON of `GroupRecord` (classic or consumer-protocol snapshot)
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -39,6 +47,7 @@ pub struct CommittedOffset {
 pub(crate) type OffsetCache = BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>;
 
 const VERSION: u16 = 1;
+const GROUP_VERSION: u16 = 2;
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -125,6 +134,36 @@ pub(crate) fn decode_value(mut value: Bytes) -> Option<CommittedOffset> {
     })
 }
 
+/// Encodes the key of a group's state record.
+pub(crate) fn encode_group_key(group: &str) -> Bytes {
+    let mut buf = Vec::with_capacity(4 + group.len());
+    buf.put_u16(GROUP_VERSION);
+    put_str(&mut buf, group);
+    Bytes::from(buf)
+}
+
+/// The group of a group-state key; `None` for any other key.
+pub(crate) fn decode_group_key(mut key: Bytes) -> Option<String> {
+    if key.remaining() < 2 || key.get_u16() != GROUP_VERSION {
+        return None;
+    }
+    let group = get_str(&mut key)?;
+    key.is_empty().then_some(group)
+}
+
+/// Encodes a group-state value.
+pub(crate) fn encode_group_value(json: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(2 + json.len());
+    buf.put_u16(GROUP_VERSION);
+    buf.put_slice(json);
+    Bytes::from(buf)
+}
+
+/// The JSON of a group-state value; `None` if of another version.
+pub(crate) fn decode_group_value(mut value: Bytes) -> Option<Bytes> {
+    (value.remaining() >= 2 && value.get_u16() == GROUP_VERSION).then_some(value)
+}
+
 /// Applies one replayed record to the cache.
 pub(crate) fn apply(cache: &mut OffsetCache, key: Option<Bytes>, value: Option<Bytes>) {
     let Some((group, topic, partition)) = key.and_then(decode_key) else {
@@ -168,6 +207,14 @@ mod tests {
             assert_eq!(decode_value(encode_value(&v)), Some(v));
         }
         assert_eq!(decode_key(Bytes::from_static(b"\0\x02xx")), None);
+        assert_eq!(
+            decode_group_key(encode_group_key("grp")),
+            Some("grp".into())
+        );
+        assert_eq!(decode_group_key(encode_key("g", "t", 0)), None);
+        assert_eq!(decode_key(encode_group_key("grp")), None);
+        let v = decode_group_value(encode_group_value(b"{}"));
+        assert_eq!(v.as_deref(), Some(&b"{}"[..]));
         assert_eq!(decode_value(Bytes::from_static(b"\0\x01")), None);
     }
 

@@ -1,0 +1,402 @@
+//! Consumer-group benchmarks against a running broker (Strom or any other):
+//!
+//! - `rebalance`: three librdkafka consumers share a 6-partition topic; one closes; the time
+//!   until the two others own all six partitions again, balanced (the group consuming again).
+//!   For the classic eager protocol, cooperative-sticky and the KIP-848 consumer protocol.
+//! - `commit`: synchronous OffsetCommit round trips of one consumer: commits/s, p50/p99.
+//! - `many-groups`: produce throughput (1 KiB, acks=all) alone, then while N single-member
+//!   groups (KIP-848 heartbeats plus an OffsetCommit per heartbeat, over raw connections) run.
+//!
+//! ```text
+//! strom serve --data-dir /tmp/bench &
+//! cargo run --release -p strom-bench --bin group_bench -- --mode rebalance --runs 5
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId,
+    OffsetCommitRequest, OffsetCommitResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use strom_bench::{mb_per_s, median, percentile};
+use strom_kafka::client::Client;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Rebalance,
+    Commit,
+    ManyGroups,
+}
+
+/// Benchmark options.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Broker address.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// What to measure.
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// Runs (rebalance) — the table shows every run and the median.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Commits to time (commit mode).
+    #[arg(long, default_value_t = 5_000)]
+    commits: usize,
+    /// Groups (many-groups mode).
+    #[arg(long, default_value_t = 1_000)]
+    groups: usize,
+    /// Records per produce measurement (many-groups mode).
+    #[arg(long, default_value_t = 200_000)]
+    count: usize,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{nanos}")
+}
+
+fn create_topic(rt: &tokio::runtime::Runtime, bootstrap: &str, name: &str, partitions: i32) {
+    let result = rt.block_on(async {
+        let mut c = Client::connect(bootstrap).await?;
+        c.create_topic(name, partitions, &BTreeMap::new()).await
+    });
+    if let Err(e) = result {
+        eprintln!("create topic {name}: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn consumer(bootstrap: &str, group: &str, protocol: &str) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest");
+    match protocol {
+        "consumer" => {
+            config.set("group.protocol", "consumer");
+        }
+        other => {
+            config
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "300")
+                .set("partition.assignment.strategy", other);
+        }
+    }
+    match config.create() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("consumer: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Polls until the assignments cover `0..partitions` exactly once, balanced; false on timeout.
+fn settle(consumers: &[BaseConsumer], partitions: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        for c in consumers {
+            let _ = c.poll(Duration::from_millis(5));
+        }
+        let sets: Vec<BTreeSet<i32>> = consumers
+            .iter()
+            .map(|c| {
+                c.assignment()
+                    .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let sizes: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+        let total: usize = sizes.iter().sum();
+        let union: BTreeSet<i32> = sets.iter().flatten().copied().collect();
+        let (lo, hi) = (
+            sizes.iter().min().copied().unwrap_or(0),
+            sizes.iter().max().copied().unwrap_or(0),
+        );
+        if total == partitions as usize && union.len() == total && lo > 0 && hi - lo <= 1 {
+            return true;
+        }
+    }
+    false
+}
+
+fn rebalance(args: &Args, rt: &tokio::runtime::Runtime) {
+    println!("| protocol | runs (s) | median s |");
+    println!("|---|---|---|");
+    for protocol in ["range", "cooperative-sticky", "consumer"] {
+        let mut samples = Vec::new();
+        for _ in 0..args.runs {
+            let topic = unique("bench-rebalance");
+            create_topic(rt, &args.bootstrap, &topic, 6);
+            let group = unique("bench-group");
+            let mut members: Vec<BaseConsumer> = (0..3)
+                .map(|_| consumer(&args.bootstrap, &group, protocol))
+                .collect();
+            for m in &members {
+                if let Err(e) = m.subscribe(&[&topic]) {
+                    eprintln!("subscribe: {e}");
+                    return;
+                }
+            }
+            if !settle(&members, 6, Duration::from_secs(60)) {
+                eprintln!("{protocol}: the group never settled");
+                continue;
+            }
+            let leaver = members.remove(0);
+            let t0 = Instant::now();
+            drop(leaver);
+            if settle(&members, 6, Duration::from_secs(60)) {
+                samples.push(t0.elapsed().as_secs_f64());
+            } else {
+                eprintln!("{protocol}: no recovery within 60 s");
+            }
+        }
+        let runs: Vec<String> = samples.iter().map(|s| format!("{s:.2}")).collect();
+        println!(
+            "| {protocol} | {} | **{:.2}** |",
+            runs.join(" / "),
+            median(&mut samples)
+        );
+    }
+}
+
+fn commit(args: &Args, rt: &tokio::runtime::Runtime) {
+    let topic = unique("bench-commit");
+    create_topic(rt, &args.bootstrap, &topic, 1);
+    let c = consumer(&args.bootstrap, &unique("bench-commit"), "range");
+    let mut micros = Vec::with_capacity(args.commits);
+    let t0 = Instant::now();
+    for i in 0..args.commits {
+        let mut tpl = TopicPartitionList::new();
+        if tpl
+            .add_partition_offset(&topic, 0, Offset::Offset(i as i64))
+            .is_err()
+        {
+            return;
+        }
+        let start = Instant::now();
+        if let Err(e) = c.commit(&tpl, CommitMode::Sync) {
+            eprintln!("commit: {e}");
+            return;
+        }
+        micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    let elapsed = t0.elapsed();
+    micros.sort_unstable();
+    println!("| sync commits | commits/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    println!(
+        "| {} | {:.0} | {:.2} | {:.2} |",
+        args.commits,
+        args.commits as f64 / elapsed.as_secs_f64(),
+        percentile(&micros, 0.50),
+        percentile(&micros, 0.99)
+    );
+}
+
+/// Produces `count` 1 KiB records (acks=all) to `topic`; MB/s.
+fn produce(bootstrap: &str, topic: &str, count: usize) -> f64 {
+    let producer: ThreadedProducer<_> = match ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("enable.idempotence", "false")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("producer: {e}");
+            return 0.0;
+        }
+    };
+    let value = vec![b'x'; 1024];
+    let t0 = Instant::now();
+    for i in 0..count {
+        let key = i.to_string();
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    if producer.flush(Duration::from_secs(120)).is_err() {
+        eprintln!("flush timed out");
+    }
+    mb_per_s((count * 1024) as u64, t0.elapsed())
+}
+
+/// One connection's worth of single-member groups: heartbeat each, commit an offset for each,
+/// until `stop`.
+async fn run_groups(
+    bootstrap: String,
+    topic: String,
+    groups: Vec<String>,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+) {
+    let mut client = match Client::connect(&bootstrap).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("connect: {e}");
+            return;
+        }
+    };
+    let mut epochs: Vec<i32> = vec![0; groups.len()];
+    let mut round: i64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        for (i, group) in groups.iter().enumerate() {
+            let member = format!("{group}-member");
+            let hb = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_member_id(StrBytes::from_string(member.clone()))
+                .with_member_epoch(epochs[i])
+                .with_rebalance_timeout_ms(if epochs[i] == 0 { 30_000 } else { -1 })
+                .with_subscribed_topic_names(
+                    (epochs[i] == 0).then(|| vec![TopicName(StrBytes::from_string(topic.clone()))]),
+                )
+                .with_topic_partitions((epochs[i] == 0).then(Vec::<TopicPartitions>::new));
+            let r: Result<ConsumerGroupHeartbeatResponse, _> =
+                client.call(ApiKey::ConsumerGroupHeartbeat, 1, &hb).await;
+            match r {
+                Ok(r) if r.error_code == 0 => epochs[i] = r.member_epoch,
+                Ok(_) => epochs[i] = 0,
+                Err(e) => {
+                    eprintln!("heartbeat: {e}");
+                    return;
+                }
+            }
+            let commit = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_member_id(StrBytes::from_string(member))
+                .with_generation_id_or_member_epoch(epochs[i])
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(round),
+                        ]),
+                ]);
+            let c: Result<OffsetCommitResponse, _> =
+                client.call(ApiKey::OffsetCommit, 9, &commit).await;
+            if let Err(e) = c {
+                eprintln!("commit: {e}");
+                return;
+            }
+            requests.fetch_add(2, Ordering::Relaxed);
+        }
+        round += 1;
+        // Every group heartbeats about once per default interval (5 s), as real members would.
+        if let Some(rest) = Duration::from_secs(5).checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+}
+
+fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
+    let topic = unique("bench-many");
+    create_topic(rt, &args.bootstrap, &topic, 1);
+    let group_topic = unique("bench-many-groups");
+    create_topic(rt, &args.bootstrap, &group_topic, 1);
+    let mut alone = Vec::new();
+    for _ in 0..args.runs {
+        alone.push(produce(&args.bootstrap, &topic, args.count));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let connections = 10usize;
+    let names: Vec<String> = (0..args.groups).map(|i| format!("many-{i}")).collect();
+    let mut tasks = Vec::new();
+    for chunk in names.chunks(args.groups.div_ceil(connections).max(1)) {
+        tasks.push(rt.spawn(run_groups(
+            args.bootstrap.clone(),
+            group_topic.clone(),
+            chunk.to_vec(),
+            Arc::clone(&stop),
+            Arc::clone(&requests),
+        )));
+    }
+    // Let every group join first.
+    std::thread::sleep(Duration::from_secs(6));
+    let before = requests.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let mut loaded = Vec::new();
+    for _ in 0..args.runs {
+        loaded.push(produce(&args.bootstrap, &topic, args.count));
+    }
+    let rate = (requests.load(Ordering::Relaxed) - before) as f64 / t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = rt.block_on(t);
+    }
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!("| produce 1 KiB acks=all | MB/s runs | median MB/s |");
+    println!("|---|---|---|");
+    println!(
+        "| alone | {} | **{:.0}** |",
+        fmt(&alone),
+        median(&mut alone.clone())
+    );
+    println!(
+        "| with {} groups ({rate:.0} group requests/s) | {} | **{:.0}** |",
+        args.groups,
+        fmt(&loaded),
+        median(&mut loaded.clone())
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = runtime();
+    match args.mode {
+        Mode::Rebalance => rebalance(&args, &rt),
+        Mode::Commit => commit(&args, &rt),
+        Mode::ManyGroups => many_groups(&args, &rt),
+    }
+}
