@@ -11,6 +11,7 @@ mod kafka {
     mod client;
     mod consumer_protocol;
     mod fetch;
+    mod group_errors;
     mod groups;
     mod limits;
     mod protocol;
