@@ -390,3 +390,38 @@ async fn group_state_survives_a_broker_restart() {
     .unwrap();
     broker.stop().await;
 }
+
+/// KIP-848 static membership: a member with `group.instance.id` that closes and comes back
+/// gets its partitions again without a new group epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_consumer_protocol_member_comes_back_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_with(config(dir.path()), KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "static848", 4).await;
+    let core = std::sync::Arc::clone(broker.broker());
+    tokio::task::spawn_blocking(move || {
+        let make = |id: &str| {
+            let c = member(&bootstrap, "gstatic848", &[("group.instance.id", id)]);
+            c.subscribe(&["static848"]).unwrap();
+            c
+        };
+        let a = make("a");
+        let b = make("b");
+        let before = settle(&[&a, &b], 4);
+        let epoch = core
+            .describe_consumer_group("gstatic848")
+            .unwrap()
+            .group_epoch;
+        drop(a);
+        let a = make("a");
+        let after = settle(&[&a, &b], 4);
+        assert_eq!(before, after, "the static member's partitions moved");
+        let d = core.describe_consumer_group("gstatic848").unwrap();
+        assert_eq!(d.group_epoch, epoch, "a new group epoch: it rebalanced");
+        assert_eq!(d.members.len(), 2);
+    })
+    .await
+    .unwrap();
+    broker.stop().await;
+}
