@@ -16,4 +16,5 @@ mod kinesis {
     mod data;
     mod harness;
     mod raw;
+    mod reshard;
 }

@@ -1,0 +1,98 @@
+//! The transaction shared by `SplitShard`, `MergeShards` and `UpdateShardCount`: grow the
+//! topic by the number of child shards, then, under the broker's admin lock, close the parents
+//! at their log end and append the children (shard `n` is always partition `n`).
+//!
+//! Known limit: a `PutRecord(s)` that resolved the stream just before the reshard may still
+//! append to a parent after its end offset was fixed; such records are stored but not served
+//! to Kinesis readers (Kafka consumers still see them).
+
+use strom_broker::stream::{ShardMeta, StreamMeta};
+
+use crate::error::{ErrorKind, KinesisError, Result};
+use crate::service::Context;
+use crate::stream::StreamView;
+
+/// What a reshard does to the shard list it is given: returns the new children and the
+/// indexes of the shards to close. Must not change existing entries itself.
+pub(crate) type Plan = Box<dyn FnOnce(&StreamMeta) -> Result<(Vec<ShardMeta>, Vec<usize>)> + Send>;
+
+pub(crate) async fn reshard(ctx: &Context, view: &StreamView, plan: Plan) -> Result<()> {
+    let creating = i64::try_from(ctx.config.creating_delay.as_millis()).unwrap_or(i64::MAX);
+    let now = ctx.now_ms();
+    if view.status(now, creating) != "ACTIVE" {
+        return Err(KinesisError::new(
+            ErrorKind::ResourceInUse,
+            format!("Stream {} is not ACTIVE", view.name()),
+        ));
+    }
+    let (children, to_close) = plan(&view.meta)?;
+    let shards = view.meta.shards.len();
+    if view.topic.partition_count() as usize != shards {
+        return Err(KinesisError::invalid(format!(
+            "stream {} has {} partitions but {shards} shards (partitions added by a Kafka client); it cannot be resharded",
+            view.name(),
+            view.topic.partition_count()
+        )));
+    }
+    let total = shards + children.len();
+    if total > strom_broker::MAX_PARTITIONS as usize {
+        return Err(KinesisError::new(
+            ErrorKind::LimitExceeded,
+            "the stream would exceed the shard limit",
+        ));
+    }
+    let name = view.name().to_owned();
+    let id = view.topic.id();
+    let updating_ms = i64::try_from(ctx.config.updating_delay.as_millis()).unwrap_or(i64::MAX);
+    ctx.blocking(move |b| {
+        b.grow_stream_blocking(&name, total as i32)?;
+        let topic = b.topic_by_id(id)?;
+        b.update_stream_meta_blocking(id, move |m, _| {
+            if m.shards.len() != shards {
+                return Err(strom_broker::Error::InvalidPartitions {
+                    count: m.shards.len() as i32,
+                    reason: "another reshard changed the stream meanwhile",
+                });
+            }
+            for &i in &to_close {
+                let end = topic.partition(i as i32)?.log_end_offset();
+                if let Some(s) = m.shards.get_mut(i) {
+                    s.closed_at_offset = Some(end);
+                }
+            }
+            m.shards.extend(children);
+            m.updating_until_ms = now.saturating_add(updating_ms);
+            Ok(())
+        })
+        .map_err(|e| match e {
+            strom_broker::Error::InvalidPartitions { reason, .. } => {
+                KinesisError::new(ErrorKind::ResourceInUse, reason)
+            }
+            e => e.into(),
+        })
+    })
+    .await
+}
+
+/// An open shard by id, or the right exception.
+pub(crate) fn open_shard(view: &StreamView, id: &str) -> Result<usize> {
+    let (i, _) = view.shard(id)?;
+    match view.meta.shards.get(i) {
+        Some(s) if s.closed_at_offset.is_none() => Ok(i),
+        _ => Err(KinesisError::new(
+            ErrorKind::ResourceInUse,
+            format!("Shard {id} in stream {} is closed", view.name()),
+        )),
+    }
+}
+
+/// A new open child shard.
+pub(crate) fn child(start: u128, end: u128, parent: usize, adjacent: Option<usize>) -> ShardMeta {
+    ShardMeta {
+        starting_hash_key: start,
+        ending_hash_key: end,
+        parent: Some(parent as i32),
+        adjacent_parent: adjacent.map(|a| a as i32),
+        closed_at_offset: None,
+    }
+}
