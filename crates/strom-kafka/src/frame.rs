@@ -78,6 +78,15 @@ impl Request {
     pub fn correlation_id(&self) -> i32 {
         self.header.correlation_id
     }
+
+    /// The client id of the request header (empty if none).
+    pub fn client_id(&self) -> String {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// Decodes the request header of one frame (without its size prefix).

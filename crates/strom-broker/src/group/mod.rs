@@ -886,6 +886,17 @@ mod state_tests {
         c
     }
 
+    fn join_848(group: &str, member: &str) -> consumer::Heartbeat {
+        consumer::Heartbeat {
+            group_id: group.into(),
+            member_id: member.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 10_000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            ..consumer::Heartbeat::default()
+        }
+    }
+
     #[tokio::test]
     async fn classic_and_consumer_group_state_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
@@ -928,26 +939,12 @@ mod state_tests {
                 .unwrap();
             assert_eq!(&synced.assignment[..], b"assigned");
             let hb = broker
-                .consumer_group_heartbeat(consumer::Heartbeat {
-                    group_id: "kip848".into(),
-                    member_id: "m".into(),
-                    member_epoch: 0,
-                    rebalance_timeout_ms: 10_000,
-                    subscribed_topic_names: Some(vec!["t".into()]),
-                    ..consumer::Heartbeat::default()
-                })
+                .consumer_group_heartbeat(join_848("kip848", "m"))
                 .unwrap();
             assert_eq!(hb.member_epoch, 1);
             // A group that is deleted must stay deleted.
             broker
-                .consumer_group_heartbeat(consumer::Heartbeat {
-                    group_id: "gone".into(),
-                    member_id: "x".into(),
-                    member_epoch: 0,
-                    rebalance_timeout_ms: 10_000,
-                    subscribed_topic_names: Some(vec!["t".into()]),
-                    ..consumer::Heartbeat::default()
-                })
+                .consumer_group_heartbeat(join_848("gone", "x"))
                 .unwrap();
             broker.write_group_states_blocking().unwrap();
             broker

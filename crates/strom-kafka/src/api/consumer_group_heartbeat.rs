@@ -37,12 +37,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         subscribed_topic_regex: body.subscribed_topic_regex.map(|s| s.to_string()),
         server_assignor: body.server_assignor.map(|s| s.to_string()),
         owned,
-        client_id: request
-            .header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        client_id: request.client_id(),
         client_host: String::from("/127.0.0.1"),
     };
     let mut response = ConsumerGroupHeartbeatResponse::default();

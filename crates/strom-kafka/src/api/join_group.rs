@@ -20,12 +20,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         group_id: body.group_id.to_string(),
         member_id: body.member_id.to_string(),
         instance_id: body.group_instance_id.map(|s| s.to_string()),
-        client_id: request
-            .header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        client_id: request.client_id(),
         client_host: String::from("/127.0.0.1"),
         session_timeout_ms: body.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 {
