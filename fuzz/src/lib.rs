@@ -3,4 +3,5 @@
 //! `record_batch.rs` directly).
 
 pub mod kafka_request;
+pub mod kinesis_body;
 pub mod record_batch;
