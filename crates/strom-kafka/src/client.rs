@@ -30,6 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
+pub mod group;
+
 /// What went wrong talking to a broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -79,6 +81,17 @@ const CLIENT_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::CreateTopics, 7),
     (ApiKey::DeleteTopics, 5),
     (ApiKey::DescribeConfigs, 4),
+    (ApiKey::IncrementalAlterConfigs, 1),
+    (ApiKey::FindCoordinator, 3),
+    (ApiKey::JoinGroup, 5),
+    (ApiKey::SyncGroup, 3),
+    (ApiKey::Heartbeat, 3),
+    (ApiKey::LeaveGroup, 3),
+    (ApiKey::OffsetCommit, 7),
+    (ApiKey::OffsetFetch, 7),
+    (ApiKey::DescribeGroups, 4),
+    (ApiKey::ListGroups, 4),
+    (ApiKey::DeleteGroups, 2),
 ];
 
 /// One topic as Metadata describes it.

@@ -252,28 +252,33 @@ pub(crate) async fn produce(connect: &Connect, args: ProduceArgs) -> anyhow::Res
 #[derive(Debug, Args)]
 pub(crate) struct ConsumeArgs {
     /// Topic.
-    topic: String,
+    pub(crate) topic: String,
     /// Partition.
     #[arg(long, short = 'p', default_value_t = 0)]
-    partition: i32,
+    pub(crate) partition: i32,
     /// Where to start: `beginning`, `end`, an offset, or `@MS` for the first record with a
-    /// timestamp at or after MS milliseconds since the epoch.
+    /// timestamp at or after MS milliseconds since the epoch. With `--group`: where to start
+    /// partitions the group has no committed offset for.
     #[arg(long, default_value = "beginning")]
-    from: String,
+    pub(crate) from: String,
     /// Stop after this many records.
     #[arg(long, short = 'n')]
-    count: Option<usize>,
+    pub(crate) count: Option<usize>,
     /// Keep waiting for new records instead of stopping at the end.
     #[arg(long, short = 'f')]
-    follow: bool,
+    pub(crate) follow: bool,
     /// Print `offset key value` instead of just the value (same as `--format verbose`).
     #[arg(long, short = 'v')]
-    verbose: bool,
+    pub(crate) verbose: bool,
     /// Output format: `value` (the value only), `verbose` (offset, key, value, tab-separated)
     /// or `json` (one object per line: offset, timestamp, key, value, headers; bytes as
-    /// lossy UTF-8).
+    /// lossy UTF-8). With `--group`, `verbose` and `json` also show the partition.
     #[arg(long, value_enum, default_value_t = OutputFormat::Value)]
-    format: OutputFormat,
+    pub(crate) format: OutputFormat,
+    /// Consume as a member of this consumer group: partitions are assigned by the group,
+    /// reading starts at the committed offsets and printed records are committed.
+    #[arg(long, short = 'g', conflicts_with = "partition")]
+    pub(crate) group: Option<String>,
 }
 
 /// How `strom consume` prints a record.
@@ -293,19 +298,24 @@ fn lossy(b: Option<&[u8]>) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut client = connect.client().await?;
-    let mut offset = match args.from.as_str() {
-        "beginning" => client.list_offset(&args.topic, args.partition, -2).await?,
-        "end" => client.list_offset(&args.topic, args.partition, -1).await?,
+/// Resolves `--from` (`beginning`, `end`, an offset or `@MS`) to an offset of a partition.
+pub(crate) async fn resolve_start(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    from: &str,
+) -> anyhow::Result<i64> {
+    Ok(match from {
+        "beginning" => client.list_offset(topic, partition, -2).await?,
+        "end" => client.list_offset(topic, partition, -1).await?,
         t if t.starts_with('@') => {
             let ms: i64 = t[1..]
                 .parse()
                 .with_context(|| format!("--from {t:?}: @ must be followed by milliseconds"))?;
-            let found = client.list_offset(&args.topic, args.partition, ms).await?;
+            let found = client.list_offset(topic, partition, ms).await?;
             if found < 0 {
                 // No record that late: start at the end.
-                client.list_offset(&args.topic, args.partition, -1).await?
+                client.list_offset(topic, partition, -1).await?
             } else {
                 found
             }
@@ -313,12 +323,16 @@ pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Res
         n => n
             .parse()
             .with_context(|| format!("--from {n:?} is not beginning, end or an offset"))?,
-    };
-    let format = if args.verbose {
-        OutputFormat::Verbose
-    } else {
-        args.format
-    };
+    })
+}
+
+pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Result<()> {
+    if args.group.is_some() {
+        return crate::group_cli::consume(connect, args).await;
+    }
+    let mut client = connect.client().await?;
+    let mut offset = resolve_start(&mut client, &args.topic, args.partition, &args.from).await?;
+    let format = args.effective_format();
     let mut printed = 0usize;
     let stdout = std::io::stdout();
     loop {
@@ -357,47 +371,75 @@ pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Res
                 if r.offset < offset || args.count.is_some_and(|c| printed >= c) {
                     continue;
                 }
-                match format {
-                    OutputFormat::Value => {
-                        let value = r.value.as_deref().map(String::from_utf8_lossy);
-                        writeln!(out, "{}", value.unwrap_or_default())?;
-                    }
-                    OutputFormat::Verbose => {
-                        let key = r.key.as_deref().map(String::from_utf8_lossy);
-                        let value = r.value.as_deref().map(String::from_utf8_lossy);
-                        writeln!(
-                            out,
-                            "{}\t{}\t{}",
-                            r.offset,
-                            key.unwrap_or_default(),
-                            value.unwrap_or_default()
-                        )?;
-                    }
-                    OutputFormat::Json => {
-                        let headers: Vec<serde_json::Value> = r
-                            .headers
-                            .iter()
-                            .map(|h| {
-                                serde_json::json!({
-                                    "key": lossy(Some(&h.key)),
-                                    "value": lossy(h.value.as_deref()),
-                                })
-                            })
-                            .collect();
-                        let line = serde_json::json!({
-                            "offset": r.offset,
-                            "timestamp": r.timestamp,
-                            "key": lossy(r.key.as_deref()),
-                            "value": lossy(r.value.as_deref()),
-                            "headers": headers,
-                        });
-                        writeln!(out, "{line}")?;
-                    }
-                }
+                write_record(&mut out, format, None, &r)?;
                 printed += 1;
             }
             offset = offset.max(header.next_offset());
         }
     }
     Ok(())
+}
+
+impl ConsumeArgs {
+    /// `--format`, or `verbose` if `-v` was given.
+    pub(crate) fn effective_format(&self) -> OutputFormat {
+        if self.verbose {
+            OutputFormat::Verbose
+        } else {
+            self.format
+        }
+    }
+}
+
+/// Prints one record in `format`; `partition` (group consumption) is shown by `verbose`
+/// (first column) and `json`.
+pub(crate) fn write_record(
+    out: &mut impl Write,
+    format: OutputFormat,
+    partition: Option<i32>,
+    r: &strom_record::DecodedRecord,
+) -> std::io::Result<()> {
+    match format {
+        OutputFormat::Value => {
+            let value = r.value.as_deref().map(String::from_utf8_lossy);
+            writeln!(out, "{}", value.unwrap_or_default())
+        }
+        OutputFormat::Verbose => {
+            let key = r.key.as_deref().map(String::from_utf8_lossy);
+            let value = r.value.as_deref().map(String::from_utf8_lossy);
+            if let Some(p) = partition {
+                write!(out, "{p}\t")?;
+            }
+            writeln!(
+                out,
+                "{}\t{}\t{}",
+                r.offset,
+                key.unwrap_or_default(),
+                value.unwrap_or_default()
+            )
+        }
+        OutputFormat::Json => {
+            let headers: Vec<serde_json::Value> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    serde_json::json!({
+                        "key": lossy(Some(&h.key)),
+                        "value": lossy(h.value.as_deref()),
+                    })
+                })
+                .collect();
+            let mut line = serde_json::json!({
+                "offset": r.offset,
+                "timestamp": r.timestamp,
+                "key": lossy(r.key.as_deref()),
+                "value": lossy(r.value.as_deref()),
+                "headers": headers,
+            });
+            if let (Some(p), Some(map)) = (partition, line.as_object_mut()) {
+                map.insert("partition".to_owned(), serde_json::Value::from(p));
+            }
+            writeln!(out, "{line}")
+        }
+    }
 }

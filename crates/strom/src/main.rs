@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod group_cli;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,6 +57,13 @@ enum Command {
         #[command(flatten)]
         args: cli::ConsumeArgs,
     },
+    /// List, describe, delete consumer groups and reset their offsets.
+    Group {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: group_cli::GroupCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +106,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Consume { connect, args } => {
             client_runtime()?.block_on(cli::consume(&connect, args))
+        }
+        Command::Group { connect, command } => {
+            client_runtime()?.block_on(group_cli::group(&connect, command))
         }
     }
 }
@@ -154,6 +165,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mut registry = prometheus_client::registry::Registry::default();
     ctx.metrics.register(&mut registry);
     registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
+    registry.register_collector(Box::new(strom_http::GroupCollector::new(&broker)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
