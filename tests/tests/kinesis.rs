@@ -17,4 +17,5 @@ mod kinesis {
     mod harness;
     mod raw;
     mod reshard;
+    mod subscribe;
 }

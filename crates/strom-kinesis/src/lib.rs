@@ -11,7 +11,7 @@
 //! action name to `api/<action>.rs`, and maps [`error::KinesisError`] to AWS's error shape.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod api;
+pub(crate) mod api;
 pub mod error;
 pub mod iterator;
 pub mod sequence;
@@ -42,6 +42,8 @@ pub struct KinesisConfig {
     pub updating_delay: Duration,
     /// How long a shard iterator stays valid (AWS: 5 minutes).
     pub iterator_ttl: Duration,
+    /// How long one SubscribeToShard call streams before it ends (AWS: 5 minutes).
+    pub subscription_duration: Duration,
 }
 
 impl Default for KinesisConfig {
@@ -52,6 +54,7 @@ impl Default for KinesisConfig {
             creating_delay: Duration::ZERO,
             updating_delay: Duration::ZERO,
             iterator_ttl: Duration::from_secs(300),
+            subscription_duration: Duration::from_secs(300),
         }
     }
 }
@@ -83,7 +86,12 @@ impl KinesisServer {
 
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        let closing = self.context.closing.clone();
         let app = service::router(self.context);
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         if let Err(e) = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await

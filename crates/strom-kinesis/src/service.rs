@@ -30,6 +30,9 @@ pub struct Context {
     pub config: KinesisConfig,
     /// Signs shard iterators.
     pub iterator_key: IteratorKey,
+    /// Becomes `true` when the server stops; long-lived responses (SubscribeToShard) end then,
+    /// so a graceful shutdown does not wait for them.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Context {
@@ -39,6 +42,7 @@ impl Context {
             broker,
             config,
             iterator_key: IteratorKey::random(),
+            closing: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -101,6 +105,12 @@ async fn handle(State(ctx): State<Arc<Context>>, headers: HeaderMap, body: Bytes
             )),
             Some(action) => match wire::decode(encoding, &body) {
                 Err(e) => Err(KinesisError::new(ErrorKind::Serialization, e.to_string())),
+                Ok(input) if action == "SubscribeToShard" => {
+                    match crate::api::subscribe_to_shard::handle(Arc::clone(&ctx), input).await {
+                        Ok(response) => return response,
+                        Err(e) => Err(e),
+                    }
+                }
                 Ok(input) => crate::api::dispatch(&ctx, action, input).await,
             },
         },

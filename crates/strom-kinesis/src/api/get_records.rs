@@ -25,11 +25,12 @@ struct Request {
     limit: Option<i64>,
 }
 
-struct Page {
-    records: Vec<Value>,
-    next_offset: i64,
-    high_watermark: i64,
-    last_timestamp: Option<i64>,
+/// One read of a shard.
+pub(crate) struct Page {
+    pub(crate) records: Vec<Value>,
+    pub(crate) next_offset: i64,
+    pub(crate) high_watermark: i64,
+    pub(crate) last_timestamp: Option<i64>,
 }
 
 pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
@@ -80,32 +81,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
     });
     let drained_closed = closed_at.is_some_and(|end| page.next_offset >= end);
     if drained_closed {
-        let children: Vec<Value> = view
-            .meta
-            .shards
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                s.parent == Some(index as i32) || s.adjacent_parent == Some(index as i32)
-            })
-            .map(|(i, s)| {
-                let mut parents = vec![];
-                if let Some(p) = s.parent {
-                    parents.push(shard_id(p.max(0) as usize));
-                }
-                if let Some(p) = s.adjacent_parent {
-                    parents.push(shard_id(p.max(0) as usize));
-                }
-                json!({
-                    "ShardId": shard_id(i),
-                    "ParentShards": parents,
-                    "HashKeyRange": {
-                        "StartingHashKey": s.starting_hash_key.to_string(),
-                        "EndingHashKey": s.ending_hash_key.to_string(),
-                    },
-                })
-            })
-            .collect();
+        let children = child_shards(&view, index);
         out["ChildShards"] = Value::Array(children);
     } else {
         let next = ShardIterator {
@@ -118,7 +94,35 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
     Ok(out)
 }
 
-fn read_page(
+/// The `ChildShards` of shard `index`: shards that name it as a parent.
+pub(crate) fn child_shards(view: &stream::StreamView, index: usize) -> Vec<Value> {
+    view.meta
+        .shards
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.parent == Some(index as i32) || s.adjacent_parent == Some(index as i32))
+        .map(|(i, s)| {
+            let mut parents = vec![];
+            if let Some(p) = s.parent {
+                parents.push(shard_id(p.max(0) as usize));
+            }
+            if let Some(p) = s.adjacent_parent {
+                parents.push(shard_id(p.max(0) as usize));
+            }
+            json!({
+                "ShardId": shard_id(i),
+                "ParentShards": parents,
+                "HashKeyRange": {
+                    "StartingHashKey": s.starting_hash_key.to_string(),
+                    "EndingHashKey": s.ending_hash_key.to_string(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Reads up to `limit` records from `start`, never past `closed_at`. BLOCKING.
+pub(crate) fn read_page(
     partition: &strom_broker::Partition,
     start: i64,
     limit: usize,

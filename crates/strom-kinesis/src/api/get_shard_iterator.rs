@@ -27,11 +27,43 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
     let req: Request = parse(input)?;
     let view = req.stream.resolve(ctx)?;
     let (index, partition) = view.shard(&req.shard_id)?;
+    let position = Position {
+        kind: &req.shard_iterator_type,
+        sequence_number: req.starting_sequence_number.as_deref(),
+        timestamp: req.timestamp,
+    };
+    let offset = start_offset(ctx, partition, index, &req.shard_id, &position).await?;
+    let iterator = ShardIterator {
+        topic_id: view.topic.id(),
+        shard: u32::try_from(index).unwrap_or(u32::MAX),
+        offset: offset as u64,
+        issued_ms: ctx.now_ms(),
+    };
+    Ok(json!({ "ShardIterator": ctx.iterator_key.encode(&iterator) }))
+}
+
+/// A starting position, as `GetShardIterator` and `SubscribeToShard` take it.
+#[derive(Debug)]
+pub(crate) struct Position<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) sequence_number: Option<&'a str>,
+    /// Epoch seconds.
+    pub(crate) timestamp: Option<f64>,
+}
+
+/// The first offset to read for a starting position (never negative).
+pub(crate) async fn start_offset(
+    ctx: &Context,
+    partition: &std::sync::Arc<strom_broker::Partition>,
+    index: usize,
+    shard_id: &str,
+    position: &Position<'_>,
+) -> Result<i64> {
     let sequence = || -> Result<SequenceNumber> {
-        let s = req.starting_sequence_number.as_deref().ok_or_else(|| {
+        let s = position.sequence_number.ok_or_else(|| {
             KinesisError::invalid(format!(
                 "StartingSequenceNumber is required for {}",
-                req.shard_iterator_type
+                position.kind
             ))
         })?;
         let seq: SequenceNumber =
@@ -41,13 +73,12 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
                 })?;
         if seq.shard as usize != index {
             return Err(KinesisError::invalid(format!(
-                "Invalid StartingSequenceNumber. It encodes a different shard than {}",
-                req.shard_id
+                "Invalid StartingSequenceNumber. It encodes a different shard than {shard_id}"
             )));
         }
         Ok(seq)
     };
-    let offset: i64 = match req.shard_iterator_type.as_str() {
+    let offset: i64 = match position.kind {
         "TRIM_HORIZON" => partition.log_start_offset(),
         "LATEST" => partition.high_watermark(),
         "AT_SEQUENCE_NUMBER" => i64::try_from(sequence()?.offset).unwrap_or(i64::MAX),
@@ -55,7 +86,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
             .unwrap_or(i64::MAX)
             .saturating_add(1),
         "AT_TIMESTAMP" => {
-            let secs = req
+            let secs = position
                 .timestamp
                 .ok_or_else(|| KinesisError::invalid("Timestamp is required for AT_TIMESTAMP"))?;
             if !secs.is_finite() {
@@ -81,12 +112,5 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
             )));
         }
     };
-    let offset = offset.max(0);
-    let iterator = ShardIterator {
-        topic_id: view.topic.id(),
-        shard: u32::try_from(index).unwrap_or(u32::MAX),
-        offset: offset as u64,
-        issued_ms: ctx.now_ms(),
-    };
-    Ok(json!({ "ShardIterator": ctx.iterator_key.encode(&iterator) }))
+    Ok(offset.max(0))
 }

@@ -23,6 +23,7 @@ mod reshard;
 mod retention;
 mod settings;
 mod split_shard;
+pub(crate) mod subscribe_to_shard;
 mod tags;
 mod update_shard_count;
 
