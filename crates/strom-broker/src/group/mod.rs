@@ -171,6 +171,9 @@ type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset
 struct OffsetStore {
     partition: Option<Arc<Partition>>,
     cache: offsets::OffsetCache,
+    /// Log offset of the record each cache entry (or its removal) came from: appends run
+    /// concurrently, so a late finisher must not overwrite a newer value.
+    written_at: HashMap<(String, String, i32), i64>,
 }
 
 /// The group coordinator of one broker (it coordinates every group).
@@ -182,6 +185,10 @@ struct OffsetStore {
 pub struct GroupCoordinator {
     runtime: Mutex<Runtime>,
     offsets: Mutex<OffsetStore>,
+    /// Commits append under the read side, concurrently, so their syncs are shared (the
+    /// partition's group commit); tombstones (DeleteGroups, OffsetDelete) take the write side,
+    /// so no commit of the same group interleaves with them.
+    offsets_order: std::sync::RwLock<()>,
     next_token: AtomicU64,
     /// Group state waiting to be written, latest per group (`None`: delete), so it stays
     /// bounded by the number of groups; the writer task drains it.
@@ -221,7 +228,12 @@ impl GroupCoordinator {
                 consumer,
                 ..Runtime::default()
             }),
-            offsets: Mutex::new(OffsetStore { partition, cache }),
+            offsets: Mutex::new(OffsetStore {
+                partition,
+                cache,
+                written_at: HashMap::new(),
+            }),
+            offsets_order: std::sync::RwLock::new(()),
             next_token: AtomicU64::new(1),
             pending: Mutex::new(BTreeMap::new()),
             pending_ready: tokio::sync::Notify::new(),
@@ -546,7 +558,6 @@ impl Broker {
         let mut batch = BatchBuilder::new()
             .build(&records)
             .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
-        let _order = self.groups.offsets();
         partition.append_blocking(&mut batch)?;
         Ok(())
     }
@@ -731,9 +742,30 @@ impl Broker {
         let mut batch = BatchBuilder::new()
             .build(&batch_records)
             .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        let order = &self.groups.offsets_order;
+        let base = if records.iter().any(|(_, v, _, _)| v.is_none()) {
+            let _exclusive = order.write().unwrap_or_else(PoisonError::into_inner);
+            partition.append_blocking(&mut batch)?.base_offset
+        } else {
+            let _shared = order.read().unwrap_or_else(PoisonError::into_inner);
+            partition.append_blocking(&mut batch)?.base_offset
+        };
+        self.apply_offsets(group_id, base, records);
+        Ok(())
+    }
+
+    /// Updates the cache with records appended from log offset `base`, skipping entries a
+    /// later record already superseded.
+    fn apply_offsets(&self, group_id: &str, base: i64, records: Vec<OffsetRecord>) {
         let mut store = self.groups.offsets();
-        partition.append_blocking(&mut batch)?;
-        for (_, _, tp, value) in records {
+        let store = &mut *store;
+        for (i, (_, _, tp, value)) in records.into_iter().enumerate() {
+            let at = base + i as i64;
+            let key = (group_id.to_owned(), tp.0.clone(), tp.1);
+            if store.written_at.get(&key).is_some_and(|&w| w > at) {
+                continue;
+            }
+            store.written_at.insert(key, at);
             match value {
                 Some(v) => {
                     store
@@ -752,7 +784,6 @@ impl Broker {
                 }
             }
         }
-        Ok(())
     }
 
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
@@ -872,6 +903,58 @@ mod persistence_tests {
             broker.delete_group_blocking("g2"),
             Err(Error::Group(GroupError::GroupIdNotFound))
         ));
+    }
+}
+
+#[cfg(test)]
+mod concurrent_commit_tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    /// Concurrent commits append without a lock between them; the cache must still end with
+    /// what the log says last, which is what a restart replays.
+    #[test]
+    fn concurrent_commits_leave_the_cache_equal_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let last = {
+            let broker = Arc::new(Broker::open(BrokerConfig::new(dir.path())).unwrap());
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: "t".into(),
+                    partitions: Some(2),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+            let threads: Vec<_> = (0..8i64)
+                .map(|t| {
+                    let broker = Arc::clone(&broker);
+                    std::thread::spawn(move || {
+                        for i in 0..40i64 {
+                            let c = OffsetCommit {
+                                topic: "t".into(),
+                                partition: (i % 2) as i32,
+                                offset: t * 1000 + i,
+                                leader_epoch: -1,
+                                metadata: None,
+                            };
+                            let r = broker
+                                .commit_offsets_blocking("g", "", -1, None, vec![c])
+                                .unwrap();
+                            assert!(r[0].is_ok());
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let last = broker.groups().fetch_offsets("g", None);
+            broker.shutdown_blocking().unwrap();
+            last
+        };
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        assert_eq!(broker.groups().fetch_offsets("g", None), last);
+        assert_eq!(last.len(), 2);
     }
 }
 
