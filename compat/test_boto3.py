@@ -4,7 +4,7 @@
 Covers: CreateStream (provisioned and on-demand), DescribeStream / DescribeStreamSummary,
 ListStreams and ListShards with pagination, PutRecord / PutRecords (ExplicitHashKey),
 GetShardIterator (TRIM_HORIZON, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, LATEST,
-AT_TIMESTAMP), GetRecords, tags, retention, the error codes boto3 raises, DeleteStream.
+AT_TIMESTAMP), GetRecords, SubscribeToShard (HTTP/1.1 event stream), tags, retention, the error codes boto3 raises, DeleteStream.
 
 Run by compat/run.sh with COMPAT_KINESIS_ENDPOINT=http://host:port. Exits 1 if a check failed.
 """
@@ -142,6 +142,29 @@ def errors() -> None:
     )
 
 
+def subscribe_to_shard() -> None:
+    arn = k.describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]["StreamARN"]
+    consumer = k.register_stream_consumer(StreamARN=arn, ConsumerName="compat")["Consumer"]
+    shard, want = next(iter(written.items()))
+    resp = k.subscribe_to_shard(
+        ConsumerARN=consumer["ConsumerARN"],
+        ShardId=shard,
+        StartingPosition={"Type": "TRIM_HORIZON"},
+    )
+    got = []
+    stream = resp["EventStream"]
+    try:
+        for event in stream:
+            records = event["SubscribeToShardEvent"]["Records"]
+            got.extend(r["SequenceNumber"] for r in records)
+            if len(got) >= len(want):
+                break
+    finally:
+        stream.close()
+    expect_eq(got[: len(want)], [w[0] for w in want], "SubscribeToShard records")
+    k.deregister_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
+
+
 def on_demand_and_delete() -> None:
     name = f"{STREAM}-od"
     k.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
@@ -159,5 +182,6 @@ s.check("get_in_order", get, needs=["put"])
 s.check("iterator_types", iterator_types, needs=["put"])
 s.check("tags_and_retention", tags_and_retention, needs=["create_describe"])
 s.check("errors", errors, needs=["create_describe"])
+s.check("subscribe_to_shard", subscribe_to_shard, needs=["put"])
 s.check("on_demand_and_delete", on_demand_and_delete, needs=["create_describe"])
 s.finish()

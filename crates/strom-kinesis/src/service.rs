@@ -106,7 +106,9 @@ async fn handle(State(ctx): State<Arc<Context>>, headers: HeaderMap, body: Bytes
             Some(action) => match wire::decode(encoding, &body) {
                 Err(e) => Err(KinesisError::new(ErrorKind::Serialization, e.to_string())),
                 Ok(input) if action == "SubscribeToShard" => {
-                    match crate::api::subscribe_to_shard::handle(Arc::clone(&ctx), input).await {
+                    match crate::api::subscribe_to_shard::handle(Arc::clone(&ctx), encoding, input)
+                        .await
+                    {
                         Ok(response) => return response,
                         Err(e) => Err(e),
                     }

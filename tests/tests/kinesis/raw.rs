@@ -301,3 +301,109 @@ async fn bad_requests_get_aws_errors() {
     assert_eq!(v["StreamNames"], json!([]));
     both.stop().await;
 }
+
+/// Undoes HTTP/1.1 chunked transfer encoding.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = &body[size + 2..];
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cbor_subscribe_to_shard_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = strom_kinesis::KinesisConfig {
+        subscription_duration: std::time::Duration::from_millis(300),
+        ..strom_kinesis::KinesisConfig::default()
+    };
+    let both = Both::start_with(dir.path(), config).await;
+    cbor_call(
+        &both,
+        "CreateStream",
+        map(vec![
+            ("StreamName", Cbor::Text("e".into())),
+            ("ShardCount", Cbor::Integer(1.into())),
+        ]),
+    )
+    .await;
+    cbor_call(
+        &both,
+        "PutRecord",
+        map(vec![
+            ("StreamName", Cbor::Text("e".into())),
+            ("PartitionKey", Cbor::Text("pk".into())),
+            ("Data", Cbor::Bytes(vec![9, 8, 7])),
+        ]),
+    )
+    .await;
+    let reg = cbor_call(
+        &both,
+        "RegisterStreamConsumer",
+        map(vec![
+            (
+                "StreamARN",
+                Cbor::Text("arn:aws:kinesis:us-east-1:000000000000:stream/e".into()),
+            ),
+            ("ConsumerName", Cbor::Text("c".into())),
+        ]),
+    )
+    .await;
+    let arn = get(get(&reg, "Consumer"), "ConsumerARN").clone();
+    let r = post(
+        &both,
+        Some("Kinesis_20131202.SubscribeToShard"),
+        CBOR,
+        &cbor(map(vec![
+            ("ConsumerARN", arn),
+            ("ShardId", Cbor::Text("shardId-000000000000".into())),
+            (
+                "StartingPosition",
+                map(vec![("Type", Cbor::Text("TRIM_HORIZON".into()))]),
+            ),
+        ])),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers
+            .contains("content-type: application/vnd.amazon.eventstream"),
+        "{}",
+        r.headers
+    );
+    let body = dechunk(&r.body);
+    let mut payloads = Vec::new();
+    let mut rest = &body[..];
+    while rest.len() >= 16 {
+        let total = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let headers = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+        payloads.push(rest[12 + headers..total - 4].to_vec());
+        rest = &rest[total..];
+    }
+    assert!(
+        payloads.len() >= 2,
+        "initial-response and at least one event"
+    );
+    let event: Cbor = ciborium::de::from_reader(&payloads[1][..]).unwrap();
+    let Cbor::Array(recs) = get(&event, "Records") else {
+        panic!()
+    };
+    assert_eq!(get(&recs[0], "Data"), &Cbor::Bytes(vec![9, 8, 7]));
+    assert!(matches!(
+        get(&recs[0], "ApproximateArrivalTimestamp"),
+        Cbor::Tag(1, _)
+    ));
+    both.stop().await;
+}

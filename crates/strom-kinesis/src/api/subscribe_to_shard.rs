@@ -2,7 +2,8 @@
 //! `SubscribeToShardEvent`s for one registered consumer and shard, served over HTTP/1.1
 //! (chunked) or HTTP/2 on the same port.
 //!
-//! Frames are written with `aws-smithy-eventstream` (the SDKs' own codec): first an
+//! Frames are written with `aws-smithy-eventstream` (the SDKs' own codec), payloads in the
+//! request's encoding (JSON 1.1 or CBOR): first an
 //! `initial-response` event, then one `SubscribeToShardEvent` per read (records, a
 //! `ContinuationSequenceNumber`, `MillisBehindLatest`). When caught up the task waits on the
 //! partition's high-watermark channel, sending an empty event every few seconds as a
@@ -35,6 +36,7 @@ use super::put_records::sequence_number;
 use crate::error::{ErrorKind, KinesisError, Result};
 use crate::service::{Context, parse};
 use crate::stream;
+use crate::wire::Encoding;
 
 /// How long a caught-up subscription waits before sending an empty event.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -78,8 +80,8 @@ impl http_body::Body for Frames {
     }
 }
 
-fn frame(event_type: &'static str, payload: &Value) -> Option<Bytes> {
-    let body = serde_json::to_vec(payload).ok()?;
+fn frame(encoding: Encoding, event_type: &'static str, payload: &Value) -> Option<Bytes> {
+    let body = crate::wire::encode(encoding, payload);
     let message = Message::new(body)
         .add_header(Header::new(
             ":message-type",
@@ -91,7 +93,7 @@ fn frame(event_type: &'static str, payload: &Value) -> Option<Bytes> {
         ))
         .add_header(Header::new(
             ":content-type",
-            HeaderValue::String("application/x-amz-json-1.1".into()),
+            HeaderValue::String(encoding.content_type().into()),
         ));
     let mut out = Vec::new();
     aws_smithy_eventstream::frame::write_message_to(&message, &mut out).ok()?;
@@ -99,7 +101,11 @@ fn frame(event_type: &'static str, payload: &Value) -> Option<Bytes> {
 }
 
 /// Validates the request and starts the subscription; errors are ordinary AWS errors.
-pub(crate) async fn handle(ctx: Arc<Context>, input: Value) -> Result<Response> {
+pub(crate) async fn handle(
+    ctx: Arc<Context>,
+    encoding: Encoding,
+    input: Value,
+) -> Result<Response> {
     let req: Request = parse(input)?;
     let (stream_arn, rest) = req
         .consumer_arn
@@ -128,7 +134,7 @@ pub(crate) async fn handle(ctx: Arc<Context>, input: Value) -> Result<Response> 
     let duration = ctx.config.subscription_duration;
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + duration;
-        let Some(initial) = frame("initial-response", &json!({})) else {
+        let Some(initial) = frame(encoding, "initial-response", &json!({})) else {
             return;
         };
         if tx.send(initial).await.is_err() {
@@ -175,7 +181,7 @@ pub(crate) async fn handle(ctx: Arc<Context>, input: Value) -> Result<Response> 
             if drained {
                 event["ChildShards"] = Value::Array(children.clone());
             }
-            let Some(bytes) = frame("SubscribeToShardEvent", &event) else {
+            let Some(bytes) = frame(encoding, "SubscribeToShardEvent", &event) else {
                 return;
             };
             if tx.send(bytes).await.is_err() || drained {
