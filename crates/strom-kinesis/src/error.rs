@@ -114,6 +114,8 @@ impl From<strom_broker::Error> for KinesisError {
             B::Log(strom_log_error) if is_client_log_error(strom_log_error) => {
                 ErrorKind::InvalidArgument
             }
+            // A partition is closed when its topic is deleted under a request.
+            B::Log(strom_log::Error::Closed) => ErrorKind::ResourceNotFound,
             _ => ErrorKind::InternalFailure,
         };
         if kind == ErrorKind::InternalFailure {
@@ -153,6 +155,10 @@ mod tests {
                 "ValidationException",
             ),
             (strom_broker::Error::ShuttingDown, "InternalFailure"),
+            (
+                strom_broker::Error::Log(strom_log::Error::Closed),
+                "ResourceNotFoundException",
+            ),
         ];
         for (e, name) in cases {
             assert_eq!(KinesisError::from(e).kind.name(), name);

@@ -155,8 +155,9 @@ pub(crate) async fn handle(
                 .await
             {
                 Ok(page) => page,
+                // A deleted stream closes its partitions: the subscription simply ends.
                 Err(e) => {
-                    tracing::warn!(error = %e, "SubscribeToShard read failed; ending the subscription");
+                    tracing::debug!(error = %e, "SubscribeToShard read failed; ending the subscription");
                     return;
                 }
             };
