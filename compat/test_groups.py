@@ -2,7 +2,8 @@
 """Consumer groups against Strom with confluent-kafka (librdkafka in the wheel) and kafka-python.
 
 Covers (issue #4): three confluent-kafka consumers sharing six partitions with the classic
-protocol, each partition assigned exactly once, and the survivors taking over when one closes;
+protocol, each partition assigned exactly once, and the survivors taking over when one closes
+or when one is killed with SIGKILL (after its session timeout);
 the same with group.protocol=consumer (KIP-848, server-side assignor); commits and a restarted
 consumer resuming from them; AdminClient list_consumer_groups, describe_consumer_groups,
 list_consumer_group_offsets, alter_consumer_group_offsets and delete_consumer_groups; a
@@ -13,6 +14,7 @@ Run by compat/run.sh with COMPAT_BOOTSTRAP=host:port. Exits 1 if a check failed.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -100,6 +102,60 @@ def check_classic_share() -> None:
 
 def check_next_gen_share() -> None:
     share_and_take_over(next_gen)
+
+
+KILLED_CHILD = r"""
+import sys, time
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2],
+              "session.timeout.ms": "6000", "heartbeat.interval.ms": "300",
+              "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+c.subscribe([sys.argv[3]])
+while True:
+    c.poll(0.1)
+    if c.assignment():
+        print("assigned", flush=True)
+"""
+
+
+def check_killed_member() -> None:
+    """A member killed with SIGKILL (no LeaveGroup) loses its partitions after its session."""
+    import signal
+    import subprocess
+    import sys
+
+    group = f"g-killed-{RUN}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_CHILD, B, group, TOPIC],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    survivor = classic(group)
+    try:
+        survivor.subscribe([TOPIC])
+        deadline = time.monotonic() + 45
+        line = ""
+        while "assigned" not in line:
+            expect(time.monotonic() < deadline, "the child consumer never got partitions")
+            survivor.poll(0.05)
+            line = child.stdout.readline() if child.stdout else ""
+        # Both in the group, then the child dies without a word.
+        while len(survivor.assignment()) == PARTITIONS or not survivor.assignment():
+            expect(time.monotonic() < deadline, "the two members never shared the partitions")
+            survivor.poll(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        killed_at = time.monotonic()
+        while len(survivor.assignment()) != PARTITIONS:
+            expect(time.monotonic() - killed_at < 30, "the survivor never took over")
+            survivor.poll(0.05)
+        took = time.monotonic() - killed_at
+        s.info(f"takeover {took:.1f}s after SIGKILL (session.timeout.ms=6000)")
+        expect(took < 6.0 + 10.0, f"takeover took {took:.1f}s")
+    finally:
+        survivor.close()
+        if child.poll() is None:
+            child.kill()
 
 
 def read(c: Consumer, count: int, timeout: float = 45.0) -> list:
@@ -212,6 +268,8 @@ s.check("classic.share_and_take_over", check_classic_share, needs=["setup"],
         what="3 classic consumers share 6 partitions exactly once; 2 take over after a close")
 s.check("consumer_protocol.share_and_take_over", check_next_gen_share, needs=["setup"],
         what="the same with group.protocol=consumer (KIP-848)")
+s.check("classic.killed_member", check_killed_member, needs=["setup"],
+        what="a member killed with SIGKILL (no leave): the survivor owns everything after the session timeout")
 s.check("classic.commit_resume", check_classic_commit_resume, needs=["setup"],
         what="commit after 100 records, committed() agrees, a new consumer reads the rest")
 s.check("consumer_protocol.commit_resume", check_next_gen_commit_resume, needs=["setup"],

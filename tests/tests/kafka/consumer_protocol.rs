@@ -425,3 +425,105 @@ async fn a_static_consumer_protocol_member_comes_back_without_a_rebalance() {
     .unwrap();
     broker.stop().await;
 }
+
+/// A member that dies without leaving (it just stops heartbeating) loses its partitions to the
+/// survivors once its session times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_member_is_expired_and_its_partitions_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.group.consumer.session_timeout_ms = 2_000;
+    let broker = TestBroker::start_with(cfg, KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "silent848", 4).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let hb = ApiKey::ConsumerGroupHeartbeat;
+    let group = |r: ConsumerGroupHeartbeatRequest| {
+        r.with_group_id(GroupId(StrBytes::from_static_str("gsilent")))
+    };
+    let joined: ConsumerGroupHeartbeatResponse = raw::call(
+        &mut s,
+        hb,
+        1,
+        &group(heartbeat("doomed", 0, Some(&["silent848"]))),
+    )
+    .await;
+    assert_eq!(joined.member_epoch, 1);
+    let mut owned: Vec<TopicPartitions> = joined
+        .assignment
+        .unwrap()
+        .topic_partitions
+        .into_iter()
+        .map(|t| {
+            TopicPartitions::default()
+                .with_topic_id(t.topic_id)
+                .with_partitions(t.partitions)
+        })
+        .collect();
+    let mut epoch = joined.member_epoch;
+    let b = bootstrap.clone();
+    let survivor = tokio::task::spawn_blocking(move || {
+        let c = member(&b, "gsilent", &[]);
+        c.subscribe(&["silent848"]).unwrap();
+        c
+    })
+    .await
+    .unwrap();
+    // The raw member plays along until the group has settled at two partitions each: it
+    // reports what it owns, releasing what it is told to.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = tokio::task::block_in_place(|| survivor.poll(Duration::from_millis(50)));
+        let r: ConsumerGroupHeartbeatResponse = raw::call(
+            &mut s,
+            hb,
+            1,
+            &group(heartbeat("doomed", epoch, None)).with_topic_partitions(Some(owned.clone())),
+        )
+        .await;
+        assert_eq!(r.error_code, 0);
+        epoch = r.member_epoch;
+        if let Some(a) = r.assignment {
+            owned = a
+                .topic_partitions
+                .into_iter()
+                .map(|t| {
+                    TopicPartitions::default()
+                        .with_topic_id(t.topic_id)
+                        .with_partitions(t.partitions)
+                })
+                .collect();
+        }
+        let mine: usize = owned.iter().map(|t| t.partitions.len()).sum();
+        if mine == 2 && assignment(&survivor).len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never settled at 2 + 2");
+    }
+    // Now it goes silent, as a killed process would: no leave.
+    let silent_since = Instant::now();
+    let took = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while assignment(&survivor).len() != 4 {
+            assert!(
+                Instant::now() < deadline,
+                "the survivor never got all partitions"
+            );
+            let _ = survivor.poll(Duration::from_millis(50));
+        }
+        (silent_since.elapsed(), survivor)
+    })
+    .await
+    .unwrap();
+    let (took, survivor) = took;
+    assert!(
+        took >= Duration::from_millis(1_900),
+        "moved before the session timeout: {took:?}"
+    );
+    let d = broker.broker().describe_consumer_group("gsilent").unwrap();
+    assert_eq!(d.members.len(), 1, "only the survivor is left");
+    tokio::task::spawn_blocking(move || drop(survivor))
+        .await
+        .unwrap();
+    broker.stop().await;
+}
