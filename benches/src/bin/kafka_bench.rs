@@ -47,6 +47,9 @@ struct Args {
     /// `compression.type`: none, gzip, snappy, lz4, zstd.
     #[arg(long, default_value = "none")]
     compression: String,
+    /// Topic config for the run's topic, `KEY=VALUE` (repeatable), e.g. `strom.fsync=never`.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    topic_configs: Vec<String>,
     /// Runs; the table shows every run and the median.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -90,7 +93,13 @@ fn create_topic(args: &Args, name: &str) -> Result<(), String> {
         .set("bootstrap.servers", &args.bootstrap)
         .create()
         .map_err(|e| e.to_string())?;
-    let topic = NewTopic::new(name, args.partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, args.partitions, TopicReplication::Fixed(1));
+    for c in &args.topic_configs {
+        let (k, v) = c
+            .split_once('=')
+            .ok_or_else(|| format!("--topic-config {c:?} is not KEY=VALUE"))?;
+        topic = topic.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = block_on(admin.create_topics([&topic], &opts)).map_err(|e| e.to_string())?;
     for r in results {
