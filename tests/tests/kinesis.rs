@@ -15,6 +15,7 @@ mod kinesis {
     mod cross;
     mod data;
     mod harness;
+    mod limits;
     mod raw;
     mod reshard;
     mod subscribe;

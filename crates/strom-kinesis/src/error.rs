@@ -29,6 +29,8 @@ pub enum ErrorKind {
     MissingAction,
     /// The broker failed (storage error, shutting down).
     InternalFailure,
+    /// A shard's throughput limit was exceeded (AWS-limits mode only).
+    ProvisionedThroughputExceeded,
 }
 
 impl ErrorKind {
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::ExpiredIterator => "ExpiredIteratorException",
             ErrorKind::MissingAction => "MissingAction",
             ErrorKind::InternalFailure => "InternalFailure",
+            ErrorKind::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
         }
     }
 

@@ -14,6 +14,7 @@
 pub(crate) mod api;
 pub mod error;
 pub mod iterator;
+pub mod limits;
 pub mod sequence;
 pub mod service;
 pub mod stream;
@@ -44,6 +45,10 @@ pub struct KinesisConfig {
     pub iterator_ttl: Duration,
     /// How long one SubscribeToShard call streams before it ends (AWS: 5 minutes).
     pub subscription_duration: Duration,
+    /// Enforce AWS's per-shard throughput limits (1 MiB/s or 1,000 records/s written, 2 MiB/s
+    /// and 5 `GetRecords` calls/s read) with `ProvisionedThroughputExceededException`
+    /// (default off; see [`limits`]).
+    pub aws_limits: bool,
 }
 
 impl Default for KinesisConfig {
@@ -55,6 +60,7 @@ impl Default for KinesisConfig {
             updating_delay: Duration::ZERO,
             iterator_ttl: Duration::from_secs(300),
             subscription_duration: Duration::from_secs(300),
+            aws_limits: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use strom_broker::Broker;
 use crate::KinesisConfig;
 use crate::error::{ErrorKind, KinesisError, Result};
 use crate::iterator::IteratorKey;
+use crate::limits::ShardLimiter;
 use crate::wire::{self, Encoding};
 
 /// The largest request body accepted: a 5 MiB PutRecords grows by a third in base64.
@@ -33,6 +34,8 @@ pub struct Context {
     /// Becomes `true` when the server stops; long-lived responses (SubscribeToShard) end then,
     /// so a graceful shutdown does not wait for them.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// Per-shard throughput buckets (admit everything unless `config.aws_limits`).
+    pub limiter: ShardLimiter,
 }
 
 impl Context {
@@ -40,6 +43,7 @@ impl Context {
     pub fn new(config: KinesisConfig, broker: Arc<Broker>) -> Context {
         Context {
             broker,
+            limiter: ShardLimiter::new(config.aws_limits),
             config,
             iterator_key: IteratorKey::random(),
             closing: tokio::sync::watch::Sender::new(false),

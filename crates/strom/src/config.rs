@@ -18,6 +18,7 @@
 //! [kinesis]
 //! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
 //! region = "us-east-1"                # used in stream ARNs
+//! aws_limits = false                  # throttle shards like AWS (1 MiB/s, 1000 rec/s in; 2 MiB/s, 5 reads/s out)
 //!
 //! [broker]
 //! node_id = 0
@@ -57,6 +58,16 @@ pub(crate) struct ServeArgs {
     /// Kinesis Data Streams listener address [default: 127.0.0.1:4567].
     #[arg(long, env = "STROM_KINESIS_LISTEN", value_name = "ADDR")]
     pub(crate) kinesis_listen: Option<SocketAddr>,
+    /// Enforce AWS's per-shard Kinesis throughput limits (ProvisionedThroughputExceededException)
+    /// [default: false].
+    #[arg(
+        long,
+        env = "STROM_KINESIS_AWS_LIMITS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) kinesis_aws_limits: Option<bool>,
     /// Admin HTTP listener (/metrics, /health) [default: 127.0.0.1:9644].
     #[arg(long, env = "STROM_HTTP_LISTEN", value_name = "ADDR")]
     pub(crate) http_listen: Option<SocketAddr>,
@@ -122,6 +133,7 @@ struct FileHttp {
 struct FileKinesis {
     listen: Option<SocketAddr>,
     region: Option<String>,
+    aws_limits: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +210,9 @@ impl Settings {
         if let Some(v) = file.kinesis.region {
             kinesis.region = v;
         }
+        if let Some(v) = args.kinesis_aws_limits.or(file.kinesis.aws_limits) {
+            kinesis.aws_limits = v;
+        }
         Ok(Settings {
             log: args.log.clone().or(file.log),
             http_listen: args
@@ -255,6 +270,26 @@ mod tests {
         assert_eq!(s.broker.num_partitions, 3);
         assert_eq!(s.kafka.listen.port(), 1234);
         assert_eq!(s.broker.topic_defaults.get("retention.ms").unwrap(), "1000");
+    }
+
+    #[test]
+    fn kinesis_aws_limits_flag_and_file() {
+        let w = Wrapper::parse_from(["x"]);
+        assert!(!Settings::load(&w.args).unwrap().kinesis.aws_limits);
+        let w = Wrapper::parse_from(["x", "--kinesis-aws-limits"]);
+        assert!(Settings::load(&w.args).unwrap().kinesis.aws_limits);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(&path, "[kinesis]\naws_limits = true\n").unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        assert!(Settings::load(&w.args).unwrap().kinesis.aws_limits);
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--kinesis-aws-limits=false",
+        ]);
+        assert!(!Settings::load(&w.args).unwrap().kinesis.aws_limits);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub(crate) struct Page {
     pub(crate) next_offset: i64,
     pub(crate) high_watermark: i64,
     pub(crate) last_timestamp: Option<i64>,
+    /// Data plus partition-key bytes of `records`.
+    pub(crate) bytes: usize,
 }
 
 pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
@@ -65,11 +67,19 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
         .partition(index)
         .cloned()
         .ok_or_else(|| KinesisError::new(ErrorKind::ResourceNotFound, "shard not found"))?;
+    if !ctx
+        .limiter
+        .admit_read(it.topic_id, it.shard, std::time::Instant::now())
+    {
+        return Err(super::put_records::throttled(&view, index));
+    }
     let closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
     let start = i64::try_from(it.offset).unwrap_or(i64::MAX);
     let page = ctx
         .blocking(move |_| read_page(&partition, start, limit, closed_at))
         .await?;
+    ctx.limiter
+        .charge_read(it.topic_id, it.shard, page.bytes, std::time::Instant::now());
 
     let mut out = json!({
         "Records": page.records,
@@ -237,5 +247,6 @@ pub(crate) fn read_page(
         next_offset: offset,
         high_watermark,
         last_timestamp,
+        bytes,
     })
 }

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::StreamRef;
-use super::put_records::{Entry, append, route, sequence_number};
+use super::put_records::{Entry, admit_and_append, route, sequence_number};
 use crate::error::{ErrorKind, KinesisError, Result};
 use crate::sequence::SequenceNumber;
 use crate::service::{Context, parse};
@@ -31,7 +31,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
             .map_err(|e| KinesisError::invalid(e.to_string()))?;
     }
     let routed = route(&view, req.entry)?;
-    let result = append(ctx, &view, vec![routed])
+    let result = admit_and_append(ctx, &view, vec![routed])
         .await
         .into_iter()
         .next()

@@ -188,6 +188,53 @@ pub(crate) async fn append(
     results
 }
 
+/// [`append`], after AWS-limits mode has admitted or refused each record (a refused record
+/// gets `ProvisionedThroughputExceededException` and is not appended).
+pub(crate) async fn admit_and_append(
+    ctx: &Context,
+    view: &StreamView,
+    records: Vec<Routed>,
+) -> Vec<Result<(usize, u64)>> {
+    if !ctx.limiter.enabled() {
+        return append(ctx, view, records).await;
+    }
+    let now = std::time::Instant::now();
+    let topic_id = view.topic.id();
+    let mut slots: Vec<Option<Result<(usize, u64)>>> = Vec::with_capacity(records.len());
+    let mut admitted = Vec::with_capacity(records.len());
+    for r in records {
+        let shard = u32::try_from(r.shard).unwrap_or(u32::MAX);
+        if ctx
+            .limiter
+            .admit_write(topic_id, shard, r.key.len() + r.data.len(), now)
+        {
+            slots.push(None);
+            admitted.push(r);
+        } else {
+            slots.push(Some(Err(throttled(view, r.shard))));
+        }
+    }
+    let mut appended = append(ctx, view, admitted).await.into_iter();
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| {
+                appended.next().unwrap_or_else(|| {
+                    Err(KinesisError::new(ErrorKind::InternalFailure, "no result"))
+                })
+            })
+        })
+        .collect()
+}
+
+/// `ProvisionedThroughputExceededException` for a shard of `view`.
+pub(crate) fn throttled(view: &StreamView, shard: usize) -> KinesisError {
+    KinesisError::new(
+        ErrorKind::ProvisionedThroughputExceeded,
+        crate::limits::rate_exceeded_message(&shard_id(shard), view.name()),
+    )
+}
+
 /// The `SequenceNumber` string of (shard, offset).
 pub(crate) fn sequence_number(shard: usize, offset: u64) -> String {
     SequenceNumber::new(u32::try_from(shard).unwrap_or(u32::MAX), offset).to_string()
@@ -215,7 +262,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
             "Records size {total} exceeds the limit of {MAX_REQUEST_BYTES} bytes"
         )));
     }
-    let results = append(ctx, &view, routed).await;
+    let results = admit_and_append(ctx, &view, routed).await;
     let failed = results.iter().filter(|r| r.is_err()).count();
     let records: Vec<Value> = results
         .into_iter()

@@ -1,0 +1,270 @@
+//! AWS-limits mode: per-shard token buckets that throttle like a provisioned Kinesis shard.
+//!
+//! Off by default ([`crate::KinesisConfig::aws_limits`]). When on, every shard has four buckets,
+//! each holding at most one second of its rate and refilled continuously:
+//!
+//! | Bucket | Rate | Spent by |
+//! |---|---|---|
+//! | write records | 1,000/s | each record of `PutRecord`/`PutRecords` |
+//! | write bytes | 1 MiB/s | data + partition key of each record |
+//! | read calls | 5/s | each `GetRecords` |
+//! | read bytes | 2 MiB/s | bytes returned by `GetRecords` (may go negative: a 10 MiB read blocks the shard's reads for a few seconds, as on AWS) |
+//!
+//! Memory is bounded: the table holds one entry per recently used shard, and when it grows past
+//! [`MAX_SHARDS`] entries idle for more than a second are dropped (a full bucket is the same as
+//! no entry). Nothing sleeps: a request that does not fit is refused at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+/// Write records per shard per second.
+pub const WRITE_RECORDS_PER_SEC: f64 = 1_000.0;
+/// Write bytes per shard per second (1 MiB).
+pub const WRITE_BYTES_PER_SEC: f64 = 1_048_576.0;
+/// `GetRecords` calls per shard per second.
+pub const READ_CALLS_PER_SEC: f64 = 5.0;
+/// Read bytes per shard per second (2 MiB).
+pub const READ_BYTES_PER_SEC: f64 = 2_097_152.0;
+/// Table size above which idle shards are forgotten.
+pub const MAX_SHARDS: usize = 16_384;
+
+/// A bucket that holds at most one second of `rate` and refills continuously.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+}
+
+impl Bucket {
+    fn full(rate: f64) -> Bucket {
+        Bucket { tokens: rate }
+    }
+
+    fn refill(&mut self, rate: f64, elapsed: Duration) {
+        self.tokens = (self.tokens + rate * elapsed.as_secs_f64()).min(rate);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ShardBuckets {
+    last: Instant,
+    write_records: Bucket,
+    write_bytes: Bucket,
+    read_calls: Bucket,
+    read_bytes: Bucket,
+}
+
+impl ShardBuckets {
+    fn new(now: Instant) -> ShardBuckets {
+        ShardBuckets {
+            last: now,
+            write_records: Bucket::full(WRITE_RECORDS_PER_SEC),
+            write_bytes: Bucket::full(WRITE_BYTES_PER_SEC),
+            read_calls: Bucket::full(READ_CALLS_PER_SEC),
+            read_bytes: Bucket::full(READ_BYTES_PER_SEC),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.write_records.refill(WRITE_RECORDS_PER_SEC, elapsed);
+        self.write_bytes.refill(WRITE_BYTES_PER_SEC, elapsed);
+        self.read_calls.refill(READ_CALLS_PER_SEC, elapsed);
+        self.read_bytes.refill(READ_BYTES_PER_SEC, elapsed);
+    }
+
+    fn is_full(&self) -> bool {
+        self.write_records.tokens >= WRITE_RECORDS_PER_SEC
+            && self.write_bytes.tokens >= WRITE_BYTES_PER_SEC
+            && self.read_calls.tokens >= READ_CALLS_PER_SEC
+            && self.read_bytes.tokens >= READ_BYTES_PER_SEC
+    }
+}
+
+/// The per-shard buckets of one listener. Disabled, every check passes without a lock.
+#[derive(Debug)]
+pub struct ShardLimiter {
+    enabled: bool,
+    shards: Mutex<HashMap<(Uuid, u32), ShardBuckets>>,
+}
+
+impl ShardLimiter {
+    /// A limiter; `enabled = false` admits everything.
+    pub fn new(enabled: bool) -> ShardLimiter {
+        ShardLimiter {
+            enabled,
+            shards: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether AWS limits are enforced.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn with<T>(
+        &self,
+        topic: Uuid,
+        shard: u32,
+        now: Instant,
+        f: impl FnOnce(&mut ShardBuckets) -> T,
+    ) -> T {
+        let mut shards = match self.shards.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if shards.len() >= MAX_SHARDS && !shards.contains_key(&(topic, shard)) {
+            shards.retain(|_, b| {
+                b.refill(now);
+                !b.is_full()
+            });
+            if shards.len() >= MAX_SHARDS {
+                // Every entry is busy: forget them all (limits restart full) rather than grow.
+                shards.clear();
+            }
+        }
+        let buckets = shards
+            .entry((topic, shard))
+            .or_insert_with(|| ShardBuckets::new(now));
+        buckets.refill(now);
+        f(buckets)
+    }
+
+    /// Admits one record of `bytes` (data + partition key) into a shard, or refuses it.
+    pub fn admit_write(&self, topic: Uuid, shard: u32, bytes: usize, now: Instant) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        self.with(topic, shard, now, |b| {
+            let bytes = bytes as f64;
+            if b.write_records.tokens >= 1.0 && b.write_bytes.tokens >= bytes {
+                b.write_records.tokens -= 1.0;
+                b.write_bytes.tokens -= bytes;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Admits one `GetRecords` call on a shard (a call token, and read bytes not overdrawn).
+    pub fn admit_read(&self, topic: Uuid, shard: u32, now: Instant) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        self.with(topic, shard, now, |b| {
+            if b.read_calls.tokens >= 1.0 && b.read_bytes.tokens > 0.0 {
+                b.read_calls.tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Charges the bytes a `GetRecords` returned; the bucket may go negative.
+    pub fn charge_read(&self, topic: Uuid, shard: u32, bytes: usize, now: Instant) {
+        if !self.enabled {
+            return;
+        }
+        self.with(topic, shard, now, |b| {
+            // Never more than five seconds of debt (a 10 MiB read).
+            b.read_bytes.tokens =
+                (b.read_bytes.tokens - bytes as f64).max(-4.0 * READ_BYTES_PER_SEC);
+        });
+    }
+
+    /// How many shards the table holds (for tests).
+    pub fn tracked(&self) -> usize {
+        match self.shards.lock() {
+            Ok(g) => g.len(),
+            Err(poisoned) => poisoned.into_inner().len(),
+        }
+    }
+}
+
+/// AWS's message for a throttled shard.
+pub fn rate_exceeded_message(shard_id: &str, stream: &str) -> String {
+    format!(
+        "Rate exceeded for shard {shard_id} in stream {stream} under account {}.",
+        crate::stream::ACCOUNT
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_admits_everything() {
+        let l = ShardLimiter::new(false);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        for _ in 0..10_000 {
+            assert!(l.admit_write(t, 0, 1 << 20, now));
+            assert!(l.admit_read(t, 0, now));
+        }
+        assert_eq!(l.tracked(), 0);
+    }
+
+    #[test]
+    fn thousand_records_per_second() {
+        let l = ShardLimiter::new(true);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        let admitted = (0..1500).filter(|_| l.admit_write(t, 0, 10, now)).count();
+        assert_eq!(admitted, 1000);
+        // Another shard has its own bucket.
+        assert!(l.admit_write(t, 1, 10, now));
+        // Half a second later, half a second of tokens.
+        let later = now + Duration::from_millis(500);
+        let admitted = (0..1500).filter(|_| l.admit_write(t, 0, 10, later)).count();
+        assert_eq!(admitted, 500);
+    }
+
+    #[test]
+    fn one_mebibyte_per_second() {
+        let l = ShardLimiter::new(true);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        assert!(l.admit_write(t, 0, 1 << 19, now));
+        assert!(l.admit_write(t, 0, 1 << 19, now));
+        assert!(!l.admit_write(t, 0, 1, now));
+    }
+
+    #[test]
+    fn five_reads_per_second_and_byte_debt() {
+        let l = ShardLimiter::new(true);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        assert_eq!((0..6).filter(|_| l.admit_read(t, 0, now)).count(), 5);
+        let later = now + Duration::from_secs(1);
+        assert!(l.admit_read(t, 0, later));
+        l.charge_read(t, 0, 10 << 20, later);
+        // Overdrawn: refused until the debt is repaid (about four seconds later).
+        assert!(!l.admit_read(t, 0, later + Duration::from_secs(3)));
+        assert!(l.admit_read(t, 0, later + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let l = ShardLimiter::new(true);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        for shard in 0..(MAX_SHARDS as u32 * 2) {
+            l.admit_write(t, shard, 1, now);
+        }
+        assert!(l.tracked() <= MAX_SHARDS);
+    }
+
+    #[test]
+    fn message_is_aws_shaped() {
+        assert_eq!(
+            rate_exceeded_message("shardId-000000000000", "demo"),
+            "Rate exceeded for shard shardId-000000000000 in stream demo under account 000000000000."
+        );
+    }
+}
