@@ -15,6 +15,7 @@ mod kinesis {
     mod cross;
     mod data;
     mod harness;
+    mod http2;
     mod limits;
     mod raw;
     mod reshard;
