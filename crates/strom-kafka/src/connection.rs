@@ -86,7 +86,7 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
                 return;
             }
         }
-        let request = match frame::decode_request(Bytes::from(body)) {
+        let mut request = match frame::decode_request(Bytes::from(body)) {
             Ok(request) => request,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
@@ -94,6 +94,7 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
                 return;
             }
         };
+        request.peer = Some(peer);
         let started = std::time::Instant::now();
         let api_key = request.api_key;
         let outcome = api::handle(context, request).await;

@@ -66,6 +66,8 @@ pub struct Request {
     pub header: RequestHeader,
     /// The body bytes after the header.
     pub body: Bytes,
+    /// The client's address, when the request came over a socket.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl Request {
@@ -77,6 +79,12 @@ impl Request {
     /// The correlation id to echo.
     pub fn correlation_id(&self) -> i32 {
         self.header.correlation_id
+    }
+
+    /// The client host as Kafka shows it in group descriptions (`/` and the IP address).
+    pub fn client_host(&self) -> String {
+        self.peer
+            .map_or_else(|| String::from("/127.0.0.1"), |p| format!("/{}", p.ip()))
     }
 
     /// The client id of the request header (empty if none).
@@ -112,6 +120,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
         api_key,
         header,
         body: frame,
+        peer: None,
     })
 }
 

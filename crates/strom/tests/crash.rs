@@ -1,9 +1,9 @@
 //! `kill -9` the broker while producers write with `acks=all`, restart it on the same data
 //! directory, and check that every acknowledged record is there, in order, once.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,28 +13,10 @@ use strom_kafka::client::Client;
 use strom_record::{BatchBuilder, BatchHeader, DecodeLimits, Record, decode_records};
 use tokio::sync::Mutex;
 
-#[expect(
-    clippy::zombie_processes,
-    reason = "the caller kills and waits for the child; a failed start fails the test anyway"
-)]
+mod common;
+
 fn start(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "serve",
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("STROM_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (child, mut stdout) = common::spawn_serve(data_dir);
     loop {
         let mut line = String::new();
         assert!(

@@ -3,138 +3,21 @@
 //! reset-offsets` only commits with `--execute` and only while the group is empty; `group
 //! delete` is refused while members are active; two members split a two-partition topic.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    addr: String,
-    http: String,
+mod common;
+
+use common::{Server, start, wait_bounded};
+
+/// Test-specific helpers on the shared harness.
+trait GroupCli {
+    fn describe(&self, group: &str) -> serde_json::Value;
+    fn offsets(&self, group: &str, topic: &str) -> Vec<(i64, i64, i64, i64)>;
+    fn wait_for_state(&self, group: &str, state: &str);
 }
 
-fn start(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "serve",
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("STROM_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut addr = None;
-    let http = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "exited early");
-        if let Some(rest) = line.trim().strip_prefix("kafka:") {
-            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
-        }
-        if let Some(rest) = line.trim().strip_prefix("http:") {
-            break rest
-                .trim()
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics")
-                .to_owned();
-        }
-    };
-    Server {
-        child,
-        stdout,
-        addr: addr.expect("kafka address printed before http"),
-        http,
-    }
-}
-
-/// Waits for a child at most `secs`, killing it (and failing) if it takes longer.
-fn wait_bounded(mut child: Child, secs: u64) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "still running after {secs}s; stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-impl Server {
-    fn http_get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(&self.http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        response
-    }
-
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        assert!(self.child.wait().unwrap().success());
-        assert!(rest.contains("stopped cleanly"), "{rest}");
-    }
-
-    /// Starts a CLI command (stdin closed after `stdin` is written).
-    fn spawn(&self, args: &[&str], stdin: &str) -> Child {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(args)
-            .args(["--bootstrap", &self.addr])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child
-    }
-
-    fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        wait_bounded(self.spawn(args, stdin), 60)
-    }
-
-    fn ok(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.cli(args, stdin);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
+impl GroupCli for Server {
     fn describe(&self, group: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["group", "describe", group, "--format", "json"], ""))
             .unwrap()
@@ -167,14 +50,6 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A failed assertion must not leave the broker running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

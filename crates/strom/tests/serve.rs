@@ -1,127 +1,23 @@
 //! The `strom` binary as a process: `serve` prints where it listens, serves, exits cleanly on
 //! SIGTERM; the client subcommands work against it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
-struct Server {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    addr: String,
-    http: String,
-}
+mod common;
 
-fn start(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-        .args([
-            "serve",
-            "--kafka-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("STROM_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut printed = String::new();
-    let mut addr = None;
-    let http = loop {
-        let mut line = String::new();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "exited early: {printed}"
-        );
-        printed.push_str(&line);
-        if let Some(rest) = line.trim().strip_prefix("kafka:") {
-            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
-        }
-        if let Some(rest) = line.trim().strip_prefix("http:") {
-            break rest
-                .trim()
-                .trim_start_matches("http://")
-                .trim_end_matches("/metrics")
-                .to_owned();
-        }
-    };
-    let addr = addr.expect("kafka address printed before http");
-    assert!(printed.contains("data directory:"), "{printed}");
-    Server {
-        child,
-        stdout,
-        addr,
-        http,
-    }
-}
-
-impl Server {
-    fn http_get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(&self.http).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        s.read_to_string(&mut response).unwrap();
-        response
-    }
-
-    fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut rest = String::new();
-        self.stdout.read_to_string(&mut rest).unwrap();
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "{exit:?}");
-        rest
-    }
-
-    fn cli(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(args)
-            .args(["--bootstrap", &self.addr])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.cli(args, stdin);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
+use common::start;
 
 #[test]
 fn serve_prints_addresses_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
+    assert!(
+        server.printed.contains("data directory:"),
+        "{}",
+        server.printed
+    );
     // A raw ApiVersions v0 request: size, key 18, version 0, correlation id 1, null client id.
     let mut s = TcpStream::connect(&server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -38,7 +38,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         server_assignor: body.server_assignor.map(|s| s.to_string()),
         owned,
         client_id: request.client_id(),
-        client_host: String::from("/127.0.0.1"),
+        client_host: request.client_host(),
     };
     let mut response = ConsumerGroupHeartbeatResponse::default();
     match context.broker.consumer_group_heartbeat(req) {

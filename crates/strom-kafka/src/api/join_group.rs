@@ -21,7 +21,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         member_id: body.member_id.to_string(),
         instance_id: body.group_instance_id.map(|s| s.to_string()),
         client_id: request.client_id(),
-        client_host: String::from("/127.0.0.1"),
+        client_host: request.client_host(),
         session_timeout_ms: body.session_timeout_ms,
         rebalance_timeout_ms: if version >= 1 {
             body.rebalance_timeout_ms
