@@ -13,6 +13,7 @@ mod kafka {
     mod fetch;
     mod group_errors;
     mod groups;
+    mod idempotence;
     mod limits;
     mod protocol;
     mod raw;

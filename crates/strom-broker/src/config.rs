@@ -94,6 +94,12 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "preallocate segment files",
     },
     ConfigDef {
+        name: "producer.id.expiration.ms",
+        kind: ConfigType::Long,
+        default: "86400000",
+        doc: "forget an idempotent producer's sequence state this long after its last batch (a broker config in Kafka; here also per topic)",
+    },
+    ConfigDef {
         name: "retention.bytes",
         kind: ConfigType::Long,
         default: "-1",
@@ -177,6 +183,8 @@ pub struct TopicSettings {
     pub min_insync_replicas: i32,
     /// `preallocate`.
     pub preallocate: bool,
+    /// `producer.id.expiration.ms`.
+    pub producer_id_expiration_ms: i64,
     /// `retention.bytes` (None = unlimited).
     pub retention_bytes: Option<u64>,
     /// `retention.ms` (None = unlimited).
@@ -263,6 +271,7 @@ impl TopicSettings {
             timestamp_type: TimestampType::CreateTime,
             min_insync_replicas: 1,
             preallocate: false,
+            producer_id_expiration_ms: strom_log::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
             retention_bytes: None,
             retention_ms: Some(604_800_000),
             segment_bytes: 1 << 30,
@@ -342,6 +351,9 @@ impl TopicSettings {
             "preallocate" => {
                 self.preallocate = one_of(key, value, &["true", "false"])? == "true";
             }
+            "producer.id.expiration.ms" => {
+                self.producer_id_expiration_ms = parse_i64(key, value, 1, i64::MAX)?;
+            }
             "retention.bytes" => {
                 let v = parse_i64(key, value, -1, i64::MAX)?;
                 self.retention_bytes = (v >= 0).then_some(v as u64);
@@ -392,6 +404,7 @@ impl TopicSettings {
             timestamp_type: self.timestamp_type,
             fsync: self.fsync(),
             preallocate: self.preallocate,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
         }
     }
 }

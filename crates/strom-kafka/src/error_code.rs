@@ -62,6 +62,11 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
+        // INVALID_PRODUCER_EPOCH there (PRODUCER_FENCED is for transactional ids).
+        L::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
+        L::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        L::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
         L::OffsetOutOfRange { .. } | L::InvalidOffset { .. } => ResponseError::OffsetOutOfRange,
         L::Io { .. } | L::Poisoned | L::Corrupt { .. } => ResponseError::KafkaStorageError,
         // The partition was closed under the request (topic deletion, shutdown).
@@ -164,6 +169,30 @@ mod tests {
             (
                 Error::Log(strom_log::Error::Closed),
                 ResponseError::NotLeaderOrFollower,
+            ),
+            (
+                Error::Log(strom_log::Error::ProducerFenced {
+                    producer_id: 1,
+                    epoch: 0,
+                    current_epoch: 1,
+                }),
+                ResponseError::InvalidProducerEpoch,
+            ),
+            (
+                Error::Log(strom_log::Error::OutOfOrderSequence {
+                    producer_id: 1,
+                    epoch: 0,
+                    expected: 1,
+                    found: 2,
+                }),
+                ResponseError::OutOfOrderSequenceNumber,
+            ),
+            (
+                Error::Log(strom_log::Error::DuplicateSequence {
+                    producer_id: 1,
+                    first_seq: 0,
+                }),
+                ResponseError::DuplicateSequenceNumber,
             ),
         ];
         for (error, expected) in cases {

@@ -44,10 +44,15 @@ pub struct LogConfig {
     pub fsync: FsyncPolicy,
     /// `segment.preallocate`: reserve `segment_bytes` of disk when a segment is created.
     pub preallocate: bool,
+    /// `producer.id.expiration.ms`: forget an idempotent producer whose last batch is older.
+    pub producer_id_expiration_ms: i64,
 }
 
 /// One week in milliseconds: Kafka's default `retention.ms` and `segment.ms`.
 pub const ONE_WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -61,6 +66,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             fsync: FsyncPolicy::Always,
             preallocate: false,
+            producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
         }
     }
 }

@@ -56,6 +56,42 @@ pub enum Error {
     /// The log was closed.
     #[error("the log is closed")]
     Closed,
+    /// A batch's producer epoch is older than the one the partition knows: a newer instance of
+    /// the producer exists (Kafka's `INVALID_PRODUCER_EPOCH`).
+    #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]
+    ProducerFenced {
+        /// The producer id.
+        producer_id: i64,
+        /// The epoch of the refused batch.
+        epoch: i16,
+        /// The epoch the partition knows.
+        current_epoch: i16,
+    },
+    /// A batch's first sequence number does not follow the producer's last one (Kafka's
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    #[error("producer {producer_id} epoch {epoch}: sequence {found}, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The epoch of the refused batch.
+        epoch: i16,
+        /// The sequence number that would have been in order.
+        expected: i32,
+        /// The batch's first sequence number.
+        found: i32,
+    },
+    /// An append of several batches contains one that is already in the log: only a
+    /// single-batch append (what Kafka clients send) can be answered with the original offsets
+    /// (Kafka's `DUPLICATE_SEQUENCE_NUMBER`).
+    #[error(
+        "producer {producer_id}: batch at sequence {first_seq} is a duplicate inside a multi-batch append"
+    )]
+    DuplicateSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The duplicate batch's first sequence number.
+        first_seq: i32,
+    },
     /// On-disk state that recovery cannot make sense of.
     #[error("corrupt log data in {path}: {reason}")]
     Corrupt {

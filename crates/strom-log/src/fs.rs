@@ -96,3 +96,67 @@ pub(crate) fn preallocate(file: &File, len: u64) {
         tracing::debug!("fallocate not supported here: {e}");
     }
 }
+
+/// Name of the producer-state snapshot taken at `offset`: `<offset, 20 digits>.snapshot`.
+pub(crate) fn snapshot_name(offset: i64) -> String {
+    format!("{}.snapshot", crate::segment::file_stem(offset))
+}
+
+/// Offsets of the producer-state snapshots in `dir`, sorted.
+pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>> {
+    let mut offsets = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list log dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list log dir", dir, e))?;
+        let path = entry.path();
+        if path.extension().and_then(|s| s.to_str()) != Some("snapshot") {
+            continue;
+        }
+        if let Some(offset) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<i64>().ok())
+        {
+            offsets.push(offset);
+        }
+    }
+    offsets.sort_unstable();
+    Ok(offsets)
+}
+
+/// Removes the snapshot taken at `offset` (not an error if it is gone already).
+pub(crate) fn remove_snapshot(dir: &Path, offset: i64) -> Result<()> {
+    let path = dir.join(snapshot_name(offset));
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove snapshot", &path, e)),
+    }
+}
+
+/// Replaces `dir/name` with `bytes` by writing `name.tmp` and renaming it; with `sync`, the temp
+/// file is `fdatasync`ed before and the directory `fsync`ed after the rename. Without, the
+/// caller syncs later ([`sync_file`]) and a reader must tolerate a torn file after power loss.
+/// A leftover `.tmp` is removed by [`list_segments`] on the next open.
+pub(crate) fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).map_err(|e| Error::io("create file", &tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+        .map_err(|e| Error::io("write file", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename file", &path, e))?;
+    if sync { sync_dir(dir) } else { Ok(()) }
+}
+
+/// `fdatasync`s `path` (the deferred half of [`write_file_atomic`]; the caller syncs the
+/// directory). A file already gone (superseded) is not an error.
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
+    match File::open(path) {
+        Ok(f) => f
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync file", path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("open file", path, e)),
+    }
+}

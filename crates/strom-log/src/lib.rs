@@ -51,11 +51,13 @@ mod fsync;
 mod index;
 mod locks;
 mod log;
+pub mod producer_state;
 mod recovery;
 mod segment;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{FsyncPolicy, LogConfig, ONE_WEEK_MS};
+pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
 pub use error::{Error, Result};
 pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult};
+pub use producer_state::ProducerStateManager;
 pub use strom_record::TimestampType;

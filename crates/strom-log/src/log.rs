@@ -14,6 +14,9 @@ use crate::clock::Clock;
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::fsync::GroupCommit;
 use crate::locks::{lock, read_lock, write_lock};
+use crate::producer_state::{
+    BatchMetadata, ProducerStateManager, SequenceCheck, increment_sequence,
+};
 use crate::segment::{BatchPosition, Segment};
 use crate::{Error, Result, fs, recovery};
 
@@ -151,6 +154,8 @@ struct Writer {
     last_batch: Option<BatchPosition>,
     /// Background syncs of rolled segments (policies other than `Always`), joined on close.
     flushers: Vec<std::thread::JoinHandle<()>>,
+    /// Idempotent-producer state through `next_offset`; snapshotted on roll and close.
+    producers: ProducerStateManager,
 }
 
 /// One partition on disk: a directory of segments, append-only, indexed by offset and time.
@@ -251,6 +256,7 @@ impl PartitionLog {
             value: Mutex::new(i64::MIN),
         });
         recovery_point.advance(active_base)?;
+        let producers = load_producer_state(dir, &segments, next_offset)?;
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             group_commit: GroupCommit::new(next_offset, now),
@@ -263,6 +269,7 @@ impl PartitionLog {
                 active_since_ms: active_since,
                 last_batch,
                 flushers: Vec::new(),
+                producers,
             }),
             high_watermark: AtomicI64::new(next_offset),
             log_end: AtomicI64::new(next_offset),
@@ -358,13 +365,44 @@ impl PartitionLog {
             let mut w = lock(&self.writer);
             self.check_writable()?;
             let now = self.clock.now_ms();
-            self.maybe_roll(&mut w, &config, batches.len() as u64, record_count, now)?;
-            let active = self.active()?;
-            let base_offset = w.next_offset;
             let log_append_time = match config.timestamp_type {
                 TimestampType::LogAppendTime => now,
                 TimestampType::CreateTime => strom_record::NO_TIMESTAMP,
             };
+            // Producer checks come before anything is written or rolled, against the offsets
+            // the batches will get (a roll does not move the log end).
+            let staged = if headers.iter().any(|(h, _)| h.producer_id >= 0) {
+                match check_producers(&w.producers, &headers, w.next_offset, &config, now)? {
+                    ProducerPlan::Append(staged) => Some(staged),
+                    ProducerPlan::Duplicate(m) => {
+                        debug!(dir = %self.dir.display(), first_offset = m.first_offset, "duplicate producer batch");
+                        let info = AppendInfo {
+                            base_offset: m.first_offset,
+                            last_offset: m.last_offset,
+                            log_append_time: if log_append_time >= 0 {
+                                m.timestamp
+                            } else {
+                                log_append_time
+                            },
+                            log_start_offset: self.log_start_offset(),
+                            max_timestamp: m.timestamp,
+                            record_count: m.last_offset - m.first_offset + 1,
+                        };
+                        drop(w);
+                        // The original may still be waiting for its sync: answer only once it
+                        // is as durable as a fresh append would be.
+                        if config.fsync == FsyncPolicy::Always {
+                            self.sync_through(m.last_offset + 1)?;
+                        }
+                        return Ok(info);
+                    }
+                }
+            } else {
+                None
+            };
+            self.maybe_roll(&mut w, &config, batches.len() as u64, record_count, now)?;
+            let active = self.active()?;
+            let base_offset = w.next_offset;
             let mut max_timestamp = strom_record::NO_TIMESTAMP;
             let mut next = base_offset;
             for (header, range) in &headers {
@@ -421,6 +459,9 @@ impl PartitionLog {
                 offset = h.next_offset();
             }
             active.set_size(pos);
+            if let Some(staged) = staged {
+                w.producers.merge(staged);
+            }
             w.last_batch = last;
             w.active_since_ms.get_or_insert(now);
             w.next_offset = next;
@@ -540,6 +581,16 @@ impl PartitionLog {
         w.active_since_ms = None;
         w.last_batch = None;
         let new_base = w.next_offset;
+        w.producers.expire(now, config.producer_id_expiration_ms);
+        // The snapshot only saves re-scanning: without it recovery scans from an older one.
+        // Under `Always` it is synced here; otherwise with the rolled segment, in the background
+        // (a torn snapshot fails its checksum and recovery takes an older one).
+        let sync_snapshot = config.fsync == FsyncPolicy::Always;
+        if let Err(e) =
+            self.write_producer_snapshot(&w.producers, new_base, active.base_offset, sync_snapshot)
+        {
+            warn!(dir = %self.dir.display(), offset = new_base, "writing the producer-state snapshot failed: {e}");
+        }
         if config.fsync == FsyncPolicy::Always {
             // Little is unsynced under `Always`: sync now, so what is acknowledged stays simple.
             if let Err(e) = active.sync_all() {
@@ -555,10 +606,16 @@ impl PartitionLog {
             // below this segment, so a crash makes recovery scan it.
             w.flushers.retain(|h| !h.is_finished());
             let recovery_point = Arc::clone(&self.recovery_point);
+            let snapshot = self.dir.join(fs::snapshot_name(new_base));
             let spawned = std::thread::Builder::new()
                 .name("strom-log-flush".into())
                 .spawn(move || {
-                    let synced = active.sync_all().and_then(|()| recovery_point.advance(new_base));
+                    let synced = active
+                        .sync_all()
+                        .and_then(|()| fs::sync_file(&snapshot))
+                        // Advancing rewrites the recovery point and syncs the directory, which
+                        // makes the snapshot's rename durable too.
+                        .and_then(|()| recovery_point.advance(new_base));
                     if let Err(e) = synced {
                         warn!(segment = %active.log_path.display(), "flushing rolled segment failed: {e}");
                     }
@@ -782,6 +839,16 @@ impl PartitionLog {
             info!(segment = %segment.log_path.display(), "deleted segment");
         }
         if !deleted.is_empty() {
+            // Snapshots of deleted segments go with them; the one at the first remaining
+            // segment's base keeps the producers seen only in deleted segments.
+            let first = read_lock(&self.segments)
+                .first()
+                .map_or(0, |s| s.base_offset);
+            for offset in fs::list_snapshots(&self.dir)? {
+                if offset < first {
+                    fs::remove_snapshot(&self.dir, offset)?;
+                }
+            }
             fs::sync_dir(&self.dir)?;
         }
         Ok(deleted.len())
@@ -795,6 +862,7 @@ impl PartitionLog {
         let config = self.config();
         let now = self.clock.now_ms();
         let mut w = lock(&self.writer);
+        w.producers.expire(now, config.producer_id_expiration_ms);
         let mut deleted = 0;
         if let Some(retention_ms) = config.retention_ms {
             let cutoff = now.saturating_sub(retention_ms);
@@ -910,6 +978,10 @@ impl PartitionLog {
                 pos += h.total_len() as u64;
             }
         }
+        // Producer state through the new end: the latest snapshot at or below it (newer ones
+        // describe removed batches and are deleted) plus a header scan.
+        let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
+        w.producers = load_producer_state(&self.dir, &segments, new_end)?;
         // Segments rolled from here on start below the old recovery point: lower it.
         self.recovery_point.lower(active.base_offset)?;
         self.log_end.store(new_end, Ordering::Release);
@@ -930,7 +1002,38 @@ impl PartitionLog {
         for handle in w.flushers.drain(..) {
             let _ = handle.join();
         }
-        self.active()?.sync_all()
+        let active = self.active()?;
+        active.sync_all()?;
+        // After the sync: the snapshot must describe only durable batches.
+        self.write_producer_snapshot(&w.producers, w.next_offset, active.base_offset, true)
+    }
+
+    /// Writes the producer state through `offset` as `<offset>.snapshot` and removes the
+    /// snapshots strictly between `keep_through` (the base of the segment they belong to) and
+    /// `offset`, which it supersedes.
+    fn write_producer_snapshot(
+        &self,
+        state: &ProducerStateManager,
+        offset: i64,
+        keep_through: i64,
+        sync: bool,
+    ) -> Result<()> {
+        fs::write_file_atomic(&self.dir, &fs::snapshot_name(offset), &state.encode(), sync)?;
+        for older in fs::list_snapshots(&self.dir)? {
+            if older > keep_through && older < offset {
+                fs::remove_snapshot(&self.dir, older)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The known state of `producer_id`: its epoch and the sequence of its last batch (for
+    /// tests and diagnostics).
+    pub fn producer_state(&self, producer_id: i64) -> Option<(i16, Option<i32>)> {
+        let w = lock(&self.writer);
+        w.producers
+            .get(producer_id)
+            .map(|e| (e.epoch, e.last_seq()))
     }
 
     /// Closes the log and removes its directory (topic deletion).
@@ -981,6 +1084,138 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
         }));
     }
     Ok(out)
+}
+
+/// What to do with an append that carries producer batches.
+enum ProducerPlan {
+    /// Write the batches; then merge this state (the updated entries of their producers).
+    Append(ProducerStateManager),
+    /// The single batch is already in the log.
+    Duplicate(BatchMetadata),
+}
+
+/// Checks the producer batches among `headers`, which will get offsets from `base_offset` on,
+/// against `state` without changing it.
+fn check_producers(
+    state: &ProducerStateManager,
+    headers: &[(BatchHeader, std::ops::Range<usize>)],
+    base_offset: i64,
+    config: &LogConfig,
+    now: i64,
+) -> Result<ProducerPlan> {
+    let mut staged = state.subset(
+        headers
+            .iter()
+            .filter(|(h, _)| h.producer_id >= 0)
+            .map(|(h, _)| h.producer_id),
+    );
+    let mut next = base_offset;
+    for (h, _) in headers {
+        let delta = i64::from(h.last_offset_delta);
+        if h.producer_id >= 0 {
+            let last_seq = increment_sequence(h.base_sequence, h.last_offset_delta);
+            match staged.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)? {
+                SequenceCheck::Append => staged.update(
+                    h.producer_id,
+                    h.producer_epoch,
+                    BatchMetadata {
+                        first_seq: h.base_sequence,
+                        last_seq,
+                        first_offset: next,
+                        last_offset: next + delta,
+                        timestamp: match config.timestamp_type {
+                            TimestampType::LogAppendTime => now,
+                            TimestampType::CreateTime => h.max_timestamp,
+                        },
+                    },
+                ),
+                SequenceCheck::Duplicate(m) if headers.len() == 1 => {
+                    return Ok(ProducerPlan::Duplicate(m));
+                }
+                SequenceCheck::Duplicate(_) => {
+                    return Err(Error::DuplicateSequence {
+                        producer_id: h.producer_id,
+                        first_seq: h.base_sequence,
+                    });
+                }
+            }
+        }
+        next += delta + 1;
+    }
+    Ok(ProducerPlan::Append(staged))
+}
+
+/// Rebuilds the producer state through `end`: loads the latest readable snapshot at or below
+/// `end`, then reads the headers (not the records) of the batches from there to `end`.
+/// Snapshots above `end` describe batches that are gone and are deleted, as are unreadable ones.
+fn load_producer_state(
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    end: i64,
+) -> Result<ProducerStateManager> {
+    let mut snapshots = fs::list_snapshots(dir)?;
+    for &offset in snapshots.iter().filter(|&&o| o > end) {
+        fs::remove_snapshot(dir, offset)?;
+    }
+    snapshots.retain(|&o| o <= end);
+    let mut state = ProducerStateManager::new();
+    let mut from = i64::MIN;
+    while let Some(offset) = snapshots.pop() {
+        let path = dir.join(fs::snapshot_name(offset));
+        let loaded = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| ProducerStateManager::decode(&b).map_err(str::to_owned));
+        match loaded {
+            Ok(s) => {
+                state = s;
+                from = offset;
+                break;
+            }
+            Err(reason) => {
+                warn!(snapshot = %path.display(), "dropping unreadable producer snapshot: {reason}");
+                fs::remove_snapshot(dir, offset)?;
+            }
+        }
+    }
+    let mut scanned = 0u64;
+    for (i, segment) in segments.iter().enumerate() {
+        let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base_offset);
+        if next_base <= from || segment.base_offset >= end {
+            continue;
+        }
+        let limit = segment.size();
+        let (offset, position) = if segment.base_offset >= from {
+            (segment.base_offset, 0)
+        } else {
+            match segment.find_batch(from, limit)? {
+                Some(b) => (b.header.base_offset, b.position),
+                None => continue,
+            }
+        };
+        segment.walk(offset, position, limit, |b| {
+            let h = b.header;
+            if h.base_offset >= end {
+                return Ok(false);
+            }
+            if h.base_offset >= from && h.producer_id >= 0 {
+                scanned += 1;
+                state.update(
+                    h.producer_id,
+                    h.producer_epoch,
+                    BatchMetadata {
+                        first_seq: h.base_sequence,
+                        last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
+                        first_offset: h.base_offset,
+                        last_offset: h.last_offset(),
+                        timestamp: h.max_timestamp,
+                    },
+                );
+            }
+            Ok(true)
+        })?;
+    }
+    debug!(dir = %dir.display(), snapshot = from, scanned, producers = state.len(), "loaded producer state");
+    Ok(state)
 }
 
 /// The time retention judges a segment by: its largest record timestamp, or the file's
