@@ -164,6 +164,10 @@ impl Conn {
                 format!("{action}: HTTP {status}: {}", String::from_utf8_lossy(&out)).into(),
             );
         }
+        if out.is_empty() {
+            // Some emulators answer CreateStream with an empty body.
+            return Ok(Value::Null);
+        }
         Ok(serde_json::from_slice(&out)?)
     }
 }
