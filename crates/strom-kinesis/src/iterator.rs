@@ -57,6 +57,28 @@ impl IteratorKey {
         IteratorKey(key)
     }
 
+    /// A key derived from a durable secret (the broker's cluster id), so iterators issued
+    /// before a restart stay valid after it. Two MD5 digests under distinct labels fill the key.
+    pub fn derive(secret: &[u8]) -> IteratorKey {
+        use md5::Digest as _;
+        let mut key = [0u8; 32];
+        for (half, label) in [
+            &b"strom-kinesis-iterator-key/1/"[..],
+            b"strom-kinesis-iterator-key/2/",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut h = Md5::new();
+            h.update(label);
+            h.update(secret);
+            if let Some(slot) = key.get_mut(half * 16..half * 16 + 16) {
+                slot.copy_from_slice(&h.finalize());
+            }
+        }
+        IteratorKey(key)
+    }
+
     /// A fixed key (tests).
     pub fn from_bytes(key: [u8; 32]) -> IteratorKey {
         IteratorKey(key)
@@ -142,6 +164,16 @@ mod tests {
             raw[i] ^= byte;
             let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
             prop_assert_eq!(key.decode(&token), Err(InvalidIterator));
+        }
+
+        #[test]
+        fn derived_keys_are_stable_per_secret(secret in proptest::collection::vec(0u8.., 0..64)) {
+            let it = ShardIterator { topic_id: Uuid::new_v4(), shard: 3, offset: 4, issued_ms: 5 };
+            let token = IteratorKey::derive(&secret).encode(&it);
+            prop_assert_eq!(IteratorKey::derive(&secret).decode(&token), Ok(it));
+            let mut other = secret.clone();
+            other.push(1);
+            prop_assert_eq!(IteratorKey::derive(&other).decode(&token), Err(InvalidIterator));
         }
 
         #[test]

@@ -39,13 +39,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with a fresh iterator key.
+    /// A context whose iterator key is derived from the broker's cluster id (durable, so
+    /// shard iterators survive a restart of the broker).
     pub fn new(config: KinesisConfig, broker: Arc<Broker>) -> Context {
+        let iterator_key = IteratorKey::derive(broker.cluster_id().as_bytes());
         Context {
+            iterator_key,
             broker,
             limiter: ShardLimiter::new(config.aws_limits),
             config,
-            iterator_key: IteratorKey::random(),
             closing: tokio::sync::watch::Sender::new(false),
         }
     }

@@ -486,3 +486,49 @@ async fn errors_clients_see() {
     assert_eq!(code(&e), "ResourceNotFoundException");
     both.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_iterators_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    let k = both.client();
+    k.create_stream()
+        .stream_name("durable")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    k.put_record()
+        .stream_name("durable")
+        .partition_key("p")
+        .data(Blob::new("before"))
+        .send()
+        .await
+        .unwrap();
+    let it = iterator(
+        &k,
+        "durable",
+        "shardId-000000000000",
+        ShardIteratorType::TrimHorizon,
+    )
+    .await;
+    both.stop().await;
+
+    let both = Both::start(dir.path()).await;
+    let k = both.client();
+    let out = k.get_records().shard_iterator(&it).send().await.unwrap();
+    assert_eq!(out.records().len(), 1);
+    assert_eq!(out.records()[0].data().as_ref(), b"before");
+    // A forged iterator is still refused.
+    let mut forged = it.clone();
+    forged.pop();
+    forged.push(if it.ends_with('A') { 'B' } else { 'A' });
+    let e = k
+        .get_records()
+        .shard_iterator(forged)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidArgumentException");
+    both.stop().await;
+}
