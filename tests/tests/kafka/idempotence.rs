@@ -13,9 +13,11 @@ use rdkafka::Offset;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use strom_broker::BrokerConfig;
+use strom_kafka::KafkaConfig;
 use strom_record::{BatchBuilder, Record};
 use strom_tests::TestBroker;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use super::client;
 use super::raw::call;
@@ -162,6 +164,105 @@ async fn idempotent_producer_across_a_broker_restart_writes_each_record_once_in_
         assert_eq!(
             client::payload(m),
             format!("exactly-{i}"),
+            "each record once, in order"
+        );
+    }
+    assert_eq!(end, N as i64, "nothing after the last record");
+    broker.stop().await;
+}
+
+/// Forwards connections to `upstream`. Each bump of `cut` stops the answers of every open
+/// connection at once while its requests still reach the broker for 100 ms, then closes it:
+/// batches get appended whose acknowledgement the client never sees.
+async fn lossy_proxy(
+    listener: TcpListener,
+    upstream: std::net::SocketAddr,
+    cut: watch::Receiver<u64>,
+) {
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = TcpStream::connect(upstream).await else {
+            continue;
+        };
+        let mut cut = cut.clone();
+        tokio::spawn(async move {
+            let generation = *cut.borrow();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let requests = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
+            tokio::select! {
+                _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                _ = cut.wait_for(|g| *g != generation) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            requests.abort();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_with_lost_acknowledgements_writes_each_record_once_in_order() {
+    const N: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let kafka = KafkaConfig {
+        advertised_host: Some("127.0.0.1".into()),
+        advertised_port: Some(proxy_addr.port()),
+        ..KafkaConfig::default()
+    };
+    let broker = TestBroker::start_with(BrokerConfig::new(dir.path()), kafka).await;
+    let (cut, cuts) = watch::channel(0u64);
+    tokio::spawn(lossy_proxy(listener, broker.addr(), cuts));
+    let bootstrap = proxy_addr.to_string();
+    client::create_topic(&bootstrap, "lossy", 1).await;
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("broker.address.family", "v4")
+        .set("enable.idempotence", "true")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("linger.ms", "2")
+        .set("batch.num.messages", "20")
+        .set("retry.backoff.ms", "50")
+        .set("socket.timeout.ms", "2000")
+        .set("message.timeout.ms", "60000")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let sender = tokio::spawn(async move {
+        let mut pending = Vec::with_capacity(N);
+        for i in 0..N {
+            let payload = format!("lossy-{i}");
+            let record = FutureRecord::<(), _>::to("lossy").payload(&payload);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+            if i % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for d in pending {
+            d.await.unwrap().expect("delivered");
+        }
+    });
+    // Cut while records flow (the producer connects lazily, so not too early).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cut.send_modify(|g| *g += 1);
+    }
+    tokio::time::timeout(Duration::from_secs(90), sender)
+        .await
+        .expect("all delivered in time")
+        .unwrap();
+    let end = broker
+        .broker()
+        .partition("lossy", 0)
+        .unwrap()
+        .high_watermark();
+    let messages = client::consume(&broker.bootstrap(), "lossy", &[0], Offset::Beginning, N).await;
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m.offset(), i as i64, "dense offsets");
+        assert_eq!(
+            client::payload(m),
+            format!("lossy-{i}"),
             "each record once, in order"
         );
     }
