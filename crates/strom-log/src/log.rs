@@ -371,7 +371,7 @@ impl PartitionLog {
             };
             // Producer checks come before anything is written or rolled, against the offsets
             // the batches will get (a roll does not move the log end).
-            let staged = if headers.iter().any(|(h, _)| h.producer_id >= 0) {
+            let staged = if headers.iter().any(|(h, _)| is_idempotent(h)) {
                 match check_producers(&w.producers, &headers, w.next_offset, &config, now)? {
                     ProducerPlan::Append(staged) => Some(staged),
                     ProducerPlan::Duplicate(m) => {
@@ -1094,6 +1094,12 @@ enum ProducerPlan {
     Duplicate(BatchMetadata),
 }
 
+/// Whether a batch takes part in sequence checks: it has a producer id and is not a control
+/// batch (transaction markers carry the producer id but no sequence, as in Kafka).
+fn is_idempotent(h: &BatchHeader) -> bool {
+    h.producer_id >= 0 && !h.is_control()
+}
+
 /// Checks the producer batches among `headers`, which will get offsets from `base_offset` on,
 /// against `state` without changing it.
 fn check_producers(
@@ -1106,13 +1112,13 @@ fn check_producers(
     let mut staged = state.subset(
         headers
             .iter()
-            .filter(|(h, _)| h.producer_id >= 0)
+            .filter(|(h, _)| is_idempotent(h))
             .map(|(h, _)| h.producer_id),
     );
     let mut next = base_offset;
     for (h, _) in headers {
         let delta = i64::from(h.last_offset_delta);
-        if h.producer_id >= 0 {
+        if is_idempotent(h) {
             let last_seq = increment_sequence(h.base_sequence, h.last_offset_delta);
             match staged.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)? {
                 SequenceCheck::Append => staged.update(
@@ -1197,7 +1203,7 @@ fn load_producer_state(
             if h.base_offset >= end {
                 return Ok(false);
             }
-            if h.base_offset >= from && h.producer_id >= 0 {
+            if h.base_offset >= from && is_idempotent(&h) {
                 scanned += 1;
                 state.update(
                     h.producer_id,
