@@ -53,6 +53,9 @@ struct Args {
     /// Runs; the table shows every run and the median.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Produce with `enable.idempotence=true` (the broker checks producer sequences).
+    #[arg(long)]
+    idempotence: bool,
 }
 
 /// Collects produce latencies from delivery reports.
@@ -142,7 +145,7 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         .set("batch.size", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("queue.buffering.max.messages", "1000000")
-        .set("enable.idempotence", "false")
+        .set("enable.idempotence", args.idempotence.to_string())
         .create_with_context(context)
         .map_err(|e| e.to_string())?;
     let payload: Vec<u8> = (0..args.size).map(|i| (i * 7 + 13) as u8).collect();
