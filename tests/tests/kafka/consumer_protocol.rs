@@ -426,6 +426,21 @@ async fn a_static_consumer_protocol_member_comes_back_without_a_rebalance() {
     broker.stop().await;
 }
 
+/// What a member reports owning after being given `assignment`.
+fn owned_partitions(
+    assignment: kafka_protocol::messages::consumer_group_heartbeat_response::Assignment,
+) -> Vec<TopicPartitions> {
+    assignment
+        .topic_partitions
+        .into_iter()
+        .map(|t| {
+            TopicPartitions::default()
+                .with_topic_id(t.topic_id)
+                .with_partitions(t.partitions)
+        })
+        .collect()
+}
+
 /// A member that dies without leaving (it just stops heartbeating) loses its partitions to the
 /// survivors once its session times out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,17 +464,7 @@ async fn a_silent_member_is_expired_and_its_partitions_move() {
     )
     .await;
     assert_eq!(joined.member_epoch, 1);
-    let mut owned: Vec<TopicPartitions> = joined
-        .assignment
-        .unwrap()
-        .topic_partitions
-        .into_iter()
-        .map(|t| {
-            TopicPartitions::default()
-                .with_topic_id(t.topic_id)
-                .with_partitions(t.partitions)
-        })
-        .collect();
+    let mut owned = owned_partitions(joined.assignment.unwrap());
     let mut epoch = joined.member_epoch;
     let b = bootstrap.clone();
     let survivor = tokio::task::spawn_blocking(move || {
@@ -484,15 +489,7 @@ async fn a_silent_member_is_expired_and_its_partitions_move() {
         assert_eq!(r.error_code, 0);
         epoch = r.member_epoch;
         if let Some(a) = r.assignment {
-            owned = a
-                .topic_partitions
-                .into_iter()
-                .map(|t| {
-                    TopicPartitions::default()
-                        .with_topic_id(t.topic_id)
-                        .with_partitions(t.partitions)
-                })
-                .collect();
+            owned = owned_partitions(a);
         }
         let mine: usize = owned.iter().map(|t| t.partitions.len()).sum();
         if mine == 2 && assignment(&survivor).len() == 2 {

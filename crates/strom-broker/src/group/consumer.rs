@@ -521,10 +521,14 @@ impl ConsumerGroupEngine {
         }
         group.refresh_target(topics, epoch_before);
         let changed = group.reconcile(&member_id, req.owned.as_ref(), now);
+        // Only a join, a new group epoch or a moved member changes the durable state; plain
+        // heartbeats do not, and are not snapshotted.
+        if full || changed || group.epoch != epoch_before {
+            self.dirty.insert(req.group_id.clone());
+        }
         let Some(m) = group.members.get(&member_id) else {
             return Err(GroupError::UnknownMemberId);
         };
-        self.dirty.insert(req.group_id.clone());
         let stale = req
             .owned
             .as_ref()

@@ -826,6 +826,13 @@ impl GroupEngine {
         }
     }
 
+    /// Whether the group exists and has members.
+    pub fn has_members(&self, group_id: &str) -> bool {
+        self.groups
+            .get(group_id)
+            .is_some_and(|g| !g.members.is_empty())
+    }
+
     /// The group's state, if known.
     pub fn state(&self, group_id: &str) -> Option<GroupState> {
         self.groups.get(group_id).map(|g| g.state)

@@ -613,11 +613,7 @@ impl Broker {
         let topics = self.topic_infos();
         let now = self.clock().now_ms();
         let mut rt = self.groups.runtime();
-        if rt
-            .engine
-            .describe(&req.group_id)
-            .is_some_and(|d| !d.members.is_empty())
-        {
+        if rt.engine.has_members(&req.group_id) {
             return Err(GroupError::GroupIdNotFound);
         }
         let answer = rt.consumer.heartbeat(req, &topics, now);
