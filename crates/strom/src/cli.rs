@@ -354,30 +354,56 @@ pub(crate) async fn consume(connect: &Connect, args: ConsumeArgs) -> anyhow::Res
             }
             continue;
         }
-        let mut rest = fetched.records;
         let mut out = stdout.lock();
-        while !rest.is_empty() {
-            let Ok(header) = BatchHeader::parse(&rest) else {
-                break;
-            };
-            let len = header.total_len();
-            if len > rest.len() {
-                break; // a partial batch at the end of a size-limited fetch
-            }
-            let batch = rest.split_to(len);
-            let decoded =
-                decode_records(&batch, DecodeLimits::default()).context("decoding a batch")?;
-            for r in decoded.records {
-                if r.offset < offset || args.count.is_some_and(|c| printed >= c) {
-                    continue;
-                }
-                write_record(&mut out, format, None, &r)?;
-                printed += 1;
-            }
-            offset = offset.max(header.next_offset());
-        }
+        offset = print_batches(
+            &mut out,
+            fetched.records,
+            offset,
+            format,
+            None,
+            args.count,
+            &mut printed,
+        )?;
     }
     Ok(())
+}
+
+/// Prints the records of the fetched batches `rest` from `offset` on, up to `count` in total
+/// (`printed` so far); returns the next offset to read. `partition` is shown by some formats.
+pub(crate) fn print_batches(
+    out: &mut impl Write,
+    mut rest: Bytes,
+    mut offset: i64,
+    format: OutputFormat,
+    partition: Option<i32>,
+    count: Option<usize>,
+    printed: &mut usize,
+) -> anyhow::Result<i64> {
+    while !rest.is_empty() {
+        let Ok(header) = BatchHeader::parse(&rest) else {
+            break;
+        };
+        let len = header.total_len();
+        if len > rest.len() {
+            break; // a partial batch at the end of a size-limited fetch
+        }
+        let batch = rest.split_to(len);
+        let decoded =
+            decode_records(&batch, DecodeLimits::default()).context("decoding a batch")?;
+        for r in decoded.records {
+            if r.offset < offset {
+                continue;
+            }
+            if count.is_some_and(|c| *printed >= c) {
+                return Ok(offset);
+            }
+            write_record(out, format, partition, &r)?;
+            *printed += 1;
+            offset = r.offset + 1;
+        }
+        offset = offset.max(header.next_offset());
+    }
+    Ok(offset)
 }
 
 impl ConsumeArgs {

@@ -7,13 +7,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use clap::{ArgGroup, Args, Subcommand};
 use strom_kafka::client::Client;
 use strom_kafka::client::group::{GroupMember, MemberTimeouts, is_offset_out_of_range};
-use strom_record::{BatchHeader, DecodeLimits, decode_records};
 
-use crate::cli::{Connect, ConsumeArgs, write_record};
+use crate::cli::{Connect, ConsumeArgs, print_batches};
 
 /// How `strom group list` and `describe` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -643,7 +641,7 @@ async fn consume_generation(
             fetched.records,
             offset,
             format,
-            p,
+            Some(p),
             args.count,
             printed,
         )?;
@@ -652,42 +650,4 @@ async fn consume_generation(
             return Ok(Next::Rejoin);
         }
     }
-}
-
-/// Prints the records of `records` from `offset` on, up to `count` in total; returns the next
-/// offset to read.
-fn print_batches(
-    out: &mut impl Write,
-    mut rest: Bytes,
-    mut offset: i64,
-    format: crate::cli::OutputFormat,
-    partition: i32,
-    count: Option<usize>,
-    printed: &mut usize,
-) -> anyhow::Result<i64> {
-    while !rest.is_empty() {
-        let Ok(header) = BatchHeader::parse(&rest) else {
-            break;
-        };
-        let len = header.total_len();
-        if len > rest.len() {
-            break; // a partial batch at the end of a size-limited fetch
-        }
-        let batch = rest.split_to(len);
-        let decoded =
-            decode_records(&batch, DecodeLimits::default()).context("decoding a batch")?;
-        for r in decoded.records {
-            if r.offset < offset {
-                continue;
-            }
-            if count.is_some_and(|c| *printed >= c) {
-                return Ok(offset);
-            }
-            write_record(out, format, Some(partition), &r)?;
-            *printed += 1;
-            offset = r.offset + 1;
-        }
-        offset = offset.max(header.next_offset());
-    }
-    Ok(offset)
 }
