@@ -44,6 +44,7 @@
 mod batch;
 mod builder;
 mod compression;
+mod control;
 mod decode;
 mod error;
 mod record;
@@ -56,6 +57,7 @@ pub use batch::{
     set_partition_leader_epoch, validate_batch,
 };
 pub use builder::BatchBuilder;
+pub use control::{ControlType, Marker, control_type_of_key, marker_batch, parse_marker};
 pub use decode::{
     DEFAULT_MAX_DECOMPRESSED_BYTES, DecodeLimits, DecodedBatch, DecodedRecord, OffsetAndTimestamp,
     decode_records, find_by_timestamp, record_offsets_and_timestamps, validate_records,
