@@ -67,6 +67,7 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
         L::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
         L::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         L::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
+        L::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         L::OffsetOutOfRange { .. } | L::InvalidOffset { .. } => ResponseError::OffsetOutOfRange,
         L::Io { .. } | L::Poisoned | L::Corrupt { .. } => ResponseError::KafkaStorageError,
         // The partition was closed under the request (topic deletion, shutdown).

@@ -92,6 +92,15 @@ pub enum Error {
         /// The duplicate batch's first sequence number.
         first_seq: i32,
     },
+    /// A batch does not fit the producer's transaction state: a non-transactional batch while
+    /// its transaction is open (Kafka's `INVALID_TXN_STATE`).
+    #[error("producer {producer_id}: invalid transaction state: {reason}")]
+    InvalidTxnState {
+        /// The producer id.
+        producer_id: i64,
+        /// What was wrong.
+        reason: &'static str,
+    },
     /// On-disk state that recovery cannot make sense of.
     #[error("corrupt log data in {path}: {reason}")]
     Corrupt {

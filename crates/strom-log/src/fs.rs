@@ -29,7 +29,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>> {
                 }
             }
             "tmp" => orphans.push(path.clone()),
-            "index" | "timeindex" if !path.with_extension("log").exists() => {
+            "index" | "timeindex" | "txnindex" if !path.with_extension("log").exists() => {
                 orphans.push(path.clone());
             }
             _ => {}

@@ -54,10 +54,12 @@ mod log;
 pub mod producer_state;
 mod recovery;
 mod segment;
+mod txn_index;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
 pub use error::{Error, Result};
-pub use log::{AppendInfo, FileSlice, PartitionLog, ReadResult};
-pub use producer_state::ProducerStateManager;
+pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
+pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;
+pub use txn_index::{AbortedFilter, AbortedTxn, OngoingTxn, ProducerInfo, TXN_INDEX_ENTRY_LEN};

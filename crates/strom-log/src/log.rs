@@ -15,9 +15,10 @@ use crate::config::{FsyncPolicy, LogConfig};
 use crate::fsync::GroupCommit;
 use crate::locks::{lock, read_lock, write_lock};
 use crate::producer_state::{
-    BatchMetadata, ProducerStateManager, SequenceCheck, increment_sequence,
+    BatchMetadata, CompletedTxn, ProducerStateManager, SequenceCheck, increment_sequence,
 };
 use crate::segment::{BatchPosition, Segment};
+use crate::txn_index::{AbortedTxn, OngoingTxn, ProducerInfo, TxnIndexEntry};
 use crate::{Error, Result, fs, recovery};
 
 const LOG_START_FILE: &str = "log-start-offset";
@@ -136,10 +137,33 @@ impl FileSlice {
 pub struct ReadResult {
     /// High watermark when the read was served.
     pub high_watermark: i64,
+    /// Last stable offset when the read was served (see [`PartitionLog::last_stable_offset`]).
+    pub last_stable_offset: i64,
     /// Log start offset when the read was served.
     pub log_start_offset: i64,
     /// The batches, or `None` when there is nothing at or after the offset yet.
     pub data: Option<FileSlice>,
+}
+
+/// The answer to [`PartitionLog::read_committed`].
+#[derive(Debug, Clone)]
+pub struct CommittedRead {
+    /// The batches, all below [`ReadResult::last_stable_offset`].
+    pub read: ReadResult,
+    /// The aborted transactions overlapping the returned batches, by first offset.
+    pub aborted_transactions: Vec<AbortedTxn>,
+}
+
+/// What the last stable offset is computed from; written by the writer (before it publishes a
+/// new high watermark), read by anyone.
+#[derive(Debug, Default)]
+struct TxnView {
+    /// First offset of the earliest open transaction.
+    first_ongoing: Option<i64>,
+    /// Transactions whose marker may still be at or above the high watermark (`FsyncPolicy::
+    /// Always` publishes it after the sync): `(first_offset, marker_offset)`. They stay
+    /// unstable until the marker is below the high watermark, as in Kafka.
+    pending: Vec<(i64, i64)>,
 }
 
 /// Writer-only state, guarded by the writer lock.
@@ -183,6 +207,7 @@ pub struct PartitionLog {
     log_start: AtomicI64,
     recovery_point: Arc<RecoveryPoint>,
     closed: AtomicBool,
+    txn_view: RwLock<TxnView>,
 }
 
 impl PartitionLog {
@@ -257,6 +282,10 @@ impl PartitionLog {
         });
         recovery_point.advance(active_base)?;
         let producers = load_producer_state(dir, &segments, next_offset)?;
+        let txn_view = TxnView {
+            first_ongoing: producers.first_ongoing_offset(),
+            pending: Vec::new(),
+        };
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             group_commit: GroupCommit::new(next_offset, now),
@@ -276,6 +305,7 @@ impl PartitionLog {
             log_start: AtomicI64::new(log_start),
             recovery_point,
             closed: AtomicBool::new(false),
+            txn_view: RwLock::new(txn_view),
         })
     }
 
@@ -371,9 +401,10 @@ impl PartitionLog {
             };
             // Producer checks come before anything is written or rolled, against the offsets
             // the batches will get (a roll does not move the log end).
-            let staged = if headers.iter().any(|(h, _)| is_idempotent(h)) {
-                match check_producers(&w.producers, &headers, w.next_offset, &config, now)? {
-                    ProducerPlan::Append(staged) => Some(staged),
+            let staged = if headers.iter().any(|(h, _)| h.producer_id >= 0) {
+                match check_producers(&w.producers, batches, &headers, w.next_offset, &config, now)?
+                {
+                    ProducerPlan::Append(staged, completed) => Some((staged, completed)),
                     ProducerPlan::Duplicate(m) => {
                         debug!(dir = %self.dir.display(), first_offset = m.first_offset, "duplicate producer batch");
                         let info = AppendInfo {
@@ -459,8 +490,29 @@ impl PartitionLog {
                 offset = h.next_offset();
             }
             active.set_size(pos);
-            if let Some(staged) = staged {
+            if let Some((staged, completed)) = staged {
+                for c in completed.iter().filter(|c| c.aborted) {
+                    let appended = write_lock(&active.txn_index).append(TxnIndexEntry {
+                        producer_id: c.producer_id,
+                        first_offset: c.first_offset,
+                        last_offset: c.last_offset,
+                        last_stable_offset: c.last_stable_offset,
+                    });
+                    if let Err(e) = appended {
+                        // The marker is in the log but not in the index: reopen to rebuild it.
+                        self.group_commit.poison();
+                        return Err(e);
+                    }
+                }
                 w.producers.merge(staged);
+                // Before the high watermark moves: a reader that sees the new watermark must
+                // see the transactions it covers.
+                let hw = self.high_watermark();
+                let mut view = write_lock(&self.txn_view);
+                view.first_ongoing = w.producers.first_ongoing_offset();
+                view.pending.retain(|&(_, marker)| marker >= hw);
+                view.pending
+                    .extend(completed.iter().map(|c| (c.first_offset, c.last_offset)));
             }
             w.last_batch = last;
             w.active_since_ms.get_or_insert(now);
@@ -635,10 +687,120 @@ impl PartitionLog {
     /// the first batch is returned whole even if larger (so a consumer always progresses),
     /// never past the high watermark, and from one segment only.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
-        let hw = self.high_watermark();
+        Ok(self.read_below(offset, max_bytes, false)?.0)
+    }
+
+    /// A `read_committed` read: as [`PartitionLog::read`] but never at or past the last stable
+    /// offset (an offset between it and the high watermark reads nothing), with the aborted
+    /// transactions that overlap the returned batches.
+    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<CommittedRead> {
+        let (read, end) = self.read_below(offset, max_bytes, true)?;
+        let aborted_transactions = if read.data.is_some() {
+            self.aborted_transactions(offset, end)?
+        } else {
+            Vec::new()
+        };
+        Ok(CommittedRead {
+            read,
+            aborted_transactions,
+        })
+    }
+
+    /// Offset below which `read_committed` readers may read: the high watermark, or the first
+    /// offset of the earliest transaction that is open (or whose marker is not yet below the
+    /// high watermark) if that is lower; never below the log start.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.last_stable_offset_at(self.high_watermark())
+    }
+
+    /// The last stable offset for high watermark `hw` (loaded before the view, see append).
+    fn last_stable_offset_at(&self, hw: i64) -> i64 {
         let log_start = self.log_start_offset();
+        let view = read_lock(&self.txn_view);
+        let pending = view
+            .pending
+            .iter()
+            .filter(|&&(_, marker)| marker >= hw)
+            .map(|&(first, _)| first);
+        let first_unstable = view.first_ongoing.into_iter().chain(pending).min();
+        match first_unstable {
+            Some(first) => hw.min(first.max(log_start)),
+            None => hw,
+        }
+    }
+
+    /// The aborted transactions overlapping `[from, to)`: those whose marker is at or after
+    /// `from` and whose first offset is below `to`, ordered by marker offset.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {
+        let segments: Vec<Arc<Segment>> = {
+            let all = read_lock(&self.segments);
+            let idx = all
+                .partition_point(|s| s.base_offset <= from)
+                .saturating_sub(1);
+            all.get(idx..).map(<[_]>::to_vec).unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for segment in segments {
+            let index = read_lock(&segment.txn_index);
+            for e in index.entries() {
+                if e.last_offset >= from && e.first_offset < to {
+                    out.push(AbortedTxn {
+                        producer_id: e.producer_id,
+                        first_offset: e.first_offset,
+                    });
+                }
+                if e.last_stable_offset >= to {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The open transactions, earliest first.
+    pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
+        let w = lock(&self.writer);
+        w.producers
+            .ongoing()
+            .map(|(first_offset, producer_id)| OngoingTxn {
+                producer_id,
+                producer_epoch: w.producers.get(producer_id).map_or(-1, |e| e.epoch),
+                first_offset,
+            })
+            .collect()
+    }
+
+    /// Every producer the partition remembers (`DescribeProducers`), by id.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        let w = lock(&self.writer);
+        w.producers
+            .iter()
+            .map(|(producer_id, e)| ProducerInfo {
+                producer_id,
+                producer_epoch: e.epoch,
+                last_sequence: e.last_seq().unwrap_or(-1),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.current_txn_first_offset,
+            })
+            .collect()
+    }
+
+    /// Reads below the high watermark, or with `committed` below the last stable offset, and
+    /// returns the offset after the last batch returned.
+    fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        committed: bool,
+    ) -> Result<(ReadResult, i64)> {
+        let hw = self.high_watermark();
+        let lso = self.last_stable_offset_at(hw);
+        let log_start = self.log_start_offset();
+        let bound = if committed { lso } else { hw };
         let result = |data| ReadResult {
             high_watermark: hw,
+            last_stable_offset: lso,
             log_start_offset: log_start,
             data,
         };
@@ -649,8 +811,8 @@ impl PartitionLog {
                 high_watermark: hw,
             });
         }
-        if offset == hw {
-            return Ok(result(None));
+        if offset >= bound {
+            return Ok((result(None), offset));
         }
         let segments: Vec<Arc<Segment>> = {
             let all = read_lock(&self.segments);
@@ -664,8 +826,8 @@ impl PartitionLog {
             let Some(first) = segment.find_batch(offset, limit)? else {
                 continue;
             };
-            if first.header.last_offset() >= hw {
-                return Ok(result(None));
+            if first.header.last_offset() >= bound {
+                return Ok((result(None), offset));
             }
             let mut end = first.position + first.header.total_len() as u64;
             let budget = first.position.saturating_add(max_bytes as u64);
@@ -674,19 +836,22 @@ impl PartitionLog {
             // next read starting there reports the damage.
             while let Ok(Some(h)) = segment.header_at(end, limit) {
                 let next_end = end + h.total_len() as u64;
-                if h.base_offset != expected || h.last_offset() >= hw || next_end > budget {
+                if h.base_offset != expected || h.last_offset() >= bound || next_end > budget {
                     break;
                 }
                 end = next_end;
                 expected = h.next_offset();
             }
-            return Ok(result(Some(FileSlice {
-                file: Arc::clone(&segment.file),
-                position: first.position,
-                len: usize::try_from(end - first.position).unwrap_or(usize::MAX),
-            })));
+            return Ok((
+                result(Some(FileSlice {
+                    file: Arc::clone(&segment.file),
+                    position: first.position,
+                    len: usize::try_from(end - first.position).unwrap_or(usize::MAX),
+                })),
+                expected,
+            ));
         }
-        Ok(result(None))
+        Ok((result(None), offset))
     }
 
     /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
@@ -982,6 +1147,11 @@ impl PartitionLog {
         // describe removed batches and are deleted) plus a header scan.
         let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
         w.producers = load_producer_state(&self.dir, &segments, new_end)?;
+        {
+            let mut view = write_lock(&self.txn_view);
+            view.first_ongoing = w.producers.first_ongoing_offset();
+            view.pending.retain(|&(_, marker)| marker < new_end);
+        }
         // Segments rolled from here on start below the old recovery point: lower it.
         self.recovery_point.lower(active.base_offset)?;
         self.log_end.store(new_end, Ordering::Release);
@@ -1088,8 +1258,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
 
 /// What to do with an append that carries producer batches.
 enum ProducerPlan {
-    /// Write the batches; then merge this state (the updated entries of their producers).
-    Append(ProducerStateManager),
+    /// Write the batches; then merge this state (the updated entries of their producers) and
+    /// index the aborted transactions among the completed ones.
+    Append(ProducerStateManager, Vec<CompletedTxn>),
     /// The single batch is already in the log.
     Duplicate(BatchMetadata),
 }
@@ -1100,10 +1271,28 @@ fn is_idempotent(h: &BatchHeader) -> bool {
     h.producer_id >= 0 && !h.is_control()
 }
 
-/// Checks the producer batches among `headers`, which will get offsets from `base_offset` on,
-/// against `state` without changing it.
+/// Whether a batch is a transaction marker to apply to the producer state.
+fn is_marker(h: &BatchHeader) -> bool {
+    h.producer_id >= 0 && h.is_control()
+}
+
+/// The marker in a control batch, or `None` for a control record of a type this version does
+/// not know (ignored, as Kafka ignores it).
+fn marker_of(batch: &[u8]) -> Option<strom_record::Marker> {
+    match strom_record::parse_marker(batch) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            debug!("ignoring a control batch that is no transaction marker: {e}");
+            None
+        }
+    }
+}
+
+/// Checks the producer batches among `headers` (ranges into `batches`), which will get offsets
+/// from `base_offset` on, against `state` without changing it; applies transaction markers.
 fn check_producers(
     state: &ProducerStateManager,
+    batches: &[u8],
     headers: &[(BatchHeader, std::ops::Range<usize>)],
     base_offset: i64,
     config: &LogConfig,
@@ -1112,29 +1301,50 @@ fn check_producers(
     let mut staged = state.subset(
         headers
             .iter()
-            .filter(|(h, _)| is_idempotent(h))
+            .filter(|(h, _)| h.producer_id >= 0)
             .map(|(h, _)| h.producer_id),
     );
+    let mut completed = Vec::new();
     let mut next = base_offset;
-    for (h, _) in headers {
+    for (h, range) in headers {
         let delta = i64::from(h.last_offset_delta);
+        let timestamp = match config.timestamp_type {
+            TimestampType::LogAppendTime => now,
+            TimestampType::CreateTime => h.max_timestamp,
+        };
+        if is_marker(h)
+            && let Some(m) = batches.get(range.clone()).and_then(marker_of)
+        {
+            let done = staged.complete_txn(
+                h.producer_id,
+                h.producer_epoch,
+                m.control_type,
+                m.coordinator_epoch,
+                next,
+                timestamp,
+            )?;
+            completed.extend(done);
+        }
         if is_idempotent(h) {
+            staged.check_txn_state(h.producer_id, h.is_transactional())?;
             let last_seq = increment_sequence(h.base_sequence, h.last_offset_delta);
             match staged.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq)? {
-                SequenceCheck::Append => staged.update(
-                    h.producer_id,
-                    h.producer_epoch,
-                    BatchMetadata {
-                        first_seq: h.base_sequence,
-                        last_seq,
-                        first_offset: next,
-                        last_offset: next + delta,
-                        timestamp: match config.timestamp_type {
-                            TimestampType::LogAppendTime => now,
-                            TimestampType::CreateTime => h.max_timestamp,
+                SequenceCheck::Append => {
+                    staged.update(
+                        h.producer_id,
+                        h.producer_epoch,
+                        BatchMetadata {
+                            first_seq: h.base_sequence,
+                            last_seq,
+                            first_offset: next,
+                            last_offset: next + delta,
+                            timestamp,
                         },
-                    },
-                ),
+                    );
+                    if h.is_transactional() {
+                        staged.begin_txn(h.producer_id, next);
+                    }
+                }
                 SequenceCheck::Duplicate(m) if headers.len() == 1 => {
                     return Ok(ProducerPlan::Duplicate(m));
                 }
@@ -1148,12 +1358,15 @@ fn check_producers(
         }
         next += delta + 1;
     }
-    Ok(ProducerPlan::Append(staged))
+    Ok(ProducerPlan::Append(staged, completed))
 }
 
-/// Rebuilds the producer state through `end`: loads the latest readable snapshot at or below
-/// `end`, then reads the headers (not the records) of the batches from there to `end`.
-/// Snapshots above `end` describe batches that are gone and are deleted, as are unreadable ones.
+/// Rebuilds the producer and transaction state through `end`: loads the latest readable
+/// snapshot at or below `end` (and at or below the base of any segment whose transaction
+/// index is damaged or does not fit it), then reads the batches from there to `end`: headers,
+/// plus the marker record of control batches. Snapshots above `end` describe batches that are
+/// gone and are deleted, as are unreadable ones. The transaction indexes are made to match the
+/// scan: entries from the snapshot on are replaced by the aborted transactions it found.
 fn load_producer_state(
     dir: &Path,
     segments: &[Arc<Segment>],
@@ -1164,9 +1377,31 @@ fn load_producer_state(
         fs::remove_snapshot(dir, offset)?;
     }
     snapshots.retain(|&o| o <= end);
+    // A segment whose index entries fall outside it is damaged too.
+    for (i, segment) in segments.iter().enumerate() {
+        let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base_offset);
+        let mut index = write_lock(&segment.txn_index);
+        if index
+            .entries()
+            .last()
+            .is_some_and(|e| e.last_offset >= next_base)
+        {
+            warn!(path = %index.path().display(), "transaction index entries beyond the segment; rebuilding it");
+            index.mark_damaged();
+        }
+    }
+    let rebuild_from = segments
+        .iter()
+        .filter(|s| read_lock(&s.txn_index).is_damaged())
+        .map(|s| s.base_offset)
+        .min()
+        .unwrap_or(i64::MAX);
     let mut state = ProducerStateManager::new();
     let mut from = i64::MIN;
     while let Some(offset) = snapshots.pop() {
+        if offset > rebuild_from {
+            continue;
+        }
         let path = dir.join(fs::snapshot_name(offset));
         let loaded = std::fs::read(&path)
             .map_err(|e| e.to_string())
@@ -1186,39 +1421,70 @@ fn load_producer_state(
     let mut scanned = 0u64;
     for (i, segment) in segments.iter().enumerate() {
         let next_base = segments.get(i + 1).map_or(i64::MAX, |s| s.base_offset);
-        if next_base <= from || segment.base_offset >= end {
-            continue;
+        let mut aborted = Vec::new();
+        if next_base > from && segment.base_offset < end {
+            let limit = segment.size();
+            let start = if segment.base_offset >= from {
+                Some((segment.base_offset, 0))
+            } else {
+                segment
+                    .find_batch(from, limit)?
+                    .map(|b| (b.header.base_offset, b.position))
+            };
+            if let Some((offset, position)) = start {
+                segment.walk(offset, position, limit, |b| {
+                    let h = b.header;
+                    if h.base_offset >= end {
+                        return Ok(false);
+                    }
+                    if h.base_offset < from {
+                        return Ok(true);
+                    }
+                    if is_marker(&h) {
+                        let mut buf = vec![0u8; h.total_len()];
+                        segment.read_at(&mut buf, b.position)?;
+                        if let Some(m) = marker_of(&buf) {
+                            scanned += 1;
+                            match state.complete_txn(
+                                h.producer_id,
+                                h.producer_epoch,
+                                m.control_type,
+                                m.coordinator_epoch,
+                                h.base_offset,
+                                h.max_timestamp,
+                            ) {
+                                Ok(Some(c)) if c.aborted => aborted.push(TxnIndexEntry {
+                                    producer_id: c.producer_id,
+                                    first_offset: c.first_offset,
+                                    last_offset: c.last_offset,
+                                    last_stable_offset: c.last_stable_offset,
+                                }),
+                                Ok(_) => {}
+                                Err(e) => warn!(dir = %dir.display(), offset = h.base_offset, "skipping a marker that no longer applies: {e}"),
+                            }
+                        }
+                    } else if is_idempotent(&h) {
+                        scanned += 1;
+                        state.update(
+                            h.producer_id,
+                            h.producer_epoch,
+                            BatchMetadata {
+                                first_seq: h.base_sequence,
+                                last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
+                                first_offset: h.base_offset,
+                                last_offset: h.last_offset(),
+                                timestamp: h.max_timestamp,
+                            },
+                        );
+                        if h.is_transactional() {
+                            state.begin_txn(h.producer_id, h.base_offset);
+                        }
+                    }
+                    Ok(true)
+                })?;
+            }
         }
-        let limit = segment.size();
-        let (offset, position) = if segment.base_offset >= from {
-            (segment.base_offset, 0)
-        } else {
-            match segment.find_batch(from, limit)? {
-                Some(b) => (b.header.base_offset, b.position),
-                None => continue,
-            }
-        };
-        segment.walk(offset, position, limit, |b| {
-            let h = b.header;
-            if h.base_offset >= end {
-                return Ok(false);
-            }
-            if h.base_offset >= from && is_idempotent(&h) {
-                scanned += 1;
-                state.update(
-                    h.producer_id,
-                    h.producer_epoch,
-                    BatchMetadata {
-                        first_seq: h.base_sequence,
-                        last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
-                        first_offset: h.base_offset,
-                        last_offset: h.last_offset(),
-                        timestamp: h.max_timestamp,
-                    },
-                );
-            }
-            Ok(true)
-        })?;
+        write_lock(&segment.txn_index).replace_from(from, &aborted)?;
     }
     debug!(dir = %dir.display(), snapshot = from, scanned, producers = state.len(), "loaded producer state");
     Ok(state)

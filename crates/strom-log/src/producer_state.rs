@@ -15,11 +15,20 @@
 //! - an unknown producer id is accepted at any sequence (as Kafka does since KIP-360: its
 //!   state may have been expired or removed with old segments).
 //!
+//! Transactions (KIP-98): a transactional data batch of a producer with no open transaction
+//! opens one at its first offset ([`ProducerStateManager::begin_txn`]); a transaction marker
+//! closes it ([`ProducerStateManager::complete_txn`]), fencing markers of an older epoch and
+//! taking the epoch of a newer one. While a producer's transaction is open, a
+//! non-transactional batch of it is refused ([`Error::InvalidTxnState`]).
+//!
 //! This module is a pure data structure: no I/O. The log persists it with
 //! [`ProducerStateManager::encode`] into `<offset>.snapshot` files and rebuilds it on open from
-//! the latest snapshot plus a header-only scan of the batches after it.
+//! the latest snapshot plus a scan of the batches after it (headers, and the marker record of
+//! control batches).
 
 use std::collections::{BTreeMap, VecDeque};
+
+use strom_record::ControlType;
 
 use crate::{Error, Result};
 
@@ -27,8 +36,10 @@ use crate::{Error, Result};
 /// matches the largest `max.in.flight.requests.per.connection` an idempotent producer may use.
 pub const MAX_CACHED_BATCHES: usize = 5;
 
-const SNAPSHOT_VERSION: u16 = 1;
-const ENTRY_HEADER_LEN: usize = 8 + 2 + 8 + 1;
+/// The snapshot version written; version 1 (no transaction fields) is still read.
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION_1: u16 = 1;
+const ENTRY_HEADER_LEN: usize = 8 + 2 + 8 + 4 + 8 + 1;
 const BATCH_LEN: usize = 4 + 4 + 8 + 8 + 8;
 
 /// What the log stored for one producer batch.
@@ -55,6 +66,10 @@ pub struct ProducerEntry {
     batches: VecDeque<BatchMetadata>,
     /// Timestamp of the producer's last batch; expiration counts from it.
     pub last_timestamp: i64,
+    /// Coordinator epoch of the last transaction marker, `-1` if none was seen.
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction in this partition, if one is open.
+    pub current_txn_first_offset: Option<i64>,
 }
 
 impl ProducerEntry {
@@ -78,10 +93,29 @@ pub enum SequenceCheck {
     Duplicate(BatchMetadata),
 }
 
-/// The idempotent-producer state of one partition, keyed by producer id.
+/// A transaction that a marker ended (only non-empty transactions: a marker of a producer
+/// with no open transaction completes nothing, as in Kafka).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    /// The producer.
+    pub producer_id: i64,
+    /// Offset of the transaction's first record in this partition.
+    pub first_offset: i64,
+    /// Offset of the marker.
+    pub last_offset: i64,
+    /// Whether the marker was an abort.
+    pub aborted: bool,
+    /// The last stable offset right after the marker (Kafka's definition for the `.txnindex`):
+    /// the first offset of the earliest transaction still open, else `last_offset + 1`.
+    pub last_stable_offset: i64,
+}
+
+/// The idempotent-producer and transaction state of one partition, keyed by producer id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id (first offsets are distinct).
+    ongoing: BTreeMap<i64, i64>,
 }
 
 /// The sequence number `delta` records after `seq`, wrapping from `i32::MAX` to 0 as Kafka
@@ -119,6 +153,95 @@ impl ProducerStateManager {
     /// The state of `producer_id`, if known.
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
+    }
+
+    /// Every tracked producer, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(id, e)| (*id, e))
+    }
+
+    /// The open transactions as `(first_offset, producer_id)`, earliest first.
+    pub fn ongoing(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(first, pid)| (*first, *pid))
+    }
+
+    /// First offset of the earliest open transaction.
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Refuses a non-transactional batch of a producer whose transaction is open (Kafka's
+    /// `INVALID_TXN_STATE`).
+    pub fn check_txn_state(&self, producer_id: i64, transactional: bool) -> Result<()> {
+        match self.producers.get(&producer_id) {
+            Some(e) if !transactional && e.current_txn_first_offset.is_some() => {
+                Err(Error::InvalidTxnState {
+                    producer_id,
+                    reason: "a non-transactional batch while its transaction is open",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens a transaction of `producer_id` at `first_offset` unless one is open (call after
+    /// [`Self::update`] for a transactional data batch).
+    pub fn begin_txn(&mut self, producer_id: i64, first_offset: i64) {
+        if let Some(e) = self.producers.get_mut(&producer_id)
+            && e.current_txn_first_offset.is_none()
+        {
+            e.current_txn_first_offset = Some(first_offset);
+            self.ongoing.insert(first_offset, producer_id);
+        }
+    }
+
+    /// Applies a transaction marker of `producer_id`/`epoch` at `offset`: an epoch below the
+    /// known one is fenced ([`Error::ProducerFenced`]); a higher one becomes the producer's
+    /// epoch (the coordinator bumps it when it aborts a timed-out or fenced transaction). Closes
+    /// the open transaction, if any, and returns it.
+    pub fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        control_type: ControlType,
+        coordinator_epoch: i32,
+        offset: i64,
+        timestamp: i64,
+    ) -> Result<Option<CompletedTxn>> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::new(),
+                last_timestamp: timestamp,
+                coordinator_epoch,
+                current_txn_first_offset: None,
+            });
+        if epoch < entry.epoch {
+            return Err(Error::ProducerFenced {
+                producer_id,
+                epoch,
+                current_epoch: entry.epoch,
+            });
+        }
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = entry.last_timestamp.max(timestamp);
+        let Some(first_offset) = entry.current_txn_first_offset.take() else {
+            return Ok(None);
+        };
+        self.ongoing.remove(&first_offset);
+        Ok(Some(CompletedTxn {
+            producer_id,
+            first_offset,
+            last_offset: offset,
+            aborted: control_type == ControlType::Abort,
+            last_stable_offset: self.first_ongoing_offset().unwrap_or(offset + 1),
+        }))
     }
 
     /// Decides whether a batch of `producer_id`/`epoch` carrying sequences
@@ -187,6 +310,8 @@ impl ProducerStateManager {
                 epoch,
                 batches: VecDeque::with_capacity(MAX_CACHED_BATCHES),
                 last_timestamp: batch.timestamp,
+                coordinator_epoch: -1,
+                current_txn_first_offset: None,
             });
         if entry.epoch != epoch {
             entry.epoch = epoch;
@@ -199,10 +324,13 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(batch.timestamp);
     }
 
-    /// Copies the entries of `producer_ids` (for checking a multi-batch append without
-    /// touching the real state until the write succeeded).
+    /// Copies the entries of `producer_ids` and every open transaction (for checking a
+    /// multi-batch append without touching the real state until the write succeeded).
     pub fn subset(&self, producer_ids: impl IntoIterator<Item = i64>) -> Self {
-        let mut out = Self::default();
+        let mut out = Self {
+            producers: BTreeMap::new(),
+            ongoing: self.ongoing.clone(),
+        };
         for id in producer_ids {
             if let Some(e) = self.producers.get(&id) {
                 out.producers.insert(id, e.clone());
@@ -211,24 +339,31 @@ impl ProducerStateManager {
         out
     }
 
-    /// Replaces this state's entries by those of `other` (the counterpart of [`Self::subset`]).
+    /// Replaces this state's entries by those of `other` and its open transactions by
+    /// `other`'s (the counterpart of [`Self::subset`]: `other` must come from `subset` of this
+    /// unchanged state).
     pub fn merge(&mut self, other: Self) {
         self.producers.extend(other.producers);
+        self.ongoing = other.ongoing;
     }
 
     /// Forgets producers whose last batch is older than `expiration_ms` at `now_ms` (Kafka's
-    /// `producer.id.expiration.ms`). Returns how many were removed.
+    /// `producer.id.expiration.ms`), except those with an open transaction. Returns how many
+    /// were removed.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
         before - self.producers.len()
     }
 
-    /// The snapshot file's bytes: version (u16), producer count (u32), then per producer its
-    /// id (i64), epoch (i16), last timestamp (i64), batch count (u8) and batches (first and
+    /// The snapshot file's bytes: version (u16, 2), producer count (u32), then per producer
+    /// its id (i64), epoch (i16), last timestamp (i64), coordinator epoch (i32), first offset
+    /// of its open transaction (i64, `-1` if none), batch count (u8) and batches (first and
     /// last sequence i32, first and last offset i64, timestamp i64), then a CRC-32C (u32) of
-    /// everything before it. Big-endian.
+    /// everything before it. Big-endian. Version 1 lacked the two transaction fields.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             6 + self.producers.len() * (ENTRY_HEADER_LEN + MAX_CACHED_BATCHES * BATCH_LEN) + 4,
@@ -243,6 +378,8 @@ impl ProducerStateManager {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            out.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
             out.push(u8::try_from(e.batches.len()).unwrap_or(0));
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -269,15 +406,28 @@ impl ProducerStateManager {
             return Err("checksum mismatch");
         }
         let mut r = Reader(body);
-        if r.u16()? != SNAPSHOT_VERSION {
+        let version = r.u16()?;
+        if version != SNAPSHOT_VERSION && version != SNAPSHOT_VERSION_1 {
             return Err("unknown version");
         }
         let count = r.u32()?;
         let mut producers = BTreeMap::new();
+        let mut ongoing = BTreeMap::new();
         for _ in 0..count {
             let id = r.i64()?;
             let epoch = r.i16()?;
             let last_timestamp = r.i64()?;
+            let (coordinator_epoch, txn_first) = if version == SNAPSHOT_VERSION_1 {
+                (-1, -1)
+            } else {
+                (r.i32()?, r.i64()?)
+            };
+            let current_txn_first_offset = (txn_first >= 0).then_some(txn_first);
+            if let Some(first) = current_txn_first_offset
+                && ongoing.insert(first, id).is_some()
+            {
+                return Err("two open transactions at one offset");
+            }
             let n = usize::from(r.u8()?);
             if n > MAX_CACHED_BATCHES {
                 return Err("too many batches for a producer");
@@ -298,13 +448,15 @@ impl ProducerStateManager {
                     epoch,
                     batches,
                     last_timestamp,
+                    coordinator_epoch,
+                    current_txn_first_offset,
                 },
             );
         }
         if !r.0.is_empty() {
             return Err("trailing bytes");
         }
-        Ok(ProducerStateManager { producers })
+        Ok(ProducerStateManager { producers, ongoing })
     }
 }
 
@@ -457,6 +609,96 @@ mod tests {
         bytes[8] ^= 1;
         assert!(ProducerStateManager::decode(&bytes).is_err());
         assert!(ProducerStateManager::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn transactions_open_complete_and_round_trip() {
+        let mut s = ProducerStateManager::new();
+        s.update(1, 0, meta(0, 0, 10));
+        s.begin_txn(1, 10);
+        s.update(2, 0, meta(0, 0, 11));
+        s.begin_txn(2, 11);
+        s.update(1, 0, meta(1, 1, 12));
+        s.begin_txn(1, 12); // already open: stays at 10
+        assert_eq!(s.first_ongoing_offset(), Some(10));
+        assert!(matches!(
+            s.check_txn_state(1, false),
+            Err(Error::InvalidTxnState { .. })
+        ));
+        assert!(s.check_txn_state(1, true).is_ok() && s.check_txn_state(3, false).is_ok());
+        let back = ProducerStateManager::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+        let done = s
+            .complete_txn(1, 0, ControlType::Abort, 4, 13, 1000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            done,
+            CompletedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 13,
+                aborted: true,
+                last_stable_offset: 11,
+            }
+        );
+        assert_eq!(s.get(1).unwrap().coordinator_epoch, 4);
+        let done = s
+            .complete_txn(2, 0, ControlType::Commit, 4, 14, 1000)
+            .unwrap()
+            .unwrap();
+        assert_eq!((done.aborted, done.last_stable_offset), (false, 15));
+        assert_eq!(
+            s.complete_txn(2, 0, ControlType::Commit, 4, 15, 0).unwrap(),
+            None
+        );
+        assert!(matches!(
+            s.complete_txn(2, -1, ControlType::Abort, 4, 16, 0),
+            Err(Error::ProducerFenced { .. })
+        ));
+        assert_eq!(s.first_ongoing_offset(), None);
+    }
+
+    #[test]
+    fn open_transactions_do_not_expire_and_merge_keeps_them() {
+        let mut s = ProducerStateManager::new();
+        s.update(1, 0, meta(0, 0, 0));
+        s.begin_txn(1, 0);
+        s.update(2, 0, meta(0, 0, 1));
+        assert_eq!(s.expire(1_000_000, 10), 1);
+        assert!(s.get(1).is_some());
+        let mut staged = s.subset([3]);
+        staged.update(3, 0, meta(0, 0, 2));
+        staged.begin_txn(3, 2);
+        s.merge(staged);
+        assert_eq!(s.ongoing().collect::<Vec<_>>(), vec![(0, 1), (2, 3)]);
+    }
+
+    #[test]
+    fn version_1_snapshots_are_read() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&1u16.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&9i64.to_be_bytes());
+        v1.extend_from_slice(&2i16.to_be_bytes());
+        v1.extend_from_slice(&77i64.to_be_bytes());
+        v1.push(1);
+        for v in [3i32, 4] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        for v in [20i64, 21, 77] {
+            v1.extend_from_slice(&v.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let s = ProducerStateManager::decode(&v1).unwrap();
+        let e = s.get(9).unwrap();
+        assert_eq!((e.epoch, e.last_seq(), e.last_timestamp), (2, Some(4), 77));
+        assert_eq!(
+            (e.coordinator_epoch, e.current_txn_first_offset),
+            (-1, None)
+        );
+        assert_eq!(u16::from_be_bytes([s.encode()[0], s.encode()[1]]), 2);
     }
 
     /// A producer's retries as the broker sees them: a batch number to (re)send.

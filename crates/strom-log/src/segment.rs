@@ -15,6 +15,7 @@ use strom_record::{BatchHeader, HEADER_LEN};
 use crate::index::offset::{OffsetEntry, OffsetIndex};
 use crate::index::time::{TimeEntry, TimeIndex};
 use crate::locks::{read_lock, write_lock};
+use crate::txn_index::TxnIndex;
 use crate::{Error, Result};
 
 /// File name stem of a segment: the base offset as 20 zero-padded digits (Kafka's naming).
@@ -34,6 +35,8 @@ pub(crate) struct Segment {
     max_timestamp: AtomicI64,
     pub(crate) offset_index: RwLock<OffsetIndex>,
     pub(crate) time_index: RwLock<TimeIndex>,
+    /// Aborted transactions whose marker is in this segment (`.txnindex`).
+    pub(crate) txn_index: RwLock<TxnIndex>,
 }
 
 /// Where a batch sits in a segment.
@@ -67,6 +70,7 @@ impl Segment {
             OffsetIndex::open(&dir.join(format!("{stem}.index")), base_offset)?;
         let (time_index, time_entries, torn_time) =
             TimeIndex::open(&dir.join(format!("{stem}.timeindex")), base_offset)?;
+        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex")), base_offset)?;
         let segment = Segment {
             base_offset,
             log_path,
@@ -75,6 +79,7 @@ impl Segment {
             max_timestamp: AtomicI64::new(-1),
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
+            txn_index: RwLock::new(txn_index),
         };
         Ok((
             segment,
@@ -236,13 +241,14 @@ impl Segment {
         Ok(())
     }
 
-    /// `fdatasync` the log file and both indexes.
+    /// `fdatasync` the log file and its indexes.
     pub(crate) fn sync_all(&self) -> Result<()> {
         self.file
             .sync_data()
             .map_err(|e| Error::io("fdatasync segment", &self.log_path, e))?;
         write_lock(&self.offset_index).sync()?;
-        write_lock(&self.time_index).sync()
+        write_lock(&self.time_index).sync()?;
+        read_lock(&self.txn_index).sync()
     }
 
     /// Cuts the segment back to `position` (a batch boundary) on disk and in both indexes.
@@ -256,13 +262,15 @@ impl Segment {
         Ok(())
     }
 
-    /// Removes the segment's three files.
+    /// Removes the segment's files (log, indexes, transaction index).
     pub(crate) fn delete_files(&self) -> Result<()> {
         let index_path = read_lock(&self.offset_index).path().to_path_buf();
+        let txn_path = read_lock(&self.txn_index).path().to_path_buf();
         for path in [
             self.log_path.clone(),
             index_path.clone(),
             index_path.with_extension("timeindex"),
+            txn_path,
         ] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
