@@ -18,4 +18,5 @@ mod kafka {
     mod protocol;
     mod raw;
     mod roundtrip;
+    mod transactions;
 }

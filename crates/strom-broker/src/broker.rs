@@ -83,6 +83,7 @@ pub struct Broker {
     producer_ids: Mutex<ProducerIds>,
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
+    pub(crate) txns: crate::txn::TxnCoordinator,
 }
 
 #[derive(Debug)]
@@ -200,13 +201,19 @@ impl Broker {
             .and_then(|t| t.partitions().first().cloned());
         let groups =
             crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
+        let txns = crate::txn::TxnCoordinator::open(
+            registry
+                .by_name
+                .get(crate::txn::TRANSACTION_STATE_TOPIC)
+                .and_then(|t| t.partitions().first().cloned()),
+        )?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
             topics = registry.by_name.len(),
             %cluster_id,
             "broker opened"
         );
-        Ok(Broker {
+        let broker = Broker {
             config,
             cluster_id,
             clock,
@@ -218,7 +225,14 @@ impl Broker {
             }),
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
-        })
+            txns,
+        };
+        // Transactions a crash left prepared are completed before anyone reads.
+        let completed = broker.tick_transactions_blocking();
+        if completed > 0 {
+            tracing::info!(completed, "completed transactions left prepared");
+        }
+        Ok(broker)
     }
 
     /// Opens the broker on the blocking pool and starts its background tasks (interval flushes
@@ -249,6 +263,17 @@ impl Broker {
                     return;
                 };
                 broker.groups.tick(broker.clock.now_ms());
+            }
+        });
+        let txns = Weak::clone(&weak);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(broker) = txns.upgrade() else {
+                    return;
+                };
+                let _ =
+                    tokio::task::spawn_blocking(move || broker.tick_transactions_blocking()).await;
             }
         });
         let period = self.config.retention_check_interval;

@@ -108,6 +108,13 @@ pub enum Error {
     /// A consumer-group request was refused (unknown member, illegal generation…).
     #[error(transparent)]
     Group(#[from] crate::group::GroupError),
+    /// A transaction request was refused (fenced producer, wrong state…).
+    #[error(transparent)]
+    Txn(#[from] crate::txn::TxnError),
+    /// Not attempted because another item of the same request failed (Kafka's
+    /// OPERATION_NOT_ATTEMPTED).
+    #[error("operation not attempted: another item of the request failed")]
+    OperationNotAttempted,
     /// The broker is shutting down (or a blocking task was cancelled).
     #[error("the broker is shutting down")]
     ShuttingDown,

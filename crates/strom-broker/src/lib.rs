@@ -15,10 +15,12 @@ mod broker;
 pub mod config;
 mod error;
 pub mod group;
+mod internal;
 pub mod metadata;
 mod partition;
 pub mod stream;
 mod topic;
+pub mod txn;
 
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
 pub use error::{Error, Result};

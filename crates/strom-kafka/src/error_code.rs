@@ -3,6 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use strom_broker::Error;
 use strom_broker::group::GroupError;
+use strom_broker::txn::TxnError;
 
 /// The Kafka error code for a broker error.
 pub fn error_code(error: &Error) -> i16 {
@@ -26,6 +27,8 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::Group(e) => group_error(*e),
+        Error::Txn(e) => txn_error(*e),
+        Error::OperationNotAttempted => ResponseError::OperationNotAttempted,
         // `Error` is non_exhaustive for downstream crates.
         _ => ResponseError::UnknownServerError,
     }
@@ -53,6 +56,22 @@ pub fn group_error(error: GroupError) -> ResponseError {
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::InvalidRequest => ResponseError::InvalidRequest,
         GroupError::InvalidRegularExpression => ResponseError::InvalidRegularExpression,
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
+/// The Kafka error of a transaction-coordinator refusal.
+pub fn txn_error(error: TxnError) -> ResponseError {
+    match error {
+        TxnError::ProducerFenced => ResponseError::ProducerFenced,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState | TxnError::PartitionNotInTransaction => {
+            ResponseError::InvalidTxnState
+        }
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        TxnError::InvalidTransactionalId => ResponseError::InvalidRequest,
         _ => ResponseError::UnknownServerError,
     }
 }

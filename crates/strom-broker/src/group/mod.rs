@@ -22,12 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use strom_record::{BatchBuilder, DecodeLimits, Record, ValidationLimits, batches, decode_records};
+use strom_record::{BatchBuilder, Record};
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
+#[cfg(test)]
 use crate::topic::CreateTopic;
 
 pub use consumer::{ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupState};
@@ -174,6 +175,8 @@ struct OffsetStore {
     /// Log offset of the record each cache entry (or its removal) came from: appends run
     /// concurrently, so a late finisher must not overwrite a newer value.
     written_at: HashMap<(String, String, i32), i64>,
+    /// Offsets committed inside open transactions, by producer id (see [`offsets`]).
+    txn_pending: offsets::PendingTxnOffsets,
 }
 
 /// The group coordinator of one broker (it coordinates every group).
@@ -206,8 +209,25 @@ impl GroupCoordinator {
     ) -> Result<GroupCoordinator> {
         let mut cache = offsets::OffsetCache::new();
         let mut states = BTreeMap::new();
+        let mut txn_pending = offsets::PendingTxnOffsets::new();
         if let Some(p) = &partition {
-            replay(p, &mut cache, &mut states)?;
+            crate::internal::replay(p, |key, value| {
+                let Some(key) = key else { return };
+                if offsets::apply_txn(&mut txn_pending, &key, value.clone()) {
+                    return;
+                }
+                if let Some(group) = offsets::decode_group_key(key.clone()) {
+                    let state = value
+                        .and_then(offsets::decode_group_value)
+                        .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok());
+                    match state {
+                        Some(s) => states.insert(group, s),
+                        None => states.remove(&group),
+                    };
+                    return;
+                }
+                offsets::apply(&mut cache, Some(key), value);
+            })?;
             tracing::info!(
                 groups = cache.len(),
                 group_states = states.len(),
@@ -232,6 +252,7 @@ impl GroupCoordinator {
                 partition,
                 cache,
                 written_at: HashMap::new(),
+                txn_pending,
             }),
             offsets_order: std::sync::RwLock::new(()),
             next_token: AtomicU64::new(1),
@@ -482,47 +503,6 @@ fn classic_view(d: consumer::ConsumerGroupDescription) -> GroupDescription {
     }
 }
 
-fn replay(
-    partition: &Partition,
-    cache: &mut offsets::OffsetCache,
-    states: &mut BTreeMap<String, GroupRecord>,
-) -> Result<()> {
-    let mut offset = partition.log_start_offset();
-    while offset < partition.high_watermark() {
-        let read = partition.read_blocking(offset, 1 << 20)?;
-        if read.records.is_empty() {
-            break;
-        }
-        let start = offset;
-        for batch in batches(&read.records, ValidationLimits::default()) {
-            let (header, range) =
-                batch.map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
-            let bytes = read.records.slice(range);
-            let decoded = decode_records(&bytes, DecodeLimits::default())
-                .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
-            for record in decoded.records {
-                if let Some(group) = record.key.clone().and_then(offsets::decode_group_key) {
-                    let state = record
-                        .value
-                        .and_then(offsets::decode_group_value)
-                        .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok());
-                    match state {
-                        Some(s) => states.insert(group, s),
-                        None => states.remove(&group),
-                    };
-                    continue;
-                }
-                offsets::apply(cache, record.key, record.value);
-            }
-            offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
-        }
-        if offset <= start {
-            break;
-        }
-    }
-    Ok(())
-}
-
 impl Broker {
     /// The group coordinator.
     pub fn groups(&self) -> &GroupCoordinator {
@@ -639,26 +619,7 @@ impl Broker {
         if let Some(p) = &self.groups.offsets().partition {
             return Ok(Arc::clone(p));
         }
-        let topic = match self.topic(OFFSETS_TOPIC) {
-            Ok(t) => t,
-            Err(_) => {
-                let mut configs = BTreeMap::new();
-                configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
-                let req = CreateTopic {
-                    name: OFFSETS_TOPIC.to_owned(),
-                    partitions: Some(1),
-                    replication_factor: None,
-                    configs,
-                    validate_only: false,
-                };
-                match self.create_topic_blocking(req) {
-                    Ok(_) | Err(Error::TopicAlreadyExists { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-                self.topic(OFFSETS_TOPIC)?
-            }
-        };
-        let p = Arc::clone(topic.partition(0)?);
+        let p = self.internal_partition_blocking(OFFSETS_TOPIC)?;
         self.groups.offsets().partition = Some(Arc::clone(&p));
         Ok(p)
     }
@@ -780,6 +741,156 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// Stores offsets committed inside producer `producer_id`'s transaction (TxnOffsetCommit)
+    /// as pending; the member is validated as for OffsetCommit when a generation is given.
+    /// One result per commit. BLOCKING.
+    pub(crate) fn write_txn_offsets_blocking(
+        &self,
+        producer_id: i64,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<()>>> {
+        if generation >= 0 || !member_id.is_empty() {
+            let rt = self.groups.runtime();
+            if rt.consumer.contains(group_id) {
+                rt.consumer
+                    .validate_commit(group_id, member_id, generation)?;
+            } else {
+                rt.engine
+                    .validate_commit(group_id, member_id, generation, instance_id)?;
+            }
+        }
+        let now = self.clock().now_ms();
+        let mut results = Vec::with_capacity(commits.len());
+        let mut records = Vec::new();
+        let mut values = Vec::new();
+        for c in commits {
+            if let Err(e) = self.partition(&c.topic, c.partition) {
+                results.push(Err(e));
+                continue;
+            }
+            results.push(Ok(()));
+            let value = CommittedOffset {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata,
+                commit_timestamp: now,
+            };
+            records.push((
+                offsets::encode_txn_key(producer_id, group_id, &c.topic, c.partition),
+                Some(offsets::encode_value(&value)),
+            ));
+            values.push(((group_id.to_owned(), c.topic, c.partition), value));
+        }
+        if records.is_empty() {
+            return Ok(results);
+        }
+        let written = self.offsets_partition_blocking().and_then(|partition| {
+            let mut batch = crate::internal::batch_of(&records, now)?;
+            let _shared = self
+                .groups
+                .offsets_order
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            partition.append_blocking(&mut batch)?;
+            let mut store = self.groups.offsets();
+            store
+                .txn_pending
+                .entry(producer_id)
+                .or_default()
+                .extend(values);
+            Ok(())
+        });
+        match written {
+            Ok(()) => Ok(results),
+            Err(e) => Ok(results.into_iter().map(|r| r.and(Err(e.clone()))).collect()),
+        }
+    }
+
+    /// Ends producer `producer_id`'s pending offsets: a commit makes them committed offsets,
+    /// an abort drops them (both tombstone the pending records). BLOCKING.
+    pub(crate) fn complete_txn_offsets_blocking(
+        &self,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<()> {
+        let pending = self
+            .groups
+            .offsets()
+            .txn_pending
+            .get(&producer_id)
+            .cloned()
+            .unwrap_or_default();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // The tombstones of the pending keys first, then (commit) the offsets, group by group.
+        let mut records: Vec<(Bytes, Option<Bytes>)> = pending
+            .keys()
+            .map(|(group, topic, partition)| {
+                (
+                    offsets::encode_txn_key(producer_id, group, topic, *partition),
+                    None,
+                )
+            })
+            .collect();
+        let mut applied: BTreeMap<String, Vec<OffsetRecord>> = BTreeMap::new();
+        for ((group, topic, partition), value) in &pending {
+            if commit {
+                let key = offsets::encode_key(group, topic, *partition);
+                let encoded = offsets::encode_value(value);
+                records.push((key.clone(), Some(encoded.clone())));
+                applied.entry(group.clone()).or_default().push((
+                    key,
+                    Some(encoded),
+                    (topic.clone(), *partition),
+                    Some(value.clone()),
+                ));
+            }
+        }
+        let partition = self.offsets_partition_blocking()?;
+        let mut batch = crate::internal::batch_of(&records, self.clock().now_ms())?;
+        let base = {
+            let _shared = self
+                .groups
+                .offsets_order
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            partition.append_blocking(&mut batch)?.base_offset
+        };
+        {
+            let mut store = self.groups.offsets();
+            if let Some(p) = store.txn_pending.get_mut(&producer_id) {
+                p.retain(|k, _| !pending.contains_key(k));
+                if p.is_empty() {
+                    store.txn_pending.remove(&producer_id);
+                }
+            }
+        }
+        // Record i of `records` sits at `base + i`.
+        let mut at = base + pending.len() as i64;
+        for (group, recs) in applied {
+            let n = recs.len() as i64;
+            self.apply_offsets(&group, at, recs);
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Whether `group_id` has an offset of `(topic, partition)` pending in an open transaction
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for those, KIP-447).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let key = (group_id.to_owned(), topic.to_owned(), partition);
+        self.groups
+            .offsets()
+            .txn_pending
+            .values()
+            .any(|p| p.contains_key(&key))
     }
 
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are

@@ -22,6 +22,16 @@
 //! key   = version:u16 (=2) | group_len:u16 | group
 //! value = version:u16 (=2) | JSON of `GroupRecord` (classic or consumer-protocol snapshot)
 //! ```
+//!
+//! Offsets committed inside a transaction (TxnOffsetCommit) wait under a third key version until
+//! the transaction ends; its commit writes them as ordinary offsets together with tombstones of
+//! these keys, its abort writes only the tombstones:
+//!
+//! ```text
+//! key   = version:u16 (=3) | producer_id:i64 | group_len:u16 | group | topic_len:u16 | topic
+//!         | partition:i32
+//! value = as for version 1
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -48,6 +58,10 @@ pub(crate) type OffsetCache = BTreeMap<String, BTreeMap<(String, i32), Committed
 
 const VERSION: u16 = 1;
 const GROUP_VERSION: u16 = 2;
+const TXN_VERSION: u16 = 3;
+
+/// Offsets committed in open transactions: producer id → (group, topic, partition) → offset.
+pub(crate) type PendingTxnOffsets = BTreeMap<i64, BTreeMap<(String, String, i32), CommittedOffset>>;
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
@@ -164,6 +178,57 @@ pub(crate) fn decode_group_value(mut value: Bytes) -> Option<Bytes> {
     (value.remaining() >= 2 && value.get_u16() == GROUP_VERSION).then_some(value)
 }
 
+/// Encodes the key of an offset pending in producer `producer_id`'s transaction.
+pub(crate) fn encode_txn_key(producer_id: i64, group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut buf = Vec::with_capacity(18 + group.len() + topic.len());
+    buf.put_u16(TXN_VERSION);
+    buf.put_i64(producer_id);
+    put_str(&mut buf, group);
+    put_str(&mut buf, topic);
+    buf.put_i32(partition);
+    Bytes::from(buf)
+}
+
+/// Decodes a pending-transaction key; `None` for any other key.
+pub(crate) fn decode_txn_key(mut key: Bytes) -> Option<(i64, String, String, i32)> {
+    if key.remaining() < 10 || key.get_u16() != TXN_VERSION {
+        return None;
+    }
+    let producer_id = key.get_i64();
+    let group = get_str(&mut key)?;
+    let topic = get_str(&mut key)?;
+    if key.remaining() != 4 {
+        return None;
+    }
+    Some((producer_id, group, topic, key.get_i32()))
+}
+
+/// Applies one replayed pending-transaction record; `false` if the key is not one.
+pub(crate) fn apply_txn(
+    pending: &mut PendingTxnOffsets,
+    key: &Bytes,
+    value: Option<Bytes>,
+) -> bool {
+    let Some((pid, group, topic, partition)) = decode_txn_key(key.clone()) else {
+        return false;
+    };
+    let k = (group, topic, partition);
+    match value.and_then(decode_value) {
+        Some(v) => {
+            pending.entry(pid).or_default().insert(k, v);
+        }
+        None => {
+            if let Some(p) = pending.get_mut(&pid) {
+                p.remove(&k);
+                if p.is_empty() {
+                    pending.remove(&pid);
+                }
+            }
+        }
+    }
+    true
+}
+
 /// Applies one replayed record to the cache.
 pub(crate) fn apply(cache: &mut OffsetCache, key: Option<Bytes>, value: Option<Bytes>) {
     let Some((group, topic, partition)) = key.and_then(decode_key) else {
@@ -216,6 +281,29 @@ mod tests {
         let v = decode_group_value(encode_group_value(b"{}"));
         assert_eq!(v.as_deref(), Some(&b"{}"[..]));
         assert_eq!(decode_value(Bytes::from_static(b"\0\x01")), None);
+    }
+
+    #[test]
+    fn pending_transaction_offsets_replay_and_are_distinct_keys() {
+        let key = encode_txn_key(9, "g", "t", 2);
+        assert_eq!(
+            decode_txn_key(key.clone()),
+            Some((9, "g".into(), "t".into(), 2))
+        );
+        assert_eq!(decode_key(key.clone()), None);
+        assert_eq!(decode_txn_key(encode_key("g", "t", 2)), None);
+        let v = CommittedOffset {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 0,
+        };
+        let mut pending = PendingTxnOffsets::new();
+        assert!(apply_txn(&mut pending, &key, Some(encode_value(&v))));
+        assert_eq!(pending[&9][&("g".into(), "t".into(), 2)], v);
+        assert!(apply_txn(&mut pending, &key, None));
+        assert!(pending.is_empty());
+        assert!(!apply_txn(&mut pending, &encode_key("g", "t", 2), None));
     }
 
     #[test]

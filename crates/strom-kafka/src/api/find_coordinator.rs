@@ -1,7 +1,8 @@
-//! FindCoordinator (key 10): this single broker coordinates every group.
+//! FindCoordinator (key 10): this single broker coordinates every group (`key_type` 0) and
+//! every transactional id (`key_type` 1).
 //!
-//! v0–v3 ask for one key; v4+ batch keys in `coordinator_keys`. Transaction coordinators
-//! (`key_type` 1) answer COORDINATOR_NOT_AVAILABLE until transactions exist.
+//! v0–v3 ask for one key; v4+ batch keys in `coordinator_keys`. Other key types (share groups)
+//! answer INVALID_REQUEST.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -15,10 +16,9 @@ use crate::frame::Request;
 /// Handles FindCoordinator.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: FindCoordinatorRequest = decode(request)?;
-    let error = if body.key_type == 0 {
-        None
-    } else {
-        Some(ResponseError::CoordinatorNotAvailable)
+    let error = match body.key_type {
+        0 | 1 => None,
+        _ => Some(ResponseError::InvalidRequest),
     };
     let code = error.map_or(0, |e| e.code());
     let node = BrokerId(context.broker.node_id());

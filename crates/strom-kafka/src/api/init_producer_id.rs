@@ -1,12 +1,10 @@
-//! InitProducerId (key 22): producer ids for idempotent producers.
+//! InitProducerId (key 22): producer ids for idempotent and transactional producers.
 //!
-//! Java clients since 3.0 and kafka-python 3 enable idempotence by default and refuse to
-//! produce without this API. Strom hands out durable, never-reused producer ids (epoch 0, or
-//! the next epoch when a client bumps its epoch, KIP-360). Sequence numbers are stored with
-//! the batches but not yet checked for duplicates or gaps. Transactional ids are refused
-//! until transactions exist.
+//! Without a transactional id: a durable, never-reused producer id at epoch 0, or the next
+//! epoch when a client bumps its own (KIP-360). With one: the transaction coordinator
+//! (`strom_broker::txn`) hands out the id's producer id with a bumped epoch, fencing any older
+//! producer of the same transactional id and aborting its open transaction first.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::{HandlerError, Outcome, decode, respond};
@@ -18,28 +16,36 @@ use crate::frame::Request;
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: InitProducerIdRequest = decode(request)?;
     let mut response = InitProducerIdResponse::default();
-    if body.transactional_id.is_some() {
-        tracing::debug!(transactional_id = ?body.transactional_id, "transactions are not supported yet");
-        response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return respond(request, &response);
-    }
     let (pid, epoch) = (body.producer_id.0, body.producer_epoch);
-    if context.broker.producer_id_was_allocated(pid) && (0..i16::MAX - 1).contains(&epoch) {
-        // Epoch bump for an existing producer (KIP-360).
-        response.producer_id = ProducerId(pid);
-        response.producer_epoch = epoch + 1;
-        return respond(request, &response);
-    }
-    match context
-        .broker
-        .run_blocking(|b| b.allocate_producer_id_blocking())
-        .await
-    {
-        Ok(id) => {
+    let result = if let Some(id) = body.transactional_id {
+        let id = id.to_string();
+        let timeout = body.transaction_timeout_ms;
+        let expected = (pid >= 0).then_some((pid, epoch));
+        context
+            .broker
+            .run_blocking(move |b| b.init_transactional_producer_blocking(&id, timeout, expected))
+            .await
+    } else if context.broker.producer_id_was_allocated(pid) && (0..i16::MAX - 1).contains(&epoch) {
+        // Epoch bump for an existing idempotent producer (KIP-360).
+        Ok((pid, epoch + 1))
+    } else {
+        context
+            .broker
+            .run_blocking(|b| b.allocate_producer_id_blocking())
+            .await
+            .map(|id| (id, 0))
+    };
+    match result {
+        Ok((id, epoch)) => {
             response.producer_id = ProducerId(id);
-            response.producer_epoch = 0;
+            response.producer_epoch = epoch;
         }
-        Err(e) => response.error_code = error_code(&e),
+        Err(e) => {
+            tracing::debug!(error = %e, "InitProducerId refused");
+            response.error_code = error_code(&e);
+            response.producer_id = ProducerId(-1);
+            response.producer_epoch = -1;
+        }
     }
     respond(request, &response)
 }

@@ -1,8 +1,11 @@
 //! OffsetFetch (key 9): committed offsets of a group (v0–v7) or of several groups (v8+).
 //!
 //! Partitions without a commit answer offset -1; a null topic list asks for every committed
-//! partition of the group.
+//! partition of the group. With `require_stable` (v7+, sent by `read_committed` consumers,
+//! KIP-447) a partition whose offset is pending in an open transaction answers
+//! UNSTABLE_OFFSET_COMMIT, so the consumer retries instead of starting from a stale offset.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -44,6 +47,16 @@ fn by_topic(fetched: Fetched) -> Vec<TopicOffsets> {
     out
 }
 
+/// The error code of a partition: UNSTABLE_OFFSET_COMMIT when stability was asked for and a
+/// transaction holds a pending offset for it.
+fn stability(context: &Context, require_stable: bool, group: &str, topic: &str, p: i32) -> i16 {
+    if require_stable && context.broker.has_pending_txn_offset(group, topic, p) {
+        ResponseError::UnstableOffsetCommit.code()
+    } else {
+        0
+    }
+}
+
 fn parts(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
     match o {
         Some(o) => (
@@ -59,6 +72,7 @@ fn parts(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: OffsetFetchRequest = decode(request)?;
     let mut response = OffsetFetchResponse::default();
+    let require_stable = body.require_stable;
     if request.version() >= 8 {
         for g in body.groups {
             let topics = g.topics.map(|ts| {
@@ -67,23 +81,31 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     .collect()
             });
             let fetched = fetch(context, &g.group_id, topics);
+            let group = g.group_id.to_string();
             let topics = by_topic(fetched)
                 .into_iter()
                 .map(|(name, ps)| {
+                    let partitions = ps
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, metadata) = parts(o);
+                            OffsetFetchResponsePartitions::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(metadata)
+                                .with_error_code(stability(
+                                    context,
+                                    require_stable,
+                                    &group,
+                                    &name,
+                                    p,
+                                ))
+                        })
+                        .collect();
                     OffsetFetchResponseTopics::default()
                         .with_name(TopicName(StrBytes::from_string(name)))
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|(p, o)| {
-                                    let (offset, epoch, metadata) = parts(o);
-                                    OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(offset)
-                                        .with_committed_leader_epoch(epoch)
-                                        .with_metadata(metadata)
-                                })
-                                .collect(),
-                        )
+                        .with_partitions(partitions)
                 })
                 .collect();
             response.groups.push(
@@ -100,26 +122,28 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         });
         let fetched = fetch(context, &body.group_id, topics);
         let version = request.version();
+        let group = body.group_id.to_string();
         response.topics = by_topic(fetched)
             .into_iter()
             .map(|(name, ps)| {
+                let partitions = ps
+                    .into_iter()
+                    .map(|(p, o)| {
+                        let (offset, epoch, metadata) = parts(o);
+                        let mut r = OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(offset)
+                            .with_metadata(metadata)
+                            .with_error_code(stability(context, require_stable, &group, &name, p));
+                        if version >= 5 {
+                            r.committed_leader_epoch = epoch;
+                        }
+                        r
+                    })
+                    .collect();
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(StrBytes::from_string(name)))
-                    .with_partitions(
-                        ps.into_iter()
-                            .map(|(p, o)| {
-                                let (offset, epoch, metadata) = parts(o);
-                                let mut r = OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(offset)
-                                    .with_metadata(metadata);
-                                if version >= 5 {
-                                    r.committed_leader_epoch = epoch;
-                                }
-                                r
-                            })
-                            .collect(),
-                    )
+                    .with_partitions(partitions)
             })
             .collect();
     }

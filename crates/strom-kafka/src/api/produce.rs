@@ -4,6 +4,11 @@
 //! log's group commit lets them share fsyncs); requests of one connection are handled in order,
 //! so batches a client sends in order are appended in order. `acks=0` gets no response; if such
 //! a request fails, the connection is closed so the client notices (as Kafka does).
+//!
+//! A transactional batch (from a request with a transactional id) is checked against the
+//! transaction coordinator first: the producer must own the id at this epoch and have added
+//! the partition to its open transaction (as Kafka verifies since KIP-890), else
+//! INVALID_TXN_STATE / PRODUCER_FENCED.
 
 use std::sync::Arc;
 
@@ -12,6 +17,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
+use strom_broker::txn::TxnError;
 use strom_broker::{AppendInfo, Error, Partition, Topic, validate_topic_name};
 use tokio::task::JoinHandle;
 
@@ -63,6 +69,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let version = request.version();
     let body: ProduceRequest = decode(request)?;
     let acks = body.acks;
+    let txn_id = body.transactional_id.map(|id| id.to_string());
     let mut topics = Vec::with_capacity(body.topic_data.len());
     for topic_data in body.topic_data {
         let name = topic_data.name.0.to_string();
@@ -81,8 +88,22 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
                 }
                 (Ok(topic), _) => {
-                    match start_append(&context.metrics, topic, index, acks, pd.records) {
+                    let checked = match &txn_id {
+                        Some(id) => check_transactional(context, id, topic, index, &pd.records),
+                        None => Ok(()),
+                    };
+                    match checked.and_then(|()| {
+                        start_append(&context.metrics, topic, index, acks, pd.records)
+                    }) {
                         Ok(handle) => Pending::Appending(index, handle),
+                        // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
+                        // client can abort instead of failing fatally.
+                        Err(e @ Error::Txn(TxnError::ProducerFenced)) => Pending::Done(failed(
+                            index,
+                            ResponseError::InvalidProducerEpoch.code(),
+                            Some(e.to_string()),
+                            version,
+                        )),
                         Err(e) => Pending::Done(failed(
                             index,
                             error_code(&e),
@@ -149,6 +170,33 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     respond(
         request,
         &ProduceResponse::default().with_responses(responses),
+    )
+}
+
+/// Checks a transactional produce against the coordinator (non-transactional batches of a
+/// transactional producer pass).
+fn check_transactional(
+    context: &Context,
+    transactional_id: &str,
+    topic: &Topic,
+    partition: i32,
+    records: &Option<Bytes>,
+) -> Result<(), Error> {
+    let Some(header) = records
+        .as_deref()
+        .and_then(|r| strom_record::BatchHeader::parse(r).ok())
+    else {
+        return Ok(());
+    };
+    if !header.is_transactional() {
+        return Ok(());
+    }
+    context.broker.check_transactional_produce(
+        transactional_id,
+        header.producer_id,
+        header.producer_epoch,
+        topic.name(),
+        partition,
     )
 }
 

@@ -1,0 +1,479 @@
+//! The transaction coordinator: transactional ids, their producer ids and epochs, and the
+//! two-phase ending of transactions (Kafka's `TransactionCoordinator`).
+//!
+//! Decisions are made by the pure [`engine`] on one [`TxnMetadata`] per transactional id. This
+//! runtime owns those, each behind its own `Mutex` (held across the blocking I/O of one request,
+//! so requests for one id run one at a time while different ids proceed in parallel), and does
+//! the I/O in the order that makes a crash safe:
+//!
+//! 1. every change of an id's metadata is appended to `__transaction_state` ([`state`]) before
+//!    the request is answered;
+//! 2. EndTxn first makes `PrepareCommit`/`PrepareAbort` durable, then writes a control batch
+//!    (a marker, [`strom_record::marker_batch`]) to every partition of the transaction, then
+//!    applies (commit) or drops (abort) the transaction's consumer offsets, then records
+//!    `CompleteCommit`/`CompleteAbort`;
+//! 3. when the broker opens, ids found in a prepare state are completed (steps 2–3 again;
+//!    a repeated marker is harmless), and a background tick aborts transactions that outlive
+//!    their timeout, bumping the epoch so their producer is fenced.
+//!
+//! A single node coordinates every transactional id; the coordinator epoch in markers is 0.
+
+pub mod engine;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use strom_record::{ControlType, marker_batch};
+
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::group::OffsetCommit;
+use crate::partition::Partition;
+
+pub use engine::{
+    InitPlan, MAX_TRANSACTION_TIMEOUT_MS, TxnError, TxnMetadata, TxnResult, TxnState, check_timeout,
+};
+pub use state::TRANSACTION_STATE_TOPIC;
+
+/// Kafka's `transactional.id.expiration.ms` default: an id without a transaction for this long
+/// is forgotten.
+pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// The coordinator epoch written into markers (a single node never changes coordinator).
+const COORDINATOR_EPOCH: i32 = 0;
+
+type Entry = Arc<Mutex<TxnMetadata>>;
+
+/// One result per partition of an AddPartitionsToTxn.
+pub type PartitionResults = Vec<((String, i32), Result<()>)>;
+
+/// A transactional id as DescribeTransactions and ListTransactions show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnDescription {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// Its state, producer and partitions.
+    pub metadata: TxnMetadata,
+}
+
+/// The transaction coordinator of one broker.
+#[derive(Debug, Default)]
+pub struct TxnCoordinator {
+    ids: Mutex<HashMap<String, Entry>>,
+    /// Partition 0 of `__transaction_state`, once it exists.
+    partition: Mutex<Option<Arc<Partition>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TxnCoordinator {
+    /// A coordinator replayed from `partition` (partition 0 of `__transaction_state`, if it
+    /// exists). BLOCKING.
+    pub(crate) fn open(partition: Option<Arc<Partition>>) -> Result<TxnCoordinator> {
+        let mut ids = HashMap::new();
+        if let Some(p) = &partition {
+            crate::internal::replay(p, |key, value| {
+                let Some(id) = key.and_then(state::decode_key) else {
+                    return;
+                };
+                match value.and_then(state::decode_value) {
+                    Some(m) => {
+                        ids.insert(id, Arc::new(Mutex::new(m)));
+                    }
+                    None => {
+                        ids.remove(&id);
+                    }
+                }
+            })?;
+            tracing::info!(transactional_ids = ids.len(), "transaction state replayed");
+        }
+        Ok(TxnCoordinator {
+            ids: Mutex::new(ids),
+            partition: Mutex::new(partition),
+        })
+    }
+
+    fn entry(&self, transactional_id: &str) -> Option<Entry> {
+        lock(&self.ids).get(transactional_id).cloned()
+    }
+
+    fn entries(&self) -> Vec<(String, Entry)> {
+        lock(&self.ids)
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
+    }
+
+    /// One transactional id, if known.
+    pub fn describe(&self, transactional_id: &str) -> Option<TxnDescription> {
+        let entry = self.entry(transactional_id)?;
+        let metadata = lock(&entry).clone();
+        Some(TxnDescription {
+            transactional_id: transactional_id.to_owned(),
+            metadata,
+        })
+    }
+
+    /// Every transactional id, sorted. Ids busy with a request are shown as they were before it.
+    pub fn list(&self) -> Vec<TxnDescription> {
+        let mut all: Vec<TxnDescription> = self
+            .entries()
+            .into_iter()
+            .map(|(id, e)| TxnDescription {
+                transactional_id: id,
+                metadata: lock(&e).clone(),
+            })
+            .collect();
+        all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        all
+    }
+}
+
+impl Broker {
+    /// The transaction coordinator.
+    pub fn txns(&self) -> &TxnCoordinator {
+        &self.txns
+    }
+
+    fn txn_state_partition_blocking(&self) -> Result<Arc<Partition>> {
+        if let Some(p) = &*lock(&self.txns.partition) {
+            return Ok(Arc::clone(p));
+        }
+        let p = self.internal_partition_blocking(TRANSACTION_STATE_TOPIC)?;
+        *lock(&self.txns.partition) = Some(Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// Appends an id's metadata (or a tombstone) to `__transaction_state`. BLOCKING.
+    fn persist_txn_blocking(&self, transactional_id: &str, m: Option<&TxnMetadata>) -> Result<()> {
+        let partition = self.txn_state_partition_blocking()?;
+        let value = m.and_then(state::encode_value);
+        let mut batch = crate::internal::batch_of(
+            &[(state::encode_key(transactional_id), value)],
+            self.clock().now_ms(),
+        )?;
+        partition.append_blocking(&mut batch)?;
+        Ok(())
+    }
+
+    /// InitProducerId with a transactional id: a new id gets a fresh producer id at epoch 0;
+    /// a known one gets its epoch bumped (fencing any older producer), after its open
+    /// transaction, if any, is aborted. `expected` is the `(producer id, epoch)` a client sends
+    /// when it re-initialises itself (KIP-360). BLOCKING.
+    pub fn init_transactional_producer_blocking(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16)> {
+        if transactional_id.is_empty() {
+            return Err(TxnError::InvalidTransactionalId.into());
+        }
+        check_timeout(timeout_ms)?;
+        let now = self.clock().now_ms();
+        let entry = match self.txns.entry(transactional_id) {
+            Some(e) => e,
+            None => {
+                if expected.is_some() {
+                    // A client re-initialising an id this coordinator never knew (or forgot).
+                    return Err(TxnError::InvalidProducerIdMapping.into());
+                }
+                let pid = self.allocate_producer_id_blocking()?;
+                let fresh = Arc::new(Mutex::new(TxnMetadata::new(pid, timeout_ms, now)));
+                let existing = {
+                    let mut ids = lock(&self.txns.ids);
+                    let e = ids
+                        .entry(transactional_id.to_owned())
+                        .or_insert_with(|| Arc::clone(&fresh));
+                    Arc::clone(e)
+                };
+                if Arc::ptr_eq(&existing, &fresh) {
+                    let m = lock(&fresh);
+                    self.persist_txn_blocking(transactional_id, Some(&m))?;
+                    return Ok((m.producer_id, m.producer_epoch));
+                }
+                existing
+            }
+        };
+        let mut m = lock(&entry);
+        let plan = m.plan_init(expected)?;
+        if plan == InitPlan::AbortThenBump {
+            tracing::info!(
+                transactional_id,
+                producer_id = m.producer_id,
+                "fencing the open transaction of a previous producer"
+            );
+            self.end_transaction_locked(transactional_id, &mut m, false, true)?;
+        }
+        let mut next = m.clone();
+        let new_pid = if next.epoch_exhausted() {
+            Some(self.allocate_producer_id_blocking()?)
+        } else {
+            None
+        };
+        next.bump_for_init(new_pid, timeout_ms, now);
+        self.persist_txn_blocking(transactional_id, Some(&next))?;
+        *m = next;
+        Ok((m.producer_id, m.producer_epoch))
+    }
+
+    fn locked_entry(&self, transactional_id: &str) -> Result<Entry> {
+        self.txns
+            .entry(transactional_id)
+            .ok_or_else(|| TxnError::InvalidProducerIdMapping.into())
+    }
+
+    /// AddPartitionsToTxn: one result per partition. Unknown partitions fail alone, and then
+    /// nothing is added (Kafka answers the others with OPERATION_NOT_ATTEMPTED, here
+    /// [`Error::OperationNotAttempted`]). BLOCKING.
+    pub fn add_partitions_to_txn_blocking(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<PartitionResults> {
+        let entry = self.locked_entry(transactional_id)?;
+        let mut m = lock(&entry);
+        m.check_add(producer_id, epoch)?;
+        let checked: PartitionResults = partitions
+            .into_iter()
+            .map(|(t, p)| {
+                let r = self.partition(&t, p).map(|_| ());
+                ((t, p), r)
+            })
+            .collect();
+        if checked.iter().any(|(_, r)| r.is_err()) {
+            return Ok(checked
+                .into_iter()
+                .map(|(tp, r)| (tp, r.and(Err(Error::OperationNotAttempted))))
+                .collect());
+        }
+        let tps: Vec<(String, i32)> = checked.iter().map(|(tp, _)| tp.clone()).collect();
+        self.add_to_txn_locked(transactional_id, &mut m, &tps, None)?;
+        Ok(checked)
+    }
+
+    /// AddOffsetsToTxn: the transaction will commit offsets of `group_id`. BLOCKING.
+    pub fn add_offsets_to_txn_blocking(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+    ) -> Result<()> {
+        if group_id.is_empty() {
+            return Err(crate::group::GroupError::InvalidGroupId.into());
+        }
+        let entry = self.locked_entry(transactional_id)?;
+        let mut m = lock(&entry);
+        m.check_add(producer_id, epoch)?;
+        self.add_to_txn_locked(transactional_id, &mut m, &[], Some(group_id))
+    }
+
+    fn add_to_txn_locked(
+        &self,
+        transactional_id: &str,
+        m: &mut TxnMetadata,
+        partitions: &[(String, i32)],
+        group: Option<&str>,
+    ) -> Result<()> {
+        let mut next = m.clone();
+        if next.add(partitions, group, self.clock().now_ms()) {
+            self.persist_txn_blocking(transactional_id, Some(&next))?;
+            *m = next;
+        }
+        Ok(())
+    }
+
+    /// TxnOffsetCommit: checks the producer against its transaction (the group must have been
+    /// added with AddOffsetsToTxn) and the member against the group (when a generation is
+    /// given), then stores the offsets as pending: they become committed offsets only when
+    /// the transaction commits. One result per offset. BLOCKING.
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_offset_commit_blocking(
+        &self,
+        transactional_id: &str,
+        group_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<()>>> {
+        let entry = self.locked_entry(transactional_id)?;
+        let m = lock(&entry);
+        m.check_offset_commit(producer_id, epoch, group_id)?;
+        self.write_txn_offsets_blocking(
+            producer_id,
+            group_id,
+            member_id,
+            generation,
+            instance_id,
+            commits,
+        )
+    }
+
+    /// EndTxn: commits or aborts the open transaction (a retry of a completed ending is
+    /// answered as done). BLOCKING.
+    pub fn end_txn_blocking(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<()> {
+        let entry = self.locked_entry(transactional_id)?;
+        let mut m = lock(&entry);
+        if !m.check_end(producer_id, epoch, commit)? {
+            return Ok(());
+        }
+        self.end_transaction_locked(transactional_id, &mut m, commit, false)
+    }
+
+    /// Prepares (durably), writes the markers and completes a transaction.
+    fn end_transaction_locked(
+        &self,
+        transactional_id: &str,
+        m: &mut TxnMetadata,
+        commit: bool,
+        bump_epoch: bool,
+    ) -> Result<()> {
+        let mut next = m.clone();
+        next.prepare(commit, bump_epoch, self.clock().now_ms());
+        self.persist_txn_blocking(transactional_id, Some(&next))?;
+        *m = next;
+        self.complete_transaction_locked(transactional_id, m)
+    }
+
+    /// Writes the markers of a prepared transaction, settles its offsets and records it
+    /// complete. On failure the id stays prepared (durably) and the tick retries.
+    fn complete_transaction_locked(
+        &self,
+        transactional_id: &str,
+        m: &mut TxnMetadata,
+    ) -> Result<()> {
+        let commit = m.state == TxnState::PrepareCommit;
+        let control = if commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        self.write_markers_blocking(m, control)?;
+        if !m.groups.is_empty() {
+            self.complete_txn_offsets_blocking(m.producer_id, commit)?;
+        }
+        let mut next = m.clone();
+        next.complete(self.clock().now_ms());
+        self.persist_txn_blocking(transactional_id, Some(&next))?;
+        *m = next;
+        tracing::debug!(
+            transactional_id,
+            commit,
+            partitions = m.partitions.len(),
+            "transaction complete"
+        );
+        Ok(())
+    }
+
+    /// Appends a marker to every partition of the transaction, in parallel (each waits for
+    /// its own sync). Partitions deleted meanwhile are skipped.
+    fn write_markers_blocking(&self, m: &TxnMetadata, control: ControlType) -> Result<()> {
+        let now = self.clock().now_ms();
+        let batch = marker_batch(
+            m.producer_id,
+            m.producer_epoch,
+            control,
+            COORDINATOR_EPOCH,
+            now,
+        )
+        .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        let targets: Vec<Arc<Partition>> = m
+            .partitions
+            .iter()
+            .filter_map(|(t, p)| match self.partition(t, *p) {
+                Ok(partition) => Some(partition),
+                Err(e) => {
+                    tracing::warn!(topic = %t, partition = p, error = %e, "no marker for a vanished partition");
+                    None
+                }
+            })
+            .collect();
+        let write = |p: &Partition| -> Result<()> {
+            let mut b = batch.clone();
+            p.append_blocking(&mut b).map(|_| ())
+        };
+        if targets.len() <= 1 {
+            return targets.iter().try_for_each(|p| write(p));
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = targets
+                .iter()
+                .map(|p| scope.spawn(move || write(p)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Error::ShuttingDown)))
+                .collect::<Result<Vec<()>>>()
+        })
+        .map(|_| ())
+    }
+
+    /// Checks a transactional produce: the producer owns `transactional_id` at this epoch and
+    /// added the partition to its open transaction.
+    pub fn check_transactional_produce(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<()> {
+        let entry = self.locked_entry(transactional_id)?;
+        let m = lock(&entry);
+        m.check_produce(producer_id, epoch, topic, partition)?;
+        Ok(())
+    }
+
+    /// Completes transactions left prepared (by a crash or a failed marker write) and aborts,
+    /// with an epoch bump, those that outlived their timeout; forgets ids idle for
+    /// [`TRANSACTIONAL_ID_EXPIRATION_MS`]. Ids busy with a request are left for the next
+    /// call. Returns how many transactions it ended. BLOCKING.
+    pub fn tick_transactions_blocking(&self) -> usize {
+        let now = self.clock().now_ms();
+        let mut ended = 0;
+        for (id, entry) in self.txns.entries() {
+            let Ok(mut m) = entry.try_lock() else {
+                continue;
+            };
+            let result = if m.state.is_prepare() {
+                self.complete_transaction_locked(&id, &mut m)
+            } else if m.timed_out(now) {
+                tracing::info!(transactional_id = %id, producer_id = m.producer_id, "aborting a timed-out transaction");
+                self.end_transaction_locked(&id, &mut m, false, true)
+            } else {
+                if m.state != TxnState::Ongoing
+                    && now.saturating_sub(m.updated_ms) > TRANSACTIONAL_ID_EXPIRATION_MS
+                    && self.persist_txn_blocking(&id, None).is_ok()
+                {
+                    lock(&self.txns.ids).remove(&id);
+                }
+                continue;
+            };
+            match result {
+                Ok(()) => ended += 1,
+                Err(e) => {
+                    tracing::warn!(transactional_id = %id, error = %e, "ending a transaction failed; will retry")
+                }
+            }
+        }
+        ended
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! Coordinator runtime tests against a real broker on a temporary directory.
+
+use super::*;
+use crate::topic::CreateTopic;
+use crate::{BrokerConfig, ManualClock};
+use strom_record::{BatchBuilder, Record, ValidationLimits, batches, parse_marker};
+
+fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Broker {
+    let broker = Broker::open_with_clock(
+        BrokerConfig::new(dir),
+        Arc::clone(clock) as Arc<dyn crate::Clock>,
+    )
+    .unwrap();
+    if broker.topic("t").is_err() {
+        broker
+            .create_topic_blocking(CreateTopic {
+                name: "t".into(),
+                partitions: Some(3),
+                ..CreateTopic::default()
+            })
+            .unwrap();
+    }
+    broker
+}
+
+fn produce(broker: &Broker, p: i32, pid: i64, epoch: i16, seq: i32) {
+    let mut batch = BatchBuilder {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        transactional: true,
+        ..BatchBuilder::new()
+    }
+    .build(&[Record::new(1, None, Some(bytes::Bytes::from("v")))])
+    .unwrap();
+    broker
+        .partition("t", p)
+        .unwrap()
+        .append_blocking(&mut batch)
+        .unwrap();
+}
+
+/// The markers stored in partition `p`: (producer id, epoch, commit?).
+fn markers(broker: &Broker, p: i32) -> Vec<(i64, i16, bool)> {
+    let read = broker
+        .partition("t", p)
+        .unwrap()
+        .read_blocking(0, 1 << 20)
+        .unwrap();
+    batches(&read.records, ValidationLimits::default())
+        .map(|b| b.unwrap())
+        .filter(|(h, _)| h.is_control())
+        .map(|(_, range)| {
+            let m = parse_marker(&read.records[range]).unwrap();
+            (
+                m.producer_id,
+                m.producer_epoch,
+                m.control_type == ControlType::Commit,
+            )
+        })
+        .collect()
+}
+
+fn tps(ps: &[i32]) -> Vec<(String, i32)> {
+    ps.iter().map(|p| ("t".to_owned(), *p)).collect()
+}
+
+#[test]
+fn commit_writes_markers_to_every_partition_and_applies_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let broker = open(dir.path(), &clock);
+    let (pid, epoch) = broker
+        .init_transactional_producer_blocking("tx", 60_000, None)
+        .unwrap();
+    assert_eq!(epoch, 0);
+    let added = broker
+        .add_partitions_to_txn_blocking("tx", pid, epoch, tps(&[0, 1]))
+        .unwrap();
+    assert!(added.iter().all(|(_, r)| r.is_ok()));
+    produce(&broker, 0, pid, epoch, 0);
+    produce(&broker, 1, pid, epoch, 0);
+    assert!(matches!(
+        broker.check_transactional_produce("tx", pid, epoch, "t", 2),
+        Err(Error::Txn(TxnError::PartitionNotInTransaction))
+    ));
+    broker
+        .add_offsets_to_txn_blocking("tx", pid, epoch, "g")
+        .unwrap();
+    let commit = OffsetCommit {
+        topic: "t".into(),
+        partition: 2,
+        offset: 42,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let r = broker
+        .txn_offset_commit_blocking("tx", "g", pid, epoch, "", -1, None, vec![commit])
+        .unwrap();
+    assert!(r[0].is_ok());
+    assert!(
+        broker.groups().fetch_offsets("g", None).is_empty(),
+        "not visible before commit"
+    );
+    assert!(broker.has_pending_txn_offset("g", "t", 2));
+    broker.end_txn_blocking("tx", pid, epoch, true).unwrap();
+    assert_eq!(markers(&broker, 0), [(pid, epoch, true)]);
+    assert_eq!(markers(&broker, 1), [(pid, epoch, true)]);
+    assert!(markers(&broker, 2).is_empty());
+    let got = broker.groups().fetch_offsets("g", None);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.as_ref().unwrap().offset, 42);
+    assert!(!broker.has_pending_txn_offset("g", "t", 2));
+    // A retried EndTxn is answered; an abort of a committed transaction is not.
+    broker.end_txn_blocking("tx", pid, epoch, true).unwrap();
+    assert!(matches!(
+        broker.end_txn_blocking("tx", pid, epoch, false),
+        Err(Error::Txn(TxnError::InvalidTxnState))
+    ));
+    assert_eq!(
+        broker.txns().describe("tx").unwrap().metadata.state,
+        TxnState::CompleteCommit
+    );
+}
+
+#[test]
+fn abort_drops_offsets_and_a_new_producer_fences_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let broker = open(dir.path(), &clock);
+    let (pid, e0) = broker
+        .init_transactional_producer_blocking("tx", 60_000, None)
+        .unwrap();
+    broker
+        .add_partitions_to_txn_blocking("tx", pid, e0, tps(&[0]))
+        .unwrap();
+    produce(&broker, 0, pid, e0, 0);
+    broker
+        .add_offsets_to_txn_blocking("tx", pid, e0, "g")
+        .unwrap();
+    let c = OffsetCommit {
+        topic: "t".into(),
+        partition: 0,
+        offset: 7,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    broker
+        .txn_offset_commit_blocking("tx", "g", pid, e0, "", -1, None, vec![c])
+        .unwrap();
+    // A second producer with the same id: the open transaction is aborted with a bumped
+    // epoch, and the newcomer gets a newer one still.
+    let (pid2, e2) = broker
+        .init_transactional_producer_blocking("tx", 60_000, None)
+        .unwrap();
+    assert_eq!((pid2, e2), (pid, e0 + 2));
+    assert_eq!(markers(&broker, 0), [(pid, e0 + 1, false)]);
+    assert!(broker.groups().fetch_offsets("g", None).is_empty());
+    assert!(!broker.has_pending_txn_offset("g", "t", 0));
+    // The zombie is fenced everywhere.
+    assert!(matches!(
+        broker.end_txn_blocking("tx", pid, e0, true),
+        Err(Error::Txn(TxnError::ProducerFenced))
+    ));
+    assert!(matches!(
+        broker.add_partitions_to_txn_blocking("tx", pid, e0, tps(&[1])),
+        Err(Error::Txn(TxnError::ProducerFenced))
+    ));
+    assert!(matches!(
+        broker.check_transactional_produce("tx", pid, e0, "t", 0),
+        Err(Error::Txn(TxnError::ProducerFenced))
+    ));
+    // Unknown partitions fail alone and nothing is added.
+    let r = broker
+        .add_partitions_to_txn_blocking("tx", pid, e2, vec![("t".into(), 0), ("nope".into(), 0)])
+        .unwrap();
+    assert!(matches!(r[0].1, Err(Error::OperationNotAttempted)));
+    assert!(matches!(r[1].1, Err(Error::UnknownTopic { .. })));
+    assert_eq!(
+        broker.txns().describe("tx").unwrap().metadata.state,
+        TxnState::Empty
+    );
+}
+
+#[test]
+fn state_survives_a_restart_and_timeouts_abort_with_an_epoch_bump() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let (pid, epoch) = {
+        let broker = open(dir.path(), &clock);
+        let (pid, epoch) = broker
+            .init_transactional_producer_blocking("tx", 10_000, None)
+            .unwrap();
+        broker
+            .add_partitions_to_txn_blocking("tx", pid, epoch, tps(&[0, 2]))
+            .unwrap();
+        produce(&broker, 2, pid, epoch, 0);
+        broker.shutdown_blocking().unwrap();
+        (pid, epoch)
+    };
+    let broker = open(dir.path(), &clock);
+    let m = broker.txns().describe("tx").unwrap().metadata;
+    assert_eq!(m.state, TxnState::Ongoing);
+    assert_eq!(m.partitions.len(), 2);
+    assert_eq!(broker.tick_transactions_blocking(), 0);
+    clock.advance(10_001);
+    assert_eq!(broker.tick_transactions_blocking(), 1);
+    assert_eq!(markers(&broker, 2), [(pid, epoch + 1, false)]);
+    let m = broker.txns().describe("tx").unwrap().metadata;
+    assert_eq!(
+        (m.state, m.producer_epoch, m.last_producer_epoch),
+        (TxnState::CompleteAbort, epoch + 1, epoch)
+    );
+    // The timed-out producer's abort is answered; it re-initialises with its old epoch.
+    broker.end_txn_blocking("tx", pid, epoch, false).unwrap();
+    let again = broker
+        .init_transactional_producer_blocking("tx", 10_000, Some((pid, epoch)))
+        .unwrap();
+    assert_eq!(again, (pid, epoch + 2));
+    assert!(matches!(
+        broker.init_transactional_producer_blocking("tx", 10_000_000, None),
+        Err(Error::Txn(TxnError::InvalidTransactionTimeout))
+    ));
+}
+
+#[test]
+fn a_prepared_transaction_is_completed_when_the_broker_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let pid = {
+        let broker = open(dir.path(), &clock);
+        let (pid, epoch) = broker
+            .init_transactional_producer_blocking("tx", 60_000, None)
+            .unwrap();
+        broker
+            .add_partitions_to_txn_blocking("tx", pid, epoch, tps(&[1]))
+            .unwrap();
+        // Simulate a crash between the durable PrepareCommit and the markers.
+        let entry = broker.txns().entry("tx").unwrap();
+        let mut m = entry.lock().unwrap();
+        m.prepare(true, false, 2_000);
+        broker.persist_txn_blocking("tx", Some(&m)).unwrap();
+        drop(m);
+        broker.shutdown_blocking().unwrap();
+        pid
+    };
+    let broker = open(dir.path(), &clock);
+    assert_eq!(markers(&broker, 1), [(pid, 0, true)]);
+    assert_eq!(
+        broker.txns().describe("tx").unwrap().metadata.state,
+        TxnState::CompleteCommit
+    );
+}

@@ -1,0 +1,81 @@
+//! TxnOffsetCommit (key 28): offsets committed inside a transaction. They stay pending (and
+//! invisible to OffsetFetch) until the transaction commits; an abort drops them.
+
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use strom_broker::group::OffsetCommit;
+
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::error_code::error_code;
+use crate::frame::Request;
+
+/// Handles TxnOffsetCommit.
+pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+    let body: TxnOffsetCommitRequest = decode(request)?;
+    let id = body.transactional_id.to_string();
+    let group = body.group_id.to_string();
+    let (pid, epoch) = (body.producer_id.0, body.producer_epoch);
+    let member = body.member_id.to_string();
+    let generation = body.generation_id;
+    let instance = body.group_instance_id.map(|s| s.to_string());
+    let mut order = Vec::new();
+    let mut commits = Vec::new();
+    for topic in &body.topics {
+        for p in &topic.partitions {
+            order.push((topic.name.clone(), p.partition_index));
+            commits.push(OffsetCommit {
+                topic: topic.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|s| s.to_string()),
+            });
+        }
+    }
+    let result = context
+        .broker
+        .run_blocking(move |b| {
+            b.txn_offset_commit_blocking(
+                &id,
+                &group,
+                pid,
+                epoch,
+                &member,
+                generation,
+                instance.as_deref(),
+                commits,
+            )
+        })
+        .await;
+    let codes: Vec<i16> = match result {
+        Ok(results) => results
+            .iter()
+            .map(|r| r.as_ref().err().map_or(0, error_code))
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "TxnOffsetCommit refused");
+            vec![error_code(&e); order.len()]
+        }
+    };
+    let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
+    for ((name, partition), code) in order.into_iter().zip(codes) {
+        let p = TxnOffsetCommitResponsePartition::default()
+            .with_partition_index(partition)
+            .with_error_code(code);
+        match topics.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    respond(
+        request,
+        &TxnOffsetCommitResponse::default().with_topics(topics),
+    )
+}
