@@ -4,7 +4,8 @@
 Covers: CreateStream (provisioned and on-demand), DescribeStream / DescribeStreamSummary,
 ListStreams and ListShards with pagination, PutRecord / PutRecords (ExplicitHashKey),
 GetShardIterator (TRIM_HORIZON, AT_SEQUENCE_NUMBER, AFTER_SEQUENCE_NUMBER, LATEST,
-AT_TIMESTAMP), GetRecords, SubscribeToShard (HTTP/1.1 event stream), tags, retention, the error codes boto3 raises, DeleteStream.
+AT_TIMESTAMP), GetRecords, SubscribeToShard (HTTP/1.1 event stream), SplitShard with every ListShards
+ShardFilter type, tags, retention, the error codes boto3 raises, DeleteStream.
 
 Run by compat/run.sh with COMPAT_KINESIS_ENDPOINT=http://host:port. Exits 1 if a check failed.
 """
@@ -165,6 +166,44 @@ def subscribe_to_shard() -> None:
     k.deregister_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
 
 
+def shard_filters() -> None:
+    """ListShards' ShardFilter types around a split, on a stream of its own."""
+    name = f"{STREAM}-filters"
+    k.create_stream(StreamName=name, ShardCount=1)
+    k.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 10})
+    # botocore may send whole seconds (it truncates timestamps unless the model asks for
+    # milliseconds), so the instants are more than a second apart.
+    time.sleep(1.1)
+    before_split = datetime.datetime.now(datetime.timezone.utc)
+    time.sleep(1.1)
+    k.split_shard(StreamName=name, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**127))
+    time.sleep(1.1)
+    after_split = datetime.datetime.now(datetime.timezone.utc)
+
+    def ids(**filt) -> list[int]:
+        kwargs = {"ShardFilter": filt} if filt else {}
+        out = []
+        for page in k.get_paginator("list_shards").paginate(StreamName=name, **kwargs):
+            out.extend(int(sh["ShardId"].split("-")[1]) for sh in page["Shards"])
+        return out
+
+    expect_eq(ids(), [0, 1, 2], "no filter")
+    expect_eq(ids(Type="AT_LATEST"), [1, 2], "AT_LATEST")
+    expect_eq(ids(Type="AT_TRIM_HORIZON"), [0], "AT_TRIM_HORIZON")
+    expect_eq(ids(Type="FROM_TRIM_HORIZON"), [0, 1, 2], "FROM_TRIM_HORIZON")
+    expect_eq(ids(Type="AFTER_SHARD_ID", ShardId="shardId-000000000001"), [2], "AFTER_SHARD_ID")
+    expect_eq(ids(Type="AT_TIMESTAMP", Timestamp=before_split), [0], "AT_TIMESTAMP before the split")
+    expect_eq(ids(Type="AT_TIMESTAMP", Timestamp=after_split), [1, 2], "AT_TIMESTAMP after the split")
+    expect_eq(ids(Type="FROM_TIMESTAMP", Timestamp=before_split), [0, 1, 2], "FROM_TIMESTAMP before")
+    expect_eq(ids(Type="FROM_TIMESTAMP", Timestamp=after_split), [1, 2], "FROM_TIMESTAMP after")
+    expect_eq(
+        error_code(lambda: k.list_shards(StreamName=name, ShardFilter={"Type": "AT_TIMESTAMP"})),
+        "InvalidArgumentException",
+        "AT_TIMESTAMP without a Timestamp",
+    )
+    k.delete_stream(StreamName=name)
+
+
 def on_demand_and_delete() -> None:
     name = f"{STREAM}-od"
     k.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
@@ -183,5 +222,6 @@ s.check("iterator_types", iterator_types, needs=["put"])
 s.check("tags_and_retention", tags_and_retention, needs=["create_describe"])
 s.check("errors", errors, needs=["create_describe"])
 s.check("subscribe_to_shard", subscribe_to_shard, needs=["put"])
+s.check("shard_filters", shard_filters)
 s.check("on_demand_and_delete", on_demand_and_delete, needs=["create_describe"])
 s.finish()

@@ -19,5 +19,6 @@ mod kinesis {
     mod limits;
     mod raw;
     mod reshard;
+    mod shard_times;
     mod subscribe;
 }

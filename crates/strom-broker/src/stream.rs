@@ -38,6 +38,38 @@ pub struct ShardMeta {
     /// The first offset this shard does not hold, once resharding closed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at_offset: Option<i64>,
+    /// When the shard was opened (stream creation or the reshard that made it), epoch ms.
+    /// `None` in events written before shard times were kept: the stream's creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<i64>,
+    /// When resharding closed the shard, epoch ms. `None` while open, and for shards closed
+    /// before shard times were kept (closed at an unknown time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ms: Option<i64>,
+}
+
+impl ShardMeta {
+    /// When the shard was opened: its own time, else the stream's creation time.
+    pub fn opened_ms(&self, stream_created_ms: i64) -> i64 {
+        self.created_ms.unwrap_or(stream_created_ms)
+    }
+
+    /// Whether resharding closed the shard.
+    pub fn is_closed(&self) -> bool {
+        self.closed_at_offset.is_some()
+    }
+
+    /// Whether the shard was open at `t_ms` (opened at or before it, and still open or closed
+    /// at or after it). A shard closed at an unknown time counts as closed after `t_ms`.
+    pub fn open_at(&self, stream_created_ms: i64, t_ms: i64) -> bool {
+        self.opened_ms(stream_created_ms) <= t_ms && self.open_from(t_ms)
+    }
+
+    /// Whether the shard was open at `t_ms` or later: still open, or closed at or after
+    /// `t_ms` (a shard closed at an unknown time counts as closed after it).
+    pub fn open_from(&self, t_ms: i64) -> bool {
+        !self.is_closed() || self.closed_ms.is_none_or(|c| c >= t_ms)
+    }
 }
 
 /// A registered enhanced fan-out consumer.
@@ -129,6 +161,8 @@ impl StreamMeta {
                     parent: None,
                     adjacent_parent: None,
                     closed_at_offset: None,
+                    created_ms: Some(created_ms),
+                    closed_ms: None,
                 })
                 .collect(),
             created_ms,
@@ -287,6 +321,34 @@ mod tests {
         };
         let s = serde_json::to_string(&ev).unwrap();
         assert_eq!(serde_json::from_str::<MetadataEvent>(&s).unwrap(), ev);
+    }
+
+    #[test]
+    fn events_without_shard_times_still_read() {
+        // A StreamMetaSet stream value as written before shard times were kept.
+        let old = r#"{"shards":[{"starting_hash_key":"0","ending_hash_key":"9","closed_at_offset":4},
+            {"starting_hash_key":"0","ending_hash_key":"9","parent":0}],
+            "created_ms":100,"mode":"PROVISIONED","retention_hours":24}"#;
+        let m: StreamMeta = serde_json::from_str(old).unwrap();
+        let (closed, child) = (&m.shards[0], &m.shards[1]);
+        assert_eq!((closed.created_ms, closed.closed_ms), (None, None));
+        assert_eq!(child.opened_ms(m.created_ms), 100);
+        // Closed at an unknown time: open at any time from the stream's creation on.
+        assert!(closed.open_at(m.created_ms, 100));
+        assert!(closed.open_at(m.created_ms, i64::MAX));
+        assert!(!closed.open_at(m.created_ms, 99));
+        assert!(closed.open_from(i64::MAX));
+    }
+
+    #[test]
+    fn shard_times_decide_open_at_and_open_from() {
+        let mut s = StreamMeta::new(1, "PROVISIONED", 10).shards.remove(0);
+        assert_eq!(s.created_ms, Some(10));
+        assert!(s.open_at(10, 10) && !s.open_at(10, 9) && s.open_from(1_000));
+        s.closed_at_offset = Some(3);
+        s.closed_ms = Some(20);
+        assert!(s.open_at(10, 20) && !s.open_at(10, 21));
+        assert!(s.open_from(20) && s.open_from(0) && !s.open_from(21));
     }
 
     #[test]

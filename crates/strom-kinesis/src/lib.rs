@@ -13,6 +13,7 @@
 
 pub(crate) mod api;
 pub mod error;
+pub mod fence;
 pub mod iterator;
 pub mod limits;
 pub mod sequence;

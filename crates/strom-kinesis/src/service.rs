@@ -13,6 +13,7 @@ use strom_broker::Broker;
 
 use crate::KinesisConfig;
 use crate::error::{ErrorKind, KinesisError, Result};
+use crate::fence::ReshardFence;
 use crate::iterator::IteratorKey;
 use crate::limits::ShardLimiter;
 use crate::wire::{self, Encoding};
@@ -36,6 +37,8 @@ pub struct Context {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// Per-shard throughput buckets (admit everything unless `config.aws_limits`).
     pub limiter: ShardLimiter,
+    /// Orders puts against resharding (see [`crate::fence`]).
+    pub fence: ReshardFence,
 }
 
 impl Context {
@@ -49,6 +52,7 @@ impl Context {
             limiter: ShardLimiter::new(config.aws_limits),
             config,
             closing: tokio::sync::watch::Sender::new(false),
+            fence: ReshardFence::default(),
         }
     }
 

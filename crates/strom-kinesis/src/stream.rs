@@ -127,6 +127,15 @@ impl StreamView {
         self.topic.name()
     }
 
+    /// The same stream as the broker has it now (its topic by id, and its metadata), or
+    /// `ResourceNotFoundException` when it was deleted meanwhile.
+    pub fn refresh(&self, broker: &Broker) -> Result<StreamView> {
+        let topic = broker
+            .topic_by_id(self.topic.id())
+            .map_err(|_| KinesisError::stream_not_found(self.name()))?;
+        Ok(view(broker, topic))
+    }
+
     /// `CREATING`, `UPDATING` or `ACTIVE` at `now_ms`.
     pub fn status(&self, now_ms: i64, creating_ms: i64) -> &'static str {
         if now_ms < self.meta.created_ms.saturating_add(creating_ms) {

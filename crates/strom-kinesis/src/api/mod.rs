@@ -1,4 +1,5 @@
-//! One module per Kinesis action; [`dispatch`] maps the action name to its handler.
+//! One module per Kinesis action; [`dispatch`] maps the action name to its handler. Helpers
+//! shared by a family of actions live in `consumer_common`, `settings_common` and `reshard`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -7,25 +8,43 @@ use crate::error::{ErrorKind, KinesisError, Result};
 use crate::service::Context;
 use crate::stream::{self, StreamView};
 
-mod consumers;
+mod accepted;
+mod add_tags_to_stream;
+mod consumer_common;
 mod create_stream;
 mod delete_stream;
+mod deregister_stream_consumer;
+mod describe_account_settings;
+mod describe_limits;
 mod describe_stream;
+mod describe_stream_consumer;
 mod describe_stream_summary;
+mod disable_enhanced_monitoring;
+mod enable_enhanced_monitoring;
 mod get_records;
+mod get_resource_policy;
 mod get_shard_iterator;
 mod list_shards;
+mod list_stream_consumers;
 mod list_streams;
+mod list_tags_for_resource;
+mod list_tags_for_stream;
 mod merge_shards;
 mod put_record;
 mod put_records;
+mod register_stream_consumer;
+mod remove_tags_from_stream;
 mod reshard;
 mod retention;
-mod settings;
+mod settings_common;
 mod split_shard;
+mod start_stream_encryption;
+mod stop_stream_encryption;
 pub(crate) mod subscribe_to_shard;
-mod tags;
+mod tag_resource;
+mod untag_resource;
 mod update_shard_count;
+mod update_stream_mode;
 
 /// Runs one action.
 pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Result<Value> {
@@ -42,34 +61,34 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
         "GetRecords" => get_records::handle(ctx, input).await,
         "IncreaseStreamRetentionPeriod" => retention::increase(ctx, input).await,
         "DecreaseStreamRetentionPeriod" => retention::decrease(ctx, input).await,
-        "AddTagsToStream" => tags::add(ctx, input).await,
-        "RemoveTagsFromStream" => tags::remove(ctx, input).await,
-        "ListTagsForStream" => tags::list(ctx, input).await,
+        "AddTagsToStream" => add_tags_to_stream::handle(ctx, input).await,
+        "RemoveTagsFromStream" => remove_tags_from_stream::handle(ctx, input).await,
+        "ListTagsForStream" => list_tags_for_stream::handle(ctx, input).await,
         "SplitShard" => split_shard::handle(ctx, input).await,
         "MergeShards" => merge_shards::handle(ctx, input).await,
         "UpdateShardCount" => update_shard_count::handle(ctx, input).await,
-        "RegisterStreamConsumer" => consumers::register(ctx, input).await,
-        "DescribeStreamConsumer" => consumers::describe(ctx, input).await,
-        "ListStreamConsumers" => consumers::list(ctx, input).await,
-        "DeregisterStreamConsumer" => consumers::deregister(ctx, input).await,
-        "StartStreamEncryption" => settings::start_encryption(ctx, input).await,
-        "StopStreamEncryption" => settings::stop_encryption(ctx, input).await,
-        "EnableEnhancedMonitoring" => settings::enable_monitoring(ctx, input).await,
-        "DisableEnhancedMonitoring" => settings::disable_monitoring(ctx, input).await,
-        "UpdateStreamMode" => settings::update_mode(ctx, input).await,
-        "DescribeLimits" => settings::describe_limits(ctx, input).await,
-        "DescribeAccountSettings" => settings::describe_account_settings(ctx, input).await,
-        "GetResourcePolicy" => settings::get_resource_policy(ctx, input).await,
-        "TagResource" => settings::tag_resource(ctx, input).await,
-        "UntagResource" => settings::untag_resource(ctx, input).await,
-        "ListTagsForResource" => settings::list_tags_for_resource(ctx, input).await,
+        "RegisterStreamConsumer" => register_stream_consumer::handle(ctx, input).await,
+        "DescribeStreamConsumer" => describe_stream_consumer::handle(ctx, input).await,
+        "ListStreamConsumers" => list_stream_consumers::handle(ctx, input).await,
+        "DeregisterStreamConsumer" => deregister_stream_consumer::handle(ctx, input).await,
+        "StartStreamEncryption" => start_stream_encryption::handle(ctx, input).await,
+        "StopStreamEncryption" => stop_stream_encryption::handle(ctx, input).await,
+        "EnableEnhancedMonitoring" => enable_enhanced_monitoring::handle(ctx, input).await,
+        "DisableEnhancedMonitoring" => disable_enhanced_monitoring::handle(ctx, input).await,
+        "UpdateStreamMode" => update_stream_mode::handle(ctx, input).await,
+        "DescribeLimits" => describe_limits::handle(ctx, input).await,
+        "DescribeAccountSettings" => describe_account_settings::handle(ctx, input).await,
+        "GetResourcePolicy" => get_resource_policy::handle(ctx, input).await,
+        "TagResource" => tag_resource::handle(ctx, input).await,
+        "UntagResource" => untag_resource::handle(ctx, input).await,
+        "ListTagsForResource" => list_tags_for_resource::handle(ctx, input).await,
         // Recorded nowhere: Strom has no policies, warm throughput or record-size knobs.
         "PutResourcePolicy"
         | "DeleteResourcePolicy"
         | "UpdateAccountSettings"
         | "UpdateMaxRecordSize"
         | "UpdateStreamWarmThroughput"
-        | "UpdateStreamRecordDistributionStrategy" => settings::accepted(ctx, input).await,
+        | "UpdateStreamRecordDistributionStrategy" => accepted::handle(ctx, input).await,
         _ => Err(KinesisError::new(
             ErrorKind::UnknownOperation,
             format!(

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::StreamRef;
-use super::put_records::{Entry, admit_and_append, route, sequence_number};
+use super::put_records::{Entry, put, sequence_number};
 use crate::error::{ErrorKind, KinesisError, Result};
 use crate::sequence::SequenceNumber;
 use crate::service::{Context, parse};
@@ -30,9 +30,8 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
         s.parse::<SequenceNumber>()
             .map_err(|e| KinesisError::invalid(e.to_string()))?;
     }
-    let routed = route(&view, req.entry)?;
-    let result = admit_and_append(ctx, &view, vec![routed])
-        .await
+    let (view, results) = put(ctx, &view, vec![req.entry]).await?;
+    let result = results
         .into_iter()
         .next()
         .unwrap_or_else(|| Err(KinesisError::new(ErrorKind::InternalFailure, "no result")));

@@ -2,6 +2,8 @@
 //! hash key, build one Kafka v2 batch per shard (key = partition key, value = data, timestamp
 //! = arrival ms), append, and turn offsets into sequence numbers.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -34,6 +36,9 @@ pub(crate) struct Entry {
     #[serde(default)]
     pub(crate) explicit_hash_key: Option<String>,
 }
+
+/// The read side of a stream's reshard fence, held by a put.
+pub(crate) type PutFence = tokio::sync::OwnedRwLockReadGuard<()>;
 
 /// A validated record, routed to a shard.
 #[derive(Debug)]
@@ -99,10 +104,13 @@ pub(crate) fn route(view: &StreamView, entry: Entry) -> Result<Routed> {
 }
 
 /// Appends routed records; returns, per record in input order, its (shard, offset) or error.
+/// Each append task holds a share of `fence`, so the fence outlives an append even when the
+/// request is dropped while it runs.
 pub(crate) async fn append(
     ctx: &Context,
     view: &StreamView,
     records: Vec<Routed>,
+    fence: &Arc<PutFence>,
 ) -> Vec<Result<(usize, u64)>> {
     let now = ctx.now_ms();
     let max_batch = view
@@ -161,11 +169,14 @@ pub(crate) async fn append(
             }
             continue;
         }
-        tasks.push((
-            shard,
-            indexes,
-            tokio::spawn(async move { partition.append(payload).await }),
-        ));
+        tasks.push((shard, indexes, {
+            let fence = Arc::clone(fence);
+            tokio::spawn(async move {
+                let out = partition.append(payload).await;
+                drop(fence);
+                out
+            })
+        }));
     }
     for (shard, indexes, task) in tasks {
         let outcome = match task.await {
@@ -194,9 +205,10 @@ pub(crate) async fn admit_and_append(
     ctx: &Context,
     view: &StreamView,
     records: Vec<Routed>,
+    fence: &Arc<PutFence>,
 ) -> Vec<Result<(usize, u64)>> {
     if !ctx.limiter.enabled() {
-        return append(ctx, view, records).await;
+        return append(ctx, view, records, fence).await;
     }
     let now = std::time::Instant::now();
     let topic_id = view.topic.id();
@@ -214,7 +226,7 @@ pub(crate) async fn admit_and_append(
             slots.push(Some(Err(throttled(view, r.shard))));
         }
     }
-    let mut appended = append(ctx, view, admitted).await.into_iter();
+    let mut appended = append(ctx, view, admitted, fence).await.into_iter();
     slots
         .into_iter()
         .map(|slot| {
@@ -225,6 +237,33 @@ pub(crate) async fn admit_and_append(
             })
         })
         .collect()
+}
+
+/// Routes and appends `entries` under the stream's put fence (so a concurrent reshard cannot
+/// close a shard between routing and append, see [`crate::fence`]). Routing uses the stream as
+/// it is once the fence is held; that view is returned with the per-record results. Fails whole
+/// on an invalid entry or when the records exceed [`MAX_REQUEST_BYTES`].
+pub(crate) async fn put(
+    ctx: &Context,
+    view: &StreamView,
+    entries: Vec<Entry>,
+) -> Result<(StreamView, Vec<Result<(usize, u64)>>)> {
+    let fence = Arc::new(ctx.fence.put(view.topic.id()).await);
+    let view = view.refresh(&ctx.broker)?;
+    let mut routed = Vec::with_capacity(entries.len());
+    let mut total = 0usize;
+    for entry in entries {
+        let r = route(&view, entry)?;
+        total += r.key.len() + r.data.len();
+        routed.push(r);
+    }
+    if total > MAX_REQUEST_BYTES {
+        return Err(KinesisError::invalid(format!(
+            "Records size {total} exceeds the limit of {MAX_REQUEST_BYTES} bytes"
+        )));
+    }
+    let results = admit_and_append(ctx, &view, routed, &fence).await;
+    Ok((view, results))
 }
 
 /// `ProvisionedThroughputExceededException` for a shard of `view`.
@@ -250,19 +289,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
              Member must have length between 1 and {MAX_RECORDS}, found {n}"
         )));
     }
-    let mut routed = Vec::with_capacity(n);
-    let mut total = 0usize;
-    for entry in req.records {
-        let r = route(&view, entry)?;
-        total += r.key.len() + r.data.len();
-        routed.push(r);
-    }
-    if total > MAX_REQUEST_BYTES {
-        return Err(KinesisError::invalid(format!(
-            "Records size {total} exceeds the limit of {MAX_REQUEST_BYTES} bytes"
-        )));
-    }
-    let results = admit_and_append(ctx, &view, routed).await;
+    let (view, results) = put(ctx, &view, req.records).await?;
     let failed = results.iter().filter(|r| r.is_err()).count();
     let records: Vec<Value> = results
         .into_iter()

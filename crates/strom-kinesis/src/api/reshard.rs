@@ -2,9 +2,11 @@
 //! topic by the number of child shards, then, under the broker's admin lock, close the parents
 //! at their log end and append the children (shard `n` is always partition `n`).
 //!
-//! Known limit: a `PutRecord(s)` that resolved the stream just before the reshard may still
-//! append to a parent after its end offset was fixed; such records are stored but not served
-//! to Kinesis readers (Kafka consumers still see them).
+//! The close runs under the stream's write fence ([`crate::fence`]), and puts route and append
+//! under its read side, so a record acknowledged by `PutRecord(s)` is either below its parent's
+//! end offset or in a child. (A Kafka producer writing to a closed partition is not fenced:
+//! such records are stored but not served to Kinesis readers.) Parents get `closed_ms`, children
+//! `created_ms`: the time of the close, which `ListShards`' timestamp filters use.
 
 use strom_broker::stream::{ShardMeta, StreamMeta};
 
@@ -44,9 +46,14 @@ pub(crate) async fn reshard(ctx: &Context, view: &StreamView, plan: Plan) -> Res
     let name = view.name().to_owned();
     let id = view.topic.id();
     let updating_ms = i64::try_from(ctx.config.updating_delay.as_millis()).unwrap_or(i64::MAX);
+    // Moved into the blocking call, so it is held until the close is done even if this
+    // request is dropped meanwhile.
+    let fence = ctx.fence.reshard(id).await;
     ctx.blocking(move |b| {
+        let _fence = fence;
         b.grow_stream_blocking(&name, total as i32)?;
         let topic = b.topic_by_id(id)?;
+        let closed_ms = b.clock().now_ms();
         b.update_stream_meta_blocking(id, move |m, _| {
             if m.shards.len() != shards {
                 return Err(strom_broker::Error::InvalidPartitions {
@@ -58,9 +65,13 @@ pub(crate) async fn reshard(ctx: &Context, view: &StreamView, plan: Plan) -> Res
                 let end = topic.partition(i as i32)?.log_end_offset();
                 if let Some(s) = m.shards.get_mut(i) {
                     s.closed_at_offset = Some(end);
+                    s.closed_ms = Some(closed_ms);
                 }
             }
-            m.shards.extend(children);
+            m.shards.extend(children.into_iter().map(|mut c| {
+                c.created_ms = Some(closed_ms);
+                c
+            }));
             m.updating_until_ms = now.saturating_add(updating_ms);
             Ok(())
         })
@@ -94,5 +105,7 @@ pub(crate) fn child(start: u128, end: u128, parent: usize, adjacent: Option<usiz
         parent: Some(parent as i32),
         adjacent_parent: adjacent.map(|a| a as i32),
         closed_at_offset: None,
+        created_ms: None,
+        closed_ms: None,
     }
 }

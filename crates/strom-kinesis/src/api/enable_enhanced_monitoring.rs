@@ -1,0 +1,11 @@
+//! `EnableEnhancedMonitoring`: add shard-level metrics to the recorded set (`ALL` = every one).
+
+use serde_json::Value;
+
+use super::settings_common::monitoring;
+use crate::error::Result;
+use crate::service::Context;
+
+pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
+    monitoring(ctx, input, true).await
+}
