@@ -31,6 +31,7 @@ use tokio::net::TcpStream;
 use uuid::Uuid;
 
 pub mod group;
+pub mod txn;
 
 /// What went wrong talking to a broker.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,9 @@ const CLIENT_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::DescribeGroups, 4),
     (ApiKey::ListGroups, 4),
     (ApiKey::DeleteGroups, 2),
+    (ApiKey::ListTransactions, 1),
+    (ApiKey::DescribeTransactions, 0),
+    (ApiKey::DescribeProducers, 0),
 ];
 
 /// One topic as Metadata describes it.

@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod group_cli;
+mod txn_cli;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +65,13 @@ enum Command {
         #[command(subcommand)]
         command: group_cli::GroupCommand,
     },
+    /// List and describe transactions, and the producers each partition remembers.
+    Txn {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: txn_cli::TxnCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +117,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Group { connect, command } => {
             client_runtime()?.block_on(group_cli::group(&connect, command))
+        }
+        Command::Txn { connect, command } => {
+            client_runtime()?.block_on(txn_cli::txn(&connect, command))
         }
     }
 }
