@@ -6,6 +6,10 @@
 //! strom serve --data-dir /tmp/bench &          # or benches/kafka_bench.sh, which does it all
 //! cargo run --release -p strom-bench --bin kafka_bench -- --size 1024 --count 200000 --partitions 6
 //! ```
+//!
+//! With `--transaction-size N` the producer is transactional: it commits every `N` records
+//! (`commit_transaction` also flushes them) and the table adds the commit latency percentiles;
+//! the consumer then reads with `isolation.level=read_committed`.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -56,6 +60,9 @@ struct Args {
     /// Produce with `enable.idempotence=true` (the broker checks producer sequences).
     #[arg(long)]
     idempotence: bool,
+    /// Records per transaction; 0 (the default) produces without transactions.
+    #[arg(long, default_value_t = 0)]
+    transaction_size: usize,
 }
 
 /// Collects produce latencies from delivery reports.
@@ -89,6 +96,9 @@ struct ProduceResult {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// Commit latency percentiles (ms), when transactional.
+    commit_p50_ms: f64,
+    commit_p99_ms: f64,
 }
 
 fn create_topic(args: &Args, name: &str) -> Result<(), String> {
@@ -137,7 +147,11 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         micros: Mutex::new(Vec::with_capacity(args.count)),
         errors: Mutex::new(0),
     };
-    let producer: ThreadedProducer<Latencies> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    if args.transaction_size > 0 {
+        config.set("transactional.id", format!("{topic}-txn"));
+    }
+    let producer: ThreadedProducer<Latencies> = config
         .set("bootstrap.servers", &args.bootstrap)
         .set("acks", &args.acks)
         .set("linger.ms", args.linger_ms.to_string())
@@ -149,8 +163,18 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         .create_with_context(context)
         .map_err(|e| e.to_string())?;
     let payload: Vec<u8> = (0..args.size).map(|i| (i * 7 + 13) as u8).collect();
+    let txn_timeout = Duration::from_secs(60);
+    let mut commits_us: Vec<u32> = Vec::new();
+    if args.transaction_size > 0 {
+        producer
+            .init_transactions(txn_timeout)
+            .map_err(|e| e.to_string())?;
+    }
     let start = Instant::now();
     for i in 0..args.count {
+        if args.transaction_size > 0 && i % args.transaction_size == 0 {
+            producer.begin_transaction().map_err(|e| e.to_string())?;
+        }
         let key = (i % 1024).to_string();
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
             .payload(&payload)
@@ -170,6 +194,15 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
                 }
             }
         }
+        if args.transaction_size > 0
+            && (i % args.transaction_size == args.transaction_size - 1 || i + 1 == args.count)
+        {
+            let t = Instant::now();
+            producer
+                .commit_transaction(txn_timeout)
+                .map_err(|e| e.to_string())?;
+            commits_us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+        }
     }
     producer
         .flush(Duration::from_secs(120))
@@ -179,7 +212,15 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     let mut lat = ctx.micros.lock().map_err(|_| "poisoned")?.clone();
     let errors = *ctx.errors.lock().map_err(|_| "poisoned")?;
     lat.sort_unstable();
+    commits_us.sort_unstable();
+    let (commit_p50_ms, commit_p99_ms) = if commits_us.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (percentile(&commits_us, 0.50), percentile(&commits_us, 0.99))
+    };
     Ok(ProduceResult {
+        commit_p50_ms,
+        commit_p99_ms,
         msgs_per_s: args.count as f64 / elapsed,
         mb_per_s: (args.count * args.size) as f64 / elapsed / 1e6,
         p50_ms: percentile(&lat, 0.50),
@@ -196,6 +237,14 @@ fn consume(args: &Args, topic: &str) -> Result<(f64, f64), String> {
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .set("fetch.wait.max.ms", "100")
+        .set(
+            "isolation.level",
+            if args.transaction_size > 0 {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
         .create()
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
@@ -228,9 +277,9 @@ fn main() {
     let mut produce_mb = Vec::new();
     let mut consume_mb = Vec::new();
     println!(
-        "| run | size | partitions | acks | linger | compression | produce msgs/s | produce MB/s | p50 ms | p99 ms | consume msgs/s | consume MB/s |"
+        "| run | size | partitions | acks | linger | compression | txn size | produce msgs/s | produce MB/s | p50 ms | p99 ms | commit p50 ms | commit p99 ms | consume msgs/s | consume MB/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for run in 0..args.runs {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -257,16 +306,19 @@ fn main() {
         produce_mb.push(p.mb_per_s);
         consume_mb.push(cmb);
         println!(
-            "| {run} | {} B | {} | {} | {} ms | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {:.1} |",
+            "| {run} | {} B | {} | {} | {} ms | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
             args.size,
             args.partitions,
             args.acks,
             args.linger_ms,
             args.compression,
+            args.transaction_size,
             p.msgs_per_s,
             p.mb_per_s,
             p.p50_ms,
             p.p99_ms,
+            p.commit_p50_ms,
+            p.commit_p99_ms,
             cm,
             cmb
         );
