@@ -60,6 +60,10 @@ struct Args {
     /// Produce with `enable.idempotence=true` (the broker checks producer sequences).
     #[arg(long)]
     idempotence: bool,
+    /// `max.in.flight.requests.per.connection` (librdkafka's default when unset; an idempotent
+    /// producer allows at most 5).
+    #[arg(long)]
+    max_in_flight: Option<u32>,
     /// Records per transaction; 0 (the default) produces without transactions.
     #[arg(long, default_value_t = 0)]
     transaction_size: usize,
@@ -150,6 +154,9 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     let mut config = ClientConfig::new();
     if args.transaction_size > 0 {
         config.set("transactional.id", format!("{topic}-txn"));
+    }
+    if let Some(n) = args.max_in_flight {
+        config.set("max.in.flight.requests.per.connection", n.to_string());
     }
     let producer: ThreadedProducer<Latencies> = config
         .set("bootstrap.servers", &args.bootstrap)
