@@ -1,8 +1,10 @@
 //! Kinesis Data Streams throughput and latency against a running endpoint (Strom, or any
 //! Kinesis emulator): PutRecords throughput (batches of 500, several concurrent clients),
-//! GetRecords read throughput (one reader per shard), and put → GetRecords end-to-end latency.
-//! Speaks plain HTTP/1.1 keep-alive JSON 1.1 with a syntactically valid but unchecked SigV4
-//! header (emulators check its shape, not the signature).
+//! GetRecords read throughput (one reader per shard), put → GetRecords end-to-end latency, and
+//! PutRecords → SubscribeToShard end-to-end latency (an enhanced fan-out subscription over
+//! cleartext HTTP/2 with prior knowledge, AWS event-stream frames; `--no-subscribe` for
+//! emulators without it). Speaks plain HTTP/1.1 keep-alive JSON 1.1 with a syntactically valid
+//! but unchecked SigV4 header (emulators check its shape, not the signature).
 //!
 //! ```text
 //! strom serve --data-dir /tmp/kbench --kafka-listen 127.0.0.1:19092 --kinesis-listen 127.0.0.1:14567 &
@@ -11,6 +13,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+use aws_smithy_types::event_stream::{HeaderValue, Message};
 use base64::Engine as _;
 use clap::Parser;
 use serde_json::{Value, json};
@@ -54,6 +58,9 @@ struct Args {
     /// Runs; every run and the median are printed.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Skip the SubscribeToShard latency phase (for endpoints without HTTP/2 or consumers).
+    #[arg(long)]
+    no_subscribe: bool,
     /// Label printed with the results.
     #[arg(long, default_value = "target")]
     label: String,
@@ -347,6 +354,137 @@ async fn latency_phase(args: &Args, stream: &str, shard: &str) -> Result<Vec<u32
     Ok(lat)
 }
 
+/// Reads the next whole event-stream message from an HTTP/2 response body.
+async fn next_message(
+    body: &mut h2::RecvStream,
+    buf: &mut bytes::BytesMut,
+    decoder: &mut MessageFrameDecoder,
+) -> Result<Option<Message>> {
+    loop {
+        if let DecodedFrame::Complete(m) = decoder.decode_frame(&mut *buf)? {
+            return Ok(Some(m));
+        }
+        let Some(chunk) = body.data().await else {
+            return Ok(None);
+        };
+        let chunk = chunk?;
+        body.flow_control().release_capacity(chunk.len())?;
+        buf.extend_from_slice(&chunk);
+    }
+}
+
+/// A message's `:event-type` header.
+fn event_type(m: &Message) -> Option<&str> {
+    m.headers()
+        .iter()
+        .find(|h| h.name().as_str() == ":event-type")
+        .and_then(|h| match h.value() {
+            HeaderValue::String(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// One writer sends a one-record PutRecords every `interval_ms` carrying its send time; one
+/// enhanced fan-out consumer, subscribed from LATEST over HTTP/2, timestamps each record as its
+/// event arrives. Returns sorted latencies in microseconds.
+async fn subscribe_phase(args: &Args, stream: &str, shard: &str) -> Result<Vec<u32>> {
+    let origin = Instant::now();
+    let mut c = Conn::connect(&args.endpoint).await?;
+    let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}");
+    let reg = c
+        .call(
+            "RegisterStreamConsumer",
+            &json!({"StreamARN": arn, "ConsumerName": "bench"}),
+        )
+        .await?;
+    let consumer = reg["Consumer"]["ConsumerARN"]
+        .as_str()
+        .ok_or("no ConsumerARN")?
+        .to_owned();
+    let tcp = TcpStream::connect(&args.endpoint).await?;
+    tcp.set_nodelay(true)?;
+    let (client, connection) = h2::client::handshake(tcp).await?;
+    let conn = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await?;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/", args.endpoint))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "Kinesis_20131202.SubscribeToShard")
+        .body(())?;
+    let body = json!({
+        "ConsumerARN": consumer,
+        "ShardId": shard,
+        "StartingPosition": {"Type": "LATEST"},
+    });
+    let (response, mut send) = client.send_request(request, false)?;
+    send.send_data(bytes::Bytes::from(serde_json::to_vec(&body)?), true)?;
+    let response = response.await?;
+    if response.status() != 200 {
+        return Err(format!("SubscribeToShard: HTTP {}", response.status()).into());
+    }
+    let mut events = response.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = MessageFrameDecoder::new();
+    let first = next_message(&mut events, &mut buf, &mut decoder)
+        .await?
+        .ok_or("subscription ended before its initial-response")?;
+    if event_type(&first) != Some("initial-response") {
+        return Err("the first event is not the initial-response".into());
+    }
+    let samples = args.samples;
+    let writer = {
+        let endpoint = args.endpoint.clone();
+        let stream = stream.to_owned();
+        let interval = Duration::from_millis(args.interval_ms);
+        tokio::spawn(async move {
+            let mut c = Conn::connect(&endpoint).await?;
+            for _ in 0..samples {
+                let sent = origin.elapsed().as_micros() as u64;
+                let data = base64::engine::general_purpose::STANDARD.encode(sent.to_be_bytes());
+                c.call(
+                    "PutRecords",
+                    &json!({"StreamName": stream, "Records": [{"PartitionKey": "l", "Data": data}]}),
+                )
+                .await?;
+                tokio::time::sleep(interval).await;
+            }
+            Ok::<(), BoxError>(())
+        })
+    };
+    let mut lat = Vec::with_capacity(samples);
+    let deadline = Duration::from_secs(120);
+    let read = tokio::time::timeout(deadline, async {
+        while lat.len() < samples {
+            let Some(m) = next_message(&mut events, &mut buf, &mut decoder).await? else {
+                break;
+            };
+            let now = origin.elapsed().as_micros() as u64;
+            if event_type(&m) != Some("SubscribeToShardEvent") {
+                continue;
+            }
+            let e: Value = serde_json::from_slice(m.payload())?;
+            for rec in e["Records"].as_array().ok_or("no Records")? {
+                let d = base64::engine::general_purpose::STANDARD
+                    .decode(rec["Data"].as_str().unwrap_or_default())?;
+                let sent = u64::from_be_bytes(d.get(..8).ok_or("short record")?.try_into()?);
+                lat.push(u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX));
+            }
+        }
+        Ok::<(), BoxError>(())
+    })
+    .await;
+    writer.await??;
+    drop(events);
+    drop(client);
+    conn.abort();
+    read.map_err(|_| "SubscribeToShard latency phase timed out")??;
+    lat.sort_unstable();
+    Ok(lat)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -359,6 +497,8 @@ async fn main() -> Result<()> {
     let mut get_mbs = Vec::new();
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
+    let mut sub_p50s = Vec::new();
+    let mut sub_p99s = Vec::new();
     for run in 0..args.runs {
         let stream = format!("{}-{tag}-{run}", args.stream);
         let shards = create_stream(&args.endpoint, &stream, args.shards).await?;
@@ -384,6 +524,19 @@ async fn main() -> Result<()> {
             gbytes as f64 / gsecs / 1e6,
             lat.len()
         );
+        if !args.no_subscribe {
+            let sstream = format!("{}-sub-{tag}-{run}", args.stream);
+            let sshards = create_stream(&args.endpoint, &sstream, 1).await?;
+            let sub = subscribe_phase(&args, &sstream, &sshards[0]).await?;
+            let (s50, s99) = (percentile(&sub, 0.50), percentile(&sub, 0.99));
+            println!(
+                "{} run {run}: PutRecords->SubscribeToShard latency p50 {s50:.2} ms p99 {s99:.2} ms ({} samples)",
+                args.label,
+                sub.len()
+            );
+            sub_p50s.push(s50);
+            sub_p99s.push(s99);
+        }
         put_rps.push(rps);
         put_mbs.push(mbs);
         get_rps.push(grecords as f64 / gsecs);
@@ -402,5 +555,14 @@ async fn main() -> Result<()> {
         median(&mut p50s),
         median(&mut p99s)
     );
+    if !args.no_subscribe {
+        println!(
+            "{} median of {}: PutRecords->SubscribeToShard latency p50 {:.2} ms p99 {:.2} ms",
+            args.label,
+            args.runs,
+            median(&mut sub_p50s),
+            median(&mut sub_p99s)
+        );
+    }
     Ok(())
 }

@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use strom_broker::Broker;
 use tokio::net::TcpListener;
 
@@ -99,7 +100,14 @@ impl KinesisServer {
             shutdown.await;
             closing.send_replace(true);
         };
-        if let Err(e) = axum::serve(self.listener, app)
+        // TCP_NODELAY: a SubscribeToShard response is a stream of small HTTP/2 writes, and
+        // Nagle's algorithm held one back behind the peer's delayed ACK (~40 ms at p99).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on a Kinesis connection");
+            }
+        });
+        if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
         {
