@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use strom_log::{AppendInfo, Clock, FsyncPolicy, LogConfig, PartitionLog};
+use strom_log::{
+    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PartitionLog, ProducerInfo,
+};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -37,10 +39,16 @@ pub struct Partition {
 pub struct ReadOutcome {
     /// The high watermark when the read ran.
     pub high_watermark: i64,
+    /// The last stable offset when the read ran (below it no transaction is open).
+    pub last_stable_offset: i64,
     /// The log start offset when the read ran.
     pub log_start_offset: i64,
     /// Whole record batches, empty when there was nothing to return.
     pub records: Bytes,
+    /// For a committed read, the aborted transactions overlapping `records` (a reader skips
+    /// their producers' transactional batches, see [`strom_log::AbortedFilter`]); empty for
+    /// an uncommitted read.
+    pub aborted_transactions: Vec<AbortedTxn>,
 }
 
 impl Partition {
@@ -109,9 +117,55 @@ impl Partition {
         };
         Ok(ReadOutcome {
             high_watermark: result.high_watermark,
+            last_stable_offset: result.last_stable_offset,
             log_start_offset: result.log_start_offset,
             records,
+            aborted_transactions: Vec::new(),
         })
+    }
+
+    /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
+    /// offset (an offset between it and the high watermark reads nothing), with the aborted
+    /// transactions overlapping them. BLOCKING.
+    pub fn read_committed_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
+        self.check_open()?;
+        let committed = self.log.read_committed(offset, max_bytes)?;
+        let result = committed.read;
+        let records = match result.data {
+            Some(slice) => Bytes::from(slice.read_to_vec()?),
+            None => Bytes::new(),
+        };
+        Ok(ReadOutcome {
+            high_watermark: result.high_watermark,
+            last_stable_offset: result.last_stable_offset,
+            log_start_offset: result.log_start_offset,
+            records,
+            aborted_transactions: committed.aborted_transactions,
+        })
+    }
+
+    /// The offset below which `read_committed` readers see records: the high watermark, or
+    /// the first offset of the earliest open transaction if lower. It moves only when the high
+    /// watermark does (a marker append publishes one), so long polls wait on
+    /// [`Partition::subscribe`] for it too.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.log.last_stable_offset()
+    }
+
+    /// The aborted transactions overlapping `[from, to)`. BLOCKING (in memory, but takes the
+    /// segment list lock).
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {
+        Ok(self.log.aborted_transactions(from, to)?)
+    }
+
+    /// The open transactions of this partition, earliest first.
+    pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
+        self.log.ongoing_transactions()
+    }
+
+    /// The producers this partition remembers (`DescribeProducers`), by id.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.log.producers()
     }
 
     fn check_open(&self) -> Result<()> {

@@ -6,6 +6,12 @@
 //! partition had an error and the deadline has not passed, wait for any partition's watermark
 //! to move (or the deadline) and read again. Never a sleep loop.
 //!
+//! `isolation_level = 1` (read_committed, v4+) reads only below the last stable offset and
+//! fills `aborted_transactions` with the aborted transactions overlapping the returned batches.
+//! Such a read still waits on the high-watermark channel: the LSO moves only when a marker is
+//! appended (or becomes durable), which moves the high watermark too. Every response reports
+//! the partition's real `last_stable_offset`.
+//!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells
 //! clients to send full requests; an incremental request gets `FETCH_SESSION_ID_NOT_FOUND`.
 
@@ -17,7 +23,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::{Error, Partition};
@@ -102,12 +111,15 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
     let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
+    let committed = body.isolation_level == 1;
     let targets = Arc::new(targets);
     let round = loop {
         let for_read = Arc::clone(&targets);
-        let round = tokio::task::spawn_blocking(move || read_round(&for_read, max_bytes, version))
-            .await
-            .map_err(|e| HandlerError::Internal(format!("fetch read task: {e}")))?;
+        let round = tokio::task::spawn_blocking(move || {
+            read_round(&for_read, max_bytes, version, committed)
+        })
+        .await
+        .map_err(|e| HandlerError::Internal(format!("fetch read task: {e}")))?;
         if round.bytes >= min_bytes
             || round.any_error
             || watchers.is_empty()
@@ -151,8 +163,8 @@ async fn any_changed(watchers: &mut [watch::Receiver<i64>]) {
     .await;
 }
 
-/// Reads every target once. BLOCKING.
-fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16) -> Round {
+/// Reads every target once (below the LSO when `committed`). BLOCKING.
+fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16, committed: bool) -> Round {
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(targets.len());
@@ -167,10 +179,16 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16) -> Round 
                 Ok(partition) => {
                     let remaining = max_bytes.saturating_sub(total);
                     let limit = p.max_bytes.min(remaining);
-                    if total > 0 && limit == 0 {
-                        ok_data(p.index, partition, Bytes::new(), None)
+                    let read = if total > 0 && limit == 0 {
+                        None
+                    } else if committed {
+                        Some(partition.read_committed_blocking(p.fetch_offset, limit))
                     } else {
-                        match partition.read_blocking(p.fetch_offset, limit) {
+                        Some(partition.read_blocking(p.fetch_offset, limit))
+                    };
+                    match read {
+                        None => ok_data(p.index, partition, Bytes::new(), None, committed),
+                        Some(read) => match read {
                             Ok(read) => {
                                 // Only the first batch of the response may exceed the limits.
                                 let records = if total > 0 && read.records.len() > remaining {
@@ -178,12 +196,23 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16) -> Round 
                                 } else {
                                     read.records
                                 };
+                                let aborted = if records.is_empty() {
+                                    Vec::new()
+                                } else {
+                                    read.aborted_transactions
+                                };
                                 total += records.len();
                                 ok_data(
                                     p.index,
                                     partition,
                                     records,
-                                    Some((read.high_watermark, read.log_start_offset)),
+                                    Some(Offsets {
+                                        high_watermark: read.high_watermark,
+                                        last_stable_offset: read.last_stable_offset,
+                                        log_start_offset: read.log_start_offset,
+                                        aborted,
+                                    }),
+                                    committed,
                                 )
                             }
                             Err(e) => {
@@ -196,12 +225,13 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16) -> Round 
                                 }) = e
                                 {
                                     d.high_watermark = high_watermark;
-                                    d.last_stable_offset = high_watermark;
+                                    d.last_stable_offset =
+                                        partition.last_stable_offset().min(high_watermark);
                                     d.log_start_offset = log_start;
                                 }
                                 d
                             }
-                        }
+                        },
                     }
                 }
             };
@@ -222,21 +252,50 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16) -> Round 
     }
 }
 
+/// What a read saw of a partition.
+struct Offsets {
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+    aborted: Vec<strom_log::AbortedTxn>,
+}
+
 fn ok_data(
     index: i32,
     partition: &Partition,
     records: Bytes,
-    offsets: Option<(i64, i64)>,
+    offsets: Option<Offsets>,
+    committed: bool,
 ) -> PartitionData {
-    let (hw, log_start) =
-        offsets.unwrap_or_else(|| (partition.high_watermark(), partition.log_start_offset()));
-    PartitionData::default()
+    let o = offsets.unwrap_or_else(|| {
+        let high_watermark = partition.high_watermark();
+        Offsets {
+            high_watermark,
+            last_stable_offset: partition.last_stable_offset().min(high_watermark),
+            log_start_offset: partition.log_start_offset(),
+            aborted: Vec::new(),
+        }
+    });
+    let mut data = PartitionData::default()
         .with_partition_index(index)
-        .with_high_watermark(hw)
-        .with_last_stable_offset(hw)
-        .with_log_start_offset(log_start)
+        .with_high_watermark(o.high_watermark)
+        .with_last_stable_offset(o.last_stable_offset)
+        .with_log_start_offset(o.log_start_offset)
         // Never null: librdkafka rejects a null record set ("invalid MessageSetSize -1").
-        .with_records(Some(records))
+        .with_records(Some(records));
+    if committed {
+        data.aborted_transactions = Some(
+            o.aborted
+                .into_iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect(),
+        );
+    }
+    data
 }
 
 fn error_data(index: i32, error: &Error) -> PartitionData {

@@ -1,4 +1,5 @@
-//! ListOffsets (key 2): earliest, latest, by timestamp and max-timestamp offsets.
+//! ListOffsets (key 2): earliest, latest, by timestamp and max-timestamp offsets. With
+//! `isolation_level = 1` (read_committed, v2+) LATEST is the last stable offset.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -14,7 +15,8 @@ use crate::frame::Request;
 
 /// Special timestamps of ListOffsets.
 pub mod spec {
-    /// The next offset to be written (the high watermark).
+    /// The next offset to be written (the high watermark; the last stable offset for
+    /// read_committed).
     pub const LATEST: i64 = -1;
     /// The first offset in the log.
     pub const EARLIEST: i64 = -2;
@@ -37,6 +39,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
 }
 
 fn list(broker: &Broker, body: ListOffsetsRequest, version: i16) -> Vec<ListOffsetsTopicResponse> {
+    let committed = body.isolation_level == 1;
     body.topics
         .into_iter()
         .map(|topic| {
@@ -51,6 +54,7 @@ fn list(broker: &Broker, body: ListOffsetsRequest, version: i16) -> Vec<ListOffs
                         topic.name.0.as_str(),
                         p.partition_index,
                         p.timestamp,
+                        committed,
                     ) {
                         Ok((offset, timestamp)) => {
                             r.offset = offset;
@@ -71,12 +75,20 @@ fn list(broker: &Broker, body: ListOffsetsRequest, version: i16) -> Vec<ListOffs
         .collect()
 }
 
-/// `(offset, timestamp)` for one partition; -1/-1 when no record matches. BLOCKING.
-fn lookup(broker: &Broker, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
+/// `(offset, timestamp)` for one partition; -1/-1 when no record matches. `committed`: LATEST
+/// is the last stable offset. BLOCKING.
+fn lookup(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    committed: bool,
+) -> Result<(i64, i64), i16> {
     let p = broker
         .partition(topic, partition)
         .map_err(|e| error_code(&e))?;
     let found = match timestamp {
+        spec::LATEST if committed => return Ok((p.last_stable_offset(), -1)),
         spec::LATEST => return Ok((p.high_watermark(), -1)),
         spec::EARLIEST | spec::EARLIEST_LOCAL => return Ok((p.log_start_offset(), -1)),
         spec::MAX_TIMESTAMP => p.max_timestamp_blocking(),
