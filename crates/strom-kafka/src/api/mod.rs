@@ -10,6 +10,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::Context;
 use crate::frame::{self, Request};
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -24,6 +26,8 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -33,6 +37,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -40,6 +45,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 /// The APIs and version ranges Strom implements (and advertises in ApiVersions).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -73,6 +79,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The version range Strom implements for an API.
@@ -195,6 +207,12 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         ApiKey::ConsumerGroupHeartbeat => consumer_group_heartbeat::handle(context, &request).await,
         ApiKey::ConsumerGroupDescribe => consumer_group_describe::handle(context, &request).await,
         ApiKey::DescribeProducers => describe_producers::handle(context, &request).await,
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(context, &request).await,
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(context, &request).await,
+        ApiKey::EndTxn => end_txn::handle(context, &request).await,
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(context, &request).await,
+        ApiKey::DescribeTransactions => describe_transactions::handle(context, &request).await,
+        ApiKey::ListTransactions => list_transactions::handle(context, &request).await,
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;
@@ -256,6 +274,12 @@ mod tests {
             ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
             ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
             ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
+            ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
+            ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
+            ApiKey::EndTxn => EndTxnRequest::VERSIONS,
+            ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
+            ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
+            ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)
