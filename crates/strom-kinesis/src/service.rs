@@ -78,14 +78,18 @@ impl Context {
 
 /// Deserialises a request structure from the decoded body.
 pub fn parse<T: DeserializeOwned>(input: Value) -> Result<T> {
-    serde_json::from_value(input).map_err(|e| {
-        let msg = e.to_string();
-        if msg.starts_with("missing field") {
-            KinesisError::validation(format!("1 validation error detected: {msg}"))
-        } else {
-            KinesisError::new(ErrorKind::Serialization, msg)
-        }
-    })
+    serde_json::from_value(input).map_err(parse_error)
+}
+
+/// The exception for a request that does not deserialise: a missing member is a
+/// `ValidationException`, anything else (wrong type, malformed body) a `SerializationException`.
+pub fn parse_error(e: serde_json::Error) -> KinesisError {
+    let msg = e.to_string();
+    if msg.starts_with("missing field") {
+        KinesisError::validation(format!("1 validation error detected: {msg}"))
+    } else {
+        KinesisError::new(ErrorKind::Serialization, msg)
+    }
 }
 
 /// The axum router: `POST /` (any path, in fact) is the API.
@@ -113,6 +117,13 @@ async fn handle(State(ctx): State<Arc<Context>>, headers: HeaderMap, body: Bytes
                 ErrorKind::UnknownOperation,
                 format!("unknown target {target:?}"),
             )),
+            // The hot path: a JSON PutRecords body decodes straight into its typed request,
+            // without the generic value model.
+            Some("PutRecords")
+                if encoding == Encoding::Json && !body.iter().all(u8::is_ascii_whitespace) =>
+            {
+                crate::api::put_records_json(&ctx, &body).await
+            }
             Some(action) => match wire::decode(encoding, &body) {
                 Err(e) => Err(KinesisError::new(ErrorKind::Serialization, e.to_string())),
                 Ok(input) if action == "SubscribeToShard" => {

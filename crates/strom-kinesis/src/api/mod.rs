@@ -99,6 +99,11 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
     }
 }
 
+/// `PutRecords` from a JSON 1.1 body, decoded straight into its typed request.
+pub(crate) async fn put_records_json(ctx: &Context, body: &[u8]) -> Result<Value> {
+    put_records::handle_json(ctx, body).await
+}
+
 /// `StreamName` and/or `StreamARN`, as most actions take them.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -279,8 +279,36 @@ pub(crate) fn sequence_number(shard: usize, offset: u64) -> String {
     SequenceNumber::new(u32::try_from(shard).unwrap_or(u32::MAX), offset).to_string()
 }
 
+/// The `PutRecords` request without `#[serde(flatten)]` (which would buffer every record into
+/// serde's generic content first), for decoding a JSON body directly.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct FlatRequest {
+    #[serde(default)]
+    stream_name: Option<String>,
+    #[serde(default, rename = "StreamARN")]
+    stream_arn: Option<String>,
+    records: Vec<Entry>,
+}
+
+/// `PutRecords` from a JSON 1.1 body (see [`crate::service::parse_error`] for the errors).
+pub(crate) async fn handle_json(ctx: &Context, body: &[u8]) -> Result<Value> {
+    let flat: FlatRequest = serde_json::from_slice(body).map_err(crate::service::parse_error)?;
+    let req = Request {
+        stream: StreamRef {
+            stream_name: flat.stream_name,
+            stream_arn: flat.stream_arn,
+        },
+        records: flat.records,
+    };
+    run(ctx, req).await
+}
+
 pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
-    let req: Request = parse(input)?;
+    run(ctx, parse(input)?).await
+}
+
+async fn run(ctx: &Context, req: Request) -> Result<Value> {
     let view = req.stream.resolve(ctx)?;
     let n = req.records.len();
     if n == 0 || n > MAX_RECORDS {
