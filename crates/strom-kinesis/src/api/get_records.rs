@@ -131,7 +131,9 @@ pub(crate) fn child_shards(view: &stream::StreamView, index: usize) -> Vec<Value
         .collect()
 }
 
-/// Reads up to `limit` records from `start`, never past `closed_at`. BLOCKING.
+/// Reads up to `limit` records from `start`, never past `closed_at`, and only committed data:
+/// below the last stable offset, without the records of aborted transactions (Kinesis readers
+/// are `read_committed`). `Page::high_watermark` is the last stable offset. BLOCKING.
 pub(crate) fn read_page(
     partition: &strom_broker::Partition,
     start: i64,
@@ -144,7 +146,8 @@ pub(crate) fn read_page(
     let mut high_watermark;
     let mut last_timestamp = None;
     loop {
-        let outcome = match partition.read_blocking(offset, MAX_BYTES.saturating_sub(bytes).max(1))
+        let outcome = match partition
+            .read_committed_blocking(offset, MAX_BYTES.saturating_sub(bytes).max(1))
         {
             Ok(o) => o,
             Err(strom_broker::Error::Log(strom_log::Error::OffsetOutOfRange { .. })) => {
@@ -152,17 +155,18 @@ pub(crate) fn read_page(
                 // start or stay at the end, as Kinesis does for trimmed data.
                 let log_start = partition.log_start_offset();
                 let hw = partition.high_watermark();
+                let lso = partition.last_stable_offset().min(hw);
                 if offset < log_start {
                     offset = log_start;
                     continue;
                 }
-                high_watermark = hw;
+                high_watermark = lso;
                 offset = offset.min(hw);
                 break;
             }
             Err(e) => return Err(e.into()),
         };
-        high_watermark = outcome.high_watermark;
+        high_watermark = outcome.last_stable_offset;
         if offset < outcome.log_start_offset {
             offset = outcome.log_start_offset;
         }
@@ -176,14 +180,18 @@ pub(crate) fn read_page(
         };
         let mut next = offset;
         let mut full = false;
+        let mut aborted = strom_log::AbortedFilter::new(outcome.aborted_transactions);
         for batch in strom_record::batches(&data, limits) {
             let (header, range) =
                 batch.map_err(|e| KinesisError::new(ErrorKind::InternalFailure, e.to_string()))?;
-            if header.is_control() {
+            let slice: Bytes = data.slice(range);
+            let abort_marker = header.is_control()
+                && strom_record::parse_marker(&slice)
+                    .is_ok_and(|m| m.control_type == strom_record::ControlType::Abort);
+            if aborted.skip(&header, abort_marker) {
                 next = next.max(header.next_offset());
                 continue;
             }
-            let slice: Bytes = data.slice(range);
             let decoded = strom_record::decode_records(
                 &slice,
                 DecodeLimits {
