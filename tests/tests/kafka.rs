@@ -17,6 +17,7 @@ mod kafka {
     mod limits;
     mod protocol;
     mod raw;
+    mod read_committed;
     mod roundtrip;
     mod transactions;
 }
