@@ -187,11 +187,11 @@ async fn classic_group_errors_use_kafkas_codes() {
         .collect();
     assert_eq!(codes, [68, 69]);
 
-    // FindCoordinator for a transaction coordinator: not available until transactions exist.
+    // FindCoordinator for an unknown key type (2 is a share group, not offered): INVALID_REQUEST.
     let find = FindCoordinatorRequest::default()
-        .with_key(StrBytes::from_static_str("txn"))
-        .with_key_type(1);
+        .with_key(StrBytes::from_static_str("share"))
+        .with_key_type(2);
     let r: FindCoordinatorResponse = raw::call(&mut a, ApiKey::FindCoordinator, 3, &find).await;
-    assert_eq!(r.error_code, 15);
+    assert_eq!(r.error_code, 42);
     broker.stop().await;
 }
