@@ -638,16 +638,7 @@ impl Broker {
         if group_id.is_empty() {
             return Err(Error::Group(GroupError::InvalidGroupId));
         }
-        {
-            let rt = self.groups.runtime();
-            if rt.consumer.contains(group_id) {
-                rt.consumer
-                    .validate_commit(group_id, member_id, generation)?;
-            } else {
-                rt.engine
-                    .validate_commit(group_id, member_id, generation, instance_id)?;
-            }
-        }
+        self.validate_committer(group_id, member_id, generation, instance_id)?;
         let now = self.clock().now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut valid = Vec::new();
@@ -684,6 +675,27 @@ impl Broker {
             Ok(()) => Ok(results),
             Err(e) => Ok(results.into_iter().map(|r| r.and(Err(e.clone()))).collect()),
         }
+    }
+
+    /// Checks that a commit comes from a current member (or, with generation -1 and no member
+    /// id, from a simple consumer of a group without members), in whichever engine owns the
+    /// group.
+    fn validate_committer(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+    ) -> Result<()> {
+        let rt = self.groups.runtime();
+        if rt.consumer.contains(group_id) {
+            rt.consumer
+                .validate_commit(group_id, member_id, generation)?;
+        } else {
+            rt.engine
+                .validate_commit(group_id, member_id, generation, instance_id)?;
+        }
+        Ok(())
     }
 
     fn write_offsets_blocking(&self, group_id: &str, records: Vec<OffsetRecord>) -> Result<()> {
@@ -756,14 +768,7 @@ impl Broker {
         commits: Vec<OffsetCommit>,
     ) -> Result<Vec<Result<()>>> {
         if generation >= 0 || !member_id.is_empty() {
-            let rt = self.groups.runtime();
-            if rt.consumer.contains(group_id) {
-                rt.consumer
-                    .validate_commit(group_id, member_id, generation)?;
-            } else {
-                rt.engine
-                    .validate_commit(group_id, member_id, generation, instance_id)?;
-            }
+            self.validate_committer(group_id, member_id, generation, instance_id)?;
         }
         let now = self.clock().now_ms();
         let mut results = Vec::with_capacity(commits.len());
