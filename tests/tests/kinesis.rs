@@ -21,4 +21,5 @@ mod kinesis {
     mod reshard;
     mod shard_times;
     mod subscribe;
+    mod transactions;
 }

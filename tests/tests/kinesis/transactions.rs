@@ -1,0 +1,80 @@
+//! A topic written by a transactional Kafka producer, read through Kinesis: GetRecords returns
+//! committed records only: no aborted ones, no markers, and nothing of a transaction still open.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::harness::Both;
+use crate::kafka_client;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_records_skips_aborted_and_open_transactions() {
+    const T: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    kafka_client::create_topic(&both.bootstrap(), "tk", 1).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", both.bootstrap())
+        .set("broker.address.family", "v4")
+        .set("transactional.id", "kinesis-reader-tx")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    let send = |v: &'static str| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(FutureRecord::<(), _>::to("tk").partition(0).payload(v), T)
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    };
+    tokio::task::block_in_place(|| producer.init_transactions(T)).unwrap();
+    for (values, commit) in [
+        (&["c1", "c2"][..], true),
+        (&["a1"][..], false),
+        (&["c3"][..], true),
+    ] {
+        producer.begin_transaction().unwrap();
+        for v in values {
+            send(v).await;
+        }
+        if commit {
+            tokio::task::block_in_place(|| producer.commit_transaction(T)).unwrap();
+        } else {
+            tokio::task::block_in_place(|| producer.flush(T)).unwrap();
+            tokio::task::block_in_place(|| producer.abort_transaction(T)).unwrap();
+        }
+    }
+    producer.begin_transaction().unwrap();
+    send("still-open").await;
+
+    let k = both.client();
+    let mut it = k
+        .get_shard_iterator()
+        .stream_name("tk")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let out = k.get_records().shard_iterator(&it).send().await.unwrap();
+        got.extend(
+            out.records()
+                .iter()
+                .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap()),
+        );
+        it = out.next_shard_iterator.unwrap();
+    }
+    assert_eq!(got, ["c1", "c2", "c3"]);
+    tokio::task::block_in_place(|| producer.abort_transaction(T)).unwrap();
+    both.stop().await;
+}
