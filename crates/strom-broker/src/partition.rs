@@ -51,6 +51,24 @@ pub struct ReadOutcome {
     pub aborted_transactions: Vec<AbortedTxn>,
 }
 
+/// Copies a read's batches out (checking their CRCs) into a [`ReadOutcome`].
+fn outcome(
+    result: strom_log::ReadResult,
+    aborted_transactions: Vec<AbortedTxn>,
+) -> Result<ReadOutcome> {
+    let records = match result.data {
+        Some(slice) => Bytes::from(slice.read_to_vec()?),
+        None => Bytes::new(),
+    };
+    Ok(ReadOutcome {
+        high_watermark: result.high_watermark,
+        last_stable_offset: result.last_stable_offset,
+        log_start_offset: result.log_start_offset,
+        records,
+        aborted_transactions,
+    })
+}
+
 impl Partition {
     /// Opens (creating or recovering) the partition's log. BLOCKING.
     pub(crate) fn open(
@@ -110,18 +128,7 @@ impl Partition {
     /// BLOCKING.
     pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        let result = self.log.read(offset, max_bytes)?;
-        let records = match result.data {
-            Some(slice) => Bytes::from(slice.read_to_vec()?),
-            None => Bytes::new(),
-        };
-        Ok(ReadOutcome {
-            high_watermark: result.high_watermark,
-            last_stable_offset: result.last_stable_offset,
-            log_start_offset: result.log_start_offset,
-            records,
-            aborted_transactions: Vec::new(),
-        })
+        outcome(self.log.read(offset, max_bytes)?, Vec::new())
     }
 
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
@@ -130,18 +137,7 @@ impl Partition {
     pub fn read_committed_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
         let committed = self.log.read_committed(offset, max_bytes)?;
-        let result = committed.read;
-        let records = match result.data {
-            Some(slice) => Bytes::from(slice.read_to_vec()?),
-            None => Bytes::new(),
-        };
-        Ok(ReadOutcome {
-            high_watermark: result.high_watermark,
-            last_stable_offset: result.last_stable_offset,
-            log_start_offset: result.log_start_offset,
-            records,
-            aborted_transactions: committed.aborted_transactions,
-        })
+        outcome(committed.read, committed.aborted_transactions)
     }
 
     /// The offset below which `read_committed` readers see records: the high watermark, or

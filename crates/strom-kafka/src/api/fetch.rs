@@ -188,50 +188,48 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16, committed
                     };
                     match read {
                         None => ok_data(p.index, partition, Bytes::new(), None, committed),
-                        Some(read) => match read {
-                            Ok(read) => {
-                                // Only the first batch of the response may exceed the limits.
-                                let records = if total > 0 && read.records.len() > remaining {
-                                    Bytes::new()
-                                } else {
-                                    read.records
-                                };
-                                let aborted = if records.is_empty() {
-                                    Vec::new()
-                                } else {
-                                    read.aborted_transactions
-                                };
-                                total += records.len();
-                                ok_data(
-                                    p.index,
-                                    partition,
-                                    records,
-                                    Some(Offsets {
-                                        high_watermark: read.high_watermark,
-                                        last_stable_offset: read.last_stable_offset,
-                                        log_start_offset: read.log_start_offset,
-                                        aborted,
-                                    }),
-                                    committed,
-                                )
+                        Some(Ok(read)) => {
+                            // Only the first batch of the response may exceed the limits.
+                            let records = if total > 0 && read.records.len() > remaining {
+                                Bytes::new()
+                            } else {
+                                read.records
+                            };
+                            let aborted = if records.is_empty() {
+                                Vec::new()
+                            } else {
+                                read.aborted_transactions
+                            };
+                            total += records.len();
+                            ok_data(
+                                p.index,
+                                partition,
+                                records,
+                                Some(Offsets {
+                                    high_watermark: read.high_watermark,
+                                    last_stable_offset: read.last_stable_offset,
+                                    log_start_offset: read.log_start_offset,
+                                    aborted,
+                                }),
+                                committed,
+                            )
+                        }
+                        Some(Err(e)) => {
+                            any_error = true;
+                            let mut d = error_data(p.index, &e);
+                            if let Error::Log(strom_log::Error::OffsetOutOfRange {
+                                log_start,
+                                high_watermark,
+                                ..
+                            }) = e
+                            {
+                                d.high_watermark = high_watermark;
+                                d.last_stable_offset =
+                                    partition.last_stable_offset().min(high_watermark);
+                                d.log_start_offset = log_start;
                             }
-                            Err(e) => {
-                                any_error = true;
-                                let mut d = error_data(p.index, &e);
-                                if let Error::Log(strom_log::Error::OffsetOutOfRange {
-                                    log_start,
-                                    high_watermark,
-                                    ..
-                                }) = e
-                                {
-                                    d.high_watermark = high_watermark;
-                                    d.last_stable_offset =
-                                        partition.last_stable_offset().min(high_watermark);
-                                    d.log_start_offset = log_start;
-                                }
-                                d
-                            }
-                        },
+                            d
+                        }
                     }
                 }
             };
