@@ -1,10 +1,12 @@
 //! The transaction coordinator: transactional ids, their producer ids and epochs, and the
 //! two-phase ending of transactions (Kafka's `TransactionCoordinator`).
 //!
-//! Decisions are made by the pure [`engine`] on one [`TxnMetadata`] per transactional id. This
-//! runtime owns those, each behind its own `Mutex` (held across the blocking I/O of one request,
-//! so requests for one id run one at a time while different ids proceed in parallel), and does
-//! the I/O in the order that makes a crash safe:
+//! Decisions are made by the pure [`engine`] on one [`TxnMetadata`] per transactional id.
+//! This runtime owns those, each behind its own `Mutex` (held across the blocking I/O of one
+//! request, so requests for one id run one at a time while different ids proceed in parallel)
+//! plus a published copy behind an `RwLock`, refreshed when a request lets go of the id, which
+//! the produce path and the admin APIs read without waiting for that I/O. It does the I/O in
+//! the order that makes a crash safe:
 //!
 //! 1. every change of an id's metadata is appended to `__transaction_state` ([`state`]) before
 //!    the request is answered;
@@ -22,7 +24,8 @@ pub mod engine;
 pub mod state;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use strom_record::{ControlType, marker_batch};
 
@@ -43,7 +46,77 @@ pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// The coordinator epoch written into markers (a single node never changes coordinator).
 const COORDINATOR_EPOCH: i32 = 0;
 
-type Entry = Arc<Mutex<TxnMetadata>>;
+type Entry = Arc<TxnEntry>;
+
+/// One transactional id: the metadata requests change (`op`, held for a whole request) and the
+/// copy readers see (`view`, refreshed whenever a [`Held`] is dropped, so also after a request
+/// that failed half-way: everything it changed was persisted first).
+#[derive(Debug)]
+struct TxnEntry {
+    op: Mutex<TxnMetadata>,
+    view: RwLock<TxnMetadata>,
+}
+
+/// A request's hold on one id's metadata; publishes it to the readers' copy when dropped.
+struct Held<'a> {
+    guard: MutexGuard<'a, TxnMetadata>,
+    view: &'a RwLock<TxnMetadata>,
+}
+
+impl Deref for Held<'_> {
+    type Target = TxnMetadata;
+    fn deref(&self) -> &TxnMetadata {
+        &self.guard
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut TxnMetadata {
+        &mut self.guard
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut view = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        view.clone_from(&self.guard);
+    }
+}
+
+impl TxnEntry {
+    fn new(m: TxnMetadata) -> Entry {
+        Arc::new(TxnEntry {
+            view: RwLock::new(m.clone()),
+            op: Mutex::new(m),
+        })
+    }
+
+    /// Waits for other requests of this id and holds it.
+    fn hold(&self) -> Held<'_> {
+        Held {
+            guard: lock(&self.op),
+            view: &self.view,
+        }
+    }
+
+    /// Holds the id unless a request has it.
+    fn try_hold(&self) -> Option<Held<'_>> {
+        let guard = match self.op.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(Held {
+            guard,
+            view: &self.view,
+        })
+    }
+
+    /// The published metadata (never waits for a request's I/O).
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, TxnMetadata> {
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// One result per partition of an AddPartitionsToTxn.
 pub type PartitionResults = Vec<((String, i32), Result<()>)>;
@@ -81,7 +154,7 @@ impl TxnCoordinator {
                 };
                 match value.and_then(state::decode_value) {
                     Some(m) => {
-                        ids.insert(id, Arc::new(Mutex::new(m)));
+                        ids.insert(id, TxnEntry::new(m));
                     }
                     None => {
                         ids.remove(&id);
@@ -110,7 +183,7 @@ impl TxnCoordinator {
     /// One transactional id, if known.
     pub fn describe(&self, transactional_id: &str) -> Option<TxnDescription> {
         let entry = self.entry(transactional_id)?;
-        let metadata = lock(&entry).clone();
+        let metadata = entry.view().clone();
         Some(TxnDescription {
             transactional_id: transactional_id.to_owned(),
             metadata,
@@ -124,7 +197,7 @@ impl TxnCoordinator {
             .into_iter()
             .map(|(id, e)| TxnDescription {
                 transactional_id: id,
-                metadata: lock(&e).clone(),
+                metadata: e.view().clone(),
             })
             .collect();
         all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
@@ -182,7 +255,7 @@ impl Broker {
                     return Err(TxnError::InvalidProducerIdMapping.into());
                 }
                 let pid = self.allocate_producer_id_blocking()?;
-                let fresh = Arc::new(Mutex::new(TxnMetadata::new(pid, timeout_ms, now)));
+                let fresh = TxnEntry::new(TxnMetadata::new(pid, timeout_ms, now));
                 let existing = {
                     let mut ids = lock(&self.txns.ids);
                     let e = ids
@@ -191,14 +264,14 @@ impl Broker {
                     Arc::clone(e)
                 };
                 if Arc::ptr_eq(&existing, &fresh) {
-                    let m = lock(&fresh);
+                    let m = fresh.hold();
                     self.persist_txn_blocking(transactional_id, Some(&m))?;
                     return Ok((m.producer_id, m.producer_epoch));
                 }
                 existing
             }
         };
-        let mut m = lock(&entry);
+        let mut m = entry.hold();
         let plan = m.plan_init(expected)?;
         if plan == InitPlan::AbortThenBump {
             tracing::info!(
@@ -237,7 +310,7 @@ impl Broker {
         partitions: Vec<(String, i32)>,
     ) -> Result<PartitionResults> {
         let entry = self.locked_entry(transactional_id)?;
-        let mut m = lock(&entry);
+        let mut m = entry.hold();
         m.check_add(producer_id, epoch)?;
         let checked: PartitionResults = partitions
             .into_iter()
@@ -269,7 +342,7 @@ impl Broker {
             return Err(crate::group::GroupError::InvalidGroupId.into());
         }
         let entry = self.locked_entry(transactional_id)?;
-        let mut m = lock(&entry);
+        let mut m = entry.hold();
         m.check_add(producer_id, epoch)?;
         self.add_to_txn_locked(transactional_id, &mut m, &[], Some(group_id))
     }
@@ -306,7 +379,7 @@ impl Broker {
         commits: Vec<OffsetCommit>,
     ) -> Result<Vec<Result<()>>> {
         let entry = self.locked_entry(transactional_id)?;
-        let m = lock(&entry);
+        let m = entry.hold();
         m.check_offset_commit(producer_id, epoch, group_id)?;
         self.write_txn_offsets_blocking(
             producer_id,
@@ -328,7 +401,7 @@ impl Broker {
         commit: bool,
     ) -> Result<()> {
         let entry = self.locked_entry(transactional_id)?;
-        let mut m = lock(&entry);
+        let mut m = entry.hold();
         if !m.check_end(producer_id, epoch, commit)? {
             return Ok(());
         }
@@ -434,8 +507,9 @@ impl Broker {
         partition: i32,
     ) -> Result<()> {
         let entry = self.locked_entry(transactional_id)?;
-        let m = lock(&entry);
-        m.check_produce(producer_id, epoch, topic, partition)?;
+        entry
+            .view()
+            .check_produce(producer_id, epoch, topic, partition)?;
         Ok(())
     }
 
@@ -447,7 +521,7 @@ impl Broker {
         let now = self.clock().now_ms();
         let mut ended = 0;
         for (id, entry) in self.txns.entries() {
-            let Ok(mut m) = entry.try_lock() else {
+            let Some(mut m) = entry.try_hold() else {
                 continue;
             };
             let result = if m.state.is_prepare() {

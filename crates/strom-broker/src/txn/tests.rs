@@ -237,7 +237,7 @@ fn a_prepared_transaction_is_completed_when_the_broker_opens() {
             .unwrap();
         // Simulate a crash between the durable PrepareCommit and the markers.
         let entry = broker.txns().entry("tx").unwrap();
-        let mut m = entry.lock().unwrap();
+        let mut m = entry.hold();
         m.prepare(true, false, 2_000);
         broker.persist_txn_blocking("tx", Some(&m)).unwrap();
         drop(m);
