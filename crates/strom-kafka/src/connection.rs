@@ -105,10 +105,10 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
                     tracing::debug!(%peer, error = %e, "write failed");
                     return;
                 }
-                // Flush unless the client has already pipelined more requests.
-                if reader.buffer().is_empty()
-                    && let Err(e) = writer.flush().await
-                {
+                // Every response leaves at once. Holding it back while a pipelined request is
+                // handled would delay it by that request's time: a long-poll Fetch behind a
+                // Produce would hold the Produce answer for up to `max_wait_ms`.
+                if let Err(e) = writer.flush().await {
                     tracing::debug!(%peer, error = %e, "flush failed");
                     return;
                 }

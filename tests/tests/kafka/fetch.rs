@@ -275,6 +275,37 @@ async fn pipelined_requests_are_answered_in_order() {
     broker.stop().await;
 }
 
+/// A response is sent as soon as it is ready, even when the client has already pipelined a
+/// request behind it that will take long (here a Fetch long-polling for 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_does_not_wait_for_the_pipelined_request_behind_it() {
+    let (_dir, broker) = started_with_topic(1).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut both = frame(ApiKey::Produce, 9, 1, &produce_req("f", 0, batch(1, 3))).to_vec();
+    // Offset 1 is past the one record just produced: the fetch waits out max_wait_ms.
+    both.extend_from_slice(&frame(
+        ApiKey::Fetch,
+        12,
+        2,
+        &fetch_req("f", &[(0, 1)], 3_000, 1),
+    ));
+    let started = Instant::now();
+    s.write_all(&both).await.unwrap();
+    let mut f = read_frame(&mut s).await.unwrap();
+    let produced_after = started.elapsed();
+    assert_eq!(ResponseHeader::decode(&mut f, 1).unwrap().correlation_id, 1);
+    let r = ProduceResponse::decode(&mut f, 9).unwrap();
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert!(
+        produced_after < Duration::from_millis(1_500),
+        "the produce answer waited {produced_after:?} behind the long poll"
+    );
+    let mut f = read_frame(&mut s).await.unwrap();
+    assert_eq!(ResponseHeader::decode(&mut f, 1).unwrap().correlation_id, 2);
+    assert!(started.elapsed() >= Duration::from_millis(2_900));
+    broker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_creation_can_be_turned_off() {
     use strom_broker::BrokerConfig;
