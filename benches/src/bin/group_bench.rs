@@ -4,8 +4,12 @@
 //!   until the two others own all six partitions again, balanced (the group consuming again).
 //!   For the classic eager protocol, cooperative-sticky and the KIP-848 consumer protocol.
 //! - `commit`: synchronous OffsetCommit round trips of one consumer: commits/s, p50/p99.
-//! - `many-groups`: produce throughput (1 KiB, acks=all) alone, then while N single-member
+//! - `many-groups`: produce throughput (1 KiB, acks=all) alone and while N single-member
 //!   groups (KIP-848 heartbeats plus an OffsetCommit per heartbeat, over raw connections) run.
+//!   The two alternate (alone, loaded, alone, loaded, …; the groups pause, well inside their
+//!   session timeout, during an "alone" run), so both sides see the same machine noise.
+//! - `groups-only`: just those groups for `--seconds`, and (with `--broker-pid`) the share of
+//!   a core the broker spends serving them.
 //!
 //! ```text
 //! strom serve --data-dir /tmp/bench &
@@ -39,6 +43,9 @@ enum Mode {
     Rebalance,
     Commit,
     ManyGroups,
+    /// Only the N groups of `many-groups`, for `--seconds`, and the broker's CPU time they
+    /// cost (`--broker-pid`, read from `/proc`).
+    GroupsOnly,
 }
 
 /// Benchmark options.
@@ -62,6 +69,12 @@ struct Args {
     /// Records per produce measurement (many-groups mode).
     #[arg(long, default_value_t = 200_000)]
     count: usize,
+    /// How long to run the groups (groups-only mode).
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// The broker's process id, to report the CPU time the groups cost it (groups-only mode).
+    #[arg(long)]
+    broker_pid: Option<u32>,
     /// How often each group heartbeats and commits (many-groups mode). Real members heartbeat
     /// every 5 s; 1 s is five times that load.
     #[arg(long, default_value_t = 1_000)]
@@ -275,6 +288,7 @@ async fn run_groups(
     topic: String,
     groups: Vec<String>,
     stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
     requests: Arc<AtomicU64>,
     interval: Duration,
 ) {
@@ -289,6 +303,10 @@ async fn run_groups(
     let mut round: i64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
+        if paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         for (i, group) in groups.iter().enumerate() {
             let member = format!("{group}-member");
             let hb = ConsumerGroupHeartbeatRequest::default()
@@ -343,11 +361,8 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
     create_topic(rt, &args.bootstrap, &topic, 1);
     let group_topic = unique("bench-many-groups");
     create_topic(rt, &args.bootstrap, &group_topic, 1);
-    let mut alone = Vec::new();
-    for _ in 0..args.runs {
-        alone.push(produce(&args.bootstrap, &topic, args.count));
-    }
     let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
     let requests = Arc::new(AtomicU64::new(0));
     let connections = 10usize;
     let names: Vec<String> = (0..args.groups).map(|i| format!("many-{i}")).collect();
@@ -358,19 +373,33 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
             group_topic.clone(),
             chunk.to_vec(),
             Arc::clone(&stop),
+            Arc::clone(&paused),
             Arc::clone(&requests),
             Duration::from_millis(args.interval_ms),
         )));
     }
     // Let every group join first.
-    std::thread::sleep(Duration::from_millis(args.interval_ms.max(1_000) + 1_000));
-    let before = requests.load(Ordering::Relaxed);
-    let t0 = Instant::now();
+    let settle = Duration::from_millis(args.interval_ms.max(1_000) + 1_000);
+    std::thread::sleep(settle);
+    let mut alone = Vec::new();
     let mut loaded = Vec::new();
+    let mut loaded_time = Duration::ZERO;
+    let mut loaded_requests = 0;
     for _ in 0..args.runs {
+        // Both runs start after the same rest (one interval), so the previous run's writeback
+        // weighs on each alike; the loaded run's rest is also every group heartbeating again.
+        paused.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+        alone.push(produce(&args.bootstrap, &topic, args.count));
+        paused.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+        let before = requests.load(Ordering::Relaxed);
+        let t0 = Instant::now();
         loaded.push(produce(&args.bootstrap, &topic, args.count));
+        loaded_time += t0.elapsed();
+        loaded_requests += requests.load(Ordering::Relaxed) - before;
     }
-    let rate = (requests.load(Ordering::Relaxed) - before) as f64 / t0.elapsed().as_secs_f64();
+    let rate = loaded_requests as f64 / loaded_time.as_secs_f64().max(1e-9);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = rt.block_on(t);
@@ -396,6 +425,64 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
     );
 }
 
+/// User plus system CPU seconds `pid` has used (fields 14 and 15 of `/proc/PID/stat`, in
+/// clock ticks of 1/100 s, as on every Linux this runs on).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+fn groups_only(args: &Args, rt: &tokio::runtime::Runtime) {
+    let group_topic = unique("bench-groups-only");
+    create_topic(rt, &args.bootstrap, &group_topic, 1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let names: Vec<String> = (0..args.groups).map(|i| format!("only-{i}")).collect();
+    let mut tasks = Vec::new();
+    for chunk in names.chunks(args.groups.div_ceil(10).max(1)) {
+        tasks.push(rt.spawn(run_groups(
+            args.bootstrap.clone(),
+            group_topic.clone(),
+            chunk.to_vec(),
+            Arc::clone(&stop),
+            Arc::clone(&paused),
+            Arc::clone(&requests),
+            Duration::from_millis(args.interval_ms),
+        )));
+    }
+    std::thread::sleep(Duration::from_millis(args.interval_ms.max(1_000) + 1_000));
+    let before = requests.load(Ordering::Relaxed);
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    let elapsed = t0.elapsed().as_secs_f64();
+    let sent = requests.load(Ordering::Relaxed) - before;
+    let cpu_after = args.broker_pid.and_then(cpu_seconds);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = rt.block_on(t);
+    }
+    println!(
+        "{} groups, every {} ms: {:.0} heartbeats + commits per s",
+        args.groups,
+        args.interval_ms,
+        sent as f64 / elapsed
+    );
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        println!(
+            "broker CPU: {:.1} % of one core ({:.2} s in {elapsed:.1} s)",
+            (b - a) / elapsed * 100.0,
+            b - a
+        );
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let rt = runtime();
@@ -403,5 +490,6 @@ fn main() {
         Mode::Rebalance => rebalance(&args, &rt),
         Mode::Commit => commit(&args, &rt),
         Mode::ManyGroups => many_groups(&args, &rt),
+        Mode::GroupsOnly => groups_only(&args, &rt),
     }
 }
