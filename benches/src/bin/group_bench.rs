@@ -4,7 +4,7 @@
 //!   until the two others own all six partitions again, balanced (the group consuming again).
 //!   For the classic eager protocol, cooperative-sticky and the KIP-848 consumer protocol.
 //! - `commit`: synchronous OffsetCommit round trips of one consumer: commits/s, p50/p99.
-//! - `many-groups`: produce throughput (1 KiB, acks=all) alone and while N single-member
+//! - `many-groups`: produce and fetch throughput (1 KiB, acks=all) alone and while N single-member
 //!   groups (KIP-848 heartbeats plus an OffsetCommit per heartbeat, over raw connections) run.
 //!   The two alternate (alone, loaded, alone, loaded, …; the groups pause, well inside their
 //!   session timeout, during an "alone" run), so both sides see the same machine noise.
@@ -33,6 +33,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use strom_bench::{mb_per_s, median, percentile};
@@ -281,6 +282,50 @@ fn produce(bootstrap: &str, topic: &str, count: usize) -> f64 {
     mb_per_s((count * 1024) as u64, t0.elapsed())
 }
 
+/// Reads `count` records of `topic` partition 0 from `from` with an assigned (group-less)
+/// librdkafka consumer; MB/s of payload.
+fn fetch(bootstrap: &str, topic: &str, from: i64, count: usize) -> f64 {
+    let consumer: BaseConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-many-fetch")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("consumer: {e}");
+            return 0.0;
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(topic, 0, Offset::Offset(from))
+        .and_then(|()| consumer.assign(&tpl))
+        .is_err()
+    {
+        eprintln!("assign failed");
+        return 0.0;
+    }
+    let t0 = Instant::now();
+    let (mut n, mut bytes) = (0usize, 0u64);
+    while n < count && t0.elapsed() < Duration::from_secs(120) {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                n += 1;
+                bytes += m.payload().map_or(0, |p| p.len() as u64);
+            }
+            Some(Err(e)) => {
+                eprintln!("fetch: {e}");
+                return 0.0;
+            }
+            None => {}
+        }
+    }
+    mb_per_s(bytes, t0.elapsed())
+}
+
 /// One connection's worth of single-member groups: heartbeat each, commit an offset for each,
 /// until `stop`.
 async fn run_groups(
@@ -383,19 +428,27 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
     std::thread::sleep(settle);
     let mut alone = Vec::new();
     let mut loaded = Vec::new();
+    let mut alone_fetch = Vec::new();
+    let mut loaded_fetch = Vec::new();
     let mut loaded_time = Duration::ZERO;
     let mut loaded_requests = 0;
+    let mut next_offset = 0i64;
+    let count = i64::try_from(args.count).unwrap_or(i64::MAX);
     for _ in 0..args.runs {
         // Both runs start after the same rest (one interval), so the previous run's writeback
         // weighs on each alike; the loaded run's rest is also every group heartbeating again.
         paused.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(args.interval_ms));
         alone.push(produce(&args.bootstrap, &topic, args.count));
+        alone_fetch.push(fetch(&args.bootstrap, &topic, next_offset, args.count));
+        next_offset += count;
         paused.store(false, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(args.interval_ms));
         let before = requests.load(Ordering::Relaxed);
         let t0 = Instant::now();
         loaded.push(produce(&args.bootstrap, &topic, args.count));
+        loaded_fetch.push(fetch(&args.bootstrap, &topic, next_offset, args.count));
+        next_offset += count;
         loaded_time += t0.elapsed();
         loaded_requests += requests.load(Ordering::Relaxed) - before;
     }
@@ -410,18 +463,24 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
             .collect::<Vec<_>>()
             .join(" / ")
     };
-    println!("| produce 1 KiB acks=all | MB/s runs | median MB/s |");
-    println!("|---|---|---|");
     println!(
-        "| alone | {} | **{:.0}** |",
+        "| 1 KiB, acks=all | produce MB/s runs | median | fetch (page cache) MB/s runs | median |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| alone | {} | **{:.0}** | {} | **{:.0}** |",
         fmt(&alone),
-        median(&mut alone.clone())
+        median(&mut alone.clone()),
+        fmt(&alone_fetch),
+        median(&mut alone_fetch.clone())
     );
     println!(
-        "| with {} groups ({rate:.0} heartbeats + commits per s) | {} | **{:.0}** |",
+        "| with {} groups ({rate:.0} heartbeats + commits per s) | {} | **{:.0}** | {} | **{:.0}** |",
         args.groups,
         fmt(&loaded),
-        median(&mut loaded.clone())
+        median(&mut loaded.clone()),
+        fmt(&loaded_fetch),
+        median(&mut loaded_fetch.clone())
     );
 }
 
