@@ -296,6 +296,14 @@ impl ProducerStateManager {
                 expected: increment_sequence(last, 1),
                 found: first_seq,
             }),
+            // The epoch came from a transaction marker (the coordinator bumped it when it
+            // aborted): no batch of it exists yet, so it starts at 0, as a new epoch does.
+            None if first_seq != 0 => Err(Error::OutOfOrderSequence {
+                producer_id,
+                epoch,
+                expected: 0,
+                found: first_seq,
+            }),
             _ => Ok(SequenceCheck::Append),
         }
     }
@@ -558,6 +566,28 @@ mod tests {
         s.update(1, 1, meta(0, 0, 1));
         assert_eq!(s.get(1).unwrap().batches().count(), 1);
         assert_eq!(s.get(1).unwrap().epoch, 1);
+    }
+
+    #[test]
+    fn an_epoch_bumped_by_a_marker_starts_at_sequence_zero() {
+        let mut s = ProducerStateManager::new();
+        s.update(1, 0, meta(0, 4, 10));
+        // The coordinator aborts with a bumped epoch: the marker carries epoch 1.
+        s.complete_txn(1, 1, ControlType::Abort, 0, 11, 0).unwrap();
+        assert!(matches!(
+            s.check(1, 1, 5, 5),
+            Err(Error::OutOfOrderSequence {
+                expected: 0,
+                found: 5,
+                ..
+            })
+        ));
+        assert_eq!(s.check(1, 1, 0, 3).unwrap(), SequenceCheck::Append);
+        // Within an epoch, a marker that does not bump keeps the sequence going.
+        s.update(1, 1, meta(0, 3, 12));
+        s.complete_txn(1, 1, ControlType::Commit, 0, 13, 0).unwrap();
+        assert!(s.check(1, 1, 0, 0).is_err());
+        assert_eq!(s.check(1, 1, 4, 4).unwrap(), SequenceCheck::Append);
     }
 
     #[test]
