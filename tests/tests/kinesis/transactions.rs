@@ -78,3 +78,57 @@ async fn get_records_skips_aborted_and_open_transactions() {
     tokio::task::block_in_place(|| producer.abort_transaction(T)).unwrap();
     both.stop().await;
 }
+
+/// A LATEST iterator taken while a transaction is open starts at the last stable offset, so the
+/// transaction's records are read once it commits (starting at the high watermark would skip
+/// them for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_taken_during_an_open_transaction_reads_it_after_commit() {
+    const T: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    kafka_client::create_topic(&both.bootstrap(), "tl", 1).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", both.bootstrap())
+        .set("broker.address.family", "v4")
+        .set("transactional.id", "kinesis-latest-tx")
+        .set("log_level", "3")
+        .create()
+        .unwrap();
+    tokio::task::block_in_place(|| producer.init_transactions(T)).unwrap();
+    producer.begin_transaction().unwrap();
+    for v in ["t1", "t2"] {
+        producer
+            .send(FutureRecord::<(), _>::to("tl").partition(0).payload(v), T)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let k = both.client();
+    let mut it = k
+        .get_shard_iterator()
+        .stream_name("tl")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::Latest)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    tokio::task::block_in_place(|| producer.commit_transaction(T)).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        let out = k.get_records().shard_iterator(&it).send().await.unwrap();
+        got.extend(
+            out.records()
+                .iter()
+                .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap()),
+        );
+        it = out.next_shard_iterator.unwrap();
+        if got.len() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(got, ["t1", "t2"]);
+    both.stop().await;
+}

@@ -80,7 +80,10 @@ pub(crate) async fn start_offset(
     };
     let offset: i64 = match position.kind {
         "TRIM_HORIZON" => partition.log_start_offset(),
-        "LATEST" => partition.high_watermark(),
+        // Readers see only committed records, so "just after the most recent record" is the
+        // last stable offset: starting at the high watermark would skip the records of a
+        // transaction still open at that moment once it commits.
+        "LATEST" => partition.last_stable_offset(),
         "AT_SEQUENCE_NUMBER" => i64::try_from(sequence()?.offset).unwrap_or(i64::MAX),
         "AFTER_SEQUENCE_NUMBER" => i64::try_from(sequence()?.offset)
             .unwrap_or(i64::MAX)
@@ -102,7 +105,7 @@ pub(crate) async fn start_offset(
             let p = std::sync::Arc::clone(partition);
             ctx.blocking(move |_| Ok(p.offset_for_timestamp_blocking(ms)?))
                 .await?
-                .map_or_else(|| partition.high_watermark(), |(offset, _)| offset)
+                .map_or_else(|| partition.last_stable_offset(), |(offset, _)| offset)
         }
         other => {
             return Err(KinesisError::validation(format!(
