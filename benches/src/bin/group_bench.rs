@@ -401,31 +401,63 @@ async fn run_groups(
     }
 }
 
+/// `args.groups` single-member groups heartbeating and committing over 10 connections, joined.
+struct Groups {
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Groups {
+    /// Starts the groups (named `{prefix}-{i}`, committing on a fresh topic) and waits until
+    /// every one has joined.
+    fn start(args: &Args, rt: &tokio::runtime::Runtime, prefix: &str) -> Groups {
+        let group_topic = unique(&format!("bench-{prefix}-groups"));
+        create_topic(rt, &args.bootstrap, &group_topic, 1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let names: Vec<String> = (0..args.groups).map(|i| format!("{prefix}-{i}")).collect();
+        let tasks = names
+            .chunks(args.groups.div_ceil(10).max(1))
+            .map(|chunk| {
+                rt.spawn(run_groups(
+                    args.bootstrap.clone(),
+                    group_topic.clone(),
+                    chunk.to_vec(),
+                    Arc::clone(&stop),
+                    Arc::clone(&paused),
+                    Arc::clone(&requests),
+                    Duration::from_millis(args.interval_ms),
+                ))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(args.interval_ms.max(1_000) + 1_000));
+        Groups {
+            stop,
+            paused,
+            requests,
+            tasks,
+        }
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn stop(self, rt: &tokio::runtime::Runtime) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = rt.block_on(t);
+        }
+    }
+}
+
 fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
     let topic = unique("bench-many");
     create_topic(rt, &args.bootstrap, &topic, 1);
-    let group_topic = unique("bench-many-groups");
-    create_topic(rt, &args.bootstrap, &group_topic, 1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let paused = Arc::new(AtomicBool::new(false));
-    let requests = Arc::new(AtomicU64::new(0));
-    let connections = 10usize;
-    let names: Vec<String> = (0..args.groups).map(|i| format!("many-{i}")).collect();
-    let mut tasks = Vec::new();
-    for chunk in names.chunks(args.groups.div_ceil(connections).max(1)) {
-        tasks.push(rt.spawn(run_groups(
-            args.bootstrap.clone(),
-            group_topic.clone(),
-            chunk.to_vec(),
-            Arc::clone(&stop),
-            Arc::clone(&paused),
-            Arc::clone(&requests),
-            Duration::from_millis(args.interval_ms),
-        )));
-    }
-    // Let every group join first.
-    let settle = Duration::from_millis(args.interval_ms.max(1_000) + 1_000);
-    std::thread::sleep(settle);
+    let groups = Groups::start(args, rt, "many");
     let mut alone = Vec::new();
     let mut loaded = Vec::new();
     let mut alone_fetch = Vec::new();
@@ -437,26 +469,23 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
     for _ in 0..args.runs {
         // Both runs start after the same rest (one interval), so the previous run's writeback
         // weighs on each alike; the loaded run's rest is also every group heartbeating again.
-        paused.store(true, Ordering::Relaxed);
+        groups.paused.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(args.interval_ms));
         alone.push(produce(&args.bootstrap, &topic, args.count));
         alone_fetch.push(fetch(&args.bootstrap, &topic, next_offset, args.count));
         next_offset += count;
-        paused.store(false, Ordering::Relaxed);
+        groups.paused.store(false, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(args.interval_ms));
-        let before = requests.load(Ordering::Relaxed);
+        let before = groups.requests();
         let t0 = Instant::now();
         loaded.push(produce(&args.bootstrap, &topic, args.count));
         loaded_fetch.push(fetch(&args.bootstrap, &topic, next_offset, args.count));
         next_offset += count;
         loaded_time += t0.elapsed();
-        loaded_requests += requests.load(Ordering::Relaxed) - before;
+        loaded_requests += groups.requests() - before;
     }
     let rate = loaded_requests as f64 / loaded_time.as_secs_f64().max(1e-9);
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = rt.block_on(t);
-    }
+    groups.stop(rt);
     let fmt = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.0}"))
@@ -497,36 +526,15 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 fn groups_only(args: &Args, rt: &tokio::runtime::Runtime) {
-    let group_topic = unique("bench-groups-only");
-    create_topic(rt, &args.bootstrap, &group_topic, 1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let paused = Arc::new(AtomicBool::new(false));
-    let requests = Arc::new(AtomicU64::new(0));
-    let names: Vec<String> = (0..args.groups).map(|i| format!("only-{i}")).collect();
-    let mut tasks = Vec::new();
-    for chunk in names.chunks(args.groups.div_ceil(10).max(1)) {
-        tasks.push(rt.spawn(run_groups(
-            args.bootstrap.clone(),
-            group_topic.clone(),
-            chunk.to_vec(),
-            Arc::clone(&stop),
-            Arc::clone(&paused),
-            Arc::clone(&requests),
-            Duration::from_millis(args.interval_ms),
-        )));
-    }
-    std::thread::sleep(Duration::from_millis(args.interval_ms.max(1_000) + 1_000));
-    let before = requests.load(Ordering::Relaxed);
+    let groups = Groups::start(args, rt, "only");
+    let before = groups.requests();
     let cpu_before = args.broker_pid.and_then(cpu_seconds);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(args.seconds));
     let elapsed = t0.elapsed().as_secs_f64();
-    let sent = requests.load(Ordering::Relaxed) - before;
+    let sent = groups.requests() - before;
     let cpu_after = args.broker_pid.and_then(cpu_seconds);
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = rt.block_on(t);
-    }
+    groups.stop(rt);
     println!(
         "{} groups, every {} ms: {:.0} heartbeats + commits per s",
         args.groups,

@@ -10,60 +10,36 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use super::harness::Both;
 use crate::kafka_client;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_records_skips_aborted_and_open_transactions() {
-    const T: Duration = Duration::from_secs(30);
-    let dir = tempfile::tempdir().unwrap();
-    let both = Both::start(dir.path()).await;
-    kafka_client::create_topic(&both.bootstrap(), "tk", 1).await;
+const T: Duration = Duration::from_secs(30);
+
+/// A transactional producer on `both`, its transactions initialised.
+fn transactional_producer(both: &Both, id: &str) -> FutureProducer {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", both.bootstrap())
         .set("broker.address.family", "v4")
-        .set("transactional.id", "kinesis-reader-tx")
+        .set("transactional.id", id)
         .set("log_level", "3")
         .create()
         .unwrap();
-    let send = |v: &'static str| {
-        let producer = producer.clone();
-        async move {
-            producer
-                .send(FutureRecord::<(), _>::to("tk").partition(0).payload(v), T)
-                .await
-                .map_err(|(e, _)| e)
-                .unwrap();
-        }
-    };
     tokio::task::block_in_place(|| producer.init_transactions(T)).unwrap();
-    for (values, commit) in [
-        (&["c1", "c2"][..], true),
-        (&["a1"][..], false),
-        (&["c3"][..], true),
-    ] {
-        producer.begin_transaction().unwrap();
-        for v in values {
-            send(v).await;
-        }
-        if commit {
-            tokio::task::block_in_place(|| producer.commit_transaction(T)).unwrap();
-        } else {
-            tokio::task::block_in_place(|| producer.flush(T)).unwrap();
-            tokio::task::block_in_place(|| producer.abort_transaction(T)).unwrap();
-        }
-    }
-    producer.begin_transaction().unwrap();
-    send("still-open").await;
+    producer
+}
 
-    let k = both.client();
-    let mut it = k
-        .get_shard_iterator()
-        .stream_name("tk")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
+/// Sends `value` to partition 0 of `topic` and waits for its delivery.
+async fn send(producer: &FutureProducer, topic: &str, value: &str) {
+    producer
+        .send(
+            FutureRecord::<(), _>::to(topic).partition(0).payload(value),
+            T,
+        )
         .await
-        .unwrap()
-        .shard_iterator
+        .map_err(|(e, _)| e)
         .unwrap();
+}
+
+/// The data of what up to ten GetRecords calls from `it` return, stopping once `want`
+/// records have come.
+async fn read(k: &aws_sdk_kinesis::Client, mut it: String, want: usize) -> Vec<String> {
     let mut got = Vec::new();
     for _ in 0..10 {
         let out = k.get_records().shard_iterator(&it).send().await.unwrap();
@@ -73,8 +49,51 @@ async fn get_records_skips_aborted_and_open_transactions() {
                 .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap()),
         );
         it = out.next_shard_iterator.unwrap();
+        if got.len() > want {
+            break;
+        }
     }
-    assert_eq!(got, ["c1", "c2", "c3"]);
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_records_skips_aborted_and_open_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    kafka_client::create_topic(&both.bootstrap(), "tk", 1).await;
+    let producer = transactional_producer(&both, "kinesis-reader-tx");
+    for (values, commit) in [
+        (&["c1", "c2"][..], true),
+        (&["a1"][..], false),
+        (&["c3"][..], true),
+    ] {
+        producer.begin_transaction().unwrap();
+        for v in values {
+            send(&producer, "tk", v).await;
+        }
+        if commit {
+            tokio::task::block_in_place(|| producer.commit_transaction(T)).unwrap();
+        } else {
+            tokio::task::block_in_place(|| producer.flush(T)).unwrap();
+            tokio::task::block_in_place(|| producer.abort_transaction(T)).unwrap();
+        }
+    }
+    producer.begin_transaction().unwrap();
+    send(&producer, "tk", "still-open").await;
+
+    let k = both.client();
+    let it = k
+        .get_shard_iterator()
+        .stream_name("tk")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    // Ten calls, well past the three committed records: nothing more may come.
+    assert_eq!(read(&k, it, usize::MAX).await, ["c1", "c2", "c3"]);
     tokio::task::block_in_place(|| producer.abort_transaction(T)).unwrap();
     both.stop().await;
 }
@@ -84,28 +103,16 @@ async fn get_records_skips_aborted_and_open_transactions() {
 /// them for good).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_taken_during_an_open_transaction_reads_it_after_commit() {
-    const T: Duration = Duration::from_secs(30);
     let dir = tempfile::tempdir().unwrap();
     let both = Both::start(dir.path()).await;
     kafka_client::create_topic(&both.bootstrap(), "tl", 1).await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", both.bootstrap())
-        .set("broker.address.family", "v4")
-        .set("transactional.id", "kinesis-latest-tx")
-        .set("log_level", "3")
-        .create()
-        .unwrap();
-    tokio::task::block_in_place(|| producer.init_transactions(T)).unwrap();
+    let producer = transactional_producer(&both, "kinesis-latest-tx");
     producer.begin_transaction().unwrap();
     for v in ["t1", "t2"] {
-        producer
-            .send(FutureRecord::<(), _>::to("tl").partition(0).payload(v), T)
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        send(&producer, "tl", v).await;
     }
     let k = both.client();
-    let mut it = k
+    let it = k
         .get_shard_iterator()
         .stream_name("tl")
         .shard_id("shardId-000000000000")
@@ -116,19 +123,6 @@ async fn latest_taken_during_an_open_transaction_reads_it_after_commit() {
         .shard_iterator
         .unwrap();
     tokio::task::block_in_place(|| producer.commit_transaction(T)).unwrap();
-    let mut got = Vec::new();
-    for _ in 0..10 {
-        let out = k.get_records().shard_iterator(&it).send().await.unwrap();
-        got.extend(
-            out.records()
-                .iter()
-                .map(|r| String::from_utf8(r.data().as_ref().to_vec()).unwrap()),
-        );
-        it = out.next_shard_iterator.unwrap();
-        if got.len() >= 2 {
-            break;
-        }
-    }
-    assert_eq!(got, ["t1", "t2"]);
+    assert_eq!(read(&k, it, 2).await, ["t1", "t2"]);
     both.stop().await;
 }
