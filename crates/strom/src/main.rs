@@ -25,6 +25,9 @@ use crate::config::{ServeArgs, Settings};
 #[global_allocator]
 static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
 
+/// How often `strom serve` returns freed allocator memory to the kernel.
+const MEMORY_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Strom: a streaming broker that speaks the Kafka protocol over one append-only log.
 #[derive(Debug, Parser)]
 #[command(name = "strom", version, about)]
@@ -214,6 +217,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
+    });
+    // Give memory freed after a burst back to the kernel now and then (see strom-alloc).
+    let trim_stop = stopped(stop_rx.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(MEMORY_TRIM_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(trim_stop);
+        loop {
+            tokio::select! {
+                () = &mut trim_stop => return,
+                _ = tick.tick() => {
+                    let _ = tokio::task::spawn_blocking(strom_alloc::release_free_memory).await;
+                }
+            }
+        }
     });
     let kinesis_task = kinesis.map(|k| tokio::spawn(k.serve(stopped(stop_rx.clone()))));
     server.serve(stopped(stop_rx)).await;
