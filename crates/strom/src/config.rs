@@ -26,6 +26,14 @@
 //! num_partitions = 1
 //! retention_check_interval_ms = 300000
 //!
+//! [group]                   # group.* broker settings, Kafka's defaults
+//! min_session_timeout_ms = 1000
+//! max_session_timeout_ms = 1800000
+//! initial_rebalance_delay_ms = 3000      # also --group-initial-rebalance-delay-ms
+//! consumer_heartbeat_interval_ms = 5000  # KIP-848 (group.protocol=consumer) groups
+//! consumer_session_timeout_ms = 45000
+//! consumer_max_size = 100              # members per group; unlimited if unset
+//!
 //! [topic_defaults]          # Kafka topic-config names; defaults for every topic
 //! "retention.ms" = "604800000"
 //! "strom.fsync" = "always"
@@ -89,6 +97,14 @@ pub(crate) struct ServeArgs {
     /// Partitions of auto-created topics [default: 1].
     #[arg(long, env = "STROM_BROKER_NUM_PARTITIONS", value_name = "N")]
     pub(crate) num_partitions: Option<i32>,
+    /// How long a new classic group waits for more members before its first rebalance
+    /// (`group.initial.rebalance.delay.ms`) [default: 3000]; 0 suits tests and development.
+    #[arg(
+        long,
+        env = "STROM_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        value_name = "MS"
+    )]
+    pub(crate) group_initial_rebalance_delay_ms: Option<i32>,
     /// Log filter, tracing-subscriber syntax [default: info].
     #[arg(long, env = "STROM_LOG", value_name = "FILTER")]
     pub(crate) log: Option<String>,
@@ -108,7 +124,21 @@ struct FileConfig {
     #[serde(default)]
     kinesis: FileKinesis,
     #[serde(default)]
+    group: FileGroup,
+    #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
+}
+
+/// `[group]`: the group coordinator, with Kafka's broker setting names minus `group.`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGroup {
+    min_session_timeout_ms: Option<i32>,
+    max_session_timeout_ms: Option<i32>,
+    initial_rebalance_delay_ms: Option<i32>,
+    consumer_heartbeat_interval_ms: Option<i32>,
+    consumer_session_timeout_ms: Option<i32>,
+    consumer_max_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +214,30 @@ impl Settings {
         if let Some(ms) = file.broker.retention_check_interval_ms {
             broker.retention_check_interval = Duration::from_millis(ms.max(1));
         }
+        let g = &mut broker.group;
+        let fg = &file.group;
+        if let Some(v) = fg.min_session_timeout_ms {
+            g.min_session_timeout_ms = v;
+        }
+        if let Some(v) = fg.max_session_timeout_ms {
+            g.max_session_timeout_ms = v;
+        }
+        if let Some(v) = args
+            .group_initial_rebalance_delay_ms
+            .or(fg.initial_rebalance_delay_ms)
+        {
+            g.initial_rebalance_delay_ms = v;
+        }
+        if let Some(v) = fg.consumer_heartbeat_interval_ms {
+            g.consumer.heartbeat_interval_ms = v;
+        }
+        if let Some(v) = fg.consumer_session_timeout_ms {
+            g.consumer.session_timeout_ms = v;
+        }
+        if let Some(v) = fg.consumer_max_size {
+            g.consumer.max_size = v;
+        }
+        validate_group(g)?;
         strom_broker::config::validate(&file.topic_defaults)
             .context("invalid [topic_defaults] in the config file")?;
         broker.topic_defaults = file.topic_defaults;
@@ -238,6 +292,32 @@ impl Settings {
     }
 }
 
+/// Rejects group settings Kafka would refuse to start with.
+fn validate_group(g: &strom_broker::group::GroupConfig) -> anyhow::Result<()> {
+    let c = &g.consumer;
+    if g.min_session_timeout_ms <= 0 || g.min_session_timeout_ms > g.max_session_timeout_ms {
+        anyhow::bail!(
+            "[group] min_session_timeout_ms ({}) must be positive and at most max_session_timeout_ms ({})",
+            g.min_session_timeout_ms,
+            g.max_session_timeout_ms
+        );
+    }
+    if g.initial_rebalance_delay_ms < 0 {
+        anyhow::bail!("group initial rebalance delay must not be negative");
+    }
+    if c.heartbeat_interval_ms <= 0 || c.heartbeat_interval_ms >= c.session_timeout_ms {
+        anyhow::bail!(
+            "[group] consumer_heartbeat_interval_ms ({}) must be positive and below consumer_session_timeout_ms ({})",
+            c.heartbeat_interval_ms,
+            c.session_timeout_ms
+        );
+    }
+    if c.max_size == 0 {
+        anyhow::bail!("[group] consumer_max_size must be at least 1");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +327,40 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         args: ServeArgs,
+    }
+
+    #[test]
+    fn group_settings_from_file_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[group]\ninitial_rebalance_delay_ms = 500\nconsumer_heartbeat_interval_ms = 1000\nconsumer_session_timeout_ms = 10000\nmax_session_timeout_ms = 60000\n",
+        )
+        .unwrap();
+        let file_only = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let g = Settings::load(&file_only.args).unwrap().broker.group;
+        assert_eq!(g.initial_rebalance_delay_ms, 500);
+        assert_eq!(g.max_session_timeout_ms, 60_000);
+        assert_eq!(g.consumer.heartbeat_interval_ms, 1_000);
+        assert_eq!(g.consumer.session_timeout_ms, 10_000);
+        let flag = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ]);
+        let g = Settings::load(&flag.args).unwrap().broker.group;
+        assert_eq!(g.initial_rebalance_delay_ms, 0);
+
+        std::fs::write(&path, "[group]\nconsumer_heartbeat_interval_ms = 50000\n").unwrap();
+        let bad = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let e = Settings::load(&bad.args).unwrap_err().to_string();
+        assert!(e.contains("consumer_heartbeat_interval_ms"), "{e}");
+        std::fs::write(&path, "[group]\nsession_timeout = 5\n").unwrap();
+        let unknown = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        assert!(Settings::load(&unknown.args).is_err());
     }
 
     #[test]
