@@ -6,13 +6,56 @@
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use strom_broker::group::OffsetCommit;
 
 use super::{HandlerError, Outcome, decode, respond};
 use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+
+/// The partitions of a commit request (OffsetCommit or TxnOffsetCommit) in request order, and
+/// the commits they ask for.
+#[derive(Default)]
+pub(super) struct Commits {
+    pub(super) order: Vec<(TopicName, i32)>,
+    pub(super) commits: Vec<OffsetCommit>,
+}
+
+impl Commits {
+    pub(super) fn push(
+        &mut self,
+        topic: &TopicName,
+        partition: i32,
+        offset: i64,
+        leader_epoch: i32,
+        metadata: Option<&StrBytes>,
+    ) {
+        self.order.push((topic.clone(), partition));
+        self.commits.push(OffsetCommit {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            leader_epoch,
+            metadata: metadata.map(|s| s.to_string()),
+        });
+    }
+}
+
+/// One error code per partition of a commit: each partition's own, or the whole request's.
+pub(super) fn partition_codes(
+    result: &Result<Vec<Result<(), strom_broker::Error>>, strom_broker::Error>,
+    partitions: usize,
+) -> Vec<i16> {
+    match result {
+        Ok(results) => results
+            .iter()
+            .map(|r| r.as_ref().err().map_or(0, error_code))
+            .collect(),
+        Err(e) => vec![error_code(e); partitions],
+    }
+}
 
 /// Handles OffsetCommit.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -21,20 +64,19 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let member_id = body.member_id.to_string();
     let generation = body.generation_id_or_member_epoch;
     let instance = body.group_instance_id.map(|s| s.to_string());
-    let mut order = Vec::new();
-    let mut commits = Vec::new();
+    let mut batch = Commits::default();
     for topic in &body.topics {
         for p in &topic.partitions {
-            order.push((topic.name.clone(), p.partition_index));
-            commits.push(OffsetCommit {
-                topic: topic.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|s| s.to_string()),
-            });
+            batch.push(
+                &topic.name,
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.committed_metadata.as_ref(),
+            );
         }
     }
+    let Commits { order, commits } = batch;
     let result = context
         .broker
         .run_blocking(move |b| {
@@ -47,13 +89,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             )
         })
         .await;
-    let codes: Vec<i16> = match result {
-        Ok(results) => results
-            .iter()
-            .map(|r| r.as_ref().err().map_or(0, error_code))
-            .collect(),
-        Err(e) => vec![error_code(&e); order.len()],
-    };
+    let codes = partition_codes(&result, order.len());
     let mut response = OffsetCommitResponse::default();
     for ((name, partition), code) in order.into_iter().zip(codes) {
         let partition = OffsetCommitResponsePartition::default()

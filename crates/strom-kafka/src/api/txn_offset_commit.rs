@@ -1,16 +1,14 @@
 //! TxnOffsetCommit (key 28): offsets committed inside a transaction. They stay pending (and
 //! invisible to OffsetFetch) until the transaction commits; an abort drops them.
 
+use super::offset_commit::{Commits, partition_codes};
+use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
+use crate::frame::Request;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
-use strom_broker::group::OffsetCommit;
-
-use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
-use crate::error_code::error_code;
-use crate::frame::Request;
 
 /// Handles TxnOffsetCommit.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -21,20 +19,19 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let member = body.member_id.to_string();
     let generation = body.generation_id;
     let instance = body.group_instance_id.map(|s| s.to_string());
-    let mut order = Vec::new();
-    let mut commits = Vec::new();
+    let mut batch = Commits::default();
     for topic in &body.topics {
         for p in &topic.partitions {
-            order.push((topic.name.clone(), p.partition_index));
-            commits.push(OffsetCommit {
-                topic: topic.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|s| s.to_string()),
-            });
+            batch.push(
+                &topic.name,
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.committed_metadata.as_ref(),
+            );
         }
     }
+    let Commits { order, commits } = batch;
     let result = context
         .broker
         .run_blocking(move |b| {
@@ -50,16 +47,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             )
         })
         .await;
-    let codes: Vec<i16> = match result {
-        Ok(results) => results
-            .iter()
-            .map(|r| r.as_ref().err().map_or(0, error_code))
-            .collect(),
-        Err(e) => {
-            tracing::debug!(error = %e, "TxnOffsetCommit refused");
-            vec![error_code(&e); order.len()]
-        }
-    };
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "TxnOffsetCommit refused");
+    }
+    let codes = partition_codes(&result, order.len());
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
     for ((name, partition), code) in order.into_iter().zip(codes) {
         let p = TxnOffsetCommitResponsePartition::default()
