@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod raw_fetch;
+
 /// Median of a non-empty list of samples.
 pub fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
