@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod raw_fetch;
+
 /// Median of a non-empty list of samples.
 pub fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -31,4 +33,16 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     f64::from(sorted.get(idx).copied().unwrap_or(0)) / 1000.0
+}
+
+/// User + system CPU time of a process (all threads) in seconds, from `/proc/PID/stat`
+/// (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split(' ').skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }

@@ -36,7 +36,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use strom_bench::{mb_per_s, median, percentile};
+use strom_bench::{cpu_seconds, mb_per_s, median, percentile};
 use strom_kafka::client::Client;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -511,18 +511,6 @@ fn many_groups(args: &Args, rt: &tokio::runtime::Runtime) {
         fmt(&loaded_fetch),
         median(&mut loaded_fetch.clone())
     );
-}
-
-/// User plus system CPU seconds `pid` has used (fields 14 and 15 of `/proc/PID/stat`, in
-/// clock ticks of 1/100 s, as on every Linux this runs on).
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; the fields after it are plain.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }
 
 fn groups_only(args: &Args, rt: &tokio::runtime::Runtime) {

@@ -8,12 +8,18 @@
 //! ```
 //!
 //! With `--transaction-size N` the producer is transactional: it commits every `N` records
-//! (after waiting for their delivery, so the commit latency is the EndTxn round) and the table adds the commit latency percentiles;
-//! the consumer then reads with `isolation.level=read_committed`.
+//! (after waiting for their delivery, so the commit latency is the EndTxn round) and the table
+//! adds the commit latency percentiles; the consumer then reads with
+//! `isolation.level=read_committed`.
 //!
 //! Every run first sends one record to a side topic and flushes it, outside the clock, so
 //! each producer is measured connected and (when idempotent or transactional) holding its
 //! producer id.
+//!
+//! `--consumer raw` reads back with [`strom_bench::raw_fetch`] instead of librdkafka: plain TCP
+//! Fetch requests whose responses are only walked batch by batch, so the broker's serving rate
+//! shows rather than the client's per-message cost; `--consumer both` runs librdkafka and then
+//! the raw consumer over the same topic. `--consume-passes N` reads the topic N times per run.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -26,7 +32,27 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use strom_bench::{median, percentile};
+use strom_bench::raw_fetch::{self, Limits};
+use strom_bench::{cpu_seconds, median, percentile};
+
+/// Fetch limits of both consumers: `fetch.max.bytes`, `max.partition.fetch.bytes`,
+/// `fetch.wait.max.ms`.
+const LIMITS: Limits = Limits {
+    max_bytes: 52_428_800,
+    partition_max_bytes: 10_485_760,
+    max_wait_ms: 100,
+};
+
+/// Which consumer reads the topic back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConsumerKind {
+    /// librdkafka's `BaseConsumer`, one `poll` per message.
+    Rdkafka,
+    /// The raw Fetch client (batch headers only).
+    Raw,
+    /// librdkafka, then the raw client.
+    Both,
+}
 
 /// Benchmark options.
 #[derive(Debug, Parser)]
@@ -71,6 +97,16 @@ struct Args {
     /// Records per transaction; 0 (the default) produces without transactions.
     #[arg(long, default_value_t = 0)]
     transaction_size: usize,
+    /// The consumer that reads the topic back.
+    #[arg(long, value_enum, default_value_t = ConsumerKind::Rdkafka)]
+    consumer: ConsumerKind,
+    /// How many times each consumer reads the topic per run (the first pass may still find
+    /// pages the producer just wrote being written back).
+    #[arg(long, default_value_t = 1)]
+    consume_passes: usize,
+    /// The broker's process id, to report its CPU time per GB consumed (Linux `/proc`).
+    #[arg(long)]
+    broker_pid: Option<u32>,
 }
 
 /// Collects produce latencies from delivery reports.
@@ -290,14 +326,32 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     })
 }
 
-fn consume(args: &Args, topic: &str) -> Result<(f64, f64), String> {
+/// One consumption of the topic.
+#[derive(Debug, Clone, Copy, Default)]
+struct Consumed {
+    /// From creating the consumer to the first message (connect, metadata, offsets, first fetch).
+    startup_ms: f64,
+    /// Messages per second after the first message.
+    msgs_per_s: f64,
+    /// Payload MB/s after the first message.
+    mb_per_s: f64,
+    /// Record-batch MB/s on the wire (raw consumer only).
+    wire_mb_per_s: f64,
+    /// Broker CPU seconds per GB of payload (user + system, all threads), with `--broker-pid`.
+    broker_cpu_s_per_gb: Option<f64>,
+}
+
+fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", "strom-bench")
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", "52428800")
-        .set("max.partition.fetch.bytes", "10485760")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.max.bytes", LIMITS.max_bytes.to_string())
+        .set(
+            "max.partition.fetch.bytes",
+            LIMITS.partition_max_bytes.to_string(),
+        )
+        .set("fetch.wait.max.ms", LIMITS.max_wait_ms.to_string())
         .set(
             "isolation.level",
             if args.transaction_size > 0 {
@@ -319,32 +373,80 @@ fn consume(args: &Args, topic: &str) -> Result<(f64, f64), String> {
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let start = Instant::now();
-    let (mut n, mut bytes) = (0usize, 0usize);
-    while n < args.count {
+    // The rate is taken from the first message on: librdkafka spends about half a second
+    // connecting, fetching metadata and offsets before it, which dominated runs of 100 MB.
+    let mut first: Option<(Instant, Option<f64>)> = None;
+    // Messages and payload bytes after the first message.
+    let (mut seen, mut n, mut bytes) = (0usize, 0usize, 0usize);
+    while seen < args.count {
         if start.elapsed() > Duration::from_secs(120) {
-            return Err(format!("consumed only {n} of {}", args.count));
+            return Err(format!("consumed only {seen} of {}", args.count));
         }
         match consumer.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
-                n += 1;
-                bytes += m.payload().map_or(0, <[u8]>::len);
+                seen += 1;
+                if first.is_none() {
+                    first = Some((Instant::now(), args.broker_pid.and_then(cpu_seconds)));
+                } else {
+                    n += 1;
+                    bytes += m.payload().map_or(0, <[u8]>::len);
+                }
             }
             Some(Err(e)) => return Err(e.to_string()),
             None => {}
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    Ok((n as f64 / elapsed, bytes as f64 / elapsed / 1e6))
+    let end_cpu = args.broker_pid.and_then(cpu_seconds);
+    let (first_at, first_cpu) = first.ok_or("no message")?;
+    let elapsed = first_at.elapsed().as_secs_f64();
+    Ok(Consumed {
+        startup_ms: (first_at - start).as_secs_f64() * 1e3,
+        msgs_per_s: n as f64 / elapsed,
+        mb_per_s: bytes as f64 / elapsed / 1e6,
+        wire_mb_per_s: 0.0,
+        broker_cpu_s_per_gb: first_cpu
+            .zip(end_cpu)
+            .map(|(a, b)| (b - a) / (bytes as f64 / 1e9)),
+    })
+}
+
+/// Reads the topic with the raw Fetch client.
+fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
+    let c = raw_fetch::consume(
+        &args.bootstrap,
+        topic,
+        args.partitions,
+        args.count as u64,
+        LIMITS,
+        Duration::from_secs(120),
+    )
+    .map_err(|e| e.to_string())?;
+    let cpu_after = args.broker_pid.and_then(cpu_seconds);
+    let secs = c.elapsed.as_secs_f64();
+    let payload = c.records as f64 * args.size as f64;
+    Ok(Consumed {
+        startup_ms: c.first_response.as_secs_f64() * 1e3,
+        msgs_per_s: c.records as f64 / secs,
+        mb_per_s: payload / secs / 1e6,
+        wire_mb_per_s: c.batch_bytes as f64 / secs / 1e6,
+        broker_cpu_s_per_gb: cpu_before
+            .zip(cpu_after)
+            .map(|(a, b)| (b - a) / (payload / 1e9)),
+    })
 }
 
 fn main() {
     let args = Args::parse();
     let mut produce_mb = Vec::new();
     let mut consume_mb = Vec::new();
+    let mut raw_mb = Vec::new();
     println!(
         "| run | size | partitions | acks | linger | compression | txn size | produce msgs/s | produce MB/s | p50 ms | p99 ms | commit p50 ms | commit p99 ms | consume msgs/s | consume MB/s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let use_rdkafka = args.consumer != ConsumerKind::Raw;
+    let use_raw = args.consumer != ConsumerKind::Rdkafka;
     for run in 0..args.runs {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -361,10 +463,45 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        let (cm, cmb) = consume(&args, &topic).unwrap_or_else(|e| {
-            eprintln!("consume: {e}");
-            (0.0, 0.0)
-        });
+        let mut last = Consumed::default();
+        let show = |kind: &str, pass: usize, c: &Consumed| {
+            let cpu = c
+                .broker_cpu_s_per_gb
+                .map_or(String::new(), |s| format!(", broker {s:.2} CPU s/GB"));
+            let wire = if c.wire_mb_per_s > 0.0 {
+                format!(" ({:.1} MB/s of batches)", c.wire_mb_per_s)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "run {run} pass {pass}: {kind} {:.0} msgs/s, {:.1} MB/s{wire}, first message after {:.0} ms{cpu}",
+                c.msgs_per_s, c.mb_per_s, c.startup_ms
+            );
+        };
+        for pass in 0..args.consume_passes {
+            if use_rdkafka {
+                match consume(&args, &topic) {
+                    Ok(c) => {
+                        show("librdkafka", pass, &c);
+                        last = c;
+                    }
+                    Err(e) => eprintln!("consume: {e}"),
+                }
+            }
+            if use_raw {
+                match consume_raw(&args, &topic) {
+                    Ok(c) => {
+                        show("raw fetch", pass, &c);
+                        raw_mb.push(c.mb_per_s);
+                        if !use_rdkafka {
+                            last = c;
+                        }
+                    }
+                    Err(e) => eprintln!("raw consume: {e}"),
+                }
+            }
+        }
+        let (cm, cmb) = (last.msgs_per_s, last.mb_per_s);
         if p.errors > 0 {
             eprintln!("{} delivery errors", p.errors);
         }
@@ -393,4 +530,10 @@ fn main() {
         median(&mut produce_mb),
         median(&mut consume_mb)
     );
+    if use_raw {
+        println!(
+            "median raw fetch {:.1} MB/s of payload (every pass)",
+            median(&mut raw_mb)
+        );
+    }
 }

@@ -1,10 +1,11 @@
 //! One client connection: read a frame, handle it, write the response, in order.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
 use crate::Context;
@@ -99,26 +100,49 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
         let api_key = request.api_key;
         let outcome = api::handle(context, request).await;
         context.metrics.request(api_key, started.elapsed());
-        match outcome {
-            Outcome::Respond(bytes) => {
-                if let Err(e) = writer.write_all(&bytes).await {
-                    tracing::debug!(%peer, error = %e, "write failed");
-                    return;
-                }
-                // Every response leaves at once. Holding it back while a pipelined request is
-                // handled would delay it by that request's time: a long-poll Fetch behind a
-                // Produce would hold the Produce answer for up to `max_wait_ms`.
-                if let Err(e) = writer.flush().await {
-                    tracing::debug!(%peer, error = %e, "flush failed");
-                    return;
-                }
-            }
-            Outcome::NoResponse => {}
+        let written = match &outcome {
+            Outcome::Respond(bytes) => writer.write_all(bytes).await,
+            Outcome::RespondVectored(parts) => write_all_vectored(&mut writer, parts).await,
+            Outcome::NoResponse => continue,
             Outcome::Close => {
                 context.metrics.closed_on_error();
                 let _ = writer.flush().await;
                 return;
             }
+        };
+        if let Err(e) = written {
+            tracing::debug!(%peer, error = %e, "write failed");
+            return;
+        }
+        // Every response leaves at once. Holding it back while a pipelined request is handled
+        // would delay it by that request's time: a long-poll Fetch behind a Produce would hold
+        // the Produce answer for up to `max_wait_ms`.
+        if let Err(e) = writer.flush().await {
+            tracing::debug!(%peer, error = %e, "flush failed");
+            return;
         }
     }
+}
+
+/// Writes every chunk, in order, with as few `writev` calls as the socket allows. Through a
+/// `BufWriter`, chunks that together exceed its buffer go straight to the socket (after what is
+/// buffered), so large record sets are not copied into it.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    parts: &[Bytes],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = writer.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }

@@ -14,6 +14,10 @@
 //!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells
 //! clients to send full requests; an incremental request gets `FETCH_SESSION_ID_NOT_FOUND`.
+//!
+//! The response is framed by hand (`fetch/encode.rs`) around the record bytes the log read
+//! returned and written with one `writev`: the records are copied once, from the page cache into
+//! the read buffer, and not again into a response frame.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,12 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ProducerId;
-use kafka_protocol::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
-};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use strom_broker::{Error, Partition};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -37,6 +36,10 @@ use super::{HandlerError, Outcome, decode, respond};
 use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+
+mod encode;
+
+use encode::{AbortedTxn, PartitionResponse, TopicResponse};
 
 /// The longest a fetch may wait, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
@@ -55,7 +58,7 @@ struct TopicTarget {
 }
 
 struct Round {
-    topics: Vec<FetchableTopicResponse>,
+    topics: Vec<TopicResponse>,
     bytes: usize,
     any_error: bool,
 }
@@ -115,11 +118,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let targets = Arc::new(targets);
     let round = loop {
         let for_read = Arc::clone(&targets);
-        let round = tokio::task::spawn_blocking(move || {
-            read_round(&for_read, max_bytes, version, committed)
-        })
-        .await
-        .map_err(|e| HandlerError::Internal(format!("fetch read task: {e}")))?;
+        let round =
+            tokio::task::spawn_blocking(move || read_round(&for_read, max_bytes, committed))
+                .await
+                .map_err(|e| HandlerError::Internal(format!("fetch read task: {e}")))?;
         if round.bytes >= min_bytes
             || round.any_error
             || watchers.is_empty()
@@ -133,11 +135,8 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     };
     context.metrics.fetched(round.bytes);
-    let mut response = FetchResponse::default().with_responses(round.topics);
-    if version >= 7 {
-        response.session_id = 0;
-    }
-    respond(request, &response)
+    let parts = encode::encode(request.correlation_id(), version, 0, 0, &round.topics)?;
+    Ok(Outcome::RespondVectored(parts))
 }
 
 /// Resolves when any watched high watermark changes.
@@ -164,7 +163,7 @@ async fn any_changed(watchers: &mut [watch::Receiver<i64>]) {
 }
 
 /// Reads every target once (below the LSO when `committed`). BLOCKING.
-fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16, committed: bool) -> Round {
+fn read_round(targets: &[TopicTarget], max_bytes: usize, committed: bool) -> Round {
     let mut total = 0usize;
     let mut any_error = false;
     let mut topics = Vec::with_capacity(targets.len());
@@ -187,7 +186,7 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16, committed
                         Some(partition.read_blocking(p.fetch_offset, limit))
                     };
                     match read {
-                        None => ok_data(p.index, partition, Bytes::new(), None, committed),
+                        None => ok_data(p.index, partition, Bytes::new(), None),
                         Some(Ok(read)) => {
                             // Only the first batch of the response may exceed the limits.
                             let records = if total > 0 && read.records.len() > remaining {
@@ -211,7 +210,6 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16, committed
                                     log_start_offset: read.log_start_offset,
                                     aborted,
                                 }),
-                                committed,
                             )
                         }
                         Some(Err(e)) => {
@@ -235,13 +233,11 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, version: i16, committed
             };
             partitions.push(data);
         }
-        let mut topic = FetchableTopicResponse::default().with_partitions(partitions);
-        if version >= 13 {
-            topic.topic_id = t.id;
-        } else {
-            topic.topic = TopicName(StrBytes::from_string(t.name.clone()));
-        }
-        topics.push(topic);
+        topics.push(TopicResponse {
+            name: t.name.clone(),
+            id: t.id,
+            partitions,
+        });
     }
     Round {
         topics,
@@ -263,8 +259,7 @@ fn ok_data(
     partition: &Partition,
     records: Bytes,
     offsets: Option<Offsets>,
-    committed: bool,
-) -> PartitionData {
+) -> PartitionResponse {
     let o = offsets.unwrap_or_else(|| {
         let high_watermark = partition.high_watermark();
         Offsets {
@@ -274,32 +269,26 @@ fn ok_data(
             aborted: Vec::new(),
         }
     });
-    let mut data = PartitionData::default()
-        .with_partition_index(index)
-        .with_high_watermark(o.high_watermark)
-        .with_last_stable_offset(o.last_stable_offset)
-        .with_log_start_offset(o.log_start_offset)
-        // Never null: librdkafka rejects a null record set ("invalid MessageSetSize -1").
-        .with_records(Some(records));
-    if committed {
-        data.aborted_transactions = Some(
-            o.aborted
-                .into_iter()
-                .map(|a| {
-                    AbortedTransaction::default()
-                        .with_producer_id(ProducerId(a.producer_id))
-                        .with_first_offset(a.first_offset)
-                })
-                .collect(),
-        );
+    PartitionResponse {
+        index,
+        error_code: 0,
+        high_watermark: o.high_watermark,
+        last_stable_offset: o.last_stable_offset,
+        log_start_offset: o.log_start_offset,
+        // Empty unless read_committed (only committed reads collect aborted transactions).
+        aborted: o
+            .aborted
+            .into_iter()
+            .map(|a| AbortedTxn {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+            })
+            .collect(),
+        // Never null on the wire: librdkafka rejects a null record set.
+        records,
     }
-    data
 }
 
-fn error_data(index: i32, error: &Error) -> PartitionData {
-    PartitionData::default()
-        .with_partition_index(index)
-        .with_error_code(error_code(error))
-        .with_high_watermark(-1)
-        .with_records(Some(Bytes::new()))
+fn error_data(index: i32, error: &Error) -> PartitionResponse {
+    PartitionResponse::error(index, error_code(error))
 }

@@ -100,6 +100,9 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
 pub enum Outcome {
     /// Write this response frame.
     Respond(Bytes),
+    /// Write this response frame, given as chunks to write in order with one `writev` (a
+    /// Fetch response: its record sets stay in the buffers the log read filled).
+    RespondVectored(Vec<Bytes>),
     /// Nothing to write (`acks=0` produce).
     NoResponse,
     /// Close the connection (the reason was logged).
