@@ -134,7 +134,7 @@ impl Conn {
         );
         let stream = self.io.get_mut();
         stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&body).await?;
+        stream.write_all(body).await?;
         let mut line = String::new();
         self.io.read_line(&mut line).await?;
         let status: u16 = line
