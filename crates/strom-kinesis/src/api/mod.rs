@@ -6,8 +6,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, KinesisError, Result};
-use crate::service::Context;
+use crate::service::{Context, Reply};
 use crate::stream::{self, StreamView};
+use crate::wire::Encoding;
 
 mod add_tags_to_stream;
 mod consumer_common;
@@ -54,8 +55,23 @@ mod update_stream_mode;
 mod update_stream_record_distribution_strategy;
 mod update_stream_warm_throughput;
 
-/// Runs one action.
-pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Result<Value> {
+/// Runs one action. `GetRecords` and `PutRecords` write their responses themselves (in
+/// `encoding`); every other action answers in the JSON value model.
+pub(crate) async fn dispatch(
+    ctx: &Context,
+    encoding: Encoding,
+    action: &str,
+    input: Value,
+) -> Result<Reply> {
+    match action {
+        "PutRecords" => put_records::handle(ctx, encoding, input).await,
+        "GetRecords" => get_records::handle(ctx, encoding, input).await,
+        _ => dispatch_value(ctx, action, input).await.map(Reply::Value),
+    }
+}
+
+/// The actions that answer in the JSON value model (all but the two in [`dispatch`]).
+async fn dispatch_value(ctx: &Context, action: &str, input: Value) -> Result<Value> {
     match action {
         "CreateStream" => create_stream::handle(ctx, input).await,
         "DeleteStream" => delete_stream::handle(ctx, input).await,
@@ -64,9 +80,7 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
         "ListStreams" => list_streams::handle(ctx, input).await,
         "ListShards" => list_shards::handle(ctx, input).await,
         "PutRecord" => put_record::handle(ctx, input).await,
-        "PutRecords" => put_records::handle(ctx, input).await,
         "GetShardIterator" => get_shard_iterator::handle(ctx, input).await,
-        "GetRecords" => get_records::handle(ctx, input).await,
         "IncreaseStreamRetentionPeriod" => {
             increase_stream_retention_period::handle(ctx, input).await
         }
@@ -113,8 +127,9 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
     }
 }
 
-/// `PutRecords` from a JSON 1.1 body, decoded straight into its typed request.
-pub(crate) async fn put_records_json(ctx: &Context, body: &[u8]) -> Result<Value> {
+/// `PutRecords` from a JSON 1.1 body, decoded straight into its typed request (borrowing
+/// from `body`), answered in JSON.
+pub(crate) async fn put_records_json(ctx: &Context, body: &[u8]) -> Result<Reply> {
     put_records::handle_json(ctx, body).await
 }
 
