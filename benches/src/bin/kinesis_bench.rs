@@ -11,12 +11,14 @@
 //! cargo run --release -p strom-bench --bin kinesis_bench -- --endpoint 127.0.0.1:14567 --size 100
 //! ```
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
 use aws_smithy_types::event_stream::{HeaderValue, Message};
 use base64::Engine as _;
 use clap::Parser;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use strom_bench::{median, percentile};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -108,7 +110,17 @@ impl Conn {
 
     /// Calls `action`; returns the decoded JSON or an error with the AWS error body.
     async fn call(&mut self, action: &str, body: &Value) -> Result<Value> {
-        let body = serde_json::to_vec(body)?;
+        let out = self.call_raw(action, &serde_json::to_vec(body)?).await?;
+        if out.is_empty() {
+            // Some emulators answer CreateStream with an empty body.
+            return Ok(Value::Null);
+        }
+        Ok(serde_json::from_slice(&out)?)
+    }
+
+    /// Calls `action` with an encoded JSON body; returns the response body or an error with
+    /// the AWS error body.
+    async fn call_raw(&mut self, action: &str, body: &[u8]) -> Result<Vec<u8>> {
         let date = amz_date();
         let head = format!(
             "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-amz-json-1.1\r\n\
@@ -122,7 +134,7 @@ impl Conn {
         );
         let stream = self.io.get_mut();
         stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&body).await?;
+        stream.write_all(body).await?;
         let mut line = String::new();
         self.io.read_line(&mut line).await?;
         let status: u16 = line
@@ -171,12 +183,63 @@ impl Conn {
                 format!("{action}: HTTP {status}: {}", String::from_utf8_lossy(&out)).into(),
             );
         }
-        if out.is_empty() {
-            // Some emulators answer CreateStream with an empty body.
-            return Ok(Value::Null);
-        }
-        Ok(serde_json::from_slice(&out)?)
+        Ok(out)
     }
+}
+
+/// The part of a `PutRecords` response the put phase reads (the rest is skipped unparsed).
+#[derive(Debug, Deserialize)]
+struct PutRecordsOut {
+    #[serde(rename = "FailedRecordCount", default)]
+    failed: u64,
+}
+
+/// The part of a `GetRecords` response the get phase reads, borrowed from the body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetRecordsOut<'a> {
+    #[serde(borrow, default)]
+    records: Option<Vec<RecordOut<'a>>>,
+    #[serde(borrow, default)]
+    next_shard_iterator: Option<Cow<'a, str>>,
+    #[serde(default)]
+    millis_behind_latest: Option<u64>,
+}
+
+/// One record of a `GetRecords` response: only its base64 data.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RecordOut<'a> {
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+}
+
+/// Writes a `PutRecords` body of `n` records carrying `data` (already base64), with partition
+/// keys `c<client>-<i>` for `i` in `from..from + n`. Built by hand, so the harness's own
+/// encoding costs one copy per record rather than a JSON value tree.
+fn put_records_body(
+    out: &mut Vec<u8>,
+    stream: &str,
+    data: &str,
+    client: usize,
+    from: usize,
+    n: usize,
+) {
+    use std::io::Write as _;
+    out.clear();
+    out.extend_from_slice(b"{\"StreamName\":");
+    // A stream name is [a-zA-Z0-9_.-]; encoding it as JSON cannot fail.
+    let _ = serde_json::to_writer(&mut *out, stream);
+    out.extend_from_slice(b",\"Records\":[");
+    for i in from..from + n {
+        if i > from {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Data\":\"");
+        out.extend_from_slice(data.as_bytes());
+        let _ = write!(out, "\",\"PartitionKey\":\"c{client}-{i}\"}}");
+    }
+    out.extend_from_slice(b"]}");
 }
 
 async fn create_stream(endpoint: &str, name: &str, shards: u32) -> Result<Vec<String>> {
@@ -236,19 +299,13 @@ async fn put_phase(args: &Args, stream: &str) -> Result<(Duration, usize)> {
             let mut c = Conn::connect(&endpoint).await?;
             let mut sent = 0usize;
             let mut ok = 0usize;
+            let mut body = Vec::new();
             while sent < per_client {
                 let n = batch.min(per_client - sent);
-                let records: Vec<Value> = (0..n)
-                    .map(|i| json!({"Data": data, "PartitionKey": format!("c{client}-{}", sent + i)}))
-                    .collect();
-                let r = c
-                    .call(
-                        "PutRecords",
-                        &json!({"StreamName": stream, "Records": records}),
-                    )
-                    .await?;
-                let failed = r["FailedRecordCount"].as_u64().unwrap_or(0) as usize;
-                ok += n - failed;
+                put_records_body(&mut body, &stream, &data, client, sent, n);
+                let r = c.call_raw("PutRecords", &body).await?;
+                let r: PutRecordsOut = serde_json::from_slice(&r)?;
+                ok += n.saturating_sub(r.failed as usize);
                 sent += n;
             }
             Ok::<usize, BoxError>(ok)
@@ -275,20 +332,19 @@ async fn get_phase(args: &Args, stream: &str, shards: &[String]) -> Result<(Dura
             let mut records = 0usize;
             let mut bytes = 0u64;
             loop {
-                let r = c
-                    .call("GetRecords", &json!({"ShardIterator": it, "Limit": 10000}))
-                    .await?;
-                let recs = r["Records"].as_array().ok_or("no Records")?;
-                for rec in recs {
-                    let d = rec["Data"].as_str().unwrap_or_default();
-                    bytes += (d.len() / 4 * 3) as u64;
+                let body = serde_json::to_vec(&json!({"ShardIterator": it, "Limit": 10000}))?;
+                let raw = c.call_raw("GetRecords", &body).await?;
+                let r: GetRecordsOut<'_> = serde_json::from_slice(&raw)?;
+                let recs = r.records.ok_or("no Records")?;
+                for rec in &recs {
+                    bytes += (rec.data.len() / 4 * 3) as u64;
                 }
                 records += recs.len();
-                if recs.is_empty() && r["MillisBehindLatest"].as_u64() == Some(0) {
+                if recs.is_empty() && r.millis_behind_latest == Some(0) {
                     break;
                 }
-                it = match r["NextShardIterator"].as_str() {
-                    Some(s) => s.to_owned(),
+                it = match r.next_shard_iterator {
+                    Some(s) => s.into_owned(),
                     None => break,
                 };
             }

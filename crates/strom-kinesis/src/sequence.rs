@@ -37,18 +37,36 @@ impl SequenceNumber {
     }
 }
 
+impl SequenceNumber {
+    /// The decimal digits of this sequence number (what [`fmt::Display`] writes), without the
+    /// formatting machinery: `GetRecords` and `PutRecords` write one per record.
+    pub fn digits(&self) -> [u8; LEN] {
+        let mut out = [b'0'; LEN];
+        out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        let shard_end = PREFIX.len() + SHARD_DIGITS;
+        put_decimal(&mut out[PREFIX.len()..shard_end], u64::from(self.shard));
+        // The reserved digits after the offset stay zero.
+        put_decimal(&mut out[shard_end..LEN - RESERVED_DIGITS], self.offset);
+        out
+    }
+}
+
+/// Writes `n` right-aligned into `out` (already zero-filled); `out` is wide enough for any
+/// `u64` (20 digits) and for any `u32` (10).
+fn put_decimal(out: &mut [u8], mut n: u64) {
+    for d in out.iter_mut().rev() {
+        if n == 0 {
+            break;
+        }
+        *d = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{PREFIX}{:0sw$}{:0ow$}{:0rw$}",
-            self.shard,
-            self.offset,
-            0,
-            sw = SHARD_DIGITS,
-            ow = OFFSET_DIGITS,
-            rw = RESERVED_DIGITS
-        )
+        let digits = self.digits();
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -112,7 +130,37 @@ mod tests {
         }
     }
 
+    /// The digits equal the `format!` layout the module doc describes.
+    fn formatted(n: SequenceNumber) -> String {
+        format!(
+            "{PREFIX}{:0sw$}{:0ow$}{:0rw$}",
+            n.shard,
+            n.offset,
+            0,
+            sw = SHARD_DIGITS,
+            ow = OFFSET_DIGITS,
+            rw = RESERVED_DIGITS
+        )
+    }
+
+    #[test]
+    fn digits_at_the_extremes() {
+        for n in [
+            SequenceNumber::new(0, 0),
+            SequenceNumber::new(u32::MAX, u64::MAX),
+            SequenceNumber::new(1, 10),
+        ] {
+            assert_eq!(n.to_string(), formatted(n));
+        }
+    }
+
     proptest! {
+        #[test]
+        fn digits_match_the_format(shard in 0u32.., offset in 0u64..) {
+            let n = SequenceNumber::new(shard, offset);
+            prop_assert_eq!(n.to_string(), formatted(n));
+        }
+
         #[test]
         fn round_trip_and_order(shard in 0u32.., a in 0u64..i64::MAX as u64, b in 0u64..i64::MAX as u64) {
             let sa = SequenceNumber::new(shard, a).to_string();

@@ -76,6 +76,16 @@ impl Context {
     }
 }
 
+/// What a handler answers: a value in the JSON value model (encoded by [`wire::encode`]), or a
+/// body the handler already wrote in the request's encoding (the data plane's hot paths).
+#[derive(Debug)]
+pub enum Reply {
+    /// A response in the JSON value model.
+    Value(Value),
+    /// A response body already encoded in the request's encoding.
+    Encoded(Vec<u8>),
+}
+
 /// Deserialises a request structure from the decoded body.
 pub fn parse<T: DeserializeOwned>(input: Value) -> Result<T> {
     serde_json::from_value(input).map_err(parse_error)
@@ -134,19 +144,23 @@ async fn handle(State(ctx): State<Arc<Context>>, headers: HeaderMap, body: Bytes
                         Err(e) => Err(e),
                     }
                 }
-                Ok(input) => crate::api::dispatch(&ctx, action, input).await,
+                Ok(input) => crate::api::dispatch(&ctx, encoding, action, input).await,
             },
         },
     };
-    let (status, value, error_type) = match result {
-        Ok(v) => (StatusCode::OK, v, None),
+    let (status, body, error_type) = match result {
+        Ok(Reply::Value(v)) => (StatusCode::OK, wire::encode(encoding, &v), None),
+        Ok(Reply::Encoded(body)) => (StatusCode::OK, body, None),
         Err(e) => (
             e.kind.status(),
-            json!({"__type": e.kind.name(), "message": e.message}),
+            wire::encode(
+                encoding,
+                &json!({"__type": e.kind.name(), "message": e.message}),
+            ),
             Some(e.kind.name()),
         ),
     };
-    let mut response = (status, wire::encode(encoding, &value)).into_response();
+    let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

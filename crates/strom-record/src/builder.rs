@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
-use crate::varint::{put_varint, put_varlong, varint_len};
+use crate::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use crate::{Compression, Error, Record, Result, TimestampType};
 
 /// Settings for one batch; [`BatchBuilder::build`] turns records into batch bytes.
@@ -85,18 +85,26 @@ impl BatchBuilder {
             .max()
             .unwrap_or(base_timestamp);
 
-        let mut raw = Vec::with_capacity(records.iter().map(Record::approx_len).sum());
-        for (i, record) in records.iter().enumerate() {
-            encode_record(&mut raw, record, i as i32, base_timestamp)?;
+        let approx: usize = records.iter().map(Record::approx_len).sum();
+        let mut out = Vec::with_capacity(HEADER_LEN + approx);
+        out.resize(HEADER_LEN, 0);
+        if self.compression == Compression::None {
+            // Uncompressed: the records go straight after the header, no intermediate copy.
+            for (i, record) in records.iter().enumerate() {
+                encode_record(&mut out, record, i as i32, base_timestamp)?;
+            }
+        } else {
+            let mut raw = Vec::with_capacity(approx);
+            for (i, record) in records.iter().enumerate() {
+                encode_record(&mut raw, record, i as i32, base_timestamp)?;
+            }
+            out.extend_from_slice(&crate::compression::compress(self.compression, &raw)?);
         }
-        let body = crate::compression::compress(self.compression, &raw)?;
 
-        let total = HEADER_LEN + body.len();
+        let total = out.len();
         let batch_length = i32::try_from(total - LOG_OVERHEAD).map_err(|_| Error::OutOfRange {
             what: "batch length",
         })?;
-        let mut out = vec![0u8; HEADER_LEN];
-        out.extend_from_slice(&body);
         let header = BatchHeader {
             base_offset: self.base_offset,
             batch_length,
@@ -139,35 +147,49 @@ fn put_bytes(out: &mut Vec<u8>, b: Option<&Bytes>) -> Result<()> {
     Ok(())
 }
 
+/// Bytes [`put_bytes`] writes for `b`.
+fn bytes_field_len(b: Option<&Bytes>) -> Result<usize> {
+    Ok(varint_len(bytes_len(b)?) + b.map_or(0, Bytes::len))
+}
+
 /// Appends one record: `length:varint attributes:int8 timestampDelta:varlong offsetDelta:varint
 /// keyLength:varint key valueLength:varint value headerCount:varint [headerKeyLength:varint
-/// headerKey headerValueLength:varint headerValue]`.
+/// headerKey headerValueLength:varint headerValue]`. The length is computed first, so the
+/// record is written once, in place.
 fn encode_record(
     out: &mut Vec<u8>,
     record: &Record,
     offset_delta: i32,
     base_ts: i64,
 ) -> Result<()> {
-    let mut body = Vec::with_capacity(record.approx_len());
-    body.push(0u8); // record attributes: unused
-    put_varlong(&mut body, record.timestamp.wrapping_sub(base_ts));
-    put_varint(&mut body, offset_delta);
-    put_bytes(&mut body, record.key.as_ref())?;
-    put_bytes(&mut body, record.value.as_ref())?;
+    let timestamp_delta = record.timestamp.wrapping_sub(base_ts);
     let header_count = i32::try_from(record.headers.len()).map_err(|_| Error::OutOfRange {
         what: "header count",
     })?;
-    put_varint(&mut body, header_count);
+    let mut body_len = 1 // record attributes
+        + varlong_len(timestamp_delta)
+        + varint_len(offset_delta)
+        + bytes_field_len(record.key.as_ref())?
+        + bytes_field_len(record.value.as_ref())?
+        + varint_len(header_count);
     for h in &record.headers {
-        put_bytes(&mut body, Some(&h.key))?;
-        put_bytes(&mut body, h.value.as_ref())?;
+        body_len += bytes_field_len(Some(&h.key))? + bytes_field_len(h.value.as_ref())?;
     }
-    let len = i32::try_from(body.len()).map_err(|_| Error::OutOfRange {
+    let len = i32::try_from(body_len).map_err(|_| Error::OutOfRange {
         what: "record length",
     })?;
-    out.reserve(varint_len(len) + body.len());
+    out.reserve(varint_len(len) + body_len);
     put_varint(out, len);
-    out.extend_from_slice(&body);
+    out.push(0u8); // record attributes: unused
+    put_varlong(out, timestamp_delta);
+    put_varint(out, offset_delta);
+    put_bytes(out, record.key.as_ref())?;
+    put_bytes(out, record.value.as_ref())?;
+    put_varint(out, header_count);
+    for h in &record.headers {
+        put_bytes(out, Some(&h.key))?;
+        put_bytes(out, h.value.as_ref())?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,17 @@ pub(crate) fn varint_len(value: i32) -> usize {
     n
 }
 
+/// Number of bytes [`put_varlong`] writes for `value`.
+pub(crate) fn varlong_len(value: i64) -> usize {
+    let mut v = ((value << 1) ^ (value >> 63)) as u64;
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
 /// Why a varint could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum VarintError {
@@ -114,8 +125,20 @@ mod tests {
 
     #[test]
     fn varlong_round_trips_edge_values() {
-        for v in [0, 1, -1, 1 << 40, -(1 << 40), i64::MAX, i64::MIN] {
+        for v in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            1 << 40,
+            -(1 << 40),
+            i64::MAX,
+            i64::MIN,
+        ] {
             let bytes = varlong_bytes(v);
+            assert_eq!(bytes.len(), varlong_len(v), "{v}");
             assert_eq!(get_varlong(&bytes), Ok((v, bytes.len())), "{v}");
         }
         assert_eq!(varlong_bytes(i64::MIN).len(), 10);

@@ -1,4 +1,12 @@
 //! `GetRecords`: decode stored batches from the iterator's offset into Kinesis records.
+//!
+//! The records of a read stay slices of the read buffer ([`PageRecord`]) until the response
+//! is written. A JSON 1.1 response is written straight into its output buffer (sequence
+//! numbers as digits, data base64-encoded in place, [`write_response_json`]); CBOR responses
+//! and SubscribeToShard events go through the JSON value model ([`PageRecord::to_value`]), which
+//! yields the same document.
+
+use std::borrow::Cow;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -9,8 +17,10 @@ use strom_record::{DecodeLimits, ValidationLimits};
 use super::{limit, seconds};
 use crate::error::{ErrorKind, KinesisError, Result};
 use crate::iterator::ShardIterator;
-use crate::service::{Context, parse};
+use crate::sequence::SequenceNumber;
+use crate::service::{Context, Reply, parse};
 use crate::stream::{self, shard_id};
+use crate::wire::Encoding;
 
 /// The most bytes one `GetRecords` returns.
 const MAX_BYTES: usize = 10 * 1024 * 1024;
@@ -25,9 +35,162 @@ struct Request {
     limit: Option<i64>,
 }
 
+/// One stored record of a read, as slices of the read buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct PageRecord {
+    /// Shard (partition) index.
+    pub(crate) shard: usize,
+    /// Offset in the partition.
+    pub(crate) offset: i64,
+    /// Timestamp, epoch milliseconds.
+    pub(crate) timestamp: i64,
+    /// The Kafka key (the partition key); `None` for a null key.
+    pub(crate) key: Option<Bytes>,
+    /// The Kafka value (the data); `None` for a null value.
+    pub(crate) data: Option<Bytes>,
+}
+
+impl PageRecord {
+    /// The record's sequence number.
+    pub(crate) fn sequence_number(&self) -> SequenceNumber {
+        SequenceNumber::new(
+            u32::try_from(self.shard).unwrap_or(u32::MAX),
+            self.offset.max(0) as u64,
+        )
+    }
+
+    /// The partition key: the key as (lossy) UTF-8, [`NULL_KEY_PLACEHOLDER`] for a null key.
+    fn partition_key(&self) -> Cow<'_, str> {
+        match &self.key {
+            Some(k) => String::from_utf8_lossy(k),
+            None => Cow::Borrowed(NULL_KEY_PLACEHOLDER),
+        }
+    }
+
+    /// The `Record` structure in the JSON value model.
+    pub(crate) fn to_value(&self) -> Value {
+        json!({
+            "SequenceNumber": self.sequence_number().to_string(),
+            "ApproximateArrivalTimestamp": seconds(self.timestamp),
+            "Data": base64::engine::general_purpose::STANDARD
+                .encode(self.data.as_deref().unwrap_or_default()),
+            "PartitionKey": self.partition_key(),
+        })
+    }
+
+    /// Appends the `Record` structure as JSON, byte for byte what serialising
+    /// [`PageRecord::to_value`] gives (members in the value model's sorted order).
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"ApproximateArrivalTimestamp\":");
+        put_json(out, &(self.timestamp as f64 / 1000.0));
+        out.extend_from_slice(b",\"Data\":\"");
+        put_base64(out, self.data.as_deref().unwrap_or_default());
+        out.extend_from_slice(b"\",\"PartitionKey\":");
+        put_json(out, &*self.partition_key());
+        out.extend_from_slice(b",\"SequenceNumber\":\"");
+        out.extend_from_slice(&self.sequence_number().digits());
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+/// Appends `value` as JSON. Writing into a `Vec` cannot fail, and nothing written here has a
+/// map with non-string keys; on the impossible error the output gets `null`.
+fn put_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let start = out.len();
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Appends `data` in standard base64, encoded in place.
+fn put_base64(out: &mut Vec<u8>, data: &[u8]) {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let start = out.len();
+    let Some(len) = base64::encoded_len(data.len(), true) else {
+        // Only for inputs near usize::MAX; not reachable from a read.
+        out.extend_from_slice(engine.encode(data).as_bytes());
+        return;
+    };
+    out.resize(start + len, 0);
+    match out
+        .get_mut(start..)
+        .map(|tail| engine.encode_slice(data, tail))
+    {
+        Some(Ok(n)) => out.truncate(start + n),
+        _ => {
+            out.truncate(start);
+            out.extend_from_slice(engine.encode(data).as_bytes());
+        }
+    }
+}
+
+/// A `GetRecords` response before it is encoded.
+struct Response<'a> {
+    records: &'a [PageRecord],
+    millis_behind_latest: i64,
+    /// `ChildShards` (a drained closed shard) or `NextShardIterator`.
+    next: Next,
+}
+
+enum Next {
+    Children(Vec<Value>),
+    Iterator(String),
+}
+
+impl Response<'_> {
+    /// The response in the JSON value model.
+    fn to_value(&self) -> Value {
+        let records: Vec<Value> = self.records.iter().map(PageRecord::to_value).collect();
+        let mut out = json!({
+            "Records": records,
+            "MillisBehindLatest": self.millis_behind_latest,
+        });
+        match &self.next {
+            Next::Children(c) => out["ChildShards"] = Value::Array(c.clone()),
+            Next::Iterator(it) => out["NextShardIterator"] = json!(it),
+        }
+        out
+    }
+}
+
+/// Writes a `GetRecords` response as JSON 1.1: the bytes serialising
+/// [`Response::to_value`] gives, without building it.
+fn write_response_json(r: &Response<'_>) -> Vec<u8> {
+    let data: usize = r
+        .records
+        .iter()
+        .map(|x| x.data.as_ref().map_or(0, Bytes::len) + x.key.as_ref().map_or(0, Bytes::len))
+        .sum();
+    let mut out = Vec::with_capacity(data / 3 * 4 + r.records.len() * 160 + 256);
+    out.push(b'{');
+    if let Next::Children(c) = &r.next {
+        out.extend_from_slice(b"\"ChildShards\":");
+        put_json(&mut out, c);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"MillisBehindLatest\":");
+    put_json(&mut out, &r.millis_behind_latest);
+    out.push(b',');
+    if let Next::Iterator(it) = &r.next {
+        out.extend_from_slice(b"\"NextShardIterator\":");
+        put_json(&mut out, it);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"Records\":[");
+    for (i, record) in r.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        record.write_json(&mut out);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 /// One read of a shard.
 pub(crate) struct Page {
-    pub(crate) records: Vec<Value>,
+    pub(crate) records: Vec<PageRecord>,
     pub(crate) next_offset: i64,
     pub(crate) high_watermark: i64,
     pub(crate) last_timestamp: Option<i64>,
@@ -35,7 +198,8 @@ pub(crate) struct Page {
     pub(crate) bytes: usize,
 }
 
-pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
+/// Runs `GetRecords`; the response is written in `encoding`.
+pub(crate) async fn handle(ctx: &Context, encoding: Encoding, input: Value) -> Result<Reply> {
     let req: Request = parse(input)?;
     let limit = limit("limit", req.limit, 10_000, 10_000)?;
     let it = ctx.iterator_key.decode(&req.shard_iterator).map_err(|_| {
@@ -81,27 +245,32 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
     ctx.limiter
         .charge_read(it.topic_id, it.shard, page.bytes, std::time::Instant::now());
 
-    let mut out = json!({
-        "Records": page.records,
-        "MillisBehindLatest": if page.next_offset >= page.high_watermark {
-            0
-        } else {
-            page.last_timestamp.map_or(0, |ts| now.saturating_sub(ts).max(0))
-        },
-    });
+    let millis_behind_latest = if page.next_offset >= page.high_watermark {
+        0
+    } else {
+        page.last_timestamp
+            .map_or(0, |ts| now.saturating_sub(ts).max(0))
+    };
     let drained_closed = closed_at.is_some_and(|end| page.next_offset >= end);
-    if drained_closed {
-        let children = child_shards(&view, index);
-        out["ChildShards"] = Value::Array(children);
+    let next = if drained_closed {
+        Next::Children(child_shards(&view, index))
     } else {
         let next = ShardIterator {
             offset: page.next_offset.max(0) as u64,
             issued_ms: now,
             ..it
         };
-        out["NextShardIterator"] = json!(ctx.iterator_key.encode(&next));
-    }
-    Ok(out)
+        Next::Iterator(ctx.iterator_key.encode(&next))
+    };
+    let response = Response {
+        records: &page.records,
+        millis_behind_latest,
+        next,
+    };
+    Ok(match encoding {
+        Encoding::Json => Reply::Encoded(write_response_json(&response)),
+        Encoding::Cbor => Reply::Value(response.to_value()),
+    })
 }
 
 /// The `ChildShards` of shard `index`: shards that name it as a parent.
@@ -140,6 +309,7 @@ pub(crate) fn read_page(
     limit: usize,
     closed_at: Option<i64>,
 ) -> Result<Page> {
+    let shard = partition.index().max(0) as usize;
     let mut offset = start;
     let mut records = Vec::new();
     let mut bytes = 0usize;
@@ -211,20 +381,13 @@ pub(crate) fn read_page(
                     break;
                 }
                 bytes += size;
-                let key = match &r.key {
-                    Some(k) => String::from_utf8_lossy(k).into_owned(),
-                    None => NULL_KEY_PLACEHOLDER.to_owned(),
-                };
-                let data = r.value.as_deref().unwrap_or_default();
-                records.push(json!({
-                    "SequenceNumber": super::put_records::sequence_number(
-                        partition.index().max(0) as usize,
-                        r.offset.max(0) as u64,
-                    ),
-                    "ApproximateArrivalTimestamp": seconds(r.timestamp),
-                    "Data": base64::engine::general_purpose::STANDARD.encode(data),
-                    "PartitionKey": key,
-                }));
+                records.push(PageRecord {
+                    shard,
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    data: r.value,
+                });
                 last_timestamp = Some(r.timestamp);
                 next = r.offset + 1;
             }
@@ -257,4 +420,76 @@ pub(crate) fn read_page(
         last_timestamp,
         bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: i64, key: Option<&[u8]>, data: Option<&[u8]>) -> PageRecord {
+        PageRecord {
+            shard: 3,
+            offset,
+            timestamp: 1_764_690_000_123 + offset % 1000,
+            key: key.map(Bytes::copy_from_slice),
+            data: data.map(Bytes::copy_from_slice),
+        }
+    }
+
+    fn records() -> Vec<PageRecord> {
+        vec![
+            record(0, Some(b"k"), Some(b"hello")),
+            record(1, None, None),
+            record(
+                2,
+                Some(b"quote\" back\\ nl\n \x01 \xe2\x82\xac"),
+                Some(&[0xff; 1000]),
+            ),
+            record(3, Some(&[0xff, 0xfe]), Some(b"")),
+            record(i64::MAX, Some(b"-"), Some(b"x")),
+        ]
+    }
+
+    #[test]
+    fn json_response_is_the_value_model_serialised() {
+        let recs = records();
+        for next in [
+            Next::Iterator("AAAA-_b".to_owned()),
+            Next::Children(vec![
+                json!({"ShardId": "shardId-000000000004", "ParentShards": ["shardId-000000000003"]}),
+            ]),
+        ] {
+            for records in [&recs[..], &recs[..0]] {
+                let r = Response {
+                    records,
+                    millis_behind_latest: 42,
+                    next: match &next {
+                        Next::Iterator(s) => Next::Iterator(s.clone()),
+                        Next::Children(c) => Next::Children(c.clone()),
+                    },
+                };
+                let expected = serde_json::to_vec(&r.to_value()).unwrap();
+                let written = write_response_json(&r);
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    String::from_utf8_lossy(&expected)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn base64_in_place_matches_the_engine() {
+        for len in 0..70 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
+            let mut out = b"prefix".to_vec();
+            put_base64(&mut out, &data);
+            assert_eq!(
+                &out[6..],
+                base64::engine::general_purpose::STANDARD
+                    .encode(&data)
+                    .as_bytes()
+            );
+        }
+    }
 }

@@ -1,17 +1,20 @@
-//! One module per Kinesis action; [`dispatch`] maps the action name to its handler. Helpers
-//! shared by a family of actions live in `consumer_common`, `settings_common` and `reshard`.
+//! One module per Kinesis action, named after it; [`dispatch`] maps the action name to its
+//! handler. Helpers shared by a family of actions live in `consumer_common`,
+//! `retention_common`, `settings_common` and `reshard`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, KinesisError, Result};
-use crate::service::Context;
+use crate::service::{Context, Reply};
 use crate::stream::{self, StreamView};
+use crate::wire::Encoding;
 
-mod accepted;
 mod add_tags_to_stream;
 mod consumer_common;
 mod create_stream;
+mod decrease_stream_retention_period;
+mod delete_resource_policy;
 mod delete_stream;
 mod deregister_stream_consumer;
 mod describe_account_settings;
@@ -24,6 +27,7 @@ mod enable_enhanced_monitoring;
 mod get_records;
 mod get_resource_policy;
 mod get_shard_iterator;
+mod increase_stream_retention_period;
 mod list_shards;
 mod list_stream_consumers;
 mod list_streams;
@@ -32,10 +36,11 @@ mod list_tags_for_stream;
 mod merge_shards;
 mod put_record;
 mod put_records;
+mod put_resource_policy;
 mod register_stream_consumer;
 mod remove_tags_from_stream;
 mod reshard;
-mod retention;
+mod retention_common;
 mod settings_common;
 mod split_shard;
 mod start_stream_encryption;
@@ -43,11 +48,30 @@ mod stop_stream_encryption;
 pub(crate) mod subscribe_to_shard;
 mod tag_resource;
 mod untag_resource;
+mod update_account_settings;
+mod update_max_record_size;
 mod update_shard_count;
 mod update_stream_mode;
+mod update_stream_record_distribution_strategy;
+mod update_stream_warm_throughput;
 
-/// Runs one action.
-pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Result<Value> {
+/// Runs one action. `GetRecords` and `PutRecords` write their responses themselves (in
+/// `encoding`); every other action answers in the JSON value model.
+pub(crate) async fn dispatch(
+    ctx: &Context,
+    encoding: Encoding,
+    action: &str,
+    input: Value,
+) -> Result<Reply> {
+    match action {
+        "PutRecords" => put_records::handle(ctx, encoding, input).await,
+        "GetRecords" => get_records::handle(ctx, encoding, input).await,
+        _ => dispatch_value(ctx, action, input).await.map(Reply::Value),
+    }
+}
+
+/// The actions that answer in the JSON value model (all but the two in [`dispatch`]).
+async fn dispatch_value(ctx: &Context, action: &str, input: Value) -> Result<Value> {
     match action {
         "CreateStream" => create_stream::handle(ctx, input).await,
         "DeleteStream" => delete_stream::handle(ctx, input).await,
@@ -56,11 +80,13 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
         "ListStreams" => list_streams::handle(ctx, input).await,
         "ListShards" => list_shards::handle(ctx, input).await,
         "PutRecord" => put_record::handle(ctx, input).await,
-        "PutRecords" => put_records::handle(ctx, input).await,
         "GetShardIterator" => get_shard_iterator::handle(ctx, input).await,
-        "GetRecords" => get_records::handle(ctx, input).await,
-        "IncreaseStreamRetentionPeriod" => retention::increase(ctx, input).await,
-        "DecreaseStreamRetentionPeriod" => retention::decrease(ctx, input).await,
+        "IncreaseStreamRetentionPeriod" => {
+            increase_stream_retention_period::handle(ctx, input).await
+        }
+        "DecreaseStreamRetentionPeriod" => {
+            decrease_stream_retention_period::handle(ctx, input).await
+        }
         "AddTagsToStream" => add_tags_to_stream::handle(ctx, input).await,
         "RemoveTagsFromStream" => remove_tags_from_stream::handle(ctx, input).await,
         "ListTagsForStream" => list_tags_for_stream::handle(ctx, input).await,
@@ -83,12 +109,14 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
         "UntagResource" => untag_resource::handle(ctx, input).await,
         "ListTagsForResource" => list_tags_for_resource::handle(ctx, input).await,
         // Recorded nowhere: Strom has no policies, warm throughput or record-size knobs.
-        "PutResourcePolicy"
-        | "DeleteResourcePolicy"
-        | "UpdateAccountSettings"
-        | "UpdateMaxRecordSize"
-        | "UpdateStreamWarmThroughput"
-        | "UpdateStreamRecordDistributionStrategy" => accepted::handle(ctx, input).await,
+        "PutResourcePolicy" => put_resource_policy::handle(ctx, input).await,
+        "DeleteResourcePolicy" => delete_resource_policy::handle(ctx, input).await,
+        "UpdateAccountSettings" => update_account_settings::handle(ctx, input).await,
+        "UpdateMaxRecordSize" => update_max_record_size::handle(ctx, input).await,
+        "UpdateStreamWarmThroughput" => update_stream_warm_throughput::handle(ctx, input).await,
+        "UpdateStreamRecordDistributionStrategy" => {
+            update_stream_record_distribution_strategy::handle(ctx, input).await
+        }
         _ => Err(KinesisError::new(
             ErrorKind::UnknownOperation,
             format!(
@@ -99,8 +127,9 @@ pub(crate) async fn dispatch(ctx: &Context, action: &str, input: Value) -> Resul
     }
 }
 
-/// `PutRecords` from a JSON 1.1 body, decoded straight into its typed request.
-pub(crate) async fn put_records_json(ctx: &Context, body: &[u8]) -> Result<Value> {
+/// `PutRecords` from a JSON 1.1 body, decoded straight into its typed request (borrowing
+/// from `body`), answered in JSON.
+pub(crate) async fn put_records_json(ctx: &Context, body: &[u8]) -> Result<Reply> {
     put_records::handle_json(ctx, body).await
 }
 

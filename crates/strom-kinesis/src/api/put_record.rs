@@ -30,7 +30,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
         s.parse::<SequenceNumber>()
             .map_err(|e| KinesisError::invalid(e.to_string()))?;
     }
-    let (view, results) = put(ctx, &view, vec![req.entry]).await?;
+    let (view, results) = put(ctx, &view, std::slice::from_ref(&req.entry)).await?;
     let result = results
         .into_iter()
         .next()

@@ -2,10 +2,11 @@
 //! hash key, build one Kafka v2 batch per shard (key = partition key, value = data, timestamp
 //! = arrival ms), append, and turn offsets into sequence numbers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use strom_record::{BatchBuilder, Record};
@@ -13,8 +14,9 @@ use strom_record::{BatchBuilder, Record};
 use super::StreamRef;
 use crate::error::{ErrorKind, KinesisError, Result};
 use crate::sequence::SequenceNumber;
-use crate::service::{Context, parse};
+use crate::service::{Context, Reply, parse};
 use crate::stream::{StreamView, hash_key, parse_hash_key, shard_id};
+use crate::wire::Encoding;
 
 /// The most records in one `PutRecords`.
 pub(crate) const MAX_RECORDS: usize = 500;
@@ -37,6 +39,53 @@ pub(crate) struct Entry {
     pub(crate) explicit_hash_key: Option<String>,
 }
 
+/// A record as the client sent it, however it was decoded.
+pub(crate) trait Incoming {
+    /// `PartitionKey`.
+    fn partition_key(&self) -> &str;
+    /// `Data`, base64.
+    fn data(&self) -> &str;
+    /// `ExplicitHashKey`, if given.
+    fn explicit_hash_key(&self) -> Option<&str>;
+}
+
+impl Incoming for Entry {
+    fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
+    fn data(&self) -> &str {
+        &self.data
+    }
+    fn explicit_hash_key(&self) -> Option<&str> {
+        self.explicit_hash_key.as_deref()
+    }
+}
+
+/// One record of a JSON body, borrowing its strings from the body where they hold no
+/// escapes (base64 never does).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BorrowedEntry<'a> {
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+    #[serde(borrow)]
+    partition_key: Cow<'a, str>,
+    #[serde(default)]
+    explicit_hash_key: Option<String>,
+}
+
+impl Incoming for BorrowedEntry<'_> {
+    fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
+    fn data(&self) -> &str {
+        &self.data
+    }
+    fn explicit_hash_key(&self) -> Option<&str> {
+        self.explicit_hash_key.as_deref()
+    }
+}
+
 /// The read side of a stream's reshard fence, held by a put.
 pub(crate) type PutFence = tokio::sync::OwnedRwLockReadGuard<()>;
 
@@ -56,20 +105,49 @@ struct Request {
     records: Vec<Entry>,
 }
 
-/// Validates an entry and picks its shard.
-pub(crate) fn route(view: &StreamView, entry: Entry) -> Result<Routed> {
-    let chars = entry.partition_key.chars().count();
+/// Decodes base64 `data` into the free part of `buf` and splits it off (so the records of one
+/// request share one allocation).
+fn decode_data(data: &str, buf: &mut BytesMut) -> Result<Bytes> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let not_base64 = |e: base64::DecodeError| {
+        KinesisError::new(ErrorKind::Serialization, format!("Data is not base64: {e}"))
+    };
+    let start = buf.len();
+    buf.resize(start + base64::decoded_len_estimate(data.len()), 0);
+    let written = match buf
+        .get_mut(start..)
+        .map(|out| engine.decode_slice(data, out))
+    {
+        Some(Ok(n)) => n,
+        Some(Err(base64::DecodeSliceError::DecodeError(e))) => {
+            buf.truncate(start);
+            return Err(not_base64(e));
+        }
+        // The estimate is what the engine's own `decode` allocates; not reached.
+        _ => {
+            buf.truncate(start);
+            return engine.decode(data).map(Bytes::from).map_err(not_base64);
+        }
+    };
+    buf.truncate(start + written);
+    Ok(buf.split().freeze())
+}
+
+/// Validates an entry and picks its shard; its data is decoded into `buf`.
+pub(crate) fn route(
+    view: &StreamView,
+    entry: &impl Incoming,
+    buf: &mut BytesMut,
+) -> Result<Routed> {
+    let partition_key = entry.partition_key();
+    let chars = partition_key.chars().count();
     if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
         return Err(KinesisError::validation(format!(
             "1 validation error detected: Value at 'partitionKey' failed to satisfy constraint: \
              Member must have length between 1 and {MAX_PARTITION_KEY_CHARS}, found {chars}"
         )));
     }
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(entry.data.as_bytes())
-        .map_err(|e| {
-            KinesisError::new(ErrorKind::Serialization, format!("Data is not base64: {e}"))
-        })?;
+    let data = decode_data(entry.data(), buf)?;
     if data.len() > MAX_RECORD_BYTES {
         return Err(KinesisError::validation(format!(
             "1 validation error detected: Value at 'data' failed to satisfy constraint: \
@@ -77,15 +155,15 @@ pub(crate) fn route(view: &StreamView, entry: Entry) -> Result<Routed> {
             data.len()
         )));
     }
-    if data.len() + entry.partition_key.len() > MAX_RECORD_BYTES {
+    if data.len() + partition_key.len() > MAX_RECORD_BYTES {
         return Err(KinesisError::invalid(format!(
             "Record size (data plus partition key) {} exceeds the limit of {MAX_RECORD_BYTES} bytes",
-            data.len() + entry.partition_key.len()
+            data.len() + partition_key.len()
         )));
     }
-    let hash = match entry.explicit_hash_key.as_deref() {
+    let hash = match entry.explicit_hash_key() {
         Some(h) => parse_hash_key(h)?,
-        None => hash_key(&entry.partition_key),
+        None => hash_key(partition_key),
     };
     let shard = view.shard_for_hash(hash).ok_or_else(|| {
         KinesisError::new(
@@ -98,8 +176,8 @@ pub(crate) fn route(view: &StreamView, entry: Entry) -> Result<Routed> {
     })?;
     Ok(Routed {
         shard,
-        key: Bytes::from(entry.partition_key.into_bytes()),
-        data: Bytes::from(data),
+        key: Bytes::copy_from_slice(partition_key.as_bytes()),
+        data,
     })
 }
 
@@ -123,48 +201,41 @@ pub(crate) async fn append(
     for (i, r) in records.iter().enumerate() {
         by_shard.entry(r.shard).or_default().push(i);
     }
-    let mut results: Vec<Result<(usize, u64)>> = (0..records.len())
-        .map(|_| {
-            Err(KinesisError::new(
-                ErrorKind::InternalFailure,
-                "not appended",
-            ))
-        })
-        .collect();
+    let mut results: Vec<Option<Result<(usize, u64)>>> = (0..records.len()).map(|_| None).collect();
+    let mut records: Vec<Option<Routed>> = records.into_iter().map(Some).collect();
     let mut tasks = Vec::new();
     for (shard, indexes) in by_shard {
         let Some(partition) = view.partition(shard).cloned() else {
             continue;
         };
         let mut payload = Vec::new();
-        let mut chunk: Vec<Record> = Vec::new();
+        let mut chunk: Vec<Record> = Vec::with_capacity(indexes.len());
         let mut chunk_bytes = 0usize;
         let mut build_error = None;
         for &i in &indexes {
-            let Some(r) = records.get(i) else { continue };
+            let Some(r) = records.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
             let size = r.key.len() + r.data.len() + 32;
             if !chunk.is_empty() && chunk_bytes + size > max_batch {
-                match BatchBuilder::new().build(&chunk) {
-                    Ok(b) => payload.extend_from_slice(&b),
-                    Err(e) => build_error = Some(e),
+                if let Err(e) = flush(&mut chunk, &mut payload) {
+                    build_error = Some(e);
                 }
-                chunk.clear();
                 chunk_bytes = 0;
             }
             chunk_bytes += size;
-            chunk.push(Record::new(now, Some(r.key.clone()), Some(r.data.clone())));
+            chunk.push(Record::new(now, Some(r.key), Some(r.data)));
         }
-        if !chunk.is_empty() {
-            match BatchBuilder::new().build(&chunk) {
-                Ok(b) => payload.extend_from_slice(&b),
-                Err(e) => build_error = Some(e),
-            }
+        if !chunk.is_empty()
+            && let Err(e) = flush(&mut chunk, &mut payload)
+        {
+            build_error = Some(e);
         }
         if let Some(e) = build_error {
             let err = KinesisError::new(ErrorKind::InternalFailure, e.to_string());
             for &i in &indexes {
                 if let Some(slot) = results.get_mut(i) {
-                    *slot = Err(err.clone());
+                    *slot = Some(Err(err.clone()));
                 }
             }
             continue;
@@ -189,14 +260,38 @@ pub(crate) async fn append(
         };
         for (j, &i) in indexes.iter().enumerate() {
             if let Some(slot) = results.get_mut(i) {
-                *slot = match &outcome {
+                *slot = Some(match &outcome {
                     Ok(base) => Ok((shard, (*base as u64).saturating_add(j as u64))),
                     Err(e) => Err(e.clone()),
-                };
+                });
             }
         }
     }
     results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(KinesisError::new(
+                    ErrorKind::InternalFailure,
+                    "not appended",
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Encodes `chunk` as one batch onto `payload` and empties it.
+fn flush(chunk: &mut Vec<Record>, payload: &mut Vec<u8>) -> strom_record::Result<()> {
+    let batch = BatchBuilder::new().build(chunk);
+    chunk.clear();
+    let batch = batch?;
+    if payload.is_empty() {
+        // One batch per shard is the common case: no copy.
+        *payload = batch;
+    } else {
+        payload.extend_from_slice(&batch);
+    }
+    Ok(())
 }
 
 /// [`append`], after AWS-limits mode has admitted or refused each record (a refused record
@@ -246,14 +341,19 @@ pub(crate) async fn admit_and_append(
 pub(crate) async fn put(
     ctx: &Context,
     view: &StreamView,
-    entries: Vec<Entry>,
+    entries: &[impl Incoming],
 ) -> Result<(StreamView, Vec<Result<(usize, u64)>>)> {
     let fence = Arc::new(ctx.fence.put(view.topic.id()).await);
     let view = view.refresh(&ctx.broker)?;
     let mut routed = Vec::with_capacity(entries.len());
     let mut total = 0usize;
+    let estimate: usize = entries
+        .iter()
+        .map(|e| base64::decoded_len_estimate(e.data().len()))
+        .sum();
+    let mut buf = BytesMut::with_capacity(estimate.min(MAX_REQUEST_BYTES + 4 * MAX_RECORDS));
     for entry in entries {
-        let r = route(&view, entry)?;
+        let r = route(&view, entry, &mut buf)?;
         total += r.key.len() + r.data.len();
         routed.push(r);
     }
@@ -283,63 +383,177 @@ pub(crate) fn sequence_number(shard: usize, offset: u64) -> String {
 /// serde's generic content first), for decoding a JSON body directly.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct FlatRequest {
+struct FlatRequest<'a> {
     #[serde(default)]
     stream_name: Option<String>,
     #[serde(default, rename = "StreamARN")]
     stream_arn: Option<String>,
-    records: Vec<Entry>,
+    #[serde(borrow)]
+    records: Vec<BorrowedEntry<'a>>,
 }
 
-/// `PutRecords` from a JSON 1.1 body (see [`crate::service::parse_error`] for the errors).
-pub(crate) async fn handle_json(ctx: &Context, body: &[u8]) -> Result<Value> {
-    let flat: FlatRequest = serde_json::from_slice(body).map_err(crate::service::parse_error)?;
-    let req = Request {
-        stream: StreamRef {
-            stream_name: flat.stream_name,
-            stream_arn: flat.stream_arn,
-        },
-        records: flat.records,
+/// `PutRecords` from a JSON 1.1 body (see [`crate::service::parse_error`] for the errors),
+/// answered in JSON.
+pub(crate) async fn handle_json(ctx: &Context, body: &[u8]) -> Result<Reply> {
+    let flat: FlatRequest<'_> =
+        serde_json::from_slice(body).map_err(crate::service::parse_error)?;
+    let stream = StreamRef {
+        stream_name: flat.stream_name,
+        stream_arn: flat.stream_arn,
     };
-    run(ctx, req).await
+    let response = run(ctx, &stream, &flat.records).await?;
+    Ok(Reply::Encoded(response.to_json()))
 }
 
-pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
-    run(ctx, parse(input)?).await
+/// `PutRecords` from the JSON value model (a CBOR body), answered in `encoding`.
+pub(crate) async fn handle(ctx: &Context, encoding: Encoding, input: Value) -> Result<Reply> {
+    let req: Request = parse(input)?;
+    let response = run(ctx, &req.stream, &req.records).await?;
+    Ok(match encoding {
+        Encoding::Json => Reply::Encoded(response.to_json()),
+        Encoding::Cbor => Reply::Value(response.to_value()),
+    })
 }
 
-async fn run(ctx: &Context, req: Request) -> Result<Value> {
-    let view = req.stream.resolve(ctx)?;
-    let n = req.records.len();
+async fn run(ctx: &Context, stream: &StreamRef, entries: &[impl Incoming]) -> Result<Response> {
+    let view = stream.resolve(ctx)?;
+    let n = entries.len();
     if n == 0 || n > MAX_RECORDS {
         return Err(KinesisError::validation(format!(
             "1 validation error detected: Value at 'records' failed to satisfy constraint: \
              Member must have length between 1 and {MAX_RECORDS}, found {n}"
         )));
     }
-    let (view, results) = put(ctx, &view, req.records).await?;
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    let records: Vec<Value> = results
-        .into_iter()
-        .map(|r| match r {
-            Ok((shard, offset)) => json!({
-                "SequenceNumber": sequence_number(shard, offset),
-                "ShardId": shard_id(shard),
-            }),
-            Err(e) => json!({
-                "ErrorCode": e.kind.name(),
-                "ErrorMessage": e.message,
-            }),
+    let (view, results) = put(ctx, &view, entries).await?;
+    Ok(Response {
+        results,
+        encrypted: view.meta.encryption_key.is_some(),
+    })
+}
+
+/// A `PutRecords` response before it is encoded.
+struct Response {
+    /// Per record, in request order: (shard, offset) or why it failed.
+    results: Vec<Result<(usize, u64)>>,
+    /// `EncryptionType` `KMS` (else `NONE`).
+    encrypted: bool,
+}
+
+impl Response {
+    fn encryption_type(&self) -> &'static str {
+        if self.encrypted { "KMS" } else { "NONE" }
+    }
+
+    /// The response in the JSON value model.
+    fn to_value(&self) -> Value {
+        let failed = self.results.iter().filter(|r| r.is_err()).count();
+        let records: Vec<Value> = self
+            .results
+            .iter()
+            .map(|r| match r {
+                Ok((shard, offset)) => json!({
+                    "SequenceNumber": sequence_number(*shard, *offset),
+                    "ShardId": shard_id(*shard),
+                }),
+                Err(e) => json!({
+                    "ErrorCode": e.kind.name(),
+                    "ErrorMessage": e.message,
+                }),
+            })
+            .collect();
+        json!({
+            "FailedRecordCount": failed,
+            "Records": records,
+            "EncryptionType": self.encryption_type(),
         })
-        .collect();
-    let encryption = if view.meta.encryption_key.is_some() {
-        "KMS"
-    } else {
-        "NONE"
-    };
-    Ok(json!({
-        "FailedRecordCount": failed,
-        "Records": records,
-        "EncryptionType": encryption,
-    }))
+    }
+
+    /// The response as JSON 1.1: the bytes serialising [`Response::to_value`] gives (members
+    /// in the value model's sorted order), written without building it.
+    fn to_json(&self) -> Vec<u8> {
+        use std::io::Write as _;
+        let failed = self.results.iter().filter(|r| r.is_err()).count();
+        let mut out = Vec::with_capacity(64 + self.results.len() * 110);
+        out.extend_from_slice(b"{\"EncryptionType\":\"");
+        out.extend_from_slice(self.encryption_type().as_bytes());
+        out.extend_from_slice(b"\",\"FailedRecordCount\":");
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{failed}");
+        out.extend_from_slice(b",\"Records\":[");
+        for (i, r) in self.results.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            match r {
+                Ok((shard, offset)) => {
+                    let seq =
+                        SequenceNumber::new(u32::try_from(*shard).unwrap_or(u32::MAX), *offset);
+                    out.extend_from_slice(b"{\"SequenceNumber\":\"");
+                    out.extend_from_slice(&seq.digits());
+                    let _ = write!(out, "\",\"ShardId\":\"shardId-{shard:012}\"}}");
+                }
+                Err(e) => {
+                    out.extend_from_slice(b"{\"ErrorCode\":\"");
+                    out.extend_from_slice(e.kind.name().as_bytes());
+                    out.extend_from_slice(b"\",\"ErrorMessage\":");
+                    if serde_json::to_writer(&mut out, &e.message).is_err() {
+                        out.extend_from_slice(b"null");
+                    }
+                    out.push(b'}');
+                }
+            }
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_response_is_the_value_model_serialised() {
+        for encrypted in [false, true] {
+            let r = Response {
+                results: vec![
+                    Ok((0, 0)),
+                    Ok((3, u64::MAX)),
+                    Err(KinesisError::new(
+                        ErrorKind::ProvisionedThroughputExceeded,
+                        "Rate exceeded for shard \"shardId-000000000001\" \\ \u{1}",
+                    )),
+                    Ok((1_000_000_000_000, 7)),
+                ],
+                encrypted,
+            };
+            assert_eq!(
+                String::from_utf8(r.to_json()).unwrap(),
+                serde_json::to_string(&r.to_value()).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn data_decodes_into_one_buffer() {
+        let mut buf = BytesMut::new();
+        let a = decode_data("aGk=", &mut buf).unwrap();
+        let b = decode_data("", &mut buf).unwrap();
+        let c = decode_data("aGVsbG8gd29ybGQ=", &mut buf).unwrap();
+        assert_eq!(
+            (&a[..], &b[..], &c[..]),
+            (&b"hi"[..], &b""[..], &b"hello world"[..])
+        );
+        let e = decode_data("not base64!", &mut buf).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Serialization);
+        assert_eq!(
+            e.message,
+            format!(
+                "Data is not base64: {}",
+                base64::engine::general_purpose::STANDARD
+                    .decode("not base64!")
+                    .unwrap_err()
+            )
+        );
+    }
 }

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::get_records::{child_shards, read_page};
+use super::get_records::{PageRecord, child_shards, read_page};
 use super::get_shard_iterator::{Position, start_offset};
 use super::put_records::sequence_number;
 use crate::error::{ErrorKind, KinesisError, Result};
@@ -161,10 +161,8 @@ pub(crate) async fn handle(
                     return;
                 }
             };
-            if let Some(last) = page.records.last()
-                && let Some(seq) = last.get("SequenceNumber").and_then(Value::as_str)
-            {
-                last_seq = seq.to_owned();
+            if let Some(last) = page.records.last() {
+                last_seq = last.sequence_number().to_string();
             }
             let caught_up = page.next_offset >= page.high_watermark;
             let behind = if caught_up {
@@ -174,8 +172,9 @@ pub(crate) async fn handle(
                     .map_or(0, |ts| ctx.now_ms().saturating_sub(ts).max(0))
             };
             let drained = closed_at.is_some_and(|end| page.next_offset >= end);
+            let records: Vec<Value> = page.records.iter().map(PageRecord::to_value).collect();
             let mut event = json!({
-                "Records": page.records,
+                "Records": records,
                 "ContinuationSequenceNumber": last_seq,
                 "MillisBehindLatest": behind,
             });

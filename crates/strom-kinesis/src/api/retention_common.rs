@@ -1,5 +1,6 @@
-//! `IncreaseStreamRetentionPeriod` / `DecreaseStreamRetentionPeriod`: hours in the stream
-//! metadata, `retention.ms` on the topic.
+//! What `IncreaseStreamRetentionPeriod` and `DecreaseStreamRetentionPeriod` share: the
+//! request, the 24–8760 hour bounds, and the change itself (hours in the stream metadata,
+//! `retention.ms` on the topic).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,15 +20,18 @@ struct Request {
     retention_period_hours: i64,
 }
 
-pub(crate) async fn increase(ctx: &Context, input: Value) -> Result<Value> {
-    change(ctx, input, true).await
+/// Which way a retention change may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// `IncreaseStreamRetentionPeriod`: the new period may not be shorter.
+    Increase,
+    /// `DecreaseStreamRetentionPeriod`: the new period may not be longer.
+    Decrease,
 }
 
-pub(crate) async fn decrease(ctx: &Context, input: Value) -> Result<Value> {
-    change(ctx, input, false).await
-}
-
-async fn change(ctx: &Context, input: Value, increase: bool) -> Result<Value> {
+/// Checks the requested period against the bounds and `direction`, then records it.
+pub(crate) async fn change(ctx: &Context, input: Value, direction: Direction) -> Result<Value> {
+    let increase = direction == Direction::Increase;
     let req: Request = parse(input)?;
     let view = req.stream.resolve(ctx)?;
     let hours = req.retention_period_hours;
