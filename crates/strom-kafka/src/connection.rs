@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::Context;
@@ -27,9 +27,10 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
 }
 
 async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) {
-    let (reader, writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
-    let mut writer = BufWriter::new(writer);
+    // No write buffer: every response is written whole and at once (see below), so a buffer
+    // would only add a copy.
     loop {
         let mut prefix = [0u8; 4];
         match tokio::time::timeout(context.idle_timeout, reader.read_exact(&mut prefix)).await {
@@ -106,27 +107,21 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
             Outcome::NoResponse => continue,
             Outcome::Close => {
                 context.metrics.closed_on_error();
-                let _ = writer.flush().await;
                 return;
             }
         };
+        // Every response leaves at once, unbuffered. Holding it back while a pipelined request
+        // is handled would delay it by that request's time: a long-poll Fetch behind a Produce
+        // would hold the Produce answer for up to `max_wait_ms`.
         if let Err(e) = written {
             tracing::debug!(%peer, error = %e, "write failed");
-            return;
-        }
-        // Every response leaves at once. Holding it back while a pipelined request is handled
-        // would delay it by that request's time: a long-poll Fetch behind a Produce would hold
-        // the Produce answer for up to `max_wait_ms`.
-        if let Err(e) = writer.flush().await {
-            tracing::debug!(%peer, error = %e, "flush failed");
             return;
         }
     }
 }
 
-/// Writes every chunk, in order, with as few `writev` calls as the socket allows. Through a
-/// `BufWriter`, chunks that together exceed its buffer go straight to the socket (after what is
-/// buffered), so large record sets are not copied into it.
+/// Writes every chunk, in order, with as few `writev` calls as the socket allows; the record
+/// sets go from their read buffers straight to the socket.
 async fn write_all_vectored<W: AsyncWrite + Unpin>(
     writer: &mut W,
     parts: &[Bytes],
