@@ -353,17 +353,51 @@ pub fn batches(buf: &[u8], limits: ValidationLimits) -> Batches<'_> {
     Batches {
         buf,
         pos: 0,
-        limits,
+        check: Check::Produced(limits),
         failed: false,
     }
 }
 
-/// Iterator returned by [`batches`].
+/// Iterates over the batches of a stored message set (what a log read returns), checking only
+/// the framing: each header parses and each batch is whole. The CRC and the records are left to
+/// [`crate::decode_records`], which every reader runs on the batches it keeps, so a read
+/// checksums each batch once; header values that only produced batches must have (compaction's
+/// `lastOffsetDelta` gaps, empty batches) are accepted. Stops after the first error.
+pub fn stored_batches(buf: &[u8]) -> Batches<'_> {
+    Batches {
+        buf,
+        pos: 0,
+        check: Check::Framing,
+        failed: false,
+    }
+}
+
+/// What [`Batches`] checks of each batch.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// Everything [`validate_batch`] checks.
+    Produced(ValidationLimits),
+    /// The header parses and the whole batch is present.
+    Framing,
+}
+
+fn framing(buf: &[u8]) -> Result<BatchHeader> {
+    let header = BatchHeader::parse(buf)?;
+    if buf.len() < header.total_len() {
+        return Err(Error::Truncated {
+            needed: header.total_len(),
+            available: buf.len(),
+        });
+    }
+    Ok(header)
+}
+
+/// Iterator returned by [`batches`] and [`stored_batches`].
 #[derive(Debug, Clone)]
 pub struct Batches<'a> {
     buf: &'a [u8],
     pos: usize,
-    limits: ValidationLimits,
+    check: Check,
     failed: bool,
 }
 
@@ -378,7 +412,11 @@ impl Iterator for Batches<'_> {
         if rest.is_empty() {
             return None;
         }
-        match validate_batch(rest, self.limits) {
+        let checked = match self.check {
+            Check::Produced(limits) => validate_batch(rest, limits),
+            Check::Framing => framing(rest),
+        };
+        match checked {
             Ok(header) => {
                 let start = self.pos;
                 self.pos += header.total_len();
@@ -621,6 +659,49 @@ mod tests {
         assert!(matches!(it.next(), Some(Err(Error::Truncated { .. }))));
         assert!(it.next().is_none());
         assert!(batches(&[], ValidationLimits::default()).next().is_none());
+    }
+
+    #[test]
+    fn stored_batches_check_framing_only() {
+        let one = sample();
+        let mut gapped = one.clone();
+        // What compaction leaves: lastOffsetDelta past recordsCount - 1.
+        patch(&mut gapped, LAST_OFFSET_DELTA, &9i32.to_be_bytes());
+        let mut set = one.clone();
+        set.extend_from_slice(&gapped);
+        assert!(matches!(
+            batches(&set, ValidationLimits::default()).nth(1),
+            Some(Err(_))
+        ));
+        let walked: Vec<_> = stored_batches(&set)
+            .map(|b| b.map(|(h, r)| (h.last_offset_delta, r)))
+            .collect();
+        assert_eq!(
+            walked.into_iter().map(|b| b.unwrap()).collect::<Vec<_>>(),
+            [(1, 0..one.len()), (9, one.len()..2 * one.len())]
+        );
+        set.extend_from_slice(&one[..HEADER_LEN + 1]);
+        let mut it = stored_batches(&set).skip(2);
+        assert!(matches!(it.next(), Some(Err(Error::Truncated { .. }))));
+        assert!(it.next().is_none());
+        // A flipped bit passes the walk; decoding the batch reports it.
+        let mut flipped = one.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let (_, range) = stored_batches(&flipped).next().unwrap().unwrap();
+        assert!(matches!(
+            crate::decode_records(
+                &bytes::Bytes::copy_from_slice(&flipped[range]),
+                crate::DecodeLimits::default()
+            ),
+            Err(Error::CrcMismatch { .. })
+        ));
+        let mut bad_magic = one.clone();
+        bad_magic[MAGIC_POS] = 1;
+        assert!(matches!(
+            stored_batches(&bad_magic).next(),
+            Some(Err(Error::UnsupportedMagic { magic: 1 }))
+        ));
     }
 
     #[test]

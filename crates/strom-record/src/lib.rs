@@ -54,7 +54,7 @@ pub use batch::{
     BatchHeader, Batches, Compression, HEADER_LEN, LOG_OVERHEAD, MAGIC, NO_PARTITION_LEADER_EPOCH,
     NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP, TimestampType, ValidationLimits,
     attributes, batches, check_stored_batch, set_base_offset, set_log_append_time,
-    set_partition_leader_epoch, validate_batch,
+    set_partition_leader_epoch, stored_batches, validate_batch,
 };
 pub use builder::BatchBuilder;
 pub use control::{ControlType, Marker, control_type_of_key, marker_batch, parse_marker};

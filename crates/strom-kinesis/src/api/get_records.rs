@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use strom_record::{DecodeLimits, ValidationLimits};
+use strom_record::DecodeLimits;
 
 use super::{limit, seconds};
 use crate::error::{ErrorKind, KinesisError, Result};
@@ -327,13 +327,10 @@ pub(crate) fn read_page(
         }
         let before = records.len();
         let data = outcome.records;
-        let limits = ValidationLimits {
-            max_batch_bytes: usize::MAX,
-        };
         let mut next = offset;
         let mut full = false;
         let mut aborted = strom_log::AbortedFilter::new(outcome.aborted_transactions);
-        for batch in strom_record::batches(&data, limits) {
+        for batch in strom_record::stored_batches(&data) {
             let (header, range) =
                 batch.map_err(|e| KinesisError::new(ErrorKind::InternalFailure, e.to_string()))?;
             let slice: Bytes = data.slice(range);
