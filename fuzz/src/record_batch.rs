@@ -17,7 +17,7 @@ use strom_record::{
     BatchBuilder, BatchHeader, DecodeLimits, HEADER_LEN, LOG_OVERHEAD, OffsetAndTimestamp, Record,
     TimestampType, batches, check_stored_batch, decode_records, find_by_timestamp,
     record_offsets_and_timestamps, set_base_offset, set_log_append_time,
-    set_partition_leader_epoch, validate_batch, validate_records,
+    set_partition_leader_epoch, stored_batches, validate_batch, validate_records,
 };
 
 /// Small enough that a decompression bomb costs little, large enough for real batches.
@@ -80,6 +80,24 @@ pub fn check_message_set(buf: &[u8]) {
         check_batch(batch, true);
     }
     assert!(end <= buf.len());
+
+    // The framing-only walk of a stored set finds every batch the produce-side walk finds, at
+    // the same ranges, and possibly more after them (batches only produce rules refuse).
+    let mut walked = 0;
+    for item in stored_batches(buf) {
+        let Ok((header, range)) = item else {
+            break;
+        };
+        assert_eq!(range.start, walked, "stored batches must be contiguous");
+        assert_eq!(range.len(), header.total_len());
+        assert_eq!(BatchHeader::parse(&buf[range.clone()]), Ok(header));
+        walked = range.end;
+        if walked > end {
+            let batch = &buf[range];
+            check_batch(batch, validate_batch(batch, limits().validation()).is_ok());
+        }
+    }
+    assert!(walked >= end && walked <= buf.len());
 
     if check_stored_batch(buf).is_ok() {
         check_batch(buf, false);
