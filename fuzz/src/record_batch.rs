@@ -82,7 +82,7 @@ pub fn check_message_set(buf: &[u8]) {
     assert!(end <= buf.len());
 
     // The framing-only walk of a stored set finds every batch the produce-side walk finds, at
-    // the same ranges, and possibly more after them (batches only produce rules refuse).
+    // the same ranges, and possibly more after them: batches that only the produce rules refuse.
     let mut walked = 0;
     for item in stored_batches(buf) {
         let Ok((header, range)) = item else {

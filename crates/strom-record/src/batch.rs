@@ -360,9 +360,10 @@ pub fn batches(buf: &[u8], limits: ValidationLimits) -> Batches<'_> {
 
 /// Iterates over the batches of a stored message set (what a log read returns), checking only
 /// the framing: each header parses and each batch is whole. The CRC and the records are left to
-/// [`crate::decode_records`], which every reader runs on the batches it keeps, so a read
-/// checksums each batch once; header values that only produced batches must have (compaction's
-/// `lastOffsetDelta` gaps, empty batches) are accepted. Stops after the first error.
+/// [`crate::decode_records`], which every reader runs on the batches it keeps, so the walk adds
+/// no checksum pass of its own; header values that only produced batches must have
+/// (compaction's `lastOffsetDelta` gaps, empty batches) are accepted. Stops after the first
+/// error.
 pub fn stored_batches(buf: &[u8]) -> Batches<'_> {
     Batches {
         buf,
