@@ -46,6 +46,7 @@
 mod clock;
 mod config;
 mod error;
+pub mod fault;
 mod fs;
 mod fsync;
 mod index;
@@ -59,6 +60,7 @@ mod txn_index;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
 pub use error::{Error, Result};
+pub use fs::create_dir_durable;
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;

@@ -268,10 +268,7 @@ pub(crate) fn open_active(
             "recovery truncated the log tail: {reason}"
         );
         segment.truncate_to(scan.valid_end)?;
-        segment
-            .file
-            .sync_data()
-            .map_err(|e| crate::Error::io("fdatasync segment", &segment.log_path, e))?;
+        crate::fs::sync_data(&segment.file, "fdatasync segment", &segment.log_path)?;
     } else {
         info!(
             segment = %segment.log_path.display(),

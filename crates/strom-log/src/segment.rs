@@ -4,7 +4,7 @@
 //! readers share it through an `Arc` and read with positional reads, bounded by the high
 //! watermark, so they never block the writer. Closed segments are immutable.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -55,13 +55,7 @@ impl Segment {
     ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .map_err(|e| Error::io("open segment", &log_path, e))?;
+        let file = crate::fs::open_rw(&log_path, "open segment")?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("stat segment", &log_path, e))?
@@ -243,9 +237,7 @@ impl Segment {
 
     /// `fdatasync` the log file and its indexes.
     pub(crate) fn sync_all(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync segment", &self.log_path, e))?;
+        crate::fs::sync_data(&self.file, "fdatasync segment", &self.log_path)?;
         write_lock(&self.offset_index).sync()?;
         write_lock(&self.time_index).sync()?;
         read_lock(&self.txn_index).sync()
@@ -253,9 +245,7 @@ impl Segment {
 
     /// Cuts the segment back to `position` (a batch boundary) on disk and in both indexes.
     pub(crate) fn truncate_to(&self, position: u64) -> Result<()> {
-        self.file
-            .set_len(position)
-            .map_err(|e| Error::io("truncate segment", &self.log_path, e))?;
+        crate::fs::set_len(&self.file, position, "truncate segment", &self.log_path)?;
         self.set_size(position);
         write_lock(&self.offset_index).truncate_to_position(position)?;
         write_lock(&self.time_index).truncate_to_position(position)?;
@@ -272,11 +262,7 @@ impl Segment {
             index_path.with_extension("timeindex"),
             txn_path,
         ] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("delete segment file", path, e)),
-            }
+            crate::fs::remove_file(&path, "delete segment file")?;
         }
         Ok(())
     }
