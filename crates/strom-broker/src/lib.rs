@@ -15,6 +15,7 @@ mod broker;
 pub mod config;
 mod error;
 pub mod group;
+mod healing;
 mod internal;
 pub mod metadata;
 mod partition;

@@ -393,11 +393,13 @@ impl PartitionLog {
     }
 
     fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
+        // Poisoned first: a poisoned log that was abandoned for recovery keeps answering
+        // with the storage error (retriable) rather than as a closed log.
         if self.group_commit.is_poisoned() {
             return Err(Error::Poisoned);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
         }
         Ok(())
     }
