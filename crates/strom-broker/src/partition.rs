@@ -127,7 +127,44 @@ impl Partition {
     /// BLOCKING.
     pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        outcome(self.log.get().read(offset, max_bytes)?, Vec::new())
+        self.read_salvaging(offset, |log| {
+            outcome(log.read(offset, max_bytes)?, Vec::new())
+        })
+    }
+
+    /// Runs `read`; if it meets damaged data ([`strom_log::Error::Corrupt`]), has the log take
+    /// the damaged range out of service and runs it again, so the reader gets
+    /// [`strom_log::Error::DamagedRange`] if `offset` is in the range (Kafka's
+    /// `CORRUPT_MESSAGE`), or the data after it otherwise. Bounded: a read that keeps meeting
+    /// new damage gets the error after a few ranges.
+    fn read_salvaging(
+        &self,
+        offset: i64,
+        read: impl Fn(&strom_log::PartitionLog) -> Result<ReadOutcome>,
+    ) -> Result<ReadOutcome> {
+        const MAX_RANGES_PER_READ: usize = 4;
+        let mut attempt = 0;
+        loop {
+            let log = self.log.get();
+            match read(&log) {
+                Err(Error::Log(strom_log::Error::Corrupt { .. }))
+                    if attempt < MAX_RANGES_PER_READ =>
+                {
+                    attempt += 1;
+                    if log.quarantine(offset)?.is_none() {
+                        // Nothing found to take out of service: report the damage as it is.
+                        return read(&log);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Ranges of this partition taken out of service because the data in them is damaged on
+    /// disk, as offsets `[first, end)` (a metric; reads in them fail with `CORRUPT_MESSAGE`).
+    pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
+        self.log.get().damaged_ranges()
     }
 
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
@@ -135,8 +172,10 @@ impl Partition {
     /// transactions overlapping them. BLOCKING.
     pub fn read_committed_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        let committed = self.log.get().read_committed(offset, max_bytes)?;
-        outcome(committed.read, committed.aborted_transactions)
+        self.read_salvaging(offset, |log| {
+            let committed = log.read_committed(offset, max_bytes)?;
+            outcome(committed.read, committed.aborted_transactions)
+        })
     }
 
     /// The offset below which `read_committed` readers see records: the high watermark, or

@@ -80,6 +80,10 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     use strom_log::Error as L;
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        // A fetch in a range damaged on disk: not retriable (the data will not come back), so
+        // the client reports it and the application can seek past it, as Kafka's consumer does
+        // with CORRUPT_MESSAGE in a fetch response.
+        L::DamagedRange { .. } => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
         // INVALID_PRODUCER_EPOCH there (PRODUCER_FENCED is for transactional ids).

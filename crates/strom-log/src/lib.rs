@@ -54,6 +54,7 @@ mod locks;
 mod log;
 pub mod producer_state;
 mod recovery;
+mod salvage;
 mod segment;
 mod txn_index;
 

@@ -271,12 +271,19 @@ impl PartitionLog {
         let mut i = 0;
         while i + 1 < bases.len() {
             let Some(&base) = bases.get(i) else { break };
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
             if base < recovery_point {
-                segments.push(Arc::new(recovery::open_closed(dir, base, interval)?));
+                segments.push(Arc::new(recovery::open_closed(
+                    dir, base, interval, next_base,
+                )?));
                 i += 1;
                 continue;
             }
-            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval)?;
+            // Under `Always` a segment is synced whole before the next one gets a batch (see
+            // `roll_locked`), so damage in a closed segment is never a torn write, even above a
+            // recovery point that could not be written: salvage it like one below.
+            let salvage = (config.fsync == FsyncPolicy::Always).then_some(next_base);
+            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval, salvage)?;
             if scan.stopped.is_some() {
                 // Data after a damaged unflushed segment follows lost data: drop it, as Kafka
                 // does, and continue from the damaged segment.
@@ -1245,6 +1252,40 @@ impl PartitionLog {
         for handle in w.flushers.drain(..) {
             let _ = handle.join();
         }
+    }
+
+    /// After a read at `offset` failed with [`Error::Corrupt`] (a batch failed its checksum or a
+    /// header did not parse): finds the damaged stretch of the segment holding `offset`, from
+    /// the last intact batch before it to the next intact one after it, and takes it out of
+    /// service (see `salvage.rs`). Returns its offsets `[first, end)`, or `None` if the batches
+    /// up to `offset` are intact. A read retried afterwards either fails with
+    /// [`Error::DamagedRange`] (the offset is in the range) or is served from past the damage.
+    pub fn quarantine(&self, offset: i64) -> Result<Option<(i64, i64)>> {
+        let (segment, end_offset) = {
+            let all = read_lock(&self.segments);
+            let idx = all
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let Some(segment) = all.get(idx).cloned() else {
+                return Ok(None);
+            };
+            let end = all
+                .get(idx + 1)
+                .map_or_else(|| self.log_end_offset(), |s| s.base_offset);
+            (segment, end)
+        };
+        Ok(crate::salvage::locate(&segment, offset, end_offset)?
+            .map(|r| (r.first_offset, r.end_offset)))
+    }
+
+    /// The damaged ranges taken out of service so far (found by reads or at open), as offsets
+    /// `[first, end)`. For metrics and diagnostics.
+    pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
+        read_lock(&self.segments)
+            .iter()
+            .flat_map(|s| s.damaged_ranges())
+            .map(|r| (r.first_offset, r.end_offset))
+            .collect()
     }
 
     /// Writes the producer state through `offset` as `<offset>.snapshot` and removes the

@@ -37,6 +37,19 @@ pub(crate) struct Segment {
     pub(crate) time_index: RwLock<TimeIndex>,
     /// Aborted transactions whose marker is in this segment (`.txnindex`).
     pub(crate) txn_index: RwLock<TxnIndex>,
+    /// Ranges found damaged (see `salvage`), by position; reads in them fail, walks skip them.
+    damaged: RwLock<Vec<DamagedRange>>,
+}
+
+/// A damaged stretch of a segment taken out of service: the offsets `[first_offset,
+/// end_offset)` stored at bytes `[position, resume_position)`, where an intact batch with base
+/// offset `end_offset` starts (or the segment ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DamagedRange {
+    pub(crate) first_offset: i64,
+    pub(crate) end_offset: i64,
+    pub(crate) position: u64,
+    pub(crate) resume_position: u64,
 }
 
 /// Where a batch sits in a segment.
@@ -74,6 +87,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             txn_index: RwLock::new(txn_index),
+            damaged: RwLock::new(Vec::new()),
         };
         Ok((
             segment,
@@ -144,12 +158,55 @@ impl Segment {
         }
     }
 
-    /// The first batch at or after the index hint whose last offset is `>= offset`, scanning
-    /// no further than `limit` bytes. `None` if the segment holds no such batch.
-    pub(crate) fn find_batch(&self, offset: i64, limit: u64) -> Result<Option<BatchPosition>> {
+    /// The damaged ranges known in this segment, by position.
+    pub(crate) fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        read_lock(&self.damaged).clone()
+    }
+
+    /// Takes a damaged range out of service (idempotent).
+    pub(crate) fn add_damaged(&self, range: DamagedRange) {
+        let mut all = write_lock(&self.damaged);
+        if !all.contains(&range) {
+            all.push(range);
+            all.sort_by_key(|r| r.position);
+        }
+    }
+
+    /// The error for a read at `offset`, if it falls in a damaged range.
+    pub(crate) fn check_damaged(&self, offset: i64) -> Result<()> {
+        match read_lock(&self.damaged)
+            .iter()
+            .find(|r| r.first_offset <= offset && offset < r.end_offset)
+        {
+            Some(r) => Err(Error::DamagedRange {
+                path: self.log_path.clone(),
+                first_offset: r.first_offset,
+                end_offset: r.end_offset,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Where a walk towards `offset` may start: the index hint, or the end of a damaged range
+    /// below `offset` if that is further on (a walk from before it would run into the damage).
+    pub(crate) fn start_for(&self, offset: i64) -> (i64, u64) {
         let entry = read_lock(&self.offset_index).lookup(offset);
+        read_lock(&self.damaged)
+            .iter()
+            .filter(|r| r.end_offset <= offset && r.resume_position > entry.position)
+            .map(|r| (r.end_offset, r.resume_position))
+            .next_back()
+            .unwrap_or((entry.offset, entry.position))
+    }
+
+    /// The first batch at or after the index hint whose last offset is `>= offset`, scanning
+    /// no further than `limit` bytes. `None` if the segment holds no such batch. An offset in a
+    /// damaged range is an [`Error::DamagedRange`].
+    pub(crate) fn find_batch(&self, offset: i64, limit: u64) -> Result<Option<BatchPosition>> {
+        self.check_damaged(offset)?;
+        let (start_offset, start_position) = self.start_for(offset);
         let mut found = None;
-        self.walk(entry.offset, entry.position, limit, |b| {
+        self.walk(start_offset, start_position, limit, |b| {
             if b.header.last_offset() >= offset {
                 found = Some(b);
                 return Ok(false);
@@ -173,7 +230,16 @@ impl Segment {
     ) -> Result<()> {
         let mut position = position;
         let mut expected = offset;
-        while let Some(header) = self.header_at(position, limit)? {
+        let damaged = self.damaged_ranges();
+        loop {
+            if let Some(d) = damaged.iter().find(|d| d.position == position) {
+                position = d.resume_position;
+                expected = d.end_offset;
+                continue;
+            }
+            let Some(header) = self.header_at(position, limit)? else {
+                break;
+            };
             if header.base_offset != expected {
                 return Err(Error::Corrupt {
                     path: self.log_path.clone(),
