@@ -298,3 +298,113 @@ async fn a_full_disk_answers_storage_errors_and_never_stops_a_start() {
         acked[1].len()
     );
 }
+
+/// A batch damaged on disk in the middle of a closed segment: a Kafka fetch at its offset gets
+/// `CORRUPT_MESSAGE` (every time, never the next offset), fetches before and after it and in
+/// later segments are served, and the damage shows in `strom_partition_damaged_ranges`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_batch_is_a_corrupt_message_and_the_rest_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let total = 60;
+    {
+        let server = common::start(&data);
+        let mut client = Client::connect(&server.addr).await.unwrap();
+        let configs = [("segment.bytes".to_owned(), "4096".to_owned())].into();
+        client.create_topic(TOPIC, 1, &configs).await.unwrap();
+        for i in 0..total {
+            let b = Bytes::from(
+                BatchBuilder::new()
+                    .build(&[Record::new(1, None, Some(Bytes::from(format!("p0-{i}"))))])
+                    .unwrap(),
+            );
+            assert_eq!(client.produce(TOPIC, 0, -1, b).await.unwrap(), i);
+        }
+        drop(client);
+        server.stop();
+    }
+    // Damage the records of the 10th batch of the first segment.
+    let seg = data
+        .join(format!("{TOPIC}-0"))
+        .join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut pos = 0;
+    for _ in 0..10 {
+        pos += BatchHeader::parse(&bytes[pos..]).unwrap().total_len();
+    }
+    let damaged = BatchHeader::parse(&bytes[pos..]).unwrap().base_offset;
+    assert_eq!(damaged, 10);
+    bytes[pos + 64] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    assert!(
+        std::fs::read_dir(seg.parent().unwrap())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log"))
+            .count()
+            > 1,
+        "the damage is in a closed segment"
+    );
+
+    let server = common::start(&data);
+    let mut client = Client::connect(&server.addr).await.unwrap();
+    let mut served = BTreeMap::new();
+    let mut offset = 0;
+    while offset < total {
+        match client.fetch(TOPIC, 0, offset, 0, 1 << 20).await {
+            Ok(f) => {
+                assert!(!f.records.is_empty(), "nothing at {offset}");
+                let mut rest = f.records;
+                while !rest.is_empty() {
+                    let h = BatchHeader::parse(&rest).unwrap();
+                    let b = rest.split_to(h.total_len());
+                    for r in decode_records(&b, DecodeLimits::default()).unwrap().records {
+                        assert_eq!(r.offset, offset, "no silent gap");
+                        served.insert(r.offset, r.value.unwrap());
+                        offset += 1;
+                    }
+                }
+            }
+            Err(ClientError::Kafka {
+                error: ResponseError::CorruptMessage,
+                ..
+            }) => {
+                assert_eq!(offset, damaged);
+                // Again: the same answer, the connection still usable.
+                let again = client.fetch(TOPIC, 0, offset, 0, 1 << 20).await;
+                assert!(
+                    matches!(
+                        again,
+                        Err(ClientError::Kafka {
+                            error: ResponseError::CorruptMessage,
+                            ..
+                        })
+                    ),
+                    "{again:?}"
+                );
+                offset += 1;
+            }
+            Err(e) => panic!("fetch at {offset}: {e}"),
+        }
+    }
+    assert_eq!(served.len() as i64, total - 1);
+    assert!(!served.contains_key(&damaged));
+    let metrics = server.http_get("/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "strom_partition_damaged_ranges{{topic=\"{TOPIC}\",partition=\"0\"}} 1"
+        )),
+        "{metrics}"
+    );
+    // Writes go on.
+    let b = Bytes::from(
+        BatchBuilder::new()
+            .build(&[Record::new(1, None, Some(Bytes::from("after")))])
+            .unwrap(),
+    );
+    assert_eq!(client.produce(TOPIC, 0, -1, b).await.unwrap(), total);
+}
