@@ -220,9 +220,17 @@ impl TxnIndex {
         }
         let path = self.path.clone();
         let file = self.file()?;
-        crate::fs::set_len(file, 0, "rewrite txn index", &path)?;
-        crate::fs::write_all_at(file, &bytes, 0, "rewrite txn index", &path)?;
-        crate::fs::sync_data(file, "rewrite txn index", &path)?;
+        let written = crate::fs::set_len(file, 0, "rewrite txn index", &path)
+            .and_then(|()| crate::fs::write_all_at(file, &bytes, 0, "rewrite txn index", &path))
+            .and_then(|()| crate::fs::sync_data(file, "rewrite txn index", &path));
+        if let Err(e) = written {
+            // The entries in memory are right; the file must not be trusted as it is (a short
+            // one would forget aborted transactions). A length that is no multiple of an entry
+            // makes the next open rebuild it from the log; growing a file needs no free space.
+            let marked = crate::fs::set_len(file, 1, "mark txn index damaged", &path);
+            warn!(path = %path.display(), marked = marked.is_ok(), "cannot rewrite the transaction index (kept in memory, rebuilt at the next open): {e}");
+            return Ok(());
+        }
         if was_damaged {
             warn!(path = %path.display(), entries = self.entries.len(), base_offset = self.base_offset, "rebuilt transaction index from the log");
         } else {
