@@ -191,6 +191,22 @@ mod tests {
                 ResponseError::KafkaStorageError,
             ),
             (
+                Error::Log(strom_log::Error::Io {
+                    op: "write segment",
+                    path: "p".into(),
+                    source: io(),
+                }),
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::DamagedRange {
+                    path: "p".into(),
+                    first_offset: 5,
+                    end_offset: 6,
+                }),
+                ResponseError::CorruptMessage,
+            ),
+            (
                 Error::Log(strom_log::Error::Closed),
                 ResponseError::NotLeaderOrFollower,
             ),
