@@ -37,6 +37,9 @@ pub(crate) struct HealingLog {
     high_watermark: watch::Sender<i64>,
     recovering: AtomicBool,
     closed: AtomicBool,
+    /// The partition was deleted: a recovery that reopened (recreated) the directory meanwhile
+    /// removes it again.
+    deleted: AtomicBool,
     recoveries: AtomicU64,
 }
 
@@ -56,6 +59,7 @@ impl HealingLog {
             high_watermark,
             recovering: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             recoveries: AtomicU64::new(0),
         }))
     }
@@ -99,6 +103,13 @@ impl HealingLog {
         self.high_watermark.send_modify(|_| {});
     }
 
+    /// Marks the log closed because its partition is being deleted (see
+    /// [`HealingLog::mark_closed`]).
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        self.mark_closed();
+    }
+
     /// To call after an operation on [`HealingLog::get`]'s log failed: if the log is poisoned
     /// and no recovery runs yet, starts one on a background thread.
     pub(crate) fn heal_if_poisoned(self: &Arc<Self>) {
@@ -138,7 +149,7 @@ impl HealingLog {
                         // Checked under the lock: a close either sees the new log or is seen here.
                         if self.closed.load(Ordering::Acquire) {
                             drop(current);
-                            let _ = log.close();
+                            log.abandon();
                             break;
                         }
                         *current = Arc::clone(&log);
@@ -162,6 +173,11 @@ impl HealingLog {
                     delay = (delay * 2).min(MAX_RETRY);
                 }
             }
+        }
+        if self.deleted.load(Ordering::Acquire) {
+            // The partition was deleted while this ran: an open may have recreated its
+            // directory after the deletion removed it.
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
         self.recovering.store(false, Ordering::Release);
     }
