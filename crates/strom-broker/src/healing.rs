@@ -37,9 +37,6 @@ pub(crate) struct HealingLog {
     high_watermark: watch::Sender<i64>,
     recovering: AtomicBool,
     closed: AtomicBool,
-    /// The partition was deleted: a recovery that reopened (recreated) the directory meanwhile
-    /// removes it again.
-    deleted: AtomicBool,
     recoveries: AtomicU64,
 }
 
@@ -59,7 +56,6 @@ impl HealingLog {
             high_watermark,
             recovering: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            deleted: AtomicBool::new(false),
             recoveries: AtomicU64::new(0),
         }))
     }
@@ -103,11 +99,13 @@ impl HealingLog {
         self.high_watermark.send_modify(|_| {});
     }
 
-    /// Marks the log closed because its partition is being deleted (see
-    /// [`HealingLog::mark_closed`]).
-    pub(crate) fn mark_deleted(&self) {
-        self.deleted.store(true, Ordering::Release);
-        self.mark_closed();
+    /// After [`HealingLog::mark_closed`]: waits (boundedly) until a recovery under way has
+    /// stopped, so nothing opens, and so recreates, the directory once the caller removes it.
+    pub(crate) fn wait_for_recovery(&self) {
+        let deadline = std::time::Instant::now() + MAX_RETRY * 4;
+        while self.recovering.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// To call after an operation on [`HealingLog::get`]'s log failed: if the log is poisoned
@@ -169,15 +167,15 @@ impl HealingLog {
                 }
                 Err(e) => {
                     warn!(dir = %self.dir.display(), retry_in_ms = delay.as_millis() as u64, "reopening the partition log failed: {e}");
-                    std::thread::sleep(delay);
+                    // In slices, so a close does not wait for a whole backoff.
+                    let until = std::time::Instant::now() + delay;
+                    while std::time::Instant::now() < until && !self.closed.load(Ordering::Acquire)
+                    {
+                        std::thread::sleep(FIRST_RETRY.min(until - std::time::Instant::now()));
+                    }
                     delay = (delay * 2).min(MAX_RETRY);
                 }
             }
-        }
-        if self.deleted.load(Ordering::Acquire) {
-            // The partition was deleted while this ran: an open may have recreated its
-            // directory after the deletion removed it.
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
         self.recovering.store(false, Ordering::Release);
     }

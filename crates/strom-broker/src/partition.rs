@@ -312,8 +312,8 @@ impl Partition {
 
     /// Closes the log and removes its directory. BLOCKING.
     pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
-        self.closed.store(true, Ordering::Release);
-        self.log.mark_deleted();
+        self.mark_closed();
+        self.log.wait_for_recovery();
         // No sync: the files are about to go (and a poisoned log could not sync anyway).
         self.log.get().abandon();
         match std::fs::remove_dir_all(&self.dir) {
