@@ -10,6 +10,7 @@ mod kafka {
     mod bad_input;
     mod client;
     mod consumer_protocol;
+    mod disk_faults;
     mod fetch;
     mod group_errors;
     mod groups;
