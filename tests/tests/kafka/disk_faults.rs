@@ -1,8 +1,7 @@
-//! A batch damaged on disk, seen by librdkafka: the consumer gets a `CORRUPT_MESSAGE` error (code
-//! 2, librdkafka's `INVALID_MSG`) at
-//! exactly the damaged offset (librdkafka hands partition errors other than the retriable ones
-//! to the application and retries the same offset), and everything before it and, after a seek
-//! past it, everything after it is delivered.
+//! A batch damaged on disk, seen by librdkafka: the consumer gets a `CORRUPT_MESSAGE` error
+//! (code 2, librdkafka's `INVALID_MSG`) at exactly the damaged offset (librdkafka hands partition
+//! errors other than the retriable ones to the application and retries the same offset), and
+//! everything before it and, after a seek past it, everything after it is delivered.
 
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
