@@ -313,6 +313,8 @@ impl Segment {
     pub(crate) fn truncate_to(&self, position: u64) -> Result<()> {
         crate::fs::set_len(&self.file, position, "truncate segment", &self.log_path)?;
         self.set_size(position);
+        // Ranges in the cut part are gone; new batches may be written where they were.
+        write_lock(&self.damaged).retain(|r| r.resume_position <= position);
         write_lock(&self.offset_index).truncate_to_position(position)?;
         write_lock(&self.time_index).truncate_to_position(position)?;
         Ok(())
