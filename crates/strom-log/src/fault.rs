@@ -82,10 +82,11 @@ impl FileKind {
     }
 }
 
-/// Decides whether a file operation fails. Called before the operation, with its path.
+/// Decides whether a file operation fails. Called before the operation, with the kind of
+/// file and its path.
 pub trait FaultInjector: Send + Sync + Debug {
     /// `Some(error)` makes the operation fail with `error` without touching the file.
-    fn before(&self, op: FileOp, path: &Path) -> Option<std::io::Error>;
+    fn before(&self, op: FileOp, kind: FileKind, path: &Path) -> Option<std::io::Error>;
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -118,23 +119,32 @@ impl Drop for Installed {
     }
 }
 
-/// Asks the installed injectors whether the operation `op` on `path` fails. Without an
-/// injector (production), one atomic load.
+/// Asks the installed injectors whether the operation `op` on the file `path` fails. Without
+/// an injector (production), one atomic load.
 #[inline]
 pub(crate) fn check(op: FileOp, path: &Path) -> std::io::Result<()> {
     if !ENABLED.load(Ordering::Relaxed) {
         return Ok(());
     }
-    check_slow(op, path)
+    check_slow(op, FileKind::of(path), path)
+}
+
+/// [`check`] for an operation on a directory (which may not exist yet).
+#[inline]
+pub(crate) fn check_dir(op: FileOp, path: &Path) -> std::io::Result<()> {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    check_slow(op, FileKind::Directory, path)
 }
 
 #[cold]
-fn check_slow(op: FileOp, path: &Path) -> std::io::Result<()> {
+fn check_slow(op: FileOp, kind: FileKind, path: &Path) -> std::io::Result<()> {
     let all = INJECTORS
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for injector in all.iter() {
-        if let Some(e) = injector.before(op, path) {
+        if let Some(e) = injector.before(op, kind, path) {
             return Err(e);
         }
     }
@@ -211,11 +221,11 @@ impl FailNth {
 }
 
 impl FaultInjector for FailNth {
-    fn before(&self, op: FileOp, path: &Path) -> Option<std::io::Error> {
+    fn before(&self, op: FileOp, kind: FileKind, path: &Path) -> Option<std::io::Error> {
         if op != self.op
+            || kind != self.kind
             || self.healed.load(Ordering::Acquire)
             || !path.starts_with(&self.dir)
-            || FileKind::of(path) != self.kind
         {
             return None;
         }
@@ -259,25 +269,43 @@ mod tests {
             2,
             FaultError::NoSpace,
         );
-        assert!(once.before(FileOp::Write, &seg).is_none());
-        let e = once.before(FileOp::Write, &seg);
+        assert!(
+            once.before(FileOp::Write, FileKind::Segment, &seg)
+                .is_none()
+        );
+        let e = once.before(FileOp::Write, FileKind::Segment, &seg);
         assert_eq!(
             e.and_then(|e| e.raw_os_error()),
             Some(rustix::io::Errno::NOSPC.raw_os_error())
         );
-        assert!(once.before(FileOp::Write, &seg).is_none());
-        assert!(once.before(FileOp::Sync, &seg).is_none());
         assert!(
-            once.before(FileOp::Write, Path::new("/other/0.log"))
+            once.before(FileOp::Write, FileKind::Segment, &seg)
+                .is_none()
+        );
+        assert!(once.before(FileOp::Sync, FileKind::Segment, &seg).is_none());
+        assert!(
+            once.before(FileOp::Write, FileKind::Segment, Path::new("/other/0.log"))
                 .is_none()
         );
 
         let sticky =
             FailNth::new(dir, FileKind::Segment, FileOp::Write, 1, FaultError::Io).sticky();
-        assert!(sticky.before(FileOp::Write, &seg).is_some());
-        assert!(sticky.before(FileOp::Write, &seg).is_some());
+        assert!(
+            sticky
+                .before(FileOp::Write, FileKind::Segment, &seg)
+                .is_some()
+        );
+        assert!(
+            sticky
+                .before(FileOp::Write, FileKind::Segment, &seg)
+                .is_some()
+        );
         sticky.heal();
-        assert!(sticky.before(FileOp::Write, &seg).is_none());
+        assert!(
+            sticky
+                .before(FileOp::Write, FileKind::Segment, &seg)
+                .is_none()
+        );
         assert_eq!(sticky.fired(), 2);
     }
 }

@@ -89,7 +89,7 @@ pub fn create_dir_durable(dir: &Path) -> Result<()> {
         missing.push(d);
         at = d.parent();
     }
-    fault::check(FileOp::Create, dir)
+    fault::check_dir(FileOp::Create, dir)
         .and_then(|()| std::fs::create_dir_all(dir))
         .map_err(|e| Error::io("create dir", dir, e))?;
     // Outermost first: each parent's entry for the new child becomes durable.
@@ -142,7 +142,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>> {
 
 /// `fsync` a directory so created, renamed or deleted entries are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fault::check(FileOp::SyncDir, dir)
+    fault::check_dir(FileOp::SyncDir, dir)
         .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync dir", dir, e))

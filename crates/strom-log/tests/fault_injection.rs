@@ -207,7 +207,7 @@ const CASES: &[(FileKind, &[FileOp])] = &[
         FileKind::Checkpoint,
         &[FileOp::Create, FileOp::Write, FileOp::Sync, FileOp::Rename],
     ),
-    (FileKind::Directory, &[FileOp::SyncDir]),
+    (FileKind::Directory, &[FileOp::Create, FileOp::SyncDir]),
 ];
 
 /// How many of the first operations of each kind get a fault, one run each.
@@ -223,11 +223,13 @@ fn one_shot_faults(fsync: FsyncPolicy) {
                     let case = format!("{kind:?} {op:?} #{nth} {error:?} {fsync:?}");
                     let plan = Arc::new(FailNth::new(dir.path(), kind, op, nth, error));
                     let guard = fault::install(plan.clone());
-                    let (log, acked) = workload(dir.path(), fsync);
+                    // A directory the first open creates (and whose parent it fsyncs).
+                    let log_dir = dir.path().join("topic-0");
+                    let (log, acked) = workload(&log_dir, fsync);
                     drop(log);
                     drop(guard);
                     fired += plan.fired();
-                    verify(dir.path(), fsync, &acked, &case);
+                    verify(&log_dir, fsync, &acked, &case);
                 }
             }
         }
@@ -254,7 +256,7 @@ struct FullDisk {
 }
 
 impl FaultInjector for FullDisk {
-    fn before(&self, op: FileOp, path: &Path) -> Option<std::io::Error> {
+    fn before(&self, op: FileOp, _kind: FileKind, path: &Path) -> Option<std::io::Error> {
         (op == FileOp::Write && self.full.load(Ordering::Acquire) && path.starts_with(&self.dir))
             .then(|| FaultError::NoSpace.to_io())
     }
