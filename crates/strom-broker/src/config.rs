@@ -405,6 +405,7 @@ impl TopicSettings {
             fsync: self.fsync(),
             preallocate: self.preallocate,
             producer_id_expiration_ms: self.producer_id_expiration_ms,
+            ..LogConfig::default()
         }
     }
 }
