@@ -162,3 +162,115 @@ pub(crate) fn recover(dir: &Path) -> Result<()> {
     }
     fs::sync_dir(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Old segments at 0 and 10 (replaced by a cleaned segment at 0 covering `[0, 20)`), and a
+    /// later segment at 20 that the swap must not touch.
+    fn setup(dir: &Path) {
+        for base in [0, 10, 20] {
+            for ext in SEGMENT_EXTS {
+                std::fs::write(path(dir, base, ext, ""), format!("old {base} {ext}")).unwrap();
+            }
+        }
+        for ext in SEGMENT_EXTS {
+            std::fs::write(path(dir, 0, ext, CLEANED), format!("new 0 {ext}")).unwrap();
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn content(dir: &Path, base: i64, ext: &str) -> String {
+        std::fs::read_to_string(path(dir, base, ext, "")).unwrap()
+    }
+
+    fn assert_old(dir: &Path) {
+        for base in [0, 10, 20] {
+            for ext in SEGMENT_EXTS {
+                assert_eq!(content(dir, base, ext), format!("old {base} {ext}"));
+            }
+        }
+        assert_eq!(names(dir).len(), 12, "{:?}", names(dir));
+    }
+
+    fn assert_new(dir: &Path) {
+        for ext in SEGMENT_EXTS {
+            assert_eq!(content(dir, 0, ext), format!("new 0 {ext}"));
+            assert_eq!(content(dir, 20, ext), format!("old 20 {ext}"));
+            assert!(!path(dir, 10, ext, "").exists());
+        }
+        assert_eq!(names(dir).len(), 8, "{:?}", names(dir));
+    }
+
+    #[test]
+    fn an_unfinished_clean_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        recover(dir.path()).unwrap();
+        assert_old(dir.path());
+    }
+
+    #[test]
+    fn a_swap_before_the_log_rename_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        fs::write_offset_file(dir.path(), &swap_end_name(0), 20).unwrap();
+        for ext in ["index", "timeindex"] {
+            rename(
+                &path(dir.path(), 0, ext, CLEANED),
+                &path(dir.path(), 0, ext, SWAP),
+            )
+            .unwrap();
+        }
+        recover(dir.path()).unwrap();
+        assert_old(dir.path());
+    }
+
+    #[test]
+    fn a_committed_swap_is_completed_from_any_point() {
+        // Crash after the log rename, then at every later step of `finish`.
+        for step in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            setup(d);
+            fs::write_offset_file(d, &swap_end_name(0), 20).unwrap();
+            for ext in SEGMENT_EXTS {
+                rename(&path(d, 0, ext, CLEANED), &path(d, 0, ext, SWAP)).unwrap();
+            }
+            if step >= 1 {
+                for ext in SEGMENT_EXTS {
+                    std::fs::remove_file(path(d, 10, ext, "")).unwrap();
+                }
+            }
+            if step >= 2 {
+                for ext in ["index", "timeindex", "txnindex"] {
+                    rename(&path(d, 0, ext, SWAP), &path(d, 0, ext, "")).unwrap();
+                }
+            }
+            if step >= 3 {
+                rename(&path(d, 0, "log", SWAP), &path(d, 0, "log", "")).unwrap();
+            }
+            recover(d).unwrap();
+            assert_new(d);
+        }
+    }
+
+    #[test]
+    fn commit_replaces_the_old_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        commit(dir.path(), 0, 20, &[0, 10]).unwrap();
+        assert_new(dir.path());
+        recover(dir.path()).unwrap();
+        assert_new(dir.path());
+    }
+}
