@@ -391,3 +391,112 @@ fn appends_and_reads_beside_a_cleaner_stay_correct() {
     clean(&log, 1_000_000);
     assert_eq!(read_all(&log).len(), 13);
 }
+
+#[test]
+fn a_reader_of_a_replaced_segment_keeps_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false), (2, false)], 0, 0, 0), 0)
+        .unwrap();
+    log.append(&mut build(&[(1, false), (2, false)], 1, 0, 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+    let slice = log.read(0, 1 << 20).unwrap().data.unwrap();
+    let before = slice.read_to_vec().unwrap();
+    assert_eq!(clean(&log, 0).records_removed, 2);
+    // The old file is unlinked (replaced by the cleaned one) but still open for this reader.
+    assert_eq!(slice.read_to_vec().unwrap(), before);
+    assert_eq!(
+        read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}
+
+#[test]
+fn a_cancelled_clean_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false), (1, false)], 0, 0, 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+    let before = read_all(&log);
+    let stats = log
+        .clean(0, &Throttler::unlimited(), &AtomicBool::new(true))
+        .unwrap();
+    assert_eq!((stats.segments_cleaned, stats.records_removed), (0, 0));
+    assert_eq!(read_all(&log), before);
+    assert_eq!(
+        log.cleanable(0).unwrap().first_dirty_offset,
+        0,
+        "checkpoint not advanced"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("cleaned") || n.contains("swap"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    assert_eq!(clean(&log, 0).records_removed, 1);
+}
+
+#[test]
+fn small_segments_are_merged_up_to_segment_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 64 * 1024,
+            ..config()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    for n in 0..10u8 {
+        log.append(&mut build(&[(n, false)], n as usize, 0, 0), 0)
+            .unwrap();
+        log.roll().unwrap();
+    }
+    assert_eq!(log.segment_count(), 11);
+    let stats = clean(&log, 0);
+    assert_eq!(stats.segments_cleaned, 10);
+    assert_eq!(log.segment_count(), 2, "ten small segments became one");
+    assert_eq!(read_all(&log).len(), 10);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(read_all(&log).len(), 10);
+}
+
+#[test]
+fn retention_applies_only_with_the_delete_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let compact_only = LogConfig {
+        retention_ms: Some(1),
+        ..config()
+    };
+    let log = PartitionLog::open(dir.path(), compact_only.clone(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false)], 0, 0, 0), 0).unwrap();
+    log.roll().unwrap();
+    log.append(&mut build(&[(2, false)], 1, 0, 0), 0).unwrap();
+    clock.advance(1_000);
+    assert_eq!(
+        log.apply_retention().unwrap(),
+        0,
+        "compact-only: no time retention"
+    );
+    log.set_config(LogConfig {
+        cleanup: CleanupPolicy {
+            delete: true,
+            compact: true,
+        },
+        ..compact_only
+    });
+    assert!(
+        log.apply_retention().unwrap() > 0,
+        "compact,delete: retention applies"
+    );
+}
