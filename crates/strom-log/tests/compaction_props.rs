@@ -500,3 +500,34 @@ fn retention_applies_only_with_the_delete_policy() {
         "compact,delete: retention applies"
     );
 }
+
+#[test]
+fn a_compacted_log_rolls_at_max_compaction_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let cfg = LogConfig {
+        segment_ms: None,
+        max_compaction_lag_ms: 1_000,
+        ..config()
+    };
+    let log = PartitionLog::open(dir.path(), cfg.clone(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false)], 0, 0, 0), 0).unwrap();
+    clock.advance(999);
+    log.append(&mut build(&[(1, false)], 1, 0, 0), 0).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    clock.advance(1);
+    log.append(&mut build(&[(1, false)], 2, 0, 0), 0).unwrap();
+    assert_eq!(
+        log.segment_count(),
+        2,
+        "rolled so the data becomes cleanable"
+    );
+    // Not for a delete-only log.
+    log.set_config(LogConfig {
+        cleanup: CleanupPolicy::default(),
+        ..cfg
+    });
+    clock.advance(5_000);
+    log.append(&mut build(&[(1, false)], 3, 0, 0), 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+}
