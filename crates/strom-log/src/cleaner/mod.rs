@@ -373,7 +373,7 @@ impl PartitionLog {
         // 1. The offset map over the dirty segments.
         let aborted = Aborted::collect(&plan.segments);
         let mut map = OffsetMap::default();
-        let mut end_index = plan.first_dirty_segment;
+        let mut end_index = plan.first_dirty_segment.min(plan.uncleanable);
         let dirty = if nothing_dirty {
             &[][..]
         } else {
