@@ -531,3 +531,46 @@ fn a_compacted_log_rolls_at_max_compaction_lag() {
     log.append(&mut build(&[(1, false)], 3, 0, 0), 0).unwrap();
     assert_eq!(log.segment_count(), 2);
 }
+
+#[test]
+fn truncating_into_a_compaction_gap_ends_the_log_where_recovery_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    // Offsets 0..=1 (keys 1, 2), then 2 (key 3) in its own segment, then a segment too large
+    // to be merged with them starting at 3 with key 3 again and more.
+    log.append(&mut build(&[(1, false), (2, false)], 0, 0, 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+    log.append(&mut build(&[(3, false)], 1, 0, 0), 0).unwrap();
+    log.roll().unwrap();
+    let big: Vec<(u8, bool)> = std::iter::once((3, false))
+        .chain((10..40).map(|k| (k, false)))
+        .collect();
+    log.append(&mut build(&big, 2, 0, 0), 0).unwrap();
+    log.roll().unwrap();
+    assert_eq!(clean(&log, 0).records_removed, 1);
+    // The cleaned segment [0, 3) ends with the batch at 0..=1; offset 2 is gone.
+    let offsets: Vec<i64> = read_all(&log).iter().map(|r| r.0).collect();
+    assert_eq!(offsets, [0, 1].into_iter().chain(3..34).collect::<Vec<_>>());
+    assert_eq!(log.segment_count(), 3, "the large segment was not merged");
+    log.truncate_to(3).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        2,
+        "the log ends after the last batch left"
+    );
+    assert_eq!(
+        read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    assert_eq!(log.log_end_offset(), 2, "the same end after a reopen");
+    let info = log.append(&mut build(&[(4, false)], 4, 0, 0), 0).unwrap();
+    assert_eq!(info.base_offset, 2);
+    assert_eq!(
+        read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+}
