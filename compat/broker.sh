@@ -7,6 +7,7 @@
 #   WORK           a scratch directory it owns (the data lives in $WORK/data)
 #   BROKER_LOG     where the broker's output goes
 #   BROKER_EXTRA   (optional array) more `strom serve` flags
+#   BROKER_PARTITIONS (optional) partitions of auto-created topics (default 1, Kafka's default)
 # and gets, after broker_start:
 #   BROKER_PID, PORT (Kafka), KINESIS_PORT, HTTP_PORT
 # Every listener is on a free loopback port, so several brokers (several compat runs, several
@@ -36,7 +37,7 @@ broker_start_once() {
         --kinesis-listen "127.0.0.1:$KINESIS_PORT" \
         --http-listen "127.0.0.1:$HTTP_PORT" \
         --advertised-host 127.0.0.1 --advertised-port "$PORT" \
-        --auto-create-topics true --num-partitions 1 \
+        --auto-create-topics true --num-partitions "${BROKER_PARTITIONS:-1}" \
         --log info \
         "${BROKER_EXTRA[@]}" \
         >>"$BROKER_LOG" 2>&1 &
