@@ -161,6 +161,8 @@ BROKER_PARTITIONS=4
 source "$HERE/broker.sh"
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
+    # A runner still going (this script was interrupted): timeout passes the TERM on to it.
+    [[ -n ${RUN_PID:-} ]] && kill -TERM "$RUN_PID" 2>/dev/null
     broker_kill
     if [[ -n ${LIBRDKAFKA_TEST_LOGS:-} ]]; then
         mkdir -p "$LIBRDKAFKA_TEST_LOGS"
@@ -204,17 +206,20 @@ run_check() {
     [[ -n $sub ]] && sub_env=(SUBTESTS="$sub")
     echo "   checking $name: TESTS=$test${sub:+ SUBTESTS=$sub} TEST_KAFKA_VERSION=$version"
     start=$SECONDS
-    # The runner's own files (test reports, stats) land in $WORK, never in the cached tree. The
-    # subshell does not exec its last command, so a runner killed by a signal (it aborts on a
-    # failed assertion) is reported in the log, not on this script's stderr.
+    # The runner's own files (test reports, stats) land in $WORK, never in the cached tree. It
+    # runs in the background and is waited for, so that a signal to this script is handled at
+    # once (cleanup stops the runner and the broker) instead of after the runner ends; the wait's
+    # stderr is dropped because bash reports there a runner that aborted (a failed assertion).
     (
         cd "$WORK" || exit 1
-        env -u CI RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="$test" "${sub_env[@]}" \
+        exec env -u CI RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="$test" "${sub_env[@]}" \
             TEST_KAFKA_VERSION="$version" TEST_LEVEL=2 \
             timeout --kill-after=10 "$TEST_TIMEOUT" "$RUNNER" -Q -p1 </dev/null
-        exit $?
-    ) >"$log" 2>&1
+    ) >"$log" 2>&1 &
+    RUN_PID=$!
+    wait "$RUN_PID" 2>/dev/null
     rc=$?
+    RUN_PID=
     took=$((SECONDS - start))s
     # The runner colours its output.
     sed -i 's/\x1b\[[0-9;]*m//g' "$log"
