@@ -24,6 +24,8 @@
 #   LIBRDKAFKA_TEST_TIMEOUT=secs   per check (default 240)
 #   LIBRDKAFKA_KAFKA_VERSION=x.y.z what TEST_KAFKA_VERSION the tests gate on (default 4.0.0)
 #   LIBRDKAFKA_TEST_LOGS=dir       keep every check's full runner output and the broker log here
+#   LIBRDKAFKA_TESTS_PLAN=file     run the checks of this file instead (same format as
+#                                  compat/librdkafka_tests.txt), e.g. to try more of the suite
 #   COMPAT_VERBOSE=1               print the whole runner output of a failed check, not its tail
 set -uo pipefail
 
@@ -32,7 +34,7 @@ ROOT=$(dirname "$HERE")
 cd "$ROOT" || exit 1
 FILTER=${1:-}
 SUITE=librdkafka
-PLAN=$HERE/librdkafka_tests.txt
+PLAN=${LIBRDKAFKA_TESTS_PLAN:-$HERE/librdkafka_tests.txt}
 TEST_TIMEOUT=${LIBRDKAFKA_TEST_TIMEOUT:-240}
 KAFKA_VERSION=${LIBRDKAFKA_KAFKA_VERSION:-4.0.0}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -188,12 +190,48 @@ test.topic.random=true
 test.timeout.multiplier=2
 EOF
 
+# Tests that need a topic config at creation (0052, 0077) run Kafka's bin/kafka-topics.sh from
+# KAFKA_PATH against BROKERS. This stand-in takes the arguments they pass and creates the topic
+# with `strom topic create`, that is with CreateTopics like any other client.
+mkdir -p "$WORK/kafka/bin"
+{
+    echo '#!/usr/bin/env bash'
+    echo '# kafka-topics.sh stand-in for librdkafka tests: --bootstrap-server B --create --topic T'
+    echo '# [--partitions N] [--replication-factor R (ignored: one broker)] [--config K=V]...'
+    echo 'set -euo pipefail'
+    printf 'bin=%q\n' "$BIN"
+    cat <<'SHIM'
+bootstrap='' topic='' partitions=-1 create='' configs=()
+while (($#)); do
+    case $1 in
+        --bootstrap-server) bootstrap=$2; shift 2 ;;
+        --create) create=1; shift ;;
+        --topic) topic=$2; shift 2 ;;
+        --partitions) partitions=$2; shift 2 ;;
+        --replication-factor) shift 2 ;;
+        --config) configs+=(-c "$2"); shift 2 ;;
+        *) echo "kafka-topics.sh stand-in: unsupported argument $1" >&2; exit 2 ;;
+    esac
+done
+if [[ -z $create || -z $topic || -z $bootstrap ]]; then
+    echo "kafka-topics.sh stand-in: only --create --topic T --bootstrap-server B is supported" >&2
+    exit 2
+fi
+exec "$bin" topic create -b "$bootstrap" -p "$partitions" "${configs[@]}" "$topic"
+SHIM
+} >"$WORK/kafka/bin/kafka-topics.sh"
+chmod +x "$WORK/kafka/bin/kafka-topics.sh"
+
 # --- the checks ---------------------------------------------------------------------------------
 
 # why_failed LOG: the first failure the runner reported, on one line.
 why_failed() {
     local first
     first=$(grep -m1 -A1 '^### Test .* failed at ' "$1" | tr '\n' ' ' | sed -E 's/### Test "([^"]*)" failed at ([^ ]*) .*###/\1 at \2:/; s/ +/ /g')
+    # A failed kafka-topics.sh stand-in: strom's own error says more than the command line.
+    if grep -q '^strom: error:' "$1"; then
+        first="$(grep -m1 '^strom: error:' "$1") <- $(cut -c1-120 <<<"$first")"
+    fi
     echo "${first:-no failure reported by the runner}"
 }
 
@@ -213,6 +251,7 @@ run_check() {
     (
         cd "$WORK" || exit 1
         exec env -u CI RDKAFKA_TEST_CONF="$WORK/test.conf" TESTS="$test" "${sub_env[@]}" \
+            KAFKA_PATH="$WORK/kafka" BROKERS="127.0.0.1:$PORT" \
             TEST_KAFKA_VERSION="$version" TEST_LEVEL=2 \
             timeout --kill-after=10 "$TEST_TIMEOUT" "$RUNNER" -Q -p1 </dev/null
     ) >"$log" 2>&1 &
