@@ -270,7 +270,7 @@ run_check() {
         result "$name" 0 "$(why_failed "$log") (exit $rc, $took)"
     elif grep -Eq "^\| $test[^ ]* +\| +SKIPPED" "$log"; then
         # The runner's summary table; a skip inside the test also shows "SKIPPING TEST: <why>".
-        echo "SKIP $SUITE/$name: $(grep -m1 -o 'SKIPPING TEST: .*\|Skipping .*' "$log" || echo 'the test skipped itself')"
+        echo "SKIP $SUITE/$name: $(grep -m1 -o 'SKIPPING TEST: [^[]*\|Skipping [^[]*' "$log" || echo 'the test skipped itself')"
         count SKIP
     elif [[ -n $sub ]] && ! grep -Fq "[ $sub" "$log"; then
         # Nothing matched SUBTESTS: the check would pass without testing anything.
