@@ -23,7 +23,7 @@ pub enum FsyncPolicy {
 }
 
 /// Settings of one partition log. Field docs name the Kafka topic config each one mirrors.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment when the active one would exceed this. Capped at
     /// `i32::MAX` because positions in the index are 32-bit.
@@ -46,34 +46,6 @@ pub struct LogConfig {
     pub preallocate: bool,
     /// `producer.id.expiration.ms`: forget an idempotent producer whose last batch is older.
     pub producer_id_expiration_ms: i64,
-    /// `cleanup.policy` (TEMPORARY shim of h-clean-log's contract).
-    pub cleanup: CleanupPolicy,
-    /// `delete.retention.ms`.
-    pub delete_retention_ms: i64,
-    /// `min.compaction.lag.ms`.
-    pub min_compaction_lag_ms: i64,
-    /// `max.compaction.lag.ms`.
-    pub max_compaction_lag_ms: i64,
-    /// `min.cleanable.dirty.ratio`.
-    pub min_cleanable_dirty_ratio: f64,
-}
-
-/// `cleanup.policy` (TEMPORARY shim of h-clean-log's contract).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CleanupPolicy {
-    /// Time/size retention deletes old segments.
-    pub delete: bool,
-    /// The cleaner keeps the latest record per key.
-    pub compact: bool,
-}
-
-impl Default for CleanupPolicy {
-    fn default() -> Self {
-        CleanupPolicy {
-            delete: true,
-            compact: false,
-        }
-    }
 }
 
 /// One week in milliseconds: Kafka's default `retention.ms` and `segment.ms`.
@@ -95,11 +67,6 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             preallocate: false,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
-            cleanup: CleanupPolicy::default(),
-            delete_retention_ms: 86_400_000,
-            min_compaction_lag_ms: 0,
-            max_compaction_lag_ms: i64::MAX,
-            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
