@@ -43,6 +43,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod cleaner;
 mod clock;
 mod config;
 mod error;
@@ -56,8 +57,12 @@ mod recovery;
 mod segment;
 mod txn_index;
 
+pub use cleaner::{CleanStats, CleanableInfo, Sleeper, Throttler};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
+pub use config::{
+    CleanupPolicy, DEFAULT_DELETE_RETENTION_MS, DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS,
+};
 pub use error::{Error, Result};
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};

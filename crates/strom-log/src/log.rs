@@ -595,7 +595,7 @@ impl PartitionLog {
             return Ok(());
         }
         let full = size + incoming > config.effective_segment_bytes();
-        let old = match (config.segment_ms, w.active_since_ms) {
+        let old = match (config.effective_segment_ms(), w.active_since_ms) {
             (Some(ms), Some(since)) => now.saturating_sub(since) >= ms,
             _ => false,
         };
@@ -1022,6 +1022,10 @@ impl PartitionLog {
     /// Applies `retention.ms` and `retention.bytes` now, deleting whole segments from the
     /// oldest. A non-empty active segment whose data has all expired is rolled first so it can
     /// go too. Returns the number of segments deleted.
+    ///
+    /// As in Kafka, retention applies only when the cleanup policy contains `delete`: a
+    /// `compact`-only log keeps its data until the cleaner supersedes it; `compact,delete` has
+    /// both. Idle producers expire either way.
     pub fn apply_retention(&self) -> Result<usize> {
         self.check_writable()?;
         let config = self.config();
@@ -1029,6 +1033,9 @@ impl PartitionLog {
         let mut w = lock(&self.writer);
         w.producers.expire(now, config.producer_id_expiration_ms);
         let mut deleted = 0;
+        if !config.cleanup.delete {
+            return Ok(0);
+        }
         if let Some(retention_ms) = config.retention_ms {
             let cutoff = now.saturating_sub(retention_ms);
             let active = self.active()?;
