@@ -240,6 +240,25 @@ impl Partition {
         Ok(self.log.apply_retention()?)
     }
 
+    /// What the log cleaner could do on this partition now (cheap: segment sizes and the
+    /// cleaner checkpoint). BLOCKING.
+    pub fn cleanable_blocking(&self, now_ms: i64) -> Result<strom_log::CleanableInfo> {
+        self.check_open()?;
+        Ok(self.log.cleanable(now_ms)?)
+    }
+
+    /// Compacts the cleanable closed segments (the log cleaner's work; appends and reads go on
+    /// meanwhile). Returns early with what it did when `cancel` is set. BLOCKING.
+    pub fn clean_blocking(
+        &self,
+        now_ms: i64,
+        throttler: &strom_log::Throttler,
+        cancel: &AtomicBool,
+    ) -> Result<strom_log::CleanStats> {
+        self.check_open()?;
+        Ok(self.log.clean(now_ms, throttler, cancel)?)
+    }
+
     /// Flushes to disk. BLOCKING.
     pub fn flush_blocking(&self) -> Result<()> {
         self.log.flush()?;
