@@ -108,7 +108,8 @@ impl FileSlice {
         let mut expected = None;
         while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
             match strom_record::check_stored_batch(rest) {
-                Ok(h) if expected.is_none_or(|e| e == h.base_offset) => {
+                // Offsets increase from batch to batch; compaction leaves gaps.
+                Ok(h) if expected.is_none_or(|e| h.base_offset >= e) => {
                     pos += h.total_len();
                     expected = Some(h.next_offset());
                 }
@@ -208,13 +209,20 @@ pub struct PartitionLog {
     recovery_point: Arc<RecoveryPoint>,
     closed: AtomicBool,
     txn_view: RwLock<TxnView>,
+    /// The cleaner's checkpoint (persisted in `cleaner-offset-checkpoint`).
+    pub(crate) cleaner_checkpoint: Mutex<crate::cleaner::Checkpoint>,
+    /// Held by a running [`PartitionLog::clean`]: one clean at a time per log.
+    pub(crate) clean_lock: Mutex<()>,
 }
 
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), recovering it after an unclean shutdown.
     pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create log dir", dir, e))?;
+        crate::cleaner::swap::recover(dir)?;
         let mut bases = fs::list_segments(dir)?;
+        let cleaner_checkpoint = crate::cleaner::Checkpoint::read(dir);
+        let gaps_below = cleaner_checkpoint.map_or(i64::MIN, |c| c.gaps_below);
         let interval = config.index_interval_bytes;
         // Without a recovery point every segment is suspect (scanned); with one, only those at
         // or above it are.
@@ -232,11 +240,13 @@ impl PartitionLog {
         while i + 1 < bases.len() {
             let Some(&base) = bases.get(i) else { break };
             if base < recovery_point {
-                segments.push(Arc::new(recovery::open_closed(dir, base, interval)?));
+                segments.push(Arc::new(recovery::open_closed(
+                    dir, base, interval, gaps_below,
+                )?));
                 i += 1;
                 continue;
             }
-            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval)?;
+            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval, gaps_below)?;
             if scan.stopped.is_some() {
                 // Data after a damaged unflushed segment follows lost data: drop it, as Kafka
                 // does, and continue from the damaged segment.
@@ -254,7 +264,7 @@ impl PartitionLog {
         }
         let (active, next_offset) = match (recovered_closed, bases.last()) {
             (Some(recovered), _) => recovered,
-            (None, Some(&last)) => recovery::open_active(dir, last, interval)?,
+            (None, Some(&last)) => recovery::open_active(dir, last, interval, gaps_below)?,
             (None, None) => {
                 let start = fs::read_offset_file(&dir.join(LOG_START_FILE))?.unwrap_or(0);
                 let seg = Segment::open_files(dir, start)?.0;
@@ -286,6 +296,11 @@ impl PartitionLog {
             first_ongoing: producers.first_ongoing_offset(),
             pending: Vec::new(),
         };
+        let cleaner_checkpoint = cleaner_checkpoint.unwrap_or(crate::cleaner::Checkpoint {
+            first_dirty: log_start,
+            tombstones_due_ms: None,
+            gaps_below: i64::MIN,
+        });
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             group_commit: GroupCommit::new(next_offset, now),
@@ -306,6 +321,8 @@ impl PartitionLog {
             recovery_point,
             closed: AtomicBool::new(false),
             txn_view: RwLock::new(txn_view),
+            cleaner_checkpoint: Mutex::new(cleaner_checkpoint),
+            clean_lock: Mutex::new(()),
         })
     }
 
@@ -356,7 +373,7 @@ impl PartitionLog {
         *write_lock(&self.config) = config;
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -832,11 +849,15 @@ impl PartitionLog {
             let mut end = first.position + first.header.total_len() as u64;
             let budget = first.position.saturating_add(max_bytes as u64);
             let mut expected = first.header.next_offset();
-            // A header that does not parse or breaks the offset sequence ends the range; the
-            // next read starting there reports the damage.
+            // A header that does not parse or breaks the offset sequence (dense, or increasing
+            // in a compacted segment) ends the range; the next read starting there reports the
+            // damage.
             while let Ok(Some(h)) = segment.header_at(end, limit) {
                 let next_end = end + h.total_len() as u64;
-                if h.base_offset != expected || h.last_offset() >= bound || next_end > budget {
+                if !segment.follows(h.base_offset, expected)
+                    || h.last_offset() >= bound
+                    || next_end > budget
+                {
                     break;
                 }
                 end = next_end;
@@ -1161,9 +1182,131 @@ impl PartitionLog {
         }
         // Segments rolled from here on start below the old recovery point: lower it.
         self.recovery_point.lower(active.base_offset)?;
+        // Offsets from the new end on will hold new, uncleaned data.
+        self.lower_cleaner_checkpoint(new_end)?;
         self.log_end.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.group_commit.reset_durable_end(new_end);
+        Ok(())
+    }
+
+    /// Lowers the cleaner checkpoint to `to` (after a truncation) and persists it.
+    fn lower_cleaner_checkpoint(&self, to: i64) -> Result<()> {
+        let mut checkpoint = lock(&self.cleaner_checkpoint);
+        if checkpoint.first_dirty > to || checkpoint.gaps_below > to {
+            let lowered = crate::cleaner::Checkpoint {
+                first_dirty: checkpoint.first_dirty.min(to),
+                gaps_below: checkpoint.gaps_below.min(to),
+                ..*checkpoint
+            };
+            lowered.write(&self.dir)?;
+            *checkpoint = lowered;
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the segment list (oldest first; the last is the active segment).
+    pub(crate) fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
+        read_lock(&self.segments).clone()
+    }
+
+    /// The offset of the last batch of every producer the log remembers: the cleaner keeps
+    /// that batch (possibly emptied) so duplicate detection survives compaction.
+    pub(crate) fn producer_last_offsets(&self) -> std::collections::HashMap<i64, i64> {
+        let w = lock(&self.writer);
+        w.producers
+            .iter()
+            .filter_map(|(id, e)| e.batches().last().map(|b| (id, b.last_offset)))
+            .collect()
+    }
+
+    /// Replaces `old` (consecutive segments, followed in the list by `next`) with the segment
+    /// `commit` puts on disk, under the writer lock so retention, truncation and rolls cannot
+    /// interleave. Returns `false` without calling `commit` if the list changed meanwhile
+    /// (retention deleted one of them, a truncation removed `next`). The in-memory list is
+    /// swapped under its write guard for a moment only; readers holding the old segments keep
+    /// reading their (unlinked) files.
+    pub(crate) fn replace_segments(
+        &self,
+        old: &[Arc<Segment>],
+        next: &Arc<Segment>,
+        commit: impl FnOnce() -> Result<Segment>,
+    ) -> Result<bool> {
+        self.check_writable()?;
+        let _w = lock(&self.writer);
+        self.check_writable()?;
+        let position = {
+            let all = read_lock(&self.segments);
+            let Some(first) = old.first() else {
+                return Ok(false);
+            };
+            let Some(at) = all.iter().position(|s| Arc::ptr_eq(s, first)) else {
+                return Ok(false);
+            };
+            let same = old
+                .iter()
+                .chain(std::iter::once(next))
+                .enumerate()
+                .all(|(i, s)| all.get(at + i).is_some_and(|c| Arc::ptr_eq(c, s)));
+            if !same {
+                return Ok(false);
+            }
+            at
+        };
+        let segment = match commit() {
+            Ok(s) => s,
+            Err(e) => {
+                // The files on disk may already be swapped: only a reopen (which completes or
+                // rolls back the swap) knows the state again.
+                self.group_commit.poison();
+                return Err(e);
+            }
+        };
+        let mut all = write_lock(&self.segments);
+        all.splice(
+            position..position + old.len(),
+            std::iter::once(Arc::new(segment)),
+        );
+        if let Some(first) = all.first() {
+            self.log_start
+                .fetch_max(first.base_offset, Ordering::AcqRel);
+        }
+        Ok(true)
+    }
+
+    /// Raises the offset below which segments may be compacted to `to` and persists it; the
+    /// cleaner calls this before it swaps in a segment below `to`, so recovery never takes a
+    /// compacted segment's gaps for damage.
+    pub(crate) fn raise_gaps_below(&self, to: i64) -> Result<()> {
+        let mut checkpoint = lock(&self.cleaner_checkpoint);
+        if to > checkpoint.gaps_below {
+            let raised = crate::cleaner::Checkpoint {
+                gaps_below: to,
+                ..*checkpoint
+            };
+            raised.write(&self.dir)?;
+            *checkpoint = raised;
+        }
+        Ok(())
+    }
+
+    /// Records a finished clean: raises the first dirty offset to `to` (never lowers it) and
+    /// sets when the tombstones it kept become due; persists both.
+    pub(crate) fn advance_cleaner_checkpoint(
+        &self,
+        to: i64,
+        tombstones_due_ms: Option<i64>,
+    ) -> Result<()> {
+        let mut checkpoint = lock(&self.cleaner_checkpoint);
+        let next = crate::cleaner::Checkpoint {
+            first_dirty: checkpoint.first_dirty.max(to),
+            tombstones_due_ms,
+            ..*checkpoint
+        };
+        if next != *checkpoint {
+            next.write(&self.dir)?;
+            *checkpoint = next;
+        }
         Ok(())
     }
 
