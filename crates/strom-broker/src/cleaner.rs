@@ -4,8 +4,9 @@
 //! Each of `log.cleaner.threads` threads loops: it asks every compacted partition what is
 //! cleanable ([`strom_log::PartitionLog::cleanable`], cheap: segment sizes and the checkpoint),
 //! records that for metrics, picks the *filthiest* partition — the highest dirty ratio above the
-//! topic's `min.cleanable.dirty.ratio`, or any with dirty bytes whose oldest dirty record is
-//! older than `max.compaction.lag.ms` (Kafka's `grabFilthiestCompactedLog`, with its strict `>`)
+//! topic's `min.cleanable.dirty.ratio`, or any the log says must be cleaned now (a dirty record
+//! older than `max.compaction.lag.ms`, or a kept tombstone past `delete.retention.ms`), as
+//! Kafka's `grabFilthiestCompactedLog` does (with its strict `>` on the ratio)
 //! — marks it in progress so no other thread takes it, and calls
 //! [`strom_log::PartitionLog::clean`]. With nothing to do it sleeps `log.cleaner.backoff.ms`
 //! (woken early by shutdown). All threads share one [`Throttler`]
@@ -273,7 +274,9 @@ impl LogCleaner {
             if entry.in_progress {
                 continue;
             }
-            let must_clean = info.must_clean && info.dirty_bytes > 0;
+            // The log sets `must_clean` only when a clean can do something (dirty bytes past
+            // max.compaction.lag.ms, or a kept tombstone past delete.retention.ms).
+            let must_clean = info.must_clean;
             if !(must_clean || info.dirty_ratio > min_ratio) {
                 continue;
             }
