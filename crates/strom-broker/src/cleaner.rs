@@ -413,3 +413,94 @@ impl Broker {
         self.cleaner.pass(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+    use strom_log::{Clock, ManualClock};
+    use strom_record::{BatchBuilder, Record};
+
+    use super::*;
+    use crate::{BrokerConfig, CreateTopic};
+
+    /// A compacted topic whose one partition has `dirty` closed segments of updates of one key.
+    fn dirty_topic(broker: &Broker, clock: &ManualClock, name: &str, updates: usize) {
+        let configs: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "5"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        broker
+            .create_topic_blocking(CreateTopic {
+                name: name.to_owned(),
+                partitions: Some(1),
+                configs,
+                ..CreateTopic::default()
+            })
+            .unwrap();
+        let p = broker.partition(name, 0).unwrap();
+        for i in 0..=updates {
+            if i == updates {
+                clock.advance(10);
+            }
+            let mut batch = BatchBuilder::new()
+                .build(&[Record::new(
+                    clock.now_ms(),
+                    Some(Bytes::from_static(b"k")),
+                    Some(Bytes::from(i.to_string())),
+                )])
+                .unwrap();
+            p.append_blocking(&mut batch).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_claimed_partition_is_not_handed_to_another_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let mut config = BrokerConfig::new(dir.path());
+        config.cleaner.enable = false;
+        let broker = Broker::open_with_clock(config, Arc::clone(&clock) as Arc<dyn Clock>).unwrap();
+        // "a" is cleaned once, then gets a little dirty data: its ratio is below b's (1.0).
+        dirty_topic(&broker, &clock, "a", 50);
+        assert!(broker.clean_once_blocking());
+        let a = broker.partition("a", 0).unwrap();
+        for _ in 0..2 {
+            clock.advance(10);
+            let mut batch = BatchBuilder::new()
+                .build(&[Record::new(
+                    clock.now_ms(),
+                    Some(Bytes::from_static(b"k")),
+                    None,
+                )])
+                .unwrap();
+            a.append_blocking(&mut batch).unwrap();
+        }
+        dirty_topic(&broker, &clock, "b", 50);
+        let now = clock.now_ms();
+        let first = broker.cleaner.grab_filthiest(&broker, now).unwrap();
+        assert_eq!(first.partition.topic(), "b", "the filthiest first");
+        let second = broker.cleaner.grab_filthiest(&broker, now).unwrap();
+        assert_eq!(second.partition.topic(), "a", "b is being cleaned");
+        assert!(broker.cleaner.grab_filthiest(&broker, now).is_none());
+        broker.cleaner.finish(first.key, now, None);
+        let again = broker.cleaner.grab_filthiest(&broker, now).unwrap();
+        assert_eq!(again.partition.topic(), "b", "released after the clean");
+        let errors: Vec<u64> = broker
+            .cleaner_status()
+            .iter()
+            .map(|s| s.state.errors_total)
+            .collect();
+        assert_eq!(
+            errors,
+            [0, 1],
+            "a, then b whose clean was recorded as failed"
+        );
+        broker.shutdown_blocking().unwrap();
+    }
+}
