@@ -129,6 +129,7 @@ start_broker() {
         --kinesis-listen "127.0.0.1:$KINESIS_PORT" \
         --advertised-host 127.0.0.1 --advertised-port "$port" \
         --auto-create-topics true --num-partitions 1 \
+        --log-cleaner-backoff-ms 200 \
         --log info \
         >>"$BROKER_LOG" 2>&1 &
     BROKER_PID=$!
@@ -173,6 +174,7 @@ echo "   broker pid $BROKER_PID listening on 127.0.0.1:$PORT"
 # --- run the scripts ---------------------------------------------------------------------------
 
 export COMPAT_BOOTSTRAP=127.0.0.1:$PORT
+export COMPAT_STROM_BIN=$BIN
 export COMPAT_KINESIS_ENDPOINT=http://127.0.0.1:$KINESIS_PORT
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 SCRIPT_TIMEOUT=${COMPAT_SCRIPT_TIMEOUT:-180}
