@@ -55,7 +55,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "cleanup.policy",
         kind: ConfigType::List,
         default: "delete",
-        doc: "delete and/or compact (compaction is not implemented yet; compact topics keep all data)",
+        doc: "delete (time/size retention) and/or compact (the log cleaner keeps the latest record per key)",
     },
     ConfigDef {
         name: "compression.type",
