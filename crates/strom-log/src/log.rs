@@ -1136,7 +1136,17 @@ impl PartitionLog {
                         active.truncate_to(b.position)?;
                         new_end = b.header.base_offset;
                     }
-                    None => new_end = w.next_offset.min(offset),
+                    // `offset` lies in a compaction gap after the segment's last batch: the log
+                    // ends after that batch (where recovery would put its end too).
+                    None => {
+                        let mut end = active.base_offset;
+                        let entry = read_lock(&active.offset_index).lookup(offset);
+                        active.walk(entry.offset, entry.position, limit, |b| {
+                            end = b.header.next_offset();
+                            Ok(true)
+                        })?;
+                        new_end = w.next_offset.min(offset).min(end.max(active.base_offset));
+                    }
                 }
                 active
                     .file

@@ -391,3 +391,186 @@ fn appends_and_reads_beside_a_cleaner_stay_correct() {
     clean(&log, 1_000_000);
     assert_eq!(read_all(&log).len(), 13);
 }
+
+#[test]
+fn a_reader_of_a_replaced_segment_keeps_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false), (2, false)], 0, 0, 0), 0)
+        .unwrap();
+    log.append(&mut build(&[(1, false), (2, false)], 1, 0, 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+    let slice = log.read(0, 1 << 20).unwrap().data.unwrap();
+    let before = slice.read_to_vec().unwrap();
+    assert_eq!(clean(&log, 0).records_removed, 2);
+    // The old file is unlinked (replaced by the cleaned one) but still open for this reader.
+    assert_eq!(slice.read_to_vec().unwrap(), before);
+    assert_eq!(
+        read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+}
+
+#[test]
+fn a_cancelled_clean_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false), (1, false)], 0, 0, 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+    let before = read_all(&log);
+    let stats = log
+        .clean(0, &Throttler::unlimited(), &AtomicBool::new(true))
+        .unwrap();
+    assert_eq!((stats.segments_cleaned, stats.records_removed), (0, 0));
+    assert_eq!(read_all(&log), before);
+    assert_eq!(
+        log.cleanable(0).unwrap().first_dirty_offset,
+        0,
+        "checkpoint not advanced"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("cleaned") || n.contains("swap"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    assert_eq!(clean(&log, 0).records_removed, 1);
+}
+
+#[test]
+fn small_segments_are_merged_up_to_segment_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 64 * 1024,
+            ..config()
+        },
+        clock.clone(),
+    )
+    .unwrap();
+    for n in 0..10u8 {
+        log.append(&mut build(&[(n, false)], n as usize, 0, 0), 0)
+            .unwrap();
+        log.roll().unwrap();
+    }
+    assert_eq!(log.segment_count(), 11);
+    let stats = clean(&log, 0);
+    assert_eq!(stats.segments_cleaned, 10);
+    assert_eq!(log.segment_count(), 2, "ten small segments became one");
+    assert_eq!(read_all(&log).len(), 10);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(read_all(&log).len(), 10);
+}
+
+#[test]
+fn retention_applies_only_with_the_delete_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let compact_only = LogConfig {
+        retention_ms: Some(1),
+        ..config()
+    };
+    let log = PartitionLog::open(dir.path(), compact_only.clone(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false)], 0, 0, 0), 0).unwrap();
+    log.roll().unwrap();
+    log.append(&mut build(&[(2, false)], 1, 0, 0), 0).unwrap();
+    clock.advance(1_000);
+    assert_eq!(
+        log.apply_retention().unwrap(),
+        0,
+        "compact-only: no time retention"
+    );
+    log.set_config(LogConfig {
+        cleanup: CleanupPolicy {
+            delete: true,
+            compact: true,
+        },
+        ..compact_only
+    });
+    assert!(
+        log.apply_retention().unwrap() > 0,
+        "compact,delete: retention applies"
+    );
+}
+
+#[test]
+fn a_compacted_log_rolls_at_max_compaction_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let cfg = LogConfig {
+        segment_ms: None,
+        max_compaction_lag_ms: 1_000,
+        ..config()
+    };
+    let log = PartitionLog::open(dir.path(), cfg.clone(), clock.clone()).unwrap();
+    log.append(&mut build(&[(1, false)], 0, 0, 0), 0).unwrap();
+    clock.advance(999);
+    log.append(&mut build(&[(1, false)], 1, 0, 0), 0).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    clock.advance(1);
+    log.append(&mut build(&[(1, false)], 2, 0, 0), 0).unwrap();
+    assert_eq!(
+        log.segment_count(),
+        2,
+        "rolled so the data becomes cleanable"
+    );
+    // Not for a delete-only log.
+    log.set_config(LogConfig {
+        cleanup: CleanupPolicy::default(),
+        ..cfg
+    });
+    clock.advance(5_000);
+    log.append(&mut build(&[(1, false)], 3, 0, 0), 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+}
+
+#[test]
+fn truncating_into_a_compaction_gap_ends_the_log_where_recovery_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    // Offsets 0..=1 (keys 1, 2), then 2 (key 3) in its own segment, then a segment too large
+    // to be merged with them starting at 3 with key 3 again and more.
+    log.append(&mut build(&[(1, false), (2, false)], 0, 0, 0), 0)
+        .unwrap();
+    log.roll().unwrap();
+    log.append(&mut build(&[(3, false)], 1, 0, 0), 0).unwrap();
+    log.roll().unwrap();
+    let big: Vec<(u8, bool)> = std::iter::once((3, false))
+        .chain((10..40).map(|k| (k, false)))
+        .collect();
+    log.append(&mut build(&big, 2, 0, 0), 0).unwrap();
+    log.roll().unwrap();
+    assert_eq!(clean(&log, 0).records_removed, 1);
+    // The cleaned segment [0, 3) ends with the batch at 0..=1; offset 2 is gone.
+    let offsets: Vec<i64> = read_all(&log).iter().map(|r| r.0).collect();
+    assert_eq!(offsets, [0, 1].into_iter().chain(3..34).collect::<Vec<_>>());
+    assert_eq!(log.segment_count(), 3, "the large segment was not merged");
+    log.truncate_to(3).unwrap();
+    assert_eq!(
+        log.log_end_offset(),
+        2,
+        "the log ends after the last batch left"
+    );
+    assert_eq!(
+        read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    assert_eq!(log.log_end_offset(), 2, "the same end after a reopen");
+    let info = log.append(&mut build(&[(4, false)], 4, 0, 0), 0).unwrap();
+    assert_eq!(info.base_offset, 2);
+    assert_eq!(
+        read_all(&log).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+}

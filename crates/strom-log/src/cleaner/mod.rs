@@ -373,7 +373,7 @@ impl PartitionLog {
         // 1. The offset map over the dirty segments.
         let aborted = Aborted::collect(&plan.segments);
         let mut map = OffsetMap::default();
-        let mut end_index = plan.first_dirty_segment;
+        let mut end_index = plan.first_dirty_segment.min(plan.uncleanable);
         let dirty = if nothing_dirty {
             &[][..]
         } else {
@@ -508,10 +508,18 @@ impl PartitionLog {
         let old_bases: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
         let end = next.base_offset;
         let interval = config.index_interval_bytes;
-        let swapped = self.replace_segments(group, next, || {
+        let swapped = match self.replace_segments(group, next, || {
             swap::commit(&dir, base, end, &old_bases)?;
             crate::recovery::open_closed(&dir, base, interval, i64::MAX)
-        })?;
+        }) {
+            Ok(swapped) => swapped,
+            Err(e) => {
+                // Closed meanwhile, or the commit failed: what is left of the `.cleaned`
+                // files goes now if possible, else at the next open.
+                let _ = swap::remove_cleaned(&dir, base);
+                return Err(e);
+            }
+        };
         if !swapped {
             swap::remove_cleaned(&dir, base)?;
             return Ok(GroupOutcome::Changed);
