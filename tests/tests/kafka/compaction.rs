@@ -332,6 +332,21 @@ async fn a_compacted_topic_reads_back_as_the_latest_value_per_key() {
     assert_live_equal(&map, &want, "after delete.retention.ms");
     assert_eq!(map.len(), want.len(), "no tombstone left");
 
+    // ListOffsets over the compacted log: the watermarks are unchanged by cleaning, and the
+    // first offset at or after a timestamp older than every record is the first record kept.
+    let c = consumer(&bootstrap, "read_uncommitted");
+    let (low, high) = tokio::task::block_in_place(|| c.fetch_watermarks(TOPIC, 0, T)).unwrap();
+    assert_eq!((low, high), (0, last + 1));
+    let mut query = TopicPartitionList::new();
+    query
+        .add_partition_offset(TOPIC, 0, Offset::Offset(0))
+        .unwrap();
+    let found = tokio::task::block_in_place(|| c.offsets_for_times(query, T)).unwrap();
+    assert_eq!(
+        found.find_partition(TOPIC, 0).map(|e| e.offset()),
+        Some(Offset::Offset(messages[0].offset()))
+    );
+
     // A fetch from an offset compacted away starts at the next record kept.
     let offsets: Vec<i64> = messages.iter().map(Message::offset).collect();
     let gap = offsets
