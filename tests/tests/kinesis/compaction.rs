@@ -2,14 +2,17 @@
 //! with PutRecords and cleaned by the broker's cleaner, reads back (SDK, small pages) as the
 //! latest record per partition key, in order, with next iterators that carry on across the
 //! offset gaps; AT/AFTER_SEQUENCE_NUMBER of an offset compacted away start at the next record
-//! kept.
+//! kept, for GetRecords and for SubscribeToShard.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, Record, ShardIteratorType};
+use aws_sdk_kinesis::types::{
+    PutRecordsRequestEntry, Record, ShardIteratorType, StartingPosition,
+    SubscribeToShardEventStream,
+};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 
 use super::harness::{Both, WAIT};
@@ -174,5 +177,49 @@ async fn get_records_reads_the_survivors_of_a_compacted_range() {
         assert_eq!(first, Some(offsets[i + 1]), "{kind:?} inside the gap");
         assert_eq!(from_gap.len(), records.len() - i - 1, "{kind:?}");
     }
+
+    // SubscribeToShard (same page reader, over the event stream) from inside the gap.
+    let consumer_arn = k
+        .register_stream_consumer()
+        .stream_arn(format!(
+            "arn:aws:kinesis:us-east-1:000000000000:stream/{STREAM}"
+        ))
+        .consumer_name("efo")
+        .send()
+        .await
+        .unwrap()
+        .consumer()
+        .unwrap()
+        .consumer_arn()
+        .to_owned();
+    let start = StartingPosition::builder()
+        .r#type(ShardIteratorType::AtSequenceNumber)
+        .sequence_number(&in_gap)
+        .build()
+        .unwrap();
+    let mut out = k
+        .subscribe_to_shard()
+        .consumer_arn(&consumer_arn)
+        .shard_id(SHARD)
+        .starting_position(start)
+        .send()
+        .await
+        .unwrap();
+    let want: Vec<i64> = offsets[i + 1..].to_vec();
+    let mut got: Vec<i64> = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while got.len() < want.len() {
+            match out.event_stream.recv().await.unwrap() {
+                Some(SubscribeToShardEventStream::SubscribeToShardEvent(e)) => {
+                    got.extend(e.records().iter().map(|r| offset_of(r.sequence_number())));
+                }
+                Some(other) => panic!("unexpected event {other:?}"),
+                None => panic!("stream ended early"),
+            }
+        }
+    })
+    .await
+    .expect("the survivors arrive");
+    assert_eq!(got, want);
     both.stop().await;
 }
