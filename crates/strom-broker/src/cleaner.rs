@@ -18,7 +18,7 @@
 //! never blocks appends or fetches. Shutdown sets the cancel flag, which `clean` polls, and
 //! joins the threads before partitions are closed.
 //!
-//! Owner: the [`LogCleaner`] inside the [`Broker`]; its per-partition state (the last
+//! Owner: the `LogCleaner` inside the [`Broker`]; its per-partition state (the last
 //! cleanability reading and running totals) sits behind one short `Mutex`, never held across
 //! I/O.
 
