@@ -44,6 +44,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Group coordinator settings (session timeout range, initial rebalance delay).
     pub group: crate::group::GroupConfig,
+    /// Log cleaner settings (`log.cleaner.*`).
+    pub cleaner: crate::cleaner::CleanerConfig,
 }
 
 impl BrokerConfig {
@@ -57,6 +59,7 @@ impl BrokerConfig {
             topic_defaults: BTreeMap::new(),
             retention_check_interval: Duration::from_secs(300),
             group: crate::group::GroupConfig::default(),
+            cleaner: crate::cleaner::CleanerConfig::default(),
         }
     }
 }
@@ -84,6 +87,7 @@ pub struct Broker {
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
     pub(crate) txns: crate::txn::TxnCoordinator,
+    pub(crate) cleaner: crate::cleaner::LogCleaner,
 }
 
 #[derive(Debug)]
@@ -213,6 +217,7 @@ impl Broker {
             %cluster_id,
             "broker opened"
         );
+        let cleaner = crate::cleaner::LogCleaner::new(config.cleaner);
         let broker = Broker {
             config,
             cluster_id,
@@ -226,6 +231,7 @@ impl Broker {
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
+            cleaner,
         };
         // Transactions a crash left prepared are completed before anyone reads.
         let completed = broker.tick_transactions_blocking();
@@ -246,8 +252,11 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Starts interval flushers and the retention task (both stop when the broker is dropped).
+    /// Starts interval flushers, the retention task (both stop when the broker is dropped) and
+    /// the log cleaner threads (stopped by [`Broker::shutdown_blocking`], or at their next wake
+    /// once the broker is dropped).
     pub fn start_background(self: &Arc<Self>) {
+        self.cleaner.start(self);
         for topic in self.topics() {
             for p in topic.partitions() {
                 p.ensure_flusher();
@@ -714,6 +723,9 @@ impl Broker {
 
     /// Flushes and closes every partition (graceful shutdown). BLOCKING.
     pub fn shutdown_blocking(&self) -> Result<()> {
+        // A clean in progress stops at its next check of the cancel flag; joined before the
+        // partitions it works on are closed.
+        self.cleaner.stop();
         let mut first_error = None;
         if let Err(e) = self.write_group_states_blocking() {
             tracing::error!(error = %e, "writing group state at shutdown failed");

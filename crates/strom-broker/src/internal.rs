@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strom_record::{BatchBuilder, DecodeLimits, Record, ValidationLimits, batches, decode_records};
+use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records, stored_batches};
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::topic::CreateTopic;
+
+/// `segment.bytes` of the internal topics (Kafka's default for both: 100 MiB).
+const INTERNAL_SEGMENT_BYTES: u64 = 100 << 20;
 
 fn invalid(e: strom_record::Error) -> Error {
     Error::Log(strom_log::Error::InvalidBatch(e))
@@ -18,6 +21,12 @@ fn invalid(e: strom_record::Error) -> Error {
 
 /// Calls `f(key, value)` for every record of `partition` from its log start to its high
 /// watermark, in offset order. Control batches are skipped. BLOCKING.
+///
+/// The topic is compacted, so the log has offset gaps and batches that compaction emptied or
+/// thinned: batches are walked as stored (framing only; `decode_records` checks the CRC and
+/// accepts increasing offset deltas), and the next read starts after the last batch returned.
+/// Records that compaction kept are the latest of their key, so replaying them in order gives
+/// the same state as replaying the whole history.
 pub(crate) fn replay(
     partition: &Partition,
     mut f: impl FnMut(Option<Bytes>, Option<Bytes>),
@@ -29,7 +38,7 @@ pub(crate) fn replay(
             break;
         }
         let start = offset;
-        for batch in batches(&read.records, ValidationLimits::default()) {
+        for batch in stored_batches(&read.records) {
             let (header, range) = batch.map_err(invalid)?;
             offset = header.next_offset();
             if header.is_control() {
@@ -66,6 +75,13 @@ impl Broker {
             Err(_) => {
                 let mut configs = BTreeMap::new();
                 configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+                // Kafka's offsets.topic.segment.bytes and transaction.state.log.segment.bytes:
+                // smaller segments than ordinary topics, so the cleaner can reach the state
+                // soon (only closed segments are cleaned).
+                configs.insert(
+                    "segment.bytes".to_owned(),
+                    INTERNAL_SEGMENT_BYTES.to_string(),
+                );
                 let req = CreateTopic {
                     name: name.to_owned(),
                     partitions: Some(1),

@@ -23,6 +23,7 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
         Error::Log(log) => log_error(log),
         Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
@@ -156,6 +157,15 @@ mod tests {
                     available: 1,
                 },
                 ResponseError::NotEnoughReplicas,
+            ),
+            (
+                Error::InvalidRecords {
+                    topic: "t".into(),
+                    partition: 0,
+                    indexes: vec![1],
+                    reason: strom_broker::RecordRejection::MissingKeyOnCompactedTopic,
+                },
+                ResponseError::InvalidRecord,
             ),
             (
                 Error::Metadata {
