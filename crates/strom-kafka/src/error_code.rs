@@ -81,6 +81,7 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        L::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
         // INVALID_PRODUCER_EPOCH there (PRODUCER_FENCED is for transactional ids).
         L::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
@@ -185,6 +186,15 @@ mod tests {
             (
                 Error::Log(strom_log::Error::Poisoned),
                 ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::InvalidTimestamp {
+                    timestamp: 10,
+                    now: 0,
+                    earliest: 0,
+                    latest: 5,
+                }),
+                ResponseError::InvalidTimestamp,
             ),
             (
                 Error::Log(strom_log::Error::Closed),

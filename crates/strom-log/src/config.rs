@@ -46,10 +46,19 @@ pub struct LogConfig {
     pub preallocate: bool,
     /// `producer.id.expiration.ms`: forget an idempotent producer whose last batch is older.
     pub producer_id_expiration_ms: i64,
+    /// `message.timestamp.before.max.ms` (KIP-937): with `CreateTime`, refuse a batch whose
+    /// first timestamp is more than this far behind the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (KIP-937): with `CreateTime`, refuse a batch whose
+    /// largest timestamp is more than this far ahead of the broker's clock.
+    pub timestamp_after_max_ms: i64,
 }
 
 /// One week in milliseconds: Kafka's default `retention.ms` and `segment.ms`.
 pub const ONE_WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka 4's default `message.timestamp.after.max.ms`: one hour.
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 60 * 60 * 1000;
 
 /// Kafka's default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -67,6 +76,8 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             preallocate: false,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
         }
     }
 }

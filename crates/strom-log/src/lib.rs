@@ -57,7 +57,10 @@ mod segment;
 mod txn_index;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
+pub use config::{
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS, DEFAULT_TIMESTAMP_AFTER_MAX_MS, FsyncPolicy, LogConfig,
+    ONE_WEEK_MS,
+};
 pub use error::{Error, Result};
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
