@@ -155,6 +155,7 @@ impl Broker {
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
                 }
+                MetadataEvent::LogStarted { .. } => {}
             }
         }
         let cluster_id = match cluster_id {

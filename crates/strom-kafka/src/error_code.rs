@@ -24,7 +24,9 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         Error::Log(log) => log_error(log),
-        Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+        Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
+            ResponseError::KafkaStorageError
+        }
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::Group(e) => group_error(*e),
         Error::Txn(e) => txn_error(*e),
