@@ -855,6 +855,31 @@ impl PartitionLog {
         Ok((result(None), offset))
     }
 
+    /// Where a reader that hit damage at `offset` (a read there failed) can try next: the
+    /// first offset above it at which the log knows a batch starts without walking through the
+    /// damaged bytes — the next offset-index entry of the segment holding `offset`, else the
+    /// base offset of the next segment. `None` if there is none below the high watermark. The
+    /// records between `offset` and the answer are not readable by offset; a read at the answer
+    /// may fail again, and the caller asks again from there. For readers that salvage what is
+    /// intact (replay of internal topics); the Fetch path reports the damage instead.
+    pub fn next_readable_offset(&self, offset: i64) -> Option<i64> {
+        let hw = self.high_watermark();
+        let segments = read_lock(&self.segments);
+        let idx = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        let candidate = segments.get(idx..)?.iter().find_map(|segment| {
+            if segment.base_offset > offset {
+                Some(segment.base_offset)
+            } else {
+                read_lock(&segment.offset_index)
+                    .next_after(offset)
+                    .map(|e| e.offset)
+            }
+        })?;
+        (candidate < hw).then_some(candidate)
+    }
+
     /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
     /// start and below the high watermark: `Some((offset, record_timestamp))`, or `None`.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
