@@ -277,6 +277,24 @@ impl Broker {
                     tokio::task::spawn_blocking(move || broker.tick_transactions_blocking()).await;
             }
         });
+        let expiry = Weak::clone(&weak);
+        let expiry_period = Duration::from_millis(
+            u64::try_from(self.config.group.offsets_retention_check_interval_ms)
+                .unwrap_or(1)
+                .max(1),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(expiry_period).await;
+                let Some(broker) = expiry.upgrade() else {
+                    return;
+                };
+                match tokio::task::spawn_blocking(move || broker.expire_offsets_blocking()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "offset expiry failed"),
+                    Ok(Ok(_)) | Err(_) => {}
+                }
+            }
+        });
         let period = self.config.retention_check_interval;
         tokio::spawn(async move {
             loop {

@@ -134,6 +134,10 @@ struct Runtime {
     consumer: consumer::ConsumerGroupEngine,
     joins: HashMap<Token, oneshot::Sender<JoinResult>>,
     syncs: HashMap<Token, oneshot::Sender<std::result::Result<SyncResponse, GroupError>>>,
+    /// When each group without members lost its last one (ms), seen in the engines' snapshots;
+    /// offset expiry counts from it. Not persisted: after a restart an empty group's offsets
+    /// expire by their commit time, as Kafka does for group metadata without a state time.
+    empty_since: HashMap<String, i64>,
 }
 
 impl Runtime {
@@ -186,6 +190,7 @@ struct OffsetStore {
 /// so the cache always follows the log's order.
 #[derive(Debug)]
 pub struct GroupCoordinator {
+    config: GroupConfig,
     runtime: Mutex<Runtime>,
     offsets: Mutex<OffsetStore>,
     /// Commits append under the read side, concurrently, so their syncs are shared (the
@@ -243,6 +248,7 @@ impl GroupCoordinator {
             }
         }
         Ok(GroupCoordinator {
+            config,
             runtime: Mutex::new(Runtime {
                 engine,
                 consumer,
@@ -266,12 +272,30 @@ impl GroupCoordinator {
     }
 
     /// Moves the engines' changed group states to the write queue (called with the runtime
-    /// locked, so the queue follows the engines' order).
-    fn queue_snapshots(&self, rt: &mut Runtime) {
+    /// locked, so the queue follows the engines' order), noting when groups become empty.
+    fn queue_snapshots(&self, rt: &mut Runtime, now: i64) {
         let classic = rt.engine.take_snapshots();
         let consumer = rt.consumer.take_snapshots();
         if classic.is_empty() && consumer.is_empty() {
             return;
+        }
+        let members = classic
+            .iter()
+            .map(|(id, s)| (id, s.as_ref().map(|s| !s.members.is_empty())))
+            .chain(
+                consumer
+                    .iter()
+                    .map(|(id, s)| (id, s.as_ref().map(|s| s.has_members()))),
+            );
+        for (id, has_members) in members {
+            match has_members {
+                Some(false) => {
+                    rt.empty_since.entry(id.clone()).or_insert(now);
+                }
+                Some(true) | None => {
+                    rt.empty_since.remove(id);
+                }
+            }
         }
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         for (id, s) in classic {
@@ -298,7 +322,7 @@ impl GroupCoordinator {
         let effects = rt.engine.tick(now);
         rt.perform(effects);
         rt.consumer.tick(now);
-        self.queue_snapshots(&mut rt);
+        self.queue_snapshots(&mut rt, now);
     }
 
     /// JoinGroup: waits until the engine answers (possibly after a rebalance).
@@ -319,7 +343,7 @@ impl GroupCoordinator {
                 rt.engine.join(token, req, now)
             };
             rt.perform(effects);
-            self.queue_snapshots(&mut rt);
+            self.queue_snapshots(&mut rt, now);
             rx
         };
         rx.await
@@ -352,7 +376,7 @@ impl GroupCoordinator {
                 now,
             );
             rt.perform(effects);
-            self.queue_snapshots(&mut rt);
+            self.queue_snapshots(&mut rt, now);
             rx
         };
         rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
@@ -382,7 +406,7 @@ impl GroupCoordinator {
         let mut rt = self.runtime();
         let (results, effects) = rt.engine.leave(group_id, members, now);
         rt.perform(effects);
-        self.queue_snapshots(&mut rt);
+        self.queue_snapshots(&mut rt, now);
         results
     }
 
@@ -466,6 +490,34 @@ impl GroupCoordinator {
                         .collect()
                 })
                 .unwrap_or_default(),
+        }
+    }
+}
+
+/// What offset expiry needs of `group_id`'s membership, from whichever engine owns it.
+fn membership(rt: &Runtime, group_id: &str) -> offsets::Membership {
+    let since = rt.empty_since.get(group_id).copied();
+    if let Some(state) = rt.engine.state(group_id) {
+        return if state == GroupState::Empty && !rt.engine.has_members(group_id) {
+            offsets::Membership::Empty { since }
+        } else {
+            // Classic subscriptions are inside opaque protocol metadata.
+            offsets::Membership::Active { subscribed: None }
+        };
+    }
+    match rt.consumer.describe(group_id) {
+        None => offsets::Membership::Standalone,
+        Some(d) if d.members.is_empty() => offsets::Membership::Empty { since },
+        Some(d) => {
+            let by_name = d.members.iter().all(|m| m.subscribed_topic_regex.is_none());
+            offsets::Membership::Active {
+                subscribed: by_name.then(|| {
+                    d.members
+                        .iter()
+                        .flat_map(|m| m.subscribed_topic_names.iter().cloned())
+                        .collect()
+                }),
+            }
         }
     }
 }
@@ -597,7 +649,7 @@ impl Broker {
             return Err(GroupError::GroupIdNotFound);
         }
         let answer = rt.consumer.heartbeat(req, &topics, now);
-        self.groups.queue_snapshots(&mut rt);
+        self.groups.queue_snapshots(&mut rt, now);
         answer
     }
 
@@ -711,15 +763,18 @@ impl Broker {
         let mut batch = BatchBuilder::new()
             .build(&batch_records)
             .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        // The guard is held until the cache is updated, so whoever takes the exclusive side
+        // (tombstones, expiry) sees every appended commit in the cache.
         let order = &self.groups.offsets_order;
-        let base = if records.iter().any(|(_, v, _, _)| v.is_none()) {
+        if records.iter().any(|(_, v, _, _)| v.is_none()) {
             let _exclusive = order.write().unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?.base_offset
+            let base = partition.append_blocking(&mut batch)?.base_offset;
+            self.apply_offsets(group_id, base, records);
         } else {
             let _shared = order.read().unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?.base_offset
-        };
-        self.apply_offsets(group_id, base, records);
+            let base = partition.append_blocking(&mut batch)?.base_offset;
+            self.apply_offsets(group_id, base, records);
+        }
         Ok(())
     }
 
@@ -860,14 +915,13 @@ impl Broker {
         }
         let partition = self.offsets_partition_blocking()?;
         let mut batch = crate::internal::batch_of(&records, self.clock().now_ms())?;
-        let base = {
-            let _shared = self
-                .groups
-                .offsets_order
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?.base_offset
-        };
+        // Held until the cache is updated (see `write_offsets_blocking`).
+        let _shared = self
+            .groups
+            .offsets_order
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let base = partition.append_blocking(&mut batch)?.base_offset;
         {
             let mut store = self.groups.offsets();
             if let Some(p) = store.txn_pending.get_mut(&producer_id) {
@@ -898,6 +952,87 @@ impl Broker {
             .any(|p| p.contains_key(&key))
     }
 
+    /// Expires committed offsets (`offsets.retention.minutes`, see [`offsets::expired`]):
+    /// tombstones them in `__consumer_offsets` (so compaction drops them) and removes them from
+    /// the cache; an empty group left without offsets, or empty for the whole retention, is
+    /// forgotten too (its state record tombstoned), as Kafka does. Returns the number of
+    /// offsets expired. Runs every `offsets.retention.check.interval.ms`. BLOCKING.
+    pub fn expire_offsets_blocking(&self) -> Result<usize> {
+        let now = self.clock().now_ms();
+        let retention = self.groups.config.offsets_retention_ms;
+        // Exclusive: no commit appends or updates the cache while the expired set is decided
+        // and tombstoned, so a commit racing the expiry is never tombstoned.
+        let _exclusive = self
+            .groups
+            .offsets_order
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (expired, forget) = {
+            let rt = self.groups.runtime();
+            let store = self.groups.offsets();
+            let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+            let mut forget = Vec::new();
+            for (group_id, group_offsets) in &store.cache {
+                let membership = membership(&rt, group_id);
+                let gone = offsets::expired(group_offsets, &membership, now, retention);
+                if matches!(membership, offsets::Membership::Empty { .. })
+                    && gone.len() == group_offsets.len()
+                {
+                    forget.push(group_id.clone());
+                }
+                if !gone.is_empty() {
+                    expired.push((group_id.clone(), gone));
+                }
+            }
+            // Empty groups that never committed (or whose offsets are gone) and stayed empty
+            // for the whole retention.
+            for (group_id, since) in &rt.empty_since {
+                if !store.cache.contains_key(group_id) && since.saturating_add(retention) <= now {
+                    forget.push(group_id.clone());
+                }
+            }
+            (expired, forget)
+        };
+        if !forget.is_empty() {
+            let mut rt = self.groups.runtime();
+            for group_id in &forget {
+                // Still empty (the runtime lock was let go): deleting refuses a group that
+                // gained members meanwhile.
+                let _ = rt.engine.delete(group_id);
+                let _ = rt.consumer.delete(group_id);
+                rt.empty_since.remove(group_id);
+            }
+            self.groups.queue_snapshots(&mut rt, now);
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let partition = self.offsets_partition_blocking()?;
+        let records: Vec<Record> = expired
+            .iter()
+            .flat_map(|(g, tps)| {
+                tps.iter()
+                    .map(move |(t, p)| Record::new(now, Some(offsets::encode_key(g, t, *p)), None))
+            })
+            .collect();
+        let count = records.len();
+        let mut batch = BatchBuilder::new()
+            .build(&records)
+            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        let mut at = partition.append_blocking(&mut batch)?.base_offset;
+        for (group_id, tps) in expired {
+            let n = tps.len() as i64;
+            let records = tps
+                .into_iter()
+                .map(|(t, p)| (offsets::encode_key(&group_id, &t, p), None, (t, p), None))
+                .collect();
+            self.apply_offsets(&group_id, at, records);
+            at += n;
+        }
+        tracing::info!(offsets = count, "expired committed offsets");
+        Ok(count)
+    }
+
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
     /// tombstoned and the group forgotten. BLOCKING.
     pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
@@ -919,7 +1054,7 @@ impl Broker {
             let mut rt = self.groups.runtime();
             rt.engine.delete(group_id)?;
             rt.consumer.delete(group_id)?;
-            self.groups.queue_snapshots(&mut rt);
+            self.groups.queue_snapshots(&mut rt, self.clock().now_ms());
         }
         self.tombstone_blocking(group_id, offsets)
     }
@@ -1184,5 +1319,152 @@ mod state_tests {
         assert_eq!(hb.assignment, None);
         assert!(broker.describe_consumer_group("gone").is_err());
         assert!(broker.groups().describe("gone").is_none());
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::BrokerConfig;
+    use strom_log::{Clock, ManualClock};
+
+    const RETENTION: i64 = 10_000;
+
+    fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Broker {
+        let mut c = BrokerConfig::new(dir);
+        c.group.initial_rebalance_delay_ms = 0;
+        c.group.offsets_retention_ms = RETENTION;
+        Broker::open_with_clock(c, clock.clone()).unwrap()
+    }
+
+    /// Offset expiry with an injected clock: standalone offsets by commit time, an empty
+    /// group's from when it emptied, a member group's unsubscribed topics (KIP-496); expired
+    /// offsets are tombstoned, so they stay gone after a restart.
+    #[tokio::test]
+    async fn offsets_expire_by_kafkas_rules_without_sleeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let broker = open(dir.path(), &clock);
+        for name in ["t", "u"] {
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: name.into(),
+                    partitions: Some(2),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+        }
+        let groups = broker.groups();
+        // A standalone committer.
+        broker
+            .commit_offsets_blocking("solo", "", -1, None, vec![commit("t", 0, 5)])
+            .unwrap();
+        // A classic group with one member that commits.
+        let now = clock.now_ms();
+        let joined = groups
+            .join(
+                JoinRequest {
+                    group_id: "classic".into(),
+                    session_timeout_ms: 600_000,
+                    rebalance_timeout_ms: 600_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+                    ..JoinRequest::default()
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        groups
+            .sync(
+                "classic",
+                &joined.member_id,
+                joined.generation_id,
+                None,
+                vec![(joined.member_id.clone(), Bytes::new())],
+                now,
+            )
+            .await
+            .unwrap();
+        let r = broker
+            .commit_offsets_blocking(
+                "classic",
+                &joined.member_id,
+                joined.generation_id,
+                None,
+                vec![commit("t", 0, 7)],
+            )
+            .unwrap();
+        assert!(r[0].is_ok());
+        // A consumer-protocol group subscribed to "t" with offsets of "t" and of "u".
+        let hb = broker
+            .consumer_group_heartbeat(consumer::Heartbeat {
+                group_id: "kip848".into(),
+                member_id: "m".into(),
+                member_epoch: 0,
+                rebalance_timeout_ms: 600_000,
+                subscribed_topic_names: Some(vec!["t".into()]),
+                ..consumer::Heartbeat::default()
+            })
+            .unwrap();
+        let r = broker
+            .commit_offsets_blocking(
+                "kip848",
+                "m",
+                hb.member_epoch,
+                None,
+                vec![commit("t", 1, 3), commit("u", 0, 4)],
+            )
+            .unwrap();
+        assert!(r.iter().all(Result::is_ok));
+
+        clock.advance(RETENTION - 1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
+        // The member leaves just before the standalone offset expires.
+        let left = groups.leave(
+            "classic",
+            &[(joined.member_id.clone(), None)],
+            clock.now_ms(),
+        );
+        assert!(left[0].is_ok());
+        clock.advance(1);
+        // Standalone by commit time; KIP-496: kip848's "u" (not subscribed), not its "t";
+        // classic emptied one millisecond ago, so it keeps its offsets.
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 2);
+        assert!(groups.fetch_offsets("solo", None).is_empty());
+        let kept: Vec<_> = groups
+            .fetch_offsets("kip848", None)
+            .into_iter()
+            .map(|(tp, _)| tp)
+            .collect();
+        assert_eq!(kept, [("t".to_owned(), 1)]);
+        assert_eq!(groups.fetch_offsets("classic", None).len(), 1);
+
+        // A full retention after it emptied, the classic group's offsets expire and the group
+        // is forgotten.
+        clock.advance(RETENTION - 2);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
+        clock.advance(1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 1);
+        assert!(groups.fetch_offsets("classic", None).is_empty());
+        assert!(groups.describe("classic").is_none());
+        broker.shutdown_blocking().unwrap();
+        drop(broker);
+
+        let broker = open(dir.path(), &clock);
+        assert!(broker.groups().fetch_offsets("solo", None).is_empty());
+        assert!(broker.groups().fetch_offsets("classic", None).is_empty());
+        assert!(broker.groups().describe("classic").is_none());
+        assert_eq!(broker.groups().fetch_offsets("kip848", None).len(), 1);
     }
 }

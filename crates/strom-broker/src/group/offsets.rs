@@ -33,7 +33,7 @@
 //! value = as for version 1
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, BufMut, Bytes};
 
@@ -254,9 +254,98 @@ pub(crate) fn apply(cache: &mut OffsetCache, key: Option<Bytes>, value: Option<B
     }
 }
 
+/// What offset expiry knows of a group's membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Membership {
+    /// No group state: offsets of a standalone consumer (assign + commit).
+    Standalone,
+    /// A group without members since `since` (`None`: unknown, e.g. restored after a restart).
+    Empty {
+        /// When it lost its last member.
+        since: Option<i64>,
+    },
+    /// A group with members, subscribed to these topics (`None`: not known, e.g. a classic
+    /// group, whose subscriptions are opaque to the coordinator, or a regex subscription).
+    Active {
+        /// The union of the members' subscribed topic names.
+        subscribed: Option<BTreeSet<String>>,
+    },
+}
+
+/// The offsets of one group that have expired at `now` under `offsets.retention.ms`
+/// `retention_ms`, with Kafka's rules (`GroupMetadata.removeExpiredOffsets`):
+///
+/// - a standalone committer's offset expires `retention_ms` after its commit;
+/// - an empty group's offsets expire `retention_ms` after it became empty (never earlier than
+///   `retention_ms` after their own commit, so an offset committed to an already-empty group
+///   keeps its full retention); with the time unknown, after their commit;
+/// - a group with members keeps the offsets of topics it subscribes to; those of other topics
+///   expire `retention_ms` after their commit (KIP-496), when the subscriptions are known.
+pub(crate) fn expired(
+    offsets: &BTreeMap<(String, i32), CommittedOffset>,
+    membership: &Membership,
+    now: i64,
+    retention_ms: i64,
+) -> Vec<(String, i32)> {
+    let due = |base: i64| base.saturating_add(retention_ms) <= now;
+    offsets
+        .iter()
+        .filter(|((topic, _), o)| match membership {
+            Membership::Standalone => due(o.commit_timestamp),
+            Membership::Empty { since } => {
+                due(since.map_or(o.commit_timestamp, |s| s.max(o.commit_timestamp)))
+            }
+            Membership::Active {
+                subscribed: Some(topics),
+            } => !topics.contains(topic) && due(o.commit_timestamp),
+            Membership::Active { subscribed: None } => false,
+        })
+        .map(|(tp, _)| tp.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_follows_kafkas_rules() {
+        let at = |ts: i64| CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: ts,
+        };
+        let offsets: BTreeMap<(String, i32), CommittedOffset> = BTreeMap::from([
+            (("a".to_owned(), 0), at(100)),
+            (("b".to_owned(), 0), at(500)),
+        ]);
+        let names = |v: Vec<(String, i32)>| v.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+        let run = |m: &Membership, now| names(expired(&offsets, m, now, 1000));
+        // Standalone: by commit time, each on its own.
+        assert!(run(&Membership::Standalone, 1099).is_empty());
+        assert_eq!(run(&Membership::Standalone, 1100), ["a"]);
+        assert_eq!(run(&Membership::Standalone, 1500), ["a", "b"]);
+        // Empty since 700: nothing before 1700, then everything.
+        let empty = Membership::Empty { since: Some(700) };
+        assert!(run(&empty, 1699).is_empty());
+        assert_eq!(run(&empty, 1700), ["a", "b"]);
+        // An offset committed after the group emptied keeps its own full retention.
+        let early = Membership::Empty { since: Some(200) };
+        assert_eq!(run(&early, 1200), ["a"]);
+        // Unknown empty time: by commit time.
+        assert_eq!(run(&Membership::Empty { since: None }, 1100), ["a"]);
+        // Members subscribed to "b": only "a" can expire (KIP-496), by commit time.
+        let active = Membership::Active {
+            subscribed: Some(BTreeSet::from(["b".to_owned()])),
+        };
+        assert!(run(&active, 1099).is_empty());
+        assert_eq!(run(&active, 1_000_000), ["a"]);
+        // Unknown subscriptions: nothing expires while there are members.
+        assert!(run(&Membership::Active { subscribed: None }, i64::MAX).is_empty());
+        // No overflow at the edges.
+        assert!(names(expired(&offsets, &Membership::Standalone, 0, i64::MAX)).is_empty());
+    }
 
     #[test]
     fn key_and_value_round_trip() {
