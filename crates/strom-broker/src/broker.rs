@@ -289,9 +289,10 @@ impl Broker {
                 let Some(broker) = expiry.upgrade() else {
                     return;
                 };
-                match tokio::task::spawn_blocking(move || broker.expire_offsets_blocking()).await {
-                    Ok(Err(e)) => tracing::warn!(error = %e, "offset expiry failed"),
-                    Ok(Ok(_)) | Err(_) => {}
+                let expired =
+                    tokio::task::spawn_blocking(move || broker.expire_offsets_blocking()).await;
+                if let Ok(Err(e)) = expired {
+                    tracing::warn!(error = %e, "offset expiry failed");
                 }
             }
         });
