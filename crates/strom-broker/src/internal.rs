@@ -29,6 +29,9 @@ pub fn internal_topic_damaged_batches() -> u64 {
     DAMAGED_BATCHES.load(Ordering::Relaxed)
 }
 
+/// `segment.bytes` of the internal topics: 100 MiB, as Kafka's.
+pub(crate) const INTERNAL_SEGMENT_BYTES: u32 = 100 * 1024 * 1024;
+
 /// What a replay went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ReplayReport {
@@ -177,6 +180,12 @@ impl Broker {
             Err(_) => {
                 let mut configs = BTreeMap::new();
                 configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+                // Kafka's offsets.topic.segment.bytes and transaction.state.log.segment.bytes:
+                // segments small enough that the cleaner has closed ones to compact.
+                configs.insert(
+                    "segment.bytes".to_owned(),
+                    INTERNAL_SEGMENT_BYTES.to_string(),
+                );
                 let req = CreateTopic {
                     name: name.to_owned(),
                     partitions: Some(1),
@@ -217,10 +226,7 @@ mod tests {
     #[test]
     fn damaged_offsets_topic_is_salvaged_around_the_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = BrokerConfig::new(dir.path());
-        config
-            .topic_defaults
-            .insert("segment.bytes".into(), "1024".into());
+        let config = BrokerConfig::new(dir.path());
         let groups: Vec<String> = (0..60).map(|i| format!("g{i:02}")).collect();
         {
             let broker = Broker::open(config.clone()).unwrap();
@@ -242,9 +248,26 @@ mod tests {
                     .commit_offsets_blocking(g, "", -1, None, vec![c])
                     .unwrap();
                 assert!(r[0].is_ok());
+                if i == 0 {
+                    // Tiny segments, so the damage is in closed ones.
+                    let configs = [("cleanup.policy", "compact"), ("segment.bytes", "1024")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    broker
+                        .set_topic_configs_blocking(crate::group::OFFSETS_TOPIC, configs, false)
+                        .unwrap();
+                }
             }
             broker.shutdown_blocking().unwrap();
         }
+        // Without the checkpoint of the clean shutdown, so the whole topic is replayed.
+        std::fs::remove_file(
+            dir.path()
+                .join("metadata")
+                .join("consumer-offsets.checkpoint"),
+        )
+        .unwrap();
         let logs = segments(dir.path());
         assert!(logs.len() >= 6, "{} segments", logs.len());
         // Segment 1: a flipped byte in the last record of its first batch (checksum fails).

@@ -169,6 +169,73 @@ pub enum GroupRecord {
     Consumer(consumer::ConsumerGroupSnapshot),
 }
 
+/// The state a replay of `__consumer_offsets` builds.
+#[derive(Debug, Default)]
+struct Replayed {
+    cache: offsets::OffsetCache,
+    states: BTreeMap<String, GroupRecord>,
+    values: BTreeMap<String, Bytes>,
+    txn_pending: offsets::PendingTxnOffsets,
+}
+
+impl Replayed {
+    /// Applies one record of the topic (or of a checkpoint).
+    fn apply(&mut self, key: Option<Bytes>, value: Option<Bytes>) {
+        let Some(key) = key else { return };
+        if offsets::apply_txn(&mut self.txn_pending, &key, value.clone()) {
+            return;
+        }
+        if let Some(group) = offsets::decode_group_key(key.clone()) {
+            let state = value.clone().and_then(|v| {
+                offsets::decode_group_value(v)
+                    .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok())
+            });
+            match (state, value) {
+                (Some(s), Some(v)) => {
+                    self.states.insert(group.clone(), s);
+                    self.values.insert(group, v);
+                }
+                _ => {
+                    self.states.remove(&group);
+                    self.values.remove(&group);
+                }
+            }
+            return;
+        }
+        offsets::apply(&mut self.cache, Some(key), value);
+    }
+}
+
+/// The checkpoint at `path` if it is intact and belongs to this topic and log.
+fn load_checkpoint(
+    path: &std::path::Path,
+    topic_id: uuid::Uuid,
+    partition: &Partition,
+) -> Option<offsets::Checkpoint> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "offsets checkpoint unreadable");
+            return None;
+        }
+    };
+    let Some(c) = offsets::decode_checkpoint(&bytes) else {
+        tracing::warn!(path = %path.display(), "offsets checkpoint damaged; ignored");
+        return None;
+    };
+    if c.topic_id != topic_id || c.end > partition.high_watermark() || c.end < 0 {
+        tracing::warn!(
+            path = %path.display(),
+            end = c.end,
+            high_watermark = partition.high_watermark(),
+            "offsets checkpoint does not match __consumer_offsets; ignored"
+        );
+        return None;
+    }
+    Some(c)
+}
+
 /// Key, value (None: tombstone), and the cache entry it becomes.
 type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset>);
 
@@ -181,6 +248,10 @@ struct OffsetStore {
     written_at: HashMap<(String, String, i32), i64>,
     /// Offsets committed inside open transactions, by producer id (see [`offsets`]).
     txn_pending: offsets::PendingTxnOffsets,
+    /// The encoded group-state value last written per group (what a checkpoint stores).
+    group_values: BTreeMap<String, Bytes>,
+    /// The `end` of the last checkpoint written or loaded (-1: none).
+    checkpoint_end: i64,
 }
 
 /// The group coordinator of one broker (it coordinates every group).
@@ -193,6 +264,10 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     runtime: Mutex<Runtime>,
     offsets: Mutex<OffsetStore>,
+    /// Where the offsets checkpoint is written (see [`offsets::Checkpoint`]).
+    checkpoint_path: std::path::PathBuf,
+    /// Records of `__consumer_offsets` replayed when the broker opened (after the checkpoint).
+    replayed_records: u64,
     /// Commits append under the read side, concurrently, so their syncs are shared (the
     /// partition's group commit); tombstones (DeleteGroups, OffsetDelete) take the write side,
     /// so no commit of the same group interleaves with them.
@@ -205,40 +280,50 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
-    /// A coordinator whose offsets are replayed from `partition` (partition 0 of
-    /// `__consumer_offsets`, if it exists). BLOCKING.
+    /// A coordinator whose offsets are replayed from `offsets` (the id of `__consumer_offsets`
+    /// and its partition 0, if it exists), starting from the checkpoint at `checkpoint_path`
+    /// when that one is valid for it (see [`offsets::Checkpoint`]). BLOCKING.
     pub(crate) fn open(
         config: GroupConfig,
-        partition: Option<Arc<Partition>>,
+        offsets: Option<(uuid::Uuid, Arc<Partition>)>,
+        checkpoint_path: std::path::PathBuf,
         now: i64,
     ) -> Result<GroupCoordinator> {
-        let mut cache = offsets::OffsetCache::new();
-        let mut states = BTreeMap::new();
-        let mut txn_pending = offsets::PendingTxnOffsets::new();
-        if let Some(p) = &partition {
-            crate::internal::replay(p, |key, value| {
-                let Some(key) = key else { return };
-                if offsets::apply_txn(&mut txn_pending, &key, value.clone()) {
-                    return;
+        let mut replayed = Replayed::default();
+        let mut checkpoint_end = -1;
+        let mut replayed_records = 0;
+        if let Some((topic_id, p)) = &offsets {
+            let mut from = p.log_start_offset();
+            match load_checkpoint(&checkpoint_path, *topic_id, p) {
+                Some(c) => {
+                    for (k, v) in c.records {
+                        replayed.apply(Some(k), Some(v));
+                    }
+                    from = from.max(c.end);
+                    checkpoint_end = c.end;
                 }
-                if let Some(group) = offsets::decode_group_key(key.clone()) {
-                    let state = value
-                        .and_then(offsets::decode_group_value)
-                        .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok());
-                    match state {
-                        Some(s) => states.insert(group, s),
-                        None => states.remove(&group),
-                    };
-                    return;
-                }
-                offsets::apply(&mut cache, Some(key), value);
-            })?;
+                None => tracing::info!(
+                    "no usable offsets checkpoint; replaying __consumer_offsets whole"
+                ),
+            }
+            let report = crate::internal::replay_from(p, from, |k, v| replayed.apply(k, v))?;
+            replayed_records = report.records;
             tracing::info!(
-                groups = cache.len(),
-                group_states = states.len(),
+                groups = replayed.cache.len(),
+                group_states = replayed.states.len(),
+                from,
+                replayed_records = report.records,
+                damaged_batches = report.damaged_batches,
+                unreadable_ranges = report.unreadable.len(),
                 "committed offsets and group state replayed"
             );
         }
+        let Replayed {
+            cache,
+            states,
+            values,
+            txn_pending,
+        } = replayed;
         let mut engine = GroupEngine::new(config);
         let mut consumer = consumer::ConsumerGroupEngine::new(config.consumer);
         for (group_id, record) in states {
@@ -255,11 +340,15 @@ impl GroupCoordinator {
                 ..Runtime::default()
             }),
             offsets: Mutex::new(OffsetStore {
-                partition,
+                partition: offsets.map(|(_, p)| p),
                 cache,
                 written_at: HashMap::new(),
                 txn_pending,
+                group_values: values,
+                checkpoint_end,
             }),
+            checkpoint_path,
+            replayed_records,
             offsets_order: std::sync::RwLock::new(()),
             next_token: AtomicU64::new(1),
             pending: Mutex::new(BTreeMap::new()),
@@ -314,6 +403,12 @@ impl GroupCoordinator {
 
     fn offsets(&self) -> MutexGuard<'_, OffsetStore> {
         self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many records of `__consumer_offsets` the open replayed beyond the checkpoint (the
+    /// part of start-up that grows with history rather than with live state).
+    pub fn replayed_at_open(&self) -> u64 {
+        self.replayed_records
     }
 
     /// Runs session and rebalance timeouts at `now` (ms).
@@ -494,6 +589,20 @@ impl GroupCoordinator {
     }
 }
 
+/// Replaces `path` with `bytes`: temporary file, `fdatasync`, rename, directory `fsync`.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_data()))
+        .map_err(|e| Error::metadata_io("write checkpoint", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::metadata_io("rename checkpoint", path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::metadata_io("fsync dir", dir, e))
+}
+
 /// What offset expiry needs of `group_id`'s membership, from whichever engine owns it.
 fn membership(rt: &Runtime, group_id: &str) -> offsets::Membership {
     let since = rt.empty_since.get(group_id).copied();
@@ -590,8 +699,92 @@ impl Broker {
         let mut batch = BatchBuilder::new()
             .build(&records)
             .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        // Under the shared side, so a checkpoint sees the values of every appended record.
+        let _shared = self
+            .groups
+            .offsets_order
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         partition.append_blocking(&mut batch)?;
+        let mut store = self.groups.offsets();
+        for record in records {
+            let Some(group) = record.key.and_then(offsets::decode_group_key) else {
+                continue;
+            };
+            match record.value {
+                Some(v) => store.group_values.insert(group, v),
+                None => store.group_values.remove(&group),
+            };
+        }
         Ok(())
+    }
+
+    /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
+    /// `max(100 000, 2 × live records)` records were appended since the last one, so a restart
+    /// after a crash replays at most that tail. Atomic (temporary file, `fdatasync`, rename,
+    /// directory `fsync`); the covered records are flushed first, so the checkpoint never
+    /// describes records a power loss could take back. BLOCKING.
+    pub fn checkpoint_offsets_blocking(&self, force: bool) -> Result<bool> {
+        let Some(partition) = self.groups.offsets().partition.clone() else {
+            return Ok(false);
+        };
+        let topic_id = self.topic(OFFSETS_TOPIC)?.id();
+        let checkpoint = {
+            // Exclusive: every appended record is in the store, none is in flight.
+            let _exclusive = self
+                .groups
+                .offsets_order
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let store = self.groups.offsets();
+            let end = partition.log_end_offset();
+            let live = store.cache.values().map(BTreeMap::len).sum::<usize>()
+                + store.group_values.len()
+                + store.txn_pending.values().map(BTreeMap::len).sum::<usize>();
+            let behind = end - store.checkpoint_end.max(0);
+            let due = i64::try_from(live.saturating_mul(2))
+                .unwrap_or(i64::MAX)
+                .max(100_000);
+            if end == store.checkpoint_end || (!force && behind <= due) {
+                return Ok(false);
+            }
+            let mut records = Vec::with_capacity(live);
+            for (group, offsets_of) in &store.cache {
+                for ((topic, p), v) in offsets_of {
+                    records.push((
+                        offsets::encode_key(group, topic, *p),
+                        offsets::encode_value(v),
+                    ));
+                }
+            }
+            for (group, value) in &store.group_values {
+                records.push((offsets::encode_group_key(group), value.clone()));
+            }
+            for (pid, pending) in &store.txn_pending {
+                for ((group, topic, p), v) in pending {
+                    records.push((
+                        offsets::encode_txn_key(*pid, group, topic, *p),
+                        offsets::encode_value(v),
+                    ));
+                }
+            }
+            offsets::Checkpoint {
+                topic_id,
+                end,
+                records,
+            }
+        };
+        partition.log().flush()?;
+        let path = &self.groups.checkpoint_path;
+        write_atomically(path, &offsets::encode_checkpoint(&checkpoint))?;
+        let mut store = self.groups.offsets();
+        store.checkpoint_end = store.checkpoint_end.max(checkpoint.end);
+        tracing::debug!(
+            end = checkpoint.end,
+            records = checkpoint.records.len(),
+            "offsets checkpoint written"
+        );
+        Ok(true)
     }
 
     /// Runs the group-state writer until the broker is dropped: every queued change is
@@ -1466,5 +1659,110 @@ mod expiry_tests {
         assert!(broker.groups().fetch_offsets("classic", None).is_empty());
         assert!(broker.groups().describe("classic").is_none());
         assert_eq!(broker.groups().fetch_offsets("kip848", None).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    fn commit(partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: "t".into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: Some(format!("m{offset}")),
+        }
+    }
+
+    type Fetched = Vec<((String, i32), Option<CommittedOffset>)>;
+
+    fn all(broker: &Broker) -> Vec<(String, Fetched)> {
+        broker
+            .groups()
+            .list()
+            .into_iter()
+            .map(|g| {
+                let offsets = broker.groups().fetch_offsets(&g.group_id, None);
+                (g.group_id, offsets)
+            })
+            .collect()
+    }
+
+    /// The checkpoint of a clean shutdown plus the tail written after it (a later run killed
+    /// without one) reopen to exactly what a full replay gives; a damaged or foreign
+    /// checkpoint is ignored.
+    #[test]
+    fn checkpoint_plus_tail_equals_full_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("metadata").join(offsets::CHECKPOINT_FILE);
+        {
+            let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: "t".into(),
+                    partitions: Some(4),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+            for i in 0..50 {
+                let g = format!("g{}", i % 7);
+                broker
+                    .commit_offsets_blocking(&g, "", -1, None, vec![commit(i % 4, i as i64)])
+                    .unwrap();
+            }
+            broker.delete_group_blocking("g3").unwrap();
+            broker.shutdown_blocking().unwrap();
+        }
+        assert!(checkpoint.exists());
+        let tail_end = {
+            // Loads the checkpoint, then writes a tail and "crashes" (no shutdown).
+            let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+            for i in 50..80 {
+                let g = format!("g{}", i % 5);
+                broker
+                    .commit_offsets_blocking(&g, "", -1, None, vec![commit(i % 4, i as i64)])
+                    .unwrap();
+            }
+            broker
+                .delete_offsets_blocking("g1", vec![("t".into(), 1)])
+                .unwrap();
+            all(&broker)
+        };
+        let with_checkpoint = all(&Broker::open(BrokerConfig::new(dir.path())).unwrap());
+        assert_eq!(with_checkpoint, tail_end);
+        let saved = std::fs::read(&checkpoint).unwrap();
+        std::fs::remove_file(&checkpoint).unwrap();
+        let full = all(&Broker::open(BrokerConfig::new(dir.path())).unwrap());
+        assert_eq!(full, tail_end);
+        // Damaged: ignored.
+        let mut damaged = saved.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        std::fs::write(&checkpoint, &damaged).unwrap();
+        assert_eq!(
+            all(&Broker::open(BrokerConfig::new(dir.path())).unwrap()),
+            tail_end
+        );
+        // Beyond the log (it would describe records the log does not have): ignored.
+        let mut c = offsets::decode_checkpoint(&saved).unwrap();
+        c.end = 1 << 40;
+        c.records.clear();
+        std::fs::write(&checkpoint, offsets::encode_checkpoint(&c)).unwrap();
+        assert_eq!(
+            all(&Broker::open(BrokerConfig::new(dir.path())).unwrap()),
+            tail_end
+        );
+        // Another topic's (the internal topic was recreated): ignored.
+        let mut c = offsets::decode_checkpoint(&saved).unwrap();
+        c.topic_id = uuid::Uuid::new_v4();
+        c.records.clear();
+        std::fs::write(&checkpoint, offsets::encode_checkpoint(&c)).unwrap();
+        assert_eq!(
+            all(&Broker::open(BrokerConfig::new(dir.path())).unwrap()),
+            tail_end
+        );
     }
 }
