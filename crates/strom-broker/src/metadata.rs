@@ -342,7 +342,7 @@ impl MetadataLog {
             policy,
             poisoned: false,
         };
-        let mut rewrite = parsed.skipped_torn > 0;
+        let mut stale = false;
         match log_epoch.cmp(&snapshot_epoch) {
             std::cmp::Ordering::Equal => {
                 for event in &events {
@@ -359,7 +359,7 @@ impl MetadataLog {
                     snapshot_epoch,
                     "metadata log predates the snapshot; starting a fresh log"
                 );
-                rewrite = true;
+                stale = true;
             }
             std::cmp::Ordering::Greater => {
                 return Err(Error::CorruptMetadata {
@@ -372,8 +372,17 @@ impl MetadataLog {
             }
         }
         log.state = state;
-        if rewrite {
-            log.compact()?;
+        if (stale || parsed.skipped_torn > 0)
+            && let Err(e) = log.compact()
+        {
+            // A full disk must not stop the broker from starting: it opens read-only for
+            // metadata. Appending to a stale log would be lost (the next open ignores it), so
+            // metadata writes are refused until a reopen succeeds in starting a fresh log; a log
+            // with a skipped torn prefix can take appends (the next open skips it again).
+            tracing::error!(path = %log.path.display(), error = %e, "could not rewrite the metadata log");
+            if stale {
+                log.poisoned = true;
+            }
         }
         let events = log.state.events();
         Ok((log, events))
