@@ -607,12 +607,22 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 fn membership(rt: &Runtime, group_id: &str) -> offsets::Membership {
     let since = rt.empty_since.get(group_id).copied();
     if let Some(state) = rt.engine.state(group_id) {
-        return if state == GroupState::Empty && !rt.engine.has_members(group_id) {
-            offsets::Membership::Empty { since }
-        } else {
-            // Classic subscriptions are inside opaque protocol metadata.
-            offsets::Membership::Active { subscribed: None }
-        };
+        if state == GroupState::Empty && !rt.engine.has_members(group_id) {
+            return offsets::Membership::Empty { since };
+        }
+        // KIP-496 for classic groups: only a stable `consumer` group, whose members'
+        // subscriptions all parse, lets unsubscribed topics expire.
+        let subscribed = rt.engine.describe(group_id).and_then(|d| {
+            if d.state != GroupState::Stable || d.protocol_type != "consumer" {
+                return None;
+            }
+            let mut topics = std::collections::BTreeSet::new();
+            for m in &d.members {
+                topics.extend(offsets::subscribed_topics(&m.metadata)?);
+            }
+            Some(topics)
+        });
+        return offsets::Membership::Active { subscribed };
     }
     match rt.consumer.describe(group_id) {
         None => offsets::Membership::Standalone,
@@ -1533,6 +1543,21 @@ mod expiry_tests {
         }
     }
 
+    /// A `consumer` protocol subscription (version 1) to `topics`.
+    fn subscription(topics: &[&str]) -> Bytes {
+        use bytes::BufMut;
+        let mut b = Vec::new();
+        b.put_i16(1);
+        b.put_i32(topics.len() as i32);
+        for t in topics {
+            b.put_u16(t.len() as u16);
+            b.put_slice(t.as_bytes());
+        }
+        b.put_i32(-1);
+        b.put_i32(0);
+        Bytes::from(b)
+    }
+
     fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Broker {
         let mut c = BrokerConfig::new(dir);
         c.group.initial_rebalance_delay_ms = 0;
@@ -1571,7 +1596,7 @@ mod expiry_tests {
                     session_timeout_ms: 600_000,
                     rebalance_timeout_ms: 600_000,
                     protocol_type: "consumer".into(),
-                    protocols: vec![("range".into(), Bytes::from_static(b"sub"))],
+                    protocols: vec![("range".into(), subscription(&["t"]))],
                     ..JoinRequest::default()
                 },
                 now,
@@ -1595,10 +1620,10 @@ mod expiry_tests {
                 &joined.member_id,
                 joined.generation_id,
                 None,
-                vec![commit("t", 0, 7)],
+                vec![commit("t", 0, 7), commit("u", 1, 8)],
             )
             .unwrap();
-        assert!(r[0].is_ok());
+        assert!(r.iter().all(Result::is_ok));
         // A consumer-protocol group subscribed to "t" with offsets of "t" and of "u".
         let hb = broker
             .consumer_group_heartbeat(consumer::Heartbeat {
@@ -1623,6 +1648,26 @@ mod expiry_tests {
 
         clock.advance(RETENTION - 1);
         assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
+        // A stable classic `consumer` group subscribed to "t" (KIP-496): its "u" offset
+        // expires by commit time while the member is there (one ms later, with the others).
+        clock.advance(1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 3);
+        assert_eq!(groups.fetch_offsets("classic", None).len(), 1);
+        // Everything else is back in step with the checks below.
+        broker
+            .commit_offsets_blocking("solo", "", -1, None, vec![commit("t", 0, 5)])
+            .unwrap();
+        broker
+            .commit_offsets_blocking(
+                "kip848",
+                "m",
+                hb.member_epoch,
+                None,
+                vec![commit("u", 0, 4)],
+            )
+            .unwrap();
+        clock.advance(RETENTION - 1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
         // The member leaves just before the standalone offset expires.
         let left = groups.leave(
             "classic",
@@ -1634,6 +1679,7 @@ mod expiry_tests {
         // Standalone by commit time; KIP-496: kip848's "u" (not subscribed), not its "t";
         // classic emptied one millisecond ago, so it keeps its offsets.
         assert_eq!(broker.expire_offsets_blocking().unwrap(), 2);
+        assert_eq!(groups.fetch_offsets("classic", None).len(), 1);
         assert!(groups.fetch_offsets("solo", None).is_empty());
         let kept: Vec<_> = groups
             .fetch_offsets("kip848", None)

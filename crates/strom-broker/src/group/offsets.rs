@@ -340,6 +340,22 @@ pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Option<Checkpoint> {
     })
 }
 
+/// The topics of a classic member's `consumer` protocol subscription (Kafka's
+/// `ConsumerProtocolSubscription`, versions 0–3: `version:i16 | topics:[string]` first, the
+/// rest ignored); `None` if the bytes are not one.
+pub(crate) fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    let mut buf = Bytes::copy_from_slice(metadata);
+    if buf.remaining() < 6 || !(0..=3).contains(&buf.get_i16()) {
+        return None;
+    }
+    let count = usize::try_from(buf.get_i32()).ok()?;
+    let mut topics = Vec::with_capacity(count.min(buf.remaining() / 2));
+    for _ in 0..count {
+        topics.push(get_str(&mut buf)?);
+    }
+    Some(topics)
+}
+
 /// What offset expiry knows of a group's membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Membership {
@@ -414,6 +430,28 @@ mod tests {
         for len in 0..bytes.len() {
             assert_eq!(decode_checkpoint(&bytes[..len]), None, "cut at {len}");
         }
+    }
+
+    #[test]
+    fn consumer_protocol_subscriptions_parse() {
+        let mut v1 = Vec::new();
+        v1.put_i16(1);
+        v1.put_i32(2);
+        for t in ["a", "bc"] {
+            v1.put_u16(t.len() as u16);
+            v1.put_slice(t.as_bytes());
+        }
+        v1.put_i32(-1); // user data: null
+        v1.put_i32(0); // owned partitions
+        assert_eq!(
+            subscribed_topics(&v1),
+            Some(vec!["a".to_owned(), "bc".to_owned()])
+        );
+        assert_eq!(subscribed_topics(&v1[..8]), None);
+        assert_eq!(subscribed_topics(b"sub"), None);
+        let mut future = v1.clone();
+        future[1] = 9;
+        assert_eq!(subscribed_topics(&future), None);
     }
 
     #[test]
