@@ -19,6 +19,7 @@ mod kafka {
     mod protocol;
     mod raw;
     mod read_committed;
+    mod retention;
     mod roundtrip;
     mod transactions;
 }

@@ -159,6 +159,7 @@ impl Broker {
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
                 }
+                MetadataEvent::LogStarted { .. } => {}
             }
         }
         let cluster_id = match cluster_id {
@@ -202,9 +203,16 @@ impl Broker {
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
-            .and_then(|t| t.partitions().first().cloned());
-        let groups =
-            crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
+            .and_then(|t| t.partitions().first().map(|p| (t.id, Arc::clone(p))));
+        let groups = crate::group::GroupCoordinator::open(
+            config.group,
+            offsets_partition,
+            config
+                .data_dir
+                .join(METADATA_DIR)
+                .join(crate::group::offsets::CHECKPOINT_FILE),
+            clock.now_ms(),
+        )?;
         let txns = crate::txn::TxnCoordinator::open(
             registry
                 .by_name
@@ -283,6 +291,40 @@ impl Broker {
                 };
                 let _ =
                     tokio::task::spawn_blocking(move || broker.tick_transactions_blocking()).await;
+            }
+        });
+        let checkpoints = Weak::clone(&weak);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let Some(broker) = checkpoints.upgrade() else {
+                    return;
+                };
+                let written =
+                    tokio::task::spawn_blocking(move || broker.checkpoint_offsets_blocking(false))
+                        .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(error = %e, "offsets checkpoint failed");
+                }
+            }
+        });
+        let expiry = Weak::clone(&weak);
+        let expiry_period = Duration::from_millis(
+            u64::try_from(self.config.group.offsets_retention_check_interval_ms)
+                .unwrap_or(1)
+                .max(1),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(expiry_period).await;
+                let Some(broker) = expiry.upgrade() else {
+                    return;
+                };
+                let expired =
+                    tokio::task::spawn_blocking(move || broker.expire_offsets_blocking()).await;
+                if let Ok(Err(e)) = expired {
+                    tracing::warn!(error = %e, "offset expiry failed");
+                }
             }
         });
         let period = self.config.retention_check_interval;
@@ -730,6 +772,10 @@ impl Broker {
         if let Err(e) = self.write_group_states_blocking() {
             tracing::error!(error = %e, "writing group state at shutdown failed");
             first_error = Some(e);
+        }
+        // The next start then replays nothing of __consumer_offsets beyond the checkpoint.
+        if let Err(e) = self.checkpoint_offsets_blocking(true) {
+            tracing::warn!(error = %e, "offsets checkpoint at shutdown failed");
         }
         for topic in self.topics() {
             for p in topic.partitions() {

@@ -76,6 +76,18 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         doc: "largest record batch accepted",
     },
     ConfigDef {
+        name: "message.timestamp.after.max.ms",
+        kind: ConfigType::Long,
+        default: "3600000",
+        doc: "with CreateTime, refuse (INVALID_TIMESTAMP) a batch whose timestamp is more than this far ahead of the broker's clock (KIP-937)",
+    },
+    ConfigDef {
+        name: "message.timestamp.before.max.ms",
+        kind: ConfigType::Long,
+        default: "9223372036854775807",
+        doc: "with CreateTime, refuse (INVALID_TIMESTAMP) a batch whose timestamp is more than this far behind the broker's clock (KIP-937)",
+    },
+    ConfigDef {
         name: "message.timestamp.type",
         kind: ConfigType::String,
         default: "CreateTime",
@@ -190,6 +202,10 @@ pub struct TopicSettings {
     pub max_message_bytes: usize,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.after.max.ms`.
+    pub timestamp_after_max_ms: i64,
+    /// `message.timestamp.before.max.ms`.
+    pub timestamp_before_max_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
     /// `preallocate`.
@@ -296,6 +312,8 @@ impl TopicSettings {
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_after_max_ms: strom_log::DEFAULT_TIMESTAMP_AFTER_MAX_MS,
+            timestamp_before_max_ms: i64::MAX,
             min_insync_replicas: 1,
             preallocate: false,
             producer_id_expiration_ms: strom_log::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -399,6 +417,12 @@ impl TopicSettings {
             "max.message.bytes" => {
                 self.max_message_bytes = parse_i64(key, value, 0, i64::from(i32::MAX))? as usize;
             }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = parse_i64(key, value, 0, i64::MAX)?;
+            }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = parse_i64(key, value, 0, i64::MAX)?;
+            }
             "message.timestamp.type" => {
                 self.timestamp_type = match one_of(key, value, &["CreateTime", "LogAppendTime"])? {
                     "CreateTime" => TimestampType::CreateTime,
@@ -470,6 +494,8 @@ impl TopicSettings {
             min_compaction_lag_ms: self.min_compaction_lag_ms,
             max_compaction_lag_ms: self.max_compaction_lag_ms,
             min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
+            timestamp_before_max_ms: self.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.timestamp_after_max_ms,
         }
     }
 }

@@ -109,6 +109,14 @@ pub enum Error {
         /// The underlying error.
         source: Arc<std::io::Error>,
     },
+    /// A metadata write failed and could not be undone (the file may end in a partial event),
+    /// or a snapshot was installed without its fresh log: metadata changes are refused until
+    /// the broker is reopened, whose replay repairs the file.
+    #[error("metadata log {path} is unusable after a failed write; reopen the broker")]
+    MetadataPoisoned {
+        /// Which file.
+        path: PathBuf,
+    },
     /// The metadata event log holds something that cannot be replayed.
     #[error("corrupt metadata log {path} at line {line}: {reason}")]
     CorruptMetadata {

@@ -181,6 +181,12 @@ impl Partition {
         outcome(self.log.read(offset, max_bytes)?, Vec::new())
     }
 
+    /// The partition's log, for readers in this crate that need more than the reads above
+    /// (the salvaging replay of internal topics).
+    pub(crate) fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
+    }
+
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
     /// offset (an offset between it and the high watermark reads nothing), with the aborted
     /// transactions overlapping them. BLOCKING.

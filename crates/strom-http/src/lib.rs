@@ -91,6 +91,15 @@ impl Collector for PartitionCollector {
             ConstGauge::new(i64::try_from(topics.len()).unwrap_or(i64::MAX)).encode(metric)?;
         }
         {
+            let metric = encoder.encode_descriptor(
+                "strom_internal_topic_damaged_batches",
+                "Damaged batches or unreadable ranges of __consumer_offsets/__transaction_state skipped by replays since the process started",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(strom_broker::internal_topic_damaged_batches()).encode(metric)?;
+        }
+        {
             let mut metric = encoder.encode_descriptor(
                 "strom_partition_syncs",
                 "fdatasync calls made for the partition since it was opened",

@@ -25,7 +25,9 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
         Error::Log(log) => log_error(log),
-        Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+        Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
+            ResponseError::KafkaStorageError
+        }
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::Group(e) => group_error(*e),
         Error::Txn(e) => txn_error(*e),
@@ -82,6 +84,7 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        L::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
         // INVALID_PRODUCER_EPOCH there (PRODUCER_FENCED is for transactional ids).
         L::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
@@ -195,6 +198,15 @@ mod tests {
             (
                 Error::Log(strom_log::Error::Poisoned),
                 ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::InvalidTimestamp {
+                    timestamp: 10,
+                    now: 0,
+                    earliest: 0,
+                    latest: 5,
+                }),
+                ResponseError::InvalidTimestamp,
             ),
             (
                 Error::Log(strom_log::Error::Closed),

@@ -87,10 +87,19 @@ pub struct LogConfig {
     /// `min.cleanable.dirty.ratio`: the dirty share of the cleanable bytes above which the
     /// cleaner picks the log (the broker's scheduler reads it; the log does not).
     pub min_cleanable_dirty_ratio: f64,
+    /// `message.timestamp.before.max.ms` (KIP-937): with `CreateTime`, refuse a batch whose
+    /// first timestamp is more than this far behind the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (KIP-937): with `CreateTime`, refuse a batch whose
+    /// largest timestamp is more than this far ahead of the broker's clock.
+    pub timestamp_after_max_ms: i64,
 }
 
 /// One week in milliseconds: Kafka's default `retention.ms` and `segment.ms`.
 pub const ONE_WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka 4's default `message.timestamp.after.max.ms`: one hour.
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 60 * 60 * 1000;
 
 /// Kafka's default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -113,6 +122,8 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
         }
     }
 }

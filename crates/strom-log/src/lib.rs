@@ -65,7 +65,8 @@ pub use cleaner::{CleanStats, CleanableInfo, Sleeper, Throttler};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     CleanupPolicy, DEFAULT_DELETE_RETENTION_MS, DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
-    DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS,
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS, DEFAULT_TIMESTAMP_AFTER_MAX_MS, FsyncPolicy, LogConfig,
+    ONE_WEEK_MS,
 };
 pub use error::{Error, Result};
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};

@@ -403,6 +403,7 @@ impl PartitionLog {
         // Validation (CRC over every byte) happens before taking the writer lock, so concurrent
         // appenders check their batches in parallel.
         let headers = validate(batches, &config)?;
+        check_timestamps(&headers, &config, self.clock.now_ms())?;
         let record_count: i64 = headers
             .iter()
             .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
@@ -875,6 +876,31 @@ impl PartitionLog {
         Ok((result(None), offset))
     }
 
+    /// Where a reader that hit damage at `offset` (a read there failed) can try next: the
+    /// first offset above it at which the log knows a batch starts without walking through the
+    /// damaged bytes — the next offset-index entry of the segment holding `offset`, else the
+    /// base offset of the next segment. `None` if there is none below the high watermark. The
+    /// records between `offset` and the answer are not readable by offset; a read at the answer
+    /// may fail again, and the caller asks again from there. For readers that salvage what is
+    /// intact (replay of internal topics); the Fetch path reports the damage instead.
+    pub fn next_readable_offset(&self, offset: i64) -> Option<i64> {
+        let hw = self.high_watermark();
+        let segments = read_lock(&self.segments);
+        let idx = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        let candidate = segments.get(idx..)?.iter().find_map(|segment| {
+            if segment.base_offset > offset {
+                Some(segment.base_offset)
+            } else {
+                read_lock(&segment.offset_index)
+                    .next_after(offset)
+                    .map(|e| e.offset)
+            }
+        })?;
+        (candidate < hw).then_some(candidate)
+    }
+
     /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
     /// start and below the high watermark: `Some((offset, record_timestamp))`, or `None`.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
@@ -1060,12 +1086,12 @@ impl PartitionLog {
         if let Some(retention_ms) = config.retention_ms {
             let cutoff = now.saturating_sub(retention_ms);
             let active = self.active()?;
-            let active_expired = active.size() > 0 && segment_time(&active)? < cutoff;
+            let active_expired = active.size() > 0 && segment_time(&active, &config)? < cutoff;
             if active_expired && w.next_offset <= self.high_watermark() {
                 self.roll_locked(&mut w, now)?;
             }
             let mut failed = None;
-            deleted += self.delete_segments_while(|seg, _| match segment_time(seg) {
+            deleted += self.delete_segments_while(|seg, _| match segment_time(seg, &config) {
                 Ok(t) => t < cutoff,
                 Err(e) => {
                     failed = Some(e);
@@ -1416,6 +1442,41 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
     Ok(out)
 }
 
+/// KIP-937: with `CreateTime`, every data batch's timestamps must lie within
+/// `[now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms]`. The batch
+/// header's first timestamp and largest timestamp are checked (Kafka checks every record; a
+/// record older than its batch's first one is the only case this misses, and it cannot hold
+/// retention back, which is what the check is for). Batches without timestamps (`-1`) and
+/// control batches pass; with `LogAppendTime` the broker's clock replaces the timestamps.
+fn check_timestamps(
+    headers: &[(BatchHeader, std::ops::Range<usize>)],
+    config: &LogConfig,
+    now: i64,
+) -> Result<()> {
+    if config.timestamp_type != TimestampType::CreateTime {
+        return Ok(());
+    }
+    let earliest = now.saturating_sub(config.timestamp_before_max_ms.max(0));
+    let latest = now.saturating_add(config.timestamp_after_max_ms.max(0));
+    for (h, _) in headers {
+        if h.is_control() {
+            continue;
+        }
+        for timestamp in [h.base_timestamp, h.max_timestamp] {
+            if timestamp != strom_record::NO_TIMESTAMP && !(earliest..=latest).contains(&timestamp)
+            {
+                return Err(Error::InvalidTimestamp {
+                    timestamp,
+                    now,
+                    earliest,
+                    latest,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What to do with an append that carries producer batches.
 enum ProducerPlan {
     /// Write the batches; then merge this state (the updated entries of their producers) and
@@ -1650,14 +1711,26 @@ fn load_producer_state(
     Ok(state)
 }
 
-/// The time retention judges a segment by: its largest record timestamp, or the file's
-/// modification time when no record carries one.
-fn segment_time(segment: &Segment) -> Result<i64> {
+/// The time retention judges a segment by: its largest record timestamp, but never later than
+/// its file's modification time plus `message.timestamp.after.max.ms`; the file's modification
+/// time when no record carries a timestamp.
+///
+/// The clamp is what keeps one far-future timestamp from holding retention back: segments are
+/// deleted oldest first and the scan stops at the first one that is not expired (as in Kafka),
+/// so a segment claiming the year 2100 would otherwise keep itself and everything after it. A
+/// batch that passes the append check (KIP-937) has timestamps at most `after.max.ms` ahead of
+/// the time it was written, and a segment's modification time is at or after its last write, so
+/// the clamp never changes the time of data accepted under the check; it only bounds data
+/// written before the check existed (or while `after.max.ms` was larger): such a segment expires
+/// `retention.ms` after `mtime + after.max.ms`. Rewriting a segment (compaction) can only move
+/// its modification time later, which keeps it longer, never shorter.
+fn segment_time(segment: &Segment, config: &LogConfig) -> Result<i64> {
     let ts = segment.max_timestamp();
+    let mtime = fs::mtime_ms(&segment.log_path)?;
     if ts >= 0 {
-        return Ok(ts);
+        return Ok(ts.min(mtime.saturating_add(config.timestamp_after_max_ms.max(0))));
     }
-    fs::mtime_ms(&segment.log_path)
+    Ok(mtime)
 }
 
 /// Finds, inside one batch, the first record at or after `log_start` with timestamp `>= ts`.

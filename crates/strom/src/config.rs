@@ -33,6 +33,8 @@
 //! consumer_heartbeat_interval_ms = 5000  # KIP-848 (group.protocol=consumer) groups
 //! consumer_session_timeout_ms = 45000
 //! consumer_max_size = 100              # members per group; unlimited if unset
+//! offsets_retention_minutes = 10080     # offsets.retention.minutes: empty groups' offsets expire
+//! offsets_retention_check_interval_ms = 600000
 //!
 //! [log_cleaner]             # log.cleaner.* broker settings, Kafka's defaults
 //! enable = true                        # also --log-cleaner-enable
@@ -166,6 +168,8 @@ struct FileGroup {
     consumer_heartbeat_interval_ms: Option<i32>,
     consumer_session_timeout_ms: Option<i32>,
     consumer_max_size: Option<usize>,
+    offsets_retention_minutes: Option<i64>,
+    offsets_retention_check_interval_ms: Option<i64>,
 }
 
 /// `[log_cleaner]`: Kafka's `log.cleaner.*` broker settings minus the prefix.
@@ -277,6 +281,12 @@ impl Settings {
         if let Some(v) = fg.consumer_max_size {
             g.consumer.max_size = v;
         }
+        if let Some(v) = fg.offsets_retention_minutes {
+            g.offsets_retention_ms = v.saturating_mul(60_000);
+        }
+        if let Some(v) = fg.offsets_retention_check_interval_ms {
+            g.offsets_retention_check_interval_ms = v;
+        }
         validate_group(g)?;
         let c = &mut broker.cleaner;
         let fc = &file.log_cleaner;
@@ -381,6 +391,12 @@ fn validate_group(g: &strom_broker::group::GroupConfig) -> anyhow::Result<()> {
     if c.max_size == 0 {
         anyhow::bail!("[group] consumer_max_size must be at least 1");
     }
+    if g.offsets_retention_ms < 60_000 {
+        anyhow::bail!("[group] offsets_retention_minutes must be at least 1");
+    }
+    if g.offsets_retention_check_interval_ms < 1 {
+        anyhow::bail!("[group] offsets_retention_check_interval_ms must be positive");
+    }
     Ok(())
 }
 
@@ -401,7 +417,7 @@ mod tests {
         let path = dir.path().join("strom.toml");
         std::fs::write(
             &path,
-            "[group]\ninitial_rebalance_delay_ms = 500\nconsumer_heartbeat_interval_ms = 1000\nconsumer_session_timeout_ms = 10000\nmax_session_timeout_ms = 60000\n",
+            "[group]\ninitial_rebalance_delay_ms = 500\nconsumer_heartbeat_interval_ms = 1000\nconsumer_session_timeout_ms = 10000\nmax_session_timeout_ms = 60000\noffsets_retention_minutes = 60\noffsets_retention_check_interval_ms = 5000\n",
         )
         .unwrap();
         let file_only = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
@@ -410,6 +426,8 @@ mod tests {
         assert_eq!(g.max_session_timeout_ms, 60_000);
         assert_eq!(g.consumer.heartbeat_interval_ms, 1_000);
         assert_eq!(g.consumer.session_timeout_ms, 10_000);
+        assert_eq!(g.offsets_retention_ms, 3_600_000);
+        assert_eq!(g.offsets_retention_check_interval_ms, 5_000);
         let flag = Wrapper::parse_from([
             "x",
             "--config",
@@ -419,6 +437,13 @@ mod tests {
         ]);
         let g = Settings::load(&flag.args).unwrap().broker.group;
         assert_eq!(g.initial_rebalance_delay_ms, 0);
+        let defaults = strom_broker::group::GroupConfig::default();
+        assert_eq!(
+            defaults.offsets_retention_ms,
+            10_080 * 60_000,
+            "Kafka's 7 days"
+        );
+        assert_eq!(defaults.offsets_retention_check_interval_ms, 600_000);
 
         std::fs::write(&path, "[group]\nconsumer_heartbeat_interval_ms = 50000\n").unwrap();
         let bad = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
