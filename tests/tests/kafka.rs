@@ -9,6 +9,7 @@ mod kafka {
     mod admin;
     mod bad_input;
     mod client;
+    mod compaction;
     mod consumer_protocol;
     mod disk_faults;
     mod fetch;
@@ -19,6 +20,7 @@ mod kafka {
     mod protocol;
     mod raw;
     mod read_committed;
+    mod retention;
     mod roundtrip;
     mod transactions;
 }

@@ -106,13 +106,64 @@ impl Partition {
     }
 
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
+    ///
+    /// On a compacted topic (`cleanup.policy` includes `compact`) a record without a key
+    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
         self.check_open()?;
-        let result = self.log.get().append(batches, LEADER_EPOCH);
+        let log = self.log.get();
+        let config = log.config();
+        if config.cleanup.compact {
+            self.check_keys(batches, config.max_message_bytes)?;
+        }
+        let result = log.append(batches, LEADER_EPOCH);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
         self.publish();
         self.checked(result)
+    }
+
+    /// Refuses a payload holding keyless records (compacted topics). A payload that does not
+    /// parse is left to the log, which refuses it with the precise error.
+    fn check_keys(&self, payload: &[u8], max_batch_bytes: usize) -> Result<()> {
+        let mut indexes = Vec::new();
+        let mut index: i32 = 0;
+        for batch in strom_record::stored_batches(payload) {
+            let Ok((header, range)) = batch else {
+                return Ok(());
+            };
+            if header.is_control() {
+                continue;
+            }
+            let Some(bytes) = payload.get(range) else {
+                return Ok(());
+            };
+            let Ok(decoded) = strom_record::decode_records(
+                &bytes::Bytes::copy_from_slice(bytes),
+                strom_record::DecodeLimits {
+                    max_batch_bytes,
+                    ..strom_record::DecodeLimits::default()
+                },
+            ) else {
+                return Ok(());
+            };
+            for record in decoded.records {
+                if record.key.is_none() {
+                    indexes.push(index);
+                }
+                index = index.saturating_add(1);
+            }
+        }
+        if indexes.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidRecords {
+                topic: self.topic.clone(),
+                partition: self.index,
+                indexes,
+                reason: crate::RecordRejection::MissingKeyOnCompactedTopic,
+            })
+        }
     }
 
     /// Appends on the blocking pool.
@@ -165,6 +216,13 @@ impl Partition {
     /// disk, as offsets `[first, end)` (a metric; reads in them fail with `CORRUPT_MESSAGE`).
     pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
         self.log.get().damaged_ranges()
+    }
+
+    /// The partition's current log (a healed one after a poisoning failure, see
+    /// [`crate::healing`]), for readers in this crate that need more than the reads above (the
+    /// salvaging replay of internal topics).
+    pub(crate) fn log(&self) -> Arc<strom_log::PartitionLog> {
+        self.log.get()
     }
 
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
@@ -289,6 +347,29 @@ impl Partition {
     /// Applies retention now; returns the number of deleted segments. BLOCKING.
     pub fn apply_retention_blocking(&self) -> Result<usize> {
         self.checked(self.log.get().apply_retention())
+    }
+
+    /// What the log cleaner could do on this partition now (cheap: segment sizes and the
+    /// cleaner checkpoint). BLOCKING.
+    pub fn cleanable_blocking(&self, now_ms: i64) -> Result<strom_log::CleanableInfo> {
+        self.check_open()?;
+        Ok(self.log.get().cleanable(now_ms)?)
+    }
+
+    /// Compacts the cleanable closed segments (the log cleaner's work; appends and reads go on
+    /// meanwhile). Returns early with what it did when `cancel` is set. BLOCKING.
+    ///
+    /// Each call cleans the partition's current log, so after a poisoning failure the next
+    /// pass cleans the healed log; a clean running on a log abandoned meanwhile fails without
+    /// touching the files (the abandoned log's swap refuses to run).
+    pub fn clean_blocking(
+        &self,
+        now_ms: i64,
+        throttler: &strom_log::Throttler,
+        cancel: &AtomicBool,
+    ) -> Result<strom_log::CleanStats> {
+        self.check_open()?;
+        self.checked(self.log.get().clean(now_ms, throttler, cancel))
     }
 
     /// Flushes to disk. BLOCKING.

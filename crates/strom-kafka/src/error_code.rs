@@ -23,8 +23,11 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
         Error::Log(log) => log_error(log),
-        Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+        Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
+            ResponseError::KafkaStorageError
+        }
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::Group(e) => group_error(*e),
         Error::Txn(e) => txn_error(*e),
@@ -85,6 +88,7 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
         // with CORRUPT_MESSAGE in a fetch response.
         L::DamagedRange { .. } => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        L::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
         // INVALID_PRODUCER_EPOCH there (PRODUCER_FENCED is for transactional ids).
         L::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
@@ -162,6 +166,15 @@ mod tests {
                 ResponseError::NotEnoughReplicas,
             ),
             (
+                Error::InvalidRecords {
+                    topic: "t".into(),
+                    partition: 0,
+                    indexes: vec![1],
+                    reason: strom_broker::RecordRejection::MissingKeyOnCompactedTopic,
+                },
+                ResponseError::InvalidRecord,
+            ),
+            (
                 Error::Metadata {
                     op: "append",
                     path: "p".into(),
@@ -205,6 +218,15 @@ mod tests {
                     end_offset: 6,
                 }),
                 ResponseError::CorruptMessage,
+            ),
+            (
+                Error::Log(strom_log::Error::InvalidTimestamp {
+                    timestamp: 10,
+                    now: 0,
+                    earliest: 0,
+                    latest: 5,
+                }),
+                ResponseError::InvalidTimestamp,
             ),
             (
                 Error::Log(strom_log::Error::Closed),

@@ -55,8 +55,12 @@ pub enum FileKind {
     TxnIndex,
     /// A `.snapshot` producer-state snapshot (or its `.snapshot.tmp`).
     ProducerSnapshot,
-    /// The `recovery-point` or `log-start-offset` checkpoint (or its `.tmp`).
+    /// The `recovery-point`, `log-start-offset` or `cleaner-offset-checkpoint` checkpoint (or
+    /// its `.tmp`).
     Checkpoint,
+    /// A file of a log clean in progress: a segment's files being written (`.cleaned`) or
+    /// being swapped in (`.swap`), and the `.swap-end` record of a swap (or its `.tmp`).
+    Cleaner,
     /// A directory.
     Directory,
     /// Anything else.
@@ -70,7 +74,10 @@ impl FileKind {
         let name = name.strip_suffix(".tmp").unwrap_or(name);
         let ext = name.rsplit_once('.').map(|(_, e)| e);
         match (name, ext) {
-            ("recovery-point" | "log-start-offset", _) => FileKind::Checkpoint,
+            ("recovery-point" | "log-start-offset" | "cleaner-offset-checkpoint", _) => {
+                FileKind::Checkpoint
+            }
+            (_, Some("cleaned" | "swap" | "swap-end")) => FileKind::Cleaner,
             (_, Some("log")) => FileKind::Segment,
             (_, Some("index")) => FileKind::OffsetIndex,
             (_, Some("timeindex")) => FileKind::TimeIndex,

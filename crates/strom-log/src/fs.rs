@@ -185,8 +185,8 @@ pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<(
     sync_dir(dir)
 }
 
-/// Renames `from` over `to`.
-fn rename(from: &Path, to: &Path, op: &'static str) -> Result<()> {
+/// Renames `from` over `to` (the fault seam sees `to`).
+pub(crate) fn rename(from: &Path, to: &Path, op: &'static str) -> Result<()> {
     fault::check(FileOp::Rename, to)
         .and_then(|()| std::fs::rename(from, to))
         .map_err(|e| Error::io(op, to, e))

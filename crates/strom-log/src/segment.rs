@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use strom_record::{BatchHeader, HEADER_LEN};
@@ -39,6 +39,10 @@ pub(crate) struct Segment {
     pub(crate) txn_index: RwLock<TxnIndex>,
     /// Ranges found damaged (see `salvage`), by position; reads in them fail, walks skip them.
     damaged: RwLock<Vec<DamagedRange>>,
+    /// Whether offsets may skip between batches (the segment was written by the cleaner, or
+    /// lies below the offset the cleaner may have compacted). Otherwise they must be dense,
+    /// which catches a damaged base offset (it is not covered by the CRC).
+    gaps: AtomicBool,
 }
 
 /// A damaged stretch of a segment taken out of service: the offsets `[first_offset,
@@ -66,18 +70,28 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
     ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
+        Self::open_files_with_suffix(dir, base_offset, "")
+    }
+
+    /// [`Segment::open_files`] for files named `<base>.<ext><suffix>` (the cleaner writes
+    /// `.cleaned` segments).
+    pub(crate) fn open_files_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+    ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
         let stem = file_stem(base_offset);
-        let log_path = dir.join(format!("{stem}.log"));
+        let log_path = dir.join(format!("{stem}.log{suffix}"));
         let file = crate::fs::open_rw(&log_path, "open segment")?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("stat segment", &log_path, e))?
             .len();
         let (offset_index, offset_entries, torn_offset) =
-            OffsetIndex::open(&dir.join(format!("{stem}.index")), base_offset)?;
+            OffsetIndex::open(&dir.join(format!("{stem}.index{suffix}")), base_offset)?;
         let (time_index, time_entries, torn_time) =
-            TimeIndex::open(&dir.join(format!("{stem}.timeindex")), base_offset)?;
-        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex")), base_offset)?;
+            TimeIndex::open(&dir.join(format!("{stem}.timeindex{suffix}")), base_offset)?;
+        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex{suffix}")), base_offset)?;
         let segment = Segment {
             base_offset,
             log_path,
@@ -88,6 +102,7 @@ impl Segment {
             time_index: RwLock::new(time_index),
             txn_index: RwLock::new(txn_index),
             damaged: RwLock::new(Vec::new()),
+            gaps: AtomicBool::new(false),
         };
         Ok((
             segment,
@@ -104,6 +119,17 @@ impl Segment {
             .metadata()
             .map_err(|e| Error::io("stat segment", &self.log_path, e))?
             .len())
+    }
+
+    /// Marks the segment as possibly compacted: offsets may skip between batches.
+    pub(crate) fn allow_gaps(&self) {
+        self.gaps.store(true, Ordering::Release);
+    }
+
+    /// Whether `base_offset` may follow a batch that ended before `expected` (the offset
+    /// after it): always when equal; when larger, only in a possibly compacted segment.
+    pub(crate) fn follows(&self, base_offset: i64, expected: i64) -> bool {
+        base_offset == expected || (base_offset > expected && self.gaps.load(Ordering::Acquire))
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -216,11 +242,12 @@ impl Segment {
         Ok(found)
     }
 
-    /// Visits the batches from the one at `position` (whose base offset must be `offset`) up to
-    /// `limit`, while `visit` returns `true`.
+    /// Visits the batches from the one at `position` (whose base offset must be `offset`, or
+    /// at least `offset` in a compacted segment) up to `limit`, while `visit` returns `true`.
     ///
-    /// The walk checks that offsets are dense: the base offset is not covered by the batch CRC,
-    /// so a damaged one would otherwise move records to other offsets.
+    /// The walk checks that offsets are dense (in a possibly compacted segment: increasing):
+    /// the base offset is not covered by the batch CRC, so a damaged one would otherwise move
+    /// records to other offsets.
     pub(crate) fn walk(
         &self,
         offset: i64,
@@ -240,7 +267,7 @@ impl Segment {
             let Some(header) = self.header_at(position, limit)? else {
                 break;
             };
-            if header.base_offset != expected {
+            if !self.follows(header.base_offset, expected) {
                 return Err(Error::Corrupt {
                     path: self.log_path.clone(),
                     reason: format!(

@@ -320,3 +320,53 @@ fn random_damage_in_closed_segments_loses_only_the_damaged_batch() {
         assert_eq!(log.log_end_offset(), BATCHES, "{case}");
     }
 }
+
+/// Compaction never turns a damaged range into a silent offset gap: a clean that meets damage
+/// not located yet fails before swapping anything, and a log with a located damaged range is
+/// not cleaned (the clean fails with `DamagedRange`); the range stays an error at exactly its
+/// offsets, everything else stays readable, and the log stays writable.
+#[test]
+fn a_damaged_range_is_not_compacted_into_a_silent_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        cleanup: strom_log::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        ..config(FsyncPolicy::Always)
+    };
+    let open = || PartitionLog::open(dir.path(), config.clone(), Arc::new(SystemClock)).unwrap();
+    let log = open();
+    for i in 0..BATCHES {
+        // Unique keys: a clean would keep every record, so any gap would be the damage's.
+        let key = Bytes::from(format!("k{i}"));
+        let mut b = BatchBuilder::new()
+            .build(&[Record::new(1000 + i, Some(key), Some(value(i)))])
+            .unwrap();
+        assert_eq!(log.append(&mut b, 0).unwrap().base_offset, i);
+    }
+    assert!(log.segment_count() >= 3);
+    log.close().unwrap();
+    let seg = segment(dir.path(), 0);
+    let (offset, pos) = batches(&seg)[5];
+    damage(&seg, pos + 70, 3, 0xee); // inside the records: the CRC fails
+    let log = open();
+    let clean = || {
+        log.clean(
+            i64::MAX / 4,
+            &strom_log::Throttler::unlimited(),
+            &std::sync::atomic::AtomicBool::new(false),
+        )
+    };
+    assert!(clean().is_err(), "a clean over unlocated damage fails");
+    assert_only_lost(&log, (offset, offset + 1));
+    assert!(
+        matches!(clean(), Err(Error::DamagedRange { first_offset, .. }) if first_offset == offset),
+        "a log with a damaged range is not cleaned"
+    );
+    assert_only_lost(&log, (offset, offset + 1));
+    let mut b = BatchBuilder::new()
+        .build(&[Record::new(1, Some(Bytes::from("k")), Some(value(BATCHES)))])
+        .unwrap();
+    assert_eq!(log.append(&mut b, 0).unwrap().base_offset, BATCHES);
+}

@@ -405,3 +405,187 @@ fn a_failed_fdatasync_poisons_and_reopening_recovers() {
     drop(log);
     verify(dir.path(), FsyncPolicy::Always, &acked, "fdatasync failure");
 }
+
+fn compacted_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 700,
+        index_interval_bytes: 128,
+        retention_ms: None,
+        retention_bytes: None,
+        fsync: FsyncPolicy::Always,
+        cleanup: strom_log::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        ..LogConfig::default()
+    }
+}
+
+/// Appends 60 batches of one keyed record each over 6 keys (many segments). Returns offset →
+/// (key, value) of everything written.
+fn keyed_history(log: &PartitionLog) -> BTreeMap<i64, (Bytes, Bytes)> {
+    let mut written = BTreeMap::new();
+    for i in 0..60 {
+        let key = Bytes::from(format!("k{}", i % 6));
+        let value = Bytes::from(format!("v{i}"));
+        let mut batch = BatchBuilder::new()
+            .build(&[Record::new(now(), Some(key.clone()), Some(value.clone()))])
+            .unwrap();
+        let info = log.append(&mut batch, 0).unwrap();
+        written.insert(info.base_offset, (key, value));
+    }
+    written
+}
+
+/// Every record from the log start: (offset, key, value), offsets strictly increasing.
+fn read_keyed(log: &PartitionLog) -> Vec<(i64, Bytes, Bytes)> {
+    let mut out: Vec<(i64, Bytes, Bytes)> = Vec::new();
+    let mut offset = log.log_start_offset();
+    loop {
+        let read = log.read(offset, 1 << 16).unwrap();
+        let Some(slice) = read.data else { break };
+        let bytes = slice.read_to_bytes().unwrap();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let header = strom_record::check_stored_batch(&bytes[pos..]).unwrap();
+            let batch = bytes.slice(pos..pos + header.total_len());
+            for r in strom_record::decode_records(&batch, strom_record::DecodeLimits::default())
+                .unwrap()
+                .records
+            {
+                if r.offset >= offset {
+                    if let Some(last) = out.last() {
+                        assert!(r.offset > last.0, "offsets increase");
+                    }
+                    out.push((
+                        r.offset,
+                        r.key.unwrap_or_default(),
+                        r.value.unwrap_or_default(),
+                    ));
+                }
+            }
+            offset = header.next_offset();
+            pos += header.total_len();
+        }
+    }
+    out
+}
+
+/// Checks that what `log` serves is a compaction of `written`: every record read is the one
+/// written at its offset, and the latest record of every key is there.
+fn check_compaction_of(log: &PartitionLog, written: &BTreeMap<i64, (Bytes, Bytes)>, case: &str) {
+    let read = read_keyed(log);
+    for (offset, key, value) in &read {
+        assert_eq!(
+            written.get(offset),
+            Some(&(key.clone(), value.clone())),
+            "{case}: record at {offset} is not the one written there"
+        );
+    }
+    let mut latest: BTreeMap<&Bytes, i64> = BTreeMap::new();
+    for (offset, (key, _)) in written {
+        latest.insert(key, *offset);
+    }
+    for (key, offset) in latest {
+        assert!(
+            read.iter().any(|(o, _, _)| *o == offset),
+            "{case}: the latest record of {key:?} (offset {offset}) is gone"
+        );
+    }
+}
+
+/// Faults during a clean, on the cleaner's own files (`.cleaned`, `.swap`, `.swap-end`), its
+/// checkpoint, the directory and the segment files it renames or removes: the clean fails (or
+/// the log is poisoned by a failed swap and reopened, as the broker does), the log serves a
+/// compaction of what was written (every record at its offset, the latest of each key), it
+/// reopens once the fault is gone, a clean then succeeds, and the log stays writable.
+#[test]
+fn faults_during_a_clean_leave_the_log_consistent() {
+    const CLEAN_CASES: &[(FileKind, &[FileOp])] = &[
+        (
+            FileKind::Cleaner,
+            &[
+                FileOp::Create,
+                FileOp::Write,
+                FileOp::Truncate,
+                FileOp::Sync,
+                FileOp::Rename,
+                FileOp::Remove,
+            ],
+        ),
+        (FileKind::Segment, &[FileOp::Rename, FileOp::Remove]),
+        (FileKind::OffsetIndex, &[FileOp::Rename, FileOp::Remove]),
+        (FileKind::TxnIndex, &[FileOp::Rename, FileOp::Remove]),
+        (
+            FileKind::Checkpoint,
+            &[FileOp::Create, FileOp::Write, FileOp::Sync, FileOp::Rename],
+        ),
+        (FileKind::Directory, &[FileOp::SyncDir]),
+    ];
+    let clock = Arc::new(SystemClock);
+    let mut fired = 0;
+    let mut failed_cleans = 0;
+    for &(kind, ops) in CLEAN_CASES {
+        for &op in ops {
+            for error in [FaultError::NoSpace, FaultError::Io] {
+                for nth in 1..=FIRST_N {
+                    let dir = tempfile::tempdir().unwrap();
+                    let case = format!("clean: {kind:?} {op:?} #{nth} {error:?}");
+                    let log_dir = dir.path().join("compacted-0");
+                    let log =
+                        PartitionLog::open(&log_dir, compacted_config(), clock.clone()).unwrap();
+                    let written = keyed_history(&log);
+                    let plan = Arc::new(FailNth::new(dir.path(), kind, op, nth, error));
+                    let guard = fault::install(plan.clone());
+                    let cleaned = log.clean(
+                        now(),
+                        &strom_log::Throttler::unlimited(),
+                        &AtomicBool::new(false),
+                    );
+                    drop(guard);
+                    fired += plan.fired();
+                    let log = match cleaned {
+                        Ok(_) => log,
+                        Err(_) => {
+                            failed_cleans += 1;
+                            if log.is_poisoned() {
+                                log.abandon();
+                                drop(log);
+                                reopen_compacted(&log_dir, &case)
+                            } else {
+                                log
+                            }
+                        }
+                    };
+                    check_compaction_of(&log, &written, &case);
+                    log.close().unwrap();
+                    drop(log);
+                    // Reopen (completing or rolling back any swap), clean again, write.
+                    let log = reopen_compacted(&log_dir, &case);
+                    check_compaction_of(&log, &written, &case);
+                    log.clean(
+                        now(),
+                        &strom_log::Throttler::unlimited(),
+                        &AtomicBool::new(false),
+                    )
+                    .unwrap_or_else(|e| panic!("{case}: clean after the fault: {e}"));
+                    check_compaction_of(&log, &written, &case);
+                    assert!(
+                        read_keyed(&log).len() < written.len() / 2,
+                        "{case}: the log was compacted"
+                    );
+                    let mut b = plain(999);
+                    log.append(&mut b, 0)
+                        .unwrap_or_else(|e| panic!("{case}: append after the clean: {e}"));
+                }
+            }
+        }
+    }
+    assert!(fired > 50, "only {fired} faults fired");
+    assert!(failed_cleans > 50, "only {failed_cleans} cleans failed");
+}
+
+fn reopen_compacted(dir: &Path, case: &str) -> PartitionLog {
+    PartitionLog::open(dir, compacted_config(), Arc::new(SystemClock))
+        .unwrap_or_else(|e| panic!("{case}: reopen: {e}"))
+}
