@@ -212,3 +212,109 @@ fn a_disk_that_keeps_failing_is_recovered_from_each_time_and_a_full_disk_needs_n
     assert!(!got.iter().any(|v| v == "refused"));
     assert_eq!(values(&broker, 1), ["x1", "x2", "x3"]);
 }
+
+/// The log cleaner and a failing disk: a clean whose swap fails (the rename of the cleaned
+/// segment over the old one) poisons the partition's log; the broker reopens it in the
+/// background (the open completes or rolls back the swap), and the next clean, which takes
+/// the partition's current (healed) log, compacts it. Every latest value survives throughout.
+#[test]
+fn a_clean_whose_swap_fails_heals_and_the_next_pass_cleans_the_healed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.cleaner.enable = false; // passes run on this thread
+    let broker = Broker::open(config).unwrap();
+    let mut configs = std::collections::BTreeMap::new();
+    configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+    configs.insert("segment.bytes".to_owned(), "1024".to_owned());
+    broker
+        .create_topic_blocking(CreateTopic {
+            name: "c".into(),
+            partitions: Some(1),
+            configs,
+            ..CreateTopic::default()
+        })
+        .unwrap();
+    let p = broker.partition("c", 0).unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let mut latest = std::collections::BTreeMap::new();
+    for i in 0..120 {
+        let key = format!("k{}", i % 5);
+        let value = format!("v{i}");
+        let mut b = BatchBuilder::new()
+            .build(&[Record::new(
+                now(),
+                Some(Bytes::from(key.clone())),
+                Some(Bytes::from(value.clone())),
+            )])
+            .unwrap();
+        p.append_blocking(&mut b).unwrap();
+        latest.insert(key, value);
+    }
+    // Key → value as read now (later records win); and how many records there are.
+    let read = |p: &strom_broker::Partition| {
+        let mut offset = p.log_start_offset();
+        let mut map = std::collections::BTreeMap::new();
+        let mut count = 0;
+        loop {
+            let r = p.read_blocking(offset, 1 << 20).unwrap();
+            if r.records.is_empty() {
+                return (map, count);
+            }
+            let mut rest = r.records;
+            while !rest.is_empty() {
+                let h = strom_record::BatchHeader::parse(&rest).unwrap();
+                let b = rest.split_to(h.total_len());
+                for r in decode_records(&b, DecodeLimits::default()).unwrap().records {
+                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                    map.insert(key, String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                    count += 1;
+                }
+                offset = h.next_offset();
+            }
+        }
+    };
+    let (before, written) = read(&p);
+    assert_eq!(before, latest);
+
+    let throttler = strom_log::Throttler::unlimited();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let plan = Arc::new(FailNth::new(
+        &partition_dir(dir.path(), "c", 0),
+        FileKind::Segment,
+        FileOp::Rename,
+        1,
+        FaultError::Io,
+    ));
+    let guard = fault::install(plan.clone());
+    let err = p.clean_blocking(now(), &throttler, &cancel).unwrap_err();
+    assert_eq!(plan.fired(), 1, "the swap's rename failed: {err}");
+    // The partition heals in the background.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.recoveries() < 1 || p.is_recovering() {
+        assert!(Instant::now() < deadline, "the partition never recovered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(guard);
+    assert_eq!(read(&p).0, latest, "nothing lost by the failed swap");
+
+    // The next pass cleans the healed log.
+    let stats = p.clean_blocking(now(), &throttler, &cancel).unwrap();
+    assert!(stats.segments_cleaned > 0, "{stats:?}");
+    let (after, remaining) = read(&p);
+    assert_eq!(after, latest);
+    assert!(
+        remaining < written / 2,
+        "{remaining} of {written} records left"
+    );
+    p.append_blocking(&mut batch("after")).unwrap_err(); // keyless: refused on a compacted topic
+    broker.shutdown_blocking().unwrap();
+
+    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    let p = broker.partition("c", 0).unwrap();
+    assert_eq!(read(&p).0, latest);
+}
