@@ -249,8 +249,13 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     }
     producer
         .send(
-            BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(&warmup, Box::new(Instant::now()))
-                .payload(&payload[..]),
+            BaseRecord::<str, [u8], Box<Instant>>::with_opaque_to(
+                &warmup,
+                Box::new(Instant::now()),
+            )
+            .payload(&payload[..])
+            // Keyed: with `--topic-config cleanup.policy=compact` a keyless record is refused.
+            .key("warmup"),
         )
         .map_err(|(e, _)| e.to_string())?;
     if args.transaction_size > 0 {

@@ -6,10 +6,11 @@
 //! cargo run --release -p strom-bench --bin startup_bench -- [--dir DIR] [--opens N]
 //! ```
 //!
-//! Every data directory has the same topic `t` of 1 000 partitions (so the partitions opened
-//! are the same in every row) and `strom.fsync=never` as the topic default (syncing each of
-//! a million commits would measure the disk while building). A commit call commits `width`
-//! partitions for one group; live state = 100 groups × `width` keys. While building, the
+//! Every data directory has one topic `t` of 100 or 1 000 partitions, and `strom.fsync=never`
+//! as the topic default (syncing each of a million commits would measure the disk while
+//! building). A commit call commits `width` partitions of `t` for one group; live state = 100
+//! groups × `width` keys. The row with no commits for each topic size is what opening its
+//! partitions costs by itself. While building, the
 //! periodic offsets checkpoint of a running server (every 5 s) is stood in for by
 //! `checkpoint_offsets_blocking(false)` after every 10 000 committed offsets: it writes a
 //! checkpoint when more than `max(100 000, 2 × live)` records were appended since the last.
@@ -26,7 +27,6 @@ use strom_broker::group::OffsetCommit;
 use strom_broker::{Broker, BrokerConfig, CreateTopic};
 
 const GROUPS: usize = 100;
-const PARTITIONS: i32 = 1000;
 const CHECKPOINT_EVERY_OFFSETS: usize = 10_000;
 
 #[derive(Parser, Debug)]
@@ -45,8 +45,10 @@ fn config(dir: &Path) -> BrokerConfig {
     c
 }
 
-/// One row: live keys = `GROUPS × width`, commits = `GROUPS × width × rounds`.
+/// One row: live keys = `GROUPS × width`, commits = `GROUPS × width × rounds`, on a topic of
+/// `partitions` partitions.
 struct Scenario {
+    partitions: i32,
     width: i32,
     rounds: usize,
 }
@@ -58,7 +60,7 @@ fn build(dir: &Path, s: &Scenario, crash: bool) -> Result<(), String> {
     broker
         .create_topic_blocking(CreateTopic {
             name: "t".into(),
-            partitions: Some(PARTITIONS),
+            partitions: Some(s.partitions),
             ..CreateTopic::default()
         })
         .map_err(|e| format!("create topic: {e}"))?;
@@ -114,7 +116,12 @@ fn du(dir: &Path) -> u64 {
 }
 
 /// Times `Broker::open` on fresh copies of `built`: (median ms, all ms, records replayed).
-fn time_opens(built: &Path, scratch: &Path, opens: usize) -> Option<(f64, Vec<f64>, u64)> {
+fn time_opens(
+    built: &Path,
+    scratch: &Path,
+    opens: usize,
+    groups: usize,
+) -> Option<(f64, Vec<f64>, u64)> {
     let mut times = Vec::new();
     let mut replayed = 0;
     for _ in 0..opens {
@@ -140,7 +147,7 @@ fn time_opens(built: &Path, scratch: &Path, opens: usize) -> Option<(f64, Vec<f6
         };
         times.push(start.elapsed().as_secs_f64() * 1e3);
         replayed = broker.groups().replayed_at_open();
-        if broker.groups().list().len() != GROUPS {
+        if broker.groups().list().len() != groups {
             eprintln!("open lost groups: {}", broker.groups().list().len());
         }
         drop(broker);
@@ -155,32 +162,25 @@ fn main() {
     let _ = std::fs::create_dir_all(&args.dir);
     let built = args.dir.join("built");
     let scratch = args.dir.join("open");
+    let s = |partitions, width, rounds| Scenario {
+        partitions,
+        width,
+        rounds,
+    };
+    // Per topic size: no commits (what opening the partitions costs), then growing history.
     let scenarios = [
-        Scenario {
-            width: 1,
-            rounds: 1,
-        },
-        Scenario {
-            width: 1,
-            rounds: 100,
-        },
-        Scenario {
-            width: 1,
-            rounds: 10_000,
-        },
-        Scenario {
-            width: 1000,
-            rounds: 1,
-        },
-        Scenario {
-            width: 1000,
-            rounds: 10,
-        },
+        s(100, 1, 0),
+        s(100, 1, 1),
+        s(100, 1, 100),
+        s(100, 1, 10_000),
+        s(1000, 1000, 0),
+        s(1000, 1000, 1),
+        s(1000, 1000, 10),
     ];
     println!(
-        "| live keys | commits | close | build s | `__consumer_offsets` MB | records replayed | open ms (runs) | median ms |"
+        "| partitions | live keys | commits | close | build s | `__consumer_offsets` MB | records replayed | open ms (runs) | median ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for s in &scenarios {
         for crash in [false, true] {
             let start = Instant::now();
@@ -201,13 +201,23 @@ fn main() {
                 .map(|e| du(&e.path()))
                 .sum::<u64>() as f64
                 / 1e6;
-            let Some((med, times, replayed)) = time_opens(&built, &scratch, args.opens) else {
+            let Some((med, times, replayed)) = time_opens(
+                &built,
+                &scratch,
+                args.opens,
+                if s.rounds == 0 { 0 } else { GROUPS },
+            ) else {
                 continue;
             };
             let shown: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
             println!(
-                "| {} | {} | {} | {build_s:.1} | {offsets_mb:.1} | {replayed} | {} | **{med:.1}** |",
-                GROUPS * s.width as usize,
+                "| {} | {} | {} | {} | {build_s:.1} | {offsets_mb:.1} | {replayed} | {} | **{med:.1}** |",
+                s.partitions,
+                if s.rounds == 0 {
+                    0
+                } else {
+                    GROUPS * s.width as usize
+                },
                 GROUPS * s.width as usize * s.rounds,
                 if crash { "kill (drop)" } else { "clean" },
                 shown.join(" / "),
