@@ -64,6 +64,10 @@ struct Args {
     /// read ceiling and again before the clean.
     #[arg(long)]
     cold: bool,
+    /// I/O limit of the cleaner beside the appends, MiB/s (`log.cleaner.io.max.bytes.per.second`);
+    /// unlimited if unset, as the broker's default.
+    #[arg(long)]
+    cleaner_mib_per_s: Option<u64>,
     /// `clean` or `append`: run only that part.
     #[arg(long, default_value = "")]
     only: String,
@@ -366,6 +370,7 @@ fn append_beside_cleaner(
     appenders: usize,
     bytes: u64,
     logs: Vec<PartitionLog>,
+    cleaner_bytes_per_s: Option<u64>,
 ) -> Beside {
     let stop = Arc::new(AtomicBool::new(false));
     let cleaned = Arc::new(AtomicU64::new(0));
@@ -373,7 +378,7 @@ fn append_beside_cleaner(
     let cleaner = {
         let (stop, cleaned, ran_out) = (stop.clone(), cleaned.clone(), ran_out.clone());
         std::thread::spawn(move || {
-            let throttler = Throttler::unlimited();
+            let throttler = Throttler::new(cleaner_bytes_per_s);
             for log in &logs {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -408,6 +413,13 @@ fn append_beside_cleaner(
 }
 
 fn append_table(args: &Args) {
+    println!(
+        "Cleaner beside the appends: {}",
+        args.cleaner_mib_per_s
+            .map_or("unthrottled".to_owned(), |m| format!(
+                "throttled to {m} MiB/s"
+            ))
+    );
     println!(
         "| append: fsync | appenders | cleaner keys | alone MB/s (runs) | alone median | beside cleaner MB/s (runs) | beside median | ratio | cleaner read MB/s during (median) |"
     );
@@ -444,7 +456,14 @@ fn append_table(args: &Args) {
                     })
                     .collect();
                 sync_all();
-                let b = append_beside_cleaner(&args.dir, fsync, appenders, volume, logs);
+                let b = append_beside_cleaner(
+                    &args.dir,
+                    fsync,
+                    appenders,
+                    volume,
+                    logs,
+                    args.cleaner_mib_per_s.map(|m| m << 20),
+                );
                 for i in 0..beside_logs {
                     let _ = std::fs::remove_dir_all(args.dir.join(format!("dirty-{i}")));
                 }
