@@ -162,6 +162,8 @@ fn drop_cache(dir: &Path) {
         let _ = std::process::Command::new("dd")
             .arg(arg)
             .args(["iflag=nocache", "count=0", "status=none"])
+            // A temporary file the open log replaces may be gone by now.
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
