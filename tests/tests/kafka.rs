@@ -9,6 +9,7 @@ mod kafka {
     mod admin;
     mod bad_input;
     mod client;
+    mod configs;
     mod consumer_protocol;
     mod fetch;
     mod group_errors;

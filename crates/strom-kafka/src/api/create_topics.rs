@@ -21,6 +21,7 @@ use crate::frame::Request;
 pub fn config_source_code(source: ConfigSource) -> i8 {
     match source {
         ConfigSource::Topic => 1,
+        ConfigSource::DynamicBroker => 3,
         ConfigSource::Broker => 4,
         ConfigSource::Default => 5,
     }

@@ -6,7 +6,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::config::{ConfigSource, ConfigType};
+use strom_broker::config::{ConfigSource, ConfigType, Effect};
 
 use super::create_topics::config_source_code;
 use super::{HandlerError, Outcome, decode, respond};
@@ -28,7 +28,9 @@ pub fn config_type_code(kind: ConfigType) -> i8 {
         ConfigType::Boolean => 1,
         ConfigType::String => 2,
         ConfigType::Int => 3,
+        ConfigType::Short => 4,
         ConfigType::Long => 5,
+        ConfigType::Double => 6,
         ConfigType::List => 7,
     }
 }
@@ -39,7 +41,9 @@ struct Entry {
     source: i8,
     read_only: bool,
     kind: i8,
-    doc: &'static str,
+    doc: String,
+    /// (name, value, source) of every layer, effective first.
+    synonyms: Vec<(String, String, i8)>,
 }
 
 /// Handles DescribeConfigs.
@@ -63,7 +67,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             source: config_source_code(e.source),
                             read_only: false,
                             kind: config_type_code(e.def.kind),
-                            doc: e.def.doc,
+                            doc: match e.def.effect {
+                                Effect::Honoured => e.def.doc.to_owned(),
+                                Effect::NoEffect(why) => {
+                                    format!("{} (accepted without effect: {why})", e.def.doc)
+                                }
+                            },
+                            synonyms: e
+                                .synonyms
+                                .into_iter()
+                                .map(|s| (s.name, s.value, config_source_code(s.source)))
+                                .collect(),
                         })
                         .collect()
                 })
@@ -101,17 +115,21 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             .with_read_only(e.read_only)
                             .with_config_source(e.source);
                         if body.include_synonyms {
-                            r.synonyms = vec![
-                                DescribeConfigsSynonym::default()
-                                    .with_name(StrBytes::from_string(e.name))
-                                    .with_value(Some(StrBytes::from_string(e.value)))
-                                    .with_source(e.source),
-                            ];
+                            r.synonyms = e
+                                .synonyms
+                                .into_iter()
+                                .map(|(name, value, source)| {
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_string(name))
+                                        .with_value(Some(StrBytes::from_string(value)))
+                                        .with_source(source)
+                                })
+                                .collect();
                         }
                         if version >= 3 {
                             r.config_type = e.kind;
                             if body.include_documentation {
-                                r.documentation = Some(StrBytes::from_static_str(e.doc));
+                                r.documentation = Some(StrBytes::from_string(e.doc));
                             }
                         }
                         r
@@ -135,11 +153,16 @@ fn broker_entries(context: &Context) -> Vec<Entry> {
     let broker = context.broker.config();
     let static_entry = |name: &str, value: String, kind: i8, doc: &'static str| Entry {
         name: name.to_owned(),
-        value,
+        value: value.clone(),
         source: config_source_code(ConfigSource::Broker),
         read_only: true,
         kind,
-        doc,
+        doc: doc.to_owned(),
+        synonyms: vec![(
+            name.to_owned(),
+            value,
+            config_source_code(ConfigSource::Broker),
+        )],
     };
     let mut entries = vec![
         static_entry("node.id", broker.node_id.to_string(), 3, "this broker's id"),

@@ -1,0 +1,177 @@
+//! Topic and broker configs as Kafka tools see them: every Kafka topic config is accepted and
+//! described with its source, type and synonyms; the broker resource; errors Kafka gives.
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::error::RDKafkaErrorCode;
+use strom_tests::TestBroker;
+use tokio::net::TcpStream;
+
+use super::client::{self, WAIT};
+use super::raw::call;
+
+/// Kafka 4.x topic configs (and the 3.x names 4.0 removed), as a Connect or Streams
+/// deployment sets them, each at a non-default but valid value.
+const KAFKA_TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("cleanup.policy", "compact,delete"),
+    ("compression.gzip.level", "5"),
+    ("compression.lz4.level", "10"),
+    ("compression.type", "zstd"),
+    ("compression.zstd.level", "7"),
+    ("delete.retention.ms", "1000"),
+    ("file.delete.delay.ms", "1000"),
+    ("flush.messages", "10"),
+    ("flush.ms", "1000"),
+    ("follower.replication.throttled.replicas", "*"),
+    ("index.interval.bytes", "8192"),
+    ("leader.replication.throttled.replicas", "0:0"),
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("max.compaction.lag.ms", "86400000"),
+    ("max.message.bytes", "2000000"),
+    ("message.downconversion.enable", "false"),
+    ("message.format.version", "3.0-IV1"),
+    ("message.timestamp.after.max.ms", "86400000"),
+    ("message.timestamp.before.max.ms", "86400000"),
+    ("message.timestamp.difference.max.ms", "86400000"),
+    ("message.timestamp.type", "LogAppendTime"),
+    ("min.cleanable.dirty.ratio", "0.1"),
+    ("min.compaction.lag.ms", "100"),
+    ("min.insync.replicas", "1"),
+    ("preallocate", "true"),
+    ("remote.storage.enable", "false"),
+    ("retention.bytes", "1073741824"),
+    ("retention.ms", "86400000"),
+    ("segment.bytes", "104857600"),
+    ("segment.index.bytes", "1048576"),
+    ("segment.jitter.ms", "10"),
+    ("segment.ms", "3600000"),
+    ("unclean.leader.election.enable", "false"),
+];
+
+fn name(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+async fn describe_raw(
+    stream: &mut TcpStream,
+    resource_type: i8,
+    resource: &str,
+) -> DescribeConfigsResponse {
+    let request = DescribeConfigsRequest::default()
+        .with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(name(resource))
+                .with_configuration_keys(None),
+        ])
+        .with_include_synonyms(true)
+        .with_include_documentation(true);
+    call(stream, ApiKey::DescribeConfigs, 4, &request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kafka_topic_config_is_accepted_and_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let admin = client::admin(&broker.bootstrap());
+    let opts = AdminOptions::new().operation_timeout(Some(WAIT));
+
+    let mut topic = NewTopic::new("all-configs", 1, TopicReplication::Fixed(1));
+    for (k, v) in KAFKA_TOPIC_CONFIGS {
+        topic = topic.set(k, v);
+    }
+    let created = admin.create_topics(&[topic], &opts).await.unwrap();
+    assert_eq!(created[0].as_ref().map(String::as_str), Ok("all-configs"));
+
+    // A plain topic: every Kafka config is listed, at Kafka's default, source DEFAULT_CONFIG.
+    admin
+        .create_topics(
+            &[NewTopic::new("plain", 1, TopicReplication::Fixed(1))],
+            &opts,
+        )
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let mut stream = TcpStream::connect(broker.addr()).await.unwrap();
+    let plain = describe_raw(&mut stream, 2, "plain").await;
+    let configs = &plain.results[0].configs;
+    assert_eq!(plain.results[0].error_code, 0);
+    for (k, _) in KAFKA_TOPIC_CONFIGS {
+        let c = configs
+            .iter()
+            .find(|c| c.name.as_str() == *k)
+            .unwrap_or_else(|| panic!("{k} not described"));
+        assert_eq!(c.config_source, 5, "{k} source");
+        assert!(c.documentation.is_some(), "{k} has documentation");
+        assert!(!c.synonyms.is_empty(), "{k} has synonyms");
+        assert_eq!(c.synonyms[0].source, 5);
+    }
+    let ratio = configs
+        .iter()
+        .find(|c| c.name.as_str() == "min.cleanable.dirty.ratio")
+        .unwrap();
+    assert_eq!(ratio.config_type, 6, "DOUBLE");
+    assert_eq!(ratio.value.as_deref(), Some("0.5"));
+    let retention = configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .unwrap();
+    assert_eq!(retention.config_type, 5, "LONG");
+    assert_eq!(retention.synonyms[0].name.as_str(), "log.retention.ms");
+    let flush = configs
+        .iter()
+        .find(|c| c.name.as_str() == "flush.ms")
+        .unwrap();
+    assert!(
+        flush
+            .documentation
+            .as_ref()
+            .is_some_and(|d| d.contains("without effect")),
+        "flush.ms says it has no effect"
+    );
+
+    // The topic with every config set: each is DYNAMIC_TOPIC_CONFIG at the value given, and
+    // the synonyms list the topic value first, then the default under the broker's name.
+    let all = describe_raw(&mut stream, 2, "all-configs").await;
+    let configs = &all.results[0].configs;
+    for (k, v) in KAFKA_TOPIC_CONFIGS {
+        let c = configs.iter().find(|c| c.name.as_str() == *k).unwrap();
+        assert_eq!(c.value.as_deref(), Some(*v), "{k}");
+        assert_eq!(c.config_source, 1, "{k} source");
+        assert_eq!(c.synonyms.len(), 2, "{k} synonyms");
+        assert_eq!(c.synonyms[0].source, 1);
+        assert_eq!(c.synonyms[1].source, 5);
+    }
+
+    // Alter through IncrementalAlterConfigs-style AlterConfigs with a config Kafka has but
+    // Strom does not act on: accepted.
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic("plain"))
+                .set("flush.messages", "1")
+                .set("delete.retention.ms", "5000")],
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+
+    // Bad values are INVALID_CONFIG, as in Kafka.
+    let bad = admin
+        .create_topics(
+            &[NewTopic::new("bad", 1, TopicReplication::Fixed(1))
+                .set("min.cleanable.dirty.ratio", "2")],
+            &opts,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        bad[0].as_ref().map_err(|(_, code)| *code),
+        Err(RDKafkaErrorCode::InvalidConfig)
+    );
+    broker.stop().await;
+}
