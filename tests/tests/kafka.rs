@@ -10,6 +10,7 @@ mod kafka {
     mod bad_input;
     mod client;
     mod configs;
+    mod conformance;
     mod consumer_protocol;
     mod fetch;
     mod group_errors;

@@ -117,7 +117,14 @@ pub struct Context {
     pub idle_timeout: std::time::Duration,
     /// Request, connection and byte counters.
     pub metrics: metrics::KafkaMetrics,
+    /// Produce appends running on the blocking pool at once ([`APPEND_SLOTS`] permits).
+    pub append_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many partition appends may run on the blocking pool at once, across all Kafka
+/// connections: a request naming thousands of partitions waits for slots instead of taking
+/// thousands of threads.
+pub const APPEND_SLOTS: usize = 64;
 
 impl Context {
     /// The most permits one request may take (the semaphore's size).
@@ -163,6 +170,7 @@ impl KafkaServer {
                 )),
                 idle_timeout: config.idle_timeout,
                 metrics: metrics::KafkaMetrics::default(),
+                append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
             }),
         })
     }

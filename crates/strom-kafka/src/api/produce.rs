@@ -5,6 +5,15 @@
 //! so batches a client sends in order are appended in order. `acks=0` gets no response; if such
 //! a request fails, the connection is closed so the client notices (as Kafka does).
 //!
+//! A topic that does not exist is `UNKNOWN_TOPIC_OR_PARTITION` per partition: only Metadata
+//! creates topics automatically, as in Kafka. A partition that is a Kinesis shard closed by
+//! SplitShard/MergeShards/UpdateShardCount is read-only: produce to it is `POLICY_VIOLATION`
+//! (the check reads the stream's shard list; a produce that passed it just before a reshard
+//! fixed the shard's end may still land past that end, readable through Kafka only).
+//!
+//! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
+//! all connections; further partitions of a request wait for a slot.
+//!
 //! A transactional batch (from a request with a transactional id) is checked against the
 //! transaction coordinator first: the producer must own the id at this epoch and have added
 //! the partition to its open transaction (as Kafka verifies since KIP-890), else
@@ -57,11 +66,22 @@ async fn resolve_topic(
         return context.broker.topic_by_id(id);
     }
     validate_topic_name(name)?;
-    let name = name.to_owned();
+    // Kafka creates topics automatically only through Metadata, never through Produce.
+    context.broker.topic(name)
+}
+
+/// Whether partition `index` of `topic` is a Kinesis shard that resharding closed: such a
+/// partition is read-only for both APIs, as Kinesis makes it.
+fn closed_shard(context: &Context, topic: &Topic, index: i32) -> bool {
     context
         .broker
-        .run_blocking(move |b| b.topic_or_create_blocking(&name, true))
-        .await
+        .stream_meta(topic.id())
+        .and_then(|m| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| m.shards.get(i).map(|s| s.is_closed()))
+        })
+        .unwrap_or(false)
 }
 
 /// Handles Produce.
@@ -87,14 +107,24 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 (Err(e), _) => {
                     Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
                 }
+                (Ok(topic), _) if closed_shard(context, topic, index) => Pending::Done(failed(
+                    index,
+                    ResponseError::PolicyViolation.code(),
+                    Some(format!(
+                        "partition {index} of {name} is a Kinesis shard closed by resharding; it is read-only"
+                    )),
+                    version,
+                )),
                 (Ok(topic), _) => {
                     let checked = match &txn_id {
                         Some(id) => check_transactional(context, id, topic, index, &pd.records),
                         None => Ok(()),
                     };
-                    match checked.and_then(|()| {
-                        start_append(&context.metrics, topic, index, acks, pd.records)
-                    }) {
+                    let started = match checked {
+                        Ok(()) => start_append(context, topic, index, acks, pd.records).await,
+                        Err(e) => Err(e),
+                    };
+                    match started {
                         Ok(handle) => Pending::Appending(index, handle),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
@@ -200,8 +230,11 @@ fn check_transactional(
     )
 }
 
-fn start_append(
-    metrics: &crate::metrics::KafkaMetrics,
+/// Starts the append of one partition's batches on the blocking pool. Waits first for one of
+/// the broker-wide append slots ([`Context::append_slots`]), so the number of blocking threads
+/// produce requests occupy does not follow the partition counts clients send.
+async fn start_append(
+    context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
@@ -215,9 +248,14 @@ fn start_append(
             available: 1,
         });
     }
+    let slot = Arc::clone(&context.append_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::ShuttingDown)?;
     let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
-    metrics.produced(data.len());
+    context.metrics.produced(data.len());
     Ok(tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         partition.append_blocking(&mut data)
     }))
 }
