@@ -564,6 +564,8 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<()> {
+        // A missing topic is reported before any config error, as Kafka does.
+        self.topic(name)?;
         config::validate(&configs)?;
         let settings = TopicSettings::resolve(&self.config.topic_defaults, &configs)?;
         let mut meta = self.admin();

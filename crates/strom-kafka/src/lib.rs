@@ -19,7 +19,7 @@
 //! AlterConfigs 0–2, DescribeLogDirs 1–4, CreatePartitions 0–3, IncrementalAlterConfigs 0–1,
 //! DescribeCluster 0–2, and the classic consumer-group APIs FindCoordinator 0–5, JoinGroup 0–9,
 //! SyncGroup 0–5, Heartbeat 0–4, LeaveGroup 0–5, OffsetCommit 2–9, OffsetFetch 1–9,
-//! DescribeGroups 0–5, ListGroups 0–4, DeleteGroups 0–2, OffsetDelete 0, and the KIP-848
+//! DescribeGroups 0–5, ListGroups 0–5, DeleteGroups 0–2, OffsetDelete 0, and the KIP-848
 //! consumer protocol's ConsumerGroupHeartbeat 0–1 and ConsumerGroupDescribe 0–1 (librdkafka
 //! 2.12 with `group.protocol=consumer` requires ConsumerGroupHeartbeat 1; it picks
 //! FindCoordinator 2, JoinGroup 5, SyncGroup 3, Heartbeat 3, LeaveGroup 1, OffsetCommit 9,

@@ -125,6 +125,9 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// State.
     pub state: GroupState,
+    /// KIP-848's group type: `consumer` for consumer-protocol groups, `classic` for the others
+    /// (offsets-only groups included).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Default)]
@@ -419,6 +422,7 @@ impl GroupCoordinator {
                     group_id: group_id.clone(),
                     protocol_type: String::new(),
                     state: GroupState::Empty,
+                    group_type: "classic",
                 },
             );
         }
@@ -430,6 +434,7 @@ impl GroupCoordinator {
                     group_id,
                     protocol_type: "consumer".to_owned(),
                     state: classic_state(state),
+                    group_type: "consumer",
                 },
             );
         }
@@ -440,6 +445,7 @@ impl GroupCoordinator {
                     group_id,
                     protocol_type,
                     state,
+                    group_type: "classic",
                 },
             );
         }
@@ -930,6 +936,24 @@ impl Broker {
             .map(|(t, p)| (offsets::encode_key(group_id, &t, p), None, (t, p), None))
             .collect();
         self.write_offsets_blocking(group_id, records)
+    }
+
+    /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
+    /// group's offsets of `partitions` whatever the group's state (Kafka answers
+    /// `GROUP_SUBSCRIBED_TO_TOPIC` per partition for the others). The group must exist.
+    /// BLOCKING.
+    pub fn delete_unsubscribed_offsets_blocking(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
+        if self.groups.describe(group_id).is_none() {
+            return Err(Error::Group(GroupError::GroupIdNotFound));
+        }
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.tombstone_blocking(group_id, partitions)
     }
 
     /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
