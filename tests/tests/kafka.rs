@@ -8,6 +8,7 @@ static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
 mod kafka {
     mod admin;
     mod bad_input;
+    mod bounded;
     mod client;
     mod configs;
     mod conformance;

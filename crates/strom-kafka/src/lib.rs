@@ -45,7 +45,7 @@
 
 pub mod api;
 pub mod client;
-mod connection;
+pub mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod metrics;
@@ -76,9 +76,24 @@ pub struct KafkaConfig {
     /// A connection whose next frame does not fit waits (TCP back-pressure) until others finish.
     /// Raised to `max_request_bytes` if smaller, so every legal frame can be admitted.
     pub max_queued_request_bytes: usize,
-    /// `connections.max.idle.ms`: connections silent this long are closed.
+    /// `connections.max.idle.ms`: connections silent this long are closed, and a response
+    /// the client does not read within this long closes its connection.
     pub idle_timeout: std::time::Duration,
+    /// Broker-wide `fetch.max.bytes`: the most record bytes one Fetch response carries,
+    /// whatever the request asks (the first batch is still returned whole if larger).
+    pub fetch_max_bytes: usize,
+    /// `max.connections`: connections accepted beyond this many open ones are closed at once.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: connections from one IP address beyond this many are closed
+    /// at once.
+    pub max_connections_per_ip: usize,
 }
+
+/// Kafka's default broker `fetch.max.bytes`: 55 MiB.
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+
+/// Kafka's default `max.connections` and `max.connections.per.ip`: no limit (`i32::MAX`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = i32::MAX as usize;
 
 /// Default `queued.max.request.bytes`: 512 MiB.
 pub const DEFAULT_MAX_QUEUED_REQUEST_BYTES: usize = 512 * 1024 * 1024;
@@ -95,6 +110,9 @@ impl Default for KafkaConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_queued_request_bytes: DEFAULT_MAX_QUEUED_REQUEST_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -119,6 +137,11 @@ pub struct Context {
     pub metrics: metrics::KafkaMetrics,
     /// Produce appends running on the blocking pool at once ([`APPEND_SLOTS`] permits).
     pub append_slots: Arc<tokio::sync::Semaphore>,
+    /// Broker-wide `fetch.max.bytes`.
+    pub fetch_max_bytes: usize,
+    /// Open connections, in total and per client IP, against `max.connections` and
+    /// `max.connections.per.ip` (both changeable at runtime).
+    pub connections: Arc<connection::ConnectionLimits>,
 }
 
 /// How many partition appends may run on the blocking pool at once, across all Kafka
@@ -171,6 +194,11 @@ impl KafkaServer {
                 idle_timeout: config.idle_timeout,
                 metrics: metrics::KafkaMetrics::default(),
                 append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
+                fetch_max_bytes: config.fetch_max_bytes.max(1),
+                connections: Arc::new(connection::ConnectionLimits::new(
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                )),
             }),
         })
     }
@@ -194,8 +222,17 @@ impl KafkaServer {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(slot) = self.context.connections.admit(peer.ip()) else {
+                            tracing::warn!(%peer, "connection limit reached (max.connections or max.connections.per.ip), closing the new connection");
+                            self.context.metrics.connection_refused();
+                            drop(stream);
+                            continue;
+                        };
                         let context = Arc::clone(&self.context);
-                        connections.spawn(connection::serve(stream, peer, context));
+                        connections.spawn(async move {
+                            let _slot = slot;
+                            connection::serve(stream, peer, context).await;
+                        });
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

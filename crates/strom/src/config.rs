@@ -11,6 +11,9 @@
 //! max_request_bytes = 104857600          # socket.request.max.bytes
 //! queued_max_request_bytes = 536870912   # request bytes in memory across connections
 //! connections_max_idle_ms = 600000
+//! fetch_max_bytes = 57671680             # broker fetch.max.bytes: cap of one Fetch response
+//! max_connections = 2147483647           # max.connections (excess connections are closed)
+//! max_connections_per_ip = 2147483647    # max.connections.per.ip
 //!
 //! [http]
 //! listen = "127.0.0.1:9644"           # /metrics and /health
@@ -150,6 +153,9 @@ struct FileKafka {
     max_request_bytes: Option<usize>,
     queued_max_request_bytes: Option<usize>,
     connections_max_idle_ms: Option<u64>,
+    fetch_max_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +262,15 @@ impl Settings {
         }
         if let Some(ms) = file.kafka.connections_max_idle_ms {
             kafka.idle_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(v) = file.kafka.fetch_max_bytes {
+            kafka.fetch_max_bytes = v.max(1);
+        }
+        if let Some(v) = file.kafka.max_connections {
+            kafka.max_connections = v;
+        }
+        if let Some(v) = file.kafka.max_connections_per_ip {
+            kafka.max_connections_per_ip = v;
         }
         let mut kinesis = KinesisConfig::default();
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
