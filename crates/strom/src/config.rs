@@ -22,6 +22,8 @@
 //! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
 //! region = "us-east-1"                # used in stream ARNs
 //! aws_limits = false                  # throttle shards like AWS (1 MiB/s, 1000 rec/s in; 2 MiB/s, 5 reads/s out)
+//! max_in_flight_bytes = 536870912     # request bodies in memory at once; beyond: LimitExceededException
+//! max_connections = 2147483647        # excess connections are closed
 //!
 //! [broker]
 //! node_id = 0
@@ -170,6 +172,8 @@ struct FileKinesis {
     listen: Option<SocketAddr>,
     region: Option<String>,
     aws_limits: Option<bool>,
+    max_in_flight_bytes: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +285,12 @@ impl Settings {
         }
         if let Some(v) = args.kinesis_aws_limits.or(file.kinesis.aws_limits) {
             kinesis.aws_limits = v;
+        }
+        if let Some(v) = file.kinesis.max_in_flight_bytes {
+            kinesis.max_in_flight_bytes = v;
+        }
+        if let Some(v) = file.kinesis.max_connections {
+            kinesis.max_connections = v;
         }
         Ok(Settings {
             log: args.log.clone().or(file.log),
