@@ -84,6 +84,9 @@ pub struct Broker {
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
     pub(crate) txns: crate::txn::TxnCoordinator,
+    /// Dynamic broker and group configs, and the static broker values (see
+    /// [`crate::broker_config`]).
+    pub(crate) dynamic: crate::broker_config::DynamicConfigs,
 }
 
 #[derive(Debug)]
@@ -117,6 +120,7 @@ impl Broker {
         let mut producer_ids_until = 0i64;
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
         let mut streams = BTreeMap::new();
+        let dynamic = crate::broker_config::DynamicConfigs::default();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -149,6 +153,9 @@ impl Broker {
                     topics.remove(&id);
                     streams.remove(&id);
                 }
+                MetadataEvent::DynamicConfigsSet { resource, configs } => {
+                    dynamic.set(&resource, configs);
+                }
                 MetadataEvent::StreamMetaSet { id, stream } => {
                     streams.insert(id, stream);
                 }
@@ -169,8 +176,9 @@ impl Broker {
         };
 
         let mut registry = Registry::default();
+        let topic_defaults = merged_topic_defaults(&config.topic_defaults, &dynamic);
         for (id, t) in topics {
-            let settings = TopicSettings::resolve(&config.topic_defaults, &t.configs)?;
+            let settings = TopicSettings::resolve(&topic_defaults, &t.configs)?;
             let mut partitions = Vec::new();
             for index in 0..t.partitions {
                 let dir = partition_dir(&config.data_dir, &t.name, index);
@@ -201,6 +209,10 @@ impl Broker {
             .and_then(|t| t.partitions().first().cloned());
         let groups =
             crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
+        for (group, configs) in dynamic.groups() {
+            groups.set_group_timeouts(&group, &configs);
+        }
+        register_statics(&config, &dynamic);
         let txns = crate::txn::TxnCoordinator::open(
             registry
                 .by_name
@@ -226,6 +238,7 @@ impl Broker {
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
+            dynamic,
         };
         // Transactions a crash left prepared are completed before anyone reads.
         let completed = broker.tick_transactions_blocking();
@@ -402,7 +415,7 @@ impl Broker {
             Some(factor) => return Err(Error::InvalidReplicationFactor { factor }),
         }
         config::validate(&req.configs)?;
-        let settings = TopicSettings::resolve(&self.config.topic_defaults, &req.configs)?;
+        let settings = TopicSettings::resolve(&self.topic_defaults(), &req.configs)?;
 
         let mut meta = self.admin();
         if self.registry().by_name.contains_key(&req.name) {
@@ -567,7 +580,7 @@ impl Broker {
         // A missing topic is reported before any config error, as Kafka does.
         self.topic(name)?;
         config::validate(&configs)?;
-        let settings = TopicSettings::resolve(&self.config.topic_defaults, &configs)?;
+        let settings = TopicSettings::resolve(&self.topic_defaults(), &configs)?;
         let mut meta = self.admin();
         let topic = self.topic(name)?;
         if validate_only {
@@ -599,7 +612,7 @@ impl Broker {
     ) -> Result<()> {
         let topic = self.topic(name)?;
         let mut configs = topic.overrides.clone();
-        let defaults = config::describe(&self.config.topic_defaults, &configs);
+        let defaults = config::describe(&self.topic_defaults(), &configs);
         let current = |key: &str| {
             defaults
                 .iter()
@@ -658,8 +671,9 @@ impl Broker {
     /// The effective configuration of a topic.
     pub fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
         let topic = self.topic(name)?;
-        Ok(config::describe(
+        Ok(config::describe_layers(
             &self.config.topic_defaults,
+            &self.dynamic.topic_defaults(),
             &topic.overrides,
         ))
     }
@@ -693,7 +707,12 @@ impl Broker {
         (0..ids.next).contains(&id) || (0..ids.reserved_until).contains(&id)
     }
 
-    fn replace_topic(&self, topic: Topic) {
+    /// Topic defaults: the server config's, with the dynamic broker-level ones over them.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        merged_topic_defaults(&self.config.topic_defaults, &self.dynamic)
+    }
+
+    pub(crate) fn replace_topic(&self, topic: Topic) {
         let mut reg = self.registry_mut();
         reg.by_name.insert(topic.name.clone(), Arc::new(topic));
     }
@@ -731,6 +750,60 @@ impl Broker {
         }
         tracing::info!("broker closed");
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The server config's topic defaults with the dynamic broker-level ones over them.
+fn merged_topic_defaults(
+    statics: &BTreeMap<String, String>,
+    dynamic: &crate::broker_config::DynamicConfigs,
+) -> BTreeMap<String, String> {
+    let mut out = statics.clone();
+    out.extend(dynamic.topic_defaults());
+    out
+}
+
+/// Records the broker's static settings under Kafka's names, for DescribeConfigs.
+fn register_statics(config: &BrokerConfig, dynamic: &crate::broker_config::DynamicConfigs) {
+    let g = &config.group;
+    let c = &g.consumer;
+    for (name, value) in [
+        ("node.id", config.node_id.to_string()),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+        ),
+        ("num.partitions", config.num_partitions.to_string()),
+        (
+            "log.retention.check.interval.ms",
+            config.retention_check_interval.as_millis().to_string(),
+        ),
+        (
+            "group.min.session.timeout.ms",
+            g.min_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            g.max_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            g.initial_rebalance_delay_ms.to_string(),
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            c.heartbeat_interval_ms.to_string(),
+        ),
+        (
+            "group.consumer.session.timeout.ms",
+            c.session_timeout_ms.to_string(),
+        ),
+        (
+            "group.consumer.max.size",
+            i32::try_from(c.max_size).unwrap_or(i32::MAX).to_string(),
+        ),
+    ] {
+        dynamic.set_static(name, value);
     }
 }
 

@@ -619,6 +619,8 @@ fn is_kafka_version(s: &str) -> bool {
 pub enum ConfigSource {
     /// Set on the topic (`DYNAMIC_TOPIC_CONFIG`).
     Topic,
+    /// Set at runtime on this broker's resource (`DYNAMIC_BROKER_CONFIG`).
+    DynamicBrokerNode,
     /// Set at runtime on the broker resource as the default for all topics
     /// (`DYNAMIC_DEFAULT_BROKER_CONFIG`).
     DynamicBroker,
@@ -627,6 +629,8 @@ pub enum ConfigSource {
     Broker,
     /// Strom's built-in default, which is Kafka's (`DEFAULT_CONFIG`).
     Default,
+    /// Set on a consumer group (`GROUP_CONFIG`, KIP-848).
+    Group,
 }
 
 /// One layer that contributes to an effective value, in DescribeConfigs' synonym order.
@@ -699,6 +703,11 @@ pub enum FsyncMode {
     Interval,
     /// Leave flushing to the operating system.
     Never,
+}
+
+/// An [`Error::InvalidConfig`] for `key=value`.
+pub(crate) fn invalid_config(key: &str, value: &str, reason: impl Into<String>) -> Error {
+    invalid(key, value, reason)
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> Error {

@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod broker;
+pub mod broker_config;
 pub mod config;
 mod error;
 pub mod group;

@@ -62,6 +62,14 @@ pub enum MetadataEvent {
         /// First producer id not yet reserved.
         until: i64,
     },
+    /// The dynamic configs of the broker, the cluster default or a group were replaced (see
+    /// [`crate::broker_config`]).
+    DynamicConfigsSet {
+        /// Whose configs.
+        resource: crate::broker_config::DynamicResource,
+        /// The complete new set.
+        configs: BTreeMap<String, String>,
+    },
     /// A topic's Kinesis stream metadata was replaced (see [`crate::stream`]).
     StreamMetaSet {
         /// Topic id.

@@ -142,6 +142,9 @@ pub struct Context {
     /// Open connections, in total and per client IP, against `max.connections` and
     /// `max.connections.per.ip` (both changeable at runtime).
     pub connections: Arc<connection::ConnectionLimits>,
+    /// `max.connections` and `max.connections.per.ip` from the server config, in force when
+    /// no dynamic value is set.
+    static_connection_limits: (usize, usize),
 }
 
 /// How many partition appends may run on the blocking pool at once, across all Kafka
@@ -150,6 +153,22 @@ pub struct Context {
 pub const APPEND_SLOTS: usize = 64;
 
 impl Context {
+    /// Puts the dynamic broker configs the Kafka listener honours into force
+    /// (`max.connections`, `max.connections.per.ip`): after an AlterConfigs on the broker
+    /// resource, and at start-up for the values stored before a restart.
+    pub fn apply_dynamic_configs(&self) {
+        let get = |name: &str| {
+            self.broker
+                .dynamic_broker_config(name)
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let (total, per_ip) = self.static_connection_limits;
+        self.connections
+            .set_max_connections(get("max.connections").unwrap_or(total));
+        self.connections
+            .set_max_connections_per_ip(get("max.connections.per.ip").unwrap_or(per_ip));
+    }
+
     /// The most permits one request may take (the semaphore's size).
     pub(crate) fn request_memory_limit(&self) -> usize {
         self.max_request_bytes
@@ -178,7 +197,7 @@ impl KafkaServer {
             }
         });
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
-        Ok(KafkaServer {
+        let server = KafkaServer {
             listener,
             context: Arc::new(Context {
                 broker,
@@ -199,8 +218,34 @@ impl KafkaServer {
                     config.max_connections,
                     config.max_connections_per_ip,
                 )),
+                static_connection_limits: (config.max_connections, config.max_connections_per_ip),
             }),
-        })
+        };
+        let statics = [
+            ("fetch.max.bytes", config.fetch_max_bytes.to_string()),
+            ("max.connections", config.max_connections.to_string()),
+            (
+                "max.connections.per.ip",
+                config.max_connections_per_ip.to_string(),
+            ),
+            (
+                "socket.request.max.bytes",
+                config.max_request_bytes.to_string(),
+            ),
+            (
+                "queued.max.request.bytes",
+                config.max_queued_request_bytes.to_string(),
+            ),
+            (
+                "connections.max.idle.ms",
+                config.idle_timeout.as_millis().to_string(),
+            ),
+        ];
+        for (name, value) in statics {
+            server.context.broker.set_static_broker_config(name, value);
+        }
+        server.context.apply_dynamic_configs();
+        Ok(server)
     }
 
     /// The bound address.

@@ -175,3 +175,213 @@ async fn every_kafka_topic_config_is_accepted_and_described() {
     );
     broker.stop().await;
 }
+
+async fn incremental(
+    stream: &mut TcpStream,
+    resource_type: i8,
+    resource: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(name(resource))
+            .with_configs(
+                ops.iter()
+                    .map(|(k, op, v)| {
+                        AlterableConfig::default()
+                            .with_name(name(k))
+                            .with_config_operation(*op)
+                            .with_value(v.map(name))
+                    })
+                    .collect(),
+            ),
+    ]);
+    let r: IncrementalAlterConfigsResponse =
+        call(stream, ApiKey::IncrementalAlterConfigs, 1, &request).await;
+    r.responses[0].error_code
+}
+
+fn find<'a>(
+    r: &'a DescribeConfigsResponse,
+    key: &str,
+) -> &'a kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult {
+    r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == key)
+        .unwrap_or_else(|| panic!("{key} not described"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_and_group_config_resources() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+    use strom_broker::BrokerConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "t", 1).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+
+    // The broker resource: static and dynamic names with values and sources.
+    let d = describe_raw(&mut s, 4, "0").await;
+    assert_eq!(d.results[0].error_code, 0);
+    let fetch = find(&d, "fetch.max.bytes");
+    assert_eq!(fetch.value.as_deref(), Some("57671680"));
+    assert_eq!((fetch.config_source, fetch.read_only), (4, true));
+    let retention = find(&d, "log.retention.ms");
+    assert_eq!((retention.config_source, retention.read_only), (5, false));
+    assert!(find(&d, "num.partitions").read_only);
+    for name in [
+        "log.segment.bytes",
+        "message.max.bytes",
+        "auto.create.topics.enable",
+        "default.replication.factor",
+        "max.connections",
+        "max.connections.per.ip",
+        "log.cleaner.io.max.bytes.per.second",
+        "log.cleaner.min.cleanable.ratio",
+        "offsets.retention.minutes",
+        "group.consumer.session.timeout.ms",
+    ] {
+        find(&d, name);
+    }
+
+    // A dynamic topic default applies to topics without an override, at once.
+    assert_eq!(
+        incremental(&mut s, 4, "", &[("log.retention.ms", 0, Some("1000"))]).await,
+        0
+    );
+    let t = describe_raw(&mut s, 2, "t").await;
+    let r = find(&t, "retention.ms");
+    assert_eq!((r.value.as_deref(), r.config_source), (Some("1000"), 3));
+    assert_eq!(
+        broker.broker().topic("t").unwrap().settings().retention_ms,
+        Some(1000)
+    );
+
+    // Static configs cannot change at runtime: INVALID_REQUEST, as Kafka answers.
+    let r: AlterConfigsResponse = call(
+        &mut s,
+        ApiKey::AlterConfigs,
+        1,
+        &AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(name("0"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(name("num.partitions"))
+                        .with_value(Some(name("3"))),
+                ]),
+        ]),
+    )
+    .await;
+    assert_eq!(r.responses[0].error_code, 42);
+    assert_eq!(
+        incremental(&mut s, 4, "0", &[("log.retention.ms", 0, Some("soon"))]).await,
+        42
+    );
+
+    // max.connections.per.ip changes without a restart.
+    assert_eq!(
+        incremental(&mut s, 4, "0", &[("max.connections.per.ip", 0, Some("1"))]).await,
+        0
+    );
+    let mut extra = TcpStream::connect(broker.addr()).await.unwrap();
+    assert!(
+        super::raw::closed_by_server(&mut extra).await,
+        "a second connection from this IP is closed"
+    );
+    assert_eq!(
+        incremental(&mut s, 4, "0", &[("max.connections.per.ip", 1, None)]).await,
+        0
+    );
+    let mut again = TcpStream::connect(broker.addr()).await.unwrap();
+    assert_eq!(
+        describe_raw(&mut again, 4, "").await.results[0].error_code,
+        0
+    );
+
+    // Group configs (KIP-848), bounded by the broker's group.consumer.* settings.
+    let g = describe_raw(&mut s, 32, "grp").await;
+    assert_eq!(
+        find(&g, "consumer.session.timeout.ms").value.as_deref(),
+        Some("45000")
+    );
+    assert_eq!(
+        incremental(
+            &mut s,
+            32,
+            "grp",
+            &[("consumer.session.timeout.ms", 0, Some("50000"))]
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        incremental(
+            &mut s,
+            32,
+            "grp",
+            &[("consumer.session.timeout.ms", 0, Some("1000"))]
+        )
+        .await,
+        40,
+        "INVALID_CONFIG below group.consumer.min.session.timeout.ms"
+    );
+    assert_eq!(
+        incremental(
+            &mut s,
+            32,
+            "grp",
+            &[("consumer.heartbeat.interval.ms", 0, Some("6000"))]
+        )
+        .await,
+        0
+    );
+    let g = describe_raw(&mut s, 32, "grp").await;
+    let session = find(&g, "consumer.session.timeout.ms");
+    assert_eq!(
+        (session.value.as_deref(), session.config_source),
+        (Some("50000"), 8)
+    );
+
+    // The KIP-848 engine uses the group's own heartbeat interval.
+    {
+        use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+        use kafka_protocol::messages::{
+            ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+        };
+        let hb = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(name("grp")))
+            .with_member_id(name("m1"))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names(Some(vec![TopicName(name("t"))]))
+            .with_topic_partitions(Some(Vec::<TopicPartitions>::new()));
+        let r: ConsumerGroupHeartbeatResponse =
+            call(&mut s, ApiKey::ConsumerGroupHeartbeat, 1, &hb).await;
+        assert_eq!((r.error_code, r.heartbeat_interval_ms), (0, 6000));
+    }
+
+    // Everything dynamic survives a restart.
+    drop((s, again));
+    let broker = broker.restart(BrokerConfig::new(dir.path())).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let t = describe_raw(&mut s, 2, "t").await;
+    assert_eq!(find(&t, "retention.ms").value.as_deref(), Some("1000"));
+    let g = describe_raw(&mut s, 32, "grp").await;
+    assert_eq!(
+        find(&g, "consumer.heartbeat.interval.ms").value.as_deref(),
+        Some("6000")
+    );
+    broker.stop().await;
+}

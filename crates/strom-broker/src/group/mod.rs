@@ -389,6 +389,17 @@ impl GroupCoordinator {
         results
     }
 
+    /// Applies a group's dynamic configs (`consumer.session.timeout.ms`,
+    /// `consumer.heartbeat.interval.ms`) to the consumer-protocol engine.
+    pub fn set_group_timeouts(&self, group_id: &str, configs: &BTreeMap<String, String>) {
+        let get = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i32>().ok());
+        let timeouts = consumer::GroupTimeouts {
+            session_timeout_ms: get("consumer.session.timeout.ms"),
+            heartbeat_interval_ms: get("consumer.heartbeat.interval.ms"),
+        };
+        self.runtime().consumer.set_timeouts(group_id, timeouts);
+    }
+
     /// A group's description; `None` if neither membership nor offsets know it.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         {

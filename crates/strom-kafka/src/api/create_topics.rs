@@ -21,9 +21,11 @@ use crate::frame::Request;
 pub fn config_source_code(source: ConfigSource) -> i8 {
     match source {
         ConfigSource::Topic => 1,
+        ConfigSource::DynamicBrokerNode => 2,
         ConfigSource::DynamicBroker => 3,
         ConfigSource::Broker => 4,
         ConfigSource::Default => 5,
+        ConfigSource::Group => 8,
     }
 }
 

@@ -1,4 +1,5 @@
-//! DescribeConfigs (key 32): effective topic configs and the broker's static settings.
+//! DescribeConfigs (key 32): effective topic configs (every Kafka topic config, with its
+//! source and synonyms), the broker's configs (static and dynamic), and KIP-848 group configs.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -6,7 +7,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::config::{ConfigSource, ConfigType, Effect};
+use strom_broker::broker_config::ResourceConfigEntry;
+use strom_broker::config::{ConfigType, Effect};
 
 use super::create_topics::config_source_code;
 use super::{HandlerError, Outcome, decode, respond};
@@ -20,6 +22,8 @@ pub mod resource_type {
     pub const TOPIC: i8 = 2;
     /// A broker (name = node id, or empty for the cluster-wide default).
     pub const BROKER: i8 = 4;
+    /// A consumer group (KIP-848 group configs).
+    pub const GROUP: i8 = 32;
 }
 
 /// DescribeConfigs' `ConfigType` code.
@@ -85,7 +89,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             resource_type::BROKER => {
                 let name = resource.resource_name.as_str();
                 if name.is_empty() || name == broker.node_id().to_string() {
-                    Ok(broker_entries(context))
+                    Ok(resource_entries(broker.describe_broker_configs()))
                 } else {
                     Err((
                         ResponseError::InvalidRequest.code(),
@@ -93,6 +97,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     ))
                 }
             }
+            resource_type::GROUP => Ok(resource_entries(
+                broker.describe_group_configs(resource.resource_name.as_str()),
+            )),
             other => Err((
                 ResponseError::InvalidRequest.code(),
                 format!("unsupported config resource type {other}"),
@@ -149,61 +156,20 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     )
 }
 
-fn broker_entries(context: &Context) -> Vec<Entry> {
-    let broker = context.broker.config();
-    let static_entry = |name: &str, value: String, kind: i8, doc: &'static str| Entry {
-        name: name.to_owned(),
-        value: value.clone(),
-        source: config_source_code(ConfigSource::Broker),
-        read_only: true,
-        kind,
-        doc: doc.to_owned(),
-        synonyms: vec![(
-            name.to_owned(),
-            value,
-            config_source_code(ConfigSource::Broker),
-        )],
-    };
-    let mut entries = vec![
-        static_entry("node.id", broker.node_id.to_string(), 3, "this broker's id"),
-        static_entry(
-            "auto.create.topics.enable",
-            broker.auto_create_topics.to_string(),
-            1,
-            "create unknown topics on Metadata and Produce",
-        ),
-        static_entry(
-            "num.partitions",
-            broker.num_partitions.to_string(),
-            3,
-            "partitions of auto-created topics",
-        ),
-        static_entry(
-            "default.replication.factor",
-            "1".to_owned(),
-            4,
-            "single node",
-        ),
-        static_entry(
-            "socket.request.max.bytes",
-            context.max_request_bytes.to_string(),
-            3,
-            "largest request frame",
-        ),
-        static_entry(
-            "log.retention.check.interval.ms",
-            broker.retention_check_interval.as_millis().to_string(),
-            5,
-            "how often retention runs",
-        ),
-    ];
-    for (k, v) in &broker.topic_defaults {
-        entries.push(static_entry(
-            k,
-            v.clone(),
-            2,
-            "broker-level default for a topic config",
-        ));
-    }
-    entries
+fn resource_entries(list: Vec<ResourceConfigEntry>) -> Vec<Entry> {
+    list.into_iter()
+        .map(|e| Entry {
+            name: e.name,
+            value: e.value,
+            source: config_source_code(e.source),
+            read_only: e.read_only,
+            kind: config_type_code(e.kind),
+            doc: e.doc.to_owned(),
+            synonyms: e
+                .synonyms
+                .into_iter()
+                .map(|s| (s.name, s.value, config_source_code(s.source)))
+                .collect(),
+        })
+        .collect()
 }
