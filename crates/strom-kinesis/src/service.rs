@@ -26,6 +26,10 @@ const TARGET_PREFIX: &str = "Kinesis_20131202.";
 /// `LimitExceededException` (which AWS SDKs retry with back-off, as a throttling error).
 pub const MEMORY_BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How many shard appends of PutRecords requests run on the blocking pool at once, across all
+/// requests.
+pub const APPEND_SLOTS: usize = 64;
+
 /// How long a request body may take to arrive once its headers have.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -48,6 +52,8 @@ pub struct Context {
     /// In-flight request memory: one permit per request-body byte, held while the request is
     /// handled ([`KinesisConfig::max_in_flight_bytes`]).
     pub memory: Arc<tokio::sync::Semaphore>,
+    /// Shard appends running on the blocking pool at once ([`APPEND_SLOTS`] permits).
+    pub append_slots: Arc<tokio::sync::Semaphore>,
     /// Connections open now (against [`KinesisConfig::max_connections`]).
     pub open_connections: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -68,6 +74,7 @@ impl Context {
                     .clamp(MAX_BODY_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
             )),
             open_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
             limiter: ShardLimiter::new(config.aws_limits),
             config,
         }

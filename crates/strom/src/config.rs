@@ -432,6 +432,41 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_from_file() {
+        let w = Wrapper::parse_from(["x"]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(s.kafka.fetch_max_bytes, 55 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[kafka]
+fetch_max_bytes = 1048576
+max_connections = 100
+max_connections_per_ip = 10
+[kinesis]
+max_in_flight_bytes = 33554432
+max_connections = 50
+",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(
+            (
+                s.kafka.fetch_max_bytes,
+                s.kafka.max_connections,
+                s.kafka.max_connections_per_ip
+            ),
+            (1_048_576, 100, 10)
+        );
+        assert_eq!(
+            (s.kinesis.max_in_flight_bytes, s.kinesis.max_connections),
+            (33_554_432, 50)
+        );
+    }
+
+    #[test]
     fn bad_topic_default_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
