@@ -65,7 +65,8 @@ async fn describe_raw(
             DescribeConfigsResource::default()
                 .with_resource_type(resource_type)
                 .with_resource_name(name(resource))
-                .with_configuration_keys(None),
+                // An empty list means every key, as null does.
+                .with_configuration_keys(Some(Vec::new())),
         ])
         .with_include_synonyms(true)
         .with_include_documentation(true);

@@ -113,7 +113,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         resource
                             .configuration_keys
                             .as_ref()
-                            .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
+                            // Null or empty: every key (Kafka's ConfigHelper).
+                            .is_none_or(|keys| {
+                                keys.is_empty() || keys.iter().any(|k| k.as_str() == e.name)
+                            })
                     })
                     .map(|e| {
                         let mut r = DescribeConfigsResourceResult::default()
