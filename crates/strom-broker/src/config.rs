@@ -1160,4 +1160,31 @@ mod tests {
         assert_eq!(flush.source, ConfigSource::Default);
         assert!(matches!(flush.def.effect, Effect::NoEffect(_)));
     }
+
+    proptest::proptest! {
+        /// Every integer key accepts exactly its range (and gzip's -1), whatever the value.
+        #[test]
+        fn integer_validators_accept_exactly_their_range(n in proptest::num::i64::ANY, pick in 0usize..64) {
+            let ints: Vec<&ConfigDef> = TOPIC_CONFIGS
+                .iter()
+                .filter(|d| matches!(d.validator, Validator::Range { .. } | Validator::RangeOr { .. }))
+                .collect();
+            let def = ints[pick % ints.len()];
+            let expected = match def.validator {
+                Validator::Range { min, max } => (min..=max).contains(&n),
+                Validator::RangeOr { min, max, or } => n == or || (min..=max).contains(&n),
+                _ => unreachable!(),
+            };
+            proptest::prop_assert_eq!(validate_entry(def.name, &n.to_string()).is_ok(), expected, "{}={}", def.name, n);
+        }
+
+        /// A list config accepts any non-empty combination of its words, in any order.
+        #[test]
+        fn cleanup_policy_accepts_combinations(words in proptest::collection::vec(proptest::sample::select(vec!["compact", "delete"]), 1..4)) {
+            let value = words.join(",");
+            let s = TopicSettings::resolve(&BTreeMap::new(), &map(&[("cleanup.policy", &value)])).unwrap();
+            proptest::prop_assert_eq!(s.cleanup_compact, words.contains(&"compact"));
+            proptest::prop_assert_eq!(s.cleanup_delete, words.contains(&"delete"));
+        }
+    }
 }

@@ -161,6 +161,27 @@ async fn every_kafka_topic_config_is_accepted_and_described() {
         .unwrap();
     assert!(altered[0].is_ok(), "{altered:?}");
 
+    // librdkafka's AdminClient lists Kafka's broker names on the broker resource. (AlterConfigs
+    // on a missing topic is checked over a raw socket in `conformance.rs`: rust-rdkafka reports
+    // every AlterConfigs resource as Ok whatever its error code.)
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Broker(0)], &opts)
+        .await
+        .unwrap();
+    let broker_cfg = described[0].as_ref().expect("broker configs");
+    assert_eq!(
+        broker_cfg
+            .get("log.retention.ms")
+            .and_then(|e| e.value.as_deref()),
+        Some("604800000")
+    );
+    assert_eq!(
+        broker_cfg
+            .get("fetch.max.bytes")
+            .and_then(|e| e.value.as_deref()),
+        Some("57671680")
+    );
+
     // Bad values are INVALID_CONFIG, as in Kafka.
     let bad = admin
         .create_topics(

@@ -180,11 +180,15 @@ async fn admin_details_match_kafka() {
 
     // AlterConfigs and IncrementalAlterConfigs on a missing topic: UNKNOWN_TOPIC_OR_PARTITION,
     // even when the config itself is bad.
-    for (key, value) in [("retention.ms", "1000"), ("retention.ms", "soon")] {
+    for (version, key, value) in [
+        (1, "retention.ms", "1000"),
+        (2, "retention.ms", "1000"),
+        (1, "retention.ms", "soon"),
+    ] {
         let r: AlterConfigsResponse = call(
             &mut s,
             ApiKey::AlterConfigs,
-            1,
+            version,
             &AlterConfigsRequest::default().with_resources(vec![
                 AlterConfigsResource::default()
                     .with_resource_type(2)
