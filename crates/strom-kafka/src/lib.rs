@@ -131,6 +131,8 @@ pub struct Context {
     /// Admission control for request bytes in memory (`queued.max.request.bytes`), one permit
     /// per byte, capped at [`tokio::sync::Semaphore::MAX_PERMITS`].
     pub request_memory: Arc<tokio::sync::Semaphore>,
+    /// The request-memory budget's size in permits.
+    request_memory_capacity: usize,
     /// Idle connections are closed after this long.
     pub idle_timeout: std::time::Duration,
     /// Request, connection and byte counters.
@@ -169,6 +171,12 @@ impl Context {
             .set_max_connections_per_ip(get("max.connections.per.ip").unwrap_or(per_ip));
     }
 
+    /// The most permits a Fetch may reserve for its response: half the budget, so that a
+    /// connection holding its (small) Fetch request can always get them once others finish.
+    pub(crate) fn fetch_memory_limit(&self) -> usize {
+        (self.request_memory_capacity / 2).clamp(1, u32::MAX as usize)
+    }
+
     /// The most permits one request may take (the semaphore's size).
     pub(crate) fn request_memory_limit(&self) -> usize {
         self.max_request_bytes
@@ -197,6 +205,10 @@ impl KafkaServer {
             }
         });
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
+        let request_memory_capacity = config
+            .max_queued_request_bytes
+            .max(config.max_request_bytes)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         let server = KafkaServer {
             listener,
             context: Arc::new(Context {
@@ -204,12 +216,8 @@ impl KafkaServer {
                 advertised_host,
                 advertised_port,
                 max_request_bytes: config.max_request_bytes,
-                request_memory: Arc::new(tokio::sync::Semaphore::new(
-                    config
-                        .max_queued_request_bytes
-                        .max(config.max_request_bytes)
-                        .min(tokio::sync::Semaphore::MAX_PERMITS),
-                )),
+                request_memory: Arc::new(tokio::sync::Semaphore::new(request_memory_capacity)),
+                request_memory_capacity,
                 idle_timeout: config.idle_timeout,
                 metrics: metrics::KafkaMetrics::default(),
                 append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),

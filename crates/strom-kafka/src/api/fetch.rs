@@ -127,7 +127,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let targets = Arc::new(targets);
     // Each read reserves its largest possible size from the request-memory budget first, and
     // keeps what it really read until the response is written.
-    let reserve = max_bytes.clamp(1, context.request_memory_limit());
+    let reserve = max_bytes.clamp(1, context.fetch_memory_limit());
+    // A budget smaller than the cap lowers it (the first batch is still whole).
+    let max_bytes = max_bytes.min(reserve);
     let (round, held) = loop {
         let mut permits = Arc::clone(&context.request_memory)
             .acquire_many_owned(u32::try_from(reserve).unwrap_or(u32::MAX))
