@@ -797,6 +797,11 @@ impl crate::Broker {
         self.dynamic.set_static(name, value);
     }
 
+    /// The dynamic broker-level topic defaults, keyed by topic-config name.
+    pub fn dynamic_topic_defaults(&self) -> BTreeMap<String, String> {
+        self.dynamic.topic_defaults()
+    }
+
     /// The dynamic value of a broker config (this broker's layer over the cluster default),
     /// if one is set.
     pub fn dynamic_broker_config(&self, name: &str) -> Option<String> {

@@ -75,7 +75,11 @@ fn create_one(
             if version >= 5 {
                 result.num_partitions = summary.partitions;
                 result.replication_factor = summary.replication_factor;
-                let entries = config::describe(&broker.config().topic_defaults, &summary.overrides);
+                let entries = config::describe_layers(
+                    &broker.config().topic_defaults,
+                    &broker.dynamic_topic_defaults(),
+                    &summary.overrides,
+                );
                 result.configs = Some(
                     entries
                         .into_iter()
