@@ -10,6 +10,7 @@ mod kafka {
     mod bad_input;
     mod bounded;
     mod client;
+    mod compaction;
     mod configs;
     mod conformance;
     mod consumer_protocol;
@@ -21,6 +22,7 @@ mod kafka {
     mod protocol;
     mod raw;
     mod read_committed;
+    mod retention;
     mod roundtrip;
     mod transactions;
 }

@@ -13,6 +13,7 @@ mod kafka_client;
 mod kinesis {
     mod admin;
     mod bounded;
+    mod compaction;
     mod cross;
     mod data;
     mod harness;

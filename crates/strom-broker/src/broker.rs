@@ -44,6 +44,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Group coordinator settings (session timeout range, initial rebalance delay).
     pub group: crate::group::GroupConfig,
+    /// Log cleaner settings (`log.cleaner.*`).
+    pub cleaner: crate::cleaner::CleanerConfig,
 }
 
 impl BrokerConfig {
@@ -57,6 +59,7 @@ impl BrokerConfig {
             topic_defaults: BTreeMap::new(),
             retention_check_interval: Duration::from_secs(300),
             group: crate::group::GroupConfig::default(),
+            cleaner: crate::cleaner::CleanerConfig::default(),
         }
     }
 }
@@ -87,6 +90,7 @@ pub struct Broker {
     /// Dynamic broker and group configs, and the static broker values (see
     /// [`crate::broker_config`]).
     pub(crate) dynamic: crate::broker_config::DynamicConfigs,
+    pub(crate) cleaner: crate::cleaner::LogCleaner,
 }
 
 #[derive(Debug)]
@@ -162,6 +166,7 @@ impl Broker {
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
                 }
+                MetadataEvent::LogStarted { .. } => {}
             }
         }
         let cluster_id = match cluster_id {
@@ -206,9 +211,16 @@ impl Broker {
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
-            .and_then(|t| t.partitions().first().cloned());
-        let groups =
-            crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
+            .and_then(|t| t.partitions().first().map(|p| (t.id, Arc::clone(p))));
+        let groups = crate::group::GroupCoordinator::open(
+            config.group,
+            offsets_partition,
+            config
+                .data_dir
+                .join(METADATA_DIR)
+                .join(crate::group::offsets::CHECKPOINT_FILE),
+            clock.now_ms(),
+        )?;
         for (group, configs) in dynamic.groups() {
             groups.set_group_timeouts(&group, &configs);
         }
@@ -225,6 +237,7 @@ impl Broker {
             %cluster_id,
             "broker opened"
         );
+        let cleaner = crate::cleaner::LogCleaner::new(config.cleaner);
         let broker = Broker {
             config,
             cluster_id,
@@ -239,8 +252,10 @@ impl Broker {
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
             dynamic,
+            cleaner,
         };
         // Transactions a crash left prepared are completed before anyone reads.
+        broker.apply_dynamic_broker_configs();
         let completed = broker.tick_transactions_blocking();
         if completed > 0 {
             tracing::info!(completed, "completed transactions left prepared");
@@ -259,8 +274,11 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Starts interval flushers and the retention task (both stop when the broker is dropped).
+    /// Starts interval flushers, the retention task (both stop when the broker is dropped) and
+    /// the log cleaner threads (stopped by [`Broker::shutdown_blocking`], or at their next wake
+    /// once the broker is dropped).
     pub fn start_background(self: &Arc<Self>) {
+        self.cleaner.start(self);
         for topic in self.topics() {
             for p in topic.partitions() {
                 p.ensure_flusher();
@@ -287,6 +305,40 @@ impl Broker {
                 };
                 let _ =
                     tokio::task::spawn_blocking(move || broker.tick_transactions_blocking()).await;
+            }
+        });
+        let checkpoints = Weak::clone(&weak);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let Some(broker) = checkpoints.upgrade() else {
+                    return;
+                };
+                let written =
+                    tokio::task::spawn_blocking(move || broker.checkpoint_offsets_blocking(false))
+                        .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(error = %e, "offsets checkpoint failed");
+                }
+            }
+        });
+        let expiry = Weak::clone(&weak);
+        let expiry_period = Duration::from_millis(
+            u64::try_from(self.config.group.offsets_retention_check_interval_ms)
+                .unwrap_or(1)
+                .max(1),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(expiry_period).await;
+                let Some(broker) = expiry.upgrade() else {
+                    return;
+                };
+                let expired =
+                    tokio::task::spawn_blocking(move || broker.expire_offsets_blocking()).await;
+                if let Ok(Err(e)) = expired {
+                    tracing::warn!(error = %e, "offset expiry failed");
+                }
             }
         });
         let period = self.config.retention_check_interval;
@@ -735,10 +787,17 @@ impl Broker {
 
     /// Flushes and closes every partition (graceful shutdown). BLOCKING.
     pub fn shutdown_blocking(&self) -> Result<()> {
+        // A clean in progress stops at its next check of the cancel flag; joined before the
+        // partitions it works on are closed.
+        self.cleaner.stop();
         let mut first_error = None;
         if let Err(e) = self.write_group_states_blocking() {
             tracing::error!(error = %e, "writing group state at shutdown failed");
             first_error = Some(e);
+        }
+        // The next start then replays nothing of __consumer_offsets beyond the checkpoint.
+        if let Err(e) = self.checkpoint_offsets_blocking(true) {
+            tracing::warn!(error = %e, "offsets checkpoint at shutdown failed");
         }
         for topic in self.topics() {
             for p in topic.partitions() {
@@ -767,7 +826,24 @@ fn merged_topic_defaults(
 fn register_statics(config: &BrokerConfig, dynamic: &crate::broker_config::DynamicConfigs) {
     let g = &config.group;
     let c = &g.consumer;
+    let cleaner = &config.cleaner;
     for (name, value) in [
+        ("log.cleaner.enable", cleaner.enable.to_string()),
+        ("log.cleaner.threads", cleaner.threads.to_string()),
+        (
+            "log.cleaner.backoff.ms",
+            cleaner.backoff.as_millis().to_string(),
+        ),
+        (
+            "log.cleaner.io.max.bytes.per.second",
+            cleaner
+                .io_max_bytes_per_second
+                .map_or_else(|| "1.7976931348623157E308".to_owned(), |r| r.to_string()),
+        ),
+        (
+            "offsets.retention.minutes",
+            (g.offsets_retention_ms / 60_000).to_string(),
+        ),
         ("node.id", config.node_id.to_string()),
         (
             "auto.create.topics.enable",

@@ -11,7 +11,9 @@
 //! see [`crate::config::ConfigDef::broker_synonym`]) are broker configs too: a dynamic value
 //! becomes the default of every topic without an override of its own, at once (the topics'
 //! settings are re-resolved). The other dynamic names are read by the component they govern
-//! (the Kafka listener's connection limits; the log cleaner's `log.cleaner.*`).
+//! (the Kafka listener's connection limits; the log cleaner's
+//! `log.cleaner.io.max.bytes.per.second`). The cleaner's other settings are static here (set in
+//! the `[log_cleaner]` table; Kafka can change them at runtime).
 //!
 //! Group configs: `consumer.session.timeout.ms` and `consumer.heartbeat.interval.ms` per
 //! consumer-protocol group, within the broker's `group.consumer.{min,max}.*` bounds; the KIP-848
@@ -188,7 +190,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         ConfigType::Long,
         "15000",
         range(0, LONG_MAX),
-        true,
+        false,
         "cleaner sleep when there is nothing to clean",
     ),
     b(
@@ -196,8 +198,8 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         ConfigType::Long,
         "134217728",
         range(0, LONG_MAX),
-        true,
-        "memory for the cleaner's key map",
+        false,
+        "memory for the cleaner's key map (not used: Strom's cleaner sizes its map per segment)",
     ),
     b(
         "log.cleaner.enable",
@@ -212,16 +214,16 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         ConfigType::Double,
         "0.9",
         Validator::Fraction { min: 0.0, max: 1.0 },
-        true,
-        "load factor of the cleaner's key map",
+        false,
+        "load factor of the cleaner's key map (not used by Strom's cleaner)",
     ),
     b(
         "log.cleaner.io.buffer.size",
         ConfigType::Int,
         "524288",
         range(0, INT_MAX),
-        true,
-        "cleaner I/O buffer size",
+        false,
+        "cleaner I/O buffer size (not used by Strom's cleaner)",
     ),
     b(
         "log.cleaner.io.max.bytes.per.second",
@@ -239,7 +241,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         ConfigType::Int,
         "1",
         range(0, INT_MAX),
-        true,
+        false,
         "cleaner threads",
     ),
     b(
@@ -329,7 +331,7 @@ pub const GROUP_CONFIGS: &[BrokerConfigDef] = &[
 ];
 
 /// A dynamic config layer's owner, as stored in the metadata log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DynamicResource {
     /// This broker (resource name = its node id).
@@ -673,6 +675,7 @@ mod tests {
         assert!(validate_broker_change("max.connections", Some("10")).is_ok());
         assert!(validate_broker_change("log.cleaner.io.max.bytes.per.second", Some("1e6")).is_ok());
         assert!(validate_broker_change("num.partitions", Some("3")).is_err());
+        assert!(validate_broker_change("log.cleaner.threads", Some("2")).is_err());
         assert!(validate_broker_change("log.message.format.version", Some("3.0")).is_err());
         assert!(validate_broker_change("no.such", Some("1")).is_err());
         assert!(validate_broker_change("log.retention.ms", Some("soon")).is_err());
@@ -867,6 +870,7 @@ impl crate::Broker {
             configs: next.clone(),
         })?;
         self.dynamic.set(&resource, next);
+        self.apply_dynamic_broker_configs();
         // Topic defaults may have changed: re-resolve every topic without waiting for a
         // restart.
         let defaults = self.topic_defaults();
@@ -891,6 +895,24 @@ impl crate::Broker {
         }
         drop(meta);
         Ok(())
+    }
+
+    /// Puts the dynamic broker configs the broker core honours itself into force (the
+    /// cleaner's I/O throttle); called after a change and at start-up.
+    pub(crate) fn apply_dynamic_broker_configs(&self) {
+        let rate = match self
+            .dynamic
+            .dynamic_value("log.cleaner.io.max.bytes.per.second")
+        {
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| *r >= 1.0 && *r < u64::MAX as f64)
+                .map(|r| r as u64),
+            None => self.config().cleaner.io_max_bytes_per_second,
+        };
+        self.cleaner.set_io_max_bytes_per_second(rate);
     }
 
     /// The broker's `group.consumer.*` values that group configs default to, by group-config

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strom_log::{FsyncPolicy, LogConfig, TimestampType};
+use strom_log::{CleanupPolicy, FsyncPolicy, LogConfig, TimestampType};
 
 use crate::error::{Error, Result};
 
@@ -157,7 +157,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Validator::ListOf(&["compact", "delete"]),
         Some("log.cleanup.policy"),
         Effect::Honoured,
-        "delete (retention by time and size) and/or compact (keep the latest record per key)",
+        "delete (time/size retention) and/or compact (the log cleaner keeps the latest record per key)",
     ),
     def(
         "compression.gzip.level",
@@ -329,7 +329,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         range(0, LONG_MAX),
         Some("log.message.timestamp.after.max.ms"),
         Effect::Honoured,
-        "CreateTime at most this far after the broker's clock (KIP-937; 1 hour since Kafka 4.0)",
+        "with CreateTime, refuse (INVALID_TIMESTAMP) a batch whose timestamp is more than this far ahead of the broker's clock (KIP-937; 1 hour since Kafka 4.0)",
     ),
     def(
         "message.timestamp.before.max.ms",
@@ -338,7 +338,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         range(0, LONG_MAX),
         Some("log.message.timestamp.before.max.ms"),
         Effect::Honoured,
-        "CreateTime at most this far before the broker's clock (KIP-937)",
+        "with CreateTime, refuse (INVALID_TIMESTAMP) a batch whose timestamp is more than this far behind the broker's clock (KIP-937)",
     ),
     def(
         "message.timestamp.difference.max.ms",
@@ -668,12 +668,27 @@ pub struct TopicSettings {
     pub cleanup_compact: bool,
     /// `compression.type`.
     pub compression_type: String,
+    /// `delete.retention.ms`: how long a tombstone (and a transaction marker) stays readable
+    /// after the cleaner first reaches it.
+    pub delete_retention_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes its partition cleanable
+    /// whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of dirty bytes above which a partition is
+    /// cleaned.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
     /// `index.interval.bytes`.
     pub index_interval_bytes: u32,
     /// `max.message.bytes`.
     pub max_message_bytes: usize,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.after.max.ms`.
+    pub timestamp_after_max_ms: i64,
+    /// `message.timestamp.before.max.ms`.
+    pub timestamp_before_max_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: i32,
     /// `preallocate`.
@@ -746,6 +761,18 @@ fn one_of<'a>(key: &str, value: &'a str, allowed: &[&str]) -> Result<&'a str> {
     }
 }
 
+/// A `double` config in `[0, 1]` (Kafka's `Range.between(0, 1)`).
+fn parse_ratio(key: &str, value: &str) -> Result<f64> {
+    let v: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "expected a number"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(invalid(key, value, "expected a value in [0, 1]"));
+    }
+    Ok(v)
+}
+
 /// Checks one key/value pair: the key must be known and the value must parse and be in range.
 pub fn validate_entry(key: &str, value: &str) -> Result<()> {
     let mut settings = TopicSettings::static_defaults();
@@ -766,9 +793,15 @@ impl TopicSettings {
             cleanup_delete: true,
             cleanup_compact: false,
             compression_type: "producer".to_owned(),
+            delete_retention_ms: 86_400_000,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_after_max_ms: strom_log::DEFAULT_TIMESTAMP_AFTER_MAX_MS,
+            timestamp_before_max_ms: i64::MAX,
             min_insync_replicas: 1,
             preallocate: false,
             producer_id_expiration_ms: strom_log::DEFAULT_PRODUCER_ID_EXPIRATION_MS,
@@ -799,7 +832,28 @@ impl TopicSettings {
         for (k, v) in overrides {
             s.apply(k, v)?;
         }
+        // Kafka refuses this pair (LogConfig.validateValues) whatever the cleanup policy.
+        if s.min_compaction_lag_ms > s.max_compaction_lag_ms {
+            let value = overrides
+                .get("min.compaction.lag.ms")
+                .or_else(|| broker_defaults.get("min.compaction.lag.ms"))
+                .cloned()
+                .unwrap_or_else(|| s.min_compaction_lag_ms.to_string());
+            return Err(invalid(
+                "min.compaction.lag.ms",
+                &value,
+                "min.compaction.lag.ms must not be above max.compaction.lag.ms",
+            ));
+        }
         Ok(s)
+    }
+
+    /// The `cleanup.policy` as the storage engine takes it.
+    pub fn cleanup_policy(&self) -> CleanupPolicy {
+        CleanupPolicy {
+            delete: self.cleanup_delete,
+            compact: self.cleanup_compact,
+        }
     }
 
     /// The storage engine's fsync policy for these settings.
@@ -837,11 +891,29 @@ impl TopicSettings {
                 )?
                 .to_owned();
             }
+            "delete.retention.ms" => {
+                self.delete_retention_ms = parse_i64(key, value, 0, i64::MAX)?;
+            }
+            "max.compaction.lag.ms" => {
+                self.max_compaction_lag_ms = parse_i64(key, value, 1, i64::MAX)?;
+            }
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = parse_ratio(key, value)?;
+            }
+            "min.compaction.lag.ms" => {
+                self.min_compaction_lag_ms = parse_i64(key, value, 0, i64::MAX)?;
+            }
             "index.interval.bytes" => {
                 self.index_interval_bytes = parse_i64(key, value, 0, i64::from(i32::MAX))? as u32;
             }
             "max.message.bytes" => {
                 self.max_message_bytes = parse_i64(key, value, 0, i64::from(i32::MAX))? as usize;
+            }
+            "message.timestamp.after.max.ms" => {
+                self.timestamp_after_max_ms = parse_i64(key, value, 0, i64::MAX)?;
+            }
+            "message.timestamp.before.max.ms" => {
+                self.timestamp_before_max_ms = parse_i64(key, value, 0, i64::MAX)?;
             }
             "message.timestamp.type" => {
                 self.timestamp_type = match one_of(key, value, &["CreateTime", "LogAppendTime"])? {
@@ -911,6 +983,13 @@ impl TopicSettings {
             fsync: self.fsync(),
             preallocate: self.preallocate,
             producer_id_expiration_ms: self.producer_id_expiration_ms,
+            cleanup: self.cleanup_policy(),
+            delete_retention_ms: self.delete_retention_ms,
+            min_compaction_lag_ms: self.min_compaction_lag_ms,
+            max_compaction_lag_ms: self.max_compaction_lag_ms,
+            min_cleanable_dirty_ratio: self.min_cleanable_dirty_ratio,
+            timestamp_before_max_ms: self.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.timestamp_after_max_ms,
         }
     }
 }
@@ -1186,5 +1265,101 @@ mod tests {
             proptest::prop_assert_eq!(s.cleanup_compact, words.contains(&"compact"));
             proptest::prop_assert_eq!(s.cleanup_delete, words.contains(&"delete"));
         }
+    }
+
+    #[test]
+    fn parses_compaction_settings_into_the_log_config() {
+        let s = TopicSettings::resolve(
+            &map(&[("delete.retention.ms", "5000")]),
+            &map(&[
+                ("cleanup.policy", " delete , compact"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+                ("min.compaction.lag.ms", "10"),
+                ("max.compaction.lag.ms", "60000"),
+            ]),
+        )
+        .unwrap();
+        let log = s.log_config();
+        assert_eq!(
+            log.cleanup,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert_eq!(log.delete_retention_ms, 5000);
+        assert_eq!(log.min_compaction_lag_ms, 10);
+        assert_eq!(log.max_compaction_lag_ms, 60_000);
+        assert!((log.min_cleanable_dirty_ratio - 0.01).abs() < f64::EPSILON);
+        assert_eq!(log.retention_ms, Some(604_800_000));
+
+        let compact =
+            TopicSettings::resolve(&BTreeMap::new(), &map(&[("cleanup.policy", "compact")]))
+                .unwrap()
+                .log_config();
+        assert_eq!(
+            compact.cleanup,
+            CleanupPolicy {
+                delete: false,
+                compact: true
+            }
+        );
+        assert_eq!(
+            (compact.retention_ms, compact.retention_bytes),
+            (None, None)
+        );
+
+        let defaults = TopicSettings::resolve(&BTreeMap::new(), &BTreeMap::new())
+            .unwrap()
+            .log_config();
+        assert_eq!(defaults.cleanup, CleanupPolicy::default());
+        assert_eq!(defaults.delete_retention_ms, 86_400_000);
+        assert_eq!(defaults.min_compaction_lag_ms, 0);
+        assert_eq!(defaults.max_compaction_lag_ms, i64::MAX);
+        assert!((defaults.min_cleanable_dirty_ratio - 0.5).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn rejects_bad_compaction_settings() {
+        for (key, value) in [
+            ("cleanup.policy", ""),
+            ("cleanup.policy", "compact,"),
+            ("cleanup.policy", "Compact"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "-0.1"),
+            ("min.cleanable.dirty.ratio", "NaN"),
+            ("min.cleanable.dirty.ratio", "half"),
+            ("delete.retention.ms", "-1"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+        ] {
+            assert!(
+                matches!(validate_entry(key, value), Err(Error::InvalidConfig { .. })),
+                "{key}={value:?} was accepted"
+            );
+        }
+        for (key, value) in [
+            ("cleanup.policy", "compact,delete"),
+            ("cleanup.policy", "delete,compact"),
+            ("min.cleanable.dirty.ratio", "0"),
+            ("min.cleanable.dirty.ratio", "1"),
+            ("delete.retention.ms", "0"),
+        ] {
+            assert!(
+                validate_entry(key, value).is_ok(),
+                "{key}={value:?} refused"
+            );
+        }
+        let conflict = TopicSettings::resolve(
+            &BTreeMap::new(),
+            &map(&[
+                ("min.compaction.lag.ms", "2000"),
+                ("max.compaction.lag.ms", "1000"),
+            ]),
+        );
+        assert!(matches!(
+            conflict,
+            Err(Error::InvalidConfig { ref key, .. }) if key == "min.compaction.lag.ms"
+        ));
     }
 }

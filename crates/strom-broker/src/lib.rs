@@ -13,6 +13,7 @@
 
 mod broker;
 pub mod broker_config;
+pub mod cleaner;
 pub mod config;
 mod error;
 pub mod group;
@@ -24,7 +25,8 @@ mod topic;
 pub mod txn;
 
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
-pub use error::{Error, Result};
+pub use error::{Error, RecordRejection, Result};
+pub use internal::internal_topic_damaged_batches;
 pub use partition::{LEADER_EPOCH, Partition, ReadOutcome};
 pub use topic::{
     ConfigOp, CreateTopic, MAX_TOPIC_NAME_LEN, Topic, TopicSummary, validate_topic_name,

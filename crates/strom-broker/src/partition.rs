@@ -107,13 +107,63 @@ impl Partition {
     }
 
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
+    ///
+    /// On a compacted topic (`cleanup.policy` includes `compact`) a record without a key
+    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
         self.check_open()?;
+        let config = self.log.config();
+        if config.cleanup.compact {
+            self.check_keys(batches, config.max_message_bytes)?;
+        }
         let result = self.log.append(batches, LEADER_EPOCH);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
         self.publish();
         Ok(result?)
+    }
+
+    /// Refuses a payload holding keyless records (compacted topics). A payload that does not
+    /// parse is left to the log, which refuses it with the precise error.
+    fn check_keys(&self, payload: &[u8], max_batch_bytes: usize) -> Result<()> {
+        let mut indexes = Vec::new();
+        let mut index: i32 = 0;
+        for batch in strom_record::stored_batches(payload) {
+            let Ok((header, range)) = batch else {
+                return Ok(());
+            };
+            if header.is_control() {
+                continue;
+            }
+            let Some(bytes) = payload.get(range) else {
+                return Ok(());
+            };
+            let Ok(decoded) = strom_record::decode_records(
+                &bytes::Bytes::copy_from_slice(bytes),
+                strom_record::DecodeLimits {
+                    max_batch_bytes,
+                    ..strom_record::DecodeLimits::default()
+                },
+            ) else {
+                return Ok(());
+            };
+            for record in decoded.records {
+                if record.key.is_none() {
+                    indexes.push(index);
+                }
+                index = index.saturating_add(1);
+            }
+        }
+        if indexes.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidRecords {
+                topic: self.topic.clone(),
+                partition: self.index,
+                indexes,
+                reason: crate::RecordRejection::MissingKeyOnCompactedTopic,
+            })
+        }
     }
 
     /// Appends on the blocking pool.
@@ -129,6 +179,12 @@ impl Partition {
     pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
         outcome(self.log.read(offset, max_bytes)?, Vec::new())
+    }
+
+    /// The partition's log, for readers in this crate that need more than the reads above
+    /// (the salvaging replay of internal topics).
+    pub(crate) fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
     }
 
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
@@ -238,6 +294,25 @@ impl Partition {
     /// Applies retention now; returns the number of deleted segments. BLOCKING.
     pub fn apply_retention_blocking(&self) -> Result<usize> {
         Ok(self.log.apply_retention()?)
+    }
+
+    /// What the log cleaner could do on this partition now (cheap: segment sizes and the
+    /// cleaner checkpoint). BLOCKING.
+    pub fn cleanable_blocking(&self, now_ms: i64) -> Result<strom_log::CleanableInfo> {
+        self.check_open()?;
+        Ok(self.log.cleanable(now_ms)?)
+    }
+
+    /// Compacts the cleanable closed segments (the log cleaner's work; appends and reads go on
+    /// meanwhile). Returns early with what it did when `cancel` is set. BLOCKING.
+    pub fn clean_blocking(
+        &self,
+        now_ms: i64,
+        throttler: &strom_log::Throttler,
+        cancel: &AtomicBool,
+    ) -> Result<strom_log::CleanStats> {
+        self.check_open()?;
+        Ok(self.log.clean(now_ms, throttler, cancel)?)
     }
 
     /// Flushes to disk. BLOCKING.

@@ -111,9 +111,9 @@ impl From<strom_broker::Error> for KinesisError {
             B::TopicAlreadyExists { .. } => ErrorKind::ResourceInUse,
             B::InvalidTopicName { .. } | B::InvalidConfig { .. } => ErrorKind::Validation,
             B::InvalidPartitions { .. } => ErrorKind::LimitExceeded,
-            B::InvalidReplicationFactor { .. } | B::NotEnoughReplicas { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            B::InvalidReplicationFactor { .. }
+            | B::NotEnoughReplicas { .. }
+            | B::InvalidRecords { .. } => ErrorKind::InvalidArgument,
             B::Log(strom_log_error) if is_client_log_error(strom_log_error) => {
                 ErrorKind::InvalidArgument
             }

@@ -101,6 +101,20 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A `CreateTime` batch carries a timestamp outside the window that
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` allow around the
+    /// broker's clock (Kafka's `INVALID_TIMESTAMP`, KIP-937).
+    #[error("timestamp {timestamp} is outside [{earliest}, {latest}] (broker time {now})")]
+    InvalidTimestamp {
+        /// The offending timestamp (the batch's first or largest).
+        timestamp: i64,
+        /// The broker's clock when the batch was checked.
+        now: i64,
+        /// The earliest timestamp accepted.
+        earliest: i64,
+        /// The latest timestamp accepted.
+        latest: i64,
+    },
     /// On-disk state that recovery cannot make sense of.
     #[error("corrupt log data in {path}: {reason}")]
     Corrupt {

@@ -77,7 +77,8 @@ pub(crate) fn scan(
             stopped = Some(format!("corrupt batch at position {pos}: {e}"));
             break;
         }
-        if header.base_offset != expected {
+        // Dense, except in compacted segments where they only increase.
+        if !segment.follows(header.base_offset, expected) {
             stopped = Some(format!(
                 "batch at position {pos} has base offset {}, expected {expected}",
                 header.base_offset
@@ -152,6 +153,14 @@ fn entry_is_intact(segment: &Segment, entry: &OffsetEntry, file_len: u64) -> Res
     Ok(check_stored_batch(&buf).is_ok())
 }
 
+/// A segment starting below `gaps_below` (the cleaner's bound, see `cleaner::Checkpoint`)
+/// may have been compacted: its offsets may skip.
+fn mark_gaps(segment: &Segment, gaps_below: i64) {
+    if segment.base_offset < gaps_below {
+        segment.allow_gaps();
+    }
+}
+
 /// Rebuilds both indexes of `segment` from a scan of the whole file and cuts the file at the
 /// first bad batch. Returns the scan.
 fn rebuild(segment: &Segment, file_len: u64, index_interval: u32) -> Result<Scan> {
@@ -169,8 +178,14 @@ fn rebuild(segment: &Segment, file_len: u64, index_interval: u32) -> Result<Scan
 
 /// Opens a closed segment: trusts its indexes when they are consistent with the file, else
 /// rebuilds them by scanning the segment.
-pub(crate) fn open_closed(dir: &Path, base_offset: i64, index_interval: u32) -> Result<Segment> {
+pub(crate) fn open_closed(
+    dir: &Path,
+    base_offset: i64,
+    index_interval: u32,
+    gaps_below: i64,
+) -> Result<Segment> {
     let (segment, offsets, times, torn) = Segment::open_files(dir, base_offset)?;
+    mark_gaps(&segment, gaps_below);
     let file_len = segment.file_len()?;
     let offsets_ok = valid_offset_prefix(&offsets, base_offset, file_len) == offsets.len();
     let times_ok = valid_time_prefix(&times, base_offset, file_len) == times.len();
@@ -210,8 +225,10 @@ pub(crate) fn open_unflushed_closed(
     dir: &Path,
     base_offset: i64,
     index_interval: u32,
+    gaps_below: i64,
 ) -> Result<(Segment, Scan)> {
     let (segment, _, _, _) = Segment::open_files(dir, base_offset)?;
+    mark_gaps(&segment, gaps_below);
     let file_len = segment.file_len()?;
     let scan = rebuild(&segment, file_len, index_interval)?;
     if let Some(reason) = &scan.stopped {
@@ -230,8 +247,10 @@ pub(crate) fn open_active(
     dir: &Path,
     base_offset: i64,
     index_interval: u32,
+    gaps_below: i64,
 ) -> Result<(Segment, i64)> {
     let (segment, mut offsets, times, _torn) = Segment::open_files(dir, base_offset)?;
+    mark_gaps(&segment, gaps_below);
     let file_len = segment.file_len()?;
 
     // Trust the offset index up to its last entry whose batch is intact.

@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use strom_record::{BatchHeader, HEADER_LEN};
@@ -37,6 +37,10 @@ pub(crate) struct Segment {
     pub(crate) time_index: RwLock<TimeIndex>,
     /// Aborted transactions whose marker is in this segment (`.txnindex`).
     pub(crate) txn_index: RwLock<TxnIndex>,
+    /// Whether offsets may skip between batches (the segment was written by the cleaner, or
+    /// lies below the offset the cleaner may have compacted). Otherwise they must be dense,
+    /// which catches a damaged base offset (it is not covered by the CRC).
+    gaps: AtomicBool,
 }
 
 /// Where a batch sits in a segment.
@@ -53,8 +57,18 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
     ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
+        Self::open_files_with_suffix(dir, base_offset, "")
+    }
+
+    /// [`Segment::open_files`] for files named `<base>.<ext><suffix>` (the cleaner writes
+    /// `.cleaned` segments).
+    pub(crate) fn open_files_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+    ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
         let stem = file_stem(base_offset);
-        let log_path = dir.join(format!("{stem}.log"));
+        let log_path = dir.join(format!("{stem}.log{suffix}"));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -67,10 +81,10 @@ impl Segment {
             .map_err(|e| Error::io("stat segment", &log_path, e))?
             .len();
         let (offset_index, offset_entries, torn_offset) =
-            OffsetIndex::open(&dir.join(format!("{stem}.index")), base_offset)?;
+            OffsetIndex::open(&dir.join(format!("{stem}.index{suffix}")), base_offset)?;
         let (time_index, time_entries, torn_time) =
-            TimeIndex::open(&dir.join(format!("{stem}.timeindex")), base_offset)?;
-        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex")), base_offset)?;
+            TimeIndex::open(&dir.join(format!("{stem}.timeindex{suffix}")), base_offset)?;
+        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex{suffix}")), base_offset)?;
         let segment = Segment {
             base_offset,
             log_path,
@@ -80,6 +94,7 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             txn_index: RwLock::new(txn_index),
+            gaps: AtomicBool::new(false),
         };
         Ok((
             segment,
@@ -96,6 +111,17 @@ impl Segment {
             .metadata()
             .map_err(|e| Error::io("stat segment", &self.log_path, e))?
             .len())
+    }
+
+    /// Marks the segment as possibly compacted: offsets may skip between batches.
+    pub(crate) fn allow_gaps(&self) {
+        self.gaps.store(true, Ordering::Release);
+    }
+
+    /// Whether `base_offset` may follow a batch that ended before `expected` (the offset
+    /// after it): always when equal; when larger, only in a possibly compacted segment.
+    pub(crate) fn follows(&self, base_offset: i64, expected: i64) -> bool {
+        base_offset == expected || (base_offset > expected && self.gaps.load(Ordering::Acquire))
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -165,11 +191,12 @@ impl Segment {
         Ok(found)
     }
 
-    /// Visits the batches from the one at `position` (whose base offset must be `offset`) up to
-    /// `limit`, while `visit` returns `true`.
+    /// Visits the batches from the one at `position` (whose base offset must be `offset`, or
+    /// at least `offset` in a compacted segment) up to `limit`, while `visit` returns `true`.
     ///
-    /// The walk checks that offsets are dense: the base offset is not covered by the batch CRC,
-    /// so a damaged one would otherwise move records to other offsets.
+    /// The walk checks that offsets are dense (in a possibly compacted segment: increasing):
+    /// the base offset is not covered by the batch CRC, so a damaged one would otherwise move
+    /// records to other offsets.
     pub(crate) fn walk(
         &self,
         offset: i64,
@@ -180,7 +207,7 @@ impl Segment {
         let mut position = position;
         let mut expected = offset;
         while let Some(header) = self.header_at(position, limit)? {
-            if header.base_offset != expected {
+            if !self.follows(header.base_offset, expected) {
                 return Err(Error::Corrupt {
                     path: self.log_path.clone(),
                     reason: format!(

@@ -180,6 +180,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     ctx.metrics.register(&mut registry);
     registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::GroupCollector::new(&broker)));
+    registry.register_collector(Box::new(strom_http::CleanerCollector::new(&broker)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -97,6 +97,10 @@ fn topic_produce_consume_subcommands() {
         metrics.contains("strom_partition_syncs_total{topic=\"cli\",partition=\"1\"}"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("strom_internal_topic_damaged_batches_total 0"),
+        "{metrics}"
+    );
     assert!(server.http_get("/health").ends_with("ok\n"));
     server.ok(&["topic", "delete", "cli"], "");
     assert!(!server.http_get("/metrics").contains("topic=\"cli\""));

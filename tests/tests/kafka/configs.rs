@@ -312,6 +312,26 @@ async fn broker_and_group_config_resources() {
         42
     );
 
+    // The cleaner's I/O throttle changes without a restart; its thread count does not.
+    assert_eq!(
+        incremental(
+            &mut s,
+            4,
+            "",
+            &[("log.cleaner.io.max.bytes.per.second", 0, Some("1048576"))]
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        broker.broker().cleaner_config().io_max_bytes_per_second,
+        Some(1_048_576)
+    );
+    assert_eq!(
+        incremental(&mut s, 4, "", &[("log.cleaner.threads", 0, Some("2"))]).await,
+        42
+    );
+
     // max.connections.per.ip changes without a restart.
     assert_eq!(
         incremental(&mut s, 4, "0", &[("max.connections.per.ip", 0, Some("1"))]).await,
@@ -404,6 +424,11 @@ async fn broker_and_group_config_resources() {
     assert_eq!(
         find(&g, "consumer.heartbeat.interval.ms").value.as_deref(),
         Some("6000")
+    );
+    assert_eq!(
+        broker.broker().cleaner_config().io_max_bytes_per_second,
+        Some(1_048_576),
+        "the dynamic throttle is back in force after the restart"
     );
     broker.stop().await;
 }

@@ -463,6 +463,13 @@ fn preferred_assignor(group: &Group) -> String {
     ASSIGNORS[best].to_owned()
 }
 
+impl ConsumerGroupSnapshot {
+    /// Whether the group has members.
+    pub fn has_members(&self) -> bool {
+        !self.0.members.is_empty()
+    }
+}
+
 impl ConsumerGroupEngine {
     /// An engine with these settings.
     pub fn new(config: ConsumerGroupConfig) -> ConsumerGroupEngine {

@@ -23,11 +23,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::txn::TxnError;
-use strom_broker::{AppendInfo, Error, Partition, Topic, validate_topic_name};
+use strom_broker::{AppendInfo, Error, Partition, RecordRejection, Topic, validate_topic_name};
 use tokio::task::JoinHandle;
 
 use super::{HandlerError, Outcome, decode, respond};
@@ -168,7 +170,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
-                        failed(index, error_code(&e), Some(e.to_string()), version)
+                        let mut r = failed(index, error_code(&e), Some(e.to_string()), version);
+                        if version >= 8 {
+                            r.record_errors = record_errors(&e);
+                        }
+                        r
                     }
                     Err(_) => failed(
                         index,
@@ -201,6 +207,34 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         request,
         &ProduceResponse::default().with_responses(responses),
     )
+}
+
+/// Kafka's per-record errors (`record_errors`, Produce v8+) for a refused payload: the index
+/// of each refused record with the reason, as Kafka words it for a keyless record.
+fn record_errors(error: &Error) -> Vec<BatchIndexAndErrorMessage> {
+    let Error::InvalidRecords {
+        topic,
+        partition,
+        indexes,
+        reason,
+    } = error
+    else {
+        return Vec::new();
+    };
+    let message = match reason {
+        RecordRejection::MissingKeyOnCompactedTopic => format!(
+            "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+        ),
+        _ => reason.to_string(),
+    };
+    indexes
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+        })
+        .collect()
 }
 
 /// Checks a transactional produce against the coordinator (non-transactional batches of a

@@ -90,6 +90,12 @@ impl OffsetIndex {
             })
     }
 
+    /// The first indexed batch whose base offset is `> offset`.
+    pub(crate) fn next_after(&self, offset: i64) -> Option<OffsetEntry> {
+        let idx = self.entries.partition_point(|e| e.offset <= offset);
+        self.entries.get(idx).copied()
+    }
+
     /// Drops every entry at or after `position` (after a truncation of the log).
     pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<()> {
         let keep = self.entries.partition_point(|e| e.position < position);
