@@ -71,7 +71,9 @@ const fn range(min: i64, max: i64) -> Validator {
     Validator::Range { min, max }
 }
 
-/// Broker configs other than the topic-config synonyms, sorted by name.
+/// Broker configs other than the topic-config synonyms, sorted by name. Names documented
+/// "accepted without effect" are dynamic in Kafka (tools and librdkafka's admin tests change
+/// them at runtime) and stored and described here, but Strom has nothing they act on.
 pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     b(
         "auto.create.topics.enable",
@@ -80,6 +82,14 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         Validator::Bool,
         false,
         "create unknown topics on Metadata requests",
+    ),
+    b(
+        "background.threads",
+        ConfigType::Int,
+        "10",
+        range(1, INT_MAX),
+        true,
+        "threads for background work (accepted without effect: Strom sizes its own pools)",
     ),
     b(
         "connections.max.idle.ms",
@@ -253,6 +263,14 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "how often retention runs",
     ),
     b(
+        "max.connection.creation.rate",
+        ConfigType::Int,
+        "2147483647",
+        range(0, INT_MAX),
+        true,
+        "new connections per second at most (accepted without effect)",
+    ),
+    b(
         "max.connections",
         ConfigType::Int,
         "2147483647",
@@ -269,6 +287,14 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "open Kafka connections per client IP at most",
     ),
     b(
+        "metric.reporters",
+        ConfigType::List,
+        "",
+        Validator::Any,
+        true,
+        "metrics reporter classes (accepted without effect: Strom serves /metrics itself)",
+    ),
+    b(
         "node.id",
         ConfigType::Int,
         "0",
@@ -277,12 +303,44 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "this broker's id",
     ),
     b(
+        "num.io.threads",
+        ConfigType::Int,
+        "8",
+        range(1, INT_MAX),
+        true,
+        "request handler threads (accepted without effect: Strom runs on Tokio)",
+    ),
+    b(
+        "num.network.threads",
+        ConfigType::Int,
+        "3",
+        range(1, INT_MAX),
+        true,
+        "network threads (accepted without effect: Strom runs on Tokio)",
+    ),
+    b(
         "num.partitions",
         ConfigType::Int,
         "1",
         range(1, 10_000),
         false,
         "partitions of auto-created topics",
+    ),
+    b(
+        "num.recovery.threads.per.data.dir",
+        ConfigType::Int,
+        "2",
+        range(1, INT_MAX),
+        true,
+        "log recovery threads per data directory (accepted without effect)",
+    ),
+    b(
+        "num.replica.fetchers",
+        ConfigType::Int,
+        "1",
+        range(1, INT_MAX),
+        true,
+        "replica fetcher threads (accepted without effect: single node)",
     ),
     b(
         "offsets.retention.minutes",
@@ -299,6 +357,38 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         range(-1, LONG_MAX),
         false,
         "request and fetch-response bytes in memory across connections (Strom's default; Kafka's is -1)",
+    ),
+    b(
+        "sasl.kerberos.kinit.cmd",
+        ConfigType::String,
+        "/usr/bin/kinit",
+        Validator::Any,
+        true,
+        "Kerberos kinit command (accepted without effect: Strom has no SASL)",
+    ),
+    b(
+        "sasl.kerberos.min.time.before.relogin",
+        ConfigType::Long,
+        "60000",
+        range(0, LONG_MAX),
+        true,
+        "Kerberos relogin interval (accepted without effect: Strom has no SASL)",
+    ),
+    b(
+        "sasl.kerberos.ticket.renew.jitter",
+        ConfigType::Double,
+        "0.05",
+        Validator::Fraction { min: 0.0, max: 1.0 },
+        true,
+        "Kerberos ticket renewal jitter (accepted without effect: Strom has no SASL)",
+    ),
+    b(
+        "sasl.kerberos.ticket.renew.window.factor",
+        ConfigType::Double,
+        "0.8",
+        Validator::Fraction { min: 0.0, max: 1.0 },
+        true,
+        "Kerberos ticket renewal window (accepted without effect: Strom has no SASL)",
     ),
     b(
         "socket.request.max.bytes",

@@ -83,6 +83,8 @@ pub enum Validator {
     ThrottledReplicas,
     /// A Kafka release or metadata version such as `3.0-IV1` or `2.8`.
     KafkaVersion,
+    /// Any text (class names, commands).
+    Any,
 }
 
 /// Whether Strom acts on a config key.
@@ -582,6 +584,7 @@ impl Validator {
                     ));
                 }
             }
+            Validator::Any => {}
             Validator::KafkaVersion => {
                 if !is_kafka_version(v) {
                     return Err(invalid(

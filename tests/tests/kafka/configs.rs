@@ -312,6 +312,59 @@ async fn broker_and_group_config_resources() {
         42
     );
 
+    // What librdkafka's 0081 changes on the broker resource: names Kafka makes dynamic that
+    // Strom accepts without effect, and a list APPEND/SUBTRACT on a topic-config synonym.
+    assert_eq!(
+        incremental(
+            &mut s,
+            4,
+            "0",
+            &[
+                ("background.threads", 0, Some("9")),
+                ("log.cleanup.policy", 2, Some("compact")),
+            ]
+        )
+        .await,
+        0
+    );
+    let d = describe_raw(&mut s, 4, "0").await;
+    assert_eq!(
+        find(&d, "log.cleanup.policy").value.as_deref(),
+        Some("delete,compact")
+    );
+    assert_eq!(
+        incremental(
+            &mut s,
+            4,
+            "0",
+            &[
+                ("background.threads", 1, Some("")),
+                ("log.cleanup.policy", 3, Some("compact")),
+            ]
+        )
+        .await,
+        0
+    );
+    let t = describe_raw(&mut s, 2, "t").await;
+    assert_eq!(find(&t, "cleanup.policy").value.as_deref(), Some("delete"));
+    let r: AlterConfigsResponse = call(
+        &mut s,
+        ApiKey::AlterConfigs,
+        2,
+        &AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(name("0"))
+                .with_configs(vec![
+                    AlterableConfig::default()
+                        .with_name(name("sasl.kerberos.min.time.before.relogin"))
+                        .with_value(Some(name("58000"))),
+                ]),
+        ]),
+    )
+    .await;
+    assert_eq!(r.responses[0].error_code, 0);
+
     // The cleaner's I/O throttle changes without a restart; its thread count does not.
     assert_eq!(
         incremental(
