@@ -14,6 +14,7 @@ mod kafka {
     mod configs;
     mod conformance;
     mod consumer_protocol;
+    mod disk_faults;
     mod fetch;
     mod group_errors;
     mod groups;

@@ -116,8 +116,9 @@ impl Broker {
                 reason: "num.partitions must be between 1 and 10000",
             });
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::metadata_io("create data dir", &config.data_dir, e))?;
+        // Durably: its parent is fsynced, so a crash cannot lose the directory with what the
+        // broker then writes in it (partition directories are created the same way).
+        strom_log::create_dir_durable(&config.data_dir)?;
         let (mut meta, events) = MetadataLog::open(&config.data_dir)?;
 
         let mut cluster_id = None;

@@ -61,14 +61,19 @@ pub(crate) fn replay(
     replay_from(partition, partition.log_start_offset(), f)
 }
 
+/// How many damaged ranges one read position may have taken out of service before replay
+/// falls back to skipping by the index.
+const MAX_QUARANTINES_PER_OFFSET: usize = 4;
+
 /// [`replay`] from `from` (clamped to the log start).
 ///
 /// Damage does not stop it: a batch whose checksum or records fail is reported (error log,
 /// [`internal_topic_damaged_batches`]) and skipped, and the batches after it in the same read
 /// are still replayed; a read that fails outright (a damaged header, an I/O error) is reported
-/// and replay resumes at [`strom_log::PartitionLog::next_readable_offset`]. So everything intact
-/// before and after the damage is salvaged. Offset gaps (compaction) and tombstones are normal:
-/// each read continues at the offset after the last batch it returned.
+/// and replay resumes at [`strom_log::PartitionLog::next_readable_offset`], or, for a range
+/// the log took out of service ([`strom_log::Error::DamagedRange`]), right after it. So
+/// everything intact before and after the damage is salvaged. Offset gaps (compaction) and
+/// tombstones are normal: each read continues at the offset after the last batch it returned.
 pub(crate) fn replay_from(
     partition: &Partition,
     from: i64,
@@ -78,10 +83,42 @@ pub(crate) fn replay_from(
     let mut report = ReplayReport::default();
     let mut offset = from.max(partition.log_start_offset());
     let limits = DecodeLimits::default();
+    let mut quarantines = 0;
     while offset < partition.high_watermark() {
-        let chunk = match read_raw(log, offset, 1 << 20) {
-            Ok(Some(chunk)) => chunk,
+        let chunk = match read_raw(&log, offset, 1 << 20) {
+            Ok(Some(chunk)) => {
+                quarantines = 0;
+                chunk
+            }
             Ok(None) => break,
+            // Damage met for the first time: the log locates it and takes exactly the damaged
+            // batches out of service, then the read is retried (bounded).
+            Err(Error::Log(strom_log::Error::Corrupt { .. }))
+                if quarantines < MAX_QUARANTINES_PER_OFFSET
+                    && matches!(log.quarantine(offset), Ok(Some(_))) =>
+            {
+                quarantines += 1;
+                continue;
+            }
+            // A range the log took out of service (damaged on disk): exactly its offsets are
+            // lost; replay resumes at the first intact batch after it.
+            Err(Error::Log(strom_log::Error::DamagedRange {
+                first_offset,
+                end_offset,
+                ..
+            })) if end_offset > offset => {
+                tracing::error!(
+                    dir = %log.dir().display(),
+                    offset,
+                    first_offset,
+                    end_offset,
+                    "internal topic: damaged range skipped in replay"
+                );
+                DAMAGED_BATCHES.fetch_add(1, Ordering::Relaxed);
+                report.unreadable.push((offset, end_offset));
+                offset = end_offset;
+                continue;
+            }
             Err(e) => {
                 let next = log.next_readable_offset(offset);
                 tracing::error!(

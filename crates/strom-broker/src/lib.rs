@@ -17,6 +17,7 @@ pub mod cleaner;
 pub mod config;
 mod error;
 pub mod group;
+mod healing;
 mod internal;
 pub mod metadata;
 mod partition;

@@ -308,11 +308,9 @@ impl MetadataLog {
     ) -> Result<(MetadataLog, Vec<MetadataEvent>)> {
         let dir = data_dir.join(DIR);
         let path = dir.join(FILE);
-        let created_dir = !dir.exists();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::metadata_io("create dir", &dir, e))?;
-        if created_dir {
-            sync_dir(data_dir)?;
-        }
+        // Durably: the parent of every directory created is fsynced (and the fault seam of
+        // `strom_log` sees the creation).
+        strom_log::create_dir_durable(&dir)?;
         // Leftovers of a compaction a crash interrupted before its renames.
         for tmp in [FILE_TMP, SNAPSHOT_TMP] {
             let tmp = dir.join(tmp);

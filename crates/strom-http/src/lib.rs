@@ -73,6 +73,16 @@ const PARTITION_GAUGES: &[(&str, &str, Reading)] = &[
         "Bytes of all segments on disk",
         |p| i64::try_from(p.size_bytes()).unwrap_or(i64::MAX),
     ),
+    (
+        "strom_partition_damaged_ranges",
+        "Ranges of offsets taken out of service because they are damaged on disk (reads in them get CORRUPT_MESSAGE)",
+        |p| i64::try_from(p.damaged_ranges().len()).unwrap_or(i64::MAX),
+    ),
+    (
+        "strom_partition_log_recoveries",
+        "Times the partition's log was reopened after an I/O failure poisoned it (no restart)",
+        |p| i64::try_from(p.recoveries()).unwrap_or(i64::MAX),
+    ),
 ];
 
 impl Collector for PartitionCollector {

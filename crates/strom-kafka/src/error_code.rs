@@ -83,6 +83,10 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     use strom_log::Error as L;
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        // A fetch in a range damaged on disk: not retriable (the data will not come back), so
+        // the client reports it and the application can seek past it, as Kafka's consumer does
+        // with CORRUPT_MESSAGE in a fetch response.
+        L::DamagedRange { .. } => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
         L::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
@@ -198,6 +202,22 @@ mod tests {
             (
                 Error::Log(strom_log::Error::Poisoned),
                 ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::Io {
+                    op: "write segment",
+                    path: "p".into(),
+                    source: io(),
+                }),
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::DamagedRange {
+                    path: "p".into(),
+                    first_offset: 5,
+                    end_offset: 6,
+                }),
+                ResponseError::CorruptMessage,
             ),
             (
                 Error::Log(strom_log::Error::InvalidTimestamp {

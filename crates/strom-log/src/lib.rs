@@ -51,6 +51,7 @@ mod cleaner;
 mod clock;
 mod config;
 mod error;
+pub mod fault;
 mod fs;
 mod fsync;
 mod index;
@@ -58,6 +59,7 @@ mod locks;
 mod log;
 pub mod producer_state;
 mod recovery;
+mod salvage;
 mod segment;
 mod txn_index;
 
@@ -69,6 +71,7 @@ pub use config::{
     ONE_WEEK_MS,
 };
 pub use error::{Error, Result};
+pub use fs::create_dir_durable;
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;

@@ -1,7 +1,6 @@
 //! [`PartitionLog`]: one partition's ordered, durable sequence of record batches.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,17 +32,58 @@ struct RecoveryPoint {
 }
 
 impl RecoveryPoint {
-    /// Raises the recovery point to `to` and persists it.
-    fn advance(&self, to: i64) -> Result<()> {
-        let mut value = lock(&self.value);
-        if to > *value {
-            fs::write_offset_file(&self.dir, RECOVERY_POINT_FILE, to)?;
-            *value = to;
-        }
-        Ok(())
+    /// The recovery point of a log just opened, whose segments below `active_base` are all
+    /// trusted or were scanned and synced: `active_base`. Persisted unless `on_disk` already
+    /// says so (no write at all for a log that was closed cleanly, which matters on a full
+    /// disk). Never fails the open: if the write fails and the file on disk claims more than is
+    /// true (possible after a crash in the middle of a truncation), the file is removed, which
+    /// only makes the next recovery scan every segment.
+    fn at_open(dir: &Path, on_disk: i64, active_base: i64) -> Arc<RecoveryPoint> {
+        let value = if on_disk == active_base {
+            active_base
+        } else {
+            match fs::write_offset_file(dir, RECOVERY_POINT_FILE, active_base) {
+                Ok(()) => active_base,
+                Err(e) => {
+                    warn!(dir = %dir.display(), recovery_point = active_base, "cannot write the recovery point at open (recovery will scan more after a crash; retried at the next roll): {e}");
+                    if on_disk > active_base {
+                        if let Err(e) =
+                            fs::remove_file(&dir.join(RECOVERY_POINT_FILE), "remove checkpoint")
+                        {
+                            warn!(dir = %dir.display(), "cannot remove a recovery point that is too high either: {e}");
+                        }
+                        i64::MIN
+                    } else {
+                        on_disk
+                    }
+                }
+            }
+        };
+        Arc::new(RecoveryPoint {
+            dir: dir.to_path_buf(),
+            value: Mutex::new(value),
+        })
     }
 
-    /// Lowers the recovery point to `to` (after a truncation) and persists it.
+    /// Raises the recovery point to `to` and persists it. Never fails: the checkpoint only
+    /// saves recovery work (a stale one makes the next open scan more), so a failure to write
+    /// it (disk full) is a warning, and the value stays at what is on disk so the next advance
+    /// (the next roll) tries again.
+    fn advance(&self, to: i64) {
+        let mut value = lock(&self.value);
+        if to > *value {
+            match fs::write_offset_file(&self.dir, RECOVERY_POINT_FILE, to) {
+                Ok(()) => *value = to,
+                Err(e) => {
+                    warn!(dir = %self.dir.display(), recovery_point = to, "cannot write the recovery point (recovery will scan more after a crash; retried at the next roll): {e}");
+                }
+            }
+        }
+    }
+
+    /// Lowers the recovery point to `to` (after a truncation) and persists it. Unlike
+    /// [`RecoveryPoint::advance`] this must not fail silently: a recovery point left too high
+    /// would make recovery trust segments that were never synced.
     fn lower(&self, to: i64) -> Result<()> {
         let mut value = lock(&self.value);
         if to < *value {
@@ -218,7 +258,7 @@ pub struct PartitionLog {
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), recovering it after an unclean shutdown.
     pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create log dir", dir, e))?;
+        fs::create_dir_durable(dir)?;
         crate::cleaner::swap::recover(dir)?;
         let mut bases = fs::list_segments(dir)?;
         let cleaner_checkpoint = crate::cleaner::Checkpoint::read(dir);
@@ -239,14 +279,20 @@ impl PartitionLog {
         let mut i = 0;
         while i + 1 < bases.len() {
             let Some(&base) = bases.get(i) else { break };
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
             if base < recovery_point {
                 segments.push(Arc::new(recovery::open_closed(
-                    dir, base, interval, gaps_below,
+                    dir, base, interval, next_base, gaps_below,
                 )?));
                 i += 1;
                 continue;
             }
-            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval, gaps_below)?;
+            // Under `Always` a segment is synced whole before the next one gets a batch (see
+            // `roll_locked`), so damage in a closed segment is never a torn write, even above a
+            // recovery point that could not be written: salvage it like one below.
+            let salvage = (config.fsync == FsyncPolicy::Always).then_some(next_base);
+            let (segment, scan) =
+                recovery::open_unflushed_closed(dir, base, interval, salvage, gaps_below)?;
             if scan.stopped.is_some() {
                 // Data after a damaged unflushed segment follows lost data: drop it, as Kafka
                 // does, and continue from the damaged segment.
@@ -286,11 +332,7 @@ impl PartitionLog {
         debug!(dir = %dir.display(), log_start, next_offset, segments = segments.len(), "opened log");
         let active_since = last_batch.map(|_| now);
         // Every closed segment is now either trusted or scanned and synced.
-        let recovery_point = Arc::new(RecoveryPoint {
-            dir: dir.to_path_buf(),
-            value: Mutex::new(i64::MIN),
-        });
-        recovery_point.advance(active_base)?;
+        let recovery_point = RecoveryPoint::at_open(dir, recovery_point, active_base);
         let producers = load_producer_state(dir, &segments, next_offset)?;
         let txn_view = TxnView {
             first_ongoing: producers.first_ongoing_offset(),
@@ -374,11 +416,13 @@ impl PartitionLog {
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
+        // Poisoned first: a poisoned log that was abandoned for recovery keeps answering
+        // with the storage error (retriable) rather than as a closed log.
         if self.group_commit.is_poisoned() {
             return Err(Error::Poisoned);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
         }
         Ok(())
     }
@@ -474,12 +518,23 @@ impl PartitionLog {
             }
 
             let position = active.size();
-            if let Err(e) = active.file.write_all_at(batches, position) {
-                // Undo a partial write; if even that fails the file is in an unknown state.
-                if active.file.set_len(position).is_err() {
+            if let Err(e) = fs::write_all_at(
+                &active.file,
+                batches,
+                position,
+                "write segment",
+                &active.log_path,
+            ) {
+                // Undo a partial write (a full disk), so the log stays writable and the next
+                // append, once there is space, lands at the same position. If even the undo
+                // fails the file is in an unknown state: poison, so the owner reopens the log.
+                if let Err(undo) =
+                    fs::set_len(&active.file, position, "undo write", &active.log_path)
+                {
+                    warn!(segment = %active.log_path.display(), "cannot undo a failed write, poisoning the log: {undo}");
                     self.group_commit.poison();
                 }
-                return Err(Error::io("write segment", &active.log_path, e));
+                return Err(e);
             }
             let mut pos = position;
             let mut offset = base_offset;
@@ -577,10 +632,7 @@ impl PartitionLog {
                     let w = lock(&self.writer);
                     (w.next_offset, self.active()?)
                 };
-                active
-                    .file
-                    .sync_data()
-                    .map_err(|e| Error::io("fdatasync segment", &active.log_path, e))?;
+                fs::sync_data(&active.file, "fdatasync segment", &active.log_path)?;
                 Ok(captured_end)
             },
             |durable| {
@@ -667,7 +719,7 @@ impl PartitionLog {
                 self.group_commit.poison();
                 return Err(e);
             }
-            self.recovery_point.advance(new_base)?;
+            self.recovery_point.advance(new_base);
             self.group_commit.advance_durable_end(new_base, now);
             self.high_watermark.fetch_max(new_base, Ordering::AcqRel);
         } else {
@@ -685,7 +737,7 @@ impl PartitionLog {
                         .and_then(|()| fs::sync_file(&snapshot))
                         // Advancing rewrites the recovery point and syncs the directory, which
                         // makes the snapshot's rename durable too.
-                        .and_then(|()| recovery_point.advance(new_base));
+                        .map(|()| recovery_point.advance(new_base));
                     if let Err(e) = synced {
                         warn!(segment = %active.log_path.display(), "flushing rolled segment failed: {e}");
                     }
@@ -1174,10 +1226,7 @@ impl PartitionLog {
                         new_end = w.next_offset.min(offset).min(end.max(active.base_offset));
                     }
                 }
-                active
-                    .file
-                    .sync_data()
-                    .map_err(|e| Error::io("fdatasync segment", &active.log_path, e))?;
+                fs::sync_data(&active.file, "fdatasync segment", &active.log_path)?;
                 active.reset_max_timestamp();
                 if let Some(t) = read_lock(&active.time_index).last() {
                     active.observe_timestamp(t.max_timestamp);
@@ -1360,8 +1409,79 @@ impl PartitionLog {
         }
         let active = self.active()?;
         active.sync_all()?;
-        // After the sync: the snapshot must describe only durable batches.
-        self.write_producer_snapshot(&w.producers, w.next_offset, active.base_offset, true)
+        // After the sync: the snapshot must describe only durable batches. It only saves the
+        // next open a scan, so failing to write it (disk full) does not fail the close.
+        if let Err(e) =
+            self.write_producer_snapshot(&w.producers, w.next_offset, active.base_offset, true)
+        {
+            warn!(dir = %self.dir.display(), offset = w.next_offset, "cannot write the producer-state snapshot at close (the next open scans instead): {e}");
+        }
+        Ok(())
+    }
+
+    /// Whether an earlier I/O failure poisoned the log (a failed `fdatasync`, or a failed write
+    /// that could not be undone): it refuses writes with [`Error::Poisoned`] until it is closed
+    /// with [`PartitionLog::abandon`] and opened again, which recovers it.
+    pub fn is_poisoned(&self) -> bool {
+        self.group_commit.is_poisoned()
+    }
+
+    /// Closes the log without syncing or writing anything, for a poisoned log: what was written
+    /// since the last good sync cannot be trusted and is left to the recovery of the next
+    /// [`PartitionLog::open`] (which keeps what is intact and cuts the rest; none of it was
+    /// acknowledged under [`FsyncPolicy::Always`]). Waits for background flushes, so nothing
+    /// writes to the directory once it returns. Later calls fail with [`Error::Closed`].
+    pub fn abandon(&self) {
+        self.closed.store(true, Ordering::Release);
+        {
+            let mut w = lock(&self.writer);
+            for handle in w.flushers.drain(..) {
+                let _ = handle.join();
+            }
+        }
+        // A clean in progress sees the log closed at its next batch (or its swap refuses it)
+        // and removes its `.cleaned` files: wait for it, so it cannot touch the directory
+        // while the log is opened again there.
+        drop(lock(&self.clean_lock));
+    }
+
+    /// Whether the log was closed or abandoned (a running clean stops).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// After a read at `offset` failed with [`Error::Corrupt`] (a batch failed its checksum or a
+    /// header did not parse): finds the damaged stretch of the segment holding `offset`, from
+    /// the last intact batch before it to the next intact one after it, and takes it out of
+    /// service (see `salvage.rs`). Returns its offsets `[first, end)`, or `None` if the batches
+    /// up to `offset` are intact. A read retried afterwards either fails with
+    /// [`Error::DamagedRange`] (the offset is in the range) or is served from past the damage.
+    pub fn quarantine(&self, offset: i64) -> Result<Option<(i64, i64)>> {
+        let (segment, end_offset) = {
+            let all = read_lock(&self.segments);
+            let idx = all
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let Some(segment) = all.get(idx).cloned() else {
+                return Ok(None);
+            };
+            let end = all
+                .get(idx + 1)
+                .map_or_else(|| self.log_end_offset(), |s| s.base_offset);
+            (segment, end)
+        };
+        Ok(crate::salvage::locate(&segment, offset, end_offset)?
+            .map(|r| (r.first_offset, r.end_offset)))
+    }
+
+    /// The damaged ranges taken out of service so far (found by reads or at open), as offsets
+    /// `[first, end)`. For metrics and diagnostics.
+    pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
+        read_lock(&self.segments)
+            .iter()
+            .flat_map(|s| s.damaged_ranges())
+            .map(|r| (r.first_offset, r.end_offset))
+            .collect()
     }
 
     /// Writes the producer state through `offset` as `<offset>.snapshot` and removes the

@@ -801,7 +801,7 @@ impl Broker {
                 records,
             }
         };
-        partition.log().flush()?;
+        partition.flush_blocking()?;
         let path = &self.groups.checkpoint_path;
         write_atomically(path, &offsets::encode_checkpoint(&checkpoint))?;
         let mut store = self.groups.offsets();

@@ -8,7 +8,6 @@ mod throttler;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -353,6 +352,11 @@ impl PartitionLog {
     ) -> Result<CleanStats> {
         self.check_writable()?;
         let _one_at_a_time = lock(&self.clean_lock);
+        // Closed or abandoned while waiting for the previous clean.
+        self.check_writable()?;
+        // Stop when asked to, or when the log is closed or abandoned (its directory may be
+        // opened again by a new log, see `abandon`).
+        let cancel = &StopFlag { cancel, log: self };
         let config = self.config();
         let plan = self.plan(now_ms);
         let mut stats = CleanStats {
@@ -370,6 +374,19 @@ impl PartitionLog {
             max_batch_bytes: usize::MAX,
             ..DecodeLimits::default()
         };
+        // A damaged range must stay an error at exactly its offsets: rewriting its segment
+        // would turn it into a silent gap. Such a log is not cleaned (Kafka marks a partition
+        // whose data the cleaner cannot read uncleanable) while the range is there; damage not
+        // located yet fails the clean when it is read, before anything is swapped.
+        for segment in plan.segments.get(..plan.uncleanable).unwrap_or_default() {
+            if let Some(d) = segment.damaged_ranges().first() {
+                return Err(Error::DamagedRange {
+                    path: segment.log_path.clone(),
+                    first_offset: d.first_offset,
+                    end_offset: d.end_offset,
+                });
+            }
+        }
         // 1. The offset map over the dirty segments.
         let aborted = Aborted::collect(&plan.segments);
         let mut map = OffsetMap::default();
@@ -384,7 +401,7 @@ impl PartitionLog {
         for segment in dirty {
             let mut buf = Vec::new();
             for_each_batch(segment, |b| {
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.is_set() {
                     return Ok(false);
                 }
                 let h = b.header;
@@ -402,7 +419,7 @@ impl PartitionLog {
                 }
                 Ok(true)
             })?;
-            if cancel.load(Ordering::Relaxed) {
+            if cancel.is_set() {
                 return Ok(stats);
             }
             end_index += 1;
@@ -479,7 +496,7 @@ impl PartitionLog {
         next: &Arc<Segment>,
         pass: &mut Pass<'_>,
         throttler: &Throttler,
-        cancel: &AtomicBool,
+        cancel: &StopFlag<'_>,
         config: &crate::LogConfig,
         stats: &mut CleanStats,
     ) -> Result<GroupOutcome> {
@@ -499,7 +516,8 @@ impl PartitionLog {
             }
             Err(e) => {
                 drop(out);
-                swap::remove_cleaned(&dir, base)?;
+                // The write's error is the one to report; leftovers go at the next open.
+                let _ = swap::remove_cleaned(&dir, base);
                 return Err(e);
             }
         }
@@ -510,7 +528,8 @@ impl PartitionLog {
         let interval = config.index_interval_bytes;
         let swapped = match self.replace_segments(group, next, || {
             swap::commit(&dir, base, end, &old_bases)?;
-            crate::recovery::open_closed(&dir, base, interval, i64::MAX)
+            // A segment the cleaner wrote may skip offsets.
+            crate::recovery::open_closed(&dir, base, interval, end, i64::MAX)
         }) {
             Ok(swapped) => swapped,
             Err(e) => {
@@ -537,7 +556,7 @@ impl PartitionLog {
         out: &Segment,
         pass: &mut Pass<'_>,
         throttler: &Throttler,
-        cancel: &AtomicBool,
+        cancel: &StopFlag<'_>,
         config: &crate::LogConfig,
         stats: &mut CleanStats,
     ) -> Result<bool> {
@@ -549,7 +568,7 @@ impl PartitionLog {
         for segment in group {
             let mut cancelled = false;
             for_each_batch(segment, |b| {
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.is_set() {
                     cancelled = true;
                     return Ok(false);
                 }
@@ -563,9 +582,13 @@ impl PartitionLog {
                 if h.is_control() {
                     kept_markers.push(h.base_offset);
                 }
-                out.file
-                    .write_all_at(&kept.bytes, position)
-                    .map_err(|e| Error::io("write cleaned segment", &out.log_path, e))?;
+                crate::fs::write_all_at(
+                    &out.file,
+                    &kept.bytes,
+                    position,
+                    "write cleaned segment",
+                    &out.log_path,
+                )?;
                 throttler.consume(kept.bytes.len() as u64);
                 out.observe_timestamp(kept.header.max_timestamp);
                 out.index_batch(
@@ -600,14 +623,26 @@ impl PartitionLog {
             }
             if index.entries().is_empty() {
                 // Always write the file, so the swap replaces the old segment's.
-                std::fs::write(index.path(), [])
-                    .map_err(|e| Error::io("create txn index", index.path(), e))?;
-                crate::fs::sync_file(index.path())?;
+                let file = crate::fs::open_rw(index.path(), "create txn index")?;
+                crate::fs::set_len(&file, 0, "create txn index", index.path())?;
+                crate::fs::sync_data(&file, "fdatasync txn index", index.path())?;
             }
         }
         out.seal_time_index(last)?;
         out.sync_all()?;
         Ok(true)
+    }
+}
+
+/// When a clean stops early: its caller's cancel flag, or the log closed or abandoned.
+struct StopFlag<'a> {
+    cancel: &'a AtomicBool,
+    log: &'a PartitionLog,
+}
+
+impl StopFlag<'_> {
+    fn is_set(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed) || self.log.is_closed()
     }
 }
 

@@ -41,16 +41,14 @@ fn swap_end_name(base: i64) -> String {
     format!("{}.{SWAP_END_EXT}", file_stem(base))
 }
 
+/// Removes `path` if it exists, through the fault seam (`crate::fault`).
 fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove file", path, e)),
-    }
+    fs::remove_file(path, "remove file")
 }
 
+/// Renames `from` over `to`, through the fault seam.
 fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io("rename segment file", from, e))
+    fs::rename(from, to, "rename segment file")
 }
 
 /// Removes the `.cleaned` files of the segment at `base` (a stale or abandoned clean).

@@ -58,7 +58,7 @@ impl OffsetIndex {
         self.entries = entries;
         if rewrite {
             let bytes: Vec<u8> = self.entries.iter().flat_map(|e| self.encode(*e)).collect();
-            self.file.rewrite(&bytes)?;
+            self.file.rewrite(&bytes);
         }
         Ok(())
     }
@@ -75,7 +75,8 @@ impl OffsetIndex {
     pub(crate) fn push(&mut self, entry: OffsetEntry) -> Result<()> {
         let bytes = self.encode(entry);
         self.entries.push(entry);
-        self.file.append(&bytes)
+        self.file.append(&bytes);
+        Ok(())
     }
 
     /// The last indexed batch whose base offset is `<= offset`, or the segment's first batch.
@@ -108,7 +109,8 @@ impl OffsetIndex {
     }
 
     pub(crate) fn sync(&mut self) -> Result<()> {
-        self.file.sync()
+        self.file.sync();
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
