@@ -54,6 +54,7 @@ mod log;
 pub mod producer_state;
 mod recovery;
 mod segment;
+mod sync_group;
 mod txn_index;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -62,4 +63,5 @@ pub use error::{Error, Result};
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;
+pub use sync_group::SyncGroup;
 pub use txn_index::{AbortedFilter, AbortedTxn, OngoingTxn, ProducerInfo, TXN_INDEX_ENTRY_LEN};

@@ -208,6 +208,8 @@ pub struct PartitionLog {
     recovery_point: Arc<RecoveryPoint>,
     closed: AtomicBool,
     txn_view: RwLock<TxnView>,
+    /// [sync-group] The broker-wide commit window `Always` appends sync through, once joined.
+    sync_group: std::sync::OnceLock<crate::SyncGroup>,
 }
 
 impl PartitionLog {
@@ -306,6 +308,7 @@ impl PartitionLog {
             recovery_point,
             closed: AtomicBool::new(false),
             txn_view: RwLock::new(txn_view),
+            sync_group: std::sync::OnceLock::new(),
         })
     }
 
@@ -551,6 +554,10 @@ impl PartitionLog {
     /// Makes every offset below `end` durable, sharing the `fdatasync` with concurrent callers.
     fn sync_through(&self, end: i64) -> Result<()> {
         let always = self.config().fsync == FsyncPolicy::Always;
+        // [sync-group] Under `Always`, a log that joined a group syncs in its windows instead.
+        if always && let Some(group) = self.sync_group.get() {
+            return self.sync_in_group(group, end);
+        }
         self.group_commit.sync_through(
             end,
             self.clock.now_ms(),
@@ -1210,6 +1217,50 @@ impl PartitionLog {
     pub fn delete(self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("delete log dir", &self.dir, e))
+    }
+}
+
+// [sync-group] Joining a broker-wide commit window (`sync_group.rs`); kept apart from the
+// append path above so the edit there is two lines.
+impl PartitionLog {
+    /// Makes this log's `Always` appends (and [`flush`](Self::flush)) sync through `group`, a
+    /// commit window shared with the broker's other partitions, instead of through its own
+    /// group commit. Only the first call has an effect. Other policies are unaffected.
+    pub fn join_sync_group(&self, group: crate::SyncGroup) {
+        let _ = self.sync_group.set(group);
+    }
+
+    /// `sync_through` for a log in a group: waits for a window's `fdatasync` of the active
+    /// segment, then publishes `end` as the high watermark.
+    fn sync_in_group(&self, group: &crate::SyncGroup, end: i64) -> Result<()> {
+        if self.group_commit.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        if self.high_watermark() >= end {
+            return Ok(());
+        }
+        // Under the writer lock: a roll pushes the new segment before it syncs the old one, all
+        // while holding the lock, so the segment seen here is either the one `end` was written
+        // to or a later one whose roll already synced it.
+        let active = {
+            let _w = lock(&self.writer);
+            self.active()?
+        };
+        let file: Arc<dyn crate::sync_group::SyncData> = active.file.clone();
+        if let Err(e) = group.sync(file) {
+            // As with the log's own group commit: after a failed `fdatasync` nothing unsynced
+            // can be trusted.
+            self.group_commit.poison();
+            return Err(Error::io("fdatasync segment", &active.log_path, e));
+        }
+        let now = self.clock.now_ms();
+        // Never past the log end: a truncation since the write must not be undone here.
+        let w = lock(&self.writer);
+        let durable = end.min(w.next_offset);
+        self.group_commit.advance_durable_end(durable, now);
+        self.high_watermark.fetch_max(durable, Ordering::AcqRel);
+        drop(w);
+        Ok(())
     }
 }
 
