@@ -198,10 +198,7 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    println!(
-        "| files | {} |",
-        MODES.iter().copied().collect::<Vec<_>>().join(" | ")
-    );
+    println!("| files | {} |", MODES.join(" | "));
     println!("|---|{}", "---|".repeat(MODES.len()));
     for (ci, files) in counts.iter().enumerate() {
         let cells: Vec<String> = samples

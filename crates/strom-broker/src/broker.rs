@@ -84,6 +84,8 @@ pub struct Broker {
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
     pub(crate) txns: crate::txn::TxnCoordinator,
+    /// The commit window every partition's `Always` appends share.
+    durability: crate::durability::Durability,
 }
 
 #[derive(Debug)]
@@ -168,6 +170,7 @@ impl Broker {
             }
         };
 
+        let durability = crate::durability::Durability::new();
         let mut registry = Registry::default();
         for (id, t) in topics {
             let settings = TopicSettings::resolve(&config.topic_defaults, &t.configs)?;
@@ -180,6 +183,7 @@ impl Broker {
                     dir,
                     settings.log_config(),
                     Arc::clone(&clock),
+                    &durability,
                 )?));
             }
             registry.by_id.insert(id, t.name.clone());
@@ -226,6 +230,7 @@ impl Broker {
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
+            durability,
         };
         // Transactions a crash left prepared are completed before anyone reads.
         let completed = broker.tick_transactions_blocking();
@@ -427,6 +432,7 @@ impl Broker {
                 dir,
                 settings.log_config(),
                 Arc::clone(&self.clock),
+                &self.durability,
             ) {
                 Ok(p) => opened.push(Arc::new(p)),
                 Err(e) => {
@@ -538,6 +544,7 @@ impl Broker {
                 dir,
                 topic.settings.log_config(),
                 Arc::clone(&self.clock),
+                &self.durability,
             )?));
         }
         meta.append(&MetadataEvent::PartitionsCreated {

@@ -13,6 +13,7 @@
 
 mod broker;
 pub mod config;
+pub mod durability;
 mod error;
 pub mod group;
 mod internal;

@@ -77,8 +77,10 @@ impl Partition {
         dir: PathBuf,
         config: LogConfig,
         clock: Arc<dyn Clock>,
+        durability: &crate::durability::Durability,
     ) -> Result<Partition> {
         let log = PartitionLog::open(&dir, config, clock)?;
+        durability.enroll(&log);
         let (high_watermark, _) = watch::channel(log.high_watermark());
         Ok(Partition {
             topic: topic.to_owned(),
