@@ -31,4 +31,4 @@ pub use topic::{
 };
 
 /// Re-exported storage types that appear in this crate's API.
-pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, SystemClock};
+pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, PendingAppend, SystemClock};

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use strom_log::{
-    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PartitionLog, ProducerInfo,
+    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PartitionLog, PendingAppend,
+    ProducerInfo,
 };
 use tokio::sync::watch;
 
@@ -114,6 +115,27 @@ impl Partition {
         let result = self.log.append(batches, LEADER_EPOCH);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
+        self.publish();
+        Ok(result?)
+    }
+
+    /// [deferred-durability] The first half of [`append_blocking`](Self::append_blocking):
+    /// validates and writes, returning before the write is durable (under `always`, before it
+    /// is visible). Acknowledge only after [`await_durable_blocking`](Self::await_durable_blocking).
+    /// Writes are ordered by the calls to this. BLOCKING.
+    pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingAppend> {
+        self.check_open()?;
+        let result = self.log.append_deferred(batches, LEADER_EPOCH);
+        // Under `interval`/`never` the watermark moved with the write.
+        self.publish();
+        Ok(result?)
+    }
+
+    /// The second half of [`append_blocking`](Self::append_blocking): returns once `pending`
+    /// is as durable as the partition's fsync policy promises. BLOCKING.
+    pub fn await_durable_blocking(&self, pending: PendingAppend) -> Result<AppendInfo> {
+        let result = self.log.await_durable(pending);
+        // Publish even on error, as `append_blocking` does.
         self.publish();
         Ok(result?)
     }

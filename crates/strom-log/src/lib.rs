@@ -60,7 +60,7 @@ mod txn_index;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
 pub use error::{Error, Result};
-pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
+pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, PendingAppend, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;
 pub use sync_group::SyncGroup;

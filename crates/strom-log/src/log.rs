@@ -182,6 +182,23 @@ struct Writer {
     producers: ProducerStateManager,
 }
 
+/// A write made by [`PartitionLog::append_deferred`] that may not be durable (or, under
+/// `Always`, visible) yet: hand it to [`PartitionLog::await_durable`] before acknowledging.
+#[derive(Debug)]
+#[must_use = "an append is not acknowledged until await_durable returns"]
+pub struct PendingAppend {
+    info: AppendInfo,
+    /// Offset just past the write.
+    end: i64,
+}
+
+impl PendingAppend {
+    /// What the append assigned (offsets, timestamps); not yet an acknowledgement.
+    pub fn info(&self) -> &AppendInfo {
+        &self.info
+    }
+}
+
 /// One partition on disk: a directory of segments, append-only, indexed by offset and time.
 ///
 /// # Ownership and concurrency
@@ -384,6 +401,17 @@ impl PartitionLog {
     /// `LogAppendTime`, and returning once the batches are as durable as the [`FsyncPolicy`]
     /// promises. `batches` is patched in place.
     pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        // [deferred-durability] Split in two so a connection can write its next request while
+        // this one's sync is pending; `append` is both halves back to back.
+        let pending = self.append_deferred(batches, leader_epoch)?;
+        self.await_durable(pending)
+    }
+
+    /// The first half of [`append`](Self::append): validates, assigns offsets and writes, but
+    /// returns before the batches are as durable as the policy promises; they are not visible
+    /// to readers under `Always` until [`await_durable`](Self::await_durable) returns for them
+    /// (or a later sync covers them). Appends are ordered by their `append_deferred` calls.
+    pub fn append_deferred(&self, batches: &mut [u8], leader_epoch: i32) -> Result<PendingAppend> {
         self.check_writable()?;
         let config = self.config();
         // Validation (CRC over every byte) happens before taking the writer lock, so concurrent
@@ -423,12 +451,12 @@ impl PartitionLog {
                             record_count: m.last_offset - m.first_offset + 1,
                         };
                         drop(w);
-                        // The original may still be waiting for its sync: answer only once it
-                        // is as durable as a fresh append would be.
-                        if config.fsync == FsyncPolicy::Always {
-                            self.sync_through(m.last_offset + 1)?;
-                        }
-                        return Ok(info);
+                        // The original may still be waiting for its sync: `await_durable`
+                        // answers only once it is as durable as a fresh append would be.
+                        return Ok(PendingAppend {
+                            info,
+                            end: m.last_offset + 1,
+                        });
                     }
                 }
             } else {
@@ -537,7 +565,14 @@ impl PartitionLog {
             )
         };
 
-        match config.fsync {
+        Ok(PendingAppend { info, end })
+    }
+
+    /// The second half of [`append`](Self::append): returns once the write of `pending` is as
+    /// durable as the [`FsyncPolicy`] promises (under `Always`: synced, and then visible).
+    pub fn await_durable(&self, pending: PendingAppend) -> Result<AppendInfo> {
+        let PendingAppend { info, end } = pending;
+        match self.config().fsync {
             FsyncPolicy::Always => self.sync_through(end)?,
             FsyncPolicy::Interval(every) => {
                 let now = self.clock.now_ms();
