@@ -2,7 +2,9 @@
 //! partition logs that share one broker-wide commit window (`SyncGroup`), from more threads than
 //! partitions, and is killed with SIGKILL at random moments. After every kill each log is
 //! reopened: every batch the child saw acknowledged must be there, intact, in its partition at
-//! the offset it was given, and nothing after a torn write may be served.
+//! the offset it was given, and nothing after a torn write may be served. Half the threads
+//! pipeline their appends (`append_deferred` now, `await_durable` later, as a Kafka connection
+//! with deferred Produce answers does) and acknowledge only after `await_durable`.
 //!
 //! The child is this same test binary, re-run with `STROM_CRASH_CHILD` set so that only the
 //! ignored `crash_child` test runs.
@@ -24,6 +26,7 @@ use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
 const CHILD_ENV: &str = "STROM_CRASH_CHILD";
 const THREADS: usize = 12;
 const PARTITIONS: usize = 8;
+const DEFERRED: usize = 4;
 const RECORDS_PER_BATCH: usize = 3;
 
 fn config() -> LogConfig {
@@ -75,6 +78,9 @@ fn crash_child() {
             let logs = Arc::clone(&logs);
             let stdout = Arc::clone(&stdout);
             std::thread::spawn(move || {
+                // Odd threads pipeline like a Kafka connection: up to `DEFERRED` writes made
+                // with `append_deferred` before the oldest is awaited and acknowledged.
+                let mut in_flight = std::collections::VecDeque::new();
                 for seq in 0.. {
                     let records: Vec<Record> = (0..RECORDS_PER_BATCH)
                         .map(|i| {
@@ -88,7 +94,16 @@ fn crash_child() {
                     let mut batch = BatchBuilder::new().build(&records).unwrap();
                     let p = (t + seq as usize) % PARTITIONS;
                     let log = &logs[p];
-                    let info = log.append(&mut batch, 0).unwrap();
+                    in_flight.push_back((seq, p, log.append_deferred(&mut batch, 0).unwrap()));
+                    let depth = if t % 2 == 1 { DEFERRED } else { 1 };
+                    if in_flight.len() < depth {
+                        continue;
+                    }
+                    let Some((seq, p, pending)) = in_flight.pop_front() else {
+                        continue;
+                    };
+                    let log = &logs[p];
+                    let info = log.await_durable(pending).unwrap();
                     // Visible to readers no later than acknowledged.
                     assert!(log.high_watermark() > info.last_offset);
                     let mut out = stdout.lock().unwrap();
