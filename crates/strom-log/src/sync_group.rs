@@ -12,9 +12,10 @@
 //! - when no window is running, the first waiter closes the open window and starts it; the next
 //!   window fills while this one syncs (group commit across partitions);
 //! - every waiter of the running window claims unsynced files and `fdatasync`s them, so all of
-//!   a window's files are synced at the same time, by as many threads as wrote them, and the
-//!   file system commits them together (measured in `benches/src/bin/sync_bench.rs`, see
-//!   BENCHMARKS.md "Durable sync across partitions: candidates");
+//!   a window's files are synced at the same time, by as many threads as wrote them, rather
+//!   than one after another (which collapses with the number of files: see
+//!   `benches/src/bin/sync_bench.rs` and BENCHMARKS.md "Durable sync across partitions:
+//!   candidates");
 //! - an appender returns once the `fdatasync` of its file, started after its write, succeeded.
 //!   The caller publishes its high watermark only then, so nothing is visible or acknowledged
 //!   before it is on stable storage.
