@@ -361,7 +361,8 @@ impl PartitionLog {
     }
 
     /// Number of `fdatasync` calls made by group commit since the log was opened (each covers
-    /// every append that was waiting). For metrics and tests.
+    /// every append that was waiting), including those a joined `SyncGroup` made of this log's
+    /// segment. For metrics and tests.
     pub fn sync_count(&self) -> u64 {
         self.group_commit.sync_count()
     }
@@ -1282,11 +1283,16 @@ impl PartitionLog {
             self.active()?
         };
         let file: Arc<dyn crate::sync_group::SyncData> = active.file.clone();
-        if let Err(e) = group.sync(file) {
-            // As with the log's own group commit: after a failed `fdatasync` nothing unsynced
-            // can be trusted.
-            self.group_commit.poison();
-            return Err(Error::io("fdatasync segment", &active.log_path, e));
+        match group.sync(file) {
+            // Counted once per sync, for `sync_count`.
+            Ok(true) => self.group_commit.count_sync(),
+            Ok(false) => {}
+            Err(e) => {
+                // As with the log's own group commit: after a failed `fdatasync` nothing
+                // unsynced can be trusted.
+                self.group_commit.poison();
+                return Err(Error::io("fdatasync segment", &active.log_path, e));
+            }
         }
         let now = self.clock.now_ms();
         // Never past the log end: a truncation since the write must not be undone here.

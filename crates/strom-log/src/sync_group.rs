@@ -84,6 +84,8 @@ struct Entry {
     file: Arc<dyn SyncData>,
     /// Set once, by the thread that synced the file in this window.
     outcome: OnceLock<Outcome>,
+    /// Set by the first caller to see the outcome, so the owner counts each sync once.
+    reported: std::sync::atomic::AtomicBool,
 }
 
 /// The window being synced.
@@ -155,8 +157,9 @@ impl SyncGroup {
     }
 
     /// Returns once an `fdatasync` of `file` that started after this call has finished, with
-    /// its result. Blocks; concurrent callers share windows (see the module docs).
-    pub(crate) fn sync(&self, file: Arc<dyn SyncData>) -> io::Result<()> {
+    /// its result: `Ok(true)` for the first of the callers sharing that sync (to count it once),
+    /// `Ok(false)` for the others. Blocks; concurrent callers share windows (see the module docs).
+    pub(crate) fn sync(&self, file: Arc<dyn SyncData>) -> io::Result<bool> {
         let inner = &*self.inner;
         let mut st = lock(&inner.state);
         let entry = match st.open.iter().find(|e| Arc::ptr_eq(&e.file, &file)) {
@@ -165,6 +168,7 @@ impl SyncGroup {
                 let e = Arc::new(Entry {
                     file,
                     outcome: OnceLock::new(),
+                    reported: std::sync::atomic::AtomicBool::new(false),
                 });
                 st.open.push(Arc::clone(&e));
                 e
@@ -172,7 +176,8 @@ impl SyncGroup {
         };
         loop {
             if let Some(outcome) = entry.outcome.get() {
-                return outcome.into_result();
+                outcome.into_result()?;
+                return Ok(!entry.reported.swap(true, Ordering::Relaxed));
             }
             if st.running.is_none() && !st.open.is_empty() {
                 let entries = std::mem::take(&mut st.open);
@@ -262,7 +267,10 @@ mod tests {
     fn a_lone_caller_syncs_its_file_once() {
         let group = SyncGroup::new();
         let f = counting(false);
-        group.sync(f.clone()).unwrap();
+        assert!(
+            group.sync(f.clone()).unwrap(),
+            "the only caller reports the sync"
+        );
         assert_eq!(f.syncs.load(Ordering::SeqCst), 1);
         assert_eq!((group.window_count(), group.sync_count()), (1, 1));
     }
