@@ -2,7 +2,10 @@
 # Installs what compat/run.sh needs, idempotently:
 #   - compat/.venv: a Python venv with the pinned clients of compat/requirements.txt
 #     (reinstalled only when requirements.txt changed or the venv cannot import them);
-#   - kcat from Debian (it links Debian's librdkafka, 2.0.2 on Debian 12), only if missing.
+#   - kcat from Debian (it links Debian's librdkafka, 2.0.2 on Debian 12), only if missing;
+#   - a C/C++ toolchain (gcc, g++, make) for compat/librdkafka_tests.sh, which builds librdkafka's
+#     test runner from the rdkafka-sys crate source, only if missing (zlib1g-dev is optional:
+#     librdkafka's configure leaves gzip out without it).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -28,16 +31,31 @@ else
     venv_ok || { echo "compat/install: the venv still cannot import the clients" >&2; exit 1; }
 fi
 
-if command -v kcat >/dev/null 2>&1; then
-    echo "compat/install: kcat present ($(command -v kcat))"
-else
-    echo "compat/install: installing kcat with apt-get"
-    SUDO=()
+apt_install() {
+    local SUDO=()
     if [[ $(id -u) -ne 0 ]]; then
         SUDO=(sudo -n)
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -qq
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends kcat >/dev/null
+    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+for tool in gcc g++ make; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    echo "compat/install: installing ${missing[*]} with apt-get (to build librdkafka's test runner)"
+    apt_install "${missing[@]}"
+else
+    echo "compat/install: C/C++ toolchain present"
+fi
+
+if command -v kcat >/dev/null 2>&1; then
+    echo "compat/install: kcat present ($(command -v kcat))"
+else
+    echo "compat/install: installing kcat with apt-get"
+    apt_install kcat
     command -v kcat >/dev/null 2>&1 || { echo "compat/install: kcat still missing" >&2; exit 1; }
 fi

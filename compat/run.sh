@@ -5,10 +5,15 @@
 #                                 compat/test_* script, stop the broker, summarise
 #   compat/run.sh kcat            only the scripts whose name contains "kcat"
 #
+# Then compat/librdkafka_tests.sh (librdkafka's own test suite, with a broker of its own; see
+# compat/README.md) with the same binary, unless COMPAT_SKIP_LIBRDKAFKA_TESTS=1.
+#
 # Environment:
 #   STROM_COMPAT_PROFILE=debug|release   cargo profile of the broker (default: debug, see below)
 #   STROM_COMPAT_BIN=path                use this strom binary, skip the build
 #   COMPAT_VERBOSE=1                     print tracebacks for every failed Python check
+#   COMPAT_SKIP_LIBRDKAFKA_TESTS=1       do not run compat/librdkafka_tests.sh
+#   COMPAT_LIBRDKAFKA_TIMEOUT=secs       bound on that whole script (default 1800: a cold build)
 #
 # Why a debug build: .ci/run runs this right after `cargo test --workspace`, which has already
 # compiled every dependency in the dev profile, so the debug broker costs seconds; a release
@@ -97,73 +102,21 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strom-compat.XXXXXX")
 BROKER_LOG=$WORK/broker.log
-BROKER_PID=
+BROKER_PYTHON=$VENV_PYTHON
+# shellcheck source=compat/broker.sh
+source "$HERE/broker.sh"
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-    if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -TERM "$BROKER_PID" 2>/dev/null
-        sleep 2
-        kill -KILL "$BROKER_PID" 2>/dev/null
-    fi
+    broker_kill
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    "$VENV_PYTHON" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-# start_broker PORT: starts strom in the background; returns 0 once the port accepts connections.
-start_broker() {
-    local port=$1 i
-    # STROM_* variables of the caller must not change what the broker under test does.
-    # shellcheck disable=SC2046  # one "-u NAME" pair per variable
-    env $(compgen -e | grep '^STROM_' | sed 's/^/-u /') \
-        "$BIN" serve \
-        --data-dir "$WORK/data" \
-        --kafka-listen "127.0.0.1:$port" \
-        --kinesis-listen "127.0.0.1:$KINESIS_PORT" \
-        --advertised-host 127.0.0.1 --advertised-port "$port" \
-        --auto-create-topics true --num-partitions 1 \
-        --log info \
-        >>"$BROKER_LOG" 2>&1 &
-    BROKER_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-            wait "$BROKER_PID"
-            echo "   broker exited with status $? before accepting connections"
-            BROKER_PID=
-            return 1
-        fi
-        if (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "   broker did not accept connections on port $port within 30s"
-    return 1
-}
-
 echo "== compat: starting $BIN serve (data in $WORK/data)"
-started=
-for attempt in 1 2 3; do
-    PORT=$(free_port)
-    KINESIS_PORT=$(free_port)
-    if start_broker "$PORT"; then
-        started=1
-        break
-    fi
-    # The port may have been taken between free_port and the bind: try another one.
-    [[ -n $BROKER_PID ]] && kill -KILL "$BROKER_PID" 2>/dev/null
-    BROKER_PID=
-    echo "   attempt $attempt failed; broker log:"
-    tail -n 20 "$BROKER_LOG" | sed 's/^/   | /'
-done
-if [[ -z $started ]]; then
+# The cleaner backs off 200 ms instead of 15 s, so the compaction checks see a clean soon.
+BROKER_EXTRA=(--log-cleaner-backoff-ms 200)
+if ! broker_start; then
     fail broker/start "the broker did not come up (3 attempts)"
     finish
 fi
@@ -173,25 +126,21 @@ echo "   broker pid $BROKER_PID listening on 127.0.0.1:$PORT"
 # --- run the scripts ---------------------------------------------------------------------------
 
 export COMPAT_BOOTSTRAP=127.0.0.1:$PORT
+export COMPAT_STROM_BIN=$BIN
 export COMPAT_KINESIS_ENDPOINT=http://127.0.0.1:$KINESIS_PORT
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 SCRIPT_TIMEOUT=${COMPAT_SCRIPT_TIMEOUT:-180}
 
-for script in "$HERE"/test_*; do
-    name=$(basename "$script")
-    [[ -n $FILTER && $name != *"$FILTER"* ]] && continue
-    case $name in
-        *.py) cmd=("$VENV_PYTHON" "$script") ;;
-        *.sh) cmd=(bash "$script") ;;
-        *) continue ;;
-    esac
+# run_script NAME TIMEOUT CMD...: runs CMD, shows its output and counts its result lines.
+run_script() {
+    local name=$1 limit=$2 out rc start fails=0 line
+    shift 2
     echo
     out=$WORK/$name.out
     start=$SECONDS
-    timeout --kill-after=10 "$SCRIPT_TIMEOUT" "${cmd[@]}" 2>&1 | tee "$out"
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     echo "   ($name: exit $rc after $((SECONDS - start))s)"
-    fails=0
     while IFS= read -r line; do
         case $line in
             "PASS "* | "XPASS "*)
@@ -209,61 +158,65 @@ for script in "$HERE"/test_*; do
     done <"$out"
     if ((rc != 0 && fails == 0)); then
         if ((rc == 124 || rc == 137)); then
-            fail "$name" "timed out after ${SCRIPT_TIMEOUT}s"
+            fail "$name" "timed out after ${limit}s"
         else
             fail "$name" "exited $rc without reporting a failed check (crashed?)"
         fi
     elif ((rc == 0 && fails > 0)); then
         fail "$name" "reported $fails failed check(s) but exited 0"
     fi
+}
+
+for script in "$HERE"/test_*; do
+    name=$(basename "$script")
+    [[ -n $FILTER && $name != *"$FILTER"* ]] && continue
+    case $name in
+        *.py) cmd=("$VENV_PYTHON" "$script") ;;
+        *.sh) cmd=(bash "$script") ;;
+        *) continue ;;
+    esac
+    run_script "$name" "$SCRIPT_TIMEOUT" "${cmd[@]}"
 done
 
 # --- stop the broker ---------------------------------------------------------------------------
 
 echo
 echo "== compat: stopping the broker"
-if kill -0 "$BROKER_PID" 2>/dev/null; then
-    pass broker/alive
-    kill -TERM "$BROKER_PID"
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -KILL "$BROKER_PID"
-        wait "$BROKER_PID" 2>/dev/null
-        fail broker/shutdown "still running 30s after SIGTERM (killed)"
+alive=1
+kill -0 "$BROKER_PID" 2>/dev/null || alive=
+broker_stop
+status=$?
+why=$BROKER_STOP_WHY
+if ((status == 1)); then
+    fail broker/alive "$why"
+else
+    [[ -n $alive ]] && pass broker/alive
+    if ((status == 0)); then
+        pass broker/shutdown
     else
-        wait "$BROKER_PID"
-        status=$?
-        if ((status != 0)); then
-            fail broker/shutdown "exited with status $status after SIGTERM"
-        elif ! grep -q "strom stopped cleanly" "$BROKER_LOG"; then
-            fail broker/shutdown "exited 0 but did not print 'strom stopped cleanly'"
-        else
-            pass broker/shutdown
-        fi
+        fail broker/shutdown "$why"
     fi
-else
-    wait "$BROKER_PID"
-    fail broker/alive "the broker died during the run (status $?)"
 fi
-BROKER_PID=
 
-if grep -q "panicked" "$BROKER_LOG"; then
-    fail broker/no_panic "the broker log has a panic"
-else
+# Warnings are not failures, but they are shown (broker_log_report).
+if broker_log_report; then
     pass broker/no_panic
-fi
-# Warnings are not failures, but they are how a client-visible problem shows up on the broker's
-# side (for example a connection closed on an unsupported request): show them.
-if grep -Eq ' (WARN|ERROR) |panicked' "$BROKER_LOG"; then
-    echo "   broker warnings and errors (full log: $(wc -l <"$BROKER_LOG") lines):"
-    grep -E ' (WARN|ERROR) |panicked' "$BROKER_LOG" | head -n 40 | sed 's/^/   | /'
+else
+    fail broker/no_panic "the broker log has a panic"
 fi
 if ((FAILED)); then
     echo "   last lines of the broker log:"
     tail -n 30 "$BROKER_LOG" | sed 's/^/   | /'
+fi
+
+# --- librdkafka's own test suite -----------------------------------------------------------------
+
+# It starts its own broker (a fresh data directory: its tests create and delete many topics and
+# groups) with the binary built above, and builds librdkafka's test runner once per crate version
+# (cached under target/librdkafka-tests/). COMPAT_SKIP_LIBRDKAFKA_TESTS=1 leaves it out.
+if [[ -z ${COMPAT_SKIP_LIBRDKAFKA_TESTS:-} && (-z $FILTER || librdkafka_tests.sh == *"$FILTER"*) ]]; then
+    STROM_COMPAT_BIN=$BIN run_script librdkafka_tests.sh "${COMPAT_LIBRDKAFKA_TIMEOUT:-1800}" \
+        bash "$HERE/librdkafka_tests.sh"
 fi
 
 finish

@@ -5,7 +5,9 @@ Covers: KafkaAdminClient CreateTopics (with a config, and the duplicate error), 
 describe_topics, describe_cluster, describe_configs, DeleteTopics; KafkaProducer sends with keys,
 headers and explicit timestamps (acks=all) and with every compression codec; KafkaConsumer with
 assign() + seek_to_beginning() (no group) reading everything back; end_offsets,
-beginning_offsets, offsets_for_times.
+beginning_offsets, offsets_for_times; a compacted topic (updates and tombstones) read back as the
+latest value per key once the broker's cleaner ran (run.sh starts it with a short
+--log-cleaner-backoff-ms).
 
 Run by compat/run.sh with COMPAT_BOOTSTRAP=host:port. Exits 1 if a check failed.
 """
@@ -266,6 +268,66 @@ def check_idempotent_producer() -> None:
     expect_eq([m.value for m in msgs], [f"idempotent-{i}".encode() for i in range(10)], "values")
 
 
+def check_compacted_topic() -> None:
+    topic = f"{TOPIC}-compacted"
+    create(topic, 1, {
+        "cleanup.policy": "compact",
+        "segment.ms": "200",
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "0",
+    })
+    keys, updates = 50, 2000
+    latest: dict[bytes, bytes | None] = {}
+    p = KafkaProducer(bootstrap_servers=B, acks="all", linger_ms=5, request_timeout_ms=TIMEOUT_MS)
+    try:
+        for i in range(updates):
+            key, value = f"k{i % keys}".encode(), f"v{i}".encode()
+            p.send(topic, key=key, value=value)
+            latest[key] = value
+        for k in range(0, keys, 5):  # every fifth key is deleted (a tombstone: null value)
+            key = f"k{k}".encode()
+            p.send(topic, key=key, value=None)
+            latest[key] = None
+        p.flush(timeout=TIMEOUT_MS / 1000)
+        # Once segment.ms has passed, one more record rolls the segment holding the rest: only
+        # closed segments are cleaned.
+        time.sleep(0.3)
+        p.send(topic, key=b"roll", value=b"roll").get(timeout=TIMEOUT_MS / 1000)
+        latest[b"roll"] = b"roll"
+    finally:
+        p.close(timeout=5)
+    want = {k: v for k, v in latest.items() if v is not None}
+    tp = TopicPartition(topic, 0)
+
+    def read_back() -> list:
+        c = consumer()
+        try:
+            c.assign([tp])
+            c.seek_to_beginning()
+            end = c.end_offsets([tp])[tp]
+            got: list = []
+            deadline = time.monotonic() + 20
+            while (not got or got[-1].offset < end - 1) and time.monotonic() < deadline:
+                for records in c.poll(timeout_ms=500).values():
+                    got.extend(records)
+            return got
+        finally:
+            c.close()
+
+    got: list = []
+
+    def compacted() -> bool:
+        nonlocal got
+        got = read_back()
+        return len(got) == len(want)
+
+    expect(wait_until(compacted, 30, interval=0.5),
+           f"{len(got)} records still there after 30s, want one per live key ({len(want)})")
+    offsets = [m.offset for m in got]
+    expect_eq(offsets, sorted(set(offsets)), "offsets increase")
+    expect_eq({m.key: m.value for m in got}, want, "latest value per key, deleted keys gone")
+
+
 def check_delete_topics() -> None:
     admin.delete_topics(list(created_topics))
     c = consumer()
@@ -305,6 +367,9 @@ for codec in CODECS:
             what=f"send 200 records with compression_type={codec}, read them back")
 s.check("producer.idempotent", check_idempotent_producer,
         what="enable_idempotence=True (InitProducerId, sequence numbers) sends and reads back")
+s.check("compaction.latest_value_per_key", check_compacted_topic,
+        what="cleanup.policy=compact: 2000 updates over 50 keys and 10 tombstones read back as "
+             "the latest value per key once cleaned")
 s.check("admin.delete_topics", check_delete_topics,
         what="DeleteTopics of every topic created here; they leave the metadata")
 admin.close()

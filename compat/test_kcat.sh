@@ -6,7 +6,9 @@
 # Covers: `kcat -L` metadata (plain and JSON), producing keyed lines (-K:) into an auto-created
 # topic, consuming them back with -e and a format, consuming from an offset (-o 1) and the last
 # record (-o -1), headers (-H / %h), every compression codec (-z), offset queries (-Q), and the
-# idempotent producer (InitProducerId as librdkafka 2.0.2 sends it).
+# idempotent producer (InitProducerId as librdkafka 2.0.2 sends it), and a compacted topic (created
+# with `strom topic create`, $COMPAT_STROM_BIN, since kcat cannot set topic configs) read back as
+# the latest value per key once the broker's cleaner ran.
 #
 # Run by compat/run.sh with COMPAT_BOOTSTRAP=host:port. Prints one PASS/FAIL/KNOWN-FAIL/XPASS line
 # per check (see compat_check.py) and exits 1 if a check failed.
@@ -165,6 +167,26 @@ check_idempotent() {
     same "idempotent" $'a 1 0\nb 2 1\nc 3 2' "$out"
 }
 
+check_compacted() {
+    local topic=$TOPIC-compacted out expected i attempt
+    [[ -n ${COMPAT_STROM_BIN:-} ]] || { echo "COMPAT_STROM_BIN is not set (run through compat/run.sh)"; return 1; }
+    "$COMPAT_STROM_BIN" topic create "$topic" --bootstrap "$B" -c cleanup.policy=compact \
+        -c segment.ms=200 -c min.cleanable.dirty.ratio=0.01 || { echo "strom topic create exited $?"; return 1; }
+    for i in $(seq 0 999); do echo "k$((i % 20)):v$i"; done |
+        "${KCAT[@]}" -P -t "$topic" -K: -X acks=all || { echo "kcat -P exited $?"; return 1; }
+    # Once segment.ms has passed, one more record rolls the segment: only closed ones are cleaned.
+    sleep 0.3
+    echo "roll:roll" | "${KCAT[@]}" -P -t "$topic" -K: -X acks=all || { echo "kcat -P exited $?"; return 1; }
+    expected=$( (for i in $(seq 980 999); do echo "k$((i % 20)) v$i"; done; echo "roll roll") | sort)
+    for attempt in $(seq 1 60); do
+        # One line per key, each its latest value: the topic has been compacted.
+        out=$("${KCAT[@]}" -C -t "$topic" -e -f '%k %s\n' | sort) || { echo "kcat -C exited $?"; return 1; }
+        [[ $out == "$expected" ]] && return 0
+        sleep 0.5
+    done
+    same "compacted read-back after 30s" "$expected" "$out"
+}
+
 check "metadata.broker" "kcat -L lists one broker at $B" check_metadata_broker
 check "produce.keyed" "kcat -P -K: produces 4 keyed lines into auto-created $TOPIC" check_produce_keyed
 check "metadata.topic" "kcat -L -t and -L -J show the topic with 1 partition" check_metadata_topic
@@ -177,6 +199,8 @@ check "produce.idempotent" "kcat -P -X enable.idempotence=true (InitProducerId f
 for codec in gzip snappy lz4 zstd; do
     check "compression.$codec" "kcat -P -z $codec, read back" check_compression "$codec"
 done
+
+check "compaction.latest_value_per_key" "1000 updates over 20 keys to a compacted topic read back as the latest value per key" check_compacted
 
 echo "== $SUITE done: pass=${COUNTS[PASS]:-0} fail=${COUNTS[FAIL]:-0} known-fail=${COUNTS[KNOWN-FAIL]:-0} xpass=${COUNTS[XPASS]:-0}"
 exit "$FAILED"

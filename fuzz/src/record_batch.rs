@@ -16,7 +16,7 @@ use bytes::Bytes;
 use strom_record::{
     BatchBuilder, BatchHeader, DecodeLimits, HEADER_LEN, LOG_OVERHEAD, OffsetAndTimestamp, Record,
     TimestampType, batches, check_stored_batch, decode_records, find_by_timestamp,
-    record_offsets_and_timestamps, set_base_offset, set_log_append_time,
+    record_offsets_and_timestamps, retain_records, set_base_offset, set_log_append_time,
     set_partition_leader_epoch, stored_batches, validate_batch, validate_records,
 };
 
@@ -138,8 +138,12 @@ fn check_batch(batch: &[u8], validated: bool) {
                 decoded.header,
                 decoded.records.iter().cloned().map(Record::from),
             );
+            check_retain(batch, decoded);
         }
-        (Err(a), Err(b)) => assert_eq!(a, b, "decoders fail differently"),
+        (Err(a), Err(b)) => {
+            assert_eq!(a, b, "decoders fail differently");
+            assert!(retain_records(batch, limits(), |_| true).is_err());
+        }
         _ => panic!("decoders disagree: {full:?} vs {light:?}"),
     }
 
@@ -150,6 +154,24 @@ fn check_batch(batch: &[u8], validated: bool) {
         }
         check_patching(batch, decoded.records.len());
     }
+}
+
+/// Compaction's rewrite keeps exactly the chosen records, at their offsets, in a batch with the
+/// same offset range that decodes again.
+fn check_retain(batch: &[u8], decoded: &strom_record::DecodedBatch) {
+    let keep = |offset: i64| offset % 2 == 0;
+    let retained =
+        retain_records(batch, limits(), |r| keep(r.offset)).expect("a decodable batch retains");
+    let again =
+        decode_records(&Bytes::from(retained.bytes), limits()).expect("retained batch decodes");
+    assert_eq!(again.header, retained.header);
+    assert_eq!(
+        (again.header.base_offset, again.header.last_offset_delta),
+        (decoded.header.base_offset, decoded.header.last_offset_delta)
+    );
+    let expected: Vec<_> = decoded.records.iter().filter(|r| keep(r.offset)).collect();
+    assert_eq!(again.records.iter().collect::<Vec<_>>(), expected);
+    assert_eq!(retained.kept + retained.removed, decoded.records.len());
 }
 
 fn check_offsets_and_timestamps(header: &BatchHeader, positions: &[OffsetAndTimestamp]) {

@@ -8,8 +8,13 @@ static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
 mod kafka {
     mod admin;
     mod bad_input;
+    mod bounded;
     mod client;
+    mod compaction;
+    mod configs;
+    mod conformance;
     mod consumer_protocol;
+    mod disk_faults;
     mod fetch;
     mod group_errors;
     mod groups;
@@ -18,6 +23,7 @@ mod kafka {
     mod protocol;
     mod raw;
     mod read_committed;
+    mod retention;
     mod roundtrip;
     mod transactions;
 }

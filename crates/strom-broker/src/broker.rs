@@ -44,6 +44,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Group coordinator settings (session timeout range, initial rebalance delay).
     pub group: crate::group::GroupConfig,
+    /// Log cleaner settings (`log.cleaner.*`).
+    pub cleaner: crate::cleaner::CleanerConfig,
 }
 
 impl BrokerConfig {
@@ -57,6 +59,7 @@ impl BrokerConfig {
             topic_defaults: BTreeMap::new(),
             retention_check_interval: Duration::from_secs(300),
             group: crate::group::GroupConfig::default(),
+            cleaner: crate::cleaner::CleanerConfig::default(),
         }
     }
 }
@@ -86,6 +89,10 @@ pub struct Broker {
     pub(crate) txns: crate::txn::TxnCoordinator,
     /// The commit window every partition's `Always` appends share.
     durability: crate::durability::Durability,
+    /// Dynamic broker and group configs, and the static broker values (see
+    /// [`crate::broker_config`]).
+    pub(crate) dynamic: crate::broker_config::DynamicConfigs,
+    pub(crate) cleaner: crate::cleaner::LogCleaner,
 }
 
 #[derive(Debug)]
@@ -111,14 +118,16 @@ impl Broker {
                 reason: "num.partitions must be between 1 and 10000",
             });
         }
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::metadata_io("create data dir", &config.data_dir, e))?;
+        // Durably: its parent is fsynced, so a crash cannot lose the directory with what the
+        // broker then writes in it (partition directories are created the same way).
+        strom_log::create_dir_durable(&config.data_dir)?;
         let (mut meta, events) = MetadataLog::open(&config.data_dir)?;
 
         let mut cluster_id = None;
         let mut producer_ids_until = 0i64;
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
         let mut streams = BTreeMap::new();
+        let dynamic = crate::broker_config::DynamicConfigs::default();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -151,12 +160,16 @@ impl Broker {
                     topics.remove(&id);
                     streams.remove(&id);
                 }
+                MetadataEvent::DynamicConfigsSet { resource, configs } => {
+                    dynamic.set(&resource, configs);
+                }
                 MetadataEvent::StreamMetaSet { id, stream } => {
                     streams.insert(id, stream);
                 }
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
                 }
+                MetadataEvent::LogStarted { .. } => {}
             }
         }
         let cluster_id = match cluster_id {
@@ -172,8 +185,9 @@ impl Broker {
 
         let durability = crate::durability::Durability::new();
         let mut registry = Registry::default();
+        let topic_defaults = merged_topic_defaults(&config.topic_defaults, &dynamic);
         for (id, t) in topics {
-            let settings = TopicSettings::resolve(&config.topic_defaults, &t.configs)?;
+            let settings = TopicSettings::resolve(&topic_defaults, &t.configs)?;
             let mut partitions = Vec::new();
             for index in 0..t.partitions {
                 let dir = partition_dir(&config.data_dir, &t.name, index);
@@ -202,9 +216,20 @@ impl Broker {
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
-            .and_then(|t| t.partitions().first().cloned());
-        let groups =
-            crate::group::GroupCoordinator::open(config.group, offsets_partition, clock.now_ms())?;
+            .and_then(|t| t.partitions().first().map(|p| (t.id, Arc::clone(p))));
+        let groups = crate::group::GroupCoordinator::open(
+            config.group,
+            offsets_partition,
+            config
+                .data_dir
+                .join(METADATA_DIR)
+                .join(crate::group::offsets::CHECKPOINT_FILE),
+            clock.now_ms(),
+        )?;
+        for (group, configs) in dynamic.groups() {
+            groups.set_group_timeouts(&group, &configs);
+        }
+        register_statics(&config, &dynamic);
         let txns = crate::txn::TxnCoordinator::open(
             registry
                 .by_name
@@ -217,6 +242,7 @@ impl Broker {
             %cluster_id,
             "broker opened"
         );
+        let cleaner = crate::cleaner::LogCleaner::new(config.cleaner);
         let broker = Broker {
             config,
             cluster_id,
@@ -231,8 +257,11 @@ impl Broker {
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
             durability,
+            dynamic,
+            cleaner,
         };
         // Transactions a crash left prepared are completed before anyone reads.
+        broker.apply_dynamic_broker_configs();
         let completed = broker.tick_transactions_blocking();
         if completed > 0 {
             tracing::info!(completed, "completed transactions left prepared");
@@ -251,8 +280,11 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Starts interval flushers and the retention task (both stop when the broker is dropped).
+    /// Starts interval flushers, the retention task (both stop when the broker is dropped) and
+    /// the log cleaner threads (stopped by [`Broker::shutdown_blocking`], or at their next wake
+    /// once the broker is dropped).
     pub fn start_background(self: &Arc<Self>) {
+        self.cleaner.start(self);
         for topic in self.topics() {
             for p in topic.partitions() {
                 p.ensure_flusher();
@@ -279,6 +311,40 @@ impl Broker {
                 };
                 let _ =
                     tokio::task::spawn_blocking(move || broker.tick_transactions_blocking()).await;
+            }
+        });
+        let checkpoints = Weak::clone(&weak);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let Some(broker) = checkpoints.upgrade() else {
+                    return;
+                };
+                let written =
+                    tokio::task::spawn_blocking(move || broker.checkpoint_offsets_blocking(false))
+                        .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(error = %e, "offsets checkpoint failed");
+                }
+            }
+        });
+        let expiry = Weak::clone(&weak);
+        let expiry_period = Duration::from_millis(
+            u64::try_from(self.config.group.offsets_retention_check_interval_ms)
+                .unwrap_or(1)
+                .max(1),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(expiry_period).await;
+                let Some(broker) = expiry.upgrade() else {
+                    return;
+                };
+                let expired =
+                    tokio::task::spawn_blocking(move || broker.expire_offsets_blocking()).await;
+                if let Ok(Err(e)) = expired {
+                    tracing::warn!(error = %e, "offset expiry failed");
+                }
             }
         });
         let period = self.config.retention_check_interval;
@@ -407,7 +473,7 @@ impl Broker {
             Some(factor) => return Err(Error::InvalidReplicationFactor { factor }),
         }
         config::validate(&req.configs)?;
-        let settings = TopicSettings::resolve(&self.config.topic_defaults, &req.configs)?;
+        let settings = TopicSettings::resolve(&self.topic_defaults(), &req.configs)?;
 
         let mut meta = self.admin();
         if self.registry().by_name.contains_key(&req.name) {
@@ -571,8 +637,10 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<()> {
+        // A missing topic is reported before any config error, as Kafka does.
+        self.topic(name)?;
         config::validate(&configs)?;
-        let settings = TopicSettings::resolve(&self.config.topic_defaults, &configs)?;
+        let settings = TopicSettings::resolve(&self.topic_defaults(), &configs)?;
         let mut meta = self.admin();
         let topic = self.topic(name)?;
         if validate_only {
@@ -604,7 +672,7 @@ impl Broker {
     ) -> Result<()> {
         let topic = self.topic(name)?;
         let mut configs = topic.overrides.clone();
-        let defaults = config::describe(&self.config.topic_defaults, &configs);
+        let defaults = config::describe(&self.topic_defaults(), &configs);
         let current = |key: &str| {
             defaults
                 .iter()
@@ -663,8 +731,9 @@ impl Broker {
     /// The effective configuration of a topic.
     pub fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
         let topic = self.topic(name)?;
-        Ok(config::describe(
+        Ok(config::describe_layers(
             &self.config.topic_defaults,
+            &self.dynamic.topic_defaults(),
             &topic.overrides,
         ))
     }
@@ -698,7 +767,12 @@ impl Broker {
         (0..ids.next).contains(&id) || (0..ids.reserved_until).contains(&id)
     }
 
-    fn replace_topic(&self, topic: Topic) {
+    /// Topic defaults: the server config's, with the dynamic broker-level ones over them.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        merged_topic_defaults(&self.config.topic_defaults, &self.dynamic)
+    }
+
+    pub(crate) fn replace_topic(&self, topic: Topic) {
         let mut reg = self.registry_mut();
         reg.by_name.insert(topic.name.clone(), Arc::new(topic));
     }
@@ -721,10 +795,17 @@ impl Broker {
 
     /// Flushes and closes every partition (graceful shutdown). BLOCKING.
     pub fn shutdown_blocking(&self) -> Result<()> {
+        // A clean in progress stops at its next check of the cancel flag; joined before the
+        // partitions it works on are closed.
+        self.cleaner.stop();
         let mut first_error = None;
         if let Err(e) = self.write_group_states_blocking() {
             tracing::error!(error = %e, "writing group state at shutdown failed");
             first_error = Some(e);
+        }
+        // The next start then replays nothing of __consumer_offsets beyond the checkpoint.
+        if let Err(e) = self.checkpoint_offsets_blocking(true) {
+            tracing::warn!(error = %e, "offsets checkpoint at shutdown failed");
         }
         for topic in self.topics() {
             for p in topic.partitions() {
@@ -736,6 +817,77 @@ impl Broker {
         }
         tracing::info!("broker closed");
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The server config's topic defaults with the dynamic broker-level ones over them.
+fn merged_topic_defaults(
+    statics: &BTreeMap<String, String>,
+    dynamic: &crate::broker_config::DynamicConfigs,
+) -> BTreeMap<String, String> {
+    let mut out = statics.clone();
+    out.extend(dynamic.topic_defaults());
+    out
+}
+
+/// Records the broker's static settings under Kafka's names, for DescribeConfigs.
+fn register_statics(config: &BrokerConfig, dynamic: &crate::broker_config::DynamicConfigs) {
+    let g = &config.group;
+    let c = &g.consumer;
+    let cleaner = &config.cleaner;
+    for (name, value) in [
+        ("log.cleaner.enable", cleaner.enable.to_string()),
+        ("log.cleaner.threads", cleaner.threads.to_string()),
+        (
+            "log.cleaner.backoff.ms",
+            cleaner.backoff.as_millis().to_string(),
+        ),
+        (
+            "log.cleaner.io.max.bytes.per.second",
+            cleaner
+                .io_max_bytes_per_second
+                .map_or_else(|| "1.7976931348623157E308".to_owned(), |r| r.to_string()),
+        ),
+        (
+            "offsets.retention.minutes",
+            (g.offsets_retention_ms / 60_000).to_string(),
+        ),
+        ("node.id", config.node_id.to_string()),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+        ),
+        ("num.partitions", config.num_partitions.to_string()),
+        (
+            "log.retention.check.interval.ms",
+            config.retention_check_interval.as_millis().to_string(),
+        ),
+        (
+            "group.min.session.timeout.ms",
+            g.min_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            g.max_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            g.initial_rebalance_delay_ms.to_string(),
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            c.heartbeat_interval_ms.to_string(),
+        ),
+        (
+            "group.consumer.session.timeout.ms",
+            c.session_timeout_ms.to_string(),
+        ),
+        (
+            "group.consumer.max.size",
+            i32::try_from(c.max_size).unwrap_or(i32::MAX).to_string(),
+        ),
+    ] {
+        dynamic.set_static(name, value);
     }
 }
 

@@ -74,6 +74,20 @@ pub enum Error {
         /// What was expected.
         reason: String,
     },
+    /// Records of a produced payload were refused; nothing of the payload was appended
+    /// (Kafka's INVALID_RECORD with one record error per refused record).
+    #[error("{} record(s) of {topic}-{partition} refused: {reason}", indexes.len())]
+    InvalidRecords {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Index of each refused record in the payload (0-based, counting every record of every
+        /// batch in order).
+        indexes: Vec<i32>,
+        /// Why they were refused.
+        reason: RecordRejection,
+    },
     /// `acks=all` asked for more in-sync replicas than this broker has.
     #[error("not enough replicas: min.insync.replicas={required}, in sync: {available}")]
     NotEnoughReplicas {
@@ -94,6 +108,14 @@ pub enum Error {
         path: PathBuf,
         /// The underlying error.
         source: Arc<std::io::Error>,
+    },
+    /// A metadata write failed and could not be undone (the file may end in a partial event),
+    /// or a snapshot was installed without its fresh log: metadata changes are refused until
+    /// the broker is reopened, whose replay repairs the file.
+    #[error("metadata log {path} is unusable after a failed write; reopen the broker")]
+    MetadataPoisoned {
+        /// Which file.
+        path: PathBuf,
     },
     /// The metadata event log holds something that cannot be replayed.
     #[error("corrupt metadata log {path} at line {line}: {reason}")]
@@ -118,6 +140,15 @@ pub enum Error {
     /// The broker is shutting down (or a blocking task was cancelled).
     #[error("the broker is shutting down")]
     ShuttingDown,
+}
+
+/// Why a produced record was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordRejection {
+    /// A record without a key sent to a topic whose `cleanup.policy` includes `compact`.
+    #[error("a compacted topic cannot accept a record without a key")]
+    MissingKeyOnCompactedTopic,
 }
 
 impl Error {

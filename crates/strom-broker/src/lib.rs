@@ -12,10 +12,13 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod broker;
+pub mod broker_config;
+pub mod cleaner;
 pub mod config;
 pub mod durability;
 mod error;
 pub mod group;
+mod healing;
 mod internal;
 pub mod metadata;
 mod partition;
@@ -24,8 +27,9 @@ mod topic;
 pub mod txn;
 
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
-pub use error::{Error, Result};
-pub use partition::{LEADER_EPOCH, Partition, ReadOutcome};
+pub use error::{Error, RecordRejection, Result};
+pub use internal::internal_topic_damaged_batches;
+pub use partition::{LEADER_EPOCH, Partition, PendingPartitionAppend, ReadOutcome};
 pub use topic::{
     ConfigOp, CreateTopic, MAX_TOPIC_NAME_LEN, Topic, TopicSummary, validate_topic_name,
 };

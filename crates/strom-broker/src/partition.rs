@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use strom_log::{
-    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PartitionLog, PendingAppend,
-    ProducerInfo,
+    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PendingAppend, ProducerInfo,
 };
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::healing::HealingLog;
 
 /// The leader epoch written into every batch. A single node never changes leader, so this is 0
 /// until cluster mode bumps it on leader changes.
@@ -24,13 +24,15 @@ pub const LEADER_EPOCH: i32 = 0;
 /// [`Partition::append_blocking`] and [`Partition::read_blocking`] concurrently from blocking
 /// threads. After every append the new high watermark is published on a `watch` channel, which
 /// is what long-poll fetches wait on.
+///
+/// A storage failure that poisons the log (a failed `fdatasync`) is answered with an error and
+/// repaired in the background without restarting the broker: see [`crate::healing`].
 #[derive(Debug)]
 pub struct Partition {
     topic: String,
     index: i32,
     dir: PathBuf,
-    log: Arc<PartitionLog>,
-    high_watermark: watch::Sender<i64>,
+    log: Arc<HealingLog>,
     flusher_running: AtomicBool,
     closed: AtomicBool,
 }
@@ -70,6 +72,14 @@ fn outcome(
     })
 }
 
+/// A write made by [`Partition::append_deferred_blocking`], waiting to be made durable by
+/// [`Partition::await_durable_blocking`] on the same log instance.
+#[derive(Debug)]
+pub struct PendingPartitionAppend {
+    log: Arc<strom_log::PartitionLog>,
+    pending: PendingAppend,
+}
+
 impl Partition {
     /// Opens (creating or recovering) the partition's log. BLOCKING.
     pub(crate) fn open(
@@ -80,15 +90,12 @@ impl Partition {
         clock: Arc<dyn Clock>,
         durability: &crate::durability::Durability,
     ) -> Result<Partition> {
-        let log = PartitionLog::open(&dir, config, clock)?;
-        durability.enroll(&log);
-        let (high_watermark, _) = watch::channel(log.high_watermark());
+        let log = HealingLog::open(dir.clone(), config, clock, durability.clone())?;
         Ok(Partition {
             topic: topic.to_owned(),
             index,
             dir,
-            log: Arc::new(log),
-            high_watermark,
+            log,
             flusher_running: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         })
@@ -110,34 +117,101 @@ impl Partition {
     }
 
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
+    ///
+    /// On a compacted topic (`cleanup.policy` includes `compact`) a record without a key
+    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
         self.check_open()?;
-        let result = self.log.append(batches, LEADER_EPOCH);
+        let log = self.log.get();
+        let config = log.config();
+        if config.cleanup.compact {
+            self.check_keys(batches, config.max_message_bytes)?;
+        }
+        let result = log.append(batches, LEADER_EPOCH);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
         self.publish();
-        Ok(result?)
+        self.checked(result)
+    }
+
+    /// Refuses a payload holding keyless records (compacted topics). A payload that does not
+    /// parse is left to the log, which refuses it with the precise error.
+    fn check_keys(&self, payload: &[u8], max_batch_bytes: usize) -> Result<()> {
+        let mut indexes = Vec::new();
+        let mut index: i32 = 0;
+        for batch in strom_record::stored_batches(payload) {
+            let Ok((header, range)) = batch else {
+                return Ok(());
+            };
+            if header.is_control() {
+                continue;
+            }
+            let Some(bytes) = payload.get(range) else {
+                return Ok(());
+            };
+            let Ok(decoded) = strom_record::decode_records(
+                &bytes::Bytes::copy_from_slice(bytes),
+                strom_record::DecodeLimits {
+                    max_batch_bytes,
+                    ..strom_record::DecodeLimits::default()
+                },
+            ) else {
+                return Ok(());
+            };
+            for record in decoded.records {
+                if record.key.is_none() {
+                    indexes.push(index);
+                }
+                index = index.saturating_add(1);
+            }
+        }
+        if indexes.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidRecords {
+                topic: self.topic.clone(),
+                partition: self.index,
+                indexes,
+                reason: crate::RecordRejection::MissingKeyOnCompactedTopic,
+            })
+        }
     }
 
     /// [deferred-durability] The first half of [`append_blocking`](Self::append_blocking):
-    /// validates and writes, returning before the write is durable (under `always`, before it
-    /// is visible). Acknowledge only after [`await_durable_blocking`](Self::await_durable_blocking).
-    /// Writes are ordered by the calls to this. BLOCKING.
-    pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingAppend> {
+    /// validates (including the keyless-record refusal of compacted topics) and writes,
+    /// returning before the write is durable (under `always`, before it is visible).
+    /// Acknowledge only after [`await_durable_blocking`](Self::await_durable_blocking). Writes
+    /// are ordered by the calls to this. BLOCKING.
+    pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingPartitionAppend> {
         self.check_open()?;
-        let result = self.log.append_deferred(batches, LEADER_EPOCH);
+        let log = self.log.get();
+        let config = log.config();
+        if config.cleanup.compact {
+            self.check_keys(batches, config.max_message_bytes)?;
+        }
+        let result = log.append_deferred(batches, LEADER_EPOCH);
         // Under `interval`/`never` the watermark moved with the write.
         self.publish();
-        Ok(result?)
+        let pending = self.checked(result)?;
+        Ok(PendingPartitionAppend { log, pending })
     }
 
     /// The second half of [`append_blocking`](Self::append_blocking): returns once `pending`
-    /// is as durable as the partition's fsync policy promises. BLOCKING.
-    pub fn await_durable_blocking(&self, pending: PendingAppend) -> Result<AppendInfo> {
-        let result = self.log.await_durable(pending);
+    /// is as durable as the partition's fsync policy promises. Waits on the log instance the
+    /// first half wrote to: if healing replaced it meanwhile, this fails with a storage error
+    /// (the write is not acknowledged). BLOCKING.
+    pub fn await_durable_blocking(&self, pending: PendingPartitionAppend) -> Result<AppendInfo> {
+        let PendingPartitionAppend { log, pending } = pending;
+        let result = log.await_durable(pending);
         // Publish even on error, as `append_blocking` does.
         self.publish();
-        Ok(result?)
+        match result {
+            Err(strom_log::Error::Closed) if !self.closed.load(Ordering::Acquire) => {
+                // The partition is open: its log was swapped by healing under this append.
+                Err(Error::Log(strom_log::Error::Poisoned))
+            }
+            other => self.checked(other),
+        }
     }
 
     /// Appends on the blocking pool.
@@ -152,7 +226,51 @@ impl Partition {
     /// BLOCKING.
     pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        outcome(self.log.read(offset, max_bytes)?, Vec::new())
+        self.read_salvaging(offset, |log| {
+            outcome(log.read(offset, max_bytes)?, Vec::new())
+        })
+    }
+
+    /// Runs `read`; if it meets damaged data ([`strom_log::Error::Corrupt`]), has the log take
+    /// the damaged range out of service and runs it again, so the reader gets
+    /// [`strom_log::Error::DamagedRange`] if `offset` is in the range (Kafka's
+    /// `CORRUPT_MESSAGE`), or the data after it otherwise. Bounded: a read that keeps meeting
+    /// new damage gets the error after a few ranges.
+    fn read_salvaging(
+        &self,
+        offset: i64,
+        read: impl Fn(&strom_log::PartitionLog) -> Result<ReadOutcome>,
+    ) -> Result<ReadOutcome> {
+        const MAX_RANGES_PER_READ: usize = 4;
+        let mut attempt = 0;
+        loop {
+            let log = self.log.get();
+            match read(&log) {
+                Err(Error::Log(strom_log::Error::Corrupt { .. }))
+                    if attempt < MAX_RANGES_PER_READ =>
+                {
+                    attempt += 1;
+                    if log.quarantine(offset)?.is_none() {
+                        // Nothing found to take out of service: report the damage as it is.
+                        return read(&log);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Ranges of this partition taken out of service because the data in them is damaged on
+    /// disk, as offsets `[first, end)` (a metric; reads in them fail with `CORRUPT_MESSAGE`).
+    pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
+        self.log.get().damaged_ranges()
+    }
+
+    /// The partition's current log (a healed one after a poisoning failure, see
+    /// [`crate::healing`]), for readers in this crate that need more than the reads above (the
+    /// salvaging replay of internal topics).
+    pub(crate) fn log(&self) -> Arc<strom_log::PartitionLog> {
+        self.log.get()
     }
 
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
@@ -160,8 +278,10 @@ impl Partition {
     /// transactions overlapping them. BLOCKING.
     pub fn read_committed_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        let committed = self.log.read_committed(offset, max_bytes)?;
-        outcome(committed.read, committed.aborted_transactions)
+        self.read_salvaging(offset, |log| {
+            let committed = log.read_committed(offset, max_bytes)?;
+            outcome(committed.read, committed.aborted_transactions)
+        })
     }
 
     /// The offset below which `read_committed` readers see records: the high watermark, or
@@ -169,23 +289,23 @@ impl Partition {
     /// watermark does (a marker append publishes one), so long polls wait on
     /// [`Partition::subscribe`] for it too.
     pub fn last_stable_offset(&self) -> i64 {
-        self.log.last_stable_offset()
+        self.log.get().last_stable_offset()
     }
 
     /// The aborted transactions overlapping `[from, to)`. BLOCKING (in memory, but takes the
     /// segment list lock).
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {
-        Ok(self.log.aborted_transactions(from, to)?)
+        Ok(self.log.get().aborted_transactions(from, to)?)
     }
 
     /// The open transactions of this partition, earliest first.
     pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
-        self.log.ongoing_transactions()
+        self.log.get().ongoing_transactions()
     }
 
     /// The producers this partition remembers (`DescribeProducers`), by id.
     pub fn producers(&self) -> Vec<ProducerInfo> {
-        self.log.producers()
+        self.log.get().producers()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -199,107 +319,143 @@ impl Partition {
     /// Marks the partition closed and wakes every fetch waiting on it.
     fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
-        self.high_watermark.send_modify(|_| {});
+        self.log.mark_closed();
     }
 
     /// A receiver that sees every new high watermark (for long-poll fetches).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
+        self.log.subscribe()
     }
 
     fn publish(&self) {
-        let hw = self.log.high_watermark();
-        self.high_watermark.send_if_modified(|current| {
-            if *current != hw {
-                *current = hw;
-                true
-            } else {
-                false
-            }
-        });
+        self.log.publish();
+    }
+
+    /// Passes `result` on; if it is an error that poisoned the log, starts the log's
+    /// background recovery (see [`crate::healing`]).
+    fn checked<T>(&self, result: strom_log::Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.log.heal_if_poisoned();
+        }
+        Ok(result?)
+    }
+
+    /// How many times this partition's log was reopened after a poisoning I/O failure since
+    /// the broker started (a metric).
+    pub fn recoveries(&self) -> u64 {
+        self.log.recoveries()
+    }
+
+    /// Whether the log is being reopened after a poisoning I/O failure right now (writes fail
+    /// with a storage error until it is done).
+    pub fn is_recovering(&self) -> bool {
+        self.log.is_recovering()
     }
 
     /// The offset below which records are visible to readers.
     pub fn high_watermark(&self) -> i64 {
-        self.log.high_watermark()
+        self.log.get().high_watermark()
     }
 
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
-        self.log.log_end_offset()
+        self.log.get().log_end_offset()
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        self.log.log_start_offset()
+        self.log.get().log_start_offset()
     }
 
     /// `fdatasync` calls made for this partition since it was opened (metrics, tests).
     pub fn sync_count(&self) -> u64 {
-        self.log.sync_count()
+        self.log.get().sync_count()
     }
 
     /// Total bytes on disk.
     pub fn size_bytes(&self) -> u64 {
-        self.log.size_bytes()
+        self.log.get().size_bytes()
     }
 
     /// First record with a timestamp at or after `ts`: `(offset, timestamp)`. BLOCKING.
     pub fn offset_for_timestamp_blocking(&self, ts: i64) -> Result<Option<(i64, i64)>> {
-        Ok(self.log.offset_for_timestamp(ts)?)
+        Ok(self.log.get().offset_for_timestamp(ts)?)
     }
 
     /// The largest timestamp and the offset of the first record carrying it. BLOCKING.
     pub fn max_timestamp_blocking(&self) -> Result<Option<(i64, i64)>> {
-        Ok(self.log.max_timestamp()?)
+        Ok(self.log.get().max_timestamp()?)
     }
 
     /// Advances the log start offset (DeleteRecords); returns the new log start. BLOCKING.
     pub fn delete_records_blocking(&self, before: i64) -> Result<i64> {
-        Ok(self.log.delete_records_before(before)?)
+        self.checked(self.log.get().delete_records_before(before))
     }
 
     /// Applies retention now; returns the number of deleted segments. BLOCKING.
     pub fn apply_retention_blocking(&self) -> Result<usize> {
-        Ok(self.log.apply_retention()?)
+        self.checked(self.log.get().apply_retention())
+    }
+
+    /// What the log cleaner could do on this partition now (cheap: segment sizes and the
+    /// cleaner checkpoint). BLOCKING.
+    pub fn cleanable_blocking(&self, now_ms: i64) -> Result<strom_log::CleanableInfo> {
+        self.check_open()?;
+        Ok(self.log.get().cleanable(now_ms)?)
+    }
+
+    /// Compacts the cleanable closed segments (the log cleaner's work; appends and reads go on
+    /// meanwhile). Returns early with what it did when `cancel` is set. BLOCKING.
+    ///
+    /// Each call cleans the partition's current log, so after a poisoning failure the next
+    /// pass cleans the healed log; a clean running on a log abandoned meanwhile fails without
+    /// touching the files (the abandoned log's swap refuses to run).
+    pub fn clean_blocking(
+        &self,
+        now_ms: i64,
+        throttler: &strom_log::Throttler,
+        cancel: &AtomicBool,
+    ) -> Result<strom_log::CleanStats> {
+        self.check_open()?;
+        self.checked(self.log.get().clean(now_ms, throttler, cancel))
     }
 
     /// Flushes to disk. BLOCKING.
     pub fn flush_blocking(&self) -> Result<()> {
-        self.log.flush()?;
+        let flushed = self.log.get().flush();
         self.publish();
-        Ok(())
+        self.checked(flushed)
     }
 
     /// Replaces the storage configuration (AlterConfigs).
     pub(crate) fn set_config(self: &Arc<Self>, config: LogConfig) {
-        self.log.set_config(config);
+        self.log.get().set_config(config);
         self.ensure_flusher();
     }
 
     /// Flushes and closes the log, then wakes fetch waiters so they see it. BLOCKING.
     pub(crate) fn close_blocking(&self) -> Result<()> {
         self.mark_closed();
-        Ok(self.log.close()?)
+        Ok(self.log.get().close()?)
     }
 
     /// Closes the log and removes its directory. BLOCKING.
     pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
         self.mark_closed();
-        let dir = self.dir.clone();
-        match Arc::try_unwrap(self) {
-            Ok(partition) => match Arc::try_unwrap(partition.log) {
-                Ok(log) => Ok(log.delete()?),
-                Err(log) => remove_after_close(&log, &dir),
-            },
-            Err(shared) => remove_after_close(&shared.log, &dir),
+        self.log.wait_for_recovery();
+        // No sync: the files are about to go (and a poisoned log could not sync anyway).
+        self.log.get().abandon();
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::metadata_io("remove partition dir", &self.dir, e)),
         }
     }
 
     /// Starts the interval-flush task if the policy is `interval` and none runs yet. The task
     /// holds only a weak reference and ends when the partition is dropped or the policy changes.
     pub(crate) fn ensure_flusher(self: &Arc<Self>) {
-        if !matches!(self.log.config().fsync, FsyncPolicy::Interval(_)) {
+        if !matches!(self.log.get().config().fsync, FsyncPolicy::Interval(_)) {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -312,7 +468,7 @@ impl Partition {
         handle.spawn(async move {
             loop {
                 let period = match weak.upgrade() {
-                    Some(p) => match p.log.config().fsync {
+                    Some(p) => match p.log.get().config().fsync {
                         FsyncPolicy::Interval(d) => d,
                         _ => {
                             p.flusher_running.store(false, Ordering::Release);
@@ -329,16 +485,5 @@ impl Partition {
                 }
             }
         });
-    }
-}
-
-fn remove_after_close(log: &PartitionLog, dir: &Path) -> Result<()> {
-    // Someone (an in-flight request) still holds the log: close it so further writes fail with
-    // `Closed`, then remove the files ourselves.
-    log.close()?;
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::metadata_io("remove partition dir", dir, e)),
     }
 }

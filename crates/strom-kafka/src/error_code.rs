@@ -23,8 +23,11 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidReplicationFactor { .. } => ResponseError::InvalidReplicationFactor,
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
         Error::Log(log) => log_error(log),
-        Error::Metadata { .. } | Error::CorruptMetadata { .. } => ResponseError::KafkaStorageError,
+        Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
+            ResponseError::KafkaStorageError
+        }
         Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
         Error::Group(e) => group_error(*e),
         Error::Txn(e) => txn_error(*e),
@@ -80,7 +83,12 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     use strom_log::Error as L;
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        // A fetch in a range damaged on disk: not retriable (the data will not come back), so
+        // the client reports it and the application can seek past it, as Kafka's consumer does
+        // with CORRUPT_MESSAGE in a fetch response.
+        L::DamagedRange { .. } => ResponseError::CorruptMessage,
         L::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        L::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
         // Without transactions the fencing is by a producer's own newer epoch: Kafka answers
         // INVALID_PRODUCER_EPOCH there (PRODUCER_FENCED is for transactional ids).
         L::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
@@ -158,6 +166,15 @@ mod tests {
                 ResponseError::NotEnoughReplicas,
             ),
             (
+                Error::InvalidRecords {
+                    topic: "t".into(),
+                    partition: 0,
+                    indexes: vec![1],
+                    reason: strom_broker::RecordRejection::MissingKeyOnCompactedTopic,
+                },
+                ResponseError::InvalidRecord,
+            ),
+            (
                 Error::Metadata {
                     op: "append",
                     path: "p".into(),
@@ -185,6 +202,31 @@ mod tests {
             (
                 Error::Log(strom_log::Error::Poisoned),
                 ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::Io {
+                    op: "write segment",
+                    path: "p".into(),
+                    source: io(),
+                }),
+                ResponseError::KafkaStorageError,
+            ),
+            (
+                Error::Log(strom_log::Error::DamagedRange {
+                    path: "p".into(),
+                    first_offset: 5,
+                    end_offset: 6,
+                }),
+                ResponseError::CorruptMessage,
+            ),
+            (
+                Error::Log(strom_log::Error::InvalidTimestamp {
+                    timestamp: 10,
+                    now: 0,
+                    earliest: 0,
+                    latest: 5,
+                }),
+                ResponseError::InvalidTimestamp,
             ),
             (
                 Error::Log(strom_log::Error::Closed),

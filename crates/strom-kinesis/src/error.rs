@@ -111,9 +111,9 @@ impl From<strom_broker::Error> for KinesisError {
             B::TopicAlreadyExists { .. } => ErrorKind::ResourceInUse,
             B::InvalidTopicName { .. } | B::InvalidConfig { .. } => ErrorKind::Validation,
             B::InvalidPartitions { .. } => ErrorKind::LimitExceeded,
-            B::InvalidReplicationFactor { .. } | B::NotEnoughReplicas { .. } => {
-                ErrorKind::InvalidArgument
-            }
+            B::InvalidReplicationFactor { .. }
+            | B::NotEnoughReplicas { .. }
+            | B::InvalidRecords { .. } => ErrorKind::InvalidArgument,
             B::Log(strom_log_error) if is_client_log_error(strom_log_error) => {
                 ErrorKind::InvalidArgument
             }
@@ -158,6 +158,27 @@ mod tests {
                 "ValidationException",
             ),
             (strom_broker::Error::ShuttingDown, "InternalFailure"),
+            // Disk full / I/O error / a log being recovered / damaged data: 500 InternalFailure.
+            (
+                strom_broker::Error::Log(strom_log::Error::Io {
+                    op: "write segment",
+                    path: "p".into(),
+                    source: std::sync::Arc::new(std::io::Error::from_raw_os_error(28)),
+                }),
+                "InternalFailure",
+            ),
+            (
+                strom_broker::Error::Log(strom_log::Error::Poisoned),
+                "InternalFailure",
+            ),
+            (
+                strom_broker::Error::Log(strom_log::Error::DamagedRange {
+                    path: "p".into(),
+                    first_offset: 5,
+                    end_offset: 6,
+                }),
+                "InternalFailure",
+            ),
             (
                 strom_broker::Error::Log(strom_log::Error::Closed),
                 "ResourceNotFoundException",

@@ -22,8 +22,35 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// `cleanup.policy`: what happens to old data. Kafka's `delete`, `compact` or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CleanupPolicy {
+    /// `delete`: time and size retention ([`LogConfig::retention_ms`],
+    /// [`LogConfig::retention_bytes`]) delete old segments.
+    pub delete: bool,
+    /// `compact`: the cleaner keeps only the latest record of each key
+    /// ([`crate::PartitionLog::clean`]).
+    pub compact: bool,
+}
+
+impl Default for CleanupPolicy {
+    /// Kafka's default, `delete` only.
+    fn default() -> Self {
+        CleanupPolicy {
+            delete: true,
+            compact: false,
+        }
+    }
+}
+
+/// Kafka's default `delete.retention.ms`: one day.
+pub const DEFAULT_DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Kafka's default `min.cleanable.dirty.ratio`.
+pub const DEFAULT_MIN_CLEANABLE_DIRTY_RATIO: f64 = 0.5;
+
 /// Settings of one partition log. Field docs name the Kafka topic config each one mirrors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll to a new segment when the active one would exceed this. Capped at
     /// `i32::MAX` because positions in the index are 32-bit.
@@ -46,10 +73,33 @@ pub struct LogConfig {
     pub preallocate: bool,
     /// `producer.id.expiration.ms`: forget an idempotent producer whose last batch is older.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy`: retention applies only with `delete`, compaction only with `compact`.
+    pub cleanup: CleanupPolicy,
+    /// `delete.retention.ms`: how long the cleaner keeps a tombstone (and an empty
+    /// transaction's marker) once it could remove it; see [`crate::PartitionLog::clean`].
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger is not cleaned yet.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty record older than this makes the log due for cleaning
+    /// whatever its dirty ratio ([`crate::CleanableInfo::must_clean`]); the active segment of a
+    /// compacted log rolls at least this often.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the dirty share of the cleanable bytes above which the
+    /// cleaner picks the log (the broker's scheduler reads it; the log does not).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `message.timestamp.before.max.ms` (KIP-937): with `CreateTime`, refuse a batch whose
+    /// first timestamp is more than this far behind the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (KIP-937): with `CreateTime`, refuse a batch whose
+    /// largest timestamp is more than this far ahead of the broker's clock.
+    pub timestamp_after_max_ms: i64,
 }
 
 /// One week in milliseconds: Kafka's default `retention.ms` and `segment.ms`.
 pub const ONE_WEEK_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka 4's default `message.timestamp.after.max.ms`: one hour.
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 60 * 60 * 1000;
 
 /// Kafka's default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -67,6 +117,13 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             preallocate: false,
             producer_id_expiration_ms: DEFAULT_PRODUCER_ID_EXPIRATION_MS,
+            cleanup: CleanupPolicy::default(),
+            delete_retention_ms: DEFAULT_DELETE_RETENTION_MS,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
         }
     }
 }
@@ -77,5 +134,18 @@ impl LogConfig {
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes
             .clamp(strom_record::HEADER_LEN as u64, i32::MAX as u64)
+    }
+
+    /// The age at which the active segment rolls: `segment.ms`, or for a compacted log
+    /// `max.compaction.lag.ms` if smaller (as Kafka does), so its data becomes cleanable.
+    pub(crate) fn effective_segment_ms(&self) -> Option<i64> {
+        let lag = (self.cleanup.compact
+            && self.max_compaction_lag_ms > 0
+            && self.max_compaction_lag_ms < i64::MAX)
+            .then_some(self.max_compaction_lag_ms);
+        match (self.segment_ms, lag) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

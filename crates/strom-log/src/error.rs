@@ -101,6 +101,32 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
+    /// The offsets `[first_offset, end_offset)` are stored in a damaged stretch of a segment
+    /// (a batch fails its checksum or its header is garbage): they are out of service, while
+    /// the data before and after them stays readable. Kafka's `CORRUPT_MESSAGE`.
+    #[error("offsets {first_offset}..{end_offset} of {path} are damaged on disk")]
+    DamagedRange {
+        /// The segment file.
+        path: PathBuf,
+        /// First offset of the damaged range.
+        first_offset: i64,
+        /// First offset after it (the next intact batch, or the end of the segment).
+        end_offset: i64,
+    },
+    /// A `CreateTime` batch carries a timestamp outside the window that
+    /// `message.timestamp.before.max.ms` / `message.timestamp.after.max.ms` allow around the
+    /// broker's clock (Kafka's `INVALID_TIMESTAMP`, KIP-937).
+    #[error("timestamp {timestamp} is outside [{earliest}, {latest}] (broker time {now})")]
+    InvalidTimestamp {
+        /// The offending timestamp (the batch's first or largest).
+        timestamp: i64,
+        /// The broker's clock when the batch was checked.
+        now: i64,
+        /// The earliest timestamp accepted.
+        earliest: i64,
+        /// The latest timestamp accepted.
+        latest: i64,
+    },
     /// On-disk state that recovery cannot make sense of.
     #[error("corrupt log data in {path}: {reason}")]
     Corrupt {

@@ -1,11 +1,105 @@
 //! File-system helpers: directory listing, directory fsync, small checkpoint files,
 //! preallocation.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use tracing::warn;
+
+use crate::fault::{self, FileOp};
 use crate::{Error, Result};
+
+/// Writes all of `buf` at `position` of `file` (`path` names it in errors and for the fault
+/// seam).
+pub(crate) fn write_all_at(
+    file: &File,
+    buf: &[u8],
+    position: u64,
+    op: &'static str,
+    path: &Path,
+) -> Result<()> {
+    fault::check(FileOp::Write, path)
+        .and_then(|()| file.write_all_at(buf, position))
+        .map_err(|e| Error::io(op, path, e))
+}
+
+/// Appends all of `buf` to `file` (opened for appending).
+pub(crate) fn write_all(mut file: &File, buf: &[u8], op: &'static str, path: &Path) -> Result<()> {
+    fault::check(FileOp::Write, path)
+        .and_then(|()| file.write_all(buf))
+        .map_err(|e| Error::io(op, path, e))
+}
+
+/// `fdatasync`s `file`.
+pub(crate) fn sync_data(file: &File, op: &'static str, path: &Path) -> Result<()> {
+    fault::check(FileOp::Sync, path)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| Error::io(op, path, e))
+}
+
+/// Sets the length of `file`.
+pub(crate) fn set_len(file: &File, len: u64, op: &'static str, path: &Path) -> Result<()> {
+    fault::check(FileOp::Truncate, path)
+        .and_then(|()| file.set_len(len))
+        .map_err(|e| Error::io(op, path, e))
+}
+
+/// Opens `path` for reading and writing, creating it if missing (never truncating).
+pub(crate) fn open_rw(path: &Path, op: &'static str) -> Result<File> {
+    fault::check(FileOp::Create, path)
+        .and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+        })
+        .map_err(|e| Error::io(op, path, e))
+}
+
+/// Opens `path` for appending, creating it if missing.
+pub(crate) fn open_append(path: &Path, op: &'static str) -> Result<File> {
+    fault::check(FileOp::Create, path)
+        .and_then(|()| OpenOptions::new().create(true).append(true).open(path))
+        .map_err(|e| Error::io(op, path, e))
+}
+
+/// Removes `path`; a file already gone is not an error.
+pub(crate) fn remove_file(path: &Path, op: &'static str) -> Result<()> {
+    match fault::check(FileOp::Remove, path).and_then(|()| std::fs::remove_file(path)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(op, path, e)),
+    }
+}
+
+/// Creates `dir` and any missing parent, durably: after creating them it `fsync`s the parent
+/// of every directory it created, so a crash cannot make a directory (and what is written in
+/// it) disappear.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    fault::check_dir(FileOp::Create, dir)
+        .and_then(|()| std::fs::create_dir_all(dir))
+        .map_err(|e| Error::io("create dir", dir, e))?;
+    // Outermost first: each parent's entry for the new child becomes durable.
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
 
 /// Base offsets of the segments in `dir`, sorted. Removes leftovers of interrupted operations
 /// (`*.tmp`) and index files whose log file is gone.
@@ -35,8 +129,12 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>> {
             _ => {}
         }
     }
+    // Leftovers are harmless (ignored by everything else): failing to remove one, for example on
+    // a read-only or failing disk, must not stop the log from opening.
     for path in orphans {
-        std::fs::remove_file(&path).map_err(|e| Error::io("remove leftover", &path, e))?;
+        if let Err(e) = remove_file(&path, "remove leftover") {
+            warn!(path = %path.display(), "cannot remove a leftover file: {e}");
+        }
     }
     bases.sort_unstable();
     Ok(bases)
@@ -44,7 +142,8 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<i64>> {
 
 /// `fsync` a directory so created, renamed or deleted entries are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    fault::check_dir(FileOp::SyncDir, dir)
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync dir", dir, e))
 }
@@ -69,12 +168,28 @@ pub(crate) fn read_offset_file(path: &Path) -> Result<Option<i64>> {
 pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut f = File::create(&tmp).map_err(|e| Error::io("create checkpoint", &tmp, e))?;
-    f.write_all(format!("{offset}\n").as_bytes())
+    let mut f = fault::check(FileOp::Create, &tmp)
+        .and_then(|()| File::create(&tmp))
+        .map_err(|e| Error::io("create checkpoint", &tmp, e))?;
+    let written = fault::check(FileOp::Write, &tmp)
+        .and_then(|()| f.write_all(format!("{offset}\n").as_bytes()))
+        .and_then(|()| fault::check(FileOp::Sync, &tmp))
         .and_then(|()| f.sync_data())
-        .map_err(|e| Error::io("write checkpoint", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename checkpoint", &path, e))?;
+        .map_err(|e| Error::io("write checkpoint", &tmp, e))
+        .and_then(|()| rename(&tmp, &path, "rename checkpoint"));
+    if let Err(e) = written {
+        // Do not leave a (possibly large, possibly torn) temp file on a full disk.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     sync_dir(dir)
+}
+
+/// Renames `from` over `to` (the fault seam sees `to`).
+pub(crate) fn rename(from: &Path, to: &Path, op: &'static str) -> Result<()> {
+    fault::check(FileOp::Rename, to)
+        .and_then(|()| std::fs::rename(from, to))
+        .map_err(|e| Error::io(op, to, e))
 }
 
 /// Modification time of `path` in milliseconds since the epoch.
@@ -126,12 +241,7 @@ pub(crate) fn list_snapshots(dir: &Path) -> Result<Vec<i64>> {
 
 /// Removes the snapshot taken at `offset` (not an error if it is gone already).
 pub(crate) fn remove_snapshot(dir: &Path, offset: i64) -> Result<()> {
-    let path = dir.join(snapshot_name(offset));
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove snapshot", &path, e)),
-    }
+    remove_file(&dir.join(snapshot_name(offset)), "remove snapshot")
 }
 
 /// Replaces `dir/name` with `bytes` by writing `name.tmp` and renaming it; with `sync`, the temp
@@ -141,11 +251,24 @@ pub(crate) fn remove_snapshot(dir: &Path, offset: i64) -> Result<()> {
 pub(crate) fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let path = dir.join(name);
-    let mut f = File::create(&tmp).map_err(|e| Error::io("create file", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
-        .map_err(|e| Error::io("write file", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename file", &path, e))?;
+    let mut f = fault::check(FileOp::Create, &tmp)
+        .and_then(|()| File::create(&tmp))
+        .map_err(|e| Error::io("create file", &tmp, e))?;
+    let written = fault::check(FileOp::Write, &tmp)
+        .and_then(|()| f.write_all(bytes))
+        .and_then(|()| {
+            if sync {
+                fault::check(FileOp::Sync, &tmp).and_then(|()| f.sync_data())
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|e| Error::io("write file", &tmp, e))
+        .and_then(|()| rename(&tmp, &path, "rename file"));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     if sync { sync_dir(dir) } else { Ok(()) }
 }
 
@@ -153,9 +276,7 @@ pub(crate) fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool
 /// directory). A file already gone (superseded) is not an error.
 pub(crate) fn sync_file(path: &Path) -> Result<()> {
     match File::open(path) {
-        Ok(f) => f
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync file", path, e)),
+        Ok(f) => sync_data(&f, "fdatasync file", path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("open file", path, e)),
     }

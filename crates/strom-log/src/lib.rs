@@ -7,7 +7,7 @@
 //! batches (byte-for-byte what clients sent, with offset, leader epoch and log-append time
 //! patched in) and two sparse indexes (`.index`: offset → position, `.timeindex`: largest
 //! timestamp so far → position). Only the last segment is written; closed segments are
-//! immutable until retention deletes them whole.
+//! immutable until retention deletes them whole or the cleaner replaces them.
 //!
 //! - Writes: [`PartitionLog::append`] validates batches (CRC-32C, header, size), assigns offsets,
 //!   writes and, with [`FsyncPolicy::Always`], returns only after `fdatasync` — shared by
@@ -19,6 +19,10 @@
 //!   size of the log.
 //! - Retention and truncation: [`PartitionLog::apply_retention`],
 //!   [`PartitionLog::delete_records_before`], [`PartitionLog::truncate_to`].
+//! - Compaction (`cleanup.policy=compact`): [`PartitionLog::cleanable`] estimates the dirty
+//!   share cheaply; [`PartitionLog::clean`] keeps the latest record of each key, preserving
+//!   offsets (compacted segments have gaps), and swaps cleaned segments in crash-safely. Cleaner
+//!   threads share one [`Throttler`].
 //!
 //! The crate knows nothing of topics or protocols and spawns no tasks; every call blocks on file
 //! I/O and belongs on a blocking thread.
@@ -43,9 +47,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod cleaner;
 mod clock;
 mod config;
 mod error;
+pub mod fault;
 mod fs;
 mod fsync;
 mod index;
@@ -53,13 +59,20 @@ mod locks;
 mod log;
 pub mod producer_state;
 mod recovery;
+mod salvage;
 mod segment;
 mod sync_group;
 mod txn_index;
 
+pub use cleaner::{CleanStats, CleanableInfo, Sleeper, Throttler};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DEFAULT_PRODUCER_ID_EXPIRATION_MS, FsyncPolicy, LogConfig, ONE_WEEK_MS};
+pub use config::{
+    CleanupPolicy, DEFAULT_DELETE_RETENTION_MS, DEFAULT_MIN_CLEANABLE_DIRTY_RATIO,
+    DEFAULT_PRODUCER_ID_EXPIRATION_MS, DEFAULT_TIMESTAMP_AFTER_MAX_MS, FsyncPolicy, LogConfig,
+    ONE_WEEK_MS,
+};
 pub use error::{Error, Result};
+pub use fs::create_dir_durable;
 pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, PendingAppend, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;

@@ -1,7 +1,6 @@
 //! [`PartitionLog`]: one partition's ordered, durable sequence of record batches.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -33,17 +32,58 @@ struct RecoveryPoint {
 }
 
 impl RecoveryPoint {
-    /// Raises the recovery point to `to` and persists it.
-    fn advance(&self, to: i64) -> Result<()> {
-        let mut value = lock(&self.value);
-        if to > *value {
-            fs::write_offset_file(&self.dir, RECOVERY_POINT_FILE, to)?;
-            *value = to;
-        }
-        Ok(())
+    /// The recovery point of a log just opened, whose segments below `active_base` are all
+    /// trusted or were scanned and synced: `active_base`. Persisted unless `on_disk` already
+    /// says so (no write at all for a log that was closed cleanly, which matters on a full
+    /// disk). Never fails the open: if the write fails and the file on disk claims more than is
+    /// true (possible after a crash in the middle of a truncation), the file is removed, which
+    /// only makes the next recovery scan every segment.
+    fn at_open(dir: &Path, on_disk: i64, active_base: i64) -> Arc<RecoveryPoint> {
+        let value = if on_disk == active_base {
+            active_base
+        } else {
+            match fs::write_offset_file(dir, RECOVERY_POINT_FILE, active_base) {
+                Ok(()) => active_base,
+                Err(e) => {
+                    warn!(dir = %dir.display(), recovery_point = active_base, "cannot write the recovery point at open (recovery will scan more after a crash; retried at the next roll): {e}");
+                    if on_disk > active_base {
+                        if let Err(e) =
+                            fs::remove_file(&dir.join(RECOVERY_POINT_FILE), "remove checkpoint")
+                        {
+                            warn!(dir = %dir.display(), "cannot remove a recovery point that is too high either: {e}");
+                        }
+                        i64::MIN
+                    } else {
+                        on_disk
+                    }
+                }
+            }
+        };
+        Arc::new(RecoveryPoint {
+            dir: dir.to_path_buf(),
+            value: Mutex::new(value),
+        })
     }
 
-    /// Lowers the recovery point to `to` (after a truncation) and persists it.
+    /// Raises the recovery point to `to` and persists it. Never fails: the checkpoint only
+    /// saves recovery work (a stale one makes the next open scan more), so a failure to write
+    /// it (disk full) is a warning, and the value stays at what is on disk so the next advance
+    /// (the next roll) tries again.
+    fn advance(&self, to: i64) {
+        let mut value = lock(&self.value);
+        if to > *value {
+            match fs::write_offset_file(&self.dir, RECOVERY_POINT_FILE, to) {
+                Ok(()) => *value = to,
+                Err(e) => {
+                    warn!(dir = %self.dir.display(), recovery_point = to, "cannot write the recovery point (recovery will scan more after a crash; retried at the next roll): {e}");
+                }
+            }
+        }
+    }
+
+    /// Lowers the recovery point to `to` (after a truncation) and persists it. Unlike
+    /// [`RecoveryPoint::advance`] this must not fail silently: a recovery point left too high
+    /// would make recovery trust segments that were never synced.
     fn lower(&self, to: i64) -> Result<()> {
         let mut value = lock(&self.value);
         if to < *value {
@@ -108,7 +148,8 @@ impl FileSlice {
         let mut expected = None;
         while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
             match strom_record::check_stored_batch(rest) {
-                Ok(h) if expected.is_none_or(|e| e == h.base_offset) => {
+                // Offsets increase from batch to batch; compaction leaves gaps.
+                Ok(h) if expected.is_none_or(|e| h.base_offset >= e) => {
                     pos += h.total_len();
                     expected = Some(h.next_offset());
                 }
@@ -227,13 +268,20 @@ pub struct PartitionLog {
     txn_view: RwLock<TxnView>,
     /// [sync-group] The broker-wide commit window `Always` appends sync through, once joined.
     sync_group: std::sync::OnceLock<crate::SyncGroup>,
+    /// The cleaner's checkpoint (persisted in `cleaner-offset-checkpoint`).
+    pub(crate) cleaner_checkpoint: Mutex<crate::cleaner::Checkpoint>,
+    /// Held by a running [`PartitionLog::clean`]: one clean at a time per log.
+    pub(crate) clean_lock: Mutex<()>,
 }
 
 impl PartitionLog {
     /// Opens the log in `dir` (created if missing), recovering it after an unclean shutdown.
     pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<PartitionLog> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("create log dir", dir, e))?;
+        fs::create_dir_durable(dir)?;
+        crate::cleaner::swap::recover(dir)?;
         let mut bases = fs::list_segments(dir)?;
+        let cleaner_checkpoint = crate::cleaner::Checkpoint::read(dir);
+        let gaps_below = cleaner_checkpoint.map_or(i64::MIN, |c| c.gaps_below);
         let interval = config.index_interval_bytes;
         // Without a recovery point every segment is suspect (scanned); with one, only those at
         // or above it are.
@@ -250,12 +298,20 @@ impl PartitionLog {
         let mut i = 0;
         while i + 1 < bases.len() {
             let Some(&base) = bases.get(i) else { break };
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
             if base < recovery_point {
-                segments.push(Arc::new(recovery::open_closed(dir, base, interval)?));
+                segments.push(Arc::new(recovery::open_closed(
+                    dir, base, interval, next_base, gaps_below,
+                )?));
                 i += 1;
                 continue;
             }
-            let (segment, scan) = recovery::open_unflushed_closed(dir, base, interval)?;
+            // Under `Always` a segment is synced whole before the next one gets a batch (see
+            // `roll_locked`), so damage in a closed segment is never a torn write, even above a
+            // recovery point that could not be written: salvage it like one below.
+            let salvage = (config.fsync == FsyncPolicy::Always).then_some(next_base);
+            let (segment, scan) =
+                recovery::open_unflushed_closed(dir, base, interval, salvage, gaps_below)?;
             if scan.stopped.is_some() {
                 // Data after a damaged unflushed segment follows lost data: drop it, as Kafka
                 // does, and continue from the damaged segment.
@@ -273,7 +329,7 @@ impl PartitionLog {
         }
         let (active, next_offset) = match (recovered_closed, bases.last()) {
             (Some(recovered), _) => recovered,
-            (None, Some(&last)) => recovery::open_active(dir, last, interval)?,
+            (None, Some(&last)) => recovery::open_active(dir, last, interval, gaps_below)?,
             (None, None) => {
                 let start = fs::read_offset_file(&dir.join(LOG_START_FILE))?.unwrap_or(0);
                 let seg = Segment::open_files(dir, start)?.0;
@@ -295,16 +351,17 @@ impl PartitionLog {
         debug!(dir = %dir.display(), log_start, next_offset, segments = segments.len(), "opened log");
         let active_since = last_batch.map(|_| now);
         // Every closed segment is now either trusted or scanned and synced.
-        let recovery_point = Arc::new(RecoveryPoint {
-            dir: dir.to_path_buf(),
-            value: Mutex::new(i64::MIN),
-        });
-        recovery_point.advance(active_base)?;
+        let recovery_point = RecoveryPoint::at_open(dir, recovery_point, active_base);
         let producers = load_producer_state(dir, &segments, next_offset)?;
         let txn_view = TxnView {
             first_ongoing: producers.first_ongoing_offset(),
             pending: Vec::new(),
         };
+        let cleaner_checkpoint = cleaner_checkpoint.unwrap_or(crate::cleaner::Checkpoint {
+            first_dirty: log_start,
+            tombstones_due_ms: None,
+            gaps_below: i64::MIN,
+        });
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             group_commit: GroupCommit::new(next_offset, now),
@@ -326,6 +383,8 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             txn_view: RwLock::new(txn_view),
             sync_group: std::sync::OnceLock::new(),
+            cleaner_checkpoint: Mutex::new(cleaner_checkpoint),
+            clean_lock: Mutex::new(()),
         })
     }
 
@@ -377,12 +436,14 @@ impl PartitionLog {
         *write_lock(&self.config) = config;
     }
 
-    fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        // Poisoned first: a poisoned log that was abandoned for recovery keeps answering
+        // with the storage error (retriable) rather than as a closed log.
         if self.group_commit.is_poisoned() {
             return Err(Error::Poisoned);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
         }
         Ok(())
     }
@@ -418,6 +479,7 @@ impl PartitionLog {
         // Validation (CRC over every byte) happens before taking the writer lock, so concurrent
         // appenders check their batches in parallel.
         let headers = validate(batches, &config)?;
+        check_timestamps(&headers, &config, self.clock.now_ms())?;
         let record_count: i64 = headers
             .iter()
             .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
@@ -488,12 +550,23 @@ impl PartitionLog {
             }
 
             let position = active.size();
-            if let Err(e) = active.file.write_all_at(batches, position) {
-                // Undo a partial write; if even that fails the file is in an unknown state.
-                if active.file.set_len(position).is_err() {
+            if let Err(e) = fs::write_all_at(
+                &active.file,
+                batches,
+                position,
+                "write segment",
+                &active.log_path,
+            ) {
+                // Undo a partial write (a full disk), so the log stays writable and the next
+                // append, once there is space, lands at the same position. If even the undo
+                // fails the file is in an unknown state: poison, so the owner reopens the log.
+                if let Err(undo) =
+                    fs::set_len(&active.file, position, "undo write", &active.log_path)
+                {
+                    warn!(segment = %active.log_path.display(), "cannot undo a failed write, poisoning the log: {undo}");
                     self.group_commit.poison();
                 }
-                return Err(Error::io("write segment", &active.log_path, e));
+                return Err(e);
             }
             let mut pos = position;
             let mut offset = base_offset;
@@ -573,6 +646,16 @@ impl PartitionLog {
     /// durable as the [`FsyncPolicy`] promises (under `Always`: synced, and then visible).
     pub fn await_durable(&self, pending: PendingAppend) -> Result<AppendInfo> {
         let PendingAppend { info, end } = pending;
+        // A log closed or abandoned (healing) between the halves: if the write is not known
+        // durable, it cannot become so through this log; fail rather than wait or sync files
+        // the next open may be recovering.
+        if self.is_closed() && self.high_watermark() < end {
+            return Err(if self.group_commit.is_poisoned() {
+                Error::Poisoned
+            } else {
+                Error::Closed
+            });
+        }
         match self.config().fsync {
             FsyncPolicy::Always => self.sync_through(end)?,
             FsyncPolicy::Interval(every) => {
@@ -602,10 +685,7 @@ impl PartitionLog {
                     let w = lock(&self.writer);
                     (w.next_offset, self.active()?)
                 };
-                active
-                    .file
-                    .sync_data()
-                    .map_err(|e| Error::io("fdatasync segment", &active.log_path, e))?;
+                fs::sync_data(&active.file, "fdatasync segment", &active.log_path)?;
                 Ok(captured_end)
             },
             |durable| {
@@ -638,7 +718,7 @@ impl PartitionLog {
             return Ok(());
         }
         let full = size + incoming > config.effective_segment_bytes();
-        let old = match (config.segment_ms, w.active_since_ms) {
+        let old = match (config.effective_segment_ms(), w.active_since_ms) {
             (Some(ms), Some(since)) => now.saturating_sub(since) >= ms,
             _ => false,
         };
@@ -692,7 +772,7 @@ impl PartitionLog {
                 self.group_commit.poison();
                 return Err(e);
             }
-            self.recovery_point.advance(new_base)?;
+            self.recovery_point.advance(new_base);
             self.group_commit.advance_durable_end(new_base, now);
             self.high_watermark.fetch_max(new_base, Ordering::AcqRel);
         } else {
@@ -710,7 +790,7 @@ impl PartitionLog {
                         .and_then(|()| fs::sync_file(&snapshot))
                         // Advancing rewrites the recovery point and syncs the directory, which
                         // makes the snapshot's rename durable too.
-                        .and_then(|()| recovery_point.advance(new_base));
+                        .map(|()| recovery_point.advance(new_base));
                     if let Err(e) = synced {
                         warn!(segment = %active.log_path.display(), "flushing rolled segment failed: {e}");
                     }
@@ -875,11 +955,15 @@ impl PartitionLog {
             let mut end = first.position + first.header.total_len() as u64;
             let budget = first.position.saturating_add(max_bytes as u64);
             let mut expected = first.header.next_offset();
-            // A header that does not parse or breaks the offset sequence ends the range; the
-            // next read starting there reports the damage.
+            // A header that does not parse or breaks the offset sequence (dense, or increasing
+            // in a compacted segment) ends the range; the next read starting there reports the
+            // damage.
             while let Ok(Some(h)) = segment.header_at(end, limit) {
                 let next_end = end + h.total_len() as u64;
-                if h.base_offset != expected || h.last_offset() >= bound || next_end > budget {
+                if !segment.follows(h.base_offset, expected)
+                    || h.last_offset() >= bound
+                    || next_end > budget
+                {
                     break;
                 }
                 end = next_end;
@@ -895,6 +979,31 @@ impl PartitionLog {
             ));
         }
         Ok((result(None), offset))
+    }
+
+    /// Where a reader that hit damage at `offset` (a read there failed) can try next: the
+    /// first offset above it at which the log knows a batch starts without walking through the
+    /// damaged bytes — the next offset-index entry of the segment holding `offset`, else the
+    /// base offset of the next segment. `None` if there is none below the high watermark. The
+    /// records between `offset` and the answer are not readable by offset; a read at the answer
+    /// may fail again, and the caller asks again from there. For readers that salvage what is
+    /// intact (replay of internal topics); the Fetch path reports the damage instead.
+    pub fn next_readable_offset(&self, offset: i64) -> Option<i64> {
+        let hw = self.high_watermark();
+        let segments = read_lock(&self.segments);
+        let idx = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        let candidate = segments.get(idx..)?.iter().find_map(|segment| {
+            if segment.base_offset > offset {
+                Some(segment.base_offset)
+            } else {
+                read_lock(&segment.offset_index)
+                    .next_after(offset)
+                    .map(|e| e.offset)
+            }
+        })?;
+        (candidate < hw).then_some(candidate)
     }
 
     /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
@@ -1065,6 +1174,10 @@ impl PartitionLog {
     /// Applies `retention.ms` and `retention.bytes` now, deleting whole segments from the
     /// oldest. A non-empty active segment whose data has all expired is rolled first so it can
     /// go too. Returns the number of segments deleted.
+    ///
+    /// As in Kafka, retention applies only when the cleanup policy contains `delete`: a
+    /// `compact`-only log keeps its data until the cleaner supersedes it; `compact,delete` has
+    /// both. Idle producers expire either way.
     pub fn apply_retention(&self) -> Result<usize> {
         self.check_writable()?;
         let config = self.config();
@@ -1072,15 +1185,18 @@ impl PartitionLog {
         let mut w = lock(&self.writer);
         w.producers.expire(now, config.producer_id_expiration_ms);
         let mut deleted = 0;
+        if !config.cleanup.delete {
+            return Ok(0);
+        }
         if let Some(retention_ms) = config.retention_ms {
             let cutoff = now.saturating_sub(retention_ms);
             let active = self.active()?;
-            let active_expired = active.size() > 0 && segment_time(&active)? < cutoff;
+            let active_expired = active.size() > 0 && segment_time(&active, &config)? < cutoff;
             if active_expired && w.next_offset <= self.high_watermark() {
                 self.roll_locked(&mut w, now)?;
             }
             let mut failed = None;
-            deleted += self.delete_segments_while(|seg, _| match segment_time(seg) {
+            deleted += self.delete_segments_while(|seg, _| match segment_time(seg, &config) {
                 Ok(t) => t < cutoff,
                 Err(e) => {
                     failed = Some(e);
@@ -1151,12 +1267,19 @@ impl PartitionLog {
                         active.truncate_to(b.position)?;
                         new_end = b.header.base_offset;
                     }
-                    None => new_end = w.next_offset.min(offset),
+                    // `offset` lies in a compaction gap after the segment's last batch: the log
+                    // ends after that batch (where recovery would put its end too).
+                    None => {
+                        let mut end = active.base_offset;
+                        let entry = read_lock(&active.offset_index).lookup(offset);
+                        active.walk(entry.offset, entry.position, limit, |b| {
+                            end = b.header.next_offset();
+                            Ok(true)
+                        })?;
+                        new_end = w.next_offset.min(offset).min(end.max(active.base_offset));
+                    }
                 }
-                active
-                    .file
-                    .sync_data()
-                    .map_err(|e| Error::io("fdatasync segment", &active.log_path, e))?;
+                fs::sync_data(&active.file, "fdatasync segment", &active.log_path)?;
                 active.reset_max_timestamp();
                 if let Some(t) = read_lock(&active.time_index).last() {
                     active.observe_timestamp(t.max_timestamp);
@@ -1197,9 +1320,131 @@ impl PartitionLog {
         }
         // Segments rolled from here on start below the old recovery point: lower it.
         self.recovery_point.lower(active.base_offset)?;
+        // Offsets from the new end on will hold new, uncleaned data.
+        self.lower_cleaner_checkpoint(new_end)?;
         self.log_end.store(new_end, Ordering::Release);
         self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
         self.group_commit.reset_durable_end(new_end);
+        Ok(())
+    }
+
+    /// Lowers the cleaner checkpoint to `to` (after a truncation) and persists it.
+    fn lower_cleaner_checkpoint(&self, to: i64) -> Result<()> {
+        let mut checkpoint = lock(&self.cleaner_checkpoint);
+        if checkpoint.first_dirty > to || checkpoint.gaps_below > to {
+            let lowered = crate::cleaner::Checkpoint {
+                first_dirty: checkpoint.first_dirty.min(to),
+                gaps_below: checkpoint.gaps_below.min(to),
+                ..*checkpoint
+            };
+            lowered.write(&self.dir)?;
+            *checkpoint = lowered;
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the segment list (oldest first; the last is the active segment).
+    pub(crate) fn segments_snapshot(&self) -> Vec<Arc<Segment>> {
+        read_lock(&self.segments).clone()
+    }
+
+    /// The offset of the last batch of every producer the log remembers: the cleaner keeps
+    /// that batch (possibly emptied) so duplicate detection survives compaction.
+    pub(crate) fn producer_last_offsets(&self) -> std::collections::HashMap<i64, i64> {
+        let w = lock(&self.writer);
+        w.producers
+            .iter()
+            .filter_map(|(id, e)| e.batches().last().map(|b| (id, b.last_offset)))
+            .collect()
+    }
+
+    /// Replaces `old` (consecutive segments, followed in the list by `next`) with the segment
+    /// `commit` puts on disk, under the writer lock so retention, truncation and rolls cannot
+    /// interleave. Returns `false` without calling `commit` if the list changed meanwhile
+    /// (retention deleted one of them, a truncation removed `next`). The in-memory list is
+    /// swapped under its write guard for a moment only; readers holding the old segments keep
+    /// reading their (unlinked) files.
+    pub(crate) fn replace_segments(
+        &self,
+        old: &[Arc<Segment>],
+        next: &Arc<Segment>,
+        commit: impl FnOnce() -> Result<Segment>,
+    ) -> Result<bool> {
+        self.check_writable()?;
+        let _w = lock(&self.writer);
+        self.check_writable()?;
+        let position = {
+            let all = read_lock(&self.segments);
+            let Some(first) = old.first() else {
+                return Ok(false);
+            };
+            let Some(at) = all.iter().position(|s| Arc::ptr_eq(s, first)) else {
+                return Ok(false);
+            };
+            let same = old
+                .iter()
+                .chain(std::iter::once(next))
+                .enumerate()
+                .all(|(i, s)| all.get(at + i).is_some_and(|c| Arc::ptr_eq(c, s)));
+            if !same {
+                return Ok(false);
+            }
+            at
+        };
+        let segment = match commit() {
+            Ok(s) => s,
+            Err(e) => {
+                // The files on disk may already be swapped: only a reopen (which completes or
+                // rolls back the swap) knows the state again.
+                self.group_commit.poison();
+                return Err(e);
+            }
+        };
+        let mut all = write_lock(&self.segments);
+        all.splice(
+            position..position + old.len(),
+            std::iter::once(Arc::new(segment)),
+        );
+        if let Some(first) = all.first() {
+            self.log_start
+                .fetch_max(first.base_offset, Ordering::AcqRel);
+        }
+        Ok(true)
+    }
+
+    /// Raises the offset below which segments may be compacted to `to` and persists it; the
+    /// cleaner calls this before it swaps in a segment below `to`, so recovery never takes a
+    /// compacted segment's gaps for damage.
+    pub(crate) fn raise_gaps_below(&self, to: i64) -> Result<()> {
+        let mut checkpoint = lock(&self.cleaner_checkpoint);
+        if to > checkpoint.gaps_below {
+            let raised = crate::cleaner::Checkpoint {
+                gaps_below: to,
+                ..*checkpoint
+            };
+            raised.write(&self.dir)?;
+            *checkpoint = raised;
+        }
+        Ok(())
+    }
+
+    /// Records a finished clean: raises the first dirty offset to `to` (never lowers it) and
+    /// sets when the tombstones it kept become due; persists both.
+    pub(crate) fn advance_cleaner_checkpoint(
+        &self,
+        to: i64,
+        tombstones_due_ms: Option<i64>,
+    ) -> Result<()> {
+        let mut checkpoint = lock(&self.cleaner_checkpoint);
+        let next = crate::cleaner::Checkpoint {
+            first_dirty: checkpoint.first_dirty.max(to),
+            tombstones_due_ms,
+            ..*checkpoint
+        };
+        if next != *checkpoint {
+            next.write(&self.dir)?;
+            *checkpoint = next;
+        }
         Ok(())
     }
 
@@ -1217,8 +1462,79 @@ impl PartitionLog {
         }
         let active = self.active()?;
         active.sync_all()?;
-        // After the sync: the snapshot must describe only durable batches.
-        self.write_producer_snapshot(&w.producers, w.next_offset, active.base_offset, true)
+        // After the sync: the snapshot must describe only durable batches. It only saves the
+        // next open a scan, so failing to write it (disk full) does not fail the close.
+        if let Err(e) =
+            self.write_producer_snapshot(&w.producers, w.next_offset, active.base_offset, true)
+        {
+            warn!(dir = %self.dir.display(), offset = w.next_offset, "cannot write the producer-state snapshot at close (the next open scans instead): {e}");
+        }
+        Ok(())
+    }
+
+    /// Whether an earlier I/O failure poisoned the log (a failed `fdatasync`, or a failed write
+    /// that could not be undone): it refuses writes with [`Error::Poisoned`] until it is closed
+    /// with [`PartitionLog::abandon`] and opened again, which recovers it.
+    pub fn is_poisoned(&self) -> bool {
+        self.group_commit.is_poisoned()
+    }
+
+    /// Closes the log without syncing or writing anything, for a poisoned log: what was written
+    /// since the last good sync cannot be trusted and is left to the recovery of the next
+    /// [`PartitionLog::open`] (which keeps what is intact and cuts the rest; none of it was
+    /// acknowledged under [`FsyncPolicy::Always`]). Waits for background flushes, so nothing
+    /// writes to the directory once it returns. Later calls fail with [`Error::Closed`].
+    pub fn abandon(&self) {
+        self.closed.store(true, Ordering::Release);
+        {
+            let mut w = lock(&self.writer);
+            for handle in w.flushers.drain(..) {
+                let _ = handle.join();
+            }
+        }
+        // A clean in progress sees the log closed at its next batch (or its swap refuses it)
+        // and removes its `.cleaned` files: wait for it, so it cannot touch the directory
+        // while the log is opened again there.
+        drop(lock(&self.clean_lock));
+    }
+
+    /// Whether the log was closed or abandoned (a running clean stops).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// After a read at `offset` failed with [`Error::Corrupt`] (a batch failed its checksum or a
+    /// header did not parse): finds the damaged stretch of the segment holding `offset`, from
+    /// the last intact batch before it to the next intact one after it, and takes it out of
+    /// service (see `salvage.rs`). Returns its offsets `[first, end)`, or `None` if the batches
+    /// up to `offset` are intact. A read retried afterwards either fails with
+    /// [`Error::DamagedRange`] (the offset is in the range) or is served from past the damage.
+    pub fn quarantine(&self, offset: i64) -> Result<Option<(i64, i64)>> {
+        let (segment, end_offset) = {
+            let all = read_lock(&self.segments);
+            let idx = all
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let Some(segment) = all.get(idx).cloned() else {
+                return Ok(None);
+            };
+            let end = all
+                .get(idx + 1)
+                .map_or_else(|| self.log_end_offset(), |s| s.base_offset);
+            (segment, end)
+        };
+        Ok(crate::salvage::locate(&segment, offset, end_offset)?
+            .map(|r| (r.first_offset, r.end_offset)))
+    }
+
+    /// The damaged ranges taken out of service so far (found by reads or at open), as offsets
+    /// `[first, end)`. For metrics and diagnostics.
+    pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
+        read_lock(&self.segments)
+            .iter()
+            .flat_map(|s| s.damaged_ranges())
+            .map(|r| (r.first_offset, r.end_offset))
+            .collect()
     }
 
     /// Writes the producer state through `offset` as `<offset>.snapshot` and removes the
@@ -1282,7 +1598,11 @@ impl PartitionLog {
             let _w = lock(&self.writer);
             self.active()?
         };
-        let file: Arc<dyn crate::sync_group::SyncData> = active.file.clone();
+        // Through the fault seam, as `fs::sync_data` is for the log's own group commit.
+        let file: Arc<dyn crate::sync_group::SyncData> = Arc::new(crate::sync_group::SegmentSync {
+            file: Arc::clone(&active.file),
+            path: active.log_path.clone(),
+        });
         match group.sync(file) {
             // Counted once per sync, for `sync_count`.
             Ok(true) => self.group_commit.count_sync(),
@@ -1346,6 +1666,41 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
         }));
     }
     Ok(out)
+}
+
+/// KIP-937: with `CreateTime`, every data batch's timestamps must lie within
+/// `[now - message.timestamp.before.max.ms, now + message.timestamp.after.max.ms]`. The batch
+/// header's first timestamp and largest timestamp are checked (Kafka checks every record; a
+/// record older than its batch's first one is the only case this misses, and it cannot hold
+/// retention back, which is what the check is for). Batches without timestamps (`-1`) and
+/// control batches pass; with `LogAppendTime` the broker's clock replaces the timestamps.
+fn check_timestamps(
+    headers: &[(BatchHeader, std::ops::Range<usize>)],
+    config: &LogConfig,
+    now: i64,
+) -> Result<()> {
+    if config.timestamp_type != TimestampType::CreateTime {
+        return Ok(());
+    }
+    let earliest = now.saturating_sub(config.timestamp_before_max_ms.max(0));
+    let latest = now.saturating_add(config.timestamp_after_max_ms.max(0));
+    for (h, _) in headers {
+        if h.is_control() {
+            continue;
+        }
+        for timestamp in [h.base_timestamp, h.max_timestamp] {
+            if timestamp != strom_record::NO_TIMESTAMP && !(earliest..=latest).contains(&timestamp)
+            {
+                return Err(Error::InvalidTimestamp {
+                    timestamp,
+                    now,
+                    earliest,
+                    latest,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What to do with an append that carries producer batches.
@@ -1582,14 +1937,26 @@ fn load_producer_state(
     Ok(state)
 }
 
-/// The time retention judges a segment by: its largest record timestamp, or the file's
-/// modification time when no record carries one.
-fn segment_time(segment: &Segment) -> Result<i64> {
+/// The time retention judges a segment by: its largest record timestamp, but never later than
+/// its file's modification time plus `message.timestamp.after.max.ms`; the file's modification
+/// time when no record carries a timestamp.
+///
+/// The clamp is what keeps one far-future timestamp from holding retention back: segments are
+/// deleted oldest first and the scan stops at the first one that is not expired (as in Kafka),
+/// so a segment claiming the year 2100 would otherwise keep itself and everything after it. A
+/// batch that passes the append check (KIP-937) has timestamps at most `after.max.ms` ahead of
+/// the time it was written, and a segment's modification time is at or after its last write, so
+/// the clamp never changes the time of data accepted under the check; it only bounds data
+/// written before the check existed (or while `after.max.ms` was larger): such a segment expires
+/// `retention.ms` after `mtime + after.max.ms`. Rewriting a segment (compaction) can only move
+/// its modification time later, which keeps it longer, never shorter.
+fn segment_time(segment: &Segment, config: &LogConfig) -> Result<i64> {
     let ts = segment.max_timestamp();
+    let mtime = fs::mtime_ms(&segment.log_path)?;
     if ts >= 0 {
-        return Ok(ts);
+        return Ok(ts.min(mtime.saturating_add(config.timestamp_after_max_ms.max(0))));
     }
-    fs::mtime_ms(&segment.log_path)
+    Ok(mtime)
 }
 
 /// Finds, inside one batch, the first record at or after `log_start` with timestamp `>= ts`.

@@ -77,7 +77,8 @@ pub(crate) fn scan(
             stopped = Some(format!("corrupt batch at position {pos}: {e}"));
             break;
         }
-        if header.base_offset != expected {
+        // Dense, except in compacted segments where they only increase.
+        if !segment.follows(header.base_offset, expected) {
             stopped = Some(format!(
                 "batch at position {pos} has base offset {}, expected {expected}",
                 header.base_offset
@@ -152,13 +153,32 @@ fn entry_is_intact(segment: &Segment, entry: &OffsetEntry, file_len: u64) -> Res
     Ok(check_stored_batch(&buf).is_ok())
 }
 
+/// A segment starting below `gaps_below` (the cleaner's bound, see `cleaner::Checkpoint`)
+/// may have been compacted: its offsets may skip.
+fn mark_gaps(segment: &Segment, gaps_below: i64) {
+    if segment.base_offset < gaps_below {
+        segment.allow_gaps();
+    }
+}
+
 /// Rebuilds both indexes of `segment` from a scan of the whole file and cuts the file at the
-/// first bad batch. Returns the scan.
-fn rebuild(segment: &Segment, file_len: u64, index_interval: u32) -> Result<Scan> {
+/// first bad batch, or with `salvage` (the next segment's base offset) takes damaged stretches
+/// out of service and keeps the rest (see `salvage`). Returns the scan.
+fn rebuild(
+    segment: &Segment,
+    file_len: u64,
+    index_interval: u32,
+    salvage: Option<i64>,
+) -> Result<Scan> {
     write_lock(&segment.offset_index).install(Vec::new(), true)?;
     write_lock(&segment.time_index).install(Vec::new(), true)?;
     segment.reset_max_timestamp();
-    let scan = scan(segment, 0, segment.base_offset, file_len, index_interval)?;
+    let scan = match salvage {
+        Some(end_offset) => {
+            crate::salvage::salvage_scan(segment, file_len, index_interval, end_offset)?
+        }
+        None => scan(segment, 0, segment.base_offset, file_len, index_interval)?,
+    };
     segment.seal_time_index(scan.last_batch)?;
     if scan.valid_end < file_len {
         segment.truncate_to(scan.valid_end)?;
@@ -167,10 +187,21 @@ fn rebuild(segment: &Segment, file_len: u64, index_interval: u32) -> Result<Scan
     Ok(scan)
 }
 
-/// Opens a closed segment: trusts its indexes when they are consistent with the file, else
-/// rebuilds them by scanning the segment.
-pub(crate) fn open_closed(dir: &Path, base_offset: i64, index_interval: u32) -> Result<Segment> {
+/// Opens a closed segment that was synced (below the recovery point): trusts its indexes when
+/// they are consistent with the file, else rebuilds them by scanning the segment. Damage found
+/// by the scan is taken out of service, never cut: the segment was synced whole, so damage in
+/// it is not a torn write of a crash, and what follows it was acknowledged. `next_base` is the
+/// next segment's base offset; a segment starting below `gaps_below` (the cleaner's bound) may
+/// skip offsets (compaction).
+pub(crate) fn open_closed(
+    dir: &Path,
+    base_offset: i64,
+    index_interval: u32,
+    next_base: i64,
+    gaps_below: i64,
+) -> Result<Segment> {
     let (segment, offsets, times, torn) = Segment::open_files(dir, base_offset)?;
+    mark_gaps(&segment, gaps_below);
     let file_len = segment.file_len()?;
     let offsets_ok = valid_offset_prefix(&offsets, base_offset, file_len) == offsets.len();
     let times_ok = valid_time_prefix(&times, base_offset, file_len) == times.len();
@@ -191,7 +222,7 @@ pub(crate) fn open_closed(dir: &Path, base_offset: i64, index_interval: u32) -> 
         segment = %segment.log_path.display(),
         "index missing or inconsistent with the log; rebuilding it from the segment"
     );
-    let scan = rebuild(&segment, file_len, index_interval)?;
+    let scan = rebuild(&segment, file_len, index_interval, Some(next_base))?;
     if let Some(reason) = scan.stopped {
         warn!(
             segment = %segment.log_path.display(),
@@ -205,15 +236,20 @@ pub(crate) fn open_closed(dir: &Path, base_offset: i64, index_interval: u32) -> 
 
 /// Opens a closed segment that was not known to be synced when the log stopped (at or above
 /// the recovery point): scans it whole, rebuilding its indexes and cutting it at the first bad
-/// batch, then syncs it. The returned scan says whether it was cut.
+/// batch, then syncs it. The returned scan says whether it was cut. With `salvage` (the next
+/// segment's base offset) damage is taken out of service instead, as in [`open_closed`]: for a
+/// log whose policy syncs every segment before the next one gets data.
 pub(crate) fn open_unflushed_closed(
     dir: &Path,
     base_offset: i64,
     index_interval: u32,
+    salvage: Option<i64>,
+    gaps_below: i64,
 ) -> Result<(Segment, Scan)> {
     let (segment, _, _, _) = Segment::open_files(dir, base_offset)?;
+    mark_gaps(&segment, gaps_below);
     let file_len = segment.file_len()?;
-    let scan = rebuild(&segment, file_len, index_interval)?;
+    let scan = rebuild(&segment, file_len, index_interval, salvage)?;
     if let Some(reason) = &scan.stopped {
         warn!(
             segment = %segment.log_path.display(),
@@ -230,8 +266,10 @@ pub(crate) fn open_active(
     dir: &Path,
     base_offset: i64,
     index_interval: u32,
+    gaps_below: i64,
 ) -> Result<(Segment, i64)> {
     let (segment, mut offsets, times, _torn) = Segment::open_files(dir, base_offset)?;
+    mark_gaps(&segment, gaps_below);
     let file_len = segment.file_len()?;
 
     // Trust the offset index up to its last entry whose batch is intact.
@@ -268,10 +306,7 @@ pub(crate) fn open_active(
             "recovery truncated the log tail: {reason}"
         );
         segment.truncate_to(scan.valid_end)?;
-        segment
-            .file
-            .sync_data()
-            .map_err(|e| crate::Error::io("fdatasync segment", &segment.log_path, e))?;
+        crate::fs::sync_data(&segment.file, "fdatasync segment", &segment.log_path)?;
     } else {
         info!(
             segment = %segment.log_path.display(),

@@ -4,10 +4,10 @@
 //! readers share it through an `Arc` and read with positional reads, bounded by the high
 //! watermark, so they never block the writer. Closed segments are immutable.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use strom_record::{BatchHeader, HEADER_LEN};
@@ -37,6 +37,23 @@ pub(crate) struct Segment {
     pub(crate) time_index: RwLock<TimeIndex>,
     /// Aborted transactions whose marker is in this segment (`.txnindex`).
     pub(crate) txn_index: RwLock<TxnIndex>,
+    /// Ranges found damaged (see `salvage`), by position; reads in them fail, walks skip them.
+    damaged: RwLock<Vec<DamagedRange>>,
+    /// Whether offsets may skip between batches (the segment was written by the cleaner, or
+    /// lies below the offset the cleaner may have compacted). Otherwise they must be dense,
+    /// which catches a damaged base offset (it is not covered by the CRC).
+    gaps: AtomicBool,
+}
+
+/// A damaged stretch of a segment taken out of service: the offsets `[first_offset,
+/// end_offset)` stored at bytes `[position, resume_position)`, where an intact batch with base
+/// offset `end_offset` starts (or the segment ends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DamagedRange {
+    pub(crate) first_offset: i64,
+    pub(crate) end_offset: i64,
+    pub(crate) position: u64,
+    pub(crate) resume_position: u64,
 }
 
 /// Where a batch sits in a segment.
@@ -53,24 +70,28 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
     ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
+        Self::open_files_with_suffix(dir, base_offset, "")
+    }
+
+    /// [`Segment::open_files`] for files named `<base>.<ext><suffix>` (the cleaner writes
+    /// `.cleaned` segments).
+    pub(crate) fn open_files_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        suffix: &str,
+    ) -> Result<(Self, Vec<OffsetEntry>, Vec<TimeEntry>, bool)> {
         let stem = file_stem(base_offset);
-        let log_path = dir.join(format!("{stem}.log"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)
-            .map_err(|e| Error::io("open segment", &log_path, e))?;
+        let log_path = dir.join(format!("{stem}.log{suffix}"));
+        let file = crate::fs::open_rw(&log_path, "open segment")?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("stat segment", &log_path, e))?
             .len();
         let (offset_index, offset_entries, torn_offset) =
-            OffsetIndex::open(&dir.join(format!("{stem}.index")), base_offset)?;
+            OffsetIndex::open(&dir.join(format!("{stem}.index{suffix}")), base_offset)?;
         let (time_index, time_entries, torn_time) =
-            TimeIndex::open(&dir.join(format!("{stem}.timeindex")), base_offset)?;
-        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex")), base_offset)?;
+            TimeIndex::open(&dir.join(format!("{stem}.timeindex{suffix}")), base_offset)?;
+        let txn_index = TxnIndex::open(dir.join(format!("{stem}.txnindex{suffix}")), base_offset)?;
         let segment = Segment {
             base_offset,
             log_path,
@@ -80,6 +101,8 @@ impl Segment {
             offset_index: RwLock::new(offset_index),
             time_index: RwLock::new(time_index),
             txn_index: RwLock::new(txn_index),
+            damaged: RwLock::new(Vec::new()),
+            gaps: AtomicBool::new(false),
         };
         Ok((
             segment,
@@ -96,6 +119,17 @@ impl Segment {
             .metadata()
             .map_err(|e| Error::io("stat segment", &self.log_path, e))?
             .len())
+    }
+
+    /// Marks the segment as possibly compacted: offsets may skip between batches.
+    pub(crate) fn allow_gaps(&self) {
+        self.gaps.store(true, Ordering::Release);
+    }
+
+    /// Whether `base_offset` may follow a batch that ended before `expected` (the offset
+    /// after it): always when equal; when larger, only in a possibly compacted segment.
+    pub(crate) fn follows(&self, base_offset: i64, expected: i64) -> bool {
+        base_offset == expected || (base_offset > expected && self.gaps.load(Ordering::Acquire))
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -150,12 +184,55 @@ impl Segment {
         }
     }
 
-    /// The first batch at or after the index hint whose last offset is `>= offset`, scanning
-    /// no further than `limit` bytes. `None` if the segment holds no such batch.
-    pub(crate) fn find_batch(&self, offset: i64, limit: u64) -> Result<Option<BatchPosition>> {
+    /// The damaged ranges known in this segment, by position.
+    pub(crate) fn damaged_ranges(&self) -> Vec<DamagedRange> {
+        read_lock(&self.damaged).clone()
+    }
+
+    /// Takes a damaged range out of service (idempotent).
+    pub(crate) fn add_damaged(&self, range: DamagedRange) {
+        let mut all = write_lock(&self.damaged);
+        if !all.contains(&range) {
+            all.push(range);
+            all.sort_by_key(|r| r.position);
+        }
+    }
+
+    /// The error for a read at `offset`, if it falls in a damaged range.
+    pub(crate) fn check_damaged(&self, offset: i64) -> Result<()> {
+        match read_lock(&self.damaged)
+            .iter()
+            .find(|r| r.first_offset <= offset && offset < r.end_offset)
+        {
+            Some(r) => Err(Error::DamagedRange {
+                path: self.log_path.clone(),
+                first_offset: r.first_offset,
+                end_offset: r.end_offset,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Where a walk towards `offset` may start: the index hint, or the end of a damaged range
+    /// below `offset` if that is further on (a walk from before it would run into the damage).
+    pub(crate) fn start_for(&self, offset: i64) -> (i64, u64) {
         let entry = read_lock(&self.offset_index).lookup(offset);
+        read_lock(&self.damaged)
+            .iter()
+            .filter(|r| r.end_offset <= offset && r.resume_position > entry.position)
+            .map(|r| (r.end_offset, r.resume_position))
+            .next_back()
+            .unwrap_or((entry.offset, entry.position))
+    }
+
+    /// The first batch at or after the index hint whose last offset is `>= offset`, scanning
+    /// no further than `limit` bytes. `None` if the segment holds no such batch. An offset in a
+    /// damaged range is an [`Error::DamagedRange`].
+    pub(crate) fn find_batch(&self, offset: i64, limit: u64) -> Result<Option<BatchPosition>> {
+        self.check_damaged(offset)?;
+        let (start_offset, start_position) = self.start_for(offset);
         let mut found = None;
-        self.walk(entry.offset, entry.position, limit, |b| {
+        self.walk(start_offset, start_position, limit, |b| {
             if b.header.last_offset() >= offset {
                 found = Some(b);
                 return Ok(false);
@@ -165,11 +242,12 @@ impl Segment {
         Ok(found)
     }
 
-    /// Visits the batches from the one at `position` (whose base offset must be `offset`) up to
-    /// `limit`, while `visit` returns `true`.
+    /// Visits the batches from the one at `position` (whose base offset must be `offset`, or
+    /// at least `offset` in a compacted segment) up to `limit`, while `visit` returns `true`.
     ///
-    /// The walk checks that offsets are dense: the base offset is not covered by the batch CRC,
-    /// so a damaged one would otherwise move records to other offsets.
+    /// The walk checks that offsets are dense (in a possibly compacted segment: increasing):
+    /// the base offset is not covered by the batch CRC, so a damaged one would otherwise move
+    /// records to other offsets.
     pub(crate) fn walk(
         &self,
         offset: i64,
@@ -179,8 +257,17 @@ impl Segment {
     ) -> Result<()> {
         let mut position = position;
         let mut expected = offset;
-        while let Some(header) = self.header_at(position, limit)? {
-            if header.base_offset != expected {
+        let damaged = self.damaged_ranges();
+        loop {
+            if let Some(d) = damaged.iter().find(|d| d.position == position) {
+                position = d.resume_position;
+                expected = d.end_offset;
+                continue;
+            }
+            let Some(header) = self.header_at(position, limit)? else {
+                break;
+            };
+            if !self.follows(header.base_offset, expected) {
                 return Err(Error::Corrupt {
                     path: self.log_path.clone(),
                     reason: format!(
@@ -243,9 +330,7 @@ impl Segment {
 
     /// `fdatasync` the log file and its indexes.
     pub(crate) fn sync_all(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync segment", &self.log_path, e))?;
+        crate::fs::sync_data(&self.file, "fdatasync segment", &self.log_path)?;
         write_lock(&self.offset_index).sync()?;
         write_lock(&self.time_index).sync()?;
         read_lock(&self.txn_index).sync()
@@ -253,10 +338,10 @@ impl Segment {
 
     /// Cuts the segment back to `position` (a batch boundary) on disk and in both indexes.
     pub(crate) fn truncate_to(&self, position: u64) -> Result<()> {
-        self.file
-            .set_len(position)
-            .map_err(|e| Error::io("truncate segment", &self.log_path, e))?;
+        crate::fs::set_len(&self.file, position, "truncate segment", &self.log_path)?;
         self.set_size(position);
+        // Ranges in the cut part are gone; new batches may be written where they were.
+        write_lock(&self.damaged).retain(|r| r.resume_position <= position);
         write_lock(&self.offset_index).truncate_to_position(position)?;
         write_lock(&self.time_index).truncate_to_position(position)?;
         Ok(())
@@ -272,11 +357,7 @@ impl Segment {
             index_path.with_extension("timeindex"),
             txn_path,
         ] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("delete segment file", path, e)),
-            }
+            crate::fs::remove_file(&path, "delete segment file")?;
         }
         Ok(())
     }

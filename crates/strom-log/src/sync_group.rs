@@ -37,11 +37,38 @@ use crate::locks::lock;
 pub(crate) trait SyncData: Send + Sync {
     /// `fdatasync`: the data written so far, and the metadata needed to read it, are durable.
     fn sync_data(&self) -> io::Result<()>;
+
+    /// Identifies the underlying file: two handles with the same identity share one entry of
+    /// a window. By default the handle's own address.
+    fn identity(&self) -> usize {
+        std::ptr::from_ref(self).cast::<()>() as usize
+    }
 }
 
 impl SyncData for File {
     fn sync_data(&self) -> io::Result<()> {
         File::sync_data(self)
+    }
+}
+
+/// A segment file as the group syncs it: through the fault-injection seam
+/// ([`crate::fault`]), like every other file operation of the log, so an injected `fdatasync`
+/// failure reaches exactly the partition whose file it is.
+pub(crate) struct SegmentSync {
+    /// The segment's open file.
+    pub(crate) file: Arc<File>,
+    /// Its path (what fault injectors match on).
+    pub(crate) path: std::path::PathBuf,
+}
+
+impl SyncData for SegmentSync {
+    fn sync_data(&self) -> io::Result<()> {
+        crate::fault::check(crate::fault::FileOp::Sync, &self.path)
+            .and_then(|()| self.file.sync_data())
+    }
+
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.file).cast::<()>() as usize
     }
 }
 
@@ -162,7 +189,11 @@ impl SyncGroup {
     pub(crate) fn sync(&self, file: Arc<dyn SyncData>) -> io::Result<bool> {
         let inner = &*self.inner;
         let mut st = lock(&inner.state);
-        let entry = match st.open.iter().find(|e| Arc::ptr_eq(&e.file, &file)) {
+        let entry = match st
+            .open
+            .iter()
+            .find(|e| e.file.identity() == file.identity())
+        {
             Some(e) => Arc::clone(e),
             None => {
                 let e = Arc::new(Entry {

@@ -13,8 +13,7 @@
 //! is flagged [`TxnIndex::damaged`]; the log then rebuilds it from the segments.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use strom_record::BatchHeader;
@@ -180,13 +179,7 @@ impl TxnIndex {
 
     fn file(&mut self) -> Result<&File> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&self.path)
-                .map_err(|e| Error::io("open txn index", &self.path, e))?;
+            let f = crate::fs::open_rw(&self.path, "open txn index")?;
             self.file = Some(f);
         }
         self.file.as_ref().ok_or_else(|| Error::Corrupt {
@@ -199,9 +192,7 @@ impl TxnIndex {
     pub(crate) fn append(&mut self, entry: TxnIndexEntry) -> Result<()> {
         let at = (self.entries.len() * TXN_INDEX_ENTRY_LEN) as u64;
         let path = self.path.clone();
-        self.file()?
-            .write_all_at(&entry.encode(), at)
-            .map_err(|e| Error::io("write txn index", &path, e))?;
+        crate::fs::write_all_at(self.file()?, &entry.encode(), at, "write txn index", &path)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -221,11 +212,7 @@ impl TxnIndex {
         self.damaged = false;
         if self.entries.is_empty() {
             self.file = None;
-            return match std::fs::remove_file(&self.path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io("remove txn index", &self.path, e)),
-            };
+            return crate::fs::remove_file(&self.path, "remove txn index");
         }
         let mut bytes = Vec::with_capacity(self.entries.len() * TXN_INDEX_ENTRY_LEN);
         for e in &self.entries {
@@ -233,10 +220,17 @@ impl TxnIndex {
         }
         let path = self.path.clone();
         let file = self.file()?;
-        file.set_len(0)
-            .and_then(|()| file.write_all_at(&bytes, 0))
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io("rewrite txn index", &path, e))?;
+        let written = crate::fs::set_len(file, 0, "rewrite txn index", &path)
+            .and_then(|()| crate::fs::write_all_at(file, &bytes, 0, "rewrite txn index", &path))
+            .and_then(|()| crate::fs::sync_data(file, "rewrite txn index", &path));
+        if let Err(e) = written {
+            // The entries in memory are right; the file must not be trusted as it is (a short
+            // one would forget aborted transactions). A length that is no multiple of an entry
+            // makes the next open rebuild it from the log; growing a file needs no free space.
+            let marked = crate::fs::set_len(file, 1, "mark txn index damaged", &path);
+            warn!(path = %path.display(), marked = marked.is_ok(), "cannot rewrite the transaction index (kept in memory, rebuilt at the next open): {e}");
+            return Ok(());
+        }
         if was_damaged {
             warn!(path = %path.display(), entries = self.entries.len(), base_offset = self.base_offset, "rebuilt transaction index from the log");
         } else {
@@ -248,9 +242,7 @@ impl TxnIndex {
     /// `fdatasync`s the file, if it exists.
     pub(crate) fn sync(&self) -> Result<()> {
         match &self.file {
-            Some(f) => f
-                .sync_data()
-                .map_err(|e| Error::io("fdatasync txn index", &self.path, e)),
+            Some(f) => crate::fs::sync_data(f, "fdatasync txn index", &self.path),
             None => Ok(()),
         }
     }

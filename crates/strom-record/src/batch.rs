@@ -64,7 +64,7 @@ const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
 const DELETE_HORIZON_BIT: i16 = 1 << 6;
-const COMPRESSION_MASK: i16 = 0x07;
+pub(crate) const COMPRESSION_MASK: i16 = 0x07;
 
 /// Compression codec of a batch's records section (attribute bits 0–2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

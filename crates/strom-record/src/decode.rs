@@ -236,7 +236,7 @@ pub fn find_by_timestamp(
 }
 
 /// [`check_stored_batch`] plus the size limit and the header fields record decoding relies on.
-fn check_stored(batch: &[u8], limits: DecodeLimits) -> Result<BatchHeader> {
+pub(crate) fn check_stored(batch: &[u8], limits: DecodeLimits) -> Result<BatchHeader> {
     let header = check_stored_batch(batch)?;
     if header.total_len() > limits.max_batch_bytes {
         return Err(Error::InvalidBatchLength {
@@ -265,7 +265,7 @@ fn check_stored(batch: &[u8], limits: DecodeLimits) -> Result<BatchHeader> {
 
 /// The records section of a checked batch, decompressed if needed. Borrowed exactly when the
 /// batch is uncompressed (or holds no records and no bytes, as compaction can leave).
-fn records_section<'a>(
+pub(crate) fn records_section<'a>(
     batch: &'a [u8],
     header: &BatchHeader,
     limits: DecodeLimits,
@@ -284,7 +284,7 @@ fn records_section<'a>(
 
 /// How record timestamps are derived from the batch header.
 #[derive(Debug, Clone, Copy)]
-enum Clock {
+pub(crate) enum Clock {
     /// `baseTimestamp + timestampDelta`.
     Create { base: i64 },
     /// Every record has the batch's `maxTimestamp`.
@@ -292,7 +292,7 @@ enum Clock {
 }
 
 impl Clock {
-    fn of(header: &BatchHeader) -> Self {
+    pub(crate) fn of(header: &BatchHeader) -> Self {
         match header.timestamp_type() {
             TimestampType::CreateTime => Clock::Create {
                 base: header.base_timestamp,
@@ -303,7 +303,7 @@ impl Clock {
         }
     }
 
-    fn timestamp(self, delta: i64) -> i64 {
+    pub(crate) fn timestamp(self, delta: i64) -> i64 {
         match self {
             // The builder encodes with a wrapping subtraction, so this inverts it for any i64.
             Clock::Create { base } => base.wrapping_add(delta),
@@ -312,7 +312,11 @@ impl Clock {
     }
 }
 
-fn position(header: &BatchHeader, clock: Clock, record: &RawRecord) -> Result<OffsetAndTimestamp> {
+pub(crate) fn position(
+    header: &BatchHeader,
+    clock: Clock,
+    record: &RawRecord,
+) -> Result<OffsetAndTimestamp> {
     // `check_stored` made sure base + lastOffsetDelta fits and `walk` that deltas are within it;
     // the checked add keeps that reasoning out of the panic-free proof.
     let offset = header
@@ -330,24 +334,26 @@ fn position(header: &BatchHeader, clock: Clock, record: &RawRecord) -> Result<Of
 
 /// The parsed fields of one record; byte fields as ranges of the records section.
 #[derive(Debug, Clone)]
-struct RawRecord {
-    index: usize,
-    timestamp_delta: i64,
-    offset_delta: i32,
-    key: Option<Range<usize>>,
-    value: Option<Range<usize>>,
+pub(crate) struct RawRecord {
+    pub(crate) index: usize,
+    pub(crate) timestamp_delta: i64,
+    pub(crate) offset_delta: i32,
+    pub(crate) key: Option<Range<usize>>,
+    pub(crate) value: Option<Range<usize>>,
+    /// The whole encoded record (length prefix included) in the section.
+    pub(crate) span: Range<usize>,
 }
 
 /// Whether [`walk`] goes on after a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Stop,
 }
 
 /// Receives the parts of each record as [`walk`] parses them: the headers first, in order, then
 /// the record itself.
-trait Visitor {
+pub(crate) trait Visitor {
     fn header(&mut self, _key: Range<usize>, _value: Option<Range<usize>>) {}
     fn record(&mut self, record: &RawRecord) -> Result<Flow>;
 }
@@ -361,7 +367,7 @@ impl Visitor for NoVisitor {
 }
 
 /// Adapts a closure that only wants offsets and timestamps.
-struct Positions<F>(F);
+pub(crate) struct Positions<F>(pub(crate) F);
 
 impl<F: FnMut(&RawRecord) -> Result<Flow>> Visitor for Positions<F> {
     fn record(&mut self, record: &RawRecord) -> Result<Flow> {
@@ -420,7 +426,7 @@ impl Visitor for Collect<'_> {
 
 /// Which offset deltas are legal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Deltas {
+pub(crate) enum Deltas {
     /// Record `i` has delta `i` (batches from clients).
     Dense,
     /// Strictly increasing, within `0..=lastOffsetDelta` (stored batches, possibly compacted).
@@ -428,7 +434,7 @@ enum Deltas {
 }
 
 /// Parses the records section of a batch with `header`, handing each record to `visitor`.
-fn walk(
+pub(crate) fn walk(
     section: &[u8],
     header: &BatchHeader,
     deltas: Deltas,
@@ -551,6 +557,7 @@ fn parse_record(
     visitor: &mut impl Visitor,
 ) -> Result<RawRecord> {
     let malformed = |reason| Error::MalformedRecord { index, reason };
+    let record_start = *pos;
     let rest = section.get(*pos..).unwrap_or_default();
     let (length, n) = get_varint(rest).map_err(|e| malformed(e.reason()))?;
     let length = usize::try_from(length).map_err(|_| malformed("record length is negative"))?;
@@ -589,6 +596,7 @@ fn parse_record(
         offset_delta,
         key,
         value,
+        span: record_start..end,
     })
 }
 

@@ -48,6 +48,7 @@ mod control;
 mod decode;
 mod error;
 mod record;
+mod retain;
 mod varint;
 
 pub use batch::{
@@ -64,3 +65,4 @@ pub use decode::{
 };
 pub use error::{Error, Result};
 pub use record::{Record, RecordHeader};
+pub use retain::{RecordView, RetainedBatch, retain_records};

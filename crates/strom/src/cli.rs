@@ -49,10 +49,15 @@ pub(crate) enum TopicCommand {
     },
     /// List topics.
     List,
-    /// Show a topic's partitions, offsets and configs.
+    /// Show a topic's partitions, offsets and configs; for a compacted topic also the log
+    /// cleaner's state per partition, read from the broker's admin endpoint (`/metrics`).
     Describe {
         /// Topic name.
         name: String,
+        /// The broker's admin HTTP listener (`/metrics`), for the cleaner state of compacted
+        /// topics.
+        #[arg(long, env = "STROM_ADMIN", default_value = "127.0.0.1:9644")]
+        admin: String,
     },
     /// Change topic configs (IncrementalAlterConfigs).
     Alter {
@@ -93,7 +98,7 @@ pub(crate) async fn topic(connect: &Connect, command: TopicCommand) -> anyhow::R
                 writeln!(out, "{}\t{} partitions\t{}", t.name, t.partitions, t.id)?;
             }
         }
-        TopicCommand::Describe { name } => {
+        TopicCommand::Describe { name, admin } => {
             let topics = client.topics(Some(&[&name])).await?;
             let Some(t) = topics.first() else {
                 bail!("no such topic {name}");
@@ -113,13 +118,20 @@ pub(crate) async fn topic(connect: &Connect, command: TopicCommand) -> anyhow::R
                 )?;
             }
             writeln!(out, "configs:")?;
+            let mut compacted = false;
             for (key, value, source) in client.topic_configs(&name).await? {
                 let origin = match source {
                     1 => "topic",
                     4 => "broker",
                     _ => "default",
                 };
+                if key == "cleanup.policy" {
+                    compacted = value.split(',').any(|p| p.trim() == "compact");
+                }
                 writeln!(out, "  {key} = {value}  ({origin})")?;
+            }
+            if compacted {
+                describe_cleaner(&mut out, &admin, &name, t.partitions).await?;
             }
         }
         TopicCommand::Alter {
@@ -140,6 +152,85 @@ pub(crate) async fn topic(connect: &Connect, command: TopicCommand) -> anyhow::R
         }
     }
     Ok(())
+}
+
+/// The log cleaner section of `topic describe`: the Kafka protocol has no view of the cleaner,
+/// so this reads the broker's own `/metrics` (plain HTTP/1.1 GET on the admin listener) and
+/// prints the `strom_log_cleaner_*` series of the topic. An unreachable admin endpoint is
+/// reported, not an error: the rest of the description stands.
+async fn describe_cleaner(
+    out: &mut impl Write,
+    admin: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let metrics = match fetch_metrics(admin).await {
+        Ok(m) => m,
+        Err(e) => {
+            writeln!(
+                out,
+                "log cleaner: state unavailable ({admin}/metrics: {e:#}; set --admin or STROM_ADMIN)"
+            )?;
+            return Ok(());
+        }
+    };
+    writeln!(out, "log cleaner (from {admin}/metrics):")?;
+    let now_s = now_ms() as f64 / 1000.0;
+    for p in 0..partitions {
+        let get = |name: &str| cleaner_metric(&metrics, name, topic, p);
+        let Some(ratio) = get("strom_log_cleaner_dirty_ratio") else {
+            writeln!(
+                out,
+                "  partition {p}: not looked at yet (the cleaner is disabled or has not passed since the topic was created)"
+            )?;
+            continue;
+        };
+        let lag = get("strom_log_cleaner_lag_seconds").unwrap_or(0.0);
+        let cleaned = get("strom_log_cleaner_bytes_cleaned_total").unwrap_or(0.0);
+        let removed = get("strom_log_cleaner_records_removed_total").unwrap_or(0.0);
+        let last = match get("strom_log_cleaner_last_clean_timestamp_seconds") {
+            Some(ts) => format!("{:.1} s ago", (now_s - ts).max(0.0)),
+            None => "never".to_owned(),
+        };
+        writeln!(
+            out,
+            "  partition {p}: dirty ratio {ratio:.3}, cleaner lag {lag:.1} s, bytes cleaned {cleaned:.0}, records removed {removed:.0}, last clean {last}"
+        )?;
+    }
+    Ok(())
+}
+
+/// `GET /metrics` on `admin` (`host:port`), bounded to 10 s; the body.
+async fn fetch_metrics(admin: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let get = async {
+        let mut stream = tokio::net::TcpStream::connect(admin).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), get)
+        .await
+        .context("timed out")??;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("not an HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_owned())
+}
+
+/// The value of `name{topic="…",partition="…"}` in an OpenMetrics text body.
+fn cleaner_metric(metrics: &str, name: &str, topic: &str, partition: i32) -> Option<f64> {
+    let prefix = format!("{name}{{topic=\"{topic}\",partition=\"{partition}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn parse_configs(configs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -184,6 +275,12 @@ fn now_ms() -> i64 {
 
 pub(crate) async fn produce(connect: &Connect, args: ProduceArgs) -> anyhow::Result<()> {
     let mut client = connect.client().await?;
+    // As Kafka's clients do: ask Metadata for the topic first, which creates it when the
+    // broker auto-creates topics (Produce itself never creates one).
+    client
+        .topics(Some(&[args.topic.as_str()]))
+        .await
+        .with_context(|| format!("looking up topic {}", args.topic))?;
     let (input, progress): (Box<dyn BufRead>, Option<indicatif::ProgressBar>) = match &args.file {
         Some(path) => {
             let file =

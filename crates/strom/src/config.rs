@@ -11,6 +11,9 @@
 //! max_request_bytes = 104857600          # socket.request.max.bytes
 //! queued_max_request_bytes = 536870912   # request bytes in memory across connections
 //! connections_max_idle_ms = 600000
+//! fetch_max_bytes = 57671680             # broker fetch.max.bytes: cap of one Fetch response
+//! max_connections = 2147483647           # max.connections (excess connections are closed)
+//! max_connections_per_ip = 2147483647    # max.connections.per.ip
 //!
 //! [http]
 //! listen = "127.0.0.1:9644"           # /metrics and /health
@@ -19,6 +22,8 @@
 //! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
 //! region = "us-east-1"                # used in stream ARNs
 //! aws_limits = false                  # throttle shards like AWS (1 MiB/s, 1000 rec/s in; 2 MiB/s, 5 reads/s out)
+//! max_in_flight_bytes = 536870912     # request bodies in memory at once; beyond: LimitExceededException
+//! max_connections = 2147483647        # excess connections are closed
 //!
 //! [broker]
 //! node_id = 0
@@ -33,6 +38,14 @@
 //! consumer_heartbeat_interval_ms = 5000  # KIP-848 (group.protocol=consumer) groups
 //! consumer_session_timeout_ms = 45000
 //! consumer_max_size = 100              # members per group; unlimited if unset
+//! offsets_retention_minutes = 10080     # offsets.retention.minutes: empty groups' offsets expire
+//! offsets_retention_check_interval_ms = 600000
+//!
+//! [log_cleaner]             # log.cleaner.* broker settings, Kafka's defaults
+//! enable = true                        # also --log-cleaner-enable
+//! threads = 1                          # also --log-cleaner-threads
+//! io_max_bytes_per_second = 52428800   # unlimited if unset; also --log-cleaner-io-max-bytes-per-second
+//! backoff_ms = 15000                   # also --log-cleaner-backoff-ms
 //!
 //! [topic_defaults]          # Kafka topic-config names; defaults for every topic
 //! "retention.ms" = "604800000"
@@ -105,6 +118,25 @@ pub(crate) struct ServeArgs {
         value_name = "MS"
     )]
     pub(crate) group_initial_rebalance_delay_ms: Option<i32>,
+    /// Run the log cleaner, which compacts topics with `cleanup.policy=compact`
+    /// (`log.cleaner.enable`) [default: true].
+    #[arg(long, env = "STROM_LOG_CLEANER_ENABLE", value_name = "BOOL")]
+    pub(crate) log_cleaner_enable: Option<bool>,
+    /// Log cleaner threads (`log.cleaner.threads`) [default: 1].
+    #[arg(long, env = "STROM_LOG_CLEANER_THREADS", value_name = "N")]
+    pub(crate) log_cleaner_threads: Option<usize>,
+    /// I/O budget of all cleaner threads together (`log.cleaner.io.max.bytes.per.second`)
+    /// [default: unlimited].
+    #[arg(
+        long,
+        env = "STROM_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+        value_name = "BYTES"
+    )]
+    pub(crate) log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// How long a cleaner thread sleeps when nothing is cleanable (`log.cleaner.backoff.ms`)
+    /// [default: 15000].
+    #[arg(long, env = "STROM_LOG_CLEANER_BACKOFF_MS", value_name = "MS")]
+    pub(crate) log_cleaner_backoff_ms: Option<u64>,
     /// Log filter, tracing-subscriber syntax [default: info].
     #[arg(long, env = "STROM_LOG", value_name = "FILTER")]
     pub(crate) log: Option<String>,
@@ -126,6 +158,8 @@ struct FileConfig {
     #[serde(default)]
     group: FileGroup,
     #[serde(default)]
+    log_cleaner: FileLogCleaner,
+    #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
 }
 
@@ -139,7 +173,22 @@ struct FileGroup {
     consumer_heartbeat_interval_ms: Option<i32>,
     consumer_session_timeout_ms: Option<i32>,
     consumer_max_size: Option<usize>,
+    offsets_retention_minutes: Option<i64>,
+    offsets_retention_check_interval_ms: Option<i64>,
 }
+
+/// `[log_cleaner]`: Kafka's `log.cleaner.*` broker settings minus the prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLogCleaner {
+    enable: Option<bool>,
+    threads: Option<usize>,
+    io_max_bytes_per_second: Option<u64>,
+    backoff_ms: Option<u64>,
+}
+
+/// The most cleaner threads accepted (each holds a key map while it cleans).
+const MAX_CLEANER_THREADS: usize = 64;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +199,9 @@ struct FileKafka {
     max_request_bytes: Option<usize>,
     queued_max_request_bytes: Option<usize>,
     connections_max_idle_ms: Option<u64>,
+    fetch_max_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +216,8 @@ struct FileKinesis {
     listen: Option<SocketAddr>,
     region: Option<String>,
     aws_limits: Option<bool>,
+    max_in_flight_bytes: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,7 +291,39 @@ impl Settings {
         if let Some(v) = fg.consumer_max_size {
             g.consumer.max_size = v;
         }
+        if let Some(v) = fg.offsets_retention_minutes {
+            g.offsets_retention_ms = v.saturating_mul(60_000);
+        }
+        if let Some(v) = fg.offsets_retention_check_interval_ms {
+            g.offsets_retention_check_interval_ms = v;
+        }
         validate_group(g)?;
+        let c = &mut broker.cleaner;
+        let fc = &file.log_cleaner;
+        if let Some(v) = args.log_cleaner_enable.or(fc.enable) {
+            c.enable = v;
+        }
+        if let Some(v) = args.log_cleaner_threads.or(fc.threads) {
+            if v > MAX_CLEANER_THREADS {
+                anyhow::bail!("log cleaner threads ({v}) must be at most {MAX_CLEANER_THREADS}");
+            }
+            c.threads = v;
+        }
+        if let Some(v) = args
+            .log_cleaner_io_max_bytes_per_second
+            .or(fc.io_max_bytes_per_second)
+        {
+            if v == 0 {
+                anyhow::bail!("log cleaner io_max_bytes_per_second must be positive");
+            }
+            c.io_max_bytes_per_second = Some(v);
+        }
+        if let Some(ms) = args.log_cleaner_backoff_ms.or(fc.backoff_ms) {
+            if ms == 0 {
+                anyhow::bail!("log cleaner backoff_ms must be positive");
+            }
+            c.backoff = Duration::from_millis(ms);
+        }
         strom_broker::config::validate(&file.topic_defaults)
             .context("invalid [topic_defaults] in the config file")?;
         broker.topic_defaults = file.topic_defaults;
@@ -257,6 +343,15 @@ impl Settings {
         if let Some(ms) = file.kafka.connections_max_idle_ms {
             kafka.idle_timeout = Duration::from_millis(ms.max(1));
         }
+        if let Some(v) = file.kafka.fetch_max_bytes {
+            kafka.fetch_max_bytes = v.max(1);
+        }
+        if let Some(v) = file.kafka.max_connections {
+            kafka.max_connections = v;
+        }
+        if let Some(v) = file.kafka.max_connections_per_ip {
+            kafka.max_connections_per_ip = v;
+        }
         let mut kinesis = KinesisConfig::default();
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
             kinesis.listen = v;
@@ -266,6 +361,12 @@ impl Settings {
         }
         if let Some(v) = args.kinesis_aws_limits.or(file.kinesis.aws_limits) {
             kinesis.aws_limits = v;
+        }
+        if let Some(v) = file.kinesis.max_in_flight_bytes {
+            kinesis.max_in_flight_bytes = v;
+        }
+        if let Some(v) = file.kinesis.max_connections {
+            kinesis.max_connections = v;
         }
         Ok(Settings {
             log: args.log.clone().or(file.log),
@@ -315,6 +416,12 @@ fn validate_group(g: &strom_broker::group::GroupConfig) -> anyhow::Result<()> {
     if c.max_size == 0 {
         anyhow::bail!("[group] consumer_max_size must be at least 1");
     }
+    if g.offsets_retention_ms < 60_000 {
+        anyhow::bail!("[group] offsets_retention_minutes must be at least 1");
+    }
+    if g.offsets_retention_check_interval_ms < 1 {
+        anyhow::bail!("[group] offsets_retention_check_interval_ms must be positive");
+    }
     Ok(())
 }
 
@@ -335,7 +442,7 @@ mod tests {
         let path = dir.path().join("strom.toml");
         std::fs::write(
             &path,
-            "[group]\ninitial_rebalance_delay_ms = 500\nconsumer_heartbeat_interval_ms = 1000\nconsumer_session_timeout_ms = 10000\nmax_session_timeout_ms = 60000\n",
+            "[group]\ninitial_rebalance_delay_ms = 500\nconsumer_heartbeat_interval_ms = 1000\nconsumer_session_timeout_ms = 10000\nmax_session_timeout_ms = 60000\noffsets_retention_minutes = 60\noffsets_retention_check_interval_ms = 5000\n",
         )
         .unwrap();
         let file_only = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
@@ -344,6 +451,8 @@ mod tests {
         assert_eq!(g.max_session_timeout_ms, 60_000);
         assert_eq!(g.consumer.heartbeat_interval_ms, 1_000);
         assert_eq!(g.consumer.session_timeout_ms, 10_000);
+        assert_eq!(g.offsets_retention_ms, 3_600_000);
+        assert_eq!(g.offsets_retention_check_interval_ms, 5_000);
         let flag = Wrapper::parse_from([
             "x",
             "--config",
@@ -353,6 +462,13 @@ mod tests {
         ]);
         let g = Settings::load(&flag.args).unwrap().broker.group;
         assert_eq!(g.initial_rebalance_delay_ms, 0);
+        let defaults = strom_broker::group::GroupConfig::default();
+        assert_eq!(
+            defaults.offsets_retention_ms,
+            10_080 * 60_000,
+            "Kafka's 7 days"
+        );
+        assert_eq!(defaults.offsets_retention_check_interval_ms, 600_000);
 
         std::fs::write(&path, "[group]\nconsumer_heartbeat_interval_ms = 50000\n").unwrap();
         let bad = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
@@ -404,6 +520,86 @@ mod tests {
             "--kinesis-aws-limits=false",
         ]);
         assert!(!Settings::load(&w.args).unwrap().kinesis.aws_limits);
+    }
+
+    #[test]
+    fn listener_limits_from_file() {
+        let w = Wrapper::parse_from(["x"]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(s.kafka.fetch_max_bytes, 55 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[kafka]
+fetch_max_bytes = 1048576
+max_connections = 100
+max_connections_per_ip = 10
+[kinesis]
+max_in_flight_bytes = 33554432
+max_connections = 50
+",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(
+            (
+                s.kafka.fetch_max_bytes,
+                s.kafka.max_connections,
+                s.kafka.max_connections_per_ip
+            ),
+            (1_048_576, 100, 10)
+        );
+        assert_eq!(
+            (s.kinesis.max_in_flight_bytes, s.kinesis.max_connections),
+            (33_554_432, 50)
+        );
+    }
+
+    #[test]
+    fn log_cleaner_settings_from_file_and_flags() {
+        let w = Wrapper::parse_from(["x"]);
+        let c = Settings::load(&w.args).unwrap().broker.cleaner;
+        assert_eq!(c, strom_broker::cleaner::CleanerConfig::default());
+        assert!(c.enable && c.threads == 1 && c.io_max_bytes_per_second.is_none());
+        assert_eq!(c.backoff, Duration::from_millis(15_000));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[log_cleaner]\nthreads = 2\nio_max_bytes_per_second = 1048576\nbackoff_ms = 200\n",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let c = Settings::load(&w.args).unwrap().broker.cleaner;
+        assert_eq!(
+            (c.threads, c.io_max_bytes_per_second, c.backoff),
+            (2, Some(1 << 20), Duration::from_millis(200))
+        );
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--log-cleaner-threads",
+            "3",
+            "--log-cleaner-enable",
+            "false",
+        ]);
+        let c = Settings::load(&w.args).unwrap().broker.cleaner;
+        assert_eq!((c.threads, c.enable), (3, false));
+
+        for bad in [
+            "[log_cleaner]\nthreads = 65\n",
+            "[log_cleaner]\nbackoff_ms = 0\n",
+            "[log_cleaner]\nio_max_bytes_per_second = 0\n",
+            "[log_cleaner]\nthreds = 1\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+            assert!(Settings::load(&w.args).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

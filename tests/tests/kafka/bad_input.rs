@@ -192,7 +192,8 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
     let broker = TestBroker::start(dir.path()).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
 
-    // A good batch first (auto-creates the topic).
+    // A good batch first (Produce never creates topics: make it).
+    super::client::create_topic(&broker.bootstrap(), "raw", 1).await;
     let r: ProduceResponse = call(
         &mut s,
         ApiKey::Produce,

@@ -268,3 +268,79 @@ async fn static_member_restart_keeps_its_partitions() {
     .unwrap();
     broker.stop().await;
 }
+
+/// `offsets.retention.minutes` (here 2 s): a group's committed offsets outlive the retention
+/// while it has a member, and expire once it has been empty that long: OffsetFetch then
+/// answers -1 (librdkafka's `Offset::Invalid`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_expire_after_the_group_stays_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.group.initial_rebalance_delay_ms = 0;
+    cfg.group.offsets_retention_ms = 2_000;
+    cfg.group.offsets_retention_check_interval_ms = 100;
+    let broker = TestBroker::start_with(cfg, KafkaConfig::default()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "expiring", 1).await;
+    let committed = |bootstrap: String| async move {
+        tokio::task::spawn_blocking(move || {
+            let c = group_consumer(&bootstrap, "gexp");
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition("expiring", 0);
+            let got = c
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .expect("committed offsets");
+            got.elements()[0].offset()
+        })
+        .await
+        .unwrap()
+    };
+    let b = bootstrap.clone();
+    let member = tokio::task::spawn_blocking(move || {
+        let c = group_consumer(&b, "gexp");
+        c.subscribe(&["expiring"]).unwrap();
+        wait_for_assignment(&[&c], 1);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("expiring", 0, Offset::Offset(42))
+            .unwrap();
+        c.commit(&tpl, CommitMode::Sync).expect("commit");
+        c
+    })
+    .await
+    .unwrap();
+    assert_eq!(committed(bootstrap.clone()).await, Offset::Offset(42));
+
+    // Longer than the retention with a live member: kept.
+    let member = tokio::task::spawn_blocking(move || {
+        let until = Instant::now() + Duration::from_millis(3_000);
+        while Instant::now() < until {
+            let _ = member.poll(Duration::from_millis(100));
+        }
+        member
+    })
+    .await
+    .unwrap();
+    assert_eq!(committed(bootstrap.clone()).await, Offset::Offset(42));
+
+    // The member leaves (LeaveGroup on close); after the retention the offset is gone.
+    tokio::task::spawn_blocking(move || drop(member))
+        .await
+        .unwrap();
+    let left = Instant::now();
+    let deadline = left + Duration::from_secs(20);
+    loop {
+        let got = committed(bootstrap.clone()).await;
+        if got == Offset::Invalid {
+            break;
+        }
+        assert_eq!(got, Offset::Offset(42));
+        assert!(Instant::now() < deadline, "offset never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        left.elapsed() >= Duration::from_millis(1_500),
+        "expired {:?} after the leave, before the retention",
+        left.elapsed()
+    );
+    broker.stop().await;
+}

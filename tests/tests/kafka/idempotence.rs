@@ -63,6 +63,7 @@ async fn produce(s: &mut TcpStream, topic: &str, records: Vec<u8>) -> (i16, i64)
 async fn replay_gap_and_old_epoch_get_kafka_error_codes() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    client::create_topic(&broker.bootstrap(), "idem-raw", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     let pid = 4242;
     assert_eq!(

@@ -68,6 +68,8 @@ async fn list_offset(s: &mut TcpStream, topic: &str, timestamp: i64) -> (i64, i6
 async fn list_offsets_by_time_and_leader_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    // Produce never creates topics; Metadata or CreateTopics does.
+    super::client::create_topic(&broker.bootstrap(), "times", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     produce(&mut s, "times", &[1_000, 2_000, 3_000]).await;
     produce(&mut s, "times", &[9_000, 4_000]).await;
@@ -120,6 +122,7 @@ async fn list_offsets_by_time_and_leader_epochs() {
 async fn describe_cluster_and_log_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "sized", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     produce(&mut s, "sized", &[1, 2, 3]).await;
 
@@ -217,8 +220,10 @@ async fn pipelined_produces_are_answered_in_order_and_seen_by_the_next_request()
 
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    // Produce never creates topics; Metadata or CreateTopics does.
+    super::client::create_topic(&broker.bootstrap(), "piped", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
-    // Creates the topic (auto-creation) and takes offset 0.
+    // Takes offset 0.
     produce(&mut s, "piped", &[1]).await;
     let mut out = Vec::new();
     for id in 1..=8i32 {

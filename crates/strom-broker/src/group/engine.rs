@@ -34,6 +34,11 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: i32,
     /// Settings of consumer-protocol (KIP-848) groups.
     pub consumer: super::consumer::ConsumerGroupConfig,
+    /// `offsets.retention.minutes` in milliseconds: committed offsets of a group that has been
+    /// empty this long (of a standalone committer: committed this long ago) expire.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -43,6 +48,8 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
             consumer: super::consumer::ConsumerGroupConfig::default(),
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }

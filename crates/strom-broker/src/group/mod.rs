@@ -125,6 +125,9 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// State.
     pub state: GroupState,
+    /// KIP-848's group type: `consumer` for consumer-protocol groups, `classic` for the others
+    /// (offsets-only groups included).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +137,10 @@ struct Runtime {
     consumer: consumer::ConsumerGroupEngine,
     joins: HashMap<Token, oneshot::Sender<JoinResult>>,
     syncs: HashMap<Token, oneshot::Sender<std::result::Result<SyncResponse, GroupError>>>,
+    /// When each group without members lost its last one (ms), seen in the engines' snapshots;
+    /// offset expiry counts from it. Not persisted: after a restart an empty group's offsets
+    /// expire by their commit time, as Kafka does for group metadata without a state time.
+    empty_since: HashMap<String, i64>,
 }
 
 impl Runtime {
@@ -165,6 +172,73 @@ pub enum GroupRecord {
     Consumer(consumer::ConsumerGroupSnapshot),
 }
 
+/// The state a replay of `__consumer_offsets` builds.
+#[derive(Debug, Default)]
+struct Replayed {
+    cache: offsets::OffsetCache,
+    states: BTreeMap<String, GroupRecord>,
+    values: BTreeMap<String, Bytes>,
+    txn_pending: offsets::PendingTxnOffsets,
+}
+
+impl Replayed {
+    /// Applies one record of the topic (or of a checkpoint).
+    fn apply(&mut self, key: Option<Bytes>, value: Option<Bytes>) {
+        let Some(key) = key else { return };
+        if offsets::apply_txn(&mut self.txn_pending, &key, value.clone()) {
+            return;
+        }
+        if let Some(group) = offsets::decode_group_key(key.clone()) {
+            let state = value.clone().and_then(|v| {
+                offsets::decode_group_value(v)
+                    .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok())
+            });
+            match (state, value) {
+                (Some(s), Some(v)) => {
+                    self.states.insert(group.clone(), s);
+                    self.values.insert(group, v);
+                }
+                _ => {
+                    self.states.remove(&group);
+                    self.values.remove(&group);
+                }
+            }
+            return;
+        }
+        offsets::apply(&mut self.cache, Some(key), value);
+    }
+}
+
+/// The checkpoint at `path` if it is intact and belongs to this topic and log.
+fn load_checkpoint(
+    path: &std::path::Path,
+    topic_id: uuid::Uuid,
+    partition: &Partition,
+) -> Option<offsets::Checkpoint> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "offsets checkpoint unreadable");
+            return None;
+        }
+    };
+    let Some(c) = offsets::decode_checkpoint(&bytes) else {
+        tracing::warn!(path = %path.display(), "offsets checkpoint damaged; ignored");
+        return None;
+    };
+    if c.topic_id != topic_id || c.end > partition.high_watermark() || c.end < 0 {
+        tracing::warn!(
+            path = %path.display(),
+            end = c.end,
+            high_watermark = partition.high_watermark(),
+            "offsets checkpoint does not match __consumer_offsets; ignored"
+        );
+        return None;
+    }
+    Some(c)
+}
+
 /// Key, value (None: tombstone), and the cache entry it becomes.
 type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset>);
 
@@ -177,6 +251,10 @@ struct OffsetStore {
     written_at: HashMap<(String, String, i32), i64>,
     /// Offsets committed inside open transactions, by producer id (see [`offsets`]).
     txn_pending: offsets::PendingTxnOffsets,
+    /// The encoded group-state value last written per group (what a checkpoint stores).
+    group_values: BTreeMap<String, Bytes>,
+    /// The `end` of the last checkpoint written or loaded (-1: none).
+    checkpoint_end: i64,
 }
 
 /// The group coordinator of one broker (it coordinates every group).
@@ -186,8 +264,13 @@ struct OffsetStore {
 /// so the cache always follows the log's order.
 #[derive(Debug)]
 pub struct GroupCoordinator {
+    config: GroupConfig,
     runtime: Mutex<Runtime>,
     offsets: Mutex<OffsetStore>,
+    /// Where the offsets checkpoint is written (see [`offsets::Checkpoint`]).
+    checkpoint_path: std::path::PathBuf,
+    /// Records of `__consumer_offsets` replayed when the broker opened (after the checkpoint).
+    replayed_records: u64,
     /// Commits append under the read side, concurrently, so their syncs are shared (the
     /// partition's group commit); tombstones (DeleteGroups, OffsetDelete) take the write side,
     /// so no commit of the same group interleaves with them.
@@ -200,40 +283,50 @@ pub struct GroupCoordinator {
 }
 
 impl GroupCoordinator {
-    /// A coordinator whose offsets are replayed from `partition` (partition 0 of
-    /// `__consumer_offsets`, if it exists). BLOCKING.
+    /// A coordinator whose offsets are replayed from `offsets` (the id of `__consumer_offsets`
+    /// and its partition 0, if it exists), starting from the checkpoint at `checkpoint_path`
+    /// when that one is valid for it (see [`offsets::Checkpoint`]). BLOCKING.
     pub(crate) fn open(
         config: GroupConfig,
-        partition: Option<Arc<Partition>>,
+        offsets: Option<(uuid::Uuid, Arc<Partition>)>,
+        checkpoint_path: std::path::PathBuf,
         now: i64,
     ) -> Result<GroupCoordinator> {
-        let mut cache = offsets::OffsetCache::new();
-        let mut states = BTreeMap::new();
-        let mut txn_pending = offsets::PendingTxnOffsets::new();
-        if let Some(p) = &partition {
-            crate::internal::replay(p, |key, value| {
-                let Some(key) = key else { return };
-                if offsets::apply_txn(&mut txn_pending, &key, value.clone()) {
-                    return;
+        let mut replayed = Replayed::default();
+        let mut checkpoint_end = -1;
+        let mut replayed_records = 0;
+        if let Some((topic_id, p)) = &offsets {
+            let mut from = p.log_start_offset();
+            match load_checkpoint(&checkpoint_path, *topic_id, p) {
+                Some(c) => {
+                    for (k, v) in c.records {
+                        replayed.apply(Some(k), Some(v));
+                    }
+                    from = from.max(c.end);
+                    checkpoint_end = c.end;
                 }
-                if let Some(group) = offsets::decode_group_key(key.clone()) {
-                    let state = value
-                        .and_then(offsets::decode_group_value)
-                        .and_then(|json| serde_json::from_slice::<GroupRecord>(&json).ok());
-                    match state {
-                        Some(s) => states.insert(group, s),
-                        None => states.remove(&group),
-                    };
-                    return;
-                }
-                offsets::apply(&mut cache, Some(key), value);
-            })?;
+                None => tracing::info!(
+                    "no usable offsets checkpoint; replaying __consumer_offsets whole"
+                ),
+            }
+            let report = crate::internal::replay_from(p, from, |k, v| replayed.apply(k, v))?;
+            replayed_records = report.records;
             tracing::info!(
-                groups = cache.len(),
-                group_states = states.len(),
+                groups = replayed.cache.len(),
+                group_states = replayed.states.len(),
+                from,
+                replayed_records = report.records,
+                damaged_batches = report.damaged_batches,
+                unreadable_ranges = report.unreadable.len(),
                 "committed offsets and group state replayed"
             );
         }
+        let Replayed {
+            cache,
+            states,
+            values,
+            txn_pending,
+        } = replayed;
         let mut engine = GroupEngine::new(config);
         let mut consumer = consumer::ConsumerGroupEngine::new(config.consumer);
         for (group_id, record) in states {
@@ -243,17 +336,22 @@ impl GroupCoordinator {
             }
         }
         Ok(GroupCoordinator {
+            config,
             runtime: Mutex::new(Runtime {
                 engine,
                 consumer,
                 ..Runtime::default()
             }),
             offsets: Mutex::new(OffsetStore {
-                partition,
+                partition: offsets.map(|(_, p)| p),
                 cache,
                 written_at: HashMap::new(),
                 txn_pending,
+                group_values: values,
+                checkpoint_end,
             }),
+            checkpoint_path,
+            replayed_records,
             offsets_order: std::sync::RwLock::new(()),
             next_token: AtomicU64::new(1),
             pending: Mutex::new(BTreeMap::new()),
@@ -266,12 +364,30 @@ impl GroupCoordinator {
     }
 
     /// Moves the engines' changed group states to the write queue (called with the runtime
-    /// locked, so the queue follows the engines' order).
-    fn queue_snapshots(&self, rt: &mut Runtime) {
+    /// locked, so the queue follows the engines' order), noting when groups become empty.
+    fn queue_snapshots(&self, rt: &mut Runtime, now: i64) {
         let classic = rt.engine.take_snapshots();
         let consumer = rt.consumer.take_snapshots();
         if classic.is_empty() && consumer.is_empty() {
             return;
+        }
+        let members = classic
+            .iter()
+            .map(|(id, s)| (id, s.as_ref().map(|s| !s.members.is_empty())))
+            .chain(
+                consumer
+                    .iter()
+                    .map(|(id, s)| (id, s.as_ref().map(|s| s.has_members()))),
+            );
+        for (id, has_members) in members {
+            match has_members {
+                Some(false) => {
+                    rt.empty_since.entry(id.clone()).or_insert(now);
+                }
+                Some(true) | None => {
+                    rt.empty_since.remove(id);
+                }
+            }
         }
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         for (id, s) in classic {
@@ -292,13 +408,19 @@ impl GroupCoordinator {
         self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many records of `__consumer_offsets` the open replayed beyond the checkpoint (the
+    /// part of start-up that grows with history rather than with live state).
+    pub fn replayed_at_open(&self) -> u64 {
+        self.replayed_records
+    }
+
     /// Runs session and rebalance timeouts at `now` (ms).
     pub fn tick(&self, now: i64) {
         let mut rt = self.runtime();
         let effects = rt.engine.tick(now);
         rt.perform(effects);
         rt.consumer.tick(now);
-        self.queue_snapshots(&mut rt);
+        self.queue_snapshots(&mut rt, now);
     }
 
     /// JoinGroup: waits until the engine answers (possibly after a rebalance).
@@ -319,7 +441,7 @@ impl GroupCoordinator {
                 rt.engine.join(token, req, now)
             };
             rt.perform(effects);
-            self.queue_snapshots(&mut rt);
+            self.queue_snapshots(&mut rt, now);
             rx
         };
         rx.await
@@ -352,7 +474,7 @@ impl GroupCoordinator {
                 now,
             );
             rt.perform(effects);
-            self.queue_snapshots(&mut rt);
+            self.queue_snapshots(&mut rt, now);
             rx
         };
         rx.await.unwrap_or(Err(GroupError::CoordinatorNotAvailable))
@@ -382,8 +504,19 @@ impl GroupCoordinator {
         let mut rt = self.runtime();
         let (results, effects) = rt.engine.leave(group_id, members, now);
         rt.perform(effects);
-        self.queue_snapshots(&mut rt);
+        self.queue_snapshots(&mut rt, now);
         results
+    }
+
+    /// Applies a group's dynamic configs (`consumer.session.timeout.ms`,
+    /// `consumer.heartbeat.interval.ms`) to the consumer-protocol engine.
+    pub fn set_group_timeouts(&self, group_id: &str, configs: &BTreeMap<String, String>) {
+        let get = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i32>().ok());
+        let timeouts = consumer::GroupTimeouts {
+            session_timeout_ms: get("consumer.session.timeout.ms"),
+            heartbeat_interval_ms: get("consumer.heartbeat.interval.ms"),
+        };
+        self.runtime().consumer.set_timeouts(group_id, timeouts);
     }
 
     /// A group's description; `None` if neither membership nor offsets know it.
@@ -419,6 +552,7 @@ impl GroupCoordinator {
                     group_id: group_id.clone(),
                     protocol_type: String::new(),
                     state: GroupState::Empty,
+                    group_type: "classic",
                 },
             );
         }
@@ -430,6 +564,7 @@ impl GroupCoordinator {
                     group_id,
                     protocol_type: "consumer".to_owned(),
                     state: classic_state(state),
+                    group_type: "consumer",
                 },
             );
         }
@@ -440,6 +575,7 @@ impl GroupCoordinator {
                     group_id,
                     protocol_type,
                     state,
+                    group_type: "classic",
                 },
             );
         }
@@ -466,6 +602,58 @@ impl GroupCoordinator {
                         .collect()
                 })
                 .unwrap_or_default(),
+        }
+    }
+}
+
+/// Replaces `path` with `bytes`: temporary file, `fdatasync`, rename, directory `fsync`.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_data()))
+        .map_err(|e| Error::metadata_io("write checkpoint", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::metadata_io("rename checkpoint", path, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::metadata_io("fsync dir", dir, e))
+}
+
+/// What offset expiry needs of `group_id`'s membership, from whichever engine owns it.
+fn membership(rt: &Runtime, group_id: &str) -> offsets::Membership {
+    let since = rt.empty_since.get(group_id).copied();
+    if let Some(state) = rt.engine.state(group_id) {
+        if state == GroupState::Empty && !rt.engine.has_members(group_id) {
+            return offsets::Membership::Empty { since };
+        }
+        // KIP-496 for classic groups: only a stable `consumer` group, whose members'
+        // subscriptions all parse, lets unsubscribed topics expire.
+        let subscribed = rt.engine.describe(group_id).and_then(|d| {
+            if d.state != GroupState::Stable || d.protocol_type != "consumer" {
+                return None;
+            }
+            let mut topics = std::collections::BTreeSet::new();
+            for m in &d.members {
+                topics.extend(offsets::subscribed_topics(&m.metadata)?);
+            }
+            Some(topics)
+        });
+        return offsets::Membership::Active { subscribed };
+    }
+    match rt.consumer.describe(group_id) {
+        None => offsets::Membership::Standalone,
+        Some(d) if d.members.is_empty() => offsets::Membership::Empty { since },
+        Some(d) => {
+            let by_name = d.members.iter().all(|m| m.subscribed_topic_regex.is_none());
+            offsets::Membership::Active {
+                subscribed: by_name.then(|| {
+                    d.members
+                        .iter()
+                        .flat_map(|m| m.subscribed_topic_names.iter().cloned())
+                        .collect()
+                }),
+            }
         }
     }
 }
@@ -538,8 +726,92 @@ impl Broker {
         let mut batch = BatchBuilder::new()
             .build(&records)
             .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        // Under the shared side, so a checkpoint sees the values of every appended record.
+        let _shared = self
+            .groups
+            .offsets_order
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         partition.append_blocking(&mut batch)?;
+        let mut store = self.groups.offsets();
+        for record in records {
+            let Some(group) = record.key.and_then(offsets::decode_group_key) else {
+                continue;
+            };
+            match record.value {
+                Some(v) => store.group_values.insert(group, v),
+                None => store.group_values.remove(&group),
+            };
+        }
         Ok(())
+    }
+
+    /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
+    /// `max(100 000, 2 × live records)` records were appended since the last one, so a restart
+    /// after a crash replays at most that tail. Atomic (temporary file, `fdatasync`, rename,
+    /// directory `fsync`); the covered records are flushed first, so the checkpoint never
+    /// describes records a power loss could take back. BLOCKING.
+    pub fn checkpoint_offsets_blocking(&self, force: bool) -> Result<bool> {
+        let Some(partition) = self.groups.offsets().partition.clone() else {
+            return Ok(false);
+        };
+        let topic_id = self.topic(OFFSETS_TOPIC)?.id();
+        let checkpoint = {
+            // Exclusive: every appended record is in the store, none is in flight.
+            let _exclusive = self
+                .groups
+                .offsets_order
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let store = self.groups.offsets();
+            let end = partition.log_end_offset();
+            let live = store.cache.values().map(BTreeMap::len).sum::<usize>()
+                + store.group_values.len()
+                + store.txn_pending.values().map(BTreeMap::len).sum::<usize>();
+            let behind = end - store.checkpoint_end.max(0);
+            let due = i64::try_from(live.saturating_mul(2))
+                .unwrap_or(i64::MAX)
+                .max(100_000);
+            if end == store.checkpoint_end || (!force && behind <= due) {
+                return Ok(false);
+            }
+            let mut records = Vec::with_capacity(live);
+            for (group, offsets_of) in &store.cache {
+                for ((topic, p), v) in offsets_of {
+                    records.push((
+                        offsets::encode_key(group, topic, *p),
+                        offsets::encode_value(v),
+                    ));
+                }
+            }
+            for (group, value) in &store.group_values {
+                records.push((offsets::encode_group_key(group), value.clone()));
+            }
+            for (pid, pending) in &store.txn_pending {
+                for ((group, topic, p), v) in pending {
+                    records.push((
+                        offsets::encode_txn_key(*pid, group, topic, *p),
+                        offsets::encode_value(v),
+                    ));
+                }
+            }
+            offsets::Checkpoint {
+                topic_id,
+                end,
+                records,
+            }
+        };
+        partition.flush_blocking()?;
+        let path = &self.groups.checkpoint_path;
+        write_atomically(path, &offsets::encode_checkpoint(&checkpoint))?;
+        let mut store = self.groups.offsets();
+        store.checkpoint_end = store.checkpoint_end.max(checkpoint.end);
+        tracing::debug!(
+            end = checkpoint.end,
+            records = checkpoint.records.len(),
+            "offsets checkpoint written"
+        );
+        Ok(true)
     }
 
     /// Runs the group-state writer until the broker is dropped: every queued change is
@@ -597,7 +869,7 @@ impl Broker {
             return Err(GroupError::GroupIdNotFound);
         }
         let answer = rt.consumer.heartbeat(req, &topics, now);
-        self.groups.queue_snapshots(&mut rt);
+        self.groups.queue_snapshots(&mut rt, now);
         answer
     }
 
@@ -711,15 +983,18 @@ impl Broker {
         let mut batch = BatchBuilder::new()
             .build(&batch_records)
             .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        // The guard is held until the cache is updated, so whoever takes the exclusive side
+        // (tombstones, expiry) sees every appended commit in the cache.
         let order = &self.groups.offsets_order;
-        let base = if records.iter().any(|(_, v, _, _)| v.is_none()) {
+        if records.iter().any(|(_, v, _, _)| v.is_none()) {
             let _exclusive = order.write().unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?.base_offset
+            let base = partition.append_blocking(&mut batch)?.base_offset;
+            self.apply_offsets(group_id, base, records);
         } else {
             let _shared = order.read().unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?.base_offset
-        };
-        self.apply_offsets(group_id, base, records);
+            let base = partition.append_blocking(&mut batch)?.base_offset;
+            self.apply_offsets(group_id, base, records);
+        }
         Ok(())
     }
 
@@ -860,14 +1135,13 @@ impl Broker {
         }
         let partition = self.offsets_partition_blocking()?;
         let mut batch = crate::internal::batch_of(&records, self.clock().now_ms())?;
-        let base = {
-            let _shared = self
-                .groups
-                .offsets_order
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?.base_offset
-        };
+        // Held until the cache is updated (see `write_offsets_blocking`).
+        let _shared = self
+            .groups
+            .offsets_order
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let base = partition.append_blocking(&mut batch)?.base_offset;
         {
             let mut store = self.groups.offsets();
             if let Some(p) = store.txn_pending.get_mut(&producer_id) {
@@ -898,6 +1172,87 @@ impl Broker {
             .any(|p| p.contains_key(&key))
     }
 
+    /// Expires committed offsets (`offsets.retention.minutes`, see [`offsets::expired`]):
+    /// tombstones them in `__consumer_offsets` (so compaction drops them) and removes them from
+    /// the cache; an empty group left without offsets, or empty for the whole retention, is
+    /// forgotten too (its state record tombstoned), as Kafka does. Returns the number of
+    /// offsets expired. Runs every `offsets.retention.check.interval.ms`. BLOCKING.
+    pub fn expire_offsets_blocking(&self) -> Result<usize> {
+        let now = self.clock().now_ms();
+        let retention = self.groups.config.offsets_retention_ms;
+        // Exclusive: no commit appends or updates the cache while the expired set is decided
+        // and tombstoned, so a commit racing the expiry is never tombstoned.
+        let _exclusive = self
+            .groups
+            .offsets_order
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (expired, forget) = {
+            let rt = self.groups.runtime();
+            let store = self.groups.offsets();
+            let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
+            let mut forget = Vec::new();
+            for (group_id, group_offsets) in &store.cache {
+                let membership = membership(&rt, group_id);
+                let gone = offsets::expired(group_offsets, &membership, now, retention);
+                if matches!(membership, offsets::Membership::Empty { .. })
+                    && gone.len() == group_offsets.len()
+                {
+                    forget.push(group_id.clone());
+                }
+                if !gone.is_empty() {
+                    expired.push((group_id.clone(), gone));
+                }
+            }
+            // Empty groups that never committed (or whose offsets are gone) and stayed empty
+            // for the whole retention.
+            for (group_id, since) in &rt.empty_since {
+                if !store.cache.contains_key(group_id) && since.saturating_add(retention) <= now {
+                    forget.push(group_id.clone());
+                }
+            }
+            (expired, forget)
+        };
+        if !forget.is_empty() {
+            let mut rt = self.groups.runtime();
+            for group_id in &forget {
+                // Still empty (the runtime lock was let go): deleting refuses a group that
+                // gained members meanwhile.
+                let _ = rt.engine.delete(group_id);
+                let _ = rt.consumer.delete(group_id);
+                rt.empty_since.remove(group_id);
+            }
+            self.groups.queue_snapshots(&mut rt, now);
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let partition = self.offsets_partition_blocking()?;
+        let records: Vec<Record> = expired
+            .iter()
+            .flat_map(|(g, tps)| {
+                tps.iter()
+                    .map(move |(t, p)| Record::new(now, Some(offsets::encode_key(g, t, *p)), None))
+            })
+            .collect();
+        let count = records.len();
+        let mut batch = BatchBuilder::new()
+            .build(&records)
+            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        let mut at = partition.append_blocking(&mut batch)?.base_offset;
+        for (group_id, tps) in expired {
+            let n = tps.len() as i64;
+            let records = tps
+                .into_iter()
+                .map(|(t, p)| (offsets::encode_key(&group_id, &t, p), None, (t, p), None))
+                .collect();
+            self.apply_offsets(&group_id, at, records);
+            at += n;
+        }
+        tracing::info!(offsets = count, "expired committed offsets");
+        Ok(count)
+    }
+
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
     /// tombstoned and the group forgotten. BLOCKING.
     pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
@@ -919,7 +1274,7 @@ impl Broker {
             let mut rt = self.groups.runtime();
             rt.engine.delete(group_id)?;
             rt.consumer.delete(group_id)?;
-            self.groups.queue_snapshots(&mut rt);
+            self.groups.queue_snapshots(&mut rt, self.clock().now_ms());
         }
         self.tombstone_blocking(group_id, offsets)
     }
@@ -930,6 +1285,24 @@ impl Broker {
             .map(|(t, p)| (offsets::encode_key(group_id, &t, p), None, (t, p), None))
             .collect();
         self.write_offsets_blocking(group_id, records)
+    }
+
+    /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
+    /// group's offsets of `partitions` whatever the group's state (Kafka answers
+    /// `GROUP_SUBSCRIBED_TO_TOPIC` per partition for the others). The group must exist.
+    /// BLOCKING.
+    pub fn delete_unsubscribed_offsets_blocking(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
+        if self.groups.describe(group_id).is_none() {
+            return Err(Error::Group(GroupError::GroupIdNotFound));
+        }
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.tombstone_blocking(group_id, partitions)
     }
 
     /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
@@ -1184,5 +1557,293 @@ mod state_tests {
         assert_eq!(hb.assignment, None);
         assert!(broker.describe_consumer_group("gone").is_err());
         assert!(broker.groups().describe("gone").is_none());
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::BrokerConfig;
+    use strom_log::{Clock, ManualClock};
+
+    const RETENTION: i64 = 10_000;
+
+    fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    /// A `consumer` protocol subscription (version 1) to `topics`.
+    fn subscription(topics: &[&str]) -> Bytes {
+        use bytes::BufMut;
+        let mut b = Vec::new();
+        b.put_i16(1);
+        b.put_i32(topics.len() as i32);
+        for t in topics {
+            b.put_u16(t.len() as u16);
+            b.put_slice(t.as_bytes());
+        }
+        b.put_i32(-1);
+        b.put_i32(0);
+        Bytes::from(b)
+    }
+
+    fn open(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Broker {
+        let mut c = BrokerConfig::new(dir);
+        c.group.initial_rebalance_delay_ms = 0;
+        c.group.offsets_retention_ms = RETENTION;
+        Broker::open_with_clock(c, clock.clone()).unwrap()
+    }
+
+    /// Offset expiry with an injected clock: standalone offsets by commit time, an empty
+    /// group's from when it emptied, a member group's unsubscribed topics (KIP-496); expired
+    /// offsets are tombstoned, so they stay gone after a restart.
+    #[tokio::test]
+    async fn offsets_expire_by_kafkas_rules_without_sleeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let broker = open(dir.path(), &clock);
+        for name in ["t", "u"] {
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: name.into(),
+                    partitions: Some(2),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+        }
+        let groups = broker.groups();
+        // A standalone committer.
+        broker
+            .commit_offsets_blocking("solo", "", -1, None, vec![commit("t", 0, 5)])
+            .unwrap();
+        // A classic group with one member that commits.
+        let now = clock.now_ms();
+        let joined = groups
+            .join(
+                JoinRequest {
+                    group_id: "classic".into(),
+                    session_timeout_ms: 600_000,
+                    rebalance_timeout_ms: 600_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![("range".into(), subscription(&["t"]))],
+                    ..JoinRequest::default()
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        groups
+            .sync(
+                "classic",
+                &joined.member_id,
+                joined.generation_id,
+                None,
+                vec![(joined.member_id.clone(), Bytes::new())],
+                now,
+            )
+            .await
+            .unwrap();
+        let r = broker
+            .commit_offsets_blocking(
+                "classic",
+                &joined.member_id,
+                joined.generation_id,
+                None,
+                vec![commit("t", 0, 7), commit("u", 1, 8)],
+            )
+            .unwrap();
+        assert!(r.iter().all(Result::is_ok));
+        // A consumer-protocol group subscribed to "t" with offsets of "t" and of "u".
+        let hb = broker
+            .consumer_group_heartbeat(consumer::Heartbeat {
+                group_id: "kip848".into(),
+                member_id: "m".into(),
+                member_epoch: 0,
+                rebalance_timeout_ms: 600_000,
+                subscribed_topic_names: Some(vec!["t".into()]),
+                ..consumer::Heartbeat::default()
+            })
+            .unwrap();
+        let r = broker
+            .commit_offsets_blocking(
+                "kip848",
+                "m",
+                hb.member_epoch,
+                None,
+                vec![commit("t", 1, 3), commit("u", 0, 4)],
+            )
+            .unwrap();
+        assert!(r.iter().all(Result::is_ok));
+
+        clock.advance(RETENTION - 1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
+        // A stable classic `consumer` group subscribed to "t" (KIP-496): its "u" offset
+        // expires by commit time while the member is there (one ms later, with the others).
+        clock.advance(1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 3);
+        assert_eq!(groups.fetch_offsets("classic", None).len(), 1);
+        // Everything else is back in step with the checks below.
+        broker
+            .commit_offsets_blocking("solo", "", -1, None, vec![commit("t", 0, 5)])
+            .unwrap();
+        broker
+            .commit_offsets_blocking(
+                "kip848",
+                "m",
+                hb.member_epoch,
+                None,
+                vec![commit("u", 0, 4)],
+            )
+            .unwrap();
+        clock.advance(RETENTION - 1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
+        // The member leaves just before the standalone offset expires.
+        let left = groups.leave(
+            "classic",
+            &[(joined.member_id.clone(), None)],
+            clock.now_ms(),
+        );
+        assert!(left[0].is_ok());
+        clock.advance(1);
+        // Standalone by commit time; KIP-496: kip848's "u" (not subscribed), not its "t";
+        // classic emptied one millisecond ago, so it keeps its offsets.
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 2);
+        assert_eq!(groups.fetch_offsets("classic", None).len(), 1);
+        assert!(groups.fetch_offsets("solo", None).is_empty());
+        let kept: Vec<_> = groups
+            .fetch_offsets("kip848", None)
+            .into_iter()
+            .map(|(tp, _)| tp)
+            .collect();
+        assert_eq!(kept, [("t".to_owned(), 1)]);
+        assert_eq!(groups.fetch_offsets("classic", None).len(), 1);
+
+        // A full retention after it emptied, the classic group's offsets expire and the group
+        // is forgotten.
+        clock.advance(RETENTION - 2);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 0);
+        clock.advance(1);
+        assert_eq!(broker.expire_offsets_blocking().unwrap(), 1);
+        assert!(groups.fetch_offsets("classic", None).is_empty());
+        assert!(groups.describe("classic").is_none());
+        broker.shutdown_blocking().unwrap();
+        drop(broker);
+
+        let broker = open(dir.path(), &clock);
+        assert!(broker.groups().fetch_offsets("solo", None).is_empty());
+        assert!(broker.groups().fetch_offsets("classic", None).is_empty());
+        assert!(broker.groups().describe("classic").is_none());
+        assert_eq!(broker.groups().fetch_offsets("kip848", None).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    fn commit(partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: "t".into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: Some(format!("m{offset}")),
+        }
+    }
+
+    type Fetched = Vec<((String, i32), Option<CommittedOffset>)>;
+
+    fn all(broker: &Broker) -> Vec<(String, Fetched)> {
+        broker
+            .groups()
+            .list()
+            .into_iter()
+            .map(|g| {
+                let offsets = broker.groups().fetch_offsets(&g.group_id, None);
+                (g.group_id, offsets)
+            })
+            .collect()
+    }
+
+    /// The checkpoint of a clean shutdown plus the tail written after it (a later run killed
+    /// without one) reopen to exactly what a full replay gives; a damaged or foreign
+    /// checkpoint is ignored.
+    #[test]
+    fn checkpoint_plus_tail_equals_full_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("metadata").join(offsets::CHECKPOINT_FILE);
+        {
+            let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: "t".into(),
+                    partitions: Some(4),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+            for i in 0..50 {
+                let g = format!("g{}", i % 7);
+                broker
+                    .commit_offsets_blocking(&g, "", -1, None, vec![commit(i % 4, i as i64)])
+                    .unwrap();
+            }
+            broker.delete_group_blocking("g3").unwrap();
+            broker.shutdown_blocking().unwrap();
+        }
+        assert!(checkpoint.exists());
+        let tail_end = {
+            // Loads the checkpoint, then writes a tail and "crashes" (no shutdown).
+            let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+            for i in 50..80 {
+                let g = format!("g{}", i % 5);
+                broker
+                    .commit_offsets_blocking(&g, "", -1, None, vec![commit(i % 4, i as i64)])
+                    .unwrap();
+            }
+            broker
+                .delete_offsets_blocking("g1", vec![("t".into(), 1)])
+                .unwrap();
+            all(&broker)
+        };
+        let with_checkpoint = all(&Broker::open(BrokerConfig::new(dir.path())).unwrap());
+        assert_eq!(with_checkpoint, tail_end);
+        let saved = std::fs::read(&checkpoint).unwrap();
+        std::fs::remove_file(&checkpoint).unwrap();
+        let full = all(&Broker::open(BrokerConfig::new(dir.path())).unwrap());
+        assert_eq!(full, tail_end);
+        // Damaged: ignored.
+        let mut damaged = saved.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        std::fs::write(&checkpoint, &damaged).unwrap();
+        assert_eq!(
+            all(&Broker::open(BrokerConfig::new(dir.path())).unwrap()),
+            tail_end
+        );
+        // Beyond the log (it would describe records the log does not have): ignored.
+        let mut c = offsets::decode_checkpoint(&saved).unwrap();
+        c.end = 1 << 40;
+        c.records.clear();
+        std::fs::write(&checkpoint, offsets::encode_checkpoint(&c)).unwrap();
+        assert_eq!(
+            all(&Broker::open(BrokerConfig::new(dir.path())).unwrap()),
+            tail_end
+        );
+        // Another topic's (the internal topic was recreated): ignored.
+        let mut c = offsets::decode_checkpoint(&saved).unwrap();
+        c.topic_id = uuid::Uuid::new_v4();
+        c.records.clear();
+        std::fs::write(&checkpoint, offsets::encode_checkpoint(&c)).unwrap();
+        assert_eq!(
+            all(&Broker::open(BrokerConfig::new(dir.path())).unwrap()),
+            tail_end
+        );
     }
 }

@@ -33,7 +33,7 @@
 //! value = as for version 1
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Buf, BufMut, Bytes};
 
@@ -254,9 +254,244 @@ pub(crate) fn apply(cache: &mut OffsetCache, key: Option<Bytes>, value: Option<B
     }
 }
 
+/// A checkpoint of the coordinator's state as of offset `end` of `__consumer_offsets-0`: the
+/// records a fully compacted topic would hold below `end` (every committed offset, every live
+/// group-state record, every pending transactional offset), in the topic's own encodings.
+///
+/// File `<data-dir>/metadata/consumer-offsets.checkpoint` (all integers big-endian):
+///
+/// ```text
+/// magic "SOCP" | version:u16 (=1) | topic_id:16 bytes | end:i64 | count:u32
+/// | count × (key_len:u32 | key | value_len:u32 | value) | crc32c:u32 of everything before
+/// ```
+///
+/// The topic stays the source of truth: opening loads a checkpoint only if its CRC matches,
+/// its topic id is the current topic's and `end` is at most the partition's high watermark,
+/// then replays the topic from `end`; otherwise it replays the whole topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// Id of the `__consumer_offsets` topic the checkpoint belongs to.
+    pub(crate) topic_id: uuid::Uuid,
+    /// The first offset not covered.
+    pub(crate) end: i64,
+    /// `(key, value)` records, no tombstones.
+    pub(crate) records: Vec<(Bytes, Bytes)>,
+}
+
+/// The checkpoint's file name under `<data-dir>/metadata/`.
+pub(crate) const CHECKPOINT_FILE: &str = "consumer-offsets.checkpoint";
+
+const CHECKPOINT_MAGIC: &[u8; 4] = b"SOCP";
+const CHECKPOINT_VERSION: u16 = 1;
+
+/// Encodes a checkpoint file.
+pub(crate) fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
+    let size: usize = c.records.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    let mut buf = Vec::with_capacity(38 + size);
+    buf.put_slice(CHECKPOINT_MAGIC);
+    buf.put_u16(CHECKPOINT_VERSION);
+    buf.put_slice(c.topic_id.as_bytes());
+    buf.put_i64(c.end);
+    buf.put_u32(u32::try_from(c.records.len()).unwrap_or(u32::MAX));
+    for (k, v) in c.records.iter().take(u32::MAX as usize) {
+        buf.put_u32(u32::try_from(k.len()).unwrap_or(u32::MAX));
+        buf.put_slice(k);
+        buf.put_u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+        buf.put_slice(v);
+    }
+    let crc = crc32c::crc32c(&buf);
+    buf.put_u32(crc);
+    buf
+}
+
+/// Decodes a checkpoint file; `None` if it is damaged or of another version.
+pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Option<Checkpoint> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if crc32c::crc32c(body) != u32::from_be_bytes(crc.try_into().ok()?) {
+        return None;
+    }
+    let mut buf = Bytes::copy_from_slice(body);
+    if buf.remaining() < 34 || &buf.split_to(4)[..] != CHECKPOINT_MAGIC {
+        return None;
+    }
+    if buf.get_u16() != CHECKPOINT_VERSION {
+        return None;
+    }
+    let topic_id = uuid::Uuid::from_slice(&buf.split_to(16)).ok()?;
+    let end = buf.get_i64();
+    let count = buf.get_u32() as usize;
+    let mut records = Vec::with_capacity(count.min(buf.remaining() / 8));
+    for _ in 0..count {
+        let mut field = || {
+            if buf.remaining() < 4 {
+                return None;
+            }
+            let len = buf.get_u32() as usize;
+            (buf.remaining() >= len).then(|| buf.split_to(len))
+        };
+        let key = field()?;
+        let value = field()?;
+        records.push((key, value));
+    }
+    buf.is_empty().then_some(Checkpoint {
+        topic_id,
+        end,
+        records,
+    })
+}
+
+/// The topics of a classic member's `consumer` protocol subscription (Kafka's
+/// `ConsumerProtocolSubscription`, versions 0–3: `version:i16 | topics:[string]` first, the
+/// rest ignored); `None` if the bytes are not one.
+pub(crate) fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    let mut buf = Bytes::copy_from_slice(metadata);
+    if buf.remaining() < 6 || !(0..=3).contains(&buf.get_i16()) {
+        return None;
+    }
+    let count = usize::try_from(buf.get_i32()).ok()?;
+    let mut topics = Vec::with_capacity(count.min(buf.remaining() / 2));
+    for _ in 0..count {
+        topics.push(get_str(&mut buf)?);
+    }
+    Some(topics)
+}
+
+/// What offset expiry knows of a group's membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Membership {
+    /// No group state: offsets of a standalone consumer (assign + commit).
+    Standalone,
+    /// A group without members since `since` (`None`: unknown, e.g. restored after a restart).
+    Empty {
+        /// When it lost its last member.
+        since: Option<i64>,
+    },
+    /// A group with members, subscribed to these topics (`None`: not known, e.g. a classic
+    /// group, whose subscriptions are opaque to the coordinator, or a regex subscription).
+    Active {
+        /// The union of the members' subscribed topic names.
+        subscribed: Option<BTreeSet<String>>,
+    },
+}
+
+/// The offsets of one group that have expired at `now` under `offsets.retention.ms`
+/// `retention_ms`, with Kafka's rules (`GroupMetadata.removeExpiredOffsets`):
+///
+/// - a standalone committer's offset expires `retention_ms` after its commit;
+/// - an empty group's offsets expire `retention_ms` after it became empty (never earlier than
+///   `retention_ms` after their own commit, so an offset committed to an already-empty group
+///   keeps its full retention); with the time unknown, after their commit;
+/// - a group with members keeps the offsets of topics it subscribes to; those of other topics
+///   expire `retention_ms` after their commit (KIP-496), when the subscriptions are known.
+pub(crate) fn expired(
+    offsets: &BTreeMap<(String, i32), CommittedOffset>,
+    membership: &Membership,
+    now: i64,
+    retention_ms: i64,
+) -> Vec<(String, i32)> {
+    let due = |base: i64| base.saturating_add(retention_ms) <= now;
+    offsets
+        .iter()
+        .filter(|((topic, _), o)| match membership {
+            Membership::Standalone => due(o.commit_timestamp),
+            Membership::Empty { since } => {
+                due(since.map_or(o.commit_timestamp, |s| s.max(o.commit_timestamp)))
+            }
+            Membership::Active {
+                subscribed: Some(topics),
+            } => !topics.contains(topic) && due(o.commit_timestamp),
+            Membership::Active { subscribed: None } => false,
+        })
+        .map(|(tp, _)| tp.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_round_trips_and_damage_is_refused() {
+        let c = Checkpoint {
+            topic_id: uuid::Uuid::new_v4(),
+            end: 1_000_000,
+            records: vec![
+                (encode_key("g", "t", 0), Bytes::from_static(b"v")),
+                (encode_group_key("g"), Bytes::new()),
+            ],
+        };
+        let bytes = encode_checkpoint(&c);
+        assert_eq!(decode_checkpoint(&bytes), Some(c.clone()));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert_eq!(decode_checkpoint(&bad), None, "flip at {i}");
+        }
+        for len in 0..bytes.len() {
+            assert_eq!(decode_checkpoint(&bytes[..len]), None, "cut at {len}");
+        }
+    }
+
+    #[test]
+    fn consumer_protocol_subscriptions_parse() {
+        let mut v1 = Vec::new();
+        v1.put_i16(1);
+        v1.put_i32(2);
+        for t in ["a", "bc"] {
+            v1.put_u16(t.len() as u16);
+            v1.put_slice(t.as_bytes());
+        }
+        v1.put_i32(-1); // user data: null
+        v1.put_i32(0); // owned partitions
+        assert_eq!(
+            subscribed_topics(&v1),
+            Some(vec!["a".to_owned(), "bc".to_owned()])
+        );
+        assert_eq!(subscribed_topics(&v1[..8]), None);
+        assert_eq!(subscribed_topics(b"sub"), None);
+        let mut future = v1.clone();
+        future[1] = 9;
+        assert_eq!(subscribed_topics(&future), None);
+    }
+
+    #[test]
+    fn expiry_follows_kafkas_rules() {
+        let at = |ts: i64| CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: ts,
+        };
+        let offsets: BTreeMap<(String, i32), CommittedOffset> = BTreeMap::from([
+            (("a".to_owned(), 0), at(100)),
+            (("b".to_owned(), 0), at(500)),
+        ]);
+        let names = |v: Vec<(String, i32)>| v.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
+        let run = |m: &Membership, now| names(expired(&offsets, m, now, 1000));
+        // Standalone: by commit time, each on its own.
+        assert!(run(&Membership::Standalone, 1099).is_empty());
+        assert_eq!(run(&Membership::Standalone, 1100), ["a"]);
+        assert_eq!(run(&Membership::Standalone, 1500), ["a", "b"]);
+        // Empty since 700: nothing before 1700, then everything.
+        let empty = Membership::Empty { since: Some(700) };
+        assert!(run(&empty, 1699).is_empty());
+        assert_eq!(run(&empty, 1700), ["a", "b"]);
+        // An offset committed after the group emptied keeps its own full retention.
+        let early = Membership::Empty { since: Some(200) };
+        assert_eq!(run(&early, 1200), ["a"]);
+        // Unknown empty time: by commit time.
+        assert_eq!(run(&Membership::Empty { since: None }, 1100), ["a"]);
+        // Members subscribed to "b": only "a" can expire (KIP-496), by commit time.
+        let active = Membership::Active {
+            subscribed: Some(BTreeSet::from(["b".to_owned()])),
+        };
+        assert!(run(&active, 1099).is_empty());
+        assert_eq!(run(&active, 1_000_000), ["a"]);
+        // Unknown subscriptions: nothing expires while there are members.
+        assert!(run(&Membership::Active { subscribed: None }, i64::MAX).is_empty());
+        // No overflow at the edges.
+        assert!(names(expired(&offsets, &Membership::Standalone, 0, i64::MAX)).is_empty());
+    }
 
     #[test]
     fn key_and_value_round_trip() {

@@ -251,3 +251,139 @@ fn a_prepared_transaction_is_completed_when_the_broker_opens() {
         TxnState::CompleteCommit
     );
 }
+
+/// Issue 15: `__transaction_state` and `__consumer_offsets` compacted by the cleaner replay to the
+/// same transaction states and committed offsets (transactional offsets included) after a
+/// restart.
+#[test]
+fn compacted_internal_topics_replay_to_the_same_state() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let broker = open(dir.path(), &clock);
+    let compact: BTreeMap<String, String> = [
+        ("cleanup.policy", "compact"),
+        ("segment.ms", "5"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("delete.retention.ms", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let mut seq: HashMap<i64, i32> = HashMap::new();
+    for round in 0..6 {
+        for id in 0..5 {
+            let tx = format!("tx-{id}");
+            let (pid, epoch) = broker
+                .init_transactional_producer_blocking(&tx, 60_000, None)
+                .unwrap();
+            let added = broker
+                .add_partitions_to_txn_blocking(&tx, pid, epoch, tps(&[id % 3]))
+                .unwrap();
+            assert!(added.iter().all(|(_, r)| r.is_ok()));
+            let s = seq.entry(pid).or_insert(0);
+            if epoch > 0 {
+                *s = 0;
+            }
+            produce(&broker, id % 3, pid, epoch, *s);
+            *s += 1;
+            broker
+                .add_offsets_to_txn_blocking(&tx, pid, epoch, "g")
+                .unwrap();
+            let commit = OffsetCommit {
+                topic: "t".into(),
+                partition: id % 3,
+                offset: i64::from(round * 10 + id),
+                leader_epoch: -1,
+                metadata: None,
+            };
+            let r = broker
+                .txn_offset_commit_blocking(&tx, "g", pid, epoch, "", -1, None, vec![commit])
+                .unwrap();
+            assert!(r[0].is_ok());
+            // Commit all but the last round of tx-4, which is aborted.
+            let commit = !(round == 5 && id == 4);
+            broker.end_txn_blocking(&tx, pid, epoch, commit).unwrap();
+        }
+        if round == 0 {
+            for topic in [TRANSACTION_STATE_TOPIC, crate::group::OFFSETS_TOPIC] {
+                broker
+                    .set_topic_configs_blocking(topic, compact.clone(), false)
+                    .unwrap();
+            }
+        }
+        clock.advance(10);
+    }
+    // Roll both internal topics' last segments with one more transaction.
+    let (pid, epoch) = broker
+        .init_transactional_producer_blocking("tx-roll", 60_000, None)
+        .unwrap();
+    broker
+        .add_offsets_to_txn_blocking("tx-roll", pid, epoch, "roll")
+        .unwrap();
+    broker
+        .end_txn_blocking("tx-roll", pid, epoch, true)
+        .unwrap();
+
+    let describe = |b: &Broker| {
+        (0..5)
+            .map(|id| format!("tx-{id}"))
+            .chain(["tx-roll".to_owned()])
+            .map(|tx| {
+                let m = b.txns().describe(&tx).unwrap().metadata;
+                (tx, m.producer_id, m.producer_epoch, m.state)
+            })
+            .collect::<Vec<(String, i64, i16, TxnState)>>()
+    };
+    let offsets = |b: &Broker| {
+        let mut all: Vec<(i32, i64)> = b
+            .groups()
+            .fetch_offsets("g", None)
+            .into_iter()
+            .map(|((_, p), c)| (p, c.unwrap().offset))
+            .collect();
+        all.sort_unstable();
+        all
+    };
+    let before = (describe(&broker), offsets(&broker));
+    // Partition 1 is written by tx-1 and tx-4; tx-4's last round was aborted, so tx-1's (51)
+    // is the last committed offset.
+    assert_eq!(before.1, [(0, 53), (1, 51), (2, 52)]);
+
+    let sizes = |b: &Broker| {
+        [TRANSACTION_STATE_TOPIC, crate::group::OFFSETS_TOPIC]
+            .map(|t| b.partition(t, 0).unwrap().size_bytes())
+    };
+    let size_before = sizes(&broker);
+    let mut passes = 0;
+    while broker.clean_once_blocking() {
+        passes += 1;
+        assert!(passes < 100, "the cleaner never ran out of work");
+    }
+    let size_after = sizes(&broker);
+    for i in 0..2 {
+        assert!(
+            size_after[i] < size_before[i],
+            "{size_before:?} -> {size_after:?}"
+        );
+    }
+    let removed: u64 = broker
+        .cleaner_status()
+        .iter()
+        .filter(|s| s.topic.starts_with("__"))
+        .map(|s| s.state.records_removed_total)
+        .sum();
+    assert!(removed > 50, "{:?}", broker.cleaner_status());
+    assert_eq!((describe(&broker), offsets(&broker)), before);
+    broker.shutdown_blocking().unwrap();
+    drop(broker);
+
+    let reopened = open(dir.path(), &clock);
+    assert_eq!(
+        (describe(&reopened), offsets(&reopened)),
+        before,
+        "replayed from the compacted internal topics"
+    );
+    assert!(!reopened.has_pending_txn_offset("g", "t", 1));
+    reopened.shutdown_blocking().unwrap();
+}

@@ -73,7 +73,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
@@ -101,8 +101,10 @@ pub enum Outcome {
     /// Write this response frame.
     Respond(Bytes),
     /// Write this response frame, given as chunks to write in order with one `writev` (a
-    /// Fetch response: its record sets stay in the buffers the log read filled).
-    RespondVectored(Vec<Bytes>),
+    /// Fetch response: its record sets stay in the buffers the log read filled). The permits,
+    /// if any, count the response's bytes against the request-memory budget until it is
+    /// written.
+    RespondVectored(Vec<Bytes>, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Nothing to write (`acks=0` produce).
     NoResponse,
     /// Close the connection (the reason was logged).

@@ -8,6 +8,15 @@
 //! Produce while this one syncs, and answers in order. `acks=0` gets no response; if such
 //! a request fails, the connection is closed so the client notices (as Kafka does).
 //!
+//! A topic that does not exist is `UNKNOWN_TOPIC_OR_PARTITION` per partition: only Metadata
+//! creates topics automatically, as in Kafka. A partition that is a Kinesis shard closed by
+//! SplitShard/MergeShards/UpdateShardCount is read-only: produce to it is `POLICY_VIOLATION`
+//! (the check reads the stream's shard list; a produce that passed it just before a reshard
+//! fixed the shard's end may still land past that end, readable through Kafka only).
+//!
+//! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
+//! all connections; further partitions of a request wait for a slot.
+//!
 //! A transactional batch (from a request with a transactional id) is checked against the
 //! transaction coordinator first: the producer must own the id at this epoch and have added
 //! the partition to its open transaction (as Kafka verifies since KIP-890), else
@@ -17,11 +26,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::txn::TxnError;
-use strom_broker::{AppendInfo, Error, Partition, Topic, validate_topic_name};
+use strom_broker::{AppendInfo, Error, Partition, RecordRejection, Topic, validate_topic_name};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -67,11 +78,22 @@ async fn resolve_topic(
         return context.broker.topic_by_id(id);
     }
     validate_topic_name(name)?;
-    let name = name.to_owned();
+    // Kafka creates topics automatically only through Metadata, never through Produce.
+    context.broker.topic(name)
+}
+
+/// Whether partition `index` of `topic` is a Kinesis shard that resharding closed: such a
+/// partition is read-only for both APIs, as Kinesis makes it.
+fn closed_shard(context: &Context, topic: &Topic, index: i32) -> bool {
     context
         .broker
-        .run_blocking(move |b| b.topic_or_create_blocking(&name, true))
-        .await
+        .stream_meta(topic.id())
+        .and_then(|m| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| m.shards.get(i).map(|s| s.is_closed()))
+        })
+        .unwrap_or(false)
 }
 
 /// Handles Produce.
@@ -97,14 +119,24 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 (Err(e), _) => {
                     Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
                 }
+                (Ok(topic), _) if closed_shard(context, topic, index) => Pending::Done(failed(
+                    index,
+                    ResponseError::PolicyViolation.code(),
+                    Some(format!(
+                        "partition {index} of {name} is a Kinesis shard closed by resharding; it is read-only"
+                    )),
+                    version,
+                )),
                 (Ok(topic), _) => {
                     let checked = match &txn_id {
                         Some(id) => check_transactional(context, id, topic, index, &pd.records),
                         None => Ok(()),
                     };
-                    match checked.and_then(|()| {
-                        start_append(&context.metrics, topic, index, acks, pd.records)
-                    }) {
+                    let started = match checked {
+                        Ok(()) => start_append(context, topic, index, acks, pd.records).await,
+                        Err(e) => Err(e),
+                    };
+                    match started {
                         Ok((written, handle)) => Pending::Appending(index, written, handle),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
@@ -159,7 +191,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
-                            failed(index, error_code(&e), Some(e.to_string()), version)
+                            let mut r = failed(index, error_code(&e), Some(e.to_string()), version);
+                            if version >= 8 {
+                                r.record_errors = record_errors(&e);
+                            }
+                            r
                         }
                         Err(_) => failed(
                             index,
@@ -208,6 +244,34 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     })))
 }
 
+/// Kafka's per-record errors (`record_errors`, Produce v8+) for a refused payload: the index
+/// of each refused record with the reason, as Kafka words it for a keyless record.
+fn record_errors(error: &Error) -> Vec<BatchIndexAndErrorMessage> {
+    let Error::InvalidRecords {
+        topic,
+        partition,
+        indexes,
+        reason,
+    } = error
+    else {
+        return Vec::new();
+    };
+    let message = match reason {
+        RecordRejection::MissingKeyOnCompactedTopic => format!(
+            "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+        ),
+        _ => reason.to_string(),
+    };
+    indexes
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+        })
+        .collect()
+}
+
 /// Checks a transactional produce against the coordinator (non-transactional batches of a
 /// transactional producer pass).
 fn check_transactional(
@@ -235,8 +299,11 @@ fn check_transactional(
     )
 }
 
-fn start_append(
-    metrics: &crate::metrics::KafkaMetrics,
+/// Starts the append of one partition's batches on the blocking pool. Waits first for one of
+/// the broker-wide append slots ([`Context::append_slots`]), so the number of blocking threads
+/// produce requests occupy does not follow the partition counts clients send.
+async fn start_append(
+    context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
@@ -256,10 +323,16 @@ fn start_append(
             available: 1,
         });
     }
+    let slot = Arc::clone(&context.append_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::ShuttingDown)?;
     let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
-    metrics.produced(data.len());
+    context.metrics.produced(data.len());
     let (written_tx, written) = oneshot::channel();
     let handle = tokio::task::spawn_blocking(move || {
+        // The slot is held through both halves: a blocking thread is busy until durability.
+        let _slot = slot;
         let pending = partition.append_deferred_blocking(&mut data);
         // The receiver may be gone (connection dropped); the append still completes.
         let _ = written_tx.send(());

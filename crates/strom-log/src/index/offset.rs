@@ -58,7 +58,7 @@ impl OffsetIndex {
         self.entries = entries;
         if rewrite {
             let bytes: Vec<u8> = self.entries.iter().flat_map(|e| self.encode(*e)).collect();
-            self.file.rewrite(&bytes)?;
+            self.file.rewrite(&bytes);
         }
         Ok(())
     }
@@ -75,7 +75,8 @@ impl OffsetIndex {
     pub(crate) fn push(&mut self, entry: OffsetEntry) -> Result<()> {
         let bytes = self.encode(entry);
         self.entries.push(entry);
-        self.file.append(&bytes)
+        self.file.append(&bytes);
+        Ok(())
     }
 
     /// The last indexed batch whose base offset is `<= offset`, or the segment's first batch.
@@ -90,6 +91,12 @@ impl OffsetIndex {
             })
     }
 
+    /// The first indexed batch whose base offset is `> offset`.
+    pub(crate) fn next_after(&self, offset: i64) -> Option<OffsetEntry> {
+        let idx = self.entries.partition_point(|e| e.offset <= offset);
+        self.entries.get(idx).copied()
+    }
+
     /// Drops every entry at or after `position` (after a truncation of the log).
     pub(crate) fn truncate_to_position(&mut self, position: u64) -> Result<()> {
         let keep = self.entries.partition_point(|e| e.position < position);
@@ -102,7 +109,8 @@ impl OffsetIndex {
     }
 
     pub(crate) fn sync(&mut self) -> Result<()> {
-        self.file.sync()
+        self.file.sync();
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -13,11 +13,17 @@ use std::time::{Duration, Instant};
 
 /// Spawns `strom serve` on `data_dir` with every listener on an ephemeral port.
 pub(crate) fn spawn_serve(data_dir: &Path) -> (Child, BufReader<ChildStdout>) {
+    spawn_serve_with(data_dir, &[])
+}
+
+/// [`spawn_serve`] with more `serve` flags.
+pub(crate) fn spawn_serve_with(data_dir: &Path, extra: &[&str]) -> (Child, BufReader<ChildStdout>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
         .args(["serve", "--kafka-listen", "127.0.0.1:0"])
         .args(["--http-listen", "127.0.0.1:0"])
         .args(["--kinesis-listen", "127.0.0.1:0"])
         .args(["--log", "warn"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("STROM_CONFIG")
@@ -43,7 +49,12 @@ pub(crate) struct Server {
 
 /// Starts a broker and waits until it printed its addresses.
 pub(crate) fn start(data_dir: &Path) -> Server {
-    let (child, mut stdout) = spawn_serve(data_dir);
+    start_with(data_dir, &[])
+}
+
+/// [`start`] with more `serve` flags.
+pub(crate) fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+    let (child, mut stdout) = spawn_serve_with(data_dir, extra);
     let mut printed = String::new();
     let mut addr = None;
     let http = loop {

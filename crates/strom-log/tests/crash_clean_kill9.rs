@@ -1,0 +1,234 @@
+//! Crash test for the cleaner: a child process appends keyed records (some tombstones) with
+//! `fsync = always` while another of its threads cleans the log over and over, and is killed
+//! with SIGKILL at random moments (also in the middle of segment swaps). After every kill the
+//! log is reopened: no `.cleaned`/`.swap` file is left, offsets strictly increase (no
+//! duplicate), every record read is one that was written at that offset, and every key's
+//! latest acknowledged write is there (or, for a tombstone, the key is gone).
+//!
+//! The child is this same test binary, re-run with `STROM_CLEAN_CRASH_CHILD` set so that only
+//! the ignored `clean_crash_child` test runs.
+
+mod common;
+
+use common::Rng;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strom_log::{CleanupPolicy, FsyncPolicy, LogConfig, PartitionLog, SystemClock, Throttler};
+use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
+
+const CHILD_ENV: &str = "STROM_CLEAN_CRASH_CHILD";
+const KEYS: u64 = 17;
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 4 * 1024,
+        index_interval_bytes: 512,
+        fsync: FsyncPolicy::Always,
+        retention_ms: None,
+        cleanup: CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        // Tombstones go on the first clean that sees them superseded nothing later.
+        delete_retention_ms: 0,
+        ..LogConfig::default()
+    }
+}
+
+fn key(n: u64) -> Bytes {
+    Bytes::from(format!("key-{}", n % KEYS))
+}
+
+/// The value of write `n` of `round`; every eleventh write is a tombstone.
+fn value(round: u32, n: u64) -> Option<Bytes> {
+    (!n.is_multiple_of(11))
+        .then(|| Bytes::from(format!("{round}/{n}/{}", "x".repeat((n % 9) as usize * 40))))
+}
+
+/// Runs in the child: append forever (printing `ack <n> <offset>`), cleaning beside it.
+#[test]
+#[ignore = "run as a child process by crash_clean_kill9_rounds"]
+fn clean_crash_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (dir, round) = spec.split_once('|').unwrap();
+    let round: u32 = round.parse().unwrap();
+    let log = Arc::new(PartitionLog::open(dir.as_ref(), config(), Arc::new(SystemClock)).unwrap());
+    let cleaner = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let throttler = Throttler::unlimited();
+            let cancel = AtomicBool::new(false);
+            loop {
+                let now = strom_log::Clock::now_ms(&SystemClock);
+                log.clean(now, &throttler, &cancel).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let mut out = std::io::stdout();
+    for n in 0u64.. {
+        let record = Record::new(n as i64, Some(key(n)), value(round, n));
+        let mut batch = BatchBuilder::new().build(&[record]).unwrap();
+        let info = log.append(&mut batch, 0).unwrap();
+        writeln!(out, "ack {n} {}", info.base_offset).unwrap();
+        out.flush().unwrap();
+    }
+    cleaner.join().unwrap();
+}
+
+/// What the log holds: key → (offset, value) of its latest record, checking every record.
+/// Also returns how many records were read.
+fn read_latest(
+    log: &PartitionLog,
+    written: &HashMap<i64, (Bytes, Option<Bytes>)>,
+    round: u32,
+) -> (HashMap<Bytes, (i64, Option<Bytes>)>, usize) {
+    let mut latest = HashMap::new();
+    let mut count = 0;
+    let mut offset = log.log_start_offset();
+    let mut previous = -1;
+    while let Some(slice) = log.read(offset, 1 << 20).unwrap().data {
+        let bytes = slice.read_to_bytes().unwrap();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let header = strom_record::check_stored_batch(&bytes[pos..]).unwrap();
+            let batch = bytes.slice(pos..pos + header.total_len());
+            for r in decode_records(&batch, DecodeLimits::default())
+                .unwrap()
+                .records
+            {
+                assert!(
+                    r.offset > previous,
+                    "round {round}: offset {} after {previous}",
+                    r.offset
+                );
+                previous = r.offset;
+                let k = r.key.clone().unwrap();
+                if let Some((wk, wv)) = written.get(&r.offset) {
+                    assert_eq!(
+                        (&k, &r.value),
+                        (wk, wv),
+                        "round {round}: record at {} differs",
+                        r.offset
+                    );
+                }
+                latest.insert(k, (r.offset, r.value));
+                count += 1;
+            }
+            offset = header.next_offset();
+            pos += header.total_len();
+        }
+    }
+    assert!(offset <= log.log_end_offset());
+    (latest, count)
+}
+
+#[test]
+fn crash_clean_kill9_rounds() {
+    let rounds: u32 = std::env::var("STROM_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let seed = std::env::var("STROM_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0xc1ea_u64);
+    let budget = Duration::from_secs(120);
+    let mut rng = Rng(seed | 1);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let started = Instant::now();
+    // Every acknowledged write: offset → (key, value); and each key's latest.
+    let mut written: HashMap<i64, (Bytes, Option<Bytes>)> = HashMap::new();
+    let mut acked_latest: HashMap<Bytes, (i64, Option<Bytes>)> = HashMap::new();
+    let mut done = 0;
+    let mut records_left = 0;
+    for round in 0..rounds {
+        if started.elapsed() > budget {
+            break;
+        }
+        let mut child = Command::new(&exe)
+            .args([
+                "clean_crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{}|{round}", dir.path().display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut acks = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let parts: Vec<&str> = line.split_whitespace().collect();
+                if let ["ack", n, offset] = parts[..] {
+                    acks.push((n.parse::<u64>().unwrap(), offset.parse::<i64>().unwrap()));
+                }
+            }
+            acks
+        });
+        std::thread::sleep(Duration::from_millis(50 + rng.below(250)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        for (n, offset) in reader.join().unwrap() {
+            let (k, v) = (key(n), value(round, n));
+            written.insert(offset, (k.clone(), v.clone()));
+            acked_latest.insert(k, (offset, v));
+        }
+
+        let log = PartitionLog::open(dir.path(), config(), Arc::new(SystemClock)).unwrap();
+        let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap") || n.ends_with(".swap-end"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "round {round}: leftovers {leftovers:?}"
+        );
+        let (latest, count) = read_latest(&log, &written, round);
+        records_left = count;
+        for (k, (offset, v)) in &acked_latest {
+            match latest.get(k) {
+                // A later write the child made but was killed before acknowledging.
+                Some((o, _)) if o > offset => {}
+                Some((o, lv)) if o == offset => assert_eq!(lv, v, "round {round}: {k:?}"),
+                None if v.is_none() => {}
+                other => panic!(
+                    "round {round}: key {k:?} acknowledged at {offset} ({v:?}) but the log has {other:?}"
+                ),
+            }
+        }
+        drop(log);
+        done += 1;
+    }
+    assert!(
+        done >= rounds.min(10),
+        "only {done} rounds ran in the time budget"
+    );
+    assert!(!written.is_empty(), "the child never acknowledged anything");
+    // 17 keys: after compaction far fewer records remain than were written.
+    assert!(
+        records_left < written.len() / 2,
+        "the cleaner did not compact: {records_left} of {} records left",
+        written.len()
+    );
+    eprintln!(
+        "clean crash test: {done} rounds, {} acknowledged writes, {records_left} records left (seed {seed})",
+        written.len()
+    );
+}
