@@ -101,3 +101,63 @@ fn flush_of_an_always_log_in_a_group_goes_through_the_group() {
     log.flush().unwrap();
     assert_eq!(group.sync_count(), after_append);
 }
+
+/// The group's `fdatasync` goes through the fault seam: an injected failure on one partition's
+/// segment fails and poisons that partition only, while another partition in the same group
+/// keeps appending.
+#[test]
+fn an_injected_fdatasync_failure_in_the_group_poisons_only_that_partition() {
+    use strom_log::fault::{self, FailNth, FaultError, FileKind, FileOp};
+
+    let dir = tempfile::tempdir().unwrap();
+    let group = SyncGroup::new();
+    let failing = open(&dir.path().join("failing"), FsyncPolicy::Always);
+    let healthy = open(&dir.path().join("healthy"), FsyncPolicy::Always);
+    failing.join_sync_group(group.clone());
+    healthy.join_sync_group(group.clone());
+    let plan = Arc::new(FailNth::new(
+        &dir.path().join("failing"),
+        FileKind::Segment,
+        FileOp::Sync,
+        1,
+        FaultError::Io,
+    ));
+    let _guard = fault::install(plan.clone());
+    let err = failing.append(&mut batch("lost"), 0).unwrap_err();
+    assert!(matches!(err, strom_log::Error::Io { .. }), "{err:?}");
+    assert_eq!(plan.fired(), 1, "the group's sync went through the seam");
+    assert!(failing.is_poisoned());
+    assert_eq!(failing.high_watermark(), 0, "nothing unsynced is visible");
+    assert!(matches!(
+        failing.append(&mut batch("refused"), 0),
+        Err(strom_log::Error::Poisoned)
+    ));
+    let info = healthy.append(&mut batch("kept"), 0).unwrap();
+    assert_eq!(info.base_offset, 0);
+    assert_eq!(healthy.high_watermark(), 1);
+}
+
+/// A log abandoned (as healing does) between `append_deferred` and `await_durable` makes the
+/// second half fail at once instead of waiting or syncing a file recovery may be rewriting.
+#[test]
+fn await_durable_on_an_abandoned_log_fails_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = SyncGroup::new();
+    let log = open(dir.path(), FsyncPolicy::Always);
+    log.join_sync_group(group.clone());
+    let pending = log.append_deferred(&mut batch("pending"), 0).unwrap();
+    log.abandon();
+    let started = std::time::Instant::now();
+    let err = log.await_durable(pending).unwrap_err();
+    assert!(
+        matches!(err, strom_log::Error::Closed | strom_log::Error::Poisoned),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        log.high_watermark(),
+        0,
+        "the unsynced write never became visible"
+    );
+    assert_eq!(group.sync_count(), 0, "nothing synced for it");
+}
