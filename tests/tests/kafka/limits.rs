@@ -190,7 +190,7 @@ async fn unread_fetch_responses_close_the_connection_and_free_their_memory() {
     .await
     .expect("a fetch on another connection is served once A was closed");
     assert_eq!(served.responses[0].partitions[0].error_code, 0);
-    assert!(!served.responses[0].partitions[0].records.is_none());
+    assert!(served.responses[0].partitions[0].records.is_some());
     // A was closed: reading drains what was in flight, then ends.
     let mut drained = 0usize;
     let mut buf = vec![0u8; 1 << 16];
