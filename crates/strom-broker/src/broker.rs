@@ -87,6 +87,8 @@ pub struct Broker {
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
     pub(crate) txns: crate::txn::TxnCoordinator,
+    /// The commit window every partition's `Always` appends share.
+    durability: crate::durability::Durability,
     /// Dynamic broker and group configs, and the static broker values (see
     /// [`crate::broker_config`]).
     pub(crate) dynamic: crate::broker_config::DynamicConfigs,
@@ -181,6 +183,7 @@ impl Broker {
             }
         };
 
+        let durability = crate::durability::Durability::new();
         let mut registry = Registry::default();
         let topic_defaults = merged_topic_defaults(&config.topic_defaults, &dynamic);
         for (id, t) in topics {
@@ -194,6 +197,7 @@ impl Broker {
                     dir,
                     settings.log_config(),
                     Arc::clone(&clock),
+                    &durability,
                 )?));
             }
             registry.by_id.insert(id, t.name.clone());
@@ -252,6 +256,7 @@ impl Broker {
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
+            durability,
             dynamic,
             cleaner,
         };
@@ -493,6 +498,7 @@ impl Broker {
                 dir,
                 settings.log_config(),
                 Arc::clone(&self.clock),
+                &self.durability,
             ) {
                 Ok(p) => opened.push(Arc::new(p)),
                 Err(e) => {
@@ -604,6 +610,7 @@ impl Broker {
                 dir,
                 topic.settings.log_config(),
                 Arc::clone(&self.clock),
+                &self.durability,
             )?));
         }
         meta.append(&MetadataEvent::PartitionsCreated {

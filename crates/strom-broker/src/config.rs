@@ -18,7 +18,7 @@
 //!
 //! | key | values | default |
 //! |---|---|---|
-//! | `strom.fsync` | `always` (acknowledge only after `fdatasync`, group commit), `interval`, `never` | `always` |
+//! | `strom.fsync` | `always` (acknowledge only after `fdatasync`; one commit window across partitions), `interval`, `never` | `always` |
 //! | `strom.fsync.interval.ms` | flush period when `strom.fsync=interval` | `1000` |
 
 use std::collections::BTreeMap;

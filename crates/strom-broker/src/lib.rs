@@ -15,6 +15,7 @@ mod broker;
 pub mod broker_config;
 pub mod cleaner;
 pub mod config;
+pub mod durability;
 mod error;
 pub mod group;
 mod healing;
@@ -28,10 +29,10 @@ pub mod txn;
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
 pub use error::{Error, RecordRejection, Result};
 pub use internal::internal_topic_damaged_batches;
-pub use partition::{LEADER_EPOCH, Partition, ReadOutcome};
+pub use partition::{LEADER_EPOCH, Partition, PendingPartitionAppend, ReadOutcome};
 pub use topic::{
     ConfigOp, CreateTopic, MAX_TOPIC_NAME_LEN, Topic, TopicSummary, validate_topic_name,
 };
 
 /// Re-exported storage types that appear in this crate's API.
-pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, SystemClock};
+pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, PendingAppend, SystemClock};

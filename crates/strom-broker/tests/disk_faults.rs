@@ -318,3 +318,62 @@ fn a_clean_whose_swap_fails_heals_and_the_next_pass_cleans_the_healed_log() {
     let p = broker.partition("c", 0).unwrap();
     assert_eq!(read(&p).0, latest);
 }
+
+/// Deferred appends (write now, wait for durability later, as a Kafka connection pipelining
+/// Produce requests does): a failed `fdatasync` in the broker's commit window fails the first
+/// waiter; a second write made before it, whose log healing replaced meanwhile, fails with
+/// the storage error at once instead of waiting, and the healed partition takes new writes.
+#[test]
+fn a_deferred_append_whose_log_was_healed_meanwhile_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    broker
+        .create_topic_blocking(CreateTopic {
+            name: "t".into(),
+            partitions: Some(1),
+            ..CreateTopic::default()
+        })
+        .unwrap();
+    let p = broker.partition("t", 0).unwrap();
+    p.append_blocking(&mut batch("a")).unwrap();
+    let first = p.append_deferred_blocking(&mut batch("b")).unwrap();
+    let second = p.append_deferred_blocking(&mut batch("c")).unwrap();
+    let plan = Arc::new(FailNth::new(
+        &partition_dir(dir.path(), "t", 0),
+        FileKind::Segment,
+        FileOp::Sync,
+        1,
+        FaultError::Io,
+    ));
+    let guard = fault::install(plan.clone());
+    let err = p.await_durable_blocking(first).unwrap_err();
+    assert!(
+        matches!(err, Error::Log(strom_log::Error::Io { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        plan.fired(),
+        1,
+        "the commit window's sync went through the seam"
+    );
+    drop(guard);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.recoveries() == 0 {
+        assert!(Instant::now() < deadline, "the partition was not healed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let err = p.await_durable_blocking(second).unwrap_err();
+    assert!(
+        matches!(err, Error::Log(strom_log::Error::Poisoned)),
+        "a storage error: {err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let info = p.append_blocking(&mut batch("d")).unwrap();
+    assert_eq!(values(&broker, 0).last().map(String::as_str), Some("d"));
+    assert_eq!(p.high_watermark(), info.last_offset + 1);
+    // "b" and "c" were never acknowledged; recovery keeps them if intact on disk (it may),
+    // and everything acknowledged is there.
+    let kept = values(&broker, 0);
+    assert_eq!(kept.first().map(String::as_str), Some("a"));
+}

@@ -1,9 +1,18 @@
 //! One client connection: read a frame, handle it, write the response, in order; and the
 //! connection limits (`max.connections`, `max.connections.per.ip`) checked at accept.
 //!
-//! A response must leave within `connections.max.idle.ms` too: a client that stops reading
-//! would otherwise hold the request-memory permits of its request (and of a Fetch response)
-//! forever.
+//! Responses are written by a writer task, in request order. A Produce with acks returns
+//! [`Outcome::Deferred`] once its writes are done: the reader goes on to the next request
+//! while the writer task waits for the first one's durability, so a producer with several
+//! requests in flight has several in the broker's commit windows instead of one sync round
+//! per request. Any other request first waits until every deferred response before it is
+//! written, so it observes what a strictly one-at-a-time connection would.
+//!
+//! A response must leave within `connections.max.idle.ms` too (counted from when it is ready,
+//! not while a deferred answer waits for durability): a client that stops reading would
+//! otherwise hold the request-memory permits of its request (and of a Fetch response)
+//! forever. Those permits travel with the queued response and are released once it is
+//! written (or dropped with the connection).
 
 use std::collections::HashMap;
 use std::io::IoSlice;
@@ -14,6 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::Context;
 use crate::api::{self, Outcome};
@@ -22,6 +33,22 @@ use crate::frame;
 /// Initial buffer for a frame body; grows as bytes really arrive, so a large size prefix alone
 /// does not allocate.
 const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
+
+/// Responses queued for the writer task at most (deferred Produce answers in flight on one
+/// connection); the reader waits for room beyond it. Request memory is bounded separately by
+/// the admission permits each queued response holds.
+const MAX_QUEUED_RESPONSES: usize = 32;
+
+/// One response on its way to the socket.
+struct Reply {
+    outcome: Outcome,
+    api_key: kafka_protocol::messages::ApiKey,
+    started: std::time::Instant,
+    /// Released once the response is written.
+    _admitted: OwnedSemaphorePermit,
+    /// Signalled once written (for deferred responses, which later requests may wait on).
+    written: Option<oneshot::Sender<()>>,
+}
 
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -33,14 +60,93 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
     context.metrics.connection_closed();
 }
 
-async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
+async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Arc<Context>) {
+    let (reader, writer) = stream.into_split();
+    let (replies, queue) = mpsc::channel(MAX_QUEUED_RESPONSES);
+    let writer_task = tokio::spawn(write_replies(writer, queue, peer, Arc::clone(context)));
+    read_requests(reader, &replies, peer, context).await;
+    // The writer task drains what was queued (deferred answers included), then ends.
+    drop(replies);
+    let _ = writer_task.await;
+}
+
+/// Writes queued responses in order; ends when the queue closes, a write fails, or a response
+/// says to close the connection.
+async fn write_replies(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Reply>,
+    peer: SocketAddr,
+    context: Arc<Context>,
+) {
     // No write buffer: every response is written whole and at once (see below), so a buffer
     // would only add a copy.
+    while let Some(reply) = queue.recv().await {
+        let outcome = match reply.outcome {
+            Outcome::Deferred(deferred) => deferred.outcome().await,
+            outcome => outcome,
+        };
+        context
+            .metrics
+            .request(reply.api_key, reply.started.elapsed());
+        let out = &mut writer;
+        // Owns the outcome: its memory permits (`RespondVectored`'s) are released once it is
+        // written, or dropped on failure or timeout.
+        let write = async move {
+            match outcome {
+                Outcome::Respond(bytes) => out.write_all(&bytes).await.map(|()| true),
+                Outcome::RespondVectored(parts, held) => {
+                    let written = write_all_vectored(out, &parts).await.map(|()| true);
+                    drop(held);
+                    written
+                }
+                Outcome::NoResponse => Ok(true),
+                // A deferred answer never defers again; treat one that does as a handler bug.
+                Outcome::Close | Outcome::Deferred(_) => Ok(false),
+            }
+        };
+        // Every response leaves at once, unbuffered. Holding it back while a pipelined request
+        // is handled would delay it by that request's time: a long-poll Fetch behind a Produce
+        // would hold the Produce answer for up to `max_wait_ms`.
+        match tokio::time::timeout(context.idle_timeout, write).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                context.metrics.closed_on_error();
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "client does not read its responses, closing connection");
+                return;
+            }
+        }
+        if let Some(done) = reply.written {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Reads and handles requests until the client goes away, the connection must close, or the
+/// writer task stopped.
+async fn read_requests(
+    reader: tokio::net::tcp::OwnedReadHalf,
+    replies: &mpsc::Sender<Reply>,
+    peer: SocketAddr,
+    context: &Context,
+) {
+    let mut reader = BufReader::new(reader);
+    // Written signal of the last deferred response queued, if not yet observed.
+    let mut last_deferred: Option<oneshot::Receiver<()>> = None;
     loop {
         let mut prefix = [0u8; 4];
-        match tokio::time::timeout(context.idle_timeout, reader.read_exact(&mut prefix)).await {
+        let read = tokio::select! {
+            read = tokio::time::timeout(context.idle_timeout, reader.read_exact(&mut prefix)) => read,
+            // The writer task ended (write failed or close): stop reading.
+            () = replies.closed() => return,
+        };
+        match read {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 tracing::debug!(%peer, "connection closed by client");
@@ -106,35 +212,32 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
         request.peer = Some(peer);
         let started = std::time::Instant::now();
         let api_key = request.api_key;
+        if api_key != kafka_protocol::messages::ApiKey::Produce
+            && let Some(done) = last_deferred.take()
+        {
+            // Not a Produce: handle it only once every answer before it is on the wire.
+            if done.await.is_err() {
+                return;
+            }
+        }
         let outcome = api::handle(context, request).await;
-        context.metrics.request(api_key, started.elapsed());
-        let write = async {
-            match &outcome {
-                Outcome::Respond(bytes) => writer.write_all(bytes).await.map(|()| true),
-                Outcome::RespondVectored(parts, _held) => {
-                    write_all_vectored(&mut writer, parts).await.map(|()| true)
-                }
-                Outcome::NoResponse => Ok(true),
-                Outcome::Close => Ok(false),
-            }
+        let close = matches!(outcome, Outcome::Close);
+        let written = if matches!(outcome, Outcome::Deferred(_)) {
+            let (tx, rx) = oneshot::channel();
+            last_deferred = Some(rx);
+            Some(tx)
+        } else {
+            None
         };
-        // Every response leaves at once, unbuffered. Holding it back while a pipelined request
-        // is handled would delay it by that request's time: a long-poll Fetch behind a Produce
-        // would hold the Produce answer for up to `max_wait_ms`.
-        match tokio::time::timeout(context.idle_timeout, write).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                context.metrics.closed_on_error();
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "write failed");
-                return;
-            }
-            Err(_) => {
-                tracing::warn!(%peer, "client does not read its responses, closing connection");
-                return;
-            }
+        let reply = Reply {
+            outcome,
+            api_key,
+            started,
+            _admitted,
+            written,
+        };
+        if replies.send(reply).await.is_err() || close {
+            return;
         }
     }
 }

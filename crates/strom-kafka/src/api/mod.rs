@@ -109,6 +109,31 @@ pub enum Outcome {
     NoResponse,
     /// Close the connection (the reason was logged).
     Close,
+    /// The answer is not ready yet: a Produce whose writes are done but not yet durable. The
+    /// connection may read and handle further Produce requests meanwhile, and writes this
+    /// future's outcome in request order.
+    Deferred(Deferred),
+}
+
+/// A response that completes later (see [`Outcome::Deferred`]).
+pub struct Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>);
+
+impl Deferred {
+    /// Wraps the future that produces the outcome.
+    pub fn new(future: impl std::future::Future<Output = Outcome> + Send + 'static) -> Deferred {
+        Deferred(Box::pin(future))
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(self) -> Outcome {
+        self.0.await
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
 }
 
 /// Why a handler could not answer.
