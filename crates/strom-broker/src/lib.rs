@@ -1,9 +1,11 @@
 //! # strom-broker
 //!
-//! The protocol-agnostic broker core: the registry of topics and their partitions, topic
-//! configs with Kafka's names, the durable metadata event log, and the per-partition
-//! high-watermark channels that long-poll fetches wait on. Front ends (Kafka, later Kinesis)
-//! decode requests, call into [`Broker`] and [`Partition`], and map [`Error`] to their own codes.
+//! The protocol-agnostic broker core: the registry of topics and their partitions, topic and
+//! broker configs with Kafka's names, the durable metadata event log (snapshotted), the
+//! per-partition high-watermark channels that long-poll fetches wait on, the group and
+//! transaction coordinators, the Kinesis stream metadata, the log cleaner threads and the
+//! broker-wide commit window. Front ends (Kafka and Kinesis) decode requests, call into
+//! [`Broker`] and [`Partition`], and map [`Error`] to their own codes.
 //!
 //! Storage is delegated to [`strom_log::PartitionLog`], one per partition, opened under
 //! `<data-dir>/<topic>-<partition>/`. Its calls block (file I/O, `fdatasync`), so every method
