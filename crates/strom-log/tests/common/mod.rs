@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use strom_log::{Clock, LogConfig, PartitionLog};
-use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
+
+pub mod crash;
+use strom_record::{BatchBuilder, BatchHeader, DecodeLimits, Record, decode_records};
 
 /// A batch of records with the given timestamps and values `"{tag}-{i}"`.
 pub fn batch(tag: &str, timestamps: &[i64]) -> Vec<u8> {
@@ -23,31 +25,45 @@ pub fn batch(tag: &str, timestamps: &[i64]) -> Vec<u8> {
     BatchBuilder::new().build(&records).unwrap()
 }
 
-/// Every record readable from the log start to the high watermark, as (offset, timestamp, value).
-pub fn read_all(log: &PartitionLog) -> Vec<(i64, i64, Bytes)> {
-    let mut out = Vec::new();
+/// Calls `f` with the header and bytes of every stored batch from the log start up to where
+/// reads stop, reading at most `max_bytes` at a time; returns the offset after the last batch.
+pub fn scan_batches(
+    log: &PartitionLog,
+    max_bytes: usize,
+    mut f: impl FnMut(&BatchHeader, Bytes),
+) -> i64 {
     let mut offset = log.log_start_offset();
-    loop {
-        let read = log.read(offset, 4096).unwrap();
-        let Some(slice) = read.data else { break };
+    while let Some(slice) = log.read(offset, max_bytes).unwrap().data {
         let bytes = slice.read_to_bytes().unwrap();
         assert!(!bytes.is_empty());
         let mut pos = 0;
         while pos < bytes.len() {
             let header = strom_record::check_stored_batch(&bytes[pos..]).unwrap();
             let batch = bytes.slice(pos..pos + header.total_len());
-            for r in decode_records(&batch, DecodeLimits::default())
-                .unwrap()
-                .records
-            {
-                if r.offset >= offset {
-                    out.push((r.offset, r.timestamp, r.value.unwrap()));
-                }
-            }
+            f(&header, batch);
             offset = header.next_offset();
             pos += header.total_len();
         }
     }
+    offset
+}
+
+/// Every record readable from the log start to the high watermark, as (offset, timestamp, value).
+pub fn read_all(log: &PartitionLog) -> Vec<(i64, i64, Bytes)> {
+    let mut out = Vec::new();
+    // Skip records before where the read started (the log start may fall inside a batch).
+    let mut from = log.log_start_offset();
+    scan_batches(log, 4096, |header, batch| {
+        for r in decode_records(&batch, DecodeLimits::default())
+            .unwrap()
+            .records
+        {
+            if r.offset >= from {
+                out.push((r.offset, r.timestamp, r.value.unwrap()));
+            }
+        }
+        from = header.next_offset();
+    });
     out
 }
 
