@@ -14,11 +14,10 @@ use common::crash::{KillRounds, ack, child_spec, field};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strom_log::{CleanupPolicy, FsyncPolicy, LogConfig, PartitionLog, SystemClock, Throttler};
+use strom_log::{FsyncPolicy, LogConfig, PartitionLog, SystemClock};
 use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
 
 const CHILD_ENV: &str = "STROM_CLEAN_CRASH_CHILD";
@@ -26,17 +25,10 @@ const KEYS: u64 = 17;
 
 fn config() -> LogConfig {
     LogConfig {
-        segment_bytes: 4 * 1024,
         index_interval_bytes: 512,
         fsync: FsyncPolicy::Always,
-        retention_ms: None,
-        cleanup: CleanupPolicy {
-            delete: false,
-            compact: true,
-        },
         // Tombstones go on the first clean that sees them superseded nothing later.
-        delete_retention_ms: 0,
-        ..LogConfig::default()
+        ..common::compact_config(4 * 1024, 0)
     }
 }
 
@@ -61,11 +53,8 @@ fn clean_crash_child() {
     let cleaner = {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
-            let throttler = Throttler::unlimited();
-            let cancel = AtomicBool::new(false);
             loop {
-                let now = strom_log::Clock::now_ms(&SystemClock);
-                log.clean(now, &throttler, &cancel).unwrap();
+                common::clean(&log, strom_log::Clock::now_ms(&SystemClock));
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
