@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -30,7 +28,7 @@ use strom_tests::TestBroker;
 use tokio::net::TcpStream;
 
 use super::client;
-use super::raw::call;
+use super::raw::{call, produce_request};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -480,18 +478,7 @@ async fn produce_raw(
         })
         .collect();
     let batch = BatchBuilder::new().build(&records).unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
+    let req = produce_request(topic, 0, batch);
     let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
     r.responses[0].partition_responses[0].clone()
 }

@@ -2,7 +2,6 @@
 //! integration tests against Strom: each answer is the one Kafka gives.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse,
     RequestHeader, ResponseHeader, TopicName,
@@ -13,7 +12,7 @@ use strom_tests::TestBroker;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::raw::{call, read_frame};
+use super::raw::{call, produce_request, read_frame};
 
 pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
@@ -27,18 +26,7 @@ pub(crate) fn produce_one(topic: &str, partition: i32) -> ProduceRequest {
             Some(Bytes::from("v")),
         )])
         .unwrap();
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ])
+    produce_request(topic, partition, batch)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

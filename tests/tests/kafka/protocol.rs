@@ -6,19 +6,18 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
     DescribeLogDirsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strom_record::{BatchBuilder, Record};
 use strom_tests::TestBroker;
 use tokio::net::TcpStream;
 
-use super::raw::call;
+use super::raw::{call, produce_request};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
@@ -30,18 +29,7 @@ async fn produce(s: &mut TcpStream, topic: &str, timestamps: &[i64]) {
         .map(|&ts| Record::new(ts, None, Some(Bytes::from(ts.to_string()))))
         .collect();
     let batch = BatchBuilder::new().build(&records).unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
+    let req = produce_request(topic, 0, batch).with_acks(1);
     let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
 }
@@ -216,7 +204,7 @@ async fn pipelined_produces_are_answered_in_order_and_seen_by_the_next_request()
     use kafka_protocol::protocol::{Decodable, HeaderVersion};
     use tokio::io::AsyncWriteExt;
 
-    use super::raw::{frame, read_frame};
+    use super::raw::{frame, produce_request, read_frame};
 
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
@@ -234,18 +222,7 @@ async fn pipelined_produces_are_answered_in_order_and_seen_by_the_next_request()
                 Some(Bytes::from(id.to_string())),
             )])
             .unwrap();
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(name("piped"))
-                    .with_partition_data(vec![
-                        PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(Bytes::from(batch))),
-                    ]),
-            ]);
+        let req = produce_request("piped", 0, batch);
         out.extend_from_slice(&frame(ApiKey::Produce, 9, id, &req));
     }
     let latest = ListOffsetsRequest::default()

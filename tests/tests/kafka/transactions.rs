@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
+    ProduceResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -26,7 +25,7 @@ use strom_tests::TestBroker;
 use tokio::net::TcpStream;
 
 use super::client;
-use super::raw::call;
+use super::raw::{call, produce_request};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -465,19 +464,7 @@ async fn produce_txn(s: &mut TcpStream, id: &str, topic: &str, pid: i64, epoch: 
     }
     .build(&[Record::new(1, None, Some(Bytes::from("x")))])
     .unwrap();
-    let req = ProduceRequest::default()
-        .with_transactional_id(Some(txn_id(id)))
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
+    let req = produce_request(topic, 0, batch).with_transactional_id(Some(txn_id(id)));
     let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
     r.responses[0].partition_responses[0].error_code
 }
