@@ -230,6 +230,24 @@ async fn incremental(
     r.responses[0].error_code
 }
 
+/// A legacy AlterConfigs (version `version`) of one config of broker 0; its error code.
+async fn alter_broker(stream: &mut TcpStream, version: i16, key: &str, value: &str) -> i16 {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+    let request = AlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(name("0"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(name(key))
+                    .with_value(Some(name(value))),
+            ]),
+    ]);
+    let r: AlterConfigsResponse = call(stream, ApiKey::AlterConfigs, version, &request).await;
+    r.responses[0].error_code
+}
+
 fn find<'a>(
     r: &'a DescribeConfigsResponse,
     key: &str,
@@ -243,8 +261,6 @@ fn find<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_and_group_config_resources() {
-    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
-    use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
     use strom_broker::BrokerConfig;
 
     let dir = tempfile::tempdir().unwrap();
@@ -290,23 +306,7 @@ async fn broker_and_group_config_resources() {
     );
 
     // Static configs cannot change at runtime: INVALID_REQUEST, as Kafka answers.
-    let r: AlterConfigsResponse = call(
-        &mut s,
-        ApiKey::AlterConfigs,
-        1,
-        &AlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(name("0"))
-                .with_configs(vec![
-                    AlterableConfig::default()
-                        .with_name(name("num.partitions"))
-                        .with_value(Some(name("3"))),
-                ]),
-        ]),
-    )
-    .await;
-    assert_eq!(r.responses[0].error_code, 42);
+    assert_eq!(alter_broker(&mut s, 1, "num.partitions", "3").await, 42);
     assert_eq!(
         incremental(&mut s, 4, "0", &[("log.retention.ms", 0, Some("soon"))]).await,
         42
@@ -347,23 +347,10 @@ async fn broker_and_group_config_resources() {
     );
     let t = describe_raw(&mut s, 2, "t").await;
     assert_eq!(find(&t, "cleanup.policy").value.as_deref(), Some("delete"));
-    let r: AlterConfigsResponse = call(
-        &mut s,
-        ApiKey::AlterConfigs,
-        2,
-        &AlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(4)
-                .with_resource_name(name("0"))
-                .with_configs(vec![
-                    AlterableConfig::default()
-                        .with_name(name("sasl.kerberos.min.time.before.relogin"))
-                        .with_value(Some(name("58000"))),
-                ]),
-        ]),
-    )
-    .await;
-    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(
+        alter_broker(&mut s, 2, "sasl.kerberos.min.time.before.relogin", "58000").await,
+        0
+    );
 
     // The cleaner's I/O throttle changes without a restart; its thread count does not.
     assert_eq!(
