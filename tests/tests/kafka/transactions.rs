@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     ProduceResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -42,19 +42,6 @@ fn txn_producer(bootstrap: &str, transactional_id: &str) -> FutureProducer {
         .expect("transactional producer")
 }
 
-fn isolated_consumer(bootstrap: &str, isolation: &str) -> StreamConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("group.id", "strom-tests-unused")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("fetch.wait.max.ms", "100")
-        .set("log_level", "3")
-        .create()
-        .expect("consumer")
-}
-
 /// Reads every partition of `topic` from the beginning until `idle` passes without a message.
 async fn read_all(
     bootstrap: &str,
@@ -63,7 +50,7 @@ async fn read_all(
     isolation: &str,
     idle: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer = isolated_consumer(bootstrap, isolation);
+    let consumer = client::isolated_consumer(bootstrap, isolation);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
