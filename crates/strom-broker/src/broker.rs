@@ -706,22 +706,8 @@ impl Broker {
                         });
                     }
                     let base = configs.get(k).cloned().unwrap_or_else(|| current(k));
-                    let mut items: Vec<String> = base
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
-                    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        if matches!(op, ConfigOp::Append(..)) {
-                            if !items.iter().any(|i| i == item) {
-                                items.push(item.to_owned());
-                            }
-                        } else {
-                            items.retain(|i| i != item);
-                        }
-                    }
-                    configs.insert(k.clone(), items.join(","));
+                    let append = matches!(op, ConfigOp::Append(..));
+                    configs.insert(k.clone(), config::apply_list_op(&base, v, append));
                 }
             }
         }

@@ -858,22 +858,8 @@ fn apply_change(
             ));
         }
         let base = out.get(&k).cloned().unwrap_or_else(|| effective(&k));
-        let mut items: Vec<String> = base
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if append {
-                if !items.iter().any(|i| i == item) {
-                    items.push(item.to_owned());
-                }
-            } else {
-                items.retain(|i| i != item);
-            }
-        }
-        out.insert(k, items.join(","));
+        let merged = crate::config::apply_list_op(&base, &v, append);
+        out.insert(k, merged);
     }
     Ok(out)
 }

@@ -724,6 +724,27 @@ pub enum FsyncMode {
 }
 
 /// An [`Error::InvalidConfig`] for `key=value`.
+/// A list config's value after an incremental APPEND (`append`) or SUBTRACT of the
+/// comma-separated `items` on `base`: an appended item not yet in the list goes to its end, a
+/// subtracted one is removed; empty items are ignored.
+pub(crate) fn apply_list_op(base: &str, items: &str, append: bool) -> String {
+    let mut list: Vec<&str> = base
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    for item in items.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if append {
+            if !list.contains(&item) {
+                list.push(item);
+            }
+        } else {
+            list.retain(|i| *i != item);
+        }
+    }
+    list.join(",")
+}
+
 pub(crate) fn invalid_config(key: &str, value: &str, reason: impl Into<String>) -> Error {
     invalid(key, value, reason)
 }
