@@ -8,8 +8,11 @@ static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
 mod kafka {
     mod admin;
     mod bad_input;
+    mod bounded;
     mod client;
     mod compaction;
+    mod configs;
+    mod conformance;
     mod consumer_protocol;
     mod disk_faults;
     mod fetch;

@@ -5,6 +5,7 @@
 //! ```text
 //! strom serve --data-dir /tmp/bench &          # or benches/kafka_bench.sh, which does it all
 //! cargo run --release -p strom-bench --bin kafka_bench -- --size 1024 --count 200000 --partitions 6
+//! cargo run --release -p strom-bench --bin kafka_bench -- --partition-cases 1,6,24 --runs 3
 //! ```
 //!
 //! With `--transaction-size N` the producer is transactional: it commits every `N` records
@@ -55,7 +56,7 @@ enum ConsumerKind {
 }
 
 /// Benchmark options.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 struct Args {
     /// Broker address.
     #[arg(long, default_value = "127.0.0.1:9092")]
@@ -66,6 +67,10 @@ struct Args {
     /// Partitions of the topic.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// Partition counts to measure in every run (e.g. `1,6,24`), each on its own topic, in
+    /// alternating order from run to run; overrides `--partitions`. Medians per count at the end.
+    #[arg(long, value_delimiter = ',')]
+    partition_cases: Vec<i32>,
     /// Message value size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
@@ -441,104 +446,136 @@ fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
     })
 }
 
+/// Throughput samples of one partition count over the runs.
+#[derive(Debug, Default)]
+struct Samples {
+    produce_mb: Vec<f64>,
+    consume_mb: Vec<f64>,
+    raw_mb: Vec<f64>,
+}
+
+/// One run of one case: a fresh topic with `args.partitions` partitions, produced and consumed.
+fn run_case(args: &Args, run: usize, samples: &mut Samples) {
+    let use_rdkafka = args.consumer != ConsumerKind::Raw;
+    let use_raw = args.consumer != ConsumerKind::Rdkafka;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let topic = format!("{}-{nonce}-{run}-p{}", args.topic, args.partitions);
+    if let Err(e) = create_topic(args, &topic) {
+        eprintln!("create topic {topic}: {e}");
+        std::process::exit(1);
+    }
+    let p = match produce(args, &topic) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("produce: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut last = Consumed::default();
+    let show = |kind: &str, pass: usize, c: &Consumed| {
+        let cpu = c
+            .broker_cpu_s_per_gb
+            .map_or(String::new(), |s| format!(", broker {s:.2} CPU s/GB"));
+        let wire = if c.wire_mb_per_s > 0.0 {
+            format!(" ({:.1} MB/s of batches)", c.wire_mb_per_s)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "run {run} pass {pass}: {kind} {:.0} msgs/s, {:.1} MB/s{wire}, first message after {:.0} ms{cpu}",
+            c.msgs_per_s, c.mb_per_s, c.startup_ms
+        );
+    };
+    for pass in 0..args.consume_passes {
+        if use_rdkafka {
+            match consume(args, &topic) {
+                Ok(c) => {
+                    show("librdkafka", pass, &c);
+                    last = c;
+                }
+                Err(e) => eprintln!("consume: {e}"),
+            }
+        }
+        if use_raw {
+            match consume_raw(args, &topic) {
+                Ok(c) => {
+                    show("raw fetch", pass, &c);
+                    samples.raw_mb.push(c.mb_per_s);
+                    if !use_rdkafka {
+                        last = c;
+                    }
+                }
+                Err(e) => eprintln!("raw consume: {e}"),
+            }
+        }
+    }
+    let (cm, cmb) = (last.msgs_per_s, last.mb_per_s);
+    if p.errors > 0 {
+        eprintln!("{} delivery errors", p.errors);
+    }
+    samples.produce_mb.push(p.mb_per_s);
+    samples.consume_mb.push(cmb);
+    println!(
+        "| {run} | {} B | {} | {} | {} ms | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
+        args.size,
+        args.partitions,
+        args.acks,
+        args.linger_ms,
+        args.compression,
+        args.transaction_size,
+        p.msgs_per_s,
+        p.mb_per_s,
+        p.p50_ms,
+        p.p99_ms,
+        p.commit_p50_ms,
+        p.commit_p99_ms,
+        cm,
+        cmb
+    );
+}
+
 fn main() {
     let args = Args::parse();
-    let mut produce_mb = Vec::new();
-    let mut consume_mb = Vec::new();
-    let mut raw_mb = Vec::new();
     println!(
         "| run | size | partitions | acks | linger | compression | txn size | produce msgs/s | produce MB/s | p50 ms | p99 ms | commit p50 ms | commit p99 ms | consume msgs/s | consume MB/s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let use_rdkafka = args.consumer != ConsumerKind::Raw;
-    let use_raw = args.consumer != ConsumerKind::Rdkafka;
+    let cases: Vec<i32> = if args.partition_cases.is_empty() {
+        vec![args.partitions]
+    } else {
+        args.partition_cases.clone()
+    };
+    let mut samples: Vec<Samples> = cases.iter().map(|_| Samples::default()).collect();
     for run in 0..args.runs {
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        let topic = format!("{}-{nonce}-{run}", args.topic);
-        if let Err(e) = create_topic(&args, &topic) {
-            eprintln!("create topic {topic}: {e}");
-            std::process::exit(1);
-        }
-        let p = match produce(&args, &topic) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("produce: {e}");
-                std::process::exit(1);
-            }
+        let order: Vec<usize> = if run % 2 == 0 {
+            (0..cases.len()).collect()
+        } else {
+            (0..cases.len()).rev().collect()
         };
-        let mut last = Consumed::default();
-        let show = |kind: &str, pass: usize, c: &Consumed| {
-            let cpu = c
-                .broker_cpu_s_per_gb
-                .map_or(String::new(), |s| format!(", broker {s:.2} CPU s/GB"));
-            let wire = if c.wire_mb_per_s > 0.0 {
-                format!(" ({:.1} MB/s of batches)", c.wire_mb_per_s)
-            } else {
-                String::new()
+        for ci in order {
+            let (Some(&partitions), Some(samples)) = (cases.get(ci), samples.get_mut(ci)) else {
+                continue;
             };
-            eprintln!(
-                "run {run} pass {pass}: {kind} {:.0} msgs/s, {:.1} MB/s{wire}, first message after {:.0} ms{cpu}",
-                c.msgs_per_s, c.mb_per_s, c.startup_ms
-            );
-        };
-        for pass in 0..args.consume_passes {
-            if use_rdkafka {
-                match consume(&args, &topic) {
-                    Ok(c) => {
-                        show("librdkafka", pass, &c);
-                        last = c;
-                    }
-                    Err(e) => eprintln!("consume: {e}"),
-                }
-            }
-            if use_raw {
-                match consume_raw(&args, &topic) {
-                    Ok(c) => {
-                        show("raw fetch", pass, &c);
-                        raw_mb.push(c.mb_per_s);
-                        if !use_rdkafka {
-                            last = c;
-                        }
-                    }
-                    Err(e) => eprintln!("raw consume: {e}"),
-                }
-            }
+            let case = Args {
+                partitions,
+                ..args.clone()
+            };
+            run_case(&case, run, samples);
         }
-        let (cm, cmb) = (last.msgs_per_s, last.mb_per_s);
-        if p.errors > 0 {
-            eprintln!("{} delivery errors", p.errors);
-        }
-        produce_mb.push(p.mb_per_s);
-        consume_mb.push(cmb);
-        println!(
-            "| {run} | {} B | {} | {} | {} ms | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
-            args.size,
-            args.partitions,
-            args.acks,
-            args.linger_ms,
-            args.compression,
-            args.transaction_size,
-            p.msgs_per_s,
-            p.mb_per_s,
-            p.p50_ms,
-            p.p99_ms,
-            p.commit_p50_ms,
-            p.commit_p99_ms,
-            cm,
-            cmb
-        );
     }
-    println!(
-        "\nmedian produce {:.1} MB/s, median consume {:.1} MB/s",
-        median(&mut produce_mb),
-        median(&mut consume_mb)
-    );
-    if use_raw {
+    for (partitions, samples) in cases.iter().zip(samples.iter_mut()) {
         println!(
-            "median raw fetch {:.1} MB/s of payload (every pass)",
-            median(&mut raw_mb)
+            "\n{partitions} partitions: median produce {:.1} MB/s, median consume {:.1} MB/s",
+            median(&mut samples.produce_mb),
+            median(&mut samples.consume_mb)
         );
+        if args.consumer != ConsumerKind::Rdkafka {
+            println!(
+                "{partitions} partitions: median raw fetch {:.1} MB/s of payload (every pass)",
+                median(&mut samples.raw_mb)
+            );
+        }
     }
 }

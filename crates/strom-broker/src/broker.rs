@@ -87,6 +87,11 @@ pub struct Broker {
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
     pub(crate) txns: crate::txn::TxnCoordinator,
+    /// The commit window every partition's `Always` appends share.
+    durability: crate::durability::Durability,
+    /// Dynamic broker and group configs, and the static broker values (see
+    /// [`crate::broker_config`]).
+    pub(crate) dynamic: crate::broker_config::DynamicConfigs,
     pub(crate) cleaner: crate::cleaner::LogCleaner,
 }
 
@@ -122,6 +127,7 @@ impl Broker {
         let mut producer_ids_until = 0i64;
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
         let mut streams = BTreeMap::new();
+        let dynamic = crate::broker_config::DynamicConfigs::default();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -154,6 +160,9 @@ impl Broker {
                     topics.remove(&id);
                     streams.remove(&id);
                 }
+                MetadataEvent::DynamicConfigsSet { resource, configs } => {
+                    dynamic.set(&resource, configs);
+                }
                 MetadataEvent::StreamMetaSet { id, stream } => {
                     streams.insert(id, stream);
                 }
@@ -174,9 +183,11 @@ impl Broker {
             }
         };
 
+        let durability = crate::durability::Durability::new();
         let mut registry = Registry::default();
+        let topic_defaults = merged_topic_defaults(&config.topic_defaults, &dynamic);
         for (id, t) in topics {
-            let settings = TopicSettings::resolve(&config.topic_defaults, &t.configs)?;
+            let settings = TopicSettings::resolve(&topic_defaults, &t.configs)?;
             let mut partitions = Vec::new();
             for index in 0..t.partitions {
                 let dir = partition_dir(&config.data_dir, &t.name, index);
@@ -186,6 +197,7 @@ impl Broker {
                     dir,
                     settings.log_config(),
                     Arc::clone(&clock),
+                    &durability,
                 )?));
             }
             registry.by_id.insert(id, t.name.clone());
@@ -214,6 +226,10 @@ impl Broker {
                 .join(crate::group::offsets::CHECKPOINT_FILE),
             clock.now_ms(),
         )?;
+        for (group, configs) in dynamic.groups() {
+            groups.set_group_timeouts(&group, &configs);
+        }
+        register_statics(&config, &dynamic);
         let txns = crate::txn::TxnCoordinator::open(
             registry
                 .by_name
@@ -240,9 +256,12 @@ impl Broker {
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
+            durability,
+            dynamic,
             cleaner,
         };
         // Transactions a crash left prepared are completed before anyone reads.
+        broker.apply_dynamic_broker_configs();
         let completed = broker.tick_transactions_blocking();
         if completed > 0 {
             tracing::info!(completed, "completed transactions left prepared");
@@ -454,7 +473,7 @@ impl Broker {
             Some(factor) => return Err(Error::InvalidReplicationFactor { factor }),
         }
         config::validate(&req.configs)?;
-        let settings = TopicSettings::resolve(&self.config.topic_defaults, &req.configs)?;
+        let settings = TopicSettings::resolve(&self.topic_defaults(), &req.configs)?;
 
         let mut meta = self.admin();
         if self.registry().by_name.contains_key(&req.name) {
@@ -479,6 +498,7 @@ impl Broker {
                 dir,
                 settings.log_config(),
                 Arc::clone(&self.clock),
+                &self.durability,
             ) {
                 Ok(p) => opened.push(Arc::new(p)),
                 Err(e) => {
@@ -590,6 +610,7 @@ impl Broker {
                 dir,
                 topic.settings.log_config(),
                 Arc::clone(&self.clock),
+                &self.durability,
             )?));
         }
         meta.append(&MetadataEvent::PartitionsCreated {
@@ -616,8 +637,10 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<()> {
+        // A missing topic is reported before any config error, as Kafka does.
+        self.topic(name)?;
         config::validate(&configs)?;
-        let settings = TopicSettings::resolve(&self.config.topic_defaults, &configs)?;
+        let settings = TopicSettings::resolve(&self.topic_defaults(), &configs)?;
         let mut meta = self.admin();
         let topic = self.topic(name)?;
         if validate_only {
@@ -649,7 +672,7 @@ impl Broker {
     ) -> Result<()> {
         let topic = self.topic(name)?;
         let mut configs = topic.overrides.clone();
-        let defaults = config::describe(&self.config.topic_defaults, &configs);
+        let defaults = config::describe(&self.topic_defaults(), &configs);
         let current = |key: &str| {
             defaults
                 .iter()
@@ -683,22 +706,8 @@ impl Broker {
                         });
                     }
                     let base = configs.get(k).cloned().unwrap_or_else(|| current(k));
-                    let mut items: Vec<String> = base
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
-                    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        if matches!(op, ConfigOp::Append(..)) {
-                            if !items.iter().any(|i| i == item) {
-                                items.push(item.to_owned());
-                            }
-                        } else {
-                            items.retain(|i| i != item);
-                        }
-                    }
-                    configs.insert(k.clone(), items.join(","));
+                    let append = matches!(op, ConfigOp::Append(..));
+                    configs.insert(k.clone(), config::apply_list_op(&base, v, append));
                 }
             }
         }
@@ -708,8 +717,9 @@ impl Broker {
     /// The effective configuration of a topic.
     pub fn describe_topic_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
         let topic = self.topic(name)?;
-        Ok(config::describe(
+        Ok(config::describe_layers(
             &self.config.topic_defaults,
+            &self.dynamic.topic_defaults(),
             &topic.overrides,
         ))
     }
@@ -743,7 +753,12 @@ impl Broker {
         (0..ids.next).contains(&id) || (0..ids.reserved_until).contains(&id)
     }
 
-    fn replace_topic(&self, topic: Topic) {
+    /// Topic defaults: the server config's, with the dynamic broker-level ones over them.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        merged_topic_defaults(&self.config.topic_defaults, &self.dynamic)
+    }
+
+    pub(crate) fn replace_topic(&self, topic: Topic) {
         let mut reg = self.registry_mut();
         reg.by_name.insert(topic.name.clone(), Arc::new(topic));
     }
@@ -788,6 +803,77 @@ impl Broker {
         }
         tracing::info!("broker closed");
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The server config's topic defaults with the dynamic broker-level ones over them.
+fn merged_topic_defaults(
+    statics: &BTreeMap<String, String>,
+    dynamic: &crate::broker_config::DynamicConfigs,
+) -> BTreeMap<String, String> {
+    let mut out = statics.clone();
+    out.extend(dynamic.topic_defaults());
+    out
+}
+
+/// Records the broker's static settings under Kafka's names, for DescribeConfigs.
+fn register_statics(config: &BrokerConfig, dynamic: &crate::broker_config::DynamicConfigs) {
+    let g = &config.group;
+    let c = &g.consumer;
+    let cleaner = &config.cleaner;
+    for (name, value) in [
+        ("log.cleaner.enable", cleaner.enable.to_string()),
+        ("log.cleaner.threads", cleaner.threads.to_string()),
+        (
+            "log.cleaner.backoff.ms",
+            cleaner.backoff.as_millis().to_string(),
+        ),
+        (
+            "log.cleaner.io.max.bytes.per.second",
+            cleaner
+                .io_max_bytes_per_second
+                .map_or_else(|| "1.7976931348623157E308".to_owned(), |r| r.to_string()),
+        ),
+        (
+            "offsets.retention.minutes",
+            (g.offsets_retention_ms / 60_000).to_string(),
+        ),
+        ("node.id", config.node_id.to_string()),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+        ),
+        ("num.partitions", config.num_partitions.to_string()),
+        (
+            "log.retention.check.interval.ms",
+            config.retention_check_interval.as_millis().to_string(),
+        ),
+        (
+            "group.min.session.timeout.ms",
+            g.min_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            g.max_session_timeout_ms.to_string(),
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            g.initial_rebalance_delay_ms.to_string(),
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms",
+            c.heartbeat_interval_ms.to_string(),
+        ),
+        (
+            "group.consumer.session.timeout.ms",
+            c.session_timeout_ms.to_string(),
+        ),
+        (
+            "group.consumer.max.size",
+            i32::try_from(c.max_size).unwrap_or(i32::MAX).to_string(),
+        ),
+    ] {
+        dynamic.set_static(name, value);
     }
 }
 

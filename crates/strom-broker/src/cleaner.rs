@@ -176,7 +176,16 @@ impl LogCleaner {
     }
 
     pub(crate) fn config(&self) -> CleanerConfig {
-        self.config
+        CleanerConfig {
+            io_max_bytes_per_second: self.throttler.bytes_per_sec(),
+            ..self.config
+        }
+    }
+
+    /// Changes `log.cleaner.io.max.bytes.per.second` at runtime (a dynamic broker config);
+    /// `None` is unlimited.
+    pub(crate) fn set_io_max_bytes_per_second(&self, rate: Option<u64>) {
+        self.throttler.set_bytes_per_sec(rate);
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {

@@ -38,6 +38,8 @@ pub(crate) struct HealingLog {
     recovering: AtomicBool,
     closed: AtomicBool,
     recoveries: AtomicU64,
+    /// The broker's commit window every instance of the log joins (a reopened one too).
+    durability: crate::durability::Durability,
 }
 
 impl HealingLog {
@@ -46,8 +48,10 @@ impl HealingLog {
         dir: PathBuf,
         config: LogConfig,
         clock: Arc<dyn Clock>,
+        durability: crate::durability::Durability,
     ) -> strom_log::Result<Arc<HealingLog>> {
         let log = PartitionLog::open(&dir, config, Arc::clone(&clock))?;
+        durability.enroll(&log);
         let (high_watermark, _) = watch::channel(log.high_watermark());
         Ok(Arc::new(HealingLog {
             dir,
@@ -57,6 +61,7 @@ impl HealingLog {
             recovering: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             recoveries: AtomicU64::new(0),
+            durability,
         }))
     }
 
@@ -140,6 +145,7 @@ impl HealingLog {
             // Read each time: a config change made meanwhile went to the old log.
             match PartitionLog::open(&self.dir, old.config(), Arc::clone(&self.clock)) {
                 Ok(log) => {
+                    self.durability.enroll(&log);
                     let log = Arc::new(log);
                     {
                         let mut current =

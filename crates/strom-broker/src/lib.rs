@@ -1,9 +1,11 @@
 //! # strom-broker
 //!
-//! The protocol-agnostic broker core: the registry of topics and their partitions, topic
-//! configs with Kafka's names, the durable metadata event log, and the per-partition
-//! high-watermark channels that long-poll fetches wait on. Front ends (Kafka, later Kinesis)
-//! decode requests, call into [`Broker`] and [`Partition`], and map [`Error`] to their own codes.
+//! The protocol-agnostic broker core: the registry of topics and their partitions, topic and
+//! broker configs with Kafka's names, the durable metadata event log (snapshotted), the
+//! per-partition high-watermark channels that long-poll fetches wait on, the group and
+//! transaction coordinators, the Kinesis stream metadata, the log cleaner threads and the
+//! broker-wide commit window. Front ends (Kafka and Kinesis) decode requests, call into
+//! [`Broker`] and [`Partition`], and map [`Error`] to their own codes.
 //!
 //! Storage is delegated to [`strom_log::PartitionLog`], one per partition, opened under
 //! `<data-dir>/<topic>-<partition>/`. Its calls block (file I/O, `fdatasync`), so every method
@@ -12,8 +14,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod broker;
+pub mod broker_config;
 pub mod cleaner;
 pub mod config;
+pub mod durability;
 mod error;
 pub mod group;
 mod healing;
@@ -27,10 +31,10 @@ pub mod txn;
 pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
 pub use error::{Error, RecordRejection, Result};
 pub use internal::internal_topic_damaged_batches;
-pub use partition::{LEADER_EPOCH, Partition, ReadOutcome};
+pub use partition::{LEADER_EPOCH, Partition, PendingPartitionAppend, ReadOutcome};
 pub use topic::{
     ConfigOp, CreateTopic, MAX_TOPIC_NAME_LEN, Topic, TopicSummary, validate_topic_name,
 };
 
 /// Re-exported storage types that appear in this crate's API.
-pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, SystemClock};
+pub use strom_log::{AppendInfo, Clock, FsyncPolicy, ManualClock, PendingAppend, SystemClock};

@@ -106,6 +106,14 @@ pub enum MetadataEvent {
         /// First producer id not yet reserved.
         until: i64,
     },
+    /// The dynamic configs of the broker, the cluster default or a group were replaced (see
+    /// [`crate::broker_config`]).
+    DynamicConfigsSet {
+        /// Whose configs.
+        resource: crate::broker_config::DynamicResource,
+        /// The complete new set.
+        configs: BTreeMap<String, String>,
+    },
     /// A topic's Kinesis stream metadata was replaced (see [`crate::stream`]).
     StreamMetaSet {
         /// Topic id.
@@ -136,6 +144,8 @@ pub(crate) struct MetadataState {
     producer_ids_until: Option<i64>,
     topics: BTreeMap<Uuid, LiveTopic>,
     streams: BTreeMap<Uuid, StreamMeta>,
+    /// Non-empty dynamic config layers (broker, cluster default, groups).
+    dynamic: BTreeMap<crate::broker_config::DynamicResource, BTreeMap<String, String>>,
 }
 
 impl MetadataState {
@@ -180,6 +190,13 @@ impl MetadataState {
             MetadataEvent::StreamMetaSet { id, stream } => {
                 self.streams.insert(*id, stream.clone());
             }
+            MetadataEvent::DynamicConfigsSet { resource, configs } => {
+                if configs.is_empty() {
+                    self.dynamic.remove(resource);
+                } else {
+                    self.dynamic.insert(resource.clone(), configs.clone());
+                }
+            }
             MetadataEvent::LogStarted { .. } => {}
         }
     }
@@ -209,6 +226,12 @@ impl MetadataState {
                 stream: stream.clone(),
             });
         }
+        for (resource, configs) in &self.dynamic {
+            out.push(MetadataEvent::DynamicConfigsSet {
+                resource: resource.clone(),
+                configs: configs.clone(),
+            });
+        }
         out
     }
 
@@ -218,6 +241,7 @@ impl MetadataState {
             + usize::from(self.producer_ids_until.is_some())
             + self.topics.len()
             + self.streams.len()
+            + self.dynamic.len()
     }
 }
 
@@ -803,7 +827,7 @@ mod tests {
                 ids[rng.below(ids.len() as u64) as usize]
             }
         };
-        match rng.below(8) {
+        match rng.below(9) {
             0 | 1 => {
                 let id = Uuid::new_v4();
                 ids.push(id);
@@ -830,6 +854,21 @@ mod tests {
                 id: pick(rng, ids),
                 stream: StreamMeta::derived(1 + rng.below(3) as i32, None),
             },
+            7 => {
+                use crate::broker_config::DynamicResource;
+                let resource = match rng.below(3) {
+                    0 => DynamicResource::Broker,
+                    1 => DynamicResource::ClusterDefault,
+                    _ => DynamicResource::Group {
+                        group: format!("g{}", rng.below(3)),
+                    },
+                };
+                // Empty sets too: they clear the layer.
+                let configs = (0..rng.below(3))
+                    .map(|i| (format!("k{i}"), rng.below(99).to_string()))
+                    .collect();
+                MetadataEvent::DynamicConfigsSet { resource, configs }
+            }
             _ => MetadataEvent::ClusterInitialized {
                 cluster_id: format!("c{}", rng.below(3)),
             },

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use strom_log::{AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, ProducerInfo};
+use strom_log::{
+    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PendingAppend, ProducerInfo,
+};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
@@ -70,6 +72,14 @@ fn outcome(
     })
 }
 
+/// A write made by [`Partition::append_deferred_blocking`], waiting to be made durable by
+/// [`Partition::await_durable_blocking`] on the same log instance.
+#[derive(Debug)]
+pub struct PendingPartitionAppend {
+    log: Arc<strom_log::PartitionLog>,
+    pending: PendingAppend,
+}
+
 impl Partition {
     /// Opens (creating or recovering) the partition's log. BLOCKING.
     pub(crate) fn open(
@@ -78,8 +88,9 @@ impl Partition {
         dir: PathBuf,
         config: LogConfig,
         clock: Arc<dyn Clock>,
+        durability: &crate::durability::Durability,
     ) -> Result<Partition> {
-        let log = HealingLog::open(dir.clone(), config, clock)?;
+        let log = HealingLog::open(dir.clone(), config, clock, durability.clone())?;
         Ok(Partition {
             topic: topic.to_owned(),
             index,
@@ -163,6 +174,43 @@ impl Partition {
                 indexes,
                 reason: crate::RecordRejection::MissingKeyOnCompactedTopic,
             })
+        }
+    }
+
+    /// [deferred-durability] The first half of [`append_blocking`](Self::append_blocking):
+    /// validates (including the keyless-record refusal of compacted topics) and writes,
+    /// returning before the write is durable (under `always`, before it is visible).
+    /// Acknowledge only after [`await_durable_blocking`](Self::await_durable_blocking). Writes
+    /// are ordered by the calls to this. BLOCKING.
+    pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingPartitionAppend> {
+        self.check_open()?;
+        let log = self.log.get();
+        let config = log.config();
+        if config.cleanup.compact {
+            self.check_keys(batches, config.max_message_bytes)?;
+        }
+        let result = log.append_deferred(batches, LEADER_EPOCH);
+        // Under `interval`/`never` the watermark moved with the write.
+        self.publish();
+        let pending = self.checked(result)?;
+        Ok(PendingPartitionAppend { log, pending })
+    }
+
+    /// The second half of [`append_blocking`](Self::append_blocking): returns once `pending`
+    /// is as durable as the partition's fsync policy promises. Waits on the log instance the
+    /// first half wrote to: if healing replaced it meanwhile, this fails with a storage error
+    /// (the write is not acknowledged). BLOCKING.
+    pub fn await_durable_blocking(&self, pending: PendingPartitionAppend) -> Result<AppendInfo> {
+        let PendingPartitionAppend { log, pending } = pending;
+        let result = log.await_durable(pending);
+        // Publish even on error, as `append_blocking` does.
+        self.publish();
+        match result {
+            Err(strom_log::Error::Closed) if !self.closed.load(Ordering::Acquire) => {
+                // The partition is open: its log was swapped by healing under this append.
+                Err(Error::Log(strom_log::Error::Poisoned))
+            }
+            other => self.checked(other),
         }
     }
 

@@ -2,6 +2,7 @@
 //! gets a storage error, other partitions keep serving, and the broker reopens (recovers) the
 //! partition in the background so writes resume without a restart.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,14 +11,60 @@ use strom_broker::{Broker, BrokerConfig, CreateTopic, Error, partition_dir};
 use strom_log::fault::{self, FailNth, FaultError, FileKind, FileOp};
 use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
 
-fn batch(value: &str) -> Vec<u8> {
-    let now = std::time::SystemTime::now()
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as i64;
+        .as_millis() as i64
+}
+
+/// A broker on `dir` with topic `t` of `partitions` partitions.
+fn broker_with_topic(dir: &Path, partitions: i32) -> Broker {
+    let broker = Broker::open(BrokerConfig::new(dir)).unwrap();
+    broker
+        .create_topic_blocking(CreateTopic {
+            name: "t".into(),
+            partitions: Some(partitions),
+            ..CreateTopic::default()
+        })
+        .unwrap();
+    broker
+}
+
+/// A fault plan failing the next `op` on a segment of `topic`'s partition 0 with EIO.
+fn fail_next(dir: &Path, topic: &str, op: FileOp) -> Arc<FailNth> {
+    Arc::new(FailNth::new(
+        &partition_dir(dir, topic, 0),
+        FileKind::Segment,
+        op,
+        1,
+        FaultError::Io,
+    ))
+}
+
+/// Waits (at most 20 s) until `p` has been recovered at least `count` times and is not
+/// recovering.
+fn wait_recovered(p: &strom_broker::Partition, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.recoveries() < count || p.is_recovering() {
+        assert!(Instant::now() < deadline, "recovery {count} never happened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The values read back, without the unacknowledged `lost` ones.
+fn acked<'a>(values: &'a [String], lost: &str) -> Vec<&'a str> {
+    values
+        .iter()
+        .map(String::as_str)
+        .filter(|v| *v != lost)
+        .collect()
+}
+
+fn batch(value: &str) -> Vec<u8> {
     BatchBuilder::new()
         .build(&[Record::new(
-            now,
+            now_ms(),
             None,
             Some(Bytes::copy_from_slice(value.as_bytes())),
         )])
@@ -49,27 +96,14 @@ fn values(broker: &Broker, partition: i32) -> Vec<String> {
 #[test]
 fn a_failed_fdatasync_is_recovered_in_the_background_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
-    broker
-        .create_topic_blocking(CreateTopic {
-            name: "t".into(),
-            partitions: Some(2),
-            ..CreateTopic::default()
-        })
-        .unwrap();
+    let broker = broker_with_topic(dir.path(), 2);
     let p0 = broker.partition("t", 0).unwrap();
     let p1 = broker.partition("t", 1).unwrap();
     p0.append_blocking(&mut batch("a")).unwrap();
     p1.append_blocking(&mut batch("x")).unwrap();
 
     // The next fdatasync of partition 0's segment fails with EIO.
-    let plan = Arc::new(FailNth::new(
-        &partition_dir(dir.path(), "t", 0),
-        FileKind::Segment,
-        FileOp::Sync,
-        1,
-        FaultError::Io,
-    ));
+    let plan = fail_next(dir.path(), "t", FileOp::Sync);
     let guard = fault::install(plan.clone());
     let err = p0.append_blocking(&mut batch("lost")).unwrap_err();
     assert!(
@@ -102,12 +136,7 @@ fn a_failed_fdatasync_is_recovered_in_the_background_without_a_restart() {
     // "lost" was never acknowledged: recovery may keep it (it reached the page cache intact)
     // or not; everything acknowledged is there, in order.
     let got = values(&broker, 0);
-    let acked: Vec<&str> = got
-        .iter()
-        .map(String::as_str)
-        .filter(|v| *v != "lost")
-        .collect();
-    assert_eq!(acked, ["a", "b"]);
+    assert_eq!(acked(&got, "lost"), ["a", "b"]);
     broker.shutdown_blocking().unwrap();
 
     // And it all survives a restart.
@@ -135,14 +164,7 @@ fn append_until_ok(p: &strom_broker::Partition, value: &str) -> Vec<Error> {
 #[test]
 fn a_disk_that_keeps_failing_is_recovered_from_each_time_and_a_full_disk_needs_no_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
-    broker
-        .create_topic_blocking(CreateTopic {
-            name: "t".into(),
-            partitions: Some(2),
-            ..CreateTopic::default()
-        })
-        .unwrap();
+    let broker = broker_with_topic(dir.path(), 2);
     let p0 = broker.partition("t", 0).unwrap();
     let p1 = broker.partition("t", 1).unwrap();
     p0.append_blocking(&mut batch("a")).unwrap();
@@ -165,11 +187,7 @@ fn a_disk_that_keeps_failing_is_recovered_from_each_time_and_a_full_disk_needs_n
         );
         p1.append_blocking(&mut batch(&format!("x{round}")))
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while p0.recoveries() < round || p0.is_recovering() {
-            assert!(Instant::now() < deadline, "round {round} never recovered");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_recovered(&p0, round);
     }
     plan.heal();
     drop(guard);
@@ -203,12 +221,7 @@ fn a_disk_that_keeps_failing_is_recovered_from_each_time_and_a_full_disk_needs_n
     assert_eq!(p0.recoveries(), recoveries);
 
     let got = values(&broker, 0);
-    let acked: Vec<&str> = got
-        .iter()
-        .map(String::as_str)
-        .filter(|v| *v != "lost")
-        .collect();
-    assert_eq!(acked, ["a", "b", "c"]);
+    assert_eq!(acked(&got, "lost"), ["a", "b", "c"]);
     assert!(!got.iter().any(|v| v == "refused"));
     assert_eq!(values(&broker, 1), ["x1", "x2", "x3"]);
 }
@@ -235,19 +248,13 @@ fn a_clean_whose_swap_fails_heals_and_the_next_pass_cleans_the_healed_log() {
         })
         .unwrap();
     let p = broker.partition("c", 0).unwrap();
-    let now = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    };
     let mut latest = std::collections::BTreeMap::new();
     for i in 0..120 {
         let key = format!("k{}", i % 5);
         let value = format!("v{i}");
         let mut b = BatchBuilder::new()
             .build(&[Record::new(
-                now(),
+                now_ms(),
                 Some(Bytes::from(key.clone())),
                 Some(Bytes::from(value.clone())),
             )])
@@ -283,27 +290,17 @@ fn a_clean_whose_swap_fails_heals_and_the_next_pass_cleans_the_healed_log() {
 
     let throttler = strom_log::Throttler::unlimited();
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let plan = Arc::new(FailNth::new(
-        &partition_dir(dir.path(), "c", 0),
-        FileKind::Segment,
-        FileOp::Rename,
-        1,
-        FaultError::Io,
-    ));
+    let plan = fail_next(dir.path(), "c", FileOp::Rename);
     let guard = fault::install(plan.clone());
-    let err = p.clean_blocking(now(), &throttler, &cancel).unwrap_err();
+    let err = p.clean_blocking(now_ms(), &throttler, &cancel).unwrap_err();
     assert_eq!(plan.fired(), 1, "the swap's rename failed: {err}");
     // The partition heals in the background.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while p.recoveries() < 1 || p.is_recovering() {
-        assert!(Instant::now() < deadline, "the partition never recovered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_recovered(&p, 1);
     drop(guard);
     assert_eq!(read(&p).0, latest, "nothing lost by the failed swap");
 
     // The next pass cleans the healed log.
-    let stats = p.clean_blocking(now(), &throttler, &cancel).unwrap();
+    let stats = p.clean_blocking(now_ms(), &throttler, &cancel).unwrap();
     assert!(stats.segments_cleaned > 0, "{stats:?}");
     let (after, remaining) = read(&p);
     assert_eq!(after, latest);
@@ -317,4 +314,46 @@ fn a_clean_whose_swap_fails_heals_and_the_next_pass_cleans_the_healed_log() {
     let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
     let p = broker.partition("c", 0).unwrap();
     assert_eq!(read(&p).0, latest);
+}
+
+/// Deferred appends (write now, wait for durability later, as a Kafka connection pipelining
+/// Produce requests does): a failed `fdatasync` in the broker's commit window fails the first
+/// waiter; a second write made before it, whose log healing replaced meanwhile, fails with
+/// the storage error at once instead of waiting, and the healed partition takes new writes.
+#[test]
+fn a_deferred_append_whose_log_was_healed_meanwhile_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with_topic(dir.path(), 1);
+    let p = broker.partition("t", 0).unwrap();
+    p.append_blocking(&mut batch("a")).unwrap();
+    let first = p.append_deferred_blocking(&mut batch("b")).unwrap();
+    let second = p.append_deferred_blocking(&mut batch("c")).unwrap();
+    let plan = fail_next(dir.path(), "t", FileOp::Sync);
+    let guard = fault::install(plan.clone());
+    let err = p.await_durable_blocking(first).unwrap_err();
+    assert!(
+        matches!(err, Error::Log(strom_log::Error::Io { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        plan.fired(),
+        1,
+        "the commit window's sync went through the seam"
+    );
+    drop(guard);
+    wait_recovered(&p, 1);
+    let started = Instant::now();
+    let err = p.await_durable_blocking(second).unwrap_err();
+    assert!(
+        matches!(err, Error::Log(strom_log::Error::Poisoned)),
+        "a storage error: {err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let info = p.append_blocking(&mut batch("d")).unwrap();
+    assert_eq!(values(&broker, 0).last().map(String::as_str), Some("d"));
+    assert_eq!(p.high_watermark(), info.last_offset + 1);
+    // "b" and "c" were never acknowledged; recovery keeps them if intact on disk (it may),
+    // and everything acknowledged is there.
+    let kept = values(&broker, 0);
+    assert_eq!(kept.first().map(String::as_str), Some("a"));
 }

@@ -1,12 +1,30 @@
-//! One client connection: read a frame, handle it, write the response, in order.
+//! One client connection: read a frame, handle it, write the response, in order; and the
+//! connection limits (`max.connections`, `max.connections.per.ip`) checked at accept.
+//!
+//! Responses are written by a writer task, in request order. A Produce with acks returns
+//! [`Outcome::Deferred`] once its writes are done: the reader goes on to the next request
+//! while the writer task waits for the first one's durability, so a producer with several
+//! requests in flight has several in the broker's commit windows instead of one sync round
+//! per request. Any other request first waits until every deferred response before it is
+//! written, so it observes what a strictly one-at-a-time connection would.
+//!
+//! A response must leave within `connections.max.idle.ms` too (counted from when it is ready,
+//! not while a deferred answer waits for durability): a client that stops reading would
+//! otherwise hold the request-memory permits of its request (and of a Fetch response)
+//! forever. Those permits travel with the queued response and are released once it is
+//! written (or dropped with the connection).
 
+use std::collections::HashMap;
 use std::io::IoSlice;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::Context;
 use crate::api::{self, Outcome};
@@ -15,6 +33,22 @@ use crate::frame;
 /// Initial buffer for a frame body; grows as bytes really arrive, so a large size prefix alone
 /// does not allocate.
 const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
+
+/// Responses queued for the writer task at most (deferred Produce answers in flight on one
+/// connection); the reader waits for room beyond it. Request memory is bounded separately by
+/// the admission permits each queued response holds.
+const MAX_QUEUED_RESPONSES: usize = 32;
+
+/// One response on its way to the socket.
+struct Reply {
+    outcome: Outcome,
+    api_key: kafka_protocol::messages::ApiKey,
+    started: std::time::Instant,
+    /// Released once the response is written.
+    _admitted: OwnedSemaphorePermit,
+    /// Signalled once written (for deferred responses, which later requests may wait on).
+    written: Option<oneshot::Sender<()>>,
+}
 
 pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
     if let Err(e) = stream.set_nodelay(true) {
@@ -26,14 +60,93 @@ pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Cont
     context.metrics.connection_closed();
 }
 
-async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) {
-    let (reader, mut writer) = stream.into_split();
-    let mut reader = BufReader::new(reader);
+async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Arc<Context>) {
+    let (reader, writer) = stream.into_split();
+    let (replies, queue) = mpsc::channel(MAX_QUEUED_RESPONSES);
+    let writer_task = tokio::spawn(write_replies(writer, queue, peer, Arc::clone(context)));
+    read_requests(reader, &replies, peer, context).await;
+    // The writer task drains what was queued (deferred answers included), then ends.
+    drop(replies);
+    let _ = writer_task.await;
+}
+
+/// Writes queued responses in order; ends when the queue closes, a write fails, or a response
+/// says to close the connection.
+async fn write_replies(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Reply>,
+    peer: SocketAddr,
+    context: Arc<Context>,
+) {
     // No write buffer: every response is written whole and at once (see below), so a buffer
     // would only add a copy.
+    while let Some(reply) = queue.recv().await {
+        let outcome = match reply.outcome {
+            Outcome::Deferred(deferred) => deferred.outcome().await,
+            outcome => outcome,
+        };
+        context
+            .metrics
+            .request(reply.api_key, reply.started.elapsed());
+        let out = &mut writer;
+        // Owns the outcome: its memory permits (`RespondVectored`'s) are released once it is
+        // written, or dropped on failure or timeout.
+        let write = async move {
+            match outcome {
+                Outcome::Respond(bytes) => out.write_all(&bytes).await.map(|()| true),
+                Outcome::RespondVectored(parts, held) => {
+                    let written = write_all_vectored(out, &parts).await.map(|()| true);
+                    drop(held);
+                    written
+                }
+                Outcome::NoResponse => Ok(true),
+                // A deferred answer never defers again; treat one that does as a handler bug.
+                Outcome::Close | Outcome::Deferred(_) => Ok(false),
+            }
+        };
+        // Every response leaves at once, unbuffered. Holding it back while a pipelined request
+        // is handled would delay it by that request's time: a long-poll Fetch behind a Produce
+        // would hold the Produce answer for up to `max_wait_ms`.
+        match tokio::time::timeout(context.idle_timeout, write).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                context.metrics.closed_on_error();
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "client does not read its responses, closing connection");
+                return;
+            }
+        }
+        if let Some(done) = reply.written {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Reads and handles requests until the client goes away, the connection must close, or the
+/// writer task stopped.
+async fn read_requests(
+    reader: tokio::net::tcp::OwnedReadHalf,
+    replies: &mpsc::Sender<Reply>,
+    peer: SocketAddr,
+    context: &Context,
+) {
+    let mut reader = BufReader::new(reader);
+    // Written signal of the last deferred response queued, if not yet observed.
+    let mut last_deferred: Option<oneshot::Receiver<()>> = None;
     loop {
         let mut prefix = [0u8; 4];
-        match tokio::time::timeout(context.idle_timeout, reader.read_exact(&mut prefix)).await {
+        let read = tokio::select! {
+            read = tokio::time::timeout(context.idle_timeout, reader.read_exact(&mut prefix)) => read,
+            // The writer task ended (write failed or close): stop reading.
+            () = replies.closed() => return,
+        };
+        match read {
             Ok(Ok(_)) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 tracing::debug!(%peer, "connection closed by client");
@@ -99,22 +212,31 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Context) 
         request.peer = Some(peer);
         let started = std::time::Instant::now();
         let api_key = request.api_key;
-        let outcome = api::handle(context, request).await;
-        context.metrics.request(api_key, started.elapsed());
-        let written = match &outcome {
-            Outcome::Respond(bytes) => writer.write_all(bytes).await,
-            Outcome::RespondVectored(parts) => write_all_vectored(&mut writer, parts).await,
-            Outcome::NoResponse => continue,
-            Outcome::Close => {
-                context.metrics.closed_on_error();
+        if api_key != kafka_protocol::messages::ApiKey::Produce
+            && let Some(done) = last_deferred.take()
+        {
+            // Not a Produce: handle it only once every answer before it is on the wire.
+            if done.await.is_err() {
                 return;
             }
+        }
+        let outcome = api::handle(context, request).await;
+        let close = matches!(outcome, Outcome::Close);
+        let written = if matches!(outcome, Outcome::Deferred(_)) {
+            let (tx, rx) = oneshot::channel();
+            last_deferred = Some(rx);
+            Some(tx)
+        } else {
+            None
         };
-        // Every response leaves at once, unbuffered. Holding it back while a pipelined request
-        // is handled would delay it by that request's time: a long-poll Fetch behind a Produce
-        // would hold the Produce answer for up to `max_wait_ms`.
-        if let Err(e) = written {
-            tracing::debug!(%peer, error = %e, "write failed");
+        let reply = Reply {
+            outcome,
+            api_key,
+            started,
+            _admitted,
+            written,
+        };
+        if replies.send(reply).await.is_err() || close {
             return;
         }
     }
@@ -140,4 +262,121 @@ async fn write_all_vectored<W: AsyncWrite + Unpin>(
         IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
+}
+
+/// Open connections against `max.connections` and `max.connections.per.ip`. The limits can be
+/// changed at runtime (dynamic broker configs); connections already open stay open.
+#[derive(Debug)]
+pub struct ConnectionLimits {
+    max_total: AtomicUsize,
+    max_per_ip: AtomicUsize,
+    open: Mutex<OpenConnections>,
+}
+
+#[derive(Debug, Default)]
+struct OpenConnections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl ConnectionLimits {
+    /// Limits with nothing open yet.
+    pub fn new(max_total: usize, max_per_ip: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            max_total: AtomicUsize::new(max_total),
+            max_per_ip: AtomicUsize::new(max_per_ip),
+            open: Mutex::new(OpenConnections::default()),
+        }
+    }
+
+    /// Sets `max.connections`.
+    pub fn set_max_connections(&self, n: usize) {
+        self.max_total.store(n, Ordering::Relaxed);
+    }
+
+    /// Sets `max.connections.per.ip`.
+    pub fn set_max_connections_per_ip(&self, n: usize) {
+        self.max_per_ip.store(n, Ordering::Relaxed);
+    }
+
+    /// `(max.connections, max.connections.per.ip)` now.
+    pub fn limits(&self) -> (usize, usize) {
+        (
+            self.max_total.load(Ordering::Relaxed),
+            self.max_per_ip.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a new connection from `ip` if both limits allow it; the slot is given back when
+    /// the returned guard drops.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let (max_total, max_per_ip) = self.limits();
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let from_ip = open.per_ip.get(&ip).copied().unwrap_or(0);
+        if open.total >= max_total || from_ip >= max_per_ip {
+            return None;
+        }
+        open.total += 1;
+        open.per_ip.insert(ip, from_ip + 1);
+        Some(ConnectionSlot {
+            limits: Arc::clone(self),
+            ip,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
+    }
+}
+
+/// One admitted connection; frees its slot on drop.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .limits
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_and_free_slots() {
+        let limits = Arc::new(ConnectionLimits::new(3, 2));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert!(limits.admit(a).is_none(), "per-ip limit");
+        let _b1 = limits.admit(b).unwrap();
+        assert!(limits.admit(b).is_none(), "total limit");
+        drop(a1);
+        assert_eq!(limits.open(), 2);
+        let _b2 = limits.admit(b).unwrap();
+        limits.set_max_connections(10);
+        assert!(limits.admit(b).is_none(), "per-ip still applies");
+        limits.set_max_connections_per_ip(3);
+        assert!(limits.admit(b).is_some());
+    }
 }

@@ -19,7 +19,7 @@
 //! AlterConfigs 0–2, DescribeLogDirs 1–4, CreatePartitions 0–3, IncrementalAlterConfigs 0–1,
 //! DescribeCluster 0–2, and the classic consumer-group APIs FindCoordinator 0–5, JoinGroup 0–9,
 //! SyncGroup 0–5, Heartbeat 0–4, LeaveGroup 0–5, OffsetCommit 2–9, OffsetFetch 1–9,
-//! DescribeGroups 0–5, ListGroups 0–4, DeleteGroups 0–2, OffsetDelete 0, and the KIP-848
+//! DescribeGroups 0–5, ListGroups 0–5, DeleteGroups 0–2, OffsetDelete 0, and the KIP-848
 //! consumer protocol's ConsumerGroupHeartbeat 0–1 and ConsumerGroupDescribe 0–1 (librdkafka
 //! 2.12 with `group.protocol=consumer` requires ConsumerGroupHeartbeat 1; it picks
 //! FindCoordinator 2, JoinGroup 5, SyncGroup 3, Heartbeat 3, LeaveGroup 1, OffsetCommit 9,
@@ -45,7 +45,7 @@
 
 pub mod api;
 pub mod client;
-mod connection;
+pub mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod metrics;
@@ -76,9 +76,24 @@ pub struct KafkaConfig {
     /// A connection whose next frame does not fit waits (TCP back-pressure) until others finish.
     /// Raised to `max_request_bytes` if smaller, so every legal frame can be admitted.
     pub max_queued_request_bytes: usize,
-    /// `connections.max.idle.ms`: connections silent this long are closed.
+    /// `connections.max.idle.ms`: connections silent this long are closed, and a response
+    /// the client does not read within this long closes its connection.
     pub idle_timeout: std::time::Duration,
+    /// Broker-wide `fetch.max.bytes`: the most record bytes one Fetch response carries,
+    /// whatever the request asks (the first batch is still returned whole if larger).
+    pub fetch_max_bytes: usize,
+    /// `max.connections`: connections accepted beyond this many open ones are closed at once.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: connections from one IP address beyond this many are closed
+    /// at once.
+    pub max_connections_per_ip: usize,
 }
+
+/// Kafka's default broker `fetch.max.bytes`: 55 MiB.
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+
+/// Kafka's default `max.connections` and `max.connections.per.ip`: no limit (`i32::MAX`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = i32::MAX as usize;
 
 /// Default `queued.max.request.bytes`: 512 MiB.
 pub const DEFAULT_MAX_QUEUED_REQUEST_BYTES: usize = 512 * 1024 * 1024;
@@ -95,6 +110,9 @@ impl Default for KafkaConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_queued_request_bytes: DEFAULT_MAX_QUEUED_REQUEST_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -113,13 +131,52 @@ pub struct Context {
     /// Admission control for request bytes in memory (`queued.max.request.bytes`), one permit
     /// per byte, capped at [`tokio::sync::Semaphore::MAX_PERMITS`].
     pub request_memory: Arc<tokio::sync::Semaphore>,
+    /// The request-memory budget's size in permits.
+    request_memory_capacity: usize,
     /// Idle connections are closed after this long.
     pub idle_timeout: std::time::Duration,
     /// Request, connection and byte counters.
     pub metrics: metrics::KafkaMetrics,
+    /// Produce appends running on the blocking pool at once ([`APPEND_SLOTS`] permits).
+    pub append_slots: Arc<tokio::sync::Semaphore>,
+    /// Broker-wide `fetch.max.bytes`.
+    pub fetch_max_bytes: usize,
+    /// Open connections, in total and per client IP, against `max.connections` and
+    /// `max.connections.per.ip` (both changeable at runtime).
+    pub connections: Arc<connection::ConnectionLimits>,
+    /// `max.connections` and `max.connections.per.ip` from the server config, in force when
+    /// no dynamic value is set.
+    static_connection_limits: (usize, usize),
 }
 
+/// How many partition appends may run on the blocking pool at once, across all Kafka
+/// connections: a request naming thousands of partitions waits for slots instead of taking
+/// thousands of threads.
+pub const APPEND_SLOTS: usize = 64;
+
 impl Context {
+    /// Puts the dynamic broker configs the Kafka listener honours into force
+    /// (`max.connections`, `max.connections.per.ip`): after an AlterConfigs on the broker
+    /// resource, and at start-up for the values stored before a restart.
+    pub fn apply_dynamic_configs(&self) {
+        let get = |name: &str| {
+            self.broker
+                .dynamic_broker_config(name)
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let (total, per_ip) = self.static_connection_limits;
+        self.connections
+            .set_max_connections(get("max.connections").unwrap_or(total));
+        self.connections
+            .set_max_connections_per_ip(get("max.connections.per.ip").unwrap_or(per_ip));
+    }
+
+    /// The most permits a Fetch may reserve for its response: half the budget, so that a
+    /// connection holding its (small) Fetch request can always get them once others finish.
+    pub(crate) fn fetch_memory_limit(&self) -> usize {
+        (self.request_memory_capacity / 2).clamp(1, u32::MAX as usize)
+    }
+
     /// The most permits one request may take (the semaphore's size).
     pub(crate) fn request_memory_limit(&self) -> usize {
         self.max_request_bytes
@@ -148,23 +205,55 @@ impl KafkaServer {
             }
         });
         let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
-        Ok(KafkaServer {
+        let request_memory_capacity = config
+            .max_queued_request_bytes
+            .max(config.max_request_bytes)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let server = KafkaServer {
             listener,
             context: Arc::new(Context {
                 broker,
                 advertised_host,
                 advertised_port,
                 max_request_bytes: config.max_request_bytes,
-                request_memory: Arc::new(tokio::sync::Semaphore::new(
-                    config
-                        .max_queued_request_bytes
-                        .max(config.max_request_bytes)
-                        .min(tokio::sync::Semaphore::MAX_PERMITS),
-                )),
+                request_memory: Arc::new(tokio::sync::Semaphore::new(request_memory_capacity)),
+                request_memory_capacity,
                 idle_timeout: config.idle_timeout,
                 metrics: metrics::KafkaMetrics::default(),
+                append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
+                fetch_max_bytes: config.fetch_max_bytes.max(1),
+                connections: Arc::new(connection::ConnectionLimits::new(
+                    config.max_connections,
+                    config.max_connections_per_ip,
+                )),
+                static_connection_limits: (config.max_connections, config.max_connections_per_ip),
             }),
-        })
+        };
+        let statics = [
+            ("fetch.max.bytes", config.fetch_max_bytes.to_string()),
+            ("max.connections", config.max_connections.to_string()),
+            (
+                "max.connections.per.ip",
+                config.max_connections_per_ip.to_string(),
+            ),
+            (
+                "socket.request.max.bytes",
+                config.max_request_bytes.to_string(),
+            ),
+            (
+                "queued.max.request.bytes",
+                config.max_queued_request_bytes.to_string(),
+            ),
+            (
+                "connections.max.idle.ms",
+                config.idle_timeout.as_millis().to_string(),
+            ),
+        ];
+        for (name, value) in statics {
+            server.context.broker.set_static_broker_config(name, value);
+        }
+        server.context.apply_dynamic_configs();
+        Ok(server)
     }
 
     /// The bound address.
@@ -186,8 +275,17 @@ impl KafkaServer {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(slot) = self.context.connections.admit(peer.ip()) else {
+                            tracing::warn!(%peer, "connection limit reached (max.connections or max.connections.per.ip), closing the new connection");
+                            self.context.metrics.connection_refused();
+                            drop(stream);
+                            continue;
+                        };
                         let context = Arc::clone(&self.context);
-                        connections.spawn(connection::serve(stream, peer, context));
+                        connections.spawn(async move {
+                            let _slot = slot;
+                            connection::serve(stream, peer, context).await;
+                        });
                     }
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.

@@ -36,6 +36,7 @@ pub struct KafkaMetrics {
     latency: Family<ApiLabel, Histogram>,
     connections_open: Gauge,
     connections_total: Counter,
+    connections_refused: Counter,
     produced_bytes: Counter,
     fetched_bytes: Counter,
 }
@@ -51,6 +52,7 @@ impl Default for KafkaMetrics {
             }),
             connections_open: Gauge::default(),
             connections_total: Counter::default(),
+            connections_refused: Counter::default(),
             produced_bytes: Counter::default(),
             fetched_bytes: Counter::default(),
         }
@@ -65,6 +67,11 @@ impl KafkaMetrics {
             "requests",
             "Requests handled, by API",
             self.requests.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at accept because of max.connections or max.connections.per.ip",
+            self.connections_refused.clone(),
         );
         r.register(
             "connections_closed_on_error",
@@ -111,6 +118,15 @@ impl KafkaMetrics {
 
     pub(crate) fn closed_on_error(&self) {
         self.closed_by_error.inc();
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Connections closed at accept because of a connection limit.
+    pub fn refused_connections(&self) -> u64 {
+        self.connections_refused.get()
     }
 
     pub(crate) fn connection_opened(&self) {

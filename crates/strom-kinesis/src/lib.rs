@@ -11,6 +11,7 @@
 //! action name to `api/<action>.rs`, and maps [`error::KinesisError`] to AWS's error shape.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod admission;
 pub(crate) mod api;
 pub mod error;
 pub mod fence;
@@ -25,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use strom_broker::Broker;
 use tokio::net::TcpListener;
 
@@ -51,7 +51,17 @@ pub struct KinesisConfig {
     /// and 5 `GetRecords` calls/s read) with `ProvisionedThroughputExceededException`
     /// (default off; see [`limits`]).
     pub aws_limits: bool,
+    /// Request-body bytes held in memory across all Kinesis requests at once (like Kafka's
+    /// `queued.max.request.bytes`); a request that does not fit within
+    /// [`service::MEMORY_BUDGET_WAIT`] gets `LimitExceededException`. Raised to
+    /// [`service::MAX_BODY_BYTES`] if smaller.
+    pub max_in_flight_bytes: usize,
+    /// Open connections at most; further connections are closed at accept (warn log).
+    pub max_connections: usize,
 }
+
+/// Default [`KinesisConfig::max_in_flight_bytes`]: 512 MiB.
+pub const DEFAULT_MAX_IN_FLIGHT_BYTES: usize = 512 * 1024 * 1024;
 
 impl Default for KinesisConfig {
     fn default() -> Self {
@@ -63,6 +73,8 @@ impl Default for KinesisConfig {
             iterator_ttl: Duration::from_secs(300),
             subscription_duration: Duration::from_secs(300),
             aws_limits: false,
+            max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
+            max_connections: i32::MAX as usize,
         }
     }
 }
@@ -95,18 +107,15 @@ impl KinesisServer {
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         let closing = self.context.closing.clone();
+        let max_connections = self.context.config.max_connections;
+        let open_connections = Arc::clone(&self.context.open_connections);
         let app = service::router(self.context);
         let shutdown = async move {
             shutdown.await;
             closing.send_replace(true);
         };
-        // TCP_NODELAY: a SubscribeToShard response is a stream of small HTTP/2 writes, and
-        // Nagle's algorithm held one back behind the peer's delayed ACK (~40 ms at p99).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set on a Kinesis connection");
-            }
-        });
+        let listener =
+            admission::LimitedListener::new(self.listener, max_connections, open_connections);
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -60,6 +60,11 @@ impl GroupCommit {
         self.done.notify_all();
     }
 
+    /// Counts a sync made for this log elsewhere (by the broker-wide `SyncGroup`).
+    pub(crate) fn count_sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Number of successful group-commit syncs so far.
     pub(crate) fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)

@@ -61,6 +61,7 @@ pub mod producer_state;
 mod recovery;
 mod salvage;
 mod segment;
+mod sync_group;
 mod txn_index;
 
 pub use cleaner::{CleanStats, CleanableInfo, Sleeper, Throttler};
@@ -72,7 +73,8 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use fs::create_dir_durable;
-pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, ReadResult};
+pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, PendingAppend, ReadResult};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;
+pub use sync_group::SyncGroup;
 pub use txn_index::{AbortedFilter, AbortedTxn, OngoingTxn, ProducerInfo, TXN_INDEX_ENTRY_LEN};

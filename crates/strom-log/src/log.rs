@@ -223,6 +223,23 @@ struct Writer {
     producers: ProducerStateManager,
 }
 
+/// A write made by [`PartitionLog::append_deferred`] that may not be durable (or, under
+/// `Always`, visible) yet: hand it to [`PartitionLog::await_durable`] before acknowledging.
+#[derive(Debug)]
+#[must_use = "an append is not acknowledged until await_durable returns"]
+pub struct PendingAppend {
+    info: AppendInfo,
+    /// Offset just past the write.
+    end: i64,
+}
+
+impl PendingAppend {
+    /// What the append assigned (offsets, timestamps); not yet an acknowledgement.
+    pub fn info(&self) -> &AppendInfo {
+        &self.info
+    }
+}
+
 /// One partition on disk: a directory of segments, append-only, indexed by offset and time.
 ///
 /// # Ownership and concurrency
@@ -249,6 +266,8 @@ pub struct PartitionLog {
     recovery_point: Arc<RecoveryPoint>,
     closed: AtomicBool,
     txn_view: RwLock<TxnView>,
+    /// [sync-group] The broker-wide commit window `Always` appends sync through, once joined.
+    sync_group: std::sync::OnceLock<crate::SyncGroup>,
     /// The cleaner's checkpoint (persisted in `cleaner-offset-checkpoint`).
     pub(crate) cleaner_checkpoint: Mutex<crate::cleaner::Checkpoint>,
     /// Held by a running [`PartitionLog::clean`]: one clean at a time per log.
@@ -363,6 +382,7 @@ impl PartitionLog {
             recovery_point,
             closed: AtomicBool::new(false),
             txn_view: RwLock::new(txn_view),
+            sync_group: std::sync::OnceLock::new(),
             cleaner_checkpoint: Mutex::new(cleaner_checkpoint),
             clean_lock: Mutex::new(()),
         })
@@ -400,7 +420,8 @@ impl PartitionLog {
     }
 
     /// Number of `fdatasync` calls made by group commit since the log was opened (each covers
-    /// every append that was waiting). For metrics and tests.
+    /// every append that was waiting), including those a joined `SyncGroup` made of this log's
+    /// segment. For metrics and tests.
     pub fn sync_count(&self) -> u64 {
         self.group_commit.sync_count()
     }
@@ -442,6 +463,17 @@ impl PartitionLog {
     /// `LogAppendTime`, and returning once the batches are as durable as the [`FsyncPolicy`]
     /// promises. `batches` is patched in place.
     pub fn append(&self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        // [deferred-durability] Split in two so a connection can write its next request while
+        // this one's sync is pending; `append` is both halves back to back.
+        let pending = self.append_deferred(batches, leader_epoch)?;
+        self.await_durable(pending)
+    }
+
+    /// The first half of [`append`](Self::append): validates, assigns offsets and writes, but
+    /// returns before the batches are as durable as the policy promises; they are not visible
+    /// to readers under `Always` until [`await_durable`](Self::await_durable) returns for them
+    /// (or a later sync covers them). Appends are ordered by their `append_deferred` calls.
+    pub fn append_deferred(&self, batches: &mut [u8], leader_epoch: i32) -> Result<PendingAppend> {
         self.check_writable()?;
         let config = self.config();
         // Validation (CRC over every byte) happens before taking the writer lock, so concurrent
@@ -482,12 +514,12 @@ impl PartitionLog {
                             record_count: m.last_offset - m.first_offset + 1,
                         };
                         drop(w);
-                        // The original may still be waiting for its sync: answer only once it
-                        // is as durable as a fresh append would be.
-                        if config.fsync == FsyncPolicy::Always {
-                            self.sync_through(m.last_offset + 1)?;
-                        }
-                        return Ok(info);
+                        // The original may still be waiting for its sync: `await_durable`
+                        // answers only once it is as durable as a fresh append would be.
+                        return Ok(PendingAppend {
+                            info,
+                            end: m.last_offset + 1,
+                        });
                     }
                 }
             } else {
@@ -607,7 +639,24 @@ impl PartitionLog {
             )
         };
 
-        match config.fsync {
+        Ok(PendingAppend { info, end })
+    }
+
+    /// The second half of [`append`](Self::append): returns once the write of `pending` is as
+    /// durable as the [`FsyncPolicy`] promises (under `Always`: synced, and then visible).
+    pub fn await_durable(&self, pending: PendingAppend) -> Result<AppendInfo> {
+        let PendingAppend { info, end } = pending;
+        // A log closed or abandoned (healing) between the halves: if the write is not known
+        // durable, it cannot become so through this log; fail rather than wait or sync files
+        // the next open may be recovering.
+        if self.is_closed() && self.high_watermark() < end {
+            return Err(if self.group_commit.is_poisoned() {
+                Error::Poisoned
+            } else {
+                Error::Closed
+            });
+        }
+        match self.config().fsync {
             FsyncPolicy::Always => self.sync_through(end)?,
             FsyncPolicy::Interval(every) => {
                 let now = self.clock.now_ms();
@@ -624,6 +673,10 @@ impl PartitionLog {
     /// Makes every offset below `end` durable, sharing the `fdatasync` with concurrent callers.
     fn sync_through(&self, end: i64) -> Result<()> {
         let always = self.config().fsync == FsyncPolicy::Always;
+        // [sync-group] Under `Always`, a log that joined a group syncs in its windows instead.
+        if always && let Some(group) = self.sync_group.get() {
+            return self.sync_in_group(group, end);
+        }
         self.group_commit.sync_through(
             end,
             self.clock.now_ms(),
@@ -1516,6 +1569,59 @@ impl PartitionLog {
     pub fn delete(self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io("delete log dir", &self.dir, e))
+    }
+}
+
+// [sync-group] Joining a broker-wide commit window (`sync_group.rs`); kept apart from the
+// append path above so the edit there is two lines.
+impl PartitionLog {
+    /// Makes this log's `Always` appends (and [`flush`](Self::flush)) sync through `group`, a
+    /// commit window shared with the broker's other partitions, instead of through its own
+    /// group commit. Only the first call has an effect. Other policies are unaffected.
+    pub fn join_sync_group(&self, group: crate::SyncGroup) {
+        let _ = self.sync_group.set(group);
+    }
+
+    /// `sync_through` for a log in a group: waits for a window's `fdatasync` of the active
+    /// segment, then publishes `end` as the high watermark.
+    fn sync_in_group(&self, group: &crate::SyncGroup, end: i64) -> Result<()> {
+        if self.group_commit.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        if self.high_watermark() >= end {
+            return Ok(());
+        }
+        // Under the writer lock: a roll pushes the new segment before it syncs the old one, all
+        // while holding the lock, so the segment seen here is either the one `end` was written
+        // to or a later one whose roll already synced it.
+        let active = {
+            let _w = lock(&self.writer);
+            self.active()?
+        };
+        // Through the fault seam, as `fs::sync_data` is for the log's own group commit.
+        let file: Arc<dyn crate::sync_group::SyncData> = Arc::new(crate::sync_group::SegmentSync {
+            file: Arc::clone(&active.file),
+            path: active.log_path.clone(),
+        });
+        match group.sync(file) {
+            // Counted once per sync, for `sync_count`.
+            Ok(true) => self.group_commit.count_sync(),
+            Ok(false) => {}
+            Err(e) => {
+                // As with the log's own group commit: after a failed `fdatasync` nothing
+                // unsynced can be trusted.
+                self.group_commit.poison();
+                return Err(Error::io("fdatasync segment", &active.log_path, e));
+            }
+        }
+        let now = self.clock.now_ms();
+        // Never past the log end: a truncation since the write must not be undone here.
+        let w = lock(&self.writer);
+        let durable = end.min(w.next_offset);
+        self.group_commit.advance_durable_end(durable, now);
+        self.high_watermark.fetch_max(durable, Ordering::AcqRel);
+        drop(w);
+        Ok(())
     }
 }
 

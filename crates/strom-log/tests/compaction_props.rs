@@ -6,30 +6,21 @@
 
 mod common;
 
+use common::clean;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use strom_log::{CleanupPolicy, FsyncPolicy, LogConfig, ManualClock, PartitionLog, Throttler};
-use strom_record::{BatchBuilder, Compression, DecodeLimits, Record, decode_records};
+use strom_log::{CleanupPolicy, LogConfig, ManualClock, PartitionLog, Throttler};
+use strom_record::{BatchBuilder, Compression, Record};
 
 const RETENTION_MS: i64 = 10_000;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 700,
-        index_interval_bytes: 128,
-        retention_ms: None,
-        fsync: FsyncPolicy::Never,
-        cleanup: CleanupPolicy {
-            delete: false,
-            compact: true,
-        },
-        delete_retention_ms: RETENTION_MS,
-        ..LogConfig::default()
-    }
+    common::compact_config(700, RETENTION_MS)
 }
 
 /// One record read back: offset, key, value (`None`: tombstone).
@@ -38,40 +29,17 @@ type Read = (i64, Option<Bytes>, Option<Bytes>);
 /// Every record from the log start to the high watermark, checking offsets increase.
 fn read_all(log: &PartitionLog) -> Vec<Read> {
     let mut out: Vec<Read> = Vec::new();
-    let mut offset = log.log_start_offset();
-    loop {
-        let read = log.read(offset, 1 << 20).unwrap();
-        let Some(slice) = read.data else { break };
-        let bytes = slice.read_to_bytes().unwrap();
-        assert!(
-            !bytes.is_empty(),
-            "a read that returns data returns a batch"
-        );
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let header = strom_record::check_stored_batch(&bytes[pos..]).unwrap();
-            let batch = bytes.slice(pos..pos + header.total_len());
-            for r in decode_records(&batch, DecodeLimits::default())
-                .unwrap()
-                .records
-            {
-                if r.offset >= offset {
-                    if let Some(last) = out.last() {
-                        assert!(
-                            r.offset > last.0,
-                            "offsets increase: {} after {}",
-                            r.offset,
-                            last.0
-                        );
-                    }
-                    out.push((r.offset, r.key, r.value));
-                }
-            }
-            assert!(header.next_offset() > offset);
-            offset = header.next_offset();
-            pos += header.total_len();
+    common::scan_records(log, 1 << 20, |r| {
+        if let Some(last) = out.last() {
+            assert!(
+                r.offset > last.0,
+                "offsets increase: {} after {}",
+                r.offset,
+                last.0
+            );
         }
-    }
+        out.push((r.offset, r.key, r.value));
+    });
     out
 }
 
@@ -134,11 +102,6 @@ fn build(records: &[(u8, bool)], tag: usize, codec: u8, now: i64) -> Vec<u8> {
     BatchBuilder::new()
         .compression(codec)
         .build(&records)
-        .unwrap()
-}
-
-fn clean(log: &PartitionLog, now: i64) -> strom_log::CleanStats {
-    log.clean(now, &Throttler::unlimited(), &AtomicBool::new(false))
         .unwrap()
 }
 

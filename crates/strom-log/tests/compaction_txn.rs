@@ -4,34 +4,23 @@
 //! `delete.retention.ms` later, and each producer's last batch survives (emptied if need be)
 //! so duplicate detection still works after a clean and a reopen.
 
+mod common;
+
+use common::{clean, remove_snapshots};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use strom_log::{
-    AbortedFilter, CleanupPolicy, Clock, FsyncPolicy, LogConfig, ManualClock, PartitionLog,
-    Throttler,
-};
+use strom_log::{AbortedFilter, Clock, LogConfig, ManualClock, PartitionLog};
 use strom_record::{BatchBuilder, ControlType, DecodeLimits, Record, decode_records, marker_batch};
 
 const T0: i64 = 1_000_000;
 const RETENTION_MS: i64 = 10_000;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1 << 20,
-        index_interval_bytes: 128,
-        retention_ms: None,
-        fsync: FsyncPolicy::Never,
-        cleanup: CleanupPolicy {
-            delete: false,
-            compact: true,
-        },
-        delete_retention_ms: RETENTION_MS,
-        ..LogConfig::default()
-    }
+    common::compact_config(1 << 20, RETENTION_MS)
 }
 
 /// A batch of `(key, value)` records from producer `pid` (`-1`: plain).
@@ -70,35 +59,24 @@ type ReadBatch = (strom_record::BatchHeader, Vec<(i64, String, String)>);
 /// Every batch from the log start.
 fn batches(log: &PartitionLog) -> Vec<ReadBatch> {
     let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    loop {
-        let read = log.read(offset, 1 << 20).unwrap();
-        let Some(slice) = read.data else { break };
-        let bytes = slice.read_to_bytes().unwrap();
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let h = strom_record::check_stored_batch(&bytes[pos..]).unwrap();
-            let batch = bytes.slice(pos..pos + h.total_len());
-            let records = if h.is_control() {
-                Vec::new()
-            } else {
-                decode_records(&batch, DecodeLimits::default())
-                    .unwrap()
-                    .records
-                    .into_iter()
-                    .map(|r| {
-                        let s = |b: Option<Bytes>| {
-                            String::from_utf8(b.unwrap_or_default().to_vec()).unwrap()
-                        };
-                        (r.offset, s(r.key), s(r.value))
-                    })
-                    .collect()
-            };
-            out.push((h, records));
-            offset = h.next_offset();
-            pos += h.total_len();
-        }
-    }
+    common::scan_batches(log, 1 << 20, |h, batch| {
+        let records = if h.is_control() {
+            Vec::new()
+        } else {
+            decode_records(&batch, DecodeLimits::default())
+                .unwrap()
+                .records
+                .into_iter()
+                .map(|r| {
+                    let s = |b: Option<Bytes>| {
+                        String::from_utf8(b.unwrap_or_default().to_vec()).unwrap()
+                    };
+                    (r.offset, s(r.key), s(r.value))
+                })
+                .collect()
+        };
+        out.push((*h, records));
+    });
     out
 }
 
@@ -132,11 +110,6 @@ fn committed_view(log: &PartitionLog) -> BTreeMap<String, String> {
         }
     }
     map
-}
-
-fn clean(log: &PartitionLog, now: i64) -> strom_log::CleanStats {
-    log.clean(now, &Throttler::unlimited(), &AtomicBool::new(false))
-        .unwrap()
 }
 
 #[test]
@@ -206,12 +179,7 @@ fn aborted_data_goes_committed_data_stays_and_the_committed_view_is_unchanged() 
     assert_eq!(committed_view(&log), before);
     assert!(log.ongoing_transactions().is_empty());
     drop(log);
-    for e in std::fs::read_dir(dir.path()).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "snapshot") {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
+    remove_snapshots(dir.path());
     let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
     assert!(
         log.ongoing_transactions().is_empty(),
@@ -250,12 +218,7 @@ fn the_last_batch_of_a_producer_survives_so_duplicates_are_still_detected() {
 
     assert_eq!(log.producer_state(5), Some((0, Some(2))));
     drop(log);
-    for e in std::fs::read_dir(dir.path()).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "snapshot") {
-            std::fs::remove_file(p).unwrap();
-        }
-    }
+    remove_snapshots(dir.path());
     let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
     assert_eq!(
         log.producer_state(5),

@@ -10,17 +10,14 @@
 
 mod common;
 
-use common::Rng;
+use common::crash::{KillRounds, ack, child_spec, field};
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use strom_log::{CleanupPolicy, FsyncPolicy, LogConfig, PartitionLog, SystemClock, Throttler};
+use strom_log::{FsyncPolicy, LogConfig, PartitionLog, SystemClock};
 use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
 
 const CHILD_ENV: &str = "STROM_CLEAN_CRASH_CHILD";
@@ -28,17 +25,10 @@ const KEYS: u64 = 17;
 
 fn config() -> LogConfig {
     LogConfig {
-        segment_bytes: 4 * 1024,
         index_interval_bytes: 512,
         fsync: FsyncPolicy::Always,
-        retention_ms: None,
-        cleanup: CleanupPolicy {
-            delete: false,
-            compact: true,
-        },
         // Tombstones go on the first clean that sees them superseded nothing later.
-        delete_retention_ms: 0,
-        ..LogConfig::default()
+        ..common::compact_config(4 * 1024, 0)
     }
 }
 
@@ -56,31 +46,24 @@ fn value(round: u32, n: u64) -> Option<Bytes> {
 #[test]
 #[ignore = "run as a child process by crash_clean_kill9_rounds"]
 fn clean_crash_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
+    let Some((dir, round)) = child_spec(CHILD_ENV) else {
         return;
     };
-    let (dir, round) = spec.split_once('|').unwrap();
-    let round: u32 = round.parse().unwrap();
-    let log = Arc::new(PartitionLog::open(dir.as_ref(), config(), Arc::new(SystemClock)).unwrap());
+    let log = Arc::new(PartitionLog::open(&dir, config(), Arc::new(SystemClock)).unwrap());
     let cleaner = {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
-            let throttler = Throttler::unlimited();
-            let cancel = AtomicBool::new(false);
             loop {
-                let now = strom_log::Clock::now_ms(&SystemClock);
-                log.clean(now, &throttler, &cancel).unwrap();
+                common::clean(&log, strom_log::Clock::now_ms(&SystemClock));
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
     };
-    let mut out = std::io::stdout();
     for n in 0u64.. {
         let record = Record::new(n as i64, Some(key(n)), value(round, n));
         let mut batch = BatchBuilder::new().build(&[record]).unwrap();
         let info = log.append(&mut batch, 0).unwrap();
-        writeln!(out, "ack {n} {}", info.base_offset).unwrap();
-        out.flush().unwrap();
+        ack(format_args!("{n} {}", info.base_offset));
     }
     cleaner.join().unwrap();
 }
@@ -94,104 +77,60 @@ fn read_latest(
 ) -> (HashMap<Bytes, (i64, Option<Bytes>)>, usize) {
     let mut latest = HashMap::new();
     let mut count = 0;
-    let mut offset = log.log_start_offset();
     let mut previous = -1;
-    while let Some(slice) = log.read(offset, 1 << 20).unwrap().data {
-        let bytes = slice.read_to_bytes().unwrap();
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let header = strom_record::check_stored_batch(&bytes[pos..]).unwrap();
-            let batch = bytes.slice(pos..pos + header.total_len());
-            for r in decode_records(&batch, DecodeLimits::default())
-                .unwrap()
-                .records
-            {
-                assert!(
-                    r.offset > previous,
-                    "round {round}: offset {} after {previous}",
+    let end = common::scan_batches(log, 1 << 20, |_, batch| {
+        for r in decode_records(&batch, DecodeLimits::default())
+            .unwrap()
+            .records
+        {
+            assert!(
+                r.offset > previous,
+                "round {round}: offset {} after {previous}",
+                r.offset
+            );
+            previous = r.offset;
+            let k = r.key.clone().unwrap();
+            if let Some((wk, wv)) = written.get(&r.offset) {
+                assert_eq!(
+                    (&k, &r.value),
+                    (wk, wv),
+                    "round {round}: record at {} differs",
                     r.offset
                 );
-                previous = r.offset;
-                let k = r.key.clone().unwrap();
-                if let Some((wk, wv)) = written.get(&r.offset) {
-                    assert_eq!(
-                        (&k, &r.value),
-                        (wk, wv),
-                        "round {round}: record at {} differs",
-                        r.offset
-                    );
-                }
-                latest.insert(k, (r.offset, r.value));
-                count += 1;
             }
-            offset = header.next_offset();
-            pos += header.total_len();
+            latest.insert(k, (r.offset, r.value));
+            count += 1;
         }
-    }
-    assert!(offset <= log.log_end_offset());
+    });
+    assert!(end <= log.log_end_offset());
     (latest, count)
 }
 
 #[test]
 fn crash_clean_kill9_rounds() {
-    let rounds: u32 = std::env::var("STROM_CRASH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let seed = std::env::var("STROM_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0xc1ea_u64);
-    let budget = Duration::from_secs(120);
-    let mut rng = Rng(seed | 1);
-    let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let started = Instant::now();
     // Every acknowledged write: offset → (key, value); and each key's latest.
     let mut written: HashMap<i64, (Bytes, Option<Bytes>)> = HashMap::new();
     let mut acked_latest: HashMap<Bytes, (i64, Option<Bytes>)> = HashMap::new();
-    let mut done = 0;
     let mut records_left = 0;
-    for round in 0..rounds {
-        if started.elapsed() > budget {
-            break;
-        }
-        let mut child = Command::new(&exe)
-            .args([
-                "clean_crash_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, format!("{}|{round}", dir.path().display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut acks = Vec::new();
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let parts: Vec<&str> = line.split_whitespace().collect();
-                if let ["ack", n, offset] = parts[..] {
-                    acks.push((n.parse::<u64>().unwrap(), offset.parse::<i64>().unwrap()));
-                }
-            }
-            acks
-        });
-        std::thread::sleep(Duration::from_millis(50 + rng.below(250)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        for (n, offset) in reader.join().unwrap() {
+    let ran = KillRounds {
+        child_test: "clean_crash_child",
+        child_env: CHILD_ENV,
+        default_rounds: 30,
+        default_seed: 0xc1ea,
+        min_delay_ms: 50,
+        delay_spread_ms: 250,
+    }
+    .run(|round, dir, acks| {
+        for a in &acks {
+            let [n, offset] = &a[..] else { continue };
+            let (n, offset): (u64, i64) = (field(n), field(offset));
             let (k, v) = (key(n), value(round, n));
             written.insert(offset, (k.clone(), v.clone()));
             acked_latest.insert(k, (offset, v));
         }
 
-        let log = PartitionLog::open(dir.path(), config(), Arc::new(SystemClock)).unwrap();
-        let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        let log = PartitionLog::open(dir, config(), Arc::new(SystemClock)).unwrap();
+        let leftovers: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap") || n.ends_with(".swap-end"))
@@ -213,13 +152,7 @@ fn crash_clean_kill9_rounds() {
                 ),
             }
         }
-        drop(log);
-        done += 1;
-    }
-    assert!(
-        done >= rounds.min(10),
-        "only {done} rounds ran in the time budget"
-    );
+    });
     assert!(!written.is_empty(), "the child never acknowledged anything");
     // 17 keys: after compaction far fewer records remain than were written.
     assert!(
@@ -228,7 +161,9 @@ fn crash_clean_kill9_rounds() {
         written.len()
     );
     eprintln!(
-        "clean crash test: {done} rounds, {} acknowledged writes, {records_left} records left (seed {seed})",
-        written.len()
+        "clean crash test: {} rounds, {} acknowledged writes, {records_left} records left (seed {})",
+        ran.done,
+        written.len(),
+        ran.seed
     );
 }

@@ -255,6 +255,16 @@ struct FullDisk {
     full: AtomicBool,
 }
 
+impl FullDisk {
+    /// A disk under `dir` that has space until `full` is set.
+    fn with_space(dir: &Path) -> Arc<FullDisk> {
+        Arc::new(FullDisk {
+            dir: dir.to_path_buf(),
+            full: AtomicBool::new(false),
+        })
+    }
+}
+
 impl FaultInjector for FullDisk {
     fn before(&self, op: FileOp, _kind: FileKind, path: &Path) -> Option<std::io::Error> {
         (op == FileOp::Write && self.full.load(Ordering::Acquire) && path.starts_with(&self.dir))
@@ -266,10 +276,7 @@ impl FaultInjector for FullDisk {
 fn a_full_disk_fails_appends_cleanly_and_writes_resume_when_space_returns() {
     for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
         let dir = tempfile::tempdir().unwrap();
-        let disk = Arc::new(FullDisk {
-            dir: dir.path().to_path_buf(),
-            full: AtomicBool::new(false),
-        });
+        let disk = FullDisk::with_space(dir.path());
         let _guard = fault::install(disk.clone());
         let log = PartitionLog::open(dir.path(), config(fsync), Arc::new(SystemClock)).unwrap();
         let mut acked = Acked::new();
@@ -323,10 +330,7 @@ fn a_full_disk_fails_appends_cleanly_and_writes_resume_when_space_returns() {
 fn a_log_opens_on_a_disk_where_nothing_can_be_written() {
     for fsync in [FsyncPolicy::Always, FsyncPolicy::Never] {
         let dir = tempfile::tempdir().unwrap();
-        let disk = Arc::new(FullDisk {
-            dir: dir.path().to_path_buf(),
-            full: AtomicBool::new(false),
-        });
+        let disk = FullDisk::with_space(dir.path());
         let _guard = fault::install(disk.clone());
         let mut acked = Acked::new();
         {

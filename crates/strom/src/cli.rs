@@ -275,6 +275,12 @@ fn now_ms() -> i64 {
 
 pub(crate) async fn produce(connect: &Connect, args: ProduceArgs) -> anyhow::Result<()> {
     let mut client = connect.client().await?;
+    // As Kafka's clients do: ask Metadata for the topic first, which creates it when the
+    // broker auto-creates topics (Produce itself never creates one).
+    client
+        .topics(Some(&[args.topic.as_str()]))
+        .await
+        .with_context(|| format!("looking up topic {}", args.topic))?;
     let (input, progress): (Box<dyn BufRead>, Option<indicatif::ProgressBar>) = match &args.file {
         Some(path) => {
             let file =

@@ -11,6 +11,9 @@
 //! max_request_bytes = 104857600          # socket.request.max.bytes
 //! queued_max_request_bytes = 536870912   # request bytes in memory across connections
 //! connections_max_idle_ms = 600000
+//! fetch_max_bytes = 57671680             # broker fetch.max.bytes: cap of one Fetch response
+//! max_connections = 2147483647           # max.connections (excess connections are closed)
+//! max_connections_per_ip = 2147483647    # max.connections.per.ip
 //!
 //! [http]
 //! listen = "127.0.0.1:9644"           # /metrics and /health
@@ -19,6 +22,8 @@
 //! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
 //! region = "us-east-1"                # used in stream ARNs
 //! aws_limits = false                  # throttle shards like AWS (1 MiB/s, 1000 rec/s in; 2 MiB/s, 5 reads/s out)
+//! max_in_flight_bytes = 536870912     # request bodies in memory at once; beyond: LimitExceededException
+//! max_connections = 2147483647        # excess connections are closed
 //!
 //! [broker]
 //! node_id = 0
@@ -194,6 +199,9 @@ struct FileKafka {
     max_request_bytes: Option<usize>,
     queued_max_request_bytes: Option<usize>,
     connections_max_idle_ms: Option<u64>,
+    fetch_max_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +216,8 @@ struct FileKinesis {
     listen: Option<SocketAddr>,
     region: Option<String>,
     aws_limits: Option<bool>,
+    max_in_flight_bytes: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -333,6 +343,15 @@ impl Settings {
         if let Some(ms) = file.kafka.connections_max_idle_ms {
             kafka.idle_timeout = Duration::from_millis(ms.max(1));
         }
+        if let Some(v) = file.kafka.fetch_max_bytes {
+            kafka.fetch_max_bytes = v.max(1);
+        }
+        if let Some(v) = file.kafka.max_connections {
+            kafka.max_connections = v;
+        }
+        if let Some(v) = file.kafka.max_connections_per_ip {
+            kafka.max_connections_per_ip = v;
+        }
         let mut kinesis = KinesisConfig::default();
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
             kinesis.listen = v;
@@ -342,6 +361,12 @@ impl Settings {
         }
         if let Some(v) = args.kinesis_aws_limits.or(file.kinesis.aws_limits) {
             kinesis.aws_limits = v;
+        }
+        if let Some(v) = file.kinesis.max_in_flight_bytes {
+            kinesis.max_in_flight_bytes = v;
+        }
+        if let Some(v) = file.kinesis.max_connections {
+            kinesis.max_connections = v;
         }
         Ok(Settings {
             log: args.log.clone().or(file.log),
@@ -495,6 +520,41 @@ mod tests {
             "--kinesis-aws-limits=false",
         ]);
         assert!(!Settings::load(&w.args).unwrap().kinesis.aws_limits);
+    }
+
+    #[test]
+    fn listener_limits_from_file() {
+        let w = Wrapper::parse_from(["x"]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(s.kafka.fetch_max_bytes, 55 * 1024 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[kafka]
+fetch_max_bytes = 1048576
+max_connections = 100
+max_connections_per_ip = 10
+[kinesis]
+max_in_flight_bytes = 33554432
+max_connections = 50
+",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let s = Settings::load(&w.args).unwrap();
+        assert_eq!(
+            (
+                s.kafka.fetch_max_bytes,
+                s.kafka.max_connections,
+                s.kafka.max_connections_per_ip
+            ),
+            (1_048_576, 100, 10)
+        );
+        assert_eq!(
+            (s.kinesis.max_in_flight_bytes, s.kinesis.max_connections),
+            (33_554_432, 50)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod config;
 mod group_cli;
 mod txn_cli;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -83,7 +84,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("strom: error: {e:#}");
+            // Ignore a failing stderr (a full disk under a redirect): the exit code still tells.
+            let _ = writeln!(std::io::stderr(), "strom: error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -141,6 +143,9 @@ fn init_tracing(filter: Option<&str>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log line that cannot be written (stderr redirected to a full disk) is dropped;
+        // reporting that failure would print to stderr again, and printing panics.
+        .log_internal_errors(false)
         .init();
 }
 
@@ -205,15 +210,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             (None, format!("not serving ({}: {e})", settings.http_listen))
         }
     };
-    println!("strom {} serving", env!("CARGO_PKG_VERSION"));
-    println!("  data directory: {}", absolute(&data_dir).display());
-    println!(
-        "  kafka:          {local} (advertised as {}:{})",
-        ctx.advertised_host, ctx.advertised_port
-    );
-    println!("  kinesis:        {kinesis_line}");
-    println!("  http:           {http_line}");
-    println!("  topics:         {}", broker.topics().len());
+    say(&format!(
+        "strom {} serving\n  data directory: {}\n  kafka:          {local} (advertised as {}:{})\n  kinesis:        {kinesis_line}\n  http:           {http_line}\n  topics:         {}\n",
+        env!("CARGO_PKG_VERSION"),
+        absolute(&data_dir).display(),
+        ctx.advertised_host,
+        ctx.advertised_port,
+        broker.topics().len()
+    ));
 
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -254,8 +258,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .run_blocking(|b| b.shutdown_blocking())
         .await
         .context("closing the partitions")?;
-    println!("strom stopped cleanly");
+    say("strom stopped cleanly\n");
     Ok(())
+}
+
+/// Prints a status line of `strom serve`. A failing stdout (a redirect to a full disk) must not
+/// take the broker down, as `println!` would by panicking: the line is dropped.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn absolute(path: &std::path::Path) -> std::path::PathBuf {

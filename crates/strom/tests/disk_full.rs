@@ -89,14 +89,18 @@ fn free(path: &Path, bytes: u64) {
     f.set_len(len.saturating_sub(bytes)).unwrap();
 }
 
-fn batch(partition: i32, n: u64) -> Bytes {
-    // 32 KiB of payload, so the disk fills in few produces.
-    let value = format!("p{partition}-{n}-{}", "x".repeat(32 << 10));
+/// A batch of one keyless record with `value`.
+fn one_record(value: impl Into<Bytes>) -> Bytes {
     Bytes::from(
         BatchBuilder::new()
-            .build(&[Record::new(1, None, Some(Bytes::from(value)))])
+            .build(&[Record::new(1, None, Some(value.into()))])
             .unwrap(),
     )
+}
+
+fn batch(partition: i32, n: u64) -> Bytes {
+    // 32 KiB of payload, so the disk fills in few produces.
+    one_record(format!("p{partition}-{n}-{}", "x".repeat(32 << 10)))
 }
 
 /// Every record of `partition` as offset → value prefix (`p{partition}-{n}`).
@@ -127,31 +131,65 @@ async fn read_all(addr: &str, partition: i32) -> BTreeMap<i64, String> {
     }
 }
 
-/// Produces to `partition` until the broker answers an error (at most `max` produces);
-/// records acknowledged in `acked`. Returns the error.
-async fn produce_until_error(
-    client: &mut Client,
-    partition: i32,
-    next: &mut u64,
-    acked: &mut BTreeMap<i64, String>,
-    max: usize,
-) -> Option<ClientError> {
-    for _ in 0..max {
-        let sent = tokio::time::timeout(
-            WAIT,
-            client.produce(TOPIC, partition, -1, batch(partition, *next)),
-        )
-        .await
-        .expect("produce answered in time, no hang");
-        match sent {
-            Ok(base) => {
-                acked.insert(base, format!("p{partition}-{next}"));
-                *next += 1;
+/// What the full-disk test wrote to its two partitions: the number of the next record of each
+/// and the records acknowledged (offset → value prefix).
+#[derive(Default)]
+struct Written {
+    next: [u64; 2],
+    acked: [BTreeMap<i64, String>; 2],
+}
+
+impl Written {
+    /// Produces to `partition` until the broker answers an error (at most `max` produces),
+    /// recording what is acknowledged. Returns the error.
+    async fn produce(
+        &mut self,
+        client: &mut Client,
+        partition: i32,
+        max: usize,
+    ) -> Option<ClientError> {
+        let i = partition as usize;
+        for _ in 0..max {
+            let sent = tokio::time::timeout(
+                WAIT,
+                client.produce(TOPIC, partition, -1, batch(partition, self.next[i])),
+            )
+            .await
+            .expect("produce answered in time, no hang");
+            match sent {
+                Ok(base) => {
+                    self.acked[i].insert(base, format!("p{partition}-{}", self.next[i]));
+                    self.next[i] += 1;
+                }
+                Err(e) => return Some(e),
             }
-            Err(e) => return Some(e),
+        }
+        None
+    }
+
+    /// Asserts that three produces to `partition` succeed.
+    async fn produce_ok(&mut self, client: &mut Client, partition: i32, what: &str) {
+        assert!(
+            self.produce(client, partition, 3).await.is_none(),
+            "partition {partition}: {what}"
+        );
+    }
+
+    /// Produces to `partition` until refused; asserts the refusal is a storage error.
+    async fn produce_refused(&mut self, client: &mut Client, partition: i32, max: usize) {
+        let err = self
+            .produce(client, partition, max)
+            .await
+            .expect("the disk is full");
+        assert_storage_error(&err);
+    }
+
+    /// Asserts that every acknowledged record of both partitions is readable from `addr`.
+    async fn assert_readable(&self, addr: &str) {
+        for p in 0..2 {
+            assert_all_acked_readable(addr, p, &self.acked[p as usize]).await;
         }
     }
-    None
 }
 
 fn assert_storage_error(e: &ClientError) {
@@ -190,8 +228,7 @@ async fn a_full_disk_answers_storage_errors_and_never_stops_a_start() {
     };
     let data = mount.path.join("data");
     let filler = mount.path.join("filler");
-    let mut acked: [BTreeMap<i64, String>; 2] = Default::default();
-    let mut next = [0u64; 2];
+    let mut w = Written::default();
 
     let server = common::start(&data);
     let mut client = Client::connect(&server.addr).await.unwrap();
@@ -200,102 +237,68 @@ async fn a_full_disk_answers_storage_errors_and_never_stops_a_start() {
         .await
         .unwrap();
     for p in 0..2 {
-        assert!(
-            produce_until_error(
-                &mut client,
-                p,
-                &mut next[p as usize],
-                &mut acked[p as usize],
-                3
-            )
-            .await
-            .is_none()
-        );
+        w.produce_ok(&mut client, p, "writes before the disk fills")
+            .await;
     }
 
     // Round 1: the disk fills up while producing; space returns; writes resume, no restart.
     fill(&filler);
     free(&filler, 1 << 20);
-    let err = produce_until_error(&mut client, 0, &mut next[0], &mut acked[0], 200)
-        .await
-        .expect("the disk filled up");
-    assert_storage_error(&err);
+    w.produce_refused(&mut client, 0, 200).await;
     assert!(
-        acked[0].len() > 10,
+        w.acked[0].len() > 10,
         "the free megabyte took {} records",
-        acked[0].len()
+        w.acked[0].len()
     );
     // The same connection still works, and a second produce is refused the same way.
-    let err = produce_until_error(&mut client, 0, &mut next[0], &mut acked[0], 1)
-        .await
-        .expect("still full");
-    assert_storage_error(&err);
+    w.produce_refused(&mut client, 0, 1).await;
     // Reads keep being served, on both partitions.
-    assert_all_acked_readable(&server.addr, 0, &acked[0]).await;
-    assert_all_acked_readable(&server.addr, 1, &acked[1]).await;
+    w.assert_readable(&server.addr).await;
     std::fs::remove_file(&filler).unwrap();
-    assert!(
-        produce_until_error(&mut client, 0, &mut next[0], &mut acked[0], 3)
-            .await
-            .is_none(),
-        "writes resume without a restart once space returns"
-    );
-    assert!(
-        produce_until_error(&mut client, 1, &mut next[1], &mut acked[1], 3)
-            .await
-            .is_none()
-    );
+    for p in 0..2 {
+        w.produce_ok(
+            &mut client,
+            p,
+            "writes resume without a restart once space returns",
+        )
+        .await;
+    }
 
     // Round 2: full again, kill -9, restart on the still-full disk (twice), then free space.
     fill(&filler);
-    let err = produce_until_error(&mut client, 1, &mut next[1], &mut acked[1], 200)
-        .await
-        .expect("the disk is full");
-    assert_storage_error(&err);
+    w.produce_refused(&mut client, 1, 200).await;
     drop(client);
     drop(server); // SIGKILL
     for _ in 0..2 {
         // Whatever the broker freed while stopping is taken again.
         fill(&filler);
         let server = common::start(&data);
-        for p in 0..2 {
-            assert_all_acked_readable(&server.addr, p, &acked[p as usize]).await;
-        }
+        w.assert_readable(&server.addr).await;
         drop(server);
     }
     let server = common::start(&data);
     let mut client = Client::connect(&server.addr).await.unwrap();
-    let err = produce_until_error(&mut client, 0, &mut next[0], &mut acked[0], 1)
-        .await
-        .expect("still full after the restart");
-    assert_storage_error(&err);
+    // Still full after the restart.
+    w.produce_refused(&mut client, 0, 1).await;
     std::fs::remove_file(&filler).unwrap();
     for p in 0..2 {
-        assert!(
-            produce_until_error(
-                &mut client,
-                p,
-                &mut next[p as usize],
-                &mut acked[p as usize],
-                3
-            )
-            .await
-            .is_none(),
-            "writes resume after the restart once space returns"
-        );
+        w.produce_ok(
+            &mut client,
+            p,
+            "writes resume after the restart once space returns",
+        )
+        .await;
     }
     drop(client);
     drop(server);
     let server = common::start(&data);
-    for p in 0..2 {
-        assert_all_acked_readable(&server.addr, p, &acked[p as usize]).await;
-    }
+    w.assert_readable(&server.addr).await;
     drop(server);
     drop(mount);
     eprintln!(
         "disk_full: acknowledged {} + {} records across the full-disk rounds",
-        acked[0].len(),
-        acked[1].len()
+        w.acked[0].len(),
+        w.acked[1].len()
     );
 }
 
@@ -313,11 +316,7 @@ async fn a_damaged_batch_is_a_corrupt_message_and_the_rest_is_served() {
         let configs = [("segment.bytes".to_owned(), "4096".to_owned())].into();
         client.create_topic(TOPIC, 1, &configs).await.unwrap();
         for i in 0..total {
-            let b = Bytes::from(
-                BatchBuilder::new()
-                    .build(&[Record::new(1, None, Some(Bytes::from(format!("p0-{i}"))))])
-                    .unwrap(),
-            );
+            let b = one_record(format!("p0-{i}"));
             assert_eq!(client.produce(TOPIC, 0, -1, b).await.unwrap(), i);
         }
         drop(client);
@@ -401,10 +400,6 @@ async fn a_damaged_batch_is_a_corrupt_message_and_the_rest_is_served() {
         "{metrics}"
     );
     // Writes go on.
-    let b = Bytes::from(
-        BatchBuilder::new()
-            .build(&[Record::new(1, None, Some(Bytes::from("after")))])
-            .unwrap(),
-    );
+    let b = one_record("after");
     assert_eq!(client.produce(TOPIC, 0, -1, b).await.unwrap(), total);
 }

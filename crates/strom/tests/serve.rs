@@ -174,3 +174,70 @@ fn cli_alter_file_input_timestamp_start_and_json_output() {
     );
     server.stop();
 }
+
+/// With stdout and stderr redirected to a full disk (`/dev/full` answers every write with
+/// ENOSPC), `serve` still serves and still stops cleanly: its status lines are dropped, not a
+/// panic (seen as an abort at shutdown with the log on a full disk).
+#[test]
+fn serve_survives_a_full_stdout_and_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["serve", "--kafka-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--kinesis-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log", "info"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("STROM_CONFIG")
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "strom exited before listening"
+                );
+                assert!(std::time::Instant::now() < deadline, "never listened: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
+        .unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}

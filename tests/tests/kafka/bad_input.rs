@@ -3,16 +3,15 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strom_record::{BatchBuilder, Record};
 use strom_tests::TestBroker;
 
-use super::raw::{call, closed_by_server, read_frame};
+use super::raw::{call, closed_by_server, produce_request, read_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -33,21 +32,6 @@ async fn still_serves(broker: &TestBroker) {
             .iter()
             .any(|k| k.api_key == ApiKey::Produce as i16)
     );
-}
-
-fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(records)),
-                ]),
-        ])
 }
 
 fn batch() -> Vec<u8> {
@@ -192,12 +176,13 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
     let broker = TestBroker::start(dir.path()).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
 
-    // A good batch first (auto-creates the topic).
+    // A good batch first (Produce never creates topics: make it).
+    super::client::create_topic(&broker.bootstrap(), "raw", 1).await;
     let r: ProduceResponse = call(
         &mut s,
         ApiKey::Produce,
         9,
-        &produce_request("raw", Bytes::from(batch())),
+        &produce_request("raw", 0, Bytes::from(batch())),
     )
     .await;
     let p = &r.responses[0].partition_responses[0];
@@ -211,7 +196,7 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
         &mut s,
         ApiKey::Produce,
         9,
-        &produce_request("raw", Bytes::from(bad)),
+        &produce_request("raw", 0, Bytes::from(bad)),
     )
     .await;
     assert_eq!(
@@ -221,7 +206,13 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
 
     // Truncated batch.
     let short = Bytes::from(batch()[..30].to_vec());
-    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &produce_request("raw", short)).await;
+    let r: ProduceResponse = call(
+        &mut s,
+        ApiKey::Produce,
+        9,
+        &produce_request("raw", 0, short),
+    )
+    .await;
     assert_ne!(r.responses[0].partition_responses[0].error_code, 0);
 
     // Invalid topic name.
@@ -229,7 +220,7 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
         &mut s,
         ApiKey::Produce,
         9,
-        &produce_request("bad/name", Bytes::from(batch())),
+        &produce_request("bad/name", 0, Bytes::from(batch())),
     )
     .await;
     assert_eq!(
@@ -251,7 +242,7 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
     assert_eq!(r.topics[0].error_code, 17);
 
     // Unknown partition of an existing topic.
-    let mut req = produce_request("raw", Bytes::from(batch()));
+    let mut req = produce_request("raw", 0, Bytes::from(batch()));
     req.topic_data[0].partition_data[0].index = 7;
     let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &req).await;
     assert_eq!(
@@ -271,7 +262,7 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
         &mut s,
         ApiKey::Produce,
         9,
-        &produce_request("raw", Bytes::from(big)),
+        &produce_request("raw", 0, Bytes::from(big)),
     )
     .await;
     assert_eq!(
@@ -284,7 +275,7 @@ async fn corrupt_batches_and_bad_topic_names_get_error_codes() {
         &mut s,
         ApiKey::Produce,
         9,
-        &produce_request("raw", Bytes::from(batch())),
+        &produce_request("raw", 0, Bytes::from(batch())),
     )
     .await;
     let p = &r.responses[0].partition_responses[0];

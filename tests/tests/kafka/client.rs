@@ -43,6 +43,21 @@ pub(crate) fn consumer(bootstrap: &str) -> StreamConsumer {
         .expect("consumer")
 }
 
+/// A consumer like [`consumer`] reading with `isolation.level` = `isolation`
+/// (`read_committed` or `read_uncommitted`).
+pub(crate) fn isolated_consumer(bootstrap: &str, isolation: &str) -> StreamConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("group.id", "strom-tests-unused")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("fetch.wait.max.ms", "100")
+        .set("log_level", "3")
+        .create()
+        .expect("consumer")
+}
+
 /// An admin client.
 pub(crate) fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
     base(bootstrap).create().expect("admin client")

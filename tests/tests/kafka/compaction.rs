@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use rdkafka::admin::{AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -30,7 +28,7 @@ use strom_tests::TestBroker;
 use tokio::net::TcpStream;
 
 use super::client;
-use super::raw::call;
+use super::raw::{call, produce_request};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -81,19 +79,6 @@ fn producer(bootstrap: &str) -> FutureProducer {
         .expect("producer")
 }
 
-fn consumer(bootstrap: &str, isolation: &str) -> StreamConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("group.id", "strom-tests-unused")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("fetch.wait.max.ms", "100")
-        .set("log_level", "3")
-        .create()
-        .expect("consumer")
-}
-
 /// Reads partition 0 of `topic` from `offset` until the record at `last` arrived.
 async fn read_through(
     bootstrap: &str,
@@ -102,7 +87,7 @@ async fn read_through(
     offset: Offset,
     last: i64,
 ) -> Vec<OwnedMessage> {
-    let consumer = consumer(bootstrap, isolation);
+    let consumer = client::isolated_consumer(bootstrap, isolation);
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, offset).unwrap();
     consumer.assign(&tpl).unwrap();
@@ -353,7 +338,7 @@ async fn a_compacted_topic_reads_back_as_the_latest_value_per_key() {
 
     // ListOffsets over the compacted log: the watermarks are unchanged by cleaning, and the
     // first offset at or after a timestamp older than every record is the first record kept.
-    let c = consumer(&bootstrap, "read_uncommitted");
+    let c = client::isolated_consumer(&bootstrap, "read_uncommitted");
     let (low, high) = tokio::task::block_in_place(|| c.fetch_watermarks(TOPIC, 0, T)).unwrap();
     assert_eq!((low, high), (0, last + 1));
     let mut query = TopicPartitionList::new();
@@ -480,18 +465,7 @@ async fn produce_raw(
         })
         .collect();
     let batch = BatchBuilder::new().build(&records).unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
+    let req = produce_request(topic, 0, batch);
     let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
     r.responses[0].partition_responses[0].clone()
 }

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use rdkafka::Offset;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
@@ -20,22 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::client;
-use super::raw::call;
-
-fn produce_request(topic: &str, records: Vec<u8>) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(records))),
-                ]),
-        ])
-}
+use super::raw::{call, produce_request};
 
 fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
     let mut b = BatchBuilder::new();
@@ -54,7 +37,7 @@ fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
 
 /// `(error_code, base_offset)` of producing `records` to partition 0 of `topic`.
 async fn produce(s: &mut TcpStream, topic: &str, records: Vec<u8>) -> (i16, i64) {
-    let r: ProduceResponse = call(s, ApiKey::Produce, 9, &produce_request(topic, records)).await;
+    let r: ProduceResponse = call(s, ApiKey::Produce, 9, &produce_request(topic, 0, records)).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
@@ -63,6 +46,7 @@ async fn produce(s: &mut TcpStream, topic: &str, records: Vec<u8>) -> (i16, i64)
 async fn replay_gap_and_old_epoch_get_kafka_error_codes() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    client::create_topic(&broker.bootstrap(), "idem-raw", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     let pid = 4242;
     assert_eq!(

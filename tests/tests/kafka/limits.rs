@@ -132,3 +132,81 @@ async fn deleting_a_topic_wakes_parked_fetches() {
     assert_ne!(code, 0);
     broker.stop().await;
 }
+
+/// A client that sends Fetch requests and never reads the answers: with Produce answers written
+/// by a writer task, the write of each answer is still bounded by `connections.max.idle.ms`,
+/// so the connection is closed and the request memory its queued Fetch responses held is
+/// released for other connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_fetch_responses_close_the_connection_and_free_their_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = KafkaConfig {
+        idle_timeout: Duration::from_millis(500),
+        max_queued_request_bytes: 8 << 20,
+        ..KafkaConfig::default()
+    };
+    let broker = TestBroker::start_with(BrokerConfig::new(dir.path()), kafka).await;
+    let b = broker.broker().clone();
+    b.run_blocking(|b| {
+        b.create_topic_blocking(CreateTopic {
+            name: "big".into(),
+            ..CreateTopic::default()
+        })
+    })
+    .await
+    .unwrap();
+    let partition = b.partition("big", 0).unwrap();
+    for i in 0..16i64 {
+        let value = bytes::Bytes::from(vec![b'x'; 256 * 1024]);
+        let batch = strom_record::BatchBuilder::new()
+            .build(&[strom_record::Record::new(i, None, Some(value))])
+            .unwrap();
+        partition.append(batch).await.unwrap();
+    }
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(4 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("big")))
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_max_bytes(4 << 20),
+                ]),
+        ]);
+    // A: 40 fetches of 4 MiB each, far more than socket buffers hold; never read.
+    let mut a = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut out = Vec::new();
+    for id in 0..40 {
+        out.extend_from_slice(&frame(ApiKey::Fetch, 12, id, &fetch));
+    }
+    a.write_all(&out).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // B is served: A's stalled answers did not keep the request memory.
+    let mut other = TcpStream::connect(broker.addr()).await.unwrap();
+    let served = tokio::time::timeout(
+        Duration::from_secs(10),
+        call::<_, FetchResponse>(&mut other, ApiKey::Fetch, 12, &fetch),
+    )
+    .await
+    .expect("a fetch on another connection is served once A was closed");
+    assert_eq!(served.responses[0].partitions[0].error_code, 0);
+    assert!(served.responses[0].partitions[0].records.is_some());
+    // A was closed: reading drains what was in flight, then ends.
+    let mut drained = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut a, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "A still open after {drained} bytes");
+    assert!(
+        drained < 40 * (4 << 20),
+        "A got every answer: {drained} bytes"
+    );
+    broker.stop().await;
+}

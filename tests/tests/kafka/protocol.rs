@@ -6,19 +6,18 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
     DescribeLogDirsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, TopicName,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strom_record::{BatchBuilder, Record};
 use strom_tests::TestBroker;
 use tokio::net::TcpStream;
 
-use super::raw::call;
+use super::raw::{call, produce_request};
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
@@ -30,18 +29,7 @@ async fn produce(s: &mut TcpStream, topic: &str, timestamps: &[i64]) {
         .map(|&ts| Record::new(ts, None, Some(Bytes::from(ts.to_string()))))
         .collect();
     let batch = BatchBuilder::new().build(&records).unwrap();
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
+    let req = produce_request(topic, 0, batch).with_acks(1);
     let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
 }
@@ -68,6 +56,8 @@ async fn list_offset(s: &mut TcpStream, topic: &str, timestamp: i64) -> (i64, i6
 async fn list_offsets_by_time_and_leader_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    // Produce never creates topics; Metadata or CreateTopics does.
+    super::client::create_topic(&broker.bootstrap(), "times", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     produce(&mut s, "times", &[1_000, 2_000, 3_000]).await;
     produce(&mut s, "times", &[9_000, 4_000]).await;
@@ -120,6 +110,7 @@ async fn list_offsets_by_time_and_leader_epochs() {
 async fn describe_cluster_and_log_dirs() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "sized", 1).await;
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     produce(&mut s, "sized", &[1, 2, 3]).await;
 
@@ -200,5 +191,69 @@ async fn describe_cluster_and_log_dirs() {
     )
     .await;
     assert!(r.results[0].topics.is_empty());
+    broker.stop().await;
+}
+
+/// Produce requests pipelined on one connection, then a ListOffsets behind them: the broker
+/// writes each Produce in order and defers its answer until durable, yet answers strictly in
+/// request order, and the ListOffsets (not a Produce) is handled only after every answer before
+/// it, so it sees all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produces_are_answered_in_order_and_seen_by_the_next_request() {
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::{Decodable, HeaderVersion};
+    use tokio::io::AsyncWriteExt;
+
+    use super::raw::{frame, produce_request, read_frame};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    // Produce never creates topics; Metadata or CreateTopics does.
+    super::client::create_topic(&broker.bootstrap(), "piped", 1).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    // Takes offset 0.
+    produce(&mut s, "piped", &[1]).await;
+    let mut out = Vec::new();
+    for id in 1..=8i32 {
+        let batch = BatchBuilder::new()
+            .build(&[Record::new(
+                i64::from(id),
+                None,
+                Some(Bytes::from(id.to_string())),
+            )])
+            .unwrap();
+        let req = produce_request("piped", 0, batch);
+        out.extend_from_slice(&frame(ApiKey::Produce, 9, id, &req));
+    }
+    let latest = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(name("piped"))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(-1),
+                ]),
+        ]);
+    out.extend_from_slice(&frame(ApiKey::ListOffsets, 7, 9, &latest));
+    // All nine requests leave in one write, before any answer is read.
+    s.write_all(&out).await.unwrap();
+    for id in 1..=8i32 {
+        let mut r = read_frame(&mut s).await.expect("a produce response");
+        let header = ResponseHeader::decode(&mut r, ProduceResponse::header_version(9)).unwrap();
+        assert_eq!(header.correlation_id, id, "answers in request order");
+        let r = ProduceResponse::decode(&mut r, 9).unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i64::from(id)));
+    }
+    let mut r = read_frame(&mut s).await.expect("a list offsets response");
+    let header = ResponseHeader::decode(&mut r, ListOffsetsResponse::header_version(7)).unwrap();
+    assert_eq!(header.correlation_id, 9);
+    let r = ListOffsetsResponse::decode(&mut r, 7).unwrap();
+    assert_eq!(
+        r.topics[0].partitions[0].offset, 9,
+        "sees every produce before it"
+    );
     broker.stop().await;
 }

@@ -392,3 +392,41 @@ async fn concurrent_producers_get_dense_unique_offsets() {
     assert_eq!(payloads.len(), 6000);
     broker.stop().await;
 }
+
+/// One producer, many requests in flight over one connection, six partitions: the broker writes
+/// each Produce in order and answers it once durable while later ones are already being
+/// written (deferred responses), so every partition must still hold exactly what was sent, in
+/// send order, at the acknowledged offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produce_over_six_partitions_keeps_order_and_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    client::create_topic(&bootstrap, "pipelined", 6).await;
+    let producer = client::producer(&bootstrap);
+    let mut deliveries = Vec::with_capacity(6000);
+    for i in 0..6000i32 {
+        let payload = format!("{}-{}", i % 6, i / 6);
+        let record = FutureRecord::<(), _>::to("pipelined")
+            .partition(i % 6)
+            .payload(&payload);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let d = d.await.expect("not cancelled").expect("delivered");
+        assert_eq!(
+            (d.partition, d.offset),
+            (i as i32 % 6, i as i64 / 6),
+            "record {i} acknowledged at its place in send order"
+        );
+    }
+    for p in 0..6 {
+        let messages =
+            client::consume(&bootstrap, "pipelined", &[p], Offset::Beginning, 1000).await;
+        for (n, m) in messages.iter().enumerate() {
+            assert_eq!(m.offset(), n as i64);
+            assert_eq!(client::payload(m), format!("{p}-{n}"));
+        }
+    }
+    broker.stop().await;
+}

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
+    ProduceResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -26,7 +25,7 @@ use strom_tests::TestBroker;
 use tokio::net::TcpStream;
 
 use super::client;
-use super::raw::call;
+use super::raw::{call, produce_request};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -43,19 +42,6 @@ fn txn_producer(bootstrap: &str, transactional_id: &str) -> FutureProducer {
         .expect("transactional producer")
 }
 
-fn isolated_consumer(bootstrap: &str, isolation: &str) -> StreamConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("group.id", "strom-tests-unused")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("fetch.wait.max.ms", "100")
-        .set("log_level", "3")
-        .create()
-        .expect("consumer")
-}
-
 /// Reads every partition of `topic` from the beginning until `idle` passes without a message.
 async fn read_all(
     bootstrap: &str,
@@ -64,7 +50,7 @@ async fn read_all(
     isolation: &str,
     idle: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer = isolated_consumer(bootstrap, isolation);
+    let consumer = client::isolated_consumer(bootstrap, isolation);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
@@ -465,19 +451,7 @@ async fn produce_txn(s: &mut TcpStream, id: &str, topic: &str, pid: i64, epoch: 
     }
     .build(&[Record::new(1, None, Some(Bytes::from("x")))])
     .unwrap();
-    let req = ProduceRequest::default()
-        .with_transactional_id(Some(txn_id(id)))
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(Bytes::from(batch))),
-                ]),
-        ]);
+    let req = produce_request(topic, 0, batch).with_transactional_id(Some(txn_id(id)));
     let r: ProduceResponse = call(s, ApiKey::Produce, 9, &req).await;
     r.responses[0].partition_responses[0].error_code
 }

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{
-    PutRecordsRequestEntry, Record, ShardIteratorType, StartingPosition,
-    SubscribeToShardEventStream,
+    PutRecordsRequestEntry, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
 };
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 
+use super::data::drain;
 use super::harness::{Both, WAIT};
 use crate::kafka_client;
 
@@ -33,27 +33,6 @@ async fn iterator(k: &Client, kind: ShardIteratorType, sequence: Option<&str>) -
         .shard_iterator()
         .unwrap()
         .to_owned()
-}
-
-/// Follows next iterators from `it` in pages of `limit` until a page is empty (bounded).
-async fn drain(k: &Client, mut it: String, limit: i32) -> Vec<Record> {
-    let mut out = Vec::new();
-    for _ in 0..200 {
-        let page = k
-            .get_records()
-            .shard_iterator(&it)
-            .limit(limit)
-            .send()
-            .await
-            .unwrap();
-        it = page.next_shard_iterator().expect("open shard").to_owned();
-        if page.records().is_empty() {
-            assert_eq!(page.millis_behind_latest(), Some(0));
-            return out;
-        }
-        out.extend(page.records().iter().cloned());
-    }
-    panic!("shard did not drain");
 }
 
 /// The offset inside a sequence number (`49` + 10 shard digits + 20 offset digits + 24 zeros).
@@ -142,7 +121,8 @@ async fn get_records_reads_the_survivors_of_a_compacted_range() {
         iterator(&k, ShardIteratorType::TrimHorizon, None).await,
         7,
     )
-    .await;
+    .await
+    .0;
     assert_eq!(records.len(), latest.len(), "one record per partition key");
     let mut seen = BTreeMap::new();
     let mut previous = -1;
@@ -172,7 +152,9 @@ async fn get_records_reads_the_survivors_of_a_compacted_range() {
         ShardIteratorType::AtSequenceNumber,
         ShardIteratorType::AfterSequenceNumber,
     ] {
-        let from_gap = drain(&k, iterator(&k, kind.clone(), Some(&in_gap)).await, 3).await;
+        let from_gap = drain(&k, iterator(&k, kind.clone(), Some(&in_gap)).await, 3)
+            .await
+            .0;
         let first = from_gap.first().map(|r| offset_of(r.sequence_number()));
         assert_eq!(first, Some(offsets[i + 1]), "{kind:?} inside the gap");
         assert_eq!(from_gap.len(), records.len() - i - 1, "{kind:?}");

@@ -145,3 +145,54 @@ async fn kafka_records_come_out_of_get_records() {
     );
     both.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_closed_by_resharding_is_read_only_for_kafka_produce() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    let k = both.client();
+    k.create_stream()
+        .stream_name("sealed")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    k.split_shard()
+        .stream_name("sealed")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let producer = kafka_client::producer(&both.bootstrap());
+    let closed = producer
+        .send(
+            FutureRecord::to("sealed")
+                .partition(0)
+                .key("k")
+                .payload("v"),
+            Duration::from_secs(30),
+        )
+        .await;
+    match closed {
+        Err((KafkaError::MessageProduction(code), _)) => {
+            assert_eq!(code, RDKafkaErrorCode::PolicyViolation)
+        }
+        other => panic!("produce to a closed shard: {other:?}"),
+    }
+    // The children are open for Kafka producers.
+    let open = producer
+        .send(
+            FutureRecord::to("sealed")
+                .partition(1)
+                .key("k")
+                .payload("v"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(open.is_ok(), "{open:?}");
+    both.stop().await;
+}

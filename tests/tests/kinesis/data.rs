@@ -24,10 +24,11 @@ async fn iterator(k: &Client, stream: &str, shard: &str, kind: ShardIteratorType
         .to_owned()
 }
 
-/// Reads from `it` until a page is empty (bounded).
-async fn drain(k: &Client, mut it: String, limit: i32) -> (Vec<Record>, String) {
+/// Follows next iterators from `it` in pages of `limit` until a page is empty (at most 200
+/// pages); returns the records and the iterator after them.
+pub(crate) async fn drain(k: &Client, mut it: String, limit: i32) -> (Vec<Record>, String) {
     let mut out = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         let page = k
             .get_records()
             .shard_iterator(&it)
@@ -35,7 +36,7 @@ async fn drain(k: &Client, mut it: String, limit: i32) -> (Vec<Record>, String) 
             .send()
             .await
             .unwrap();
-        it = page.next_shard_iterator().unwrap().to_owned();
+        it = page.next_shard_iterator().expect("open shard").to_owned();
         if page.records().is_empty() {
             assert_eq!(page.millis_behind_latest(), Some(0));
             return (out, it);

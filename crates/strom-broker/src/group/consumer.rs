@@ -53,6 +53,15 @@ impl Default for ConsumerGroupConfig {
     }
 }
 
+/// A group's own timeouts (KIP-848 group configs); `None` uses the broker's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupTimeouts {
+    /// `consumer.session.timeout.ms`.
+    pub session_timeout_ms: Option<i32>,
+    /// `consumer.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: Option<i32>,
+}
+
 /// A topic as the engine sees it: name, id and partition count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -246,6 +255,9 @@ pub struct ConsumerGroupSnapshot(Group);
 pub struct ConsumerGroupEngine {
     config: ConsumerGroupConfig,
     groups: BTreeMap<String, Group>,
+    /// Per-group `consumer.session.timeout.ms` / `consumer.heartbeat.interval.ms` (GROUP
+    /// config resource), over the broker-wide values.
+    timeouts: HashMap<String, GroupTimeouts>,
     /// Groups touched since the last [`ConsumerGroupEngine::take_snapshots`].
     dirty: BTreeSet<String>,
     /// The encoded snapshot last handed out, per group (to skip unchanged ones).
@@ -467,6 +479,29 @@ impl ConsumerGroupEngine {
         }
     }
 
+    /// Sets (or with both `None`, clears) a group's own session timeout and heartbeat
+    /// interval.
+    pub fn set_timeouts(&mut self, group_id: &str, timeouts: GroupTimeouts) {
+        if timeouts == GroupTimeouts::default() {
+            self.timeouts.remove(group_id);
+        } else {
+            self.timeouts.insert(group_id.to_owned(), timeouts);
+        }
+    }
+
+    fn config_for(&self, group_id: &str) -> ConsumerGroupConfig {
+        let mut c = self.config;
+        if let Some(t) = self.timeouts.get(group_id) {
+            if let Some(ms) = t.session_timeout_ms {
+                c.session_timeout_ms = ms;
+            }
+            if let Some(ms) = t.heartbeat_interval_ms {
+                c.heartbeat_interval_ms = ms;
+            }
+        }
+        c
+    }
+
     /// Whether a group with this id exists (with or without members).
     pub fn contains(&self, group_id: &str) -> bool {
         self.groups.contains_key(group_id)
@@ -487,7 +522,7 @@ impl ConsumerGroupEngine {
         now: i64,
     ) -> Result<HeartbeatAnswer, GroupError> {
         validate(&req)?;
-        let config = self.config;
+        let config = self.config_for(&req.group_id);
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(req);
         }
@@ -549,7 +584,7 @@ impl ConsumerGroupEngine {
     }
 
     fn leave(&mut self, req: Heartbeat) -> Result<HeartbeatAnswer, GroupError> {
-        let interval = self.config.heartbeat_interval_ms;
+        let interval = self.config_for(&req.group_id).heartbeat_interval_ms;
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return Err(GroupError::UnknownMemberId);
         };
@@ -575,8 +610,13 @@ impl ConsumerGroupEngine {
 
     /// Expires members whose session ended or who did not release partitions in time.
     pub fn tick(&mut self, now: i64) {
-        let session = i64::from(self.config.session_timeout_ms);
         for (group_id, group) in self.groups.iter_mut() {
+            let session = i64::from(
+                self.timeouts
+                    .get(group_id)
+                    .and_then(|t| t.session_timeout_ms)
+                    .unwrap_or(self.config.session_timeout_ms),
+            );
             let expired: Vec<String> = group
                 .members
                 .iter()

@@ -125,6 +125,9 @@ pub struct GroupListing {
     pub protocol_type: String,
     /// State.
     pub state: GroupState,
+    /// KIP-848's group type: `consumer` for consumer-protocol groups, `classic` for the others
+    /// (offsets-only groups included).
+    pub group_type: &'static str,
 }
 
 #[derive(Debug, Default)]
@@ -505,6 +508,17 @@ impl GroupCoordinator {
         results
     }
 
+    /// Applies a group's dynamic configs (`consumer.session.timeout.ms`,
+    /// `consumer.heartbeat.interval.ms`) to the consumer-protocol engine.
+    pub fn set_group_timeouts(&self, group_id: &str, configs: &BTreeMap<String, String>) {
+        let get = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i32>().ok());
+        let timeouts = consumer::GroupTimeouts {
+            session_timeout_ms: get("consumer.session.timeout.ms"),
+            heartbeat_interval_ms: get("consumer.heartbeat.interval.ms"),
+        };
+        self.runtime().consumer.set_timeouts(group_id, timeouts);
+    }
+
     /// A group's description; `None` if neither membership nor offsets know it.
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         {
@@ -538,6 +552,7 @@ impl GroupCoordinator {
                     group_id: group_id.clone(),
                     protocol_type: String::new(),
                     state: GroupState::Empty,
+                    group_type: "classic",
                 },
             );
         }
@@ -549,6 +564,7 @@ impl GroupCoordinator {
                     group_id,
                     protocol_type: "consumer".to_owned(),
                     state: classic_state(state),
+                    group_type: "consumer",
                 },
             );
         }
@@ -559,6 +575,7 @@ impl GroupCoordinator {
                     group_id,
                     protocol_type,
                     state,
+                    group_type: "classic",
                 },
             );
         }
@@ -1268,6 +1285,24 @@ impl Broker {
             .map(|(t, p)| (offsets::encode_key(group_id, &t, p), None, (t, p), None))
             .collect();
         self.write_offsets_blocking(group_id, records)
+    }
+
+    /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
+    /// group's offsets of `partitions` whatever the group's state (Kafka answers
+    /// `GROUP_SUBSCRIBED_TO_TOPIC` per partition for the others). The group must exist.
+    /// BLOCKING.
+    pub fn delete_unsubscribed_offsets_blocking(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
+        if self.groups.describe(group_id).is_none() {
+            return Err(Error::Group(GroupError::GroupIdNotFound));
+        }
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.tombstone_blocking(group_id, partitions)
     }
 
     /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not

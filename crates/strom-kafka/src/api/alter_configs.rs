@@ -1,4 +1,8 @@
-//! AlterConfigs (key 33): replace all config overrides of a topic.
+//! AlterConfigs (key 33): replace all config overrides of a topic, the dynamic configs of the
+//! broker (resource name = node id) or of the cluster default (`""`), or a group's configs.
+//!
+//! Broker changes are refused as Kafka refuses them: INVALID_REQUEST ("Cannot update these
+//! configs dynamically" for a static or unknown name, or a bad value).
 
 use std::collections::BTreeMap;
 
@@ -8,6 +12,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::Broker;
+use strom_broker::broker_config::ConfigChange;
 
 use super::describe_configs::resource_type;
 use super::{HandlerError, Outcome, decode, respond};
@@ -30,6 +35,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         })
         .await
         .map_err(|e| HandlerError::Internal(e.to_string()))?;
+    context.apply_dynamic_configs();
     respond(
         request,
         &AlterConfigsResponse::default().with_responses(responses),
@@ -44,28 +50,31 @@ fn alter_one(
     let mut response = AlterConfigsResourceResponse::default()
         .with_resource_type(r.resource_type)
         .with_resource_name(r.resource_name.clone());
-    let outcome = if r.resource_type == resource_type::TOPIC {
-        let mut configs = BTreeMap::new();
-        let mut null = None;
-        for c in r.configs {
-            match c.value {
-                Some(v) => {
-                    configs.insert(c.name.to_string(), v.to_string());
-                }
-                None => null = Some(c.name.to_string()),
+    let mut configs = BTreeMap::new();
+    let mut null = None;
+    for c in r.configs {
+        match c.value {
+            Some(v) => {
+                configs.insert(c.name.to_string(), v.to_string());
             }
+            None => null = Some(c.name.to_string()),
         }
-        match null {
-            Some(name) => Err((
-                ResponseError::InvalidConfig.code(),
-                format!("config {name} has a null value"),
-            )),
-            None => broker
-                .set_topic_configs_blocking(r.resource_name.as_str(), configs, validate_only)
-                .map_err(|e| (error_code(&e), e.to_string())),
-        }
-    } else {
-        Err(unsupported_resource(r.resource_type))
+    }
+    let outcome = match null {
+        Some(name) => Err((
+            ResponseError::InvalidConfig.code(),
+            format!("config {name} has a null value"),
+        )),
+        None if r.resource_type == resource_type::TOPIC => broker
+            .set_topic_configs_blocking(r.resource_name.as_str(), configs, validate_only)
+            .map_err(|e| (error_code(&e), e.to_string())),
+        None => alter_resource(
+            broker,
+            r.resource_type,
+            r.resource_name.as_str(),
+            ConfigChange::Replace(configs),
+            validate_only,
+        ),
     };
     if let Err((code, message)) = outcome {
         response.error_code = code;
@@ -74,17 +83,55 @@ fn alter_one(
     response
 }
 
-/// The error for altering anything but a topic (broker settings are static in Strom).
+/// The error for a resource type Strom has no configs for.
 pub(crate) fn unsupported_resource(kind: i8) -> (i16, String) {
-    if kind == resource_type::BROKER {
-        (
-            ResponseError::InvalidRequest.code(),
-            "broker configs are static in strom; set them in the config file".to_owned(),
-        )
-    } else {
-        (
-            ResponseError::InvalidRequest.code(),
-            format!("unsupported config resource type {kind}"),
-        )
+    (
+        ResponseError::InvalidRequest.code(),
+        format!("unsupported config resource type {kind}"),
+    )
+}
+
+/// Alters the configs of a broker or group resource. BLOCKING.
+pub(crate) fn alter_resource(
+    broker: &Broker,
+    kind: i8,
+    name: &str,
+    change: ConfigChange,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    match kind {
+        resource_type::BROKER => {
+            let per_broker = if name.is_empty() {
+                false
+            } else if name == broker.node_id().to_string() {
+                true
+            } else {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("this is broker {}, not {name}", broker.node_id()),
+                ));
+            };
+            broker
+                .alter_broker_configs_blocking(per_broker, change, validate_only)
+                .map_err(|e| match e {
+                    // Kafka answers every broker-config validation failure this way.
+                    strom_broker::Error::InvalidConfig { .. } => {
+                        (ResponseError::InvalidRequest.code(), e.to_string())
+                    }
+                    e => (error_code(&e), e.to_string()),
+                })
+        }
+        resource_type::GROUP => {
+            if name.is_empty() {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    "a group config resource needs a group id".to_owned(),
+                ));
+            }
+            broker
+                .alter_group_configs_blocking(name, change, validate_only)
+                .map_err(|e| (error_code(&e), e.to_string()))
+        }
+        other => Err(unsupported_resource(other)),
     }
 }

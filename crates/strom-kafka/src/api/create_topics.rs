@@ -21,8 +21,11 @@ use crate::frame::Request;
 pub fn config_source_code(source: ConfigSource) -> i8 {
     match source {
         ConfigSource::Topic => 1,
+        ConfigSource::DynamicBrokerNode => 2,
+        ConfigSource::DynamicBroker => 3,
         ConfigSource::Broker => 4,
         ConfigSource::Default => 5,
+        ConfigSource::Group => 8,
     }
 }
 
@@ -72,7 +75,11 @@ fn create_one(
             if version >= 5 {
                 result.num_partitions = summary.partitions;
                 result.replication_factor = summary.replication_factor;
-                let entries = config::describe(&broker.config().topic_defaults, &summary.overrides);
+                let entries = config::describe_layers(
+                    &broker.config().topic_defaults,
+                    &broker.dynamic_topic_defaults(),
+                    &summary.overrides,
+                );
                 result.configs = Some(
                     entries
                         .into_iter()

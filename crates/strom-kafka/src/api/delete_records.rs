@@ -5,6 +5,8 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
+use kafka_protocol::error::ResponseError;
+
 use super::{HandlerError, Outcome, decode, respond};
 use crate::Context;
 use crate::error_code::error_code;
@@ -27,6 +29,12 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             let mut r = DeleteRecordsPartitionResult::default()
                                 .with_partition_index(p.partition_index)
                                 .with_low_watermark(-1);
+                            // -1 is "up to the high watermark"; anything lower is out of
+                            // range (Kafka's answer to librdkafka's 0081 with -1001).
+                            if p.offset < -1 {
+                                r.error_code = ResponseError::OffsetOutOfRange.code();
+                                return r;
+                            }
                             let outcome = broker
                                 .partition(t.name.0.as_str(), p.partition_index)
                                 .and_then(|part| {

@@ -1,4 +1,5 @@
-//! DescribeConfigs (key 32): effective topic configs and the broker's static settings.
+//! DescribeConfigs (key 32): effective topic configs (every Kafka topic config, with its
+//! source and synonyms), the broker's configs (static and dynamic), and KIP-848 group configs.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -6,7 +7,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::config::{ConfigSource, ConfigType};
+use strom_broker::broker_config::ResourceConfigEntry;
+use strom_broker::config::{ConfigType, Effect};
 
 use super::create_topics::config_source_code;
 use super::{HandlerError, Outcome, decode, respond};
@@ -20,6 +22,8 @@ pub mod resource_type {
     pub const TOPIC: i8 = 2;
     /// A broker (name = node id, or empty for the cluster-wide default).
     pub const BROKER: i8 = 4;
+    /// A consumer group (KIP-848 group configs).
+    pub const GROUP: i8 = 32;
 }
 
 /// DescribeConfigs' `ConfigType` code.
@@ -28,7 +32,9 @@ pub fn config_type_code(kind: ConfigType) -> i8 {
         ConfigType::Boolean => 1,
         ConfigType::String => 2,
         ConfigType::Int => 3,
+        ConfigType::Short => 4,
         ConfigType::Long => 5,
+        ConfigType::Double => 6,
         ConfigType::List => 7,
     }
 }
@@ -39,7 +45,9 @@ struct Entry {
     source: i8,
     read_only: bool,
     kind: i8,
-    doc: &'static str,
+    doc: String,
+    /// (name, value, source) of every layer, effective first.
+    synonyms: Vec<(String, String, i8)>,
 }
 
 /// Handles DescribeConfigs.
@@ -63,7 +71,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             source: config_source_code(e.source),
                             read_only: false,
                             kind: config_type_code(e.def.kind),
-                            doc: e.def.doc,
+                            doc: match e.def.effect {
+                                Effect::Honoured => e.def.doc.to_owned(),
+                                Effect::NoEffect(why) => {
+                                    format!("{} (accepted without effect: {why})", e.def.doc)
+                                }
+                            },
+                            synonyms: e
+                                .synonyms
+                                .into_iter()
+                                .map(|s| (s.name, s.value, config_source_code(s.source)))
+                                .collect(),
                         })
                         .collect()
                 })
@@ -71,7 +89,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             resource_type::BROKER => {
                 let name = resource.resource_name.as_str();
                 if name.is_empty() || name == broker.node_id().to_string() {
-                    Ok(broker_entries(context))
+                    Ok(resource_entries(broker.describe_broker_configs()))
                 } else {
                     Err((
                         ResponseError::InvalidRequest.code(),
@@ -79,6 +97,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     ))
                 }
             }
+            resource_type::GROUP => Ok(resource_entries(
+                broker.describe_group_configs(resource.resource_name.as_str()),
+            )),
             other => Err((
                 ResponseError::InvalidRequest.code(),
                 format!("unsupported config resource type {other}"),
@@ -92,7 +113,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         resource
                             .configuration_keys
                             .as_ref()
-                            .is_none_or(|keys| keys.iter().any(|k| k.as_str() == e.name))
+                            // Null or empty: every key (Kafka's ConfigHelper).
+                            .is_none_or(|keys| {
+                                keys.is_empty() || keys.iter().any(|k| k.as_str() == e.name)
+                            })
                     })
                     .map(|e| {
                         let mut r = DescribeConfigsResourceResult::default()
@@ -101,17 +125,21 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             .with_read_only(e.read_only)
                             .with_config_source(e.source);
                         if body.include_synonyms {
-                            r.synonyms = vec![
-                                DescribeConfigsSynonym::default()
-                                    .with_name(StrBytes::from_string(e.name))
-                                    .with_value(Some(StrBytes::from_string(e.value)))
-                                    .with_source(e.source),
-                            ];
+                            r.synonyms = e
+                                .synonyms
+                                .into_iter()
+                                .map(|(name, value, source)| {
+                                    DescribeConfigsSynonym::default()
+                                        .with_name(StrBytes::from_string(name))
+                                        .with_value(Some(StrBytes::from_string(value)))
+                                        .with_source(source)
+                                })
+                                .collect();
                         }
                         if version >= 3 {
                             r.config_type = e.kind;
                             if body.include_documentation {
-                                r.documentation = Some(StrBytes::from_static_str(e.doc));
+                                r.documentation = Some(StrBytes::from_string(e.doc));
                             }
                         }
                         r
@@ -131,56 +159,20 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     )
 }
 
-fn broker_entries(context: &Context) -> Vec<Entry> {
-    let broker = context.broker.config();
-    let static_entry = |name: &str, value: String, kind: i8, doc: &'static str| Entry {
-        name: name.to_owned(),
-        value,
-        source: config_source_code(ConfigSource::Broker),
-        read_only: true,
-        kind,
-        doc,
-    };
-    let mut entries = vec![
-        static_entry("node.id", broker.node_id.to_string(), 3, "this broker's id"),
-        static_entry(
-            "auto.create.topics.enable",
-            broker.auto_create_topics.to_string(),
-            1,
-            "create unknown topics on Metadata and Produce",
-        ),
-        static_entry(
-            "num.partitions",
-            broker.num_partitions.to_string(),
-            3,
-            "partitions of auto-created topics",
-        ),
-        static_entry(
-            "default.replication.factor",
-            "1".to_owned(),
-            4,
-            "single node",
-        ),
-        static_entry(
-            "socket.request.max.bytes",
-            context.max_request_bytes.to_string(),
-            3,
-            "largest request frame",
-        ),
-        static_entry(
-            "log.retention.check.interval.ms",
-            broker.retention_check_interval.as_millis().to_string(),
-            5,
-            "how often retention runs",
-        ),
-    ];
-    for (k, v) in &broker.topic_defaults {
-        entries.push(static_entry(
-            k,
-            v.clone(),
-            2,
-            "broker-level default for a topic config",
-        ));
-    }
-    entries
+fn resource_entries(list: Vec<ResourceConfigEntry>) -> Vec<Entry> {
+    list.into_iter()
+        .map(|e| Entry {
+            name: e.name,
+            value: e.value,
+            source: config_source_code(e.source),
+            read_only: e.read_only,
+            kind: config_type_code(e.kind),
+            doc: e.doc.to_owned(),
+            synonyms: e
+                .synonyms
+                .into_iter()
+                .map(|s| (s.name, s.value, config_source_code(s.source)))
+                .collect(),
+        })
+        .collect()
 }

@@ -12,6 +12,12 @@
 //! appended (or becomes durable), which moves the high watermark too. Every response reports
 //! the partition's real `last_stable_offset`.
 //!
+//! The broker's `fetch.max.bytes` ([`crate::KafkaConfig::fetch_max_bytes`], 55 MiB by
+//! default) caps the request's `max_bytes`; the first batch is still returned whole if larger,
+//! as Kafka does. Each read round first reserves its largest possible size from the
+//! request-memory budget (`queued.max.request.bytes`), and the bytes really read stay counted
+//! until the response is written, so fetch responses and request frames share one bound.
+//!
 //! Fetch sessions (KIP-227) are not kept: every response carries session id 0, which tells
 //! clients to send full requests; an incremental request gets `FETCH_SESSION_ID_NOT_FOUND`.
 //!
@@ -113,10 +119,22 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         Duration::from_millis(u64::try_from(body.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
-    let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
+    // The broker's fetch.max.bytes caps whatever the client asks.
+    let max_bytes = usize::try_from(body.max_bytes)
+        .unwrap_or(0)
+        .min(context.fetch_max_bytes);
     let committed = body.isolation_level == 1;
     let targets = Arc::new(targets);
-    let round = loop {
+    // Each read reserves its largest possible size from the request-memory budget first, and
+    // keeps what it really read until the response is written.
+    let reserve = max_bytes.clamp(1, context.fetch_memory_limit());
+    // A budget smaller than the cap lowers it (the first batch is still whole).
+    let max_bytes = max_bytes.min(reserve);
+    let (round, held) = loop {
+        let mut permits = Arc::clone(&context.request_memory)
+            .acquire_many_owned(u32::try_from(reserve).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| HandlerError::Internal("request memory budget closed".to_owned()))?;
         let for_read = Arc::clone(&targets);
         let round =
             tokio::task::spawn_blocking(move || read_round(&for_read, max_bytes, committed))
@@ -127,8 +145,13 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             || watchers.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
-            break round;
+            let held = match round.bytes.min(reserve) {
+                0 => None,
+                n => permits.split(n),
+            };
+            break (round, held);
         }
+        drop(permits);
         tokio::select! {
             () = any_changed(&mut watchers) => {}
             () = tokio::time::sleep_until(deadline) => {}
@@ -136,7 +159,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     };
     context.metrics.fetched(round.bytes);
     let parts = encode::encode(request.correlation_id(), version, 0, 0, &round.topics)?;
-    Ok(Outcome::RespondVectored(parts))
+    Ok(Outcome::RespondVectored(parts, held))
 }
 
 /// Resolves when any watched high watermark changes.

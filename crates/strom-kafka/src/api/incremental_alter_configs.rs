@@ -1,4 +1,5 @@
-//! IncrementalAlterConfigs (key 44): set, delete, append to or subtract from topic configs.
+//! IncrementalAlterConfigs (key 44): set, delete, append to or subtract from the configs of a
+//! topic, the broker, the cluster default or a group (see `alter_configs` for the errors).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
@@ -7,7 +8,9 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::{Broker, ConfigOp};
 
-use super::alter_configs::unsupported_resource;
+use strom_broker::broker_config::ConfigChange;
+
+use super::alter_configs::{alter_resource, unsupported_resource};
 use super::describe_configs::resource_type;
 use super::{HandlerError, Outcome, decode, respond};
 use crate::Context;
@@ -29,6 +32,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         })
         .await
         .map_err(|e| HandlerError::Internal(e.to_string()))?;
+    context.apply_dynamic_configs();
     respond(
         request,
         &IncrementalAlterConfigsResponse::default().with_responses(responses),
@@ -43,7 +47,10 @@ fn alter_one(
     let mut response = AlterConfigsResourceResponse::default()
         .with_resource_type(r.resource_type)
         .with_resource_name(r.resource_name.clone());
-    let outcome = if r.resource_type == resource_type::TOPIC {
+    let outcome = if matches!(
+        r.resource_type,
+        resource_type::TOPIC | resource_type::BROKER | resource_type::GROUP
+    ) {
         let mut ops = Vec::with_capacity(r.configs.len());
         let mut bad = None;
         for c in r.configs {
@@ -63,9 +70,16 @@ fn alter_one(
         }
         match bad {
             Some(message) => Err((ResponseError::InvalidConfig.code(), message)),
-            None => broker
+            None if r.resource_type == resource_type::TOPIC => broker
                 .incremental_alter_configs_blocking(r.resource_name.as_str(), &ops, validate_only)
                 .map_err(|e| (error_code(&e), e.to_string())),
+            None => alter_resource(
+                broker,
+                r.resource_type,
+                r.resource_name.as_str(),
+                ConfigChange::Incremental(ops),
+                validate_only,
+            ),
         }
     } else {
         Err(unsupported_resource(r.resource_type))

@@ -1,5 +1,6 @@
 //! ListGroups (key 16): every group (with members or only committed offsets); v4+ filters by
-//! state.
+//! state, v5+ by group type (KIP-848: `classic` or `consumer`, both filters case-insensitive)
+//! and answers each group's type.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -17,10 +18,18 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    let types: Vec<String> = body
+        .types_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     let mut response = ListGroupsResponse::default();
     for g in context.broker.groups().list() {
         let state = g.state.name();
         if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
+            continue;
+        }
+        if !types.is_empty() && !types.iter().any(|t| t == g.group_type) {
             continue;
         }
         let mut listed = ListedGroup::default()
@@ -28,6 +37,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             .with_protocol_type(StrBytes::from_string(g.protocol_type));
         if request.version() >= 4 {
             listed.group_state = StrBytes::from_static_str(state);
+        }
+        if request.version() >= 5 {
+            listed.group_type = StrBytes::from_static_str(g.group_type);
         }
         response.groups.push(listed);
     }

@@ -73,7 +73,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
@@ -101,12 +101,39 @@ pub enum Outcome {
     /// Write this response frame.
     Respond(Bytes),
     /// Write this response frame, given as chunks to write in order with one `writev` (a
-    /// Fetch response: its record sets stay in the buffers the log read filled).
-    RespondVectored(Vec<Bytes>),
+    /// Fetch response: its record sets stay in the buffers the log read filled). The permits,
+    /// if any, count the response's bytes against the request-memory budget until it is
+    /// written.
+    RespondVectored(Vec<Bytes>, Option<tokio::sync::OwnedSemaphorePermit>),
     /// Nothing to write (`acks=0` produce).
     NoResponse,
     /// Close the connection (the reason was logged).
     Close,
+    /// The answer is not ready yet: a Produce whose writes are done but not yet durable. The
+    /// connection may read and handle further Produce requests meanwhile, and writes this
+    /// future's outcome in request order.
+    Deferred(Deferred),
+}
+
+/// A response that completes later (see [`Outcome::Deferred`]).
+pub struct Deferred(std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>);
+
+impl Deferred {
+    /// Wraps the future that produces the outcome.
+    pub fn new(future: impl std::future::Future<Output = Outcome> + Send + 'static) -> Deferred {
+        Deferred(Box::pin(future))
+    }
+
+    /// Waits for the outcome.
+    pub async fn outcome(self) -> Outcome {
+        self.0.await
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
 }
 
 /// Why a handler could not answer.

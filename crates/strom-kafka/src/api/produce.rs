@@ -1,9 +1,21 @@
 //! Produce (key 0): append record batches to partitions.
 //!
 //! Partitions of one request are appended concurrently (each on the blocking pool, where the
-//! log's group commit lets them share fsyncs); requests of one connection are handled in order,
-//! so batches a client sends in order are appended in order. `acks=0` gets no response; if such
+//! broker's commit window lets them share one sync round); requests of one connection are
+//! written in order, so batches a client sends in order are appended in order. With acks, the
+//! handler returns as soon as every partition's write is done, with the response deferred
+//! until they are durable ([`Outcome::Deferred`]): the connection reads and writes the next
+//! Produce while this one syncs, and answers in order. `acks=0` gets no response; if such
 //! a request fails, the connection is closed so the client notices (as Kafka does).
+//!
+//! A topic that does not exist is `UNKNOWN_TOPIC_OR_PARTITION` per partition: only Metadata
+//! creates topics automatically, as in Kafka. A partition that is a Kinesis shard closed by
+//! SplitShard/MergeShards/UpdateShardCount is read-only: produce to it is `POLICY_VIOLATION`
+//! (the check reads the stream's shard list; a produce that passed it just before a reshard
+//! fixed the shard's end may still land past that end, readable through Kafka only).
+//!
+//! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
+//! all connections; further partitions of a request wait for a slot.
 //!
 //! A transactional batch (from a request with a transactional id) is checked against the
 //! transaction coordinator first: the producer must own the id at this epoch and have added
@@ -21,16 +33,23 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::txn::TxnError;
 use strom_broker::{AppendInfo, Error, Partition, RecordRejection, Topic, validate_topic_name};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{HandlerError, Outcome, decode, respond};
+use super::{Deferred, HandlerError, Outcome, decode};
 use crate::Context;
 use crate::error_code::error_code;
-use crate::frame::Request;
+use crate::frame::{self, Request};
 
 enum Pending {
     Done(PartitionProduceResponse),
-    Appending(i32, JoinHandle<strom_broker::Result<AppendInfo>>),
+    /// Index, "written" signal (sent, or dropped, once the write half is over), and the task
+    /// that then waits for durability.
+    Appending(
+        i32,
+        oneshot::Receiver<()>,
+        JoinHandle<strom_broker::Result<AppendInfo>>,
+    ),
 }
 
 fn failed(
@@ -59,11 +78,22 @@ async fn resolve_topic(
         return context.broker.topic_by_id(id);
     }
     validate_topic_name(name)?;
-    let name = name.to_owned();
+    // Kafka creates topics automatically only through Metadata, never through Produce.
+    context.broker.topic(name)
+}
+
+/// Whether partition `index` of `topic` is a Kinesis shard that resharding closed: such a
+/// partition is read-only for both APIs, as Kinesis makes it.
+fn closed_shard(context: &Context, topic: &Topic, index: i32) -> bool {
     context
         .broker
-        .run_blocking(move |b| b.topic_or_create_blocking(&name, true))
-        .await
+        .stream_meta(topic.id())
+        .and_then(|m| {
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| m.shards.get(i).map(|s| s.is_closed()))
+        })
+        .unwrap_or(false)
 }
 
 /// Handles Produce.
@@ -89,15 +119,25 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 (Err(e), _) => {
                     Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
                 }
+                (Ok(topic), _) if closed_shard(context, topic, index) => Pending::Done(failed(
+                    index,
+                    ResponseError::PolicyViolation.code(),
+                    Some(format!(
+                        "partition {index} of {name} is a Kinesis shard closed by resharding; it is read-only"
+                    )),
+                    version,
+                )),
                 (Ok(topic), _) => {
                     let checked = match &txn_id {
                         Some(id) => check_transactional(context, id, topic, index, &pd.records),
                         None => Ok(()),
                     };
-                    match checked.and_then(|()| {
-                        start_append(&context.metrics, topic, index, acks, pd.records)
-                    }) {
-                        Ok(handle) => Pending::Appending(index, handle),
+                    let started = match checked {
+                        Ok(()) => start_append(context, topic, index, acks, pd.records).await,
+                        Err(e) => Err(e),
+                    };
+                    match started {
+                        Ok((written, handle)) => Pending::Appending(index, written, handle),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
                         Err(e @ Error::Txn(TxnError::ProducerFenced)) => Pending::Done(failed(
@@ -120,63 +160,88 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         topics.push((name, topic_data.topic_id, parts));
     }
 
-    let mut any_error = false;
-    let mut responses = Vec::with_capacity(topics.len());
-    for (name, id, parts) in topics {
-        let mut partition_responses = Vec::with_capacity(parts.len());
-        for pending in parts {
-            let r = match pending {
-                Pending::Done(r) => r,
-                Pending::Appending(index, handle) => match handle.await {
-                    Ok(Ok(info)) => {
-                        let mut r = PartitionProduceResponse::default()
-                            .with_index(index)
-                            .with_base_offset(info.base_offset)
-                            .with_log_append_time_ms(info.log_append_time);
-                        if version >= 5 {
-                            r.log_start_offset = info.log_start_offset;
-                        }
-                        r
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
-                        let mut r = failed(index, error_code(&e), Some(e.to_string()), version);
-                        if version >= 8 {
-                            r.record_errors = record_errors(&e);
-                        }
-                        r
-                    }
-                    Err(_) => failed(
-                        index,
-                        ResponseError::UnknownServerError.code(),
-                        None,
-                        version,
-                    ),
-                },
-            };
-            any_error |= r.error_code != 0;
-            partition_responses.push(r);
+    // Every write of this request is done (in request order) before the handler returns; the
+    // acknowledgement waits for durability in the returned future.
+    for (_, _, parts) in &mut topics {
+        for pending in parts.iter_mut() {
+            if let Pending::Appending(_, written, _) = pending {
+                let _ = written.await;
+            }
         }
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
-                    name,
-                )))
-                .with_topic_id(id)
-                .with_partition_responses(partition_responses),
-        );
     }
+    let correlation_id = request.correlation_id();
+    let answer = async move {
+        let mut any_error = false;
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, id, parts) in topics {
+            let mut partition_responses = Vec::with_capacity(parts.len());
+            for pending in parts {
+                let r = match pending {
+                    Pending::Done(r) => r,
+                    Pending::Appending(index, _, handle) => match handle.await {
+                        Ok(Ok(info)) => {
+                            let mut r = PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_base_offset(info.base_offset)
+                                .with_log_append_time_ms(info.log_append_time);
+                            if version >= 5 {
+                                r.log_start_offset = info.log_start_offset;
+                            }
+                            r
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                            let mut r = failed(index, error_code(&e), Some(e.to_string()), version);
+                            if version >= 8 {
+                                r.record_errors = record_errors(&e);
+                            }
+                            r
+                        }
+                        Err(_) => failed(
+                            index,
+                            ResponseError::UnknownServerError.code(),
+                            None,
+                            version,
+                        ),
+                    },
+                };
+                any_error |= r.error_code != 0;
+                partition_responses.push(r);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                        name,
+                    )))
+                    .with_topic_id(id)
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        if acks == 0 {
+            if any_error {
+                tracing::debug!("acks=0 produce failed, closing the connection to tell the client");
+                return Ok(Outcome::Close);
+            }
+            return Ok(Outcome::NoResponse);
+        }
+        Ok(Outcome::Respond(frame::encode_response(
+            correlation_id,
+            version,
+            &ProduceResponse::default().with_responses(responses),
+        )?))
+    };
     if acks == 0 {
-        if any_error {
-            tracing::debug!("acks=0 produce failed, closing the connection to tell the client");
-            return Ok(Outcome::Close);
-        }
-        return Ok(Outcome::NoResponse);
+        return answer.await;
     }
-    respond(
-        request,
-        &ProduceResponse::default().with_responses(responses),
-    )
+    Ok(Outcome::Deferred(Deferred::new(async move {
+        match answer.await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(correlation_id, error = %e, "closing connection");
+                Outcome::Close
+            }
+        }
+    })))
 }
 
 /// Kafka's per-record errors (`record_errors`, Produce v8+) for a refused payload: the index
@@ -234,13 +299,22 @@ fn check_transactional(
     )
 }
 
-fn start_append(
-    metrics: &crate::metrics::KafkaMetrics,
+/// Starts the append of one partition's batches on the blocking pool. Waits first for one of
+/// the broker-wide append slots ([`Context::append_slots`]), so the number of blocking threads
+/// produce requests occupy does not follow the partition counts clients send.
+async fn start_append(
+    context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<JoinHandle<strom_broker::Result<AppendInfo>>, Error> {
+) -> Result<
+    (
+        oneshot::Receiver<()>,
+        JoinHandle<strom_broker::Result<AppendInfo>>,
+    ),
+    Error,
+> {
     let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
     let min_isr = topic.settings().min_insync_replicas;
     if acks == -1 && min_isr > 1 {
@@ -249,9 +323,20 @@ fn start_append(
             available: 1,
         });
     }
+    let slot = Arc::clone(&context.append_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::ShuttingDown)?;
     let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
-    metrics.produced(data.len());
-    Ok(tokio::task::spawn_blocking(move || {
-        partition.append_blocking(&mut data)
-    }))
+    context.metrics.produced(data.len());
+    let (written_tx, written) = oneshot::channel();
+    let handle = tokio::task::spawn_blocking(move || {
+        // The slot is held through both halves: a blocking thread is busy until durability.
+        let _slot = slot;
+        let pending = partition.append_deferred_blocking(&mut data);
+        // The receiver may be gone (connection dropped); the append still completes.
+        let _ = written_tx.send(());
+        partition.await_durable_blocking(pending?)
+    });
+    Ok((written, handle))
 }

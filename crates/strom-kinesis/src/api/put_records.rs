@@ -246,7 +246,11 @@ pub(crate) async fn append(
         }
         tasks.push((shard, indexes, {
             let fence = Arc::clone(fence);
+            let slots = Arc::clone(&ctx.append_slots);
             tokio::spawn(async move {
+                // One of the listener's append slots: the shards of a request (up to 500) do
+                // not become as many blocking threads.
+                let _slot = slots.acquire_owned().await;
                 let out = partition.append(payload).await;
                 drop(fence);
                 out

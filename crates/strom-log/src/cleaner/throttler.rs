@@ -29,7 +29,8 @@ struct Window {
 /// rate-limited too: a thread arriving while another sleeps waits for it, then is measured
 /// against the same window.
 pub struct Throttler {
-    bytes_per_sec: Option<u64>,
+    /// The limit; 0 means unlimited. Changeable at runtime ([`Throttler::set_bytes_per_sec`]).
+    bytes_per_sec: std::sync::atomic::AtomicU64,
     clock: Arc<dyn Clock>,
     sleep: Sleeper,
     window: Mutex<Window>,
@@ -38,7 +39,7 @@ pub struct Throttler {
 impl std::fmt::Debug for Throttler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Throttler")
-            .field("bytes_per_sec", &self.bytes_per_sec)
+            .field("bytes_per_sec", &self.bytes_per_sec())
             .finish_non_exhaustive()
     }
 }
@@ -58,7 +59,7 @@ impl Throttler {
     pub fn with_clock(bytes_per_sec: Option<u64>, clock: Arc<dyn Clock>, sleep: Sleeper) -> Self {
         let start_ms = clock.now_ms();
         Throttler {
-            bytes_per_sec: bytes_per_sec.filter(|&r| r > 0),
+            bytes_per_sec: std::sync::atomic::AtomicU64::new(bytes_per_sec.unwrap_or(0)),
             clock,
             sleep,
             window: Mutex::new(Window { start_ms, bytes: 0 }),
@@ -72,13 +73,25 @@ impl Throttler {
 
     /// The configured rate, `None` if unlimited.
     pub fn bytes_per_sec(&self) -> Option<u64> {
-        self.bytes_per_sec
+        Some(
+            self.bytes_per_sec
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .filter(|&r| r > 0)
+    }
+
+    /// Changes the rate (`None` or 0: unlimited); the next [`Throttler::consume`] uses it.
+    pub fn set_bytes_per_sec(&self, bytes_per_sec: Option<u64>) {
+        self.bytes_per_sec.store(
+            bytes_per_sec.unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Accounts for `bytes` of I/O, sleeping first if the rate so far in the current window is
     /// above the limit.
     pub fn consume(&self, bytes: u64) {
-        let Some(rate) = self.bytes_per_sec else {
+        let Some(rate) = self.bytes_per_sec() else {
             return;
         };
         let mut window = lock(&self.window);
