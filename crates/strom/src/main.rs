@@ -4,6 +4,7 @@
 //! Kafka protocol on `127.0.0.1:9092`, the Kinesis Data Streams API on `127.0.0.1:4567`. Settings come from, in increasing precedence, built-in
 //! defaults, a TOML file (`--config FILE`), `STROM_*` environment variables and flags.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 mod cli;
 mod config;
 mod group_cli;
