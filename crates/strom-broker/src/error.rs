@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::storage::StorageError;
+
 /// Result alias for the broker core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -96,9 +98,10 @@ pub enum Error {
         /// How many replicas are in sync (always 1 on a single node).
         available: i32,
     },
-    /// The storage engine failed (invalid batch, too large, offset out of range, I/O, poisoned).
+    /// Storage failed (invalid batch, too large, offset out of range, I/O, poisoned), in the
+    /// backend-neutral kinds of [`StorageError`].
     #[error(transparent)]
-    Log(#[from] strom_log::Error),
+    Storage(#[from] StorageError),
     /// Reading or writing the metadata event log failed.
     #[error("metadata {op} failed on {path}: {source}")]
     Metadata {

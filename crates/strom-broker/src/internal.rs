@@ -13,10 +13,11 @@ use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records, stored_ba
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
+use crate::storage::StorageError;
 use crate::topic::CreateTopic;
 
 fn invalid(e: strom_record::Error) -> Error {
-    Error::Log(strom_log::Error::InvalidBatch(e))
+    Error::Storage(StorageError::InvalidBatch(e))
 }
 
 /// Batches of internal topics found damaged by replays in this process (a metric: a non-zero
@@ -93,7 +94,7 @@ pub(crate) fn replay_from(
             Ok(None) => break,
             // Damage met for the first time: the log locates it and takes exactly the damaged
             // batches out of service, then the read is retried (bounded).
-            Err(Error::Log(strom_log::Error::Corrupt { .. }))
+            Err(Error::Storage(StorageError::Corrupt { .. }))
                 if quarantines < MAX_QUARANTINES_PER_OFFSET
                     && matches!(log.quarantine(offset), Ok(Some(_))) =>
             {
@@ -102,7 +103,7 @@ pub(crate) fn replay_from(
             }
             // A range the log took out of service (damaged on disk): exactly its offsets are
             // lost; replay resumes at the first intact batch after it.
-            Err(Error::Log(strom_log::Error::DamagedRange {
+            Err(Error::Storage(StorageError::DamagedRange {
                 first_offset,
                 end_offset,
                 ..
@@ -196,9 +197,9 @@ fn read_raw(log: &PartitionLog, offset: i64, max_bytes: usize) -> Result<Option<
         .file
         .read_exact_at(&mut buf, slice.position)
         .map_err(|e| {
-            Error::Log(strom_log::Error::Io {
+            Error::Storage(StorageError::Unavailable {
                 op: "read segment",
-                path: log.dir().to_path_buf(),
+                resource: log.dir().display().to_string(),
                 source: Arc::new(e),
             })
         })?;

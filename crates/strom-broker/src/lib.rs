@@ -24,6 +24,7 @@ mod healing;
 mod internal;
 pub mod metadata;
 mod partition;
+pub mod storage;
 pub mod stream;
 mod topic;
 pub mod txn;
@@ -32,6 +33,7 @@ pub use broker::{Broker, BrokerConfig, MAX_PARTITIONS, partition_dir};
 pub use error::{Error, RecordRejection, Result};
 pub use internal::internal_topic_damaged_batches;
 pub use partition::{LEADER_EPOCH, Partition, PendingPartitionAppend, ReadOutcome};
+pub use storage::StorageError;
 pub use topic::{
     ConfigOp, CreateTopic, MAX_TOPIC_NAME_LEN, Topic, TopicSummary, validate_topic_name,
 };

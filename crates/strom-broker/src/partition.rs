@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::healing::HealingLog;
+use crate::storage::StorageError;
 
 /// The leader epoch written into every batch. A single node never changes leader, so this is 0
 /// until cluster mode bumps it on leader changes.
@@ -208,7 +209,7 @@ impl Partition {
         match result {
             Err(strom_log::Error::Closed) if !self.closed.load(Ordering::Acquire) => {
                 // The partition is open: its log was swapped by healing under this append.
-                Err(Error::Log(strom_log::Error::Poisoned))
+                Err(Error::Storage(StorageError::Poisoned))
             }
             other => self.checked(other),
         }
@@ -246,7 +247,7 @@ impl Partition {
         loop {
             let log = self.log.get();
             match read(&log) {
-                Err(Error::Log(strom_log::Error::Corrupt { .. }))
+                Err(Error::Storage(StorageError::Corrupt { .. }))
                     if attempt < MAX_RANGES_PER_READ =>
                 {
                     attempt += 1;
@@ -310,7 +311,7 @@ impl Partition {
 
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
-            Err(Error::Log(strom_log::Error::Closed))
+            Err(Error::Storage(StorageError::Closed))
         } else {
             Ok(())
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strom_broker::{Broker, BrokerConfig, CreateTopic, Error, partition_dir};
+use strom_broker::{Broker, BrokerConfig, CreateTopic, Error, StorageError, partition_dir};
 use strom_log::fault::{self, FailNth, FaultError, FileKind, FileOp};
 use strom_record::{BatchBuilder, DecodeLimits, Record, decode_records};
 
@@ -107,7 +107,7 @@ fn a_failed_fdatasync_is_recovered_in_the_background_without_a_restart() {
     let guard = fault::install(plan.clone());
     let err = p0.append_blocking(&mut batch("lost")).unwrap_err();
     assert!(
-        matches!(err, Error::Log(strom_log::Error::Io { .. })),
+        matches!(err, Error::Storage(StorageError::Unavailable { .. })),
         "the writer sees the I/O error: {err}"
     );
     assert_eq!(plan.fired(), 1);
@@ -123,7 +123,7 @@ fn a_failed_fdatasync_is_recovered_in_the_background_without_a_restart() {
     loop {
         match p0.append_blocking(&mut batch("b")) {
             Ok(_) => break,
-            Err(Error::Log(strom_log::Error::Poisoned)) => {
+            Err(Error::Storage(StorageError::Poisoned)) => {
                 assert!(Instant::now() < deadline, "partition 0 never recovered");
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -181,7 +181,7 @@ fn a_disk_that_keeps_failing_is_recovered_from_each_time_and_a_full_disk_needs_n
         assert!(
             matches!(
                 err,
-                Error::Log(strom_log::Error::Io { .. } | strom_log::Error::Poisoned)
+                Error::Storage(StorageError::Unavailable { .. } | StorageError::Poisoned)
             ),
             "{err}"
         );
@@ -209,10 +209,15 @@ fn a_disk_that_keeps_failing_is_recovered_from_each_time_and_a_full_disk_needs_n
     let recoveries = p0.recoveries();
     for _ in 0..3 {
         let err = p0.append_blocking(&mut batch("refused")).unwrap_err();
-        let Error::Log(strom_log::Error::Io { source, .. }) = &err else {
+        let Error::Storage(StorageError::Unavailable { source, .. }) = &err else {
             panic!("{err}");
         };
-        assert_eq!(source.raw_os_error(), Some(28));
+        assert_eq!(
+            source
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::raw_os_error),
+            Some(28)
+        );
     }
     assert!(!p0.is_recovering());
     full.heal();
@@ -332,7 +337,7 @@ fn a_deferred_append_whose_log_was_healed_meanwhile_fails_cleanly() {
     let guard = fault::install(plan.clone());
     let err = p.await_durable_blocking(first).unwrap_err();
     assert!(
-        matches!(err, Error::Log(strom_log::Error::Io { .. })),
+        matches!(err, Error::Storage(StorageError::Unavailable { .. })),
         "{err}"
     );
     assert_eq!(
@@ -345,7 +350,7 @@ fn a_deferred_append_whose_log_was_healed_meanwhile_fails_cleanly() {
     let started = Instant::now();
     let err = p.await_durable_blocking(second).unwrap_err();
     assert!(
-        matches!(err, Error::Log(strom_log::Error::Poisoned)),
+        matches!(err, Error::Storage(StorageError::Poisoned)),
         "a storage error: {err}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

@@ -1,9 +1,9 @@
 //! The one mapping from broker errors to Kafka error codes.
 
 use kafka_protocol::error::ResponseError;
-use strom_broker::Error;
 use strom_broker::group::GroupError;
 use strom_broker::txn::TxnError;
+use strom_broker::{Error, StorageError};
 
 /// The Kafka error code for a broker error.
 pub fn error_code(error: &Error) -> i16 {
@@ -24,7 +24,7 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
-        Error::Log(log) => log_error(log),
+        Error::Storage(e) => storage_error(e),
         Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
             ResponseError::KafkaStorageError
         }
@@ -79,8 +79,9 @@ pub fn txn_error(error: TxnError) -> ResponseError {
     }
 }
 
-fn log_error(error: &strom_log::Error) -> ResponseError {
-    use strom_log::Error as L;
+/// The Kafka error for a storage error (whichever backend raised it).
+pub fn storage_error(error: &StorageError) -> ResponseError {
+    use StorageError as L;
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
         // A fetch in a range damaged on disk: not retriable (the data will not come back), so
@@ -96,9 +97,11 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
         L::DuplicateSequence { .. } => ResponseError::DuplicateSequenceNumber,
         L::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         L::OffsetOutOfRange { .. } | L::InvalidOffset { .. } => ResponseError::OffsetOutOfRange,
-        L::Io { .. } | L::Poisoned | L::Corrupt { .. } => ResponseError::KafkaStorageError,
+        L::Unavailable { .. } | L::Poisoned | L::Corrupt { .. } => ResponseError::KafkaStorageError,
         // The partition was closed under the request (topic deletion, shutdown).
         L::Closed => ResponseError::NotLeaderOrFollower,
+        // `StorageError` is non_exhaustive for downstream crates.
+        _ => ResponseError::KafkaStorageError,
     }
 }
 
@@ -188,39 +191,39 @@ mod tests {
                 ResponseError::IllegalGeneration,
             ),
             (
-                Error::Log(strom_log::Error::BatchTooLarge { size: 2, max: 1 }),
+                Error::Storage(StorageError::BatchTooLarge { size: 2, max: 1 }),
                 ResponseError::MessageTooLarge,
             ),
             (
-                Error::Log(strom_log::Error::OffsetOutOfRange {
-                    offset: 9,
-                    log_start: 0,
-                    high_watermark: 1,
+                Error::Storage(StorageError::OffsetOutOfRange {
+                    requested: 9,
+                    start: 0,
+                    end: 1,
                 }),
                 ResponseError::OffsetOutOfRange,
             ),
             (
-                Error::Log(strom_log::Error::Poisoned),
+                Error::Storage(StorageError::Poisoned),
                 ResponseError::KafkaStorageError,
             ),
             (
-                Error::Log(strom_log::Error::Io {
+                Error::Storage(StorageError::Unavailable {
                     op: "write segment",
-                    path: "p".into(),
+                    resource: "p".into(),
                     source: io(),
                 }),
                 ResponseError::KafkaStorageError,
             ),
             (
-                Error::Log(strom_log::Error::DamagedRange {
-                    path: "p".into(),
+                Error::Storage(StorageError::DamagedRange {
+                    location: "p".into(),
                     first_offset: 5,
                     end_offset: 6,
                 }),
                 ResponseError::CorruptMessage,
             ),
             (
-                Error::Log(strom_log::Error::InvalidTimestamp {
+                Error::Storage(StorageError::InvalidTimestamp {
                     timestamp: 10,
                     now: 0,
                     earliest: 0,
@@ -229,11 +232,11 @@ mod tests {
                 ResponseError::InvalidTimestamp,
             ),
             (
-                Error::Log(strom_log::Error::Closed),
+                Error::Storage(StorageError::Closed),
                 ResponseError::NotLeaderOrFollower,
             ),
             (
-                Error::Log(strom_log::Error::ProducerFenced {
+                Error::Storage(StorageError::ProducerFenced {
                     producer_id: 1,
                     epoch: 0,
                     current_epoch: 1,
@@ -241,7 +244,7 @@ mod tests {
                 ResponseError::InvalidProducerEpoch,
             ),
             (
-                Error::Log(strom_log::Error::OutOfOrderSequence {
+                Error::Storage(StorageError::OutOfOrderSequence {
                     producer_id: 1,
                     epoch: 0,
                     expected: 1,
@@ -250,7 +253,7 @@ mod tests {
                 ResponseError::OutOfOrderSequenceNumber,
             ),
             (
-                Error::Log(strom_log::Error::DuplicateSequence {
+                Error::Storage(StorageError::DuplicateSequence {
                     producer_id: 1,
                     first_seq: 0,
                 }),

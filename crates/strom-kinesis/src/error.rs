@@ -114,11 +114,9 @@ impl From<strom_broker::Error> for KinesisError {
             B::InvalidReplicationFactor { .. }
             | B::NotEnoughReplicas { .. }
             | B::InvalidRecords { .. } => ErrorKind::InvalidArgument,
-            B::Log(strom_log_error) if is_client_log_error(strom_log_error) => {
-                ErrorKind::InvalidArgument
-            }
+            B::Storage(s) if s.is_client_error() => ErrorKind::InvalidArgument,
             // A partition is closed when its topic is deleted under a request.
-            B::Log(strom_log::Error::Closed) => ErrorKind::ResourceNotFound,
+            B::Storage(strom_broker::StorageError::Closed) => ErrorKind::ResourceNotFound,
             _ => ErrorKind::InternalFailure,
         };
         if kind == ErrorKind::InternalFailure {
@@ -126,13 +124,6 @@ impl From<strom_broker::Error> for KinesisError {
         }
         KinesisError::new(kind, e.to_string())
     }
-}
-
-fn is_client_log_error(e: &strom_log::Error) -> bool {
-    matches!(
-        e,
-        strom_log::Error::BatchTooLarge { .. } | strom_log::Error::InvalidBatch(_)
-    )
 }
 
 #[cfg(test)]
@@ -160,27 +151,27 @@ mod tests {
             (strom_broker::Error::ShuttingDown, "InternalFailure"),
             // Disk full / I/O error / a log being recovered / damaged data: 500 InternalFailure.
             (
-                strom_broker::Error::Log(strom_log::Error::Io {
+                strom_broker::Error::Storage(strom_broker::StorageError::Unavailable {
                     op: "write segment",
-                    path: "p".into(),
+                    resource: "p".into(),
                     source: std::sync::Arc::new(std::io::Error::from_raw_os_error(28)),
                 }),
                 "InternalFailure",
             ),
             (
-                strom_broker::Error::Log(strom_log::Error::Poisoned),
+                strom_broker::Error::Storage(strom_broker::StorageError::Poisoned),
                 "InternalFailure",
             ),
             (
-                strom_broker::Error::Log(strom_log::Error::DamagedRange {
-                    path: "p".into(),
+                strom_broker::Error::Storage(strom_broker::StorageError::DamagedRange {
+                    location: "p".into(),
                     first_offset: 5,
                     end_offset: 6,
                 }),
                 "InternalFailure",
             ),
             (
-                strom_broker::Error::Log(strom_log::Error::Closed),
+                strom_broker::Error::Storage(strom_broker::StorageError::Closed),
                 "ResourceNotFoundException",
             ),
         ];

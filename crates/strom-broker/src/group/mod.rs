@@ -725,7 +725,7 @@ impl Broker {
         let partition = self.offsets_partition_blocking()?;
         let mut batch = BatchBuilder::new()
             .build(&records)
-            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // Under the shared side, so a checkpoint sees the values of every appended record.
         let _shared = self
             .groups
@@ -982,7 +982,7 @@ impl Broker {
             .collect();
         let mut batch = BatchBuilder::new()
             .build(&batch_records)
-            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // The guard is held until the cache is updated, so whoever takes the exclusive side
         // (tombstones, expiry) sees every appended commit in the cache.
         let order = &self.groups.offsets_order;
@@ -1238,7 +1238,7 @@ impl Broker {
         let count = records.len();
         let mut batch = BatchBuilder::new()
             .build(&records)
-            .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         let mut at = partition.append_blocking(&mut batch)?.base_offset;
         for (group_id, tps) in expired {
             let n = tps.len() as i64;

@@ -464,7 +464,7 @@ impl Broker {
             COORDINATOR_EPOCH,
             now,
         )
-        .map_err(|e| Error::Log(strom_log::Error::InvalidBatch(e)))?;
+        .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         let targets: Vec<Arc<Partition>> = m
             .partitions
             .iter()

@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use strom_broker::{Error, Partition};
+use strom_broker::{Error, Partition, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -238,9 +238,9 @@ fn read_round(targets: &[TopicTarget], max_bytes: usize, committed: bool) -> Rou
                         Some(Err(e)) => {
                             any_error = true;
                             let mut d = error_data(p.index, &e);
-                            if let Error::Log(strom_log::Error::OffsetOutOfRange {
-                                log_start,
-                                high_watermark,
+                            if let Error::Storage(StorageError::OffsetOutOfRange {
+                                start: log_start,
+                                end: high_watermark,
                                 ..
                             }) = e
                             {
@@ -274,7 +274,7 @@ struct Offsets {
     high_watermark: i64,
     last_stable_offset: i64,
     log_start_offset: i64,
-    aborted: Vec<strom_log::AbortedTxn>,
+    aborted: Vec<strom_broker::storage::AbortedTxn>,
 }
 
 fn ok_data(

@@ -302,7 +302,9 @@ pub(crate) fn read_page(
             .read_committed_blocking(offset, MAX_BYTES.saturating_sub(bytes).max(1))
         {
             Ok(o) => o,
-            Err(strom_broker::Error::Log(strom_log::Error::OffsetOutOfRange { .. })) => {
+            Err(strom_broker::Error::Storage(strom_broker::StorageError::OffsetOutOfRange {
+                ..
+            })) => {
                 // Below the log start (retention removed it) or past the end: move to the
                 // start or stay at the end, as Kinesis does for trimmed data.
                 let log_start = partition.log_start_offset();
@@ -329,7 +331,7 @@ pub(crate) fn read_page(
         let data = outcome.records;
         let mut next = offset;
         let mut full = false;
-        let mut aborted = strom_log::AbortedFilter::new(outcome.aborted_transactions);
+        let mut aborted = strom_broker::storage::AbortedFilter::new(outcome.aborted_transactions);
         for batch in strom_record::stored_batches(&data) {
             let (header, range) =
                 batch.map_err(|e| KinesisError::new(ErrorKind::InternalFailure, e.to_string()))?;
