@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use crate::config::{self, ConfigEntry, TopicSettings};
 use crate::error::{Error, Result};
-use crate::metadata::{METADATA_DIR, MetadataEvent, MetadataLog};
+use crate::metadata::{METADATA_DIR, MetadataEvent};
 use crate::partition::Partition;
+use crate::storage::local::LocalBackend;
+use crate::storage::{LogConfig, MetadataStore, PartitionIndex, StorageBackend, TopicPartition};
 use crate::topic::{ConfigOp, CreateTopic, Topic, TopicSummary, validate_topic_name};
 
 /// The most partitions one topic may have.
@@ -82,13 +84,14 @@ pub struct Broker {
     cluster_id: String,
     clock: Arc<dyn Clock>,
     registry: RwLock<Registry>,
-    admin: Mutex<MetadataLog>,
+    admin: Mutex<Box<dyn MetadataStore>>,
     producer_ids: Mutex<ProducerIds>,
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
     pub(crate) txns: crate::txn::TxnCoordinator,
-    /// The commit window every partition's `Always` appends share.
-    durability: crate::durability::Durability,
+    /// Where partitions and metadata are stored (the local backend unless another was passed
+    /// to [`Broker::open_with_backend`]).
+    storage: Arc<dyn StorageBackend>,
     /// Dynamic broker and group configs, and the static broker values (see
     /// [`crate::broker_config`]).
     pub(crate) dynamic: crate::broker_config::DynamicConfigs,
@@ -111,6 +114,18 @@ impl Broker {
 
     /// [`Broker::open`] with an injected clock (tests).
     pub fn open_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Broker> {
+        let storage = LocalBackend::open(&config.data_dir, Arc::clone(&clock))?;
+        Broker::open_with_backend(config, clock, Arc::new(storage))
+    }
+
+    /// [`Broker::open`] on a given storage backend (the cluster backend, or a local one opened
+    /// by the caller). `config.data_dir` still holds what is local to this broker (the group
+    /// offsets checkpoint). BLOCKING.
+    pub fn open_with_backend(
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+        storage: Arc<dyn StorageBackend>,
+    ) -> Result<Broker> {
         config::validate(&config.topic_defaults)?;
         if config.num_partitions < 1 || config.num_partitions > MAX_PARTITIONS {
             return Err(Error::InvalidPartitions {
@@ -121,7 +136,7 @@ impl Broker {
         // Durably: its parent is fsynced, so a crash cannot lose the directory with what the
         // broker then writes in it (partition directories are created the same way).
         strom_log::create_dir_durable(&config.data_dir)?;
-        let (mut meta, events) = MetadataLog::open(&config.data_dir)?;
+        let (mut meta, events) = storage.open_metadata()?;
 
         let mut cluster_id = None;
         let mut producer_ids_until = 0i64;
@@ -183,22 +198,20 @@ impl Broker {
             }
         };
 
-        let durability = crate::durability::Durability::new();
         let mut registry = Registry::default();
         let topic_defaults = merged_topic_defaults(&config.topic_defaults, &dynamic);
         for (id, t) in topics {
             let settings = TopicSettings::resolve(&topic_defaults, &t.configs)?;
             let mut partitions = Vec::new();
             for index in 0..t.partitions {
-                let dir = partition_dir(&config.data_dir, &t.name, index);
-                partitions.push(Arc::new(Partition::open(
-                    &t.name,
-                    index,
-                    dir,
+                let store = storage.open_partition(
+                    TopicPartition {
+                        topic: &t.name,
+                        index: PartitionIndex(index),
+                    },
                     settings.log_config(),
-                    Arc::clone(&clock),
-                    &durability,
-                )?));
+                )?;
+                partitions.push(Arc::new(Partition::new(&t.name, index, store)));
             }
             registry.by_id.insert(id, t.name.clone());
             registry.by_name.insert(
@@ -212,7 +225,12 @@ impl Broker {
                 }),
             );
         }
-        sweep_orphans(&config.data_dir, &registry);
+        storage.remove_orphans(&|topic, index| {
+            registry
+                .by_name
+                .get(topic)
+                .is_some_and(|t| index.0 >= 0 && index.0 < t.partition_count())
+        });
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
@@ -256,7 +274,7 @@ impl Broker {
             groups,
             streams: crate::stream::StreamRegistry::from_replay(streams),
             txns,
-            durability,
+            storage,
             dynamic,
             cleaner,
         };
@@ -400,8 +418,20 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn admin(&self) -> std::sync::MutexGuard<'_, MetadataLog> {
+    pub(crate) fn admin(&self) -> std::sync::MutexGuard<'_, Box<dyn MetadataStore>> {
         self.admin.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Opens (creating) partition `index` of topic `name` on the storage backend. BLOCKING.
+    fn open_partition(&self, name: &str, index: i32, config: LogConfig) -> Result<Partition> {
+        let store = self.storage.open_partition(
+            TopicPartition {
+                topic: name,
+                index: PartitionIndex(index),
+            },
+            config,
+        )?;
+        Ok(Partition::new(name, index, store))
     }
 
     /// Every topic, sorted by name.
@@ -491,15 +521,7 @@ impl Broker {
         let id = Uuid::new_v4();
         let mut opened = Vec::new();
         for index in 0..partitions {
-            let dir = partition_dir(&self.config.data_dir, &req.name, index);
-            match Partition::open(
-                &req.name,
-                index,
-                dir,
-                settings.log_config(),
-                Arc::clone(&self.clock),
-                &self.durability,
-            ) {
+            match self.open_partition(&req.name, index, settings.log_config()) {
                 Ok(p) => opened.push(Arc::new(p)),
                 Err(e) => {
                     for p in opened {
@@ -603,14 +625,10 @@ impl Broker {
         }
         let mut partitions = topic.partitions.clone();
         for index in current..total {
-            let dir = partition_dir(&self.config.data_dir, name, index);
-            partitions.push(Arc::new(Partition::open(
+            partitions.push(Arc::new(self.open_partition(
                 name,
                 index,
-                dir,
                 topic.settings.log_config(),
-                Arc::clone(&self.clock),
-                &self.durability,
             )?));
         }
         meta.append(&MetadataEvent::PartitionsCreated {
@@ -880,39 +898,4 @@ fn register_statics(config: &BrokerConfig, dynamic: &crate::broker_config::Dynam
 /// `<data-dir>/<topic>-<partition>`.
 pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
-}
-
-/// Removes partition directories that no live topic owns (a crash between a topic deletion's
-/// metadata event and the removal of its files, or a failed creation).
-fn sweep_orphans(data_dir: &Path, registry: &Registry) {
-    let Ok(entries) = std::fs::read_dir(data_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if name == METADATA_DIR || !entry.path().is_dir() {
-            continue;
-        }
-        let Some((topic, index)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let Ok(index) = index.parse::<i32>() else {
-            continue;
-        };
-        if validate_topic_name(topic).is_err() {
-            continue;
-        }
-        let live = registry
-            .by_name
-            .get(topic)
-            .is_some_and(|t| index >= 0 && index < t.partition_count());
-        if !live {
-            tracing::warn!(dir = %entry.path().display(), "removing partition directory of a deleted topic");
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove");
-            }
-        }
-    }
 }

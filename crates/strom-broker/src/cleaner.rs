@@ -250,7 +250,9 @@ impl LogCleaner {
             }
             for p in topic.partitions() {
                 match p.cleanable_blocking(now_ms) {
-                    Ok(info) => readings.push((
+                    // A backend without the local cleaner compacts by itself.
+                    Ok(None) => {}
+                    Ok(Some(info)) => readings.push((
                         (topic.id(), p.index()),
                         topic.name().to_owned(),
                         Arc::clone(p),

@@ -80,7 +80,12 @@ pub(crate) fn replay_from(
     from: i64,
     mut f: impl FnMut(Option<Bytes>, Option<Bytes>),
 ) -> Result<ReplayReport> {
-    let log = partition.log();
+    // The salvage below needs the local log; other backends are replayed plainly (damage is
+    // theirs to report).
+    let Some(local) = partition.store().as_local() else {
+        return replay_plain(partition, from, f);
+    };
+    let log = local.log();
     let mut report = ReplayReport::default();
     let mut offset = from.max(partition.log_start_offset());
     let limits = DecodeLimits::default();
@@ -179,6 +184,45 @@ pub(crate) fn replay_from(
                 Some(n) if n > start => offset = n,
                 _ => break,
             }
+        }
+    }
+    report.end = offset;
+    Ok(report)
+}
+
+/// [`replay_from`] on a backend without the local salvage: reads and decodes every batch, and
+/// fails on the first error.
+fn replay_plain(
+    partition: &Partition,
+    from: i64,
+    mut f: impl FnMut(Option<Bytes>, Option<Bytes>),
+) -> Result<ReplayReport> {
+    let mut report = ReplayReport::default();
+    let mut offset = from.max(partition.log_start_offset());
+    let limits = DecodeLimits::default();
+    while offset < partition.high_watermark() {
+        let read = partition.read_blocking(offset, 1 << 20)?;
+        offset = offset.max(read.log_start_offset);
+        if read.records.is_empty() {
+            break;
+        }
+        let start = offset;
+        for batch in stored_batches(&read.records) {
+            let (header, range) = batch.map_err(invalid)?;
+            offset = header.next_offset();
+            if header.is_control() {
+                continue;
+            }
+            for record in decode_records(&read.records.slice(range), limits)
+                .map_err(invalid)?
+                .records
+            {
+                report.records += 1;
+                f(record.key, record.value);
+            }
+        }
+        if offset <= start {
+            break;
         }
     }
     report.end = offset;

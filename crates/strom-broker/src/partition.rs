@@ -1,18 +1,16 @@
-//! One partition: its storage log plus the high-watermark channel that fetch waiters watch.
+//! One partition: its storage ([`PartitionStore`]) plus what the broker adds on top (the
+//! keyless-record check of compacted topics, the closed flag, the interval flusher).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use strom_log::{
-    AbortedTxn, AppendInfo, Clock, FsyncPolicy, LogConfig, OngoingTxn, PendingAppend, ProducerInfo,
-};
+use strom_log::{AbortedTxn, AppendInfo, FsyncPolicy, LogConfig, OngoingTxn, ProducerInfo};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::healing::HealingLog;
-use crate::storage::StorageError;
+use crate::storage::{Offset, PartitionStore, PendingWrite, StorageError, StoreRead};
 
 /// The leader epoch written into every batch. A single node never changes leader, so this is 0
 /// until cluster mode bumps it on leader changes.
@@ -20,20 +18,21 @@ pub const LEADER_EPOCH: i32 = 0;
 
 /// One partition of a topic.
 ///
-/// The [`PartitionLog`] serialises writers internally (one writer lock, group commit for fsync)
-/// and lets readers proceed without it, so any number of connections may call
-/// [`Partition::append_blocking`] and [`Partition::read_blocking`] concurrently from blocking
-/// threads. After every append the new high watermark is published on a `watch` channel, which
-/// is what long-poll fetches wait on.
+/// Storage is a [`PartitionStore`] (the local backend's segment files, or the cluster
+/// backend's objects): it serialises writers internally and lets readers proceed without them,
+/// so any number of connections may call [`Partition::append_blocking`] and
+/// [`Partition::read_blocking`] concurrently from blocking threads. After every append the
+/// store publishes the new high watermark on a `watch` channel, which is what long-poll
+/// fetches wait on.
 ///
-/// A storage failure that poisons the log (a failed `fdatasync`) is answered with an error and
-/// repaired in the background without restarting the broker: see [`crate::healing`].
+/// On the local backend, a storage failure that poisons the log (a failed `fdatasync`) is
+/// answered with an error and repaired in the background without restarting the broker: see
+/// [`crate::healing`].
 #[derive(Debug)]
 pub struct Partition {
     topic: String,
     index: i32,
-    dir: PathBuf,
-    log: Arc<HealingLog>,
+    store: Arc<dyn PartitionStore>,
     flusher_running: AtomicBool,
     closed: AtomicBool,
 }
@@ -50,56 +49,52 @@ pub struct ReadOutcome {
     /// Whole record batches, empty when there was nothing to return.
     pub records: Bytes,
     /// For a committed read, the aborted transactions overlapping `records` (a reader skips
-    /// their producers' transactional batches, see [`strom_log::AbortedFilter`]); empty for
-    /// an uncommitted read.
+    /// their producers' transactional batches, see [`crate::storage::AbortedFilter`]); empty
+    /// for an uncommitted read.
     pub aborted_transactions: Vec<AbortedTxn>,
 }
 
-/// Copies a read's batches out (checking their CRCs) into a [`ReadOutcome`].
-fn outcome(
-    result: strom_log::ReadResult,
-    aborted_transactions: Vec<AbortedTxn>,
-) -> Result<ReadOutcome> {
-    let records = match result.data {
-        Some(slice) => Bytes::from(slice.read_to_vec()?),
-        None => Bytes::new(),
-    };
-    Ok(ReadOutcome {
-        high_watermark: result.high_watermark,
-        last_stable_offset: result.last_stable_offset,
-        log_start_offset: result.log_start_offset,
-        records,
-        aborted_transactions,
-    })
+impl From<StoreRead> for ReadOutcome {
+    fn from(r: StoreRead) -> Self {
+        ReadOutcome {
+            high_watermark: r.high_watermark.0,
+            last_stable_offset: r.last_stable_offset.0,
+            log_start_offset: r.log_start_offset.0,
+            records: r.records,
+            aborted_transactions: r.aborted_transactions,
+        }
+    }
 }
 
 /// A write made by [`Partition::append_deferred_blocking`], waiting to be made durable by
-/// [`Partition::await_durable_blocking`] on the same log instance.
+/// [`Partition::await_durable_blocking`].
 #[derive(Debug)]
 pub struct PendingPartitionAppend {
-    log: Arc<strom_log::PartitionLog>,
-    pending: PendingAppend,
+    pending: PendingWrite,
+}
+
+impl PendingPartitionAppend {
+    /// What the append assigned (offsets, timestamps); not yet an acknowledgement.
+    pub fn info(&self) -> &AppendInfo {
+        self.pending.info()
+    }
 }
 
 impl Partition {
-    /// Opens (creating or recovering) the partition's log. BLOCKING.
-    pub(crate) fn open(
-        topic: &str,
-        index: i32,
-        dir: PathBuf,
-        config: LogConfig,
-        clock: Arc<dyn Clock>,
-        durability: &crate::durability::Durability,
-    ) -> Result<Partition> {
-        let log = HealingLog::open(dir.clone(), config, clock, durability.clone())?;
-        Ok(Partition {
+    /// A partition over `store` (opened by the broker's [`crate::storage::StorageBackend`]).
+    pub(crate) fn new(topic: &str, index: i32, store: Arc<dyn PartitionStore>) -> Partition {
+        Partition {
             topic: topic.to_owned(),
             index,
-            dir,
-            log,
+            store,
             flusher_running: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The partition's storage.
+    pub fn store(&self) -> &Arc<dyn PartitionStore> {
+        &self.store
     }
 
     /// The topic name.
@@ -112,9 +107,9 @@ impl Partition {
         self.index
     }
 
-    /// The partition's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The partition's directory, on the local backend.
+    pub fn dir(&self) -> Option<&Path> {
+        self.store.as_local().map(|l| l.dir())
     }
 
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
@@ -123,16 +118,17 @@ impl Partition {
     /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
         self.check_open()?;
-        let log = self.log.get();
-        let config = log.config();
+        self.check_compacted_keys(batches)?;
+        Ok(self.store.append(batches, LEADER_EPOCH)?)
+    }
+
+    /// On a compacted topic, refuses a payload holding keyless records.
+    fn check_compacted_keys(&self, batches: &[u8]) -> Result<()> {
+        let config = self.store.config();
         if config.cleanup.compact {
             self.check_keys(batches, config.max_message_bytes)?;
         }
-        let result = log.append(batches, LEADER_EPOCH);
-        // Publish even on error: a failed group commit may still have moved the watermark for
-        // other writers' batches.
-        self.publish();
-        self.checked(result)
+        Ok(())
     }
 
     /// Refuses a payload holding keyless records (compacted topics). A payload that does not
@@ -185,16 +181,9 @@ impl Partition {
     /// are ordered by the calls to this. BLOCKING.
     pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingPartitionAppend> {
         self.check_open()?;
-        let log = self.log.get();
-        let config = log.config();
-        if config.cleanup.compact {
-            self.check_keys(batches, config.max_message_bytes)?;
-        }
-        let result = log.append_deferred(batches, LEADER_EPOCH);
-        // Under `interval`/`never` the watermark moved with the write.
-        self.publish();
-        let pending = self.checked(result)?;
-        Ok(PendingPartitionAppend { log, pending })
+        self.check_compacted_keys(batches)?;
+        let pending = self.store.append_deferred(batches, LEADER_EPOCH)?;
+        Ok(PendingPartitionAppend { pending })
     }
 
     /// The second half of [`append_blocking`](Self::append_blocking): returns once `pending`
@@ -202,16 +191,12 @@ impl Partition {
     /// first half wrote to: if healing replaced it meanwhile, this fails with a storage error
     /// (the write is not acknowledged). BLOCKING.
     pub fn await_durable_blocking(&self, pending: PendingPartitionAppend) -> Result<AppendInfo> {
-        let PendingPartitionAppend { log, pending } = pending;
-        let result = log.await_durable(pending);
-        // Publish even on error, as `append_blocking` does.
-        self.publish();
-        match result {
-            Err(strom_log::Error::Closed) if !self.closed.load(Ordering::Acquire) => {
+        match self.store.await_durable(pending.pending) {
+            Err(StorageError::Closed) if !self.closed.load(Ordering::Acquire) => {
                 // The partition is open: its log was swapped by healing under this append.
                 Err(Error::Storage(StorageError::Poisoned))
             }
-            other => self.checked(other),
+            other => Ok(other?),
         }
     }
 
@@ -227,51 +212,13 @@ impl Partition {
     /// BLOCKING.
     pub fn read_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        self.read_salvaging(offset, |log| {
-            outcome(log.read(offset, max_bytes)?, Vec::new())
-        })
-    }
-
-    /// Runs `read`; if it meets damaged data ([`strom_log::Error::Corrupt`]), has the log take
-    /// the damaged range out of service and runs it again, so the reader gets
-    /// [`strom_log::Error::DamagedRange`] if `offset` is in the range (Kafka's
-    /// `CORRUPT_MESSAGE`), or the data after it otherwise. Bounded: a read that keeps meeting
-    /// new damage gets the error after a few ranges.
-    fn read_salvaging(
-        &self,
-        offset: i64,
-        read: impl Fn(&strom_log::PartitionLog) -> Result<ReadOutcome>,
-    ) -> Result<ReadOutcome> {
-        const MAX_RANGES_PER_READ: usize = 4;
-        let mut attempt = 0;
-        loop {
-            let log = self.log.get();
-            match read(&log) {
-                Err(Error::Storage(StorageError::Corrupt { .. }))
-                    if attempt < MAX_RANGES_PER_READ =>
-                {
-                    attempt += 1;
-                    if log.quarantine(offset)?.is_none() {
-                        // Nothing found to take out of service: report the damage as it is.
-                        return read(&log);
-                    }
-                }
-                other => return other,
-            }
-        }
+        Ok(self.store.read(Offset(offset), max_bytes)?.into())
     }
 
     /// Ranges of this partition taken out of service because the data in them is damaged on
     /// disk, as offsets `[first, end)` (a metric; reads in them fail with `CORRUPT_MESSAGE`).
     pub fn damaged_ranges(&self) -> Vec<(i64, i64)> {
-        self.log.get().damaged_ranges()
-    }
-
-    /// The partition's current log (a healed one after a poisoning failure, see
-    /// [`crate::healing`]), for readers in this crate that need more than the reads above (the
-    /// salvaging replay of internal topics).
-    pub(crate) fn log(&self) -> Arc<strom_log::PartitionLog> {
-        self.log.get()
+        self.store.damaged_ranges()
     }
 
     /// A `read_committed` read: whole batches from `offset`, never at or past the last stable
@@ -279,10 +226,7 @@ impl Partition {
     /// transactions overlapping them. BLOCKING.
     pub fn read_committed_blocking(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
         self.check_open()?;
-        self.read_salvaging(offset, |log| {
-            let committed = log.read_committed(offset, max_bytes)?;
-            outcome(committed.read, committed.aborted_transactions)
-        })
+        Ok(self.store.read_committed(Offset(offset), max_bytes)?.into())
     }
 
     /// The offset below which `read_committed` readers see records: the high watermark, or
@@ -290,23 +234,23 @@ impl Partition {
     /// watermark does (a marker append publishes one), so long polls wait on
     /// [`Partition::subscribe`] for it too.
     pub fn last_stable_offset(&self) -> i64 {
-        self.log.get().last_stable_offset()
+        self.store.last_stable_offset().0
     }
 
     /// The aborted transactions overlapping `[from, to)`. BLOCKING (in memory, but takes the
     /// segment list lock).
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Result<Vec<AbortedTxn>> {
-        Ok(self.log.get().aborted_transactions(from, to)?)
+        Ok(self.store.aborted_transactions(Offset(from), Offset(to))?)
     }
 
     /// The open transactions of this partition, earliest first.
     pub fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
-        self.log.get().ongoing_transactions()
+        self.store.ongoing_transactions()
     }
 
     /// The producers this partition remembers (`DescribeProducers`), by id.
     pub fn producers(&self) -> Vec<ProducerInfo> {
-        self.log.get().producers()
+        self.store.producers()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -317,92 +261,78 @@ impl Partition {
         }
     }
 
-    /// Marks the partition closed and wakes every fetch waiting on it.
-    fn mark_closed(&self) {
-        self.closed.store(true, Ordering::Release);
-        self.log.mark_closed();
-    }
-
     /// A receiver that sees every new high watermark (for long-poll fetches).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.log.subscribe()
-    }
-
-    fn publish(&self) {
-        self.log.publish();
-    }
-
-    /// Passes `result` on; if it is an error that poisoned the log, starts the log's
-    /// background recovery (see [`crate::healing`]).
-    fn checked<T>(&self, result: strom_log::Result<T>) -> Result<T> {
-        if result.is_err() {
-            self.log.heal_if_poisoned();
-        }
-        Ok(result?)
+        self.store.subscribe()
     }
 
     /// How many times this partition's log was reopened after a poisoning I/O failure since
     /// the broker started (a metric).
     pub fn recoveries(&self) -> u64 {
-        self.log.recoveries()
+        self.store.recoveries()
     }
 
     /// Whether the log is being reopened after a poisoning I/O failure right now (writes fail
     /// with a storage error until it is done).
     pub fn is_recovering(&self) -> bool {
-        self.log.is_recovering()
+        self.store.is_recovering()
     }
 
     /// The offset below which records are visible to readers.
     pub fn high_watermark(&self) -> i64 {
-        self.log.get().high_watermark()
+        self.store.high_watermark().0
     }
 
     /// The offset the next appended record will get.
     pub fn log_end_offset(&self) -> i64 {
-        self.log.get().log_end_offset()
+        self.store.log_end_offset().0
     }
 
     /// The first offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        self.log.get().log_start_offset()
+        self.store.log_start_offset().0
     }
 
     /// `fdatasync` calls made for this partition since it was opened (metrics, tests).
     pub fn sync_count(&self) -> u64 {
-        self.log.get().sync_count()
+        self.store.sync_count()
     }
 
     /// Total bytes on disk.
     pub fn size_bytes(&self) -> u64 {
-        self.log.get().size_bytes()
+        self.store.size_bytes()
     }
 
     /// First record with a timestamp at or after `ts`: `(offset, timestamp)`. BLOCKING.
     pub fn offset_for_timestamp_blocking(&self, ts: i64) -> Result<Option<(i64, i64)>> {
-        Ok(self.log.get().offset_for_timestamp(ts)?)
+        Ok(self.store.offset_for_timestamp(ts)?.map(|(o, t)| (o.0, t)))
     }
 
     /// The largest timestamp and the offset of the first record carrying it. BLOCKING.
     pub fn max_timestamp_blocking(&self) -> Result<Option<(i64, i64)>> {
-        Ok(self.log.get().max_timestamp()?)
+        Ok(self.store.max_timestamp()?.map(|(o, t)| (o.0, t)))
     }
 
     /// Advances the log start offset (DeleteRecords); returns the new log start. BLOCKING.
     pub fn delete_records_blocking(&self, before: i64) -> Result<i64> {
-        self.checked(self.log.get().delete_records_before(before))
+        Ok(self.store.delete_records(Offset(before))?.0)
     }
 
     /// Applies retention now; returns the number of deleted segments. BLOCKING.
     pub fn apply_retention_blocking(&self) -> Result<usize> {
-        self.checked(self.log.get().apply_retention())
+        Ok(self.store.apply_retention()?)
     }
 
     /// What the log cleaner could do on this partition now (cheap: segment sizes and the
     /// cleaner checkpoint). BLOCKING.
-    pub fn cleanable_blocking(&self, now_ms: i64) -> Result<strom_log::CleanableInfo> {
+    ///
+    /// `None` on a backend without the local log cleaner.
+    pub fn cleanable_blocking(&self, now_ms: i64) -> Result<Option<strom_log::CleanableInfo>> {
         self.check_open()?;
-        Ok(self.log.get().cleanable(now_ms)?)
+        match self.store.as_local() {
+            Some(local) => Ok(Some(local.cleanable(now_ms)?)),
+            None => Ok(None),
+        }
     }
 
     /// Compacts the cleanable closed segments (the log cleaner's work; appends and reads go on
@@ -418,45 +348,39 @@ impl Partition {
         cancel: &AtomicBool,
     ) -> Result<strom_log::CleanStats> {
         self.check_open()?;
-        self.checked(self.log.get().clean(now_ms, throttler, cancel))
+        match self.store.as_local() {
+            Some(local) => Ok(local.clean(now_ms, throttler, cancel)?),
+            None => Ok(strom_log::CleanStats::default()),
+        }
     }
 
     /// Flushes to disk. BLOCKING.
     pub fn flush_blocking(&self) -> Result<()> {
-        let flushed = self.log.get().flush();
-        self.publish();
-        self.checked(flushed)
+        Ok(self.store.flush()?)
     }
 
     /// Replaces the storage configuration (AlterConfigs).
     pub(crate) fn set_config(self: &Arc<Self>, config: LogConfig) {
-        self.log.get().set_config(config);
+        self.store.set_config(config);
         self.ensure_flusher();
     }
 
     /// Flushes and closes the log, then wakes fetch waiters so they see it. BLOCKING.
     pub(crate) fn close_blocking(&self) -> Result<()> {
-        self.mark_closed();
-        Ok(self.log.get().close()?)
+        self.closed.store(true, Ordering::Release);
+        Ok(self.store.close()?)
     }
 
     /// Closes the log and removes its directory. BLOCKING.
     pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
-        self.mark_closed();
-        self.log.wait_for_recovery();
-        // No sync: the files are about to go (and a poisoned log could not sync anyway).
-        self.log.get().abandon();
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::metadata_io("remove partition dir", &self.dir, e)),
-        }
+        self.closed.store(true, Ordering::Release);
+        Ok(self.store.delete()?)
     }
 
     /// Starts the interval-flush task if the policy is `interval` and none runs yet. The task
     /// holds only a weak reference and ends when the partition is dropped or the policy changes.
     pub(crate) fn ensure_flusher(self: &Arc<Self>) {
-        if !matches!(self.log.get().config().fsync, FsyncPolicy::Interval(_)) {
+        if !matches!(self.store.config().fsync, FsyncPolicy::Interval(_)) {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -469,7 +393,7 @@ impl Partition {
         handle.spawn(async move {
             loop {
                 let period = match weak.upgrade() {
-                    Some(p) => match p.log.get().config().fsync {
+                    Some(p) => match p.store.config().fsync {
                         FsyncPolicy::Interval(d) => d,
                         _ => {
                             p.flusher_running.store(false, Ordering::Release);

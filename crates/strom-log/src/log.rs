@@ -238,6 +238,18 @@ impl PendingAppend {
     pub fn info(&self) -> &AppendInfo {
         &self.info
     }
+
+    /// The offset just past the write: what [`PartitionLog::await_durable_through`] must be
+    /// given to wait for it.
+    pub fn end_offset(&self) -> i64 {
+        self.end
+    }
+
+    /// Splits the pending write into what the append assigned and its end offset, for a caller
+    /// that keeps them in its own type and waits with [`PartitionLog::await_durable_through`].
+    pub fn into_parts(self) -> (AppendInfo, i64) {
+        (self.info, self.end)
+    }
 }
 
 /// One partition on disk: a directory of segments, append-only, indexed by offset and time.
@@ -646,6 +658,14 @@ impl PartitionLog {
     /// durable as the [`FsyncPolicy`] promises (under `Always`: synced, and then visible).
     pub fn await_durable(&self, pending: PendingAppend) -> Result<AppendInfo> {
         let PendingAppend { info, end } = pending;
+        self.await_durable_through(end)?;
+        Ok(info)
+    }
+
+    /// [`await_durable`](Self::await_durable) for a write known by its end offset (see
+    /// [`PendingAppend::into_parts`]): returns once every offset below `end` is as durable as
+    /// the [`FsyncPolicy`] promises.
+    pub fn await_durable_through(&self, end: i64) -> Result<()> {
         // A log closed or abandoned (healing) between the halves: if the write is not known
         // durable, it cannot become so through this log; fail rather than wait or sync files
         // the next open may be recovering.
@@ -667,7 +687,7 @@ impl PartitionLog {
             }
             FsyncPolicy::Never => {}
         }
-        Ok(info)
+        Ok(())
     }
 
     /// Makes every offset below `end` durable, sharing the `fdatasync` with concurrent callers.

@@ -1,15 +1,30 @@
 //! The storage seam: what the broker core needs from storage, whatever the backend.
 //!
+//! ```text
+//!   Partition (broker core) ──▶ Arc<dyn PartitionStore> ─┬─ local::LocalPartitionStore (strom-log segments)
+//!   Broker (admin lock)     ──▶ Box<dyn MetadataStore>   │   local::LocalMetadataStore → metadata/events.log
+//!   Broker::open_with_backend(Arc<dyn StorageBackend>) ──┴─ strom-cluster (object store + PostgreSQL)
+//! ```
+//!
 //! The single-node backend ([`local`]) keeps each partition in `strom-log` segment files under
-//! the data directory; the cluster backend (`strom-cluster`) keeps record data in object
-//! storage and ordering and metadata in PostgreSQL. The front ends and the coordinators see
-//! only the types of this module: [`StorageError`] for failures, and the aborted-transaction
-//! types of a `read_committed` read.
+//! the data directory and the metadata in its event log; the cluster backend (`strom-cluster`)
+//! keeps record data in object storage and ordering and metadata in PostgreSQL. The front ends
+//! and the coordinators see only the broker's [`crate::Partition`] and the types of this
+//! module: [`StorageError`] for failures, and the aborted-transaction types of a
+//! `read_committed` read.
 
+mod backend;
 mod error;
 pub mod local;
+mod partition;
+mod types;
 
+pub use backend::{MetadataStore, StorageBackend};
 pub use error::StorageError;
+pub use partition::{PartitionStore, StorageResult, StoreRead};
+pub use types::{Offset, PartitionIndex, PendingWrite, ProducerId, TopicPartition};
+
 /// The aborted transactions of a `read_committed` read and the filter a reader applies to skip
-/// their batches (plain data types, shared by every backend).
-pub use strom_log::{AbortedFilter, AbortedTxn, OngoingTxn, ProducerInfo};
+/// their batches, a partition's open transactions and its producers (plain data types, shared
+/// by every backend), and a partition's storage settings.
+pub use strom_log::{AbortedFilter, AbortedTxn, LogConfig, OngoingTxn, ProducerInfo};

@@ -1,4 +1,15 @@
 //! The local (single-node) storage backend: `strom-log` segment files per partition, the
 //! metadata event log and the internal topics, all under the broker's data directory.
+//!
+//! Besides the [`crate::storage::PartitionStore`] contract, a local partition has work of its
+//! own that no other backend shares: the log cleaner compacts its segment files
+//! ([`LocalPartitionStore::clean`]), a poisoning I/O failure is healed by reopening the log in
+//! the background ([`crate::healing`]), and reads that meet damaged segment data take the
+//! damaged range out of service and go on (salvage).
 
+mod backend;
 mod error;
+mod partition;
+
+pub use backend::LocalBackend;
+pub use partition::LocalPartitionStore;
