@@ -572,7 +572,7 @@ impl Broker {
         let mut meta = self.admin();
         let topic = self.topic(name)?;
         meta.append(&MetadataEvent::TopicDeleted { id: topic.id })?;
-        self.streams.remove(topic.id);
+        self.streams.forget(topic.id);
         {
             let mut reg = self.registry_mut();
             reg.by_name.remove(name);

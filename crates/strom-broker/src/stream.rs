@@ -2,8 +2,9 @@
 //! lineage, closed shards, retention in hours, tags, consumers, stream mode and encryption.
 //!
 //! A Kinesis stream *is* a topic and a shard *is* a partition (shard `n` is partition `n`).
-//! What only Kinesis needs is kept here as one [`StreamMeta`] per topic id, changed only by
-//! [`Broker::set_stream_meta_blocking`], which appends a
+//! What only Kinesis needs is kept here as one [`StreamMeta`] per topic id, owned by the
+//! [`StreamRegistry`] and changed only through it ([`Broker::set_stream_meta_blocking`]
+//! delegates to it), which appends a
 //! [`MetadataEvent::StreamMetaSet`] (the complete new value) to the metadata log first, so it
 //! survives a restart. Topics without a [`StreamMeta`] (created by Kafka clients) are shown to
 //! Kinesis clients with [`StreamMeta::derived`]: every partition an open shard, hash ranges split
@@ -18,6 +19,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::metadata::MetadataEvent;
+use crate::storage::MetadataStore;
 use crate::topic::{CreateTopic, TopicSummary};
 
 /// One shard: its hash-key range, lineage, and whether it was closed by resharding.
@@ -188,20 +190,41 @@ impl StreamMeta {
     }
 }
 
-/// The broker's table of stream metadata by topic id.
+/// The Kinesis stream registry: the owner of every topic's [`StreamMeta`].
+///
+/// Ownership: the table is a map of immutable snapshots behind an `RwLock` (readers clone an
+/// `Arc`). It changes only through [`StreamRegistry::store`] and [`StreamRegistry::update`],
+/// which first append a [`MetadataEvent::StreamMetaSet`] to the [`MetadataStore`] they are
+/// handed (the broker holds its admin lock around the call, which serialises changes with
+/// topic creation and deletion), and through [`StreamRegistry::forget`] when the topic goes.
+/// The registry knows nothing else of the broker: what it needs of a topic (its partition
+/// count and retention, for the derived value) is passed in.
 #[derive(Debug, Default)]
-pub(crate) struct StreamRegistry {
+pub struct StreamRegistry {
     by_topic: RwLock<BTreeMap<Uuid, Arc<StreamMeta>>>,
 }
 
+/// What the registry needs to know of a topic to change its stream metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTopic {
+    /// The topic id.
+    pub id: Uuid,
+    /// Its current partition count.
+    pub partitions: i32,
+    /// Its `retention.ms`, if bounded.
+    pub retention_ms: Option<i64>,
+}
+
 impl StreamRegistry {
+    /// The registry as the metadata replay left it.
     pub(crate) fn from_replay(streams: BTreeMap<Uuid, StreamMeta>) -> StreamRegistry {
         StreamRegistry {
             by_topic: RwLock::new(streams.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
         }
     }
 
-    fn get(&self, id: Uuid) -> Option<Arc<StreamMeta>> {
+    /// The Kinesis metadata stored for a topic, if it has any.
+    pub fn get(&self, id: Uuid) -> Option<Arc<StreamMeta>> {
         self.by_topic
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -209,14 +232,48 @@ impl StreamRegistry {
             .cloned()
     }
 
-    fn set(&self, id: Uuid, meta: StreamMeta) {
+    fn install(&self, id: Uuid, meta: StreamMeta) {
         self.by_topic
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::new(meta));
     }
 
-    pub(crate) fn remove(&self, id: Uuid) {
+    /// Replaces a topic's metadata: durable in `metadata` first, then visible. BLOCKING.
+    pub(crate) fn store(
+        &self,
+        metadata: &mut dyn MetadataStore,
+        id: Uuid,
+        meta: StreamMeta,
+    ) -> Result<()> {
+        metadata.append(&MetadataEvent::StreamMetaSet {
+            id,
+            stream: meta.clone(),
+        })?;
+        self.install(id, meta);
+        Ok(())
+    }
+
+    /// Reads, changes (with `f`, given the current value or the derived one and the partition
+    /// count) and stores a topic's metadata. The caller serialises updates (admin lock), so
+    /// concurrent updates do not lose each other's changes. BLOCKING.
+    pub(crate) fn update<T>(
+        &self,
+        metadata: &mut dyn MetadataStore,
+        topic: StreamTopic,
+        f: impl FnOnce(&mut StreamMeta, i32) -> Result<T>,
+    ) -> Result<T> {
+        let mut meta = match self.get(topic.id) {
+            Some(m) => (*m).clone(),
+            None => StreamMeta::derived(topic.partitions, topic.retention_ms),
+        };
+        let out = f(&mut meta, topic.partitions)?;
+        self.store(metadata, topic.id, meta)?;
+        Ok(out)
+    }
+
+    /// Forgets a deleted topic's metadata (its `TopicDeleted` event removes it on replay).
+    pub(crate) fn forget(&self, id: Uuid) {
         self.by_topic
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -243,14 +300,9 @@ impl Broker {
 
     /// Replaces the Kinesis metadata of a topic, durably. BLOCKING.
     pub fn set_stream_meta_blocking(&self, topic_id: Uuid, meta: StreamMeta) -> Result<()> {
-        let mut log = self.admin();
+        let mut metadata = self.admin();
         self.topic_by_id(topic_id)?;
-        log.append(&MetadataEvent::StreamMetaSet {
-            id: topic_id,
-            stream: meta.clone(),
-        })?;
-        self.streams.set(topic_id, meta);
-        Ok(())
+        self.streams.store(&mut **metadata, topic_id, meta)
     }
 
     /// Reads, changes and stores the metadata of a topic under the admin lock, so concurrent
@@ -261,19 +313,14 @@ impl Broker {
         topic_id: Uuid,
         f: impl FnOnce(&mut StreamMeta, i32) -> Result<T>,
     ) -> Result<T> {
-        let mut log = self.admin();
+        let mut metadata = self.admin();
         let topic = self.topic_by_id(topic_id)?;
-        let mut meta = match self.streams.get(topic_id) {
-            Some(m) => (*m).clone(),
-            None => StreamMeta::derived(topic.partition_count(), topic.settings().retention_ms),
-        };
-        let out = f(&mut meta, topic.partition_count())?;
-        log.append(&MetadataEvent::StreamMetaSet {
+        let topic = StreamTopic {
             id: topic_id,
-            stream: meta.clone(),
-        })?;
-        self.streams.set(topic_id, meta);
-        Ok(out)
+            partitions: topic.partition_count(),
+            retention_ms: topic.settings().retention_ms,
+        };
+        self.streams.update(&mut **metadata, topic, f)
     }
 
     /// Grows the topic's partitions under the same admin lock discipline; used by resharding.
@@ -294,6 +341,64 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A metadata store that records events, or refuses them.
+    #[derive(Debug, Default)]
+    struct Recorded {
+        events: Vec<MetadataEvent>,
+        refuse: bool,
+    }
+
+    impl MetadataStore for Recorded {
+        fn append(&mut self, event: &MetadataEvent) -> Result<()> {
+            if self.refuse {
+                return Err(Error::MetadataPoisoned { path: "m".into() });
+            }
+            self.events.push(event.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_registry_changes_only_after_the_event_is_stored() {
+        let registry = StreamRegistry::default();
+        let id = Uuid::new_v4();
+        let topic = StreamTopic {
+            id,
+            partitions: 2,
+            retention_ms: None,
+        };
+        let mut metadata = Recorded::default();
+        let shards = registry
+            .update(&mut metadata, topic, |meta, partitions| {
+                meta.retention_hours = 48;
+                Ok(partitions)
+            })
+            .unwrap();
+        assert_eq!(shards, 2);
+        let stored = registry.get(id).unwrap();
+        assert_eq!(stored.retention_hours, 48);
+        assert_eq!(stored.shards.len(), 2);
+        assert_eq!(
+            metadata.events,
+            vec![MetadataEvent::StreamMetaSet {
+                id,
+                stream: (*stored).clone()
+            }]
+        );
+
+        // A refused append leaves the registry as it was.
+        metadata.refuse = true;
+        let refused = registry.update(&mut metadata, topic, |meta, _| {
+            meta.retention_hours = 72;
+            Ok(())
+        });
+        assert!(refused.is_err());
+        assert_eq!(registry.get(id).unwrap().retention_hours, 48);
+
+        registry.forget(id);
+        assert!(registry.get(id).is_none());
+    }
 
     #[test]
     fn even_ranges_cover_the_space() {
