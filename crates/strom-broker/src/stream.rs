@@ -193,10 +193,10 @@ impl StreamMeta {
 /// The Kinesis stream registry: the owner of every topic's [`StreamMeta`].
 ///
 /// Ownership: the table is a map of immutable snapshots behind an `RwLock` (readers clone an
-/// `Arc`). It changes only through [`StreamRegistry::store`] and [`StreamRegistry::update`],
+/// `Arc`). It changes only through `store` and `update`,
 /// which first append a [`MetadataEvent::StreamMetaSet`] to the [`MetadataStore`] they are
 /// handed (the broker holds its admin lock around the call, which serialises changes with
-/// topic creation and deletion), and through [`StreamRegistry::forget`] when the topic goes.
+/// topic creation and deletion), and through `forget` when the topic goes.
 /// The registry knows nothing else of the broker: what it needs of a topic (its partition
 /// count and retention, for the derived value) is passed in.
 #[derive(Debug, Default)]

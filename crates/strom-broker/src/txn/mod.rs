@@ -18,6 +18,11 @@
 //!    a repeated marker is harmless), and a background tick aborts transactions that outlive
 //!    their timeout, bumping the epoch so their producer is fenced.
 //!
+//! The runtime is [`TxnCoordinator`], the sole owner of that state. It reaches the rest of the
+//! broker only through the narrow `TxnHost` trait (the clock, partitions for markers and for
+//! `__transaction_state`, producer ids, the group coordinator's transactional offsets), which
+//! [`Broker`] implements; the broker's transaction methods delegate to the coordinator.
+//!
 //! A single node coordinates every transactional id; the coordinator epoch in markers is 0.
 
 pub mod engine;
@@ -205,28 +210,94 @@ impl TxnCoordinator {
     }
 }
 
-impl Broker {
-    /// The transaction coordinator.
-    pub fn txns(&self) -> &TxnCoordinator {
-        &self.txns
+/// What the transaction coordinator needs from the rest of the broker: the clock, partitions
+/// (for markers and for its own state topic), producer ids and the group coordinator's
+/// transactional offsets. The coordinator owns its state (the transactional ids and their
+/// metadata) and reaches nothing else; [`Broker`] implements this and delegates its
+/// transaction methods to the coordinator.
+pub(crate) trait TxnHost {
+    /// Now, in ms since the epoch (the broker's clock).
+    fn now_ms(&self) -> i64;
+    /// A partition, for a marker or an AddPartitionsToTxn check.
+    fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>>;
+    /// Partition 0 of `__transaction_state`, created if missing. BLOCKING.
+    fn txn_state_partition(&self) -> Result<Arc<Partition>>;
+    /// A fresh producer id (durably reserved). BLOCKING.
+    fn allocate_producer_id(&self) -> Result<i64>;
+    /// Stores a TxnOffsetCommit's offsets as pending for `producer_id` (the group coordinator
+    /// checks the member). BLOCKING.
+    fn write_txn_offsets(&self, request: TxnOffsets<'_>) -> Result<Vec<Result<()>>>;
+    /// Applies (`commit`) or drops the pending offsets of `producer_id`. BLOCKING.
+    fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()>;
+}
+
+/// The offsets of one TxnOffsetCommit, as handed to [`TxnHost::write_txn_offsets`].
+#[derive(Debug)]
+pub(crate) struct TxnOffsets<'a> {
+    pub(crate) producer_id: i64,
+    pub(crate) group_id: &'a str,
+    pub(crate) member_id: &'a str,
+    pub(crate) generation: i32,
+    pub(crate) instance_id: Option<&'a str>,
+    pub(crate) commits: Vec<OffsetCommit>,
+}
+
+impl TxnHost for Broker {
+    fn now_ms(&self) -> i64 {
+        self.clock().now_ms()
     }
 
-    fn txn_state_partition_blocking(&self) -> Result<Arc<Partition>> {
-        if let Some(p) = &*lock(&self.txns.partition) {
+    fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        Broker::partition(self, topic, index)
+    }
+
+    fn txn_state_partition(&self) -> Result<Arc<Partition>> {
+        self.internal_partition_blocking(TRANSACTION_STATE_TOPIC)
+    }
+
+    fn allocate_producer_id(&self) -> Result<i64> {
+        self.allocate_producer_id_blocking()
+    }
+
+    fn write_txn_offsets(&self, r: TxnOffsets<'_>) -> Result<Vec<Result<()>>> {
+        self.write_txn_offsets_blocking(
+            r.producer_id,
+            r.group_id,
+            r.member_id,
+            r.generation,
+            r.instance_id,
+            r.commits,
+        )
+    }
+
+    fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()> {
+        self.complete_txn_offsets_blocking(producer_id, commit)
+    }
+}
+
+impl TxnCoordinator {
+    /// Partition 0 of `__transaction_state`, created through the host on first use.
+    fn state_partition(&self, host: &dyn TxnHost) -> Result<Arc<Partition>> {
+        if let Some(p) = &*lock(&self.partition) {
             return Ok(Arc::clone(p));
         }
-        let p = self.internal_partition_blocking(TRANSACTION_STATE_TOPIC)?;
-        *lock(&self.txns.partition) = Some(Arc::clone(&p));
+        let p = host.txn_state_partition()?;
+        *lock(&self.partition) = Some(Arc::clone(&p));
         Ok(p)
     }
 
     /// Appends an id's metadata (or a tombstone) to `__transaction_state`. BLOCKING.
-    fn persist_txn_blocking(&self, transactional_id: &str, m: Option<&TxnMetadata>) -> Result<()> {
-        let partition = self.txn_state_partition_blocking()?;
+    fn persist_txn_blocking(
+        &self,
+        host: &dyn TxnHost,
+        transactional_id: &str,
+        m: Option<&TxnMetadata>,
+    ) -> Result<()> {
+        let partition = self.state_partition(host)?;
         let value = m.and_then(state::encode_value);
         let mut batch = crate::internal::batch_of(
             &[(state::encode_key(transactional_id), value)],
-            self.clock().now_ms(),
+            host.now_ms(),
         )?;
         partition.append_blocking(&mut batch)?;
         Ok(())
@@ -236,8 +307,9 @@ impl Broker {
     /// a known one gets its epoch bumped (fencing any older producer), after its open
     /// transaction, if any, is aborted. `expected` is the `(producer id, epoch)` a client sends
     /// when it re-initialises itself (KIP-360). BLOCKING.
-    pub fn init_transactional_producer_blocking(
+    pub(crate) fn init_transactional_producer_blocking(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
@@ -246,18 +318,18 @@ impl Broker {
             return Err(TxnError::InvalidTransactionalId.into());
         }
         check_timeout(timeout_ms)?;
-        let now = self.clock().now_ms();
-        let entry = match self.txns.entry(transactional_id) {
+        let now = host.now_ms();
+        let entry = match self.entry(transactional_id) {
             Some(e) => e,
             None => {
                 if expected.is_some() {
                     // A client re-initialising an id this coordinator never knew (or forgot).
                     return Err(TxnError::InvalidProducerIdMapping.into());
                 }
-                let pid = self.allocate_producer_id_blocking()?;
+                let pid = host.allocate_producer_id()?;
                 let fresh = TxnEntry::new(TxnMetadata::new(pid, timeout_ms, now));
                 let existing = {
-                    let mut ids = lock(&self.txns.ids);
+                    let mut ids = lock(&self.ids);
                     let e = ids
                         .entry(transactional_id.to_owned())
                         .or_insert_with(|| Arc::clone(&fresh));
@@ -265,7 +337,7 @@ impl Broker {
                 };
                 if Arc::ptr_eq(&existing, &fresh) {
                     let m = fresh.hold();
-                    self.persist_txn_blocking(transactional_id, Some(&m))?;
+                    self.persist_txn_blocking(host, transactional_id, Some(&m))?;
                     return Ok((m.producer_id, m.producer_epoch));
                 }
                 existing
@@ -279,31 +351,31 @@ impl Broker {
                 producer_id = m.producer_id,
                 "fencing the open transaction of a previous producer"
             );
-            self.end_transaction_locked(transactional_id, &mut m, false, true)?;
+            self.end_transaction_locked(host, transactional_id, &mut m, false, true)?;
         }
         let mut next = m.clone();
         let new_pid = if next.epoch_exhausted() {
-            Some(self.allocate_producer_id_blocking()?)
+            Some(host.allocate_producer_id()?)
         } else {
             None
         };
         next.bump_for_init(new_pid, timeout_ms, now);
-        self.persist_txn_blocking(transactional_id, Some(&next))?;
+        self.persist_txn_blocking(host, transactional_id, Some(&next))?;
         *m = next;
         Ok((m.producer_id, m.producer_epoch))
     }
 
     fn locked_entry(&self, transactional_id: &str) -> Result<Entry> {
-        self.txns
-            .entry(transactional_id)
+        self.entry(transactional_id)
             .ok_or_else(|| TxnError::InvalidProducerIdMapping.into())
     }
 
     /// AddPartitionsToTxn: one result per partition. Unknown partitions fail alone, and then
     /// nothing is added (Kafka answers the others with OPERATION_NOT_ATTEMPTED, here
     /// [`Error::OperationNotAttempted`]). BLOCKING.
-    pub fn add_partitions_to_txn_blocking(
+    pub(crate) fn add_partitions_to_txn_blocking(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -315,7 +387,7 @@ impl Broker {
         let checked: PartitionResults = partitions
             .into_iter()
             .map(|(t, p)| {
-                let r = self.partition(&t, p).map(|_| ());
+                let r = host.partition(&t, p).map(|_| ());
                 ((t, p), r)
             })
             .collect();
@@ -326,13 +398,14 @@ impl Broker {
                 .collect());
         }
         let tps: Vec<(String, i32)> = checked.iter().map(|(tp, _)| tp.clone()).collect();
-        self.add_to_txn_locked(transactional_id, &mut m, &tps, None)?;
+        self.add_to_txn_locked(host, transactional_id, &mut m, &tps, None)?;
         Ok(checked)
     }
 
     /// AddOffsetsToTxn: the transaction will commit offsets of `group_id`. BLOCKING.
-    pub fn add_offsets_to_txn_blocking(
+    pub(crate) fn add_offsets_to_txn_blocking(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -344,19 +417,20 @@ impl Broker {
         let entry = self.locked_entry(transactional_id)?;
         let mut m = entry.hold();
         m.check_add(producer_id, epoch)?;
-        self.add_to_txn_locked(transactional_id, &mut m, &[], Some(group_id))
+        self.add_to_txn_locked(host, transactional_id, &mut m, &[], Some(group_id))
     }
 
     fn add_to_txn_locked(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         m: &mut TxnMetadata,
         partitions: &[(String, i32)],
         group: Option<&str>,
     ) -> Result<()> {
         let mut next = m.clone();
-        if next.add(partitions, group, self.clock().now_ms()) {
-            self.persist_txn_blocking(transactional_id, Some(&next))?;
+        if next.add(partitions, group, host.now_ms()) {
+            self.persist_txn_blocking(host, transactional_id, Some(&next))?;
             *m = next;
         }
         Ok(())
@@ -366,35 +440,24 @@ impl Broker {
     /// added with AddOffsetsToTxn) and the member against the group (when a generation is
     /// given), then stores the offsets as pending: they become committed offsets only when
     /// the transaction commits. One result per offset. BLOCKING.
-    #[allow(clippy::too_many_arguments)]
-    pub fn txn_offset_commit_blocking(
+    pub(crate) fn txn_offset_commit_blocking(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
-        group_id: &str,
-        producer_id: i64,
+        offsets: TxnOffsets<'_>,
         epoch: i16,
-        member_id: &str,
-        generation: i32,
-        instance_id: Option<&str>,
-        commits: Vec<OffsetCommit>,
     ) -> Result<Vec<Result<()>>> {
         let entry = self.locked_entry(transactional_id)?;
         let m = entry.hold();
-        m.check_offset_commit(producer_id, epoch, group_id)?;
-        self.write_txn_offsets_blocking(
-            producer_id,
-            group_id,
-            member_id,
-            generation,
-            instance_id,
-            commits,
-        )
+        m.check_offset_commit(offsets.producer_id, epoch, offsets.group_id)?;
+        host.write_txn_offsets(offsets)
     }
 
     /// EndTxn: commits or aborts the open transaction (a retry of a completed ending is
     /// answered as done). BLOCKING.
-    pub fn end_txn_blocking(
+    pub(crate) fn end_txn_blocking(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -405,28 +468,30 @@ impl Broker {
         if !m.check_end(producer_id, epoch, commit)? {
             return Ok(());
         }
-        self.end_transaction_locked(transactional_id, &mut m, commit, false)
+        self.end_transaction_locked(host, transactional_id, &mut m, commit, false)
     }
 
     /// Prepares (durably), writes the markers and completes a transaction.
     fn end_transaction_locked(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         m: &mut TxnMetadata,
         commit: bool,
         bump_epoch: bool,
     ) -> Result<()> {
         let mut next = m.clone();
-        next.prepare(commit, bump_epoch, self.clock().now_ms());
-        self.persist_txn_blocking(transactional_id, Some(&next))?;
+        next.prepare(commit, bump_epoch, host.now_ms());
+        self.persist_txn_blocking(host, transactional_id, Some(&next))?;
         *m = next;
-        self.complete_transaction_locked(transactional_id, m)
+        self.complete_transaction_locked(host, transactional_id, m)
     }
 
     /// Writes the markers of a prepared transaction, settles its offsets and records it
     /// complete. On failure the id stays prepared (durably) and the tick retries.
     fn complete_transaction_locked(
         &self,
+        host: &dyn TxnHost,
         transactional_id: &str,
         m: &mut TxnMetadata,
     ) -> Result<()> {
@@ -436,13 +501,13 @@ impl Broker {
         } else {
             ControlType::Abort
         };
-        self.write_markers_blocking(m, control)?;
+        self.write_markers_blocking(host, m, control)?;
         if !m.groups.is_empty() {
-            self.complete_txn_offsets_blocking(m.producer_id, commit)?;
+            host.complete_txn_offsets(m.producer_id, commit)?;
         }
         let mut next = m.clone();
-        next.complete(self.clock().now_ms());
-        self.persist_txn_blocking(transactional_id, Some(&next))?;
+        next.complete(host.now_ms());
+        self.persist_txn_blocking(host, transactional_id, Some(&next))?;
         *m = next;
         tracing::debug!(
             transactional_id,
@@ -455,8 +520,13 @@ impl Broker {
 
     /// Appends a marker to every partition of the transaction, in parallel (each waits for
     /// its own sync). Partitions deleted meanwhile are skipped.
-    fn write_markers_blocking(&self, m: &TxnMetadata, control: ControlType) -> Result<()> {
-        let now = self.clock().now_ms();
+    fn write_markers_blocking(
+        &self,
+        host: &dyn TxnHost,
+        m: &TxnMetadata,
+        control: ControlType,
+    ) -> Result<()> {
+        let now = host.now_ms();
         let batch = marker_batch(
             m.producer_id,
             m.producer_epoch,
@@ -468,7 +538,7 @@ impl Broker {
         let targets: Vec<Arc<Partition>> = m
             .partitions
             .iter()
-            .filter_map(|(t, p)| match self.partition(t, *p) {
+            .filter_map(|(t, p)| match host.partition(t, *p) {
                 Ok(partition) => Some(partition),
                 Err(e) => {
                     tracing::warn!(topic = %t, partition = p, error = %e, "no marker for a vanished partition");
@@ -498,7 +568,7 @@ impl Broker {
 
     /// Checks a transactional produce: the producer owns `transactional_id` at this epoch and
     /// added the partition to its open transaction.
-    pub fn check_transactional_produce(
+    pub(crate) fn check_transactional_produce(
         &self,
         transactional_id: &str,
         producer_id: i64,
@@ -517,24 +587,24 @@ impl Broker {
     /// with an epoch bump, those that outlived their timeout; forgets ids idle for
     /// [`TRANSACTIONAL_ID_EXPIRATION_MS`]. Ids busy with a request are left for the next
     /// call. Returns how many transactions it ended. BLOCKING.
-    pub fn tick_transactions_blocking(&self) -> usize {
-        let now = self.clock().now_ms();
+    pub(crate) fn tick_transactions_blocking(&self, host: &dyn TxnHost) -> usize {
+        let now = host.now_ms();
         let mut ended = 0;
-        for (id, entry) in self.txns.entries() {
+        for (id, entry) in self.entries() {
             let Some(mut m) = entry.try_hold() else {
                 continue;
             };
             let result = if m.state.is_prepare() {
-                self.complete_transaction_locked(&id, &mut m)
+                self.complete_transaction_locked(host, &id, &mut m)
             } else if m.timed_out(now) {
                 tracing::info!(transactional_id = %id, producer_id = m.producer_id, "aborting a timed-out transaction");
-                self.end_transaction_locked(&id, &mut m, false, true)
+                self.end_transaction_locked(host, &id, &mut m, false, true)
             } else {
                 if m.state != TxnState::Ongoing
                     && now.saturating_sub(m.updated_ms) > TRANSACTIONAL_ID_EXPIRATION_MS
-                    && self.persist_txn_blocking(&id, None).is_ok()
+                    && self.persist_txn_blocking(host, &id, None).is_ok()
                 {
-                    lock(&self.txns.ids).remove(&id);
+                    lock(&self.ids).remove(&id);
                 }
                 continue;
             };
@@ -546,6 +616,129 @@ impl Broker {
             }
         }
         ended
+    }
+}
+
+impl Broker {
+    /// The transaction coordinator.
+    pub fn txns(&self) -> &TxnCoordinator {
+        &self.txns
+    }
+
+    /// InitProducerId with a transactional id: a new id gets a fresh producer id at epoch 0;
+    /// a known one gets its epoch bumped (fencing any older producer), after its open
+    /// transaction, if any, is aborted. `expected` is the `(producer id, epoch)` a client sends
+    /// when it re-initialises itself (KIP-360). BLOCKING.
+    pub fn init_transactional_producer_blocking(
+        &self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16)> {
+        self.txns
+            .init_transactional_producer_blocking(self, transactional_id, timeout_ms, expected)
+    }
+
+    /// AddPartitionsToTxn: one result per partition. Unknown partitions fail alone, and then
+    /// nothing is added (Kafka answers the others with OPERATION_NOT_ATTEMPTED, here
+    /// [`Error::OperationNotAttempted`]). BLOCKING.
+    pub fn add_partitions_to_txn_blocking(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<PartitionResults> {
+        self.txns.add_partitions_to_txn_blocking(
+            self,
+            transactional_id,
+            producer_id,
+            epoch,
+            partitions,
+        )
+    }
+
+    /// AddOffsetsToTxn: the transaction will commit offsets of `group_id`. BLOCKING.
+    pub fn add_offsets_to_txn_blocking(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+    ) -> Result<()> {
+        self.txns
+            .add_offsets_to_txn_blocking(self, transactional_id, producer_id, epoch, group_id)
+    }
+
+    /// TxnOffsetCommit: checks the producer against its transaction (the group must have been
+    /// added with AddOffsetsToTxn) and the member against the group (when a generation is
+    /// given), then stores the offsets as pending: they become committed offsets only when
+    /// the transaction commits. One result per offset. BLOCKING.
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_offset_commit_blocking(
+        &self,
+        transactional_id: &str,
+        group_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<()>>> {
+        self.txns.txn_offset_commit_blocking(
+            self,
+            transactional_id,
+            TxnOffsets {
+                producer_id,
+                group_id,
+                member_id,
+                generation,
+                instance_id,
+                commits,
+            },
+            epoch,
+        )
+    }
+
+    /// EndTxn: commits or aborts the open transaction (a retry of a completed ending is
+    /// answered as done). BLOCKING.
+    pub fn end_txn_blocking(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<()> {
+        self.txns
+            .end_txn_blocking(self, transactional_id, producer_id, epoch, commit)
+    }
+
+    /// Checks a transactional produce: the producer owns `transactional_id` at this epoch and
+    /// added the partition to its open transaction.
+    pub fn check_transactional_produce(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<()> {
+        self.txns.check_transactional_produce(
+            transactional_id,
+            producer_id,
+            epoch,
+            topic,
+            partition,
+        )
+    }
+
+    /// Completes transactions left prepared (by a crash or a failed marker write) and aborts,
+    /// with an epoch bump, those that outlived their timeout; forgets ids idle for
+    /// [`TRANSACTIONAL_ID_EXPIRATION_MS`]. Ids busy with a request are left for the next
+    /// call. Returns how many transactions it ended. BLOCKING.
+    pub fn tick_transactions_blocking(&self) -> usize {
+        self.txns.tick_transactions_blocking(self)
     }
 }
 

@@ -239,7 +239,10 @@ fn a_prepared_transaction_is_completed_when_the_broker_opens() {
         let entry = broker.txns().entry("tx").unwrap();
         let mut m = entry.hold();
         m.prepare(true, false, 2_000);
-        broker.persist_txn_blocking("tx", Some(&m)).unwrap();
+        broker
+            .txns()
+            .persist_txn_blocking(&broker, "tx", Some(&m))
+            .unwrap();
         drop(m);
         broker.shutdown_blocking().unwrap();
         pid
@@ -386,4 +389,146 @@ fn compacted_internal_topics_replay_to_the_same_state() {
     );
     assert!(!reopened.has_pending_txn_offset("g", "t", 1));
     reopened.shutdown_blocking().unwrap();
+}
+
+/// The coordinator alone, on a host that is not a broker: it reaches the rest of the broker
+/// only through [`TxnHost`].
+mod narrow_host {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::storage::local::LocalBackend;
+    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+
+    #[derive(Debug)]
+    struct Host {
+        backend: LocalBackend,
+        data: Arc<Partition>,
+        next_pid: AtomicI64,
+        completed: Mutex<Vec<(i64, bool)>>,
+        written: Mutex<Vec<(i64, String, usize)>>,
+    }
+
+    impl Host {
+        fn open(dir: &std::path::Path) -> Host {
+            let backend = LocalBackend::open(dir, Arc::new(crate::SystemClock)).unwrap();
+            let data = partition(&backend, "data");
+            Host {
+                backend,
+                data,
+                next_pid: AtomicI64::new(100),
+                completed: Mutex::default(),
+                written: Mutex::default(),
+            }
+        }
+    }
+
+    fn partition(backend: &LocalBackend, topic: &str) -> Arc<Partition> {
+        let store = backend
+            .open_partition(
+                TopicPartition {
+                    topic,
+                    index: PartitionIndex(0),
+                },
+                strom_log::LogConfig::default(),
+            )
+            .unwrap();
+        Arc::new(Partition::new(topic, 0, store))
+    }
+
+    impl TxnHost for Host {
+        fn now_ms(&self) -> i64 {
+            1_000
+        }
+        fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+            if topic == "data" && index == 0 {
+                Ok(Arc::clone(&self.data))
+            } else {
+                Err(Error::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition: index,
+                })
+            }
+        }
+        fn txn_state_partition(&self) -> Result<Arc<Partition>> {
+            Ok(partition(&self.backend, TRANSACTION_STATE_TOPIC))
+        }
+        fn allocate_producer_id(&self) -> Result<i64> {
+            Ok(self.next_pid.fetch_add(1, Ordering::Relaxed))
+        }
+        fn write_txn_offsets(&self, r: TxnOffsets<'_>) -> Result<Vec<Result<()>>> {
+            lock(&self.written).push((r.producer_id, r.group_id.to_owned(), r.commits.len()));
+            Ok(r.commits.iter().map(|_| Ok(())).collect())
+        }
+        fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()> {
+            lock(&self.completed).push((producer_id, commit));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_commit_writes_markers_settles_offsets_and_persists_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(dir.path());
+        let txns = TxnCoordinator::default();
+        let (pid, epoch) = txns
+            .init_transactional_producer_blocking(&host, "tx", 60_000, None)
+            .unwrap();
+        assert_eq!((pid, epoch), (100, 0));
+
+        // An unknown partition fails alone and nothing is added.
+        let results = txns
+            .add_partitions_to_txn_blocking(
+                &host,
+                "tx",
+                pid,
+                epoch,
+                vec![("data".into(), 0), ("gone".into(), 0)],
+            )
+            .unwrap();
+        assert!(matches!(results[0].1, Err(Error::OperationNotAttempted)));
+        assert!(matches!(results[1].1, Err(Error::UnknownPartition { .. })));
+        assert!(txns.describe("tx").unwrap().metadata.partitions.is_empty());
+
+        txns.add_partitions_to_txn_blocking(&host, "tx", pid, epoch, vec![("data".into(), 0)])
+            .unwrap();
+        txns.add_offsets_to_txn_blocking(&host, "tx", pid, epoch, "g")
+            .unwrap();
+        let offsets = TxnOffsets {
+            producer_id: pid,
+            group_id: "g",
+            member_id: "",
+            generation: -1,
+            instance_id: None,
+            commits: vec![OffsetCommit {
+                topic: "data".into(),
+                partition: 0,
+                offset: 1,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        txns.txn_offset_commit_blocking(&host, "tx", offsets, epoch)
+            .unwrap();
+        assert_eq!(*lock(&host.written), vec![(pid, "g".to_owned(), 1)]);
+
+        let before = host.data.log_end_offset();
+        txns.end_txn_blocking(&host, "tx", pid, epoch, true)
+            .unwrap();
+        // One commit marker on the data partition, the offsets applied, the id complete.
+        assert_eq!(host.data.log_end_offset(), before + 1);
+        assert_eq!(*lock(&host.completed), vec![(pid, true)]);
+        assert_eq!(
+            txns.describe("tx").unwrap().metadata.state,
+            TxnState::CompleteCommit
+        );
+
+        // The state went to the host's `__transaction_state`: a coordinator replayed from it
+        // knows the id as it was left.
+        let replayed =
+            TxnCoordinator::open(Some(partition(&host.backend, TRANSACTION_STATE_TOPIC)));
+        let replayed = replayed.unwrap();
+        let m = replayed.describe("tx").unwrap().metadata;
+        assert_eq!((m.producer_id, m.state), (pid, TxnState::CompleteCommit));
+    }
 }

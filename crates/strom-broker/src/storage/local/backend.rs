@@ -15,7 +15,7 @@ use crate::topic::validate_topic_name;
 
 /// The single-node backend: `<data-dir>/<topic>-<partition>/` segment directories
 /// ([`LocalPartitionStore`]) and the metadata event log in `<data-dir>/metadata/`
-/// ([`MetadataLog`]). Every partition's `Always` appends share one commit window
+/// (`MetadataLog`). Every partition's `Always` appends share one commit window
 /// ([`crate::durability::Durability`]).
 #[derive(Debug)]
 pub struct LocalBackend {

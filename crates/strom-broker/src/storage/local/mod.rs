@@ -4,7 +4,7 @@
 //! Besides the [`crate::storage::PartitionStore`] contract, a local partition has work of its
 //! own that no other backend shares: the log cleaner compacts its segment files
 //! ([`LocalPartitionStore::clean`]), a poisoning I/O failure is healed by reopening the log in
-//! the background ([`crate::healing`]), and reads that meet damaged segment data take the
+//! the background (`healing.rs`), and reads that meet damaged segment data take the
 //! damaged range out of service and go on (salvage).
 
 mod backend;

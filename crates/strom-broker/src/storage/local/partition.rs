@@ -17,7 +17,7 @@ use crate::storage::{
 };
 
 /// One partition of the local backend: a directory of segments
-/// (`<data-dir>/<topic>-<partition>/`), the [`HealingLog`] that replaces the log after a
+/// (`<data-dir>/<topic>-<partition>/`), the `HealingLog` that replaces the log after a
 /// poisoning failure, and the high-watermark channel.
 ///
 /// Every call goes to the current log instance; results that are errors start the background
