@@ -11,6 +11,10 @@
 //! `__consumer_offsets`, created on the first commit and replayed when the broker opens.
 //! Membership itself is not persisted: after a restart members rejoin (they get
 //! UNKNOWN_MEMBER_ID and join again), as with a Kafka coordinator failover.
+//!
+//! [`GroupCoordinator`] owns all of this state; what it needs of the broker (the clock, a
+//! partition lookup, its `__consumer_offsets` partition, the topics) it gets through the
+//! `GroupHost` trait, which [`Broker`] implements, and [`Broker`]'s group methods delegate.
 
 pub mod assignor;
 pub mod consumer;
@@ -261,7 +265,9 @@ struct OffsetStore {
 ///
 /// Ownership: membership belongs to the engine behind `runtime`; committed offsets to
 /// `offsets`, whose lock is held across the append to `__consumer_offsets` and the cache update
-/// so the cache always follows the log's order.
+/// so the cache always follows the log's order. The coordinator reaches the rest of the broker
+/// only through the narrow `GroupHost` trait (clock, partitions, its offsets partition, the
+/// topic list); the broker's group methods delegate to it.
 #[derive(Debug)]
 pub struct GroupCoordinator {
     config: GroupConfig,
@@ -691,19 +697,67 @@ fn classic_view(d: consumer::ConsumerGroupDescription) -> GroupDescription {
     }
 }
 
-impl Broker {
-    /// The group coordinator.
-    pub fn groups(&self) -> &GroupCoordinator {
-        &self.groups
+/// What the group coordinator needs from the rest of the broker: the clock, partitions (to
+/// check that a committed offset names one), its own `__consumer_offsets` partition and the
+/// topics the consumer protocol assigns. The coordinator owns its state (groups, members,
+/// committed and pending offsets, the checkpoint) and reaches nothing else; [`Broker`]
+/// implements this and delegates its group methods to the coordinator.
+pub(crate) trait GroupHost {
+    /// Now, in ms since the epoch (the broker's clock).
+    fn now_ms(&self) -> i64;
+    /// A partition, if it exists.
+    fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>>;
+    /// Partition 0 of `__consumer_offsets`, created (compacted, one partition) if missing.
+    /// BLOCKING.
+    fn offsets_partition(&self) -> Result<Arc<Partition>>;
+    /// The topic id of `__consumer_offsets` (the checkpoint names it).
+    fn offsets_topic_id(&self) -> Result<uuid::Uuid>;
+    /// Every topic's id and partition count, by name (what the consumer protocol assigns).
+    fn topic_infos(&self) -> consumer::Topics;
+}
+
+impl GroupHost for Broker {
+    fn now_ms(&self) -> i64 {
+        self.clock().now_ms()
     }
 
+    fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        Broker::partition(self, topic, index)
+    }
+
+    fn offsets_partition(&self) -> Result<Arc<Partition>> {
+        self.internal_partition_blocking(OFFSETS_TOPIC)
+    }
+
+    fn offsets_topic_id(&self) -> Result<uuid::Uuid> {
+        Ok(self.topic(OFFSETS_TOPIC)?.id())
+    }
+
+    /// Every topic's id and partition count, by name (what the consumer protocol assigns).
+    fn topic_infos(&self) -> consumer::Topics {
+        self.topics()
+            .iter()
+            .map(|t| {
+                (
+                    t.name().to_owned(),
+                    consumer::TopicInfo {
+                        id: t.id(),
+                        partitions: t.partition_count(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+impl GroupCoordinator {
     /// Writes the queued group states to `__consumer_offsets` in one batch. BLOCKING.
-    pub fn write_group_states_blocking(&self) -> Result<()> {
-        let pending = self.groups.take_pending();
+    pub(crate) fn write_group_states_blocking(&self, host: &dyn GroupHost) -> Result<()> {
+        let pending = self.take_pending();
         if pending.is_empty() {
             return Ok(());
         }
-        let now = self.clock().now_ms();
+        let now = host.now_ms();
         let mut records = Vec::with_capacity(pending.len());
         for (group_id, state) in &pending {
             let value = match state {
@@ -722,18 +776,17 @@ impl Broker {
                 value,
             ));
         }
-        let partition = self.offsets_partition_blocking()?;
+        let partition = self.offsets_partition_blocking(host)?;
         let mut batch = BatchBuilder::new()
             .build(&records)
             .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // Under the shared side, so a checkpoint sees the values of every appended record.
         let _shared = self
-            .groups
             .offsets_order
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         partition.append_blocking(&mut batch)?;
-        let mut store = self.groups.offsets();
+        let mut store = self.offsets();
         for record in records {
             let Some(group) = record.key.and_then(offsets::decode_group_key) else {
                 continue;
@@ -751,19 +804,22 @@ impl Broker {
     /// after a crash replays at most that tail. Atomic (temporary file, `fdatasync`, rename,
     /// directory `fsync`); the covered records are flushed first, so the checkpoint never
     /// describes records a power loss could take back. BLOCKING.
-    pub fn checkpoint_offsets_blocking(&self, force: bool) -> Result<bool> {
-        let Some(partition) = self.groups.offsets().partition.clone() else {
+    pub(crate) fn checkpoint_offsets_blocking(
+        &self,
+        host: &dyn GroupHost,
+        force: bool,
+    ) -> Result<bool> {
+        let Some(partition) = self.offsets().partition.clone() else {
             return Ok(false);
         };
-        let topic_id = self.topic(OFFSETS_TOPIC)?.id();
+        let topic_id = host.offsets_topic_id()?;
         let checkpoint = {
             // Exclusive: every appended record is in the store, none is in flight.
             let _exclusive = self
-                .groups
                 .offsets_order
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let store = self.groups.offsets();
+            let store = self.offsets();
             let end = partition.log_end_offset();
             let live = store.cache.values().map(BTreeMap::len).sum::<usize>()
                 + store.group_values.len()
@@ -802,9 +858,9 @@ impl Broker {
             }
         };
         partition.flush_blocking()?;
-        let path = &self.groups.checkpoint_path;
+        let path = &self.checkpoint_path;
         write_atomically(path, &offsets::encode_checkpoint(&checkpoint))?;
-        let mut store = self.groups.offsets();
+        let mut store = self.offsets();
         store.checkpoint_end = store.checkpoint_end.max(checkpoint.end);
         tracing::debug!(
             end = checkpoint.end,
@@ -814,72 +870,30 @@ impl Broker {
         Ok(true)
     }
 
-    /// Runs the group-state writer until the broker is dropped: every queued change is
-    /// appended soon after it happens (changes made meanwhile share one batch and one sync).
-    pub(crate) fn start_group_state_writer(self: &Arc<Self>) {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                // Held for at most a second at a time, so a dropped broker ends the task.
-                let Some(broker) = weak.upgrade() else { return };
-                let woken = tokio::time::timeout(
-                    std::time::Duration::from_secs(1),
-                    broker.groups.pending_ready.notified(),
-                )
-                .await;
-                if woken.is_err() {
-                    continue;
-                }
-                if let Err(e) = broker
-                    .run_blocking(|b| b.write_group_states_blocking())
-                    .await
-                {
-                    tracing::warn!(error = %e, "writing group state failed");
-                }
-            }
-        });
-    }
-
-    /// Every topic's id and partition count, by name (what the consumer protocol assigns).
-    fn topic_infos(&self) -> consumer::Topics {
-        self.topics()
-            .iter()
-            .map(|t| {
-                (
-                    t.name().to_owned(),
-                    consumer::TopicInfo {
-                        id: t.id(),
-                        partitions: t.partition_count(),
-                    },
-                )
-            })
-            .collect()
-    }
-
     /// ConsumerGroupHeartbeat (KIP-848). A group id held by a classic group with members is
     /// refused with `GroupIdNotFound`, as Kafka does ("not a consumer group").
-    pub fn consumer_group_heartbeat(
+    pub(crate) fn consumer_group_heartbeat(
         &self,
+        host: &dyn GroupHost,
         req: consumer::Heartbeat,
     ) -> std::result::Result<consumer::HeartbeatAnswer, GroupError> {
-        let topics = self.topic_infos();
-        let now = self.clock().now_ms();
-        let mut rt = self.groups.runtime();
+        let topics = host.topic_infos();
+        let now = host.now_ms();
+        let mut rt = self.runtime();
         if rt.engine.has_members(&req.group_id) {
             return Err(GroupError::GroupIdNotFound);
         }
         let answer = rt.consumer.heartbeat(req, &topics, now);
-        self.groups.queue_snapshots(&mut rt, now);
+        self.queue_snapshots(&mut rt, now);
         answer
     }
 
     /// ConsumerGroupDescribe: `GroupIdNotFound` unless it is a consumer-protocol group.
-    pub fn describe_consumer_group(
+    pub(crate) fn describe_consumer_group(
         &self,
         group_id: &str,
     ) -> std::result::Result<consumer::ConsumerGroupDescription, GroupError> {
-        self.groups
-            .runtime()
+        self.runtime()
             .consumer
             .describe(group_id)
             .ok_or(GroupError::GroupIdNotFound)
@@ -887,20 +901,21 @@ impl Broker {
 
     /// Partition 0 of `__consumer_offsets`, created (compacted, one partition) if missing.
     /// BLOCKING.
-    fn offsets_partition_blocking(&self) -> Result<Arc<Partition>> {
-        if let Some(p) = &self.groups.offsets().partition {
+    fn offsets_partition_blocking(&self, host: &dyn GroupHost) -> Result<Arc<Partition>> {
+        if let Some(p) = &self.offsets().partition {
             return Ok(Arc::clone(p));
         }
-        let p = self.internal_partition_blocking(OFFSETS_TOPIC)?;
-        self.groups.offsets().partition = Some(Arc::clone(&p));
+        let p = host.offsets_partition()?;
+        self.offsets().partition = Some(Arc::clone(&p));
         Ok(p)
     }
 
     /// OffsetCommit: validates the member, then appends every commit to `__consumer_offsets`
     /// and updates the cache. Returns one result per commit (unknown topics and partitions fail
     /// alone). BLOCKING.
-    pub fn commit_offsets_blocking(
+    pub(crate) fn commit_offsets_blocking(
         &self,
+        host: &dyn GroupHost,
         group_id: &str,
         member_id: &str,
         generation: i32,
@@ -911,11 +926,11 @@ impl Broker {
             return Err(Error::Group(GroupError::InvalidGroupId));
         }
         self.validate_committer(group_id, member_id, generation, instance_id)?;
-        let now = self.clock().now_ms();
+        let now = host.now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut valid = Vec::new();
         for c in commits {
-            match self.partition(&c.topic, c.partition) {
+            match host.partition(&c.topic, c.partition) {
                 Ok(_) => {
                     results.push(Ok(()));
                     valid.push(c);
@@ -943,7 +958,7 @@ impl Broker {
                 )
             })
             .collect();
-        match self.write_offsets_blocking(group_id, records) {
+        match self.write_offsets_blocking(host, group_id, records) {
             Ok(()) => Ok(results),
             Err(e) => Ok(results.into_iter().map(|r| r.and(Err(e.clone()))).collect()),
         }
@@ -959,7 +974,7 @@ impl Broker {
         generation: i32,
         instance_id: Option<&str>,
     ) -> Result<()> {
-        let rt = self.groups.runtime();
+        let rt = self.runtime();
         if rt.consumer.contains(group_id) {
             rt.consumer
                 .validate_commit(group_id, member_id, generation)?;
@@ -970,12 +985,17 @@ impl Broker {
         Ok(())
     }
 
-    fn write_offsets_blocking(&self, group_id: &str, records: Vec<OffsetRecord>) -> Result<()> {
+    fn write_offsets_blocking(
+        &self,
+        host: &dyn GroupHost,
+        group_id: &str,
+        records: Vec<OffsetRecord>,
+    ) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
-        let partition = self.offsets_partition_blocking()?;
-        let now = self.clock().now_ms();
+        let partition = self.offsets_partition_blocking(host)?;
+        let now = host.now_ms();
         let batch_records: Vec<Record> = records
             .iter()
             .map(|(k, v, _, _)| Record::new(now, Some(k.clone()), v.clone()))
@@ -985,7 +1005,7 @@ impl Broker {
             .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // The guard is held until the cache is updated, so whoever takes the exclusive side
         // (tombstones, expiry) sees every appended commit in the cache.
-        let order = &self.groups.offsets_order;
+        let order = &self.offsets_order;
         if records.iter().any(|(_, v, _, _)| v.is_none()) {
             let _exclusive = order.write().unwrap_or_else(PoisonError::into_inner);
             let base = partition.append_blocking(&mut batch)?.base_offset;
@@ -1001,7 +1021,7 @@ impl Broker {
     /// Updates the cache with records appended from log offset `base`, skipping entries a
     /// later record already superseded.
     fn apply_offsets(&self, group_id: &str, base: i64, records: Vec<OffsetRecord>) {
-        let mut store = self.groups.offsets();
+        let mut store = self.offsets();
         let store = &mut *store;
         for (i, (_, _, tp, value)) in records.into_iter().enumerate() {
             let at = base + i as i64;
@@ -1035,22 +1055,26 @@ impl Broker {
     /// One result per commit. BLOCKING.
     pub(crate) fn write_txn_offsets_blocking(
         &self,
-        producer_id: i64,
-        group_id: &str,
-        member_id: &str,
-        generation: i32,
-        instance_id: Option<&str>,
-        commits: Vec<OffsetCommit>,
+        host: &dyn GroupHost,
+        request: crate::txn::TxnOffsets<'_>,
     ) -> Result<Vec<Result<()>>> {
+        let crate::txn::TxnOffsets {
+            producer_id,
+            group_id,
+            member_id,
+            generation,
+            instance_id,
+            commits,
+        } = request;
         if generation >= 0 || !member_id.is_empty() {
             self.validate_committer(group_id, member_id, generation, instance_id)?;
         }
-        let now = self.clock().now_ms();
+        let now = host.now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut records = Vec::new();
         let mut values = Vec::new();
         for c in commits {
-            if let Err(e) = self.partition(&c.topic, c.partition) {
+            if let Err(e) = host.partition(&c.topic, c.partition) {
                 results.push(Err(e));
                 continue;
             }
@@ -1070,15 +1094,14 @@ impl Broker {
         if records.is_empty() {
             return Ok(results);
         }
-        let written = self.offsets_partition_blocking().and_then(|partition| {
+        let written = self.offsets_partition_blocking(host).and_then(|partition| {
             let mut batch = crate::internal::batch_of(&records, now)?;
             let _shared = self
-                .groups
                 .offsets_order
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
             partition.append_blocking(&mut batch)?;
-            let mut store = self.groups.offsets();
+            let mut store = self.offsets();
             store
                 .txn_pending
                 .entry(producer_id)
@@ -1096,11 +1119,11 @@ impl Broker {
     /// an abort drops them (both tombstone the pending records). BLOCKING.
     pub(crate) fn complete_txn_offsets_blocking(
         &self,
+        host: &dyn GroupHost,
         producer_id: i64,
         commit: bool,
     ) -> Result<()> {
         let pending = self
-            .groups
             .offsets()
             .txn_pending
             .get(&producer_id)
@@ -1133,17 +1156,16 @@ impl Broker {
                 ));
             }
         }
-        let partition = self.offsets_partition_blocking()?;
-        let mut batch = crate::internal::batch_of(&records, self.clock().now_ms())?;
+        let partition = self.offsets_partition_blocking(host)?;
+        let mut batch = crate::internal::batch_of(&records, host.now_ms())?;
         // Held until the cache is updated (see `write_offsets_blocking`).
         let _shared = self
-            .groups
             .offsets_order
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         let base = partition.append_blocking(&mut batch)?.base_offset;
         {
-            let mut store = self.groups.offsets();
+            let mut store = self.offsets();
             if let Some(p) = store.txn_pending.get_mut(&producer_id) {
                 p.retain(|k, _| !pending.contains_key(k));
                 if p.is_empty() {
@@ -1163,10 +1185,14 @@ impl Broker {
 
     /// Whether `group_id` has an offset of `(topic, partition)` pending in an open transaction
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for those, KIP-447).
-    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+    pub(crate) fn has_pending_txn_offset(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> bool {
         let key = (group_id.to_owned(), topic.to_owned(), partition);
-        self.groups
-            .offsets()
+        self.offsets()
             .txn_pending
             .values()
             .any(|p| p.contains_key(&key))
@@ -1177,19 +1203,18 @@ impl Broker {
     /// the cache; an empty group left without offsets, or empty for the whole retention, is
     /// forgotten too (its state record tombstoned), as Kafka does. Returns the number of
     /// offsets expired. Runs every `offsets.retention.check.interval.ms`. BLOCKING.
-    pub fn expire_offsets_blocking(&self) -> Result<usize> {
-        let now = self.clock().now_ms();
-        let retention = self.groups.config.offsets_retention_ms;
+    pub(crate) fn expire_offsets_blocking(&self, host: &dyn GroupHost) -> Result<usize> {
+        let now = host.now_ms();
+        let retention = self.config.offsets_retention_ms;
         // Exclusive: no commit appends or updates the cache while the expired set is decided
         // and tombstoned, so a commit racing the expiry is never tombstoned.
         let _exclusive = self
-            .groups
             .offsets_order
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let (expired, forget) = {
-            let rt = self.groups.runtime();
-            let store = self.groups.offsets();
+            let rt = self.runtime();
+            let store = self.offsets();
             let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
             let mut forget = Vec::new();
             for (group_id, group_offsets) in &store.cache {
@@ -1214,7 +1239,7 @@ impl Broker {
             (expired, forget)
         };
         if !forget.is_empty() {
-            let mut rt = self.groups.runtime();
+            let mut rt = self.runtime();
             for group_id in &forget {
                 // Still empty (the runtime lock was let go): deleting refuses a group that
                 // gained members meanwhile.
@@ -1222,12 +1247,12 @@ impl Broker {
                 let _ = rt.consumer.delete(group_id);
                 rt.empty_since.remove(group_id);
             }
-            self.groups.queue_snapshots(&mut rt, now);
+            self.queue_snapshots(&mut rt, now);
         }
         if expired.is_empty() {
             return Ok(0);
         }
-        let partition = self.offsets_partition_blocking()?;
+        let partition = self.offsets_partition_blocking(host)?;
         let records: Vec<Record> = expired
             .iter()
             .flat_map(|(g, tps)| {
@@ -1255,13 +1280,12 @@ impl Broker {
 
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
     /// tombstoned and the group forgotten. BLOCKING.
-    pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
+    pub(crate) fn delete_group_blocking(&self, host: &dyn GroupHost, group_id: &str) -> Result<()> {
         let known_members = {
-            let rt = self.groups.runtime();
+            let rt = self.runtime();
             rt.engine.state(group_id).is_some() || rt.consumer.contains(group_id)
         };
         let offsets: Vec<(String, i32)> = self
-            .groups
             .offsets()
             .cache
             .get(group_id)
@@ -1271,20 +1295,175 @@ impl Broker {
             return Err(Error::Group(GroupError::GroupIdNotFound));
         }
         {
-            let mut rt = self.groups.runtime();
+            let mut rt = self.runtime();
             rt.engine.delete(group_id)?;
             rt.consumer.delete(group_id)?;
-            self.groups.queue_snapshots(&mut rt, self.clock().now_ms());
+            self.queue_snapshots(&mut rt, host.now_ms());
         }
-        self.tombstone_blocking(group_id, offsets)
+        self.tombstone_blocking(host, group_id, offsets)
     }
 
-    fn tombstone_blocking(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<()> {
+    fn tombstone_blocking(
+        &self,
+        host: &dyn GroupHost,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
         let records = partitions
             .into_iter()
             .map(|(t, p)| (offsets::encode_key(group_id, &t, p), None, (t, p), None))
             .collect();
-        self.write_offsets_blocking(group_id, records)
+        self.write_offsets_blocking(host, group_id, records)
+    }
+
+    /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
+    /// group's offsets of `partitions` whatever the group's state (Kafka answers
+    /// `GROUP_SUBSCRIBED_TO_TOPIC` per partition for the others). The group must exist.
+    /// BLOCKING.
+    pub(crate) fn delete_unsubscribed_offsets_blocking(
+        &self,
+        host: &dyn GroupHost,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
+        if self.describe(group_id).is_none() {
+            return Err(Error::Group(GroupError::GroupIdNotFound));
+        }
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.tombstone_blocking(host, group_id, partitions)
+    }
+
+    /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
+    /// be consuming them (a group with members is refused with `GroupSubscribedToTopic`).
+    /// BLOCKING.
+    pub(crate) fn delete_offsets_blocking(
+        &self,
+        host: &dyn GroupHost,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<()> {
+        let state = {
+            let rt = self.runtime();
+            rt.engine.state(group_id).or_else(|| {
+                rt.consumer
+                    .describe(group_id)
+                    .map(|d| classic_state(d.state))
+            })
+        };
+        let has_offsets = self.offsets().cache.contains_key(group_id);
+        match state {
+            None if !has_offsets => return Err(Error::Group(GroupError::GroupIdNotFound)),
+            Some(s) if s != GroupState::Empty => {
+                return Err(Error::Group(GroupError::GroupSubscribedToTopic));
+            }
+            _ => {}
+        }
+        self.tombstone_blocking(host, group_id, partitions)
+    }
+}
+
+impl Broker {
+    /// The group coordinator.
+    pub fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    /// Runs the group-state writer until the broker is dropped: every queued change is
+    /// appended soon after it happens (changes made meanwhile share one batch and one sync).
+    pub(crate) fn start_group_state_writer(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                // Held for at most a second at a time, so a dropped broker ends the task.
+                let Some(broker) = weak.upgrade() else { return };
+                let woken = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    broker.groups.pending_ready.notified(),
+                )
+                .await;
+                if woken.is_err() {
+                    continue;
+                }
+                if let Err(e) = broker
+                    .run_blocking(|b| b.write_group_states_blocking())
+                    .await
+                {
+                    tracing::warn!(error = %e, "writing group state failed");
+                }
+            }
+        });
+    }
+
+    /// Writes the queued group states to `__consumer_offsets` in one batch. BLOCKING.
+    pub fn write_group_states_blocking(&self) -> Result<()> {
+        self.groups.write_group_states_blocking(self)
+    }
+
+    /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
+    /// `max(100 000, 2 × live records)` records were appended since the last one, so a restart
+    /// after a crash replays at most that tail. Atomic (temporary file, `fdatasync`, rename,
+    /// directory `fsync`); the covered records are flushed first, so the checkpoint never
+    /// describes records a power loss could take back. BLOCKING.
+    pub fn checkpoint_offsets_blocking(&self, force: bool) -> Result<bool> {
+        self.groups.checkpoint_offsets_blocking(self, force)
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). A group id held by a classic group with members is
+    /// refused with `GroupIdNotFound`, as Kafka does ("not a consumer group").
+    pub fn consumer_group_heartbeat(
+        &self,
+        req: consumer::Heartbeat,
+    ) -> std::result::Result<consumer::HeartbeatAnswer, GroupError> {
+        self.groups.consumer_group_heartbeat(self, req)
+    }
+
+    /// OffsetCommit: validates the member, then appends every commit to `__consumer_offsets`
+    /// and updates the cache. Returns one result per commit (unknown topics and partitions fail
+    /// alone). BLOCKING.
+    pub fn commit_offsets_blocking(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        instance_id: Option<&str>,
+        commits: Vec<OffsetCommit>,
+    ) -> Result<Vec<Result<()>>> {
+        self.groups.commit_offsets_blocking(
+            self,
+            group_id,
+            member_id,
+            generation,
+            instance_id,
+            commits,
+        )
+    }
+
+    /// Ends producer `producer_id`'s pending offsets: a commit makes them committed offsets,
+    /// an abort drops them (both tombstone the pending records). BLOCKING.
+    pub(crate) fn complete_txn_offsets_blocking(
+        &self,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<()> {
+        self.groups
+            .complete_txn_offsets_blocking(self, producer_id, commit)
+    }
+
+    /// Expires committed offsets (`offsets.retention.minutes`, see [`offsets::expired`]):
+    /// tombstones them in `__consumer_offsets` (so compaction drops them) and removes them from
+    /// the cache; an empty group left without offsets, or empty for the whole retention, is
+    /// forgotten too (its state record tombstoned), as Kafka does. Returns the number of
+    /// offsets expired. Runs every `offsets.retention.check.interval.ms`. BLOCKING.
+    pub fn expire_offsets_blocking(&self) -> Result<usize> {
+        self.groups.expire_offsets_blocking(self)
+    }
+
+    /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
+    /// tombstoned and the group forgotten. BLOCKING.
+    pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
+        self.groups.delete_group_blocking(self, group_id)
     }
 
     /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
@@ -1296,13 +1475,8 @@ impl Broker {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<()> {
-        if self.groups.describe(group_id).is_none() {
-            return Err(Error::Group(GroupError::GroupIdNotFound));
-        }
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        self.tombstone_blocking(group_id, partitions)
+        self.groups
+            .delete_unsubscribed_offsets_blocking(self, group_id, partitions)
     }
 
     /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
@@ -1313,23 +1487,23 @@ impl Broker {
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<()> {
-        let state = {
-            let rt = self.groups.runtime();
-            rt.engine.state(group_id).or_else(|| {
-                rt.consumer
-                    .describe(group_id)
-                    .map(|d| classic_state(d.state))
-            })
-        };
-        let has_offsets = self.groups.offsets().cache.contains_key(group_id);
-        match state {
-            None if !has_offsets => return Err(Error::Group(GroupError::GroupIdNotFound)),
-            Some(s) if s != GroupState::Empty => {
-                return Err(Error::Group(GroupError::GroupSubscribedToTopic));
-            }
-            _ => {}
-        }
-        self.tombstone_blocking(group_id, partitions)
+        self.groups
+            .delete_offsets_blocking(self, group_id, partitions)
+    }
+
+    /// ConsumerGroupDescribe: `GroupIdNotFound` unless it is a consumer-protocol group.
+    pub fn describe_consumer_group(
+        &self,
+        group_id: &str,
+    ) -> std::result::Result<consumer::ConsumerGroupDescription, GroupError> {
+        self.groups.describe_consumer_group(group_id)
+    }
+
+    /// Whether `group_id` has an offset of `(topic, partition)` pending in an open transaction
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT for those, KIP-447).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.groups
+            .has_pending_txn_offset(group_id, topic, partition)
     }
 }
 

@@ -260,14 +260,7 @@ impl TxnHost for Broker {
     }
 
     fn write_txn_offsets(&self, r: TxnOffsets<'_>) -> Result<Vec<Result<()>>> {
-        self.write_txn_offsets_blocking(
-            r.producer_id,
-            r.group_id,
-            r.member_id,
-            r.generation,
-            r.instance_id,
-            r.commits,
-        )
+        self.groups.write_txn_offsets_blocking(self, r)
     }
 
     fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()> {
