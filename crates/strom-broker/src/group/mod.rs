@@ -2021,3 +2021,120 @@ mod checkpoint_tests {
         );
     }
 }
+
+/// The coordinator alone, on a host that is not a broker: it reaches the rest of the broker
+/// only through [`GroupHost`].
+#[cfg(test)]
+mod narrow_host {
+    use super::*;
+    use crate::storage::local::LocalBackend;
+    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+
+    #[derive(Debug)]
+    struct Host {
+        backend: LocalBackend,
+        data: Arc<Partition>,
+        offsets: Mutex<Option<Arc<Partition>>>,
+    }
+
+    fn partition(backend: &LocalBackend, topic: &str) -> Arc<Partition> {
+        let store = backend
+            .open_partition(
+                TopicPartition {
+                    topic,
+                    index: PartitionIndex(0),
+                },
+                strom_log::LogConfig::default(),
+            )
+            .unwrap();
+        Arc::new(Partition::new(topic, 0, store))
+    }
+
+    impl GroupHost for Host {
+        fn now_ms(&self) -> i64 {
+            5_000
+        }
+        fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+            if topic == "data" && index == 0 {
+                Ok(Arc::clone(&self.data))
+            } else {
+                Err(Error::UnknownPartition {
+                    topic: topic.to_owned(),
+                    partition: index,
+                })
+            }
+        }
+        fn offsets_partition(&self) -> Result<Arc<Partition>> {
+            let mut slot = self.offsets.lock().unwrap();
+            Ok(Arc::clone(slot.get_or_insert_with(|| {
+                partition(&self.backend, OFFSETS_TOPIC)
+            })))
+        }
+        fn offsets_topic_id(&self) -> Result<uuid::Uuid> {
+            Ok(uuid::Uuid::nil())
+        }
+        fn topic_infos(&self) -> consumer::Topics {
+            consumer::Topics::default()
+        }
+    }
+
+    fn commit(topic: &str, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn commits_go_to_the_hosts_offsets_partition_and_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        let host = Host {
+            data: partition(&backend, "data"),
+            backend,
+            offsets: Mutex::new(None),
+        };
+        let checkpoint = dir.path().join("checkpoint");
+        let groups =
+            GroupCoordinator::open(GroupConfig::default(), None, checkpoint.clone(), 0).unwrap();
+        let results = groups
+            .commit_offsets_blocking(
+                &host,
+                "g",
+                "",
+                -1,
+                None,
+                vec![commit("data", 7), commit("gone", 1)],
+            )
+            .unwrap();
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(Error::UnknownPartition { .. })));
+        let fetched = groups.fetch_offsets("g", None);
+        assert_eq!(fetched.len(), 1);
+        let committed = fetched[0].1.clone().unwrap();
+        assert_eq!((committed.offset, committed.commit_timestamp), (7, 5_000));
+
+        // One record went to the host's offsets partition; a coordinator replayed from it
+        // knows the commit.
+        let offsets = host.offsets_partition().unwrap();
+        assert_eq!(offsets.high_watermark(), 1);
+        let replayed = GroupCoordinator::open(
+            GroupConfig::default(),
+            Some((uuid::Uuid::nil(), offsets)),
+            checkpoint,
+            0,
+        )
+        .unwrap();
+        let fetched = replayed.fetch_offsets("g", Some(&[("data".to_owned(), 0)]));
+        assert_eq!(fetched[0].1.as_ref().map(|c| c.offset), Some(7));
+
+        // Deleting the offsets of a group without members tombstones them.
+        groups
+            .delete_offsets_blocking(&host, "g", vec![("data".to_owned(), 0)])
+            .unwrap();
+        assert!(groups.fetch_offsets("g", None).is_empty());
+    }
+}
