@@ -292,3 +292,26 @@ impl PartitionStore for LocalPartitionStore {
         Some(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+
+    #[test]
+    fn the_local_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            crate::storage::local::LocalBackend::open(dir.path(), Arc::new(crate::SystemClock))
+                .unwrap();
+        let mut n = 0;
+        crate::storage::conformance::partition_store_suite(&mut |config| {
+            n += 1;
+            let partition = TopicPartition {
+                topic: "conformance",
+                index: PartitionIndex(n),
+            };
+            backend.open_partition(partition, config).unwrap()
+        });
+    }
+}
