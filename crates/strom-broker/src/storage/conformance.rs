@@ -1,16 +1,20 @@
-//! The conformance suite every [`PartitionStore`] implementation runs (STYLE.md: one suite for
+//! The conformance suites every [`PartitionStore`] and [`MetadataStore`] implementation runs (STYLE.md: one suite for
 //! a trait with several implementations). The local backend runs it in its unit tests; a
 //! backend in another crate (`strom-cluster`) enables this crate's `conformance` feature in its
-//! dev-dependencies and calls [`partition_store_suite`] from a test.
+//! dev-dependencies and calls [`partition_store_suite`] and [`metadata_store_suite`] from its tests.
 //!
 //! Every check panics with a message naming the contract clause it found broken.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use strom_record::{BatchBuilder, Record, stored_batches};
+use uuid::Uuid;
 
-use crate::storage::{LogConfig, Offset, PartitionStore, StorageError};
+use crate::metadata::{MetadataEvent, MetadataState};
+use crate::storage::{LogConfig, MetadataStore, Offset, PartitionStore, StorageError};
+use crate::stream::StreamMeta;
 
 /// Makes a new, empty partition store with the given settings (a fresh partition each call).
 pub type FreshStore<'a> = dyn FnMut(LogConfig) -> Arc<dyn PartitionStore> + 'a;
@@ -326,4 +330,108 @@ fn a_closed_store_refuses_writes(store: Arc<dyn PartitionStore>) {
         store.append(&mut batch(1_000, &["b"]), 0).is_err(),
         "a closed store refuses appends"
     );
+}
+
+/// Opens the metadata store under test on the same underlying storage each call (as a broker
+/// restart would), returning it with the events it replays.
+pub type OpenMetadata<'a> = dyn FnMut() -> (Box<dyn MetadataStore>, Vec<MetadataEvent>) + 'a;
+
+/// Runs every check of the [`MetadataStore`] contract: `open` must start on empty storage.
+/// The events replayed after a reopen must recreate the state the acknowledged appends left
+/// (a backend may compact them, so the check compares states, not event lists). Blocking;
+/// panics at the first broken clause.
+pub fn metadata_store_suite(open: &mut OpenMetadata<'_>) {
+    let (mut store, events) = open();
+    assert!(events.is_empty(), "a new metadata store replays nothing");
+    let mut model = MetadataState::default();
+    let kept = Uuid::from_u128(1);
+    let gone = Uuid::from_u128(2);
+    fn append(store: &mut Box<dyn MetadataStore>, model: &mut MetadataState, event: MetadataEvent) {
+        store.append(&event).expect("metadata append");
+        model.apply(&event);
+    }
+    let configs = |v: &str| BTreeMap::from([("retention.ms".to_owned(), v.to_owned())]);
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::ClusterInitialized {
+            cluster_id: "c".into(),
+        },
+    );
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::ProducerIdsReserved { until: 1_000 },
+    );
+    for (name, id) in [("kept", kept), ("gone", gone)] {
+        append(
+            &mut store,
+            &mut model,
+            MetadataEvent::TopicCreated {
+                name: name.into(),
+                id,
+                partitions: 1,
+                configs: BTreeMap::new(),
+            },
+        );
+    }
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::PartitionsCreated { id: kept, total: 3 },
+    );
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::StreamMetaSet {
+            id: kept,
+            stream: StreamMeta::new(3, "PROVISIONED", 5),
+        },
+    );
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::TopicDeleted { id: gone },
+    );
+    // Enough changes that a backend which compacts its history does so at least once.
+    for i in 0..1_500 {
+        append(
+            &mut store,
+            &mut model,
+            MetadataEvent::ConfigsSet {
+                id: kept,
+                configs: configs(&i.to_string()),
+            },
+        );
+    }
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::ProducerIdsReserved { until: 2_000 },
+    );
+    drop(store);
+
+    let (mut store, events) = open();
+    let mut replayed = MetadataState::default();
+    for e in &events {
+        replayed.apply(e);
+    }
+    assert_eq!(
+        replayed, model,
+        "the replayed events recreate the state of every acknowledged append"
+    );
+
+    // Appends after a reopen go on from there.
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::TopicDeleted { id: kept },
+    );
+    drop(store);
+    let (_store, events) = open();
+    let mut replayed = MetadataState::default();
+    for e in &events {
+        replayed.apply(e);
+    }
+    assert_eq!(replayed, model, "appends after a reopen are kept too");
 }

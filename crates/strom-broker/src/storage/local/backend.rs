@@ -98,3 +98,15 @@ impl StorageBackend for LocalBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_metadata_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        crate::storage::conformance::metadata_store_suite(&mut || backend.open_metadata().unwrap());
+    }
+}
