@@ -213,6 +213,15 @@ impl Broker {
             );
         }
         sweep_orphans(&config.data_dir, &registry);
+        for (id, stream) in &streams {
+            let topic = registry
+                .by_id
+                .get(id)
+                .and_then(|name| registry.by_name.get(name));
+            if let Some(topic) = topic {
+                crate::stream::seal_closed_shards(topic, stream);
+            }
+        }
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)

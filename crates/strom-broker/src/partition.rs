@@ -1,8 +1,8 @@
 //! One partition: its storage log plus the high-watermark channel that fetch waiters watch.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use strom_log::{
@@ -35,6 +35,11 @@ pub struct Partition {
     log: Arc<HealingLog>,
     flusher_running: AtomicBool,
     closed: AtomicBool,
+    /// Whether the partition is sealed (a Kinesis shard closed by resharding): it then takes
+    /// transaction markers only. Data appends hold the read side across their write and
+    /// [`Partition::seal_blocking`] takes the write side, so once the seal returns no data
+    /// write is in flight and none can start: the log end it reports is final for data.
+    sealed: RwLock<bool>,
 }
 
 /// What a read returned: whole batches (possibly none) and the partition's offsets.
@@ -98,6 +103,7 @@ impl Partition {
             log,
             flusher_running: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            sealed: RwLock::new(false),
         })
     }
 
@@ -122,16 +128,58 @@ impl Partition {
     /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
         self.check_open()?;
+        let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
+        self.check_unsealed(*sealed, batches)?;
         let log = self.log.get();
         let config = log.config();
         if config.cleanup.compact {
             self.check_keys(batches, config.max_message_bytes)?;
         }
         let result = log.append(batches, LEADER_EPOCH);
+        drop(sealed);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
         self.publish();
         self.checked(result)
+    }
+
+    /// Refuses a payload with data on a sealed partition; transaction markers (control
+    /// batches) pass, so a transaction open when the partition was sealed can still end. A
+    /// payload that does not parse counts as data.
+    fn check_unsealed(&self, sealed: bool, payload: &[u8]) -> Result<()> {
+        if !sealed {
+            return Ok(());
+        }
+        let markers_only = strom_record::stored_batches(payload)
+            .all(|batch| batch.is_ok_and(|(header, _)| header.is_control()));
+        if markers_only {
+            Ok(())
+        } else {
+            Err(Error::PartitionSealed {
+                topic: self.topic.clone(),
+                partition: self.index,
+            })
+        }
+    }
+
+    /// Seals the partition (a Kinesis shard closed by resharding) and returns its log end
+    /// offset, which no data append can move from then on: an append writing when this is
+    /// called finishes first, later ones are refused with [`Error::PartitionSealed`].
+    /// Transaction markers are still taken. BLOCKING (waits for in-flight writes).
+    pub fn seal_blocking(&self) -> i64 {
+        let mut sealed = self.sealed.write().unwrap_or_else(PoisonError::into_inner);
+        *sealed = true;
+        self.log_end_offset()
+    }
+
+    /// Lifts a seal (a reshard whose metadata write failed after the seal). BLOCKING.
+    pub(crate) fn unseal_blocking(&self) {
+        *self.sealed.write().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+
+    /// Whether the partition is sealed (see [`seal_blocking`](Self::seal_blocking)).
+    pub fn is_sealed(&self) -> bool {
+        *self.sealed.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Refuses a payload holding keyless records (compacted topics). A payload that does not
@@ -184,12 +232,15 @@ impl Partition {
     /// are ordered by the calls to this. BLOCKING.
     pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingPartitionAppend> {
         self.check_open()?;
+        let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
+        self.check_unsealed(*sealed, batches)?;
         let log = self.log.get();
         let config = log.config();
         if config.cleanup.compact {
             self.check_keys(batches, config.max_message_bytes)?;
         }
         let result = log.append_deferred(batches, LEADER_EPOCH);
+        drop(sealed);
         // Under `interval`/`never` the watermark moved with the write.
         self.publish();
         let pending = self.checked(result)?;

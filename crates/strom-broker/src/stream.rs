@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::metadata::MetadataEvent;
-use crate::topic::{CreateTopic, TopicSummary};
+use crate::topic::{CreateTopic, Topic, TopicSummary};
 
 /// One shard: its hash-key range, lineage, and whether it was closed by resharding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +224,27 @@ impl StreamRegistry {
     }
 }
 
+/// Seals the partition of every closed shard of `meta` (on open, and after a change is stored):
+/// a closed shard is read-only for both APIs.
+pub(crate) fn seal_closed_shards(topic: &Topic, meta: &StreamMeta) {
+    for (partition, shard) in topic.partitions().iter().zip(&meta.shards) {
+        if shard.is_closed() {
+            partition.seal_blocking();
+        }
+    }
+}
+
+/// Makes exactly the partitions of `meta`'s closed shards sealed (after a failed change).
+fn restore_seals(topic: &Topic, meta: &StreamMeta) {
+    for (partition, shard) in topic.partitions().iter().zip(&meta.shards) {
+        if shard.is_closed() {
+            partition.seal_blocking();
+        } else {
+            partition.unseal_blocking();
+        }
+    }
+}
+
 impl Broker {
     /// The Kinesis metadata stored for a topic, if it has any.
     pub fn stream_meta(&self, topic_id: Uuid) -> Option<Arc<StreamMeta>> {
@@ -242,13 +263,17 @@ impl Broker {
     }
 
     /// Replaces the Kinesis metadata of a topic, durably. BLOCKING.
+    ///
+    /// The partitions of shards it marks closed are sealed ([`Partition::seal_blocking`]); a
+    /// caller closing a shard should seal it first and store the offset the seal returned.
     pub fn set_stream_meta_blocking(&self, topic_id: Uuid, meta: StreamMeta) -> Result<()> {
         let mut log = self.admin();
-        self.topic_by_id(topic_id)?;
+        let topic = self.topic_by_id(topic_id)?;
         log.append(&MetadataEvent::StreamMetaSet {
             id: topic_id,
             stream: meta.clone(),
         })?;
+        seal_closed_shards(&topic, &meta);
         self.streams.set(topic_id, meta);
         Ok(())
     }
@@ -267,13 +292,26 @@ impl Broker {
             Some(m) => (*m).clone(),
             None => StreamMeta::derived(topic.partition_count(), topic.settings().retention_ms),
         };
-        let out = f(&mut meta, topic.partition_count())?;
-        log.append(&MetadataEvent::StreamMetaSet {
-            id: topic_id,
-            stream: meta.clone(),
-        })?;
-        self.streams.set(topic_id, meta);
-        Ok(out)
+        let before = meta.clone();
+        let stored = f(&mut meta, topic.partition_count()).and_then(|out| {
+            log.append(&MetadataEvent::StreamMetaSet {
+                id: topic_id,
+                stream: meta.clone(),
+            })?;
+            Ok(out)
+        });
+        match stored {
+            Ok(out) => {
+                seal_closed_shards(&topic, &meta);
+                self.streams.set(topic_id, meta);
+                Ok(out)
+            }
+            Err(e) => {
+                // `f` may have sealed partitions it meant to close: the stored state stands.
+                restore_seals(&topic, &before);
+                Err(e)
+            }
+        }
     }
 
     /// Grows the topic's partitions under the same admin lock discipline; used by resharding.

@@ -24,6 +24,7 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
+        Error::PartitionSealed { .. } => ResponseError::PolicyViolation,
         Error::Log(log) => log_error(log),
         Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
             ResponseError::KafkaStorageError
@@ -173,6 +174,13 @@ mod tests {
                     reason: strom_broker::RecordRejection::MissingKeyOnCompactedTopic,
                 },
                 ResponseError::InvalidRecord,
+            ),
+            (
+                Error::PartitionSealed {
+                    topic: "t".into(),
+                    partition: 0,
+                },
+                ResponseError::PolicyViolation,
             ),
             (
                 Error::Metadata {
