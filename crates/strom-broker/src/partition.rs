@@ -125,22 +125,19 @@ impl Partition {
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
     ///
     /// On a compacted topic (`cleanup.policy` includes `compact`) a record without a key
-    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
+    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does (the log checks
+    /// it while validating the batches, see [`strom_log::Error::KeylessRecords`]).
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
         self.check_open()?;
         let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
         self.check_unsealed(*sealed, batches)?;
         let log = self.log.get();
-        let config = log.config();
-        if config.cleanup.compact {
-            self.check_keys(batches, config.max_message_bytes)?;
-        }
         let result = log.append(batches, LEADER_EPOCH);
         drop(sealed);
         // Publish even on error: a failed group commit may still have moved the watermark for
         // other writers' batches.
         self.publish();
-        self.checked(result)
+        self.checked(result).map_err(|e| self.append_error(e))
     }
 
     /// Refuses a payload with data on a sealed partition; transaction markers (control
@@ -182,46 +179,17 @@ impl Partition {
         *self.sealed.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Refuses a payload holding keyless records (compacted topics). A payload that does not
-    /// parse is left to the log, which refuses it with the precise error.
-    fn check_keys(&self, payload: &[u8], max_batch_bytes: usize) -> Result<()> {
-        let mut indexes = Vec::new();
-        let mut index: i32 = 0;
-        for batch in strom_record::stored_batches(payload) {
-            let Ok((header, range)) = batch else {
-                return Ok(());
-            };
-            if header.is_control() {
-                continue;
-            }
-            let Some(bytes) = payload.get(range) else {
-                return Ok(());
-            };
-            let Ok(decoded) = strom_record::decode_records(
-                &bytes::Bytes::copy_from_slice(bytes),
-                strom_record::DecodeLimits {
-                    max_batch_bytes,
-                    ..strom_record::DecodeLimits::default()
-                },
-            ) else {
-                return Ok(());
-            };
-            for record in decoded.records {
-                if record.key.is_none() {
-                    indexes.push(index);
-                }
-                index = index.saturating_add(1);
-            }
-        }
-        if indexes.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidRecords {
+    /// The broker's error for a failed append: the log's refusal of keyless records (compacted
+    /// topics) becomes [`Error::InvalidRecords`] naming the topic and partition.
+    fn append_error(&self, error: Error) -> Error {
+        match error {
+            Error::Log(strom_log::Error::KeylessRecords { indexes }) => Error::InvalidRecords {
                 topic: self.topic.clone(),
                 partition: self.index,
                 indexes,
                 reason: crate::RecordRejection::MissingKeyOnCompactedTopic,
-            })
+            },
+            other => other,
         }
     }
 
@@ -235,15 +203,11 @@ impl Partition {
         let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
         self.check_unsealed(*sealed, batches)?;
         let log = self.log.get();
-        let config = log.config();
-        if config.cleanup.compact {
-            self.check_keys(batches, config.max_message_bytes)?;
-        }
         let result = log.append_deferred(batches, LEADER_EPOCH);
         drop(sealed);
         // Under `interval`/`never` the watermark moved with the write.
         self.publish();
-        let pending = self.checked(result)?;
+        let pending = self.checked(result).map_err(|e| self.append_error(e))?;
         Ok(PendingPartitionAppend { log, pending })
     }
 

@@ -84,6 +84,8 @@ fn log_error(error: &strom_log::Error) -> ResponseError {
     use strom_log::Error as L;
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        // The broker turns it into `InvalidRecords` (with record errors); the same code here.
+        L::KeylessRecords { .. } => ResponseError::InvalidRecord,
         // A fetch in a range damaged on disk: not retriable (the data will not come back), so
         // the client reports it and the application can seek past it, as Kafka's consumer does
         // with CORRUPT_MESSAGE in a fetch response.
@@ -194,6 +196,10 @@ mod tests {
             (
                 Error::Group(GroupError::IllegalGeneration),
                 ResponseError::IllegalGeneration,
+            ),
+            (
+                Error::Log(strom_log::Error::KeylessRecords { indexes: vec![0] }),
+                ResponseError::InvalidRecord,
             ),
             (
                 Error::Log(strom_log::Error::BatchTooLarge { size: 2, max: 1 }),

@@ -132,7 +132,9 @@ impl From<strom_broker::Error> for KinesisError {
 fn is_client_log_error(e: &strom_log::Error) -> bool {
     matches!(
         e,
-        strom_log::Error::BatchTooLarge { .. } | strom_log::Error::InvalidBatch(_)
+        strom_log::Error::BatchTooLarge { .. }
+            | strom_log::Error::InvalidBatch(_)
+            | strom_log::Error::KeylessRecords { .. }
     )
 }
 

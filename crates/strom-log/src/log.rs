@@ -1655,7 +1655,9 @@ impl Drop for PartitionLog {
 }
 
 /// Validates every batch in `buf` for appending: size against `max.message.bytes` first (so an
-/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside.
+/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside;
+/// on a compacted log (`cleanup.compact`) a data record without a key refuses the payload
+/// with [`Error::KeylessRecords`] (every keyless record's index), after the other checks.
 fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
     let limits = DecodeLimits {
         max_batch_bytes: config.max_message_bytes,
@@ -1663,6 +1665,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
     };
     let mut out = Vec::new();
     let mut pos = 0;
+    // Compacted logs refuse keyless records; the records are walked once for both checks.
+    let mut keyless = Vec::new();
+    let mut records_before: i32 = 0;
     while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
         let header = BatchHeader::parse(rest)?;
         let total = header.total_len();
@@ -1676,7 +1681,20 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
             needed: total,
             available: rest.len(),
         })?;
-        strom_record::validate_records(batch, limits)?;
+        if config.cleanup.compact && !header.is_control() {
+            let missing = strom_record::validate_records_keyed(batch, limits)?;
+            keyless.extend(
+                missing
+                    .into_iter()
+                    .map(|i| records_before.saturating_add(i32::try_from(i).unwrap_or(i32::MAX))),
+            );
+            records_before = records_before.saturating_add(header.records_count.max(0));
+        } else {
+            strom_record::validate_records(batch, limits)?;
+            if !header.is_control() {
+                records_before = records_before.saturating_add(header.records_count.max(0));
+            }
+        }
         out.push((header, pos..pos + total));
         pos += total;
     }
@@ -1685,6 +1703,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
             needed: strom_record::HEADER_LEN,
             available: buf.len(),
         }));
+    }
+    if !keyless.is_empty() {
+        return Err(Error::KeylessRecords { indexes: keyless });
     }
     Ok(out)
 }
