@@ -127,17 +127,12 @@ impl Partition {
     /// On a compacted topic (`cleanup.policy` includes `compact`) a record without a key
     /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does (the log checks
     /// it while validating the batches, see [`strom_log::Error::KeylessRecords`]).
+    ///
+    /// The two halves, [`append_deferred_blocking`](Self::append_deferred_blocking) then
+    /// [`await_durable_blocking`](Self::await_durable_blocking), back to back.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
-        self.check_open()?;
-        let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
-        self.check_unsealed(*sealed, batches)?;
-        let log = self.log.get();
-        let result = log.append(batches, LEADER_EPOCH);
-        drop(sealed);
-        // Publish even on error: a failed group commit may still have moved the watermark for
-        // other writers' batches.
-        self.publish();
-        self.checked(result).map_err(|e| self.append_error(e))
+        let pending = self.append_deferred_blocking(batches)?;
+        self.await_durable_blocking(pending)
     }
 
     /// Refuses a payload with data on a sealed partition; transaction markers (control
@@ -218,7 +213,8 @@ impl Partition {
     pub fn await_durable_blocking(&self, pending: PendingPartitionAppend) -> Result<AppendInfo> {
         let PendingPartitionAppend { log, pending } = pending;
         let result = log.await_durable(pending);
-        // Publish even on error, as `append_blocking` does.
+        // Publish even on error: a failed group commit may still have moved the watermark for
+        // other writers' batches.
         self.publish();
         match result {
             Err(strom_log::Error::Closed) if !self.closed.load(Ordering::Acquire) => {
