@@ -269,6 +269,7 @@ impl Broker {
             dynamic,
             cleaner,
         };
+        broker.migrate_internal_segment_bytes_blocking();
         // Transactions a crash left prepared are completed before anyone reads.
         broker.apply_dynamic_broker_configs();
         let completed = broker.tick_transactions_blocking();
