@@ -172,3 +172,79 @@ async fn get_records_responses_count_against_the_memory_budget() {
     assert!(text.contains("\"Records\":[{"), "{text}");
     both.stop().await;
 }
+
+/// SubscribeToShard events count against the same budget: while the budget is held, a
+/// subscription waits for room before it reads (no event, no failure), and delivers the
+/// records once the budget frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_to_shard_events_wait_for_the_memory_budget() {
+    use aws_sdk_kinesis::types::{
+        ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = KinesisConfig {
+        max_in_flight_bytes: 1,
+        ..KinesisConfig::default()
+    };
+    let both = Both::start_with(dir.path(), config).await;
+    let k = both.client();
+    k.create_stream()
+        .stream_name("s")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let consumer_arn = k
+        .register_stream_consumer()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/s")
+        .consumer_name("efo")
+        .send()
+        .await
+        .unwrap()
+        .consumer()
+        .unwrap()
+        .consumer_arn()
+        .to_owned();
+    k.put_record()
+        .stream_name("s")
+        .partition_key("p")
+        .data(aws_sdk_kinesis::primitives::Blob::new(vec![7u8]))
+        .send()
+        .await
+        .unwrap();
+
+    let hogs = hog_budget(&both, MIN_IN_FLIGHT_BYTES - 1024 * 1024).await;
+    let mut out = k
+        .subscribe_to_shard()
+        .consumer_arn(&consumer_arn)
+        .shard_id("shardId-000000000000")
+        .starting_position(
+            StartingPosition::builder()
+                .r#type(ShardIteratorType::TrimHorizon)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(1500), out.event_stream.recv()).await;
+    assert!(
+        early.is_err(),
+        "an event was read without room in the budget: {early:?}"
+    );
+
+    drop(hogs);
+    let event = tokio::time::timeout(WAIT, out.event_stream.recv())
+        .await
+        .expect("an event once the budget frees")
+        .unwrap();
+    match event {
+        Some(SubscribeToShardEventStream::SubscribeToShardEvent(e)) => {
+            let data: Vec<u8> = e.records().iter().map(|r| r.data().as_ref()[0]).collect();
+            assert_eq!(data, [7]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    both.stop().await;
+}
