@@ -264,8 +264,9 @@ impl Broker {
 
     /// Replaces the Kinesis metadata of a topic, durably. BLOCKING.
     ///
-    /// The partitions of shards it marks closed are sealed ([`Partition::seal_blocking`]); a
-    /// caller closing a shard should seal it first and store the offset the seal returned.
+    /// The partitions of shards it marks closed are sealed
+    /// ([`crate::Partition::seal_blocking`]); a caller closing a shard should seal it first and
+    /// store the offset the seal returned.
     pub fn set_stream_meta_blocking(&self, topic_id: Uuid, meta: StreamMeta) -> Result<()> {
         let mut log = self.admin();
         let topic = self.topic_by_id(topic_id)?;

@@ -54,8 +54,8 @@ pub struct Context {
     /// Orders puts against resharding (see [`crate::fence`]).
     pub fence: ReshardFence,
     /// In-flight request memory: one permit per request-body byte, held while the request is
-    /// handled, plus one per byte a `GetRecords` response may take, held until it is sent
-    /// ([`KinesisConfig::max_in_flight_bytes`]).
+    /// handled, plus one per byte a `GetRecords` response or a `SubscribeToShard` event may
+    /// take, held until it is sent ([`KinesisConfig::max_in_flight_bytes`]).
     pub memory: Arc<tokio::sync::Semaphore>,
     /// The permits `memory` was created with (no reservation asks for more).
     pub memory_capacity: usize,
@@ -92,36 +92,6 @@ impl Context {
         self.broker.clock().now_ms()
     }
 
-    /// Runs a blocking broker call on the blocking pool.
-    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Broker) -> Result<T> + Send + 'static,
-    {
-        let broker = Arc::clone(&self.broker);
-        tokio::task::spawn_blocking(move || f(&broker))
-            .await
-            .map_err(|_| {
-                KinesisError::new(ErrorKind::InternalFailure, "the broker is shutting down")
-            })?
-    }
-}
-
-/// What a handler answers: a value in the JSON value model (encoded by [`wire::encode`]), or a
-/// body the handler already wrote in the request's encoding (the data plane's hot paths).
-#[derive(Debug)]
-pub enum Reply {
-    /// A response in the JSON value model.
-    Value(Value),
-    /// A response body already encoded in the request's encoding.
-    Encoded(Vec<u8>),
-    /// A reply holding a reservation in the in-flight memory budget ([`Context::reserve`]):
-    /// once encoded, the reservation is cut to the body's size and held until the body is
-    /// sent (`GetRecords`).
-    Reserved(Box<Reply>, tokio::sync::OwnedSemaphorePermit),
-}
-
-impl Context {
     /// Reserves `bytes` (at most the whole budget) in the in-flight memory budget, waiting at
     /// most [`MEMORY_BUDGET_WAIT`]; when there is no room by then, `LimitExceededException`
     /// (which AWS SDKs retry with back-off, as a throttling error).
@@ -149,6 +119,34 @@ impl Context {
             }
         }
     }
+
+    /// Runs a blocking broker call on the blocking pool.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Broker) -> Result<T> + Send + 'static,
+    {
+        let broker = Arc::clone(&self.broker);
+        tokio::task::spawn_blocking(move || f(&broker))
+            .await
+            .map_err(|_| {
+                KinesisError::new(ErrorKind::InternalFailure, "the broker is shutting down")
+            })?
+    }
+}
+
+/// What a handler answers: a value in the JSON value model (encoded by [`wire::encode`]), or a
+/// body the handler already wrote in the request's encoding (the data plane's hot paths).
+#[derive(Debug)]
+pub enum Reply {
+    /// A response in the JSON value model.
+    Value(Value),
+    /// A response body already encoded in the request's encoding.
+    Encoded(Vec<u8>),
+    /// A reply holding a reservation in the in-flight memory budget ([`Context::reserve`]):
+    /// once encoded, the reservation is cut to the body's size and held until the body is
+    /// sent (`GetRecords`).
+    Reserved(Box<Reply>, tokio::sync::OwnedSemaphorePermit),
 }
 
 /// A response body that holds its share of the in-flight memory budget until it is sent (or
