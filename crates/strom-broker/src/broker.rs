@@ -231,6 +231,15 @@ impl Broker {
                 .get(topic)
                 .is_some_and(|t| index.0 >= 0 && index.0 < t.partition_count())
         });
+        for (id, stream) in &streams {
+            let topic = registry
+                .by_id
+                .get(id)
+                .and_then(|name| registry.by_name.get(name));
+            if let Some(topic) = topic {
+                crate::stream::seal_closed_shards(topic, stream);
+            }
+        }
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
@@ -278,6 +287,7 @@ impl Broker {
             dynamic,
             cleaner,
         };
+        broker.migrate_internal_segment_bytes_blocking();
         // Transactions a crash left prepared are completed before anyone reads.
         broker.apply_dynamic_broker_configs();
         let completed = broker.tick_transactions_blocking();

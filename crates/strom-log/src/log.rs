@@ -1026,20 +1026,31 @@ impl PartitionLog {
         (candidate < hw).then_some(candidate)
     }
 
+    /// The offset after segment `i` of `segments`: the next one's base, or the log end.
+    fn segment_end(&self, segments: &[Arc<Segment>], i: usize) -> i64 {
+        segments
+            .get(i + 1)
+            .map_or_else(|| self.log_end_offset(), |s| s.base_offset)
+    }
+
     /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
     /// start and below the high watermark: `Some((offset, record_timestamp))`, or `None`.
+    ///
+    /// Damage met on the way (not yet taken out of service) is located and taken out of
+    /// service, as a read does (`salvage.rs`), and the answer comes from the intact data.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         let hw = self.high_watermark();
         let log_start = self.log_start_offset();
         let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
-        for segment in segments {
+        for (i, segment) in segments.iter().enumerate() {
             if segment.max_timestamp() < timestamp {
                 continue;
             }
             let limit = segment.size();
             let (offset, position) = read_lock(&segment.time_index).lookup(timestamp);
             let mut found = None;
-            segment.walk(offset, position, limit, |b| {
+            let end = self.segment_end(&segments, i);
+            crate::salvage::walk_salvaging(segment, offset, position, limit, end, |b| {
                 let h = b.header;
                 if h.base_offset >= hw {
                     return Ok(false);
@@ -1068,9 +1079,9 @@ impl PartitionLog {
         let log_start = self.log_start_offset();
         let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
         let mut max = strom_record::NO_TIMESTAMP;
-        for segment in &segments {
+        for (i, segment) in segments.iter().enumerate() {
             if segment.base_offset < log_start {
-                max = max.max(self.scan_max_timestamp(segment, log_start)?);
+                max = max.max(self.scan_max_timestamp(&segments, i, log_start)?);
             } else {
                 max = max.max(segment.max_timestamp());
             }
@@ -1084,8 +1095,8 @@ impl PartitionLog {
         // The maximum belongs to records not yet below the high watermark: scan for the largest
         // readable one.
         let mut max = strom_record::NO_TIMESTAMP;
-        for segment in &segments {
-            max = max.max(self.scan_max_timestamp(segment, log_start)?);
+        for i in 0..segments.len() {
+            max = max.max(self.scan_max_timestamp(&segments, i, log_start)?);
         }
         if max < 0 {
             return Ok(None);
@@ -1095,17 +1106,27 @@ impl PartitionLog {
 
     /// Largest timestamp of the records of `segment` at or after `log_start` and below the
     /// high watermark, by decoding them.
-    fn scan_max_timestamp(&self, segment: &Segment, log_start: i64) -> Result<i64> {
+    fn scan_max_timestamp(
+        &self,
+        segments: &[Arc<Segment>],
+        i: usize,
+        log_start: i64,
+    ) -> Result<i64> {
         let hw = self.high_watermark();
-        let limit = segment.size();
         let mut max = strom_record::NO_TIMESTAMP;
-        let Some(first) = segment.find_batch(log_start, limit)? else {
+        let Some(segment) = segments.get(i) else {
             return Ok(max);
         };
-        segment.walk(first.header.base_offset, first.position, limit, |b| {
+        let limit = segment.size();
+        let end = self.segment_end(segments, i);
+        let (offset, position) = segment.start_for(log_start);
+        crate::salvage::walk_salvaging(segment, offset, position, limit, end, |b| {
             let h = b.header;
             if h.base_offset >= hw {
                 return Ok(false);
+            }
+            if h.last_offset() < log_start {
+                return Ok(true);
             }
             if h.base_offset >= log_start || h.timestamp_type() == TimestampType::LogAppendTime {
                 max = max.max(h.max_timestamp);
@@ -1654,7 +1675,9 @@ impl Drop for PartitionLog {
 }
 
 /// Validates every batch in `buf` for appending: size against `max.message.bytes` first (so an
-/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside.
+/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside;
+/// on a compacted log (`cleanup.compact`) a data record without a key refuses the payload
+/// with [`Error::KeylessRecords`] (every keyless record's index), after the other checks.
 fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
     let limits = DecodeLimits {
         max_batch_bytes: config.max_message_bytes,
@@ -1662,6 +1685,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
     };
     let mut out = Vec::new();
     let mut pos = 0;
+    // Compacted logs refuse keyless records; the records are walked once for both checks.
+    let mut keyless = Vec::new();
+    let mut records_before: i32 = 0;
     while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
         let header = BatchHeader::parse(rest)?;
         let total = header.total_len();
@@ -1675,7 +1701,20 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
             needed: total,
             available: rest.len(),
         })?;
-        strom_record::validate_records(batch, limits)?;
+        if config.cleanup.compact && !header.is_control() {
+            let missing = strom_record::validate_records_keyed(batch, limits)?;
+            keyless.extend(
+                missing
+                    .into_iter()
+                    .map(|i| records_before.saturating_add(i32::try_from(i).unwrap_or(i32::MAX))),
+            );
+            records_before = records_before.saturating_add(header.records_count.max(0));
+        } else {
+            strom_record::validate_records(batch, limits)?;
+            if !header.is_control() {
+                records_before = records_before.saturating_add(header.records_count.max(0));
+            }
+        }
         out.push((header, pos..pos + total));
         pos += total;
     }
@@ -1684,6 +1723,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
             needed: strom_record::HEADER_LEN,
             available: buf.len(),
         }));
+    }
+    if !keyless.is_empty() {
+        return Err(Error::KeylessRecords { indexes: keyless });
     }
     Ok(out)
 }
@@ -1891,65 +1933,66 @@ fn load_producer_state(
         let mut aborted = Vec::new();
         if next_base > from && segment.base_offset < end {
             let limit = segment.size();
-            let start = if segment.base_offset >= from {
-                Some((segment.base_offset, 0))
+            let (offset, position) = if segment.base_offset >= from {
+                (segment.base_offset, 0)
             } else {
-                segment
-                    .find_batch(from, limit)?
-                    .map(|b| (b.header.base_offset, b.position))
+                segment.start_for(from)
             };
-            if let Some((offset, position)) = start {
-                segment.walk(offset, position, limit, |b| {
-                    let h = b.header;
-                    if h.base_offset >= end {
-                        return Ok(false);
-                    }
-                    if h.base_offset < from {
-                        return Ok(true);
-                    }
-                    if is_marker(&h) {
-                        let mut buf = vec![0u8; h.total_len()];
-                        segment.read_at(&mut buf, b.position)?;
-                        if let Some(m) = marker_of(&buf) {
-                            scanned += 1;
-                            match state.complete_txn(
-                                h.producer_id,
-                                h.producer_epoch,
-                                m.control_type,
-                                m.coordinator_epoch,
-                                h.base_offset,
-                                h.max_timestamp,
-                            ) {
-                                Ok(Some(c)) if c.aborted => aborted.push(TxnIndexEntry {
-                                    producer_id: c.producer_id,
-                                    first_offset: c.first_offset,
-                                    last_offset: c.last_offset,
-                                    last_stable_offset: c.last_stable_offset,
-                                }),
-                                Ok(_) => {}
-                                Err(e) => warn!(dir = %dir.display(), offset = h.base_offset, "skipping a marker that no longer applies: {e}"),
-                            }
-                        }
-                    } else if is_idempotent(&h) {
+            // Damage in the scanned range is taken out of service and stepped over (logged
+            // once per range): the state is rebuilt from the intact batches.
+            let segment_end = segments.get(i + 1).map_or(end, |s| s.base_offset);
+            crate::salvage::walk_salvaging(segment, offset, position, limit, segment_end, |b| {
+                let h = b.header;
+                if h.base_offset >= end {
+                    return Ok(false);
+                }
+                if h.base_offset < from {
+                    return Ok(true);
+                }
+                if is_marker(&h) {
+                    let mut buf = vec![0u8; h.total_len()];
+                    segment.read_at(&mut buf, b.position)?;
+                    if let Some(m) = marker_of(&buf) {
                         scanned += 1;
-                        state.update(
+                        match state.complete_txn(
                             h.producer_id,
                             h.producer_epoch,
-                            BatchMetadata {
-                                first_seq: h.base_sequence,
-                                last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
-                                first_offset: h.base_offset,
-                                last_offset: h.last_offset(),
-                                timestamp: h.max_timestamp,
-                            },
-                        );
-                        if h.is_transactional() {
-                            state.begin_txn(h.producer_id, h.base_offset);
+                            m.control_type,
+                            m.coordinator_epoch,
+                            h.base_offset,
+                            h.max_timestamp,
+                        ) {
+                            Ok(Some(c)) if c.aborted => aborted.push(TxnIndexEntry {
+                                producer_id: c.producer_id,
+                                first_offset: c.first_offset,
+                                last_offset: c.last_offset,
+                                last_stable_offset: c.last_stable_offset,
+                            }),
+                            Ok(_) => {}
+                            Err(e) => {
+                                warn!(dir = %dir.display(), offset = h.base_offset, "skipping a marker that no longer applies: {e}")
+                            }
                         }
                     }
-                    Ok(true)
-                })?;
-            }
+                } else if is_idempotent(&h) {
+                    scanned += 1;
+                    state.update(
+                        h.producer_id,
+                        h.producer_epoch,
+                        BatchMetadata {
+                            first_seq: h.base_sequence,
+                            last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
+                            first_offset: h.base_offset,
+                            last_offset: h.last_offset(),
+                            timestamp: h.max_timestamp,
+                        },
+                    );
+                    if h.is_transactional() {
+                        state.begin_txn(h.producer_id, h.base_offset);
+                    }
+                }
+                Ok(true)
+            })?;
         }
         write_lock(&segment.txn_index).replace_from(from, &aborted)?;
     }
