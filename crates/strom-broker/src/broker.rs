@@ -535,7 +535,7 @@ impl Broker {
                 Ok(p) => opened.push(Arc::new(p)),
                 Err(e) => {
                     for p in opened {
-                        let _ = p.delete_blocking();
+                        let _ = p.delete_blocking(self.storage.as_ref());
                     }
                     return Err(e);
                 }
@@ -548,7 +548,7 @@ impl Broker {
             configs: req.configs.clone(),
         }) {
             for p in opened {
-                let _ = p.delete_blocking();
+                let _ = p.delete_blocking(self.storage.as_ref());
             }
             return Err(e);
         }
@@ -592,7 +592,7 @@ impl Broker {
         let partitions = topic.partitions.clone();
         drop(topic);
         for p in partitions {
-            if let Err(e) = p.delete_blocking() {
+            if let Err(e) = p.delete_blocking(self.storage.as_ref()) {
                 // The metadata says "deleted"; a leftover directory is swept at the next start.
                 tracing::warn!(topic = name, error = %e, "could not remove partition directory");
             }

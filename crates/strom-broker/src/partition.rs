@@ -10,7 +10,9 @@ use strom_log::{AbortedTxn, AppendInfo, FsyncPolicy, LogConfig, OngoingTxn, Prod
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::storage::{Offset, PartitionStore, PendingWrite, StorageError, StoreRead};
+use crate::storage::{
+    Offset, PartitionStore, PendingWrite, StorageBackend, StorageError, StoreRead,
+};
 
 /// The leader epoch written into every batch. A single node never changes leader, so this is 0
 /// until cluster mode bumps it on leader changes.
@@ -384,10 +386,11 @@ impl Partition {
         Ok(self.store.close()?)
     }
 
-    /// Closes the log and removes its directory. BLOCKING.
-    pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
+    /// Closes the partition and has `storage` (the backend that opened it) delete its data.
+    /// BLOCKING.
+    pub(crate) fn delete_blocking(self: Arc<Self>, storage: &dyn StorageBackend) -> Result<()> {
         self.closed.store(true, Ordering::Release);
-        Ok(self.store.delete()?)
+        storage.delete_partition(self.store.as_ref())
     }
 
     /// Starts the interval-flush task if the policy is `interval` and none runs yet. The task
