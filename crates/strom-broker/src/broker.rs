@@ -308,6 +308,21 @@ impl Broker {
         Ok(broker)
     }
 
+    /// [`Broker::start`] on a given storage backend (see [`Broker::open_with_backend`]).
+    pub async fn start_with_backend(
+        config: BrokerConfig,
+        storage: Arc<dyn StorageBackend>,
+    ) -> Result<Arc<Broker>> {
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::open_with_backend(config, Arc::new(SystemClock), storage)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
+        let broker = Arc::new(broker);
+        broker.start_background();
+        Ok(broker)
+    }
+
     /// Starts interval flushers, the retention task (both stop when the broker is dropped) and
     /// the log cleaner threads (stopped by [`Broker::shutdown_blocking`], or at their next wake
     /// once the broker is dropped).
