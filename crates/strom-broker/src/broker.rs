@@ -134,8 +134,10 @@ impl Broker {
             });
         }
         // Durably: its parent is fsynced, so a crash cannot lose the directory with what the
-        // broker then writes in it (partition directories are created the same way).
-        strom_log::create_dir_durable(&config.data_dir)?;
+        // broker then writes in it (partition directories are created the same way). Whatever
+        // the backend, `<data-dir>/metadata/` holds what is local to this broker (the group
+        // coordinator's offsets checkpoint).
+        strom_log::create_dir_durable(&config.data_dir.join(METADATA_DIR))?;
         let (mut meta, events) = storage.open_metadata()?;
 
         let mut cluster_id = None;
