@@ -48,12 +48,18 @@ impl Env {
         config.s3.request_timeout = Duration::from_secs(5);
         config.s3.connect_timeout = Duration::from_secs(1);
         let store = config.build_object_store().expect("object store");
-        Env {
+        let env = Env {
             pg,
             s3,
             config,
             store,
-        }
+        };
+        let db = env.db();
+        let mut conn = db.conn().await.expect("connect");
+        strom_cluster::schema::migrate(&mut conn)
+            .await
+            .expect("migrate");
+        env
     }
 
     pub fn db(&self) -> Db {
