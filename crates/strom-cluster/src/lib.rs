@@ -53,17 +53,25 @@
 //! One [`Error`] enum; [`Error::is_retriable`] separates outages (database, object store: the
 //! client retries, possibly through another broker) from request errors (sequence, fencing).
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod lease;
 pub mod metadata;
+pub mod notify;
+pub mod reader;
 pub mod registry;
 pub mod schema;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod writer;
 
+pub use cache::ObjectCache;
 pub use config::{ClusterConfig, FlushConfig, ObjectStoreUrl, S3Settings};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use metadata::TopicPartition;
+pub use notify::Notifier;
+pub use reader::{FetchResult, ListedOffset, OffsetSpec, Reader, ReaderConfig};
+pub use writer::{Appended, Writer, WriterConfig};
