@@ -54,6 +54,7 @@
 //! client retries, possibly through another broker) from request errors (sequence, fencing).
 
 pub mod cache;
+pub mod collector;
 pub mod config;
 pub mod db;
 pub mod error;

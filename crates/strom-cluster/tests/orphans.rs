@@ -1,0 +1,109 @@
+//! The orphan collector deletes objects of flushes that never committed (and objects with no
+//! row at all), only under its lease, and leaves committed data alone.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use strom_cluster::collector::{CollectStats, LEASE, collect_orphans};
+use strom_cluster::lease::{Lease, acquire};
+use strom_cluster::{Error, TopicPartition};
+use support::{Env, PREFIX, batch, fast_flush, read_all, values};
+
+async fn objects(env: &Env) -> Vec<String> {
+    let mut keys: Vec<String> = env
+        .store
+        .list(Some(&Path::from(format!("{PREFIX}/data"))))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_collected_under_the_lease_and_committed_objects_stay() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let writer = env.writer("w", fast_flush(), None);
+    writer
+        .append(tp.clone(), batch(None, &values("kept", 2)))
+        .await
+        .unwrap();
+    // A flush whose only batch is rejected indexes nothing: its object stays pending.
+    let rejected = writer
+        .append(TopicPartition::new("nope", 0), batch(None, &values("x", 1)))
+        .await;
+    assert!(matches!(rejected, Err(Error::UnknownPartition { .. })));
+    // An object nobody recorded (as if written by a broken tool).
+    let stray = Path::from(format!("{PREFIX}/data/stray.batches"));
+    env.store
+        .put(&stray, Bytes::from_static(b"junk").into())
+        .await
+        .unwrap();
+    assert_eq!(objects(&env).await.len(), 3);
+
+    let db = env.db();
+    let grace = Duration::ZERO;
+    // Not the lease holder: nothing is claimed and the sweep refuses.
+    let mine = acquire(&db, LEASE, "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let impostor = Lease {
+        holder: "b".into(),
+        ..mine.clone()
+    };
+    tokio::time::sleep(Duration::from_millis(1100)).await; // listings have 1 s resolution
+    let err = collect_orphans(&db, &env.store, PREFIX, &impostor, grace)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err}");
+    assert_eq!(objects(&env).await.len(), 3);
+
+    // With a long grace period, nothing is old enough.
+    let stats = collect_orphans(&db, &env.store, PREFIX, &mine, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(stats, CollectStats::default());
+
+    let stats = collect_orphans(&db, &env.store, PREFIX, &mine, grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        stats,
+        CollectStats {
+            pending_deleted: 1,
+            unknown_deleted: 1
+        }
+    );
+    let left = objects(&env).await;
+    assert_eq!(left.len(), 1);
+    let rows = db
+        .conn()
+        .await
+        .unwrap()
+        .query("SELECT key, state FROM strom_objects", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), left[0]);
+    assert_eq!(rows[0].get::<_, String>(1), "committed");
+    let reader = env.reader(1 << 20);
+    assert_eq!(
+        read_all(&reader, &tp).await.len(),
+        2,
+        "committed data still readable"
+    );
+    // A second pass finds nothing.
+    let stats = collect_orphans(&db, &env.store, PREFIX, &mine, grace)
+        .await
+        .unwrap();
+    assert_eq!(stats, CollectStats::default());
+}
