@@ -160,12 +160,20 @@ pub struct PostgresServer {
     dir: tempfile::TempDir,
     port: u16,
     as_postgres: bool,
+    fsync: bool,
     child: Option<Child>,
 }
 
 impl PostgresServer {
-    /// Runs `initdb` in a new scratch directory and starts the server on a free port.
+    /// Runs `initdb` in a new scratch directory and starts the server on a free port, with
+    /// `fsync=off` (tests need ordering and crash semantics of the server process, not of the
+    /// disk, and this shares the machine's disk with everything else).
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with_fsync(false)
+    }
+
+    /// As [`Self::start`], choosing `fsync` (on for commit-rate measurements).
+    pub fn start_with_fsync(fsync: bool) -> Result<Self, HarnessError> {
         let bin = postgres_bin()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("strom-pg-").tempdir()?;
@@ -205,6 +213,7 @@ impl PostgresServer {
             dir,
             port: 0,
             as_postgres,
+            fsync,
             child: None,
         };
         server.spawn()?;
@@ -237,7 +246,8 @@ impl PostgresServer {
             .arg(self.port.to_string())
             .arg("-k")
             .arg(self.dir.path().join("sock"))
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c"])
+            .arg(if self.fsync { "fsync=on" } else { "fsync=off" })
             .args(["-c", "max_connections=200"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
