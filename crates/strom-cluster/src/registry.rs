@@ -8,7 +8,10 @@
 //! [`Error::BrokerIdInUse`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use uuid::Uuid;
 
@@ -116,8 +119,28 @@ impl Registration {
         }
     }
 
+    /// Heartbeats every `interval` (use a third of the TTL) on a background task until the
+    /// registration is lost to another process or deregistered; the task then ends with that
+    /// error. Database errors are retried at the next tick (the lease may lapse meanwhile, and
+    /// the next successful heartbeat revives it if nobody took the id).
+    pub fn keep_alive(self: &Arc<Self>, db: Db, interval: Duration) -> JoinHandle<Error> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match this.heartbeat(&db).await {
+                    Ok(()) => {}
+                    Err(error @ Error::LeaseLost { .. }) => return error,
+                    Err(error) => tracing::warn!(%error, "broker heartbeat failed"),
+                }
+            }
+        })
+    }
+
     /// Removes the registration (clean shutdown).
-    pub async fn deregister(self, db: &Db) -> Result<()> {
+    pub async fn deregister(&self, db: &Db) -> Result<()> {
         let conn = db.conn().await?;
         conn.execute(
             "DELETE FROM strom_brokers WHERE broker_id = $1 AND incarnation = $2",

@@ -68,10 +68,10 @@ async fn leases_fence_and_expire_and_brokers_drop_out_when_their_lease_lapses() 
     assert_eq!(live[1].addresses["kafka"], "127.0.0.1:9093");
 
     // Broker 1 keeps heartbeating, broker 2 stops: only 1 stays listed.
-    for _ in 0..4 {
-        tokio::time::sleep(ttl / 3).await;
-        one.heartbeat(&db).await.unwrap();
-    }
+    let one = std::sync::Arc::new(one);
+    let beating = one.keep_alive(env.db(), ttl / 3);
+    tokio::time::sleep(ttl * 2).await;
+    assert!(!beating.is_finished());
     let live = live_brokers(&db).await.unwrap();
     assert_eq!(
         live.iter().map(|b| b.broker_id).collect::<Vec<_>>(),
@@ -88,4 +88,10 @@ async fn leases_fence_and_expire_and_brokers_drop_out_when_their_lease_lapses() 
     two_again.deregister(&db).await.unwrap();
     one.deregister(&db).await.unwrap();
     assert!(live_brokers(&db).await.unwrap().is_empty());
+    // The keep-alive task notices the registration is gone and ends with LeaseLost.
+    let ended = tokio::time::timeout(support::STEP, beating)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ended, Error::LeaseLost { .. }), "{ended}");
 }

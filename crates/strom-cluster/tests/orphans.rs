@@ -107,3 +107,55 @@ async fn orphans_are_collected_under_the_lease_and_committed_objects_stay() {
         .unwrap();
     assert_eq!(stats, CollectStats::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broker_collects_at_a_time_and_another_takes_over_when_it_dies() {
+    use strom_cluster::collector::{CollectorConfig, spawn};
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let writer = env.writer("w", fast_flush(), None);
+    let orphan = || async {
+        let r = writer
+            .append(TopicPartition::new("nope", 0), batch(None, &values("x", 1)))
+            .await;
+        assert!(matches!(r, Err(Error::UnknownPartition { .. })));
+    };
+    let config = |holder: &str| CollectorConfig {
+        prefix: PREFIX.into(),
+        holder: holder.into(),
+        lease_ttl: Duration::from_secs(2),
+        grace: Duration::ZERO,
+        interval: Duration::from_millis(100),
+    };
+    let a = spawn(env.db(), env.store.clone(), config("a"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = spawn(env.db(), env.store.clone(), config("b"));
+    let db = env.db();
+    let holder = || async {
+        let states = strom_cluster::lease::list(&db).await.unwrap();
+        let s = states
+            .iter()
+            .find(|s| s.name == LEASE)
+            .expect("lease taken");
+        (s.holder.clone(), s.epoch)
+    };
+    let until_empty = || async {
+        tokio::time::timeout(support::STEP, async {
+            while !objects(&env).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await
+        .expect("orphans collected");
+    };
+    orphan().await;
+    until_empty().await;
+    assert_eq!(holder().await, ("a".to_string(), 1));
+
+    // a dies without releasing; b takes over once the lease expires, with a new epoch.
+    a.abort();
+    orphan().await;
+    until_empty().await;
+    assert_eq!(holder().await, ("b".to_string(), 2));
+    b.abort();
+}
