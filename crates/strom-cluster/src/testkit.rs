@@ -118,6 +118,11 @@ fn stop_group(child: &mut Child, signal: &str) {
         .args([&format!("-{signal}"), "--", &pgid])
         .stderr(Stdio::null())
         .status();
+    // A paused (SIGSTOPped) group only acts on the signal once continued.
+    let _ = Command::new("kill")
+        .args(["-CONT", "--", &pgid])
+        .stderr(Stdio::null())
+        .status();
     let deadline = Instant::now() + STOP_TIMEOUT;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -460,6 +465,26 @@ impl MotoServer {
     /// Kills the server; requests fail until [`Self::restart`].
     pub fn stop(&mut self) {
         self.kill();
+    }
+
+    /// Freezes the server (`SIGSTOP` to its process group): connections are accepted by the
+    /// kernel but never answered, as with a stalled store. [`Self::resume`] undoes it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a [`Self::pause`]d server run again.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     /// Starts the server again on the same port (with empty storage).

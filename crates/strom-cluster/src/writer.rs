@@ -187,6 +187,12 @@ impl Writer {
         rx.await.map_err(|_| Error::WriterClosed)?
     }
 
+    /// Bytes accepted and not yet answered (buffered or in a flush); never above the
+    /// configured `max_buffered_bytes`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.limit - self.budget.available_permits()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> WriterStats {
         *self
@@ -195,7 +201,8 @@ impl Writer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Flushes what is buffered and stops the task, waiting at most `timeout` for it.
+    /// Drops this handle and waits at most `timeout` for the task to flush what is buffered and
+    /// stop; the task stops once every clone of the handle is gone.
     pub async fn shutdown(self, timeout: Duration) -> Result<()> {
         let task = self
             .task

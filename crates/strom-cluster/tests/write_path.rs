@@ -334,3 +334,46 @@ async fn object_store_outage_fails_appends_retriably_then_recovers() {
     let stats = writer.stats();
     assert_eq!((stats.commits, stats.failed_flushes), (2, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_object_store_holds_producers_back_instead_of_buffering_more() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let b = batch(None, &values("x", 10));
+    let writer = env.writer(
+        "w",
+        FlushConfig {
+            max_buffered_bytes: 2 * b.len(),
+            ..fast_flush()
+        },
+        None,
+    );
+    env.s3.pause();
+    let appends: Vec<_> = (0..3)
+        .map(|_| {
+            let (w, tp, b) = (writer.clone(), tp.clone(), b.clone());
+            tokio::spawn(async move { w.append(tp, b).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        writer.buffered_bytes(),
+        2 * b.len(),
+        "two admitted, the third waits"
+    );
+    assert!(appends.iter().all(|a| !a.is_finished()));
+    env.s3.resume();
+    let mut ok = 0;
+    for a in appends {
+        match bounded(a).await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(e.is_retriable(), "{e}"),
+        }
+    }
+    assert!(
+        ok >= 1,
+        "the waiting append went through once the store was back"
+    );
+    assert_eq!(writer.buffered_bytes(), 0);
+}
