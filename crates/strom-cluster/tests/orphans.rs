@@ -124,7 +124,8 @@ async fn one_broker_collects_at_a_time_and_another_takes_over_when_it_dies() {
         prefix: PREFIX.into(),
         holder: holder.into(),
         lease_ttl: Duration::from_secs(2),
-        grace: Duration::ZERO,
+        // Long enough that no flush of this test is claimed while in progress.
+        grace: Duration::from_secs(1),
         interval: Duration::from_millis(100),
     };
     let a = spawn(env.db(), env.store.clone(), config("a"));
@@ -158,4 +159,61 @@ async fn one_broker_collects_at_a_time_and_another_takes_over_when_it_dies() {
     until_empty().await;
     assert_eq!(holder().await, ("b".to_string(), 2));
     b.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_slower_than_the_grace_period_fails_instead_of_indexing_a_collected_object() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let writer = env.writer("w", fast_flush(), None);
+    let db = env.db();
+    let lease = acquire(&db, LEASE, "a", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The store stalls mid-flush: the object is recorded 'pending', its PUT hangs.
+    env.s3.pause();
+    let append = {
+        let (w, tp) = (writer.clone(), tp.clone());
+        tokio::spawn(async move { w.append(tp, batch(None, &values("late", 1))).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The collector claims it meanwhile (its delete waits for the store too).
+    let collect = {
+        let (db, store, lease) = (env.db(), env.store.clone(), lease.clone());
+        tokio::spawn(
+            async move { collect_orphans(&db, &store, PREFIX, &lease, Duration::ZERO).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.s3.resume();
+    let err = tokio::time::timeout(support::STEP, append)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::ObjectCollected { .. }), "{err}");
+    assert!(err.is_retriable());
+    tokio::time::timeout(support::STEP, collect)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    // Nothing was indexed; a later pass removes the object if the PUT landed after the delete.
+    let reader = env.reader(1 << 20);
+    assert!(read_all(&reader, &tp).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    collect_orphans(&db, &env.store, PREFIX, &lease, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(objects(&env).await.is_empty());
+    // The retry goes through.
+    let ok = writer
+        .append(tp.clone(), batch(None, &values("retry", 1)))
+        .await
+        .unwrap();
+    assert_eq!(ok.base_offset, 0);
 }
