@@ -111,6 +111,32 @@ impl Run {
     fn covers(&self, offset: i64) -> bool {
         matches!((self.start(), self.end()), (Some(s), Some(e)) if s <= offset && offset < e)
     }
+
+    /// Adds `page` (contiguous rows from PostgreSQL), replacing the run when they do not touch,
+    /// then trims the run to `max` entries from its ends, older entries before the page first,
+    /// then entries after the page's start: the run stays contiguous and keeps what was just
+    /// fetched (the start of it when the page alone exceeds `max`).
+    fn remember(&mut self, page: &[IndexEntry], max: usize) {
+        let (Some(first), Some(last)) = (page.first(), page.last()) else {
+            return;
+        };
+        let touches = matches!(
+            (self.start(), self.end()),
+            (Some(s), Some(e)) if first.base_offset <= e && last.last_offset + 1 >= s
+        );
+        if !touches {
+            self.entries.clear();
+        }
+        for entry in page {
+            self.entries.insert(entry.base_offset, entry.clone());
+        }
+        while self.entries.len() > max {
+            match self.start() {
+                Some(start) if start < first.base_offset => self.entries.pop_first(),
+                _ => self.entries.pop_last(),
+            };
+        }
+    }
 }
 
 /// Reader settings.
@@ -279,27 +305,12 @@ impl Reader {
         rows.iter().map(entry_of_row).collect()
     }
 
-    /// Adds `page` (contiguous, from PostgreSQL) to the cached run of `tp`, replacing the run
-    /// when they do not touch.
     fn remember(&self, tp: &TopicPartition, page: &[IndexEntry]) {
-        let mut index = self.index();
-        let run = index.entry(tp.clone()).or_default();
-        let (Some(first), Some(last)) = (page.first(), page.last()) else {
-            return;
-        };
-        let touches = matches!(
-            (run.start(), run.end()),
-            (Some(s), Some(e)) if first.base_offset <= e && last.last_offset + 1 >= s
-        );
-        if !touches {
-            run.entries.clear();
-        }
-        for entry in page {
-            run.entries.insert(entry.base_offset, entry.clone());
-        }
-        while run.entries.len() > self.config.index_entries_per_partition {
-            run.entries.pop_first();
-        }
+        let max = self.config.index_entries_per_partition;
+        self.index()
+            .entry(tp.clone())
+            .or_default()
+            .remember(page, max);
     }
 
     /// The bytes of each entry, with base offsets set; downloads what the cache lacks, one
@@ -461,4 +472,59 @@ pub(crate) fn served(tp: &TopicPartition, entry: &IndexEntry, raw: &[u8]) -> Res
     let mut batch = BytesMut::from(raw);
     strom_record::set_base_offset(&mut batch, entry.base_offset).map_err(|_| corrupt(tp, entry))?;
     Ok(batch.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A partition whose batch `i` holds offsets `bounds[i]..bounds[i + 1]`.
+    fn page(bounds: &[i64], from: usize, len: usize) -> Vec<IndexEntry> {
+        (from..(from + len).min(bounds.len() - 1))
+            .map(|i| IndexEntry {
+                base_offset: bounds[i],
+                last_offset: bounds[i + 1] - 1,
+                object_key: format!("o{i}"),
+                byte_offset: 0,
+                byte_length: 100,
+                max_timestamp: 0,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn cached_run_stays_contiguous_bounded_and_covers_the_last_page(
+            sizes in proptest::collection::vec(1i64..5, 2..60),
+            pages in proptest::collection::vec((0usize..60, 1usize..10), 1..30),
+            max in 1usize..20,
+        ) {
+            let mut bounds = vec![0i64];
+            for s in &sizes {
+                bounds.push(bounds[bounds.len() - 1] + s);
+            }
+            let mut run = Run::default();
+            for (from, len) in pages {
+                let from = from % sizes.len();
+                let p = page(&bounds, from, len);
+                run.remember(&p, max);
+                prop_assert!(run.entries.len() <= max);
+                let mut prev: Option<&IndexEntry> = None;
+                for e in run.entries.values() {
+                    if let Some(p) = prev {
+                        prop_assert_eq!(p.last_offset + 1, e.base_offset, "contiguous");
+                    }
+                    prev = Some(e);
+                }
+                // What was just fetched is cached (its start, if it alone exceeds the bound).
+                let first = p.first().expect("non-empty page");
+                prop_assert!(run.covers(first.base_offset));
+                if p.len() <= max {
+                    let last = p.last().expect("non-empty page");
+                    prop_assert!(run.covers(last.last_offset));
+                }
+            }
+        }
+    }
 }

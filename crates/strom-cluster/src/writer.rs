@@ -127,7 +127,8 @@ impl Writer {
             .flush
             .max_buffered_bytes
             .min(Semaphore::MAX_PERMITS)
-            .min(u32::MAX as usize);
+            // Batch lengths are stored as int4 and permits counted in u32.
+            .min(i32::MAX as usize);
         let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
         let flusher = Flusher {
             config,
@@ -163,7 +164,7 @@ impl Writer {
                 limit: self.limit,
             });
         }
-        // len <= limit <= u32::MAX, checked above.
+        // len <= limit <= i32::MAX, checked above.
         let permits = u32::try_from(batch.len()).map_err(|_| Error::BatchTooLarge {
             size: batch.len(),
             limit: self.limit,
@@ -650,6 +651,40 @@ enum Check {
     Reject(Error),
 }
 
+/// What Kafka's idempotence rules say about a batch, given the producer's last state on the
+/// partition (pure; [`check_sequence`] does the duplicate lookup it may ask for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Next in sequence (or first of a bumped epoch): append it.
+    Accept,
+    /// Out of sequence in the current epoch: a duplicate if an earlier batch had exactly these
+    /// sequences, else out of order.
+    DuplicateOrOutOfOrder { expected: i32 },
+    /// Out of sequence after an epoch bump (must start at 0).
+    OutOfOrder { expected: i32 },
+    /// Older epoch than the one on record.
+    Fenced,
+}
+
+fn verdict(state: ProducerState, epoch: i16, base_sequence: i32) -> Verdict {
+    if epoch < state.epoch {
+        return Verdict::Fenced;
+    }
+    let expected = if epoch > state.epoch {
+        // A bumped epoch starts its sequences again.
+        0
+    } else {
+        add_sequence(state.last_sequence, 1)
+    };
+    if base_sequence == expected {
+        Verdict::Accept
+    } else if epoch == state.epoch {
+        Verdict::DuplicateOrOutOfOrder { expected }
+    } else {
+        Verdict::OutOfOrder { expected }
+    }
+}
+
 /// Kafka's idempotence rules against the producer's last state on this partition.
 async fn check_sequence(
     tx: &tokio_postgres::Transaction<'_>,
@@ -658,57 +693,54 @@ async fn check_sequence(
     last_sequence: i32,
 ) -> Result<Check> {
     let h = &item.header;
-    if h.producer_epoch < state.epoch {
-        return Ok(Check::Reject(Error::ProducerFenced {
+    let out_of_order = |expected| {
+        Check::Reject(Error::OutOfOrderSequence {
             topic: item.tp.topic.clone(),
             partition: item.tp.partition,
             producer_id: h.producer_id,
             producer_epoch: h.producer_epoch,
-            current_epoch: state.epoch,
-        }));
-    }
-    let expected = if h.producer_epoch > state.epoch {
-        // A bumped epoch starts its sequences again.
-        0
-    } else {
-        add_sequence(state.last_sequence, 1)
+            expected,
+            received: h.base_sequence,
+        })
     };
-    if h.base_sequence == expected {
-        return Ok(Check::Accept);
-    }
-    if h.producer_epoch == state.epoch {
-        let row = tx
-            .query_opt(
-                "SELECT base_offset, last_offset FROM strom_batches
-                 WHERE topic = $1 AND partition = $2 AND producer_id = $3
-                   AND producer_epoch = $4 AND base_sequence = $5 AND last_sequence = $6",
-                &[
-                    &item.tp.topic,
-                    &item.tp.partition,
-                    &h.producer_id,
-                    &h.producer_epoch,
-                    &h.base_sequence,
-                    &last_sequence,
-                ],
-            )
-            .await
-            .map_err(Error::pg(DbOp::Commit))?;
-        if let Some(row) = row {
-            return Ok(Check::Duplicate(Appended {
-                base_offset: row.try_get(0).map_err(Error::pg(DbOp::Commit))?,
-                last_offset: row.try_get(1).map_err(Error::pg(DbOp::Commit))?,
-                duplicate: true,
+    let expected = match verdict(state, h.producer_epoch, h.base_sequence) {
+        Verdict::Accept => return Ok(Check::Accept),
+        Verdict::Fenced => {
+            return Ok(Check::Reject(Error::ProducerFenced {
+                topic: item.tp.topic.clone(),
+                partition: item.tp.partition,
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                current_epoch: state.epoch,
             }));
         }
+        Verdict::OutOfOrder { expected } => return Ok(out_of_order(expected)),
+        Verdict::DuplicateOrOutOfOrder { expected } => expected,
+    };
+    let row = tx
+        .query_opt(
+            "SELECT base_offset, last_offset FROM strom_batches
+             WHERE topic = $1 AND partition = $2 AND producer_id = $3
+               AND producer_epoch = $4 AND base_sequence = $5 AND last_sequence = $6",
+            &[
+                &item.tp.topic,
+                &item.tp.partition,
+                &h.producer_id,
+                &h.producer_epoch,
+                &h.base_sequence,
+                &last_sequence,
+            ],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Commit))?;
+    match row {
+        Some(row) => Ok(Check::Duplicate(Appended {
+            base_offset: row.try_get(0).map_err(Error::pg(DbOp::Commit))?,
+            last_offset: row.try_get(1).map_err(Error::pg(DbOp::Commit))?,
+            duplicate: true,
+        })),
+        None => Ok(out_of_order(expected)),
     }
-    Ok(Check::Reject(Error::OutOfOrderSequence {
-        topic: item.tp.topic.clone(),
-        partition: item.tp.partition,
-        producer_id: h.producer_id,
-        producer_epoch: h.producer_epoch,
-        expected,
-        received: h.base_sequence,
-    }))
 }
 
 #[cfg(test)]
@@ -720,6 +752,34 @@ mod tests {
         assert_eq!(add_sequence(0, 4), 4);
         assert_eq!(add_sequence(i32::MAX, 1), 0);
         assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+    }
+
+    #[test]
+    fn idempotence_verdicts_follow_kafka() {
+        let state = |epoch, last_sequence| ProducerState {
+            epoch,
+            last_sequence,
+            last_offset: 0,
+        };
+        use Verdict::*;
+        let cases = [
+            // (state epoch, last seq, batch epoch, base seq) -> verdict
+            ((0, 4), (0, 5), Accept),
+            ((0, 4), (0, 0), DuplicateOrOutOfOrder { expected: 5 }),
+            ((0, 4), (0, 7), DuplicateOrOutOfOrder { expected: 5 }),
+            ((0, i32::MAX), (0, 0), Accept),
+            ((1, 4), (0, 5), Fenced),
+            ((1, 4), (2, 0), Accept),
+            ((1, 4), (2, 5), OutOfOrder { expected: 0 }),
+            ((i16::MAX, 0), (i16::MAX, 1), Accept),
+        ];
+        for ((se, ss), (be, bs), want) in cases {
+            assert_eq!(
+                verdict(state(se, ss), be, bs),
+                want,
+                "{se}/{ss} vs {be}/{bs}"
+            );
+        }
     }
 
     #[test]
