@@ -64,6 +64,7 @@ pub mod notify;
 pub mod reader;
 pub mod registry;
 pub mod schema;
+pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod writer;

@@ -331,6 +331,15 @@ async fn object_store_outage_fails_appends_retriably_then_recovers() {
         pending, 1,
         "the failed upload is left for the orphan collector"
     );
+    let status = strom_cluster::status::cluster_status(&env.db())
+        .await
+        .unwrap();
+    assert_eq!(status.schema_version, 1);
+    assert_eq!(
+        (status.uncommitted_objects, status.committed_objects),
+        (1, 2)
+    );
+    assert!(status.oldest_uncommitted_secs.is_some_and(|s| s >= 0.0));
     let stats = writer.stats();
     assert_eq!((stats.commits, stats.failed_flushes), (2, 1));
 }
