@@ -198,6 +198,7 @@ async fn main() -> Result<(), BoxError> {
                     max_delay: Duration::from_millis(1),
                     max_bytes: 1 << 20,
                     max_buffered_bytes: 64 << 20,
+                    timeout: Duration::from_secs(60),
                 },
                 prefix: "ceilings".into(),
                 name: "bench".into(),

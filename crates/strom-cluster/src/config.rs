@@ -102,6 +102,10 @@ pub struct FlushConfig {
     pub max_bytes: usize,
     /// Bytes accepted but not yet committed (buffered plus in flight); appends wait beyond it.
     pub max_buffered_bytes: usize,
+    /// Bound on one flush (record, PUT, commit); past it the flush fails with a retriable
+    /// timeout and the writer's database connection is reopened. Must exceed the object
+    /// store's own retry timeout to let its retries run.
+    pub timeout: Duration,
 }
 
 impl Default for FlushConfig {
@@ -110,6 +114,7 @@ impl Default for FlushConfig {
             max_delay: Duration::from_millis(250),
             max_bytes: 8 << 20,
             max_buffered_bytes: 64 << 20,
+            timeout: Duration::from_secs(60),
         }
     }
 }

@@ -56,6 +56,17 @@ impl Db {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        // The driver's default keepalive idle is two hours: a silently dead peer would hold a
+        // connection that long. Detect it within about half a minute unless the URL says more.
+        if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+            config.keepalives_idle(Duration::from_secs(15));
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(Duration::from_secs(5));
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(3);
+        }
         Db {
             config,
             client: Mutex::new(None),
@@ -70,6 +81,12 @@ impl Db {
             *guard = Some(connect(&self.config).await?);
         }
         Ok(DbConn { guard })
+    }
+
+    /// Closes the connection (if open); the next [`Db::conn`] opens a new one. Used after a
+    /// timeout left the connection in an unknown state (a statement or transaction in flight).
+    pub async fn reset(&self) {
+        *self.client.lock().await = None;
     }
 
     /// The connection settings.

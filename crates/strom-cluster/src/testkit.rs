@@ -158,6 +158,41 @@ fn spawn_watchdog(leader: u32) {
     }
 }
 
+/// Sends `signal` to the process group led by `child`.
+fn signal_group(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Sends `signal` to each of `pids`.
+fn signal_pids(signal: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .args(pids.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The pids whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    Command::new("ps")
+        .args(["-o", "pid=", "--ppid", &parent.to_string()])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A PostgreSQL server in a scratch directory, stopped and removed on drop.
 #[derive(Debug)]
 pub struct PostgresServer {
@@ -311,6 +346,33 @@ impl PostgresServer {
         self.kill();
     }
 
+    /// Freezes every server process (`SIGSTOP`): connections stay open but nothing answers,
+    /// as with a hung database or a network partition. [`Self::resume`] undoes it.
+    pub fn pause(&self) {
+        // PostgreSQL's children call setsid(), so the process group holds only the postmaster:
+        // stop it first (no new backends), then each of its children.
+        let Some(postmaster) = self.postmaster_pid() else {
+            return;
+        };
+        signal_pids("STOP", &[postmaster]);
+        signal_pids("STOP", &children(postmaster));
+    }
+
+    /// Lets a [`Self::pause`]d server run again.
+    pub fn resume(&self) {
+        let Some(postmaster) = self.postmaster_pid() else {
+            return;
+        };
+        signal_pids("CONT", &children(postmaster));
+        signal_pids("CONT", &[postmaster]);
+    }
+
+    /// The postmaster's pid, from the first line of `postmaster.pid`.
+    fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// Starts the server again on the same port and data directory after [`Self::stop`].
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill();
@@ -329,6 +391,9 @@ impl PostgresServer {
     }
 
     fn kill(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
         if let Some(mut child) = self.child.take() {
             stop_group(&mut child, "QUIT");
         }
@@ -480,10 +545,7 @@ impl MotoServer {
 
     fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .args([&format!("-{signal}"), "--", &format!("-{}", child.id())])
-                .stderr(Stdio::null())
-                .status();
+            signal_group(child, signal);
         }
     }
 

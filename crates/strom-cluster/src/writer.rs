@@ -20,8 +20,8 @@
 //! Between writers, the database orders: partition rows are locked in `(topic, partition)` order,
 //! so two writers' transactions over overlapping partitions serialise without deadlock.
 //!
-//! **Failures.** A failed step 1, 2 or 3 fails every waiter of the flush with a retriable
-//! [`Error`]; nothing was acknowledged and, if step 2 ran, the object stays `pending` until the
+//! **Failures.** A failed step 1, 2 or 3, or a flush that exceeds its timeout (a stalled
+//! database or store), fails every waiter of the flush with a retriable [`Error`]; nothing was acknowledged and, if step 2 ran, the object stays `pending` until the
 //! orphan collector removes it. A commit whose outcome is unknown (connection lost during
 //! `COMMIT`) is also reported as retriable: an idempotent producer's retry is then recognised as
 //! a duplicate and answered with the original offsets. Per-batch rejections (sequence gap, fenced
@@ -272,10 +272,16 @@ impl Flusher {
         }
         let object = object.freeze();
         let key = object_key(&self.config.prefix);
-        match self
-            .put_and_commit(&key, &items, &placed, object.clone())
-            .await
-        {
+        let timeout = self.config.flush.timeout;
+        let result =
+            tokio::time::timeout(timeout, self.put_and_commit(&key, &items, &placed, object))
+                .await
+                .unwrap_or(Err(Error::Timeout { waited: timeout }));
+        if let Err(Error::Timeout { .. }) = result {
+            // The connection may be mid-transaction with an unknown outcome: start afresh.
+            self.db.reset().await;
+        }
+        match result {
             Ok(outcomes) => {
                 self.count(|s| s.commits += 1);
                 for ((item, outcome), offset) in items.into_iter().zip(outcomes).zip(placed) {

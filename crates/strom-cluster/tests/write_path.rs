@@ -386,3 +386,47 @@ async fn a_stalled_object_store_holds_producers_back_instead_of_buffering_more()
     );
     assert_eq!(writer.buffered_bytes(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_postgres_times_the_flush_out_retriably_and_the_writer_recovers() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let writer = env.writer(
+        "w",
+        FlushConfig {
+            timeout: Duration::from_secs(1),
+            ..fast_flush()
+        },
+        None,
+    );
+    let a = writer
+        .append(tp.clone(), batch(None, &values("a", 1)))
+        .await
+        .unwrap();
+    assert_eq!(a.base_offset, 0);
+
+    env.pg.pause();
+    let started = std::time::Instant::now();
+    let err = bounded(writer.append(tp.clone(), batch(None, &values("stuck", 1))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { .. }) && err.is_retriable(),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    env.pg.resume();
+
+    let b = bounded(writer.append(tp.clone(), batch(None, &values("b", 1))))
+        .await
+        .expect("works once the database answers again");
+    let reader = env.reader(1 << 20);
+    let got: Vec<String> = read_all(&reader, &tp)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(got, ["a-0", "b-0"], "the timed-out batch was not committed");
+    assert_eq!(b.base_offset, 1);
+}

@@ -110,6 +110,7 @@ pub fn fast_flush() -> FlushConfig {
         max_delay: Duration::from_millis(20),
         max_bytes: 1 << 20,
         max_buffered_bytes: 8 << 20,
+        timeout: Duration::from_secs(20),
     }
 }
 
