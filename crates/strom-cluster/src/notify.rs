@@ -77,13 +77,28 @@ impl Notifier {
 
     /// A receiver of `tp`'s high watermark (its next offset), starting from the current value.
     pub async fn subscribe(&self, tp: &TopicPartition) -> Result<watch::Receiver<i64>> {
-        let next = partition_offsets(&self.db, tp).await?.next_offset;
-        let mut watchers = lock(&self.watchers);
-        let sender = watchers
+        // Register first, read second: a commit notified in between is then either seen by the
+        // read or delivered to the registered channel, never lost.
+        let mut rx = lock(&self.watchers)
             .entry(tp.clone())
-            .or_insert_with(|| watch::channel(next).0);
-        advance(sender, next);
-        Ok(sender.subscribe())
+            .or_insert_with(|| watch::channel(-1).0)
+            .subscribe();
+        let next = match partition_offsets(&self.db, tp).await {
+            Ok(offsets) => offsets.next_offset,
+            Err(error) => {
+                drop(rx);
+                let mut watchers = lock(&self.watchers);
+                if watchers.get(tp).is_some_and(|s| s.receiver_count() == 0) {
+                    watchers.remove(tp);
+                }
+                return Err(error);
+            }
+        };
+        if let Some(sender) = lock(&self.watchers).get(tp) {
+            advance(sender, next);
+        }
+        rx.borrow_and_update();
+        Ok(rx)
     }
 }
 
