@@ -46,7 +46,8 @@
 //!
 //! Brokers register with a lease and heartbeat; expired ones are not listed. Named leases with
 //! a fencing epoch pick one broker per background job; the orphan [`collector`] deletes objects of
-//! flushes that never committed.
+//! flushes that never committed. [`status::cluster_status`] gathers brokers, leases and
+//! uncommitted objects for `strom cluster status`.
 //!
 //! # Errors
 //!
