@@ -58,6 +58,17 @@ async fn reader_returns_exactly_the_committed_batches_with_their_offsets() {
     }
     assert_eq!(read_all(&reader, &other).await.len(), 24);
 
+    // Many fetches at once share the reader's connections.
+    let fetches = (0..16).map(|i| reader.fetch(&tp, i, 1 << 10));
+    for (i, r) in futures_util::future::join_all(fetches)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let first = strom_record::BatchHeader::parse(&r.unwrap().batches[0]).unwrap();
+        assert!(first.base_offset <= i as i64 && i as i64 <= first.last_offset());
+    }
+
     // A fetch inside a batch returns that whole batch; max_bytes stops after at least one.
     let inside = reader.fetch(&tp, 4, 1).await.unwrap();
     assert_eq!(inside.batches.len(), 1);

@@ -90,7 +90,7 @@ impl Env {
 
     pub fn reader(&self, cache_bytes: u64) -> Reader {
         Reader::new(
-            self.db(),
+            Db::with_connections(self.config.postgres_config().expect("pg config"), 4),
             self.store.clone(),
             Arc::new(ObjectCache::new(cache_bytes)),
             ReaderConfig::default(),
