@@ -15,8 +15,9 @@
 //!   4. complete each waiter with its offsets (or its own typed error)
 //! ```
 //!
-//! **Ordering.** One writer runs one flush at a time, and a partition's batches keep their
-//! arrival order inside a flush, so batches a producer sends through one writer keep their order.
+//! **Ordering.** A writer uploads flush N+1 while flush N commits, but runs its commits one at a
+//! time in flush order, and a partition's batches keep their arrival order inside a flush, so
+//! batches a producer sends through one writer keep their order.
 //! Between writers, the database orders: partition rows are locked in `(topic, partition)` order,
 //! so two writers' transactions over overlapping partitions serialise without deadlock.
 //!
@@ -115,7 +116,9 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Writer {
-    /// Starts the writer task on the current Tokio runtime.
+    /// Starts the writer task on the current Tokio runtime. Commits run on `db`; the writer
+    /// opens a second connection with the same settings for recording objects, so an upload
+    /// never waits behind a commit.
     pub fn start(
         config: WriterConfig,
         db: Db,
@@ -130,13 +133,14 @@ impl Writer {
             // Batch lengths are stored as int4 and permits counted in u32.
             .min(i32::MAX as usize);
         let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
-        let flusher = Flusher {
+        let flusher = Arc::new(Flusher {
             config,
-            db,
+            record_db: Db::new(db.config().clone()),
+            commit_db: db,
             store,
             cache,
             stats: stats.clone(),
-        };
+        });
         let task = tokio::spawn(flusher.run(rx));
         Writer {
             tx,
@@ -223,15 +227,51 @@ impl Writer {
 
 struct Flusher {
     config: WriterConfig,
-    db: Db,
+    /// Records pending objects (the upload stage).
+    record_db: Db,
+    /// Runs commit transactions (the commit stage), one at a time.
+    commit_db: Db,
     store: Arc<dyn ObjectStore>,
     cache: Option<Arc<ObjectCache>>,
     stats: Arc<std::sync::Mutex<WriterStats>>,
 }
 
+/// One flush between its stages: batches grouped by partition, laid out in one object.
+struct Flush {
+    key: Path,
+    items: Vec<Pending>,
+    /// Byte offset of each item in the object.
+    placed: Vec<u64>,
+    object: Bytes,
+}
+
+impl Flush {
+    fn new(prefix: &str, mut items: Vec<Pending>) -> Self {
+        // Group by partition, keeping arrival order within each (stable sort).
+        items.sort_by(|a, b| a.tp.cmp(&b.tp));
+        let size: usize = items.iter().map(|p| p.batch.len()).sum();
+        let mut object = BytesMut::with_capacity(size);
+        let mut placed = Vec::with_capacity(items.len());
+        for item in &items {
+            placed.push(object.len() as u64);
+            object.extend_from_slice(&item.batch);
+        }
+        Flush {
+            key: object_key(prefix),
+            items,
+            placed,
+            object: object.freeze(),
+        }
+    }
+}
+
 impl Flusher {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    /// Collects flushes and runs them in two stages: the upload of flush N+1 (record the object,
+    /// PUT it) overlaps the commit of flush N, and commits run strictly one after another in
+    /// flush order, which keeps each partition's arrival order.
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
         let flush = self.config.flush;
+        let mut committing: Option<JoinHandle<Result<()>>> = None;
         while let Some(first) = rx.recv().await {
             let deadline = tokio::time::Instant::now() + flush.max_delay;
             let mut bytes = first.batch.len();
@@ -248,7 +288,28 @@ impl Flusher {
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            self.flush(items).await;
+            let next = Flush::new(&self.config.prefix, items);
+            let mut uploaded = self.upload(&next).await;
+            if let Some(previous) = committing.take() {
+                // A flush uploaded behind one whose commit failed fails with it, as requests in
+                // flight behind a failure do on a Kafka broker: committing it would put its
+                // batches before the retries of the failed ones. (A panicked commit task dropped
+                // its waiters' reply channels: they see WriterClosed.)
+                let previous = previous.await.unwrap_or(Err(Error::WriterClosed));
+                if let (Ok(()), Err(error)) = (&uploaded, previous) {
+                    uploaded = Err(error);
+                }
+            }
+            match uploaded {
+                Ok(()) => {
+                    let this = self.clone();
+                    committing = Some(tokio::spawn(async move { this.commit(next).await }));
+                }
+                Err(error) => self.fail(next, error),
+            }
+        }
+        if let Some(previous) = committing {
+            let _ = previous.await;
         }
     }
 
@@ -259,88 +320,96 @@ impl Flusher {
             .unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
-    async fn flush(&self, items: Vec<Pending>) {
-        // Group by partition, keeping arrival order within each (stable sort).
-        let mut items = items;
-        items.sort_by(|a, b| a.tp.cmp(&b.tp));
-        let size: usize = items.iter().map(|p| p.batch.len()).sum();
-        let mut object = BytesMut::with_capacity(size);
-        let mut placed = Vec::with_capacity(items.len());
-        for item in &items {
-            placed.push(object.len() as u64);
-            object.extend_from_slice(&item.batch);
-        }
-        let object = object.freeze();
-        let key = object_key(&self.config.prefix);
+    /// Bounds `stage` by the flush timeout; on timeout the stage's connection is reopened, as
+    /// it may be mid-statement or mid-transaction with an unknown outcome.
+    async fn bounded<T>(
+        &self,
+        db: &Db,
+        stage: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         let timeout = self.config.flush.timeout;
-        let result =
-            tokio::time::timeout(timeout, self.put_and_commit(&key, &items, &placed, object))
-                .await
-                .unwrap_or(Err(Error::Timeout { waited: timeout }));
-        if let Err(Error::Timeout { .. }) = result {
-            // The connection may be mid-transaction with an unknown outcome: start afresh.
-            self.db.reset().await;
-        }
-        match result {
-            Ok(outcomes) => {
-                self.count(|s| s.commits += 1);
-                for ((item, outcome), offset) in items.into_iter().zip(outcomes).zip(placed) {
-                    if let (Some(cache), Ok(appended)) = (&self.cache, &outcome)
-                        && !appended.duplicate
-                    {
-                        let entry = IndexEntry {
-                            base_offset: appended.base_offset,
-                            last_offset: appended.last_offset,
-                            object_key: key.to_string(),
-                            byte_offset: offset,
-                            byte_length: item.batch.len() as u64,
-                            max_timestamp: item.header.max_timestamp,
-                        };
-                        if let Ok(batch) = served(&item.tp, &entry, &item.batch) {
-                            cache.insert(entry.range_key(), batch);
-                        }
-                    }
-                    let _ = item.reply.send(outcome);
-                }
-            }
-            Err(error) => {
-                self.count(|s| s.failed_flushes += 1);
-                tracing::warn!(%error, object = %key, batches = items.len(), "flush failed");
-                for item in items {
-                    let _ = item.reply.send(Err(error.clone()));
-                }
+        match tokio::time::timeout(timeout, stage).await {
+            Ok(result) => result,
+            Err(_) => {
+                db.reset().await;
+                Err(Error::Timeout { waited: timeout })
             }
         }
     }
 
-    /// Steps 1–3 of the module docs; the outcome of each item in `items` order.
-    async fn put_and_commit(
-        &self,
-        key: &Path,
-        items: &[Pending],
-        placed: &[u64],
-        object: Bytes,
-    ) -> Result<Vec<Result<Appended>>> {
-        let size = object.len() as i64;
-        {
-            let conn = self.db.conn().await?;
+    /// Steps 1 and 2 of the module docs: record the object as pending, then PUT it.
+    async fn upload(&self, flush: &Flush) -> Result<()> {
+        let size = flush.object.len() as i64;
+        let key = flush.key.as_ref();
+        self.bounded(&self.record_db, async {
+            let conn = self.record_db.conn().await?;
             conn.execute(
                 "INSERT INTO strom_objects (key, size, state, writer) VALUES ($1, $2, 'pending', $3)",
-                &[&key.as_ref(), &size, &self.config.name],
+                &[&key, &size, &self.config.name],
             )
             .await
             .map_err(Error::pg(DbOp::RecordObject))?;
+            drop(conn);
+            self.store
+                .put(&flush.key, flush.object.clone().into())
+                .await
+                .map_err(Error::store(StoreOp::Put, Some(key)))?;
+            self.count(|s| {
+                s.objects += 1;
+                s.bytes += size as u64;
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Step 3 and 4: the commit transaction, then every waiter's answer. The error, if the
+    /// whole flush failed.
+    async fn commit(&self, flush: Flush) -> Result<()> {
+        let result = self
+            .bounded(&self.commit_db, async {
+                let mut conn = self.commit_db.conn().await?;
+                commit(&mut conn, flush.key.as_ref(), &flush.items, &flush.placed).await
+            })
+            .await;
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.fail(flush, error.clone());
+                return Err(error);
+            }
+        };
+        self.count(|s| s.commits += 1);
+        let Flush {
+            key, items, placed, ..
+        } = flush;
+        for ((item, outcome), offset) in items.into_iter().zip(outcomes).zip(placed) {
+            if let (Some(cache), Ok(appended)) = (&self.cache, &outcome)
+                && !appended.duplicate
+            {
+                let entry = IndexEntry {
+                    base_offset: appended.base_offset,
+                    last_offset: appended.last_offset,
+                    object_key: key.to_string(),
+                    byte_offset: offset,
+                    byte_length: item.batch.len() as u64,
+                    max_timestamp: item.header.max_timestamp,
+                };
+                if let Ok(batch) = served(&item.tp, &entry, &item.batch) {
+                    cache.insert(entry.range_key(), batch);
+                }
+            }
+            let _ = item.reply.send(outcome);
         }
-        self.store
-            .put(key, object.into())
-            .await
-            .map_err(Error::store(StoreOp::Put, Some(key.as_ref())))?;
-        self.count(|s| {
-            s.objects += 1;
-            s.bytes += size as u64;
-        });
-        let mut conn = self.db.conn().await?;
-        commit(&mut conn, key.as_ref(), items, placed).await
+        Ok(())
+    }
+
+    fn fail(&self, flush: Flush, error: Error) {
+        self.count(|s| s.failed_flushes += 1);
+        tracing::warn!(%error, object = %flush.key, batches = flush.items.len(), "flush failed");
+        for item in flush.items {
+            let _ = item.reply.send(Err(error.clone()));
+        }
     }
 }
 
