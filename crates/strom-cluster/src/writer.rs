@@ -21,9 +21,10 @@
 //! Between writers, the database orders: partition rows are locked in `(topic, partition)` order,
 //! so two writers' transactions over overlapping partitions serialise without deadlock.
 //!
-//! **Failures.** A failed step 1, 2 or 3, or a flush that exceeds its timeout (a stalled
-//! database or store), fails every waiter of the flush with a retriable [`Error`]; nothing was acknowledged and, if step 2 ran, the object stays `pending` until the
-//! orphan collector removes it. A commit whose outcome is unknown (connection lost during
+//! **Failures.** A failed step 1, 2 or 3, or a stage that exceeds the flush timeout (a stalled
+//! database or store), fails every waiter of the flush with a retriable [`Error`], and so does
+//! a failed commit of the flush before it; nothing was acknowledged and, if step 2 ran, the
+//! object stays `pending` until the orphan collector removes it. A commit whose outcome is unknown (connection lost during
 //! `COMMIT`) is also reported as retriable: an idempotent producer's retry is then recognised as
 //! a duplicate and answered with the original offsets. Per-batch rejections (sequence gap, fenced
 //! epoch, unknown partition) fail only that batch; the rest of the flush commits.
