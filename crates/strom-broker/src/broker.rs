@@ -390,6 +390,12 @@ impl Broker {
         &self.cluster_id
     }
 
+    /// The broker's commit window (its `window_count` and `sync_count` say how many sync
+    /// rounds and `fdatasync` calls durable appends have cost).
+    pub fn durability(&self) -> &crate::durability::Durability {
+        &self.durability
+    }
+
     /// This broker's node id.
     pub fn node_id(&self) -> i32 {
         self.config.node_id
