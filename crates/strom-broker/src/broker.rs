@@ -425,6 +425,17 @@ impl Broker {
         &self.cluster_id
     }
 
+    /// The broker's commit window (its `window_count` and `sync_count` say how many sync
+    /// rounds and `fdatasync` calls durable appends have cost), on the local backend.
+    pub fn durability(&self) -> Option<&crate::durability::Durability> {
+        self.storage.as_local().map(LocalBackend::durability)
+    }
+
+    /// The storage backend partitions and metadata are opened through.
+    pub fn storage(&self) -> &Arc<dyn StorageBackend> {
+        &self.storage
+    }
+
     /// This broker's node id.
     pub fn node_id(&self) -> i32 {
         self.config.node_id

@@ -231,6 +231,9 @@ pub struct PendingAppend {
     info: AppendInfo,
     /// Offset just past the write.
     end: i64,
+    /// Under `Always` in a commit window: the written segment, already entered in the open
+    /// window (so writes made before anyone waits share one window), and its path.
+    ticket: Option<(crate::sync_group::Ticket, PathBuf)>,
 }
 
 impl PendingAppend {
@@ -239,16 +242,9 @@ impl PendingAppend {
         &self.info
     }
 
-    /// The offset just past the write: what [`PartitionLog::await_durable_through`] must be
-    /// given to wait for it.
+    /// The offset just past the write.
     pub fn end_offset(&self) -> i64 {
         self.end
-    }
-
-    /// Splits the pending write into what the append assigned and its end offset, for a caller
-    /// that keeps them in its own type and waits with [`PartitionLog::await_durable_through`].
-    pub fn into_parts(self) -> (AppendInfo, i64) {
-        (self.info, self.end)
     }
 }
 
@@ -497,7 +493,7 @@ impl PartitionLog {
             .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
             .sum();
 
-        let (info, end) = {
+        let (info, end, ticket) = {
             let mut w = lock(&self.writer);
             self.check_writable()?;
             let now = self.clock.now_ms();
@@ -531,6 +527,7 @@ impl PartitionLog {
                         return Ok(PendingAppend {
                             info,
                             end: m.last_offset + 1,
+                            ticket: None,
                         });
                     }
                 }
@@ -638,6 +635,18 @@ impl PartitionLog {
             if config.fsync != FsyncPolicy::Always {
                 self.high_watermark.store(next, Ordering::Release);
             }
+            // [sync-group] Enter the written file in the open window now, after the write: a
+            // window that starts later syncs it, whoever waits first.
+            let ticket = match (config.fsync, self.sync_group.get()) {
+                (FsyncPolicy::Always, Some(group)) => Some((
+                    group.enter(Arc::new(crate::sync_group::SegmentSync {
+                        file: Arc::clone(&active.file),
+                        path: active.log_path.clone(),
+                    })),
+                    active.log_path.clone(),
+                )),
+                _ => None,
+            };
             (
                 AppendInfo {
                     base_offset,
@@ -648,24 +657,17 @@ impl PartitionLog {
                     record_count,
                 },
                 next,
+                ticket,
             )
         };
 
-        Ok(PendingAppend { info, end })
+        Ok(PendingAppend { info, end, ticket })
     }
 
     /// The second half of [`append`](Self::append): returns once the write of `pending` is as
     /// durable as the [`FsyncPolicy`] promises (under `Always`: synced, and then visible).
     pub fn await_durable(&self, pending: PendingAppend) -> Result<AppendInfo> {
-        let PendingAppend { info, end } = pending;
-        self.await_durable_through(end)?;
-        Ok(info)
-    }
-
-    /// [`await_durable`](Self::await_durable) for a write known by its end offset (see
-    /// [`PendingAppend::into_parts`]): returns once every offset below `end` is as durable as
-    /// the [`FsyncPolicy`] promises.
-    pub fn await_durable_through(&self, end: i64) -> Result<()> {
+        let PendingAppend { info, end, ticket } = pending;
         // A log closed or abandoned (healing) between the halves: if the write is not known
         // durable, it cannot become so through this log; fail rather than wait or sync files
         // the next open may be recovering.
@@ -677,7 +679,12 @@ impl PartitionLog {
             });
         }
         match self.config().fsync {
-            FsyncPolicy::Always => self.sync_through(end)?,
+            FsyncPolicy::Always => match (ticket, self.sync_group.get()) {
+                (Some((ticket, path)), Some(group)) => {
+                    self.sync_in_group(group, end, Some((&ticket, &path)))?;
+                }
+                _ => self.sync_through(end)?,
+            },
             FsyncPolicy::Interval(every) => {
                 let now = self.clock.now_ms();
                 let due = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
@@ -687,7 +694,7 @@ impl PartitionLog {
             }
             FsyncPolicy::Never => {}
         }
-        Ok(())
+        Ok(info)
     }
 
     /// Makes every offset below `end` durable, sharing the `fdatasync` with concurrent callers.
@@ -695,7 +702,7 @@ impl PartitionLog {
         let always = self.config().fsync == FsyncPolicy::Always;
         // [sync-group] Under `Always`, a log that joined a group syncs in its windows instead.
         if always && let Some(group) = self.sync_group.get() {
-            return self.sync_in_group(group, end);
+            return self.sync_in_group(group, end, None);
         }
         self.group_commit.sync_through(
             end,
@@ -1625,26 +1632,43 @@ impl PartitionLog {
 
     /// `sync_through` for a log in a group: waits for a window's `fdatasync` of the active
     /// segment, then publishes `end` as the high watermark.
-    fn sync_in_group(&self, group: &crate::SyncGroup, end: i64) -> Result<()> {
+    ///
+    /// With `entered`, the file written (entered in a window right after the write, see
+    /// `append_deferred`) is waited on; without, the active segment is entered now.
+    fn sync_in_group(
+        &self,
+        group: &crate::SyncGroup,
+        end: i64,
+        entered: Option<(&crate::sync_group::Ticket, &Path)>,
+    ) -> Result<()> {
         if self.group_commit.is_poisoned() {
             return Err(Error::Poisoned);
         }
         if self.high_watermark() >= end {
             return Ok(());
         }
-        // Under the writer lock: a roll pushes the new segment before it syncs the old one, all
-        // while holding the lock, so the segment seen here is either the one `end` was written
-        // to or a later one whose roll already synced it.
-        let active = {
-            let _w = lock(&self.writer);
-            self.active()?
+        let (synced, path) = match entered {
+            // The ticket's window started after the write (the entry was made after it), so
+            // its sync covers it; a roll since then synced the segment too (harmless twice).
+            Some((ticket, path)) => (group.wait(ticket), path.to_path_buf()),
+            None => {
+                // Under the writer lock: a roll pushes the new segment before it syncs the old
+                // one, all while holding the lock, so the segment seen here is either the one
+                // `end` was written to or a later one whose roll already synced it.
+                let active = {
+                    let _w = lock(&self.writer);
+                    self.active()?
+                };
+                // Through the fault seam, as `fs::sync_data` is for the log's own group commit.
+                let file: Arc<dyn crate::sync_group::SyncData> =
+                    Arc::new(crate::sync_group::SegmentSync {
+                        file: Arc::clone(&active.file),
+                        path: active.log_path.clone(),
+                    });
+                (group.sync(file), active.log_path.clone())
+            }
         };
-        // Through the fault seam, as `fs::sync_data` is for the log's own group commit.
-        let file: Arc<dyn crate::sync_group::SyncData> = Arc::new(crate::sync_group::SegmentSync {
-            file: Arc::clone(&active.file),
-            path: active.log_path.clone(),
-        });
-        match group.sync(file) {
+        match synced {
             // Counted once per sync, for `sync_count`.
             Ok(true) => self.group_commit.count_sync(),
             Ok(false) => {}
@@ -1652,7 +1676,7 @@ impl PartitionLog {
                 // As with the log's own group commit: after a failed `fdatasync` nothing
                 // unsynced can be trusted.
                 self.group_commit.poison();
-                return Err(Error::io("fdatasync segment", &active.log_path, e));
+                return Err(Error::io("fdatasync segment", &path, e));
             }
         }
         let now = self.clock.now_ms();
