@@ -29,7 +29,7 @@ pub const LEADER_EPOCH: i32 = 0;
 ///
 /// On the local backend, a storage failure that poisons the log (a failed `fdatasync`) is
 /// answered with an error and repaired in the background without restarting the broker: see
-/// [`crate::healing`].
+/// `healing.rs`.
 #[derive(Debug)]
 pub struct Partition {
     topic: String,

@@ -1419,7 +1419,7 @@ impl Broker {
         self.groups.write_group_states_blocking(self)
     }
 
-    /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
+    /// Writes the offsets checkpoint (see `offsets::Checkpoint`) if `force` or if more than
     /// `max(100 000, 2 × live records)` records were appended since the last one, so a restart
     /// after a crash replays at most that tail. Atomic (temporary file, `fdatasync`, rename,
     /// directory `fsync`); the covered records are flushed first, so the checkpoint never
@@ -1469,7 +1469,7 @@ impl Broker {
             .complete_txn_offsets_blocking(self, producer_id, commit)
     }
 
-    /// Expires committed offsets (`offsets.retention.minutes`, see [`offsets::expired`]):
+    /// Expires committed offsets (`offsets.retention.minutes`, see `offsets::expired`):
     /// tombstones them in `__consumer_offsets` (so compaction drops them) and removes them from
     /// the cache; an empty group left without offsets, or empty for the whole retention, is
     /// forgotten too (its state record tombstoned), as Kafka does. Returns the number of
