@@ -390,3 +390,71 @@ async fn a_pipelined_produce_is_written_while_the_one_before_waits_for_its_sync(
     drop(installed);
     broker.stop().await;
 }
+
+/// A Produce over six partitions with `acks=all` under `strom.fsync=always` (the default) costs
+/// one commit window: every partition is written before any of them waits for durability, so
+/// the first waiter starts a window that already holds all six segment files, and each file is
+/// `fdatasync`ed once. (With each partition waiting straight after its own write, the first
+/// one starts a window alone and the others need another.) Counted with the broker's
+/// commit-window counters over several rounds, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_over_six_partitions_costs_one_commit_window() {
+    use std::time::{Duration, Instant};
+
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    const PARTITIONS: i32 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "window", PARTITIONS).await;
+    let durability = broker.broker().durability();
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    for round in 0..8i64 {
+        let partition_data = (0..PARTITIONS)
+            .map(|p| {
+                let value = Bytes::from(format!("r{round}-p{p}"));
+                let batch = BatchBuilder::new()
+                    .build(&[Record::new(1, None, Some(value))])
+                    .unwrap();
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(Bytes::from(batch)))
+            })
+            .collect();
+        // acks=all (the default of `produce_request`).
+        let request = produce_request("window", 0, Bytes::new()).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("window"))
+                .with_partition_data(partition_data),
+        ]);
+        let (windows, syncs) = (durability.window_count(), durability.sync_count());
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &request).await;
+        let answers: Vec<_> = r.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| (p.index, p.error_code, p.base_offset))
+            .collect();
+        let expected: Vec<_> = (0..PARTITIONS).map(|p| (p, 0, round)).collect();
+        assert_eq!(
+            answers, expected,
+            "round {round}: every partition, in order"
+        );
+        // A waiter returns once its own file is synced; the window is counted when its last
+        // sync ends, a moment later.
+        let settle = Instant::now() + Duration::from_secs(5);
+        while durability.window_count() == windows && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            durability.window_count() - windows,
+            1,
+            "round {round}: one commit window for {PARTITIONS} partitions"
+        );
+        assert_eq!(
+            durability.sync_count() - syncs,
+            PARTITIONS as u64,
+            "round {round}: one fdatasync per partition"
+        );
+    }
+    broker.stop().await;
+}

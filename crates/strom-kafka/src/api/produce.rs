@@ -1,8 +1,12 @@
 //! Produce (key 0): append record batches to partitions.
 //!
-//! Partitions of one request are appended concurrently (each on the blocking pool, where the
-//! broker's commit window lets them share one sync round); requests of one connection are
-//! written in order, so batches a client sends in order are appended in order. With acks, the
+//! Partitions of one request are appended concurrently on the blocking pool, in two halves:
+//! every partition is written first ([`Partition::append_deferred_blocking`], no sync), and only
+//! when all writes are done does each wait for durability
+//! ([`Partition::await_durable_blocking`]), so under `strom.fsync=always` one commit window of
+//! the broker covers every partition of the request (a partition that waited straight after its
+//! own write could start a window alone). Requests of one connection are written in order, so
+//! batches a client sends in order are appended in order. With acks, the
 //! handler returns as soon as every partition's write is done, with the response deferred
 //! until they are durable ([`Outcome::Deferred`]): the connection reads and writes the next
 //! Produce while this one syncs, and answers in order. `acks=0` gets no response; if such
@@ -14,7 +18,8 @@
 //! append refuses data (`POLICY_VIOLATION`) from the moment the reshard fixed the shard's end.
 //!
 //! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
-//! all connections; further partitions of a request wait for a slot.
+//! all connections (a write holds a slot while it writes, a durability wait while it waits);
+//! further partitions of a request wait for a slot.
 //!
 //! A transactional batch (from a request with a transactional id) is checked against the
 //! transaction coordinator first: the producer must own the id at this epoch and have added
@@ -31,8 +36,10 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::txn::TxnError;
-use strom_broker::{AppendInfo, Error, Partition, RecordRejection, Topic, validate_topic_name};
-use tokio::sync::oneshot;
+use strom_broker::{
+    AppendInfo, Error, Partition, PendingPartitionAppend, RecordRejection, Topic,
+    validate_topic_name,
+};
 use tokio::task::JoinHandle;
 
 use super::{Deferred, HandlerError, Outcome, decode};
@@ -42,14 +49,16 @@ use crate::frame::{self, Request};
 
 enum Pending {
     Done(PartitionProduceResponse),
-    /// Index, "written" signal (sent, or dropped, once the write half is over), and the task
-    /// that then waits for durability.
-    Appending(
-        i32,
-        oneshot::Receiver<()>,
-        JoinHandle<strom_broker::Result<AppendInfo>>,
-    ),
+    /// Index and the task writing the partition's batches (the write half, no sync).
+    Writing(i32, JoinHandle<strom_broker::Result<Written>>),
+    /// Index and the task waiting for the write to be durable.
+    Syncing(i32, JoinHandle<strom_broker::Result<AppendInfo>>),
+    /// Index and why the append failed (in either half).
+    Failed(i32, Error),
 }
+
+/// A partition's write, not yet durable.
+type Written = (Arc<Partition>, PendingPartitionAppend);
 
 fn failed(
     index: i32,
@@ -114,7 +123,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         Err(e) => Err(e),
                     };
                     match started {
-                        Ok((written, handle)) => Pending::Appending(index, written, handle),
+                        Ok(handle) => Pending::Writing(index, handle),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
                         Err(e @ Error::Txn(TxnError::ProducerFenced)) => Pending::Done(failed(
@@ -137,12 +146,27 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         topics.push((name, topic_data.topic_id, parts));
     }
 
-    // Every write of this request is done (in request order) before the handler returns; the
-    // acknowledgement waits for durability in the returned future.
+    // Every write of this request is done (in request order) before the handler returns, and
+    // before any of its partitions waits for durability: a wait started while another
+    // partition still writes would start a commit window without that partition. Then all
+    // wait at once, so under `strom.fsync=always` the first waiter starts a window that holds
+    // every partition of the request. The acknowledgement waits for them in the returned
+    // future.
     for (_, _, parts) in &mut topics {
         for pending in parts.iter_mut() {
-            if let Pending::Appending(_, written, _) = pending {
-                let _ = written.await;
+            if let Pending::Writing(index, handle) = pending {
+                let index = *index;
+                *pending = match handle.await {
+                    Ok(Ok(written)) => Pending::Syncing(index, await_durable(context, written)),
+                    Ok(Err(e)) => Pending::Failed(index, e),
+                    // The write task panicked.
+                    Err(_) => Pending::Done(failed(
+                        index,
+                        ResponseError::UnknownServerError.code(),
+                        None,
+                        version,
+                    )),
+                };
             }
         }
     }
@@ -155,7 +179,14 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             for pending in parts {
                 let r = match pending {
                     Pending::Done(r) => r,
-                    Pending::Appending(index, _, handle) => match handle.await {
+                    // Both halves are over before the handler returns.
+                    Pending::Writing(index, _) => failed(
+                        index,
+                        ResponseError::UnknownServerError.code(),
+                        None,
+                        version,
+                    ),
+                    Pending::Syncing(index, handle) => match handle.await {
                         Ok(Ok(info)) => {
                             let mut r = PartitionProduceResponse::default()
                                 .with_index(index)
@@ -166,14 +197,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             }
                             r
                         }
-                        Ok(Err(e)) => {
-                            tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
-                            let mut r = failed(index, error_code(&e), Some(e.to_string()), version);
-                            if version >= 8 {
-                                r.record_errors = record_errors(&e);
-                            }
-                            r
-                        }
+                        Ok(Err(e)) => append_failed(&name, index, &e, version),
                         Err(_) => failed(
                             index,
                             ResponseError::UnknownServerError.code(),
@@ -181,6 +205,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             version,
                         ),
                     },
+                    Pending::Failed(index, e) => append_failed(&name, index, &e, version),
                 };
                 any_error |= r.error_code != 0;
                 partition_responses.push(r);
@@ -219,6 +244,16 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             }
         }
     })))
+}
+
+/// The response of a partition whose append failed.
+fn append_failed(topic: &str, index: i32, e: &Error, version: i16) -> PartitionProduceResponse {
+    tracing::debug!(topic, partition = index, error = %e, "produce failed");
+    let mut r = failed(index, error_code(e), Some(e.to_string()), version);
+    if version >= 8 {
+        r.record_errors = record_errors(e);
+    }
+    r
 }
 
 /// Kafka's per-record errors (`record_errors`, Produce v8+) for a refused payload: the index
@@ -276,22 +311,18 @@ fn check_transactional(
     )
 }
 
-/// Starts the append of one partition's batches on the blocking pool. Waits first for one of
-/// the broker-wide append slots ([`Context::append_slots`]), so the number of blocking threads
-/// produce requests occupy does not follow the partition counts clients send.
+/// Starts the write half of one partition's append on the blocking pool
+/// ([`Partition::append_deferred_blocking`]: validated and written, not yet synced). Waits first
+/// for one of the broker-wide append slots ([`Context::append_slots`]), so the number of
+/// blocking threads produce requests occupy does not follow the partition counts clients send;
+/// the slot is held while the write runs.
 async fn start_append(
     context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<
-    (
-        oneshot::Receiver<()>,
-        JoinHandle<strom_broker::Result<AppendInfo>>,
-    ),
-    Error,
-> {
+) -> Result<JoinHandle<strom_broker::Result<Written>>, Error> {
     let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
     let min_isr = topic.settings().min_insync_replicas;
     if acks == -1 && min_isr > 1 {
@@ -306,14 +337,29 @@ async fn start_append(
         .map_err(|_| Error::ShuttingDown)?;
     let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
     context.metrics.produced(data.len());
-    let (written_tx, written) = oneshot::channel();
-    let handle = tokio::task::spawn_blocking(move || {
-        // The slot is held through both halves: a blocking thread is busy until durability.
+    // The task completes even if the connection is gone.
+    Ok(tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let pending = partition.append_deferred_blocking(&mut data);
-        // The receiver may be gone (connection dropped); the append still completes.
-        let _ = written_tx.send(());
-        partition.await_durable_blocking(pending?)
-    });
-    Ok((written, handle))
+        let pending = partition.append_deferred_blocking(&mut data)?;
+        Ok((partition, pending))
+    }))
+}
+
+/// Starts the durability half of one partition's append
+/// ([`Partition::await_durable_blocking`]) on the blocking pool, holding an append slot while
+/// it waits (a blocking thread is busy until the write is durable).
+fn await_durable(
+    context: &Context,
+    (partition, pending): Written,
+) -> JoinHandle<strom_broker::Result<AppendInfo>> {
+    let slots = Arc::clone(&context.append_slots);
+    tokio::spawn(async move {
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        tokio::task::spawn_blocking(move || partition.await_durable_blocking(pending))
+            .await
+            .map_err(|_| Error::ShuttingDown)?
+    })
 }
