@@ -11,7 +11,7 @@
 //! max_request_bytes = 104857600          # socket.request.max.bytes
 //! queued_max_request_bytes = 536870912   # request bytes in memory across connections
 //! connections_max_idle_ms = 600000
-//! fetch_max_bytes = 57671680             # broker fetch.max.bytes: cap of one Fetch response
+//! fetch_max_bytes = 31457280             # broker fetch.max.bytes: cap of one Fetch response
 //! max_connections = 2147483647           # max.connections (excess connections are closed)
 //! max_connections_per_ip = 2147483647    # max.connections.per.ip
 //!
@@ -526,7 +526,7 @@ mod tests {
     fn listener_limits_from_file() {
         let w = Wrapper::parse_from(["x"]);
         let s = Settings::load(&w.args).unwrap();
-        assert_eq!(s.kafka.fetch_max_bytes, 55 * 1024 * 1024);
+        assert_eq!(s.kafka.fetch_max_bytes, 30 * 1024 * 1024);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
         std::fs::write(

@@ -12,8 +12,9 @@
 //! appended (or becomes durable), which moves the high watermark too. Every response reports
 //! the partition's real `last_stable_offset`.
 //!
-//! The broker's `fetch.max.bytes` ([`crate::KafkaConfig::fetch_max_bytes`], 55 MiB by
-//! default) caps the request's `max_bytes`; the first batch is still returned whole if larger,
+//! The broker's `fetch.max.bytes` ([`crate::KafkaConfig::fetch_max_bytes`], 30 MiB by
+//! default, below Kafka's 55 MiB: see [`crate::DEFAULT_FETCH_MAX_BYTES`]) caps the request's
+//! `max_bytes`; the first batch is still returned whole if larger,
 //! as Kafka does. Each read round first reserves its largest possible size from the
 //! request-memory budget (`queued.max.request.bytes`), and the bytes really read stay counted
 //! until the response is written, so fetch responses and request frames share one bound.
