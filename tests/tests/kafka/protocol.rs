@@ -391,12 +391,35 @@ async fn a_pipelined_produce_is_written_while_the_one_before_waits_for_its_sync(
     broker.stop().await;
 }
 
+/// Delays every segment write under `dir` (the fault seam), so that partition's write ends last.
+#[derive(Debug)]
+struct SlowWrites {
+    dir: std::path::PathBuf,
+}
+
+impl strom_log::fault::FaultInjector for SlowWrites {
+    fn before(
+        &self,
+        op: strom_log::fault::FileOp,
+        kind: strom_log::fault::FileKind,
+        path: &std::path::Path,
+    ) -> Option<std::io::Error> {
+        use strom_log::fault::{FileKind, FileOp};
+        if op == FileOp::Write && kind == FileKind::Segment && path.starts_with(&self.dir) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+}
+
 /// A Produce over six partitions with `acks=all` under `strom.fsync=always` (the default) costs
 /// one commit window: every partition is written before any of them waits for durability, so
 /// the first waiter starts a window that already holds all six segment files, and each file is
-/// `fdatasync`ed once. (With each partition waiting straight after its own write, the first
-/// one starts a window alone and the others need another.) Counted with the broker's
-/// commit-window counters over several rounds, not timed.
+/// `fdatasync`ed once. The last partition's writes are slowed down (fault seam), so a wait
+/// started before every write is done — each partition waiting straight after its own write,
+/// or the handler starting a partition's wait as soon as that partition is written — starts a
+/// window without it, and this fails. Counted with the broker's commit-window counters over
+/// several rounds, not timed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_over_six_partitions_costs_one_commit_window() {
     use std::time::{Duration, Instant};
@@ -407,6 +430,10 @@ async fn produce_over_six_partitions_costs_one_commit_window() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await;
     super::client::create_topic(&broker.bootstrap(), "window", PARTITIONS).await;
+    let slow = std::sync::Arc::new(SlowWrites {
+        dir: dir.path().join(format!("window-{}", PARTITIONS - 1)),
+    });
+    let installed = strom_log::fault::install(slow);
     let durability = broker.broker().durability();
     let mut s = TcpStream::connect(broker.addr()).await.unwrap();
     for round in 0..8i64 {
@@ -456,5 +483,6 @@ async fn produce_over_six_partitions_costs_one_commit_window() {
             "round {round}: one fdatasync per partition"
         );
     }
+    drop(installed);
     broker.stop().await;
 }

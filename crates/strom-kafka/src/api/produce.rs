@@ -50,7 +50,9 @@ use crate::frame::{self, Request};
 enum Pending {
     Done(PartitionProduceResponse),
     /// Index and the task writing the partition's batches (the write half, no sync).
-    Writing(i32, JoinHandle<strom_broker::Result<Written>>),
+    Writing(i32, JoinHandle<strom_broker::Result<WriteHalf>>),
+    /// Index and the finished write, not yet waiting for durability.
+    Written(i32, WriteHalf),
     /// Index and the task waiting for the write to be durable.
     Syncing(i32, JoinHandle<strom_broker::Result<AppendInfo>>),
     /// Index and why the append failed (in either half).
@@ -58,7 +60,7 @@ enum Pending {
 }
 
 /// A partition's write, not yet durable.
-type Written = (Arc<Partition>, PendingPartitionAppend);
+type WriteHalf = (Arc<Partition>, PendingPartitionAppend);
 
 fn failed(
     index: i32,
@@ -157,7 +159,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             if let Pending::Writing(index, handle) = pending {
                 let index = *index;
                 *pending = match handle.await {
-                    Ok(Ok(written)) => Pending::Syncing(index, await_durable(context, written)),
+                    Ok(Ok(written)) => Pending::Written(index, written),
                     Ok(Err(e)) => Pending::Failed(index, e),
                     // The write task panicked.
                     Err(_) => Pending::Done(failed(
@@ -170,6 +172,18 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             }
         }
     }
+    // Only now, with every write of the request done, the waits.
+    for (_, _, parts) in &mut topics {
+        *parts = std::mem::take(parts)
+            .into_iter()
+            .map(|pending| match pending {
+                Pending::Written(index, written) => {
+                    Pending::Syncing(index, await_durable(context, written))
+                }
+                other => other,
+            })
+            .collect();
+    }
     let correlation_id = request.correlation_id();
     let answer = async move {
         let mut any_error = false;
@@ -180,7 +194,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 let r = match pending {
                     Pending::Done(r) => r,
                     // Both halves are over before the handler returns.
-                    Pending::Writing(index, _) => failed(
+                    Pending::Writing(index, _) | Pending::Written(index, _) => failed(
                         index,
                         ResponseError::UnknownServerError.code(),
                         None,
@@ -322,7 +336,7 @@ async fn start_append(
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<JoinHandle<strom_broker::Result<Written>>, Error> {
+) -> Result<JoinHandle<strom_broker::Result<WriteHalf>>, Error> {
     let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
     let min_isr = topic.settings().min_insync_replicas;
     if acks == -1 && min_isr > 1 {
@@ -350,7 +364,7 @@ async fn start_append(
 /// it waits (a blocking thread is busy until the write is durable).
 fn await_durable(
     context: &Context,
-    (partition, pending): Written,
+    (partition, pending): WriteHalf,
 ) -> JoinHandle<strom_broker::Result<AppendInfo>> {
     let slots = Arc::clone(&context.append_slots);
     tokio::spawn(async move {
