@@ -486,3 +486,50 @@ async fn produce_over_six_partitions_costs_one_commit_window() {
     drop(installed);
     broker.stop().await;
 }
+
+/// A Produce over more partitions than the broker's append slots (`APPEND_SLOTS`, 64) is
+/// appended in groups that each take their slots at once, so it neither waits on itself nor
+/// on a concurrent one: two such requests on two connections are both answered, every
+/// partition at its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produces_over_more_partitions_than_append_slots_are_answered() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    const PARTITIONS: i32 = strom_kafka::APPEND_SLOTS as i32 + 6;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "wide", PARTITIONS).await;
+    let request = |tag: &str| {
+        let partition_data = (0..PARTITIONS)
+            .map(|p| {
+                let batch = BatchBuilder::new()
+                    .build(&[Record::new(1, None, Some(Bytes::from(format!("{tag}{p}"))))])
+                    .unwrap();
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(Bytes::from(batch)))
+            })
+            .collect();
+        produce_request("wide", 0, Bytes::new()).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("wide"))
+                .with_partition_data(partition_data),
+        ])
+    };
+    let (a, b) = (request("a"), request("b"));
+    let mut sa = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut sb = TcpStream::connect(broker.addr()).await.unwrap();
+    let (ra, rb): (ProduceResponse, ProduceResponse) = tokio::join!(
+        call(&mut sa, ApiKey::Produce, 9, &a),
+        call(&mut sb, ApiKey::Produce, 9, &b)
+    );
+    for r in [ra, rb] {
+        let parts = &r.responses[0].partition_responses;
+        assert_eq!(parts.len(), PARTITIONS as usize);
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!((p.index, p.error_code), (i as i32, 0));
+            assert!(p.base_offset == 0 || p.base_offset == 1);
+        }
+    }
+    broker.stop().await;
+}

@@ -1,11 +1,12 @@
 //! Produce (key 0): append record batches to partitions.
 //!
-//! Partitions of one request are appended concurrently on the blocking pool, in two halves:
-//! every partition is written first ([`Partition::append_deferred_blocking`], no sync), and only
-//! when all writes are done does each wait for durability
-//! ([`Partition::await_durable_blocking`]), so under `strom.fsync=always` one commit window of
-//! the broker covers every partition of the request (a partition that waited straight after its
-//! own write could start a window alone). Requests of one connection are written in order, so
+//! Partitions of one request are appended concurrently, each on a blocking thread, in two
+//! halves: the write ([`Partition::append_deferred_blocking`], no sync), then the wait for
+//! durability ([`Partition::await_durable_blocking`]). A partition's thread starts its wait only
+//! once every partition of the request is written (a [`WriteLatch`]), so under
+//! `strom.fsync=always` the first waiter starts a commit window that holds every partition of
+//! the request; a partition that waited straight after its own write could start a window alone
+//! and leave the others to the next one. Requests of one connection are written in order, so
 //! batches a client sends in order are appended in order. With acks, the
 //! handler returns as soon as every partition's write is done, with the response deferred
 //! until they are durable ([`Outcome::Deferred`]): the connection reads and writes the next
@@ -18,15 +19,17 @@
 //! append refuses data (`POLICY_VIOLATION`) from the moment the reshard fixed the shard's end.
 //!
 //! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
-//! all connections (a write holds a slot while it writes, a durability wait while it waits);
-//! further partitions of a request wait for a slot.
+//! all connections. A request takes the slots of its partitions at once (at most
+//! `APPEND_SLOTS` at a time: a larger request is appended in groups, each with its own latch),
+//! so no request holds some slots while waiting for more, and a latch never waits for a
+//! partition that has no thread.
 //!
 //! A transactional batch (from a request with a transactional id) is checked against the
 //! transaction coordinator first: the producer must own the id at this epoch and have added
 //! the partition to its open transaction (as Kafka verifies since KIP-890), else
 //! INVALID_TXN_STATE / PRODUCER_FENCED.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -36,10 +39,8 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strom_broker::txn::TxnError;
-use strom_broker::{
-    AppendInfo, Error, Partition, PendingPartitionAppend, RecordRejection, Topic,
-    validate_topic_name,
-};
+use strom_broker::{AppendInfo, Error, Partition, RecordRejection, Topic, validate_topic_name};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Deferred, HandlerError, Outcome, decode};
@@ -49,18 +50,16 @@ use crate::frame::{self, Request};
 
 enum Pending {
     Done(PartitionProduceResponse),
-    /// Index and the task writing the partition's batches (the write half, no sync).
-    Writing(i32, JoinHandle<strom_broker::Result<WriteHalf>>),
-    /// Index and the finished write, not yet waiting for durability.
-    Written(i32, WriteHalf),
-    /// Index and the task waiting for the write to be durable.
-    Syncing(i32, JoinHandle<strom_broker::Result<AppendInfo>>),
-    /// Index and why the append failed (in either half).
-    Failed(i32, Error),
+    /// Index, partition and payload of an append not started yet.
+    Ready(i32, Arc<Partition>, Vec<u8>),
+    /// Index, "written" signal (sent, or dropped, once the write half is over), and the task
+    /// that then waits for durability.
+    Appending(
+        i32,
+        oneshot::Receiver<()>,
+        JoinHandle<strom_broker::Result<AppendInfo>>,
+    ),
 }
-
-/// A partition's write, not yet durable.
-type WriteHalf = (Arc<Partition>, PendingPartitionAppend);
 
 fn failed(
     index: i32,
@@ -120,12 +119,12 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         Some(id) => check_transactional(context, id, topic, index, &pd.records),
                         None => Ok(()),
                     };
-                    let started = match checked {
-                        Ok(()) => start_append(context, topic, index, acks, pd.records).await,
+                    let prepared = match checked {
+                        Ok(()) => prepare_append(context, topic, index, acks, pd.records),
                         Err(e) => Err(e),
                     };
-                    match started {
-                        Ok(handle) => Pending::Writing(index, handle),
+                    match prepared {
+                        Ok((partition, data)) => Pending::Ready(index, partition, data),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
                         Err(e @ Error::Txn(TxnError::ProducerFenced)) => Pending::Done(failed(
@@ -148,41 +147,15 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         topics.push((name, topic_data.topic_id, parts));
     }
 
-    // Every write of this request is done (in request order) before the handler returns, and
-    // before any of its partitions waits for durability: a wait started while another
-    // partition still writes would start a commit window without that partition. Then all
-    // wait at once, so under `strom.fsync=always` the first waiter starts a window that holds
-    // every partition of the request. The acknowledgement waits for them in the returned
-    // future.
+    start_appends(context, version, &mut topics).await;
+    // Every write of this request is done (in request order) before the handler returns; the
+    // acknowledgement waits for durability in the returned future.
     for (_, _, parts) in &mut topics {
         for pending in parts.iter_mut() {
-            if let Pending::Writing(index, handle) = pending {
-                let index = *index;
-                *pending = match handle.await {
-                    Ok(Ok(written)) => Pending::Written(index, written),
-                    Ok(Err(e)) => Pending::Failed(index, e),
-                    // The write task panicked.
-                    Err(_) => Pending::Done(failed(
-                        index,
-                        ResponseError::UnknownServerError.code(),
-                        None,
-                        version,
-                    )),
-                };
+            if let Pending::Appending(_, written, _) = pending {
+                let _ = written.await;
             }
         }
-    }
-    // Only now, with every write of the request done, the waits.
-    for (_, _, parts) in &mut topics {
-        *parts = std::mem::take(parts)
-            .into_iter()
-            .map(|pending| match pending {
-                Pending::Written(index, written) => {
-                    Pending::Syncing(index, await_durable(context, written))
-                }
-                other => other,
-            })
-            .collect();
     }
     let correlation_id = request.correlation_id();
     let answer = async move {
@@ -193,14 +166,14 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             for pending in parts {
                 let r = match pending {
                     Pending::Done(r) => r,
-                    // Both halves are over before the handler returns.
-                    Pending::Writing(index, _) | Pending::Written(index, _) => failed(
+                    // Every append was started before the handler returned.
+                    Pending::Ready(index, ..) => failed(
                         index,
                         ResponseError::UnknownServerError.code(),
                         None,
                         version,
                     ),
-                    Pending::Syncing(index, handle) => match handle.await {
+                    Pending::Appending(index, _, handle) => match handle.await {
                         Ok(Ok(info)) => {
                             let mut r = PartitionProduceResponse::default()
                                 .with_index(index)
@@ -211,7 +184,14 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             }
                             r
                         }
-                        Ok(Err(e)) => append_failed(&name, index, &e, version),
+                        Ok(Err(e)) => {
+                            tracing::debug!(topic = %name, partition = index, error = %e, "produce failed");
+                            let mut r = failed(index, error_code(&e), Some(e.to_string()), version);
+                            if version >= 8 {
+                                r.record_errors = record_errors(&e);
+                            }
+                            r
+                        }
                         Err(_) => failed(
                             index,
                             ResponseError::UnknownServerError.code(),
@@ -219,7 +199,6 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             version,
                         ),
                     },
-                    Pending::Failed(index, e) => append_failed(&name, index, &e, version),
                 };
                 any_error |= r.error_code != 0;
                 partition_responses.push(r);
@@ -258,16 +237,6 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             }
         }
     })))
-}
-
-/// The response of a partition whose append failed.
-fn append_failed(topic: &str, index: i32, e: &Error, version: i16) -> PartitionProduceResponse {
-    tracing::debug!(topic, partition = index, error = %e, "produce failed");
-    let mut r = failed(index, error_code(e), Some(e.to_string()), version);
-    if version >= 8 {
-        r.record_errors = record_errors(e);
-    }
-    r
 }
 
 /// Kafka's per-record errors (`record_errors`, Produce v8+) for a refused payload: the index
@@ -325,18 +294,14 @@ fn check_transactional(
     )
 }
 
-/// Starts the write half of one partition's append on the blocking pool
-/// ([`Partition::append_deferred_blocking`]: validated and written, not yet synced). Waits first
-/// for one of the broker-wide append slots ([`Context::append_slots`]), so the number of
-/// blocking threads produce requests occupy does not follow the partition counts clients send;
-/// the slot is held while the write runs.
-async fn start_append(
+/// Checks that one partition can be appended to and takes its payload.
+fn prepare_append(
     context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<JoinHandle<strom_broker::Result<WriteHalf>>, Error> {
+) -> Result<(Arc<Partition>, Vec<u8>), Error> {
     let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
     let min_isr = topic.settings().min_insync_replicas;
     if acks == -1 && min_isr > 1 {
@@ -345,35 +310,117 @@ async fn start_append(
             available: 1,
         });
     }
-    let slot = Arc::clone(&context.append_slots)
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::ShuttingDown)?;
-    let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
+    let data = records.map(|b| b.to_vec()).unwrap_or_default();
     context.metrics.produced(data.len());
-    // The task completes even if the connection is gone.
-    Ok(tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        let pending = partition.append_deferred_blocking(&mut data)?;
-        Ok((partition, pending))
-    }))
+    Ok((partition, data))
 }
 
-/// Starts the durability half of one partition's append
-/// ([`Partition::await_durable_blocking`]) on the blocking pool, holding an append slot while
-/// it waits (a blocking thread is busy until the write is durable).
-fn await_durable(
+/// The writes of a group of partitions of one request still running: a partition's thread
+/// waits for durability only once this reaches zero.
+struct WriteLatch {
+    remaining: Mutex<usize>,
+    written: Condvar,
+}
+
+impl WriteLatch {
+    fn new(writes: usize) -> Arc<WriteLatch> {
+        Arc::new(WriteLatch {
+            remaining: Mutex::new(writes),
+            written: Condvar::new(),
+        })
+    }
+
+    /// Blocks until every write of the group is done (or given up). BLOCKING.
+    fn wait(&self) {
+        let mut remaining = self
+            .remaining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *remaining > 0 {
+            remaining = self
+                .written
+                .wait(remaining)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// One write of a [`WriteLatch`]'s group; counts it down when dropped, so a write that fails or
+/// panics still releases the others.
+struct LatchWrite(Arc<WriteLatch>);
+
+impl Drop for LatchWrite {
+    fn drop(&mut self) {
+        let mut remaining = self
+            .0
+            .remaining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *remaining = remaining.saturating_sub(1);
+        if *remaining == 0 {
+            self.0.written.notify_all();
+        }
+    }
+}
+
+/// Starts every ready append of the request on the blocking pool, in groups of at most
+/// [`crate::APPEND_SLOTS`] partitions. Each group first takes one append slot per partition at
+/// once ([`Context::append_slots`], so the blocking threads produce requests occupy do not
+/// follow the partition counts clients send, and no request holds part of its slots while
+/// waiting for the rest); each partition's thread holds its slot through both halves, writes,
+/// counts the group's latch down, waits for the latch, then waits for durability. A lone
+/// partition does not wait on anyone.
+async fn start_appends(
     context: &Context,
-    (partition, pending): WriteHalf,
-) -> JoinHandle<strom_broker::Result<AppendInfo>> {
-    let slots = Arc::clone(&context.append_slots);
-    tokio::spawn(async move {
-        let _slot = slots
-            .acquire_owned()
+    version: i16,
+    topics: &mut [(String, uuid::Uuid, Vec<Pending>)],
+) {
+    let ready: Vec<&mut Pending> = topics
+        .iter_mut()
+        .flat_map(|(_, _, parts)| parts.iter_mut())
+        .filter(|p| matches!(p, Pending::Ready(..)))
+        .collect();
+    let mut ready = ready.into_iter().peekable();
+    while ready.peek().is_some() {
+        let group: Vec<&mut Pending> = ready.by_ref().take(crate::APPEND_SLOTS).collect();
+        let slots = u32::try_from(group.len()).unwrap_or(u32::MAX);
+        // Err: the semaphore is closed, the broker is shutting down.
+        let mut permits = Arc::clone(&context.append_slots)
+            .acquire_many_owned(slots)
             .await
-            .map_err(|_| Error::ShuttingDown)?;
-        tokio::task::spawn_blocking(move || partition.await_durable_blocking(pending))
-            .await
-            .map_err(|_| Error::ShuttingDown)?
-    })
+            .ok();
+        let latch = WriteLatch::new(group.len());
+        for pending in group {
+            let Pending::Ready(index, partition, mut data) =
+                std::mem::replace(pending, Pending::Done(PartitionProduceResponse::default()))
+            else {
+                // Not reached (only ready appends are in the group); keeps the count right.
+                drop(LatchWrite(Arc::clone(&latch)));
+                continue;
+            };
+            let Some(slot) = permits.as_mut().and_then(|p| p.split(1)) else {
+                // The semaphore is closed: the broker is shutting down. Counts the latch down.
+                drop(LatchWrite(Arc::clone(&latch)));
+                let e = Error::ShuttingDown;
+                *pending =
+                    Pending::Done(failed(index, error_code(&e), Some(e.to_string()), version));
+                continue;
+            };
+            let latch_write = LatchWrite(Arc::clone(&latch));
+            let latch = Arc::clone(&latch);
+            let (written_tx, written) = oneshot::channel();
+            let handle = tokio::task::spawn_blocking(move || {
+                // The slot is held through both halves: a blocking thread is busy until durable.
+                let _slot = slot;
+                let pending = partition.append_deferred_blocking(&mut data);
+                drop(latch_write);
+                // The receiver may be gone (connection dropped); the append still completes.
+                let _ = written_tx.send(());
+                let pending = pending?;
+                latch.wait();
+                partition.await_durable_blocking(pending)
+            });
+            *pending = Pending::Appending(index, written, handle);
+        }
+    }
 }
