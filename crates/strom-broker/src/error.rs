@@ -151,6 +151,20 @@ pub enum Error {
     /// The broker is shutting down (or a blocking task was cancelled).
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// No authorizer is configured, so ACLs cannot be managed.
+    #[error("no authorizer is configured")]
+    SecurityDisabled,
+    /// An ACL or ACL filter is not acceptable.
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(crate::acl::InvalidAcl),
+    /// A SCRAM credential operation was refused.
+    #[error("SCRAM credential for {user:?}: {reason}")]
+    Scram {
+        /// The user.
+        user: String,
+        /// Why.
+        reason: crate::scram::ScramRefusal,
+    },
 }
 
 /// Why a produced record was refused.
