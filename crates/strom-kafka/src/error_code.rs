@@ -10,6 +10,20 @@ pub fn error_code(error: &Error) -> i16 {
     response_error(error).code()
 }
 
+/// The Kafka error for a refused SCRAM credential operation.
+pub fn scram_error(reason: strom_broker::scram::ScramRefusal) -> ResponseError {
+    use strom_broker::scram::ScramRefusal as R;
+    match reason {
+        R::NotFound => ResponseError::ResourceNotFound,
+        R::Duplicate => ResponseError::DuplicateResource,
+        R::UnknownMechanism => ResponseError::UnsupportedSaslMechanism,
+        R::TooFewIterations | R::TooManyIterations | R::Empty => {
+            ResponseError::UnacceptableCredential
+        }
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
 /// The Kafka error for a broker error.
 pub fn response_error(error: &Error) -> ResponseError {
     match error {
@@ -33,6 +47,9 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::Group(e) => group_error(*e),
         Error::Txn(e) => txn_error(*e),
         Error::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        Error::SecurityDisabled => ResponseError::SecurityDisabled,
+        Error::InvalidAcl(_) => ResponseError::InvalidRequest,
+        Error::Scram { reason, .. } => scram_error(*reason),
         // `Error` is non_exhaustive for downstream crates.
         _ => ResponseError::UnknownServerError,
     }
@@ -193,6 +210,39 @@ mod tests {
                 ResponseError::KafkaStorageError,
             ),
             (Error::ShuttingDown, ResponseError::NotLeaderOrFollower),
+            (Error::SecurityDisabled, ResponseError::SecurityDisabled),
+            (
+                Error::InvalidAcl(strom_broker::acl::InvalidAcl::BadPrincipal),
+                ResponseError::InvalidRequest,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::NotFound,
+                },
+                ResponseError::ResourceNotFound,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::Duplicate,
+                },
+                ResponseError::DuplicateResource,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::UnknownMechanism,
+                },
+                ResponseError::UnsupportedSaslMechanism,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::TooManyIterations,
+                },
+                ResponseError::UnacceptableCredential,
+            ),
             (
                 Error::Group(GroupError::IllegalGeneration),
                 ResponseError::IllegalGeneration,
