@@ -1,0 +1,348 @@
+//! ACL and SCRAM-credential admin APIs over a real socket, through the protocol client the CLI
+//! uses (librdkafka's own checks of these APIs run in compat/librdkafka_tests.sh, 0081).
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey, DeleteAclsRequest,
+    DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+};
+use strom_broker::BrokerConfig;
+use strom_broker::acl::{
+    AclBinding, AclBindingFilter, AclOperation, AclPermission, PatternFilter, PatternType,
+    ResourceType,
+};
+use strom_broker::scram::ScramMechanism;
+use strom_kafka::KafkaConfig;
+use strom_kafka::client::acl::ScramUpsert;
+use strom_kafka::client::{Client, ClientError};
+use strom_tests::TestBroker;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn code(e: &ClientError) -> ResponseError {
+    match e {
+        ClientError::Kafka { error, .. } => *error,
+        other => panic!("not a Kafka error: {other}"),
+    }
+}
+
+fn acl(name: &str, pattern: PatternType, principal: &str, op: AclOperation) -> AclBinding {
+    AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: name.to_owned(),
+        pattern_type: pattern,
+        principal: principal.to_owned(),
+        host: "*".to_owned(),
+        operation: op,
+        permission: AclPermission::Allow,
+    }
+}
+
+fn with_authorizer(dir: &std::path::Path) -> BrokerConfig {
+    let mut config = BrokerConfig::new(dir);
+    config.authorizer.enabled = true;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_apis_answer_security_disabled_without_an_authorizer() {
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TestBroker::start(dir.path()).await;
+        let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
+        let a = acl("t", PatternType::Literal, "User:alice", AclOperation::Read);
+        let created = c.create_acls(&[a]).await.unwrap();
+        assert_eq!(
+            code(created[0].as_ref().unwrap_err()),
+            ResponseError::SecurityDisabled
+        );
+        let e = c.describe_acls(&AclBindingFilter::any()).await.unwrap_err();
+        assert_eq!(code(&e), ResponseError::SecurityDisabled);
+        let deleted = c.delete_acls(&[AclBindingFilter::any()]).await.unwrap();
+        assert_eq!(
+            code(deleted[0].as_ref().unwrap_err()),
+            ResponseError::SecurityDisabled
+        );
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_are_created_filtered_deleted_and_survive_a_restart() {
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let broker =
+            TestBroker::start_with(with_authorizer(dir.path()), KafkaConfig::default()).await;
+        let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
+        let lit = acl(
+            "orders",
+            PatternType::Literal,
+            "User:alice",
+            AclOperation::Read,
+        );
+        let pre = acl(
+            "ord",
+            PatternType::Prefixed,
+            "User:bob",
+            AclOperation::Write,
+        );
+        let wild = acl("*", PatternType::Literal, "User:*", AclOperation::Describe);
+        let other = acl(
+            "payments",
+            PatternType::Literal,
+            "User:alice",
+            AclOperation::Read,
+        );
+        let mut bad_principal = lit.clone();
+        bad_principal.principal = "alice".to_owned();
+        let mut empty_name = lit.clone();
+        empty_name.resource_name.clear();
+        let created = c
+            .create_acls(&[
+                lit.clone(),
+                bad_principal,
+                pre.clone(),
+                empty_name,
+                wild.clone(),
+                other.clone(),
+            ])
+            .await
+            .unwrap();
+        let codes: Vec<Option<ResponseError>> =
+            created.iter().map(|r| r.as_ref().err().map(code)).collect();
+        assert_eq!(
+            codes,
+            vec![
+                None,
+                Some(ResponseError::InvalidRequest),
+                None,
+                Some(ResponseError::InvalidRequest),
+                None,
+                None
+            ]
+        );
+        // Creating an existing ACL again is a no-op success.
+        assert!(c.create_acls(&[lit.clone()]).await.unwrap()[0].is_ok());
+
+        let mut all = c.describe_acls(&AclBindingFilter::any()).await.unwrap();
+        all.sort();
+        let mut expected = vec![lit.clone(), pre.clone(), wild.clone(), other.clone()];
+        expected.sort();
+        assert_eq!(all, expected);
+        // MATCH: what applies to the topic "orders".
+        let matching = AclBindingFilter {
+            resource_type: Some(ResourceType::Topic),
+            resource_name: Some("orders".to_owned()),
+            pattern: PatternFilter::Match,
+            ..AclBindingFilter::any()
+        };
+        let mut got = c.describe_acls(&matching).await.unwrap();
+        got.sort();
+        let mut want = vec![lit.clone(), pre.clone(), wild.clone()];
+        want.sort();
+        assert_eq!(got, want);
+        // A filter with an UNKNOWN code is INVALID_REQUEST.
+        let bad: DescribeAclsResponse = c
+            .call(
+                ApiKey::DescribeAcls,
+                3,
+                &DescribeAclsRequest::default()
+                    .with_resource_type_filter(0)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(bad.error_code, ResponseError::InvalidRequest.code());
+
+        // DeleteAcls: one bad filter fails alone; the others delete.
+        let deleted: DeleteAclsResponse = c
+            .call(
+                ApiKey::DeleteAcls,
+                3,
+                &DeleteAclsRequest::default().with_filters(vec![
+                    DeleteAclsFilter::default()
+                        .with_resource_name_filter(None)
+                        .with_principal_filter(None)
+                        .with_host_filter(None)
+                        .with_resource_type_filter(ResourceType::Topic.code())
+                        .with_pattern_type_filter(PatternType::Prefixed.code())
+                        .with_operation(1)
+                        .with_permission_type(1),
+                    DeleteAclsFilter::default()
+                        .with_resource_type_filter(1)
+                        .with_pattern_type_filter(0)
+                        .with_operation(1)
+                        .with_permission_type(1),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(deleted.filter_results[0].error_code, 0);
+        assert_eq!(deleted.filter_results[0].matching_acls.len(), 1);
+        assert_eq!(
+            deleted.filter_results[0].matching_acls[0]
+                .principal
+                .as_str(),
+            "User:bob"
+        );
+        assert_eq!(
+            deleted.filter_results[1].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        let by_principal = AclBindingFilter {
+            principal: Some("User:alice".to_owned()),
+            resource_name: Some("payments".to_owned()),
+            ..AclBindingFilter::any()
+        };
+        let gone = c.delete_acls(&[by_principal]).await.unwrap();
+        assert_eq!(gone[0].as_ref().unwrap(), &vec![other.clone()]);
+        drop(c);
+
+        let broker = broker.restart(with_authorizer(dir.path())).await;
+        let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
+        let mut all = c.describe_acls(&AclBindingFilter::any()).await.unwrap();
+        all.sort();
+        let mut expected = vec![lit, wild];
+        expected.sort();
+        assert_eq!(all, expected);
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_credentials_follow_kafka_rules_and_survive_a_restart() {
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TestBroker::start(dir.path()).await;
+        let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
+        let described = c
+            .describe_scram_credentials(Some(&["alice"]))
+            .await
+            .unwrap();
+        assert_eq!(described[0].0, "alice");
+        assert_eq!(
+            code(described[0].1.as_ref().unwrap_err()),
+            ResponseError::ResourceNotFound
+        );
+
+        let upsert = |user, mechanism, iterations| ScramUpsert {
+            user,
+            mechanism,
+            iterations,
+            salt: b"0123456789abcdef",
+            password: b"secret",
+        };
+        let results = c
+            .alter_scram_credentials(
+                &[("carol", ScramMechanism::Sha256)],
+                &[
+                    upsert("alice", ScramMechanism::Sha256, 8192),
+                    upsert("alice", ScramMechanism::Sha512, 4096),
+                    upsert("bob", ScramMechanism::Sha256, 100),
+                    upsert("dave", ScramMechanism::Sha512, 20000),
+                    upsert("eve", ScramMechanism::Sha256, 4096),
+                    upsert("eve", ScramMechanism::Sha256, 5000),
+                ],
+            )
+            .await
+            .unwrap();
+        let codes: Vec<(String, Option<ResponseError>)> = results
+            .iter()
+            .map(|(u, r)| (u.clone(), r.as_ref().err().map(code)))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("carol".to_owned(), Some(ResponseError::ResourceNotFound)),
+                ("alice".to_owned(), None),
+                (
+                    "bob".to_owned(),
+                    Some(ResponseError::UnacceptableCredential)
+                ),
+                (
+                    "dave".to_owned(),
+                    Some(ResponseError::UnacceptableCredential)
+                ),
+                ("eve".to_owned(), Some(ResponseError::DuplicateResource)),
+            ]
+        );
+        // An unknown mechanism code.
+        let unknown: AlterUserScramCredentialsResponse = c
+            .call(
+                ApiKey::AlterUserScramCredentials,
+                0,
+                &AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                    ScramCredentialUpsertion::default()
+                        .with_name("frank".into())
+                        .with_mechanism(3)
+                        .with_iterations(4096)
+                        .with_salt(bytes::Bytes::from_static(b"s"))
+                        .with_salted_password(bytes::Bytes::from_static(b"p")),
+                ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            unknown.results[0].error_code,
+            ResponseError::UnsupportedSaslMechanism.code()
+        );
+        // The stored keys are what RFC 5802 derives from the salted password.
+        let stored = broker
+            .broker()
+            .scram()
+            .credential("alice", ScramMechanism::Sha256)
+            .unwrap();
+        let salted = strom_broker::scram::salted_password(
+            ScramMechanism::Sha256,
+            b"secret",
+            b"0123456789abcdef",
+            8192,
+        );
+        let expected = strom_broker::scram::ScramCredential::from_salted_password(
+            ScramMechanism::Sha256,
+            b"0123456789abcdef",
+            8192,
+            &salted,
+        );
+        assert_eq!(stored, expected);
+        drop(c);
+
+        let broker = broker.restart(BrokerConfig::new(dir.path())).await;
+        let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
+        let all = c.describe_scram_credentials(None).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, "alice");
+        assert_eq!(all[0].1.as_ref().unwrap(), &vec![(1, 8192), (2, 4096)]);
+        let dup = c
+            .describe_scram_credentials(Some(&["alice", "alice"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            code(dup[0].1.as_ref().unwrap_err()),
+            ResponseError::DuplicateResource
+        );
+        let deleted = c
+            .alter_scram_credentials(&[("alice", ScramMechanism::Sha512)], &[])
+            .await
+            .unwrap();
+        assert!(deleted[0].1.is_ok());
+        let after = c
+            .describe_scram_credentials(Some(&["alice"]))
+            .await
+            .unwrap();
+        assert_eq!(after[0].1.as_ref().unwrap(), &vec![(1, 8192)]);
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
