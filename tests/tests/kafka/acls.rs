@@ -128,7 +128,7 @@ async fn acls_are_created_filtered_deleted_and_survive_a_restart() {
             ]
         );
         // Creating an existing ACL again is a no-op success.
-        assert!(c.create_acls(&[lit.clone()]).await.unwrap()[0].is_ok());
+        assert!(c.create_acls(std::slice::from_ref(&lit)).await.unwrap()[0].is_ok());
 
         let mut all = c.describe_acls(&AclBindingFilter::any()).await.unwrap();
         all.sort();
