@@ -154,6 +154,15 @@ pub enum Error {
     /// No authorizer is configured, so ACLs cannot be managed.
     #[error("no authorizer is configured")]
     SecurityDisabled,
+    /// The authorizer refused an operation on a resource of this type.
+    #[error("not authorized: {operation:?} on {resource_type:?}")]
+    AuthorizationFailed {
+        /// The resource type (front ends pick the matching code: TOPIC_, GROUP_,
+        /// CLUSTER_, TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+        resource_type: crate::acl::ResourceType,
+        /// The operation refused.
+        operation: crate::acl::AclOperation,
+    },
     /// An ACL or ACL filter is not acceptable.
     #[error("invalid ACL: {0}")]
     InvalidAcl(crate::acl::InvalidAcl),

@@ -10,6 +10,19 @@ pub fn error_code(error: &Error) -> i16 {
     response_error(error).code()
 }
 
+/// The Kafka error for an operation the authorizer refused on a resource of this type.
+pub fn authorization_error(resource_type: strom_broker::acl::ResourceType) -> ResponseError {
+    use strom_broker::acl::ResourceType as T;
+    match resource_type {
+        T::Topic => ResponseError::TopicAuthorizationFailed,
+        T::Group => ResponseError::GroupAuthorizationFailed,
+        T::Cluster => ResponseError::ClusterAuthorizationFailed,
+        T::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+        T::DelegationToken => ResponseError::DelegationTokenAuthorizationFailed,
+        T::User => ResponseError::ClusterAuthorizationFailed,
+    }
+}
+
 /// The Kafka error for a refused SCRAM credential operation.
 pub fn scram_error(reason: strom_broker::scram::ScramRefusal) -> ResponseError {
     use strom_broker::scram::ScramRefusal as R;
@@ -49,6 +62,7 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::OperationNotAttempted => ResponseError::OperationNotAttempted,
         Error::SecurityDisabled => ResponseError::SecurityDisabled,
         Error::InvalidAcl(_) => ResponseError::InvalidRequest,
+        Error::AuthorizationFailed { resource_type, .. } => authorization_error(*resource_type),
         Error::Scram { reason, .. } => scram_error(*reason),
         // `Error` is non_exhaustive for downstream crates.
         _ => ResponseError::UnknownServerError,
@@ -211,6 +225,20 @@ mod tests {
             ),
             (Error::ShuttingDown, ResponseError::NotLeaderOrFollower),
             (Error::SecurityDisabled, ResponseError::SecurityDisabled),
+            (
+                Error::AuthorizationFailed {
+                    resource_type: strom_broker::acl::ResourceType::Topic,
+                    operation: strom_broker::acl::AclOperation::Write,
+                },
+                ResponseError::TopicAuthorizationFailed,
+            ),
+            (
+                Error::AuthorizationFailed {
+                    resource_type: strom_broker::acl::ResourceType::Group,
+                    operation: strom_broker::acl::AclOperation::Read,
+                },
+                ResponseError::GroupAuthorizationFailed,
+            ),
             (
                 Error::InvalidAcl(strom_broker::acl::InvalidAcl::BadPrincipal),
                 ResponseError::InvalidRequest,

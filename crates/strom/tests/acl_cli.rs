@@ -13,7 +13,10 @@ fn has_row(table: &str, cells: &[&str]) -> bool {
 #[test]
 fn acl_commands_add_list_and_remove() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::start_with(dir.path(), &["--authorizer", "--super-users", "User:admin"]);
+    let server = common::start_with(
+        dir.path(),
+        &["--authorizer", "--super-users", "User:admin;User:ANONYMOUS"],
+    );
     let out = server.ok(
         &[
             "acl",
@@ -153,8 +156,14 @@ fn user_scram_commands_set_list_and_delete() {
         "",
     );
     let list = server.ok(&["user", "scram", "list"], "");
-    assert!(has_row(&list, &["alice", "SCRAM-SHA-256", "4096"]), "{list}");
-    assert!(has_row(&list, &["alice", "SCRAM-SHA-512", "8192"]), "{list}");
+    assert!(
+        has_row(&list, &["alice", "SCRAM-SHA-256", "4096"]),
+        "{list}"
+    );
+    assert!(
+        has_row(&list, &["alice", "SCRAM-SHA-512", "8192"]),
+        "{list}"
+    );
     let unknown = server.ok(&["user", "scram", "list", "bob"], "");
     assert!(unknown.contains("ResourceNotFound"), "{unknown}");
     server.ok(&["user", "scram", "delete", "alice"], "");

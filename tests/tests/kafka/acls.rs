@@ -42,9 +42,12 @@ fn acl(name: &str, pattern: PatternType, principal: &str, op: AclOperation) -> A
     }
 }
 
+/// The authorizer on; every client is `User:ANONYMOUS` until SASL exists, so it is the super
+/// user that may manage ACLs (without it, and without ACLs, nothing is allowed).
 fn with_authorizer(dir: &std::path::Path) -> BrokerConfig {
     let mut config = BrokerConfig::new(dir);
     config.authorizer.enabled = true;
+    config.authorizer.super_users = vec![strom_kafka::authz::ANONYMOUS.to_owned()];
     config
 }
 
@@ -341,6 +344,183 @@ async fn scram_credentials_follow_kafka_rules_and_survive_a_restart() {
             .await
             .unwrap();
         assert_eq!(after[0].1.as_ref().unwrap(), &vec![(1, 8192)]);
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+/// Kafka's codes from the ACLs, seen by librdkafka, for `User:ANONYMOUS` (every client until
+/// SASL exists) with `allow.everyone.if.no.acl.found`: a resource with any ACL needs an ALLOW.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_are_enforced_with_kafka_codes() {
+    use rdkafka::Offset;
+    use rdkafka::TopicPartitionList;
+    use rdkafka::admin::AdminOptions;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::FutureRecord;
+
+    use super::client;
+
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.authorizer.enabled = true;
+        config.authorizer.allow_everyone_if_no_acl_found = true;
+        let broker = TestBroker::start_with(config.clone(), KafkaConfig::default()).await;
+        let bootstrap = broker.bootstrap();
+        for t in ["open", "closed", "hidden"] {
+            client::create_topic(&bootstrap, t, 1).await;
+        }
+        let rule = |name: &str, op, permission| AclBinding {
+            permission,
+            ..acl(name, PatternType::Literal, "User:*", op)
+        };
+        let mut c = Client::connect(&bootstrap).await.unwrap();
+        let created = c
+            .create_acls(&[
+                rule("closed", AclOperation::Describe, AclPermission::Allow),
+                rule("closed", AclOperation::Write, AclPermission::Deny),
+                rule("closed", AclOperation::Read, AclPermission::Deny),
+                rule("closed", AclOperation::Delete, AclPermission::Deny),
+                rule("hidden", AclOperation::Describe, AclPermission::Deny),
+                AclBinding {
+                    pattern_type: PatternType::Prefixed,
+                    ..rule("nocreate-", AclOperation::Create, AclPermission::Deny)
+                },
+                AclBinding {
+                    resource_type: ResourceType::Cluster,
+                    ..rule("kafka-cluster", AclOperation::Create, AclPermission::Deny)
+                },
+                AclBinding {
+                    resource_type: ResourceType::Cluster,
+                    ..rule("kafka-cluster", AclOperation::All, AclPermission::Allow)
+                },
+            ])
+            .await
+            .unwrap();
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+        // Produce: allowed on "open", TOPIC_AUTHORIZATION_FAILED on "closed".
+        let producer = client::producer(&bootstrap);
+        producer
+            .send(
+                FutureRecord::<(), _>::to("open").payload("ok"),
+                client::WAIT,
+            )
+            .await
+            .expect("produce to an open topic");
+        let refused = producer
+            .send(
+                FutureRecord::<(), _>::to("closed").payload("no"),
+                client::WAIT,
+            )
+            .await
+            .expect_err("produce to a closed topic");
+        assert_eq!(
+            refused.0,
+            KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed)
+        );
+
+        // Fetch: TOPIC_AUTHORIZATION_FAILED on "closed".
+        let consumer = client::consumer(&bootstrap);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("closed", 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&tpl).unwrap();
+        let error = tokio::time::timeout(client::WAIT, consumer.recv())
+            .await
+            .expect("an answer")
+            .expect_err("reading a closed topic");
+        assert_eq!(
+            error,
+            KafkaError::MessageConsumption(RDKafkaErrorCode::TopicAuthorizationFailed)
+        );
+
+        // Metadata: "hidden" is not listed, "closed" and "open" are.
+        let metadata = consumer.fetch_metadata(None, client::WAIT).unwrap();
+        let mut names: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+        names.sort_unstable();
+        assert_eq!(names, vec!["closed", "open"]);
+
+        // CreateTopics and DeleteTopics.
+        let admin = client::admin(&bootstrap);
+        let opts = AdminOptions::new().operation_timeout(Some(client::WAIT));
+        let made = admin
+            .create_topics(
+                &[
+                    rdkafka::admin::NewTopic::new(
+                        "nocreate-x",
+                        1,
+                        rdkafka::admin::TopicReplication::Fixed(1),
+                    ),
+                    rdkafka::admin::NewTopic::new(
+                        "fine",
+                        1,
+                        rdkafka::admin::TopicReplication::Fixed(1),
+                    ),
+                ],
+                &opts,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            made,
+            vec![
+                Err((
+                    "nocreate-x".to_owned(),
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                )),
+                Ok("fine".to_owned())
+            ]
+        );
+        let deleted = admin
+            .delete_topics(&["closed", "open"], &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            deleted,
+            vec![
+                Err((
+                    "closed".to_owned(),
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                )),
+                Ok("open".to_owned())
+            ]
+        );
+        drop((producer, consumer, admin, c));
+
+        // Without allow.everyone.if.no.acl.found and without ACLs nothing is allowed, not
+        // even managing ACLs (CLUSTER_AUTHORIZATION_FAILED).
+        let empty = tempfile::tempdir().unwrap();
+        let mut strict = BrokerConfig::new(empty.path());
+        strict.authorizer.enabled = true;
+        let locked = TestBroker::start_with(strict, KafkaConfig::default()).await;
+        let mut c = Client::connect(&locked.bootstrap()).await.unwrap();
+        let e = c.describe_acls(&AclBindingFilter::any()).await.unwrap_err();
+        assert_eq!(code(&e), ResponseError::ClusterAuthorizationFailed);
+        let e = c
+            .create_topic("t", 1, &std::collections::BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), ResponseError::TopicAuthorizationFailed);
+        assert!(c.topics(None).await.unwrap().is_empty());
+        drop(c);
+        locked.stop().await;
+
+        // A super user passes every check.
+        config.authorizer.super_users = vec![strom_kafka::authz::ANONYMOUS.to_owned()];
+        let broker = broker.restart(config).await;
+        let producer = client::producer(&broker.bootstrap());
+        producer
+            .send(
+                FutureRecord::<(), _>::to("closed").payload("yes"),
+                client::WAIT,
+            )
+            .await
+            .expect("a super user writes anywhere");
+        drop(producer);
         broker.stop().await;
     })
     .await

@@ -10,13 +10,41 @@ use strom_broker::scram::{ScramDeletion, ScramUpsertion};
 
 use super::acl_common::str_bytes;
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::acl::AclOperation;
 
 /// Handles AlterUserScramCredentials.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: AlterUserScramCredentialsRequest = decode(request)?;
+    if let Err(e) = authz::check_cluster(context, request, AclOperation::Alter) {
+        let mut users: Vec<&StrBytes> = Vec::new();
+        for name in body
+            .deletions
+            .iter()
+            .map(|d| &d.name)
+            .chain(body.upsertions.iter().map(|u| &u.name))
+        {
+            if !users.contains(&name) {
+                users.push(name);
+            }
+        }
+        let results = users
+            .into_iter()
+            .map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(user.clone())
+                    .with_error_code(error_code(&e))
+                    .with_error_message(Some(str_bytes(&e.to_string())))
+            })
+            .collect();
+        return respond(
+            request,
+            &AlterUserScramCredentialsResponse::default().with_results(results),
+        );
+    }
     let deletions: Vec<ScramDeletion> = body
         .deletions
         .iter()

@@ -7,12 +7,13 @@
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 use strom_broker::Error;
+use strom_broker::acl::AclOperation;
 
 use super::acl_common::{BindingFields, binding, str_bytes};
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
 
 /// Handles CreateAcls.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -39,6 +40,8 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .collect();
     let stored = if !context.broker.acls().enabled() {
         Err(Error::SecurityDisabled)
+    } else if let Err(e) = authz::check_cluster(context, request, AclOperation::Alter) {
+        Err(e)
     } else if valid.is_empty() {
         Ok(())
     } else {

@@ -10,12 +10,13 @@ use kafka_protocol::messages::delete_acls_response::{
 };
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 use strom_broker::Error;
+use strom_broker::acl::AclOperation;
 
 use super::acl_common::{FilterFields, filter, str_bytes};
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
 
 fn failed(e: &Error) -> DeleteAclsFilterResult {
     DeleteAclsFilterResult::default()
@@ -26,12 +27,13 @@ fn failed(e: &Error) -> DeleteAclsFilterResult {
 /// Handles DeleteAcls.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: DeleteAclsRequest = decode(request)?;
-    if !context.broker.acls().enabled() {
-        let results = body
-            .filters
-            .iter()
-            .map(|_| failed(&Error::SecurityDisabled))
-            .collect();
+    let refused = if context.broker.acls().enabled() {
+        authz::check_cluster(context, request, AclOperation::Alter).err()
+    } else {
+        Some(Error::SecurityDisabled)
+    };
+    if let Some(e) = refused {
+        let results = body.filters.iter().map(|_| failed(&e)).collect();
         return respond(
             request,
             &DeleteAclsResponse::default().with_filter_results(results),

@@ -6,13 +6,13 @@
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use strom_broker::Error;
-use strom_broker::acl::AclBinding;
+use strom_broker::acl::{AclBinding, AclOperation};
 
 use super::acl_common::{FilterFields, filter, str_bytes};
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
 
 /// Groups ACLs (sorted by resource pattern first) into the response's resources.
 fn group(acls: Vec<AclBinding>) -> Vec<DescribeAclsResource> {
@@ -58,7 +58,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             permission: body.permission_type,
         })
         .map_err(Error::InvalidAcl)
-        .and_then(|f| context.broker.describe_acls(&f))
+        .and_then(|f| {
+            authz::check_cluster(context, request, AclOperation::Describe)?;
+            context.broker.describe_acls(&f)
+        })
     } else {
         Err(Error::SecurityDisabled)
     };

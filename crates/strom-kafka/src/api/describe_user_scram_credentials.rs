@@ -12,13 +12,20 @@ use kafka_protocol::messages::{
 
 use super::acl_common::str_bytes;
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
-use crate::error_code::scram_error;
+use crate::error_code::{error_code, scram_error};
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles DescribeUserScramCredentials.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: DescribeUserScramCredentialsRequest = decode(request)?;
+    if let Err(e) = authz::check_cluster(context, request, AclOperation::Describe) {
+        let response = DescribeUserScramCredentialsResponse::default()
+            .with_error_code(error_code(&e))
+            .with_error_message(Some(str_bytes(&e.to_string())));
+        return respond(request, &response);
+    }
     let users: Option<Vec<String>> = body
         .users
         .map(|u| u.into_iter().map(|n| n.name.to_string()).collect());

@@ -1,0 +1,113 @@
+//! Authorization of Kafka requests against the broker's ACLs (`strom_broker::acl`).
+//!
+//! Until SASL exists every client is `User:ANONYMOUS` (Kafka's principal for an
+//! unauthenticated listener), from its socket's IP address. Without an authorizer every check
+//! passes at the cost of one boolean.
+
+use strom_broker::Error;
+use strom_broker::acl::model::CLUSTER_RESOURCE_NAME;
+use strom_broker::acl::{AclOperation, Requester, Resource, ResourceType};
+
+use crate::Context;
+use crate::frame::Request;
+
+/// The principal of a client that did not authenticate.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// Whether the request's client may do `operation` on the resource.
+pub(crate) fn allowed(
+    context: &Context,
+    request: &Request,
+    operation: AclOperation,
+    resource_type: ResourceType,
+    name: &str,
+) -> bool {
+    if !context.broker.acls().enabled() {
+        return true;
+    }
+    let host = request
+        .peer
+        .map_or_else(|| String::from("127.0.0.1"), |p| p.ip().to_string());
+    context.broker.authorize(
+        Requester {
+            principal: ANONYMOUS,
+            host: &host,
+        },
+        operation,
+        Resource {
+            resource_type,
+            name,
+        },
+    )
+}
+
+/// [`allowed`] as a result: `Error::AuthorizationFailed` when refused.
+pub(crate) fn check(
+    context: &Context,
+    request: &Request,
+    operation: AclOperation,
+    resource_type: ResourceType,
+    name: &str,
+) -> Result<(), Error> {
+    if allowed(context, request, operation, resource_type, name) {
+        Ok(())
+    } else {
+        Err(Error::AuthorizationFailed {
+            resource_type,
+            operation,
+        })
+    }
+}
+
+/// [`check`] on the cluster resource.
+pub(crate) fn check_cluster(
+    context: &Context,
+    request: &Request,
+    operation: AclOperation,
+) -> Result<(), Error> {
+    check(
+        context,
+        request,
+        operation,
+        ResourceType::Cluster,
+        CLUSTER_RESOURCE_NAME,
+    )
+}
+
+/// The bit field of `AclOperation` codes among `operations` the client may do on the resource
+/// (the `*_authorized_operations` fields of Metadata, DescribeCluster, DescribeGroups).
+pub(crate) fn authorized_operations(
+    context: &Context,
+    request: &Request,
+    resource_type: ResourceType,
+    name: &str,
+    operations: &[AclOperation],
+) -> i32 {
+    operations
+        .iter()
+        .filter(|&&op| allowed(context, request, op, resource_type, name))
+        .fold(0, |bits, op| bits | (1 << op.code()))
+}
+
+/// Operations Kafka reports for topics.
+pub(crate) const TOPIC_OPERATIONS: &[AclOperation] = &[
+    AclOperation::Read,
+    AclOperation::Write,
+    AclOperation::Create,
+    AclOperation::Delete,
+    AclOperation::Alter,
+    AclOperation::Describe,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
+];
+
+/// Operations Kafka reports for the cluster.
+pub(crate) const CLUSTER_OPERATIONS: &[AclOperation] = &[
+    AclOperation::Create,
+    AclOperation::Alter,
+    AclOperation::Describe,
+    AclOperation::ClusterAction,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
+    AclOperation::IdempotentWrite,
+];
