@@ -111,3 +111,15 @@ pub(crate) const CLUSTER_OPERATIONS: &[AclOperation] = &[
     AclOperation::AlterConfigs,
     AclOperation::IdempotentWrite,
 ];
+
+/// The GROUP_AUTHORIZATION_FAILED code if the client may not do `operation` on the group.
+pub(crate) fn group_denied(
+    context: &Context,
+    request: &Request,
+    operation: AclOperation,
+    group: &str,
+) -> Option<i16> {
+    check(context, request, operation, ResourceType::Group, group)
+        .err()
+        .map(|e| crate::error_code::error_code(&e))
+}

@@ -6,9 +6,16 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey, DeleteAclsRequest,
     DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+};
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
+    OffsetCommitRequest, OffsetCommitResponse, TopicName,
 };
 use strom_broker::BrokerConfig;
 use strom_broker::acl::{
@@ -401,6 +408,71 @@ async fn acls_are_enforced_with_kafka_codes() {
             .await
             .unwrap();
         assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+        // Groups: DENY READ on a group refuses joining and committing with
+        // GROUP_AUTHORIZATION_FAILED; with an ACL on it and no ALLOW DESCRIBE, FindCoordinator
+        // is refused too. Another group is open.
+        let group_acl = AclBinding {
+            resource_type: ResourceType::Group,
+            ..rule("closed-group", AclOperation::Read, AclPermission::Deny)
+        };
+        assert!(c.create_acls(&[group_acl]).await.unwrap()[0].is_ok());
+        for (group, expected) in [
+            (
+                "closed-group",
+                ResponseError::GroupAuthorizationFailed.code(),
+            ),
+            ("open-group", 0),
+        ] {
+            let found: FindCoordinatorResponse = c
+                .call(
+                    ApiKey::FindCoordinator,
+                    3,
+                    &FindCoordinatorRequest::default().with_key(group.into()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(found.error_code, expected, "{group}");
+        }
+        let joined: JoinGroupResponse = c
+            .call(
+                ApiKey::JoinGroup,
+                5,
+                &JoinGroupRequest::default()
+                    .with_group_id(GroupId("closed-group".into()))
+                    .with_session_timeout_ms(10_000)
+                    .with_rebalance_timeout_ms(10_000)
+                    .with_protocol_type("consumer".into()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            joined.error_code,
+            ResponseError::GroupAuthorizationFailed.code()
+        );
+        let committed: OffsetCommitResponse = c
+            .call(
+                ApiKey::OffsetCommit,
+                7,
+                &OffsetCommitRequest::default()
+                    .with_group_id(GroupId("closed-group".into()))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(vec![
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName("open".into()))
+                            .with_partitions(vec![
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(0)
+                                    .with_committed_offset(0),
+                            ]),
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            committed.topics[0].partitions[0].error_code,
+            ResponseError::GroupAuthorizationFailed.code()
+        );
 
         // Produce: allowed on "open", TOPIC_AUTHORIZATION_FAILED on "closed".
         let producer = client::producer(&bootstrap);

@@ -11,9 +11,10 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::group::OffsetCommit;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// The partitions of a commit request (OffsetCommit or TxnOffsetCommit) in request order, and
 /// the commits they ask for.
@@ -77,18 +78,29 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     }
     let Commits { order, commits } = batch;
-    let result = context
-        .broker
-        .run_blocking(move |b| {
-            b.commit_offsets_blocking(
-                &group_id,
-                &member_id,
-                generation,
-                instance.as_deref(),
-                commits,
-            )
-        })
-        .await;
+    let result = match authz::check(
+        context,
+        request,
+        AclOperation::Read,
+        ResourceType::Group,
+        &group_id,
+    ) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            context
+                .broker
+                .run_blocking(move |b| {
+                    b.commit_offsets_blocking(
+                        &group_id,
+                        &member_id,
+                        generation,
+                        instance.as_deref(),
+                        commits,
+                    )
+                })
+                .await
+        }
+    };
     let codes = partition_codes(&result, order.len());
     let mut response = OffsetCommitResponse::default();
     for ((name, partition), code) in order.into_iter().zip(codes) {
