@@ -123,3 +123,25 @@ pub(crate) fn group_denied(
         .err()
         .map(|e| crate::error_code::error_code(&e))
 }
+
+/// The checks of a transactional request: WRITE on the transactional id
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED), then READ on the group if it names one
+/// (GROUP_AUTHORIZATION_FAILED).
+pub(crate) fn check_txn(
+    context: &Context,
+    request: &Request,
+    transactional_id: &str,
+    group: Option<&str>,
+) -> Result<(), Error> {
+    check(
+        context,
+        request,
+        AclOperation::Write,
+        ResourceType::TransactionalId,
+        transactional_id,
+    )?;
+    match group {
+        Some(g) => check(context, request, AclOperation::Read, ResourceType::Group, g),
+        None => Ok(()),
+    }
+}

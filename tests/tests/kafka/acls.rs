@@ -14,8 +14,9 @@ use kafka_protocol::messages::{
     DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
 };
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, JoinGroupRequest, JoinGroupResponse,
-    OffsetCommitRequest, OffsetCommitResponse, TopicName,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
+    OffsetCommitResponse, ProducerId, TopicName, TransactionalId,
 };
 use strom_broker::BrokerConfig;
 use strom_broker::acl::{
@@ -474,6 +475,34 @@ async fn acls_are_enforced_with_kafka_codes() {
             ResponseError::GroupAuthorizationFailed.code()
         );
 
+        // Transactions: WRITE on the transactional id.
+        let txn_acl = AclBinding {
+            resource_type: ResourceType::TransactionalId,
+            ..rule("closed-txn", AclOperation::Write, AclPermission::Deny)
+        };
+        assert!(c.create_acls(&[txn_acl]).await.unwrap()[0].is_ok());
+        for (id, expected) in [
+            (
+                "closed-txn",
+                ResponseError::TransactionalIdAuthorizationFailed.code(),
+            ),
+            ("open-txn", 0),
+        ] {
+            let init: InitProducerIdResponse = c
+                .call(
+                    ApiKey::InitProducerId,
+                    4,
+                    &InitProducerIdRequest::default()
+                        .with_transactional_id(Some(TransactionalId(id.into())))
+                        .with_transaction_timeout_ms(60_000)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1),
+                )
+                .await
+                .unwrap();
+            assert_eq!(init.error_code, expected, "{id}");
+        }
+
         // Produce: allowed on "open", TOPIC_AUTHORIZATION_FAILED on "closed".
         let producer = client::producer(&bootstrap);
         producer
@@ -512,7 +541,12 @@ async fn acls_are_enforced_with_kafka_codes() {
 
         // Metadata: "hidden" is not listed, "closed" and "open" are.
         let metadata = consumer.fetch_metadata(None, client::WAIT).unwrap();
-        let mut names: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+        let mut names: Vec<&str> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name())
+            .filter(|n| !n.starts_with("__"))
+            .collect();
         names.sort_unstable();
         assert_eq!(names, vec!["closed", "open"]);
 

@@ -8,9 +8,9 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
 
 /// Handles InitProducerId.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -19,6 +19,13 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let (pid, epoch) = (body.producer_id.0, body.producer_epoch);
     let result = if let Some(id) = body.transactional_id {
         let id = id.to_string();
+        if let Err(e) = authz::check_txn(context, request, &id, None) {
+            let response = InitProducerIdResponse::default()
+                .with_error_code(error_code(&e))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            return respond(request, &response);
+        }
         let timeout = body.transaction_timeout_ms;
         let expected = (pid >= 0).then_some((pid, epoch));
         context
