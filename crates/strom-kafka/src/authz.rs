@@ -145,3 +145,26 @@ pub(crate) fn check_txn(
         None => Ok(()),
     }
 }
+
+/// The topics among `names` the client may not do `operation` on (empty without an
+/// authorizer), for handlers that answer per topic on the blocking pool.
+pub(crate) fn denied_topics<'a>(
+    context: &Context,
+    request: &Request,
+    operation: AclOperation,
+    names: impl IntoIterator<Item = &'a str>,
+) -> std::collections::HashSet<String> {
+    if !context.broker.acls().enabled() {
+        return std::collections::HashSet::new();
+    }
+    names
+        .into_iter()
+        .filter(|n| !allowed(context, request, operation, ResourceType::Topic, n))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// TOPIC_AUTHORIZATION_FAILED.
+pub(crate) fn topic_denied_code() -> i16 {
+    kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code()
+}

@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey, DeleteAclsRequest,
     DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
 };
 use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
@@ -502,6 +509,60 @@ async fn acls_are_enforced_with_kafka_codes() {
                 .unwrap();
             assert_eq!(init.error_code, expected, "{id}");
         }
+
+        // ListOffsets needs DESCRIBE, DeleteRecords DELETE, CreatePartitions ALTER.
+        let e = c.list_offset("hidden", 0, -1).await.unwrap_err();
+        assert_eq!(code(&e), ResponseError::TopicAuthorizationFailed);
+        assert_eq!(c.list_offset("closed", 0, -1).await.unwrap(), 0);
+        let trimmed: DeleteRecordsResponse = c
+            .call(
+                ApiKey::DeleteRecords,
+                2,
+                &DeleteRecordsRequest::default().with_topics(
+                    ["closed", "open"]
+                        .into_iter()
+                        .map(|t| {
+                            DeleteRecordsTopic::default()
+                                .with_name(TopicName(t.into()))
+                                .with_partitions(vec![
+                                    DeleteRecordsPartition::default()
+                                        .with_partition_index(0)
+                                        .with_offset(-1),
+                                ])
+                        })
+                        .collect(),
+                ),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<i16> = trimmed
+            .topics
+            .iter()
+            .map(|t| t.partitions[0].error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![ResponseError::TopicAuthorizationFailed.code(), 0]
+        );
+        let grown: CreatePartitionsResponse = c
+            .call(
+                ApiKey::CreatePartitions,
+                3,
+                &CreatePartitionsRequest::default()
+                    .with_timeout_ms(10_000)
+                    .with_topics(vec![
+                        CreatePartitionsTopic::default()
+                            .with_name(TopicName("closed".into()))
+                            .with_count(2)
+                            .with_assignments(None),
+                    ]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            grown.results[0].error_code,
+            ResponseError::TopicAuthorizationFailed.code()
+        );
 
         // Produce: allowed on "open", TOPIC_AUTHORIZATION_FAILED on "closed".
         let producer = client::producer(&bootstrap);
