@@ -168,3 +168,10 @@ pub(crate) fn denied_topics<'a>(
 pub(crate) fn topic_denied_code() -> i16 {
     kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code()
 }
+
+/// Operations Kafka reports for groups.
+pub(crate) const GROUP_OPERATIONS: &[AclOperation] = &[
+    AclOperation::Read,
+    AclOperation::Describe,
+    AclOperation::Delete,
+];

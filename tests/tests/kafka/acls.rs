@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DescribeGroupsRequest, DescribeGroupsResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
 use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
@@ -479,6 +480,44 @@ async fn acls_are_enforced_with_kafka_codes() {
             .unwrap();
         assert_eq!(
             committed.topics[0].partitions[0].error_code,
+            ResponseError::GroupAuthorizationFailed.code()
+        );
+
+        let described: DescribeGroupsResponse = c
+            .call(
+                ApiKey::DescribeGroups,
+                5,
+                &DescribeGroupsRequest::default()
+                    .with_groups(vec![
+                        GroupId("closed-group".into()),
+                        GroupId("open-group".into()),
+                    ])
+                    .with_include_authorized_operations(true),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            described.groups[0].error_code,
+            ResponseError::GroupAuthorizationFailed.code()
+        );
+        assert_eq!(described.groups[1].error_code, 0);
+        // READ(3), DESCRIBE(8), DELETE(6): an ACL-less group is open to everyone.
+        assert_eq!(
+            described.groups[1].authorized_operations,
+            (1 << 3) | (1 << 6) | (1 << 8)
+        );
+        let fetched: OffsetFetchResponse = c
+            .call(
+                ApiKey::OffsetFetch,
+                7,
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId("closed-group".into()))
+                    .with_topics(None),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fetched.error_code,
             ResponseError::GroupAuthorizationFailed.code()
         );
 
