@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey, DeleteAclsRequest,
     DeleteAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
 };
+use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DescribeGroupsRequest, DescribeGroupsResponse, OffsetFetchRequest, OffsetFetchResponse,
@@ -518,6 +519,61 @@ async fn acls_are_enforced_with_kafka_codes() {
             .unwrap();
         assert_eq!(
             fetched.error_code,
+            ResponseError::GroupAuthorizationFailed.code()
+        );
+
+        // OffsetCommit to an open group: per topic, READ.
+        let committed: OffsetCommitResponse = c
+            .call(
+                ApiKey::OffsetCommit,
+                7,
+                &OffsetCommitRequest::default()
+                    .with_group_id(GroupId("open-group".into()))
+                    .with_generation_id_or_member_epoch(-1)
+                    .with_topics(
+                        ["open", "closed"]
+                            .into_iter()
+                            .map(|t| {
+                                OffsetCommitRequestTopic::default()
+                                    .with_name(TopicName(t.into()))
+                                    .with_partitions(vec![
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(0)
+                                            .with_committed_offset(0),
+                                    ])
+                            })
+                            .collect(),
+                    ),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<(&str, i16)> = committed
+            .topics
+            .iter()
+            .map(|t| (t.name.0.as_str(), t.partitions[0].error_code))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("open", 0),
+                ("closed", ResponseError::TopicAuthorizationFailed.code())
+            ]
+        );
+        let beat: ConsumerGroupHeartbeatResponse = c
+            .call(
+                ApiKey::ConsumerGroupHeartbeat,
+                0,
+                &ConsumerGroupHeartbeatRequest::default()
+                    .with_group_id(GroupId("closed-group".into()))
+                    .with_member_epoch(0)
+                    .with_rebalance_timeout_ms(10_000)
+                    .with_subscribed_topic_names(Some(vec![TopicName("open".into())]))
+                    .with_topic_partitions(Some(Vec::new())),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            beat.error_code,
             ResponseError::GroupAuthorizationFailed.code()
         );
 
