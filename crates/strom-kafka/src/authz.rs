@@ -175,3 +175,27 @@ pub(crate) const GROUP_OPERATIONS: &[AclOperation] = &[
     AclOperation::Describe,
     AclOperation::Delete,
 ];
+
+/// The check of a config resource (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs):
+/// topics on the topic, brokers and broker loggers on the cluster, groups on the group. The
+/// refusal as `(code, message)`, the shape the config handlers answer with.
+pub(crate) fn config_denied(
+    context: &Context,
+    request: &Request,
+    operation: AclOperation,
+    config_resource_type: i8,
+    name: &str,
+) -> Option<(i16, String)> {
+    use crate::api::describe_configs::resource_type as kind;
+    /// BROKER_LOGGER in Kafka's `ConfigResource.Type`.
+    const BROKER_LOGGER: i8 = 8;
+    let result = match config_resource_type {
+        kind::TOPIC => check(context, request, operation, ResourceType::Topic, name),
+        kind::BROKER | BROKER_LOGGER => check_cluster(context, request, operation),
+        kind::GROUP => check(context, request, operation, ResourceType::Group, name),
+        _ => Ok(()),
+    };
+    result
+        .err()
+        .map(|e| (crate::error_code::error_code(&e), e.to_string()))
+}

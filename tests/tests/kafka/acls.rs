@@ -605,6 +605,18 @@ async fn acls_are_enforced_with_kafka_codes() {
             assert_eq!(init.error_code, expected, "{id}");
         }
 
+        // Configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic.
+        let e = c.topic_configs("closed").await.unwrap_err();
+        assert_eq!(code(&e), ResponseError::TopicAuthorizationFailed);
+        assert!(!c.topic_configs("open").await.unwrap().is_empty());
+        let mut retention = std::collections::BTreeMap::new();
+        retention.insert("retention.ms".to_owned(), "3600000".to_owned());
+        let e = c
+            .alter_topic_configs("closed", &retention, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e), ResponseError::TopicAuthorizationFailed);
+
         // ListOffsets needs DESCRIBE, DeleteRecords DELETE, CreatePartitions ALTER.
         let e = c.list_offset("hidden", 0, -1).await.unwrap_err();
         assert_eq!(code(&e), ResponseError::TopicAuthorizationFailed);
