@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DescribeGroupsRequest, DescribeGroupsResponse, OffsetFetchRequest, OffsetFetchResponse,
 };
+use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse};
 use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
     InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
@@ -604,6 +605,26 @@ async fn acls_are_enforced_with_kafka_codes() {
                 .unwrap();
             assert_eq!(init.error_code, expected, "{id}");
         }
+        let described: DescribeTransactionsResponse = c
+            .call(
+                ApiKey::DescribeTransactions,
+                0,
+                &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                    TransactionalId("closed-txn".into()),
+                    TransactionalId("open-txn".into()),
+                ]),
+            )
+            .await
+            .unwrap();
+        let codes: Vec<i16> = described
+            .transaction_states
+            .iter()
+            .map(|t| t.error_code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![ResponseError::TransactionalIdAuthorizationFailed.code(), 0]
+        );
 
         // Configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic.
         let e = c.topic_configs("closed").await.unwrap_err();
@@ -780,6 +801,21 @@ async fn acls_are_enforced_with_kafka_codes() {
             .unwrap_err();
         assert_eq!(code(&e), ResponseError::TopicAuthorizationFailed);
         assert!(c.topics(None).await.unwrap().is_empty());
+        let idempotent: InitProducerIdResponse = c
+            .call(
+                ApiKey::InitProducerId,
+                4,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            idempotent.error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
         drop(c);
         locked.stop().await;
 
