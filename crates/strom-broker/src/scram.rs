@@ -121,8 +121,8 @@ pub fn salted_password(
     out
 }
 
-/// One stored credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One stored credential. `Debug` shows the salt's length and the iterations only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScramCredential {
     /// The salt.
     pub salt: Vec<u8>,
@@ -132,6 +132,15 @@ pub struct ScramCredential {
     pub stored_key: Vec<u8>,
     /// `HMAC(SaltedPassword, "Server Key")`.
     pub server_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential")
+            .field("salt_len", &self.salt.len())
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScramCredential {
@@ -152,8 +161,8 @@ impl ScramCredential {
     }
 }
 
-/// One upsertion of AlterUserScramCredentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One upsertion of AlterUserScramCredentials. `Debug` leaves out the salted password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ScramUpsertion {
     /// The user.
     pub user: String,
@@ -165,6 +174,16 @@ pub struct ScramUpsertion {
     pub salt: Vec<u8>,
     /// `Hi(password, salt, iterations)`.
     pub salted_password: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramUpsertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUpsertion")
+            .field("user", &self.user)
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One deletion of AlterUserScramCredentials.

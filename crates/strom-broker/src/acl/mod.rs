@@ -20,40 +20,49 @@ use crate::Broker;
 use crate::error::{Error, Result};
 use crate::metadata::MetadataEvent;
 
+/// ACLs of one pattern type by resource type, then by name (looked up by `&str`, so a check
+/// allocates nothing per prefix).
+type NameIndex = HashMap<ResourceType, HashMap<String, Vec<AclBinding>>>;
+
 /// Every ACL, with an index by (type, name) for literal and for prefixed patterns.
 #[derive(Debug, Default)]
 struct AclSet {
     all: BTreeSet<AclBinding>,
-    literal: HashMap<(ResourceType, String), Vec<AclBinding>>,
-    prefixed: HashMap<(ResourceType, String), Vec<AclBinding>>,
+    literal: NameIndex,
+    prefixed: NameIndex,
 }
 
 impl AclSet {
-    fn index(&mut self, acl: &AclBinding) -> &mut Vec<AclBinding> {
-        let key = (acl.resource_type, acl.resource_name.clone());
-        match acl.pattern_type {
-            PatternType::Literal => self.literal.entry(key).or_default(),
-            PatternType::Prefixed => self.prefixed.entry(key).or_default(),
+    fn map(&mut self, pattern: PatternType) -> &mut NameIndex {
+        match pattern {
+            PatternType::Literal => &mut self.literal,
+            PatternType::Prefixed => &mut self.prefixed,
         }
     }
 
     fn insert(&mut self, acl: AclBinding) {
         if self.all.insert(acl.clone()) {
-            self.index(&acl).push(acl);
+            self.map(acl.pattern_type)
+                .entry(acl.resource_type)
+                .or_default()
+                .entry(acl.resource_name.clone())
+                .or_default()
+                .push(acl);
         }
     }
 
     fn remove(&mut self, acl: &AclBinding) {
         if self.all.remove(acl) {
-            let key = (acl.resource_type, acl.resource_name.clone());
-            let map = match acl.pattern_type {
-                PatternType::Literal => &mut self.literal,
-                PatternType::Prefixed => &mut self.prefixed,
-            };
-            if let Some(list) = map.get_mut(&key) {
-                list.retain(|a| a != acl);
-                if list.is_empty() {
-                    map.remove(&key);
+            let by_type = self.map(acl.pattern_type);
+            if let Some(by_name) = by_type.get_mut(&acl.resource_type) {
+                if let Some(list) = by_name.get_mut(&acl.resource_name) {
+                    list.retain(|a| a != acl);
+                    if list.is_empty() {
+                        by_name.remove(&acl.resource_name);
+                    }
+                }
+                if by_name.is_empty() {
+                    by_type.remove(&acl.resource_type);
                 }
             }
         }
@@ -61,22 +70,29 @@ impl AclSet {
 
     /// The ACLs whose pattern covers `resource`: literal name, literal `*`, and every prefix.
     fn matching<'s>(&'s self, resource: &Resource<'_>) -> Vec<&'s AclBinding> {
-        let t = resource.resource_type;
         let mut out = Vec::new();
-        let mut lookup = |map: &'s HashMap<(ResourceType, String), Vec<AclBinding>>, name: &str| {
-            if let Some(list) = map.get(&(t, name.to_owned())) {
+        if let Some(by_name) = self.literal.get(&resource.resource_type) {
+            if let Some(list) = by_name.get(resource.name) {
                 out.extend(list.iter());
             }
-        };
-        lookup(&self.literal, resource.name);
-        if resource.name != model::WILDCARD_RESOURCE {
-            lookup(&self.literal, model::WILDCARD_RESOURCE);
-        }
-        if !self.prefixed.is_empty() {
-            for (i, _) in resource.name.char_indices().skip(1) {
-                lookup(&self.prefixed, &resource.name[..i]);
+            if resource.name != model::WILDCARD_RESOURCE
+                && let Some(list) = by_name.get(model::WILDCARD_RESOURCE)
+            {
+                out.extend(list.iter());
             }
-            lookup(&self.prefixed, resource.name);
+        }
+        if let Some(by_name) = self.prefixed.get(&resource.resource_type) {
+            let ends = resource
+                .name
+                .char_indices()
+                .skip(1)
+                .map(|(i, _)| i)
+                .chain(std::iter::once(resource.name.len()));
+            for end in ends {
+                if let Some(list) = by_name.get(&resource.name[..end]) {
+                    out.extend(list.iter());
+                }
+            }
         }
         out
     }
