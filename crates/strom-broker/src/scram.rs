@@ -6,9 +6,9 @@
 //! Kafka's AlterUserScramCredentials sends the *salted password* (the client ran PBKDF2), so
 //! the broker only derives the two keys; [`salted_password`] is the client side (the CLI).
 //! The rules are Kafka's (`ScramControlManager`): iterations within
-//! [`MIN_ITERATIONS`]`..=`[`MAX_ITERATIONS`], non-empty user, salt and salted password, a user
-//! altered at most once per mechanism per request, deleting a missing credential is
-//! `RESOURCE_NOT_FOUND`; one user's failure does not stop the others.
+//! [`MIN_ITERATIONS`]`..=`[`MAX_ITERATIONS`], a non-empty user name, a user altered at most
+//! once per request, deleting a missing credential is `RESOURCE_NOT_FOUND`; one user's failure
+//! does not stop the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
@@ -234,8 +234,8 @@ pub enum ScramRefusal {
     /// Iterations above [`MAX_ITERATIONS`] [UNACCEPTABLE_CREDENTIAL].
     #[error("too many iterations")]
     TooManyIterations,
-    /// Empty user name, salt or salted password [UNACCEPTABLE_CREDENTIAL].
-    #[error("empty user name, salt or salted password")]
+    /// Empty user name [UNACCEPTABLE_CREDENTIAL].
+    #[error("the user name must not be empty")]
     Empty,
 }
 
@@ -334,89 +334,106 @@ impl Broker {
         }
     }
 
-    /// AlterUserScramCredentials: validates per user, applies every valid user's changes in
-    /// one durable event, and returns one result per user (in first-appearance order). A
-    /// metadata write failure fails every otherwise valid user. BLOCKING.
+    /// AlterUserScramCredentials, with the rules of Kafka's `ScramControlManager`: a user may
+    /// be altered once per request (a second deletion or upsertion of the same user, whatever
+    /// the mechanism, makes the user `Duplicate` and drops both); an empty name is `Empty`, an
+    /// unknown mechanism `UnknownMechanism`, iterations outside `MIN..=MAX`
+    /// `TooFewIterations`/`TooManyIterations`, deleting a missing credential `NotFound`; a
+    /// user's first refusal is the one reported. Every accepted change is written in one
+    /// durable event; one result per user in first-appearance order (a metadata write failure
+    /// fails every accepted user). BLOCKING.
     pub fn alter_scram_credentials_blocking(
         &self,
         deletions: &[ScramDeletion],
         upsertions: &[ScramUpsertion],
     ) -> Vec<(String, Result<()>)> {
-        let mut order: Vec<String> = Vec::new();
-        let mut refused: BTreeMap<String, ScramRefusal> = BTreeMap::new();
-        let mut pairs: BTreeMap<(String, i8), usize> = BTreeMap::new();
-        let all_users = deletions
+        let mut order: Vec<&str> = Vec::new();
+        for user in deletions
             .iter()
-            .map(|d| (&d.user, d.mechanism))
-            .chain(upsertions.iter().map(|u| (&u.user, u.mechanism)));
-        for (user, mechanism) in all_users {
-            if !order.contains(user) {
-                order.push(user.clone());
-            }
-            *pairs.entry((user.clone(), mechanism)).or_default() += 1;
-        }
-        // The first reason found for a user is the one reported.
-        fn refuse(refused: &mut BTreeMap<String, ScramRefusal>, user: &str, why: ScramRefusal) {
-            refused.entry(user.to_owned()).or_insert(why);
-        }
-        for ((user, _), n) in &pairs {
-            if *n > 1 {
-                refuse(&mut refused, user, ScramRefusal::Duplicate);
+            .map(|d| d.user.as_str())
+            .chain(upsertions.iter().map(|u| u.user.as_str()))
+        {
+            if !order.contains(&user) {
+                order.push(user);
             }
         }
         let meta = self.admin();
-        let mut removed = Vec::new();
+        let mut refused: BTreeMap<&str, ScramRefusal> = BTreeMap::new();
+        let mut removed: BTreeMap<&str, RemovedScramCredential> = BTreeMap::new();
+        let mut upserted: BTreeMap<&str, StoredScramCredential> = BTreeMap::new();
         for d in deletions {
-            if d.user.is_empty() {
-                refuse(&mut refused, &d.user, ScramRefusal::Empty);
+            let user = d.user.as_str();
+            if refused.contains_key(user) {
                 continue;
             }
-            match ScramMechanism::from_code(d.mechanism) {
-                None => refuse(&mut refused, &d.user, ScramRefusal::UnknownMechanism),
-                Some(m) if self.scram.credential(&d.user, m).is_none() => {
-                    refuse(&mut refused, &d.user, ScramRefusal::NotFound)
+            if removed.remove(user).is_some() {
+                refused.insert(user, ScramRefusal::Duplicate);
+                continue;
+            }
+            match validate(user, d.mechanism) {
+                Err(why) => {
+                    refused.insert(user, why);
                 }
-                Some(m) => removed.push(RemovedScramCredential {
-                    user: d.user.clone(),
-                    mechanism: m,
-                }),
+                Ok(m) if self.scram.credential(user, m).is_none() => {
+                    refused.insert(user, ScramRefusal::NotFound);
+                }
+                Ok(m) => {
+                    removed.insert(
+                        user,
+                        RemovedScramCredential {
+                            user: user.to_owned(),
+                            mechanism: m,
+                        },
+                    );
+                }
             }
         }
-        let mut upserted = Vec::new();
         for u in upsertions {
-            let Some(m) = ScramMechanism::from_code(u.mechanism) else {
-                refuse(&mut refused, &u.user, ScramRefusal::UnknownMechanism);
+            let user = u.user.as_str();
+            if refused.contains_key(user) {
                 continue;
-            };
-            let why = if u.user.is_empty() || u.salt.is_empty() || u.salted_password.is_empty() {
-                Some(ScramRefusal::Empty)
-            } else if u.iterations < MIN_ITERATIONS {
-                Some(ScramRefusal::TooFewIterations)
-            } else if u.iterations > MAX_ITERATIONS {
-                Some(ScramRefusal::TooManyIterations)
-            } else {
-                None
-            };
-            match why {
-                Some(why) => refuse(&mut refused, &u.user, why),
-                None => upserted.push(StoredScramCredential {
-                    user: u.user.clone(),
-                    mechanism: m,
-                    credential: ScramCredential::from_salted_password(
-                        m,
-                        &u.salt,
-                        u.iterations,
-                        &u.salted_password,
-                    ),
-                }),
+            }
+            if removed.remove(user).is_some() || upserted.remove(user).is_some() {
+                refused.insert(user, ScramRefusal::Duplicate);
+                continue;
+            }
+            let checked = validate(user, u.mechanism).and_then(|m| {
+                if u.iterations < MIN_ITERATIONS {
+                    Err(ScramRefusal::TooFewIterations)
+                } else if u.iterations > MAX_ITERATIONS {
+                    Err(ScramRefusal::TooManyIterations)
+                } else {
+                    Ok(m)
+                }
+            });
+            match checked {
+                Err(why) => {
+                    refused.insert(user, why);
+                }
+                Ok(m) => {
+                    upserted.insert(
+                        user,
+                        StoredScramCredential {
+                            user: user.to_owned(),
+                            mechanism: m,
+                            credential: ScramCredential::from_salted_password(
+                                m,
+                                &u.salt,
+                                u.iterations,
+                                &u.salted_password,
+                            ),
+                        },
+                    );
+                }
             }
         }
-        removed.retain(|r| !refused.contains_key(&r.user));
-        upserted.retain(|u| !refused.contains_key(&u.user));
         let written = if removed.is_empty() && upserted.is_empty() {
             Ok(())
         } else {
-            let event = MetadataEvent::ScramCredentialsAltered { upserted, removed };
+            let event = MetadataEvent::ScramCredentialsAltered {
+                upserted: upserted.into_values().collect(),
+                removed: removed.into_values().collect(),
+            };
             let mut meta = meta;
             let r = meta.append(&event);
             if r.is_ok() {
@@ -427,17 +444,25 @@ impl Broker {
         order
             .into_iter()
             .map(|user| {
-                let result = match refused.get(&user) {
+                let result = match refused.get(user) {
                     Some(why) => Err(Error::Scram {
-                        user: user.clone(),
+                        user: user.to_owned(),
                         reason: *why,
                     }),
                     None => written.clone(),
                 };
-                (user, result)
+                (user.to_owned(), result)
             })
             .collect()
     }
+}
+
+/// The checks common to deletions and upsertions: a non-empty name, a known mechanism.
+fn validate(user: &str, mechanism: i8) -> std::result::Result<ScramMechanism, ScramRefusal> {
+    if user.is_empty() {
+        return Err(ScramRefusal::Empty);
+    }
+    ScramMechanism::from_code(mechanism).ok_or(ScramRefusal::UnknownMechanism)
 }
 
 #[cfg(test)]
@@ -465,6 +490,103 @@ mod tests {
         assert_eq!(cred.stored_key.len(), 32);
         assert_eq!(cred.server_key.len(), 32);
         assert_ne!(cred.stored_key, cred.server_key);
+    }
+
+    fn up(user: &str, mechanism: i8, iterations: i32) -> ScramUpsertion {
+        ScramUpsertion {
+            user: user.to_owned(),
+            mechanism,
+            iterations,
+            salt: b"salt".to_vec(),
+            salted_password: vec![7; 32],
+        }
+    }
+
+    fn del(user: &str, mechanism: i8) -> ScramDeletion {
+        ScramDeletion {
+            user: user.to_owned(),
+            mechanism,
+        }
+    }
+
+    fn refusals(results: &[(String, Result<()>)]) -> Vec<(&str, Option<ScramRefusal>)> {
+        results
+            .iter()
+            .map(|(u, r)| {
+                let why = match r {
+                    Ok(()) => None,
+                    Err(Error::Scram { reason, .. }) => Some(*reason),
+                    Err(e) => panic!("unexpected {e}"),
+                };
+                (u.as_str(), why)
+            })
+            .collect()
+    }
+
+    /// Kafka's `ScramControlManager.alterCredentials`: one alteration per user per request,
+    /// the first refusal sticks, refused users change nothing.
+    #[test]
+    fn alterations_follow_kafka_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(crate::BrokerConfig::new(dir.path())).unwrap();
+        let results = broker.alter_scram_credentials_blocking(
+            &[del("gone", 1), del("twice", 1)],
+            &[
+                up("ok", 1, 4096),
+                up("twice", 2, 8192),
+                up("dup", 1, 4096),
+                up("dup", 2, 4096),
+                up("gone", 1, 4096),
+                up("few", 1, 4095),
+                up("many", 2, 16385),
+                up("", 1, 4096),
+                up("mech", 0, 4096),
+                up("max", 2, 16384),
+            ],
+        );
+        assert_eq!(
+            refusals(&results),
+            vec![
+                ("gone", Some(ScramRefusal::NotFound)),
+                ("twice", Some(ScramRefusal::NotFound)),
+                ("ok", None),
+                ("dup", Some(ScramRefusal::Duplicate)),
+                ("few", Some(ScramRefusal::TooFewIterations)),
+                ("many", Some(ScramRefusal::TooManyIterations)),
+                ("", Some(ScramRefusal::Empty)),
+                ("mech", Some(ScramRefusal::UnknownMechanism)),
+                ("max", None),
+            ]
+        );
+        assert!(
+            broker
+                .scram()
+                .credential("dup", ScramMechanism::Sha256)
+                .is_none()
+        );
+        assert!(
+            broker
+                .scram()
+                .credential("ok", ScramMechanism::Sha256)
+                .is_some()
+        );
+        // A valid deletion then an upsertion of the same user: duplicate, nothing deleted.
+        let results =
+            broker.alter_scram_credentials_blocking(&[del("ok", 1)], &[up("ok", 2, 4096)]);
+        assert_eq!(
+            refusals(&results),
+            vec![("ok", Some(ScramRefusal::Duplicate))]
+        );
+        assert!(
+            broker
+                .scram()
+                .credential("ok", ScramMechanism::Sha256)
+                .is_some()
+        );
+        let described = broker.describe_scram_credentials(None);
+        let users: Vec<&str> = described.iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(users, vec!["max", "ok"]);
+        broker.shutdown_blocking().unwrap();
     }
 
     #[test]
