@@ -43,16 +43,16 @@ def ck_create_describe_delete() -> None:
                       "User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW)
     prefixed = AclBinding(ResourceType.TOPIC, "acl-", ResourcePatternType.PREFIXED,
                           "User:bob", "*", AclOperation.WRITE, AclPermissionType.DENY)
-    bad = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
-                     "alice-without-type", "*", AclOperation.READ, AclPermissionType.ALLOW)
+    bad = AclBinding(ResourceType.BROKER, "not-kafka-cluster", ResourcePatternType.LITERAL,
+                     "User:alice", "*", AclOperation.ALTER, AclPermissionType.ALLOW)
     futures = admin.create_acls([good, prefixed, bad], request_timeout=TIMEOUT)
     futures[good].result()
     futures[prefixed].result()
     try:
         futures[bad].result()
-        raise AssertionError("a principal without a type was accepted")
+        raise AssertionError("a CLUSTER ACL not on kafka-cluster was accepted")
     except KafkaException as e:
-        expect_eq(e.args[0].name(), "INVALID_REQUEST", "bad principal error")
+        expect_eq(e.args[0].name(), "INVALID_REQUEST", "bad cluster resource error")
     match = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.MATCH,
                              None, None, AclOperation.ANY, AclPermissionType.ANY)
     found = admin.describe_acls(match, request_timeout=TIMEOUT).result()
@@ -127,7 +127,7 @@ def ck_kafka_python() -> None:
 
 
 s.check("confluent_kafka_acls", ck_create_describe_delete,
-        what="CreateAcls (one invalid), DescribeAcls MATCH, DeleteAcls by principal")
+        what="CreateAcls (one on a CLUSTER resource not named kafka-cluster), DescribeAcls MATCH, DeleteAcls by principal")
 s.check("confluent_kafka_scram", ck_scram,
         what="Describe/AlterUserScramCredentials: unknown user, upsert, 1000 iterations, delete")
 s.check("kafka_python_acls", ck_kafka_python, what="kafka-python create/describe/delete_acls")

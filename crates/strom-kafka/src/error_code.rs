@@ -240,7 +240,7 @@ mod tests {
                 ResponseError::GroupAuthorizationFailed,
             ),
             (
-                Error::InvalidAcl(strom_broker::acl::InvalidAcl::BadPrincipal),
+                Error::InvalidAcl(strom_broker::acl::InvalidAcl::ClusterName),
                 ResponseError::InvalidRequest,
             ),
             (

@@ -77,6 +77,11 @@ impl AclSpec {
         let Some(principal) = self.principal.clone() else {
             bail!("--principal is required");
         };
+        // The broker stores any string, as Kafka does; one without a type matches nobody.
+        if !matches!(principal.split_once(':'), Some((kind, name)) if !kind.is_empty() && !name.is_empty())
+        {
+            bail!("--principal must be <type>:<name>, e.g. User:alice or User:*");
+        }
         if self.operations.is_empty() {
             bail!("at least one --operation is required");
         }

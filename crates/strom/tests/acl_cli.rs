@@ -92,7 +92,8 @@ fn acl_commands_add_list_and_remove() {
     );
     assert!(removed.starts_with("removed 1 ACLs"), "{removed}");
     assert_eq!(server.ok(&["acl", "list"], "").lines().count(), 3);
-    // A bad principal is refused by the broker (INVALID_REQUEST) and the command fails.
+    // A principal without a type is refused before asking; a CLUSTER ACL on another name is
+    // refused by the broker (INVALID_REQUEST).
     let bad = server.cli(
         &[
             "acl",
@@ -105,6 +106,23 @@ fn acl_commands_add_list_and_remove() {
             "alice",
             "--operation",
             "read",
+        ],
+        "",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("<type>:<name>"));
+    let bad = server.cli(
+        &[
+            "acl",
+            "add",
+            "--resource-type",
+            "cluster",
+            "--resource",
+            "other",
+            "--principal",
+            "User:a",
+            "--operation",
+            "alter",
         ],
         "",
     );

@@ -120,14 +120,16 @@ async fn acls_are_created_filtered_deleted_and_survive_a_restart() {
             "User:alice",
             AclOperation::Read,
         );
-        let mut bad_principal = lit.clone();
-        bad_principal.principal = "alice".to_owned();
+        let bad_cluster = AclBinding {
+            resource_type: ResourceType::Cluster,
+            ..lit.clone()
+        };
         let mut empty_name = lit.clone();
         empty_name.resource_name.clear();
         let created = c
             .create_acls(&[
                 lit.clone(),
-                bad_principal,
+                bad_cluster,
                 pre.clone(),
                 empty_name,
                 wild.clone(),

@@ -45,12 +45,9 @@ pub enum InvalidAcl {
     /// The resource name is empty.
     #[error("the resource name must not be empty")]
     EmptyResourceName,
-    /// The principal is not `<type>:<name>` with a non-empty type.
-    #[error("the principal must be <type>:<name>")]
-    BadPrincipal,
-    /// The host is empty.
-    #[error("the host must be `*` or an address")]
-    EmptyHost,
+    /// A CLUSTER ACL names another resource than `kafka-cluster`.
+    #[error("the only valid name for the CLUSTER resource is kafka-cluster")]
+    ClusterName,
 }
 
 macro_rules! wire_enum {
@@ -198,18 +195,18 @@ pub struct AclBinding {
 }
 
 impl AclBinding {
-    /// Checks what Kafka checks before storing an ACL: a non-empty resource name, a principal of
-    /// the form `<type>:<name>`, a non-empty host.
+    /// Checks what Kafka checks before storing an ACL (`AclApis.handleCreateAcls`,
+    /// `AclControlManager.validateNewAcl`): a non-empty resource name, and `kafka-cluster` as
+    /// the name of a CLUSTER resource. Principal and host are stored as given, as Kafka does
+    /// (a principal without `<type>:` matches nobody).
     pub fn validate(&self) -> Result<(), InvalidAcl> {
+        if self.resource_type == ResourceType::Cluster
+            && self.resource_name != CLUSTER_RESOURCE_NAME
+        {
+            return Err(InvalidAcl::ClusterName);
+        }
         if self.resource_name.is_empty() {
             return Err(InvalidAcl::EmptyResourceName);
-        }
-        match self.principal.split_once(':') {
-            Some((kind, _)) if !kind.is_empty() => {}
-            _ => return Err(InvalidAcl::BadPrincipal),
-        }
-        if self.host.is_empty() {
-            return Err(InvalidAcl::EmptyHost);
         }
         Ok(())
     }

@@ -334,9 +334,11 @@ fn validation() {
         AclPermission::Allow,
     );
     assert_eq!(a.validate(), Ok(()));
-    a.principal = "alice".to_owned();
-    assert_eq!(a.validate(), Err(InvalidAcl::BadPrincipal));
-    a.principal = "User:alice".to_owned();
+    a.resource_type = ResourceType::Cluster;
+    assert_eq!(a.validate(), Err(InvalidAcl::ClusterName));
+    a.resource_name = "kafka-cluster".to_owned();
+    assert_eq!(a.validate(), Ok(()));
+    a.resource_type = ResourceType::Topic;
     a.resource_name.clear();
     assert_eq!(a.validate(), Err(InvalidAcl::EmptyResourceName));
     assert!(ResourceType::try_from(1).is_err());

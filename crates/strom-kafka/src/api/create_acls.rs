@@ -1,8 +1,8 @@
 //! CreateAcls (key 30): stores ACLs; one result per creation, in request order.
 //!
 //! Without an authorizer every creation fails with `SECURITY_DISABLED`; an invalid ACL (UNKNOWN,
-//! ANY or MATCH codes, empty resource name, a principal without `<type>:`) with
-//! `INVALID_REQUEST`; the valid ones are stored together in one metadata event.
+//! ANY or MATCH codes, an empty resource name, a CLUSTER resource not named `kafka-cluster`)
+//! with `INVALID_REQUEST`; the valid ones are stored together in one metadata event.
 
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
