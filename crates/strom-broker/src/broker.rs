@@ -46,6 +46,8 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// Log cleaner settings (`log.cleaner.*`).
     pub cleaner: crate::cleaner::CleanerConfig,
+    /// The authorizer (off by default; see [`crate::acl`]).
+    pub authorizer: crate::acl::AuthorizerConfig,
 }
 
 impl BrokerConfig {
@@ -60,6 +62,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             group: crate::group::GroupConfig::default(),
             cleaner: crate::cleaner::CleanerConfig::default(),
+            authorizer: crate::acl::AuthorizerConfig::default(),
         }
     }
 }
@@ -93,6 +96,10 @@ pub struct Broker {
     /// [`crate::broker_config`]).
     pub(crate) dynamic: crate::broker_config::DynamicConfigs,
     pub(crate) cleaner: crate::cleaner::LogCleaner,
+    /// ACLs and the authorizer settings.
+    pub(crate) acls: crate::acl::AclStore,
+    /// SCRAM credentials.
+    pub(crate) scram: crate::scram::ScramStore,
 }
 
 #[derive(Debug)]
@@ -128,6 +135,8 @@ impl Broker {
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
         let mut streams = BTreeMap::new();
         let dynamic = crate::broker_config::DynamicConfigs::default();
+        let acls = crate::acl::AclStore::new(config.authorizer.clone());
+        let scram = crate::scram::ScramStore::default();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -169,6 +178,10 @@ impl Broker {
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
                 }
+                MetadataEvent::AclsCreated { .. } | MetadataEvent::AclsDeleted { .. } => {
+                    acls.apply(&event);
+                }
+                MetadataEvent::ScramCredentialsAltered { .. } => scram.apply(&event),
                 MetadataEvent::LogStarted { .. } => {}
             }
         }
@@ -268,6 +281,8 @@ impl Broker {
             durability,
             dynamic,
             cleaner,
+            acls,
+            scram,
         };
         broker.migrate_internal_segment_bytes_blocking();
         // Transactions a crash left prepared are completed before anyone reads.

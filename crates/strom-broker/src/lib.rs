@@ -13,6 +13,7 @@
 //! ([`Broker::run_blocking`], [`Partition::append`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod acl;
 mod broker;
 pub mod broker_config;
 pub mod cleaner;
@@ -24,6 +25,7 @@ mod healing;
 mod internal;
 pub mod metadata;
 mod partition;
+pub mod scram;
 pub mod stream;
 mod topic;
 pub mod txn;

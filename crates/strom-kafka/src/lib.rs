@@ -44,6 +44,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod authz;
 pub mod client;
 pub mod connection;
 pub mod error_code;

@@ -40,9 +40,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 mod encode;
 
@@ -83,10 +84,23 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let broker = &context.broker;
     let mut targets = Vec::with_capacity(body.topics.len());
     for topic in body.topics {
+        // With an authorizer, reading needs READ on the topic (TOPIC_AUTHORIZATION_FAILED per
+        // partition; checked before existence when the topic is named).
+        let read = |name: &str| {
+            authz::check(
+                context,
+                request,
+                AclOperation::Read,
+                ResourceType::Topic,
+                name,
+            )
+        };
         let resolved = if version >= 13 {
-            broker.topic_by_id(topic.topic_id)
+            broker
+                .topic_by_id(topic.topic_id)
+                .and_then(|t| read(t.name()).map(|()| t))
         } else {
-            broker.topic(topic.topic.0.as_str())
+            read(topic.topic.0.as_str()).and_then(|()| broker.topic(topic.topic.0.as_str()))
         };
         let (name, id) = match &resolved {
             Ok(t) => (t.name().to_owned(), t.id()),

@@ -44,9 +44,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Deferred, HandlerError, Outcome, decode};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::{self, Request};
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 enum Pending {
     Done(PartitionProduceResponse),
@@ -97,10 +98,49 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let body: ProduceRequest = decode(request)?;
     let acks = body.acks;
     let txn_id = body.transactional_id.map(|id| id.to_string());
+    // With an authorizer: a transactional produce needs WRITE on its transactional id (else
+    // every partition fails with TRANSACTIONAL_ID_AUTHORIZATION_FAILED), every topic WRITE
+    // (TOPIC_AUTHORIZATION_FAILED, checked before the topic's existence when named).
+    let txn_denied = txn_id.as_deref().and_then(|id| {
+        authz::check(
+            context,
+            request,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            id,
+        )
+        .err()
+    });
     let mut topics = Vec::with_capacity(body.topic_data.len());
     for topic_data in body.topic_data {
         let name = topic_data.name.0.to_string();
-        let resolved = resolve_topic(context, version, &name, topic_data.topic_id).await;
+        let resolved = match &txn_denied {
+            Some(e) => Err(e.clone()),
+            None if version < 13 => {
+                match authz::check(
+                    context,
+                    request,
+                    AclOperation::Write,
+                    ResourceType::Topic,
+                    &name,
+                ) {
+                    Ok(()) => resolve_topic(context, version, &name, topic_data.topic_id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => resolve_topic(context, version, &name, topic_data.topic_id)
+                .await
+                .and_then(|t| {
+                    authz::check(
+                        context,
+                        request,
+                        AclOperation::Write,
+                        ResourceType::Topic,
+                        t.name(),
+                    )?;
+                    Ok(t)
+                }),
+        };
         let mut parts = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             let index = pd.index;
