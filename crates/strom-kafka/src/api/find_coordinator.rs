@@ -10,8 +10,10 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
+use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// Handles FindCoordinator.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -21,6 +23,18 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         _ => Some(ResponseError::InvalidRequest),
     };
     let code = error.map_or(0, |e| e.code());
+    // With an authorizer: DESCRIBE on the group (key type 0) or transactional id (1).
+    let resource = if body.key_type == 1 {
+        ResourceType::TransactionalId
+    } else {
+        ResourceType::Group
+    };
+    let denied = |key: &str| {
+        (code == 0)
+            .then(|| authz::check(context, request, AclOperation::Describe, resource, key).err())
+            .flatten()
+            .map(|e| error_code(&e))
+    };
     let node = BrokerId(context.broker.node_id());
     let host = StrBytes::from_string(context.advertised_host.clone());
     let mut response = FindCoordinatorResponse::default();
@@ -29,8 +43,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let mut c = Coordinator::default().with_key(key).with_error_code(code);
-                if error.is_none() {
+                let key_code = denied(key.as_str()).unwrap_or(code);
+                let mut c = Coordinator::default()
+                    .with_key(key)
+                    .with_error_code(key_code);
+                if key_code == 0 {
                     c = c
                         .with_node_id(node)
                         .with_host(host.clone())
@@ -42,8 +59,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             })
             .collect();
     } else {
+        let code = denied(body.key.as_str()).unwrap_or(code);
         response.error_code = code;
-        if error.is_none() {
+        if code == 0 {
             response.node_id = node;
             response.host = host;
             response.port = context.advertised_port;
