@@ -8,7 +8,7 @@ use kafka_protocol::messages::{
 };
 use strom_broker::scram::{ScramDeletion, ScramUpsertion};
 
-use super::acl_common::str_bytes;
+use super::acl_wire::str_bytes;
 use super::{HandlerError, Outcome, decode, respond};
 use crate::error_code::error_code;
 use crate::frame::Request;

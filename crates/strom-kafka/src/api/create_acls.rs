@@ -9,7 +9,7 @@ use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 use strom_broker::Error;
 use strom_broker::acl::AclOperation;
 
-use super::acl_common::{BindingFields, binding, str_bytes};
+use super::acl_wire::{BindingFields, binding, str_bytes};
 use super::{HandlerError, Outcome, decode, respond};
 use crate::error_code::error_code;
 use crate::frame::Request;

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 use strom_broker::Error;
 use strom_broker::acl::AclOperation;
 
-use super::acl_common::{FilterFields, filter, str_bytes};
+use super::acl_wire::{FilterFields, filter, str_bytes};
 use super::{HandlerError, Outcome, decode, respond};
 use crate::error_code::error_code;
 use crate::frame::Request;

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use strom_broker::Error;
 use strom_broker::acl::{AclBinding, AclOperation};
 
-use super::acl_common::{FilterFields, filter, str_bytes};
+use super::acl_wire::{FilterFields, filter, str_bytes};
 use super::{HandlerError, Outcome, decode, respond};
 use crate::error_code::error_code;
 use crate::frame::Request;

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 
-use super::acl_common::str_bytes;
+use super::acl_wire::str_bytes;
 use super::{HandlerError, Outcome, decode, respond};
 use crate::error_code::{error_code, scram_error};
 use crate::frame::Request;

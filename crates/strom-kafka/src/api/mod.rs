@@ -10,7 +10,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::Context;
 use crate::frame::{self, Request};
 
-mod acl_common;
+mod acl_wire;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;

@@ -1,4 +1,4 @@
-//! Conversions shared by CreateAcls, DescribeAcls and DeleteAcls: wire codes to the broker's
+//! The ACL APIs' wire codes (CreateAcls, DescribeAcls, DeleteAcls) to the broker's
 //! ACL model and back.
 
 use kafka_protocol::protocol::StrBytes;
