@@ -1,0 +1,256 @@
+//! Cluster configuration: where PostgreSQL and the object store are, and the writer's limits.
+//!
+//! The `strom` binary fills a [`ClusterConfig`] from flags, the TOML file and `STROM_CLUSTER_*`
+//! variables; this module parses the two URLs and builds the object-store client. S3 settings
+//! start from the standard `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+//! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, … as read
+//! by `object_store`'s `AmazonS3Builder::from_env`); explicit [`S3Settings`] fields override them.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
+
+use crate::error::{Error, Result, StoreOp};
+
+/// `s3://BUCKET/PREFIX`: the bucket and the key prefix under which Strom writes its objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStoreUrl {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix without leading or trailing `/`; may be empty.
+    pub prefix: String,
+}
+
+impl FromStr for ObjectStoreUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |reason| Error::InvalidConfig {
+            setting: "object_store",
+            value: s.to_owned(),
+            reason,
+        };
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| invalid("expected s3://BUCKET/PREFIX"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid("bucket name is empty"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") {
+            return Err(invalid("prefix may not contain . or .. segments"));
+        }
+        Ok(ObjectStoreUrl {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for ObjectStoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+/// S3 client settings that override the `AWS_*` environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// Endpoint URL of an S3-compatible store (`http://127.0.0.1:9000`); path-style requests.
+    pub endpoint: Option<String>,
+    /// Region (signing); `us-east-1` when neither this nor `AWS_REGION` is set.
+    pub region: Option<String>,
+    /// Allow plain `http://` endpoints (local stores).
+    pub allow_http: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Attempts after the first for one request (object_store's backoff between them).
+    pub max_retries: usize,
+    /// Give up retrying a request after this long.
+    pub retry_timeout: Duration,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl S3Settings {
+    /// Defaults: environment only, 5 retries within 30 s, 30 s per request, 5 s to connect.
+    pub fn new() -> Self {
+        S3Settings {
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            ..S3Settings::default()
+        }
+    }
+}
+
+/// When the writer flushes and how much it may buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushConfig {
+    /// Flush at most this long after the first batch of a flush arrived.
+    pub max_delay: Duration,
+    /// Flush as soon as this many bytes are buffered.
+    pub max_bytes: usize,
+    /// Bytes accepted but not yet committed (buffered plus in flight); appends wait beyond it.
+    pub max_buffered_bytes: usize,
+    /// Bound on one flush (record, PUT, commit); past it the flush fails with a retriable
+    /// timeout and the writer's database connection is reopened. Must exceed the object
+    /// store's own retry timeout to let its retries run.
+    pub timeout: Duration,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        FlushConfig {
+            max_delay: Duration::from_millis(250),
+            max_bytes: 8 << 20,
+            max_buffered_bytes: 64 << 20,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the cluster backend needs to connect and run.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`).
+    pub postgres: String,
+    /// Bucket and prefix of the objects.
+    pub object_store: ObjectStoreUrl,
+    /// S3 client overrides.
+    pub s3: S3Settings,
+    /// Writer flush policy.
+    pub flush: FlushConfig,
+    /// How long a broker registration or a job lease lives without renewal.
+    pub lease_ttl: Duration,
+    /// How old a `pending` object must be before the orphan collector deletes it; must exceed the
+    /// longest flush (PUT plus commit), or a slow flush fails with [`Error::ObjectCollected`].
+    pub orphan_grace: Duration,
+}
+
+impl ClusterConfig {
+    /// Parses the two URLs; every other setting takes its default.
+    pub fn new(postgres: &str, object_store: &str) -> Result<Self> {
+        postgres
+            .parse::<tokio_postgres::Config>()
+            .map_err(|_| Error::InvalidConfig {
+                setting: "postgres",
+                value: redact(postgres),
+                reason: "not a PostgreSQL connection URL",
+            })?;
+        Ok(ClusterConfig {
+            postgres: postgres.to_owned(),
+            object_store: object_store.parse()?,
+            s3: S3Settings::new(),
+            flush: FlushConfig::default(),
+            lease_ttl: Duration::from_secs(10),
+            orphan_grace: Duration::from_secs(600),
+        })
+    }
+
+    /// The parsed PostgreSQL configuration.
+    pub fn postgres_config(&self) -> Result<tokio_postgres::Config> {
+        self.postgres.parse().map_err(|_| Error::InvalidConfig {
+            setting: "postgres",
+            value: redact(&self.postgres),
+            reason: "not a PostgreSQL connection URL",
+        })
+    }
+
+    /// Builds the S3 client from the environment, then these settings.
+    pub fn build_object_store(&self) -> Result<Arc<dyn ObjectStore>> {
+        let s3 = &self.s3;
+        let mut builder =
+            AmazonS3Builder::from_env().with_bucket_name(self.object_store.bucket.clone());
+        if let Some(endpoint) = &s3.endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        if let Some(region) = &s3.region {
+            builder = builder.with_region(region.clone());
+        }
+        if let Some(allow) = s3.allow_http {
+            builder = builder.with_allow_http(allow);
+        }
+        if let Some(key) = &s3.access_key_id {
+            builder = builder.with_access_key_id(key.clone());
+        }
+        if let Some(secret) = &s3.secret_access_key {
+            builder = builder.with_secret_access_key(secret.clone());
+        }
+        let store = builder
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
+                max_retries: s3.max_retries,
+                retry_timeout: s3.retry_timeout,
+            })
+            // Set key by key: `with_client_options` would drop what the environment set
+            // (AWS_ALLOW_HTTP and other client keys).
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                millis(s3.request_timeout),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                millis(s3.connect_timeout),
+            )
+            .build()
+            .map_err(Error::store(StoreOp::Build, None))?;
+        Ok(Arc::new(store))
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bucket_and_prefix() {
+        let url: ObjectStoreUrl = "s3://b/a/c/".parse().unwrap();
+        assert_eq!(url.bucket, "b");
+        assert_eq!(url.prefix, "a/c");
+        let url: ObjectStoreUrl = "s3://b".parse().unwrap();
+        assert_eq!(url.prefix, "");
+        assert!("http://b/x".parse::<ObjectStoreUrl>().is_err());
+        assert!("s3:///x".parse::<ObjectStoreUrl>().is_err());
+        assert!("s3://b/../x".parse::<ObjectStoreUrl>().is_err());
+    }
+
+    #[test]
+    fn rejects_bad_postgres_url_without_leaking_password() {
+        let err = ClusterConfig::new("postgres://u:secret@h:notaport/db", "s3://b/p").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let config = ClusterConfig::new("postgres://u:pw@127.0.0.1:5432/db", "s3://b/p").unwrap();
+        assert_eq!(config.object_store.bucket, "b");
+    }
+}

@@ -1,0 +1,148 @@
+//! Topics, partitions and producer ids in PostgreSQL.
+//!
+//! Only what the write and read paths need today: creating a topic with its partition rows,
+//! looking one up, a partition's offsets, and producer-id allocation. The full admin surface
+//! (delete, add partitions, configs) comes with the broker seam.
+
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::error::{DbOp, Error, Result};
+
+/// A topic name and partition index.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A topic as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// Kafka topic id.
+    pub topic_id: Uuid,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Topic-level configs (Kafka names → values).
+    pub configs: serde_json::Value,
+}
+
+/// The offsets of one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// First offset still readable.
+    pub log_start_offset: i64,
+    /// Offset the next committed batch gets (the high watermark).
+    pub next_offset: i64,
+}
+
+/// Creates a topic and its partition rows in one transaction.
+pub async fn create_topic(
+    db: &Db,
+    name: &str,
+    partitions: i32,
+    configs: &serde_json::Value,
+) -> Result<Uuid> {
+    let mut conn = db.conn().await?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    let topic_id = Uuid::new_v4();
+    let inserted = tx
+        .execute(
+            "INSERT INTO strom_topics (name, topic_id, partitions, configs)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+            &[&name, &topic_id, &partitions, configs],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    if inserted == 0 {
+        return Err(Error::TopicExists {
+            topic: name.to_owned(),
+        });
+    }
+    tx.execute(
+        "INSERT INTO strom_partitions (topic, partition)
+         SELECT $1, p FROM generate_series(0, $2 - 1) AS p",
+        &[&name, &partitions],
+    )
+    .await
+    .map_err(Error::pg(DbOp::Metadata))?;
+    tx.commit().await.map_err(Error::pg(DbOp::Metadata))?;
+    Ok(topic_id)
+}
+
+/// The topic named `name`, if any.
+pub async fn topic(db: &Db, name: &str) -> Result<Option<TopicInfo>> {
+    let conn = db.conn().await?;
+    let row = conn
+        .query_opt(
+            "SELECT name, topic_id, partitions, configs FROM strom_topics WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    let Some(r) = row else { return Ok(None) };
+    let info = (|| {
+        Ok::<_, tokio_postgres::Error>(TopicInfo {
+            name: r.try_get(0)?,
+            topic_id: r.try_get(1)?,
+            partitions: r.try_get(2)?,
+            configs: r.try_get(3)?,
+        })
+    })()
+    .map_err(Error::pg(DbOp::Metadata))?;
+    Ok(Some(info))
+}
+
+/// The log start and next offset of a partition.
+pub async fn partition_offsets(db: &Db, tp: &TopicPartition) -> Result<PartitionOffsets> {
+    let conn = db.conn().await?;
+    let row = conn
+        .query_opt(
+            "SELECT log_start_offset, next_offset FROM strom_partitions
+             WHERE topic = $1 AND partition = $2",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?
+        .ok_or_else(|| Error::UnknownPartition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        })?;
+    Ok(PartitionOffsets {
+        log_start_offset: row.try_get(0).map_err(Error::pg(DbOp::Metadata))?,
+        next_offset: row.try_get(1).map_err(Error::pg(DbOp::Metadata))?,
+    })
+}
+
+/// A producer id never handed out before, cluster-wide.
+pub async fn allocate_producer_id(db: &Db) -> Result<i64> {
+    let conn = db.conn().await?;
+    let row = conn
+        .query_one("SELECT nextval('strom_producer_ids')", &[])
+        .await
+        .map_err(Error::pg(DbOp::ProducerId))?;
+    row.try_get(0).map_err(Error::pg(DbOp::ProducerId))
+}

@@ -1,0 +1,869 @@
+//! The write path: buffer batches from many partitions, flush them as one object, commit their
+//! offsets in one PostgreSQL transaction, then answer every producer.
+//!
+//! ```text
+//! append() ──bytes permit──▶ buffer ──(max_delay | max_bytes)──▶ flush:
+//!   1. INSERT strom_objects (key, 'pending')          -- the orphan collector can find it
+//!   2. PUT object (batches grouped by partition)      -- unique key, never overwritten
+//!   3. BEGIN
+//!      UPDATE strom_objects SET state='committed' WHERE key AND state='pending'
+//!      SELECT … strom_partitions … ORDER BY topic, partition FOR UPDATE
+//!      per batch: idempotence check, offsets from next_offset
+//!      INSERT strom_batches, UPSERT strom_producer_states, UPDATE strom_partitions
+//!      pg_notify('strom_commits', …) per partition
+//!      COMMIT
+//!   4. complete each waiter with its offsets (or its own typed error)
+//! ```
+//!
+//! **Ordering.** A writer uploads flush N+1 while flush N commits, but runs its commits one at a
+//! time in flush order, and a partition's batches keep their arrival order inside a flush, so
+//! batches a producer sends through one writer keep their order.
+//! Between writers, the database orders: partition rows are locked in `(topic, partition)` order,
+//! so two writers' transactions over overlapping partitions serialise without deadlock.
+//!
+//! **Failures.** A failed step 1, 2 or 3, or a stage that exceeds the flush timeout (a stalled
+//! database or store), fails every waiter of the flush with a retriable [`Error`], and so does
+//! a failed commit of the flush before it; nothing was acknowledged and, if step 2 ran, the
+//! object stays `pending` until the orphan collector removes it. A commit whose outcome is unknown (connection lost during
+//! `COMMIT`) is also reported as retriable: an idempotent producer's retry is then recognised as
+//! a duplicate and answered with the original offsets. Per-batch rejections (sequence gap, fenced
+//! epoch, unknown partition) fail only that batch; the rest of the flush commits.
+//!
+//! **Back-pressure.** Every append holds permits for its bytes from a semaphore of
+//! `max_buffered_bytes` until its flush completes, so a slow object store or database makes
+//! producers wait instead of growing memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use strom_record::BatchHeader;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::cache::ObjectCache;
+use crate::config::FlushConfig;
+use crate::db::Db;
+use crate::error::{DbOp, Error, Result, StoreOp};
+use crate::metadata::TopicPartition;
+use crate::notify::{CHANNEL, payload};
+use crate::reader::{IndexEntry, served};
+
+/// Where committed offsets landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of its last record.
+    pub last_offset: i64,
+    /// The batch was a retry of one already committed; the offsets are the original ones and
+    /// nothing new was written.
+    pub duplicate: bool,
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Flush policy and buffer bound.
+    pub flush: FlushConfig,
+    /// Object key prefix (from `s3://BUCKET/PREFIX`); objects go under `PREFIX/data/`.
+    pub prefix: String,
+    /// Name recorded with each object (the broker id), for diagnosis.
+    pub name: String,
+}
+
+/// Counters of a writer, for `strom cluster status` and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Flushes that committed.
+    pub commits: u64,
+    /// Flushes that failed (every waiter got an error).
+    pub failed_flushes: u64,
+    /// Objects uploaded (committed or not).
+    pub objects: u64,
+    /// Bytes uploaded.
+    pub bytes: u64,
+}
+
+struct Pending {
+    tp: TopicPartition,
+    batch: Bytes,
+    header: BatchHeader,
+    reply: oneshot::Sender<Result<Appended>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Handle to a writer task; cheap to clone. Dropping every handle (or [`Writer::shutdown`])
+/// flushes what is buffered and stops the task.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Pending>,
+    budget: Arc<Semaphore>,
+    limit: usize,
+    stats: Arc<std::sync::Mutex<WriterStats>>,
+    task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("tp", &self.tp)
+            .field("len", &self.batch.len())
+            .finish()
+    }
+}
+
+impl Writer {
+    /// Starts the writer task on the current Tokio runtime. Commits run on `db`; the writer
+    /// opens a second connection with the same settings for recording objects, so an upload
+    /// never waits behind a commit.
+    pub fn start(
+        config: WriterConfig,
+        db: Db,
+        store: Arc<dyn ObjectStore>,
+        cache: Option<Arc<ObjectCache>>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let limit = config
+            .flush
+            .max_buffered_bytes
+            .min(Semaphore::MAX_PERMITS)
+            // Batch lengths are stored as int4 and permits counted in u32.
+            .min(i32::MAX as usize);
+        let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
+        let flusher = Arc::new(Flusher {
+            config,
+            record_db: Db::new(db.config().clone()),
+            commit_db: db,
+            store,
+            cache,
+            stats: stats.clone(),
+        });
+        let task = tokio::spawn(flusher.run(rx));
+        Writer {
+            tx,
+            budget: Arc::new(Semaphore::new(limit)),
+            limit,
+            stats,
+            task: Arc::new(std::sync::Mutex::new(Some(task))),
+        }
+    }
+
+    /// Appends one record batch (already validated: CRC, records) to `tp` and waits until it is
+    /// committed. The batch's header supplies the producer id, epoch, base sequence and record
+    /// count; its base offset is ignored (offsets are assigned at commit).
+    pub async fn append(&self, tp: TopicPartition, batch: Bytes) -> Result<Appended> {
+        let header = BatchHeader::parse(&batch).map_err(|source| Error::InvalidBatch { source })?;
+        if header.total_len() != batch.len() {
+            return Err(Error::BatchLength {
+                declared: header.total_len(),
+                given: batch.len(),
+            });
+        }
+        if batch.len() > self.limit {
+            return Err(Error::BatchTooLarge {
+                size: batch.len(),
+                limit: self.limit,
+            });
+        }
+        // len <= limit <= i32::MAX, checked above.
+        let permits = u32::try_from(batch.len()).map_err(|_| Error::BatchTooLarge {
+            size: batch.len(),
+            limit: self.limit,
+        })?;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| Error::WriterClosed)?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending {
+                tp,
+                batch,
+                header,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|_| Error::WriterClosed)?;
+        rx.await.map_err(|_| Error::WriterClosed)?
+    }
+
+    /// Bytes accepted and not yet answered (buffered or in a flush); never above the
+    /// configured `max_buffered_bytes`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.limit - self.budget.available_permits()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops this handle and waits at most `timeout` for the task to flush what is buffered and
+    /// stop; the task stops once every clone of the handle is gone.
+    pub async fn shutdown(self, timeout: Duration) -> Result<()> {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(self.tx);
+        if let Some(task) = task {
+            tokio::time::timeout(timeout, task)
+                .await
+                .map_err(|_| Error::Timeout { waited: timeout })?
+                .map_err(|_| Error::WriterClosed)?;
+        }
+        Ok(())
+    }
+}
+
+struct Flusher {
+    config: WriterConfig,
+    /// Records pending objects (the upload stage).
+    record_db: Db,
+    /// Runs commit transactions (the commit stage), one at a time.
+    commit_db: Db,
+    store: Arc<dyn ObjectStore>,
+    cache: Option<Arc<ObjectCache>>,
+    stats: Arc<std::sync::Mutex<WriterStats>>,
+}
+
+/// One flush between its stages: batches grouped by partition, laid out in one object.
+struct Flush {
+    key: Path,
+    items: Vec<Pending>,
+    /// Byte offset of each item in the object.
+    placed: Vec<u64>,
+    object: Bytes,
+}
+
+impl Flush {
+    fn new(prefix: &str, mut items: Vec<Pending>) -> Self {
+        // Group by partition, keeping arrival order within each (stable sort).
+        items.sort_by(|a, b| a.tp.cmp(&b.tp));
+        let size: usize = items.iter().map(|p| p.batch.len()).sum();
+        let mut object = BytesMut::with_capacity(size);
+        let mut placed = Vec::with_capacity(items.len());
+        for item in &items {
+            placed.push(object.len() as u64);
+            object.extend_from_slice(&item.batch);
+        }
+        Flush {
+            key: object_key(prefix),
+            items,
+            placed,
+            object: object.freeze(),
+        }
+    }
+}
+
+impl Flusher {
+    /// Collects flushes and runs them in two stages: the upload of flush N+1 (record the object,
+    /// PUT it) overlaps the commit of flush N, and commits run strictly one after another in
+    /// flush order, which keeps each partition's arrival order.
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        let flush = self.config.flush;
+        let mut committing: Option<JoinHandle<Result<()>>> = None;
+        while let Some(first) = rx.recv().await {
+            let deadline = tokio::time::Instant::now() + flush.max_delay;
+            let mut bytes = first.batch.len();
+            let mut items = vec![first];
+            while bytes < flush.max_bytes {
+                tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(item) => {
+                            bytes += item.batch.len();
+                            items.push(item);
+                        }
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let next = Flush::new(&self.config.prefix, items);
+            let mut uploaded = self.upload(&next).await;
+            if let Some(previous) = committing.take() {
+                // A flush uploaded behind one whose commit failed fails with it, as requests in
+                // flight behind a failure do on a Kafka broker: committing it would put its
+                // batches before the retries of the failed ones. (A panicked commit task dropped
+                // its waiters' reply channels: they see WriterClosed.)
+                let previous = previous.await.unwrap_or(Err(Error::WriterClosed));
+                if let (Ok(()), Err(error)) = (&uploaded, previous) {
+                    uploaded = Err(error);
+                }
+            }
+            match uploaded {
+                Ok(()) => {
+                    let this = self.clone();
+                    committing = Some(tokio::spawn(async move { this.commit(next).await }));
+                }
+                Err(error) => self.fail(next, error),
+            }
+        }
+        if let Some(previous) = committing {
+            let _ = previous.await;
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut WriterStats)) {
+        f(&mut self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// Bounds `stage` by the flush timeout; on timeout the stage's connection is reopened, as
+    /// it may be mid-statement or mid-transaction with an unknown outcome.
+    async fn bounded<T>(
+        &self,
+        db: &Db,
+        stage: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let timeout = self.config.flush.timeout;
+        match tokio::time::timeout(timeout, stage).await {
+            Ok(result) => result,
+            Err(_) => {
+                db.reset().await;
+                Err(Error::Timeout { waited: timeout })
+            }
+        }
+    }
+
+    /// Steps 1 and 2 of the module docs: record the object as pending, then PUT it.
+    async fn upload(&self, flush: &Flush) -> Result<()> {
+        let size = flush.object.len() as i64;
+        let key = flush.key.as_ref();
+        self.bounded(&self.record_db, async {
+            let conn = self.record_db.conn().await?;
+            conn.execute(
+                "INSERT INTO strom_objects (key, size, state, writer) VALUES ($1, $2, 'pending', $3)",
+                &[&key, &size, &self.config.name],
+            )
+            .await
+            .map_err(Error::pg(DbOp::RecordObject))?;
+            drop(conn);
+            self.store
+                .put(&flush.key, flush.object.clone().into())
+                .await
+                .map_err(Error::store(StoreOp::Put, Some(key)))?;
+            self.count(|s| {
+                s.objects += 1;
+                s.bytes += size as u64;
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Step 3 and 4: the commit transaction, then every waiter's answer. The error, if the
+    /// whole flush failed.
+    async fn commit(&self, flush: Flush) -> Result<()> {
+        let result = self
+            .bounded(&self.commit_db, async {
+                let mut conn = self.commit_db.conn().await?;
+                commit(&mut conn, flush.key.as_ref(), &flush.items, &flush.placed).await
+            })
+            .await;
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.fail(flush, error.clone());
+                return Err(error);
+            }
+        };
+        self.count(|s| s.commits += 1);
+        let Flush {
+            key, items, placed, ..
+        } = flush;
+        for ((item, outcome), offset) in items.into_iter().zip(outcomes).zip(placed) {
+            if let (Some(cache), Ok(appended)) = (&self.cache, &outcome)
+                && !appended.duplicate
+            {
+                let entry = IndexEntry {
+                    base_offset: appended.base_offset,
+                    last_offset: appended.last_offset,
+                    object_key: key.to_string(),
+                    byte_offset: offset,
+                    byte_length: item.batch.len() as u64,
+                    max_timestamp: item.header.max_timestamp,
+                };
+                if let Ok(batch) = served(&item.tp, &entry, &item.batch) {
+                    cache.insert(entry.range_key(), batch);
+                }
+            }
+            let _ = item.reply.send(outcome);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, flush: Flush, error: Error) {
+        self.count(|s| s.failed_flushes += 1);
+        tracing::warn!(%error, object = %flush.key, batches = flush.items.len(), "flush failed");
+        for item in flush.items {
+            let _ = item.reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// A fresh object key: time-ordered uuid, so listings sort by creation.
+fn object_key(prefix: &str) -> Path {
+    let name = format!("data/{}.batches", uuid::Uuid::now_v7());
+    if prefix.is_empty() {
+        Path::from(name)
+    } else {
+        Path::from(format!("{prefix}/{name}"))
+    }
+}
+
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
+fn add_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ProducerState {
+    epoch: i16,
+    last_sequence: i32,
+    last_offset: i64,
+}
+
+/// One accepted batch, as it goes into `strom_batches`.
+struct Row<'a> {
+    item: &'a Pending,
+    byte_offset: i64,
+    base_offset: i64,
+    last_offset: i64,
+    last_sequence: i32,
+}
+
+async fn commit(
+    conn: &mut tokio_postgres::Client,
+    key: &str,
+    items: &[Pending],
+    placed: &[u64],
+) -> Result<Vec<Result<Appended>>> {
+    let pg = || Error::pg(DbOp::Commit);
+    let tx = conn.transaction().await.map_err(pg())?;
+    let claimed = tx
+        .execute(
+            "UPDATE strom_objects SET state = 'committed' WHERE key = $1 AND state = 'pending'",
+            &[&key],
+        )
+        .await
+        .map_err(pg())?;
+    if claimed != 1 {
+        return Err(Error::ObjectCollected {
+            key: key.to_owned(),
+        });
+    }
+
+    // Lock the touched partitions in (topic, partition) order: no deadlock between writers.
+    let mut topics: Vec<&str> = Vec::new();
+    let mut partitions: Vec<i32> = Vec::new();
+    for item in items {
+        let last = topics.last().zip(partitions.last());
+        if last != Some((&item.tp.topic.as_str(), &item.tp.partition)) {
+            topics.push(&item.tp.topic);
+            partitions.push(item.tp.partition);
+        }
+    }
+    let rows = tx
+        .query(
+            "SELECT p.topic, p.partition, p.next_offset FROM strom_partitions p
+             JOIN unnest($1::text[], $2::int4[]) AS t(topic, partition)
+               ON p.topic = t.topic AND p.partition = t.partition
+             ORDER BY p.topic, p.partition
+             FOR UPDATE OF p",
+            &[&topics, &partitions],
+        )
+        .await
+        .map_err(pg())?;
+    let mut next_offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for row in &rows {
+        let tp = TopicPartition::new(
+            row.try_get::<_, String>(0).map_err(pg())?,
+            row.try_get(1).map_err(pg())?,
+        );
+        next_offsets.insert(tp, row.try_get(2).map_err(pg())?);
+    }
+
+    // Producer states of every idempotent producer in this flush.
+    let mut keys: Vec<(&str, i32, i64)> = items
+        .iter()
+        .filter(|i| i.header.producer_id >= 0)
+        .map(|i| (i.tp.topic.as_str(), i.tp.partition, i.header.producer_id))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut states: HashMap<(TopicPartition, i64), ProducerState> = HashMap::new();
+    if !keys.is_empty() {
+        let t: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        let p: Vec<i32> = keys.iter().map(|k| k.1).collect();
+        let id: Vec<i64> = keys.iter().map(|k| k.2).collect();
+        let rows = tx
+            .query(
+                "SELECT s.topic, s.partition, s.producer_id, s.producer_epoch, s.last_sequence,
+                        s.last_offset
+                 FROM strom_producer_states s
+                 JOIN unnest($1::text[], $2::int4[], $3::int8[]) AS k(topic, partition, id)
+                   ON s.topic = k.topic AND s.partition = k.partition AND s.producer_id = k.id",
+                &[&t, &p, &id],
+            )
+            .await
+            .map_err(pg())?;
+        for row in &rows {
+            let tp = TopicPartition::new(
+                row.try_get::<_, String>(0).map_err(pg())?,
+                row.try_get(1).map_err(pg())?,
+            );
+            let state = ProducerState {
+                epoch: row.try_get(3).map_err(pg())?,
+                last_sequence: row.try_get(4).map_err(pg())?,
+                last_offset: row.try_get(5).map_err(pg())?,
+            };
+            states.insert((tp, row.try_get(2).map_err(pg())?), state);
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut accepted: Vec<Row<'_>> = Vec::new();
+    let mut touched_states: BTreeMap<(TopicPartition, i64), ProducerState> = BTreeMap::new();
+    for (item, &byte_offset) in items.iter().zip(placed) {
+        let h = &item.header;
+        let Some(next) = next_offsets.get_mut(&item.tp) else {
+            outcomes.push(Err(Error::UnknownPartition {
+                topic: item.tp.topic.clone(),
+                partition: item.tp.partition,
+            }));
+            continue;
+        };
+        let last_sequence = add_sequence(h.base_sequence, h.last_offset_delta);
+        if h.producer_id >= 0 {
+            let state_key = (item.tp.clone(), h.producer_id);
+            // A retry of a batch accepted earlier in this same flush.
+            let earlier = accepted.iter().find(|r| {
+                r.item.tp == item.tp
+                    && r.item.header.producer_id == h.producer_id
+                    && r.item.header.producer_epoch == h.producer_epoch
+                    && r.item.header.base_sequence == h.base_sequence
+                    && r.last_sequence == last_sequence
+            });
+            if let Some(r) = earlier {
+                outcomes.push(Ok(Appended {
+                    base_offset: r.base_offset,
+                    last_offset: r.last_offset,
+                    duplicate: true,
+                }));
+                continue;
+            }
+            if let Some(state) = states.get(&state_key).copied() {
+                match check_sequence(&tx, item, state, last_sequence).await? {
+                    Check::Accept => {}
+                    Check::Duplicate(appended) => {
+                        outcomes.push(Ok(appended));
+                        continue;
+                    }
+                    Check::Reject(error) => {
+                        outcomes.push(Err(error));
+                        continue;
+                    }
+                }
+            }
+        }
+        let base_offset = *next;
+        let last_offset = base_offset + i64::from(h.last_offset_delta);
+        *next = last_offset + 1;
+        if h.producer_id >= 0 {
+            let state = ProducerState {
+                epoch: h.producer_epoch,
+                last_sequence,
+                last_offset,
+            };
+            states.insert((item.tp.clone(), h.producer_id), state);
+            touched_states.insert((item.tp.clone(), h.producer_id), state);
+        }
+        accepted.push(Row {
+            item,
+            byte_offset: byte_offset as i64,
+            base_offset,
+            last_offset,
+            last_sequence,
+        });
+        outcomes.push(Ok(Appended {
+            base_offset,
+            last_offset,
+            duplicate: false,
+        }));
+    }
+    if accepted.is_empty() {
+        // Nothing to index: leave the object pending for the collector.
+        tx.rollback().await.map_err(pg())?;
+        return Ok(outcomes);
+    }
+
+    insert_batches(&tx, key, &accepted).await?;
+    if !touched_states.is_empty() {
+        let t: Vec<&str> = touched_states.keys().map(|k| k.0.topic.as_str()).collect();
+        let p: Vec<i32> = touched_states.keys().map(|k| k.0.partition).collect();
+        let id: Vec<i64> = touched_states.keys().map(|k| k.1).collect();
+        let epoch: Vec<i16> = touched_states.values().map(|s| s.epoch).collect();
+        let seq: Vec<i32> = touched_states.values().map(|s| s.last_sequence).collect();
+        let off: Vec<i64> = touched_states.values().map(|s| s.last_offset).collect();
+        tx.execute(
+            "INSERT INTO strom_producer_states AS s
+                 (topic, partition, producer_id, producer_epoch, last_sequence, last_offset)
+             SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int2[], $5::int4[],
+                                  $6::int8[])
+             ON CONFLICT (topic, partition, producer_id) DO UPDATE SET
+                 producer_epoch = EXCLUDED.producer_epoch,
+                 last_sequence = EXCLUDED.last_sequence,
+                 last_offset = EXCLUDED.last_offset,
+                 updated_at = now()",
+            &[&t, &p, &id, &epoch, &seq, &off],
+        )
+        .await
+        .map_err(pg())?;
+    }
+    let touched: BTreeMap<&TopicPartition, i64> = accepted
+        .iter()
+        .map(|r| (&r.item.tp, r.last_offset + 1))
+        .collect();
+    let t: Vec<&str> = touched.keys().map(|tp| tp.topic.as_str()).collect();
+    let p: Vec<i32> = touched.keys().map(|tp| tp.partition).collect();
+    let n: Vec<i64> = touched.values().copied().collect();
+    let notes: Vec<String> = touched.iter().map(|(tp, n)| payload(tp, *n)).collect();
+    tx.execute(
+        "UPDATE strom_partitions p SET next_offset = u.next
+         FROM unnest($1::text[], $2::int4[], $3::int8[]) AS u(topic, partition, next)
+         WHERE p.topic = u.topic AND p.partition = u.partition",
+        &[&t, &p, &n],
+    )
+    .await
+    .map_err(pg())?;
+    tx.execute(
+        "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+        &[&CHANNEL, &notes],
+    )
+    .await
+    .map_err(pg())?;
+    tx.commit().await.map_err(pg())?;
+    Ok(outcomes)
+}
+
+async fn insert_batches(
+    tx: &tokio_postgres::Transaction<'_>,
+    key: &str,
+    rows: &[Row<'_>],
+) -> Result<()> {
+    let col = |f: &dyn Fn(&Row<'_>) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let topic: Vec<&str> = rows.iter().map(|r| r.item.tp.topic.as_str()).collect();
+    let partition: Vec<i32> = rows.iter().map(|r| r.item.tp.partition).collect();
+    let base = col(&|r| r.base_offset);
+    let last = col(&|r| r.last_offset);
+    let byte_offset = col(&|r| r.byte_offset);
+    let len: Vec<i32> = rows
+        .iter()
+        .map(|r| i32::try_from(r.item.batch.len()).unwrap_or(i32::MAX))
+        .collect();
+    let max_ts = col(&|r| r.item.header.max_timestamp);
+    let pid = col(&|r| r.item.header.producer_id);
+    let epoch: Vec<i16> = rows.iter().map(|r| r.item.header.producer_epoch).collect();
+    let base_seq: Vec<i32> = rows.iter().map(|r| r.item.header.base_sequence).collect();
+    let last_seq: Vec<i32> = rows.iter().map(|r| r.last_sequence).collect();
+    let txn: Vec<bool> = rows
+        .iter()
+        .map(|r| r.item.header.is_transactional())
+        .collect();
+    let control: Vec<bool> = rows.iter().map(|r| r.item.header.is_control()).collect();
+    tx.execute(
+        "INSERT INTO strom_batches (topic, partition, base_offset, last_offset, object_key,
+             byte_offset, byte_length, max_timestamp, producer_id, producer_epoch, base_sequence,
+             last_sequence, is_transactional, is_control)
+         SELECT u.topic, u.partition, u.base, u.last, $5, u.byte_offset, u.len, u.max_ts, u.pid,
+                u.epoch, u.base_seq, u.last_seq, u.txn, u.control
+         FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $6::int8[], $7::int4[],
+                     $8::int8[], $9::int8[], $10::int2[], $11::int4[], $12::int4[], $13::bool[],
+                     $14::bool[])
+              AS u(topic, partition, base, last, byte_offset, len, max_ts, pid, epoch, base_seq,
+                   last_seq, txn, control)",
+        &[
+            &topic,
+            &partition,
+            &base,
+            &last,
+            &key,
+            &byte_offset,
+            &len,
+            &max_ts,
+            &pid,
+            &epoch,
+            &base_seq,
+            &last_seq,
+            &txn,
+            &control,
+        ],
+    )
+    .await
+    .map_err(Error::pg(DbOp::Commit))?;
+    Ok(())
+}
+
+enum Check {
+    Accept,
+    Duplicate(Appended),
+    Reject(Error),
+}
+
+/// What Kafka's idempotence rules say about a batch, given the producer's last state on the
+/// partition (pure; [`check_sequence`] does the duplicate lookup it may ask for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Next in sequence (or first of a bumped epoch): append it.
+    Accept,
+    /// Out of sequence in the current epoch: a duplicate if an earlier batch had exactly these
+    /// sequences, else out of order.
+    DuplicateOrOutOfOrder { expected: i32 },
+    /// Out of sequence after an epoch bump (must start at 0).
+    OutOfOrder { expected: i32 },
+    /// Older epoch than the one on record.
+    Fenced,
+}
+
+fn verdict(state: ProducerState, epoch: i16, base_sequence: i32) -> Verdict {
+    if epoch < state.epoch {
+        return Verdict::Fenced;
+    }
+    let expected = if epoch > state.epoch {
+        // A bumped epoch starts its sequences again.
+        0
+    } else {
+        add_sequence(state.last_sequence, 1)
+    };
+    if base_sequence == expected {
+        Verdict::Accept
+    } else if epoch == state.epoch {
+        Verdict::DuplicateOrOutOfOrder { expected }
+    } else {
+        Verdict::OutOfOrder { expected }
+    }
+}
+
+/// Kafka's idempotence rules against the producer's last state on this partition.
+async fn check_sequence(
+    tx: &tokio_postgres::Transaction<'_>,
+    item: &Pending,
+    state: ProducerState,
+    last_sequence: i32,
+) -> Result<Check> {
+    let h = &item.header;
+    let out_of_order = |expected| {
+        Check::Reject(Error::OutOfOrderSequence {
+            topic: item.tp.topic.clone(),
+            partition: item.tp.partition,
+            producer_id: h.producer_id,
+            producer_epoch: h.producer_epoch,
+            expected,
+            received: h.base_sequence,
+        })
+    };
+    let expected = match verdict(state, h.producer_epoch, h.base_sequence) {
+        Verdict::Accept => return Ok(Check::Accept),
+        Verdict::Fenced => {
+            return Ok(Check::Reject(Error::ProducerFenced {
+                topic: item.tp.topic.clone(),
+                partition: item.tp.partition,
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                current_epoch: state.epoch,
+            }));
+        }
+        Verdict::OutOfOrder { expected } => return Ok(out_of_order(expected)),
+        Verdict::DuplicateOrOutOfOrder { expected } => expected,
+    };
+    let row = tx
+        .query_opt(
+            "SELECT base_offset, last_offset FROM strom_batches
+             WHERE topic = $1 AND partition = $2 AND producer_id = $3
+               AND producer_epoch = $4 AND base_sequence = $5 AND last_sequence = $6",
+            &[
+                &item.tp.topic,
+                &item.tp.partition,
+                &h.producer_id,
+                &h.producer_epoch,
+                &h.base_sequence,
+                &last_sequence,
+            ],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Commit))?;
+    match row {
+        Some(row) => Ok(Check::Duplicate(Appended {
+            base_offset: row.try_get(0).map_err(Error::pg(DbOp::Commit))?,
+            last_offset: row.try_get(1).map_err(Error::pg(DbOp::Commit))?,
+            duplicate: true,
+        })),
+        None => Ok(out_of_order(expected)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(add_sequence(0, 4), 4);
+        assert_eq!(add_sequence(i32::MAX, 1), 0);
+        assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+    }
+
+    #[test]
+    fn idempotence_verdicts_follow_kafka() {
+        let state = |epoch, last_sequence| ProducerState {
+            epoch,
+            last_sequence,
+            last_offset: 0,
+        };
+        use Verdict::*;
+        let cases = [
+            // (state epoch, last seq, batch epoch, base seq) -> verdict
+            ((0, 4), (0, 5), Accept),
+            ((0, 4), (0, 0), DuplicateOrOutOfOrder { expected: 5 }),
+            ((0, 4), (0, 7), DuplicateOrOutOfOrder { expected: 5 }),
+            ((0, i32::MAX), (0, 0), Accept),
+            ((1, 4), (0, 5), Fenced),
+            ((1, 4), (2, 0), Accept),
+            ((1, 4), (2, 5), OutOfOrder { expected: 0 }),
+            ((i16::MAX, 0), (i16::MAX, 1), Accept),
+        ];
+        for ((se, ss), (be, bs), want) in cases {
+            assert_eq!(
+                verdict(state(se, ss), be, bs),
+                want,
+                "{se}/{ss} vs {be}/{bs}"
+            );
+        }
+    }
+
+    #[test]
+    fn object_keys_are_unique_and_under_the_prefix() {
+        let a = object_key("p/q");
+        let b = object_key("p/q");
+        assert_ne!(a, b);
+        assert!(a.as_ref().starts_with("p/q/data/"));
+        assert!(object_key("").as_ref().starts_with("data/"));
+    }
+}

@@ -1,0 +1,432 @@
+//! The write path against real PostgreSQL and moto: offsets from concurrent writers, idempotent
+//! producers across writers, and outages of either engine.
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use strom_cluster::{Error, FlushConfig, TopicPartition, Writer};
+use support::{Env, STEP, batch, fast_flush, read_all, values};
+
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, f).await.expect("step bounded")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_assign_gapless_unique_offsets_and_keep_each_writers_order() {
+    let env = Env::start().await;
+    env.create_topic("t", 3).await;
+    const WRITERS: usize = 3;
+    const BATCHES: usize = 25;
+    const RECORDS: usize = 3;
+    let writers: Vec<Writer> = (0..WRITERS)
+        .map(|w| env.writer(&format!("w{w}"), fast_flush(), None))
+        .collect();
+    let mut tasks = Vec::new();
+    for (w, writer) in writers.iter().enumerate() {
+        for p in 0..3 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                // Pipelined, as a producer with several requests in flight: appends enter the
+                // writer in call order.
+                let appends = (0..BATCHES).map(|i| {
+                    let writer = writer.clone();
+                    async move {
+                        let b = batch(None, &values(&format!("w{w}-p{p}-{i}"), RECORDS));
+                        (i, writer.append(TopicPartition::new("t", p), b).await)
+                    }
+                });
+                let results = join_all(appends).await;
+                results
+                    .into_iter()
+                    .map(|(i, r)| (w, p, i, r.expect("append")))
+                    .collect::<Vec<_>>()
+            }));
+        }
+    }
+    let mut acked = Vec::new();
+    for task in tasks {
+        acked.extend(bounded(task).await.unwrap());
+    }
+    let reader = env.reader(64 << 20);
+    for p in 0..3 {
+        let tp = TopicPartition::new("t", p);
+        let records = bounded(read_all(&reader, &tp)).await;
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        let expected: Vec<i64> = (0..(WRITERS * BATCHES * RECORDS) as i64).collect();
+        assert_eq!(offsets, expected, "partition {p}: gapless from 0");
+        let unique: HashSet<&String> = records.iter().map(|r| &r.1).collect();
+        assert_eq!(unique.len(), records.len(), "no record twice");
+        // Each writer's batches appear in the order it sent them.
+        for w in 0..WRITERS {
+            let seen: Vec<usize> = records
+                .iter()
+                .filter_map(|(_, v)| {
+                    let rest = v.strip_prefix(&format!("w{w}-p{p}-"))?;
+                    let (i, k) = rest.split_once('-')?;
+                    (k == "0").then(|| i.parse().ok()).flatten()
+                })
+                .collect();
+            assert_eq!(seen, (0..BATCHES).collect::<Vec<_>>(), "writer {w} order");
+        }
+        // Each acknowledgement names the offsets where its batch is.
+        let by_offset: BTreeMap<i64, &String> = records.iter().map(|(o, v)| (*o, v)).collect();
+        for (w, ap, i, a) in &acked {
+            if *ap == p {
+                assert_eq!(a.last_offset - a.base_offset, RECORDS as i64 - 1);
+                assert_eq!(by_offset[&a.base_offset], &format!("w{w}-p{p}-{i}-0"));
+                assert!(!a.duplicate);
+            }
+        }
+    }
+    let commits: u64 = writers.iter().map(|w| w.stats().commits).sum();
+    assert!(
+        commits < (WRITERS * BATCHES * 3) as u64,
+        "flushes batch appends: {commits} commits"
+    );
+    for w in writers {
+        w.shutdown(STEP).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_retry_through_another_writer_gets_the_original_offsets() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let db = env.db();
+    let pid = strom_cluster::metadata::allocate_producer_id(&db)
+        .await
+        .unwrap();
+    let pid2 = strom_cluster::metadata::allocate_producer_id(&db)
+        .await
+        .unwrap();
+    assert_ne!(pid, pid2);
+    let a = env.writer("a", fast_flush(), None);
+    let b = env.writer("b", fast_flush(), None);
+
+    let first = batch(Some((pid, 0, 0)), &values("s0", 3));
+    let second = batch(Some((pid, 0, 3)), &values("s3", 2));
+    let r1 = a.append(tp.clone(), first.clone()).await.unwrap();
+    let r2 = a.append(tp.clone(), second.clone()).await.unwrap();
+    assert_eq!((r1.base_offset, r1.last_offset, r2.base_offset), (0, 2, 3));
+
+    // The producer "failed over" to writer b and retries both batches: original offsets.
+    let d1 = b.append(tp.clone(), first.clone()).await.unwrap();
+    let d2 = b.append(tp.clone(), second.clone()).await.unwrap();
+    assert!(d1.duplicate && d2.duplicate);
+    assert_eq!((d1.base_offset, d1.last_offset), (0, 2));
+    assert_eq!((d2.base_offset, d2.last_offset), (3, 4));
+
+    // Next in sequence through b is accepted; a gap is rejected without effect.
+    let r3 = b
+        .append(tp.clone(), batch(Some((pid, 0, 5)), &values("s5", 1)))
+        .await
+        .unwrap();
+    assert_eq!(r3.base_offset, 5);
+    let gap = b
+        .append(tp.clone(), batch(Some((pid, 0, 9)), &values("s9", 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            gap,
+            Error::OutOfOrderSequence {
+                expected: 6,
+                received: 9,
+                ..
+            }
+        ),
+        "{gap}"
+    );
+    assert!(!gap.is_retriable());
+
+    // A retry landing in the same flush as its original is recognised too.
+    let slow = env.writer(
+        "slow",
+        FlushConfig {
+            max_delay: Duration::from_millis(300),
+            ..fast_flush()
+        },
+        None,
+    );
+    let twice = batch(Some((pid2, 0, 0)), &values("p2", 2));
+    let (x, y) = tokio::join!(
+        slow.append(tp.clone(), twice.clone()),
+        slow.append(tp.clone(), twice.clone())
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.base_offset, y.base_offset);
+    assert!(x.duplicate != y.duplicate);
+
+    // A bumped epoch restarts sequences at 0 and fences the old epoch.
+    let bumped = a
+        .append(tp.clone(), batch(Some((pid, 1, 0)), &values("e1", 1)))
+        .await
+        .unwrap();
+    assert_eq!(bumped.base_offset, 8);
+    let fenced = a
+        .append(tp.clone(), batch(Some((pid, 0, 6)), &values("old", 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            fenced,
+            Error::ProducerFenced {
+                producer_epoch: 0,
+                current_epoch: 1,
+                ..
+            }
+        ),
+        "{fenced}"
+    );
+
+    // An unknown partition fails only its own batch of a flush.
+    let (bad, good) = tokio::join!(
+        slow.append(TopicPartition::new("t", 7), batch(None, &values("x", 1))),
+        slow.append(tp.clone(), batch(None, &values("ok", 1)))
+    );
+    assert!(matches!(
+        bad,
+        Err(Error::UnknownPartition { partition: 7, .. })
+    ));
+    assert_eq!(good.unwrap().base_offset, 9);
+
+    let reader = env.reader(1 << 20);
+    let got: Vec<String> = read_all(&reader, &tp)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    let want: Vec<String> = [
+        values("s0", 3),
+        values("s3", 2),
+        values("s5", 1),
+        values("p2", 2),
+        values("e1", 1),
+        values("ok", 1),
+    ]
+    .concat();
+    assert_eq!(got, want, "every batch once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_appends_retriably_and_acknowledges_only_committed_batches() {
+    let mut env = Env::start().await;
+    env.create_topic("t", 2).await;
+    let notifier = strom_cluster::Notifier::start(env.config.postgres_config().unwrap());
+    let tp0 = TopicPartition::new("t", 0);
+    let mut watch = notifier.subscribe(&tp0).await.unwrap();
+    assert_eq!(*watch.borrow(), 0);
+
+    let writer = Arc::new(env.writer("w", fast_flush(), None));
+    // Producers append continuously while PostgreSQL is killed and restarted.
+    let producer = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut failed = 0;
+            for i in 0..120 {
+                let p = i % 2;
+                let v = vec![format!("r{i}")];
+                let r = writer
+                    .append(TopicPartition::new("t", p), batch(None, &v))
+                    .await;
+                match r {
+                    Ok(a) => acked.push((p, a.base_offset, v[0].clone())),
+                    Err(e) => {
+                        assert!(e.is_retriable(), "{e}");
+                        failed += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (acked, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::task::block_in_place(|| env.pg.stop());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| env.pg.restart()).expect("restart postgres");
+    let (acked, failed) = bounded(producer).await.unwrap();
+    assert!(failed > 0, "the outage was observed");
+    assert!(!acked.is_empty());
+
+    // Works again after the restart, and long polls wake on the commit.
+    let before = *watch.borrow_and_update();
+    let last = bounded(writer.append(tp0.clone(), batch(None, &values("after", 1))))
+        .await
+        .expect("append after restart");
+    bounded(async {
+        while *watch.borrow_and_update() <= last.base_offset {
+            watch.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(*watch.borrow() > before);
+
+    // Every acknowledged record is where its acknowledgement said, exactly once.
+    let reader = env.reader(1 << 20);
+    for p in 0..2 {
+        let tp = TopicPartition::new("t", p);
+        let records = read_all(&reader, &tp).await;
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(offsets, (0..records.len() as i64).collect::<Vec<_>>());
+        let by_offset: BTreeMap<i64, &String> = records.iter().map(|(o, v)| (*o, v)).collect();
+        for (ap, offset, v) in &acked {
+            if *ap == p {
+                assert_eq!(by_offset.get(offset), Some(&v), "acked {v} at {offset}");
+                assert_eq!(records.iter().filter(|r| &r.1 == v).count(), 1);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_outage_fails_appends_retriably_then_recovers() {
+    let mut env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let writer = env.writer("w", fast_flush(), None);
+    assert_eq!(
+        writer
+            .append(tp.clone(), batch(None, &values("a", 1)))
+            .await
+            .unwrap()
+            .base_offset,
+        0
+    );
+
+    tokio::task::block_in_place(|| env.s3.stop());
+    let err = bounded(writer.append(tp.clone(), batch(None, &values("lost", 1))))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ObjectStore { .. }), "{err}");
+    assert!(err.is_retriable());
+
+    tokio::task::block_in_place(|| {
+        env.s3.restart().expect("restart moto");
+        env.s3.create_bucket(support::BUCKET).expect("bucket");
+    });
+    let ok = bounded(writer.append(tp.clone(), batch(None, &values("b", 1))))
+        .await
+        .unwrap();
+    assert_eq!(ok.base_offset, 1, "the failed batch took no offset");
+    let pending: i64 = env
+        .db()
+        .conn()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM strom_objects WHERE state = 'pending'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        pending, 1,
+        "the failed upload is left for the orphan collector"
+    );
+    let status = strom_cluster::status::cluster_status(&env.db())
+        .await
+        .unwrap();
+    assert_eq!(status.schema_version, 1);
+    assert_eq!(
+        (status.uncommitted_objects, status.committed_objects),
+        (1, 2)
+    );
+    assert!(status.oldest_uncommitted_secs.is_some_and(|s| s >= 0.0));
+    let stats = writer.stats();
+    assert_eq!((stats.commits, stats.failed_flushes), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_object_store_holds_producers_back_instead_of_buffering_more() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let b = batch(None, &values("x", 10));
+    let writer = env.writer(
+        "w",
+        FlushConfig {
+            max_buffered_bytes: 2 * b.len(),
+            ..fast_flush()
+        },
+        None,
+    );
+    env.s3.pause();
+    let appends: Vec<_> = (0..3)
+        .map(|_| {
+            let (w, tp, b) = (writer.clone(), tp.clone(), b.clone());
+            tokio::spawn(async move { w.append(tp, b).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        writer.buffered_bytes(),
+        2 * b.len(),
+        "two admitted, the third waits"
+    );
+    assert!(appends.iter().all(|a| !a.is_finished()));
+    env.s3.resume();
+    let mut ok = 0;
+    for a in appends {
+        match bounded(a).await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(e.is_retriable(), "{e}"),
+        }
+    }
+    assert!(
+        ok >= 1,
+        "the waiting append went through once the store was back"
+    );
+    assert_eq!(writer.buffered_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_postgres_times_the_flush_out_retriably_and_the_writer_recovers() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    let tp = TopicPartition::new("t", 0);
+    let writer = env.writer(
+        "w",
+        FlushConfig {
+            timeout: Duration::from_secs(1),
+            ..fast_flush()
+        },
+        None,
+    );
+    let a = writer
+        .append(tp.clone(), batch(None, &values("a", 1)))
+        .await
+        .unwrap();
+    assert_eq!(a.base_offset, 0);
+
+    env.pg.pause();
+    let started = std::time::Instant::now();
+    let err = bounded(writer.append(tp.clone(), batch(None, &values("stuck", 1))))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { .. }) && err.is_retriable(),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    env.pg.resume();
+
+    let b = bounded(writer.append(tp.clone(), batch(None, &values("b", 1))))
+        .await
+        .expect("works once the database answers again");
+    let reader = env.reader(1 << 20);
+    let got: Vec<String> = read_all(&reader, &tp)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(got, ["a-0", "b-0"], "the timed-out batch was not committed");
+    assert_eq!(b.base_offset, 1);
+}
