@@ -19,7 +19,9 @@ pub mod local;
 mod partition;
 mod types;
 
-pub use backend::{MetadataStore, StorageBackend};
+pub use backend::{
+    BrokerEndpoint, ClusterMembers, MetadataStore, StorageBackend, partition_leader,
+};
 pub use error::StorageError;
 pub use partition::{PartitionStore, StorageResult, StoreRead};
 pub use types::{Offset, PartitionIndex, PendingWrite, ProducerId, TopicPartition};
