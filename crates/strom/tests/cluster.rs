@@ -1,0 +1,381 @@
+//! Cluster mode end to end (issue 17): three `strom serve` processes over one real PostgreSQL
+//! and one moto S3 server (strom-cluster's test harness), driven by librdkafka.
+//!
+//! - a topic created through broker 3 is seen through brokers 1 and 2, and Metadata on every
+//!   broker lists all three with the partitions' leaders spread over them;
+//! - an idempotent `acks=all` producer bootstrapped on broker 1 and a consumer bootstrapped on
+//!   broker 2: every acknowledged record is read exactly once, in producer order per
+//!   partition, while broker 3 is killed with `kill -9` half-way;
+//! - the killed broker leaves Metadata once its lease lapses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use strom_cluster::testkit::{MotoServer, PostgresServer};
+use strom_kafka::client::Client;
+
+const BUCKET: &str = "strom-cluster-e2e";
+const TOPIC: &str = "orders";
+const PARTITIONS: i32 = 6;
+/// Records produced in each half (before and after the kill).
+const HALF: usize = 600;
+/// Lease of a broker registration: a killed broker leaves Metadata about this long after.
+const LEASE_TTL_MS: u64 = 2_000;
+/// Bound of every wait in this test.
+const STEP: Duration = Duration::from_secs(90);
+
+/// A `strom serve` in cluster mode; killed (SIGKILL) when dropped.
+struct Broker {
+    child: Child,
+    kafka: String,
+    node_id: i32,
+}
+
+impl Broker {
+    fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--kinesis-listen", "127.0.0.1:0"])
+            .args(["--log", "warn"])
+            .arg("--data-dir")
+            .arg(data.join(format!("broker-{n}")))
+            .args(["--cluster-postgres", &pg.url()])
+            .args(["--cluster-object-store", &format!("s3://{BUCKET}/e2e")])
+            .args(["--cluster-s3-endpoint", &s3.endpoint()])
+            .args([
+                "--cluster-s3-region",
+                "us-east-1",
+                "--cluster-s3-allow-http",
+            ])
+            .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
+            .args(["--cluster-flush-delay-ms", "20"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("STROM_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut kafka = None;
+        let mut node_id = None;
+        let mut printed = String::new();
+        while kafka.is_none() || node_id.is_none() {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "broker {n} exited early: {printed}"
+            );
+            printed.push_str(&line);
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("kafka:") {
+                kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("cluster:") {
+                let id = rest.trim().strip_prefix("node ").unwrap();
+                node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stdout.lines() {});
+        Broker {
+            child,
+            kafka: kafka.unwrap(),
+            node_id: node_id.unwrap(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Metadata of `topic` (or of no topic) as broker `addr` answers it: the brokers listed and
+/// each partition's leader.
+async fn metadata(addr: &str, topic: Option<&str>) -> (BTreeSet<i32>, BTreeMap<i32, i32>) {
+    let mut client = Client::connect(addr).await.unwrap();
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(
+            topic
+                .map(|t| {
+                    vec![
+                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.to_owned())))),
+                    ]
+                })
+                .unwrap_or_default(),
+        ));
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request).await.unwrap();
+    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
+    let leaders = response
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    (brokers, leaders)
+}
+
+/// Waits (bounded) until `check` holds for what broker `addr` answers.
+async fn until_metadata(
+    addr: &str,
+    topic: Option<&str>,
+    what: &str,
+    check: impl Fn(&BTreeSet<i32>, &BTreeMap<i32, i32>) -> bool,
+) -> (BTreeSet<i32>, BTreeMap<i32, i32>) {
+    let started = Instant::now();
+    loop {
+        let (brokers, leaders) = metadata(addr, topic).await;
+        if check(&brokers, &leaders) {
+            return (brokers, leaders);
+        }
+        assert!(
+            started.elapsed() < STEP,
+            "{what}: broker {addr} still answers {brokers:?} {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .set("reconnect.backoff.max.ms", "500")
+        .create()
+        .unwrap()
+}
+
+/// Produces records `from..to` (value `i`, key `k<i>`, partition `i % PARTITIONS`); every
+/// one must be acknowledged.
+async fn produce(producer: &FutureProducer, from: usize, to: usize) {
+    let sends: Vec<_> = (from..to)
+        .map(|i| {
+            let value = i.to_string();
+            let key = format!("k{i}");
+            let partition = i32::try_from(i).unwrap() % PARTITIONS;
+            let producer = producer.clone();
+            async move {
+                let record = FutureRecord::to(TOPIC)
+                    .partition(partition)
+                    .key(&key)
+                    .payload(&value);
+                producer.send(record, STEP).await.map_err(|(e, _)| e)
+            }
+        })
+        .collect();
+    for (i, sent) in futures_join(sends).await.into_iter().enumerate() {
+        if let Err(e) = sent {
+            panic!("record {} not acknowledged: {e}", from + i);
+        }
+    }
+}
+
+/// Runs the futures concurrently (librdkafka batches them), in order of the results.
+async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut handles = Vec::with_capacity(futures.len());
+    for f in futures {
+        handles.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await);
+    }
+    out
+}
+
+/// Reads every partition from the start through a consumer bootstrapped on `bootstrap` until
+/// `expected` records arrived (bounded), and returns each partition's values in offset order.
+fn consume_all(bootstrap: &str, expected: usize) -> BTreeMap<i32, Vec<usize>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "unused-no-commits")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(TOPIC, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut seen = 0;
+    let started = Instant::now();
+    while seen < expected {
+        assert!(
+            started.elapsed() < STEP,
+            "consumed {seen} of {expected} records"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let value: usize = std::str::from_utf8(m.payload().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(m.key(), Some(format!("k{value}").as_bytes()));
+                out.entry(m.partition()).or_default().push(value);
+                seen += 1;
+            }
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    // Nothing more than what was produced arrives (no duplicate shows up late).
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(2) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            panic!(
+                "unexpected extra record at {}-{}",
+                m.partition(),
+                m.offset()
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_share_one_log() {
+    let (pg, s3) = tokio::task::spawn_blocking(|| {
+        let pg = PostgresServer::start().expect("start postgres");
+        let s3 = MotoServer::start().expect("start moto");
+        s3.create_bucket(BUCKET).expect("create bucket");
+        (pg, s3)
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (b1, b2, mut b3) = {
+        let (pg, s3, dir) = (&pg, &s3, data.path());
+        std::thread::scope(|s| {
+            let one = s.spawn(|| Broker::start(1, pg, s3, dir));
+            let two = s.spawn(|| Broker::start(2, pg, s3, dir));
+            let three = s.spawn(|| Broker::start(3, pg, s3, dir));
+            (
+                one.join().unwrap(),
+                two.join().unwrap(),
+                three.join().unwrap(),
+            )
+        })
+    };
+    let ids: BTreeSet<i32> = [b1.node_id, b2.node_id, b3.node_id].into();
+    assert_eq!(ids.len(), 3, "distinct node ids allocated: {ids:?}");
+
+    // Every broker lists all three.
+    for b in [&b1, &b2, &b3] {
+        until_metadata(&b.kafka, None, "all brokers listed", |brokers, _| {
+            *brokers == ids
+        })
+        .await;
+    }
+
+    // A topic created through broker 3 is seen through the others, leaders spread.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &b3.kafka)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(
+                TOPIC,
+                PARTITIONS,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(STEP)),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let mut leaders_seen = BTreeMap::new();
+    for b in [&b1, &b2, &b3] {
+        let (_, leaders) = until_metadata(&b.kafka, Some(TOPIC), "topic visible", |_, l| {
+            l.len() == PARTITIONS as usize
+        })
+        .await;
+        leaders_seen.insert(b.node_id, leaders);
+    }
+    let first = leaders_seen.values().next().unwrap().clone();
+    assert!(
+        leaders_seen.values().all(|l| *l == first),
+        "every broker names the same leaders: {leaders_seen:?}"
+    );
+    let leader_set: BTreeSet<i32> = first.values().copied().collect();
+    assert!(
+        leader_set.len() >= 2,
+        "leaders spread over brokers: {first:?}"
+    );
+    // Creating it again through another broker is refused: the name is taken cluster-wide.
+    let again = admin
+        .create_topics(
+            [&NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(again.iter().all(Result::is_err), "{again:?}");
+
+    // Produce through broker 1; kill -9 broker 3 half-way; keep producing.
+    let producer = producer(&b1.kafka);
+    produce(&producer, 0, HALF).await;
+    let killed = b3.node_id;
+    b3.kill();
+    produce(&producer, HALF, 2 * HALF).await;
+
+    // Broker 3 drops out of Metadata once its lease lapsed.
+    until_metadata(
+        &b1.kafka,
+        Some(TOPIC),
+        "killed broker gone",
+        |brokers, l| !brokers.contains(&killed) && l.values().all(|leader| *leader != killed),
+    )
+    .await;
+
+    // Consume through broker 2: every acknowledged record exactly once, in order.
+    let bootstrap = b2.kafka.clone();
+    let got = tokio::task::spawn_blocking(move || consume_all(&bootstrap, 2 * HALF))
+        .await
+        .unwrap();
+    let mut all = BTreeSet::new();
+    for (partition, values) in &got {
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition} out of producer order: {values:?}"
+        );
+        for v in values {
+            assert_eq!(i32::try_from(*v).unwrap() % PARTITIONS, *partition);
+            assert!(all.insert(*v), "record {v} delivered twice");
+        }
+    }
+    assert_eq!(all, (0..2 * HALF).collect::<BTreeSet<_>>());
+    drop(producer);
+    drop((b1, b2));
+}
