@@ -9,6 +9,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 mod cli;
+mod cluster_cli;
 mod config;
 mod group_cli;
 mod txn_cli;
@@ -73,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         command: group_cli::GroupCommand,
     },
+    /// Cluster mode: brokers, leases, background jobs and uncommitted objects.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster_cli::ClusterCommand,
+    },
     /// List and describe transactions, and the producers each partition remembers.
     Txn {
         #[command(flatten)]
@@ -127,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group { connect, command } => {
             client_runtime()?.block_on(group_cli::group(&connect, command))
         }
+        Command::Cluster { command } => client_runtime()?.block_on(cluster_cli::cluster(command)),
         Command::Txn { connect, command } => {
             client_runtime()?.block_on(txn_cli::txn(&connect, command))
         }

@@ -263,6 +263,71 @@ fn consume_all(bootstrap: &str, expected: usize) -> BTreeMap<i32, Vec<usize>> {
     out
 }
 
+/// Admin operations through one broker are seen through the other, and a long poll on one
+/// broker is woken by a commit made through another.
+async fn admin_and_long_polls_across_brokers(one: &Broker, two: &Broker) {
+    let mut c1 = Client::connect(&one.kafka).await.unwrap();
+    let mut c2 = Client::connect(&two.kafka).await.unwrap();
+    let set = BTreeMap::from([("retention.ms".to_owned(), "3600000".to_owned())]);
+    c1.alter_topic_configs(TOPIC, &set, &[]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let configs = c2.topic_configs(TOPIC).await.unwrap();
+        if configs
+            .iter()
+            .any(|(k, v, _)| k == "retention.ms" && v == "3600000")
+        {
+            break;
+        }
+        assert!(started.elapsed() < STEP, "config not seen: {configs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    c2.create_topic("scratch", 1, &BTreeMap::new())
+        .await
+        .unwrap();
+    until_metadata(&one.kafka, Some("scratch"), "scratch created", |_, l| {
+        l.len() == 1
+    })
+    .await;
+    // A long poll on broker 2 at the end of the partition…
+    let poll = {
+        let addr = two.kafka.clone();
+        tokio::spawn(async move {
+            let mut c = Client::connect(&addr).await.unwrap();
+            let started = Instant::now();
+            let fetched = c.fetch("scratch", 0, 0, 20_000, 1 << 20).await.unwrap();
+            (fetched, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …is answered when a batch produced through broker 1 commits.
+    let batch = strom_record::BatchBuilder::new()
+        .build(&[strom_record::Record::new(
+            0,
+            None,
+            Some(bytes::Bytes::from_static(b"woken")),
+        )])
+        .unwrap();
+    let base = c1
+        .produce("scratch", 0, -1, bytes::Bytes::from(batch))
+        .await
+        .unwrap();
+    assert_eq!(base, 0);
+    let (fetched, waited) = tokio::time::timeout(STEP, poll).await.unwrap().unwrap();
+    assert_eq!(fetched.high_watermark, 1);
+    assert!(!fetched.records.is_empty());
+    assert!(
+        waited < Duration::from_secs(10),
+        "long poll woken by the commit, not by its timeout: {waited:?}"
+    );
+    c1.delete_topic("scratch").await.unwrap();
+    until_metadata(&two.kafka, Some("scratch"), "scratch deleted", |_, l| {
+        l.is_empty()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_brokers_share_one_log() {
     let (pg, s3) = tokio::task::spawn_blocking(|| {
@@ -342,6 +407,22 @@ async fn three_brokers_share_one_log() {
         .await
         .unwrap();
     assert!(again.iter().all(Result::is_err), "{again:?}");
+
+    admin_and_long_polls_across_brokers(&b1, &b2).await;
+    let status = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["cluster", "status", "--format", "json"])
+        .args(["--cluster-postgres", &pg.url()])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let listed: BTreeSet<i32> = status["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| i32::try_from(b["node_id"].as_i64().unwrap()).unwrap())
+        .collect();
+    assert_eq!(listed, ids, "strom cluster status: {status}");
 
     // Produce through broker 1; kill -9 broker 3 half-way; keep producing.
     let producer = producer(&b1.kafka);
