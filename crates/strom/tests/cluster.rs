@@ -6,7 +6,9 @@
 //! - an idempotent `acks=all` producer bootstrapped on broker 1 and a consumer bootstrapped on
 //!   broker 2: every acknowledged record is read exactly once, in producer order per
 //!   partition, while broker 3 is killed with `kill -9` half-way;
-//! - the killed broker leaves Metadata once its lease lapses.
+//! - the killed broker leaves Metadata once its lease lapses;
+//! - a consumer group joined through one broker commits, and asked through another broker
+//!   the group finds the same coordinator and its committed offsets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -61,6 +63,7 @@ impl Broker {
             ])
             .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
             .args(["--cluster-flush-delay-ms", "20"])
+            .args(["--group-initial-rebalance-delay-ms", "0"])
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env_remove("STROM_CONFIG")
@@ -263,6 +266,55 @@ fn consume_all(bootstrap: &str, expected: usize) -> BTreeMap<i32, Vec<usize>> {
     out
 }
 
+fn group_consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-group")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap()
+}
+
+fn group_commits_seen_through_another_broker(
+    first: &str,
+    second: &str,
+    end_offsets: &BTreeMap<i32, i64>,
+) {
+    let total: i64 = end_offsets.values().sum();
+    let consumer = group_consumer(first);
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let mut seen = 0;
+    let started = Instant::now();
+    while seen < total {
+        assert!(started.elapsed() < STEP, "group consumed {seen} of {total}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            m.unwrap();
+            seen += 1;
+        }
+    }
+    consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    drop(consumer);
+    let other = group_consumer(second);
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        wanted.add_partition(TOPIC, p);
+    }
+    let committed = other.committed_offsets(wanted, STEP).unwrap();
+    for e in committed.elements() {
+        let want = end_offsets.get(&e.partition()).copied().unwrap_or(0);
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(want),
+            "partition {} committed offset",
+            e.partition()
+        );
+    }
+}
+
 /// Admin operations through one broker are seen through the other, and a long poll on one
 /// broker is woken by a commit made through another.
 async fn admin_and_long_polls_across_brokers(one: &Broker, two: &Broker) {
@@ -457,6 +509,19 @@ async fn three_brokers_share_one_log() {
         }
     }
     assert_eq!(all, (0..2 * HALF).collect::<BTreeSet<_>>());
+
+    // A consumer group joined through broker 2 commits; the same group asked through broker 1
+    // finds the same coordinator and the committed offsets.
+    let (two, one) = (b2.kafka.clone(), b1.kafka.clone());
+    let expected: BTreeMap<i32, i64> = got
+        .iter()
+        .map(|(p, v)| (*p, i64::try_from(v.len()).unwrap()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        group_commits_seen_through_another_broker(&two, &one, &expected)
+    })
+    .await
+    .unwrap();
     drop(producer);
     drop((b1, b2));
 }
