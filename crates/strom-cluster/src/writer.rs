@@ -603,6 +603,20 @@ async fn commit(
                         continue;
                     }
                 }
+            } else if h.base_sequence != 0 {
+                // A producer's first batch on a partition starts at sequence 0 (also after an
+                // epoch bump), and producer states are never expired here: a later first
+                // batch means earlier ones failed (a flush whose upload failed) and must not
+                // be overtaken, or the producer's order would be broken.
+                outcomes.push(Err(Error::OutOfOrderSequence {
+                    topic: item.tp.topic.clone(),
+                    partition: item.tp.partition,
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                    expected: 0,
+                    received: h.base_sequence,
+                }));
+                continue;
             }
         }
         let base_offset = *next;

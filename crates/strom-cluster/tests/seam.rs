@@ -220,3 +220,45 @@ async fn two_brokers_share_metadata_and_partitions() {
     node_a.shutdown(Duration::from_secs(5)).await;
     node_b.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A producer's first batch on a partition fails with its flush (the object store is down);
+/// its next batch must not overtake it: refused as out of order until the first is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_batch_lost_to_a_failed_flush_is_not_overtaken() {
+    let mut env = Env::start().await;
+    env.create_topic("o", 1).await;
+    let tp = strom_cluster::TopicPartition::new("o", 0);
+    let writer = env.writer("w", support::fast_flush(), None);
+    let first = batch(Some((42, 0, 0)), &values("a", 2));
+    let second = batch(Some((42, 0, 2)), &values("b", 1));
+
+    tokio::task::block_in_place(|| env.s3.stop());
+    let err = tokio::time::timeout(STEP, writer.append(tp.clone(), first.clone()))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_retriable(), "{err}");
+    tokio::task::block_in_place(|| {
+        env.s3.restart().expect("restart moto");
+        env.s3.create_bucket(support::BUCKET).expect("bucket");
+    });
+    let err = tokio::time::timeout(STEP, writer.append(tp.clone(), second.clone()))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            strom_cluster::Error::OutOfOrderSequence {
+                expected: 0,
+                received: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The producer retries in order: both land, in order.
+    let a = writer.append(tp.clone(), first).await.unwrap();
+    let b = writer.append(tp.clone(), second).await.unwrap();
+    assert_eq!((a.base_offset, a.last_offset, b.base_offset), (0, 1, 2));
+}
