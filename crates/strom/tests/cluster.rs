@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
@@ -174,42 +175,29 @@ fn producer(bootstrap: &str) -> FutureProducer {
         .unwrap()
 }
 
-/// Produces records `from..to` (value `i`, key `k<i>`, partition `i % PARTITIONS`); every
-/// one must be acknowledged.
+/// Produces records `from..to` (value `i`, key `k<i>`, partition `i % PARTITIONS`), all
+/// enqueued in order before any is awaited; every one must be acknowledged.
 async fn produce(producer: &FutureProducer, from: usize, to: usize) {
-    let sends: Vec<_> = (from..to)
-        .map(|i| {
-            let value = i.to_string();
-            let key = format!("k{i}");
-            let partition = i32::try_from(i).unwrap() % PARTITIONS;
-            let producer = producer.clone();
-            async move {
-                let record = FutureRecord::to(TOPIC)
-                    .partition(partition)
-                    .key(&key)
-                    .payload(&value);
-                producer.send(record, STEP).await.map_err(|(e, _)| e)
-            }
-        })
-        .collect();
-    for (i, sent) in futures_join(sends).await.into_iter().enumerate() {
-        if let Err(e) = sent {
-            panic!("record {} not acknowledged: {e}", from + i);
+    let mut deliveries = Vec::with_capacity(to - from);
+    for i in from..to {
+        let value = i.to_string();
+        let key = format!("k{i}");
+        let partition = i32::try_from(i).unwrap() % PARTITIONS;
+        let record = FutureRecord::to(TOPIC)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((e, _)) => panic!("record {i} not enqueued: {e}"),
         }
     }
-}
-
-/// Runs the futures concurrently (librdkafka batches them), in order of the results.
-async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut handles = Vec::with_capacity(futures.len());
-    for f in futures {
-        handles.push(Box::pin(f));
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        match tokio::time::timeout(STEP, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            other => panic!("record {} not acknowledged: {other:?}", from + i),
+        }
     }
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await);
-    }
-    out
 }
 
 /// Reads every partition from the start through a consumer bootstrapped on `bootstrap` until
@@ -380,8 +368,12 @@ async fn admin_and_long_polls_across_brokers(one: &Broker, two: &Broker) {
     .await;
 }
 
+/// The tests of this file each run a whole cluster: one at a time on a small machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_brokers_share_one_log() {
+    let _serial = SERIAL.lock().await;
     let (pg, s3) = tokio::task::spawn_blocking(|| {
         let pg = PostgresServer::start().expect("start postgres");
         let s3 = MotoServer::start().expect("start moto");
@@ -524,4 +516,217 @@ async fn three_brokers_share_one_log() {
     .unwrap();
     drop(producer);
     drop((b1, b2));
+}
+
+/// Fault checker in the spirit of Jepsen, bounded: two idempotent `acks=all` producers write
+/// to four partitions through all brokers while, [`FAULT_CYCLES`] times, a broker is killed
+/// with `kill -9` and started again, and PostgreSQL is killed and restarted once. At the end
+/// every acknowledged record is at its acknowledged offset exactly once, offsets are gapless,
+/// each producer's records keep their order per partition, and no record appears twice
+/// (acknowledged or not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_broker_kills_and_a_postgres_restart() {
+    const FAULT_TOPIC: &str = "faults";
+    const FAULT_PARTITIONS: i32 = 4;
+    let _serial = SERIAL.lock().await;
+    let (mut pg, s3) = tokio::task::spawn_blocking(|| {
+        let pg = PostgresServer::start().expect("start postgres");
+        let s3 = MotoServer::start().expect("start moto");
+        s3.create_bucket(BUCKET).expect("create bucket");
+        (pg, s3)
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut brokers: Vec<Broker> = (0..3)
+        .map(|n| Broker::start(n, &pg, &s3, data.path()))
+        .collect();
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut c = Client::connect(&brokers[0].kafka).await.unwrap();
+    c.create_topic(FAULT_TOPIC, FAULT_PARTITIONS, &BTreeMap::new())
+        .await
+        .unwrap();
+    for b in &brokers {
+        until_metadata(&b.kafka, Some(FAULT_TOPIC), "topic visible", |_, l| {
+            l.len() == FAULT_PARTITIONS as usize
+        })
+        .await;
+    }
+
+    // (producer, sequence) → the delivery outcome: Some((partition, offset)) if acknowledged.
+    type Outcomes = Arc<std::sync::Mutex<Vec<(usize, usize, Option<(i32, i64)>)>>>;
+    let outcomes: Outcomes = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut producers = Vec::new();
+    for id in 0..2 {
+        let producer = producer(&bootstrap);
+        let outcomes = Arc::clone(&outcomes);
+        let stop = Arc::clone(&stop);
+        producers.push(tokio::spawn(async move {
+            let mut seq = 0usize;
+            let mut inflight = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                for _ in 0..20 {
+                    let value = format!("p{id}-{seq}");
+                    let partition = i32::try_from(seq).unwrap() % FAULT_PARTITIONS;
+                    let outcomes = Arc::clone(&outcomes);
+                    let this = seq;
+                    // Enqueued here, in sequence order (the order the producer keeps per
+                    // partition); only the wait for the acknowledgement is spawned.
+                    let record = FutureRecord::to(FAULT_TOPIC)
+                        .partition(partition)
+                        .key(&value)
+                        .payload(&value);
+                    match producer.send_result(record) {
+                        Ok(delivery) => inflight.push(tokio::spawn(async move {
+                            let acked = match delivery.await {
+                                Ok(Ok(d)) => Some((d.partition, d.offset)),
+                                _ => None,
+                            };
+                            outcomes.lock().unwrap().push((id, this, acked));
+                        })),
+                        Err(_) => outcomes.lock().unwrap().push((id, this, None)),
+                    }
+                    seq += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for task in inflight {
+                task.await.unwrap();
+            }
+        }));
+    }
+
+    let mut faults = 0;
+    for cycle in 0..FAULT_CYCLES {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let victim = cycle % brokers.len();
+        brokers[victim].kill();
+        faults += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if cycle == 1 {
+            tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
+            faults += 1;
+        }
+        brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for p in producers {
+        tokio::time::timeout(STEP, p).await.unwrap().unwrap();
+    }
+
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let acked: Vec<_> = outcomes.iter().filter(|o| o.2.is_some()).collect();
+    assert!(!acked.is_empty(), "nothing was acknowledged");
+    let live = brokers
+        .iter()
+        .map(|b| b.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let read = tokio::task::spawn_blocking(move || {
+        read_every_partition(&live, FAULT_TOPIC, FAULT_PARTITIONS)
+    })
+    .await
+    .unwrap();
+    let acked_at: BTreeMap<(usize, usize), Option<(i32, i64)>> = outcomes
+        .iter()
+        .map(|(id, seq, at)| ((*id, *seq), *at))
+        .collect();
+    let mut seen = BTreeMap::new();
+    for (partition, records) in &read {
+        let mut last_seq: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, (offset, value)) in records.iter().enumerate() {
+            assert_eq!(
+                *offset,
+                i64::try_from(i).unwrap(),
+                "gap in partition {partition}"
+            );
+            let (id, seq) = value.strip_prefix('p').unwrap().split_once('-').unwrap();
+            let (id, seq): (usize, usize) = (id.parse().unwrap(), seq.parse().unwrap());
+            if let Some(prev) = last_seq.insert(id, seq) {
+                let acked = |s: usize| acked_at.get(&(id, s)).copied().flatten();
+                assert!(
+                    prev < seq,
+                    "producer {id} out of order in partition {partition} at offset {offset}: \
+                     seq {prev} (acknowledged at {:?}) before seq {seq} (acknowledged at {:?})",
+                    acked(prev),
+                    acked(seq)
+                );
+            }
+            assert!(
+                seen.insert(value.clone(), (*partition, *offset)).is_none(),
+                "{value} appears twice"
+            );
+        }
+    }
+    for (id, seq, at) in &acked {
+        let value = format!("p{id}-{seq}");
+        assert_eq!(
+            seen.get(&value),
+            at.as_ref(),
+            "acknowledged {value} not at its offset"
+        );
+    }
+    eprintln!(
+        "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected",
+        outcomes.len(),
+        acked.len(),
+        seen.len(),
+        faults
+    );
+}
+
+/// Broker kills (each followed by a restart) in the fault checker; PostgreSQL restarts once.
+const FAULT_CYCLES: usize = 3;
+
+/// Every record of every partition, `(offset, value)` in offset order, up to the high
+/// watermarks seen when the read starts.
+fn read_every_partition(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fault-checker-no-commits")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, STEP).unwrap();
+        ends.insert(p, high);
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let done = |out: &BTreeMap<i32, Vec<(i64, String)>>| {
+        ends.iter().all(|(p, high)| {
+            *high == 0
+                || out
+                    .get(p)
+                    .and_then(|v| v.last())
+                    .is_some_and(|(o, _)| o + 1 >= *high)
+        })
+    };
+    let started = Instant::now();
+    while !done(&out) {
+        assert!(started.elapsed() < STEP, "read stalled: {ends:?}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+            out.entry(m.partition())
+                .or_default()
+                .push((m.offset(), value));
+        }
+    }
+    out
 }
