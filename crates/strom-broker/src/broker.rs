@@ -649,8 +649,20 @@ impl Broker {
 
     /// The topic, auto-creating it with the defaults when allowed (`auto_create` and the broker's
     /// `auto.create.topics.enable`). BLOCKING when it creates.
+    ///
+    /// On a shared metadata store (cluster mode) a topic this broker does not know yet is
+    /// first looked for among the events other brokers appended.
     pub fn topic_or_create_blocking(&self, name: &str, auto_create: bool) -> Result<Arc<Topic>> {
-        match self.topic(name) {
+        let found = match self.topic(name) {
+            Err(_) if self.storage.metadata_poll_interval().is_some() => {
+                if let Err(e) = self.sync_metadata_blocking() {
+                    tracing::warn!(error = %e, "reading other brokers' metadata failed");
+                }
+                self.topic(name)
+            }
+            other => other,
+        };
+        match found {
             Ok(t) => Ok(t),
             Err(e) if !(auto_create && self.config.auto_create_topics) => Err(e),
             Err(_) => {

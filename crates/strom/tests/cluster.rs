@@ -303,6 +303,46 @@ fn group_commits_seen_through_another_broker(
     }
 }
 
+/// `strom topic`, `strom produce` and `strom consume` against a cluster: produced through one
+/// broker, read through another.
+fn cli_works_across_brokers(one: &Broker, other: &Broker) {
+    let strom = |bootstrap: &str, args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(args)
+            .args(["--bootstrap", bootstrap])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            std::io::Write::write_all(&mut input, text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "strom {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    strom(&one.kafka, &["topic", "create", "cli", "-p", "1"], None);
+    strom(&one.kafka, &["produce", "cli"], Some("one\ntwo\nthree\n"));
+    // Another broker lists it once it has read the metadata event (polled every 250 ms).
+    let started = Instant::now();
+    loop {
+        let listed = strom(&other.kafka, &["topic", "list"], None);
+        if listed.lines().any(|l| l.starts_with("cli")) {
+            break;
+        }
+        assert!(started.elapsed() < STEP, "{listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let consumed = strom(&other.kafka, &["consume", "cli", "-n", "3"], None);
+    assert_eq!(
+        consumed.lines().collect::<Vec<_>>(),
+        ["one", "two", "three"]
+    );
+}
+
 /// Admin operations through one broker are seen through the other, and a long poll on one
 /// broker is woken by a commit made through another.
 async fn admin_and_long_polls_across_brokers(one: &Broker, two: &Broker) {
@@ -467,6 +507,7 @@ async fn three_brokers_share_one_log() {
         .map(|b| i32::try_from(b["node_id"].as_i64().unwrap()).unwrap())
         .collect();
     assert_eq!(listed, ids, "strom cluster status: {status}");
+    cli_works_across_brokers(&b1, &b3);
 
     // Produce through broker 1; kill -9 broker 3 half-way; keep producing.
     let producer = producer(&b1.kafka);
