@@ -312,6 +312,13 @@ impl Flusher {
                 }
             }
             let next = Flush::new(&self.config.prefix, items);
+            // A commit that already ended answered its own waiters; only a commit still running
+            // now has this flush pipelined behind it.
+            if committing.as_ref().is_some_and(JoinHandle::is_finished)
+                && let Some(previous) = committing.take()
+            {
+                let _ = previous.await;
+            }
             let mut uploaded = self.upload(&next).await;
             if let Some(previous) = committing.take() {
                 // A flush uploaded behind one whose commit failed fails with it, as requests in
