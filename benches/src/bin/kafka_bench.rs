@@ -36,8 +36,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use strom_bench::raw_fetch::{self, Limits};
 use strom_bench::{cpu_seconds, median, percentile};
 
-/// Fetch limits of both consumers: `fetch.max.bytes`, `max.partition.fetch.bytes`,
-/// `fetch.wait.max.ms`.
+/// Fetch limits of both consumers unless overridden: `fetch.max.bytes`,
+/// `max.partition.fetch.bytes`, `fetch.wait.max.ms`.
 const LIMITS: Limits = Limits {
     max_bytes: 52_428_800,
     partition_max_bytes: 10_485_760,
@@ -109,6 +109,12 @@ struct Args {
     /// pages the producer just wrote being written back).
     #[arg(long, default_value_t = 1)]
     consume_passes: usize,
+    /// Consumers' `fetch.max.bytes` (default 52428800).
+    #[arg(long, default_value_t = LIMITS.max_bytes)]
+    fetch_max_bytes: i32,
+    /// Consumers' `max.partition.fetch.bytes` (default 10485760).
+    #[arg(long, default_value_t = LIMITS.partition_max_bytes)]
+    max_partition_fetch_bytes: i32,
     /// The broker's process id, to report its CPU time per GB consumed (Linux `/proc`).
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -356,10 +362,10 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", "strom-bench")
         .set("enable.auto.commit", "false")
-        .set("fetch.max.bytes", LIMITS.max_bytes.to_string())
+        .set("fetch.max.bytes", args.fetch_max_bytes.to_string())
         .set(
             "max.partition.fetch.bytes",
-            LIMITS.partition_max_bytes.to_string(),
+            args.max_partition_fetch_bytes.to_string(),
         )
         .set("fetch.wait.max.ms", LIMITS.max_wait_ms.to_string())
         .set(
@@ -428,7 +434,11 @@ fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
         topic,
         args.partitions,
         args.count as u64,
-        LIMITS,
+        Limits {
+            max_bytes: args.fetch_max_bytes,
+            partition_max_bytes: args.max_partition_fetch_bytes,
+            ..LIMITS
+        },
         Duration::from_secs(120),
     )
     .map_err(|e| e.to_string())?;
@@ -450,7 +460,10 @@ fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
 #[derive(Debug, Default)]
 struct Samples {
     produce_mb: Vec<f64>,
+    produce_msgs: Vec<f64>,
+    produce_p99_ms: Vec<f64>,
     consume_mb: Vec<f64>,
+    consume_msgs: Vec<f64>,
     raw_mb: Vec<f64>,
 }
 
@@ -516,7 +529,12 @@ fn run_case(args: &Args, run: usize, samples: &mut Samples) {
         eprintln!("{} delivery errors", p.errors);
     }
     samples.produce_mb.push(p.mb_per_s);
-    samples.consume_mb.push(cmb);
+    samples.produce_msgs.push(p.msgs_per_s);
+    samples.produce_p99_ms.push(p.p99_ms);
+    if args.consume_passes > 0 {
+        samples.consume_mb.push(cmb);
+        samples.consume_msgs.push(cm);
+    }
     println!(
         "| {run} | {} B | {} | {} | {} ms | {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} |",
         args.size,
@@ -570,6 +588,17 @@ fn main() {
             "\n{partitions} partitions: median produce {:.1} MB/s, median consume {:.1} MB/s",
             median(&mut samples.produce_mb),
             median(&mut samples.consume_mb)
+        );
+        // One line per case for scripts (benches/issue16.sh): medians over the runs.
+        println!(
+            "summary size={} partitions={partitions} runs={} produce_mb_s={:.1} produce_rec_s={:.0} produce_p99_ms={:.1} consume_mb_s={:.1} consume_rec_s={:.0}",
+            args.size,
+            args.runs,
+            median(&mut samples.produce_mb),
+            median(&mut samples.produce_msgs),
+            median(&mut samples.produce_p99_ms),
+            median(&mut samples.consume_mb),
+            median(&mut samples.consume_msgs)
         );
         if args.consumer != ConsumerKind::Rdkafka {
             println!(

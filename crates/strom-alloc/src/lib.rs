@@ -147,6 +147,53 @@ pub fn release_free_memory() -> bool {
     }
 }
 
+/// How much freed memory glibc's heaps keep for reuse before giving it back on their own
+/// (`M_TRIM_THRESHOLD`), once [`keep_freed_memory_until_trim`] is called (256 MiB).
+pub const KEEP_FREED_BYTES: i32 = 256 << 20;
+
+/// The largest block glibc serves from its heaps rather than mapping it on its own
+/// (`M_MMAP_THRESHOLD`), once [`keep_freed_memory_until_trim`] is called: 32 MiB, the most
+/// glibc accepts on 64-bit.
+pub const HEAP_BLOCK_MAX_BYTES: i32 = 32 << 20;
+
+/// Lets glibc's malloc keep freed memory for reuse until [`release_free_memory`] runs, instead
+/// of returning it to the kernel on every large `free`. Call once at start-up, in a process
+/// that calls [`release_free_memory`] periodically. Returns whether both settings took.
+///
+/// Why: by default glibc gives the free top of a heap back to the kernel as soon as it exceeds
+/// twice the largest block freed so far. A Fetch over several partitions holds one read buffer
+/// per partition (10 MiB each with librdkafka's common `max.partition.fetch.bytes`) until its
+/// response is written; freeing them together leaves tens of MiB at the top of the heap, which
+/// glibc returns at once, and the next response faults every page back in and has the kernel
+/// zero it. Measured on a 6-partition fetch, page faults and page zeroing took about 30 % of
+/// the broker's CPU and doubled its CPU per GB served (BENCHMARKS.md, issue 16). With the
+/// memory kept until the periodic trim, the same buffers are reused. Fixing the mapping
+/// threshold keeps buffers up to [`HEAP_BLOCK_MAX_BYTES`] in the heaps from the first request on,
+/// rather than mapping (and unmapping) each until glibc's adaptive threshold has risen. Elsewhere
+/// than glibc it does nothing and returns `false`.
+pub fn keep_freed_memory_until_trim() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// glibc's `M_TRIM_THRESHOLD` (malloc.h).
+        const M_TRIM_THRESHOLD: i32 = -1;
+        /// glibc's `M_MMAP_THRESHOLD` (malloc.h).
+        const M_MMAP_THRESHOLD: i32 = -3;
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        // SAFETY: `mallopt` takes the allocator's own lock and only changes its parameters;
+        // both values are in the ranges glibc documents for these parameters.
+        unsafe {
+            mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES) == 1
+                && mallopt(M_MMAP_THRESHOLD, HEAP_BLOCK_MAX_BYTES) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -134,8 +134,10 @@ impl Broker {
             });
         }
         // Durably: its parent is fsynced, so a crash cannot lose the directory with what the
-        // broker then writes in it (partition directories are created the same way).
-        strom_log::create_dir_durable(&config.data_dir)?;
+        // broker then writes in it (partition directories are created the same way). Whatever
+        // the backend, `<data-dir>/metadata/` holds what is local to this broker (the group
+        // coordinator's offsets checkpoint).
+        strom_log::create_dir_durable(&config.data_dir.join(METADATA_DIR))?;
         let (mut meta, events) = storage.open_metadata()?;
 
         let mut cluster_id = None;
@@ -231,6 +233,15 @@ impl Broker {
                 .get(topic)
                 .is_some_and(|t| index.0 >= 0 && index.0 < t.partition_count())
         });
+        for (id, stream) in &streams {
+            let topic = registry
+                .by_id
+                .get(id)
+                .and_then(|name| registry.by_name.get(name));
+            if let Some(topic) = topic {
+                crate::stream::seal_closed_shards(topic, stream);
+            }
+        }
         let offsets_partition = registry
             .by_name
             .get(crate::group::OFFSETS_TOPIC)
@@ -278,6 +289,7 @@ impl Broker {
             dynamic,
             cleaner,
         };
+        broker.migrate_internal_segment_bytes_blocking();
         // Transactions a crash left prepared are completed before anyone reads.
         broker.apply_dynamic_broker_configs();
         let completed = broker.tick_transactions_blocking();
@@ -293,6 +305,21 @@ impl Broker {
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
             .map_err(|_| Error::ShuttingDown)??;
+        let broker = Arc::new(broker);
+        broker.start_background();
+        Ok(broker)
+    }
+
+    /// [`Broker::start`] on a given storage backend (see [`Broker::open_with_backend`]).
+    pub async fn start_with_backend(
+        config: BrokerConfig,
+        storage: Arc<dyn StorageBackend>,
+    ) -> Result<Arc<Broker>> {
+        let broker = tokio::task::spawn_blocking(move || {
+            Broker::open_with_backend(config, Arc::new(SystemClock), storage)
+        })
+        .await
+        .map_err(|_| Error::ShuttingDown)??;
         let broker = Arc::new(broker);
         broker.start_background();
         Ok(broker)
@@ -412,6 +439,17 @@ impl Broker {
     /// The cluster id (generated on first start, persisted).
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
+    }
+
+    /// The broker's commit window (its `window_count` and `sync_count` say how many sync
+    /// rounds and `fdatasync` calls durable appends have cost), on the local backend.
+    pub fn durability(&self) -> Option<&crate::durability::Durability> {
+        self.storage.as_local().map(LocalBackend::durability)
+    }
+
+    /// The storage backend partitions and metadata are opened through.
+    pub fn storage(&self) -> &Arc<dyn StorageBackend> {
+        &self.storage
     }
 
     /// This broker's node id.
@@ -719,7 +757,7 @@ impl Broker {
                 Ok(p) => opened.push(Arc::new(p)),
                 Err(e) => {
                     for p in opened {
-                        let _ = p.delete_blocking();
+                        let _ = p.delete_blocking(self.storage.as_ref());
                     }
                     return Err(e);
                 }
@@ -732,13 +770,9 @@ impl Broker {
             configs: req.configs.clone(),
         }) {
             for p in opened {
-                // On a shared store a partition's data belongs to the topic, which another
-                // broker may have created meanwhile: only close the handles then.
-                if self.storage.metadata_poll_interval().is_some() {
-                    let _ = p.close_blocking();
-                } else {
-                    let _ = p.delete_blocking();
-                }
+                // The backend decides what deleting means: the cluster backend only closes
+                // the handles (the data belongs to the topic in the shared store).
+                let _ = p.delete_blocking(self.storage.as_ref());
             }
             if matches!(e, Error::TopicAlreadyExists { .. })
                 && let Ok(events) = meta.poll()
@@ -788,7 +822,7 @@ impl Broker {
         let partitions = topic.partitions.clone();
         drop(topic);
         for p in partitions {
-            if let Err(e) = p.delete_blocking() {
+            if let Err(e) = p.delete_blocking(self.storage.as_ref()) {
                 // The metadata says "deleted"; a leftover directory is swept at the next start.
                 tracing::warn!(topic = name, error = %e, "could not remove partition directory");
             }

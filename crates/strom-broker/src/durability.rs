@@ -9,8 +9,9 @@
 //! on it), so one commit round covers every partition written in the window. A partition's
 //! high watermark moves, and its appenders are answered, only after the sync of its own file
 //! in a window that started after their write returned, so the contract is unchanged.
-//! Kafka Produce and Kinesis PutRecords both append through `Partition::append`, so both
-//! share the windows. Policies other than `Always` do not use the group.
+//! Kafka Produce and Kinesis PutRecords both share the windows; a PutRecords writes all its
+//! shards before any of them waits, so its shards are synced in one window. Policies other
+//! than `Always` do not use the group.
 
 use strom_log::{PartitionLog, SyncGroup};
 

@@ -90,6 +90,17 @@ pub enum Error {
         /// Why they were refused.
         reason: RecordRejection,
     },
+    /// A data append to a sealed partition (a Kinesis shard closed by resharding, which is
+    /// read-only for both APIs); transaction markers are still taken.
+    #[error(
+        "partition {partition} of {topic} is a Kinesis shard closed by resharding; it is read-only"
+    )]
+    PartitionSealed {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
     /// `acks=all` asked for more in-sync replicas than this broker has.
     #[error("not enough replicas: min.insync.replicas={required}, in sync: {available}")]
     NotEnoughReplicas {

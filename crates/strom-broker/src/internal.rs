@@ -260,6 +260,42 @@ pub(crate) fn batch_of(records: &[(Bytes, Option<Bytes>)], now: i64) -> Result<V
 }
 
 impl Broker {
+    /// Gives internal topics created before they got [`INTERNAL_SEGMENT_BYTES`] (which then
+    /// inherited the 1 GiB topic default: no `segment.bytes` override) the 100 MiB segments new
+    /// ones get, durably (a `ConfigsSet` in the metadata log); the next roll uses them. A
+    /// `segment.bytes` someone set on the topic is left alone. Failure (a full disk) is logged
+    /// and retried at the next open: it must not stop the broker from starting. BLOCKING.
+    pub(crate) fn migrate_internal_segment_bytes_blocking(&self) {
+        for name in [
+            crate::group::OFFSETS_TOPIC,
+            crate::txn::TRANSACTION_STATE_TOPIC,
+        ] {
+            let Ok(topic) = self.topic(name) else {
+                continue;
+            };
+            if topic.overrides().contains_key("segment.bytes") {
+                continue;
+            }
+            let mut configs = topic.overrides().clone();
+            configs.insert(
+                "segment.bytes".to_owned(),
+                INTERNAL_SEGMENT_BYTES.to_string(),
+            );
+            match self.set_topic_configs_blocking(name, configs, false) {
+                Ok(()) => tracing::info!(
+                    topic = name,
+                    segment_bytes = INTERNAL_SEGMENT_BYTES,
+                    "internal topic moved to the internal segment size"
+                ),
+                Err(e) => tracing::warn!(
+                    topic = name,
+                    error = %e,
+                    "could not move an internal topic to the internal segment size; retried at the next start"
+                ),
+            }
+        }
+    }
+
     /// Partition 0 of the internal topic `name`, created (compacted, one partition) if missing.
     /// BLOCKING.
     pub(crate) fn internal_partition_blocking(&self, name: &str) -> Result<Arc<Partition>> {
@@ -389,5 +425,100 @@ mod tests {
                 assert_eq!(got[0].1.as_ref().unwrap().offset, i as i64);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod segment_bytes_tests {
+    use std::collections::BTreeMap;
+
+    use super::INTERNAL_SEGMENT_BYTES;
+    use crate::topic::CreateTopic;
+    use crate::{Broker, BrokerConfig};
+
+    fn create(broker: &Broker, name: &str, configs: &[(&str, &str)]) {
+        broker
+            .create_topic_blocking(CreateTopic {
+                name: name.to_owned(),
+                partitions: Some(1),
+                replication_factor: None,
+                configs: configs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+                validate_only: false,
+            })
+            .unwrap();
+    }
+
+    fn segment_bytes(broker: &Broker, name: &str) -> (Option<String>, u64) {
+        let topic = broker.topic(name).unwrap();
+        let log_config = topic.partition(0).unwrap().store().config();
+        (
+            topic.overrides().get("segment.bytes").cloned(),
+            log_config.segment_bytes,
+        )
+    }
+
+    /// Internal topics created before they got 100 MiB segments (no `segment.bytes` override,
+    /// so the 1 GiB default) are moved to 100 MiB when the broker opens, durably; a value
+    /// someone set is kept, as are the topic's other configs.
+    #[test]
+    fn old_internal_topics_move_to_the_internal_segment_size_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig::new(dir.path());
+        {
+            let broker = Broker::open(config.clone()).unwrap();
+            // As the broker created them before: compacted, default segment size.
+            create(
+                &broker,
+                crate::group::OFFSETS_TOPIC,
+                &[("cleanup.policy", "compact")],
+            );
+            // Set on purpose to the old default: kept.
+            create(
+                &broker,
+                crate::txn::TRANSACTION_STATE_TOPIC,
+                &[
+                    ("cleanup.policy", "compact"),
+                    ("segment.bytes", "1073741824"),
+                ],
+            );
+            assert_eq!(
+                segment_bytes(&broker, crate::group::OFFSETS_TOPIC),
+                (None, 1 << 30)
+            );
+            broker.shutdown_blocking().unwrap();
+        }
+        let want = INTERNAL_SEGMENT_BYTES.to_string();
+        for _ in 0..2 {
+            let broker = Broker::open(config.clone()).unwrap();
+            assert_eq!(
+                segment_bytes(&broker, crate::group::OFFSETS_TOPIC),
+                (Some(want.clone()), u64::from(INTERNAL_SEGMENT_BYTES))
+            );
+            let offsets = broker.topic(crate::group::OFFSETS_TOPIC).unwrap();
+            assert_eq!(
+                offsets
+                    .overrides()
+                    .get("cleanup.policy")
+                    .map(String::as_str),
+                Some("compact")
+            );
+            assert_eq!(
+                segment_bytes(&broker, crate::txn::TRANSACTION_STATE_TOPIC),
+                (Some("1073741824".to_owned()), 1 << 30)
+            );
+            broker.shutdown_blocking().unwrap();
+        }
+        // Persisted: the metadata log holds the change, it is not only redone at each open.
+        let events = std::fs::read_to_string(dir.path().join("metadata").join("events.log"))
+            .unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("metadata").join("snapshot"))
+                .unwrap_or_default();
+        assert!(
+            events.contains(&format!("\"segment.bytes\":\"{want}\"")),
+            "{events}"
+        );
     }
 }

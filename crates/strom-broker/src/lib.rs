@@ -7,10 +7,19 @@
 //! broker-wide commit window. Front ends (Kafka and Kinesis) decode requests, call into
 //! [`Broker`] and [`Partition`], and map [`Error`] to their own codes.
 //!
-//! Storage is delegated to [`strom_log::PartitionLog`], one per partition, opened under
-//! `<data-dir>/<topic>-<partition>/`. Its calls block (file I/O, `fdatasync`), so every method
-//! that reaches it is named `*_blocking`, and async callers go through the blocking pool
-//! ([`Broker::run_blocking`], [`Partition::append`]).
+//! Storage is reached through the seam in [`storage`]: one [`storage::PartitionStore`] per
+//! partition and a [`storage::MetadataStore`], opened by a [`storage::StorageBackend`]. The
+//! default backend ([`storage::local::LocalBackend`]) keeps each partition in `strom-log`
+//! segment files under `<data-dir>/<topic>-<partition>/` and the metadata in its event log; a
+//! cluster backend (`strom-cluster`) is passed to [`Broker::open_with_backend`]. Storage calls
+//! block (file I/O, `fdatasync`, network), so every method that reaches them is named
+//! `*_blocking`, and async callers go through the blocking pool ([`Broker::run_blocking`],
+//! [`Partition::append`]).
+//!
+//! The group coordinator ([`group::GroupCoordinator`]), the transaction coordinator
+//! ([`txn::TxnCoordinator`]) and the Kinesis stream registry ([`stream::StreamRegistry`]) own
+//! their state; what they need of the broker is a narrow interface (a host trait, or the
+//! metadata store handed in), and [`Broker`]'s methods for them delegate.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod broker;

@@ -150,7 +150,7 @@ pub(crate) struct MetadataState {
 
 impl MetadataState {
     /// Applies one event, as the broker's replay does.
-    fn apply(&mut self, event: &MetadataEvent) {
+    pub(crate) fn apply(&mut self, event: &MetadataEvent) {
         match event {
             MetadataEvent::ClusterInitialized { cluster_id } => {
                 self.cluster_id = Some(cluster_id.clone());

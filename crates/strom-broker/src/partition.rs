@@ -2,15 +2,17 @@
 //! keyless-record check of compacted topics, the closed flag, the interval flusher).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use strom_log::{AbortedTxn, AppendInfo, FsyncPolicy, LogConfig, OngoingTxn, ProducerInfo};
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::storage::{Offset, PartitionStore, PendingWrite, StorageError, StoreRead};
+use crate::storage::{
+    Offset, PartitionStore, PendingWrite, StorageBackend, StorageError, StoreRead,
+};
 
 /// The leader epoch written into every batch. A single node never changes leader, so this is 0
 /// until cluster mode bumps it on leader changes.
@@ -27,7 +29,7 @@ pub const LEADER_EPOCH: i32 = 0;
 ///
 /// On the local backend, a storage failure that poisons the log (a failed `fdatasync`) is
 /// answered with an error and repaired in the background without restarting the broker: see
-/// [`crate::healing`].
+/// `healing.rs`.
 #[derive(Debug)]
 pub struct Partition {
     topic: String,
@@ -35,6 +37,11 @@ pub struct Partition {
     store: Arc<dyn PartitionStore>,
     flusher_running: AtomicBool,
     closed: AtomicBool,
+    /// Whether the partition is sealed (a Kinesis shard closed by resharding): it then takes
+    /// transaction markers only. Data appends hold the read side across their write and
+    /// [`Partition::seal_blocking`] takes the write side, so once the seal returns no data
+    /// write is in flight and none can start: the log end it reports is final for data.
+    sealed: RwLock<bool>,
 }
 
 /// What a read returned: whole batches (possibly none) and the partition's offsets.
@@ -89,6 +96,7 @@ impl Partition {
             store,
             flusher_running: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            sealed: RwLock::new(false),
         }
     }
 
@@ -115,62 +123,66 @@ impl Partition {
     /// Appends a produce payload (one or more v2 batches). BLOCKING: run on a blocking thread.
     ///
     /// On a compacted topic (`cleanup.policy` includes `compact`) a record without a key
-    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does.
+    /// refuses the whole payload with [`Error::InvalidRecords`], as Kafka does (the store checks
+    /// it while validating the batches, see [`StorageError::KeylessRecords`]).
+    ///
+    /// The two halves, [`append_deferred_blocking`](Self::append_deferred_blocking) then
+    /// [`await_durable_blocking`](Self::await_durable_blocking), back to back.
     pub fn append_blocking(&self, batches: &mut [u8]) -> Result<AppendInfo> {
-        self.check_open()?;
-        self.check_compacted_keys(batches)?;
-        Ok(self.store.append(batches, LEADER_EPOCH)?)
+        let pending = self.append_deferred_blocking(batches)?;
+        self.await_durable_blocking(pending)
     }
 
-    /// On a compacted topic, refuses a payload holding keyless records.
-    fn check_compacted_keys(&self, batches: &[u8]) -> Result<()> {
-        let config = self.store.config();
-        if config.cleanup.compact {
-            self.check_keys(batches, config.max_message_bytes)?;
+    /// Refuses a payload with data on a sealed partition; transaction markers (control
+    /// batches) pass, so a transaction open when the partition was sealed can still end. A
+    /// payload that does not parse counts as data.
+    fn check_unsealed(&self, sealed: bool, payload: &[u8]) -> Result<()> {
+        if !sealed {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// Refuses a payload holding keyless records (compacted topics). A payload that does not
-    /// parse is left to the log, which refuses it with the precise error.
-    fn check_keys(&self, payload: &[u8], max_batch_bytes: usize) -> Result<()> {
-        let mut indexes = Vec::new();
-        let mut index: i32 = 0;
-        for batch in strom_record::stored_batches(payload) {
-            let Ok((header, range)) = batch else {
-                return Ok(());
-            };
-            if header.is_control() {
-                continue;
-            }
-            let Some(bytes) = payload.get(range) else {
-                return Ok(());
-            };
-            let Ok(decoded) = strom_record::decode_records(
-                &bytes::Bytes::copy_from_slice(bytes),
-                strom_record::DecodeLimits {
-                    max_batch_bytes,
-                    ..strom_record::DecodeLimits::default()
-                },
-            ) else {
-                return Ok(());
-            };
-            for record in decoded.records {
-                if record.key.is_none() {
-                    indexes.push(index);
-                }
-                index = index.saturating_add(1);
-            }
-        }
-        if indexes.is_empty() {
+        let markers_only = strom_record::stored_batches(payload)
+            .all(|batch| batch.is_ok_and(|(header, _)| header.is_control()));
+        if markers_only {
             Ok(())
         } else {
-            Err(Error::InvalidRecords {
+            Err(Error::PartitionSealed {
+                topic: self.topic.clone(),
+                partition: self.index,
+            })
+        }
+    }
+
+    /// Seals the partition (a Kinesis shard closed by resharding) and returns its log end
+    /// offset, which no data append can move from then on: an append writing when this is
+    /// called finishes first, later ones are refused with [`Error::PartitionSealed`].
+    /// Transaction markers are still taken. BLOCKING (waits for in-flight writes).
+    pub fn seal_blocking(&self) -> i64 {
+        let mut sealed = self.sealed.write().unwrap_or_else(PoisonError::into_inner);
+        *sealed = true;
+        self.log_end_offset()
+    }
+
+    /// Lifts a seal (a reshard whose metadata write failed after the seal). BLOCKING.
+    pub(crate) fn unseal_blocking(&self) {
+        *self.sealed.write().unwrap_or_else(PoisonError::into_inner) = false;
+    }
+
+    /// Whether the partition is sealed (see [`seal_blocking`](Self::seal_blocking)).
+    pub fn is_sealed(&self) -> bool {
+        *self.sealed.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The broker's error for a failed append: the store's refusal of keyless records
+    /// (compacted topics) becomes [`Error::InvalidRecords`] naming the topic and partition.
+    fn append_error(&self, error: StorageError) -> Error {
+        match error {
+            StorageError::KeylessRecords { indexes } => Error::InvalidRecords {
                 topic: self.topic.clone(),
                 partition: self.index,
                 indexes,
                 reason: crate::RecordRejection::MissingKeyOnCompactedTopic,
-            })
+            },
+            other => Error::Storage(other),
         }
     }
 
@@ -181,8 +193,11 @@ impl Partition {
     /// are ordered by the calls to this. BLOCKING.
     pub fn append_deferred_blocking(&self, batches: &mut [u8]) -> Result<PendingPartitionAppend> {
         self.check_open()?;
-        self.check_compacted_keys(batches)?;
-        let pending = self.store.append_deferred(batches, LEADER_EPOCH)?;
+        let sealed = self.sealed.read().unwrap_or_else(PoisonError::into_inner);
+        self.check_unsealed(*sealed, batches)?;
+        let result = self.store.append_deferred(batches, LEADER_EPOCH);
+        drop(sealed);
+        let pending = result.map_err(|e| self.append_error(e))?;
         Ok(PendingPartitionAppend { pending })
     }
 
@@ -371,10 +386,11 @@ impl Partition {
         Ok(self.store.close()?)
     }
 
-    /// Closes the log and removes its directory. BLOCKING.
-    pub(crate) fn delete_blocking(self: Arc<Self>) -> Result<()> {
+    /// Closes the partition and has `storage` (the backend that opened it) delete its data.
+    /// BLOCKING.
+    pub(crate) fn delete_blocking(self: Arc<Self>, storage: &dyn StorageBackend) -> Result<()> {
         self.closed.store(true, Ordering::Release);
-        Ok(self.store.delete()?)
+        storage.delete_partition(self.store.as_ref())
     }
 
     /// Starts the interval-flush task if the policy is `interval` and none runs yet. The task

@@ -20,7 +20,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::metadata::MetadataEvent;
 use crate::storage::MetadataStore;
-use crate::topic::{CreateTopic, TopicSummary};
+use crate::topic::{CreateTopic, Topic, TopicSummary};
 
 /// One shard: its hash-key range, lineage, and whether it was closed by resharding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +281,27 @@ impl StreamRegistry {
     }
 }
 
+/// Seals the partition of every closed shard of `meta` (on open, and after a change is stored):
+/// a closed shard is read-only for both APIs.
+pub(crate) fn seal_closed_shards(topic: &Topic, meta: &StreamMeta) {
+    for (partition, shard) in topic.partitions().iter().zip(&meta.shards) {
+        if shard.is_closed() {
+            partition.seal_blocking();
+        }
+    }
+}
+
+/// Makes exactly the partitions of `meta`'s closed shards sealed (after a failed change).
+fn restore_seals(topic: &Topic, meta: &StreamMeta) {
+    for (partition, shard) in topic.partitions().iter().zip(&meta.shards) {
+        if shard.is_closed() {
+            partition.seal_blocking();
+        } else {
+            partition.unseal_blocking();
+        }
+    }
+}
+
 impl Broker {
     /// The Kinesis metadata stored for a topic, if it has any.
     pub fn stream_meta(&self, topic_id: Uuid) -> Option<Arc<StreamMeta>> {
@@ -299,10 +320,18 @@ impl Broker {
     }
 
     /// Replaces the Kinesis metadata of a topic, durably. BLOCKING.
+    ///
+    /// The partitions of shards it marks closed are sealed
+    /// ([`crate::Partition::seal_blocking`]); a caller closing a shard should seal it first and
+    /// store the offset the seal returned.
     pub fn set_stream_meta_blocking(&self, topic_id: Uuid, meta: StreamMeta) -> Result<()> {
         let mut metadata = self.admin();
-        self.topic_by_id(topic_id)?;
-        self.streams.store(&mut **metadata, topic_id, meta)
+        let topic = self.topic_by_id(topic_id)?;
+        self.streams.store(&mut **metadata, topic_id, meta)?;
+        if let Some(stored) = self.streams.get(topic_id) {
+            seal_closed_shards(&topic, &stored);
+        }
+        Ok(())
     }
 
     /// Reads, changes and stores the metadata of a topic under the admin lock, so concurrent
@@ -315,12 +344,28 @@ impl Broker {
     ) -> Result<T> {
         let mut metadata = self.admin();
         let topic = self.topic_by_id(topic_id)?;
-        let topic = StreamTopic {
+        let stream_topic = StreamTopic {
             id: topic_id,
             partitions: topic.partition_count(),
             retention_ms: topic.settings().retention_ms,
         };
-        self.streams.update(&mut **metadata, topic, f)
+        let before = match self.streams.get(topic_id) {
+            Some(m) => (*m).clone(),
+            None => StreamMeta::derived(topic.partition_count(), topic.settings().retention_ms),
+        };
+        match self.streams.update(&mut **metadata, stream_topic, f) {
+            Ok(out) => {
+                if let Some(stored) = self.streams.get(topic_id) {
+                    seal_closed_shards(&topic, &stored);
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                // `f` may have sealed partitions it meant to close: the stored state stands.
+                restore_seals(&topic, &before);
+                Err(e)
+            }
+        }
     }
 
     /// Grows the topic's partitions under the same admin lock discipline; used by resharding.

@@ -28,6 +28,7 @@ struct Counts {
     appends: AtomicUsize,
     reads: AtomicUsize,
     metadata_appends: AtomicUsize,
+    partitions_deleted: AtomicUsize,
 }
 
 /// A backend that is not the local one as far as the broker can tell.
@@ -78,6 +79,13 @@ impl StorageBackend for Wrapped {
             inner: self.inner.open_partition(partition, config)?,
             counts: Arc::clone(&self.counts),
         }))
+    }
+
+    fn delete_partition(&self, store: &dyn PartitionStore) -> strom_broker::Result<()> {
+        self.counts
+            .partitions_deleted
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_partition(store)
     }
 
     fn remove_orphans(&self, is_live: &dyn Fn(&str, PartitionIndex) -> bool) {
@@ -244,5 +252,11 @@ fn a_broker_on_another_backend_produces_reads_and_reopens() {
         .fetch_offsets("g", Some(&[("orders".to_owned(), 1)]));
     assert_eq!(offsets.len(), 1);
     assert_eq!(offsets[0].1.as_ref().map(|c| c.offset), Some(2));
+
+    // Deleting the topic deletes its partitions through the backend.
+    broker.delete_topic_blocking("orders").unwrap();
+    assert_eq!(counts.partitions_deleted.load(Ordering::Relaxed), 2);
+    assert!(!dir.path().join("orders-0").exists());
+    assert!(!dir.path().join("orders-1").exists());
     broker.shutdown_blocking().unwrap();
 }

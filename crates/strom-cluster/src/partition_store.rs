@@ -302,8 +302,8 @@ impl PartitionStore for ClusterPartitionStore {
             log_append_time,
             max_timestamp,
         });
-        Ok(PendingWrite {
-            info: AppendInfo {
+        Ok(PendingWrite::new(
+            AppendInfo {
                 base_offset: -1,
                 last_offset: -1,
                 log_append_time,
@@ -311,9 +311,9 @@ impl PartitionStore for ClusterPartitionStore {
                 max_timestamp,
                 record_count: 0,
             },
-            end: Offset(-1),
-            instance: in_flight,
-        })
+            Offset(-1),
+            in_flight,
+        ))
     }
 
     fn await_durable(&self, pending: PendingWrite) -> StorageResult<AppendInfo> {

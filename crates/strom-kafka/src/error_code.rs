@@ -24,6 +24,7 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig,
         Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         Error::InvalidRecords { .. } => ResponseError::InvalidRecord,
+        Error::PartitionSealed { .. } => ResponseError::PolicyViolation,
         Error::Storage(e) => storage_error(e),
         Error::Metadata { .. } | Error::CorruptMetadata { .. } | Error::MetadataPoisoned { .. } => {
             ResponseError::KafkaStorageError
@@ -84,6 +85,8 @@ pub fn storage_error(error: &StorageError) -> ResponseError {
     use StorageError as L;
     match error {
         L::InvalidBatch(_) => ResponseError::CorruptMessage,
+        // The broker turns it into `InvalidRecords` (with record errors); the same code here.
+        L::KeylessRecords { .. } => ResponseError::InvalidRecord,
         // A fetch in a range damaged on disk: not retriable (the data will not come back), so
         // the client reports it and the application can seek past it, as Kafka's consumer does
         // with CORRUPT_MESSAGE in a fetch response.
@@ -180,6 +183,13 @@ mod tests {
                 ResponseError::InvalidRecord,
             ),
             (
+                Error::PartitionSealed {
+                    topic: "t".into(),
+                    partition: 0,
+                },
+                ResponseError::PolicyViolation,
+            ),
+            (
                 Error::Metadata {
                     op: "append",
                     path: "p".into(),
@@ -191,6 +201,10 @@ mod tests {
             (
                 Error::Group(GroupError::IllegalGeneration),
                 ResponseError::IllegalGeneration,
+            ),
+            (
+                Error::Storage(StorageError::KeylessRecords { indexes: vec![0] }),
+                ResponseError::InvalidRecord,
             ),
             (
                 Error::Storage(StorageError::BatchTooLarge { size: 2, max: 1 }),

@@ -19,7 +19,9 @@
 //! AlterConfigs 0–2, DescribeLogDirs 1–4, CreatePartitions 0–3, IncrementalAlterConfigs 0–1,
 //! DescribeCluster 0–2, and the classic consumer-group APIs FindCoordinator 0–5, JoinGroup 0–9,
 //! SyncGroup 0–5, Heartbeat 0–4, LeaveGroup 0–5, OffsetCommit 2–9, OffsetFetch 1–9,
-//! DescribeGroups 0–5, ListGroups 0–5, DeleteGroups 0–2, OffsetDelete 0, and the KIP-848
+//! DescribeGroups 0–5, ListGroups 0–5, DeleteGroups 0–2, OffsetDelete 0, the transaction APIs
+//! AddPartitionsToTxn 0–3, AddOffsetsToTxn 0–4, EndTxn 0–4, TxnOffsetCommit 0–4,
+//! DescribeTransactions 0, ListTransactions 0–1 and DescribeProducers 0, and the KIP-848
 //! consumer protocol's ConsumerGroupHeartbeat 0–1 and ConsumerGroupDescribe 0–1 (librdkafka
 //! 2.12 with `group.protocol=consumer` requires ConsumerGroupHeartbeat 1; it picks
 //! FindCoordinator 2, JoinGroup 5, SyncGroup 3, Heartbeat 3, LeaveGroup 1, OffsetCommit 9,
@@ -28,9 +30,13 @@
 //! Metadata 4, ListOffsets 2), kafka-python 3.0 (Produce 9, Fetch 12, InitProducerId 4),
 //! kafkajs 2.2 (Produce 7, Metadata 6, InitProducerId 1).
 //!
-//! Not yet: transactions, SASL,
-//! fetch sessions (every Fetch answer carries session id 0, so clients send full requests),
-//! idempotent-sequence checks (producer ids are handed out, sequences are not verified).
+//! Idempotent producers (epoch and sequence checks, duplicates answered with their original
+//! offsets) and transactions (markers, `read_committed`) are served by the broker core and its
+//! storage. Not yet: SASL, fetch sessions (every Fetch answer carries session id 0, so clients
+//! send full requests).
+//!
+//! The front end depends on `strom-broker` only, never on a storage backend: storage failures
+//! reach it as [`strom_broker::StorageError`], mapped to Kafka codes in `error_code.rs`.
 //!
 //! ## Known hazard
 //!

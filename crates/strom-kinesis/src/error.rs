@@ -108,7 +108,8 @@ impl From<strom_broker::Error> for KinesisError {
             B::UnknownTopic { .. } | B::UnknownTopicId { .. } | B::UnknownPartition { .. } => {
                 ErrorKind::ResourceNotFound
             }
-            B::TopicAlreadyExists { .. } => ErrorKind::ResourceInUse,
+            // A shard closed by resharding, as `reshard::open_shard` refuses it.
+            B::TopicAlreadyExists { .. } | B::PartitionSealed { .. } => ErrorKind::ResourceInUse,
             B::InvalidTopicName { .. } | B::InvalidConfig { .. } => ErrorKind::Validation,
             B::InvalidPartitions { .. } => ErrorKind::LimitExceeded,
             B::InvalidReplicationFactor { .. }

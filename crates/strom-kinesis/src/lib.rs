@@ -51,10 +51,13 @@ pub struct KinesisConfig {
     /// and 5 `GetRecords` calls/s read) with `ProvisionedThroughputExceededException`
     /// (default off; see [`limits`]).
     pub aws_limits: bool,
-    /// Request-body bytes held in memory across all Kinesis requests at once (like Kafka's
-    /// `queued.max.request.bytes`); a request that does not fit within
-    /// [`service::MEMORY_BUDGET_WAIT`] gets `LimitExceededException`. Raised to
-    /// [`service::MAX_BODY_BYTES`] if smaller.
+    /// Request-body and `GetRecords`-response bytes held in memory across all Kinesis
+    /// requests at once (like Kafka's `queued.max.request.bytes`); a request that does not fit
+    /// within [`service::MEMORY_BUDGET_WAIT`] gets `LimitExceededException`. A `GetRecords`
+    /// reserves the most its response can take (about 25 MiB at `Limit` 10,000) before it
+    /// reads, and holds the encoded body's size until the body is sent; a `SubscribeToShard`
+    /// event does the same per read (waiting for room instead of failing). Raised to
+    /// [`service::MIN_IN_FLIGHT_BYTES`] (about 41 MiB) if smaller.
     pub max_in_flight_bytes: usize,
     /// Open connections at most; further connections are closed at accept (warn log).
     pub max_connections: usize,

@@ -20,6 +20,10 @@ use crate::wire::{self, Encoding};
 /// The largest request body accepted: a 5 MiB PutRecords grows by a third in base64.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The smallest in-flight memory budget: the largest request body plus the most a
+/// `GetRecords` response reserves, so one request always fits while it holds its body.
+pub const MIN_IN_FLIGHT_BYTES: usize = MAX_BODY_BYTES + crate::api::get_records::MAX_RESPONSE_BOUND;
+
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 
 /// How long a request waits for room in the in-flight memory budget before it is refused with
@@ -50,8 +54,11 @@ pub struct Context {
     /// Orders puts against resharding (see [`crate::fence`]).
     pub fence: ReshardFence,
     /// In-flight request memory: one permit per request-body byte, held while the request is
-    /// handled ([`KinesisConfig::max_in_flight_bytes`]).
+    /// handled, plus one per byte a `GetRecords` response or a `SubscribeToShard` event may
+    /// take, held until it is sent ([`KinesisConfig::max_in_flight_bytes`]).
     pub memory: Arc<tokio::sync::Semaphore>,
+    /// The permits `memory` was created with (no reservation asks for more).
+    pub memory_capacity: usize,
     /// Shard appends running on the blocking pool at once ([`APPEND_SLOTS`] permits).
     pub append_slots: Arc<tokio::sync::Semaphore>,
     /// Connections open now (against [`KinesisConfig::max_connections`]).
@@ -63,16 +70,16 @@ impl Context {
     /// shard iterators survive a restart of the broker).
     pub fn new(config: KinesisConfig, broker: Arc<Broker>) -> Context {
         let iterator_key = IteratorKey::derive(broker.cluster_id().as_bytes());
+        let memory_capacity = config
+            .max_in_flight_bytes
+            .clamp(MIN_IN_FLIGHT_BYTES, tokio::sync::Semaphore::MAX_PERMITS);
         Context {
             iterator_key,
             broker,
             closing: tokio::sync::watch::Sender::new(false),
             fence: ReshardFence::default(),
-            memory: Arc::new(tokio::sync::Semaphore::new(
-                config
-                    .max_in_flight_bytes
-                    .clamp(MAX_BODY_BYTES, tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            memory: Arc::new(tokio::sync::Semaphore::new(memory_capacity)),
+            memory_capacity,
             open_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
             limiter: ShardLimiter::new(config.aws_limits),
@@ -83,6 +90,34 @@ impl Context {
     /// Now, by the broker's clock, in epoch milliseconds.
     pub fn now_ms(&self) -> i64 {
         self.broker.clock().now_ms()
+    }
+
+    /// Reserves `bytes` (at most the whole budget) in the in-flight memory budget, waiting at
+    /// most [`MEMORY_BUDGET_WAIT`]; when there is no room by then, `LimitExceededException`
+    /// (which AWS SDKs retry with back-off, as a throttling error).
+    pub async fn reserve(
+        &self,
+        bytes: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, KinesisError> {
+        let permits = u32::try_from(bytes.clamp(1, self.memory_capacity)).unwrap_or(u32::MAX);
+        match tokio::time::timeout(
+            MEMORY_BUDGET_WAIT,
+            Arc::clone(&self.memory).acquire_many_owned(permits),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                tracing::warn!(
+                    bytes = permits,
+                    "kinesis in-flight request memory exhausted, refusing a request"
+                );
+                Err(KinesisError::new(
+                    ErrorKind::LimitExceeded,
+                    "the broker's in-flight request memory is exhausted; retry with back-off",
+                ))
+            }
+        }
     }
 
     /// Runs a blocking broker call on the blocking pool.
@@ -108,6 +143,37 @@ pub enum Reply {
     Value(Value),
     /// A response body already encoded in the request's encoding.
     Encoded(Vec<u8>),
+    /// A reply holding a reservation in the in-flight memory budget ([`Context::reserve`]):
+    /// once encoded, the reservation is cut to the body's size and held until the body is
+    /// sent (`GetRecords`).
+    Reserved(Box<Reply>, tokio::sync::OwnedSemaphorePermit),
+}
+
+/// A response body that holds its share of the in-flight memory budget until it is sent (or
+/// the connection drops it).
+struct ReservedBody {
+    data: Option<bytes::Bytes>,
+    _reservation: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for ReservedBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(self.data.take().map(|d| Ok(http_body::Frame::data(d))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
+    }
 }
 
 /// Deserialises a request structure from the decoded body.
@@ -146,25 +212,7 @@ async fn admit(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(MAX_BODY_BYTES);
-    let permits = u32::try_from(announced.clamp(1, MAX_BODY_BYTES)).unwrap_or(u32::MAX);
-    match tokio::time::timeout(
-        MEMORY_BUDGET_WAIT,
-        Arc::clone(&ctx.memory).acquire_many_owned(permits),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => Ok(permit),
-        _ => {
-            tracing::warn!(
-                bytes = permits,
-                "kinesis in-flight request memory exhausted, refusing a request"
-            );
-            Err(KinesisError::new(
-                ErrorKind::LimitExceeded,
-                "the broker's in-flight request memory is exhausted; retry with back-off",
-            ))
-        }
-    }
+    ctx.reserve(announced.min(MAX_BODY_BYTES)).await
 }
 
 async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
@@ -225,12 +273,35 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
             },
         },
     };
-    let (status, body, error_type) = match result {
-        Ok(Reply::Value(v)) => (StatusCode::OK, wire::encode(encoding, &v), None),
-        Ok(Reply::Encoded(body)) => (StatusCode::OK, body, None),
+    let (body, reservation) = match result {
+        Ok(reply) => reply_body(encoding, reply),
         Err(e) => return error_response(encoding, &request_id, e),
     };
-    finish(encoding, &request_id, status, body, error_type)
+    let body = match reservation {
+        None => axum::body::Body::from(body),
+        Some(mut reservation) => {
+            // Keep what the body holds until it is sent; give back the rest of the bound now.
+            let excess = reservation.num_permits().saturating_sub(body.len().max(1));
+            drop(reservation.split(excess));
+            axum::body::Body::new(ReservedBody {
+                data: Some(bytes::Bytes::from(body)),
+                _reservation: reservation,
+            })
+        }
+    };
+    finish(encoding, &request_id, StatusCode::OK, body, None)
+}
+
+/// A reply's encoded body and the memory reservation it carries, if any.
+fn reply_body(
+    encoding: Encoding,
+    reply: Reply,
+) -> (Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>) {
+    match reply {
+        Reply::Value(v) => (wire::encode(encoding, &v), None),
+        Reply::Encoded(body) => (body, None),
+        Reply::Reserved(reply, reservation) => (reply_body(encoding, *reply).0, Some(reservation)),
+    }
 }
 
 fn error_response(encoding: Encoding, request_id: &str, e: KinesisError) -> Response {
@@ -242,7 +313,7 @@ fn error_response(encoding: Encoding, request_id: &str, e: KinesisError) -> Resp
         encoding,
         request_id,
         e.kind.status(),
-        body,
+        axum::body::Body::from(body),
         Some(e.kind.name()),
     )
 }
@@ -251,7 +322,7 @@ fn finish(
     encoding: Encoding,
     request_id: &str,
     status: StatusCode,
-    body: Vec<u8>,
+    body: axum::body::Body,
     error_type: Option<&'static str>,
 ) -> Response {
     let mut response = (status, body).into_response();

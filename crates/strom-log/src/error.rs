@@ -13,6 +13,14 @@ pub enum Error {
     /// A batch offered for append is malformed (bad CRC, bad header, bad records).
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] strom_record::Error),
+    /// Records without a key offered to a compacted log (`cleanup.policy` includes
+    /// `compact`); nothing of the payload was appended.
+    #[error("{} record(s) without a key offered to a compacted log", indexes.len())]
+    KeylessRecords {
+        /// Index of each keyless record in the payload (0-based, counting the records of
+        /// every data batch in order; control batches are not counted).
+        indexes: Vec<i32>,
+    },
     /// A batch offered for append is larger than `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge {

@@ -231,6 +231,9 @@ pub struct PendingAppend {
     info: AppendInfo,
     /// Offset just past the write.
     end: i64,
+    /// Under `Always` in a commit window: the written segment, already entered in the open
+    /// window (so writes made before anyone waits share one window), and its path.
+    ticket: Option<(crate::sync_group::Ticket, PathBuf)>,
 }
 
 impl PendingAppend {
@@ -239,16 +242,9 @@ impl PendingAppend {
         &self.info
     }
 
-    /// The offset just past the write: what [`PartitionLog::await_durable_through`] must be
-    /// given to wait for it.
+    /// The offset just past the write.
     pub fn end_offset(&self) -> i64 {
         self.end
-    }
-
-    /// Splits the pending write into what the append assigned and its end offset, for a caller
-    /// that keeps them in its own type and waits with [`PartitionLog::await_durable_through`].
-    pub fn into_parts(self) -> (AppendInfo, i64) {
-        (self.info, self.end)
     }
 }
 
@@ -497,7 +493,7 @@ impl PartitionLog {
             .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
             .sum();
 
-        let (info, end) = {
+        let (info, end, ticket) = {
             let mut w = lock(&self.writer);
             self.check_writable()?;
             let now = self.clock.now_ms();
@@ -531,6 +527,7 @@ impl PartitionLog {
                         return Ok(PendingAppend {
                             info,
                             end: m.last_offset + 1,
+                            ticket: None,
                         });
                     }
                 }
@@ -638,6 +635,18 @@ impl PartitionLog {
             if config.fsync != FsyncPolicy::Always {
                 self.high_watermark.store(next, Ordering::Release);
             }
+            // [sync-group] Enter the written file in the open window now, after the write: a
+            // window that starts later syncs it, whoever waits first.
+            let ticket = match (config.fsync, self.sync_group.get()) {
+                (FsyncPolicy::Always, Some(group)) => Some((
+                    group.enter(Arc::new(crate::sync_group::SegmentSync {
+                        file: Arc::clone(&active.file),
+                        path: active.log_path.clone(),
+                    })),
+                    active.log_path.clone(),
+                )),
+                _ => None,
+            };
             (
                 AppendInfo {
                     base_offset,
@@ -648,24 +657,17 @@ impl PartitionLog {
                     record_count,
                 },
                 next,
+                ticket,
             )
         };
 
-        Ok(PendingAppend { info, end })
+        Ok(PendingAppend { info, end, ticket })
     }
 
     /// The second half of [`append`](Self::append): returns once the write of `pending` is as
     /// durable as the [`FsyncPolicy`] promises (under `Always`: synced, and then visible).
     pub fn await_durable(&self, pending: PendingAppend) -> Result<AppendInfo> {
-        let PendingAppend { info, end } = pending;
-        self.await_durable_through(end)?;
-        Ok(info)
-    }
-
-    /// [`await_durable`](Self::await_durable) for a write known by its end offset (see
-    /// [`PendingAppend::into_parts`]): returns once every offset below `end` is as durable as
-    /// the [`FsyncPolicy`] promises.
-    pub fn await_durable_through(&self, end: i64) -> Result<()> {
+        let PendingAppend { info, end, ticket } = pending;
         // A log closed or abandoned (healing) between the halves: if the write is not known
         // durable, it cannot become so through this log; fail rather than wait or sync files
         // the next open may be recovering.
@@ -677,7 +679,12 @@ impl PartitionLog {
             });
         }
         match self.config().fsync {
-            FsyncPolicy::Always => self.sync_through(end)?,
+            FsyncPolicy::Always => match (ticket, self.sync_group.get()) {
+                (Some((ticket, path)), Some(group)) => {
+                    self.sync_in_group(group, end, Some((&ticket, &path)))?;
+                }
+                _ => self.sync_through(end)?,
+            },
             FsyncPolicy::Interval(every) => {
                 let now = self.clock.now_ms();
                 let due = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
@@ -687,7 +694,7 @@ impl PartitionLog {
             }
             FsyncPolicy::Never => {}
         }
-        Ok(())
+        Ok(info)
     }
 
     /// Makes every offset below `end` durable, sharing the `fdatasync` with concurrent callers.
@@ -695,7 +702,7 @@ impl PartitionLog {
         let always = self.config().fsync == FsyncPolicy::Always;
         // [sync-group] Under `Always`, a log that joined a group syncs in its windows instead.
         if always && let Some(group) = self.sync_group.get() {
-            return self.sync_in_group(group, end);
+            return self.sync_in_group(group, end, None);
         }
         self.group_commit.sync_through(
             end,
@@ -1026,20 +1033,31 @@ impl PartitionLog {
         (candidate < hw).then_some(candidate)
     }
 
+    /// The offset after segment `i` of `segments`: the next one's base, or the log end.
+    fn segment_end(&self, segments: &[Arc<Segment>], i: usize) -> i64 {
+        segments
+            .get(i + 1)
+            .map_or_else(|| self.log_end_offset(), |s| s.base_offset)
+    }
+
     /// The first record (not batch) whose timestamp is `>= timestamp`, at or after the log
     /// start and below the high watermark: `Some((offset, record_timestamp))`, or `None`.
+    ///
+    /// Damage met on the way (not yet taken out of service) is located and taken out of
+    /// service, as a read does (`salvage.rs`), and the answer comes from the intact data.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
         let hw = self.high_watermark();
         let log_start = self.log_start_offset();
         let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
-        for segment in segments {
+        for (i, segment) in segments.iter().enumerate() {
             if segment.max_timestamp() < timestamp {
                 continue;
             }
             let limit = segment.size();
             let (offset, position) = read_lock(&segment.time_index).lookup(timestamp);
             let mut found = None;
-            segment.walk(offset, position, limit, |b| {
+            let end = self.segment_end(&segments, i);
+            crate::salvage::walk_salvaging(segment, offset, position, limit, end, |b| {
                 let h = b.header;
                 if h.base_offset >= hw {
                     return Ok(false);
@@ -1068,9 +1086,9 @@ impl PartitionLog {
         let log_start = self.log_start_offset();
         let segments: Vec<Arc<Segment>> = read_lock(&self.segments).clone();
         let mut max = strom_record::NO_TIMESTAMP;
-        for segment in &segments {
+        for (i, segment) in segments.iter().enumerate() {
             if segment.base_offset < log_start {
-                max = max.max(self.scan_max_timestamp(segment, log_start)?);
+                max = max.max(self.scan_max_timestamp(&segments, i, log_start)?);
             } else {
                 max = max.max(segment.max_timestamp());
             }
@@ -1084,8 +1102,8 @@ impl PartitionLog {
         // The maximum belongs to records not yet below the high watermark: scan for the largest
         // readable one.
         let mut max = strom_record::NO_TIMESTAMP;
-        for segment in &segments {
-            max = max.max(self.scan_max_timestamp(segment, log_start)?);
+        for i in 0..segments.len() {
+            max = max.max(self.scan_max_timestamp(&segments, i, log_start)?);
         }
         if max < 0 {
             return Ok(None);
@@ -1095,17 +1113,27 @@ impl PartitionLog {
 
     /// Largest timestamp of the records of `segment` at or after `log_start` and below the
     /// high watermark, by decoding them.
-    fn scan_max_timestamp(&self, segment: &Segment, log_start: i64) -> Result<i64> {
+    fn scan_max_timestamp(
+        &self,
+        segments: &[Arc<Segment>],
+        i: usize,
+        log_start: i64,
+    ) -> Result<i64> {
         let hw = self.high_watermark();
-        let limit = segment.size();
         let mut max = strom_record::NO_TIMESTAMP;
-        let Some(first) = segment.find_batch(log_start, limit)? else {
+        let Some(segment) = segments.get(i) else {
             return Ok(max);
         };
-        segment.walk(first.header.base_offset, first.position, limit, |b| {
+        let limit = segment.size();
+        let end = self.segment_end(segments, i);
+        let (offset, position) = segment.start_for(log_start);
+        crate::salvage::walk_salvaging(segment, offset, position, limit, end, |b| {
             let h = b.header;
             if h.base_offset >= hw {
                 return Ok(false);
+            }
+            if h.last_offset() < log_start {
+                return Ok(true);
             }
             if h.base_offset >= log_start || h.timestamp_type() == TimestampType::LogAppendTime {
                 max = max.max(h.max_timestamp);
@@ -1604,26 +1632,43 @@ impl PartitionLog {
 
     /// `sync_through` for a log in a group: waits for a window's `fdatasync` of the active
     /// segment, then publishes `end` as the high watermark.
-    fn sync_in_group(&self, group: &crate::SyncGroup, end: i64) -> Result<()> {
+    ///
+    /// With `entered`, the file written (entered in a window right after the write, see
+    /// `append_deferred`) is waited on; without, the active segment is entered now.
+    fn sync_in_group(
+        &self,
+        group: &crate::SyncGroup,
+        end: i64,
+        entered: Option<(&crate::sync_group::Ticket, &Path)>,
+    ) -> Result<()> {
         if self.group_commit.is_poisoned() {
             return Err(Error::Poisoned);
         }
         if self.high_watermark() >= end {
             return Ok(());
         }
-        // Under the writer lock: a roll pushes the new segment before it syncs the old one, all
-        // while holding the lock, so the segment seen here is either the one `end` was written
-        // to or a later one whose roll already synced it.
-        let active = {
-            let _w = lock(&self.writer);
-            self.active()?
+        let (synced, path) = match entered {
+            // The ticket's window started after the write (the entry was made after it), so
+            // its sync covers it; a roll since then synced the segment too (harmless twice).
+            Some((ticket, path)) => (group.wait(ticket), path.to_path_buf()),
+            None => {
+                // Under the writer lock: a roll pushes the new segment before it syncs the old
+                // one, all while holding the lock, so the segment seen here is either the one
+                // `end` was written to or a later one whose roll already synced it.
+                let active = {
+                    let _w = lock(&self.writer);
+                    self.active()?
+                };
+                // Through the fault seam, as `fs::sync_data` is for the log's own group commit.
+                let file: Arc<dyn crate::sync_group::SyncData> =
+                    Arc::new(crate::sync_group::SegmentSync {
+                        file: Arc::clone(&active.file),
+                        path: active.log_path.clone(),
+                    });
+                (group.sync(file), active.log_path.clone())
+            }
         };
-        // Through the fault seam, as `fs::sync_data` is for the log's own group commit.
-        let file: Arc<dyn crate::sync_group::SyncData> = Arc::new(crate::sync_group::SegmentSync {
-            file: Arc::clone(&active.file),
-            path: active.log_path.clone(),
-        });
-        match group.sync(file) {
+        match synced {
             // Counted once per sync, for `sync_count`.
             Ok(true) => self.group_commit.count_sync(),
             Ok(false) => {}
@@ -1631,7 +1676,7 @@ impl PartitionLog {
                 // As with the log's own group commit: after a failed `fdatasync` nothing
                 // unsynced can be trusted.
                 self.group_commit.poison();
-                return Err(Error::io("fdatasync segment", &active.log_path, e));
+                return Err(Error::io("fdatasync segment", &path, e));
             }
         }
         let now = self.clock.now_ms();
@@ -1654,7 +1699,9 @@ impl Drop for PartitionLog {
 }
 
 /// Validates every batch in `buf` for appending: size against `max.message.bytes` first (so an
-/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside.
+/// oversized batch is refused before any hashing), then header, CRC-32C and the records inside;
+/// on a compacted log (`cleanup.compact`) a data record without a key refuses the payload
+/// with [`Error::KeylessRecords`] (every keyless record's index), after the other checks.
 fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
     let limits = DecodeLimits {
         max_batch_bytes: config.max_message_bytes,
@@ -1662,6 +1709,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
     };
     let mut out = Vec::new();
     let mut pos = 0;
+    // Compacted logs refuse keyless records; the records are walked once for both checks.
+    let mut keyless = Vec::new();
+    let mut records_before: i32 = 0;
     while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
         let header = BatchHeader::parse(rest)?;
         let total = header.total_len();
@@ -1675,7 +1725,20 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
             needed: total,
             available: rest.len(),
         })?;
-        strom_record::validate_records(batch, limits)?;
+        if config.cleanup.compact && !header.is_control() {
+            let missing = strom_record::validate_records_keyed(batch, limits)?;
+            keyless.extend(
+                missing
+                    .into_iter()
+                    .map(|i| records_before.saturating_add(i32::try_from(i).unwrap_or(i32::MAX))),
+            );
+            records_before = records_before.saturating_add(header.records_count.max(0));
+        } else {
+            strom_record::validate_records(batch, limits)?;
+            if !header.is_control() {
+                records_before = records_before.saturating_add(header.records_count.max(0));
+            }
+        }
         out.push((header, pos..pos + total));
         pos += total;
     }
@@ -1684,6 +1747,9 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
             needed: strom_record::HEADER_LEN,
             available: buf.len(),
         }));
+    }
+    if !keyless.is_empty() {
+        return Err(Error::KeylessRecords { indexes: keyless });
     }
     Ok(out)
 }
@@ -1891,65 +1957,66 @@ fn load_producer_state(
         let mut aborted = Vec::new();
         if next_base > from && segment.base_offset < end {
             let limit = segment.size();
-            let start = if segment.base_offset >= from {
-                Some((segment.base_offset, 0))
+            let (offset, position) = if segment.base_offset >= from {
+                (segment.base_offset, 0)
             } else {
-                segment
-                    .find_batch(from, limit)?
-                    .map(|b| (b.header.base_offset, b.position))
+                segment.start_for(from)
             };
-            if let Some((offset, position)) = start {
-                segment.walk(offset, position, limit, |b| {
-                    let h = b.header;
-                    if h.base_offset >= end {
-                        return Ok(false);
-                    }
-                    if h.base_offset < from {
-                        return Ok(true);
-                    }
-                    if is_marker(&h) {
-                        let mut buf = vec![0u8; h.total_len()];
-                        segment.read_at(&mut buf, b.position)?;
-                        if let Some(m) = marker_of(&buf) {
-                            scanned += 1;
-                            match state.complete_txn(
-                                h.producer_id,
-                                h.producer_epoch,
-                                m.control_type,
-                                m.coordinator_epoch,
-                                h.base_offset,
-                                h.max_timestamp,
-                            ) {
-                                Ok(Some(c)) if c.aborted => aborted.push(TxnIndexEntry {
-                                    producer_id: c.producer_id,
-                                    first_offset: c.first_offset,
-                                    last_offset: c.last_offset,
-                                    last_stable_offset: c.last_stable_offset,
-                                }),
-                                Ok(_) => {}
-                                Err(e) => warn!(dir = %dir.display(), offset = h.base_offset, "skipping a marker that no longer applies: {e}"),
-                            }
-                        }
-                    } else if is_idempotent(&h) {
+            // Damage in the scanned range is taken out of service and stepped over (logged
+            // once per range): the state is rebuilt from the intact batches.
+            let segment_end = segments.get(i + 1).map_or(end, |s| s.base_offset);
+            crate::salvage::walk_salvaging(segment, offset, position, limit, segment_end, |b| {
+                let h = b.header;
+                if h.base_offset >= end {
+                    return Ok(false);
+                }
+                if h.base_offset < from {
+                    return Ok(true);
+                }
+                if is_marker(&h) {
+                    let mut buf = vec![0u8; h.total_len()];
+                    segment.read_at(&mut buf, b.position)?;
+                    if let Some(m) = marker_of(&buf) {
                         scanned += 1;
-                        state.update(
+                        match state.complete_txn(
                             h.producer_id,
                             h.producer_epoch,
-                            BatchMetadata {
-                                first_seq: h.base_sequence,
-                                last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
-                                first_offset: h.base_offset,
-                                last_offset: h.last_offset(),
-                                timestamp: h.max_timestamp,
-                            },
-                        );
-                        if h.is_transactional() {
-                            state.begin_txn(h.producer_id, h.base_offset);
+                            m.control_type,
+                            m.coordinator_epoch,
+                            h.base_offset,
+                            h.max_timestamp,
+                        ) {
+                            Ok(Some(c)) if c.aborted => aborted.push(TxnIndexEntry {
+                                producer_id: c.producer_id,
+                                first_offset: c.first_offset,
+                                last_offset: c.last_offset,
+                                last_stable_offset: c.last_stable_offset,
+                            }),
+                            Ok(_) => {}
+                            Err(e) => {
+                                warn!(dir = %dir.display(), offset = h.base_offset, "skipping a marker that no longer applies: {e}")
+                            }
                         }
                     }
-                    Ok(true)
-                })?;
-            }
+                } else if is_idempotent(&h) {
+                    scanned += 1;
+                    state.update(
+                        h.producer_id,
+                        h.producer_epoch,
+                        BatchMetadata {
+                            first_seq: h.base_sequence,
+                            last_seq: increment_sequence(h.base_sequence, h.last_offset_delta),
+                            first_offset: h.base_offset,
+                            last_offset: h.last_offset(),
+                            timestamp: h.max_timestamp,
+                        },
+                    );
+                    if h.is_transactional() {
+                        state.begin_txn(h.producer_id, h.base_offset);
+                    }
+                }
+                Ok(true)
+            })?;
         }
         write_lock(&segment.txn_index).replace_from(from, &aborted)?;
     }

@@ -20,9 +20,9 @@
 
 use strom_record::{BatchHeader, HEADER_LEN, check_stored_batch};
 
-use crate::Result;
 use crate::recovery::{self, Scan};
-use crate::segment::{DamagedRange, Segment};
+use crate::segment::{BatchPosition, DamagedRange, Segment};
+use crate::{Error, Result};
 
 /// Bytes read at a time when scanning for the next intact batch.
 const CHUNK: usize = 1 << 20;
@@ -159,6 +159,60 @@ pub(crate) fn locate(
         }
     }
     Ok(None)
+}
+
+/// How many damaged ranges one salvaging walk takes out of service before it gives up.
+const MAX_RANGES_PER_WALK: usize = 64;
+
+/// [`Segment::walk`] for scans that answer from the intact data (timestamp lookups, the
+/// producer-state rebuild): damage the walk or `visit` meets (a header that does not parse or
+/// breaks the offset order, a batch failing its CRC — [`Error::Corrupt`] or
+/// [`Error::InvalidBatch`]) is located and taken out of service ([`locate`], which logs each
+/// range once), and the walk goes on after it, so no batch is visited twice. Damage that
+/// cannot be located is returned as the error. `end_offset` is the offset after the segment.
+pub(crate) fn walk_salvaging(
+    segment: &Segment,
+    offset: i64,
+    position: u64,
+    limit: u64,
+    end_offset: i64,
+    mut visit: impl FnMut(BatchPosition) -> Result<bool>,
+) -> Result<()> {
+    let (mut offset, mut position) = (offset, position);
+    let mut ranges = 0;
+    loop {
+        // Where the walk is: the batch being visited, or the one after the last visited.
+        let mut reached = (offset, position);
+        let result = segment.walk(offset, position, limit, |b| {
+            reached = (b.header.base_offset, b.position);
+            let more = visit(b)?;
+            reached = (
+                b.header.next_offset(),
+                b.position + b.header.total_len() as u64,
+            );
+            Ok(more)
+        });
+        let error = match result {
+            Err(e @ (Error::Corrupt { .. } | Error::InvalidBatch(_))) => e,
+            other => return other,
+        };
+        // `locate` checks every batch up to `reached`, so it may first find damage the walk
+        // already stepped over (a CRC the walk does not check); ask until the range at or
+        // after `reached`.
+        let resume = loop {
+            ranges += 1;
+            if ranges > MAX_RANGES_PER_WALK {
+                return Err(error);
+            }
+            match locate(segment, reached.0, end_offset)? {
+                Some(r) if r.resume_position > reached.1 => break r,
+                Some(_) => {}
+                None => return Err(error),
+            }
+        };
+        offset = resume.end_offset;
+        position = resume.resume_position;
+    }
 }
 
 /// Scans a whole closed segment that was synced (its indexes already emptied), indexing its

@@ -138,6 +138,18 @@ struct Inner {
     syncs: AtomicU64,
 }
 
+/// A file entered in a window by [`SyncGroup::enter`], to wait on with [`SyncGroup::wait`].
+#[derive(Clone)]
+pub(crate) struct Ticket(Arc<Entry>);
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("synced", &self.0.outcome.get().is_some())
+            .finish()
+    }
+}
+
 /// A broker-wide commit window shared by partition logs (see the module docs). Cloning gives
 /// another handle to the same group.
 #[derive(Clone)]
@@ -187,8 +199,17 @@ impl SyncGroup {
     /// its result: `Ok(true)` for the first of the callers sharing that sync (to count it once),
     /// `Ok(false)` for the others. Blocks; concurrent callers share windows (see the module docs).
     pub(crate) fn sync(&self, file: Arc<dyn SyncData>) -> io::Result<bool> {
-        let inner = &*self.inner;
-        let mut st = lock(&inner.state);
+        let ticket = self.enter(file);
+        self.wait(&ticket)
+    }
+
+    /// Registers `file` in the open window without waiting: the window that syncs it starts
+    /// after this call. [`SyncGroup::wait`] on the ticket then returns once that sync is done.
+    /// A writer enters right after its write, so that the files of several writes made before
+    /// anyone waits (the shards of one Kinesis PutRecords) are all in one window: the first
+    /// waiter starts the window with every file entered so far, instead of alone.
+    pub(crate) fn enter(&self, file: Arc<dyn SyncData>) -> Ticket {
+        let mut st = lock(&self.inner.state);
         let entry = match st
             .open
             .iter()
@@ -205,6 +226,16 @@ impl SyncGroup {
                 e
             }
         };
+        Ticket(entry)
+    }
+
+    /// Returns once the sync of the ticket's file in its window has finished, with its result:
+    /// `Ok(true)` for the first of the callers sharing that sync, `Ok(false)` for the others.
+    /// Blocks; starts the window if none is running and helps sync the running one's files.
+    pub(crate) fn wait(&self, ticket: &Ticket) -> io::Result<bool> {
+        let inner = &*self.inner;
+        let entry = &ticket.0;
+        let mut st = lock(&inner.state);
         loop {
             if let Some(outcome) = entry.outcome.get() {
                 outcome.into_result()?;

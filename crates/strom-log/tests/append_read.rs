@@ -282,3 +282,42 @@ fn interval_policy_syncs_when_due_and_exposes_unsynced_data() {
     assert_eq!(log.sync_count(), 1);
     log.flush().unwrap();
 }
+
+/// A compacted log refuses a payload holding records without a key, naming every one by its
+/// index across the payload's data batches (control batches do not count); nothing is written.
+/// A log that is not compacted takes them.
+#[test]
+fn a_compacted_log_refuses_keyless_records_by_index() {
+    use bytes::Bytes;
+    use strom_record::{BatchBuilder, ControlType, Record, marker_batch};
+
+    let record = |key: Option<&'static [u8]>| Record::new(1, key.map(Bytes::from_static), None);
+    let payload = || {
+        let mut p = BatchBuilder::new()
+            .build(&[record(Some(b"a")), record(None)])
+            .unwrap();
+        p.extend(marker_batch(1, 0, ControlType::Abort, 0, 1).unwrap());
+        p.extend(
+            BatchBuilder::new()
+                .build(&[record(None), record(Some(b"b")), record(None)])
+                .unwrap(),
+        );
+        p
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::default();
+    config.cleanup.compact = true;
+    let log = open(dir.path(), config, Arc::new(SystemClock));
+    match log.append(&mut payload(), 0) {
+        Err(Error::KeylessRecords { indexes }) => assert_eq!(indexes, [1, 2, 4]),
+        other => panic!("keyless records on a compacted log: {other:?}"),
+    }
+    assert_eq!(log.log_end_offset(), 0);
+    let mut keyed = BatchBuilder::new().build(&[record(Some(b"k"))]).unwrap();
+    assert_eq!(log.append(&mut keyed, 0).unwrap().base_offset, 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default(), Arc::new(SystemClock));
+    let mut data = BatchBuilder::new().build(&[record(None)]).unwrap();
+    assert_eq!(log.append(&mut data, 0).unwrap().base_offset, 0);
+}

@@ -213,7 +213,12 @@ fn tombstones_stay_until_delete_retention_has_passed() {
 fn keyless_records_are_dropped_and_offsets_kept() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let log = PartitionLog::open(dir.path(), config(), clock.clone()).unwrap();
+    // Keyless records get in only while the log is not compacted (a compacted log refuses
+    // them at append): written under `delete`, then the policy changes to `compact`.
+    let mut delete = config();
+    delete.cleanup.compact = false;
+    delete.cleanup.delete = true;
+    let log = PartitionLog::open(dir.path(), delete, clock.clone()).unwrap();
     let records = vec![
         Record::new(1, None, Some(Bytes::from("no key"))),
         Record::new(2, Some(Bytes::from("a")), Some(Bytes::from("1"))),
@@ -223,6 +228,11 @@ fn keyless_records_are_dropped_and_offsets_kept() {
     log.append(&mut BatchBuilder::new().build(&records).unwrap(), 0)
         .unwrap();
     log.roll().unwrap();
+    log.set_config(config());
+    assert!(matches!(
+        log.append(&mut BatchBuilder::new().build(&records[..1]).unwrap(), 0),
+        Err(strom_log::Error::KeylessRecords { .. })
+    ));
     let stats = clean(&log, 5);
     assert_eq!(stats.records_removed, 2);
     assert_eq!(stats.segments_cleaned, 1);

@@ -370,3 +370,112 @@ fn a_damaged_range_is_not_compacted_into_a_silent_gap() {
         .unwrap();
     assert_eq!(log.append(&mut b, 0).unwrap().base_offset, BATCHES);
 }
+
+/// Damage no read has met yet does not fail a timestamp lookup (issue 15): the lookup takes it
+/// out of service as a read would and answers from the intact batches after it.
+#[test]
+fn offset_for_timestamp_steps_over_damage_no_read_has_met() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), FsyncPolicy::Always);
+    let seg = segment(dir.path(), 1);
+    let (offset, pos) = batches(&seg)[3];
+    damage(&seg, pos, 12, 0xff); // base offset and length: garbage
+    let log = open(dir.path(), FsyncPolicy::Always);
+    assert!(log.damaged_ranges().is_empty());
+    // The record at `offset` (timestamp 1000 + offset) is lost; the first one at or after its
+    // timestamp is the next intact one.
+    assert_eq!(
+        log.offset_for_timestamp(1000 + offset).unwrap(),
+        Some((offset + 1, 1000 + offset + 1))
+    );
+    assert_eq!(log.damaged_ranges(), [(offset, offset + 1)]);
+    // Lookups before and after it are unchanged.
+    assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some((0, 1000)));
+    assert_eq!(
+        log.offset_for_timestamp(1000 + offset + 5).unwrap(),
+        Some((offset + 5, 1000 + offset + 5))
+    );
+}
+
+/// The largest timestamp belongs to a batch that turns out damaged: `max_timestamp` answers
+/// with the largest intact one instead of failing.
+#[test]
+fn max_timestamp_answers_from_the_intact_data() {
+    const FUTURE: i64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), FsyncPolicy::Always);
+    let mut future = None;
+    for i in 0..BATCHES {
+        // The third batch of the second segment carries the largest timestamp.
+        let ts = if future.is_none() && log.segment_count() == 2 && i > 0 {
+            let seg_start = i;
+            future = Some(seg_start + 2);
+            1000 + i
+        } else if Some(i) == future {
+            FUTURE
+        } else {
+            1000 + i
+        };
+        let mut b = BatchBuilder::new()
+            .build(&[Record::new(ts, None, Some(value(i)))])
+            .unwrap();
+        assert_eq!(log.append(&mut b, 0).unwrap().base_offset, i);
+    }
+    log.close().unwrap();
+    let future = future.unwrap();
+    let seg = segment(dir.path(), 1);
+    let &(_, pos) = batches(&seg)
+        .iter()
+        .find(|(o, _)| *o == future)
+        .expect("the future batch is in the second segment");
+    damage(&seg, pos + 70, 3, 0xee); // inside the records: the CRC fails
+    let log = open(dir.path(), FsyncPolicy::Always);
+    assert!(log.damaged_ranges().is_empty());
+    assert_eq!(
+        log.max_timestamp().unwrap(),
+        Some((BATCHES - 1, 1000 + BATCHES - 1))
+    );
+    assert_eq!(log.damaged_ranges(), [(future, future + 1)]);
+}
+
+/// Rebuilding the idempotent-producer state by a scan (no snapshot left) steps over a damaged
+/// header instead of failing the open, and ends with the producer's last intact batch.
+#[test]
+fn producer_state_rebuild_steps_over_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), FsyncPolicy::Always);
+        for i in 0..BATCHES {
+            let mut builder = BatchBuilder::new();
+            builder.producer_id = 7;
+            builder.producer_epoch = 0;
+            builder.base_sequence = i as i32;
+            let mut b = builder
+                .build(&[Record::new(1000 + i, None, Some(value(i)))])
+                .unwrap();
+            assert_eq!(log.append(&mut b, 0).unwrap().base_offset, i);
+        }
+        log.close().unwrap();
+    }
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "snapshot") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let seg = segment(dir.path(), 1);
+    let (offset, pos) = batches(&seg)[2];
+    damage(&seg, pos, 12, 0xff);
+    let log = open(dir.path(), FsyncPolicy::Always);
+    assert_eq!(log.producer_state(7), Some((0, Some(BATCHES as i32 - 1))));
+    assert_eq!(log.damaged_ranges(), [(offset, offset + 1)]);
+    // The next batch of the producer follows on.
+    let mut builder = BatchBuilder::new();
+    builder.producer_id = 7;
+    builder.producer_epoch = 0;
+    builder.base_sequence = BATCHES as i32;
+    let mut b = builder
+        .build(&[Record::new(1, None, Some(value(BATCHES)))])
+        .unwrap();
+    assert_eq!(log.append(&mut b, 0).unwrap().base_offset, BATCHES);
+}

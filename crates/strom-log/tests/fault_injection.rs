@@ -578,7 +578,14 @@ fn faults_during_a_clean_leave_the_log_consistent() {
                         read_keyed(&log).len() < written.len() / 2,
                         "{case}: the log was compacted"
                     );
-                    let mut b = plain(999);
+                    // Keyed: a compacted log refuses keyless records.
+                    let mut b = BatchBuilder::new()
+                        .build(&[Record::new(
+                            now(),
+                            Some(Bytes::from_static(b"after")),
+                            Some(Bytes::from_static(b"v")),
+                        )])
+                        .unwrap();
                     log.append(&mut b, 0)
                         .unwrap_or_else(|e| panic!("{case}: append after the clean: {e}"));
                 }

@@ -161,3 +161,44 @@ fn await_durable_on_an_abandoned_log_fails_without_waiting() {
     );
     assert_eq!(group.sync_count(), 0, "nothing synced for it");
 }
+
+/// Writes made before anyone waits share one window: `append_deferred` enters the written
+/// segment in the open window, so whichever waiter comes first starts a window that already
+/// holds every partition written, and each file is synced once. (Entering only at the wait
+/// would let the first waiter start a window alone.) Nothing is visible before its wait.
+#[test]
+fn deferred_writes_made_before_any_wait_share_one_window() {
+    const PARTITIONS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let group = SyncGroup::new();
+    let logs: Vec<PartitionLog> = (0..PARTITIONS)
+        .map(|p| {
+            let log = open(&dir.path().join(format!("p{p}")), FsyncPolicy::Always);
+            log.join_sync_group(group.clone());
+            log
+        })
+        .collect();
+    for round in 0..3u64 {
+        let pending: Vec<_> = logs
+            .iter()
+            .map(|log| log.append_deferred(&mut batch("x"), 0).unwrap())
+            .collect();
+        for log in &logs {
+            assert!(
+                log.high_watermark() < log.log_end_offset(),
+                "visible before synced"
+            );
+        }
+        // Wait in reverse order, one thread per partition.
+        std::thread::scope(|s| {
+            for (log, p) in logs.iter().zip(pending).rev() {
+                s.spawn(move || log.await_durable(p).unwrap());
+            }
+        });
+        assert_eq!(group.window_count(), round + 1, "one window per round");
+        assert_eq!(group.sync_count(), (round + 1) * PARTITIONS as u64);
+        for log in &logs {
+            assert_eq!(log.high_watermark(), log.log_end_offset());
+        }
+    }
+}

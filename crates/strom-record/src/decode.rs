@@ -135,6 +135,27 @@ pub fn validate_records(batch: &[u8], limits: DecodeLimits) -> Result<()> {
     walk(&section, &header, Deltas::Dense, &mut NoVisitor)
 }
 
+/// [`validate_records`], also reporting the records without a key (what a compacted topic
+/// refuses): their indexes in the batch, in order, empty when every record has a key. The
+/// records are walked once, for both.
+pub fn validate_records_keyed(batch: &[u8], limits: DecodeLimits) -> Result<Vec<usize>> {
+    let header = validate_batch(batch, limits.validation())?;
+    let section = records_section(batch, &header, limits)?;
+    let mut keyless = Vec::new();
+    walk(
+        &section,
+        &header,
+        Deltas::Dense,
+        &mut Positions(|r: &RawRecord| {
+            if r.key.is_none() {
+                keyless.push(r.index);
+            }
+            Ok(Flow::Continue)
+        }),
+    )?;
+    Ok(keyless)
+}
+
 /// Decodes every record of the stored batch at the start of `batch`.
 ///
 /// Checks the batch as [`check_stored_batch`] does (complete, CRC matches), its size against
@@ -606,6 +627,39 @@ mod tests {
     use crate::batch::{self, write_header};
     use crate::varint::{put_varint, put_varlong};
     use crate::{BatchBuilder, set_base_offset, set_log_append_time};
+
+    #[test]
+    fn validate_records_keyed_reports_keyless_records_of_any_codec() {
+        for compression in [crate::Compression::None, crate::Compression::Lz4] {
+            let records = [
+                crate::Record::new(1, Some(Bytes::from_static(b"k")), None),
+                crate::Record::new(2, None, Some(Bytes::from_static(b"v"))),
+                crate::Record::new(3, Some(Bytes::new()), None),
+                crate::Record::new(4, None, None),
+            ];
+            let batch = BatchBuilder::new()
+                .compression(compression)
+                .build(&records)
+                .unwrap();
+            assert_eq!(
+                validate_records_keyed(&batch, DecodeLimits::default()).unwrap(),
+                [1, 3]
+            );
+            let keyed = BatchBuilder::new()
+                .compression(compression)
+                .build(&records[..1])
+                .unwrap();
+            assert!(
+                validate_records_keyed(&keyed, DecodeLimits::default())
+                    .unwrap()
+                    .is_empty()
+            );
+            let mut damaged = batch.clone();
+            let last = damaged.len() - 1;
+            damaged[last] ^= 1;
+            assert!(validate_records_keyed(&damaged, DecodeLimits::default()).is_err());
+        }
+    }
 
     fn put_field(out: &mut Vec<u8>, field: Option<&[u8]>) {
         match field {

@@ -62,6 +62,7 @@ pub use control::{ControlType, Marker, control_type_of_key, marker_batch, parse_
 pub use decode::{
     DEFAULT_MAX_DECOMPRESSED_BYTES, DecodeLimits, DecodedBatch, DecodedRecord, OffsetAndTimestamp,
     decode_records, find_by_timestamp, record_offsets_and_timestamps, validate_records,
+    validate_records_keyed,
 };
 pub use error::{Error, Result};
 pub use record::{Record, RecordHeader};

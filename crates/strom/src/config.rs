@@ -22,7 +22,7 @@
 //! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
 //! region = "us-east-1"                # used in stream ARNs
 //! aws_limits = false                  # throttle shards like AWS (1 MiB/s, 1000 rec/s in; 2 MiB/s, 5 reads/s out)
-//! max_in_flight_bytes = 536870912     # request bodies in memory at once; beyond: LimitExceededException
+//! max_in_flight_bytes = 536870912     # request bodies + GetRecords responses in memory at once; beyond: LimitExceededException
 //! max_connections = 2147483647        # excess connections are closed
 //!
 //! [broker]

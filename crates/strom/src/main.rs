@@ -161,6 +161,12 @@ fn init_tracing(filter: Option<&str>) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Freed fetch and request buffers stay in the heaps for reuse until the periodic trim
+    // below returns them (see strom-alloc): returning them at every free made multi-partition
+    // fetches fault in and zero fresh pages for every response.
+    if !strom_alloc::keep_freed_memory_until_trim() {
+        tracing::debug!("allocator keeps its default trim and mapping thresholds");
+    }
     let mut broker_config = settings.broker_config();
     let data_dir = broker_config.data_dir.clone();
     let (broker, cluster) = match settings.cluster.clone() {

@@ -257,3 +257,136 @@ async fn pipelined_produces_are_answered_in_order_and_seen_by_the_next_request()
     );
     broker.stop().await;
 }
+
+/// A fault injector that holds every `fdatasync` of segment files under `dir` until opened,
+/// and counts the segment writes there.
+#[derive(Debug)]
+struct SyncGate {
+    dir: std::path::PathBuf,
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    open: bool,
+    /// Segment writes so far.
+    writes: usize,
+    /// Syncs waiting at the gate now.
+    held: usize,
+}
+
+impl strom_log::fault::FaultInjector for SyncGate {
+    fn before(
+        &self,
+        op: strom_log::fault::FileOp,
+        kind: strom_log::fault::FileKind,
+        path: &std::path::Path,
+    ) -> Option<std::io::Error> {
+        use strom_log::fault::{FileKind, FileOp};
+        if kind != FileKind::Segment || !path.starts_with(&self.dir) {
+            return None;
+        }
+        let mut st = self.state.lock().unwrap();
+        match op {
+            FileOp::Write => {
+                st.writes += 1;
+                self.changed.notify_all();
+            }
+            FileOp::Sync => {
+                st.held += 1;
+                self.changed.notify_all();
+                // Bounded: a test that never opens the gate still ends.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while !st.open && std::time::Instant::now() < deadline {
+                    st = self
+                        .changed
+                        .wait_timeout(st, std::time::Duration::from_millis(50))
+                        .unwrap()
+                        .0;
+                }
+                st.held -= 1;
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Pipelined Produce requests overlap: while the first one waits for its `fdatasync` (held by
+/// the fault seam), the broker already writes the second one; neither is answered before its
+/// sync, and the answers come back in request order once the syncs complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_produce_is_written_while_the_one_before_waits_for_its_sync() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::{Decodable, HeaderVersion};
+    use tokio::io::AsyncWriteExt;
+
+    use super::raw::{frame, read_frame};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "overlap", 1).await;
+    let gate = Arc::new(SyncGate {
+        dir: dir.path().join("overlap-0"),
+        state: Default::default(),
+        changed: Default::default(),
+    });
+    let installed = strom_log::fault::install(gate.clone());
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut out = Vec::new();
+    for id in 1..=2i32 {
+        let batch = BatchBuilder::new()
+            .build(&[Record::new(1, None, Some(Bytes::from(id.to_string())))])
+            .unwrap();
+        // acks=all (the default of `produce_request`): answered only after the sync.
+        out.extend_from_slice(&frame(
+            ApiKey::Produce,
+            9,
+            id,
+            &produce_request("overlap", 0, batch),
+        ));
+    }
+    s.write_all(&out).await.unwrap();
+    // Wait (bounded) until both requests are written while a sync is held. No sync can
+    // finish while the gate is closed, so the first request is not durable yet: the second
+    // write did not wait for the first sync. (Handled one at a time, the connection would not
+    // read the second request before answering the first, and this would time out.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (writes, held) = {
+            let st = gate.state.lock().unwrap();
+            (st.writes, st.held)
+        };
+        if writes >= 2 && held >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no overlap: {writes} writes, {held} syncs held"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Nothing is answered while the syncs are held.
+    let mut probe = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(200), s.peek(&mut probe)).await;
+    assert!(early.is_err(), "a produce was answered before its sync");
+    {
+        let mut st = gate.state.lock().unwrap();
+        st.open = true;
+        gate.changed.notify_all();
+    }
+    for id in 1..=2i32 {
+        let mut r = read_frame(&mut s).await.expect("a produce response");
+        let header = ResponseHeader::decode(&mut r, ProduceResponse::header_version(9)).unwrap();
+        assert_eq!(header.correlation_id, id, "answers in request order");
+        let r = ProduceResponse::decode(&mut r, 9).unwrap();
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, i64::from(id - 1)));
+    }
+    drop(installed);
+    broker.stop().await;
+}

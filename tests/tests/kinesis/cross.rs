@@ -196,3 +196,140 @@ async fn a_shard_closed_by_resharding_is_read_only_for_kafka_produce() {
     assert!(open.is_ok(), "{open:?}");
     both.stop().await;
 }
+
+/// Kafka producers racing a SplitShard: the parent's end is fixed by sealing its partition, so
+/// every record acknowledged on the parent is at or below the ending sequence number
+/// DescribeStream reports, nothing is stored past it, and GetRecords of the parent reads
+/// exactly up to it and then names the children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_producers_racing_a_split_end_at_the_parents_ending_sequence() {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    let k = both.client();
+    k.create_stream()
+        .stream_name("race")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+
+    let producers: Vec<_> = (0..4)
+        .map(|_| kafka_client::producer(&both.bootstrap()))
+        .collect();
+    let mut senders = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let producer = producers[i % producers.len()].clone();
+        senders.spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0.. {
+                let payload = format!("{i}-{n}");
+                let sent = producer
+                    .send(
+                        FutureRecord::to("race")
+                            .partition(0)
+                            .key("k")
+                            .payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                match sent {
+                    Ok(delivery) => acked.push(delivery.offset),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::PolicyViolation), _)) => {
+                        return acked;
+                    }
+                    Err(other) => panic!("produce racing a split: {other:?}"),
+                }
+            }
+            acked
+        });
+    }
+    // Let the producers get going, then split under them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    k.split_shard()
+        .stream_name("race")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut acked = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(done) = senders.join_next().await {
+            acked.extend(done.unwrap());
+        }
+    })
+    .await
+    .expect("every producer is refused once the shard is closed");
+    assert!(!acked.is_empty(), "some produces landed before the split");
+
+    let described = k
+        .describe_stream()
+        .stream_name("race")
+        .send()
+        .await
+        .unwrap();
+    let shards = described.stream_description().unwrap().shards();
+    let ending = shards[0]
+        .sequence_number_range()
+        .unwrap()
+        .ending_sequence_number()
+        .expect("the parent is closed")
+        .to_owned();
+    // `49` + shard (10 digits) + offset (20 digits) + 24 zeros.
+    let ending_offset: i64 = ending[12..32].parse().unwrap();
+    let max_acked = acked.iter().copied().max().unwrap();
+    assert!(
+        max_acked <= ending_offset,
+        "offset {max_acked} acknowledged past the parent's end {ending_offset}"
+    );
+
+    // Nothing is stored on the parent past its end.
+    let consumer = kafka_client::consumer(&both.bootstrap());
+    let (_, high) = consumer
+        .fetch_watermarks("race", 0, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        high,
+        ending_offset + 1,
+        "records stored past the parent's end"
+    );
+
+    // GetRecords of the parent reads up to its end, then names the children.
+    let mut iterator = k
+        .get_shard_iterator()
+        .stream_name("race")
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .unwrap()
+        .to_owned();
+    let mut last = None;
+    let mut pages = 0;
+    let children = loop {
+        pages += 1;
+        assert!(pages < 1000, "GetRecords of a closed parent never ended");
+        let page = k
+            .get_records()
+            .shard_iterator(&iterator)
+            .send()
+            .await
+            .unwrap();
+        if let Some(r) = page.records().last() {
+            last = Some(r.sequence_number().to_owned());
+        }
+        match page.next_shard_iterator() {
+            Some(next) => iterator = next.to_owned(),
+            None => break page.child_shards().to_vec(),
+        }
+    };
+    assert_eq!(last.as_deref(), Some(ending.as_str()));
+    let children: Vec<_> = children.iter().map(|c| c.shard_id().to_owned()).collect();
+    assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+    both.stop().await;
+}

@@ -533,3 +533,69 @@ async fn shard_iterators_survive_a_restart() {
     assert_eq!(code(&e), "InvalidArgumentException");
     both.stop().await;
 }
+
+/// A PutRecords over many shards under `strom.fsync=always` (the default) costs one commit
+/// window: every shard is written first, then all wait together, so the first waiter starts a
+/// window that already holds every shard's segment and each file is `fdatasync`ed once.
+/// Counted with the broker's commit-window counters, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_records_over_many_shards_costs_one_commit_window() {
+    const SHARDS: u128 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start(dir.path()).await;
+    let k = both.client();
+    k.create_stream()
+        .stream_name("w")
+        .shard_count(SHARDS as i32)
+        .send()
+        .await
+        .unwrap();
+    // The first hash key of each shard (the hash space split evenly).
+    let step = u128::MAX / SHARDS + 1;
+    let durability = both
+        .broker
+        .broker()
+        .durability()
+        .expect("the local backend has a commit window");
+    for round in 0..3 {
+        let entries: Vec<_> = (0..SHARDS * 4)
+            .map(|i| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .explicit_hash_key(((i % SHARDS) * step).to_string())
+                    .data(Blob::new(format!("r{round}-{i}")))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let (windows, syncs) = (durability.window_count(), durability.sync_count());
+        let out = k
+            .put_records()
+            .stream_name("w")
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count(), Some(0));
+        let shards: std::collections::BTreeSet<_> =
+            out.records().iter().filter_map(|r| r.shard_id()).collect();
+        assert_eq!(shards.len(), SHARDS as usize, "every shard written");
+        // A waiter returns once its own file is synced; the window is counted when its last
+        // sync ends, a moment later. (Syncs are counted before any waiter returns.)
+        let settle = std::time::Instant::now() + Duration::from_secs(5);
+        while durability.window_count() == windows && std::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            durability.window_count() - windows,
+            1,
+            "round {round}: one commit window for {SHARDS} shards"
+        );
+        assert_eq!(
+            durability.sync_count() - syncs,
+            SHARDS as u64,
+            "round {round}: one fdatasync per shard"
+        );
+    }
+    both.stop().await;
+}

@@ -1316,51 +1316,69 @@ impl GroupCoordinator {
         self.write_offsets_blocking(host, group_id, records)
     }
 
-    /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
-    /// group's offsets of `partitions` whatever the group's state (Kafka answers
-    /// `GROUP_SUBSCRIBED_TO_TOPIC` per partition for the others). The group must exist.
-    /// BLOCKING.
-    pub(crate) fn delete_unsubscribed_offsets_blocking(
+    /// OffsetDelete, as Kafka answers it: removes the group's offsets of the requested
+    /// partitions of every topic no member subscribes to, and returns the requested topics that
+    /// were refused because a member subscribes to them (`GROUP_SUBSCRIBED_TO_TOPIC` per
+    /// partition). An unknown group is [`GroupError::GroupIdNotFound`] and a classic group
+    /// with members that does not use the `consumer` protocol [`GroupError::NonEmptyGroup`],
+    /// both for the whole request.
+    ///
+    /// Consumer-protocol members subscribe by name (a regex counts as every topic); classic
+    /// members' subscriptions are read from their `consumer` protocol metadata (a member whose
+    /// metadata does not parse counts as subscribed to every topic). The check and the
+    /// tombstones are one critical section under the group runtime lock (and the exclusive
+    /// side of the offsets order, taken first as offset expiry does), so a JoinGroup or
+    /// heartbeat changing subscriptions is entirely before or after it: an offset of a
+    /// subscribed topic is never deleted. The lock is held across the tombstones' append;
+    /// OffsetDelete is a rare admin call. BLOCKING.
+    pub(crate) fn offset_delete_blocking(
         &self,
         host: &dyn GroupHost,
         group_id: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<()> {
-        if self.describe(group_id).is_none() {
-            return Err(Error::Group(GroupError::GroupIdNotFound));
-        }
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        self.tombstone_blocking(host, group_id, partitions)
-    }
-
-    /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
-    /// be consuming them (a group with members is refused with `GroupSubscribedToTopic`).
-    /// BLOCKING.
-    pub(crate) fn delete_offsets_blocking(
-        &self,
-        host: &dyn GroupHost,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<()> {
-        let state = {
-            let rt = self.runtime();
-            rt.engine.state(group_id).or_else(|| {
-                rt.consumer
-                    .describe(group_id)
-                    .map(|d| classic_state(d.state))
+        topics: &[(String, Vec<i32>)],
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let partition = self.offsets_partition_blocking(host)?;
+        let _exclusive = self
+            .offsets_order
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let rt = self.runtime();
+        let known_offsets = self.offsets().cache.contains_key(group_id);
+        let subscriptions = offset_delete_subscriptions(&rt, group_id, known_offsets)?;
+        let refused: std::collections::BTreeSet<String> = topics
+            .iter()
+            .filter(|(t, _)| subscriptions.contains(t))
+            .map(|(t, _)| t.clone())
+            .collect();
+        let records: Vec<OffsetRecord> = topics
+            .iter()
+            .filter(|(t, _)| !refused.contains(t))
+            .flat_map(|(t, ps)| {
+                ps.iter().map(move |&p| {
+                    (
+                        offsets::encode_key(group_id, t, p),
+                        None,
+                        (t.clone(), p),
+                        None,
+                    )
+                })
             })
-        };
-        let has_offsets = self.offsets().cache.contains_key(group_id);
-        match state {
-            None if !has_offsets => return Err(Error::Group(GroupError::GroupIdNotFound)),
-            Some(s) if s != GroupState::Empty => {
-                return Err(Error::Group(GroupError::GroupSubscribedToTopic));
-            }
-            _ => {}
+            .collect();
+        if records.is_empty() {
+            return Ok(refused);
         }
-        self.tombstone_blocking(host, group_id, partitions)
+        let now = host.now_ms();
+        let batch_records: Vec<Record> = records
+            .iter()
+            .map(|(k, _, _, _)| Record::new(now, Some(k.clone()), None))
+            .collect();
+        let mut batch = BatchBuilder::new()
+            .build(&batch_records)
+            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
+        let base = partition.append_blocking(&mut batch)?.base_offset;
+        self.apply_offsets(group_id, base, records);
+        drop(rt);
+        Ok(refused)
     }
 }
 
@@ -1401,7 +1419,7 @@ impl Broker {
         self.groups.write_group_states_blocking(self)
     }
 
-    /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
+    /// Writes the offsets checkpoint (see `offsets::Checkpoint`) if `force` or if more than
     /// `max(100 000, 2 × live records)` records were appended since the last one, so a restart
     /// after a crash replays at most that tail. Atomic (temporary file, `fdatasync`, rename,
     /// directory `fsync`); the covered records are flushed first, so the checkpoint never
@@ -1451,7 +1469,7 @@ impl Broker {
             .complete_txn_offsets_blocking(self, producer_id, commit)
     }
 
-    /// Expires committed offsets (`offsets.retention.minutes`, see [`offsets::expired`]):
+    /// Expires committed offsets (`offsets.retention.minutes`, see `offsets::expired`):
     /// tombstones them in `__consumer_offsets` (so compaction drops them) and removes them from
     /// the cache; an empty group left without offsets, or empty for the whole retention, is
     /// forgotten too (its state record tombstoned), as Kafka does. Returns the number of
@@ -1464,31 +1482,6 @@ impl Broker {
     /// tombstoned and the group forgotten. BLOCKING.
     pub fn delete_group_blocking(&self, group_id: &str) -> Result<()> {
         self.groups.delete_group_blocking(self, group_id)
-    }
-
-    /// OffsetDelete for partitions the caller found the group not subscribed to: removes the
-    /// group's offsets of `partitions` whatever the group's state (Kafka answers
-    /// `GROUP_SUBSCRIBED_TO_TOPIC` per partition for the others). The group must exist.
-    /// BLOCKING.
-    pub fn delete_unsubscribed_offsets_blocking(
-        &self,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<()> {
-        self.groups
-            .delete_unsubscribed_offsets_blocking(self, group_id, partitions)
-    }
-
-    /// OffsetDelete: removes the group's offsets of `partitions`; the group must exist and not
-    /// be consuming them (a group with members is refused with `GroupSubscribedToTopic`).
-    /// BLOCKING.
-    pub fn delete_offsets_blocking(
-        &self,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<()> {
-        self.groups
-            .delete_offsets_blocking(self, group_id, partitions)
     }
 
     /// ConsumerGroupDescribe: `GroupIdNotFound` unless it is a consumer-protocol group.
@@ -1505,6 +1498,97 @@ impl Broker {
         self.groups
             .has_pending_txn_offset(group_id, topic, partition)
     }
+
+    /// OffsetDelete, as Kafka answers it: removes the group's offsets of the requested
+    /// partitions of every topic no member subscribes to, and returns the requested topics that
+    /// were refused because a member subscribes to them (`GROUP_SUBSCRIBED_TO_TOPIC` per
+    /// partition). An unknown group is [`GroupError::GroupIdNotFound`] and a classic group
+    /// with members that does not use the `consumer` protocol [`GroupError::NonEmptyGroup`],
+    /// both for the whole request.
+    ///
+    /// Consumer-protocol members subscribe by name (a regex counts as every topic); classic
+    /// members' subscriptions are read from their `consumer` protocol metadata (a member whose
+    /// metadata does not parse counts as subscribed to every topic). The check and the
+    /// tombstones are one critical section under the group runtime lock (and the exclusive
+    /// side of the offsets order, taken first as offset expiry does), so a JoinGroup or
+    /// heartbeat changing subscriptions is entirely before or after it: an offset of a
+    /// subscribed topic is never deleted. The lock is held across the tombstones' append;
+    /// OffsetDelete is a rare admin call. BLOCKING.
+    pub fn offset_delete_blocking(
+        &self,
+        group_id: &str,
+        topics: &[(String, Vec<i32>)],
+    ) -> Result<std::collections::BTreeSet<String>> {
+        self.groups.offset_delete_blocking(self, group_id, topics)
+    }
+}
+
+/// The topics a group's members subscribe to, as OffsetDelete sees them.
+#[derive(Debug, PartialEq, Eq)]
+enum Subscriptions {
+    /// No members: nothing is subscribed.
+    Empty,
+    /// These topics.
+    Topics(std::collections::BTreeSet<String>),
+    /// Unknown (a regex, or metadata that does not parse): every topic.
+    All,
+}
+
+impl Subscriptions {
+    fn contains(&self, topic: &str) -> bool {
+        match self {
+            Subscriptions::Empty => false,
+            Subscriptions::Topics(t) => t.contains(topic),
+            Subscriptions::All => true,
+        }
+    }
+}
+
+/// OffsetDelete's view of `group_id`'s subscriptions, from whichever engine owns it (a group
+/// known only by its offsets has none).
+fn offset_delete_subscriptions(
+    rt: &Runtime,
+    group_id: &str,
+    known_offsets: bool,
+) -> Result<Subscriptions> {
+    if let Some(d) = rt.consumer.describe(group_id) {
+        let mut topics = std::collections::BTreeSet::new();
+        for m in d.members {
+            if m.subscribed_topic_regex
+                .as_deref()
+                .is_some_and(|r| !r.is_empty())
+            {
+                return Ok(Subscriptions::All);
+            }
+            topics.extend(m.subscribed_topic_names);
+        }
+        return Ok(if topics.is_empty() {
+            Subscriptions::Empty
+        } else {
+            Subscriptions::Topics(topics)
+        });
+    }
+    let Some(d) = rt.engine.describe(group_id) else {
+        return if known_offsets {
+            Ok(Subscriptions::Empty)
+        } else {
+            Err(Error::Group(GroupError::GroupIdNotFound))
+        };
+    };
+    if d.members.is_empty() || d.state == GroupState::Empty {
+        return Ok(Subscriptions::Empty);
+    }
+    if d.protocol_type != "consumer" {
+        return Err(Error::Group(GroupError::NonEmptyGroup));
+    }
+    let mut topics = std::collections::BTreeSet::new();
+    for m in &d.members {
+        match offsets::subscribed_topics(&m.metadata) {
+            Some(t) => topics.extend(t),
+            None => return Ok(Subscriptions::All),
+        }
+    }
+    Ok(Subscriptions::Topics(topics))
 }
 
 #[cfg(test)]
@@ -1981,9 +2065,10 @@ mod checkpoint_tests {
                     .commit_offsets_blocking(&g, "", -1, None, vec![commit(i % 4, i as i64)])
                     .unwrap();
             }
-            broker
-                .delete_offsets_blocking("g1", vec![("t".into(), 1)])
+            let refused = broker
+                .offset_delete_blocking("g1", &[("t".into(), vec![1])])
                 .unwrap();
+            assert!(refused.is_empty());
             all(&broker)
         };
         let with_checkpoint = all(&Broker::open(BrokerConfig::new(dir.path())).unwrap());
@@ -2132,9 +2217,172 @@ mod narrow_host {
         assert_eq!(fetched[0].1.as_ref().map(|c| c.offset), Some(7));
 
         // Deleting the offsets of a group without members tombstones them.
-        groups
-            .delete_offsets_blocking(&host, "g", vec![("data".to_owned(), 0)])
+        let refused = groups
+            .offset_delete_blocking(&host, "g", &[("data".to_owned(), vec![0])])
             .unwrap();
+        assert!(refused.is_empty());
         assert!(groups.fetch_offsets("g", None).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod offset_delete_tests {
+    use super::*;
+    use crate::BrokerConfig;
+
+    fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        }
+    }
+
+    /// A `consumer` protocol subscription (version 1) to `topics`.
+    fn subscription(topics: &[&str]) -> Bytes {
+        use bytes::BufMut;
+        let mut b = Vec::new();
+        b.put_i16(1);
+        b.put_i32(topics.len() as i32);
+        for t in topics {
+            b.put_u16(t.len() as u16);
+            b.put_slice(t.as_bytes());
+        }
+        b.put_i32(-1);
+        b.put_i32(0);
+        Bytes::from(b)
+    }
+
+    /// Joins one classic member to `group` (joined and synced).
+    async fn join_classic(broker: &Broker, group: &str, protocol_type: &str, metadata: Bytes) {
+        let now = broker.clock().now_ms();
+        let joined = broker
+            .groups()
+            .join(
+                JoinRequest {
+                    group_id: group.into(),
+                    session_timeout_ms: 600_000,
+                    rebalance_timeout_ms: 600_000,
+                    protocol_type: protocol_type.into(),
+                    protocols: vec![("range".into(), metadata)],
+                    ..JoinRequest::default()
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        broker
+            .groups()
+            .sync(
+                group,
+                &joined.member_id,
+                joined.generation_id,
+                None,
+                vec![(joined.member_id.clone(), Bytes::new())],
+                now,
+            )
+            .await
+            .unwrap();
+    }
+
+    fn offset(broker: &Broker, group: &str, topic: &str, partition: i32) -> Option<i64> {
+        broker
+            .groups()
+            .fetch_offsets(group, Some(&[(topic.to_owned(), partition)]))
+            .pop()
+            .and_then(|(_, o)| o)
+            .map(|o| o.offset)
+    }
+
+    fn set(topics: &[&str]) -> std::collections::BTreeSet<String> {
+        topics.iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    /// OffsetDelete decides "subscribed?" in the broker, from the group engines, in the same
+    /// critical section as the delete: subscribed topics are refused per topic, the others'
+    /// offsets deleted; an unknown group or a non-consumer group with members fails whole.
+    #[tokio::test]
+    async fn offset_delete_refuses_subscribed_topics_and_deletes_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.group.initial_rebalance_delay_ms = 0;
+        let broker = Broker::open(config).unwrap();
+        for name in ["t", "u"] {
+            broker
+                .create_topic_blocking(CreateTopic {
+                    name: name.into(),
+                    partitions: Some(2),
+                    ..CreateTopic::default()
+                })
+                .unwrap();
+        }
+        let both = |p: i32| vec![("t".to_owned(), vec![p]), ("u".to_owned(), vec![p])];
+
+        // Offsets only (a standalone committer): nothing is subscribed.
+        broker
+            .commit_offsets_blocking("solo", "", -1, None, vec![commit("t", 0, 5)])
+            .unwrap();
+        let refused = broker
+            .offset_delete_blocking("solo", &[("t".into(), vec![0])])
+            .unwrap();
+        assert!(refused.is_empty());
+        assert_eq!(offset(&broker, "solo", "t", 0), None);
+
+        // A classic `consumer` group subscribed to "t".
+        broker
+            .commit_offsets_blocking(
+                "classic",
+                "",
+                -1,
+                None,
+                vec![commit("t", 0, 7), commit("u", 0, 8)],
+            )
+            .unwrap();
+        join_classic(&broker, "classic", "consumer", subscription(&["t"])).await;
+        let refused = broker.offset_delete_blocking("classic", &both(0)).unwrap();
+        assert_eq!(refused, set(&["t"]));
+        assert_eq!(offset(&broker, "classic", "t", 0), Some(7));
+        assert_eq!(offset(&broker, "classic", "u", 0), None);
+
+        // Subscriptions that do not parse count as every topic.
+        join_classic(&broker, "opaque", "consumer", Bytes::from_static(b"?")).await;
+        let refused = broker.offset_delete_blocking("opaque", &both(1)).unwrap();
+        assert_eq!(refused, set(&["t", "u"]));
+
+        // A group with members of another protocol type fails whole.
+        join_classic(&broker, "connect", "connect", Bytes::new()).await;
+        assert!(matches!(
+            broker.offset_delete_blocking("connect", &both(0)),
+            Err(Error::Group(GroupError::NonEmptyGroup))
+        ));
+
+        // Consumer-protocol groups: by name, and by regex (every topic).
+        for (group, names, regex, want) in [
+            ("names", Some(vec!["u".to_owned()]), None, set(&["u"])),
+            ("regex", None, Some("t.*".to_owned()), set(&["t", "u"])),
+        ] {
+            broker
+                .consumer_group_heartbeat(consumer::Heartbeat {
+                    group_id: group.into(),
+                    member_id: "m".into(),
+                    member_epoch: 0,
+                    rebalance_timeout_ms: 600_000,
+                    subscribed_topic_names: names,
+                    subscribed_topic_regex: regex,
+                    ..consumer::Heartbeat::default()
+                })
+                .unwrap();
+            assert_eq!(
+                broker.offset_delete_blocking(group, &both(0)).unwrap(),
+                want
+            );
+        }
+
+        assert!(matches!(
+            broker.offset_delete_blocking("nobody", &both(0)),
+            Err(Error::Group(GroupError::GroupIdNotFound))
+        ));
     }
 }

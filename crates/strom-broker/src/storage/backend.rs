@@ -84,6 +84,12 @@ pub trait StorageBackend: Send + Sync + Debug {
         Ok(store.delete()?)
     }
 
+    /// The local backend, for its backend-specific state (the commit window); `None` for
+    /// every other backend.
+    fn as_local(&self) -> Option<&crate::storage::local::LocalBackend> {
+        None
+    }
+
     /// Removes stored partitions that `is_live` says belong to no topic (left by a crash in
     /// the middle of a deletion). Called once when the broker opens.
     fn remove_orphans(&self, is_live: &dyn Fn(&str, PartitionIndex) -> bool) {

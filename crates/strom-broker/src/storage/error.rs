@@ -15,6 +15,14 @@ pub enum StorageError {
     /// A batch offered for append is malformed (bad CRC, bad header, bad records).
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] strom_record::Error),
+    /// Records without a key offered to a compacted partition (`cleanup.policy` includes
+    /// `compact`); nothing of the payload was appended.
+    #[error("{} record(s) without a key offered to a compacted partition", indexes.len())]
+    KeylessRecords {
+        /// Index of each keyless record in the payload (0-based, counting the records of
+        /// every data batch in order; control batches are not counted).
+        indexes: Vec<i32>,
+    },
     /// A batch offered for append is larger than `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
     BatchTooLarge {
@@ -145,12 +153,15 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Whether the failure is the client's (a malformed or oversized batch) rather than the
+    /// Whether the failure is the client's (a malformed or oversized batch, keyless records on
+    /// a compacted partition) rather than the
     /// storage's.
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            StorageError::InvalidBatch(_) | StorageError::BatchTooLarge { .. }
+            StorageError::InvalidBatch(_)
+                | StorageError::BatchTooLarge { .. }
+                | StorageError::KeylessRecords { .. }
         )
     }
 }

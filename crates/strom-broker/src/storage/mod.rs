@@ -14,6 +14,13 @@
 //! `read_committed` read.
 
 mod backend;
+#[cfg(any(test, feature = "conformance"))]
+#[allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test suite: it panics at the first broken clause"
+)]
+pub mod conformance;
 mod error;
 pub mod local;
 mod partition;

@@ -85,10 +85,10 @@ pub struct TopicPartition<'a> {
 /// yet as durable as the partition's policy promises. Hand it back to the same store's
 /// [`await_durable`](crate::storage::PartitionStore::await_durable) before acknowledging.
 ///
-/// The backend keeps what it needs to wait in [`PendingWrite::instance`] (the local backend:
-/// the log instance written to, so a write that healing moved away from is not acknowledged);
-/// it is a reference-counted handle the backend already holds, so no allocation is made per
-/// append.
+/// The backend keeps what it needs to wait in [`PendingWrite::instance`], a reference-counted
+/// handle it already holds (the local backend: the log instance written to, so a write that
+/// healing moved away from is not acknowledged), so no allocation is made per append. The
+/// local backend also keeps its own pending append (its commit-window ticket) inline.
 #[derive(Debug)]
 #[must_use = "an append is not acknowledged until await_durable returns"]
 pub struct PendingWrite {
@@ -98,9 +98,21 @@ pub struct PendingWrite {
     pub end: Offset,
     /// The backend's handle on the storage instance written to.
     pub instance: Arc<dyn Any + Send + Sync>,
+    /// The local backend's pending append; `None` for every other backend.
+    pub(crate) local: Option<strom_log::PendingAppend>,
 }
 
 impl PendingWrite {
+    /// A pending write of a backend other than the local one.
+    pub fn new(info: AppendInfo, end: Offset, instance: Arc<dyn Any + Send + Sync>) -> Self {
+        PendingWrite {
+            info,
+            end,
+            instance,
+            local: None,
+        }
+    }
+
     /// What the append assigned.
     pub fn info(&self) -> &AppendInfo {
         &self.info

@@ -10,9 +10,8 @@
 //!
 //! A topic that does not exist is `UNKNOWN_TOPIC_OR_PARTITION` per partition: only Metadata
 //! creates topics automatically, as in Kafka. A partition that is a Kinesis shard closed by
-//! SplitShard/MergeShards/UpdateShardCount is read-only: produce to it is `POLICY_VIOLATION`
-//! (the check reads the stream's shard list; a produce that passed it just before a reshard
-//! fixed the shard's end may still land past that end, readable through Kafka only).
+//! SplitShard/MergeShards/UpdateShardCount is read-only: the partition itself is sealed, so its
+//! append refuses data (`POLICY_VIOLATION`) from the moment the reshard fixed the shard's end.
 //!
 //! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
 //! all connections; further partitions of a request wait for a slot.
@@ -82,20 +81,6 @@ async fn resolve_topic(
     context.broker.topic(name)
 }
 
-/// Whether partition `index` of `topic` is a Kinesis shard that resharding closed: such a
-/// partition is read-only for both APIs, as Kinesis makes it.
-fn closed_shard(context: &Context, topic: &Topic, index: i32) -> bool {
-    context
-        .broker
-        .stream_meta(topic.id())
-        .and_then(|m| {
-            usize::try_from(index)
-                .ok()
-                .and_then(|i| m.shards.get(i).map(|s| s.is_closed()))
-        })
-        .unwrap_or(false)
-}
-
 /// Handles Produce.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let version = request.version();
@@ -119,14 +104,6 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 (Err(e), _) => {
                     Pending::Done(failed(index, error_code(e), Some(e.to_string()), version))
                 }
-                (Ok(topic), _) if closed_shard(context, topic, index) => Pending::Done(failed(
-                    index,
-                    ResponseError::PolicyViolation.code(),
-                    Some(format!(
-                        "partition {index} of {name} is a Kinesis shard closed by resharding; it is read-only"
-                    )),
-                    version,
-                )),
                 (Ok(topic), _) => {
                     let checked = match &txn_id {
                         Some(id) => check_transactional(context, id, topic, index, &pd.records),

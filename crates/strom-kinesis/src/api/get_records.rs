@@ -221,6 +221,9 @@ pub(crate) async fn handle(ctx: &Context, encoding: Encoding, input: Value) -> R
     }
     let closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
     let start = i64::try_from(it.offset).unwrap_or(i64::MAX);
+    // Counted against the in-flight memory budget like a request body, from before the read
+    // until the response is sent (cut to the body's size once it is encoded).
+    let reservation = ctx.reserve(response_bound(limit)).await?;
     let page = ctx
         .blocking(move |_| read_page(&partition, start, limit, closed_at))
         .await?;
@@ -249,11 +252,25 @@ pub(crate) async fn handle(ctx: &Context, encoding: Encoding, input: Value) -> R
         millis_behind_latest,
         next,
     };
-    Ok(match encoding {
+    let reply = match encoding {
         Encoding::Json => Reply::Encoded(write_response_json(&response)),
         Encoding::Cbor => Reply::Value(response.to_value()),
-    })
+    };
+    Ok(Reply::Reserved(Box::new(reply), reservation))
 }
+
+/// The most memory one `GetRecords` of at most `limit` records holds: the read buffer (at most
+/// [`MAX_BYTES`] of records, plus a batch), and the response (base64 grows the data by a third;
+/// a record's sequence number, timestamp and JSON framing take under 160 bytes).
+pub(crate) const fn response_bound(limit: usize) -> usize {
+    MAX_BYTES
+        .saturating_add(MAX_BYTES / 3 * 4)
+        .saturating_add(limit.saturating_mul(160))
+        .saturating_add(64 * 1024)
+}
+
+/// [`response_bound`] of the largest `Limit` (10,000 records): about 25 MiB.
+pub(crate) const MAX_RESPONSE_BOUND: usize = response_bound(10_000);
 
 /// The `ChildShards` of shard `index`: shards that name it as a parent.
 pub(crate) fn child_shards(view: &stream::StreamView, index: usize) -> Vec<Value> {

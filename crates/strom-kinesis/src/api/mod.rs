@@ -24,7 +24,7 @@ mod describe_stream_consumer;
 mod describe_stream_summary;
 mod disable_enhanced_monitoring;
 mod enable_enhanced_monitoring;
-mod get_records;
+pub(crate) mod get_records;
 mod get_resource_policy;
 mod get_shard_iterator;
 mod increase_stream_retention_period;

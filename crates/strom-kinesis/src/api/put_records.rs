@@ -10,6 +10,7 @@ use base64_simd::AsOut as _;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use strom_broker::{AppendInfo, Partition};
 use strom_record::{BatchBuilder, Record};
 
 use super::StreamRef;
@@ -207,7 +208,7 @@ pub(crate) async fn append(
     }
     let mut results: Vec<Option<Result<(usize, u64)>>> = (0..records.len()).map(|_| None).collect();
     let mut records: Vec<Option<Routed>> = records.into_iter().map(Some).collect();
-    let mut tasks = Vec::new();
+    let mut writes = Vec::new();
     for (shard, indexes) in by_shard {
         let Some(partition) = view.partition(shard).cloned() else {
             continue;
@@ -244,28 +245,35 @@ pub(crate) async fn append(
             }
             continue;
         }
-        tasks.push((shard, indexes, {
-            let fence = Arc::clone(fence);
-            let slots = Arc::clone(&ctx.append_slots);
-            tokio::spawn(async move {
-                // One of the listener's append slots: the shards of a request (up to 500) do
-                // not become as many blocking threads.
-                let _slot = slots.acquire_owned().await;
-                let out = partition.append(payload).await;
-                drop(fence);
-                out
-            })
-        }));
+        writes.push(ShardWrite {
+            shard,
+            indexes,
+            partition,
+            payload,
+        });
     }
-    for (shard, indexes, task) in tasks {
-        let outcome = match task.await {
-            Ok(Ok(info)) => Ok(info.base_offset),
-            Ok(Err(e)) => Err(KinesisError::from(e)),
-            Err(_) => Err(KinesisError::new(
-                ErrorKind::InternalFailure,
-                "append task failed",
-            )),
-        };
+    // One task does both halves for every shard, so a request dropped between them (client
+    // gone) still completes its appends: a write is always followed by its durability wait.
+    let appended = tokio::spawn(append_shards(
+        Arc::clone(&ctx.append_slots),
+        writes,
+        Arc::clone(fence),
+    ))
+    .await;
+    let appended = match appended {
+        Ok(appended) => appended,
+        Err(_) => {
+            let err = KinesisError::new(ErrorKind::InternalFailure, "append task failed");
+            for slot in results.iter_mut().filter(|s| s.is_none()) {
+                *slot = Some(Err(err.clone()));
+            }
+            Vec::new()
+        }
+    };
+    for (shard, indexes, outcome) in appended {
+        let outcome = outcome
+            .map(|info| info.base_offset)
+            .map_err(KinesisError::from);
         for (j, &i) in indexes.iter().enumerate() {
             if let Some(slot) = results.get_mut(i) {
                 *slot = Some(match &outcome {
@@ -286,6 +294,80 @@ pub(crate) async fn append(
             })
         })
         .collect()
+}
+
+/// One shard's part of a PutRecords: its batches and the request indexes of its records.
+struct ShardWrite {
+    shard: usize,
+    indexes: Vec<usize>,
+    partition: Arc<Partition>,
+    payload: Vec<u8>,
+}
+
+/// Appends every shard's batches so that one commit window covers them: first every shard's
+/// write ([`Partition::append_deferred_blocking`], no sync), concurrently on the blocking pool;
+/// only when all writes are done, every shard's wait for durability
+/// ([`Partition::await_durable_blocking`]), concurrently again, so under `strom.fsync=always`
+/// the shards' segment files are in the same window and are `fdatasync`ed together by their
+/// waiters. (Writing and waiting shard by shard would let the first shard start a window of its
+/// own while the others still write.) Each half holds one of `slots` only while it runs, so a
+/// request with more shards than slots cannot wait on itself. Returns, per shard, its
+/// `(shard, indexes, outcome)`; `fence` is held until the last append is durable.
+async fn append_shards(
+    slots: Arc<tokio::sync::Semaphore>,
+    writes: Vec<ShardWrite>,
+    fence: Arc<PutFence>,
+) -> Vec<(usize, Vec<usize>, strom_broker::Result<AppendInfo>)> {
+    let mut written = Vec::with_capacity(writes.len());
+    for w in writes {
+        let slots = Arc::clone(&slots);
+        let ShardWrite {
+            shard,
+            indexes,
+            partition,
+            mut payload,
+        } = w;
+        written.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let p = Arc::clone(&partition);
+            let pending =
+                tokio::task::spawn_blocking(move || p.append_deferred_blocking(&mut payload))
+                    .await
+                    .map_err(|_| strom_broker::Error::ShuttingDown)
+                    .and_then(|r| r);
+            (shard, indexes, partition, pending)
+        }));
+    }
+    // Every write first: a wait started before the last write would start a window without it.
+    let mut done = Vec::with_capacity(written.len());
+    for task in written {
+        // A write task that panicked: its shard is reported as not appended by the caller.
+        if let Ok(d) = task.await {
+            done.push(d);
+        }
+    }
+    let mut durable = Vec::with_capacity(done.len());
+    for (shard, indexes, partition, pending) in done {
+        let slots = Arc::clone(&slots);
+        durable.push((
+            shard,
+            indexes,
+            tokio::spawn(async move {
+                let pending = pending?;
+                let _slot = slots.acquire_owned().await;
+                tokio::task::spawn_blocking(move || partition.await_durable_blocking(pending))
+                    .await
+                    .map_err(|_| strom_broker::Error::ShuttingDown)?
+            }),
+        ));
+    }
+    let mut out = Vec::with_capacity(durable.len());
+    for (shard, indexes, task) in durable {
+        let outcome = task.await.unwrap_or(Err(strom_broker::Error::ShuttingDown));
+        out.push((shard, indexes, outcome));
+    }
+    drop(fence);
+    out
 }
 
 /// Encodes `chunk` as one batch onto `payload` and empties it.

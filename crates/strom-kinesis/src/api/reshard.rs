@@ -4,8 +4,10 @@
 //!
 //! The close runs under the stream's write fence ([`crate::fence`]), and puts route and append
 //! under its read side, so a record acknowledged by `PutRecord(s)` is either below its parent's
-//! end offset or in a child. (A Kafka producer writing to a closed partition is not fenced:
-//! such records are stored but not served to Kinesis readers.) Parents get `closed_ms`, children
+//! end offset or in a child. The parents' partitions are sealed
+//! ([`strom_broker::Partition::seal_blocking`]) inside the same step, and the seal is what
+//! fixes the end offset, so a Kafka produce racing the close is either below it or refused
+//! (`POLICY_VIOLATION`). Parents get `closed_ms`, children
 //! `created_ms`: the time of the close, which `ListShards`' timestamp filters use.
 
 use strom_broker::stream::{ShardMeta, StreamMeta};
@@ -62,7 +64,9 @@ pub(crate) async fn reshard(ctx: &Context, view: &StreamView, plan: Plan) -> Res
                 });
             }
             for &i in &to_close {
-                let end = topic.partition(i as i32)?.log_end_offset();
+                // The seal waits for data writes in flight and refuses later ones, so
+                // `end` is final: no Kafka produce lands on the parent past it.
+                let end = topic.partition(i as i32)?.seal_blocking();
                 if let Some(s) = m.shards.get_mut(i) {
                     s.closed_at_offset = Some(end);
                     s.closed_ms = Some(closed_ms);

@@ -28,7 +28,7 @@ use axum::http::{HeaderValue as HttpHeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::get_records::{PageRecord, child_shards, read_page};
 use super::get_shard_iterator::{Position, start_offset};
@@ -63,8 +63,16 @@ struct StartingPosition {
     timestamp: Option<f64>,
 }
 
-/// A streaming body fed by the subscription task.
-struct Frames(mpsc::Receiver<Bytes>);
+/// One event frame and its share of the in-flight memory budget (none for the initial
+/// response).
+type Event = (Bytes, Option<OwnedSemaphorePermit>);
+
+/// A streaming body fed by the subscription task. The reservation of the frame last handed to
+/// the connection is held until the next one is asked for.
+struct Frames {
+    events: mpsc::Receiver<Event>,
+    held: Option<OwnedSemaphorePermit>,
+}
 
 impl http_body::Body for Frames {
     type Data = Bytes;
@@ -74,9 +82,11 @@ impl http_body::Body for Frames {
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|frame| frame.map(|b| Ok(http_body::Frame::data(b))))
+        let next = std::task::ready!(self.events.poll_recv(cx));
+        Poll::Ready(next.map(|(bytes, reservation)| {
+            self.held = reservation;
+            Ok(http_body::Frame::data(bytes))
+        }))
     }
 }
 
@@ -130,14 +140,14 @@ pub(crate) async fn handle(
     let closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
     let children = child_shards(&view, index);
 
-    let (tx, rx) = mpsc::channel::<Bytes>(2);
+    let (tx, rx) = mpsc::channel::<Event>(2);
     let duration = ctx.config.subscription_duration;
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + duration;
         let Some(initial) = frame(encoding, "initial-response", &json!({})) else {
             return;
         };
-        if tx.send(initial).await.is_err() {
+        if tx.send((initial, None)).await.is_err() {
             return;
         }
         let mut watch = partition.subscribe();
@@ -147,7 +157,20 @@ pub(crate) async fn handle(
         }
         let mut offset = start;
         let mut last_seq = sequence_number(index, start.saturating_sub(1).max(0) as u64);
+        // An event counts against the in-flight memory budget as a GetRecords response does,
+        // from before its read until its frame is handed to the connection; without room the
+        // subscription waits (back-pressure), it does not fail.
+        let bound = super::get_records::response_bound(EVENT_RECORDS).min(ctx.memory_capacity);
+        let permits = u32::try_from(bound).unwrap_or(u32::MAX);
         loop {
+            let mut reservation = tokio::select! {
+                r = Arc::clone(&ctx.memory).acquire_many_owned(permits) => match r {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+                _ = closing.changed() => return,
+                () = tokio::time::sleep_until(deadline) => return,
+            };
             watch.borrow_and_update();
             let p = Arc::clone(&partition);
             let page = match ctx
@@ -184,10 +207,14 @@ pub(crate) async fn handle(
             let Some(bytes) = frame(encoding, "SubscribeToShardEvent", &event) else {
                 return;
             };
-            if tx.send(bytes).await.is_err() || drained {
+            let next_offset = page.next_offset;
+            drop((event, page));
+            let excess = reservation.num_permits().saturating_sub(bytes.len().max(1));
+            drop(reservation.split(excess));
+            if tx.send((bytes, Some(reservation))).await.is_err() || drained {
                 return;
             }
-            offset = page.next_offset;
+            offset = next_offset;
             if tokio::time::Instant::now() >= deadline || *closing.borrow() {
                 return;
             }
@@ -202,7 +229,14 @@ pub(crate) async fn handle(
         }
     });
 
-    let mut response = (StatusCode::OK, Body::new(Frames(rx))).into_response();
+    let mut response = (
+        StatusCode::OK,
+        Body::new(Frames {
+            events: rx,
+            held: None,
+        }),
+    )
+        .into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HttpHeaderValue::from_static("application/vnd.amazon.eventstream"),

@@ -41,6 +41,11 @@ impl LocalBackend {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+
+    /// The commit window every partition's `Always` appends share.
+    pub fn durability(&self) -> &crate::durability::Durability {
+        &self.durability
+    }
 }
 
 impl MetadataStore for MetadataLog {
@@ -67,6 +72,10 @@ impl StorageBackend for LocalBackend {
             Arc::clone(&self.clock),
             &self.durability,
         )?))
+    }
+
+    fn as_local(&self) -> Option<&LocalBackend> {
+        Some(self)
     }
 
     fn remove_orphans(&self, is_live: &dyn Fn(&str, PartitionIndex) -> bool) {
@@ -96,5 +105,17 @@ impl StorageBackend for LocalBackend {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_metadata_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        crate::storage::conformance::metadata_store_suite(&mut || backend.open_metadata().unwrap());
     }
 }

@@ -9,6 +9,7 @@ impl From<strom_log::Error> for StorageError {
         use strom_log::Error as L;
         match e {
             L::InvalidBatch(e) => StorageError::InvalidBatch(e),
+            L::KeylessRecords { indexes } => StorageError::KeylessRecords { indexes },
             L::BatchTooLarge { size, max } => StorageError::BatchTooLarge { size, max },
             L::OffsetOutOfRange {
                 offset,

@@ -137,28 +137,26 @@ impl PartitionStore for LocalPartitionStore {
         let result = log.append_deferred(batches, leader_epoch);
         // Under `interval`/`never` the watermark moved with the write.
         self.publish();
-        let (info, end) = self.checked(result)?.into_parts();
+        let pending = self.checked(result)?;
         Ok(PendingWrite {
-            info,
-            end: Offset(end),
+            info: *pending.info(),
+            end: Offset(pending.end_offset()),
             instance: log,
+            local: Some(pending),
         })
     }
 
     fn await_durable(&self, pending: PendingWrite) -> StorageResult<AppendInfo> {
-        let PendingWrite {
-            info,
-            end,
-            instance,
-        } = pending;
         // Waits on the log instance the first half wrote to: if healing replaced it meanwhile,
         // this fails (the write is not acknowledged).
-        let Ok(log) = instance.downcast::<PartitionLog>() else {
+        let (Some(local), Ok(log)) = (pending.local, pending.instance.downcast::<PartitionLog>())
+        else {
+            // Not a write of this backend.
             return Err(StorageError::Closed);
         };
-        let result = log.await_durable_through(end.0);
+        let result = log.await_durable(local);
         self.publish();
-        self.checked(result).map(|()| info)
+        self.checked(result)
     }
 
     fn append(&self, batches: &mut [u8], leader_epoch: i32) -> StorageResult<AppendInfo> {
@@ -290,5 +288,28 @@ impl PartitionStore for LocalPartitionStore {
 
     fn as_local(&self) -> Option<&LocalPartitionStore> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+
+    #[test]
+    fn the_local_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            crate::storage::local::LocalBackend::open(dir.path(), Arc::new(crate::SystemClock))
+                .unwrap();
+        let mut n = 0;
+        crate::storage::conformance::partition_store_suite(&mut |config| {
+            n += 1;
+            let partition = TopicPartition {
+                topic: "conformance",
+                index: PartitionIndex(n),
+            };
+            backend.open_partition(partition, config).unwrap()
+        });
     }
 }

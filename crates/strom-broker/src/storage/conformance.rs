@@ -1,0 +1,437 @@
+//! The conformance suites every [`PartitionStore`] and [`MetadataStore`] implementation runs (STYLE.md: one suite for
+//! a trait with several implementations). The local backend runs it in its unit tests; a
+//! backend in another crate (`strom-cluster`) enables this crate's `conformance` feature in its
+//! dev-dependencies and calls [`partition_store_suite`] and [`metadata_store_suite`] from its tests.
+//!
+//! Every check panics with a message naming the contract clause it found broken.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strom_record::{BatchBuilder, Record, stored_batches};
+use uuid::Uuid;
+
+use crate::metadata::{MetadataEvent, MetadataState};
+use crate::storage::{LogConfig, MetadataStore, Offset, PartitionStore, StorageError};
+use crate::stream::StreamMeta;
+
+/// Makes a new, empty partition store with the given settings (a fresh partition each call).
+pub type FreshStore<'a> = dyn FnMut(LogConfig) -> Arc<dyn PartitionStore> + 'a;
+
+/// Runs every check of the [`PartitionStore`] contract against stores made by `fresh`.
+/// Blocking; panics at the first broken clause.
+pub fn partition_store_suite(fresh: &mut FreshStore<'_>) {
+    empty_store(fresh(LogConfig::default()));
+    offsets_are_dense_and_reads_stop_at_the_high_watermark(fresh(LogConfig::default()));
+    deferred_appends_are_ordered_and_acknowledged_once_durable(fresh(LogConfig::default()));
+    the_watermark_is_published(fresh(LogConfig::default()));
+    timestamps_are_indexed(fresh(LogConfig::default()));
+    delete_records_moves_the_log_start(fresh(LogConfig::default()));
+    idempotent_producers_are_checked(fresh(LogConfig::default()));
+    oversized_batches_are_refused(fresh(LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    }));
+    a_closed_store_refuses_writes(fresh(LogConfig::default()));
+}
+
+fn batch(timestamp: i64, values: &[&str]) -> Vec<u8> {
+    batch_from(BatchBuilder::new(), timestamp, values)
+}
+
+fn batch_from(builder: BatchBuilder, timestamp: i64, values: &[&str]) -> Vec<u8> {
+    let records: Vec<Record> = values
+        .iter()
+        .map(|v| Record::new(timestamp, None, Some(Bytes::copy_from_slice(v.as_bytes()))))
+        .collect();
+    match builder.build(&records) {
+        Ok(b) => b,
+        Err(e) => panic!("test batch does not build: {e}"),
+    }
+}
+
+fn producer_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&str]) -> Vec<u8> {
+    let builder = BatchBuilder {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: sequence,
+        ..BatchBuilder::new()
+    };
+    batch_from(builder, 1_000, values)
+}
+
+/// The base offsets of the batches a read returned.
+fn base_offsets(records: &Bytes) -> Vec<i64> {
+    stored_batches(records)
+        .map(|b| match b {
+            Ok((header, _)) => header.base_offset,
+            Err(e) => panic!("a read returned bytes that are not whole batches: {e}"),
+        })
+        .collect()
+}
+
+fn empty_store(store: Arc<dyn PartitionStore>) {
+    assert_eq!(store.log_start_offset(), Offset(0), "empty: log start");
+    assert_eq!(store.log_end_offset(), Offset(0), "empty: log end");
+    assert_eq!(store.high_watermark(), Offset(0), "empty: high watermark");
+    assert_eq!(
+        store.last_stable_offset(),
+        Offset(0),
+        "empty: last stable offset"
+    );
+    let read = store.read(Offset(0), 1 << 20).expect("empty: read at 0");
+    assert!(
+        read.records.is_empty(),
+        "empty: a read at the end returns nothing"
+    );
+    assert_eq!(read.high_watermark, Offset(0));
+    match store.read(Offset(1), 1 << 20) {
+        Err(StorageError::OffsetOutOfRange {
+            requested: 1,
+            start: 0,
+            end: 0,
+        }) => {}
+        other => panic!("empty: a read past the end must be OffsetOutOfRange, got {other:?}"),
+    }
+    assert_eq!(store.max_timestamp().expect("empty: max timestamp"), None);
+}
+
+fn offsets_are_dense_and_reads_stop_at_the_high_watermark(store: Arc<dyn PartitionStore>) {
+    let a = store
+        .append(&mut batch(1_000, &["a", "b"]), 0)
+        .expect("append a");
+    let b = store
+        .append(&mut batch(1_000, &["c", "d", "e"]), 0)
+        .expect("append b");
+    assert_eq!(
+        (a.base_offset, a.last_offset),
+        (0, 1),
+        "first append's offsets"
+    );
+    assert_eq!(
+        (b.base_offset, b.last_offset),
+        (2, 4),
+        "offsets continue densely"
+    );
+    assert_eq!(store.log_end_offset(), Offset(5));
+    assert_eq!(
+        store.high_watermark(),
+        Offset(5),
+        "acknowledged means visible"
+    );
+    let all = store.read(Offset(0), 1 << 20).expect("read all");
+    assert_eq!(
+        base_offsets(&all.records),
+        vec![0, 2],
+        "reads return the appended batches"
+    );
+    assert_eq!(all.high_watermark, Offset(5));
+    assert_eq!(all.log_start_offset, Offset(0));
+    let second = store.read(Offset(2), 1 << 20).expect("read from 2");
+    assert_eq!(base_offsets(&second.records), vec![2]);
+    // The first batch is returned whole even above `max_bytes`.
+    let tiny = store.read(Offset(0), 1).expect("read with max_bytes 1");
+    assert_eq!(
+        base_offsets(&tiny.records),
+        vec![0],
+        "the first batch always whole"
+    );
+    let end = store
+        .read(Offset(5), 1 << 20)
+        .expect("read at the high watermark");
+    assert!(
+        end.records.is_empty(),
+        "nothing at or past the high watermark"
+    );
+    assert!(
+        matches!(
+            store.read(Offset(6), 1 << 20),
+            Err(StorageError::OffsetOutOfRange { requested: 6, .. })
+        ),
+        "past the high watermark: OffsetOutOfRange"
+    );
+    let committed = store
+        .read_committed(Offset(0), 1 << 20)
+        .expect("read committed");
+    assert_eq!(base_offsets(&committed.records), vec![0, 2]);
+    assert!(committed.aborted_transactions.is_empty());
+    assert!(store.size_bytes() > 0, "size counts the stored batches");
+}
+
+fn deferred_appends_are_ordered_and_acknowledged_once_durable(store: Arc<dyn PartitionStore>) {
+    let first = store
+        .append_deferred(&mut batch(1_000, &["a"]), 0)
+        .expect("deferred a");
+    let second = store
+        .append_deferred(&mut batch(1_000, &["b", "c"]), 0)
+        .expect("deferred b");
+    assert_eq!(
+        first.info().base_offset,
+        0,
+        "deferred writes get offsets in call order"
+    );
+    assert_eq!(second.info().base_offset, 1);
+    assert_eq!(second.end, Offset(3), "end is just past the write");
+    let b = store.await_durable(second).expect("await b");
+    assert_eq!((b.base_offset, b.last_offset), (1, 2));
+    assert!(store.high_watermark() >= Offset(3), "durable means visible");
+    let a = store.await_durable(first).expect("await a after b");
+    assert_eq!(a.last_offset, 0);
+}
+
+fn the_watermark_is_published(store: Arc<dyn PartitionStore>) {
+    let mut rx = store.subscribe();
+    rx.borrow_and_update();
+    store.append(&mut batch(1_000, &["a"]), 0).expect("append");
+    assert!(
+        rx.has_changed().unwrap_or(false),
+        "an append must wake watermark subscribers"
+    );
+    assert_eq!(
+        *rx.borrow_and_update(),
+        1,
+        "the published value is the new high watermark"
+    );
+    store.flush().expect("flush");
+}
+
+fn timestamps_are_indexed(store: Arc<dyn PartitionStore>) {
+    store
+        .append(&mut batch(1_000, &["a", "b"]), 0)
+        .expect("append 1000");
+    store
+        .append(&mut batch(3_000, &["c"]), 0)
+        .expect("append 3000");
+    store
+        .append(&mut batch(2_000, &["d"]), 0)
+        .expect("append 2000");
+    assert_eq!(
+        store.offset_for_timestamp(1_500).expect("offset for 1500"),
+        Some((Offset(2), 3_000)),
+        "the first record at or after the timestamp"
+    );
+    assert_eq!(
+        store
+            .offset_for_timestamp(0)
+            .expect("offset for 0")
+            .map(|x| x.0),
+        Some(Offset(0))
+    );
+    assert_eq!(
+        store.offset_for_timestamp(9_000).expect("offset for 9000"),
+        None
+    );
+    assert_eq!(
+        store.max_timestamp().expect("max timestamp"),
+        Some((Offset(2), 3_000)),
+        "the largest timestamp and its first offset"
+    );
+}
+
+fn delete_records_moves_the_log_start(store: Arc<dyn PartitionStore>) {
+    for v in ["a", "b", "c", "d"] {
+        store.append(&mut batch(1_000, &[v]), 0).expect("append");
+    }
+    assert_eq!(
+        store.delete_records(Offset(2)).expect("delete before 2"),
+        Offset(2)
+    );
+    assert_eq!(store.log_start_offset(), Offset(2));
+    match store.read(Offset(1), 1 << 20) {
+        Err(StorageError::OffsetOutOfRange {
+            requested: 1,
+            start: 2,
+            end: 4,
+        }) => {}
+        other => panic!("below the log start: OffsetOutOfRange with the bounds, got {other:?}"),
+    }
+    let read = store
+        .read(Offset(2), 1 << 20)
+        .expect("read at the new start");
+    assert_eq!(base_offsets(&read.records).first(), Some(&2));
+    assert!(
+        store.delete_records(Offset(9)).is_err(),
+        "deleting past the high watermark is refused"
+    );
+    store
+        .apply_retention()
+        .expect("retention with nothing to remove");
+}
+
+fn idempotent_producers_are_checked(store: Arc<dyn PartitionStore>) {
+    let first = store
+        .append(&mut producer_batch(7, 0, 0, &["a", "b"]), 0)
+        .expect("producer's first batch");
+    let retry = store
+        .append(&mut producer_batch(7, 0, 0, &["a", "b"]), 0)
+        .expect("a retried batch is answered, not refused");
+    assert_eq!(
+        (retry.base_offset, retry.last_offset),
+        (first.base_offset, first.last_offset),
+        "a retried batch gets its original offsets"
+    );
+    assert_eq!(
+        store.log_end_offset(),
+        Offset(2),
+        "a retry is not stored twice"
+    );
+    assert!(
+        matches!(
+            store.append(&mut producer_batch(7, 0, 5, &["x"]), 0),
+            Err(StorageError::OutOfOrderSequence {
+                producer_id: 7,
+                expected: 2,
+                found: 5,
+                ..
+            })
+        ),
+        "a sequence gap is OutOfOrderSequence"
+    );
+    store
+        .append(&mut producer_batch(7, 1, 0, &["c"]), 0)
+        .expect("a new epoch starts at sequence 0");
+    assert!(
+        matches!(
+            store.append(&mut producer_batch(7, 0, 2, &["d"]), 0),
+            Err(StorageError::ProducerFenced {
+                producer_id: 7,
+                epoch: 0,
+                current_epoch: 1
+            })
+        ),
+        "an older epoch is fenced"
+    );
+    let producers = store.producers();
+    assert!(
+        producers.iter().any(|p| p.producer_id == 7),
+        "the producer is remembered"
+    );
+    assert!(store.ongoing_transactions().is_empty());
+}
+
+fn oversized_batches_are_refused(store: Arc<dyn PartitionStore>) {
+    let big = "x".repeat(500);
+    assert!(
+        matches!(
+            store.append(&mut batch(1_000, &[&big]), 0),
+            Err(StorageError::BatchTooLarge { max: 200, .. })
+        ),
+        "a batch above max.message.bytes is BatchTooLarge"
+    );
+    assert_eq!(store.log_end_offset(), Offset(0), "nothing of it is stored");
+    assert_eq!(store.config().max_message_bytes, 200, "config reads back");
+}
+
+fn a_closed_store_refuses_writes(store: Arc<dyn PartitionStore>) {
+    store.append(&mut batch(1_000, &["a"]), 0).expect("append");
+    store.close().expect("close");
+    assert!(
+        store.append(&mut batch(1_000, &["b"]), 0).is_err(),
+        "a closed store refuses appends"
+    );
+}
+
+/// Opens the metadata store under test on the same underlying storage each call (as a broker
+/// restart would), returning it with the events it replays.
+pub type OpenMetadata<'a> = dyn FnMut() -> (Box<dyn MetadataStore>, Vec<MetadataEvent>) + 'a;
+
+/// Runs every check of the [`MetadataStore`] contract: `open` must start on empty storage.
+/// The events replayed after a reopen must recreate the state the acknowledged appends left
+/// (a backend may compact them, so the check compares states, not event lists). Blocking;
+/// panics at the first broken clause.
+pub fn metadata_store_suite(open: &mut OpenMetadata<'_>) {
+    let (mut store, events) = open();
+    assert!(events.is_empty(), "a new metadata store replays nothing");
+    let mut model = MetadataState::default();
+    let kept = Uuid::from_u128(1);
+    let gone = Uuid::from_u128(2);
+    fn append(store: &mut Box<dyn MetadataStore>, model: &mut MetadataState, event: MetadataEvent) {
+        store.append(&event).expect("metadata append");
+        model.apply(&event);
+    }
+    let configs = |v: &str| BTreeMap::from([("retention.ms".to_owned(), v.to_owned())]);
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::ClusterInitialized {
+            cluster_id: "c".into(),
+        },
+    );
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::ProducerIdsReserved { until: 1_000 },
+    );
+    for (name, id) in [("kept", kept), ("gone", gone)] {
+        append(
+            &mut store,
+            &mut model,
+            MetadataEvent::TopicCreated {
+                name: name.into(),
+                id,
+                partitions: 1,
+                configs: BTreeMap::new(),
+            },
+        );
+    }
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::PartitionsCreated { id: kept, total: 3 },
+    );
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::StreamMetaSet {
+            id: kept,
+            stream: StreamMeta::new(3, "PROVISIONED", 5),
+        },
+    );
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::TopicDeleted { id: gone },
+    );
+    // Enough changes that a backend which compacts its history does so at least once.
+    for i in 0..1_500 {
+        append(
+            &mut store,
+            &mut model,
+            MetadataEvent::ConfigsSet {
+                id: kept,
+                configs: configs(&i.to_string()),
+            },
+        );
+    }
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::ProducerIdsReserved { until: 2_000 },
+    );
+    drop(store);
+
+    let (mut store, events) = open();
+    let mut replayed = MetadataState::default();
+    for e in &events {
+        replayed.apply(e);
+    }
+    assert_eq!(
+        replayed, model,
+        "the replayed events recreate the state of every acknowledged append"
+    );
+
+    // Appends after a reopen go on from there.
+    append(
+        &mut store,
+        &mut model,
+        MetadataEvent::TopicDeleted { id: kept },
+    );
+    drop(store);
+    let (_store, events) = open();
+    let mut replayed = MetadataState::default();
+    for e in &events {
+        replayed.apply(e);
+    }
+    assert_eq!(replayed, model, "appends after a reopen are kept too");
+}
