@@ -82,6 +82,8 @@ pub(crate) struct Engine {
     pub(crate) writer: Writer,
     pub(crate) reader: Reader,
     pub(crate) notifier: Notifier,
+    /// Partition-level admin statements (DeleteRecords, producer listings).
+    pub(crate) admin: Db,
 }
 
 /// One broker's connection to the cluster: the engine, the metadata store's database and the
@@ -124,6 +126,7 @@ impl ClusterNode {
             cache,
             ReaderConfig::default(),
         );
+        let admin = Db::new(pg.clone());
         let notifier = Notifier::start(pg);
         let engine = Arc::new(Engine {
             bridge: Bridge {
@@ -132,6 +135,7 @@ impl ClusterNode {
             writer,
             reader,
             notifier,
+            admin,
         });
         Ok(ClusterNode {
             config,

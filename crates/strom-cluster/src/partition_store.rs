@@ -13,8 +13,8 @@
 //! partition per request, so this does not arise with them).
 //!
 //! **Refused** (typed [`StorageError::Unsupported`]): transactional and control batches
-//! (transactions are not part of cluster mode yet), DeleteRecords. Retention is not applied
-//! (it returns 0), so nothing is ever deleted.
+//! (transactions are not part of cluster mode yet). DeleteRecords moves the log start in
+//! PostgreSQL (the batches below stay until retention, which is not applied yet: it returns 0).
 //!
 //! **Watermark.** Each store keeps its high watermark in a `watch` channel fed by the
 //! [`crate::Notifier`] (commits of every broker, through LISTEN/NOTIFY) and by its own
@@ -178,6 +178,70 @@ async fn follow(engine: Arc<Engine>, tp: TopicPartition, sender: Arc<watch::Send
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// DeleteRecords: moves the partition's log start to `before` (never back), refused past the
+/// high watermark (`None`). The batches below stay indexed until retention removes them
+/// (not built yet); reads and ListOffsets never return offsets below the log start.
+async fn delete_records(
+    db: &crate::db::Db,
+    tp: &TopicPartition,
+    before: i64,
+) -> crate::Result<Option<i64>> {
+    let conn = db.conn().await?;
+    let pg = crate::Error::pg(crate::error::DbOp::Metadata);
+    let row = conn
+        .query_opt(
+            "UPDATE strom_partitions SET log_start_offset = greatest(log_start_offset, $3)
+             WHERE topic = $1 AND partition = $2 AND $3 <= next_offset
+             RETURNING log_start_offset",
+            &[&tp.topic, &tp.partition, &before],
+        )
+        .await
+        .map_err(pg)?;
+    match row {
+        Some(row) => Ok(Some(
+            row.try_get(0)
+                .map_err(crate::Error::pg(crate::error::DbOp::Metadata))?,
+        )),
+        None => {
+            // Past the high watermark, or the partition is gone.
+            drop(conn);
+            crate::metadata::partition_offsets(db, tp).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The producers a partition remembers (DescribeProducers), from the commit transactions'
+/// producer states.
+async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec<ProducerInfo>> {
+    let conn = db.conn().await?;
+    let pg = || crate::Error::pg(crate::error::DbOp::Metadata);
+    let rows = conn
+        .query(
+            "SELECT s.producer_id, s.producer_epoch, s.last_sequence,
+                    coalesce((SELECT b.max_timestamp FROM strom_batches b
+                              WHERE b.topic = s.topic AND b.partition = s.partition
+                                AND b.last_offset = s.last_offset), -1)
+             FROM strom_producer_states s
+             WHERE s.topic = $1 AND s.partition = $2 ORDER BY s.producer_id",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .map_err(pg())?;
+    rows.iter()
+        .map(|r| {
+            Ok(ProducerInfo {
+                producer_id: r.try_get(0).map_err(pg())?,
+                producer_epoch: r.try_get(1).map_err(pg())?,
+                last_sequence: r.try_get(2).map_err(pg())?,
+                last_timestamp: r.try_get(3).map_err(pg())?,
+                coordinator_epoch: -1,
+                current_txn_start_offset: None,
+            })
+        })
+        .collect()
 }
 
 /// Validates a produced payload as the local log does; returns each batch's header and range.
@@ -417,7 +481,20 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn producers(&self) -> Vec<ProducerInfo> {
-        Vec::new()
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let listed = self
+            .engine
+            .bridge
+            .run(async move { producers(&engine.admin, &tp).await });
+        match listed {
+            Ok(Ok(list)) => list,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, partition = %self.tp, "listing producers failed");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     fn aborted_transactions(&self, _from: Offset, _to: Offset) -> StorageResult<Vec<AbortedTxn>> {
@@ -428,8 +505,27 @@ impl PartitionStore for ClusterPartitionStore {
         Vec::new()
     }
 
-    fn delete_records(&self, _before: Offset) -> StorageResult<Offset> {
-        Err(Self::unsupported("DeleteRecords"))
+    fn delete_records(&self, before: Offset) -> StorageResult<Offset> {
+        self.check_open()?;
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let moved = self
+            .engine
+            .bridge
+            .run(async move { delete_records(&engine.admin, &tp, before.0).await })?
+            .map_err(storage_error)?;
+        match moved {
+            Some(start) => {
+                // Cached index runs may start below the new log start.
+                self.engine.reader.forget(&self.tp);
+                self.log_start.fetch_max(start, Ordering::AcqRel);
+                Ok(Offset(start))
+            }
+            None => Err(StorageError::InvalidOffset {
+                offset: before.0,
+                reason: "beyond the high watermark",
+            }),
+        }
     }
 
     fn apply_retention(&self) -> StorageResult<usize> {

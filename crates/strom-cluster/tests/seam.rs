@@ -1,6 +1,7 @@
 //! The cluster backend behind the broker's storage seam, two brokers' backends over one real
 //! PostgreSQL and moto: the metadata store's cluster-wide checks and ordering, partition stores
-//! writing through one broker and reading through the other, and what is refused.
+//! writing through one broker and reading through the other (DeleteRecords and producers
+//! included), and what is refused.
 
 mod support;
 
@@ -175,8 +176,41 @@ async fn two_brokers_share_metadata_and_partitions() {
             .unwrap();
         let err = writer.append(&mut txn.clone(), 0).unwrap_err();
         assert!(matches!(err, StorageError::Unsupported { .. }), "{err:?}");
-        let err = writer.delete_records(Offset(1)).unwrap_err();
-        assert!(matches!(err, StorageError::Unsupported { .. }), "{err:?}");
+        // DeleteRecords through one broker moves the log start for every broker.
+        assert_eq!(writer.delete_records(Offset(3)).unwrap(), Offset(3));
+        let err = reader.read(Offset(1), 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::OffsetOutOfRange {
+                    requested: 1,
+                    start: 3,
+                    end: 10
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            reader.read(Offset(3), 1 << 20).unwrap().log_start_offset,
+            Offset(3)
+        );
+        assert_eq!(
+            writer.delete_records(Offset(2)).unwrap(),
+            Offset(3),
+            "never moves back"
+        );
+        let err = writer.delete_records(Offset(11)).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidOffset { .. }), "{err:?}");
+        // Producers remembered by the commit transactions, seen through either broker.
+        let mut idempotent = BytesMut::from(&batch(Some((9, 0, 0)), &values("p", 2))[..]);
+        writer.append(&mut idempotent, 0).unwrap();
+        let producers = reader.producers();
+        assert!(
+            producers
+                .iter()
+                .any(|p| p.producer_id == 9 && p.last_sequence == 1),
+            "{producers:?}"
+        );
         // A malformed batch is refused before it reaches the writer.
         let mut bad = batch(None, &values("b", 1)).to_vec();
         if let Some(last) = bad.last_mut() {
@@ -186,7 +220,7 @@ async fn two_brokers_share_metadata_and_partitions() {
         assert!(matches!(err, StorageError::InvalidBatch(_)), "{err:?}");
         assert_eq!(
             writer.high_watermark(),
-            Offset(10),
+            Offset(12),
             "nothing refused was written"
         );
     })
