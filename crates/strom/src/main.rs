@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use strom_broker::{Broker, SystemClock};
+use strom_broker::Broker;
 use strom_kafka::KafkaServer;
 use strom_kinesis::KinesisServer;
 
@@ -182,15 +182,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("joining the cluster (object store {store})"))?;
             broker_config.node_id = node.node_id();
-            let backend = node.backend();
-            let broker = tokio::task::spawn_blocking(move || {
-                Broker::open_with_backend(broker_config, Arc::new(SystemClock), backend)
-            })
-            .await
-            .context("opening the broker")?
-            .context("opening the broker on the cluster backend")?;
-            let broker = Arc::new(broker);
-            broker.start_background();
+            let broker = Broker::start_with_backend(broker_config, node.backend())
+                .await
+                .context("opening the broker on the cluster backend")?;
             node.start_collector()
                 .context("starting the orphan collector")?;
             (broker, Some(node))
