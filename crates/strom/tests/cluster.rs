@@ -509,6 +509,20 @@ async fn three_brokers_share_one_log() {
     assert_eq!(listed, ids, "strom cluster status: {status}");
     cli_works_across_brokers(&b1, &b3);
 
+    // Transactions are not served in cluster mode yet: refused when the producer starts.
+    let bootstrap = b2.kafka.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        let transactional: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", "cluster-txn")
+            .create()
+            .unwrap();
+        rdkafka::producer::Producer::init_transactions(&transactional, Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+
     // Produce through broker 1; kill -9 broker 3 half-way; keep producing.
     let producer = producer(&b1.kafka);
     produce(&producer, 0, HALF).await;

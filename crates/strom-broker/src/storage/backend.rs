@@ -102,6 +102,14 @@ pub trait StorageBackend: Send + Sync + Debug {
         None
     }
 
+    /// `Some(StorageError::Unsupported)` for a broker feature this backend cannot serve yet
+    /// (`"transactions"`), which the broker then refuses up front; `None` (the default) when
+    /// supported.
+    fn unsupported(&self, feature: &'static str) -> Option<crate::storage::StorageError> {
+        let _ = feature;
+        None
+    }
+
     /// The brokers sharing this backend, for Metadata; `None` for a single broker.
     fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
         None
