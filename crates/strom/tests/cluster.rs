@@ -7,6 +7,7 @@
 //!   broker 2: every acknowledged record is read exactly once, in producer order per
 //!   partition, while broker 3 is killed with `kill -9` half-way;
 //! - the killed broker leaves Metadata once its lease lapses;
+//! - a Kinesis stream created and written through one broker is read through another;
 //! - a consumer group joined through one broker commits, and asked through another broker
 //!   the group finds the same coordinator and its committed offsets.
 
@@ -42,6 +43,7 @@ const STEP: Duration = Duration::from_secs(90);
 struct Broker {
     child: Child,
     kafka: String,
+    kinesis: String,
     node_id: i32,
 }
 
@@ -74,9 +76,10 @@ impl Broker {
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut kafka = None;
+        let mut kinesis = None;
         let mut node_id = None;
         let mut printed = String::new();
-        while kafka.is_none() || node_id.is_none() {
+        while kafka.is_none() || node_id.is_none() || kinesis.is_none() {
             let mut line = String::new();
             assert!(
                 stdout.read_line(&mut line).unwrap() > 0,
@@ -86,6 +89,9 @@ impl Broker {
             let line = line.trim();
             if let Some(rest) = line.strip_prefix("kafka:") {
                 kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("kinesis:") {
+                kinesis = Some(rest.trim().trim_start_matches("http://").to_owned());
             }
             if let Some(rest) = line.strip_prefix("cluster:") {
                 let id = rest.trim().strip_prefix("node ").unwrap();
@@ -97,6 +103,7 @@ impl Broker {
         Broker {
             child,
             kafka: kafka.unwrap(),
+            kinesis: kinesis.unwrap(),
             node_id: node_id.unwrap(),
         }
     }
@@ -343,6 +350,74 @@ fn cli_works_across_brokers(one: &Broker, other: &Broker) {
     );
 }
 
+/// One Kinesis JSON 1.1 call (unsigned) to `addr`: whether it answered 200, and the body.
+fn kinesis_call(addr: &str, target: &str, body: &serde_json::Value) -> (bool, serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         X-Amz-Target: Kinesis_20131202.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (head.starts_with("HTTP/1.1 200"), json)
+}
+
+/// A Kinesis call that must succeed.
+fn kinesis(addr: &str, target: &str, body: serde_json::Value) -> serde_json::Value {
+    let (ok, json) = kinesis_call(addr, target, &body);
+    assert!(ok, "{target}: {json}");
+    json
+}
+
+/// A stream created and written through broker 1's Kinesis API is read through broker 2's,
+/// with a shard iterator issued by broker 2 (iterators are signed with the shared cluster id).
+fn kinesis_across_brokers(one: &Broker, two: &Broker) {
+    use serde_json::json;
+    kinesis(
+        &one.kinesis,
+        "CreateStream",
+        json!({"StreamName": "clicks", "ShardCount": 1}),
+    );
+    let put = kinesis(
+        &one.kinesis,
+        "PutRecord",
+        json!({"StreamName": "clicks", "Data": "aGVsbG8=", "PartitionKey": "k"}),
+    );
+    assert_eq!(put["ShardId"], "shardId-000000000000");
+    let started = Instant::now();
+    let iterator = loop {
+        // Broker 2 learns the stream from the shared metadata (polled every 250 ms).
+        let (ok, json) = kinesis_call(
+            &two.kinesis,
+            "GetShardIterator",
+            &json!({"StreamName": "clicks", "ShardId": "shardId-000000000000",
+                    "ShardIteratorType": "TRIM_HORIZON"}),
+        );
+        if ok {
+            break json["ShardIterator"].as_str().unwrap().to_owned();
+        }
+        assert!(started.elapsed() < STEP, "{json}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let got = kinesis(
+        &two.kinesis,
+        "GetRecords",
+        json!({"ShardIterator": iterator}),
+    );
+    let records = got["Records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{got}");
+    assert_eq!(records[0]["Data"], "aGVsbG8=");
+    assert_eq!(records[0]["SequenceNumber"], put["SequenceNumber"]);
+}
+
 /// Admin operations through one broker are seen through the other, and a long poll on one
 /// broker is woken by a commit made through another.
 async fn admin_and_long_polls_across_brokers(one: &Broker, two: &Broker) {
@@ -508,6 +583,8 @@ async fn three_brokers_share_one_log() {
         .collect();
     assert_eq!(listed, ids, "strom cluster status: {status}");
     cli_works_across_brokers(&b1, &b3);
+
+    kinesis_across_brokers(&b1, &b2);
 
     // Transactions are not served in cluster mode yet: refused when the producer starts.
     let bootstrap = b2.kafka.clone();
