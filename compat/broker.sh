@@ -10,6 +10,9 @@
 #   BROKER_PARTITIONS (optional) partitions of auto-created topics (default 1, Kafka's default)
 # and gets, after broker_start:
 #   BROKER_PID, PORT (Kafka), KINESIS_PORT, HTTP_PORT
+# The ACL authorizer is on (so the ACL APIs answer rather than SECURITY_DISABLED) with
+# allow.everyone.if.no.acl.found, as librdkafka's own test clusters run it: a resource without
+# ACLs stays open to every client.
 # Every listener is on a free loopback port, so several brokers (several compat runs, several
 # worktrees) can run on one machine.
 
@@ -38,6 +41,7 @@ broker_start_once() {
         --http-listen "127.0.0.1:$HTTP_PORT" \
         --advertised-host 127.0.0.1 --advertised-port "$PORT" \
         --auto-create-topics true --num-partitions "${BROKER_PARTITIONS:-1}" \
+        --authorizer --allow-everyone-if-no-acl-found \
         --log info \
         "${BROKER_EXTRA[@]}" \
         >>"$BROKER_LOG" 2>&1 &

@@ -38,11 +38,25 @@ pub fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// User + system CPU time of a process (all threads) in seconds, from `/proc/PID/stat`
 /// (fields 14 and 15, in clock ticks of 1/100 s on Linux).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    proc_stat(pid).map(|(cpu, _)| cpu)
+}
+
+/// Minor page faults of process `pid` so far (all threads), from Linux `/proc/PID/stat`;
+/// `None` elsewhere or if the process is gone.
+pub fn minor_faults(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, faults)| faults)
+}
+
+/// CPU seconds (user + system) and minor faults of process `pid`.
+fn proc_stat(pid: u32) -> Option<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after it are plain.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut fields = rest.split(' ').skip(11);
+    // From field 3 (state): minflt is field 10, utime 14, stime 15.
+    let mut fields = rest.split(' ').skip(7);
+    let minflt: u64 = fields.next()?.parse().ok()?;
+    let mut fields = fields.skip(3);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    Some(((utime + stime) as f64 / 100.0, minflt))
 }

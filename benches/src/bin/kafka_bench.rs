@@ -29,12 +29,13 @@ use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use strom_bench::raw_fetch::{self, Limits};
-use strom_bench::{cpu_seconds, median, percentile};
+use strom_bench::{cpu_seconds, median, minor_faults, percentile};
 
 /// Fetch limits of both consumers unless overridden: `fetch.max.bytes`,
 /// `max.partition.fetch.bytes`, `fetch.wait.max.ms`.
@@ -115,6 +116,10 @@ struct Args {
     /// Consumers' `max.partition.fetch.bytes` (default 10485760).
     #[arg(long, default_value_t = LIMITS.partition_max_bytes)]
     max_partition_fetch_bytes: i32,
+    /// librdkafka consumer setting, `KEY=VALUE` (repeatable), applied after the harness's own,
+    /// e.g. `debug=fetch` or `fetch.queue.backoff.ms=10`.
+    #[arg(long = "consumer-config", value_name = "KEY=VALUE")]
+    consumer_configs: Vec<String>,
     /// The broker's process id, to report its CPU time per GB consumed (Linux `/proc`).
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -355,10 +360,30 @@ struct Consumed {
     wire_mb_per_s: f64,
     /// Broker CPU seconds per GB of payload (user + system, all threads), with `--broker-pid`.
     broker_cpu_s_per_gb: Option<f64>,
+    /// This process's CPU seconds per GB of payload (librdkafka consumer only).
+    client_cpu_s_per_gb: Option<f64>,
+    /// This process's minor page faults per GB of payload (librdkafka consumer only).
+    client_faults_per_gb: Option<f64>,
 }
 
+/// Consumer context that writes librdkafka's log (`--consumer-config debug=...`) to stderr,
+/// each line with the milliseconds since the consumer was created.
+struct StderrLog(Instant);
+
+impl ClientContext for StderrLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        eprintln!(
+            "{:10.3} {level:?} {fac} {log_message}",
+            self.0.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
+impl ConsumerContext for StderrLog {}
+
 fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.bootstrap)
         .set("group.id", "strom-bench")
         .set("enable.auto.commit", "false")
@@ -375,8 +400,19 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
             } else {
                 "read_uncommitted"
             },
-        )
-        .create()
+        );
+    for c in &args.consumer_configs {
+        let (k, v) = c
+            .split_once('=')
+            .ok_or_else(|| format!("--consumer-config {c:?} is not KEY=VALUE"))?;
+        config.set(k, v);
+        if k == "debug" {
+            // The crate otherwise filters librdkafka's log by the `log` crate's level.
+            config.set_log_level(RDKafkaLogLevel::Debug);
+        }
+    }
+    let consumer: BaseConsumer<StderrLog> = config
+        .create_with_context(StderrLog(Instant::now()))
         .map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..args.partitions {
@@ -392,6 +428,8 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
     // The rate is taken from the first message on: librdkafka spends about half a second
     // connecting, fetching metadata and offsets before it, which dominated runs of 100 MB.
     let mut first: Option<(Instant, Option<f64>)> = None;
+    let me = std::process::id();
+    let mut first_client = (None, None);
     // Messages and payload bytes after the first message.
     let (mut seen, mut n, mut bytes) = (0usize, 0usize, 0usize);
     while seen < args.count {
@@ -403,6 +441,7 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
                 seen += 1;
                 if first.is_none() {
                     first = Some((Instant::now(), args.broker_pid.and_then(cpu_seconds)));
+                    first_client = (cpu_seconds(me), minor_faults(me));
                 } else {
                     n += 1;
                     bytes += m.payload().map_or(0, <[u8]>::len);
@@ -413,16 +452,24 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
         }
     }
     let end_cpu = args.broker_pid.and_then(cpu_seconds);
+    let (end_client_cpu, end_faults) = (cpu_seconds(me), minor_faults(me));
     let (first_at, first_cpu) = first.ok_or("no message")?;
     let elapsed = first_at.elapsed().as_secs_f64();
+    let gb = bytes as f64 / 1e9;
     Ok(Consumed {
         startup_ms: (first_at - start).as_secs_f64() * 1e3,
         msgs_per_s: n as f64 / elapsed,
         mb_per_s: bytes as f64 / elapsed / 1e6,
         wire_mb_per_s: 0.0,
-        broker_cpu_s_per_gb: first_cpu
-            .zip(end_cpu)
-            .map(|(a, b)| (b - a) / (bytes as f64 / 1e9)),
+        broker_cpu_s_per_gb: first_cpu.zip(end_cpu).map(|(a, b)| (b - a) / gb),
+        client_cpu_s_per_gb: first_client
+            .0
+            .zip(end_client_cpu)
+            .map(|(a, b)| (b - a) / gb),
+        client_faults_per_gb: first_client
+            .1
+            .zip(end_faults)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / gb),
     })
 }
 
@@ -453,6 +500,8 @@ fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
         broker_cpu_s_per_gb: cpu_before
             .zip(cpu_after)
             .map(|(a, b)| (b - a) / (payload / 1e9)),
+        client_cpu_s_per_gb: None,
+        client_faults_per_gb: None,
     })
 }
 
@@ -491,13 +540,19 @@ fn run_case(args: &Args, run: usize, samples: &mut Samples) {
         let cpu = c
             .broker_cpu_s_per_gb
             .map_or(String::new(), |s| format!(", broker {s:.2} CPU s/GB"));
+        let client = c
+            .client_cpu_s_per_gb
+            .zip(c.client_faults_per_gb)
+            .map_or(String::new(), |(s, f)| {
+                format!(", client {s:.2} CPU s/GB, {f:.0} minor faults/GB")
+            });
         let wire = if c.wire_mb_per_s > 0.0 {
             format!(" ({:.1} MB/s of batches)", c.wire_mb_per_s)
         } else {
             String::new()
         };
         eprintln!(
-            "run {run} pass {pass}: {kind} {:.0} msgs/s, {:.1} MB/s{wire}, first message after {:.0} ms{cpu}",
+            "run {run} pass {pass}: {kind} {:.0} msgs/s, {:.1} MB/s{wire}, first message after {:.0} ms{cpu}{client}",
             c.msgs_per_s, c.mb_per_s, c.startup_ms
         );
     };

@@ -48,6 +48,8 @@ pub struct BrokerConfig {
     pub group: crate::group::GroupConfig,
     /// Log cleaner settings (`log.cleaner.*`).
     pub cleaner: crate::cleaner::CleanerConfig,
+    /// The authorizer (off by default; see [`crate::acl`]).
+    pub authorizer: crate::acl::AuthorizerConfig,
 }
 
 impl BrokerConfig {
@@ -62,6 +64,7 @@ impl BrokerConfig {
             retention_check_interval: Duration::from_secs(300),
             group: crate::group::GroupConfig::default(),
             cleaner: crate::cleaner::CleanerConfig::default(),
+            authorizer: crate::acl::AuthorizerConfig::default(),
         }
     }
 }
@@ -96,6 +99,10 @@ pub struct Broker {
     /// [`crate::broker_config`]).
     pub(crate) dynamic: crate::broker_config::DynamicConfigs,
     pub(crate) cleaner: crate::cleaner::LogCleaner,
+    /// ACLs and the authorizer settings.
+    pub(crate) acls: crate::acl::AclStore,
+    /// SCRAM credentials.
+    pub(crate) scram: crate::scram::ScramStore,
 }
 
 #[derive(Debug)]
@@ -145,6 +152,8 @@ impl Broker {
         let mut topics: BTreeMap<Uuid, ReplayedTopic> = BTreeMap::new();
         let mut streams = BTreeMap::new();
         let dynamic = crate::broker_config::DynamicConfigs::default();
+        let acls = crate::acl::AclStore::new(config.authorizer.clone());
+        let scram = crate::scram::ScramStore::default();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -186,6 +195,10 @@ impl Broker {
                 MetadataEvent::ProducerIdsReserved { until } => {
                     producer_ids_until = producer_ids_until.max(until);
                 }
+                MetadataEvent::AclsCreated { .. } | MetadataEvent::AclsDeleted { .. } => {
+                    acls.apply(&event);
+                }
+                MetadataEvent::ScramCredentialsAltered { .. } => scram.apply(&event),
                 MetadataEvent::LogStarted { .. } => {}
             }
         }
@@ -288,6 +301,8 @@ impl Broker {
             storage,
             dynamic,
             cleaner,
+            acls,
+            scram,
         };
         broker.migrate_internal_segment_bytes_blocking();
         // Transactions a crash left prepared are completed before anyone reads.
@@ -619,6 +634,11 @@ impl Broker {
                     self.apply_dynamic_broker_configs();
                 }
                 MetadataEvent::StreamMetaSet { id, stream } => self.streams.install(id, stream),
+                // Sets of bindings and per-user credentials: applying one twice changes nothing.
+                MetadataEvent::AclsCreated { .. } | MetadataEvent::AclsDeleted { .. } => {
+                    self.acls.apply(&event);
+                }
+                MetadataEvent::ScramCredentialsAltered { .. } => self.scram.apply(&event),
                 MetadataEvent::ClusterInitialized { .. }
                 | MetadataEvent::ProducerIdsReserved { .. }
                 | MetadataEvent::LogStarted { .. } => {}

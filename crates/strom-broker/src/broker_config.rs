@@ -110,7 +110,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
     b(
         "fetch.max.bytes",
         ConfigType::Int,
-        "57671680",
+        "31457280",
         range(1024, INT_MAX),
         false,
         "most record bytes one Fetch response carries (first batch always whole)",

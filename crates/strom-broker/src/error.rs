@@ -154,6 +154,29 @@ pub enum Error {
     /// The broker is shutting down (or a blocking task was cancelled).
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// No authorizer is configured, so ACLs cannot be managed.
+    #[error("no authorizer is configured")]
+    SecurityDisabled,
+    /// The authorizer refused an operation on a resource of this type.
+    #[error("not authorized: {operation:?} on {resource_type:?}")]
+    AuthorizationFailed {
+        /// The resource type (front ends pick the matching code: TOPIC_, GROUP_,
+        /// CLUSTER_, TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+        resource_type: crate::acl::ResourceType,
+        /// The operation refused.
+        operation: crate::acl::AclOperation,
+    },
+    /// An ACL or ACL filter is not acceptable.
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(crate::acl::InvalidAcl),
+    /// A SCRAM credential operation was refused.
+    #[error("SCRAM credential for {user:?}: {reason}")]
+    Scram {
+        /// The user.
+        user: String,
+        /// Why.
+        reason: crate::scram::ScramRefusal,
+    },
 }
 
 /// Why a produced record was refused.

@@ -22,6 +22,7 @@
 //! metadata store handed in), and [`Broker`]'s methods for them delegate.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod acl;
 mod broker;
 pub mod broker_config;
 pub mod cleaner;
@@ -33,6 +34,7 @@ mod healing;
 mod internal;
 pub mod metadata;
 mod partition;
+pub mod scram;
 pub mod storage;
 pub mod stream;
 mod topic;

@@ -121,6 +121,23 @@ pub enum MetadataEvent {
         /// The complete new metadata.
         stream: crate::stream::StreamMeta,
     },
+    /// ACLs were stored (see [`crate::acl`]).
+    AclsCreated {
+        /// The new ACLs.
+        acls: Vec<crate::acl::AclBinding>,
+    },
+    /// ACLs were deleted.
+    AclsDeleted {
+        /// The deleted ACLs.
+        acls: Vec<crate::acl::AclBinding>,
+    },
+    /// SCRAM credentials were set or removed (see [`crate::scram`]); removals apply first.
+    ScramCredentialsAltered {
+        /// Credentials set (replacing any of the same user and mechanism).
+        upserted: Vec<crate::scram::StoredScramCredential>,
+        /// Credentials removed.
+        removed: Vec<crate::scram::RemovedScramCredential>,
+    },
     /// The first line of an `events.log` started by a snapshot: its events follow the snapshot
     /// of this epoch. Never returned by [`MetadataLog::open`].
     LogStarted {
@@ -146,6 +163,10 @@ pub(crate) struct MetadataState {
     streams: BTreeMap<Uuid, StreamMeta>,
     /// Non-empty dynamic config layers (broker, cluster default, groups).
     dynamic: BTreeMap<crate::broker_config::DynamicResource, BTreeMap<String, String>>,
+    /// Every ACL.
+    acls: std::collections::BTreeSet<crate::acl::AclBinding>,
+    /// Every SCRAM credential by user and mechanism.
+    scram: BTreeMap<(String, crate::scram::ScramMechanism), crate::scram::ScramCredential>,
 }
 
 impl MetadataState {
@@ -197,6 +218,23 @@ impl MetadataState {
                     self.dynamic.insert(resource.clone(), configs.clone());
                 }
             }
+            MetadataEvent::AclsCreated { acls } => {
+                self.acls.extend(acls.iter().cloned());
+            }
+            MetadataEvent::AclsDeleted { acls } => {
+                for acl in acls {
+                    self.acls.remove(acl);
+                }
+            }
+            MetadataEvent::ScramCredentialsAltered { upserted, removed } => {
+                for r in removed {
+                    self.scram.remove(&(r.user.clone(), r.mechanism));
+                }
+                for u in upserted {
+                    self.scram
+                        .insert((u.user.clone(), u.mechanism), u.credential.clone());
+                }
+            }
             MetadataEvent::LogStarted { .. } => {}
         }
     }
@@ -232,6 +270,27 @@ impl MetadataState {
                 configs: configs.clone(),
             });
         }
+        if !self.acls.is_empty() {
+            out.push(MetadataEvent::AclsCreated {
+                acls: self.acls.iter().cloned().collect(),
+            });
+        }
+        if !self.scram.is_empty() {
+            out.push(MetadataEvent::ScramCredentialsAltered {
+                upserted: self
+                    .scram
+                    .iter()
+                    .map(
+                        |((user, mechanism), credential)| crate::scram::StoredScramCredential {
+                            user: user.clone(),
+                            mechanism: *mechanism,
+                            credential: credential.clone(),
+                        },
+                    )
+                    .collect(),
+                removed: Vec::new(),
+            });
+        }
         out
     }
 
@@ -242,6 +301,8 @@ impl MetadataState {
             + self.topics.len()
             + self.streams.len()
             + self.dynamic.len()
+            + self.acls.len()
+            + self.scram.len()
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
+pub mod acl;
 pub mod group;
 pub mod txn;
 
@@ -96,6 +97,11 @@ const CLIENT_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::ListTransactions, 1),
     (ApiKey::DescribeTransactions, 0),
     (ApiKey::DescribeProducers, 0),
+    (ApiKey::CreateAcls, 3),
+    (ApiKey::DescribeAcls, 3),
+    (ApiKey::DeleteAcls, 3),
+    (ApiKey::DescribeUserScramCredentials, 0),
+    (ApiKey::AlterUserScramCredentials, 0),
 ];
 
 /// One topic as Metadata describes it.

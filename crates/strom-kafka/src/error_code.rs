@@ -10,6 +10,33 @@ pub fn error_code(error: &Error) -> i16 {
     response_error(error).code()
 }
 
+/// The Kafka error for an operation the authorizer refused on a resource of this type.
+pub fn authorization_error(resource_type: strom_broker::acl::ResourceType) -> ResponseError {
+    use strom_broker::acl::ResourceType as T;
+    match resource_type {
+        T::Topic => ResponseError::TopicAuthorizationFailed,
+        T::Group => ResponseError::GroupAuthorizationFailed,
+        T::Cluster => ResponseError::ClusterAuthorizationFailed,
+        T::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+        T::DelegationToken => ResponseError::DelegationTokenAuthorizationFailed,
+        T::User => ResponseError::ClusterAuthorizationFailed,
+    }
+}
+
+/// The Kafka error for a refused SCRAM credential operation.
+pub fn scram_error(reason: strom_broker::scram::ScramRefusal) -> ResponseError {
+    use strom_broker::scram::ScramRefusal as R;
+    match reason {
+        R::NotFound => ResponseError::ResourceNotFound,
+        R::Duplicate => ResponseError::DuplicateResource,
+        R::UnknownMechanism => ResponseError::UnsupportedSaslMechanism,
+        R::TooFewIterations | R::TooManyIterations | R::Empty => {
+            ResponseError::UnacceptableCredential
+        }
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
 /// The Kafka error for a broker error.
 pub fn response_error(error: &Error) -> ResponseError {
     match error {
@@ -33,6 +60,10 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::Group(e) => group_error(*e),
         Error::Txn(e) => txn_error(*e),
         Error::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        Error::SecurityDisabled => ResponseError::SecurityDisabled,
+        Error::InvalidAcl(_) => ResponseError::InvalidRequest,
+        Error::AuthorizationFailed { resource_type, .. } => authorization_error(*resource_type),
+        Error::Scram { reason, .. } => scram_error(*reason),
         // `Error` is non_exhaustive for downstream crates.
         _ => ResponseError::UnknownServerError,
     }
@@ -198,6 +229,53 @@ mod tests {
                 ResponseError::KafkaStorageError,
             ),
             (Error::ShuttingDown, ResponseError::NotLeaderOrFollower),
+            (Error::SecurityDisabled, ResponseError::SecurityDisabled),
+            (
+                Error::AuthorizationFailed {
+                    resource_type: strom_broker::acl::ResourceType::Topic,
+                    operation: strom_broker::acl::AclOperation::Write,
+                },
+                ResponseError::TopicAuthorizationFailed,
+            ),
+            (
+                Error::AuthorizationFailed {
+                    resource_type: strom_broker::acl::ResourceType::Group,
+                    operation: strom_broker::acl::AclOperation::Read,
+                },
+                ResponseError::GroupAuthorizationFailed,
+            ),
+            (
+                Error::InvalidAcl(strom_broker::acl::InvalidAcl::ClusterName),
+                ResponseError::InvalidRequest,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::NotFound,
+                },
+                ResponseError::ResourceNotFound,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::Duplicate,
+                },
+                ResponseError::DuplicateResource,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::UnknownMechanism,
+                },
+                ResponseError::UnsupportedSaslMechanism,
+            ),
+            (
+                Error::Scram {
+                    user: "u".into(),
+                    reason: strom_broker::scram::ScramRefusal::TooManyIterations,
+                },
+                ResponseError::UnacceptableCredential,
+            ),
             (
                 Error::Group(GroupError::IllegalGeneration),
                 ResponseError::IllegalGeneration,

@@ -50,6 +50,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod api;
+pub mod authz;
 pub mod client;
 pub mod connection;
 pub mod error_code;
@@ -95,8 +96,16 @@ pub struct KafkaConfig {
     pub max_connections_per_ip: usize,
 }
 
-/// Kafka's default broker `fetch.max.bytes`: 55 MiB.
-pub const DEFAULT_FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+/// Strom's default broker `fetch.max.bytes`: 30 MiB (Kafka's is 55 MiB).
+///
+/// librdkafka receives each Fetch response into one buffer of the response's size. glibc's
+/// malloc serves a block above 32 MiB (its largest mmap threshold) from a fresh mapping every
+/// time, so a response of librdkafka's default 50 MiB is faulted in and unmapped again at every
+/// response: measured, 6 partitions cost librdkafka ~1.6x the CPU per GB of one partition and
+/// read at 0.67 of its rate. Below 32 MiB the buffer is reused (BENCHMARKS.md, "Consume across
+/// partitions"). A response is still as large as the client asks up to this cap; smaller
+/// responses cost clients only more round trips.
+pub const DEFAULT_FETCH_MAX_BYTES: usize = 30 * 1024 * 1024;
 
 /// Kafka's default `max.connections` and `max.connections.per.ip`: no limit (`i32::MAX`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = i32::MAX as usize;

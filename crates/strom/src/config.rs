@@ -11,7 +11,7 @@
 //! max_request_bytes = 104857600          # socket.request.max.bytes
 //! queued_max_request_bytes = 536870912   # request bytes in memory across connections
 //! connections_max_idle_ms = 600000
-//! fetch_max_bytes = 57671680             # broker fetch.max.bytes: cap of one Fetch response
+//! fetch_max_bytes = 31457280             # broker fetch.max.bytes: cap of one Fetch response
 //! max_connections = 2147483647           # max.connections (excess connections are closed)
 //! max_connections_per_ip = 2147483647    # max.connections.per.ip
 //!
@@ -55,6 +55,11 @@
 //! s3_allow_http = false                # plain-HTTP endpoints (local stores)
 //! lease_ttl_ms = 10000                 # a dead broker leaves Metadata after about this
 //! flush_delay_ms = 250                 # longest wait before a flush to the object store
+//!
+//! [security]
+//! authorizer = false                   # ACLs (CreateAcls/DescribeAcls/DeleteAcls); off: SECURITY_DISABLED
+//! super_users = ["User:admin"]         # super.users: allowed everything
+//! allow_everyone_if_no_acl_found = false  # allow.everyone.if.no.acl.found
 //!
 //! [topic_defaults]          # Kafka topic-config names; defaults for every topic
 //! "retention.ms" = "604800000"
@@ -146,6 +151,30 @@ pub(crate) struct ServeArgs {
     /// [default: 15000].
     #[arg(long, env = "STROM_LOG_CLEANER_BACKOFF_MS", value_name = "MS")]
     pub(crate) log_cleaner_backoff_ms: Option<u64>,
+    /// Enable the ACL authorizer (Kafka's `authorizer.class.name`); without it the ACL APIs
+    /// answer SECURITY_DISABLED [default: false].
+    #[arg(
+        long,
+        env = "STROM_SECURITY_AUTHORIZER",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) authorizer: Option<bool>,
+    /// Principals allowed everything, `;`-separated as Kafka's `super.users`
+    /// (e.g. `User:admin;User:ops`) [default: none].
+    #[arg(long, env = "STROM_SECURITY_SUPER_USERS", value_name = "PRINCIPALS")]
+    pub(crate) super_users: Option<String>,
+    /// Allow an action on a resource no ACL matches (`allow.everyone.if.no.acl.found`)
+    /// [default: false].
+    #[arg(
+        long,
+        env = "STROM_SECURITY_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) allow_everyone_if_no_acl_found: Option<bool>,
     /// Log filter, tracing-subscriber syntax [default: info].
     #[arg(long, env = "STROM_LOG", value_name = "FILTER")]
     pub(crate) log: Option<String>,
@@ -198,6 +227,8 @@ struct FileConfig {
     #[serde(default)]
     log_cleaner: FileLogCleaner,
     #[serde(default)]
+    security: FileSecurity,
+    #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
     #[serde(default)]
     cluster: FileCluster,
@@ -214,6 +245,15 @@ struct FileCluster {
     s3_allow_http: Option<bool>,
     lease_ttl_ms: Option<u64>,
     flush_delay_ms: Option<u64>,
+}
+
+/// `[security]`: the authorizer (Kafka's `super.users`, `allow.everyone.if.no.acl.found`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    authorizer: Option<bool>,
+    super_users: Option<Vec<String>>,
+    allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// `[group]`: the group coordinator, with Kafka's broker setting names minus `group.`.
@@ -380,6 +420,35 @@ impl Settings {
                 anyhow::bail!("log cleaner backoff_ms must be positive");
             }
             c.backoff = Duration::from_millis(ms);
+        }
+        let a = &mut broker.authorizer;
+        if let Some(v) = args.authorizer.or(file.security.authorizer) {
+            a.enabled = v;
+        }
+        let super_users = match &args.super_users {
+            Some(list) => Some(
+                list.split(';')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+            ),
+            None => file.security.super_users.clone(),
+        };
+        if let Some(users) = super_users {
+            for u in &users {
+                if !matches!(u.split_once(':'), Some((kind, name)) if !kind.is_empty() && !name.is_empty())
+                {
+                    anyhow::bail!("super user {u:?} must be <type>:<name>, e.g. User:admin");
+                }
+            }
+            a.super_users = users;
+        }
+        if let Some(v) = args
+            .allow_everyone_if_no_acl_found
+            .or(file.security.allow_everyone_if_no_acl_found)
+        {
+            a.allow_everyone_if_no_acl_found = v;
         }
         strom_broker::config::validate(&file.topic_defaults)
             .context("invalid [topic_defaults] in the config file")?;
@@ -618,7 +687,7 @@ mod tests {
     fn listener_limits_from_file() {
         let w = Wrapper::parse_from(["x"]);
         let s = Settings::load(&w.args).unwrap();
-        assert_eq!(s.kafka.fetch_max_bytes, 55 * 1024 * 1024);
+        assert_eq!(s.kafka.fetch_max_bytes, 30 * 1024 * 1024);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
         std::fs::write(
@@ -692,6 +761,41 @@ max_connections = 50
             let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
             assert!(Settings::load(&w.args).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn security_settings_from_file_env_style_flags() {
+        let w = Wrapper::parse_from(["x"]);
+        let a = Settings::load(&w.args).unwrap().broker.authorizer;
+        assert_eq!(a, strom_broker::acl::AuthorizerConfig::default());
+        assert!(!a.enabled);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[security]\nauthorizer = true\nsuper_users = [\"User:admin\"]\nallow_everyone_if_no_acl_found = true\n",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let a = Settings::load(&w.args).unwrap().broker.authorizer;
+        assert!(a.enabled && a.allow_everyone_if_no_acl_found);
+        assert_eq!(a.super_users, vec!["User:admin".to_owned()]);
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--super-users",
+            "User:a; User:b",
+            "--allow-everyone-if-no-acl-found=false",
+        ]);
+        let a = Settings::load(&w.args).unwrap().broker.authorizer;
+        assert_eq!(
+            a.super_users,
+            vec!["User:a".to_owned(), "User:b".to_owned()]
+        );
+        assert!(a.enabled && !a.allow_everyone_if_no_acl_found);
+        let w = Wrapper::parse_from(["x", "--super-users", "admin"]);
+        assert!(Settings::load(&w.args).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! defaults, a TOML file (`--config FILE`), `STROM_*` environment variables and flags.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+mod acl_cli;
 mod cli;
 mod cluster_cli;
 mod config;
@@ -86,6 +87,20 @@ enum Command {
         #[command(subcommand)]
         command: txn_cli::TxnCommand,
     },
+    /// Add, remove and list ACLs (the broker needs `[security] authorizer = true`).
+    Acl {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: acl_cli::AclCommand,
+    },
+    /// Manage users' SCRAM credentials.
+    User {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: acl_cli::UserCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -136,6 +151,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster { command } => client_runtime()?.block_on(cluster_cli::cluster(command)),
         Command::Txn { connect, command } => {
             client_runtime()?.block_on(txn_cli::txn(&connect, command))
+        }
+        Command::Acl { connect, command } => {
+            client_runtime()?.block_on(acl_cli::acl(&connect, command))
+        }
+        Command::User { connect, command } => {
+            client_runtime()?.block_on(acl_cli::user(&connect, command))
         }
     }
 }

@@ -179,7 +179,7 @@ async fn every_kafka_topic_config_is_accepted_and_described() {
         broker_cfg
             .get("fetch.max.bytes")
             .and_then(|e| e.value.as_deref()),
-        Some("57671680")
+        Some("31457280")
     );
 
     // Bad values are INVALID_CONFIG, as in Kafka.
@@ -272,7 +272,7 @@ async fn broker_and_group_config_resources() {
     let d = describe_raw(&mut s, 4, "0").await;
     assert_eq!(d.results[0].error_code, 0);
     let fetch = find(&d, "fetch.max.bytes");
-    assert_eq!(fetch.value.as_deref(), Some("57671680"));
+    assert_eq!(fetch.value.as_deref(), Some("31457280"));
     assert_eq!((fetch.config_source, fetch.read_only), (4, true));
     let retention = find(&d, "log.retention.ms");
     assert_eq!((retention.config_source, retention.read_only), (5, false));

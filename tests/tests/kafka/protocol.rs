@@ -390,3 +390,149 @@ async fn a_pipelined_produce_is_written_while_the_one_before_waits_for_its_sync(
     drop(installed);
     broker.stop().await;
 }
+
+/// Delays every segment write under `dir` (the fault seam), so that partition's write ends last.
+#[derive(Debug)]
+struct SlowWrites {
+    dir: std::path::PathBuf,
+}
+
+impl strom_log::fault::FaultInjector for SlowWrites {
+    fn before(
+        &self,
+        op: strom_log::fault::FileOp,
+        kind: strom_log::fault::FileKind,
+        path: &std::path::Path,
+    ) -> Option<std::io::Error> {
+        use strom_log::fault::{FileKind, FileOp};
+        if op == FileOp::Write && kind == FileKind::Segment && path.starts_with(&self.dir) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+/// A Produce over six partitions with `acks=all` under `strom.fsync=always` (the default) costs
+/// one commit window: every partition is written before any of them waits for durability, so
+/// the first waiter starts a window that already holds all six segment files, and each file is
+/// `fdatasync`ed once. The last partition's writes are slowed down (fault seam), so a wait
+/// started before every write is done — each partition waiting straight after its own write,
+/// or the handler starting a partition's wait as soon as that partition is written — starts a
+/// window without it, and this fails. Counted with the broker's commit-window counters over
+/// several rounds, not timed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_over_six_partitions_costs_one_commit_window() {
+    use std::time::{Duration, Instant};
+
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    const PARTITIONS: i32 = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "window", PARTITIONS).await;
+    let slow = std::sync::Arc::new(SlowWrites {
+        dir: dir.path().join(format!("window-{}", PARTITIONS - 1)),
+    });
+    let installed = strom_log::fault::install(slow);
+    let durability = broker
+        .broker()
+        .durability()
+        .expect("the local backend has a commit window");
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    for round in 0..8i64 {
+        let partition_data = (0..PARTITIONS)
+            .map(|p| {
+                let value = Bytes::from(format!("r{round}-p{p}"));
+                let batch = BatchBuilder::new()
+                    .build(&[Record::new(1, None, Some(value))])
+                    .unwrap();
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(Bytes::from(batch)))
+            })
+            .collect();
+        // acks=all (the default of `produce_request`).
+        let request = produce_request("window", 0, Bytes::new()).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("window"))
+                .with_partition_data(partition_data),
+        ]);
+        let (windows, syncs) = (durability.window_count(), durability.sync_count());
+        let r: ProduceResponse = call(&mut s, ApiKey::Produce, 9, &request).await;
+        let answers: Vec<_> = r.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| (p.index, p.error_code, p.base_offset))
+            .collect();
+        let expected: Vec<_> = (0..PARTITIONS).map(|p| (p, 0, round)).collect();
+        assert_eq!(
+            answers, expected,
+            "round {round}: every partition, in order"
+        );
+        // A waiter returns once its own file is synced; the window is counted when its last
+        // sync ends, a moment later.
+        let settle = Instant::now() + Duration::from_secs(5);
+        while durability.window_count() == windows && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            durability.window_count() - windows,
+            1,
+            "round {round}: one commit window for {PARTITIONS} partitions"
+        );
+        assert_eq!(
+            durability.sync_count() - syncs,
+            PARTITIONS as u64,
+            "round {round}: one fdatasync per partition"
+        );
+    }
+    drop(installed);
+    broker.stop().await;
+}
+
+/// A Produce over more partitions than the broker's append slots (`APPEND_SLOTS`, 64) is
+/// appended in groups that each take their slots at once, so it neither waits on itself nor
+/// on a concurrent one: two such requests on two connections are both answered, every
+/// partition at its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produces_over_more_partitions_than_append_slots_are_answered() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    const PARTITIONS: i32 = strom_kafka::APPEND_SLOTS as i32 + 6;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    super::client::create_topic(&broker.bootstrap(), "wide", PARTITIONS).await;
+    let request = |tag: &str| {
+        let partition_data = (0..PARTITIONS)
+            .map(|p| {
+                let batch = BatchBuilder::new()
+                    .build(&[Record::new(1, None, Some(Bytes::from(format!("{tag}{p}"))))])
+                    .unwrap();
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(Bytes::from(batch)))
+            })
+            .collect();
+        produce_request("wide", 0, Bytes::new()).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name("wide"))
+                .with_partition_data(partition_data),
+        ])
+    };
+    let (a, b) = (request("a"), request("b"));
+    let mut sa = TcpStream::connect(broker.addr()).await.unwrap();
+    let mut sb = TcpStream::connect(broker.addr()).await.unwrap();
+    let (ra, rb): (ProduceResponse, ProduceResponse) = tokio::join!(
+        call(&mut sa, ApiKey::Produce, 9, &a),
+        call(&mut sb, ApiKey::Produce, 9, &b)
+    );
+    for r in [ra, rb] {
+        let parts = &r.responses[0].partition_responses;
+        assert_eq!(parts.len(), PARTITIONS as usize);
+        for (i, p) in parts.iter().enumerate() {
+            assert_eq!((p.index, p.error_code), (i as i32, 0));
+            assert!(p.base_offset == 0 || p.base_offset == 1);
+        }
+    }
+    broker.stop().await;
+}

@@ -5,9 +5,9 @@
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
 
 /// Handles AddOffsetsToTxn.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -15,10 +15,15 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let id = body.transactional_id.to_string();
     let group = body.group_id.to_string();
     let (pid, epoch) = (body.producer_id.0, body.producer_epoch);
-    let result = context
-        .broker
-        .run_blocking(move |b| b.add_offsets_to_txn_blocking(&id, pid, epoch, &group))
-        .await;
+    let result = match authz::check_txn(context, request, &id, Some(&group)) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            context
+                .broker
+                .run_blocking(move |b| b.add_offsets_to_txn_blocking(&id, pid, epoch, &group))
+                .await
+        }
+    };
     let code = result.as_ref().err().map_or(0, error_code);
     respond(
         request,

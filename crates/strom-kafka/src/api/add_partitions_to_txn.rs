@@ -7,9 +7,10 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// Handles AddPartitionsToTxn.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -24,10 +25,46 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     }
     let order = wanted.clone();
-    let result = context
-        .broker
-        .run_blocking(move |b| b.add_partitions_to_txn_blocking(&id, pid, epoch, wanted))
-        .await;
+    // With an authorizer: WRITE on the transactional id (every partition fails), then WRITE
+    // on each topic: refused ones get TOPIC_AUTHORIZATION_FAILED and the rest
+    // OPERATION_NOT_ATTEMPTED, nothing is added (as Kafka does).
+    let topic_denied: Vec<bool> = order
+        .iter()
+        .map(|(name, _)| {
+            !authz::allowed(
+                context,
+                request,
+                AclOperation::Write,
+                ResourceType::Topic,
+                name,
+            )
+        })
+        .collect();
+    let result = if let Err(e) = authz::check_txn(context, request, &id, None) {
+        Err(e)
+    } else if topic_denied.iter().any(|d| *d) {
+        let denied = strom_broker::Error::AuthorizationFailed {
+            resource_type: ResourceType::Topic,
+            operation: AclOperation::Write,
+        };
+        Ok(topic_denied
+            .iter()
+            .zip(&order)
+            .map(|(d, tp)| {
+                let r = if *d {
+                    Err(denied.clone())
+                } else {
+                    Err(strom_broker::Error::OperationNotAttempted)
+                };
+                (tp.clone(), r)
+            })
+            .collect())
+    } else {
+        context
+            .broker
+            .run_blocking(move |b| b.add_partitions_to_txn_blocking(&id, pid, epoch, wanted))
+            .await
+    };
     let codes: Vec<i16> = match result {
         Ok(results) => results
             .iter()

@@ -16,21 +16,40 @@ use strom_broker::broker_config::ConfigChange;
 
 use super::describe_configs::resource_type;
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles AlterConfigs.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: AlterConfigsRequest = decode(request)?;
     let validate_only = body.validate_only;
+    // With an authorizer: ALTER_CONFIGS on the topic, the cluster (brokers) or the group.
+    let denied: Vec<_> = body
+        .resources
+        .iter()
+        .map(|r| {
+            authz::config_denied(
+                context,
+                request,
+                AclOperation::AlterConfigs,
+                r.resource_type,
+                r.resource_name.as_str(),
+            )
+        })
+        .collect();
     let responses = context
         .broker
         .run_blocking(move |broker| {
             Ok(body
                 .resources
                 .into_iter()
-                .map(|r| alter_one(broker, r, validate_only))
+                .zip(denied)
+                .map(|(r, denied)| match denied {
+                    Some((code, message)) => refused(&r, code, message),
+                    None => alter_one(broker, r, validate_only),
+                })
                 .collect::<Vec<_>>())
         })
         .await
@@ -40,6 +59,14 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         request,
         &AlterConfigsResponse::default().with_responses(responses),
     )
+}
+
+fn refused(r: &AlterConfigsResource, code: i16, message: String) -> AlterConfigsResourceResponse {
+    AlterConfigsResourceResponse::default()
+        .with_resource_type(r.resource_type)
+        .with_resource_name(r.resource_name.clone())
+        .with_error_code(code)
+        .with_error_message(Some(StrBytes::from_string(message)))
 }
 
 fn alter_one(

@@ -13,11 +13,12 @@ use strom_broker::Broker;
 use strom_broker::group::assignor::Assignment as Owned;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::group_error;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
-/// Operations on a group when asked: READ, DELETE and DESCRIBE (Strom has no ACLs yet).
+/// Operations on a group when asked without an authorizer: READ, DELETE and DESCRIBE.
 pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 /// Handles ConsumerGroupDescribe.
@@ -27,6 +28,12 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let mut response = ConsumerGroupDescribeResponse::default();
     for group_id in body.group_ids {
         let mut described = DescribedGroup::default().with_group_id(group_id.clone());
+        // With an authorizer: DESCRIBE on the group.
+        if let Some(code) = authz::group_denied(context, request, AclOperation::Describe, &group_id)
+        {
+            response.groups.push(described.with_error_code(code));
+            continue;
+        }
         match broker.describe_consumer_group(&group_id) {
             Ok(d) => {
                 described.group_state = StrBytes::from_static_str(d.state.name());
@@ -34,7 +41,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 described.assignment_epoch = d.assignment_epoch;
                 described.assignor_name = StrBytes::from_string(d.assignor);
                 if body.include_authorized_operations {
-                    described.authorized_operations = GROUP_AUTHORIZED_OPERATIONS;
+                    described.authorized_operations = if broker.acls().enabled() {
+                        authz::authorized_operations(
+                            context,
+                            request,
+                            ResourceType::Group,
+                            &group_id,
+                            authz::GROUP_OPERATIONS,
+                        )
+                    } else {
+                        GROUP_AUTHORIZED_OPERATIONS
+                    };
                 }
                 described.members = d
                     .members

@@ -10,13 +10,23 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::group::consumer::Heartbeat;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::group_error;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles ConsumerGroupHeartbeat.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: ConsumerGroupHeartbeatRequest = decode(request)?;
+    // With an authorizer: READ on the group.
+    if let Some(code) = authz::group_denied(context, request, AclOperation::Read, &body.group_id) {
+        let response = ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_static_str(
+                "not authorized to READ the group",
+            )));
+        return respond(request, &response);
+    }
     let owned = body.topic_partitions.map(|topics| {
         let mut owned: BTreeMap<_, BTreeSet<i32>> = BTreeMap::new();
         for t in topics {

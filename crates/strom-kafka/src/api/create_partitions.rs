@@ -6,15 +6,23 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles CreatePartitions.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: CreatePartitionsRequest = decode(request)?;
     let validate_only = body.validate_only;
     let node = context.broker.node_id();
+    // With an authorizer: ALTER on each topic (TOPIC_AUTHORIZATION_FAILED).
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Alter,
+        body.topics.iter().map(|t| t.name.0.as_str()),
+    );
     let results = context
         .broker
         .run_blocking(move |broker| {
@@ -28,7 +36,12 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             x.broker_ids.len() != 1 || x.broker_ids.iter().any(|b| b.0 != node)
                         })
                     });
-                    let outcome = if bad_assignment {
+                    let outcome = if denied.contains(t.name.0.as_str()) {
+                        Err((
+                            authz::topic_denied_code(),
+                            String::from("not authorized to ALTER the topic"),
+                        ))
+                    } else if bad_assignment {
                         Err((
                             ResponseError::InvalidReplicaAssignment.code(),
                             format!("new partitions must be assigned to node {node} alone"),

@@ -13,9 +13,10 @@ use strom_broker::config::{self, ConfigSource};
 use strom_broker::{Broker, CreateTopic};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// DescribeConfigs' `ConfigSource` code for a config source.
 pub fn config_source_code(source: ConfigSource) -> i8 {
@@ -34,13 +35,30 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let version = request.version();
     let body: CreateTopicsRequest = decode(request)?;
     let validate_only = body.validate_only;
+    // With an authorizer, creating needs CREATE on the cluster or on the topic.
+    let cluster_create = authz::check_cluster(context, request, AclOperation::Create).is_ok();
+    let authorized: Vec<bool> = body
+        .topics
+        .iter()
+        .map(|t| {
+            cluster_create
+                || authz::allowed(
+                    context,
+                    request,
+                    AclOperation::Create,
+                    ResourceType::Topic,
+                    t.name.0.as_str(),
+                )
+        })
+        .collect();
     let results = context
         .broker
         .run_blocking(move |broker| {
             Ok(body
                 .topics
                 .into_iter()
-                .map(|t| create_one(broker, t, validate_only, version))
+                .zip(authorized)
+                .map(|(t, ok)| create_one(broker, t, ok, validate_only, version))
                 .collect::<Vec<_>>())
         })
         .await
@@ -54,6 +72,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
 fn create_one(
     broker: &Broker,
     topic: CreatableTopic,
+    authorized: bool,
     validate_only: bool,
     version: i16,
 ) -> CreatableTopicResult {
@@ -62,11 +81,22 @@ fn create_one(
         .with_name(name.clone())
         .with_error_message(None)
         .with_configs(None);
-    let outcome = to_request(broker, topic, validate_only).and_then(|req| {
-        broker
-            .create_topic_blocking(req)
-            .map_err(|e| (error_code(&e), e.to_string()))
-    });
+    let denied = strom_broker::Error::AuthorizationFailed {
+        resource_type: ResourceType::Topic,
+        operation: AclOperation::Create,
+    };
+    let outcome = if authorized {
+        Ok(())
+    } else {
+        Err((error_code(&denied), denied.to_string()))
+    };
+    let outcome = outcome
+        .and_then(|()| to_request(broker, topic, validate_only))
+        .and_then(|req| {
+            broker
+                .create_topic_blocking(req)
+                .map_err(|e| (error_code(&e), e.to_string()))
+        });
     match outcome {
         Ok(summary) => {
             if version >= 7 {

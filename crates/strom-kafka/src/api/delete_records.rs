@@ -8,13 +8,21 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::error::ResponseError;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles DeleteRecords. An offset of -1 means "up to the high watermark".
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: DeleteRecordsRequest = decode(request)?;
+    // With an authorizer: DELETE on each topic (TOPIC_AUTHORIZATION_FAILED).
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Delete,
+        body.topics.iter().map(|t| t.name.0.as_str()),
+    );
     let topics = context
         .broker
         .run_blocking(move |broker| {
@@ -31,6 +39,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                                 .with_low_watermark(-1);
                             // -1 is "up to the high watermark"; anything lower is out of
                             // range (Kafka's answer to librdkafka's 0081 with -1001).
+                            if denied.contains(t.name.0.as_str()) {
+                                r.error_code = authz::topic_denied_code();
+                                return r;
+                            }
                             if p.offset < -1 {
                                 r.error_code = ResponseError::OffsetOutOfRange.code();
                                 return r;

@@ -7,9 +7,10 @@ use strom_broker::Broker;
 use uuid::Uuid;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// Handles DeleteTopics.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -27,12 +28,36 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             .map(|n| (Some(n.0.to_string()), Uuid::nil()))
             .collect()
     };
+    // With an authorizer, deleting needs DELETE on the topic.
+    let authorized: Vec<bool> = wanted
+        .iter()
+        .map(|(name, id)| {
+            let name = match name {
+                Some(n) => Some(n.clone()),
+                None => context
+                    .broker
+                    .topic_by_id(*id)
+                    .ok()
+                    .map(|t| t.name().to_owned()),
+            };
+            name.is_none_or(|n| {
+                authz::allowed(
+                    context,
+                    request,
+                    AclOperation::Delete,
+                    ResourceType::Topic,
+                    &n,
+                )
+            })
+        })
+        .collect();
     let responses = context
         .broker
         .run_blocking(move |broker| {
             Ok(wanted
                 .into_iter()
-                .map(|(name, id)| delete_one(broker, name, id, version))
+                .zip(authorized)
+                .map(|((name, id), ok)| delete_one(broker, name, id, ok, version))
                 .collect::<Vec<_>>())
         })
         .await
@@ -47,9 +72,14 @@ fn delete_one(
     broker: &Broker,
     name: Option<String>,
     id: Uuid,
+    authorized: bool,
     version: i16,
 ) -> DeletableTopicResult {
     let outcome = match &name {
+        _ if !authorized => Err(strom_broker::Error::AuthorizationFailed {
+            resource_type: ResourceType::Topic,
+            operation: AclOperation::Delete,
+        }),
         Some(name) => broker
             .delete_topic_blocking(name)
             .map(|id| (name.clone(), id)),

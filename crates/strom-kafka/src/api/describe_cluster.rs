@@ -34,7 +34,8 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 .collect(),
         );
     if body.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = super::metadata::CLUSTER_AUTHORIZED_OPERATIONS;
+        response.cluster_authorized_operations =
+            super::metadata::cluster_authorized_operations(context, request);
     }
     if version >= 1 && body.endpoint_type != ENDPOINT_BROKERS {
         // A combined single node is its own controller; report the same endpoint.

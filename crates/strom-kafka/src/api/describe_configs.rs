@@ -12,9 +12,10 @@ use strom_broker::config::{ConfigType, Effect};
 
 use super::create_topics::config_source_code;
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Config resource types (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs).
 pub mod resource_type {
@@ -60,7 +61,16 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
+        // With an authorizer: DESCRIBE_CONFIGS on the topic, the cluster or the group.
+        let denied = authz::config_denied(
+            context,
+            request,
+            AclOperation::DescribeConfigs,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+        );
         let entries: Result<Vec<Entry>, (i16, String)> = match resource.resource_type {
+            _ if denied.is_some() => Err(denied.unwrap_or_default()),
             resource_type::TOPIC => broker
                 .describe_topic_configs(resource.resource_name.as_str())
                 .map(|list| {

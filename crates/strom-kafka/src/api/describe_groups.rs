@@ -10,15 +10,32 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use strom_broker::group::assignor::Assignment;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// Handles DescribeGroups.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: DescribeGroupsRequest = decode(request)?;
     let mut response = DescribeGroupsResponse::default();
+    let want_ops = request.version() >= 3 && body.include_authorized_operations;
     for group_id in body.groups {
         let mut described = DescribedGroup::default().with_group_id(group_id.clone());
+        // With an authorizer: DESCRIBE on the group, and the client's own operations.
+        if let Some(code) = authz::group_denied(context, request, AclOperation::Describe, &group_id)
+        {
+            response.groups.push(described.with_error_code(code));
+            continue;
+        }
+        if want_ops && context.broker.acls().enabled() {
+            described.authorized_operations = authz::authorized_operations(
+                context,
+                request,
+                ResourceType::Group,
+                &group_id,
+                authz::GROUP_OPERATIONS,
+            );
+        }
         match context.broker.groups().describe(&group_id) {
             Some(d) => {
                 described.group_state = StrBytes::from_static_str(d.state.name());

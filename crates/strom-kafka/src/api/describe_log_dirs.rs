@@ -9,12 +9,23 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, 
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
+use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles DescribeLogDirs (`topics` null means every partition).
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: DescribeLogDirsRequest = decode(request)?;
+    // With an authorizer: DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED, v3+ has the
+    // top-level error; older versions get no directories, as Kafka answers them).
+    if let Err(e) = authz::check_cluster(context, request, AclOperation::Describe) {
+        let mut response = DescribeLogDirsResponse::default();
+        if request.version() >= 3 {
+            response.error_code = error_code(&e);
+        }
+        return respond(request, &response);
+    }
     let broker = &context.broker;
     let wanted: Option<BTreeMap<String, Vec<i32>>> = body.topics.map(|list| {
         list.into_iter()

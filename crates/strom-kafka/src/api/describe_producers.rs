@@ -9,16 +9,24 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use strom_broker::Broker;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles DescribeProducers.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: DescribeProducersRequest = decode(request)?;
+    // With an authorizer: READ on each topic.
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Read,
+        body.topics.iter().map(|t| t.name.0.as_str()),
+    );
     let topics = context
         .broker
-        .run_blocking(move |broker| Ok(describe(broker, body)))
+        .run_blocking(move |broker| Ok(describe(broker, body, &denied)))
         .await
         .map_err(|e| HandlerError::Internal(e.to_string()))?;
     respond(
@@ -27,7 +35,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     )
 }
 
-fn describe(broker: &Broker, body: DescribeProducersRequest) -> Vec<TopicResponse> {
+fn describe(
+    broker: &Broker,
+    body: DescribeProducersRequest,
+    denied: &std::collections::HashSet<String>,
+) -> Vec<TopicResponse> {
     body.topics
         .into_iter()
         .map(|topic| {
@@ -36,6 +48,9 @@ fn describe(broker: &Broker, body: DescribeProducersRequest) -> Vec<TopicRespons
                 .iter()
                 .map(|&index| {
                     let r = PartitionResponse::default().with_partition_index(index);
+                    if denied.contains(topic.name.0.as_str()) {
+                        return r.with_error_code(authz::topic_denied_code());
+                    }
                     match broker.partition(topic.name.0.as_str(), index) {
                         Err(e) => r.with_error_code(error_code(&e)),
                         Ok(p) => r.with_active_producers(

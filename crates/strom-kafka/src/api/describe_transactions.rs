@@ -9,8 +9,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
+use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// Handles DescribeTransactions.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -19,6 +21,18 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .transactional_ids
         .into_iter()
         .map(|id| {
+            // With an authorizer: DESCRIBE on the transactional id.
+            if let Err(e) = authz::check(
+                context,
+                request,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                id.as_str(),
+            ) {
+                return TransactionState::default()
+                    .with_transactional_id(id)
+                    .with_error_code(error_code(&e));
+            }
             let Some(d) = context.broker.txns().describe(id.as_str()) else {
                 return TransactionState::default()
                     .with_transactional_id(id)

@@ -4,19 +4,24 @@
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
 
 /// Handles EndTxn.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: EndTxnRequest = decode(request)?;
     let id = body.transactional_id.to_string();
     let (pid, epoch, commit) = (body.producer_id.0, body.producer_epoch, body.committed);
-    let result = context
-        .broker
-        .run_blocking(move |b| b.end_txn_blocking(&id, pid, epoch, commit))
-        .await;
+    let result = match authz::check_txn(context, request, &id, None) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            context
+                .broker
+                .run_blocking(move |b| b.end_txn_blocking(&id, pid, epoch, commit))
+                .await
+        }
+    };
     if let Err(e) = &result {
         tracing::debug!(error = %e, commit, "EndTxn refused");
     }

@@ -12,8 +12,9 @@
 //! appended (or becomes durable), which moves the high watermark too. Every response reports
 //! the partition's real `last_stable_offset`.
 //!
-//! The broker's `fetch.max.bytes` ([`crate::KafkaConfig::fetch_max_bytes`], 55 MiB by
-//! default) caps the request's `max_bytes`; the first batch is still returned whole if larger,
+//! The broker's `fetch.max.bytes` ([`crate::KafkaConfig::fetch_max_bytes`], 30 MiB by
+//! default, below Kafka's 55 MiB: see [`crate::DEFAULT_FETCH_MAX_BYTES`]) caps the request's
+//! `max_bytes`; the first batch is still returned whole if larger,
 //! as Kafka does. Each read round first reserves its largest possible size from the
 //! request-memory budget (`queued.max.request.bytes`), and the bytes really read stay counted
 //! until the response is written, so fetch responses and request frames share one bound.
@@ -39,9 +40,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 mod encode;
 
@@ -82,10 +84,23 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let broker = &context.broker;
     let mut targets = Vec::with_capacity(body.topics.len());
     for topic in body.topics {
+        // With an authorizer, reading needs READ on the topic (TOPIC_AUTHORIZATION_FAILED per
+        // partition; checked before existence when the topic is named).
+        let read = |name: &str| {
+            authz::check(
+                context,
+                request,
+                AclOperation::Read,
+                ResourceType::Topic,
+                name,
+            )
+        };
         let resolved = if version >= 13 {
-            broker.topic_by_id(topic.topic_id)
+            broker
+                .topic_by_id(topic.topic_id)
+                .and_then(|t| read(t.name()).map(|()| t))
         } else {
-            broker.topic(topic.topic.0.as_str())
+            read(topic.topic.0.as_str()).and_then(|()| broker.topic(topic.topic.0.as_str()))
         };
         let (name, id) = match &resolved {
             Ok(t) => (t.name().to_owned(), t.id()),

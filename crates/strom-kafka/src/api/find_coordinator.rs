@@ -18,8 +18,10 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::storage::{PartitionIndex, partition_leader};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
+use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// Handles FindCoordinator.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -53,6 +55,18 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 )
             })
     };
+    // With an authorizer: DESCRIBE on the group (key type 0) or transactional id (1).
+    let resource = if body.key_type == 1 {
+        ResourceType::TransactionalId
+    } else {
+        ResourceType::Group
+    };
+    let denied = |key: &str| {
+        (code == 0)
+            .then(|| authz::check(context, request, AclOperation::Describe, resource, key).err())
+            .flatten()
+            .map(|e| error_code(&e))
+    };
     let mut response = FindCoordinatorResponse::default();
     if request.version() >= 4 {
         response.coordinators = body
@@ -60,8 +74,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             .into_iter()
             .map(|key| {
                 let (node, host, port) = coordinator(&key);
-                let mut c = Coordinator::default().with_key(key).with_error_code(code);
-                if error.is_none() {
+                let key_code = denied(key.as_str()).unwrap_or(code);
+                let mut c = Coordinator::default()
+                    .with_key(key)
+                    .with_error_code(key_code);
+                if key_code == 0 {
                     c = c.with_node_id(node).with_host(host).with_port(port);
                 } else {
                     c = c.with_node_id(BrokerId(-1));
@@ -70,8 +87,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             })
             .collect();
     } else {
+        let code = denied(body.key.as_str()).unwrap_or(code);
         response.error_code = code;
-        if error.is_none() {
+        if code == 0 {
             let (node, host, port) = coordinator(&body.key);
             response.node_id = node;
             response.host = host;

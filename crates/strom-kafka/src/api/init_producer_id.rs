@@ -8,9 +8,31 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
+
+/// With an authorizer, an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE
+/// on some topic (KIP-679; Kafka asks whether any topic could be written, Strom whether an
+/// existing one can), else CLUSTER_AUTHORIZATION_FAILED.
+fn idempotent_allowed(context: &Context, request: &Request) -> Result<(), strom_broker::Error> {
+    let cluster = authz::check_cluster(context, request, AclOperation::IdempotentWrite);
+    if cluster.is_err()
+        && context.broker.topics().iter().any(|t| {
+            authz::allowed(
+                context,
+                request,
+                AclOperation::Write,
+                ResourceType::Topic,
+                t.name(),
+            )
+        })
+    {
+        return Ok(());
+    }
+    cluster
+}
 
 /// Handles InitProducerId.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -19,12 +41,21 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let (pid, epoch) = (body.producer_id.0, body.producer_epoch);
     let result = if let Some(id) = body.transactional_id {
         let id = id.to_string();
+        if let Err(e) = authz::check_txn(context, request, &id, None) {
+            let response = InitProducerIdResponse::default()
+                .with_error_code(error_code(&e))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            return respond(request, &response);
+        }
         let timeout = body.transaction_timeout_ms;
         let expected = (pid >= 0).then_some((pid, epoch));
         context
             .broker
             .run_blocking(move |b| b.init_transactional_producer_blocking(&id, timeout, expected))
             .await
+    } else if let Err(e) = idempotent_allowed(context, request) {
+        Err(e)
     } else if context.broker.producer_id_was_allocated(pid) && (0..i16::MAX - 1).contains(&epoch) {
         // Epoch bump for an existing idempotent producer (KIP-360).
         Ok((pid, epoch + 1))

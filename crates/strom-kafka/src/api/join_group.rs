@@ -8,14 +8,25 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::group::JoinRequest;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::group_error;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles JoinGroup.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: JoinGroupRequest = decode(request)?;
     let version = request.version();
+    if let Some(code) = authz::group_denied(context, request, AclOperation::Read, &body.group_id) {
+        let mut response = JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_member_id(body.member_id);
+        if version < 7 {
+            response.protocol_name = Some(StrBytes::default());
+        }
+        return respond(request, &response);
+    }
     let req = JoinRequest {
         group_id: body.group_id.to_string(),
         member_id: body.member_id.to_string(),

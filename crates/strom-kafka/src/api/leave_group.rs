@@ -5,13 +5,20 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::group_error;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles LeaveGroup.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: LeaveGroupRequest = decode(request)?;
+    if let Some(code) = authz::group_denied(context, request, AclOperation::Read, &body.group_id) {
+        return respond(
+            request,
+            &LeaveGroupResponse::default().with_error_code(code),
+        );
+    }
     let batched = request.version() >= 3;
     let members: Vec<(String, Option<String>)> = if batched {
         body.members

@@ -7,8 +7,9 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles ListGroups.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
@@ -24,7 +25,15 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .map(|s| s.to_ascii_lowercase())
         .collect();
     let mut response = ListGroupsResponse::default();
+    // With an authorizer: DESCRIBE on the cluster lists every group; otherwise only the groups
+    // the client may DESCRIBE (as Kafka).
+    let all = authz::check_cluster(context, request, AclOperation::Describe).is_ok();
     for g in context.broker.groups().list() {
+        if !all
+            && authz::group_denied(context, request, AclOperation::Describe, &g.group_id).is_some()
+        {
+            continue;
+        }
         let state = g.state.name();
         if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
             continue;

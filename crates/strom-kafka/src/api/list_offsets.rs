@@ -9,9 +9,10 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use strom_broker::{Broker, LEADER_EPOCH};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Special timestamps of ListOffsets.
 pub mod spec {
@@ -30,15 +31,27 @@ pub mod spec {
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let version = request.version();
     let body: ListOffsetsRequest = decode(request)?;
+    // With an authorizer: DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED).
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Describe,
+        body.topics.iter().map(|t| t.name.0.as_str()),
+    );
     let topics = context
         .broker
-        .run_blocking(move |broker| Ok(list(broker, body, version)))
+        .run_blocking(move |broker| Ok(list(broker, body, version, &denied)))
         .await
         .map_err(|e| HandlerError::Internal(e.to_string()))?;
     respond(request, &ListOffsetsResponse::default().with_topics(topics))
 }
 
-fn list(broker: &Broker, body: ListOffsetsRequest, version: i16) -> Vec<ListOffsetsTopicResponse> {
+fn list(
+    broker: &Broker,
+    body: ListOffsetsRequest,
+    version: i16,
+    denied: &std::collections::HashSet<String>,
+) -> Vec<ListOffsetsTopicResponse> {
     let committed = body.isolation_level == 1;
     body.topics
         .into_iter()
@@ -49,6 +62,12 @@ fn list(broker: &Broker, body: ListOffsetsRequest, version: i16) -> Vec<ListOffs
                 .map(|p| {
                     let mut r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
+                    if denied.contains(topic.name.0.as_str()) {
+                        r.error_code = authz::topic_denied_code();
+                        r.offset = -1;
+                        r.timestamp = -1;
+                        return r;
+                    }
                     match lookup(
                         broker,
                         topic.name.0.as_str(),

@@ -9,8 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::txn::TxnState;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 const STATES: [TxnState; 6] = [
     TxnState::Empty,
@@ -36,6 +37,16 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .txns()
         .list()
         .into_iter()
+        // With an authorizer: only the ids the client may DESCRIBE (as Kafka).
+        .filter(|d| {
+            authz::allowed(
+                context,
+                request,
+                AclOperation::Describe,
+                ResourceType::TransactionalId,
+                &d.transactional_id,
+            )
+        })
         .filter(|d| {
             let m = &d.metadata;
             (body.state_filters.is_empty()

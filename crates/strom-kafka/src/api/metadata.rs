@@ -11,18 +11,19 @@ use strom_broker::storage::{BrokerEndpoint, PartitionIndex, partition_leader};
 use strom_broker::{Topic, validate_topic_name};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
-/// Operations allowed on a topic when asked (`include_topic_authorized_operations`): Strom has
-/// no authorization yet, so everything Kafka defines for topics — READ(3), WRITE(4),
+/// Operations allowed on a topic when asked (`include_topic_authorized_operations`) without an
+/// authorizer: everything Kafka defines for topics — READ(3), WRITE(4),
 /// CREATE(5), DELETE(6), ALTER(7), DESCRIBE(8), DESCRIBE_CONFIGS(10), ALTER_CONFIGS(11) — as
 /// the bit field of `AclOperation` codes.
 pub const TOPIC_AUTHORIZED_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
-/// Operations allowed on the cluster when asked: CREATE(5), ALTER(7), DESCRIBE(8),
+/// Operations allowed on the cluster when asked, without an authorizer: CREATE(5), ALTER(7), DESCRIBE(8),
 /// CLUSTER_ACTION(9), DESCRIBE_CONFIGS(10), ALTER_CONFIGS(11), IDEMPOTENT_WRITE(12).
 pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
@@ -39,14 +40,53 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         Some(list) => Some(list),
     };
     let auto_create = version < 4 || body.allow_auto_topic_creation;
-    let topic_ops = (version >= 8 && body.include_topic_authorized_operations)
-        .then_some(TOPIC_AUTHORIZED_OPERATIONS);
+    // With an authorizer: only topics the client may DESCRIBE are listed; a named one it may
+    // not is TOPIC_AUTHORIZATION_FAILED; auto-creation needs CREATE on the cluster or the topic;
+    // the authorized-operation bit fields are the client's own.
+    let want_ops = version >= 8 && body.include_topic_authorized_operations;
+    let topic_ops = |name: &str| {
+        want_ops.then(|| {
+            if broker.acls().enabled() {
+                authz::authorized_operations(
+                    context,
+                    request,
+                    ResourceType::Topic,
+                    name,
+                    authz::TOPIC_OPERATIONS,
+                )
+            } else {
+                TOPIC_AUTHORIZED_OPERATIONS
+            }
+        })
+    };
+    let describable = |name: &str| {
+        authz::allowed(
+            context,
+            request,
+            AclOperation::Describe,
+            ResourceType::Topic,
+            name,
+        )
+    };
+    let denied = || {
+        error_code(&strom_broker::Error::AuthorizationFailed {
+            resource_type: ResourceType::Topic,
+            operation: AclOperation::Describe,
+        })
+    };
     let live = live_brokers(context);
     let mut topics = Vec::new();
     match requested {
         None => {
             for topic in broker.topics() {
-                topics.push(describe_topic(&live, &topic, version, topic_ops));
+                if describable(topic.name()) {
+                    topics.push(describe_topic(
+                        &live,
+                        &topic,
+                        version,
+                        topic_ops(topic.name()),
+                    ));
+                }
             }
         }
         Some(list) => {
@@ -56,7 +96,19 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         let name = name.0.to_string();
                         if let Err(e) = validate_topic_name(&name) {
                             error_topic(&name, error_code(&e))
+                        } else if !describable(&name) {
+                            error_topic(&name, denied())
                         } else {
+                            let auto_create = auto_create
+                                && (authz::check_cluster(context, request, AclOperation::Create)
+                                    .is_ok()
+                                    || authz::allowed(
+                                        context,
+                                        request,
+                                        AclOperation::Create,
+                                        ResourceType::Topic,
+                                        &name,
+                                    ));
                             let lookup = name.clone();
                             let result = broker
                                 .run_blocking(move |b| {
@@ -64,13 +116,21 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                                 })
                                 .await;
                             match result {
-                                Ok(topic) => describe_topic(&live, &topic, version, topic_ops),
+                                Ok(topic) => {
+                                    describe_topic(&live, &topic, version, topic_ops(&name))
+                                }
                                 Err(e) => error_topic(&name, error_code(&e)),
                             }
                         }
                     }
                     None => match broker.topic_by_id(wanted.topic_id) {
-                        Ok(topic) => describe_topic(&live, &topic, version, topic_ops),
+                        Ok(topic) if !describable(topic.name()) => MetadataResponseTopic::default()
+                            .with_error_code(denied())
+                            .with_name(None)
+                            .with_topic_id(wanted.topic_id),
+                        Ok(topic) => {
+                            describe_topic(&live, &topic, version, topic_ops(topic.name()))
+                        }
                         Err(e) => MetadataResponseTopic::default()
                             .with_error_code(error_code(&e))
                             .with_name(None)
@@ -101,9 +161,25 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_owned()));
     }
     if (8..=10).contains(&version) && body.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+        response.cluster_authorized_operations = cluster_authorized_operations(context, request);
     }
     respond(request, &response)
+}
+
+/// The cluster operations the client may do, as a bit field (everything without an
+/// authorizer).
+pub(crate) fn cluster_authorized_operations(context: &Context, request: &Request) -> i32 {
+    if context.broker.acls().enabled() {
+        authz::authorized_operations(
+            context,
+            request,
+            ResourceType::Cluster,
+            strom_broker::acl::model::CLUSTER_RESOURCE_NAME,
+            authz::CLUSTER_OPERATIONS,
+        )
+    } else {
+        CLUSTER_AUTHORIZED_OPERATIONS
+    }
 }
 
 fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {

@@ -10,23 +10,29 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::Context;
 use crate::frame::{self, Request};
 
+mod acl_common;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -85,6 +91,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The version range Strom implements for an API.
@@ -243,6 +254,15 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         ApiKey::TxnOffsetCommit => txn_offset_commit::handle(context, &request).await,
         ApiKey::DescribeTransactions => describe_transactions::handle(context, &request).await,
         ApiKey::ListTransactions => list_transactions::handle(context, &request).await,
+        ApiKey::DescribeAcls => describe_acls::handle(context, &request).await,
+        ApiKey::CreateAcls => create_acls::handle(context, &request).await,
+        ApiKey::DeleteAcls => delete_acls::handle(context, &request).await,
+        ApiKey::DescribeUserScramCredentials => {
+            describe_user_scram_credentials::handle(context, &request).await
+        }
+        ApiKey::AlterUserScramCredentials => {
+            alter_user_scram_credentials::handle(context, &request).await
+        }
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;
@@ -310,6 +330,11 @@ mod tests {
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
+            ApiKey::DescribeAcls => DescribeAclsRequest::VERSIONS,
+            ApiKey::CreateAcls => CreateAclsRequest::VERSIONS,
+            ApiKey::DeleteAcls => DeleteAclsRequest::VERSIONS,
+            ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
+            ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)

@@ -11,9 +11,10 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::group::OffsetCommit;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 /// The partitions of a commit request (OffsetCommit or TxnOffsetCommit) in request order, and
 /// the commits they ask for.
@@ -64,8 +65,23 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let member_id = body.member_id.to_string();
     let generation = body.generation_id_or_member_epoch;
     let instance = body.group_instance_id.map(|s| s.to_string());
+    // With an authorizer, each topic needs READ: its partitions get TOPIC_AUTHORIZATION_FAILED
+    // and are not committed (the group's READ is checked below).
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Read,
+        body.topics.iter().map(|t| t.name.0.as_str()),
+    );
+    let mut refused = Vec::new();
     let mut batch = Commits::default();
     for topic in &body.topics {
+        if denied.contains(topic.name.0.as_str()) {
+            for p in &topic.partitions {
+                refused.push((topic.name.clone(), p.partition_index));
+            }
+            continue;
+        }
         for p in &topic.partitions {
             batch.push(
                 &topic.name,
@@ -77,21 +93,40 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     }
     let Commits { order, commits } = batch;
-    let result = context
-        .broker
-        .run_blocking(move |b| {
-            b.commit_offsets_blocking(
-                &group_id,
-                &member_id,
-                generation,
-                instance.as_deref(),
-                commits,
-            )
-        })
-        .await;
-    let codes = partition_codes(&result, order.len());
+    let result = match authz::check(
+        context,
+        request,
+        AclOperation::Read,
+        ResourceType::Group,
+        &group_id,
+    ) {
+        Err(e) => Err(e),
+        // Every topic refused: nothing reaches the coordinator.
+        Ok(()) if commits.is_empty() && !refused.is_empty() => Ok(Vec::new()),
+        Ok(()) => {
+            context
+                .broker
+                .run_blocking(move |b| {
+                    b.commit_offsets_blocking(
+                        &group_id,
+                        &member_id,
+                        generation,
+                        instance.as_deref(),
+                        commits,
+                    )
+                })
+                .await
+        }
+    };
+    let mut codes = partition_codes(&result, order.len());
+    // Refused topics: the group's error if the group was refused too, else the topic's.
+    let refused_code = match &result {
+        Err(e @ strom_broker::Error::AuthorizationFailed { .. }) => error_code(e),
+        _ => authz::topic_denied_code(),
+    };
+    codes.extend(std::iter::repeat_n(refused_code, refused.len()));
     let mut response = OffsetCommitResponse::default();
-    for ((name, partition), code) in order.into_iter().zip(codes) {
+    for ((name, partition), code) in order.into_iter().chain(refused).zip(codes) {
         let partition = OffsetCommitResponsePartition::default()
             .with_partition_index(partition)
             .with_error_code(code);

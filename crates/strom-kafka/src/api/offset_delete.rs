@@ -14,18 +14,32 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles OffsetDelete.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: OffsetDeleteRequest = decode(request)?;
     let group_id = body.group_id.to_string();
     let mut response = OffsetDeleteResponse::default();
+    // With an authorizer: DELETE on the group (the whole request), READ on each topic (its
+    // partitions get TOPIC_AUTHORIZATION_FAILED and keep their offsets).
+    if let Some(code) = authz::group_denied(context, request, AclOperation::Delete, &group_id) {
+        response.error_code = code;
+        return respond(request, &response);
+    }
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Read,
+        body.topics.iter().map(|t| t.name.as_str()),
+    );
     let requested: Vec<(String, Vec<i32>)> = body
         .topics
         .iter()
+        .filter(|t| !denied.contains(t.name.as_str()))
         .map(|t| {
             (
                 t.name.to_string(),
@@ -50,7 +64,9 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .topics
         .into_iter()
         .map(|t| {
-            let code = if refused.contains(t.name.as_str()) {
+            let code = if denied.contains(t.name.as_str()) {
+                authz::topic_denied_code()
+            } else if refused.contains(t.name.as_str()) {
                 ResponseError::GroupSubscribedToTopic.code()
             } else {
                 0

@@ -15,8 +15,9 @@ use kafka_protocol::protocol::StrBytes;
 use strom_broker::group::CommittedOffset;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// A topic and its partitions' offsets.
 type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
@@ -75,6 +76,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let require_stable = body.require_stable;
     if request.version() >= 8 {
         for g in body.groups {
+            // With an authorizer: DESCRIBE on the group.
+            if let Some(code) =
+                authz::group_denied(context, request, AclOperation::Describe, &g.group_id)
+            {
+                response.groups.push(
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code),
+                );
+                continue;
+            }
             let topics = g.topics.map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.to_string(), t.partition_indexes))
@@ -113,6 +125,34 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     .with_group_id(g.group_id)
                     .with_topics(topics),
             );
+        }
+    } else if let Some(code) =
+        authz::group_denied(context, request, AclOperation::Describe, &body.group_id)
+    {
+        if request.version() >= 2 {
+            response.error_code = code;
+        } else {
+            // v1 has no top-level error: every requested partition carries it.
+            response.topics = body
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(
+                            t.partition_indexes
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(-1)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
         }
     } else {
         let topics = body.topics.map(|ts| {

@@ -14,14 +14,22 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use strom_broker::LEADER_EPOCH;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles OffsetForLeaderEpoch.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: OffsetForLeaderEpochRequest = decode(request)?;
     let broker = &context.broker;
+    // With an authorizer: DESCRIBE on each topic.
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Describe,
+        body.topics.iter().map(|t| t.topic.0.as_str()),
+    );
     let topics = body
         .topics
         .into_iter()
@@ -31,6 +39,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 .iter()
                 .map(|p| {
                     let mut r = EpochEndOffset::default().with_partition(p.partition);
+                    if denied.contains(t.topic.0.as_str()) {
+                        r.error_code = authz::topic_denied_code();
+                        return r;
+                    }
                     if p.current_leader_epoch > LEADER_EPOCH {
                         r.error_code = ResponseError::UnknownLeaderEpoch.code();
                         return r;

@@ -1,8 +1,13 @@
 //! Produce (key 0): append record batches to partitions.
 //!
-//! Partitions of one request are appended concurrently (each on the blocking pool, where the
-//! broker's commit window lets them share one sync round); requests of one connection are
-//! written in order, so batches a client sends in order are appended in order. With acks, the
+//! Partitions of one request are appended concurrently, each on a blocking thread, in two
+//! halves: the write ([`Partition::append_deferred_blocking`], no sync), then the wait for
+//! durability ([`Partition::await_durable_blocking`]). A partition's thread starts its wait only
+//! once every partition of the request is written (a [`WriteLatch`]), so under
+//! `strom.fsync=always` the first waiter starts a commit window that holds every partition of
+//! the request; a partition that waited straight after its own write could start a window alone
+//! and leave the others to the next one. Requests of one connection are written in order, so
+//! batches a client sends in order are appended in order. With acks, the
 //! handler returns as soon as every partition's write is done, with the response deferred
 //! until they are durable ([`Outcome::Deferred`]): the connection reads and writes the next
 //! Produce while this one syncs, and answers in order. `acks=0` gets no response; if such
@@ -14,14 +19,17 @@
 //! append refuses data (`POLICY_VIOLATION`) from the moment the reshard fixed the shard's end.
 //!
 //! At most [`crate::APPEND_SLOTS`] partition appends run on the blocking pool at once, across
-//! all connections; further partitions of a request wait for a slot.
+//! all connections. A request takes the slots of its partitions at once (at most
+//! `APPEND_SLOTS` at a time: a larger request is appended in groups, each with its own latch),
+//! so no request holds some slots while waiting for more, and a latch never waits for a
+//! partition that has no thread.
 //!
 //! A transactional batch (from a request with a transactional id) is checked against the
 //! transaction coordinator first: the producer must own the id at this epoch and have added
 //! the partition to its open transaction (as Kafka verifies since KIP-890), else
 //! INVALID_TXN_STATE / PRODUCER_FENCED.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -36,12 +44,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Deferred, HandlerError, Outcome, decode};
-use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::{self, Request};
+use crate::{Context, authz};
+use strom_broker::acl::{AclOperation, ResourceType};
 
 enum Pending {
     Done(PartitionProduceResponse),
+    /// Index, partition and payload of an append not started yet.
+    Ready(i32, Arc<Partition>, Vec<u8>),
     /// Index, "written" signal (sent, or dropped, once the write half is over), and the task
     /// that then waits for durability.
     Appending(
@@ -87,10 +98,49 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let body: ProduceRequest = decode(request)?;
     let acks = body.acks;
     let txn_id = body.transactional_id.map(|id| id.to_string());
+    // With an authorizer: a transactional produce needs WRITE on its transactional id (else
+    // every partition fails with TRANSACTIONAL_ID_AUTHORIZATION_FAILED), every topic WRITE
+    // (TOPIC_AUTHORIZATION_FAILED, checked before the topic's existence when named).
+    let txn_denied = txn_id.as_deref().and_then(|id| {
+        authz::check(
+            context,
+            request,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            id,
+        )
+        .err()
+    });
     let mut topics = Vec::with_capacity(body.topic_data.len());
     for topic_data in body.topic_data {
         let name = topic_data.name.0.to_string();
-        let resolved = resolve_topic(context, version, &name, topic_data.topic_id).await;
+        let resolved = match &txn_denied {
+            Some(e) => Err(e.clone()),
+            None if version < 13 => {
+                match authz::check(
+                    context,
+                    request,
+                    AclOperation::Write,
+                    ResourceType::Topic,
+                    &name,
+                ) {
+                    Ok(()) => resolve_topic(context, version, &name, topic_data.topic_id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            None => resolve_topic(context, version, &name, topic_data.topic_id)
+                .await
+                .and_then(|t| {
+                    authz::check(
+                        context,
+                        request,
+                        AclOperation::Write,
+                        ResourceType::Topic,
+                        t.name(),
+                    )?;
+                    Ok(t)
+                }),
+        };
         let mut parts = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
             let index = pd.index;
@@ -109,12 +159,12 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         Some(id) => check_transactional(context, id, topic, index, &pd.records),
                         None => Ok(()),
                     };
-                    let started = match checked {
-                        Ok(()) => start_append(context, topic, index, acks, pd.records).await,
+                    let prepared = match checked {
+                        Ok(()) => prepare_append(context, topic, index, acks, pd.records),
                         Err(e) => Err(e),
                     };
-                    match started {
-                        Ok((written, handle)) => Pending::Appending(index, written, handle),
+                    match prepared {
+                        Ok((partition, data)) => Pending::Ready(index, partition, data),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
                         Err(e @ Error::Txn(TxnError::ProducerFenced)) => Pending::Done(failed(
@@ -137,6 +187,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         topics.push((name, topic_data.topic_id, parts));
     }
 
+    start_appends(context, version, &mut topics).await;
     // Every write of this request is done (in request order) before the handler returns; the
     // acknowledgement waits for durability in the returned future.
     for (_, _, parts) in &mut topics {
@@ -155,6 +206,13 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             for pending in parts {
                 let r = match pending {
                     Pending::Done(r) => r,
+                    // Every append was started before the handler returned.
+                    Pending::Ready(index, ..) => failed(
+                        index,
+                        ResponseError::UnknownServerError.code(),
+                        None,
+                        version,
+                    ),
                     Pending::Appending(index, _, handle) => match handle.await {
                         Ok(Ok(info)) => {
                             let mut r = PartitionProduceResponse::default()
@@ -276,22 +334,14 @@ fn check_transactional(
     )
 }
 
-/// Starts the append of one partition's batches on the blocking pool. Waits first for one of
-/// the broker-wide append slots ([`Context::append_slots`]), so the number of blocking threads
-/// produce requests occupy does not follow the partition counts clients send.
-async fn start_append(
+/// Checks that one partition can be appended to and takes its payload.
+fn prepare_append(
     context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<
-    (
-        oneshot::Receiver<()>,
-        JoinHandle<strom_broker::Result<AppendInfo>>,
-    ),
-    Error,
-> {
+) -> Result<(Arc<Partition>, Vec<u8>), Error> {
     let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
     let min_isr = topic.settings().min_insync_replicas;
     if acks == -1 && min_isr > 1 {
@@ -300,20 +350,117 @@ async fn start_append(
             available: 1,
         });
     }
-    let slot = Arc::clone(&context.append_slots)
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::ShuttingDown)?;
-    let mut data = records.map(|b| b.to_vec()).unwrap_or_default();
+    let data = records.map(|b| b.to_vec()).unwrap_or_default();
     context.metrics.produced(data.len());
-    let (written_tx, written) = oneshot::channel();
-    let handle = tokio::task::spawn_blocking(move || {
-        // The slot is held through both halves: a blocking thread is busy until durability.
-        let _slot = slot;
-        let pending = partition.append_deferred_blocking(&mut data);
-        // The receiver may be gone (connection dropped); the append still completes.
-        let _ = written_tx.send(());
-        partition.await_durable_blocking(pending?)
-    });
-    Ok((written, handle))
+    Ok((partition, data))
+}
+
+/// The writes of a group of partitions of one request still running: a partition's thread
+/// waits for durability only once this reaches zero.
+struct WriteLatch {
+    remaining: Mutex<usize>,
+    written: Condvar,
+}
+
+impl WriteLatch {
+    fn new(writes: usize) -> Arc<WriteLatch> {
+        Arc::new(WriteLatch {
+            remaining: Mutex::new(writes),
+            written: Condvar::new(),
+        })
+    }
+
+    /// Blocks until every write of the group is done (or given up). BLOCKING.
+    fn wait(&self) {
+        let mut remaining = self
+            .remaining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *remaining > 0 {
+            remaining = self
+                .written
+                .wait(remaining)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// One write of a [`WriteLatch`]'s group; counts it down when dropped, so a write that fails or
+/// panics still releases the others.
+struct LatchWrite(Arc<WriteLatch>);
+
+impl Drop for LatchWrite {
+    fn drop(&mut self) {
+        let mut remaining = self
+            .0
+            .remaining
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *remaining = remaining.saturating_sub(1);
+        if *remaining == 0 {
+            self.0.written.notify_all();
+        }
+    }
+}
+
+/// Starts every ready append of the request on the blocking pool, in groups of at most
+/// [`crate::APPEND_SLOTS`] partitions. Each group first takes one append slot per partition at
+/// once ([`Context::append_slots`], so the blocking threads produce requests occupy do not
+/// follow the partition counts clients send, and no request holds part of its slots while
+/// waiting for the rest); each partition's thread holds its slot through both halves, writes,
+/// counts the group's latch down, waits for the latch, then waits for durability. A lone
+/// partition does not wait on anyone.
+async fn start_appends(
+    context: &Context,
+    version: i16,
+    topics: &mut [(String, uuid::Uuid, Vec<Pending>)],
+) {
+    let ready: Vec<&mut Pending> = topics
+        .iter_mut()
+        .flat_map(|(_, _, parts)| parts.iter_mut())
+        .filter(|p| matches!(p, Pending::Ready(..)))
+        .collect();
+    let mut ready = ready.into_iter().peekable();
+    while ready.peek().is_some() {
+        let group: Vec<&mut Pending> = ready.by_ref().take(crate::APPEND_SLOTS).collect();
+        let slots = u32::try_from(group.len()).unwrap_or(u32::MAX);
+        // Err: the semaphore is closed, the broker is shutting down.
+        let mut permits = Arc::clone(&context.append_slots)
+            .acquire_many_owned(slots)
+            .await
+            .ok();
+        let latch = WriteLatch::new(group.len());
+        for pending in group {
+            let Pending::Ready(index, partition, mut data) =
+                std::mem::replace(pending, Pending::Done(PartitionProduceResponse::default()))
+            else {
+                // Not reached (only ready appends are in the group); keeps the count right.
+                drop(LatchWrite(Arc::clone(&latch)));
+                continue;
+            };
+            let Some(slot) = permits.as_mut().and_then(|p| p.split(1)) else {
+                // The semaphore is closed: the broker is shutting down. Counts the latch down.
+                drop(LatchWrite(Arc::clone(&latch)));
+                let e = Error::ShuttingDown;
+                *pending =
+                    Pending::Done(failed(index, error_code(&e), Some(e.to_string()), version));
+                continue;
+            };
+            let latch_write = LatchWrite(Arc::clone(&latch));
+            let latch = Arc::clone(&latch);
+            let (written_tx, written) = oneshot::channel();
+            let handle = tokio::task::spawn_blocking(move || {
+                // The slot is held through both halves: a blocking thread is busy until durable.
+                let _slot = slot;
+                let pending = partition.append_deferred_blocking(&mut data);
+                drop(latch_write);
+                // The receiver may be gone (connection dropped); the append still completes.
+                let _ = written_tx.send(());
+                let pending = pending?;
+                latch.wait();
+                partition.await_durable_blocking(pending)
+            });
+            *pending = Pending::Appending(index, written, handle);
+        }
+    }
 }

@@ -4,13 +4,17 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::error_code::group_error;
 use crate::frame::Request;
+use crate::{Context, authz};
+use strom_broker::acl::AclOperation;
 
 /// Handles SyncGroup.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: SyncGroupRequest = decode(request)?;
+    if let Some(code) = authz::group_denied(context, request, AclOperation::Read, &body.group_id) {
+        return respond(request, &SyncGroupResponse::default().with_error_code(code));
+    }
     let assignments = body
         .assignments
         .into_iter()

@@ -3,8 +3,8 @@
 
 use super::offset_commit::{Commits, partition_codes};
 use super::{HandlerError, Outcome, decode, respond};
-use crate::Context;
 use crate::frame::Request;
+use crate::{Context, authz};
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -32,21 +32,26 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     }
     let Commits { order, commits } = batch;
-    let result = context
-        .broker
-        .run_blocking(move |b| {
-            b.txn_offset_commit_blocking(
-                &id,
-                &group,
-                pid,
-                epoch,
-                &member,
-                generation,
-                instance.as_deref(),
-                commits,
-            )
-        })
-        .await;
+    let result = match authz::check_txn(context, request, &id, Some(&group)) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            context
+                .broker
+                .run_blocking(move |b| {
+                    b.txn_offset_commit_blocking(
+                        &id,
+                        &group,
+                        pid,
+                        epoch,
+                        &member,
+                        generation,
+                        instance.as_deref(),
+                        commits,
+                    )
+                })
+                .await
+        }
+    };
     if let Err(e) = &result {
         tracing::debug!(error = %e, "TxnOffsetCommit refused");
     }
