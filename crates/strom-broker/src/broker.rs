@@ -352,6 +352,22 @@ impl Broker {
         }
         self.start_group_state_writer();
         let weak: Weak<Broker> = Arc::downgrade(self);
+        if let Some(every) = self.storage.metadata_poll_interval() {
+            let metadata = Weak::clone(&weak);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(broker) = metadata.upgrade() else {
+                        return;
+                    };
+                    let synced =
+                        tokio::task::spawn_blocking(move || broker.sync_metadata_blocking()).await;
+                    if let Ok(Err(e)) = synced {
+                        tracing::warn!(error = %e, "reading other brokers' metadata failed");
+                    }
+                }
+            });
+        }
         let groups = Weak::clone(&weak);
         tokio::spawn(async move {
             loop {
@@ -475,6 +491,177 @@ impl Broker {
         self.admin.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// [`admin`](Self::admin), after applying what other brokers sharing the metadata store
+    /// appended (cluster mode), so an admin operation decides on the latest state. A failed
+    /// poll is logged: the store's own checks still refuse an event that conflicts. BLOCKING.
+    pub(crate) fn admin_synced(&self) -> std::sync::MutexGuard<'_, Box<dyn MetadataStore>> {
+        let mut meta = self.admin();
+        if self.storage.metadata_poll_interval().is_some() {
+            match meta.poll() {
+                Ok(events) => self.apply_remote_events(events),
+                Err(e) => tracing::warn!(error = %e, "reading other brokers' metadata failed"),
+            }
+        }
+        meta
+    }
+
+    /// Applies what other brokers appended to the shared metadata store since the last call
+    /// (cluster mode; nothing on a single node). Returns how many events were read. BLOCKING.
+    pub fn sync_metadata_blocking(&self) -> Result<usize> {
+        let mut meta = self.admin();
+        let events = meta.poll()?;
+        let n = events.len();
+        self.apply_remote_events(events);
+        Ok(n)
+    }
+
+    /// The live brokers sharing this broker's storage (cluster mode), sorted by node id;
+    /// `None` on a single node. Does not block.
+    pub fn live_brokers(&self) -> Option<Vec<crate::storage::BrokerEndpoint>> {
+        self.storage.members().map(|m| m.live_brokers())
+    }
+
+    /// Applies metadata events read from a shared store to the registry, idempotently (an
+    /// event this broker appended itself, or one already applied, changes nothing). Called
+    /// with the admin lock held. Failures to open a partition are logged and the topic is
+    /// left as it was: the next poll does not repeat the event, so the broker serves the
+    /// topic after its next restart (cluster partitions open without I/O, so this does not
+    /// happen in practice).
+    fn apply_remote_events(&self, events: Vec<MetadataEvent>) {
+        for event in events {
+            match event {
+                MetadataEvent::TopicCreated {
+                    name,
+                    id,
+                    partitions,
+                    configs,
+                } => {
+                    if let Ok(existing) = self.topic(&name) {
+                        if existing.id == id {
+                            continue;
+                        }
+                        // The topic was deleted and created again meanwhile.
+                        self.forget_topic(&existing);
+                    }
+                    let settings = match TopicSettings::resolve(&self.topic_defaults(), &configs) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(topic = %name, error = %e, "ignoring topic with bad configs");
+                            continue;
+                        }
+                    };
+                    let mut opened = Vec::new();
+                    for index in 0..partitions {
+                        match self.open_partition(&name, index, settings.log_config()) {
+                            Ok(p) => opened.push(Arc::new(p)),
+                            Err(e) => {
+                                tracing::warn!(topic = %name, partition = index, error = %e, "opening partition failed");
+                                break;
+                            }
+                        }
+                    }
+                    if opened.len() != usize::try_from(partitions).unwrap_or(0) {
+                        continue;
+                    }
+                    let topic = Arc::new(Topic {
+                        name: name.clone(),
+                        id,
+                        partitions: opened,
+                        overrides: configs,
+                        settings,
+                    });
+                    let mut reg = self.registry_mut();
+                    reg.by_id.insert(id, name.clone());
+                    reg.by_name.insert(name.clone(), topic);
+                    drop(reg);
+                    tracing::info!(topic = %name, %id, partitions, "topic created by another broker");
+                }
+                MetadataEvent::PartitionsCreated { id, total } => {
+                    let Ok(topic) = self.topic_by_id(id) else {
+                        continue;
+                    };
+                    let mut partitions = topic.partitions.clone();
+                    for index in topic.partition_count()..total {
+                        match self.open_partition(&topic.name, index, topic.settings.log_config()) {
+                            Ok(p) => partitions.push(Arc::new(p)),
+                            Err(e) => {
+                                tracing::warn!(topic = %topic.name, partition = index, error = %e, "opening partition failed");
+                                break;
+                            }
+                        }
+                    }
+                    if partitions.len() == topic.partitions.len() {
+                        continue;
+                    }
+                    self.replace_topic(Topic {
+                        name: topic.name.clone(),
+                        id,
+                        partitions,
+                        overrides: topic.overrides.clone(),
+                        settings: topic.settings.clone(),
+                    });
+                }
+                MetadataEvent::ConfigsSet { id, configs } => {
+                    let Ok(topic) = self.topic_by_id(id) else {
+                        continue;
+                    };
+                    if topic.overrides == configs {
+                        continue;
+                    }
+                    let Ok(settings) = TopicSettings::resolve(&self.topic_defaults(), &configs)
+                    else {
+                        continue;
+                    };
+                    for p in &topic.partitions {
+                        p.set_config(settings.log_config());
+                    }
+                    self.replace_topic(Topic {
+                        name: topic.name.clone(),
+                        id,
+                        partitions: topic.partitions.clone(),
+                        overrides: configs,
+                        settings,
+                    });
+                }
+                MetadataEvent::TopicDeleted { id } => {
+                    if let Ok(topic) = self.topic_by_id(id) {
+                        self.forget_topic(&topic);
+                        tracing::info!(topic = %topic.name, %id, "topic deleted by another broker");
+                    }
+                }
+                MetadataEvent::DynamicConfigsSet { resource, configs } => {
+                    self.dynamic.set(&resource, configs);
+                    self.apply_dynamic_broker_configs();
+                }
+                MetadataEvent::StreamMetaSet { id, stream } => self.streams.install(id, stream),
+                // Sets of bindings and per-user credentials: applying one twice changes nothing.
+                MetadataEvent::AclsCreated { .. } | MetadataEvent::AclsDeleted { .. } => {
+                    self.acls.apply(&event);
+                }
+                MetadataEvent::ScramCredentialsAltered { .. } => self.scram.apply(&event),
+                MetadataEvent::ClusterInitialized { .. }
+                | MetadataEvent::ProducerIdsReserved { .. }
+                | MetadataEvent::LogStarted { .. } => {}
+            }
+        }
+    }
+
+    /// Drops a topic from the registry and closes its partitions without removing their data
+    /// (another broker deleted it in the shared store, which removes the data).
+    fn forget_topic(&self, topic: &Topic) {
+        {
+            let mut reg = self.registry_mut();
+            reg.by_name.remove(&topic.name);
+            reg.by_id.remove(&topic.id);
+        }
+        self.streams.forget(topic.id);
+        for p in &topic.partitions {
+            if let Err(e) = p.close_blocking() {
+                tracing::debug!(topic = %topic.name, partition = p.index(), error = %e, "closing partition failed");
+            }
+        }
+    }
+
     /// Opens (creating) partition `index` of topic `name` on the storage backend. BLOCKING.
     fn open_partition(&self, name: &str, index: i32, config: LogConfig) -> Result<Partition> {
         let store = self.storage.open_partition(
@@ -520,8 +707,20 @@ impl Broker {
 
     /// The topic, auto-creating it with the defaults when allowed (`auto_create` and the broker's
     /// `auto.create.topics.enable`). BLOCKING when it creates.
+    ///
+    /// On a shared metadata store (cluster mode) a topic this broker does not know yet is
+    /// first looked for among the events other brokers appended.
     pub fn topic_or_create_blocking(&self, name: &str, auto_create: bool) -> Result<Arc<Topic>> {
-        match self.topic(name) {
+        let found = match self.topic(name) {
+            Err(_) if self.storage.metadata_poll_interval().is_some() => {
+                if let Err(e) = self.sync_metadata_blocking() {
+                    tracing::warn!(error = %e, "reading other brokers' metadata failed");
+                }
+                self.topic(name)
+            }
+            other => other,
+        };
+        match found {
             Ok(t) => Ok(t),
             Err(e) if !(auto_create && self.config.auto_create_topics) => Err(e),
             Err(_) => {
@@ -558,7 +757,7 @@ impl Broker {
         config::validate(&req.configs)?;
         let settings = TopicSettings::resolve(&self.topic_defaults(), &req.configs)?;
 
-        let mut meta = self.admin();
+        let mut meta = self.admin_synced();
         if self.registry().by_name.contains_key(&req.name) {
             return Err(Error::TopicAlreadyExists { name: req.name });
         }
@@ -591,7 +790,15 @@ impl Broker {
             configs: req.configs.clone(),
         }) {
             for p in opened {
+                // The backend decides what deleting means: the cluster backend only closes
+                // the handles (the data belongs to the topic in the shared store).
                 let _ = p.delete_blocking(self.storage.as_ref());
+            }
+            if matches!(e, Error::TopicAlreadyExists { .. })
+                && let Ok(events) = meta.poll()
+            {
+                // Another broker created it first: learn it, so the caller can use it.
+                self.apply_remote_events(events);
             }
             return Err(e);
         }
@@ -622,7 +829,7 @@ impl Broker {
 
     /// Deletes a topic and its data. BLOCKING.
     pub fn delete_topic_blocking(&self, name: &str) -> Result<Uuid> {
-        let mut meta = self.admin();
+        let mut meta = self.admin_synced();
         let topic = self.topic(name)?;
         meta.append(&MetadataEvent::TopicDeleted { id: topic.id })?;
         self.streams.forget(topic.id);
@@ -658,7 +865,7 @@ impl Broker {
         total: i32,
         validate_only: bool,
     ) -> Result<()> {
-        let mut meta = self.admin();
+        let mut meta = self.admin_synced();
         let topic = self.topic(name)?;
         let current = topic.partition_count();
         if total <= current {
@@ -712,7 +919,7 @@ impl Broker {
         self.topic(name)?;
         config::validate(&configs)?;
         let settings = TopicSettings::resolve(&self.topic_defaults(), &configs)?;
-        let mut meta = self.admin();
+        let mut meta = self.admin_synced();
         let topic = self.topic(name)?;
         if validate_only {
             return Ok(());
@@ -803,6 +1010,14 @@ impl Broker {
             .producer_ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if let Some(allocated) = self.admin().allocate_producer_id() {
+            // A cluster-wide allocator: remember the highest id seen, so epoch bumps of the
+            // ids handed out so far are recognised (`producer_id_was_allocated`).
+            let id = allocated?;
+            ids.next = ids.next.max(id.saturating_add(1));
+            ids.reserved_until = ids.reserved_until.max(ids.next);
+            return Ok(id);
+        }
         if ids.next >= ids.reserved_until {
             let until = ids.reserved_until + PRODUCER_ID_BLOCK;
             self.admin()

@@ -232,7 +232,7 @@ impl StreamRegistry {
             .cloned()
     }
 
-    fn install(&self, id: Uuid, meta: StreamMeta) {
+    pub(crate) fn install(&self, id: Uuid, meta: StreamMeta) {
         self.by_topic
             .write()
             .unwrap_or_else(PoisonError::into_inner)

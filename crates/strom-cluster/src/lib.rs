@@ -1,7 +1,8 @@
 //! Strom's cluster backend: stateless brokers over S3-compatible object storage, with
 //! PostgreSQL as the sequencer, the batch index and the home of metadata and leases.
 //!
-//! This crate is the engine; the broker core's storage seam plugs it in (issue 17). It knows
+//! This crate is the engine and, in [`backend`], its adapter to the broker core's storage seam
+//! (`strom serve --cluster-postgres … --cluster-object-store …`, issue 17). It knows
 //! nothing of Kafka or Kinesis requests: it appends and serves opaque record batches (Kafka
 //! record-batch v2, whose header it reads for offsets, timestamps and producer fields).
 //!
@@ -54,14 +55,18 @@
 //! One [`Error`] enum; [`Error::is_retriable`] separates outages (database, object store: the
 //! client retries, possibly through another broker) from request errors (sequence, fencing).
 
+pub mod backend;
 pub mod cache;
 pub mod collector;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod lease;
+pub mod membership;
 pub mod metadata;
+pub mod metadata_store;
 pub mod notify;
+pub mod partition_store;
 pub mod reader;
 pub mod registry;
 pub mod schema;
@@ -70,6 +75,7 @@ pub mod status;
 pub mod testkit;
 pub mod writer;
 
+pub use backend::{ClusterBackend, ClusterNode};
 pub use cache::ObjectCache;
 pub use config::{ClusterConfig, FlushConfig, ObjectStoreUrl, S3Settings};
 pub use db::Db;
@@ -77,4 +83,4 @@ pub use error::{Error, Result};
 pub use metadata::TopicPartition;
 pub use notify::Notifier;
 pub use reader::{FetchResult, ListedOffset, OffsetSpec, Reader, ReaderConfig};
-pub use writer::{Appended, Writer, WriterConfig};
+pub use writer::{Appended, Enqueued, Writer, WriterConfig};

@@ -139,6 +139,25 @@ impl Registration {
         })
     }
 
+    /// Replaces the advertised addresses (a broker registers before its listeners are bound,
+    /// to have its id, then advertises where it listens).
+    pub async fn set_addresses(&self, db: &Db, addresses: &BrokerAddresses) -> Result<()> {
+        let addresses = serde_json::Value::Object(
+            addresses
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+        );
+        let conn = db.conn().await?;
+        conn.execute(
+            "UPDATE strom_brokers SET addresses = $3 WHERE broker_id = $1 AND incarnation = $2",
+            &[&self.broker_id.0, &self.incarnation, &addresses],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Registry))?;
+        Ok(())
+    }
+
     /// Removes the registration (clean shutdown).
     pub async fn deregister(&self, db: &Db) -> Result<()> {
         let conn = db.conn().await?;

@@ -25,10 +25,11 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial cluster schema",
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial cluster schema",
+        sql: r#"
 -- Brokers: one row per broker id; a broker is live while its lease has not expired.
 CREATE TABLE strom_brokers (
     broker_id        integer PRIMARY KEY,
@@ -119,7 +120,31 @@ CREATE TABLE strom_producer_states (
     FOREIGN KEY (topic, partition) REFERENCES strom_partitions ON DELETE CASCADE
 );
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "shared broker metadata events",
+        sql: r#"
+-- The broker core's metadata events (topics, configs, Kinesis stream metadata, dynamic
+-- configs), in one order for every broker: appended under an advisory lock, so `seq` order is
+-- commit order and a broker tailing `seq > last seen` never skips an event. strom_topics and
+-- strom_partitions are kept in step in the same transactions (the writer needs the partition
+-- rows; their unique names refuse a topic two brokers create at once).
+CREATE TABLE strom_metadata_events (
+    seq        bigserial PRIMARY KEY,
+    event      jsonb NOT NULL,
+    broker_id  integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The cluster id, chosen by the first broker that starts.
+CREATE TABLE strom_cluster (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    cluster_id text NOT NULL
+);
+"#,
+    },
+];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.
 /// Returns the versions this call applied.

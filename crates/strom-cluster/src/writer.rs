@@ -64,6 +64,20 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// A batch handed to the writer ([`Writer::enqueue`]), not committed yet.
+#[derive(Debug)]
+#[must_use = "the batch is not acknowledged until wait returns"]
+pub struct Enqueued {
+    rx: oneshot::Receiver<Result<Appended>>,
+}
+
+impl Enqueued {
+    /// Waits until the batch's flush committed: its offsets, or why it was not written.
+    pub async fn wait(self) -> Result<Appended> {
+        self.rx.await.map_err(|_| Error::WriterClosed)?
+    }
+}
+
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
@@ -156,6 +170,14 @@ impl Writer {
     /// committed. The batch's header supplies the producer id, epoch, base sequence and record
     /// count; its base offset is ignored (offsets are assigned at commit).
     pub async fn append(&self, tp: TopicPartition, batch: Bytes) -> Result<Appended> {
+        self.enqueue(tp, batch).await?.wait().await
+    }
+
+    /// The first half of [`append`](Self::append): waits for buffer space and hands the batch
+    /// to the writer task, returning once its place in the flush order is taken (batches
+    /// enqueued one after another are committed in that order); [`Enqueued::wait`] then waits
+    /// for the commit.
+    pub async fn enqueue(&self, tp: TopicPartition, batch: Bytes) -> Result<Enqueued> {
         let header = BatchHeader::parse(&batch).map_err(|source| Error::InvalidBatch { source })?;
         if header.total_len() != batch.len() {
             return Err(Error::BatchLength {
@@ -190,7 +212,7 @@ impl Writer {
                 _permit: permit,
             })
             .map_err(|_| Error::WriterClosed)?;
-        rx.await.map_err(|_| Error::WriterClosed)?
+        Ok(Enqueued { rx })
     }
 
     /// Bytes accepted and not yet answered (buffered or in a flush); never above the
@@ -588,6 +610,20 @@ async fn commit(
                         continue;
                     }
                 }
+            } else if h.base_sequence != 0 {
+                // A producer's first batch on a partition starts at sequence 0 (also after an
+                // epoch bump), and producer states are never expired here: a later first
+                // batch means earlier ones failed (a flush whose upload failed) and must not
+                // be overtaken, or the producer's order would be broken.
+                outcomes.push(Err(Error::OutOfOrderSequence {
+                    topic: item.tp.topic.clone(),
+                    partition: item.tp.partition,
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                    expected: 0,
+                    received: h.base_sequence,
+                }));
+                continue;
             }
         }
         let base_offset = *next;

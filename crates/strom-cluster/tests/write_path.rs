@@ -334,7 +334,10 @@ async fn object_store_outage_fails_appends_retriably_then_recovers() {
     let status = strom_cluster::status::cluster_status(&env.db())
         .await
         .unwrap();
-    assert_eq!(status.schema_version, 1);
+    let newest = strom_cluster::schema::MIGRATIONS
+        .last()
+        .map_or(0, |m| m.version);
+    assert_eq!(status.schema_version, newest);
     assert_eq!(
         (status.uncommitted_objects, status.committed_objects),
         (1, 2)

@@ -134,6 +134,8 @@ pub fn storage_error(error: &StorageError) -> ResponseError {
         L::Unavailable { .. } | L::Poisoned | L::Corrupt { .. } => ResponseError::KafkaStorageError,
         // The partition was closed under the request (topic deletion, shutdown).
         L::Closed => ResponseError::NotLeaderOrFollower,
+        // Not retriable: the same request would be refused again by this backend.
+        L::Unsupported { .. } => ResponseError::InvalidRequest,
         // `StorageError` is non_exhaustive for downstream crates.
         _ => ResponseError::KafkaStorageError,
     }

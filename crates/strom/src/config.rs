@@ -47,6 +47,15 @@
 //! io_max_bytes_per_second = 52428800   # unlimited if unset; also --log-cleaner-io-max-bytes-per-second
 //! backoff_ms = 15000                   # also --log-cleaner-backoff-ms
 //!
+//! [cluster]                 # cluster mode; both URLs or neither (single node)
+//! postgres = "postgres://strom:secret@127.0.0.1:5432/strom"   # also --cluster-postgres
+//! object_store = "s3://bucket/prefix"  # also --cluster-object-store
+//! s3_endpoint = "http://127.0.0.1:9000" # else AWS_ENDPOINT_URL, else AWS S3
+//! s3_region = "us-east-1"              # else AWS_REGION
+//! s3_allow_http = false                # plain-HTTP endpoints (local stores)
+//! lease_ttl_ms = 10000                 # a dead broker leaves Metadata after about this
+//! flush_delay_ms = 250                 # longest wait before a flush to the object store
+//!
 //! [security]
 //! authorizer = false                   # ACLs (CreateAcls/DescribeAcls/DeleteAcls); off: SECURITY_DISABLED
 //! super_users = ["User:admin"]         # super.users: allowed everything
@@ -169,6 +178,35 @@ pub(crate) struct ServeArgs {
     /// Log filter, tracing-subscriber syntax [default: info].
     #[arg(long, env = "STROM_LOG", value_name = "FILTER")]
     pub(crate) log: Option<String>,
+    /// Cluster mode: PostgreSQL URL of the sequencer and metadata
+    /// (`postgres://user:pass@host:port/db`); needs --cluster-object-store too.
+    #[arg(long, env = "STROM_CLUSTER_POSTGRES", value_name = "URL")]
+    pub(crate) cluster_postgres: Option<String>,
+    /// Cluster mode: where record batches are stored (`s3://BUCKET/PREFIX`).
+    #[arg(long, env = "STROM_CLUSTER_OBJECT_STORE", value_name = "URL")]
+    pub(crate) cluster_object_store: Option<String>,
+    /// S3 endpoint of an S3-compatible store [default: AWS_ENDPOINT_URL, else AWS S3].
+    #[arg(long, env = "STROM_CLUSTER_S3_ENDPOINT", value_name = "URL")]
+    pub(crate) cluster_s3_endpoint: Option<String>,
+    /// S3 region [default: AWS_REGION, else us-east-1].
+    #[arg(long, env = "STROM_CLUSTER_S3_REGION", value_name = "REGION")]
+    pub(crate) cluster_s3_region: Option<String>,
+    /// Allow a plain http:// S3 endpoint (local stores) [default: false].
+    #[arg(
+        long,
+        env = "STROM_CLUSTER_S3_ALLOW_HTTP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) cluster_s3_allow_http: Option<bool>,
+    /// How long a broker's registration lives without a heartbeat: a dead broker leaves
+    /// Metadata after about this long [default: 10000].
+    #[arg(long, env = "STROM_CLUSTER_LEASE_TTL_MS", value_name = "MS")]
+    pub(crate) cluster_lease_ttl_ms: Option<u64>,
+    /// Longest wait before a produced batch is flushed to the object store [default: 250].
+    #[arg(long, env = "STROM_CLUSTER_FLUSH_DELAY_MS", value_name = "MS")]
+    pub(crate) cluster_flush_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +230,21 @@ struct FileConfig {
     security: FileSecurity,
     #[serde(default)]
     topic_defaults: BTreeMap<String, String>,
+    #[serde(default)]
+    cluster: FileCluster,
+}
+
+/// `[cluster]`: cluster mode (stateless brokers over PostgreSQL and object storage).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    postgres: Option<String>,
+    object_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_allow_http: Option<bool>,
+    lease_ttl_ms: Option<u64>,
+    flush_delay_ms: Option<u64>,
 }
 
 /// `[security]`: the authorizer (Kafka's `super.users`, `allow.everyone.if.no.acl.found`).
@@ -273,6 +326,10 @@ struct FileBroker {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) log: Option<String>,
+    /// Cluster mode's settings; `None` runs the single-node broker.
+    pub(crate) cluster: Option<strom_cluster::ClusterConfig>,
+    /// The node id given by flag, variable or file (cluster mode allocates one otherwise).
+    pub(crate) node_id: Option<i32>,
     pub(crate) http_listen: SocketAddr,
     broker: BrokerConfig,
     kafka: KafkaConfig,
@@ -437,8 +494,11 @@ impl Settings {
         if let Some(v) = file.kinesis.max_connections {
             kinesis.max_connections = v;
         }
+        let cluster = cluster_config(args, file.cluster)?;
         Ok(Settings {
             log: args.log.clone().or(file.log),
+            cluster,
+            node_id: args.node_id.or(file.broker.node_id),
             http_listen: args
                 .http_listen
                 .or(file.http.listen)
@@ -460,6 +520,38 @@ impl Settings {
     pub(crate) fn kinesis_config(&self) -> KinesisConfig {
         self.kinesis.clone()
     }
+}
+
+/// Cluster mode's settings from flags and the `[cluster]` table; `None` when neither URL is
+/// given, an error when only one is.
+fn cluster_config(
+    args: &ServeArgs,
+    file: FileCluster,
+) -> anyhow::Result<Option<strom_cluster::ClusterConfig>> {
+    let postgres = args.cluster_postgres.clone().or(file.postgres);
+    let object_store = args.cluster_object_store.clone().or(file.object_store);
+    let (postgres, object_store) = match (postgres, object_store) {
+        (None, None) => return Ok(None),
+        (Some(p), Some(o)) => (p, o),
+        _ => anyhow::bail!(
+            "cluster mode needs both --cluster-postgres and --cluster-object-store (or [cluster] postgres and object_store)"
+        ),
+    };
+    let mut config = strom_cluster::ClusterConfig::new(&postgres, &object_store)
+        .context("invalid cluster settings")?;
+    config.s3.endpoint = args.cluster_s3_endpoint.clone().or(file.s3_endpoint);
+    config.s3.region = args.cluster_s3_region.clone().or(file.s3_region);
+    config.s3.allow_http = args.cluster_s3_allow_http.or(file.s3_allow_http);
+    if let Some(ms) = args.cluster_lease_ttl_ms.or(file.lease_ttl_ms) {
+        if ms < 300 {
+            anyhow::bail!("cluster lease TTL must be at least 300 ms");
+        }
+        config.lease_ttl = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.cluster_flush_delay_ms.or(file.flush_delay_ms) {
+        config.flush.max_delay = Duration::from_millis(ms);
+    }
+    Ok(Some(config))
 }
 
 /// Rejects group settings Kafka would refuse to start with.
@@ -703,6 +795,49 @@ max_connections = 50
         );
         assert!(a.enabled && !a.allow_everyone_if_no_acl_found);
         let w = Wrapper::parse_from(["x", "--super-users", "admin"]);
+        assert!(Settings::load(&w.args).is_err());
+    }
+
+    #[test]
+    fn cluster_settings_from_file_and_flags() {
+        let w = Wrapper::parse_from(["x"]);
+        assert!(Settings::load(&w.args).unwrap().cluster.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\npostgres = \"postgres://u:p@127.0.0.1:5432/db\"\nobject_store = \"s3://bucket/a/b\"\ns3_region = \"eu-west-1\"\nlease_ttl_ms = 3000\n",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--cluster-object-store",
+            "s3://other/p",
+            "--cluster-s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--cluster-s3-allow-http",
+        ]);
+        let s = Settings::load(&w.args).unwrap();
+        let c = s.cluster.unwrap();
+        assert_eq!(c.object_store.bucket, "other");
+        assert_eq!(c.object_store.prefix, "p");
+        assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.s3.allow_http, Some(true));
+        assert_eq!(c.lease_ttl, Duration::from_secs(3));
+        assert_eq!(s.node_id, None);
+        // One URL without the other is refused.
+        let w = Wrapper::parse_from(["x", "--cluster-postgres", "postgres://h/db"]);
+        assert!(Settings::load(&w.args).is_err());
+        let w = Wrapper::parse_from([
+            "x",
+            "--cluster-postgres",
+            "postgres://h/db",
+            "--cluster-object-store",
+            "http://not-s3",
+        ]);
         assert!(Settings::load(&w.args).is_err());
     }
 

@@ -1,5 +1,8 @@
 //! The `strom` binary.
 //!
+//! With `--cluster-postgres URL --cluster-object-store s3://BUCKET/PREFIX` it is one broker of
+//! a cluster of stateless brokers over PostgreSQL and object storage (`strom-cluster`).
+//!
 //! `strom serve` runs a single-node broker with embedded defaults: data in `./strom-data`, the
 //! Kafka protocol on `127.0.0.1:9092`, the Kinesis Data Streams API on `127.0.0.1:4567`. Settings come from, in increasing precedence, built-in
 //! defaults, a TOML file (`--config FILE`), `STROM_*` environment variables and flags.
@@ -7,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 mod acl_cli;
 mod cli;
+mod cluster_cli;
 mod config;
 mod group_cli;
 mod txn_cli;
@@ -42,7 +46,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker until SIGTERM or Ctrl-C.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe or delete topics on a running broker.
     Topic {
         #[command(flatten)]
@@ -70,6 +74,11 @@ enum Command {
         connect: cli::Connect,
         #[command(subcommand)]
         command: group_cli::GroupCommand,
+    },
+    /// Cluster mode: brokers, leases, background jobs and uncommitted objects.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster_cli::ClusterCommand,
     },
     /// List and describe transactions, and the producers each partition remembers.
     Txn {
@@ -139,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group { connect, command } => {
             client_runtime()?.block_on(group_cli::group(&connect, command))
         }
+        Command::Cluster { command } => client_runtime()?.block_on(cluster_cli::cluster(command)),
         Command::Txn { connect, command } => {
             client_runtime()?.block_on(txn_cli::txn(&connect, command))
         }
@@ -178,11 +188,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if !strom_alloc::keep_freed_memory_until_trim() {
         tracing::debug!("allocator keeps its default trim and mapping thresholds");
     }
-    let broker_config = settings.broker_config();
+    let mut broker_config = settings.broker_config();
     let data_dir = broker_config.data_dir.clone();
-    let broker = Broker::start(broker_config)
-        .await
-        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    let (broker, cluster) = match settings.cluster.clone() {
+        None => {
+            let broker = Broker::start(broker_config)
+                .await
+                .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+            (broker, None)
+        }
+        Some(config) => {
+            let store = config.object_store.to_string();
+            let node = strom_cluster::ClusterNode::start(config, settings.node_id)
+                .await
+                .with_context(|| format!("joining the cluster (object store {store})"))?;
+            broker_config.node_id = node.node_id();
+            let broker = Broker::start_with_backend(broker_config, node.backend())
+                .await
+                .context("opening the broker on the cluster backend")?;
+            node.start_collector()
+                .context("starting the orphan collector")?;
+            (broker, Some(node))
+        }
+    };
     let kafka_config = settings.kafka_config();
     let listen = kafka_config.listen;
     let server = KafkaServer::bind(kafka_config, Arc::clone(&broker))
@@ -238,8 +266,25 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             (None, format!("not serving ({}: {e})", settings.http_listen))
         }
     };
+    let cluster_line = match &cluster {
+        Some(node) => {
+            let mut addresses = std::collections::BTreeMap::new();
+            addresses.insert(
+                "kafka".to_owned(),
+                format!("{}:{}", ctx.advertised_host, ctx.advertised_port),
+            );
+            if let Some(k) = kinesis.as_ref().and_then(|k| k.local_addr().ok()) {
+                addresses.insert("kinesis".to_owned(), k.to_string());
+            }
+            node.advertise(&addresses)
+                .await
+                .context("advertising this broker's listeners")?;
+            format!("node {} of the cluster", node.node_id())
+        }
+        None => "no (single node)".to_owned(),
+    };
     say(&format!(
-        "strom {} serving\n  data directory: {}\n  kafka:          {local} (advertised as {}:{})\n  kinesis:        {kinesis_line}\n  http:           {http_line}\n  topics:         {}\n",
+        "strom {} serving\n  cluster:        {cluster_line}\n  data directory: {}\n  kafka:          {local} (advertised as {}:{})\n  kinesis:        {kinesis_line}\n  http:           {http_line}\n  topics:         {}\n",
         env!("CARGO_PKG_VERSION"),
         absolute(&data_dir).display(),
         ctx.advertised_host,
@@ -286,6 +331,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .run_blocking(|b| b.shutdown_blocking())
         .await
         .context("closing the partitions")?;
+    if let Some(node) = cluster {
+        node.shutdown(std::time::Duration::from_secs(10)).await;
+    }
     say("strom stopped cleanly\n");
     Ok(())
 }

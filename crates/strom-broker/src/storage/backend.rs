@@ -25,6 +25,43 @@ use crate::storage::{LogConfig, PartitionIndex, PartitionStore, TopicPartition};
 pub trait MetadataStore: Send + Debug {
     /// Appends one event durably.
     fn append(&mut self, event: &MetadataEvent) -> Result<()>;
+
+    /// Events appended by *other* brokers sharing this store since the last call (or since
+    /// the store was opened), in the store's order. The broker applies them to its registry
+    /// idempotently, so a backend may also return this broker's own events. The local store
+    /// is not shared: always empty.
+    fn poll(&mut self) -> Result<Vec<MetadataEvent>> {
+        Ok(Vec::new())
+    }
+
+    /// A producer id from a cluster-wide allocator, or `None` when the broker reserves id
+    /// blocks itself through [`MetadataEvent::ProducerIdsReserved`] events (the local store).
+    fn allocate_producer_id(&mut self) -> Option<Result<i64>> {
+        None
+    }
+}
+
+/// A live broker of a cluster, as Metadata and DescribeCluster list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    /// Its node id.
+    pub node_id: i32,
+    /// Host its Kafka listener is advertised as.
+    pub host: String,
+    /// Port of its Kafka listener.
+    pub port: u16,
+}
+
+/// Which brokers share the backend (cluster mode): what Metadata lists and how partition
+/// leadership is spread. A backend without it (the local one) is a single broker that leads
+/// every partition.
+///
+/// # Contract
+/// Calls must not block: they answer from a view the backend refreshes in the background
+/// (the cluster backend: the broker registry in PostgreSQL, read every few seconds).
+pub trait ClusterMembers: Send + Sync + Debug {
+    /// The live brokers, sorted by node id, this one included. Empty when not known yet.
+    fn live_brokers(&self) -> Vec<BrokerEndpoint>;
 }
 
 /// What a broker opens its storage through: the metadata store and one [`PartitionStore`] per
@@ -57,5 +94,87 @@ pub trait StorageBackend: Send + Sync + Debug {
     /// the middle of a deletion). Called once when the broker opens.
     fn remove_orphans(&self, is_live: &dyn Fn(&str, PartitionIndex) -> bool) {
         let _ = is_live;
+    }
+
+    /// How often the broker asks the metadata store for other brokers' events
+    /// ([`MetadataStore::poll`]); `None` (the default) for a store no other broker writes.
+    fn metadata_poll_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// `Some(StorageError::Unsupported)` for a broker feature this backend cannot serve yet
+    /// (`"transactions"`), which the broker then refuses up front; `None` (the default) when
+    /// supported.
+    fn unsupported(&self, feature: &'static str) -> Option<crate::storage::StorageError> {
+        let _ = feature;
+        None
+    }
+
+    /// The brokers sharing this backend, for Metadata; `None` for a single broker.
+    fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
+        None
+    }
+}
+
+/// The broker that leads `partition` of `topic` among `live` (sorted by node id): a stable
+/// hash (FNV-1a, the same in every process and release) of the topic name and partition
+/// index, modulo the number of live brokers. Every broker computes the same leader from the
+/// same live list, so a producer keeps each partition on one connection and its order is
+/// kept; partitions of one topic spread over the brokers. `None` when `live` is empty.
+pub fn partition_leader<'a>(
+    live: &'a [BrokerEndpoint],
+    topic: &str,
+    partition: PartitionIndex,
+) -> Option<&'a BrokerEndpoint> {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for byte in topic
+        .as_bytes()
+        .iter()
+        .chain(&[0u8])
+        .chain(&partition.0.to_le_bytes())
+    {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    let n = u64::try_from(live.len()).ok().filter(|n| *n > 0)?;
+    live.get(usize::try_from(hash % n).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn brokers(ids: &[i32]) -> Vec<BrokerEndpoint> {
+        ids.iter()
+            .map(|&node_id| BrokerEndpoint {
+                node_id,
+                host: "h".into(),
+                port: 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn leaders_are_stable_and_spread() {
+        let live = brokers(&[0, 1, 2]);
+        let leader = |p| partition_leader(&live, "orders", PartitionIndex(p)).map(|b| b.node_id);
+        // The same answer every time, in every process (no random hasher state).
+        assert_eq!(leader(0), leader(0));
+        let counts = (0..300).fold([0usize; 3], |mut c, p| {
+            if let Some(id) = leader(p) {
+                c[usize::try_from(id).unwrap()] += 1;
+            }
+            c
+        });
+        assert!(counts.iter().all(|&c| c > 60), "{counts:?}");
+        assert!(partition_leader(&[], "t", PartitionIndex(0)).is_none());
+        // One live broker leads everything.
+        let one = brokers(&[7]);
+        assert_eq!(
+            partition_leader(&one, "t", PartitionIndex(5)).map(|b| b.node_id),
+            Some(7)
+        );
     }
 }

@@ -133,6 +133,15 @@ pub enum StorageError {
         /// The latest timestamp accepted.
         latest: i64,
     },
+    /// The backend does not support this operation or kind of batch (yet): the cluster backend
+    /// of issue 17 part 1 refuses transactional batches, DeleteRecords and compaction.
+    #[error("{feature} is not supported by the {backend} storage backend yet")]
+    Unsupported {
+        /// What was asked for.
+        feature: &'static str,
+        /// Which backend refused it.
+        backend: &'static str,
+    },
     /// Stored data that the backend cannot make sense of, not (yet) narrowed to a range.
     #[error("corrupt data in {location}: {reason}")]
     Corrupt {

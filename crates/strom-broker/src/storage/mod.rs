@@ -26,7 +26,9 @@ pub mod local;
 mod partition;
 mod types;
 
-pub use backend::{MetadataStore, StorageBackend};
+pub use backend::{
+    BrokerEndpoint, ClusterMembers, MetadataStore, StorageBackend, partition_leader,
+};
 pub use error::StorageError;
 pub use partition::{PartitionStore, StorageResult, StoreRead};
 pub use types::{Offset, PartitionIndex, PendingWrite, ProducerId, TopicPartition};
@@ -34,4 +36,6 @@ pub use types::{Offset, PartitionIndex, PendingWrite, ProducerId, TopicPartition
 /// The aborted transactions of a `read_committed` read and the filter a reader applies to skip
 /// their batches, a partition's open transactions and its producers (plain data types, shared
 /// by every backend), and a partition's storage settings.
-pub use strom_log::{AbortedFilter, AbortedTxn, LogConfig, OngoingTxn, ProducerInfo};
+pub use strom_log::{
+    AbortedFilter, AbortedTxn, LogConfig, OngoingTxn, ProducerInfo, TimestampType,
+};

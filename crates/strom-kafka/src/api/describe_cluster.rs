@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60): the cluster id, the controller and the (single) broker.
+//! DescribeCluster (key 60): the cluster id, the controller and the brokers (this one, or every
+//! live broker in cluster mode).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -21,12 +22,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_owned()))
         .with_controller_id(node)
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(node)
-                .with_host(StrBytes::from_string(context.advertised_host.clone()))
-                .with_port(context.advertised_port),
-        ]);
+        .with_brokers(
+            super::metadata::live_brokers(context)
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(StrBytes::from_string(b.host))
+                        .with_port(i32::from(b.port))
+                })
+                .collect(),
+        );
     if body.include_cluster_authorized_operations {
         response.cluster_authorized_operations =
             super::metadata::cluster_authorized_operations(context, request);

@@ -1,6 +1,12 @@
 //! FindCoordinator (key 10): this single broker coordinates every group (`key_type` 0) and
 //! every transactional id (`key_type` 1).
 //!
+//! In cluster mode each key is coordinated by one live broker, picked as partition leaders
+//! are (a stable hash of the key over the live brokers), so every member of a group talks to
+//! the same coordinator whichever broker it asked. Coordinator state is that broker's memory:
+//! when the live brokers change, a key may move to a broker that does not know the group yet
+//! (see ARCHITECTURE.md, cluster mode, what is not built).
+//!
 //! v0–v3 ask for one key; v4+ batch keys in `coordinator_keys`. Other key types (share groups)
 //! answer INVALID_REQUEST.
 
@@ -8,6 +14,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
+
+use strom_broker::storage::{PartitionIndex, partition_leader};
 
 use super::{HandlerError, Outcome, decode, respond};
 use crate::error_code::error_code;
@@ -23,6 +31,30 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         _ => Some(ResponseError::InvalidRequest),
     };
     let code = error.map_or(0, |e| e.code());
+    let live = super::metadata::live_brokers(context);
+    let coordinator = |key: &str| {
+        let namespace = if body.key_type == 1 {
+            "__transaction_state"
+        } else {
+            "__consumer_offsets"
+        };
+        // `live` always holds at least this broker.
+        partition_leader(&live, &format!("{namespace}/{key}"), PartitionIndex(0))
+            .map(|b| {
+                (
+                    BrokerId(b.node_id),
+                    StrBytes::from_string(b.host.clone()),
+                    i32::from(b.port),
+                )
+            })
+            .unwrap_or_else(|| {
+                (
+                    BrokerId(context.broker.node_id()),
+                    StrBytes::from_string(context.advertised_host.clone()),
+                    context.advertised_port,
+                )
+            })
+    };
     // With an authorizer: DESCRIBE on the group (key type 0) or transactional id (1).
     let resource = if body.key_type == 1 {
         ResourceType::TransactionalId
@@ -35,23 +67,19 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             .flatten()
             .map(|e| error_code(&e))
     };
-    let node = BrokerId(context.broker.node_id());
-    let host = StrBytes::from_string(context.advertised_host.clone());
     let mut response = FindCoordinatorResponse::default();
     if request.version() >= 4 {
         response.coordinators = body
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let (node, host, port) = coordinator(&key);
                 let key_code = denied(key.as_str()).unwrap_or(code);
                 let mut c = Coordinator::default()
                     .with_key(key)
                     .with_error_code(key_code);
                 if key_code == 0 {
-                    c = c
-                        .with_node_id(node)
-                        .with_host(host.clone())
-                        .with_port(context.advertised_port);
+                    c = c.with_node_id(node).with_host(host).with_port(port);
                 } else {
                     c = c.with_node_id(BrokerId(-1));
                 }
@@ -62,9 +90,10 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         let code = denied(body.key.as_str()).unwrap_or(code);
         response.error_code = code;
         if code == 0 {
+            let (node, host, port) = coordinator(&body.key);
             response.node_id = node;
             response.host = host;
-            response.port = context.advertised_port;
+            response.port = port;
         } else {
             response.node_id = BrokerId(-1);
         }

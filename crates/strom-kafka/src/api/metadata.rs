@@ -7,6 +7,7 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use strom_broker::storage::{BrokerEndpoint, PartitionIndex, partition_leader};
 use strom_broker::{Topic, validate_topic_name};
 
 use super::{HandlerError, Outcome, decode, respond};
@@ -73,13 +74,14 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             operation: AclOperation::Describe,
         })
     };
+    let live = live_brokers(context);
     let mut topics = Vec::new();
     match requested {
         None => {
             for topic in broker.topics() {
                 if describable(topic.name()) {
                     topics.push(describe_topic(
-                        context,
+                        &live,
                         &topic,
                         version,
                         topic_ops(topic.name()),
@@ -115,7 +117,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                                 .await;
                             match result {
                                 Ok(topic) => {
-                                    describe_topic(context, &topic, version, topic_ops(&name))
+                                    describe_topic(&live, &topic, version, topic_ops(&name))
                                 }
                                 Err(e) => error_topic(&name, error_code(&e)),
                             }
@@ -127,7 +129,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             .with_name(None)
                             .with_topic_id(wanted.topic_id),
                         Ok(topic) => {
-                            describe_topic(context, &topic, version, topic_ops(topic.name()))
+                            describe_topic(&live, &topic, version, topic_ops(topic.name()))
                         }
                         Err(e) => MetadataResponseTopic::default()
                             .with_error_code(error_code(&e))
@@ -140,13 +142,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     }
     let node = BrokerId(broker.node_id());
-    let mut response = MetadataResponse::default()
-        .with_brokers(vec![
+    let brokers = live_brokers(context)
+        .into_iter()
+        .map(|b| {
             MetadataResponseBroker::default()
-                .with_node_id(node)
-                .with_host(StrBytes::from_string(context.advertised_host.clone()))
-                .with_port(context.advertised_port),
-        ])
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(i32::from(b.port))
+        })
+        .collect();
+    let mut response = MetadataResponse::default()
+        .with_brokers(brokers)
         .with_topics(topics);
     if version >= 1 {
         response.controller_id = node;
@@ -182,17 +188,38 @@ fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
         .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
 }
 
+/// The brokers to list: on a single node this one; in cluster mode every live broker of the
+/// registry, this one included even before its registration is seen.
+pub(crate) fn live_brokers(context: &Context) -> Vec<BrokerEndpoint> {
+    let me = BrokerEndpoint {
+        node_id: context.broker.node_id(),
+        host: context.advertised_host.clone(),
+        port: u16::try_from(context.advertised_port).unwrap_or(0),
+    };
+    let mut live = context.broker.live_brokers().unwrap_or_default();
+    if !live.iter().any(|b| b.node_id == me.node_id) {
+        live.push(me);
+        live.sort_by_key(|b| b.node_id);
+    }
+    live
+}
+
 fn describe_topic(
-    context: &Context,
+    live: &[BrokerEndpoint],
     topic: &Arc<Topic>,
     version: i16,
     authorized_operations: Option<i32>,
 ) -> MetadataResponseTopic {
-    let node = BrokerId(context.broker.node_id());
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
+            // Any broker serves any partition in cluster mode; the leader named here only
+            // keeps each partition of a producer on one connection (its order).
+            let node = BrokerId(
+                partition_leader(live, topic.name(), PartitionIndex(p.index()))
+                    .map_or(-1, |b| b.node_id),
+            );
             let mut part = MetadataResponsePartition::default()
                 .with_partition_index(p.index())
                 .with_leader_id(node)

@@ -1,0 +1,327 @@
+//! The cluster backend behind the broker's storage seam: [`ClusterBackend`] implements
+//! `strom_broker::storage::StorageBackend` over this crate's [`Writer`], [`Reader`] and
+//! [`Notifier`], the shared metadata store ([`crate::metadata_store`]) and the broker registry
+//! ([`crate::membership`]).
+//!
+//! ```text
+//!  strom serve --cluster-postgres URL --cluster-object-store s3://BUCKET/PREFIX
+//!    ClusterNode::start ── connect, migrate, register (node id allocated if not given)
+//!    Broker::open_with_backend(ClusterBackend)
+//!      open_metadata  → ClusterMetadataStore (strom_metadata_events, replayed then tailed)
+//!      open_partition → ClusterPartitionStore (append → Writer, read → Reader, hw ← Notifier)
+//!      members        → Membership (live brokers, refreshed every second)
+//! ```
+//!
+//! **Blocking bridge.** The seam's calls block (the broker makes them from blocking threads);
+//! the engine is async. [`Bridge::run`] spawns the future on the broker's runtime and waits
+//! for its answer on a plain channel, so the engine's I/O runs on the runtime's drivers, and a
+//! call made by mistake from an async worker thread only blocks that thread instead of
+//! panicking as `Handle::block_on` would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use strom_broker::metadata::MetadataEvent;
+use strom_broker::storage::{
+    ClusterMembers, LogConfig, MetadataStore, PartitionStore, StorageBackend, StorageError,
+    TopicPartition as SeamPartition,
+};
+use tokio::runtime::Handle;
+
+use crate::cache::ObjectCache;
+use crate::config::ClusterConfig;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::membership::Membership;
+use crate::metadata::TopicPartition;
+use crate::metadata_store::ClusterMetadataStore;
+use crate::notify::Notifier;
+use crate::partition_store::ClusterPartitionStore;
+use crate::reader::{Reader, ReaderConfig};
+use crate::writer::{Writer, WriterConfig};
+
+/// Bytes of served batches the object cache keeps (tail reads, recent catch-up).
+const CACHE_BYTES: u64 = 256 << 20;
+/// PostgreSQL connections of the read path (fetches and ListOffsets run concurrently).
+const READER_CONNECTIONS: usize = 8;
+/// How often a broker reads the metadata events other brokers appended.
+const METADATA_POLL: Duration = Duration::from_millis(250);
+
+/// Runs the engine's futures for blocking callers.
+#[derive(Debug, Clone)]
+pub(crate) struct Bridge {
+    handle: Handle,
+}
+
+impl Bridge {
+    /// Runs `future` on the runtime and waits for it. [`StorageError::Closed`] when the
+    /// runtime is shutting down and dropped the task.
+    pub(crate) fn run<F>(&self, future: F) -> std::result::Result<F::Output, StorageError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(future.await);
+        });
+        rx.recv().map_err(|_| StorageError::Closed)
+    }
+
+    /// The runtime's handle.
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+/// What every partition store of one broker shares.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    pub(crate) bridge: Bridge,
+    pub(crate) writer: Writer,
+    pub(crate) reader: Reader,
+    pub(crate) notifier: Notifier,
+    /// Partition-level admin statements (DeleteRecords, producer listings).
+    pub(crate) admin: Db,
+}
+
+/// One broker's connection to the cluster: the engine, the metadata store's database and the
+/// registration. Made by [`ClusterNode::start`]; [`ClusterNode::backend`] is what the broker
+/// opens its storage through.
+#[derive(Debug)]
+pub struct ClusterNode {
+    config: ClusterConfig,
+    engine: Arc<Engine>,
+    membership: Arc<Membership>,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl ClusterNode {
+    /// Connects to PostgreSQL (migrating the schema), builds the object-store client, starts
+    /// the writer, reader and commit listener on the current runtime, and registers this
+    /// broker under `node_id`, or under the smallest id no live broker holds when `None`.
+    pub async fn start(config: ClusterConfig, node_id: Option<i32>) -> Result<ClusterNode> {
+        let pg = config.postgres_config()?;
+        {
+            let mut client = crate::db::connect(&pg).await?;
+            crate::schema::migrate(&mut client).await?;
+        }
+        let store = config.build_object_store()?;
+        let membership = Arc::new(Membership::join(&config, node_id).await?);
+        let cache = Arc::new(ObjectCache::new(CACHE_BYTES));
+        let writer = Writer::start(
+            WriterConfig {
+                flush: config.flush,
+                prefix: config.object_store.prefix.clone(),
+                name: format!("broker-{}", membership.node_id()),
+            },
+            Db::new(pg.clone()),
+            Arc::clone(&store),
+            Some(Arc::clone(&cache)),
+        );
+        let reader = Reader::new(
+            Db::with_connections(pg.clone(), READER_CONNECTIONS),
+            Arc::clone(&store),
+            cache,
+            ReaderConfig::default(),
+        );
+        let admin = Db::new(pg.clone());
+        let notifier = Notifier::start(pg);
+        let engine = Arc::new(Engine {
+            bridge: Bridge {
+                handle: Handle::current(),
+            },
+            writer,
+            reader,
+            notifier,
+            admin,
+        });
+        Ok(ClusterNode {
+            config,
+            engine,
+            membership,
+            store,
+        })
+    }
+
+    /// This broker's node id (given, or allocated at registration).
+    pub fn node_id(&self) -> i32 {
+        self.membership.node_id()
+    }
+
+    /// The storage backend to open the broker with.
+    pub fn backend(&self) -> Arc<ClusterBackend> {
+        Arc::new(ClusterBackend {
+            config: self.config.clone(),
+            engine: Arc::clone(&self.engine),
+            membership: Arc::clone(&self.membership),
+        })
+    }
+
+    /// Publishes where this broker listens (listener name → `host:port`: `kafka`, `kinesis`,
+    /// `http`); Metadata on every broker lists the `kafka` one.
+    pub async fn advertise(&self, addresses: &crate::registry::BrokerAddresses) -> Result<()> {
+        self.membership.advertise(addresses).await
+    }
+
+    /// Starts the orphan collector (one broker at a time runs it, under a lease); it runs
+    /// until the runtime stops.
+    pub fn start_collector(&self) -> Result<tokio::task::JoinHandle<()>> {
+        Ok(crate::collector::spawn(
+            Db::new(self.config.postgres_config()?),
+            Arc::clone(&self.store),
+            crate::collector::CollectorConfig {
+                prefix: self.config.object_store.prefix.clone(),
+                holder: format!("broker-{}", self.node_id()),
+                lease_ttl: self.config.lease_ttl,
+                grace: self.config.orphan_grace,
+                interval: self.config.lease_ttl / 2,
+            },
+        ))
+    }
+
+    /// Clean shutdown: flushes what the writer holds (bounded by `timeout`) and deregisters,
+    /// so the broker leaves Metadata at once instead of after its lease.
+    pub async fn shutdown(&self, timeout: Duration) {
+        if let Err(error) = self.engine.writer.clone().shutdown(timeout).await {
+            tracing::warn!(%error, "cluster writer did not stop in time");
+        }
+        if let Err(error) = self.membership.leave().await {
+            tracing::warn!(%error, "deregistering the broker failed; its lease will lapse");
+        }
+    }
+}
+
+/// The cluster storage backend of one broker (see the module docs).
+#[derive(Debug)]
+pub struct ClusterBackend {
+    config: ClusterConfig,
+    engine: Arc<Engine>,
+    membership: Arc<Membership>,
+}
+
+impl StorageBackend for ClusterBackend {
+    fn open_metadata(&self) -> strom_broker::Result<(Box<dyn MetadataStore>, Vec<MetadataEvent>)> {
+        let pg = self.config.postgres_config().map_err(storage)?;
+        let (store, events) = ClusterMetadataStore::open(
+            self.engine.bridge.clone(),
+            Db::new(pg),
+            self.membership.node_id(),
+        )?;
+        Ok((Box::new(store), events))
+    }
+
+    fn open_partition(
+        &self,
+        partition: SeamPartition<'_>,
+        config: LogConfig,
+    ) -> strom_broker::Result<Arc<dyn PartitionStore>> {
+        let tp = TopicPartition::new(partition.topic, partition.index.0);
+        Ok(Arc::new(ClusterPartitionStore::open(
+            Arc::clone(&self.engine),
+            tp,
+            config,
+        )?))
+    }
+
+    fn metadata_poll_interval(&self) -> Option<Duration> {
+        Some(METADATA_POLL)
+    }
+
+    fn unsupported(&self, feature: &'static str) -> Option<StorageError> {
+        (feature == "transactions").then_some(StorageError::Unsupported {
+            feature,
+            backend: "cluster",
+        })
+    }
+
+    fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
+        Some(Arc::clone(&self.membership) as Arc<dyn ClusterMembers>)
+    }
+}
+
+/// The seam's error for an engine error.
+pub(crate) fn storage_error(error: Error) -> StorageError {
+    match error {
+        Error::OffsetOutOfRange {
+            offset,
+            log_start_offset,
+            high_watermark,
+            ..
+        } => StorageError::OffsetOutOfRange {
+            requested: offset,
+            start: log_start_offset,
+            end: high_watermark,
+        },
+        Error::OutOfOrderSequence {
+            producer_id,
+            producer_epoch,
+            expected,
+            received,
+            ..
+        } => StorageError::OutOfOrderSequence {
+            producer_id,
+            epoch: producer_epoch,
+            expected,
+            found: received,
+        },
+        Error::ProducerFenced {
+            producer_id,
+            producer_epoch,
+            current_epoch,
+            ..
+        } => StorageError::ProducerFenced {
+            producer_id,
+            epoch: producer_epoch,
+            current_epoch,
+        },
+        Error::InvalidBatch { source } => StorageError::InvalidBatch(source),
+        Error::BatchTooLarge { size, limit } => StorageError::BatchTooLarge { size, max: limit },
+        // The partition's rows are gone: another broker deleted the topic.
+        Error::UnknownPartition { .. } => StorageError::Closed,
+        Error::CorruptIndex {
+            key, base_offset, ..
+        } => StorageError::Corrupt {
+            location: key,
+            reason: format!("index row at offset {base_offset} does not match the object"),
+        },
+        other => {
+            let op = match &other {
+                Error::Postgres { .. } => "postgres",
+                Error::ObjectStore { .. } => "object store",
+                Error::Timeout { .. } => "cluster flush",
+                _ => "cluster backend",
+            };
+            let resource = match &other {
+                Error::ObjectStore { key: Some(key), .. } | Error::ObjectCollected { key } => {
+                    key.clone()
+                }
+                _ => String::new(),
+            };
+            StorageError::Unavailable {
+                op,
+                resource,
+                source: Arc::new(other),
+            }
+        }
+    }
+}
+
+/// The broker's error for an engine error.
+pub(crate) fn storage(error: Error) -> strom_broker::Error {
+    strom_broker::Error::Storage(storage_error(error))
+}
+
+/// [`crate::status::cluster_status`] of the cluster whose PostgreSQL is at `postgres_url`
+/// (`strom cluster status`; no broker needed).
+pub async fn status_at(postgres_url: &str) -> Result<crate::status::ClusterStatus> {
+    let config = postgres_url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|_| Error::InvalidConfig {
+            setting: "postgres",
+            value: String::from("(the given URL)"),
+            reason: "not a PostgreSQL connection URL",
+        })?;
+    crate::status::cluster_status(&Db::new(config)).await
+}

@@ -1,0 +1,292 @@
+//! [`ClusterMetadataStore`]: the broker core's metadata events, shared by every broker through
+//! PostgreSQL.
+//!
+//! **Why an event table.** The broker core already rebuilds its state (topics, configs,
+//! Kinesis stream metadata, dynamic configs) from `MetadataEvent`s; storing those same events
+//! in one ordered table (`strom_metadata_events`, migration 2) and having every broker replay
+//! it at start and tail it afterwards (`seq > last seen`, every 250 ms) gives every broker the
+//! same state with no second model of topics to keep in step, and every kind of event (even
+//! ones added later) is shared without new code here. Appends take a transaction-scoped
+//! advisory lock first, so `seq` order is commit order and a tailing broker never skips an
+//! event committed late.
+//!
+//! **Conflicts.** Brokers decide on possibly stale state, so the append transaction checks
+//! what must hold cluster-wide and keeps the tables the engine needs in step:
+//! `TopicCreated` inserts the `strom_topics` row (a name taken by another broker →
+//! `TopicAlreadyExists`) and its `strom_partitions` rows; `PartitionsCreated` only grows;
+//! `ConfigsSet` updates the row; `TopicDeleted` deletes the row, which cascades to the
+//! partitions, the batch index and the producer states (an unknown topic → `UnknownTopicId`).
+//!
+//! **Not done yet.** The table keeps the whole history (no snapshot), and a deleted topic's
+//! objects stay in the object store (their rows in `strom_objects` stay `committed`).
+
+use std::collections::BTreeMap;
+
+use strom_broker::metadata::MetadataEvent;
+use strom_broker::storage::MetadataStore;
+use uuid::Uuid;
+
+use crate::backend::{Bridge, storage};
+use crate::db::Db;
+use crate::error::{DbOp, Error};
+
+/// Advisory lock key of metadata appends ("strom" in ASCII, plus 2).
+pub const METADATA_LOCK: i64 = 0x7374_726f_6d02;
+
+/// The shared metadata store of one broker (see the module docs).
+#[derive(Debug)]
+pub struct ClusterMetadataStore {
+    bridge: Bridge,
+    db: std::sync::Arc<Db>,
+    broker_id: i32,
+    /// The highest `seq` read so far.
+    cursor: i64,
+}
+
+/// Why an append was refused, before it is turned into the broker's error.
+enum Refused {
+    Exists(String),
+    UnknownTopic(Uuid),
+    Shrink(i32),
+    Db(Error),
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Db(e)
+    }
+}
+
+fn pg(e: tokio_postgres::Error) -> Refused {
+    Refused::Db(Error::Postgres {
+        op: DbOp::Metadata,
+        source: std::sync::Arc::new(e),
+    })
+}
+
+impl ClusterMetadataStore {
+    /// Opens the store: makes sure the cluster has an id, and reads every event. Returns the
+    /// events the broker replays, the cluster id first. BLOCKING.
+    pub(crate) fn open(
+        bridge: Bridge,
+        db: Db,
+        broker_id: i32,
+    ) -> strom_broker::Result<(ClusterMetadataStore, Vec<MetadataEvent>)> {
+        let db = std::sync::Arc::new(db);
+        let (cluster_id, events) = {
+            let db = std::sync::Arc::clone(&db);
+            bridge.run(async move {
+                let conn = db.conn().await?;
+                let proposed = Uuid::new_v4().simple().to_string();
+                conn.execute(
+                    "INSERT INTO strom_cluster (cluster_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&proposed],
+                )
+                .await
+                .map_err(Error::pg(DbOp::Metadata))?;
+                let cluster_id: String = conn
+                    .query_one("SELECT cluster_id FROM strom_cluster", &[])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(Error::pg(DbOp::Metadata))?;
+                drop(conn);
+                let events = read_events(&db, 0).await?;
+                Ok::<_, Error>((cluster_id, events))
+            })?
+        }
+        .map_err(storage)?;
+        let cursor = events.last().map_or(0, |(seq, _)| *seq);
+        let mut out = vec![MetadataEvent::ClusterInitialized { cluster_id }];
+        out.extend(events.into_iter().map(|(_, e)| e));
+        Ok((
+            ClusterMetadataStore {
+                bridge,
+                db,
+                broker_id,
+                cursor,
+            },
+            out,
+        ))
+    }
+}
+
+/// Events with `seq > after`, in order. Rows that do not decode (written by a newer Strom)
+/// are skipped with a warning.
+async fn read_events(db: &Db, after: i64) -> Result<Vec<(i64, MetadataEvent)>, Error> {
+    let conn = db.conn().await?;
+    let rows = conn
+        .query(
+            "SELECT seq, event FROM strom_metadata_events WHERE seq > $1 ORDER BY seq",
+            &[&after],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get(0).map_err(Error::pg(DbOp::Metadata))?;
+        let json: serde_json::Value = row.try_get(1).map_err(Error::pg(DbOp::Metadata))?;
+        match serde_json::from_value::<MetadataEvent>(json) {
+            Ok(event) => out.push((seq, event)),
+            Err(error) => {
+                tracing::warn!(seq, %error, "skipping a metadata event this broker cannot read")
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn configs_json(configs: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        configs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// The append transaction: lock, check and project the event, insert it.
+async fn append(db: &Db, broker_id: i32, event: MetadataEvent) -> Result<(), Refused> {
+    let json = serde_json::to_value(&event).map_err(|_| {
+        Refused::Db(Error::InvalidConfig {
+            setting: "metadata event",
+            value: format!("{event:?}"),
+            reason: "does not serialise",
+        })
+    })?;
+    let mut conn = db.conn().await?;
+    let tx = conn.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&METADATA_LOCK])
+        .await
+        .map_err(pg)?;
+    match &event {
+        MetadataEvent::TopicCreated {
+            name,
+            id,
+            partitions,
+            configs,
+        } => {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO strom_topics (name, topic_id, partitions, configs)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                    &[name, id, partitions, &configs_json(configs)],
+                )
+                .await
+                .map_err(pg)?;
+            if inserted == 0 {
+                return Err(Refused::Exists(name.clone()));
+            }
+            tx.execute(
+                "INSERT INTO strom_partitions (topic, partition)
+                 SELECT $1, p FROM generate_series(0, $2 - 1) AS p",
+                &[name, partitions],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        MetadataEvent::PartitionsCreated { id, total } => {
+            let row = tx
+                .query_opt(
+                    "SELECT name, partitions FROM strom_topics WHERE topic_id = $1 FOR UPDATE",
+                    &[id],
+                )
+                .await
+                .map_err(pg)?
+                .ok_or(Refused::UnknownTopic(*id))?;
+            let name: String = row.try_get(0).map_err(pg)?;
+            let current: i32 = row.try_get(1).map_err(pg)?;
+            if *total <= current {
+                return Err(Refused::Shrink(*total));
+            }
+            tx.execute(
+                "UPDATE strom_topics SET partitions = $2 WHERE topic_id = $1",
+                &[id, total],
+            )
+            .await
+            .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO strom_partitions (topic, partition)
+                 SELECT $1, p FROM generate_series($2, $3 - 1) AS p",
+                &[&name, &current, total],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        MetadataEvent::ConfigsSet { id, configs } => {
+            let n = tx
+                .execute(
+                    "UPDATE strom_topics SET configs = $2 WHERE topic_id = $1",
+                    &[id, &configs_json(configs)],
+                )
+                .await
+                .map_err(pg)?;
+            if n == 0 {
+                return Err(Refused::UnknownTopic(*id));
+            }
+        }
+        MetadataEvent::TopicDeleted { id } => {
+            let n = tx
+                .execute("DELETE FROM strom_topics WHERE topic_id = $1", &[id])
+                .await
+                .map_err(pg)?;
+            if n == 0 {
+                return Err(Refused::UnknownTopic(*id));
+            }
+        }
+        _ => {}
+    }
+    tx.execute(
+        "INSERT INTO strom_metadata_events (event, broker_id) VALUES ($1, $2)",
+        &[&json, &broker_id],
+    )
+    .await
+    .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(())
+}
+
+impl MetadataStore for ClusterMetadataStore {
+    fn append(&mut self, event: &MetadataEvent) -> strom_broker::Result<()> {
+        let db = std::sync::Arc::clone(&self.db);
+        let broker_id = self.broker_id;
+        let event = event.clone();
+        match self
+            .bridge
+            .run(async move { append(&db, broker_id, event).await })?
+        {
+            Ok(()) => Ok(()),
+            Err(Refused::Exists(name)) => Err(strom_broker::Error::TopicAlreadyExists { name }),
+            Err(Refused::UnknownTopic(id)) => Err(strom_broker::Error::UnknownTopicId { id }),
+            Err(Refused::Shrink(count)) => Err(strom_broker::Error::InvalidPartitions {
+                count,
+                reason: "a topic's partition count can only grow",
+            }),
+            Err(Refused::Db(e)) => Err(storage(e)),
+        }
+    }
+
+    fn poll(&mut self) -> strom_broker::Result<Vec<MetadataEvent>> {
+        let db = std::sync::Arc::clone(&self.db);
+        let after = self.cursor;
+        let events = self
+            .bridge
+            .run(async move { read_events(&db, after).await })?
+            .map_err(storage)?;
+        if let Some((seq, _)) = events.last() {
+            self.cursor = *seq;
+        }
+        Ok(events.into_iter().map(|(_, e)| e).collect())
+    }
+
+    fn allocate_producer_id(&mut self) -> Option<strom_broker::Result<i64>> {
+        let db = std::sync::Arc::clone(&self.db);
+        let allocated = self
+            .bridge
+            .run(async move { crate::metadata::allocate_producer_id(&db).await });
+        Some(match allocated {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(e)) => Err(storage(e)),
+            Err(e) => Err(strom_broker::Error::Storage(e)),
+        })
+    }
+}

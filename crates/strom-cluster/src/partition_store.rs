@@ -1,0 +1,582 @@
+//! [`ClusterPartitionStore`]: one partition behind the broker's `PartitionStore` seam, its
+//! batches written by the broker's [`crate::Writer`] and read through its [`crate::Reader`].
+//!
+//! **Append.** `append_deferred` validates the produced batches as the local log does (size
+//! against `max.message.bytes`, header, CRC-32C and every record, the KIP-937 timestamp
+//! window), stamps the leader epoch (and the append time for `LogAppendTime` topics), and
+//! hands each batch to the writer in order: offsets are assigned later, by the flush's commit
+//! transaction, so the [`PendingWrite`] it returns carries no offsets yet (its `info` is a
+//! placeholder, `end` is -1). `await_durable` waits for the commit and returns the real
+//! offsets; only then is the producer answered. A payload of several batches is enqueued
+//! under one lock so its batches stay adjacent in their flush; should they straddle two
+//! flushes, another broker's commit may land between them (clients send one batch per
+//! partition per request, so this does not arise with them).
+//!
+//! **Refused** (typed [`StorageError::Unsupported`]): transactional and control batches
+//! (transactions are not part of cluster mode yet). DeleteRecords moves the log start in
+//! PostgreSQL (the batches below stay until retention, which is not applied yet: it returns 0).
+//!
+//! **Watermark.** Each store keeps its high watermark in a `watch` channel fed by the
+//! [`crate::Notifier`] (commits of every broker, through LISTEN/NOTIFY) and by its own
+//! commits; the non-blocking getters (`high_watermark`, `log_end_offset`) answer from it.
+//! Reads ask PostgreSQL, so they never return past the committed watermark.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use strom_broker::AppendInfo;
+use strom_broker::storage::{
+    AbortedTxn, LogConfig, Offset, OngoingTxn, PartitionStore, PendingWrite, ProducerInfo,
+    StorageError, StorageResult, StoreRead, TimestampType,
+};
+use strom_record::{BatchHeader, DecodeLimits};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backend::{Engine, storage_error};
+use crate::metadata::TopicPartition;
+use crate::reader::OffsetSpec;
+use crate::writer::Enqueued;
+
+const BACKEND: &str = "cluster";
+
+/// One partition of the cluster backend (see the module docs).
+#[derive(Debug)]
+pub struct ClusterPartitionStore {
+    engine: Arc<Engine>,
+    tp: TopicPartition,
+    config: RwLock<LogConfig>,
+    high_watermark: Arc<watch::Sender<i64>>,
+    log_start: AtomicI64,
+    /// Serialises the enqueueing of one payload's batches.
+    order: Mutex<()>,
+    closed: AtomicBool,
+    forwarder: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What `append_deferred` hands to `await_durable` through [`PendingWrite::instance`].
+#[derive(Debug)]
+struct InFlight {
+    enqueued: Mutex<Vec<Enqueued>>,
+    log_append_time: i64,
+    max_timestamp: i64,
+}
+
+impl ClusterPartitionStore {
+    /// Opens the partition: reads its offsets (a partition whose rows do not exist yet, being
+    /// created, starts at 0) and starts following its commits. BLOCKING.
+    pub(crate) fn open(
+        engine: Arc<Engine>,
+        tp: TopicPartition,
+        config: LogConfig,
+    ) -> StorageResult<ClusterPartitionStore> {
+        let offsets = {
+            let engine = Arc::clone(&engine);
+            let tp = tp.clone();
+            engine
+                .bridge
+                .clone()
+                .run(async move { engine.reader.offsets(&tp).await })?
+        };
+        let (start, next) = match offsets {
+            Ok(o) => (o.log_start_offset, o.next_offset),
+            Err(crate::Error::UnknownPartition { .. }) => (0, 0),
+            Err(e) => return Err(storage_error(e)),
+        };
+        let high_watermark = Arc::new(watch::channel(next).0);
+        let forwarder = engine.bridge.handle().spawn(follow(
+            Arc::clone(&engine),
+            tp.clone(),
+            Arc::clone(&high_watermark),
+        ));
+        Ok(ClusterPartitionStore {
+            engine,
+            tp,
+            config: RwLock::new(config),
+            high_watermark,
+            log_start: AtomicI64::new(start),
+            order: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            forwarder: Mutex::new(Some(forwarder)),
+        })
+    }
+
+    fn check_open(&self) -> StorageResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StorageError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn advance(&self, next: i64) {
+        advance(&self.high_watermark, next);
+    }
+
+    fn stop(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(task) = self
+            .forwarder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        // Wake every long poll, so it sees the partition closed.
+        self.high_watermark.send_modify(|_| {});
+    }
+
+    fn unsupported(feature: &'static str) -> StorageError {
+        StorageError::Unsupported {
+            feature,
+            backend: BACKEND,
+        }
+    }
+
+    /// ListOffsets by timestamp or max timestamp, `None` when no record matches.
+    fn list_offset(&self, spec: OffsetSpec) -> StorageResult<Option<(Offset, i64)>> {
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let listed = self
+            .engine
+            .bridge
+            .run(async move { engine.reader.list_offset(&tp, spec).await })?
+            .map_err(storage_error)?;
+        Ok((listed.offset >= 0).then_some((Offset(listed.offset), listed.timestamp)))
+    }
+}
+
+/// Raises `sender` to `next` (never lowers it).
+fn advance(sender: &watch::Sender<i64>, next: i64) {
+    sender.send_if_modified(|hw| {
+        if next > *hw {
+            *hw = next;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Forwards the notifier's watermark of `tp` into `sender`, resubscribing after failures
+/// (the partition's rows may not exist yet while its topic is being created).
+async fn follow(engine: Arc<Engine>, tp: TopicPartition, sender: Arc<watch::Sender<i64>>) {
+    loop {
+        match engine.notifier.subscribe(&tp).await {
+            Ok(mut rx) => loop {
+                let next = *rx.borrow_and_update();
+                advance(&sender, next);
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            },
+            Err(error) => tracing::debug!(%error, partition = %tp, "watermark subscription failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// DeleteRecords: moves the partition's log start to `before` (never back), refused past the
+/// high watermark (`None`). The batches below stay indexed until retention removes them
+/// (not built yet); reads and ListOffsets never return offsets below the log start.
+async fn delete_records(
+    db: &crate::db::Db,
+    tp: &TopicPartition,
+    before: i64,
+) -> crate::Result<Option<i64>> {
+    let conn = db.conn().await?;
+    let pg = crate::Error::pg(crate::error::DbOp::Metadata);
+    let row = conn
+        .query_opt(
+            "UPDATE strom_partitions SET log_start_offset = greatest(log_start_offset, $3)
+             WHERE topic = $1 AND partition = $2 AND $3 <= next_offset
+             RETURNING log_start_offset",
+            &[&tp.topic, &tp.partition, &before],
+        )
+        .await
+        .map_err(pg)?;
+    match row {
+        Some(row) => Ok(Some(
+            row.try_get(0)
+                .map_err(crate::Error::pg(crate::error::DbOp::Metadata))?,
+        )),
+        None => {
+            // Past the high watermark, or the partition is gone.
+            drop(conn);
+            crate::metadata::partition_offsets(db, tp).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The producers a partition remembers (DescribeProducers), from the commit transactions'
+/// producer states.
+async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec<ProducerInfo>> {
+    let conn = db.conn().await?;
+    let pg = || crate::Error::pg(crate::error::DbOp::Metadata);
+    let rows = conn
+        .query(
+            "SELECT s.producer_id, s.producer_epoch, s.last_sequence,
+                    coalesce((SELECT b.max_timestamp FROM strom_batches b
+                              WHERE b.topic = s.topic AND b.partition = s.partition
+                                AND b.last_offset = s.last_offset), -1)
+             FROM strom_producer_states s
+             WHERE s.topic = $1 AND s.partition = $2 ORDER BY s.producer_id",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .map_err(pg())?;
+    rows.iter()
+        .map(|r| {
+            Ok(ProducerInfo {
+                producer_id: r.try_get(0).map_err(pg())?,
+                producer_epoch: r.try_get(1).map_err(pg())?,
+                last_sequence: r.try_get(2).map_err(pg())?,
+                last_timestamp: r.try_get(3).map_err(pg())?,
+                coordinator_epoch: -1,
+                current_txn_start_offset: None,
+            })
+        })
+        .collect()
+}
+
+/// Validates a produced payload as the local log does; returns each batch's header and range.
+fn validate(
+    buf: &[u8],
+    config: &LogConfig,
+    now: i64,
+) -> StorageResult<Vec<(BatchHeader, std::ops::Range<usize>)>> {
+    let limits = DecodeLimits {
+        max_batch_bytes: config.max_message_bytes,
+        ..DecodeLimits::default()
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
+        let header = BatchHeader::parse(rest)?;
+        let total = header.total_len();
+        if total > config.max_message_bytes {
+            return Err(StorageError::BatchTooLarge {
+                size: total,
+                max: config.max_message_bytes,
+            });
+        }
+        let batch = rest.get(..total).ok_or(strom_record::Error::Truncated {
+            needed: total,
+            available: rest.len(),
+        })?;
+        strom_record::validate_records(batch, limits)?;
+        if header.is_transactional() || header.is_control() {
+            return Err(ClusterPartitionStore::unsupported("transactions"));
+        }
+        check_timestamp(&header, config, now)?;
+        out.push((header, pos..pos + total));
+        pos += total;
+    }
+    if out.is_empty() {
+        return Err(StorageError::InvalidBatch(strom_record::Error::Truncated {
+            needed: strom_record::HEADER_LEN,
+            available: buf.len(),
+        }));
+    }
+    Ok(out)
+}
+
+/// KIP-937's window around the broker's clock, for `CreateTime` topics (as the local log).
+fn check_timestamp(h: &BatchHeader, config: &LogConfig, now: i64) -> StorageResult<()> {
+    if config.timestamp_type != TimestampType::CreateTime {
+        return Ok(());
+    }
+    let earliest = now.saturating_sub(config.timestamp_before_max_ms.max(0));
+    let latest = now.saturating_add(config.timestamp_after_max_ms.max(0));
+    for timestamp in [h.base_timestamp, h.max_timestamp] {
+        if timestamp != strom_record::NO_TIMESTAMP && !(earliest..=latest).contains(&timestamp) {
+            return Err(StorageError::InvalidTimestamp {
+                timestamp,
+                now,
+                earliest,
+                latest,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl PartitionStore for ClusterPartitionStore {
+    fn append_deferred(
+        &self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+    ) -> StorageResult<PendingWrite> {
+        self.check_open()?;
+        let config = self.config();
+        let now = now_ms();
+        let headers = validate(batches, &config, now)?;
+        let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+        let mut owned = Vec::with_capacity(headers.len());
+        let mut max_timestamp = strom_record::NO_TIMESTAMP;
+        for (header, range) in &headers {
+            let batch = batches
+                .get_mut(range.clone())
+                .ok_or(StorageError::InvalidOffset {
+                    offset: 0,
+                    reason: "batch range outside the buffer",
+                })?;
+            strom_record::set_partition_leader_epoch(batch, leader_epoch)?;
+            if log_append_time {
+                strom_record::set_log_append_time(batch, now)?;
+            }
+            max_timestamp = max_timestamp.max(if log_append_time {
+                now
+            } else {
+                header.max_timestamp
+            });
+            owned.push(Bytes::copy_from_slice(batch));
+        }
+        let enqueued = {
+            let _order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+            let writer = self.engine.writer.clone();
+            let tp = self.tp.clone();
+            self.engine.bridge.run(async move {
+                let mut enqueued = Vec::with_capacity(owned.len());
+                for batch in owned {
+                    enqueued.push(writer.enqueue(tp.clone(), batch).await?);
+                }
+                Ok::<_, crate::Error>(enqueued)
+            })?
+        }
+        .map_err(storage_error)?;
+        let log_append_time = if log_append_time {
+            now
+        } else {
+            strom_record::NO_TIMESTAMP
+        };
+        let in_flight: Arc<dyn Any + Send + Sync> = Arc::new(InFlight {
+            enqueued: Mutex::new(enqueued),
+            log_append_time,
+            max_timestamp,
+        });
+        Ok(PendingWrite::new(
+            AppendInfo {
+                base_offset: -1,
+                last_offset: -1,
+                log_append_time,
+                log_start_offset: self.log_start.load(Ordering::Acquire),
+                max_timestamp,
+                record_count: 0,
+            },
+            Offset(-1),
+            in_flight,
+        ))
+    }
+
+    fn await_durable(&self, pending: PendingWrite) -> StorageResult<AppendInfo> {
+        let Ok(in_flight) = pending.instance.downcast::<InFlight>() else {
+            return Err(StorageError::Closed);
+        };
+        let enqueued = std::mem::take(
+            &mut *in_flight
+                .enqueued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let results = self.engine.bridge.run(async move {
+            let mut results = Vec::with_capacity(enqueued.len());
+            for e in enqueued {
+                results.push(e.wait().await);
+            }
+            results
+        })?;
+        let mut first = None;
+        let mut last = None;
+        for result in results {
+            let appended = result.map_err(storage_error)?;
+            first.get_or_insert(appended.base_offset);
+            last = Some(appended.last_offset);
+        }
+        let (Some(base_offset), Some(last_offset)) = (first, last) else {
+            return Err(StorageError::Closed);
+        };
+        self.advance(last_offset + 1);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: in_flight.log_append_time,
+            log_start_offset: self.log_start.load(Ordering::Acquire),
+            max_timestamp: in_flight.max_timestamp,
+            record_count: last_offset - base_offset + 1,
+        })
+    }
+
+    fn read(&self, offset: Offset, max_bytes: usize) -> StorageResult<StoreRead> {
+        self.check_open()?;
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let fetched = self
+            .engine
+            .bridge
+            .run(async move { engine.reader.fetch(&tp, offset.0, max_bytes).await })?
+            .map_err(storage_error)?;
+        self.advance(fetched.high_watermark);
+        self.log_start
+            .store(fetched.log_start_offset, Ordering::Release);
+        let records = match fetched.batches.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut out = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+                for b in many {
+                    out.extend_from_slice(b);
+                }
+                out.freeze()
+            }
+        };
+        Ok(StoreRead {
+            high_watermark: Offset(fetched.high_watermark),
+            last_stable_offset: Offset(fetched.high_watermark),
+            log_start_offset: Offset(fetched.log_start_offset),
+            records,
+            aborted_transactions: Vec::new(),
+        })
+    }
+
+    fn read_committed(&self, offset: Offset, max_bytes: usize) -> StorageResult<StoreRead> {
+        // No transactional batch is ever written (refused on append): everything below the
+        // high watermark is committed.
+        self.read(offset, max_bytes)
+    }
+
+    fn log_start_offset(&self) -> Offset {
+        Offset(self.log_start.load(Ordering::Acquire))
+    }
+
+    fn log_end_offset(&self) -> Offset {
+        self.high_watermark()
+    }
+
+    fn high_watermark(&self) -> Offset {
+        Offset(*self.high_watermark.borrow())
+    }
+
+    fn last_stable_offset(&self) -> Offset {
+        self.high_watermark()
+    }
+
+    fn offset_for_timestamp(&self, timestamp: i64) -> StorageResult<Option<(Offset, i64)>> {
+        self.list_offset(OffsetSpec::Timestamp(timestamp))
+    }
+
+    fn max_timestamp(&self) -> StorageResult<Option<(Offset, i64)>> {
+        self.list_offset(OffsetSpec::MaxTimestamp)
+    }
+
+    fn producers(&self) -> Vec<ProducerInfo> {
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let listed = self
+            .engine
+            .bridge
+            .run(async move { producers(&engine.admin, &tp).await });
+        match listed {
+            Ok(Ok(list)) => list,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, partition = %self.tp, "listing producers failed");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn aborted_transactions(&self, _from: Offset, _to: Offset) -> StorageResult<Vec<AbortedTxn>> {
+        Ok(Vec::new())
+    }
+
+    fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
+        Vec::new()
+    }
+
+    fn delete_records(&self, before: Offset) -> StorageResult<Offset> {
+        self.check_open()?;
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let moved = self
+            .engine
+            .bridge
+            .run(async move { delete_records(&engine.admin, &tp, before.0).await })?
+            .map_err(storage_error)?;
+        match moved {
+            Some(start) => {
+                // Cached index runs may start below the new log start.
+                self.engine.reader.forget(&self.tp);
+                self.log_start.fetch_max(start, Ordering::AcqRel);
+                Ok(Offset(start))
+            }
+            None => Err(StorageError::InvalidOffset {
+                offset: before.0,
+                reason: "beyond the high watermark",
+            }),
+        }
+    }
+
+    fn apply_retention(&self) -> StorageResult<usize> {
+        Ok(0)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        0
+    }
+
+    fn flush(&self) -> StorageResult<()> {
+        // The writer flushes on its own delay; nothing is acknowledged before its commit.
+        Ok(())
+    }
+
+    fn close(&self) -> StorageResult<()> {
+        self.stop();
+        Ok(())
+    }
+
+    fn delete(&self) -> StorageResult<()> {
+        // The data goes with the topic's rows, removed by the metadata store's TopicDeleted.
+        self.stop();
+        Ok(())
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    fn config(&self) -> LogConfig {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_config(&self, config: LogConfig) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+}
+
+impl Drop for ClusterPartitionStore {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .forwarder
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+}

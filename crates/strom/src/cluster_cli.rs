@@ -1,0 +1,123 @@
+//! `strom cluster status`: what PostgreSQL says about a cluster — schema version, live
+//! brokers and their listeners, leases (background jobs), and the objects not committed (yet),
+//! whose oldest age is the lag between a flush's upload and its commit (or an orphan waiting
+//! for the collector). It reads the database directly, so it works with every broker down.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::group_cli::{GroupFormat as Format, write_table};
+
+/// `strom cluster ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Show brokers, leases, background jobs and uncommitted objects.
+    Status {
+        /// PostgreSQL URL of the cluster.
+        #[arg(long, env = "STROM_CLUSTER_POSTGRES", value_name = "URL")]
+        cluster_postgres: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    let ClusterCommand::Status {
+        cluster_postgres,
+        format,
+    } = command;
+    let status = strom_cluster::backend::status_at(&cluster_postgres)
+        .await
+        .context("reading the cluster status")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Json => {
+            let brokers: Vec<serde_json::Value> = status
+                .brokers
+                .iter()
+                .map(|b| {
+                    serde_json::json!({
+                        "node_id": b.broker_id.0,
+                        "addresses": b.addresses,
+                        "lease_expires_in_secs": b.expires_in_secs,
+                    })
+                })
+                .collect();
+            let leases: Vec<serde_json::Value> = status
+                .leases
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "name": l.name,
+                        "holder": l.holder,
+                        "epoch": l.epoch,
+                        "expires_in_secs": l.expires_in_secs,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "schema_version": status.schema_version,
+                "brokers": brokers,
+                "leases": leases,
+                "committed_objects": status.committed_objects,
+                "uncommitted_objects": status.uncommitted_objects,
+                "oldest_uncommitted_secs": status.oldest_uncommitted_secs,
+            });
+            writeln!(out, "{doc}")?;
+        }
+        Format::Table => {
+            writeln!(out, "schema version: {}", status.schema_version)?;
+            writeln!(out, "\nbrokers:")?;
+            let rows: Vec<Vec<String>> = status
+                .brokers
+                .iter()
+                .map(|b| {
+                    let listeners: Vec<String> = b
+                        .addresses
+                        .iter()
+                        .map(|(name, addr)| format!("{name}={addr}"))
+                        .collect();
+                    vec![
+                        b.broker_id.0.to_string(),
+                        listeners.join(" "),
+                        format!("{:.1}s", b.expires_in_secs),
+                    ]
+                })
+                .collect();
+            write_table(&mut out, &["NODE", "LISTENERS", "LEASE LEFT"], &rows)?;
+            writeln!(out, "\nleases (background jobs):")?;
+            let rows: Vec<Vec<String>> = status
+                .leases
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.name.clone(),
+                        l.holder.clone(),
+                        l.epoch.to_string(),
+                        if l.expires_in_secs > 0.0 {
+                            format!("{:.1}s", l.expires_in_secs)
+                        } else {
+                            "expired".to_owned()
+                        },
+                    ]
+                })
+                .collect();
+            write_table(&mut out, &["LEASE", "HOLDER", "EPOCH", "LEFT"], &rows)?;
+            writeln!(
+                out,
+                "\nobjects: {} committed, {} not committed{}",
+                status.committed_objects,
+                status.uncommitted_objects,
+                status
+                    .oldest_uncommitted_secs
+                    .map(|s| format!(" (oldest {s:.1}s: flush-to-commit lag or an orphan)"))
+                    .unwrap_or_default()
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,865 @@
+//! Cluster mode end to end (issue 17): three `strom serve` processes over one real PostgreSQL
+//! and one moto S3 server (strom-cluster's test harness), driven by librdkafka.
+//!
+//! - a topic created through broker 3 is seen through brokers 1 and 2, and Metadata on every
+//!   broker lists all three with the partitions' leaders spread over them;
+//! - an idempotent `acks=all` producer bootstrapped on broker 1 and a consumer bootstrapped on
+//!   broker 2: every acknowledged record is read exactly once, in producer order per
+//!   partition, while broker 3 is killed with `kill -9` half-way;
+//! - the killed broker leaves Metadata once its lease lapses;
+//! - a Kinesis stream created and written through one broker is read through another;
+//! - a consumer group joined through one broker commits, and asked through another broker
+//!   the group finds the same coordinator and its committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use strom_cluster::testkit::{MotoServer, PostgresServer};
+use strom_kafka::client::Client;
+
+const BUCKET: &str = "strom-cluster-e2e";
+const TOPIC: &str = "orders";
+const PARTITIONS: i32 = 6;
+/// Records produced in each half (before and after the kill).
+const HALF: usize = 600;
+/// Lease of a broker registration: a killed broker leaves Metadata about this long after.
+const LEASE_TTL_MS: u64 = 2_000;
+/// Bound of every wait in this test.
+const STEP: Duration = Duration::from_secs(90);
+
+/// A `strom serve` in cluster mode; killed (SIGKILL) when dropped.
+struct Broker {
+    child: Child,
+    kafka: String,
+    kinesis: String,
+    node_id: i32,
+}
+
+impl Broker {
+    fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--kinesis-listen", "127.0.0.1:0"])
+            .args(["--log", "warn"])
+            .arg("--data-dir")
+            .arg(data.join(format!("broker-{n}")))
+            .args(["--cluster-postgres", &pg.url()])
+            .args(["--cluster-object-store", &format!("s3://{BUCKET}/e2e")])
+            .args(["--cluster-s3-endpoint", &s3.endpoint()])
+            .args([
+                "--cluster-s3-region",
+                "us-east-1",
+                "--cluster-s3-allow-http",
+            ])
+            .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
+            .args(["--cluster-flush-delay-ms", "20"])
+            .args(["--group-initial-rebalance-delay-ms", "0"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("STROM_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut kafka = None;
+        let mut kinesis = None;
+        let mut node_id = None;
+        let mut printed = String::new();
+        while kafka.is_none() || node_id.is_none() || kinesis.is_none() {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "broker {n} exited early: {printed}"
+            );
+            printed.push_str(&line);
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("kafka:") {
+                kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("kinesis:") {
+                kinesis = Some(rest.trim().trim_start_matches("http://").to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("cluster:") {
+                let id = rest.trim().strip_prefix("node ").unwrap();
+                node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stdout.lines() {});
+        Broker {
+            child,
+            kafka: kafka.unwrap(),
+            kinesis: kinesis.unwrap(),
+            node_id: node_id.unwrap(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Metadata of `topic` (or of no topic) as broker `addr` answers it: the brokers listed and
+/// each partition's leader.
+async fn metadata(addr: &str, topic: Option<&str>) -> (BTreeSet<i32>, BTreeMap<i32, i32>) {
+    let mut client = Client::connect(addr).await.unwrap();
+    let request = MetadataRequest::default()
+        .with_allow_auto_topic_creation(false)
+        .with_topics(Some(
+            topic
+                .map(|t| {
+                    vec![
+                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.to_owned())))),
+                    ]
+                })
+                .unwrap_or_default(),
+        ));
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request).await.unwrap();
+    let brokers = response.brokers.iter().map(|b| b.node_id.0).collect();
+    let leaders = response
+        .topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    (brokers, leaders)
+}
+
+/// Waits (bounded) until `check` holds for what broker `addr` answers.
+async fn until_metadata(
+    addr: &str,
+    topic: Option<&str>,
+    what: &str,
+    check: impl Fn(&BTreeSet<i32>, &BTreeMap<i32, i32>) -> bool,
+) -> (BTreeSet<i32>, BTreeMap<i32, i32>) {
+    let started = Instant::now();
+    loop {
+        let (brokers, leaders) = metadata(addr, topic).await;
+        if check(&brokers, &leaders) {
+            return (brokers, leaders);
+        }
+        assert!(
+            started.elapsed() < STEP,
+            "{what}: broker {addr} still answers {brokers:?} {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .set("reconnect.backoff.max.ms", "500")
+        .create()
+        .unwrap()
+}
+
+/// Produces records `from..to` (value `i`, key `k<i>`, partition `i % PARTITIONS`), all
+/// enqueued in order before any is awaited; every one must be acknowledged.
+async fn produce(producer: &FutureProducer, from: usize, to: usize) {
+    let mut deliveries = Vec::with_capacity(to - from);
+    for i in from..to {
+        let value = i.to_string();
+        let key = format!("k{i}");
+        let partition = i32::try_from(i).unwrap() % PARTITIONS;
+        let record = FutureRecord::to(TOPIC)
+            .partition(partition)
+            .key(&key)
+            .payload(&value);
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((e, _)) => panic!("record {i} not enqueued: {e}"),
+        }
+    }
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        match tokio::time::timeout(STEP, delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            other => panic!("record {} not acknowledged: {other:?}", from + i),
+        }
+    }
+}
+
+/// Reads every partition from the start through a consumer bootstrapped on `bootstrap` until
+/// `expected` records arrived (bounded), and returns each partition's values in offset order.
+fn consume_all(bootstrap: &str, expected: usize) -> BTreeMap<i32, Vec<usize>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "unused-no-commits")
+        .set("enable.auto.commit", "false")
+        .set("topic.metadata.refresh.interval.ms", "500")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(TOPIC, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut seen = 0;
+    let started = Instant::now();
+    while seen < expected {
+        assert!(
+            started.elapsed() < STEP,
+            "consumed {seen} of {expected} records"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let value: usize = std::str::from_utf8(m.payload().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(m.key(), Some(format!("k{value}").as_bytes()));
+                out.entry(m.partition()).or_default().push(value);
+                seen += 1;
+            }
+            Some(Err(e)) => panic!("consume error: {e}"),
+            None => {}
+        }
+    }
+    // Nothing more than what was produced arrives (no duplicate shows up late).
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(2) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            panic!(
+                "unexpected extra record at {}-{}",
+                m.partition(),
+                m.offset()
+            );
+        }
+    }
+    out
+}
+
+fn group_consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "cluster-group")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap()
+}
+
+fn group_commits_seen_through_another_broker(
+    first: &str,
+    second: &str,
+    end_offsets: &BTreeMap<i32, i64>,
+) {
+    let total: i64 = end_offsets.values().sum();
+    let consumer = group_consumer(first);
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let mut seen = 0;
+    let started = Instant::now();
+    while seen < total {
+        assert!(started.elapsed() < STEP, "group consumed {seen} of {total}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            m.unwrap();
+            seen += 1;
+        }
+    }
+    consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+        .unwrap();
+    drop(consumer);
+    let other = group_consumer(second);
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        wanted.add_partition(TOPIC, p);
+    }
+    let committed = other.committed_offsets(wanted, STEP).unwrap();
+    for e in committed.elements() {
+        let want = end_offsets.get(&e.partition()).copied().unwrap_or(0);
+        assert_eq!(
+            e.offset(),
+            Offset::Offset(want),
+            "partition {} committed offset",
+            e.partition()
+        );
+    }
+}
+
+/// `strom topic`, `strom produce` and `strom consume` against a cluster: produced through one
+/// broker, read through another.
+fn cli_works_across_brokers(one: &Broker, other: &Broker) {
+    let strom = |bootstrap: &str, args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(args)
+            .args(["--bootstrap", bootstrap])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            std::io::Write::write_all(&mut input, text.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "strom {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    strom(&one.kafka, &["topic", "create", "cli", "-p", "1"], None);
+    strom(&one.kafka, &["produce", "cli"], Some("one\ntwo\nthree\n"));
+    // Another broker lists it once it has read the metadata event (polled every 250 ms).
+    let started = Instant::now();
+    loop {
+        let listed = strom(&other.kafka, &["topic", "list"], None);
+        if listed.lines().any(|l| l.starts_with("cli")) {
+            break;
+        }
+        assert!(started.elapsed() < STEP, "{listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let consumed = strom(&other.kafka, &["consume", "cli", "-n", "3"], None);
+    assert_eq!(
+        consumed.lines().collect::<Vec<_>>(),
+        ["one", "two", "three"]
+    );
+}
+
+/// One Kinesis JSON 1.1 call (unsigned) to `addr`: whether it answered 200, and the body.
+fn kinesis_call(addr: &str, target: &str, body: &serde_json::Value) -> (bool, serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(STEP)).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         X-Amz-Target: Kinesis_20131202.{target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (head.starts_with("HTTP/1.1 200"), json)
+}
+
+/// A Kinesis call that must succeed.
+fn kinesis(addr: &str, target: &str, body: serde_json::Value) -> serde_json::Value {
+    let (ok, json) = kinesis_call(addr, target, &body);
+    assert!(ok, "{target}: {json}");
+    json
+}
+
+/// A stream created and written through broker 1's Kinesis API is read through broker 2's,
+/// with a shard iterator issued by broker 2 (iterators are signed with the shared cluster id).
+fn kinesis_across_brokers(one: &Broker, two: &Broker) {
+    use serde_json::json;
+    kinesis(
+        &one.kinesis,
+        "CreateStream",
+        json!({"StreamName": "clicks", "ShardCount": 1}),
+    );
+    let put = kinesis(
+        &one.kinesis,
+        "PutRecord",
+        json!({"StreamName": "clicks", "Data": "aGVsbG8=", "PartitionKey": "k"}),
+    );
+    assert_eq!(put["ShardId"], "shardId-000000000000");
+    let started = Instant::now();
+    let iterator = loop {
+        // Broker 2 learns the stream from the shared metadata (polled every 250 ms).
+        let (ok, json) = kinesis_call(
+            &two.kinesis,
+            "GetShardIterator",
+            &json!({"StreamName": "clicks", "ShardId": "shardId-000000000000",
+                    "ShardIteratorType": "TRIM_HORIZON"}),
+        );
+        if ok {
+            break json["ShardIterator"].as_str().unwrap().to_owned();
+        }
+        assert!(started.elapsed() < STEP, "{json}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let got = kinesis(
+        &two.kinesis,
+        "GetRecords",
+        json!({"ShardIterator": iterator}),
+    );
+    let records = got["Records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{got}");
+    assert_eq!(records[0]["Data"], "aGVsbG8=");
+    assert_eq!(records[0]["SequenceNumber"], put["SequenceNumber"]);
+}
+
+/// Admin operations through one broker are seen through the other, and a long poll on one
+/// broker is woken by a commit made through another.
+async fn admin_and_long_polls_across_brokers(one: &Broker, two: &Broker) {
+    let mut c1 = Client::connect(&one.kafka).await.unwrap();
+    let mut c2 = Client::connect(&two.kafka).await.unwrap();
+    let set = BTreeMap::from([("retention.ms".to_owned(), "3600000".to_owned())]);
+    c1.alter_topic_configs(TOPIC, &set, &[]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let configs = c2.topic_configs(TOPIC).await.unwrap();
+        if configs
+            .iter()
+            .any(|(k, v, _)| k == "retention.ms" && v == "3600000")
+        {
+            break;
+        }
+        assert!(started.elapsed() < STEP, "config not seen: {configs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    c2.create_topic("scratch", 1, &BTreeMap::new())
+        .await
+        .unwrap();
+    until_metadata(&one.kafka, Some("scratch"), "scratch created", |_, l| {
+        l.len() == 1
+    })
+    .await;
+    // A long poll on broker 2 at the end of the partition…
+    let poll = {
+        let addr = two.kafka.clone();
+        tokio::spawn(async move {
+            let mut c = Client::connect(&addr).await.unwrap();
+            let started = Instant::now();
+            let fetched = c.fetch("scratch", 0, 0, 20_000, 1 << 20).await.unwrap();
+            (fetched, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …is answered when a batch produced through broker 1 commits.
+    let batch = strom_record::BatchBuilder::new()
+        .build(&[strom_record::Record::new(
+            0,
+            None,
+            Some(bytes::Bytes::from_static(b"woken")),
+        )])
+        .unwrap();
+    let base = c1
+        .produce("scratch", 0, -1, bytes::Bytes::from(batch))
+        .await
+        .unwrap();
+    assert_eq!(base, 0);
+    let (fetched, waited) = tokio::time::timeout(STEP, poll).await.unwrap().unwrap();
+    assert_eq!(fetched.high_watermark, 1);
+    assert!(!fetched.records.is_empty());
+    assert!(
+        waited < Duration::from_secs(10),
+        "long poll woken by the commit, not by its timeout: {waited:?}"
+    );
+    c1.delete_topic("scratch").await.unwrap();
+    until_metadata(&two.kafka, Some("scratch"), "scratch deleted", |_, l| {
+        l.is_empty()
+    })
+    .await;
+}
+
+/// The tests of this file each run a whole cluster: one at a time on a small machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_share_one_log() {
+    let _serial = SERIAL.lock().await;
+    let (pg, s3) = tokio::task::spawn_blocking(|| {
+        let pg = PostgresServer::start().expect("start postgres");
+        let s3 = MotoServer::start().expect("start moto");
+        s3.create_bucket(BUCKET).expect("create bucket");
+        (pg, s3)
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (b1, b2, mut b3) = {
+        let (pg, s3, dir) = (&pg, &s3, data.path());
+        std::thread::scope(|s| {
+            let one = s.spawn(|| Broker::start(1, pg, s3, dir));
+            let two = s.spawn(|| Broker::start(2, pg, s3, dir));
+            let three = s.spawn(|| Broker::start(3, pg, s3, dir));
+            (
+                one.join().unwrap(),
+                two.join().unwrap(),
+                three.join().unwrap(),
+            )
+        })
+    };
+    let ids: BTreeSet<i32> = [b1.node_id, b2.node_id, b3.node_id].into();
+    assert_eq!(ids.len(), 3, "distinct node ids allocated: {ids:?}");
+
+    // Every broker lists all three.
+    for b in [&b1, &b2, &b3] {
+        until_metadata(&b.kafka, None, "all brokers listed", |brokers, _| {
+            *brokers == ids
+        })
+        .await;
+    }
+
+    // A topic created through broker 3 is seen through the others, leaders spread.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &b3.kafka)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(
+                TOPIC,
+                PARTITIONS,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(STEP)),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let mut leaders_seen = BTreeMap::new();
+    for b in [&b1, &b2, &b3] {
+        let (_, leaders) = until_metadata(&b.kafka, Some(TOPIC), "topic visible", |_, l| {
+            l.len() == PARTITIONS as usize
+        })
+        .await;
+        leaders_seen.insert(b.node_id, leaders);
+    }
+    let first = leaders_seen.values().next().unwrap().clone();
+    assert!(
+        leaders_seen.values().all(|l| *l == first),
+        "every broker names the same leaders: {leaders_seen:?}"
+    );
+    let leader_set: BTreeSet<i32> = first.values().copied().collect();
+    assert!(
+        leader_set.len() >= 2,
+        "leaders spread over brokers: {first:?}"
+    );
+    // Creating it again through another broker is refused: the name is taken cluster-wide.
+    let again = admin
+        .create_topics(
+            [&NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(again.iter().all(Result::is_err), "{again:?}");
+
+    admin_and_long_polls_across_brokers(&b1, &b2).await;
+    let status = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["cluster", "status", "--format", "json"])
+        .args(["--cluster-postgres", &pg.url()])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let listed: BTreeSet<i32> = status["brokers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| i32::try_from(b["node_id"].as_i64().unwrap()).unwrap())
+        .collect();
+    assert_eq!(listed, ids, "strom cluster status: {status}");
+    cli_works_across_brokers(&b1, &b3);
+
+    kinesis_across_brokers(&b1, &b2);
+
+    // Transactions are not served in cluster mode yet: refused when the producer starts.
+    let bootstrap = b2.kafka.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        let transactional: rdkafka::producer::BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", "cluster-txn")
+            .create()
+            .unwrap();
+        rdkafka::producer::Producer::init_transactions(&transactional, Duration::from_secs(5))
+    })
+    .await
+    .unwrap();
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Produce through broker 1; kill -9 broker 3 half-way; keep producing.
+    let producer = producer(&b1.kafka);
+    produce(&producer, 0, HALF).await;
+    let killed = b3.node_id;
+    b3.kill();
+    produce(&producer, HALF, 2 * HALF).await;
+
+    // Broker 3 drops out of Metadata once its lease lapsed.
+    until_metadata(
+        &b1.kafka,
+        Some(TOPIC),
+        "killed broker gone",
+        |brokers, l| !brokers.contains(&killed) && l.values().all(|leader| *leader != killed),
+    )
+    .await;
+
+    // Consume through broker 2: every acknowledged record exactly once, in order.
+    let bootstrap = b2.kafka.clone();
+    let got = tokio::task::spawn_blocking(move || consume_all(&bootstrap, 2 * HALF))
+        .await
+        .unwrap();
+    let mut all = BTreeSet::new();
+    for (partition, values) in &got {
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition} out of producer order: {values:?}"
+        );
+        for v in values {
+            assert_eq!(i32::try_from(*v).unwrap() % PARTITIONS, *partition);
+            assert!(all.insert(*v), "record {v} delivered twice");
+        }
+    }
+    assert_eq!(all, (0..2 * HALF).collect::<BTreeSet<_>>());
+
+    // A consumer group joined through broker 2 commits; the same group asked through broker 1
+    // finds the same coordinator and the committed offsets.
+    let (two, one) = (b2.kafka.clone(), b1.kafka.clone());
+    let expected: BTreeMap<i32, i64> = got
+        .iter()
+        .map(|(p, v)| (*p, i64::try_from(v.len()).unwrap()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        group_commits_seen_through_another_broker(&two, &one, &expected)
+    })
+    .await
+    .unwrap();
+    drop(producer);
+    drop((b1, b2));
+}
+
+/// Fault checker in the spirit of Jepsen, bounded: two idempotent `acks=all` producers write
+/// to four partitions through all brokers while, [`FAULT_CYCLES`] times, a broker is killed
+/// with `kill -9` and started again, and PostgreSQL is killed and restarted twice. At the end
+/// every acknowledged record is at its acknowledged offset exactly once, offsets are gapless,
+/// each producer's records keep their order per partition, and no record appears twice
+/// (acknowledged or not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
+    const FAULT_TOPIC: &str = "faults";
+    const FAULT_PARTITIONS: i32 = 4;
+    let _serial = SERIAL.lock().await;
+    let (mut pg, s3) = tokio::task::spawn_blocking(|| {
+        let pg = PostgresServer::start().expect("start postgres");
+        let s3 = MotoServer::start().expect("start moto");
+        s3.create_bucket(BUCKET).expect("create bucket");
+        (pg, s3)
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut brokers: Vec<Broker> = (0..3)
+        .map(|n| Broker::start(n, &pg, &s3, data.path()))
+        .collect();
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut c = Client::connect(&brokers[0].kafka).await.unwrap();
+    c.create_topic(FAULT_TOPIC, FAULT_PARTITIONS, &BTreeMap::new())
+        .await
+        .unwrap();
+    for b in &brokers {
+        until_metadata(&b.kafka, Some(FAULT_TOPIC), "topic visible", |_, l| {
+            l.len() == FAULT_PARTITIONS as usize
+        })
+        .await;
+    }
+
+    // (producer, sequence) → the delivery outcome: Some((partition, offset)) if acknowledged.
+    type Outcomes = Arc<std::sync::Mutex<Vec<(usize, usize, Option<(i32, i64)>)>>>;
+    let outcomes: Outcomes = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut producers = Vec::new();
+    for id in 0..2 {
+        let producer = producer(&bootstrap);
+        let outcomes = Arc::clone(&outcomes);
+        let stop = Arc::clone(&stop);
+        producers.push(tokio::spawn(async move {
+            let mut seq = 0usize;
+            let mut inflight = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                for _ in 0..20 {
+                    let value = format!("p{id}-{seq}");
+                    let partition = i32::try_from(seq).unwrap() % FAULT_PARTITIONS;
+                    let outcomes = Arc::clone(&outcomes);
+                    let this = seq;
+                    // Enqueued here, in sequence order (the order the producer keeps per
+                    // partition); only the wait for the acknowledgement is spawned.
+                    let record = FutureRecord::to(FAULT_TOPIC)
+                        .partition(partition)
+                        .key(&value)
+                        .payload(&value);
+                    match producer.send_result(record) {
+                        Ok(delivery) => inflight.push(tokio::spawn(async move {
+                            let acked = match delivery.await {
+                                Ok(Ok(d)) => Some((d.partition, d.offset)),
+                                _ => None,
+                            };
+                            outcomes.lock().unwrap().push((id, this, acked));
+                        })),
+                        Err(_) => outcomes.lock().unwrap().push((id, this, None)),
+                    }
+                    seq += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for task in inflight {
+                task.await.unwrap();
+            }
+        }));
+    }
+
+    let mut faults = 0;
+    for cycle in 0..FAULT_CYCLES {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let victim = cycle % brokers.len();
+        brokers[victim].kill();
+        faults += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if cycle % 3 == 1 {
+            tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
+            faults += 1;
+        }
+        brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for p in producers {
+        tokio::time::timeout(STEP, p).await.unwrap().unwrap();
+    }
+
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let acked: Vec<_> = outcomes.iter().filter(|o| o.2.is_some()).collect();
+    assert!(!acked.is_empty(), "nothing was acknowledged");
+    let live = brokers
+        .iter()
+        .map(|b| b.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let read = tokio::task::spawn_blocking(move || {
+        read_every_partition(&live, FAULT_TOPIC, FAULT_PARTITIONS)
+    })
+    .await
+    .unwrap();
+    let acked_at: BTreeMap<(usize, usize), Option<(i32, i64)>> = outcomes
+        .iter()
+        .map(|(id, seq, at)| ((*id, *seq), *at))
+        .collect();
+    let mut seen = BTreeMap::new();
+    for (partition, records) in &read {
+        let mut last_seq: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, (offset, value)) in records.iter().enumerate() {
+            assert_eq!(
+                *offset,
+                i64::try_from(i).unwrap(),
+                "gap in partition {partition}"
+            );
+            let (id, seq) = value.strip_prefix('p').unwrap().split_once('-').unwrap();
+            let (id, seq): (usize, usize) = (id.parse().unwrap(), seq.parse().unwrap());
+            if let Some(prev) = last_seq.insert(id, seq) {
+                let acked = |s: usize| acked_at.get(&(id, s)).copied().flatten();
+                assert!(
+                    prev < seq,
+                    "producer {id} out of order in partition {partition} at offset {offset}: \
+                     seq {prev} (acknowledged at {:?}) before seq {seq} (acknowledged at {:?})",
+                    acked(prev),
+                    acked(seq)
+                );
+            }
+            assert!(
+                seen.insert(value.clone(), (*partition, *offset)).is_none(),
+                "{value} appears twice"
+            );
+        }
+    }
+    for (id, seq, at) in &acked {
+        let value = format!("p{id}-{seq}");
+        assert_eq!(
+            seen.get(&value),
+            at.as_ref(),
+            "acknowledged {value} not at its offset"
+        );
+    }
+    eprintln!(
+        "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected",
+        outcomes.len(),
+        acked.len(),
+        seen.len(),
+        faults
+    );
+}
+
+/// Broker kills (each followed by a restart) in the fault checker; PostgreSQL is restarted
+/// in cycles 1 and 4.
+const FAULT_CYCLES: usize = 6;
+
+/// Every record of every partition, `(offset, value)` in offset order, up to the high
+/// watermarks seen when the read starts.
+fn read_every_partition(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "fault-checker-no-commits")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, STEP).unwrap();
+        ends.insert(p, high);
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let done = |out: &BTreeMap<i32, Vec<(i64, String)>>| {
+        ends.iter().all(|(p, high)| {
+            *high == 0
+                || out
+                    .get(p)
+                    .and_then(|v| v.last())
+                    .is_some_and(|(o, _)| o + 1 >= *high)
+        })
+    };
+    let started = Instant::now();
+    while !done(&out) {
+        assert!(started.elapsed() < STEP, "read stalled: {ends:?}");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.unwrap();
+            let value = String::from_utf8(m.payload().unwrap().to_vec()).unwrap();
+            out.entry(m.partition())
+                .or_default()
+                .push((m.offset(), value));
+        }
+    }
+    out
+}
