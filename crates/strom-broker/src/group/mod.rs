@@ -1826,7 +1826,7 @@ mod expiry_tests {
 
     const RETENTION: i64 = 10_000;
 
-    fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+    pub(super) fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
         OffsetCommit {
             topic: topic.into(),
             partition,
@@ -1837,7 +1837,7 @@ mod expiry_tests {
     }
 
     /// A `consumer` protocol subscription (version 1) to `topics`.
-    fn subscription(topics: &[&str]) -> Bytes {
+    pub(super) fn subscription(topics: &[&str]) -> Bytes {
         use bytes::BufMut;
         let mut b = Vec::new();
         b.put_i16(1);
@@ -2230,30 +2230,7 @@ mod offset_delete_tests {
     use super::*;
     use crate::BrokerConfig;
 
-    fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
-        OffsetCommit {
-            topic: topic.into(),
-            partition,
-            offset,
-            leader_epoch: -1,
-            metadata: None,
-        }
-    }
-
-    /// A `consumer` protocol subscription (version 1) to `topics`.
-    fn subscription(topics: &[&str]) -> Bytes {
-        use bytes::BufMut;
-        let mut b = Vec::new();
-        b.put_i16(1);
-        b.put_i32(topics.len() as i32);
-        for t in topics {
-            b.put_u16(t.len() as u16);
-            b.put_slice(t.as_bytes());
-        }
-        b.put_i32(-1);
-        b.put_i32(0);
-        Bytes::from(b)
-    }
+    use super::expiry_tests::{commit, subscription};
 
     /// Joins one classic member to `group` (joined and synced).
     async fn join_classic(broker: &Broker, group: &str, protocol_type: &str, metadata: Bytes) {
