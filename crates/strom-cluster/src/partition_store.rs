@@ -32,7 +32,7 @@ use strom_broker::storage::{
     AbortedTxn, LogConfig, Offset, OngoingTxn, PartitionStore, PendingWrite, ProducerInfo,
     StorageError, StorageResult, StoreRead, TimestampType,
 };
-use strom_record::{BatchHeader, DecodeLimits};
+use strom_record::BatchHeader;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -244,66 +244,23 @@ async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec
         .collect()
 }
 
-/// Validates a produced payload as the local log does; returns each batch's header and range.
+/// Validates a produced payload with the local log's own check (the seam's
+/// [`validate_payload`](strom_broker::storage::validate_payload)), then refuses transactional
+/// and control batches, which cluster mode does not take yet. Returns each batch's header and
+/// range.
 fn validate(
     buf: &[u8],
     config: &LogConfig,
     now: i64,
 ) -> StorageResult<Vec<(BatchHeader, std::ops::Range<usize>)>> {
-    let limits = DecodeLimits {
-        max_batch_bytes: config.max_message_bytes,
-        ..DecodeLimits::default()
-    };
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while let Some(rest) = buf.get(pos..).filter(|r| !r.is_empty()) {
-        let header = BatchHeader::parse(rest)?;
-        let total = header.total_len();
-        if total > config.max_message_bytes {
-            return Err(StorageError::BatchTooLarge {
-                size: total,
-                max: config.max_message_bytes,
-            });
-        }
-        let batch = rest.get(..total).ok_or(strom_record::Error::Truncated {
-            needed: total,
-            available: rest.len(),
-        })?;
-        strom_record::validate_records(batch, limits)?;
-        if header.is_transactional() || header.is_control() {
-            return Err(ClusterPartitionStore::unsupported("transactions"));
-        }
-        check_timestamp(&header, config, now)?;
-        out.push((header, pos..pos + total));
-        pos += total;
+    let headers = strom_broker::storage::validate_payload(buf, config, now)?;
+    if headers
+        .iter()
+        .any(|(h, _)| h.is_transactional() || h.is_control())
+    {
+        return Err(ClusterPartitionStore::unsupported("transactions"));
     }
-    if out.is_empty() {
-        return Err(StorageError::InvalidBatch(strom_record::Error::Truncated {
-            needed: strom_record::HEADER_LEN,
-            available: buf.len(),
-        }));
-    }
-    Ok(out)
-}
-
-/// KIP-937's window around the broker's clock, for `CreateTime` topics (as the local log).
-fn check_timestamp(h: &BatchHeader, config: &LogConfig, now: i64) -> StorageResult<()> {
-    if config.timestamp_type != TimestampType::CreateTime {
-        return Ok(());
-    }
-    let earliest = now.saturating_sub(config.timestamp_before_max_ms.max(0));
-    let latest = now.saturating_add(config.timestamp_after_max_ms.max(0));
-    for timestamp in [h.base_timestamp, h.max_timestamp] {
-        if timestamp != strom_record::NO_TIMESTAMP && !(earliest..=latest).contains(&timestamp) {
-            return Err(StorageError::InvalidTimestamp {
-                timestamp,
-                now,
-                earliest,
-                latest,
-            });
-        }
-    }
-    Ok(())
+    Ok(headers)
 }
 
 fn now_ms() -> i64 {

@@ -73,7 +73,9 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use fs::create_dir_durable;
-pub use log::{AppendInfo, CommittedRead, FileSlice, PartitionLog, PendingAppend, ReadResult};
+pub use log::{
+    AppendInfo, CommittedRead, FileSlice, PartitionLog, PendingAppend, ReadResult, validate_payload,
+};
 pub use producer_state::{CompletedTxn, ProducerStateManager};
 pub use strom_record::TimestampType;
 pub use sync_group::SyncGroup;

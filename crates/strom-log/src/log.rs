@@ -486,8 +486,7 @@ impl PartitionLog {
         let config = self.config();
         // Validation (CRC over every byte) happens before taking the writer lock, so concurrent
         // appenders check their batches in parallel.
-        let headers = validate(batches, &config)?;
-        check_timestamps(&headers, &config, self.clock.now_ms())?;
+        let headers = validate_payload(batches, &config, self.clock.now_ms())?;
         let record_count: i64 = headers
             .iter()
             .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
@@ -1752,6 +1751,20 @@ fn validate(buf: &[u8], config: &LogConfig) -> Result<Vec<(BatchHeader, std::ops
         return Err(Error::KeylessRecords { indexes: keyless });
     }
     Ok(out)
+}
+
+/// Validates a produced payload as every backend must before it accepts it: whole batches
+/// (each within `max.message.bytes`, CRC and records checked), keyless records refused on a
+/// compacted log ([`Error::KeylessRecords`]), and KIP-937's timestamp window around `now`.
+/// Returns each batch's header and byte range in `buf`. Pure: no I/O.
+pub fn validate_payload(
+    buf: &[u8],
+    config: &LogConfig,
+    now: i64,
+) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
+    let headers = validate(buf, config)?;
+    check_timestamps(&headers, config, now)?;
+    Ok(headers)
 }
 
 /// KIP-937: with `CreateTime`, every data batch's timestamps must lie within

@@ -39,3 +39,15 @@ pub use types::{Offset, PartitionIndex, PendingWrite, ProducerId, TopicPartition
 pub use strom_log::{
     AbortedFilter, AbortedTxn, LogConfig, OngoingTxn, ProducerInfo, TimestampType,
 };
+
+/// Validates a produced payload as every backend must before accepting it (the local log's
+/// own check, shared so that backends cannot drift apart): whole batches within
+/// `max.message.bytes` with valid CRCs and records, no keyless record on a compacted topic,
+/// timestamps within KIP-937's window around `now`. Returns each batch's header and range.
+pub fn validate_payload(
+    buf: &[u8],
+    config: &LogConfig,
+    now: i64,
+) -> StorageResult<Vec<(strom_record::BatchHeader, std::ops::Range<usize>)>> {
+    Ok(strom_log::validate_payload(buf, config, now)?)
+}
