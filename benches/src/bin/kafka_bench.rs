@@ -129,6 +129,10 @@ struct Args {
     /// through a broker other than the ones the producer wrote to.
     #[arg(long)]
     consume_bootstrap: Option<String>,
+    /// Offered load in records per second (0: as fast as the producer accepts them). Below
+    /// saturation the latency percentiles are the broker's, not the client queue's.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Shell command run (`sh -c`) after the producer's warm-up, just before the clock starts;
     /// its output goes to stderr. E.g. a snapshot of the store's counters.
     #[arg(long, value_name = "CMD")]
@@ -314,6 +318,13 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     for i in 0..args.count {
         if args.transaction_size > 0 && i % args.transaction_size == 0 {
             producer.begin_transaction().map_err(|e| e.to_string())?;
+        }
+        if args.rate > 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / args.rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
         }
         let key = (i % 1024).to_string();
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
