@@ -123,6 +123,33 @@ struct Args {
     /// The broker's process id, to report its CPU time per GB consumed (Linux `/proc`).
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// Bootstrap address of the consumers (default: `--bootstrap`). The raw consumer sends
+    /// every Fetch to it; librdkafka only bootstraps there and then fetches from each
+    /// partition's leader. In cluster mode, where any broker serves any partition, this reads
+    /// through a broker other than the ones the producer wrote to.
+    #[arg(long)]
+    consume_bootstrap: Option<String>,
+    /// Offered load in records per second (0: as fast as the producer accepts them). Below
+    /// saturation the latency percentiles are the broker's, not the client queue's.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Shell command run (`sh -c`) after the producer's warm-up, just before the clock starts;
+    /// its output goes to stderr. E.g. a snapshot of the store's counters.
+    #[arg(long, value_name = "CMD")]
+    before_produce: Option<String>,
+    /// Shell command run (`sh -c`) once every record is acknowledged, after the clock stops.
+    #[arg(long, value_name = "CMD")]
+    after_produce: Option<String>,
+}
+
+/// Runs a `--before-produce`/`--after-produce` hook; a failure is reported, not fatal.
+fn hook(cmd: Option<&str>) {
+    let Some(cmd) = cmd else { return };
+    match std::process::Command::new("sh").args(["-c", cmd]).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("hook {cmd:?} exited with {s}"),
+        Err(e) => eprintln!("hook {cmd:?}: {e}"),
+    }
 }
 
 /// Collects produce latencies from delivery reports.
@@ -286,10 +313,18 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         .lock()
         .map_err(|_| "poisoned")?
         .clear();
+    hook(args.before_produce.as_deref());
     let start = Instant::now();
     for i in 0..args.count {
         if args.transaction_size > 0 && i % args.transaction_size == 0 {
             producer.begin_transaction().map_err(|e| e.to_string())?;
+        }
+        if args.rate > 0 {
+            let due = start + Duration::from_secs_f64(i as f64 / args.rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
         }
         let key = (i % 1024).to_string();
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now()))
@@ -326,6 +361,7 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     }
     drain(&producer, Duration::from_secs(120))?;
     let elapsed = start.elapsed().as_secs_f64();
+    hook(args.after_produce.as_deref());
     let ctx = producer.context();
     let mut lat = ctx.micros.lock().map_err(|_| "poisoned")?.clone();
     let errors = *ctx.errors.lock().map_err(|_| "poisoned")?;
@@ -384,7 +420,10 @@ impl ConsumerContext for StderrLog {}
 fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", &args.bootstrap)
+        .set(
+            "bootstrap.servers",
+            args.consume_bootstrap.as_deref().unwrap_or(&args.bootstrap),
+        )
         .set("group.id", "strom-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", args.fetch_max_bytes.to_string())
@@ -477,7 +516,7 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
 fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
     let cpu_before = args.broker_pid.and_then(cpu_seconds);
     let c = raw_fetch::consume(
-        &args.bootstrap,
+        args.consume_bootstrap.as_deref().unwrap_or(&args.bootstrap),
         topic,
         args.partitions,
         args.count as u64,
@@ -646,14 +685,15 @@ fn main() {
         );
         // One line per case for scripts (benches/issue16.sh): medians over the runs.
         println!(
-            "summary size={} partitions={partitions} runs={} produce_mb_s={:.1} produce_rec_s={:.0} produce_p99_ms={:.1} consume_mb_s={:.1} consume_rec_s={:.0}",
+            "summary size={} partitions={partitions} runs={} produce_mb_s={:.1} produce_rec_s={:.0} produce_p99_ms={:.1} consume_mb_s={:.1} consume_rec_s={:.0} raw_consume_mb_s={:.1}",
             args.size,
             args.runs,
             median(&mut samples.produce_mb),
             median(&mut samples.produce_msgs),
             median(&mut samples.produce_p99_ms),
             median(&mut samples.consume_mb),
-            median(&mut samples.consume_msgs)
+            median(&mut samples.consume_msgs),
+            median(&mut samples.raw_mb)
         );
         if args.consumer != ConsumerKind::Rdkafka {
             println!(

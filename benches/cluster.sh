@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Cluster-mode benchmarks (issue 17, "Performance") in one command: the engines' ceilings, then
+# librdkafka produce/consume against one single-node broker and a three-broker cluster, all in
+# the same run on the same machine.
+#
+#   benches/cluster.sh [RUNS] [COUNT]        (defaults: 3 runs, 300 000 x 1 KiB)
+#   env: PARTITIONS (12), FLUSH_DELAY_MS (250, the broker default), BENCH_DIR (target/cluster-bench),
+#        RATE (10000 records/s offered in the latency runs), RATE_SECS (8 s per latency run)
+#
+# Run from the workspace root after
+#   cargo build --release -p strom -p strom-bench && cargo build --release -p strom-cluster --examples
+# Smoke run: `benches/cluster.sh 1 20000`.
+#
+# 1. Ceilings: `examples/ceilings` (release) starts its own PostgreSQL (fsync on) and moto and
+#    prints moto PUT/GET MiB/s with p50/p99 and PostgreSQL single-row commits/s with p50/p99.
+# 2. PostgreSQL (Debian's package; as the postgres user when root; scratch dir; free port;
+#    fsync on) and moto on loopback, bucket `bench`; three `strom serve` in cluster mode
+#    (ports 197x1..197x3, own data dirs, flush delay FLUSH_DELAY_MS) and one single-node
+#    `strom serve` (fsync=always, the default).
+# 3. `kafka_bench` (1 KiB, acks=all, linger.ms=5, one producer, idempotent, PARTITIONS
+#    partitions, fresh topic per run, consumers librdkafka then raw Fetch) against the single
+#    node, then the cluster with the producer bootstrapped on all three brokers and the
+#    consumers bootstrapped on broker 3 (the raw consumer fetches every partition through broker
+#    3; librdkafka fetches from each partition's leader, i.e. the broker that wrote it).
+#    Around each cluster produce (after warm-up, and after the last acknowledgement) a hook
+#    snapshots pg_stat_database.xact_commit and the committed objects in `strom_objects`;
+#    commits are also counted over an idle period to subtract the brokers' background traffic.
+#    A saturating producer's latency is mostly its own queue, so each target also gets latency
+#    runs at RATE records/s (below saturation, RATE_SECS each, produce only): their p99 is the
+#    one the issue's latency goal is about.
+# Every process is killed on exit (trap) and the scratch directories removed.
+set -u
+RUNS=${1:-3}
+COUNT=${2:-300000}
+PARTITIONS=${PARTITIONS:-12}
+FLUSH_DELAY_MS=${FLUSH_DELAY_MS:-250}
+RATE=${RATE:-10000}
+RATE_SECS=${RATE_SECS:-8}
+BIN=target/release
+BASE=${BENCH_DIR:-target/cluster-bench}
+SIZE=1024
+
+for b in strom kafka_bench examples/ceilings; do
+  [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: cargo build --release -p strom -p strom-bench && cargo build --release -p strom-cluster --examples" >&2; exit 1; }
+done
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$PG_BIN" ] || { echo "no PostgreSQL under /usr/lib/postgresql (apt-get install postgresql)" >&2; exit 1; }
+python3 -c 'import moto' 2>/dev/null || { echo "moto is needed (python3 -m moto.server)" >&2; exit 1; }
+command -v psql >/dev/null || { echo "psql is needed" >&2; exit 1; }
+
+mkdir -p "$BASE"
+BASE=$(cd "$BASE" && pwd)
+SUMMARY=$BASE/summary.txt
+: >"$SUMMARY"
+SCRATCH=$(mktemp -d /tmp/strom-cbench.XXXXXX)
+PIDS=()
+PG_PID=""
+cleanup() {
+  # Brokers first (started last), so they stop while PostgreSQL and moto still answer.
+  local rev=()
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do rev+=("${PIDS[$i]}"); done
+  for p in "${rev[@]}"; do
+    [ "$p" = "${PIDS[0]}" ] || [ "$p" = "${PIDS[1]:-}" ] || kill "$p" 2>/dev/null
+  done
+  for p in "${rev[@]}"; do
+    [ "$p" = "${PIDS[0]}" ] || [ "$p" = "${PIDS[1]:-}" ] && continue
+    for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  if [ -n "$PG_PID" ]; then
+    # The postmaster's own children (backends) call setsid(): stop it with SIGQUIT, then make sure.
+    kill -QUIT "$PG_PID" 2>/dev/null
+    for _ in $(seq 100); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$PG_PID" 2>/dev/null
+  fi
+  rm -rf "$SCRATCH"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { # $1 port
+  for _ in $(seq 300); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listening on port $1 after 30 s" >&2
+  return 1
+}
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.stdin.read().split()]; print(f"{statistics.median(v):.1f}" if v else "n/a")'; }
+
+echo "# cluster benchmarks, $(date -u +%FT%TZ), runs=$RUNS, count=$COUNT x $SIZE B, partitions=$PARTITIONS, flush delay $FLUSH_DELAY_MS ms, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- 1. ceilings -------------------------------------------------------------------------------
+echo "## ceilings (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$BIN/examples/ceilings" | tee "$BASE/ceilings.log"
+
+# --- 2. servers --------------------------------------------------------------------------------
+chmod 0755 "$SCRATCH"
+mkdir -p "$SCRATCH/pg" "$SCRATCH/sock"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$SCRATCH/pg" "$SCRATCH/sock"
+as_pg "$PG_BIN/initdb" -U postgres --auth=trust -E UTF8 --no-sync -D "$SCRATCH/pg" >"$BASE/initdb.log" 2>&1 ||
+  { cat "$BASE/initdb.log" >&2; exit 1; }
+PG_PORT=$(free_port)
+as_pg "$PG_BIN/postgres" -D "$SCRATCH/pg" -p "$PG_PORT" -k "$SCRATCH/sock" \
+  -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 >"$BASE/postgres.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 300); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.1; done
+PG_PID=$(head -1 "$SCRATCH/pg/postmaster.pid")
+PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+sql() { psql -X -q -At -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
+
+MOTO_PORT=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >"$BASE/moto.log" 2>&1 &
+PIDS+=($!)
+wait_port "$MOTO_PORT" || exit 1
+curl -s -X PUT "http://127.0.0.1:$MOTO_PORT/bench" >/dev/null || { echo "cannot create the bucket" >&2; exit 1; }
+
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+BROKERS=()
+for i in 1 2 3; do
+  "$BIN/strom" serve --cluster-postgres "$PG_URL" --cluster-object-store s3://bench/strom \
+    --cluster-s3-endpoint "http://127.0.0.1:$MOTO_PORT" --cluster-s3-allow-http --cluster-s3-region us-east-1 \
+    --cluster-flush-delay-ms "$FLUSH_DELAY_MS" \
+    --data-dir "$SCRATCH/broker$i" --kafka-listen "127.0.0.1:197${i}2" \
+    --kinesis-listen "127.0.0.1:197${i}7" --http-listen "127.0.0.1:197${i}4" --log warn \
+    >"$BASE/broker$i.log" 2>&1 &
+  PIDS+=($!)
+  BROKERS+=("127.0.0.1:197${i}2")
+  wait_port "197${i}2" || { tail "$BASE/broker$i.log" >&2; exit 1; }
+done
+"$BIN/strom" serve --data-dir "$SCRATCH/single" --kafka-listen 127.0.0.1:19702 \
+  --kinesis-listen 127.0.0.1:19707 --http-listen 127.0.0.1:19704 --log warn >"$BASE/single.log" 2>&1 &
+SINGLE_PID=$!
+PIDS+=("$SINGLE_PID")
+wait_port 19702 || exit 1
+# Let every broker see the other two in its live list (re-read every second).
+sleep 3
+
+# --- 3. runs -----------------------------------------------------------------------------------
+COMMON=(--size "$SIZE" --count "$COUNT" --runs "$RUNS" --partitions "$PARTITIONS" --acks all
+  --linger-ms 5 --idempotence --consumer both)
+
+echo "## single node, fsync=always (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$BIN/kafka_bench" --bootstrap 127.0.0.1:19702 --topic single "${COMMON[@]}" \
+  --broker-pid "$SINGLE_PID" >"$BASE/single-bench.log" 2>&1
+grep -E '^\||^run' "$BASE/single-bench.log"
+grep '^summary' "$BASE/single-bench.log" | sed 's/^summary/mode=single/' | tee -a "$SUMMARY"
+lat_run() { # $1 label, rest: kafka_bench flags
+  local label=$1; shift
+  "$BIN/kafka_bench" "$@" --topic "lat-$label" --size "$SIZE" --count $((RATE * RATE_SECS)) --runs "$RUNS" \
+    --partitions "$PARTITIONS" --acks all --linger-ms 5 --idempotence --consume-passes 0 --rate "$RATE" \
+    >"$BASE/$label-latency.log" 2>&1
+  grep -E '^\|' "$BASE/$label-latency.log"
+  grep '^summary' "$BASE/$label-latency.log" | sed "s/^summary/mode=$label-at-rate/" | tee -a "$SUMMARY"
+}
+echo "## single node at $RATE records/s"
+lat_run single --bootstrap 127.0.0.1:19702
+# The single node is done: stop it so it does not share the machine with the cluster runs.
+kill "$SINGLE_PID"; wait "$SINGLE_PID" 2>/dev/null
+
+SNAP=$BASE/pg-snapshots.txt
+: >"$SNAP"
+snapshot="sleep 1.2; psql -X -q -At -F ' ' -h 127.0.0.1 -p $PG_PORT -U postgres -d postgres -c \
+\"select extract(epoch from clock_timestamp()), (select xact_commit from pg_stat_database where datname='postgres'), \
+count(*), coalesce(sum(size),0) from strom_objects where state='committed'\" >>$SNAP"
+# Background commits (heartbeats, live-list and metadata polls, each in its own transaction).
+eval "$snapshot"; sleep 10; eval "$snapshot"
+cp "$SNAP" "$BASE/idle-snapshots.txt"; : >"$SNAP"
+
+echo "## cluster, 3 brokers, flush delay $FLUSH_DELAY_MS ms (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+BOOT=$(IFS=,; echo "${BROKERS[*]}")
+"$BIN/kafka_bench" --bootstrap "$BOOT" --consume-bootstrap "${BROKERS[2]}" --topic cluster "${COMMON[@]}" \
+  --before-produce "$snapshot" --after-produce "$snapshot" >"$BASE/cluster-bench.log" 2>&1
+grep -E '^\||^run' "$BASE/cluster-bench.log"
+grep '^summary' "$BASE/cluster-bench.log" | sed 's/^summary/mode=cluster/' | tee -a "$SUMMARY"
+echo "## cluster at $RATE records/s"
+lat_run cluster --bootstrap "$BOOT"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "objects by state: $(sql "select state, count(*) from strom_objects group by state" | tr '\n' ' ')"
+echo "batch index rows: $(sql "select count(*) from strom_batches")"
+
+python3 - "$SUMMARY" "$BASE/ceilings.log" "$BASE/idle-snapshots.txt" "$SNAP" "$SIZE" "$FLUSH_DELAY_MS" <<'EOF'
+import re, statistics, sys
+summary, ceil_log, idle_f, snap_f, size, delay = sys.argv[1:7]
+size, delay = int(size), float(delay)
+rows = {}
+for line in open(summary):
+    f = dict(x.split("=", 1) for x in line.split())
+    rows[f["mode"]] = {k: float(v) for k, v in f.items() if k not in ("mode",)}
+ceil = {}
+for line in open(ceil_log):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == 6 and cells[1].isdigit():
+        ceil[cells[0]] = dict(ops_s=float(cells[2]), mib_s=float(cells[3]), p50=float(cells[4]), p99=float(cells[5]))
+def snaps(path):
+    return [tuple(float(x) for x in l.split()) for l in open(path) if l.strip()]
+idle = snaps(idle_f)
+idle_rate = (idle[1][1] - idle[0][1]) / (idle[1][0] - idle[0][0]) if len(idle) == 2 else 0.0
+runs = snaps(snap_f)
+per_run = []
+for a, b in zip(runs[0::2], runs[1::2]):
+    secs = b[0] - a[0]
+    commits = b[1] - a[1]
+    objects = b[2] - a[2]
+    gib = (b[3] - a[3]) / 2**30
+    net = commits - idle_rate * secs
+    per_run.append(dict(secs=secs, commits=commits, net=net, objects=objects, gib=gib,
+                        commits_gib=commits / gib if gib else 0, net_gib=net / gib if gib else 0,
+                        obj_mib=(b[3] - a[3]) / objects / 2**20 if objects else 0))
+med = lambda k: statistics.median(r[k] for r in per_run) if per_run else float("nan")
+put = max((v for k, v in ceil.items() if k.startswith("moto PUT")), key=lambda v: v["mib_s"], default=None)
+put_1m = ceil.get("moto PUT 1024 KiB x1") or put
+pg1 = next((v for k, v in ceil.items() if k.startswith("postgres commit") and k.endswith("x1")), None)
+flush = next((v for k, v in ceil.items() if k.startswith("writer flush")), None)
+s, c = rows.get("single", {}), rows.get("cluster", {})
+print("\n# Medians")
+for k, v in ceil.items():
+    print(f"ceiling {k}: {v['ops_s']:.0f} ops/s, {v['mib_s']:.1f} MiB/s, p50 {v['p50']:.1f} ms, p99 {v['p99']:.1f} ms")
+print(f"idle PostgreSQL commits: {idle_rate:.1f}/s (3 brokers' background)")
+print("| mode | produce MB/s | produce rec/s | p99 ms | librdkafka consume MB/s | raw consume MB/s |")
+print("|---|---|---|---|---|---|")
+for m in ("single", "cluster", "single-at-rate", "cluster-at-rate"):
+    r = rows.get(m, {})
+    print(f"| {m} | {r.get('produce_mb_s', 0):.1f} | {r.get('produce_rec_s', 0):.0f} | {r.get('produce_p99_ms', 0):.1f} | "
+          f"{r.get('consume_mb_s', 0):.1f} | {r.get('raw_consume_mb_s', 0):.1f} |")
+for i, r in enumerate(per_run):
+    print(f"cluster run {i}: {r['secs']:.1f} s between snapshots, {r['commits']:.0f} commits ({r['net']:.0f} net of idle), "
+          f"{r['objects']:.0f} objects ({r['obj_mib']:.2f} MiB each), {r['gib']:.3f} GiB, "
+          f"{r['commits_gib']:.0f} commits/GiB ({r['net_gib']:.0f} net), {r['net'] / r['objects'] if r['objects'] else 0:.2f} net commits/object")
+print(f"median: {med('commits_gib'):.0f} commits/GiB ({med('net_gib'):.0f} net of idle), {med('objects') / med('gib') if med('gib') else 0:.0f} objects/GiB")
+mb = 1e6 / 2**20  # MB -> MiB
+if put and s and c:
+    put_mb = put["mib_s"] / mb
+    goal_tp = min(0.7 * put_mb, 0.5 * s["produce_mb_s"])
+    print(f"goal produce >= min(70 % of PUT {put_mb:.0f} MB/s, 50 % of single {s['produce_mb_s']:.1f} MB/s) = {goal_tp:.1f} MB/s: "
+          f"{c['produce_mb_s']:.1f} MB/s = {100 * c['produce_mb_s'] / put_mb:.0f} % of PUT, "
+          f"{100 * c['produce_mb_s'] / s['produce_mb_s']:.0f} % of single: {'met' if c['produce_mb_s'] >= goal_tp else 'NOT met'}")
+if put_1m and pg1:
+    bound = delay + 2 * (put_1m["p99"] + pg1["p99"])
+    for m in ("cluster-at-rate", "cluster"):
+        r = rows.get(m, {})
+        print(f"goal p99 <= {delay:.0f} + 2 x ({put_1m['p99']:.1f} PUT 1 MiB p99 + {pg1['p99']:.1f} commit p99) = {bound:.1f} ms, {m}: "
+              f"{r.get('produce_p99_ms', 0):.1f} ms: {'met' if r.get('produce_p99_ms', 1e9) <= bound else 'NOT met'}")
+if s and c:
+    for k, name in (("consume_mb_s", "librdkafka"), ("raw_consume_mb_s", "raw fetch")):
+        if s.get(k):
+            print(f"goal tail consume >= 70 % of single ({name}): {c.get(k, 0):.1f} / {s[k]:.1f} MB/s = "
+                  f"{100 * c.get(k, 0) / s[k]:.0f} %: {'met' if c.get(k, 0) >= 0.7 * s[k] else 'NOT met'}")
+EOF
