@@ -119,6 +119,9 @@ pub struct Writer {
     limit: usize,
     stats: Arc<std::sync::Mutex<WriterStats>>,
     task: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Set by [`Writer::shutdown`]: the task stops taking batches, flushes what it holds at
+    /// once and ends, whatever other clones of the handle still exist.
+    close: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -156,13 +159,15 @@ impl Writer {
             cache,
             stats: stats.clone(),
         });
-        let task = tokio::spawn(flusher.run(rx));
+        let (close, closed) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(flusher.run(rx, closed));
         Writer {
             tx,
             budget: Arc::new(Semaphore::new(limit)),
             limit,
             stats,
             task: Arc::new(std::sync::Mutex::new(Some(task))),
+            close: Arc::new(close),
         }
     }
 
@@ -229,14 +234,17 @@ impl Writer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Drops this handle and waits at most `timeout` for the task to flush what is buffered and
-    /// stop; the task stops once every clone of the handle is gone.
+    /// Stops the writer: batches not yet handed over are refused ([`Error::WriterClosed`]), the
+    /// task flushes what it holds at once (not after the flush delay) and ends, even while
+    /// other clones of the handle live on; waits at most `timeout` for that.
     pub async fn shutdown(self, timeout: Duration) -> Result<()> {
         let task = self
             .task
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        self.budget.close();
+        self.close.send_replace(true);
         drop(self.tx);
         if let Some(task) = task {
             tokio::time::timeout(timeout, task)
@@ -292,10 +300,27 @@ impl Flusher {
     /// Collects flushes and runs them in two stages: the upload of flush N+1 (record the object,
     /// PUT it) overlaps the commit of flush N, and commits run strictly one after another in
     /// flush order, which keeps each partition's arrival order.
-    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    ///
+    /// When `closed` turns true the channel is closed: what it already holds is flushed at once
+    /// (no waiting for the delay), then the task ends.
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Pending>,
+        mut closed: tokio::sync::watch::Receiver<bool>,
+    ) {
         let flush = self.config.flush;
         let mut committing: Option<JoinHandle<Result<()>>> = None;
-        while let Some(first) = rx.recv().await {
+        let mut closing = false;
+        loop {
+            let first = tokio::select! {
+                next = rx.recv() => next,
+                _ = closed.changed(), if !closing => {
+                    closing = true;
+                    rx.close();
+                    rx.recv().await
+                }
+            };
+            let Some(first) = first else { break };
             let deadline = tokio::time::Instant::now() + flush.max_delay;
             let mut bytes = first.batch.len();
             let mut items = vec![first];
@@ -309,6 +334,10 @@ impl Flusher {
                         None => break,
                     },
                     () = tokio::time::sleep_until(deadline) => break,
+                    _ = closed.changed(), if !closing => {
+                        closing = true;
+                        rx.close();
+                    }
                 }
             }
             let next = Flush::new(&self.config.prefix, items);

@@ -433,3 +433,38 @@ async fn a_hung_postgres_times_the_flush_out_retriably_and_the_writer_recovers()
     assert_eq!(got, ["a-0", "b-0"], "the timed-out batch was not committed");
     assert_eq!(b.base_offset, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_flushes_at_once_and_stops_while_other_handles_live() {
+    let env = Env::start().await;
+    env.create_topic("t", 1).await;
+    // A flush delay far longer than the test: only the shutdown can flush this batch in time.
+    let slow = FlushConfig {
+        max_delay: Duration::from_secs(60),
+        ..fast_flush()
+    };
+    let writer = env.writer("w", slow, None);
+    let other_handle = writer.clone();
+    let tp = TopicPartition::new("t", 0);
+    let enqueued = bounded(writer.enqueue(tp.clone(), batch(None, &values("s", 2))))
+        .await
+        .expect("enqueue");
+    let started = std::time::Instant::now();
+    bounded(writer.shutdown(Duration::from_secs(20)))
+        .await
+        .expect("the writer stops although another handle lives");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped by the shutdown, not by a timeout"
+    );
+    let appended = bounded(enqueued.wait()).await.expect("flushed at shutdown");
+    assert_eq!((appended.base_offset, appended.last_offset), (0, 1));
+    // The remaining handle refuses new batches instead of buffering them for nobody.
+    let refused = bounded(other_handle.append(tp.clone(), batch(None, &values("late", 1)))).await;
+    assert!(
+        matches!(refused, Err(Error::WriterClosed)),
+        "late append: {refused:?}"
+    );
+    let reader = env.reader(1 << 20);
+    assert_eq!(bounded(read_all(&reader, &tp)).await.len(), 2);
+}
