@@ -276,7 +276,7 @@ def check_compacted_topic() -> None:
         "min.cleanable.dirty.ratio": "0.01",
         "delete.retention.ms": "0",
     })
-    keys, updates = 50, 2000
+    keys, updates = 1000, 100000
     latest: dict[bytes, bytes | None] = {}
     p = KafkaProducer(bootstrap_servers=B, acks="all", linger_ms=5, request_timeout_ms=TIMEOUT_MS)
     try:
@@ -321,8 +321,8 @@ def check_compacted_topic() -> None:
         got = read_back()
         return len(got) == len(want)
 
-    expect(wait_until(compacted, 30, interval=0.5),
-           f"{len(got)} records still there after 30s, want one per live key ({len(want)})")
+    expect(wait_until(compacted, 60, interval=0.5),
+           f"{len(got)} records still there after 60s, want one per live key ({len(want)})")
     offsets = [m.offset for m in got]
     expect_eq(offsets, sorted(set(offsets)), "offsets increase")
     expect_eq({m.key: m.value for m in got}, want, "latest value per key, deleted keys gone")
@@ -368,7 +368,7 @@ for codec in CODECS:
 s.check("producer.idempotent", check_idempotent_producer,
         what="enable_idempotence=True (InitProducerId, sequence numbers) sends and reads back")
 s.check("compaction.latest_value_per_key", check_compacted_topic,
-        what="cleanup.policy=compact: 2000 updates over 50 keys and 10 tombstones read back as "
+        what="cleanup.policy=compact: 100000 updates over 1000 keys and 200 tombstones read back as "
              "the latest value per key once cleaned")
 s.check("admin.delete_topics", check_delete_topics,
         what="DeleteTopics of every topic created here; they leave the metadata")

@@ -172,19 +172,19 @@ check_compacted() {
     [[ -n ${COMPAT_STROM_BIN:-} ]] || { echo "COMPAT_STROM_BIN is not set (run through compat/run.sh)"; return 1; }
     "$COMPAT_STROM_BIN" topic create "$topic" --bootstrap "$B" -c cleanup.policy=compact \
         -c segment.ms=200 -c min.cleanable.dirty.ratio=0.01 || { echo "strom topic create exited $?"; return 1; }
-    for i in $(seq 0 999); do echo "k$((i % 20)):v$i"; done |
+    seq 0 99999 | awk '{print "k" ($1 % 1000) ":v" $1}' |
         "${KCAT[@]}" -P -t "$topic" -K: -X acks=all || { echo "kcat -P exited $?"; return 1; }
     # Once segment.ms has passed, one more record rolls the segment: only closed ones are cleaned.
     sleep 0.3
     echo "roll:roll" | "${KCAT[@]}" -P -t "$topic" -K: -X acks=all || { echo "kcat -P exited $?"; return 1; }
-    expected=$( (for i in $(seq 980 999); do echo "k$((i % 20)) v$i"; done; echo "roll roll") | sort)
-    for attempt in $(seq 1 60); do
+    expected=$( (seq 99000 99999 | awk '{print "k" ($1 % 1000) " v" $1}'; echo "roll roll") | sort)
+    for attempt in $(seq 1 120); do
         # One line per key, each its latest value: the topic has been compacted.
         out=$("${KCAT[@]}" -C -t "$topic" -e -f '%k %s\n' | sort) || { echo "kcat -C exited $?"; return 1; }
         [[ $out == "$expected" ]] && return 0
         sleep 0.5
     done
-    same "compacted read-back after 30s" "$expected" "$out"
+    same "compacted read-back after 60s" "$expected" "$out"
 }
 
 check "metadata.broker" "kcat -L lists one broker at $B" check_metadata_broker
@@ -200,7 +200,7 @@ for codec in gzip snappy lz4 zstd; do
     check "compression.$codec" "kcat -P -z $codec, read back" check_compression "$codec"
 done
 
-check "compaction.latest_value_per_key" "1000 updates over 20 keys to a compacted topic read back as the latest value per key" check_compacted
+check "compaction.latest_value_per_key" "100000 updates over 1000 keys to a compacted topic read back as the latest value per key" check_compacted
 
 echo "== $SUITE done: pass=${COUNTS[PASS]:-0} fail=${COUNTS[FAIL]:-0} known-fail=${COUNTS[KNOWN-FAIL]:-0} xpass=${COUNTS[XPASS]:-0}"
 exit "$FAILED"
