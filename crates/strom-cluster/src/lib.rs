@@ -55,6 +55,8 @@
 //! One [`Error`] enum; [`Error::is_retriable`] separates outages (database, object store: the
 //! client retries, possibly through another broker) from request errors (sequence, fencing).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod backend;
 pub mod cache;
 pub mod collector;
