@@ -208,6 +208,7 @@ impl StorageBackend for ClusterBackend {
             self.engine.bridge.clone(),
             Db::new(pg),
             self.membership.node_id(),
+            self.config.metadata_compaction,
         )?;
         Ok((Box::new(store), events))
     }

@@ -135,6 +135,29 @@ pub struct ClusterConfig {
     /// How old a `pending` object must be before the orphan collector deletes it; must exceed the
     /// longest flush (PUT plus commit), or a slow flush fails with [`Error::ObjectCollected`].
     pub orphan_grace: Duration,
+    /// When the shared metadata event table is compacted into its snapshot.
+    pub metadata_compaction: MetadataCompaction,
+}
+
+/// When the shared metadata event table (`strom_metadata_events`) is folded into its snapshot
+/// row, so the table stays bounded by the live state rather than by history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataCompaction {
+    /// Compact once the events after the snapshot exceed `max(min_events, 2 × live events)`
+    /// (the local metadata log's rule).
+    pub min_events: usize,
+    /// Events the snapshot covers are deleted only once this old, so a broker that stopped
+    /// tailing for less than this (a pause, a slow poll) still reads every event it missed.
+    pub keep_events_for: Duration,
+}
+
+impl Default for MetadataCompaction {
+    fn default() -> Self {
+        MetadataCompaction {
+            min_events: 1000,
+            keep_events_for: Duration::from_secs(600),
+        }
+    }
 }
 
 impl ClusterConfig {
@@ -154,6 +177,7 @@ impl ClusterConfig {
             flush: FlushConfig::default(),
             lease_ttl: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(600),
+            metadata_compaction: MetadataCompaction::default(),
         })
     }
 

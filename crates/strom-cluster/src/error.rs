@@ -209,6 +209,24 @@ pub enum Error {
         /// Object key.
         key: String,
     },
+    /// The metadata events after this broker's cursor were compacted away before it read them
+    /// (it stopped tailing for longer than the compaction keeps covered events): its metadata
+    /// can no longer be brought up to date by tailing, and the broker must be restarted.
+    #[error(
+        "metadata events after seq {cursor} were compacted (through seq {pruned_through}) before this broker read them; restart it"
+    )]
+    MetadataEventsPruned {
+        /// The last event this broker read.
+        cursor: i64,
+        /// The highest event seq deleted by compaction.
+        pruned_through: i64,
+    },
+    /// The metadata snapshot row is not a JSON array of events.
+    #[error("the metadata snapshot through seq {through_seq} is not a list of events")]
+    CorruptMetadataSnapshot {
+        /// The seq the snapshot claims to cover.
+        through_seq: i64,
+    },
     /// Waiting for a flush or a query exceeded its bound.
     #[error("timed out after {waited:?}")]
     Timeout {

@@ -79,7 +79,7 @@ pub mod writer;
 
 pub use backend::{ClusterBackend, ClusterNode};
 pub use cache::ObjectCache;
-pub use config::{ClusterConfig, FlushConfig, ObjectStoreUrl, S3Settings};
+pub use config::{ClusterConfig, FlushConfig, MetadataCompaction, ObjectStoreUrl, S3Settings};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use metadata::TopicPartition;
