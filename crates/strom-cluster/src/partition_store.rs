@@ -244,6 +244,23 @@ async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec
         .collect()
 }
 
+/// The bytes of the partition's indexed batches at or above its log start.
+async fn stored_bytes(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<u64> {
+    let conn = db.conn().await?;
+    let total: i64 = conn
+        .query_one(
+            "SELECT coalesce(sum(b.byte_length), 0)::bigint
+             FROM strom_batches b JOIN strom_partitions p
+               ON p.topic = b.topic AND p.partition = b.partition
+             WHERE b.topic = $1 AND b.partition = $2 AND b.last_offset >= p.log_start_offset",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(crate::Error::pg(crate::error::DbOp::ReadIndex))?;
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
 /// Validates a produced payload with the local log's own check (the seam's
 /// [`validate_payload`](strom_broker::storage::validate_payload)), then refuses transactional
 /// and control batches, which cluster mode does not take yet. Returns each batch's header and
@@ -490,7 +507,20 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn size_bytes(&self) -> u64 {
-        0
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let summed = self
+            .engine
+            .bridge
+            .run(async move { stored_bytes(&engine.admin, &tp).await });
+        match summed {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, partition = %self.tp, "summing the stored bytes failed");
+                0
+            }
+            Err(_) => 0,
+        }
     }
 
     fn flush(&self) -> StorageResult<()> {
