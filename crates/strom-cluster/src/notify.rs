@@ -83,7 +83,7 @@ impl Notifier {
             .entry(tp.clone())
             .or_insert_with(|| watch::channel(-1).0)
             .subscribe();
-        let next = match partition_offsets(&self.db, tp).await {
+        let next = match self.db.bounded(partition_offsets(&self.db, tp)).await {
             Ok(offsets) => offsets.next_offset,
             Err(error) => {
                 drop(rx);
@@ -150,7 +150,7 @@ async fn listen_once(config: &PgConfig, db: &Db, watchers: &Watchers) -> Result<
         // Catch up on whatever committed while we were not listening.
         let subscribed: Vec<TopicPartition> = lock(watchers).keys().cloned().collect();
         for tp in subscribed {
-            if let Ok(offsets) = partition_offsets(db, &tp).await
+            if let Ok(offsets) = db.bounded(partition_offsets(db, &tp)).await
                 && let Some(sender) = lock(watchers).get(&tp)
             {
                 advance(sender, offsets.next_offset);
