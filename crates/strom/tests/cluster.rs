@@ -651,8 +651,9 @@ async fn three_brokers_share_one_log() {
 }
 
 /// Fault checker in the spirit of Jepsen, bounded: two idempotent `acks=all` producers write
-/// to four partitions through all brokers while, [`FAULT_CYCLES`] times, a broker is killed
-/// with `kill -9` and started again, and PostgreSQL is killed and restarted twice. At the end
+/// to four partitions through all brokers while the [`FAULTS`] are injected in turn: brokers
+/// killed with `kill -9` and started again, PostgreSQL killed and restarted, the object store
+/// frozen and PostgreSQL frozen (unreachable) for a few seconds. At the end
 /// every acknowledged record is at its acknowledged offset exactly once, offsets are gapless,
 /// each producer's records keep their order per partition, and no record appears twice
 /// (acknowledged or not).
@@ -661,6 +662,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     const FAULT_TOPIC: &str = "faults";
     const FAULT_PARTITIONS: i32 = 4;
     let _serial = SERIAL.lock().await;
+    let started = Instant::now();
     let (mut pg, s3) = tokio::task::spawn_blocking(|| {
         let pg = PostgresServer::start().expect("start postgres");
         let s3 = MotoServer::start().expect("start moto");
@@ -733,19 +735,38 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         }));
     }
 
-    let mut faults = 0;
-    for cycle in 0..FAULT_CYCLES {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let victim = cycle % brokers.len();
-        brokers[victim].kill();
-        faults += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if cycle % 3 == 1 {
-            tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
-            faults += 1;
+    let mut injected: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut kills = 0;
+    for fault in FAULTS {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        match fault {
+            Fault::KillBroker | Fault::KillBrokerAndRestartPostgres => {
+                let victim = kills % brokers.len();
+                kills += 1;
+                brokers[victim].kill();
+                *injected.entry("broker kill -9").or_default() += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if fault == Fault::KillBrokerAndRestartPostgres {
+                    tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
+                    *injected.entry("postgres restart").or_default() += 1;
+                }
+                brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
+            }
+            Fault::FreezeObjectStore => {
+                s3.pause();
+                tokio::time::sleep(OUTAGE).await;
+                s3.resume();
+                *injected.entry("object store frozen").or_default() += 1;
+            }
+            Fault::FreezePostgres => {
+                pg.pause();
+                tokio::time::sleep(OUTAGE).await;
+                pg.resume();
+                *injected.entry("postgres frozen").or_default() += 1;
+            }
         }
-        brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
     }
+    let faults: usize = injected.values().sum();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     for p in producers {
@@ -805,17 +826,48 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         );
     }
     eprintln!(
-        "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected",
+        "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected \
+         ({injected:?}) in {:?}",
         outcomes.len(),
         acked.len(),
         seen.len(),
-        faults
+        faults,
+        started.elapsed()
     );
+    drop(s3);
 }
 
-/// Broker kills (each followed by a restart) in the fault checker; PostgreSQL is restarted
-/// in cycles 1 and 4.
-const FAULT_CYCLES: usize = 6;
+/// One fault of the checker's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `kill -9` a broker (the next in turn), start it again.
+    KillBroker,
+    /// As `KillBroker`, and PostgreSQL killed (`SIGQUIT`, immediate shutdown) and restarted
+    /// while the broker is down.
+    KillBrokerAndRestartPostgres,
+    /// The object store frozen (`SIGSTOP`) for [`OUTAGE`]: PUTs and GETs get no answer.
+    /// (moto keeps objects in memory, so it is frozen rather than restarted.)
+    FreezeObjectStore,
+    /// PostgreSQL frozen (`SIGSTOP` of every server process) for [`OUTAGE`]: connections
+    /// stay open but nothing answers, as in a network partition.
+    FreezePostgres,
+}
+
+/// The checker's faults, in order, 1.5 s of traffic before each.
+const FAULTS: [Fault; 9] = [
+    Fault::KillBroker,
+    Fault::FreezeObjectStore,
+    Fault::KillBrokerAndRestartPostgres,
+    Fault::FreezePostgres,
+    Fault::KillBroker,
+    Fault::FreezeObjectStore,
+    Fault::KillBrokerAndRestartPostgres,
+    Fault::FreezePostgres,
+    Fault::KillBroker,
+];
+
+/// How long a frozen server stays frozen.
+const OUTAGE: Duration = Duration::from_secs(3);
 
 /// Every record of every partition, `(offset, value)` in offset order, up to the high
 /// watermarks seen when the read starts.
