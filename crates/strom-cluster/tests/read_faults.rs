@@ -4,16 +4,14 @@
 //!   within the reader's GET bound (not hang); once the store answers again the same fetch
 //!   succeeds;
 //! - a frozen or stopped PostgreSQL makes a fetch fail with a retriable error within the
-//!   database bound; once it is back the reader reconnects by itself;
-//! - `sslmode=disable` and `prefer` connect to a server without TLS; `require` is refused
-//!   with an error that names TLS; the session timeouts are in force on every connection.
+//!   database bound; once it is back the reader reconnects by itself.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strom_cluster::{Db, ObjectCache, PgConfig, PgTimeouts, Reader, ReaderConfig, TopicPartition};
+use strom_cluster::{Db, ObjectCache, Reader, ReaderConfig, TopicPartition};
 use support::{Env, STEP, batch, values};
 
 /// A reader that never serves from its cache (every fetch downloads), with `get_timeout`.
@@ -132,55 +130,4 @@ async fn postgres_outages_fail_reads_retriably_and_readers_reconnect() {
             }
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sslmode_disable_and_prefer_connect_require_refused_and_timeouts_set() {
-    let pg = tokio::task::spawn_blocking(|| {
-        strom_cluster::testkit::PostgresServer::start().expect("start postgres")
-    })
-    .await
-    .unwrap();
-    let timeouts = PgTimeouts {
-        statement: Duration::from_millis(4321),
-        lock: Duration::from_millis(1234),
-        idle_in_transaction: Duration::from_secs(7),
-    };
-    for mode in ["disable", "prefer"] {
-        let url = format!("{}&sslmode={mode}", pg.url());
-        let db = Db::new(PgConfig::parse(&url, timeouts).unwrap());
-        let conn = db.conn().await.unwrap_or_else(|e| panic!("{mode}: {e}"));
-        let row = conn
-            .query_one(
-                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),
-                        current_setting('idle_in_transaction_session_timeout'),
-                        (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
-                &[],
-            )
-            .await
-            .unwrap();
-        let got: (String, String, String, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
-        assert_eq!(
-            got,
-            ("4321ms".into(), "1234ms".into(), "7s".into(), false),
-            "{mode}"
-        );
-    }
-    // The server has no TLS: require must not fall back to plain text.
-    let url = format!("{}&sslmode=require", pg.url());
-    let db = Db::new(PgConfig::parse(&url, timeouts).unwrap());
-    let err = db.conn().await.unwrap_err();
-    let text = format!("{err}");
-    assert!(text.contains("TLS"), "{text}");
-    assert!(
-        err.is_retriable(),
-        "a connection error is an outage to the caller: {err}"
-    );
-    // verify-full needs roots it can read.
-    let url = format!(
-        "{}&sslmode=verify-full&sslrootcert=/nonexistent/root.crt",
-        pg.url()
-    );
-    let err = PgConfig::parse(&url, timeouts).unwrap_err();
-    assert!(format!("{err}").contains("sslrootcert"), "{err}");
 }
