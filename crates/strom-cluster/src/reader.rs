@@ -331,6 +331,7 @@ impl Reader {
         let deadline = Instant::now() + self.config.get_timeout;
         let mut backoff = self.config.get_backoff;
         let path = Path::from(key);
+        let mut failed: Option<Error> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let error = match tokio::time::timeout(left, self.store.get_range(&path, range.clone()))
@@ -338,16 +339,20 @@ impl Reader {
             {
                 Ok(Ok(data)) => return Ok(data),
                 Ok(Err(e)) => Error::store(StoreOp::GetRange, Some(key))(e),
-                Err(_) => Error::Timeout {
+                // Cut by the bound: the store's own error if an earlier attempt got one (the
+                // store answers, with errors), else the timeout (it does not answer).
+                Err(_) => failed.take().unwrap_or(Error::Timeout {
                     waited: self.config.get_timeout,
-                },
+                }),
             };
             let left = deadline.saturating_duration_since(Instant::now());
-            if left <= backoff || matches!(error, Error::Timeout { .. }) {
+            if left <= backoff * 2 || !matches!(error, Error::ObjectStore { .. }) {
+                // Not enough time for another attempt to finish: report this failure.
                 tracing::debug!(%error, key, "object read failed");
                 return Err(error);
             }
             tracing::debug!(%error, key, ?backoff, "object read failed; retrying");
+            failed = Some(error);
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }

@@ -868,6 +868,14 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let acked: Vec<_> = outcomes.iter().filter(|o| o.2.is_some()).collect();
     assert!(!acked.is_empty(), "nothing was acknowledged");
+    // Not acknowledged (delivery timed out or failed), per (producer, partition): how many,
+    // and the range of their sequence numbers, to tell a stall from scattered failures.
+    let mut unacked: BTreeMap<(usize, usize), (usize, usize, usize)> = BTreeMap::new();
+    for (id, seq, _) in outcomes.iter().filter(|o| o.2.is_none()) {
+        let partition = seq % FAULT_PARTITIONS as usize;
+        let e = unacked.entry((*id, partition)).or_insert((0, *seq, *seq));
+        *e = (e.0 + 1, e.1.min(*seq), e.2.max(*seq));
+    }
     let live = brokers
         .iter()
         .map(|b| b.kafka.clone())
@@ -920,7 +928,8 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     eprintln!(
         "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected \
          ({injected:?}); faults over at {faults_done:?}, producers done at {producers_done:?}, \
-         checked at {:?}; fetches during the faults: {reads:?}",
+         checked at {:?}; fetches during the faults: {reads:?}; not acknowledged per \
+         (producer, partition): (count, first seq, last seq) {unacked:?}",
         outcomes.len(),
         acked.len(),
         seen.len(),
