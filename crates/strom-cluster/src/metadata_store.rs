@@ -250,10 +250,13 @@ impl MetadataStore for ClusterMetadataStore {
         let db = std::sync::Arc::clone(&self.db);
         let broker_id = self.broker_id;
         let event = event.clone();
-        match self
-            .bridge
-            .run(async move { append(&db, broker_id, event).await })?
-        {
+        // Bounded: a database that stopped answering fails the admin request retriably.
+        let appended = self.bridge.run(async move {
+            db.bounded(async { Ok(append(&db, broker_id, event).await) })
+                .await
+                .unwrap_or_else(|e| Err(Refused::Db(e)))
+        })?;
+        match appended {
             Ok(()) => Ok(()),
             Err(Refused::Exists(name)) => Err(strom_broker::Error::TopicAlreadyExists { name }),
             Err(Refused::UnknownTopic(id)) => Err(strom_broker::Error::UnknownTopicId { id }),
@@ -270,7 +273,7 @@ impl MetadataStore for ClusterMetadataStore {
         let after = self.cursor;
         let events = self
             .bridge
-            .run(async move { read_events(&db, after).await })?
+            .run(async move { db.bounded(read_events(&db, after)).await })?
             .map_err(storage)?;
         if let Some((seq, _)) = events.last() {
             self.cursor = *seq;
@@ -282,7 +285,7 @@ impl MetadataStore for ClusterMetadataStore {
         let db = std::sync::Arc::clone(&self.db);
         let allocated = self
             .bridge
-            .run(async move { crate::metadata::allocate_producer_id(&db).await });
+            .run(async move { db.bounded(crate::metadata::allocate_producer_id(&db)).await });
         Some(match allocated {
             Ok(Ok(id)) => Ok(id),
             Ok(Err(e)) => Err(storage(e)),
