@@ -317,12 +317,6 @@ pub(crate) fn storage(error: Error) -> strom_broker::Error {
 /// [`crate::status::cluster_status`] of the cluster whose PostgreSQL is at `postgres_url`
 /// (`strom cluster status`; no broker needed).
 pub async fn status_at(postgres_url: &str) -> Result<crate::status::ClusterStatus> {
-    let config = postgres_url
-        .parse::<tokio_postgres::Config>()
-        .map_err(|_| Error::InvalidConfig {
-            setting: "postgres",
-            value: String::from("(the given URL)"),
-            reason: "not a PostgreSQL connection URL",
-        })?;
+    let config = crate::tls::PgConfig::parse(postgres_url, crate::tls::PgTimeouts::default())?;
     crate::status::cluster_status(&Db::new(config)).await
 }

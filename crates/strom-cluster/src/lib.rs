@@ -69,12 +69,14 @@ pub mod metadata;
 pub mod metadata_store;
 pub mod notify;
 pub mod partition_store;
+pub mod profile;
 pub mod reader;
 pub mod registry;
 pub mod schema;
 pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod writer;
 
 pub use backend::{ClusterBackend, ClusterNode};
@@ -85,4 +87,5 @@ pub use error::{Error, Result};
 pub use metadata::TopicPartition;
 pub use notify::Notifier;
 pub use reader::{FetchResult, ListedOffset, OffsetSpec, Reader, ReaderConfig};
+pub use tls::{PgConfig, PgTimeouts, TlsMode};
 pub use writer::{Appended, Enqueued, Writer, WriterConfig};

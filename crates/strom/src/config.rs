@@ -207,6 +207,12 @@ pub(crate) struct ServeArgs {
     /// Longest wait before a produced batch is flushed to the object store [default: 250].
     #[arg(long, env = "STROM_CLUSTER_FLUSH_DELAY_MS", value_name = "MS")]
     pub(crate) cluster_flush_delay_ms: Option<u64>,
+    /// PostgreSQL `statement_timeout` of the broker's sessions; 0 turns it off [default: 30000].
+    #[arg(long, env = "STROM_CLUSTER_PG_STATEMENT_TIMEOUT_MS", value_name = "MS")]
+    pub(crate) cluster_pg_statement_timeout_ms: Option<u64>,
+    /// PostgreSQL `lock_timeout` of the broker's sessions; 0 turns it off [default: 10000].
+    #[arg(long, env = "STROM_CLUSTER_PG_LOCK_TIMEOUT_MS", value_name = "MS")]
+    pub(crate) cluster_pg_lock_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +251,8 @@ struct FileCluster {
     s3_allow_http: Option<bool>,
     lease_ttl_ms: Option<u64>,
     flush_delay_ms: Option<u64>,
+    pg_statement_timeout_ms: Option<u64>,
+    pg_lock_timeout_ms: Option<u64>,
 }
 
 /// `[security]`: the authorizer (Kafka's `super.users`, `allow.everyone.if.no.acl.found`).
@@ -551,6 +559,19 @@ fn cluster_config(
     if let Some(ms) = args.cluster_flush_delay_ms.or(file.flush_delay_ms) {
         config.flush.max_delay = Duration::from_millis(ms);
     }
+    if let Some(ms) = args
+        .cluster_pg_statement_timeout_ms
+        .or(file.pg_statement_timeout_ms)
+    {
+        config.postgres_timeouts.statement = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.cluster_pg_lock_timeout_ms.or(file.pg_lock_timeout_ms) {
+        config.postgres_timeouts.lock = Duration::from_millis(ms);
+    }
+    // Checked again with the timeouts: the URL's sslmode and sslrootcert must make sense.
+    config
+        .postgres_config()
+        .context("invalid cluster PostgreSQL settings")?;
     Ok(Some(config))
 }
 
@@ -806,7 +827,7 @@ max_connections = 50
         let path = dir.path().join("strom.toml");
         std::fs::write(
             &path,
-            "[cluster]\npostgres = \"postgres://u:p@127.0.0.1:5432/db\"\nobject_store = \"s3://bucket/a/b\"\ns3_region = \"eu-west-1\"\nlease_ttl_ms = 3000\n",
+            "[cluster]\npostgres = \"postgres://u:p@127.0.0.1:5432/db\"\nobject_store = \"s3://bucket/a/b\"\ns3_region = \"eu-west-1\"\nlease_ttl_ms = 3000\npg_lock_timeout_ms = 2500\n",
         )
         .unwrap();
         let w = Wrapper::parse_from([
@@ -818,9 +839,13 @@ max_connections = 50
             "--cluster-s3-endpoint",
             "http://127.0.0.1:9000",
             "--cluster-s3-allow-http",
+            "--cluster-pg-statement-timeout-ms",
+            "12000",
         ]);
         let s = Settings::load(&w.args).unwrap();
         let c = s.cluster.unwrap();
+        assert_eq!(c.postgres_timeouts.statement, Duration::from_secs(12));
+        assert_eq!(c.postgres_timeouts.lock, Duration::from_millis(2500));
         assert_eq!(c.object_store.bucket, "other");
         assert_eq!(c.object_store.prefix, "p");
         assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));
