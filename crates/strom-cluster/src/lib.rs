@@ -47,7 +47,8 @@
 //!
 //! Brokers register with a lease and heartbeat; expired ones are not listed. Named leases with
 //! a fencing epoch pick one broker per background job; the orphan [`collector`] deletes objects of
-//! flushes that never committed. [`status::cluster_status`] gathers brokers, leases and
+//! flushes that never committed; the [`lifecycle`] jobs apply retention and DeleteRecords to the
+//! index, compact, merge small objects and delete objects no index row refers to. [`status::cluster_status`] gathers brokers, leases and
 //! uncommitted objects for `strom cluster status`.
 //!
 //! # Errors
@@ -64,6 +65,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod lease;
+pub mod lifecycle;
 pub mod membership;
 pub mod metadata;
 pub mod metadata_store;

@@ -144,6 +144,11 @@ CREATE TABLE strom_cluster (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        name: "lifecycle: retired objects, job runs, compaction progress",
+        sql: include_str!("../migrations/0003_lifecycle.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.
