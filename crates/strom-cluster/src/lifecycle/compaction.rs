@@ -10,11 +10,13 @@
 //!    cleans when the dirty bytes are at least `min.cleanable.dirty.ratio` (default 0.5) of
 //!    the cleanable bytes, when the oldest dirty batch is older than `max.compaction.lag.ms`,
 //!    or when a tombstone kept by the last clean has passed `delete.retention.ms`.
-//! 2. **Maps** key → latest offset over the dirty range (up to [`MAX_MAP_KEYS`] keys; the
+//! 2. **Maps** key → latest offset ([`strom_record::compact::OffsetMap`], shared with the
+//!    single-node cleaner) over the dirty range (up to [`MAX_MAP_KEYS`] keys; the
 //!    range stops after the batch that fills it, and the next pass goes on from there).
 //! 3. **Rewrites** every batch from the log start to the end of the map. A record is kept iff
 //!    it has a key, no later record of its key is in the map, and it is not a tombstone whose
-//!    batch's max timestamp is `delete.retention.ms` or more in the past. A batch that keeps
+//!    batch's max timestamp is `delete.retention.ms` or more in the past (the shared
+//!    [`strom_record::compact::CompactionRules`]). A batch that keeps
 //!    everything is left where it is; one that loses records is rewritten with
 //!    [`strom_record::retain_records`] (same offset range and producer fields, offsets get
 //!    gaps but never move) into one new object per pass; one left with nothing is dropped from
@@ -36,6 +38,7 @@ use bytes::{Bytes, BytesMut};
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use strom_record::compact::{CompactionRules, OffsetMap, Verdict};
 use strom_record::{DecodeLimits, RecordView};
 
 use crate::db::Db;
@@ -344,7 +347,7 @@ async fn compact_partition(
     };
 
     // 2. The offset map over the dirty range.
-    let mut map: HashMap<Bytes, i64> = HashMap::new();
+    let mut map = OffsetMap::default();
     let mut at = dirty_idx;
     'map: while at < end_idx {
         let chunk_end = (at + CHUNK).min(end_idx);
@@ -357,9 +360,8 @@ async fn compact_partition(
             let decoded =
                 strom_record::decode_records(batch, limits).map_err(|_| corrupt(tp, row))?;
             for r in decoded.records {
-                if let Some(key) = r.key {
-                    let slot = map.entry(key).or_insert(r.offset);
-                    *slot = (*slot).max(r.offset);
+                if let Some(key) = &r.key {
+                    map.put(key, r.offset);
                 }
             }
             if map.len() >= MAX_MAP_KEYS {
@@ -387,6 +389,10 @@ async fn compact_partition(
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(Error::pg(DbOp::Lifecycle))?
     };
+    let rules = CompactionRules {
+        now_ms: st.now_ms,
+        delete_retention_ms: policy.delete_retention_ms,
+    };
     let mut out = BytesMut::new();
     let mut changes = Vec::new();
     let mut next_due: Option<i64> = None;
@@ -401,24 +407,16 @@ async fn compact_partition(
                 continue;
             }
             let batch_ts = row.entry.max_timestamp;
-            let tombstone_expired =
-                st.now_ms.saturating_sub(batch_ts) >= policy.delete_retention_ms;
             let mut kept_tombstone = false;
             let retained = strom_record::retain_records(batch, limits, |r: &RecordView<'_>| {
-                let Some(key) = r.key else {
-                    // Keyless records (produced before compaction was enabled) go, as in Kafka.
-                    return false;
-                };
-                if map.get(key).is_some_and(|&latest| latest > r.offset) {
-                    return false;
-                }
-                if r.value_is_null {
-                    if tombstone_expired {
-                        return false;
+                match rules.verdict(&map, r.key, r.offset, r.value_is_null, batch_ts) {
+                    Verdict::Remove => false,
+                    Verdict::Keep => true,
+                    Verdict::KeepTombstone => {
+                        kept_tombstone = true;
+                        true
                     }
-                    kept_tombstone = true;
                 }
-                true
             })
             .map_err(|_| corrupt(tp, row))?;
             if kept_tombstone {
