@@ -199,6 +199,19 @@ async fn state(db: &Db, tp: &TopicPartition) -> Result<State> {
     })
 }
 
+/// How many batches of `tp` end at or after `from`.
+async fn dirty_batches(db: &Db, tp: &TopicPartition, from: i64) -> Result<i64> {
+    let conn = db.conn().await?;
+    conn.query_one(
+        "SELECT count(*) FROM strom_batches
+         WHERE topic = $1 AND partition = $2 AND last_offset >= $3",
+        &[&tp.topic, &tp.partition, &from],
+    )
+    .await
+    .and_then(|r| r.try_get(0))
+    .map_err(Error::pg(DbOp::Lifecycle))
+}
+
 async fn rows(db: &Db, tp: &TopicPartition, from: i64, to: i64) -> Result<Vec<Row>> {
     let pg = || Error::pg(DbOp::Lifecycle);
     let conn = db.conn().await?;
@@ -298,16 +311,23 @@ async fn compact_partition(
     stats: &mut CompactionStats,
 ) -> Result<()> {
     let st = state(db, tp).await?;
+    let checkpoint = match st.cleaned {
+        Some(c) if c <= st.next => c.max(st.log_start),
+        _ => st.log_start,
+    };
+    let tombstones_due = st.tombstones_due_ms.is_some_and(|d| d <= st.now_ms);
+    // The idle case without reading the index: nothing dirty but the last batch (never
+    // cleaned), and no kept tombstone due.
+    if !tombstones_due && dirty_batches(db, tp, checkpoint).await? <= 1 {
+        return Ok(());
+    }
     let all = rows(db, tp, st.log_start, st.next).await?;
     // The last batch is never cleaned (Kafka's active segment).
     let Some(last) = all.last() else {
         return Ok(());
     };
     let last_base = last.entry.base_offset;
-    let first_dirty = match st.cleaned {
-        Some(c) if c <= st.next => c.max(st.log_start),
-        _ => st.log_start,
-    };
+    let first_dirty = checkpoint;
     let too_young = |r: &Row| {
         policy.min_compaction_lag_ms > 0
             && r.entry.max_timestamp >= 0
@@ -335,7 +355,6 @@ async fn compact_partition(
         && all.get(dirty_idx).is_some_and(|r| {
             st.now_ms.saturating_sub(r.entry.max_timestamp) > policy.max_compaction_lag_ms
         });
-    let tombstones_due = st.tombstones_due_ms.is_some_and(|d| d <= st.now_ms);
     let due = (dirty_bytes > 0 && (ratio >= policy.min_cleanable_dirty_ratio || lag_exceeded))
         || tombstones_due;
     if !due {
