@@ -92,6 +92,20 @@ fn keyed(ts: i64, records: &[(Option<&str>, Option<&str>)]) -> Bytes {
     Bytes::from(BatchBuilder::new().build(&records).unwrap())
 }
 
+/// One record of key `k` from idempotent producer 1000 (epoch 0) at `sequence`.
+fn idempotent(ts: i64, sequence: i32, value: &str) -> Bytes {
+    let mut builder = BatchBuilder::new();
+    builder.producer_id = 1000;
+    builder.producer_epoch = 0;
+    builder.base_sequence = sequence;
+    let record = Record::new(
+        ts,
+        Some(Bytes::from_static(b"k")),
+        Some(Bytes::from(value.to_owned())),
+    );
+    Bytes::from(builder.build(&[record]).unwrap())
+}
+
 /// Every record from the log start as (offset, key, value), checking offsets strictly grow.
 async fn read_keyed(
     reader: &Reader,
@@ -518,6 +532,50 @@ async fn compaction_keeps_the_latest_record_per_key_as_kafka_does() {
         .await
         .unwrap();
     assert_eq!(read_keyed(&env.reader(0), &tp).await.len(), 4);
+
+    // An idempotent producer's last five batches stay indexed even when compaction empties
+    // them, so a late retry of one is still recognised as a duplicate.
+    strom_cluster::metadata::create_topic(
+        &db,
+        "c-idem",
+        1,
+        &serde_json::json!({"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}),
+    )
+    .await
+    .unwrap();
+    let tp = TopicPartition::new("c-idem", 0);
+    for seq in 0..8 {
+        writer
+            .append(tp.clone(), idempotent(now, seq, &format!("p{seq}")))
+            .await
+            .unwrap();
+    }
+    writer
+        .append(tp.clone(), keyed(now, &[(Some("k"), Some("last"))]))
+        .await
+        .unwrap();
+    let stats = compaction::compact(&db, &env.store, PREFIX, &c)
+        .await
+        .unwrap();
+    // p7 is the latest below the last batch (never in the map) and stays; p0..p2 go with
+    // their batches; p3..p6 go, their batches stay empty.
+    assert_eq!(
+        (stats.batches_removed, stats.batches_rewritten),
+        (3, 4),
+        "{stats:?}"
+    );
+    assert_eq!(rows(&db, "c-idem").await, 6);
+    assert_eq!(
+        read_keyed(&reader, &tp).await,
+        vec![(7, s("k"), s("p7")), (8, s("k"), s("last"))]
+    );
+    let retry = writer
+        .append(tp.clone(), idempotent(now, 6, "p6"))
+        .await
+        .unwrap();
+    assert!(retry.duplicate, "{retry:?}");
+    assert_eq!(retry.base_offset, 6);
+    assert_eq!(reader.offsets(&tp).await.unwrap().next_offset, 9);
     writer.shutdown(STEP).await.unwrap();
 }
 

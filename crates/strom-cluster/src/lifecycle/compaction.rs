@@ -20,7 +20,8 @@
 //!    everything is left where it is; one that loses records is rewritten with
 //!    [`strom_record::retain_records`] (same offset range and producer fields, offsets get
 //!    gaps but never move) into one new object per pass; one left with nothing is dropped from
-//!    the index, except a producer's last batch, kept empty so its duplicate detection survives.
+//!    the index, except a producer's last [`PRODUCER_BATCHES_KEPT`] batches, kept empty so
+//!    duplicate detection of a retry (which looks the original up in the index) survives.
 //!    Control batches are kept as they are (cluster mode refuses transactional producers, so
 //!    there are no aborted transactions to remove).
 //! 4. **Commits** in one transaction fenced by the lease: each rewritten row is re-pointed at
@@ -31,7 +32,7 @@
 //!
 //! The old objects are reclaimed once unreferenced, after the delete delay ([`super::reclaim`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -51,6 +52,10 @@ use crate::reader::{IndexEntry, served};
 
 /// Most keys one clean's offset map holds.
 pub const MAX_MAP_KEYS: usize = 1 << 20;
+
+/// Batches of each producer kept indexed even when emptied (Kafka's producer state keeps the
+/// metadata of this many batches per producer for duplicate detection).
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
 
 /// Batches downloaded per round while mapping or rewriting.
 const CHUNK: usize = 256;
@@ -393,21 +398,18 @@ async fn compact_partition(
     let end = all.get(end_idx).map_or(last_base, |r| r.entry.base_offset);
 
     // 3. Rewrite from the log start to the end of the map.
-    let producer_last: HashMap<i64, i64> = {
-        let conn = db.conn().await?;
-        let rows = conn
-            .query(
-                "SELECT producer_id, last_offset FROM strom_producer_states
-                 WHERE topic = $1 AND partition = $2",
-                &[&tp.topic, &tp.partition],
-            )
-            .await
-            .map_err(Error::pg(DbOp::Lifecycle))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(Error::pg(DbOp::Lifecycle))?
-    };
+    // A producer's most recent batches stay indexed (emptied, if need be): the index is where
+    // the commit transaction finds the original of a retried batch, as Kafka's producer state
+    // keeps the metadata of the last few batches of each producer whatever the cleaner does.
+    let mut recent_of_producer: HashSet<i64> = HashSet::new();
+    let mut per_producer: HashMap<i64, usize> = HashMap::new();
+    for row in all.iter().rev().filter(|r| r.producer_id >= 0) {
+        let n = per_producer.entry(row.producer_id).or_insert(0);
+        if *n < PRODUCER_BATCHES_KEPT {
+            recent_of_producer.insert(row.entry.base_offset);
+            *n += 1;
+        }
+    }
     let rules = CompactionRules {
         now_ms: st.now_ms,
         delete_retention_ms: policy.delete_retention_ms,
@@ -446,9 +448,7 @@ async fn compact_partition(
                 continue;
             }
             records_removed += retained.removed as u64;
-            let last_of_producer = row.producer_id >= 0
-                && producer_last.get(&row.producer_id) == Some(&row.entry.last_offset);
-            if retained.kept == 0 && !last_of_producer {
+            if retained.kept == 0 && !recent_of_producer.contains(&row.entry.base_offset) {
                 changes.push(Change::Remove { row: at + k });
             } else {
                 changes.push(Change::Rewrite {
