@@ -172,8 +172,10 @@ impl ClusterNode {
     pub fn start_collector(&self) -> Result<tokio::task::JoinHandle<()>> {
         let config = crate::lifecycle::LifecycleConfig::new(
             self.config.object_store.prefix.clone(),
-            format!("broker-{}", self.node_id()),
-            self.config.lease_ttl,
+            crate::lifecycle::RunnerConfig {
+                holder: format!("broker-{}", self.node_id()),
+                lease_ttl: self.config.lease_ttl,
+            },
             self.config.orphan_grace,
         );
         let mut handles = crate::lifecycle::spawn(

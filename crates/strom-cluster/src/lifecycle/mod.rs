@@ -52,18 +52,13 @@ pub struct LifecycleConfig {
 }
 
 impl LifecycleConfig {
-    /// The defaults for a broker named `holder`: passes every half lease, objects deleted a
+    /// The defaults for the broker `runner` names: passes every half lease, objects deleted a
     /// minute after their last row went (Kafka's `file.delete.delay.ms`).
-    pub fn new(
-        prefix: String,
-        holder: String,
-        lease_ttl: Duration,
-        orphan_grace: Duration,
-    ) -> Self {
+    pub fn new(prefix: String, runner: RunnerConfig, orphan_grace: Duration) -> Self {
         LifecycleConfig {
             prefix,
-            runner: RunnerConfig { holder, lease_ttl },
-            interval: lease_ttl / 2,
+            interval: runner.lease_ttl / 2,
+            runner,
             orphan_grace,
             delete_delay: Duration::from_secs(60),
             merge: MergeConfig::default(),
