@@ -16,9 +16,11 @@
 //! bounded by [`Db::bounded`]: a database that stopped answering makes the fetch fail, not
 //! hang, and the reader's connections reopen once it is back.
 //!
-//! Index entries are immutable while their object exists. Retention and compaction (not built
-//! yet) will move `log_start_offset` and replace rows; they must then drop the partition's cached
-//! run (see [`Reader::forget`]).
+//! Index entries are immutable while their object exists. The lifecycle jobs
+//! ([`crate::lifecycle`]) move `log_start_offset`, drop rows, and re-point rows at merged or
+//! compacted objects (compaction leaves offset gaps between rows); the old objects stay readable
+//! for the delete delay, and a fetch that still finds one gone drops the partition's cached run
+//! ([`Reader::forget`]) and reads the index again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -236,7 +238,18 @@ impl Reader {
         let entries = self
             .entries(tp, fetch_offset, offsets.next_offset, max_bytes)
             .await?;
-        let batches = self.load(tp, &entries).await?;
+        let batches = match self.load(tp, &entries).await {
+            // The cached index named an object a lifecycle job has since replaced and deleted
+            // (merging, compaction, retention): read the index afresh, once.
+            Err(e) if e.is_object_missing() => {
+                self.forget(tp);
+                let entries = self
+                    .entries(tp, fetch_offset, offsets.next_offset, max_bytes)
+                    .await?;
+                self.load(tp, &entries).await?
+            }
+            loaded => loaded?,
+        };
         Ok(FetchResult {
             batches,
             high_watermark: offsets.next_offset,
@@ -269,6 +282,8 @@ impl Reader {
                         run.entries
                             .range(first..)
                             .map(|(_, e)| e.clone())
+                            // Compaction leaves gaps: skip a batch that ends before `at`.
+                            .skip_while(|e| e.last_offset < at)
                             .take_while(|e| e.base_offset < hw)
                             .take(INDEX_PAGE as usize)
                             .collect()
