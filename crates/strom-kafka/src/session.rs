@@ -130,6 +130,110 @@ impl Session {
     }
 }
 
+/// One entry of Kafka's `listeners` or `advertised.listeners`: `NAME://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerEndpoint {
+    /// The listener's name, upper-cased as Kafka does.
+    pub name: String,
+    /// The host (empty: every interface); IPv6 without brackets.
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// A `listeners`, `advertised.listeners` or `listener.security.protocol.map` value that does
+/// not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerSpecError {
+    /// An entry is not `NAME://host:port`.
+    #[error("listener {entry:?} is not NAME://host:port")]
+    BadEndpoint {
+        /// The entry.
+        entry: String,
+    },
+    /// A protocol-map entry is not `NAME:PROTOCOL`.
+    #[error("security protocol map entry {entry:?} is not NAME:PROTOCOL")]
+    BadMapEntry {
+        /// The entry.
+        entry: String,
+    },
+    /// A protocol name is unknown.
+    #[error(transparent)]
+    UnknownProtocol(#[from] UnknownSecurityProtocol),
+    /// A name appears twice.
+    #[error("listener {name} is given twice")]
+    Duplicate {
+        /// The name.
+        name: String,
+    },
+}
+
+/// Parses a comma-separated `listeners` / `advertised.listeners` value.
+pub fn parse_listener_list(value: &str) -> Result<Vec<ListenerEndpoint>, ListenerSpecError> {
+    let mut out: Vec<ListenerEndpoint> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || ListenerSpecError::BadEndpoint {
+            entry: entry.to_owned(),
+        };
+        let (name, address) = entry.split_once("://").ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = port.parse::<u16>().map_err(|_| bad())?;
+        let name = name.trim().to_ascii_uppercase();
+        if name.is_empty()
+            || name.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        {
+            return Err(bad());
+        }
+        if out.iter().any(|e| e.name == name) {
+            return Err(ListenerSpecError::Duplicate { name });
+        }
+        out.push(ListenerEndpoint {
+            name,
+            host: host.to_owned(),
+            port,
+        });
+    }
+    Ok(out)
+}
+
+/// Kafka's default `listener.security.protocol.map`: each protocol's name maps to itself.
+pub fn default_protocol_map() -> Vec<(String, SecurityProtocol)> {
+    [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ]
+    .into_iter()
+    .map(|p| (p.to_string(), p))
+    .collect()
+}
+
+/// Parses a `listener.security.protocol.map` value (`INTERNAL:PLAINTEXT,EXTERNAL:SSL`).
+pub fn parse_protocol_map(
+    value: &str,
+) -> Result<Vec<(String, SecurityProtocol)>, ListenerSpecError> {
+    let mut out: Vec<(String, SecurityProtocol)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, protocol) =
+            entry
+                .split_once(':')
+                .ok_or_else(|| ListenerSpecError::BadMapEntry {
+                    entry: entry.to_owned(),
+                })?;
+        let name = name.trim().to_ascii_uppercase();
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(ListenerSpecError::Duplicate { name });
+        }
+        out.push((name, protocol.parse()?));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +252,65 @@ mod tests {
         assert!("TLS".parse::<SecurityProtocol>().is_err());
         assert!(SecurityProtocol::SaslSsl.uses_tls() && SecurityProtocol::SaslSsl.uses_sasl());
         assert!(!SecurityProtocol::Plaintext.uses_tls() && !SecurityProtocol::Ssl.uses_sasl());
+    }
+
+    #[test]
+    fn listener_lists_parse_like_kafka() {
+        let l = parse_listener_list("INTERNAL://127.0.0.1:9092, external://:9093,V6://[::1]:9094")
+            .unwrap();
+        assert_eq!(
+            l,
+            vec![
+                ListenerEndpoint {
+                    name: "INTERNAL".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9092
+                },
+                ListenerEndpoint {
+                    name: "EXTERNAL".into(),
+                    host: String::new(),
+                    port: 9093
+                },
+                ListenerEndpoint {
+                    name: "V6".into(),
+                    host: "::1".into(),
+                    port: 9094
+                },
+            ]
+        );
+        for bad in [
+            "127.0.0.1:9092",
+            "A://host",
+            "A://host:99999",
+            "://h:1",
+            "A B://h:1",
+        ] {
+            assert!(
+                matches!(
+                    parse_listener_list(bad),
+                    Err(ListenerSpecError::BadEndpoint { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_listener_list("A://h:1,a://h:2"),
+            Err(ListenerSpecError::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn protocol_maps_parse() {
+        assert_eq!(
+            parse_protocol_map("INTERNAL:PLAINTEXT,external:sasl_ssl").unwrap(),
+            vec![
+                ("INTERNAL".to_owned(), SecurityProtocol::Plaintext),
+                ("EXTERNAL".to_owned(), SecurityProtocol::SaslSsl)
+            ]
+        );
+        assert!(parse_protocol_map("A").is_err());
+        assert!(parse_protocol_map("A:TLS").is_err());
+        assert_eq!(default_protocol_map().len(), 4);
     }
 
     #[test]

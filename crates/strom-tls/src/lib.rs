@@ -335,11 +335,17 @@ pub fn client_principal(connection: &rustls::ServerConnection) -> Option<String>
     dn::subject_dn(cert).map(|dn| format!("User:{dn}"))
 }
 
+/// A finished handshake (or `None` for a failed one) with the client's address.
+type Handshake<L> = Option<(
+    TlsStream<<L as axum::serve::Listener>::Io>,
+    <L as axum::serve::Listener>::Addr,
+)>;
+
 /// An [`axum::serve::Listener`] serving TLS on top of `inner`'s connections.
 pub struct TlsListener<L: axum::serve::Listener> {
     inner: L,
     tls: Arc<TlsServer>,
-    handshakes: JoinSet<Option<(TlsStream<L::Io>, L::Addr)>>,
+    handshakes: JoinSet<Handshake<L>>,
 }
 
 impl<L: axum::serve::Listener> fmt::Debug for TlsListener<L> {
