@@ -261,6 +261,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let kinesis_config = settings.kinesis_config();
     let kinesis_listen = kinesis_config.listen;
+    // Neither HTTP endpoint authenticates yet (Kinesis SigV4 is issue 19's next part).
+    for (what, addr) in [
+        ("Kinesis endpoint", kinesis_listen),
+        ("admin HTTP endpoint", settings.http_listen),
+    ] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "{what} on {addr} is reachable beyond loopback and does not authenticate clients"
+            );
+        }
+    }
     let kinesis_scheme = if kinesis_config.tls.is_some() {
         "https"
     } else {
