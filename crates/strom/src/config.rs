@@ -750,6 +750,96 @@ mod tests {
     }
 
     #[test]
+    fn listener_tables_flags_and_tls_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[[listener]]\nname = \"internal\"\nlisten = \"127.0.0.1:9092\"\n\n[[listener]]\nname = \"EXTERNAL\"\nlisten = \"0.0.0.0:9093\"\nadvertised_host = \"kafka.example\"\nsecurity_protocol = \"PLAINTEXT\"\n",
+        )
+        .unwrap();
+        // INTERNAL has no protocol of its own and is not in the default map.
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("INTERNAL") && e.contains("protocol map"), "{e}");
+        std::fs::write(
+            &path,
+            "[kafka]\nlistener_security_protocol_map = \"INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\"\n[[listener]]\nname = \"internal\"\nlisten = \"127.0.0.1:9092\"\n\n[[listener]]\nname = \"EXTERNAL\"\nlisten = \"0.0.0.0:9093\"\nadvertised_host = \"kafka.example\"\nsecurity_protocol = \"PLAINTEXT\"\n",
+        )
+        .unwrap();
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        let got: Vec<_> = kafka
+            .listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.as_str(),
+                    l.security_protocol,
+                    l.listen.to_string(),
+                    l.advertised_host.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "INTERNAL",
+                    strom_kafka::SecurityProtocol::Plaintext,
+                    "127.0.0.1:9092".to_owned(),
+                    None
+                ),
+                (
+                    "EXTERNAL",
+                    strom_kafka::SecurityProtocol::Plaintext,
+                    "0.0.0.0:9093".to_owned(),
+                    Some("kafka.example")
+                ),
+            ]
+        );
+
+        // Flags replace the tables, with the map naming INTERNAL.
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--listeners",
+            "INTERNAL://127.0.0.1:0",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT",
+        ]);
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        assert_eq!(kafka.listeners.len(), 1);
+        assert_eq!(kafka.listeners[0].name, "INTERNAL");
+
+        // An SSL listener reads its files at load, and says which one is missing.
+        let w = Wrapper::parse_from([
+            "x",
+            "--listeners",
+            "SSL://127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent/server.pem",
+            "--tls-key",
+            "/nonexistent/server.key",
+        ]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("/nonexistent/server.pem"), "{e}");
+        let w = Wrapper::parse_from([
+            "x",
+            "--listeners",
+            "SSL://127.0.0.1:0",
+            "--tls-cert",
+            "/x.pem",
+            "--tls-key",
+            "/x.key",
+            "--tls-client-auth",
+            "always",
+        ]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("client auth"), "{e}");
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
