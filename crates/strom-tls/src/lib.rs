@@ -425,6 +425,72 @@ mod tests {
         assert!("yes".parse::<ClientAuth>().is_err());
     }
 
+    /// A self-signed certificate for `cn` with its key, written to `dir`.
+    fn self_signed(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn reload_if_changed_swaps_only_on_change_and_keeps_the_old_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "one");
+        let files = TlsFiles {
+            cert_chain: cert.clone(),
+            private_key: key,
+            client_ca: None,
+            client_auth: ClientAuth::None,
+        };
+        let server = TlsServer::load(files, vec![b"h2".to_vec()]).unwrap();
+        assert_eq!(server.config().alpn_protocols, vec![b"h2".to_vec()]);
+        assert!(!server.reload_if_changed().unwrap(), "nothing changed");
+        let before = server.config();
+        std::fs::write(&cert, "garbage").unwrap();
+        assert!(matches!(
+            server.reload_if_changed(),
+            Err(TlsError::NoPem {
+                what: "certificate",
+                ..
+            })
+        ));
+        assert!(Arc::ptr_eq(&before, &server.config()), "old config kept");
+        self_signed(dir.path(), "two");
+        assert!(server.reload_if_changed().unwrap());
+        assert!(!Arc::ptr_eq(&before, &server.config()));
+    }
+
+    #[test]
+    fn client_auth_needs_a_ca_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "one");
+        let files = TlsFiles {
+            cert_chain: cert.clone(),
+            private_key: key,
+            client_ca: None,
+            client_auth: ClientAuth::Required,
+        };
+        assert!(matches!(
+            TlsServer::load(files.clone(), Vec::new()),
+            Err(TlsError::MissingClientCa {
+                mode: ClientAuth::Required
+            })
+        ));
+        let with_ca = TlsFiles {
+            client_ca: Some(cert),
+            ..files
+        };
+        assert!(TlsServer::load(with_ca, Vec::new()).is_ok());
+    }
+
     #[test]
     fn missing_files_are_reported_with_their_path() {
         let files = TlsFiles {
