@@ -384,7 +384,11 @@ fn writable_payloads(request: &mut Request, topics: &mut [(String, uuid::Uuid, V
     }
     let mut staged = Vec::new();
     let mut payloads = Vec::new();
-    for pending in topics.iter_mut().flat_map(|(_, _, parts)| parts.iter_mut()) {
+    for pending in topics
+        .iter_mut()
+        .flat_map(|(_, _, parts)| parts.iter_mut())
+        .filter(|p| matches!(p, Pending::Staged(..)))
+    {
         if let Pending::Staged(index, partition, data) =
             std::mem::replace(pending, Pending::Done(PartitionProduceResponse::default()))
         {
