@@ -29,9 +29,10 @@ use crate::api::{self, Outcome};
 use crate::session::{ListenerInfo, Session};
 use crate::{Context, frame};
 
-/// Initial buffer for a frame body; grows as bytes really arrive, so a large size prefix alone
-/// does not allocate.
-const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
+/// Largest frame body whose buffer is allocated whole before its bytes arrive (they are
+/// admitted against the request-memory budget first, and untouched pages cost nothing); a
+/// larger one starts at this size and grows as bytes really arrive.
+const PREALLOCATED_FRAME_CAPACITY: usize = 16 * 1024 * 1024;
 
 /// Responses queued for the writer task at most (deferred Produce answers in flight on one
 /// connection); the reader waits for room beyond it. Request memory is bounded separately by
@@ -218,11 +219,20 @@ async fn read_requests<R: AsyncRead + Unpin>(
         else {
             return;
         };
-        let mut body = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
+        // The frame's whole size at once: growing the buffer as it filled copied every large
+        // Produce again.
+        let mut body = Vec::with_capacity(len.min(PREALLOCATED_FRAME_CAPACITY));
         // The body must arrive within the idle timeout too: a client that announces a large
         // frame and trickles it would otherwise hold its request-memory permits forever.
-        let mut limited = (&mut reader).take(len as u64);
-        let read = limited.read_to_end(&mut body);
+        let read = async {
+            let mut limited = (&mut reader).take(len as u64);
+            while body.len() < len {
+                if limited.read_buf(&mut body).await? == 0 {
+                    break;
+                }
+            }
+            Ok::<usize, std::io::Error>(body.len())
+        };
         match tokio::time::timeout(context.idle_timeout, read).await {
             Ok(Ok(n)) if n == len => {}
             Ok(Ok(n)) => {
