@@ -199,6 +199,7 @@ async fn main() -> Result<(), BoxError> {
                     max_bytes: 1 << 20,
                     max_buffered_bytes: 64 << 20,
                     timeout: Duration::from_secs(60),
+                    ..FlushConfig::default()
                 },
                 prefix: "ceilings".into(),
                 name: "bench".into(),
