@@ -204,7 +204,7 @@ impl Writer {
             stats: stats.clone(),
             keys: std::sync::Mutex::new(Keys::default()),
             dispatched: AtomicU64::new(0),
-            failures: std::sync::Mutex::new(Vec::new()),
+            failures: std::sync::Mutex::new(Failures::default()),
         });
         let (close, closed) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(flusher.run(rx, closed));
@@ -324,6 +324,36 @@ struct Failure {
     error: Error,
 }
 
+/// Failures whose cutoff later flushes may still be below (module docs, "Failures").
+#[derive(Debug, Default)]
+struct Failures(Vec<Failure>);
+
+impl Failures {
+    /// Flush `seq` failed on its own when `dispatched` flushes had been dispatched.
+    fn record(&mut self, seq: u64, dispatched: u64, error: Error) {
+        if dispatched > seq + 1 {
+            self.0.push(Failure {
+                seq,
+                cutoff: dispatched,
+                error,
+            });
+        }
+    }
+
+    /// For flush `seq`, asked once every earlier flush has finished (so in flush order): the
+    /// error of an earlier flush that failed after `seq` was dispatched.
+    fn behind(&mut self, seq: u64) -> Option<Error> {
+        let error = self
+            .0
+            .iter()
+            .find(|f| f.seq < seq && seq < f.cutoff)
+            .map(|f| f.error.clone());
+        // No later flush is below these cutoffs.
+        self.0.retain(|f| f.cutoff > seq + 1);
+        error
+    }
+}
+
 struct Flusher {
     config: WriterConfig,
     /// Reserves object keys when no fresh spare is left (the upload stage).
@@ -337,7 +367,7 @@ struct Flusher {
     /// Flushes dispatched so far; the next one's place in the flush order.
     dispatched: AtomicU64,
     /// Recent failures whose cutoff is not yet passed.
-    failures: std::sync::Mutex<Vec<Failure>>,
+    failures: std::sync::Mutex<Failures>,
 }
 
 /// One flush between its stages: batches grouped by partition, laid out in one object.
@@ -500,29 +530,20 @@ impl Flusher {
     /// Records that flush `seq` failed on its own: every flush dispatched so far after it
     /// fails with it.
     fn failed(&self, seq: u64, error: Error) {
-        let cutoff = self.dispatched.load(Ordering::SeqCst);
-        if cutoff > seq + 1 {
-            self.failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(Failure { seq, cutoff, error });
-        }
+        let dispatched = self.dispatched.load(Ordering::SeqCst);
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(seq, dispatched, error);
     }
 
     /// The error of an earlier flush that failed after flush `seq` was dispatched, if any.
     /// Called once every earlier flush has finished.
     fn behind_failure(&self, seq: u64) -> Option<Error> {
-        let mut failures = self
-            .failures
+        self.failures
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let error = failures
-            .iter()
-            .find(|f| f.seq < seq && seq < f.cutoff)
-            .map(|f| f.error.clone());
-        // No later flush is below these cutoffs.
-        failures.retain(|f| f.cutoff > seq + 1);
-        error
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .behind(seq)
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
@@ -1260,6 +1281,37 @@ mod tests {
                 want,
                 "{se}/{ss} vs {be}/{bs}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// A flush fails with an earlier one exactly when that one failed on its own after
+        /// the flush was dispatched, whatever the order in which failures are recorded (an
+        /// upload may fail before earlier flushes commit) and however many are in flight.
+        #[test]
+        fn a_failure_takes_down_exactly_the_flushes_dispatched_behind_it(
+            // Per flush: does it fail on its own, and how many flushes are dispatched after
+            // it before its failure is recorded.
+            flushes in proptest::collection::vec((proptest::bool::weighted(0.3), 0u64..5), 1..40),
+        ) {
+            let n = flushes.len() as u64;
+            let cutoff = |p: u64| (p + 1 + flushes[p as usize].1).min(n);
+            let own = |p: u64| flushes[p as usize].0;
+            let mut failures = Failures::default();
+            let mut recorded = vec![false; flushes.len()];
+            for s in 0..n {
+                // Failures recorded by now: every earlier flush's (they have finished), and
+                // some later ones' (an upload that failed early).
+                for p in 0..n {
+                    let early = p > s && flushes[p as usize].1 % 2 == 0;
+                    if own(p) && !recorded[p as usize] && (p < s || early) {
+                        failures.record(p, cutoff(p), Error::WriterClosed);
+                        recorded[p as usize] = true;
+                    }
+                }
+                let model = (0..s).any(|p| own(p) && s < cutoff(p));
+                proptest::prop_assert_eq!(failures.behind(s).is_some(), model, "flush {}", s);
+            }
         }
     }
 
