@@ -231,9 +231,12 @@ async fn main() -> Result<(), BoxError> {
             },
         )
         .await?;
-        let commits = writer.stats().commits;
+        let stats = writer.stats();
         run.print();
-        println!("\n(writer commits: {commits} for {rounds} rounds of 10 appends)");
+        println!(
+            "\n(writer: {} commits, {} PostgreSQL transactions, {} objects for {rounds} rounds of 10 appends)",
+            stats.commits, stats.transactions, stats.objects
+        );
         writer.shutdown(Duration::from_secs(30)).await?;
     }
     drop(s3);
