@@ -918,3 +918,36 @@ async fn a_stalled_then_failing_store_bounds_memory_fails_retriably_and_recovers
     assert_eq!(writer.buffered_bytes(), 0);
     writer.shutdown(STEP).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_producer_is_answered_once_its_batches_stop_arriving_not_after_the_delay() {
+    let env = Env::start().await;
+    env.create_topic("t", 2).await;
+    // A delay far longer than the test's bound: only the quiet rule can flush in time.
+    let writer = env.writer(
+        "w",
+        FlushConfig {
+            max_delay: Duration::from_secs(30),
+            ..fast_flush()
+        },
+        None,
+    );
+    for round in 0..5 {
+        let started = std::time::Instant::now();
+        let appends = (0..2).map(|p| {
+            writer.append(
+                TopicPartition::new("t", p),
+                batch(None, &values(&format!("r{round}"), 2)),
+            )
+        });
+        for a in tokio::time::timeout(Duration::from_secs(10), join_all(appends))
+            .await
+            .expect("answered long before the flush delay")
+        {
+            a.unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert_eq!(writer.stats().commits, 5, "one flush per round");
+    writer.shutdown(STEP).await.unwrap();
+}
