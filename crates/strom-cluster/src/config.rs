@@ -96,9 +96,9 @@ impl S3Settings {
 /// When the writer flushes and how much it may buffer.
 ///
 /// A flush is dispatched when the first of these holds: `max_bytes` are buffered, `max_delay`
-/// has passed since its first batch arrived, or no flush is in flight and no batch arrived for
-/// `quiet` (every producer is waiting for an acknowledgement, so waiting longer only adds
-/// latency). Up to `max_in_flight` flushes upload at once while the writer keeps collecting;
+/// has passed since its first batch arrived, or no flush is in flight and either no batch
+/// arrived for `quiet` (every producer is waiting for an acknowledgement, so waiting longer
+/// only adds latency) or its first batch is four `quiet` periods old (a steady stream). Up to `max_in_flight` flushes upload at once while the writer keeps collecting;
 /// their commits still run one at a time, in flush order.
 #[derive(Debug, Clone, Copy)]
 pub struct FlushConfig {
@@ -116,7 +116,8 @@ pub struct FlushConfig {
     /// Flushes uploading or committing at once (at least 1); the writer collects the next
     /// flush meanwhile.
     pub max_in_flight: usize,
-    /// With no flush in flight, flush once no batch arrived for this long.
+    /// With no flush in flight, flush once no batch arrived for this long (or at the latest
+    /// four times this long after the flush's first batch).
     pub quiet: Duration,
     /// Attempts of one object PUT (at least 1), with exponential backoff between them, on top
     /// of the object-store client's own retries of each request.

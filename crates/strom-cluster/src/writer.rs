@@ -21,9 +21,11 @@
 //! dispatched when `max_bytes` are buffered, when `max_delay` has passed since its first batch,
 //! or — with no flush in flight — once no batch arrived for `quiet` (all producers wait for
 //! acknowledgements, so a longer wait is pure latency; an idempotent librdkafka producer has at
-//! most five requests in flight per broker). With a flush in flight, the next one waits for
-//! size, delay or the end of that flush, so at low load a batch waits at most for one flush
-//! before its own, and there is one commit per flush rather than per request. Up to
+//! most five requests in flight per broker) or, under a steady stream with no such gap, once
+//! its first batch is `QUIET_CAP` × `quiet` old. With a flush in flight, the next one waits for
+//! size, delay or the end of that flush (then starts at once: group commit), so a batch waits
+//! at most for one flush before its own, and there is one commit per flush rather than per
+//! request. Up to
 //! `max_in_flight` flushes upload at once.
 //!
 //! **One transaction per flush.** The 'pending' row that lets the orphan collector find an
@@ -84,6 +86,11 @@ use crate::reader::{IndexEntry, served};
 /// are refreshed (or replaced) in a transaction of their own first. The orphan grace period must
 /// exceed this plus the longest flush.
 pub const SPARE_FRESH: Duration = Duration::from_secs(1);
+
+/// With no flush in flight, a flush starts at the latest this many `quiet` periods after its
+/// first batch, even if batches keep arriving (group commit: under a steady stream the quiet gap
+/// never comes, and the flush delay must not govern).
+const QUIET_CAP: u32 = 4;
 
 /// First pause between two attempts of a PUT; doubles up to [`PUT_BACKOFF_MAX`].
 const PUT_BACKOFF: Duration = Duration::from_millis(100);
@@ -404,7 +411,9 @@ impl Flush {
 struct Collecting {
     items: Vec<Pending>,
     bytes: usize,
-    /// When the buffer's first batch arrived plus `max_delay`.
+    /// When the buffer's first batch arrived.
+    first_arrival: Instant,
+    /// `first_arrival` plus `max_delay`.
     deadline: Instant,
     /// When the last batch arrived.
     last_arrival: Instant,
@@ -427,6 +436,7 @@ impl Flusher {
         let mut buffer = Collecting {
             items: Vec::new(),
             bytes: 0,
+            first_arrival: Instant::now(),
             deadline: Instant::now(),
             last_arrival: Instant::now(),
         };
@@ -443,7 +453,9 @@ impl Flusher {
                     || closing
                     || buffer.bytes >= policy.max_bytes
                     || now >= buffer.deadline
-                    || (flushes.is_empty() && now >= buffer.last_arrival + policy.quiet);
+                    || (flushes.is_empty()
+                        && (now >= buffer.last_arrival + policy.quiet
+                            || now >= buffer.first_arrival + policy.quiet * QUIET_CAP));
                 if due {
                     let items = std::mem::take(&mut buffer.items);
                     buffer.bytes = 0;
@@ -460,7 +472,12 @@ impl Flusher {
             let wake = if buffer.items.is_empty() || flushes.len() >= depth {
                 None
             } else if flushes.is_empty() {
-                Some(buffer.deadline.min(buffer.last_arrival + policy.quiet))
+                Some(
+                    buffer
+                        .deadline
+                        .min(buffer.last_arrival + policy.quiet)
+                        .min(buffer.first_arrival + policy.quiet * QUIET_CAP),
+                )
             } else {
                 Some(buffer.deadline)
             };
@@ -478,6 +495,7 @@ impl Flusher {
                     Some(item) => {
                         let now = Instant::now();
                         if buffer.items.is_empty() {
+                            buffer.first_arrival = now;
                             buffer.deadline = now + policy.max_delay;
                         }
                         buffer.last_arrival = now;
