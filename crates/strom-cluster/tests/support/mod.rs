@@ -111,6 +111,7 @@ pub fn fast_flush() -> FlushConfig {
         max_bytes: 1 << 20,
         max_buffered_bytes: 8 << 20,
         timeout: Duration::from_secs(20),
+        ..FlushConfig::default()
     }
 }
 
