@@ -17,6 +17,7 @@
 //! `GroupHost` trait, which [`Broker`] implements, and [`Broker`]'s group methods delegate.
 
 pub mod assignor;
+mod authority;
 pub mod consumer;
 pub mod engine;
 pub mod offsets;
@@ -26,15 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use strom_record::{BatchBuilder, Record};
+use strom_record::Record;
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
+use crate::storage::{CoordinatorLeases, CoordinatorShard};
 #[cfg(test)]
 use crate::topic::CreateTopic;
 
+pub use authority::COORDINATOR_PRODUCER_BASE;
 pub use consumer::{ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupState};
 pub use engine::{
     Effect, GroupConfig, GroupDescription, GroupEngine, GroupState, JoinRequest, JoinResponse,
@@ -103,6 +106,10 @@ pub enum GroupError {
     /// KIP-848: the subscribed topic regex does not compile.
     #[error("invalid regular expression")]
     InvalidRegularExpression,
+    /// Cluster mode: this broker does not (or no longer) hold the lease of the group's
+    /// coordinator shard; the client finds the coordinator again.
+    #[error("not coordinator")]
+    NotCoordinator,
 }
 
 /// One offset to commit.
@@ -286,6 +293,11 @@ pub struct GroupCoordinator {
     /// bounded by the number of groups; the writer task drains it.
     pending: Mutex<BTreeMap<String, Option<GroupRecord>>>,
     pending_ready: tokio::sync::Notify,
+    /// Cluster mode: the coordinator-shard leases (see [`authority`]); `None` on a single
+    /// broker, which coordinates every group.
+    authority: Option<Arc<dyn CoordinatorLeases>>,
+    /// Cluster mode: the shards taken over (fenced and loaded) under their current lease.
+    owned: Mutex<authority::OwnedShards>,
 }
 
 impl GroupCoordinator {
@@ -297,11 +309,14 @@ impl GroupCoordinator {
         offsets: Option<(uuid::Uuid, Arc<Partition>)>,
         checkpoint_path: std::path::PathBuf,
         now: i64,
+        authority: Option<Arc<dyn CoordinatorLeases>>,
     ) -> Result<GroupCoordinator> {
         let mut replayed = Replayed::default();
         let mut checkpoint_end = -1;
         let mut replayed_records = 0;
-        if let Some((topic_id, p)) = &offsets {
+        // Under coordinator leases nothing is loaded up front: each shard's state is read
+        // when its lease is taken (`sync_leases_blocking`).
+        if let Some((topic_id, p)) = offsets.as_ref().filter(|_| authority.is_none()) {
             let mut from = p.log_start_offset();
             match load_checkpoint(&checkpoint_path, *topic_id, p) {
                 Some(c) => {
@@ -362,6 +377,8 @@ impl GroupCoordinator {
             next_token: AtomicU64::new(1),
             pending: Mutex::new(BTreeMap::new()),
             pending_ready: tokio::sync::Notify::new(),
+            authority,
+            owned: Mutex::new(authority::OwnedShards::new()),
         })
     }
 
@@ -438,7 +455,9 @@ impl GroupCoordinator {
             let mut rt = self.runtime();
             rt.joins.insert(token, tx);
             // A classic member cannot join a group run by the consumer protocol.
-            let effects = if rt.consumer.has_members(&req.group_id) {
+            let effects = if let Err(e) = self.check_coordinator(&req.group_id) {
+                vec![Effect::Join(token, Err((e, req.member_id.clone())))]
+            } else if rt.consumer.has_members(&req.group_id) {
                 vec![Effect::Join(
                     token,
                     Err((GroupError::InconsistentGroupProtocol, req.member_id.clone())),
@@ -465,6 +484,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
         now: i64,
     ) -> std::result::Result<SyncResponse, GroupError> {
+        self.check_coordinator(group_id)?;
         let rx = {
             let token = self.next_token.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
@@ -495,6 +515,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         now: i64,
     ) -> std::result::Result<(), GroupError> {
+        self.check_coordinator(group_id)?;
         self.runtime()
             .engine
             .heartbeat(group_id, member_id, generation, instance_id, now)
@@ -507,6 +528,9 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
         now: i64,
     ) -> Vec<std::result::Result<(), GroupError>> {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return members.iter().map(|_| Err(e)).collect();
+        }
         let mut rt = self.runtime();
         let (results, effects) = rt.engine.leave(group_id, members, now);
         rt.perform(effects);
@@ -585,7 +609,9 @@ impl GroupCoordinator {
                 },
             );
         }
-        all.into_values().collect()
+        all.into_values()
+            .filter(|g| self.acts_for(&g.group_id))
+            .collect()
     }
 
     /// Committed offsets of a group: all of them, or those of `partitions`.
@@ -758,8 +784,12 @@ impl GroupCoordinator {
             return Ok(());
         }
         let now = host.now_ms();
-        let mut records = Vec::with_capacity(pending.len());
+        let mut by_shard: BTreeMap<CoordinatorShard, Vec<Record>> = BTreeMap::new();
         for (group_id, state) in &pending {
+            // Cluster mode: a group of a shard given up is another coordinator's to write.
+            if !self.acts_for(group_id) {
+                continue;
+            }
             let value = match state {
                 Some(s) => match serde_json::to_vec(s) {
                     Ok(json) => Some(offsets::encode_group_value(&json)),
@@ -770,33 +800,42 @@ impl GroupCoordinator {
                 },
                 None => None,
             };
-            records.push(Record::new(
-                now,
-                Some(offsets::encode_group_key(group_id)),
-                value,
-            ));
+            by_shard
+                .entry(self.batch_shard(group_id))
+                .or_default()
+                .push(Record::new(
+                    now,
+                    Some(offsets::encode_group_key(group_id)),
+                    value,
+                ));
+        }
+        if by_shard.is_empty() {
+            return Ok(());
         }
         let partition = self.offsets_partition_blocking(host)?;
-        let mut batch = BatchBuilder::new()
-            .build(&records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // Under the shared side, so a checkpoint sees the values of every appended record.
         let _shared = self
             .offsets_order
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        partition.append_blocking(&mut batch)?;
-        let mut store = self.offsets();
-        for record in records {
-            let Some(group) = record.key.and_then(offsets::decode_group_key) else {
+        let mut first_error = None;
+        for (shard, records) in by_shard {
+            if let Err(e) = self.append_for_shard(&partition, shard, &records) {
+                first_error.get_or_insert(e);
                 continue;
-            };
-            match record.value {
-                Some(v) => store.group_values.insert(group, v),
-                None => store.group_values.remove(&group),
-            };
+            }
+            let mut store = self.offsets();
+            for record in records {
+                let Some(group) = record.key.and_then(offsets::decode_group_key) else {
+                    continue;
+                };
+                match record.value {
+                    Some(v) => store.group_values.insert(group, v),
+                    None => store.group_values.remove(&group),
+                };
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
@@ -809,6 +848,11 @@ impl GroupCoordinator {
         host: &dyn GroupHost,
         force: bool,
     ) -> Result<bool> {
+        // Under coordinator leases state is loaded per shard from the shared log, never from
+        // a local checkpoint.
+        if self.authority.is_some() {
+            return Ok(false);
+        }
         let Some(partition) = self.offsets().partition.clone() else {
             return Ok(false);
         };
@@ -877,6 +921,7 @@ impl GroupCoordinator {
         host: &dyn GroupHost,
         req: consumer::Heartbeat,
     ) -> std::result::Result<consumer::HeartbeatAnswer, GroupError> {
+        self.check_coordinator(&req.group_id)?;
         let topics = host.topic_infos();
         let now = host.now_ms();
         let mut rt = self.runtime();
@@ -893,6 +938,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
     ) -> std::result::Result<consumer::ConsumerGroupDescription, GroupError> {
+        self.check_coordinator(group_id)?;
         self.runtime()
             .consumer
             .describe(group_id)
@@ -925,6 +971,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(Error::Group(GroupError::InvalidGroupId));
         }
+        self.check_coordinator(group_id)?;
         self.validate_committer(group_id, member_id, generation, instance_id)?;
         let now = host.now_ms();
         let mut results = Vec::with_capacity(commits.len());
@@ -1000,19 +1047,20 @@ impl GroupCoordinator {
             .iter()
             .map(|(k, v, _, _)| Record::new(now, Some(k.clone()), v.clone()))
             .collect();
-        let mut batch = BatchBuilder::new()
-            .build(&batch_records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // The guard is held until the cache is updated, so whoever takes the exclusive side
         // (tombstones, expiry) sees every appended commit in the cache.
         let order = &self.offsets_order;
         if records.iter().any(|(_, v, _, _)| v.is_none()) {
             let _exclusive = order.write().unwrap_or_else(PoisonError::into_inner);
-            let base = partition.append_blocking(&mut batch)?.base_offset;
+            let base = self
+                .append_for_group(&partition, group_id, &batch_records)?
+                .base_offset;
             self.apply_offsets(group_id, base, records);
         } else {
             let _shared = order.read().unwrap_or_else(PoisonError::into_inner);
-            let base = partition.append_blocking(&mut batch)?.base_offset;
+            let base = self
+                .append_for_group(&partition, group_id, &batch_records)?
+                .base_offset;
             self.apply_offsets(group_id, base, records);
         }
         Ok(())
@@ -1218,6 +1266,9 @@ impl GroupCoordinator {
             let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
             let mut forget = Vec::new();
             for (group_id, group_offsets) in &store.cache {
+                if !self.acts_for(group_id) {
+                    continue;
+                }
                 let membership = membership(&rt, group_id);
                 let gone = offsets::expired(group_offsets, &membership, now, retention);
                 if matches!(membership, offsets::Membership::Empty { .. })
@@ -1232,7 +1283,10 @@ impl GroupCoordinator {
             // Empty groups that never committed (or whose offsets are gone) and stayed empty
             // for the whole retention.
             for (group_id, since) in &rt.empty_since {
-                if !store.cache.contains_key(group_id) && since.saturating_add(retention) <= now {
+                if !store.cache.contains_key(group_id)
+                    && since.saturating_add(retention) <= now
+                    && self.acts_for(group_id)
+                {
                     forget.push(group_id.clone());
                 }
             }
@@ -1253,26 +1307,38 @@ impl GroupCoordinator {
             return Ok(0);
         }
         let partition = self.offsets_partition_blocking(host)?;
-        let records: Vec<Record> = expired
-            .iter()
-            .flat_map(|(g, tps)| {
-                tps.iter()
-                    .map(move |(t, p)| Record::new(now, Some(offsets::encode_key(g, t, *p)), None))
-            })
-            .collect();
-        let count = records.len();
-        let mut batch = BatchBuilder::new()
-            .build(&records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
-        let mut at = partition.append_blocking(&mut batch)?.base_offset;
+        // One batch per coordinator shard (on a single broker: all in shard order, one each).
+        let mut by_shard: BTreeMap<CoordinatorShard, Vec<(String, Vec<(String, i32)>)>> =
+            BTreeMap::new();
         for (group_id, tps) in expired {
-            let n = tps.len() as i64;
-            let records = tps
-                .into_iter()
-                .map(|(t, p)| (offsets::encode_key(&group_id, &t, p), None, (t, p), None))
+            by_shard
+                .entry(self.batch_shard(&group_id))
+                .or_default()
+                .push((group_id, tps));
+        }
+        let mut count = 0;
+        for (shard, expired) in by_shard {
+            let records: Vec<Record> = expired
+                .iter()
+                .flat_map(|(g, tps)| {
+                    tps.iter().map(move |(t, p)| {
+                        Record::new(now, Some(offsets::encode_key(g, t, *p)), None)
+                    })
+                })
                 .collect();
-            self.apply_offsets(&group_id, at, records);
-            at += n;
+            let mut at = self
+                .append_for_shard(&partition, shard, &records)?
+                .base_offset;
+            count += records.len();
+            for (group_id, tps) in expired {
+                let n = tps.len() as i64;
+                let records = tps
+                    .into_iter()
+                    .map(|(t, p)| (offsets::encode_key(&group_id, &t, p), None, (t, p), None))
+                    .collect();
+                self.apply_offsets(&group_id, at, records);
+                at += n;
+            }
         }
         tracing::info!(offsets = count, "expired committed offsets");
         Ok(count)
@@ -1281,6 +1347,7 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
     /// tombstoned and the group forgotten. BLOCKING.
     pub(crate) fn delete_group_blocking(&self, host: &dyn GroupHost, group_id: &str) -> Result<()> {
+        self.check_coordinator(group_id)?;
         let known_members = {
             let rt = self.runtime();
             rt.engine.state(group_id).is_some() || rt.consumer.contains(group_id)
@@ -1337,6 +1404,7 @@ impl GroupCoordinator {
         group_id: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<std::collections::BTreeSet<String>> {
+        self.check_coordinator(group_id)?;
         let partition = self.offsets_partition_blocking(host)?;
         let _exclusive = self
             .offsets_order
@@ -1372,10 +1440,9 @@ impl GroupCoordinator {
             .iter()
             .map(|(k, _, _, _)| Record::new(now, Some(k.clone()), None))
             .collect();
-        let mut batch = BatchBuilder::new()
-            .build(&batch_records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
-        let base = partition.append_blocking(&mut batch)?.base_offset;
+        let base = self
+            .append_for_group(&partition, group_id, &batch_records)?
+            .base_offset;
         self.apply_offsets(group_id, base, records);
         drop(rt);
         Ok(refused)
@@ -1412,6 +1479,12 @@ impl Broker {
                 }
             }
         });
+    }
+
+    /// Cluster mode: takes over the coordinator shards whose leases this broker gained and
+    /// drops those it lost (see `GroupCoordinator::check_coordinator`). BLOCKING.
+    pub fn sync_coordinator_leases_blocking(&self) -> Result<()> {
+        self.groups.sync_leases_blocking(self)
     }
 
     /// Writes the queued group states to `__consumer_offsets` in one batch. BLOCKING.
@@ -2170,7 +2243,8 @@ mod narrow_host {
         };
         let checkpoint = dir.path().join("checkpoint");
         let groups =
-            GroupCoordinator::open(GroupConfig::default(), None, checkpoint.clone(), 0).unwrap();
+            GroupCoordinator::open(GroupConfig::default(), None, checkpoint.clone(), 0, None)
+                .unwrap();
         let results = groups
             .commit_offsets_blocking(
                 &host,
@@ -2197,6 +2271,7 @@ mod narrow_host {
             Some((uuid::Uuid::nil(), offsets)),
             checkpoint,
             0,
+            None,
         )
         .unwrap();
         let fetched = replayed.fetch_offsets("g", Some(&[("data".to_owned(), 0)]));
