@@ -10,6 +10,7 @@
 //!      open_metadata  → ClusterMetadataStore (strom_metadata_events, replayed then tailed)
 //!      open_partition → ClusterPartitionStore (append → Writer, read → Reader, hw ← Notifier)
 //!      members        → Membership (live brokers, refreshed every second)
+//!      coordinator_leases → CoordinatorLeaseKeeper (group-coordinator shard leases)
 //! ```
 //!
 //! **Blocking bridge.** The seam's calls block (the broker makes them from blocking threads);
@@ -24,13 +25,14 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use strom_broker::metadata::MetadataEvent;
 use strom_broker::storage::{
-    ClusterMembers, LogConfig, MetadataStore, PartitionStore, StorageBackend, StorageError,
-    TopicPartition as SeamPartition,
+    ClusterMembers, CoordinatorLeases, LogConfig, MetadataStore, PartitionStore, StorageBackend,
+    StorageError, TopicPartition as SeamPartition,
 };
 use tokio::runtime::Handle;
 
 use crate::cache::ObjectCache;
 use crate::config::ClusterConfig;
+use crate::coordinator::CoordinatorLeaseKeeper;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::membership::Membership;
@@ -95,6 +97,7 @@ pub struct ClusterNode {
     engine: Arc<Engine>,
     membership: Arc<Membership>,
     store: Arc<dyn ObjectStore>,
+    leases: Arc<CoordinatorLeaseKeeper>,
 }
 
 impl ClusterNode {
@@ -137,11 +140,18 @@ impl ClusterNode {
             notifier,
             admin,
         });
+        let leases = Arc::new(CoordinatorLeaseKeeper::start(
+            config.postgres_config()?,
+            membership.node_id(),
+            Arc::clone(&membership) as Arc<dyn ClusterMembers>,
+            config.lease_ttl,
+        ));
         Ok(ClusterNode {
             config,
             engine,
             membership,
             store,
+            leases,
         })
     }
 
@@ -156,6 +166,7 @@ impl ClusterNode {
             config: self.config.clone(),
             engine: Arc::clone(&self.engine),
             membership: Arc::clone(&self.membership),
+            leases: Arc::clone(&self.leases),
         })
     }
 
@@ -187,6 +198,7 @@ impl ClusterNode {
         if let Err(error) = self.engine.writer.clone().shutdown(timeout).await {
             tracing::warn!(%error, "cluster writer did not stop in time");
         }
+        self.leases.release_all().await;
         if let Err(error) = self.membership.leave().await {
             tracing::warn!(%error, "deregistering the broker failed; its lease will lapse");
         }
@@ -199,6 +211,7 @@ pub struct ClusterBackend {
     config: ClusterConfig,
     engine: Arc<Engine>,
     membership: Arc<Membership>,
+    leases: Arc<CoordinatorLeaseKeeper>,
 }
 
 impl StorageBackend for ClusterBackend {
@@ -239,6 +252,10 @@ impl StorageBackend for ClusterBackend {
 
     fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
         Some(Arc::clone(&self.membership) as Arc<dyn ClusterMembers>)
+    }
+
+    fn coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
+        Some(Arc::clone(&self.leases) as Arc<dyn CoordinatorLeases>)
     }
 }
 

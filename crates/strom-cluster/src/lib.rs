@@ -61,6 +61,7 @@ pub mod backend;
 pub mod cache;
 pub mod collector;
 pub mod config;
+pub mod coordinator;
 pub mod db;
 pub mod error;
 pub mod lease;
