@@ -211,9 +211,14 @@ impl GroupCoordinator {
         let now = host.now_ms();
         let mut fenced = Vec::new();
         for lease in new {
-            // The fence: sequence 0 of the new epoch, a record without key (replay skips it).
+            // The fence: sequence 0 of the new epoch; a tombstone of a key replay skips.
+            let fence = Record::new(
+                now,
+                Some(super::offsets::encode_fence_key(lease.shard.0)),
+                None,
+            );
             let result = fenced_builder(lease, 0)
-                .and_then(|b| build(&b, &[Record::new(now, None, None)]))
+                .and_then(|b| build(&b, &[fence]))
                 .and_then(|mut batch| partition.append_blocking(&mut batch));
             match result {
                 Ok(_) => fenced.push(lease),
