@@ -1,11 +1,13 @@
 //! Consumer groups in cluster mode (issue 18): three `strom serve` processes over one real
 //! PostgreSQL and one moto S3 server, librdkafka clients.
 //!
-//! - a classic consumer group of three members, each bootstrapped on a different broker,
-//!   consumes a topic while the broker coordinating the group is killed with `kill -9` and
-//!   later restarted: every record is consumed, the committed offsets seen through any broker
-//!   never go backwards, and the group goes on from them after the failover (re-reading at
-//!   most what was not committed yet);
+//! - a consumer group of three members, each bootstrapped on a different broker, consumes a
+//!   topic while it is produced to and the broker coordinating the group is killed with
+//!   `kill -9`, and later restarted: every record is consumed, the committed offsets seen
+//!   through any broker never go backwards, and the group goes on from them after the
+//!   failover (re-reading at most what was not committed yet). Three flavours: the classic
+//!   protocol with dynamic members, with static members (`group.instance.id`), and the KIP-848
+//!   consumer protocol (`group.protocol=consumer`);
 //! - a broker that does not hold the group's coordinator lease answers OffsetFetch and
 //!   OffsetCommit with NOT_COORDINATOR, also the former holder once its lease was taken from
 //!   it in PostgreSQL; when the lease comes back, the offsets are all there.
@@ -51,6 +53,20 @@ const LEASE_TTL_MS: u64 = 2_000;
 const BUDGET: Duration = Duration::from_secs(60);
 const NOT_COORDINATOR: i16 = 16;
 
+/// How the group's members join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    /// Classic protocol, dynamic members.
+    Classic,
+    /// Classic protocol, static members (`group.instance.id`).
+    Static,
+    /// KIP-848 (`group.protocol=consumer`).
+    Consumer,
+}
+
+/// One scenario at a time: each starts PostgreSQL, moto and three brokers.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A `strom serve` in cluster mode; killed (SIGKILL) when dropped.
 struct Broker {
     child: Child,
@@ -64,7 +80,10 @@ impl Broker {
             .args(["serve", "--kafka-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--kinesis-listen", "127.0.0.1:0"])
-            .args(["--log", "warn"])
+            .args([
+                "--log",
+                &std::env::var("CLUSTER_GROUPS_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            ])
             .arg("--data-dir")
             .arg(data.join(format!("broker-{n}")))
             .args(["--cluster-postgres", &pg.url()])
@@ -78,6 +97,8 @@ impl Broker {
             .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
             .args(["--cluster-flush-delay-ms", "10"])
             .args(["--group-initial-rebalance-delay-ms", "0"])
+            .arg("--config")
+            .arg(data.join("strom.toml"))
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env_remove("STROM_CONFIG")
@@ -240,19 +261,32 @@ struct Shared {
 
 /// One group member bootstrapped on `bootstrap`: consumes, commits every [`COMMIT_EVERY`]
 /// records and when idle, until told to stop.
-fn member(bootstrap: String, shared: Arc<Shared>) -> std::thread::JoinHandle<()> {
+fn member(
+    n: usize,
+    flavour: Flavour,
+    bootstrap: String,
+    shared: Arc<Shared>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &bootstrap)
             .set("group.id", GROUP)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
             .set("topic.metadata.refresh.interval.ms", "500")
-            .set("reconnect.backoff.max.ms", "500")
-            .create()
-            .unwrap();
+            .set("reconnect.backoff.max.ms", "500");
+        match flavour {
+            // Session and heartbeat timing are the broker's (strom.toml).
+            Flavour::Consumer => config.set("group.protocol", "consumer"),
+            Flavour::Classic | Flavour::Static => config
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500"),
+        };
+        if flavour == Flavour::Static {
+            config.set("group.instance.id", format!("member-{n}"));
+        }
+        let consumer: BaseConsumer = config.create().unwrap();
         consumer.subscribe(&[TOPIC]).unwrap();
         let mut uncommitted = 0;
         while !shared.stop.load(Ordering::Acquire) {
@@ -341,13 +375,34 @@ async fn until_caught_up(shared: &Shared, produced: usize, deadline: Instant, wh
         let all_consumed = (0..produced).all(|i| consumed.contains(&i));
         let all_committed =
             (0..PARTITIONS).all(|p| committed.get(&p).copied().unwrap_or(-1) >= per_partition);
+        if Instant::now() + Duration::from_millis(200) >= deadline {
+            eprintln!(
+                "{what}: {} of {produced} consumed, committed {committed:?}",
+                (0..produced).filter(|i| consumed.contains(i)).count()
+            );
+        }
         (all_consumed && all_committed).then_some(())
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn consumer_group_survives_coordinator_failover() {
+async fn classic_group_survives_coordinator_failover() {
+    failover(Flavour::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn static_group_survives_coordinator_failover() {
+    failover(Flavour::Static).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumer_protocol_group_survives_coordinator_failover() {
+    failover(Flavour::Consumer).await;
+}
+
+async fn failover(flavour: Flavour) {
+    let _serial = SERIAL.lock().await;
     let (pg, s3) = tokio::task::spawn_blocking(|| {
         let pg = PostgresServer::start().expect("start postgres");
         let s3 = MotoServer::start().expect("start moto");
@@ -357,6 +412,11 @@ async fn consumer_group_survives_coordinator_failover() {
     .await
     .unwrap();
     let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        data.path().join("strom.toml"),
+        "[group]\nconsumer_heartbeat_interval_ms = 500\nconsumer_session_timeout_ms = 6000\n",
+    )
+    .unwrap();
     let mut brokers: Vec<Broker> = {
         let (pg, s3, dir) = (&pg, &s3, data.path());
         std::thread::scope(|s| {
@@ -410,13 +470,14 @@ async fn consumer_group_survives_coordinator_failover() {
     let shared = Arc::new(Shared::default());
     let mut threads: Vec<_> = all
         .iter()
-        .map(|b| member(b.clone(), Arc::clone(&shared)))
+        .enumerate()
+        .map(|(n, b)| member(n, flavour, b.clone(), Arc::clone(&shared)))
         .collect();
     threads.push(monitor(all.join(","), Arc::clone(&shared)));
     until_caught_up(&shared, PHASE, deadline, "phase 1 consumed and committed").await;
 
-    // Phase 2: the coordinator is killed; another broker takes the group over.
-    brokers[coordinator].kill();
+    // Phase 2: records keep coming, the members consume them, and the coordinator is killed
+    // in the middle; another broker takes the group over.
     let survivors: Vec<String> = brokers
         .iter()
         .enumerate()
@@ -424,7 +485,22 @@ async fn consumer_group_survives_coordinator_failover() {
         .map(|(_, b)| b.kafka.clone())
         .collect();
     let producer2 = self::producer(&survivors.join(","));
-    produce(&producer2, PHASE, 2 * PHASE).await;
+    let producing = {
+        let producer2 = producer2.clone();
+        tokio::spawn(async move {
+            for chunk in (PHASE..2 * PHASE).step_by(PHASE / 6) {
+                produce(&producer2, chunk, chunk + PHASE / 6).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    until(deadline, "phase 2 being consumed", || async {
+        let consumed = shared.consumed.lock().unwrap();
+        (consumed.iter().filter(|&&v| v >= PHASE).count() >= PHASE / 4).then_some(())
+    })
+    .await;
+    brokers[coordinator].kill();
+    producing.await.unwrap();
     until_caught_up(
         &shared,
         2 * PHASE,
@@ -527,7 +603,7 @@ async fn consumer_group_survives_coordinator_failover() {
     let per_partition = i64::try_from(3 * PHASE).unwrap() / i64::from(PARTITIONS);
     assert!(after.values().all(|&o| o == per_partition), "{after:?}");
     eprintln!(
-        "cluster_groups: {} records, {repeats} consumed again, {:.1}s after the brokers started",
+        "cluster_groups {flavour:?}: {} records, {repeats} consumed again, {:.1}s after the brokers started",
         3 * PHASE,
         started.elapsed().as_secs_f64()
     );
