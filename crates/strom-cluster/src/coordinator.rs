@@ -13,6 +13,9 @@
 //!   broker at index `shard mod n` of the live brokers sorted by node id — or when the shard
 //!   has been left expired for a whole TTL (so a shard whose preferred broker does not act is
 //!   still served);
+//! - hands a held shard over (releases it) once its preferred broker is another one that has
+//!   been live for two TTLs, so shards spread again after a broker (re)joins; the preferred
+//!   broker takes it in its next round;
 //! - reads every coordinator lease, so FindCoordinator can name the holder.
 //!
 //! A lease is reported held only until `sent + ttl × 0.9`, where `sent` is the local instant
@@ -76,6 +79,8 @@ struct State {
     holders: HashMap<CoordinatorShard, (i32, Instant)>,
     /// When each shard was last seen expired without a holder taking it over.
     expired_since: HashMap<CoordinatorShard, Instant>,
+    /// Since when each live broker has been seen live without interruption.
+    live_since: HashMap<i32, Instant>,
 }
 
 /// This broker's view and upkeep of the group-coordinator leases (see the module docs).
@@ -288,8 +293,33 @@ impl Upkeep {
             }
         }
         let mut to_take = Vec::new();
+        let mut to_hand_over = Vec::new();
         {
             let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.live_since.retain(|id, _| live.contains(id));
+            for id in &live {
+                state.live_since.entry(*id).or_insert(now);
+            }
+            let settled = |state: &State, id: i32| {
+                state
+                    .live_since
+                    .get(&id)
+                    .is_some_and(|since| now.duration_since(*since) >= self.ttl * 2)
+            };
+            let handed: Vec<CoordinatorShard> = state
+                .held
+                .keys()
+                .copied()
+                .filter(|shard| {
+                    preferred(*shard, &live)
+                        .is_some_and(|p| p != self.node_id && settled(&state, p))
+                })
+                .collect();
+            for shard in handed {
+                if let Some(h) = state.held.remove(&shard) {
+                    to_hand_over.push(h.lease);
+                }
+            }
             state.holders = known
                 .iter()
                 .filter(|(_, (_, secs))| *secs > 0.0)
@@ -310,6 +340,12 @@ impl Upkeep {
                 if preferred(shard, &live) == Some(self.node_id) || abandoned {
                     to_take.push(shard);
                 }
+            }
+        }
+        for l in to_hand_over {
+            tracing::info!(lease = %l.name, epoch = l.epoch, "handing a coordinator shard to its preferred broker");
+            if let Err(error) = lease::release(&self.db, &l).await {
+                tracing::debug!(%error, lease = %l.name, "releasing a coordinator lease failed");
             }
         }
         for shard in to_take {

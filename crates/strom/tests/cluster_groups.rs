@@ -157,6 +157,29 @@ async fn coordinator_lease(pg: &PostgresServer) -> Option<(i32, i64)> {
         .and_then(|l| Some((holder_node(&l.holder)?, l.epoch)))
 }
 
+/// Waits until the group's coordinator lease is held by its preferred broker (index `shard
+/// mod 3` of the sorted node ids); its node id and the lease epoch.
+async fn preferred_holder(
+    pg: &PostgresServer,
+    brokers: &[Broker],
+    deadline: Instant,
+) -> (i32, i64) {
+    let mut ids: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+    ids.sort_unstable();
+    let shard = usize::try_from(coordinator_shard(GROUP).0).unwrap();
+    let preferred = ids[shard % ids.len()];
+    until(
+        deadline,
+        "the coordinator lease on its preferred broker",
+        || async {
+            coordinator_lease(pg)
+                .await
+                .filter(|(node, _)| *node == preferred)
+        },
+    )
+    .await
+}
+
 /// Waits (within `deadline`) until `check` gives a value.
 async fn until<T, F: Future<Output = Option<T>>>(
     deadline: Instant,
@@ -443,11 +466,10 @@ async fn failover(flavour: Flavour) {
         .unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
 
-    // Somebody takes the group's coordinator lease; the others refuse the group.
-    let (holder, epoch) = until(deadline, "the coordinator lease taken", || {
-        coordinator_lease(&pg)
-    })
-    .await;
+    // The group's shard settles on its preferred broker (the first broker up took every
+    // shard, and hands them over once the others have been live for two lease TTLs); the
+    // holder serves the group, the others refuse it.
+    let (holder, epoch) = preferred_holder(&pg, &brokers, deadline).await;
     let coordinator = brokers.iter().position(|b| b.node_id == holder).unwrap();
     let other = (coordinator + 1) % brokers.len();
     until(deadline, "the holder serving the group", || async {
@@ -550,10 +572,7 @@ async fn failover(flavour: Flavour) {
     // Fencing: the lease is taken from its holder in PostgreSQL (an intruder at a higher
     // epoch, for 4 s). The former holder refuses the group at once; when the intruder's
     // lease lapses a broker takes the shard again and every committed offset is there.
-    let (holder, _) = until(deadline, "the coordinator lease held", || {
-        coordinator_lease(&pg)
-    })
-    .await;
+    let (holder, _) = preferred_holder(&pg, &brokers, deadline).await;
     let holder = brokers.iter().position(|b| b.node_id == holder).unwrap();
     let (_, before) = until(deadline, "the holder serving the group", || async {
         offset_fetch(&brokers[holder].kafka)

@@ -21,6 +21,7 @@
 //! shard is taken again, at a new epoch, with a fresh replay.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use strom_record::{BatchBuilder, Record};
@@ -39,17 +40,26 @@ use strom_log::AppendInfo;
 pub const COORDINATOR_PRODUCER_BASE: i64 = 0x7fff_ff00_0000_0000;
 
 /// A shard this coordinator took over: its lease and the next sequence of its writer.
+///
+/// The sequence lock is held while a batch is handed to the store (so sequences follow the
+/// store's order), which in cluster mode needs the async runtime; request handlers running on
+/// the runtime's workers therefore never take it: they read only `lease` and `valid`.
 #[derive(Debug)]
 pub(super) struct OwnedShard {
     lease: ShardLease,
-    next_sequence: i32,
     /// False once a write failed; the shard is then given up.
-    valid: bool,
+    valid: AtomicBool,
+    next_sequence: Mutex<i32>,
 }
 
-/// The shards taken over, each behind its own lock (held while a batch is handed to the
-/// store, so sequences follow the store's order).
-pub(super) type OwnedShards = HashMap<CoordinatorShard, Arc<Mutex<OwnedShard>>>;
+impl OwnedShard {
+    fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Acquire)
+    }
+}
+
+/// The shards taken over.
+pub(super) type OwnedShards = HashMap<CoordinatorShard, Arc<OwnedShard>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -115,16 +125,9 @@ impl GroupCoordinator {
         &self,
         authority: &dyn CoordinatorLeases,
         shard: CoordinatorShard,
-    ) -> Option<Arc<Mutex<OwnedShard>>> {
+    ) -> Option<Arc<OwnedShard>> {
         let owned = lock(&self.owned).get(&shard).cloned()?;
-        let lease = {
-            let o = lock(&owned);
-            if !o.valid {
-                return None;
-            }
-            o.lease
-        };
-        authority.held().contains(&lease).then_some(owned)
+        (owned.is_valid() && authority.held().contains(&owned.lease)).then_some(owned)
     }
 
     /// Appends `records`, all of groups of `shard`, to `partition`: plainly on a single
@@ -143,24 +146,30 @@ impl GroupCoordinator {
         let owned = self
             .current(authority.as_ref(), shard)
             .ok_or_else(not_coordinator)?;
-        let (pending, lease) = {
-            let mut o = lock(&owned);
-            if !o.valid {
+        let lease = owned.lease;
+        let pending = {
+            let mut next = lock(&owned.next_sequence);
+            if !owned.is_valid() {
                 return Err(not_coordinator());
             }
-            let mut batch = build(&fenced_builder(o.lease, o.next_sequence)?, records)?;
+            let mut batch = build(&fenced_builder(lease, *next)?, records)?;
             // Refused before it reaches the writer: the sequence is not used.
             let pending = partition.append_deferred_blocking(&mut batch)?;
-            o.next_sequence = add_sequence(o.next_sequence, records.len());
-            (pending, o.lease)
+            *next = add_sequence(*next, records.len());
+            pending
         };
         partition
             .await_durable_blocking(pending)
             .inspect_err(|error| {
                 tracing::warn!(shard = shard.0, epoch = lease.epoch, %error,
                 "a fenced group write failed; giving the coordinator shard up");
-                lock(&owned).valid = false;
-                lock(&self.owned).remove(&shard);
+                owned.valid.store(false, Ordering::Release);
+                let mut shards = lock(&self.owned);
+                // Unless the shard was taken over again meanwhile.
+                if shards.get(&shard).is_some_and(|o| Arc::ptr_eq(o, &owned)) {
+                    shards.remove(&shard);
+                }
+                drop(shards);
                 authority.give_up(lease);
             })
     }
@@ -195,10 +204,7 @@ impl GroupCoordinator {
         let held = authority.held();
         let new: Vec<ShardLease> = {
             let mut owned = lock(&self.owned);
-            owned.retain(|_, o| {
-                let o = lock(o);
-                o.valid && held.contains(&o.lease)
-            });
+            owned.retain(|_, o| o.is_valid() && held.contains(&o.lease));
             held.iter()
                 .filter(|l| l.shard.0 < COORDINATOR_SHARDS && !owned.contains_key(&l.shard))
                 .copied()
@@ -290,11 +296,11 @@ impl GroupCoordinator {
             for lease in &fenced {
                 owned.insert(
                     lease.shard,
-                    Arc::new(Mutex::new(OwnedShard {
+                    Arc::new(OwnedShard {
                         lease: *lease,
-                        next_sequence: 1,
-                        valid: true,
-                    })),
+                        valid: AtomicBool::new(true),
+                        next_sequence: Mutex::new(1),
+                    }),
                 );
             }
             tracing::info!(
@@ -316,7 +322,7 @@ impl GroupCoordinator {
 
     /// The coordinator-shard leases this coordinator has taken over (status displays).
     pub fn owned_shards(&self) -> Vec<ShardLease> {
-        let mut out: Vec<ShardLease> = lock(&self.owned).values().map(|o| lock(o).lease).collect();
+        let mut out: Vec<ShardLease> = lock(&self.owned).values().map(|o| o.lease).collect();
         out.sort_by_key(|l| l.shard);
         out
     }
