@@ -250,6 +250,9 @@ fn load_checkpoint(
     Some(c)
 }
 
+/// A group and some of its partitions.
+type GroupPartitions = (String, Vec<(String, i32)>);
+
 /// Key, value (None: tombstone), and the cache entry it becomes.
 type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset>);
 
@@ -1308,8 +1311,7 @@ impl GroupCoordinator {
         }
         let partition = self.offsets_partition_blocking(host)?;
         // One batch per coordinator shard (on a single broker: all in shard order, one each).
-        let mut by_shard: BTreeMap<CoordinatorShard, Vec<(String, Vec<(String, i32)>)>> =
-            BTreeMap::new();
+        let mut by_shard: BTreeMap<CoordinatorShard, Vec<GroupPartitions>> = BTreeMap::new();
         for (group_id, tps) in expired {
             by_shard
                 .entry(self.batch_shard(&group_id))
