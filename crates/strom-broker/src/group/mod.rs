@@ -271,7 +271,8 @@ struct OffsetStore {
     checkpoint_end: i64,
 }
 
-/// The group coordinator of one broker (it coordinates every group).
+/// The group coordinator of one broker: it coordinates every group on a single broker, and in
+/// cluster mode the groups of the coordinator shards whose leases it holds (`group/authority.rs`).
 ///
 /// Ownership: membership belongs to the engine behind `runtime`; committed offsets to
 /// `offsets`, whose lock is held across the append to `__consumer_offsets` and the cache update
