@@ -8,6 +8,8 @@
 //!   failover (re-reading at most what was not committed yet). Three flavours: the classic
 //!   protocol with dynamic members, with static members (`group.instance.id`), and the KIP-848
 //!   consumer protocol (`group.protocol=consumer`);
+//! - `strom cluster status --format json` lists the 16 coordinator shards, each on one of the
+//!   brokers;
 //! - a broker that does not hold the group's coordinator lease answers OffsetFetch and
 //!   OffsetCommit with NOT_COORDINATOR, also the former holder once its lease was taken from
 //!   it in PostgreSQL; when the lease comes back, the offsets are all there.
@@ -470,6 +472,22 @@ async fn failover(flavour: Flavour) {
     // shard, and hands them over once the others have been live for two lease TTLs); the
     // holder serves the group, the others refuse it.
     let (holder, epoch) = preferred_holder(&pg, &brokers, deadline).await;
+    // `strom cluster status` shows every shard's coordinator, among these brokers.
+    let status = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["cluster", "status", "--format", "json"])
+        .args(["--cluster-postgres", &pg.url()])
+        .env_remove("STROM_CONFIG")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let shards = status["group_coordinators"].as_array().unwrap();
+    assert_eq!(shards.len(), 16, "{status}");
+    let ids: BTreeSet<i64> = brokers.iter().map(|b| i64::from(b.node_id)).collect();
+    for shard in shards {
+        assert!(ids.contains(&shard["node_id"].as_i64().unwrap()), "{shard}");
+        assert!(shard["expires_in_secs"].as_f64().is_some(), "{shard}");
+    }
     let coordinator = brokers.iter().position(|b| b.node_id == holder).unwrap();
     let other = (coordinator + 1) % brokers.len();
     until(deadline, "the holder serving the group", || async {
