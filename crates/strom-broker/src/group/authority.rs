@@ -16,9 +16,10 @@
 //!
 //! **Takeover.** After the fence, the whole `__consumer_offsets` is replayed and the shard's
 //! groups (offsets, classic and consumer-protocol state) replace whatever this broker had in
-//! memory for them. A write that fails after it was handed to the store gives the lease up
-//! ([`CoordinatorLeases::give_up`]): its outcome is unknown and its sequence broken, so the
-//! shard is taken again, at a new epoch, with a fresh replay.
+//! memory for them. A write the store refuses (fenced, out of sequence) or that fails after
+//! it was handed over (outcome unknown, sequence broken) gives the lease up
+//! ([`CoordinatorLeases::give_up`]): the shard is taken again, at a new epoch, with a fresh
+//! replay. Only a batch refused for its content (too large, invalid) leaves the lease alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -153,25 +154,48 @@ impl GroupCoordinator {
                 return Err(not_coordinator());
             }
             let mut batch = build(&fenced_builder(lease, *next)?, records)?;
-            // Refused before it reaches the writer: the sequence is not used.
-            let pending = partition.append_deferred_blocking(&mut batch)?;
-            *next = add_sequence(*next, records.len());
-            pending
+            match partition.append_deferred_blocking(&mut batch) {
+                Ok(pending) => {
+                    *next = add_sequence(*next, records.len());
+                    pending
+                }
+                // Refused for its content before the sequence was checked: nothing changes.
+                Err(
+                    e @ Error::Storage(
+                        StorageError::BatchTooLarge { .. } | StorageError::InvalidBatch(_),
+                    ),
+                ) => return Err(e),
+                // Fenced (a newer holder wrote), out of sequence, or failed: give up.
+                Err(e) => {
+                    drop(next);
+                    self.give_up(authority.as_ref(), &owned, &e);
+                    return Err(e);
+                }
+            }
         };
         partition
             .await_durable_blocking(pending)
-            .inspect_err(|error| {
-                tracing::warn!(shard = shard.0, epoch = lease.epoch, %error,
-                "a fenced group write failed; giving the coordinator shard up");
-                owned.valid.store(false, Ordering::Release);
-                let mut shards = lock(&self.owned);
-                // Unless the shard was taken over again meanwhile.
-                if shards.get(&shard).is_some_and(|o| Arc::ptr_eq(o, &owned)) {
-                    shards.remove(&shard);
-                }
-                drop(shards);
-                authority.give_up(lease);
-            })
+            .inspect_err(|e| self.give_up(authority.as_ref(), &owned, e))
+    }
+
+    /// After a failed write under `owned`'s lease: the shard is no longer acted for, and the
+    /// lease is released so that it is taken again at a new epoch (with a new fence and a
+    /// fresh replay).
+    fn give_up(&self, authority: &dyn CoordinatorLeases, owned: &Arc<OwnedShard>, error: &Error) {
+        let lease = owned.lease;
+        tracing::warn!(shard = lease.shard.0, epoch = lease.epoch, %error,
+            "a fenced group write failed; giving the coordinator shard up");
+        owned.valid.store(false, Ordering::Release);
+        let mut shards = lock(&self.owned);
+        // Unless the shard was taken over again meanwhile.
+        if shards
+            .get(&lease.shard)
+            .is_some_and(|o| Arc::ptr_eq(o, owned))
+        {
+            shards.remove(&lease.shard);
+        }
+        drop(shards);
+        authority.give_up(lease);
     }
 
     /// The shard whose batch a write of `group_id` goes in: its coordinator shard in cluster

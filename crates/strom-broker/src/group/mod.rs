@@ -2287,6 +2287,114 @@ mod narrow_host {
         assert!(refused.is_empty());
         assert!(groups.fetch_offsets("g", None).is_empty());
     }
+
+    /// Cluster-mode coordinator authority over one shared `__consumer_offsets` (the local
+    /// backend stands in for the cluster store: both refuse an idempotent producer's older
+    /// epoch): two coordinators hand a shard over, and the stale one's writes are fenced.
+    #[test]
+    fn a_shard_changes_hands_and_the_former_holder_is_fenced() {
+        use crate::storage::{CoordinatorLeases, CoordinatorShard, ShardLease, coordinator_shard};
+
+        #[derive(Debug, Default)]
+        struct Leases {
+            held: Mutex<Vec<ShardLease>>,
+            given_up: Mutex<Vec<ShardLease>>,
+        }
+        impl CoordinatorLeases for Leases {
+            fn held(&self) -> Vec<ShardLease> {
+                self.held.lock().unwrap().clone()
+            }
+            fn coordinator(&self, _: CoordinatorShard) -> Option<i32> {
+                None
+            }
+            fn give_up(&self, lease: ShardLease) {
+                self.held.lock().unwrap().retain(|l| *l != lease);
+                self.given_up.lock().unwrap().push(lease);
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        let host = Host {
+            data: partition(&backend, "data"),
+            backend,
+            offsets: Mutex::new(None),
+        };
+        let open = |leases: &Arc<Leases>| {
+            let authority: Arc<dyn CoordinatorLeases> = Arc::clone(leases) as _;
+            GroupCoordinator::open(
+                GroupConfig::default(),
+                None,
+                dir.path().join("unused-checkpoint"),
+                0,
+                Some(authority),
+            )
+            .unwrap()
+        };
+        let (leases_a, leases_b) = (Arc::new(Leases::default()), Arc::new(Leases::default()));
+        let (a, b) = (open(&leases_a), open(&leases_b));
+        let shard = coordinator_shard("g");
+        let at = |epoch| ShardLease { shard, epoch };
+        let commit_g = |c: &GroupCoordinator, offset| {
+            c.commit_offsets_blocking(&host, "g", "", -1, None, vec![commit("data", offset)])
+        };
+        let offset_of = |c: &GroupCoordinator| {
+            c.fetch_offsets("g", None)
+                .first()
+                .and_then(|(_, o)| o.as_ref().map(|o| o.offset))
+        };
+        let not_coordinator =
+            |r: Result<Vec<Result<()>>>| matches!(r, Err(Error::Group(GroupError::NotCoordinator)));
+
+        // No lease: refused, nothing written.
+        assert!(not_coordinator(commit_g(&a, 1)));
+        assert_eq!(a.check_coordinator("g"), Err(GroupError::NotCoordinator));
+        // Held but not taken over yet: still refused.
+        leases_a.held.lock().unwrap().push(at(1));
+        assert!(not_coordinator(commit_g(&a, 1)));
+        a.sync_leases_blocking(&host).unwrap();
+        assert_eq!(a.check_coordinator("g"), Ok(()));
+        assert!(commit_g(&a, 7).unwrap().iter().all(Result::is_ok));
+        assert_eq!(a.owned_shards(), vec![at(1)]);
+        // A group of another shard is not A's.
+        let other = (0..)
+            .map(|i| format!("other-{i}"))
+            .find(|g| coordinator_shard(g) != shard)
+            .unwrap();
+        assert_eq!(a.check_coordinator(&other), Err(GroupError::NotCoordinator));
+
+        // B takes the shard at epoch 2 while A still believes it holds epoch 1 (a stalled
+        // holder): B's fence comes first, then B reads A's commit.
+        leases_b.held.lock().unwrap().push(at(2));
+        b.sync_leases_blocking(&host).unwrap();
+        assert_eq!(offset_of(&b), Some(7));
+        // A's next write is refused by the store and A gives the shard up.
+        let stale = commit_g(&a, 9).unwrap();
+        assert!(stale.iter().all(Result::is_err), "{stale:?}");
+        assert_eq!(*leases_a.given_up.lock().unwrap(), vec![at(1)]);
+        assert_eq!(a.check_coordinator("g"), Err(GroupError::NotCoordinator));
+        assert!(commit_g(&b, 11).unwrap().iter().all(Result::is_ok));
+
+        // A takes it back at epoch 3 and sees B's commit, not its own refused one.
+        leases_b.held.lock().unwrap().clear();
+        b.sync_leases_blocking(&host).unwrap();
+        assert_eq!(b.check_coordinator("g"), Err(GroupError::NotCoordinator));
+        leases_a.held.lock().unwrap().push(at(3));
+        a.sync_leases_blocking(&host).unwrap();
+        assert_eq!(offset_of(&a), Some(11));
+
+        // The fences are invisible to a plain replay of the topic.
+        let replayed = GroupCoordinator::open(
+            GroupConfig::default(),
+            Some((uuid::Uuid::nil(), host.offsets_partition().unwrap())),
+            dir.path().join("unused-checkpoint-2"),
+            0,
+            None,
+        )
+        .unwrap();
+        assert_eq!(offset_of(&replayed), Some(11));
+        assert_eq!(replayed.list().len(), 1);
+    }
 }
 
 #[cfg(test)]
