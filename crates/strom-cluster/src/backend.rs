@@ -68,7 +68,17 @@ impl Bridge {
         self.handle.spawn(async move {
             let _ = tx.send(future.await);
         });
-        rx.recv().map_err(|_| StorageError::Closed)
+        let wait = || rx.recv().map_err(|_| StorageError::Closed);
+        // Called on an async worker (e.g. a `/metrics` scrape asking `size_bytes`), the task
+        // just spawned sits in this worker's LIFO slot, which other workers do not steal:
+        // waiting plainly would never end. `block_in_place` hands the worker's queue to
+        // another thread first. (On blocking threads it just runs `wait`.)
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     /// The runtime's handle.
