@@ -9,7 +9,7 @@
 //!   protocol with dynamic members, with static members (`group.instance.id`), and the KIP-848
 //!   consumer protocol (`group.protocol=consumer`);
 //! - `strom cluster status --format json` lists the 16 coordinator shards, each on one of the
-//!   brokers;
+//!   brokers, and the holder's `/metrics` show the group's shard at its epoch;
 //! - a broker that does not hold the group's coordinator lease answers OffsetFetch and
 //!   OffsetCommit with NOT_COORDINATOR, also the former holder once its lease was taken from
 //!   it in PostgreSQL; when the lease comes back, the offsets are all there.
@@ -73,6 +73,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Broker {
     child: Child,
     kafka: String,
+    /// The admin listener (`/metrics`).
+    http: String,
     node_id: i32,
 }
 
@@ -110,9 +112,10 @@ impl Broker {
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut kafka = None;
+        let mut http = None;
         let mut node_id = None;
         let mut printed = String::new();
-        while kafka.is_none() || node_id.is_none() {
+        while kafka.is_none() || node_id.is_none() || http.is_none() {
             let mut line = String::new();
             assert!(
                 stdout.read_line(&mut line).unwrap() > 0,
@@ -123,6 +126,10 @@ impl Broker {
             if let Some(rest) = line.strip_prefix("kafka:") {
                 kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
             }
+            if let Some(rest) = line.strip_prefix("http:") {
+                let addr = rest.trim().trim_start_matches("http://");
+                http = Some(addr.trim_end_matches("/metrics").to_owned());
+            }
             if let Some(rest) = line.strip_prefix("cluster:") {
                 let id = rest.trim().strip_prefix("node ").unwrap();
                 node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
@@ -132,6 +139,7 @@ impl Broker {
         Broker {
             child,
             kafka: kafka.unwrap(),
+            http: http.unwrap(),
             node_id: node_id.unwrap(),
         }
     }
@@ -180,6 +188,21 @@ async fn preferred_holder(
         },
     )
     .await
+}
+
+/// `GET /metrics` of a broker.
+fn metrics(broker: &Broker) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&broker.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    response
 }
 
 /// Waits (within `deadline`) until `check` gives a value.
@@ -496,6 +519,19 @@ async fn failover(flavour: Flavour) {
             .filter(|(code, _)| *code == 0)
     })
     .await;
+    // The holder's /metrics show the shard at that epoch.
+    let shard = coordinator_shard(GROUP).0;
+    let scraped = metrics(&brokers[coordinator]);
+    assert!(
+        scraped.contains(&format!(
+            "strom_group_coordinator_shard_epoch{{shard=\"{shard}\"}} {epoch}"
+        )),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("strom_group_coordinator_takeovers_total"),
+        "{scraped}"
+    );
     let (code, _) = offset_fetch(&brokers[other].kafka).await.unwrap();
     assert_eq!(code, NOT_COORDINATOR, "OffsetFetch through a non-holder");
     assert_eq!(

@@ -316,6 +316,8 @@ impl GroupCoordinator {
                     GroupRecord::Consumer(s) => rt.consumer.restore(g, s, now),
                 }
             }
+            self.takeovers
+                .fetch_add(fenced.len() as u64, Ordering::Relaxed);
             let mut owned = lock(&self.owned);
             for lease in &fenced {
                 owned.insert(
@@ -349,6 +351,11 @@ impl GroupCoordinator {
         let mut out: Vec<ShardLease> = lock(&self.owned).values().map(|o| o.lease).collect();
         out.sort_by_key(|l| l.shard);
         out
+    }
+
+    /// Coordinator shards taken over since this coordinator opened (cluster mode).
+    pub fn takeovers(&self) -> u64 {
+        self.takeovers.load(Ordering::Relaxed)
     }
 
     /// Whether this coordinator runs under coordinator leases (cluster mode).

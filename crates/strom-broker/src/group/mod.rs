@@ -302,6 +302,8 @@ pub struct GroupCoordinator {
     authority: Option<Arc<dyn CoordinatorLeases>>,
     /// Cluster mode: the shards taken over (fenced and loaded) under their current lease.
     owned: Mutex<authority::OwnedShards>,
+    /// Cluster mode: shards taken over since open (`/metrics`).
+    takeovers: AtomicU64,
 }
 
 impl GroupCoordinator {
@@ -383,6 +385,7 @@ impl GroupCoordinator {
             pending_ready: tokio::sync::Notify::new(),
             authority,
             owned: Mutex::new(authority::OwnedShards::new()),
+            takeovers: AtomicU64::new(0),
         })
     }
 
