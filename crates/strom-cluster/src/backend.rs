@@ -15,9 +15,10 @@
 //!
 //! **Blocking bridge.** The seam's calls block (the broker makes them from blocking threads);
 //! the engine is async. [`Bridge::run`] spawns the future on the broker's runtime and waits
-//! for its answer on a plain channel, so the engine's I/O runs on the runtime's drivers, and a
-//! call made by mistake from an async worker thread only blocks that thread instead of
-//! panicking as `Handle::block_on` would.
+//! for its answer on a plain channel, so the engine's I/O runs on the runtime's drivers. A
+//! call from an async worker thread (a `/metrics` scrape) waits inside `block_in_place`, which
+//! first hands the worker's queued tasks (the one just spawned among them) to another thread,
+//! instead of panicking as `Handle::block_on` would or waiting forever.
 
 use std::sync::Arc;
 use std::time::Duration;
