@@ -99,7 +99,7 @@ impl CoordinatorLeaseKeeper {
     /// Starts the upkeep task on the current runtime for broker `node_id`, connecting to the
     /// database at `pg`.
     pub fn start(
-        pg: tokio_postgres::Config,
+        pg: crate::db::PgConfig,
         node_id: i32,
         members: Arc<dyn ClusterMembers>,
         ttl: Duration,

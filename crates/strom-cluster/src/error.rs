@@ -37,6 +37,8 @@ pub enum DbOp {
     CollectOrphans,
     /// Allocating a producer id.
     ProducerId,
+    /// A lifecycle job (retention, reclaiming objects, merging, compaction) or its record.
+    Lifecycle,
 }
 
 /// Which object-store operation failed.
@@ -245,6 +247,15 @@ impl Error {
                 | Error::ObjectCollected { .. }
                 | Error::WriterClosed
                 | Error::Timeout { .. }
+        )
+    }
+
+    /// Whether this is a read of an object that does not exist (any more).
+    pub fn is_object_missing(&self) -> bool {
+        matches!(
+            self,
+            Error::ObjectStore { source, .. }
+                if matches!(source.as_ref(), object_store::Error::NotFound { .. })
         )
     }
 

@@ -433,17 +433,25 @@ impl MetadataStore for ClusterMetadataStore {
         let broker_id = self.broker_id;
         let event = event.clone();
         let policy = self.compaction;
-        match self.bridge.run(async move {
-            let appended = append(&db, broker_id, event).await;
+        // Bounded: a database that stopped answering fails the admin request retriably.
+        let appended = self.bridge.run(async move {
+            let appended = db
+                .bounded(async { Ok(append(&db, broker_id, event).await) })
+                .await
+                .unwrap_or_else(|e| Err(Refused::Db(e)));
             if appended.is_ok() {
                 // The event is committed whatever happens here: a failed compaction is retried
                 // after the next append.
-                if let Err(error) = compact(&db, policy).await {
-                    tracing::warn!(%error, "compacting the cluster metadata events failed");
+                match db.bounded(compact(&db, policy)).await {
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "compacting the cluster metadata events failed")
+                    }
                 }
             }
             appended
-        })? {
+        })?;
+        match appended {
             Ok(()) => Ok(()),
             Err(Refused::Exists(name)) => Err(strom_broker::Error::TopicAlreadyExists { name }),
             Err(Refused::UnknownTopic(id)) => Err(strom_broker::Error::UnknownTopicId { id }),
@@ -460,7 +468,7 @@ impl MetadataStore for ClusterMetadataStore {
         let after = self.cursor;
         let events = self
             .bridge
-            .run(async move { read_events(&db, after, true).await })?
+            .run(async move { db.bounded(read_events(&db, after, true)).await })?
             .map_err(storage)?;
         if let Some((seq, _)) = events.last() {
             self.cursor = *seq;
@@ -472,7 +480,7 @@ impl MetadataStore for ClusterMetadataStore {
         let db = std::sync::Arc::clone(&self.db);
         let allocated = self
             .bridge
-            .run(async move { crate::metadata::allocate_producer_id(&db).await });
+            .run(async move { db.bounded(crate::metadata::allocate_producer_id(&db)).await });
         Some(match allocated {
             Ok(Ok(id)) => Ok(id),
             Ok(Err(e)) => Err(storage(e)),

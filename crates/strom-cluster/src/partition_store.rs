@@ -14,7 +14,10 @@
 //!
 //! **Refused** (typed [`StorageError::Unsupported`]): transactional and control batches
 //! (transactions are not part of cluster mode yet). DeleteRecords moves the log start in
-//! PostgreSQL (the batches below stay until retention, which is not applied yet: it returns 0).
+//! PostgreSQL; the batches below it, and those retention passes, are dropped from the index by
+//! the retention job and their objects deleted by the reclaim job ([`crate::lifecycle`]), on
+//! whichever broker holds those jobs' leases (`apply_retention` here returns 0). The log start
+//! is cached and re-read at most once a second, since another broker's job may move it.
 //!
 //! **Watermark.** Each store keeps its high watermark in a `watch` channel fed by the
 //! [`crate::Notifier`] (commits of every broker, through LISTEN/NOTIFY) and by its own
@@ -24,7 +27,7 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use strom_broker::AppendInfo;
@@ -43,6 +46,9 @@ use crate::writer::Enqueued;
 
 const BACKEND: &str = "cluster";
 
+/// How old the cached log start may get before `log_start_offset` reads it again.
+const LOG_START_REFRESH: Duration = Duration::from_secs(1);
+
 /// One partition of the cluster backend (see the module docs).
 #[derive(Debug)]
 pub struct ClusterPartitionStore {
@@ -51,6 +57,9 @@ pub struct ClusterPartitionStore {
     config: RwLock<LogConfig>,
     high_watermark: Arc<watch::Sender<i64>>,
     log_start: AtomicI64,
+    /// When `log_start` was last read from PostgreSQL (the lifecycle jobs move it on any
+    /// broker: retention, DeleteRecords through another broker).
+    log_start_read: Mutex<Instant>,
     /// Serialises the enqueueing of one payload's batches.
     order: Mutex<()>,
     closed: AtomicBool,
@@ -98,6 +107,7 @@ impl ClusterPartitionStore {
             config: RwLock::new(config),
             high_watermark,
             log_start: AtomicI64::new(start),
+            log_start_read: Mutex::new(Instant::now()),
             order: Mutex::new(()),
             closed: AtomicBool::new(false),
             forwarder: Mutex::new(Some(forwarder)),
@@ -181,8 +191,9 @@ async fn follow(engine: Arc<Engine>, tp: TopicPartition, sender: Arc<watch::Send
 }
 
 /// DeleteRecords: moves the partition's log start to `before` (never back), refused past the
-/// high watermark (`None`). The batches below stay indexed until retention removes them
-/// (not built yet); reads and ListOffsets never return offsets below the log start.
+/// high watermark (`None`). The batches below stay indexed until the next retention pass
+/// drops them (`crate::lifecycle::retention`); reads and ListOffsets never return offsets
+/// below the log start.
 async fn delete_records(
     db: &crate::db::Db,
     tp: &TopicPartition,
@@ -403,7 +414,11 @@ impl PartitionStore for ClusterPartitionStore {
             .map_err(storage_error)?;
         self.advance(fetched.high_watermark);
         self.log_start
-            .store(fetched.log_start_offset, Ordering::Release);
+            .fetch_max(fetched.log_start_offset, Ordering::AcqRel);
+        *self
+            .log_start_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         let records = match fetched.batches.as_slice() {
             [] => Bytes::new(),
             [one] => one.clone(),
@@ -431,6 +446,31 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn log_start_offset(&self) -> Offset {
+        // Retention runs on whichever broker holds its lease: re-read the log start when the
+        // cached one is older than a second (at most one query per second per partition).
+        let stale = {
+            let mut read = self
+                .log_start_read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let stale = read.elapsed() >= LOG_START_REFRESH;
+            if stale {
+                *read = Instant::now();
+            }
+            stale
+        };
+        if stale && !self.closed.load(Ordering::Acquire) {
+            let engine = Arc::clone(&self.engine);
+            let tp = self.tp.clone();
+            if let Ok(Ok(offsets)) = self
+                .engine
+                .bridge
+                .run(async move { engine.reader.offsets(&tp).await })
+            {
+                self.log_start
+                    .fetch_max(offsets.log_start_offset, Ordering::AcqRel);
+            }
+        }
         Offset(self.log_start.load(Ordering::Acquire))
     }
 

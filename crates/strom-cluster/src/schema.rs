@@ -162,6 +162,11 @@ CREATE TABLE strom_metadata_snapshot (
 );
 "#,
     },
+    Migration {
+        version: 4,
+        name: "lifecycle: retired objects, job runs, compaction progress",
+        sql: include_str!("../migrations/0004_lifecycle.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.

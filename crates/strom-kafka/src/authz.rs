@@ -1,7 +1,8 @@
 //! Authorization of Kafka requests against the broker's ACLs (`strom_broker::acl`).
 //!
-//! Until SASL exists every client is `User:ANONYMOUS` (Kafka's principal for an
-//! unauthenticated listener), from its socket's IP address. Without an authorizer every check
+//! A client is its connection's principal ([`crate::session::Session`]): `User:ANONYMOUS`
+//! (Kafka's principal for an unauthenticated client) unless it presented a client
+//! certificate or authenticated with SASL; its host is its socket's IP address. Without an authorizer every check
 //! passes at the cost of one boolean.
 
 use strom_broker::Error;
@@ -28,9 +29,10 @@ pub(crate) fn allowed(
     let host = request
         .peer
         .map_or_else(|| String::from("127.0.0.1"), |p| p.ip().to_string());
+    let principal = request.session.as_ref().map(|s| s.principal());
     context.broker.authorize(
         Requester {
-            principal: ANONYMOUS,
+            principal: principal.as_deref().unwrap_or(ANONYMOUS),
             host: &host,
         },
         operation,

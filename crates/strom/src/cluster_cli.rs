@@ -34,7 +34,7 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
         .await
         .context("reading the cluster status")?;
     use strom_cluster::coordinator::{holder_node, shard_of};
-    let (coordinators, jobs): (Vec<_>, Vec<_>) = status
+    let (coordinators, job_leases): (Vec<_>, Vec<_>) = status
         .leases
         .iter()
         .partition(|l| shard_of(&l.name).is_some());
@@ -72,7 +72,7 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            let leases: Vec<serde_json::Value> = jobs
+            let leases: Vec<serde_json::Value> = job_leases
                 .iter()
                 .map(|l| {
                     serde_json::json!({
@@ -83,14 +83,39 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
+            let jobs: Vec<serde_json::Value> = status
+                .jobs
+                .iter()
+                .map(|j| {
+                    serde_json::json!({
+                        "name": j.name,
+                        "holder": j.holder,
+                        "epoch": j.epoch,
+                        "last_run_secs_ago": j.finished_secs_ago,
+                        "took_secs": j.took_secs,
+                        "ok": j.ok,
+                        "error": j.error,
+                        "stats": j.stats,
+                        "runs": j.runs,
+                    })
+                })
+                .collect();
+            let last_commits: serde_json::Map<String, serde_json::Value> = status
+                .last_commit_secs
+                .iter()
+                .map(|(writer, secs)| (writer.clone(), serde_json::json!(secs)))
+                .collect();
             let doc = serde_json::json!({
                 "schema_version": status.schema_version,
                 "brokers": brokers,
                 "leases": leases,
+                "jobs": jobs,
                 "group_coordinators": groups,
                 "committed_objects": status.committed_objects,
                 "uncommitted_objects": status.uncommitted_objects,
+                "retired_objects": status.retired_objects,
                 "oldest_uncommitted_secs": status.oldest_uncommitted_secs,
+                "last_commit_secs_ago": last_commits,
             });
             writeln!(out, "{doc}")?;
         }
@@ -115,7 +140,7 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 .collect();
             write_table(&mut out, &["NODE", "LISTENERS", "LEASE LEFT"], &rows)?;
             writeln!(out, "\nleases (background jobs):")?;
-            let rows: Vec<Vec<String>> = jobs
+            let rows: Vec<Vec<String>> = job_leases
                 .iter()
                 .map(|l| {
                     vec![
@@ -127,11 +152,37 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             write_table(&mut out, &["LEASE", "HOLDER", "EPOCH", "LEFT"], &rows)?;
-            writeln!(
-                out,
-                "
-group coordinators (consumer-group shards):"
+            writeln!(out, "\nbackground jobs (last run):")?;
+            let rows: Vec<Vec<String>> = status
+                .jobs
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.name.clone(),
+                        j.holder.clone(),
+                        j.epoch.to_string(),
+                        format!("{:.1}s ago", j.finished_secs_ago),
+                        format!("{:.2}s", j.took_secs),
+                        match &j.error {
+                            None => format!("ok {}", j.stats),
+                            Some(e) => format!("failed: {e}"),
+                        },
+                    ]
+                })
+                .collect();
+            write_table(
+                &mut out,
+                &["JOB", "HOLDER", "EPOCH", "LAST RUN", "TOOK", "OUTCOME"],
+                &rows,
             )?;
+            writeln!(out, "\nlast committed flush per writer:")?;
+            let rows: Vec<Vec<String>> = status
+                .last_commit_secs
+                .iter()
+                .map(|(writer, secs)| vec![writer.clone(), format!("{secs:.1}s ago")])
+                .collect();
+            write_table(&mut out, &["WRITER", "LAST COMMIT"], &rows)?;
+            writeln!(out, "\ngroup coordinators (consumer-group shards):")?;
             let rows: Vec<Vec<String>> = coordinators
                 .iter()
                 .map(|l| {
@@ -146,8 +197,9 @@ group coordinators (consumer-group shards):"
             write_table(&mut out, &["SHARD", "NODE", "EPOCH", "LEFT"], &rows)?;
             writeln!(
                 out,
-                "\nobjects: {} committed, {} not committed{}",
+                "\nobjects: {} committed, {} retired (deleted after the delay), {} not committed{}",
                 status.committed_objects,
+                status.retired_objects,
                 status.uncommitted_objects,
                 status
                     .oldest_uncommitted_secs

@@ -635,7 +635,10 @@ async fn failover(flavour: Flavour) {
     })
     .await;
     {
-        let db = strom_cluster::Db::new(pg.url().parse().unwrap());
+        let db = strom_cluster::Db::new(
+            strom_cluster::db::PgConfig::parse(&pg.url(), strom_cluster::db::PgTimeouts::default())
+                .unwrap(),
+        );
         let conn = db.conn().await.unwrap();
         let stolen = conn
             .execute(
