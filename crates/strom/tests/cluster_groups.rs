@@ -123,8 +123,12 @@ impl Broker {
             );
             printed.push_str(&line);
             let line = line.trim();
+            // `kafka: [NAME PROTOCOL] ADDR (advertised as …)`: the first socket address.
             if let Some(rest) = line.strip_prefix("kafka:") {
-                kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
+                kafka = rest
+                    .split_whitespace()
+                    .find(|t| t.parse::<std::net::SocketAddr>().is_ok())
+                    .map(str::to_owned);
             }
             if let Some(rest) = line.strip_prefix("http:") {
                 let addr = rest.trim().trim_start_matches("http://");
