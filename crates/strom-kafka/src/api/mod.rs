@@ -169,6 +169,18 @@ pub enum HandlerError {
 }
 
 /// Decodes the body of `request` as `T`.
+/// `NOT_COORDINATOR`'s code when this broker does not coordinate `group_id` now (cluster
+/// mode: it does not hold the group's coordinator-shard lease), so the client finds the
+/// coordinator again; `None` when it does (always on a single broker).
+pub(crate) fn not_coordinator(context: &Context, group_id: &str) -> Option<i16> {
+    context
+        .broker
+        .groups()
+        .check_coordinator(group_id)
+        .err()
+        .map(|e| crate::error_code::group_error(e).code())
+}
+
 pub(crate) fn decode<T: Decodable>(request: &Request) -> Result<T, HandlerError> {
     let mut body = request.body.clone();
     T::decode(&mut body, request.version()).map_err(|e| HandlerError::Decode {
