@@ -1,7 +1,8 @@
 //! Authorization of Kafka requests against the broker's ACLs (`strom_broker::acl`).
 //!
-//! Until SASL exists every client is `User:ANONYMOUS` (Kafka's principal for an
-//! unauthenticated listener), from its socket's IP address. Without an authorizer every check
+//! A client is its SASL principal (`User:<name>`, set on the connection by `sasl::Session`)
+//! or, on a listener without SASL, `User:ANONYMOUS` (Kafka's principal for an unauthenticated
+//! listener), from its socket's IP address. Without an authorizer every check
 //! passes at the cost of one boolean.
 
 use strom_broker::Error;
@@ -30,7 +31,7 @@ pub(crate) fn allowed(
         .map_or_else(|| String::from("127.0.0.1"), |p| p.ip().to_string());
     context.broker.authorize(
         Requester {
-            principal: ANONYMOUS,
+            principal: request.principal.as_deref().unwrap_or(ANONYMOUS),
             host: &host,
         },
         operation,

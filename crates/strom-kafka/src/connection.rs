@@ -29,6 +29,8 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use crate::Context;
 use crate::api::{self, Outcome};
 use crate::frame;
+use crate::sasl::Session;
+use kafka_protocol::messages::ApiKey;
 
 /// Initial buffer for a frame body; grows as bytes really arrive, so a large size prefix alone
 /// does not allocate.
@@ -99,6 +101,7 @@ async fn write_replies(
                     drop(held);
                     written
                 }
+                Outcome::RespondThenClose(bytes) => out.write_all(&bytes).await.map(|()| false),
                 Outcome::NoResponse => Ok(true),
                 // A deferred answer never defers again; treat one that does as a handler bug.
                 Outcome::Close | Outcome::Deferred(_) => Ok(false),
@@ -137,6 +140,7 @@ async fn read_requests(
     context: &Context,
 ) {
     let mut reader = BufReader::new(reader);
+    let mut session = Session::new(context.sasl.is_some());
     // Written signal of the last deferred response queued, if not yet observed.
     let mut last_deferred: Option<oneshot::Receiver<()>> = None;
     loop {
@@ -201,6 +205,22 @@ async fn read_requests(
                 return;
             }
         }
+        if session.expects_raw_token() {
+            // After SaslHandshake v0 the client sends bare SASL tokens; answer likewise.
+            let outcome = raw_token(context, &mut session, &body, peer);
+            let close = matches!(outcome, Outcome::Close);
+            let reply = Reply {
+                outcome,
+                api_key: kafka_protocol::messages::ApiKey::SaslAuthenticate,
+                started: std::time::Instant::now(),
+                _admitted,
+                written: None,
+            };
+            if replies.send(reply).await.is_err() || close {
+                return;
+            }
+            continue;
+        }
         let mut request = match frame::decode_request(Bytes::from(body)) {
             Ok(request) => request,
             Err(e) => {
@@ -212,6 +232,18 @@ async fn read_requests(
         request.peer = Some(peer);
         let started = std::time::Instant::now();
         let api_key = request.api_key;
+        let sasl_api = matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        if !sasl_api && api_key != ApiKey::ApiVersions && !session.may_serve() {
+            tracing::info!(%peer, ?api_key, "request before SASL authentication, closing connection");
+            context.metrics.closed_on_error();
+            return;
+        }
+        if !sasl_api && session.expired(started) {
+            tracing::info!(%peer, ?api_key, principal = ?session.principal(), "SASL session expired without re-authentication, closing connection");
+            context.metrics.sasl_session_expired();
+            return;
+        }
+        request.principal = session.principal().cloned();
         if api_key != kafka_protocol::messages::ApiKey::Produce
             && let Some(done) = last_deferred.take()
         {
@@ -220,8 +252,12 @@ async fn read_requests(
                 return;
             }
         }
-        let outcome = api::handle(context, request).await;
-        let close = matches!(outcome, Outcome::Close);
+        let outcome = if sasl_api {
+            api::handle_sasl(context, &request, &mut session)
+        } else {
+            api::handle(context, request).await
+        };
+        let close = matches!(outcome, Outcome::Close | Outcome::RespondThenClose(_));
         let written = if matches!(outcome, Outcome::Deferred(_)) {
             let (tx, rx) = oneshot::channel();
             last_deferred = Some(rx);
@@ -238,6 +274,34 @@ async fn read_requests(
         };
         if replies.send(reply).await.is_err() || close {
             return;
+        }
+    }
+}
+
+/// One raw SASL token (after SaslHandshake v0): the answer is a size-prefixed token with no
+/// Kafka header; a failure closes the connection without an answer, as Kafka does for v0.
+fn raw_token(context: &Context, session: &mut Session, token: &[u8], peer: SocketAddr) -> Outcome {
+    match session.authenticate(context.sasl.as_ref(), context.broker.scram(), token, true) {
+        Ok(answer) => {
+            let bytes = match answer {
+                Ok(done) => {
+                    context.metrics.sasl_authentication(true);
+                    done.response
+                }
+                Err(challenge) => challenge,
+            };
+            let Ok(len) = u32::try_from(bytes.len()) else {
+                return Outcome::Close;
+            };
+            let mut frame = Vec::with_capacity(4 + bytes.len());
+            frame.extend_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(&bytes);
+            Outcome::Respond(Bytes::from(frame))
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "SASL authentication failed, closing connection");
+            context.metrics.sasl_authentication(false);
+            Outcome::Close
         }
     }
 }

@@ -32,7 +32,8 @@
 //!
 //! Idempotent producers (epoch and sequence checks, duplicates answered with their original
 //! offsets) and transactions (markers, `read_committed`) are served by the broker core and its
-//! storage. Not yet: SASL, fetch sessions (every Fetch answer carries session id 0, so clients
+//! storage. SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER, KIP-368 re-authentication) is in
+//! [`sasl`]: SaslHandshake 0–1, SaslAuthenticate 0–2. Not yet: fetch sessions (every Fetch answer carries session id 0, so clients
 //! send full requests).
 //!
 //! The front end depends on `strom-broker` only, never on a storage backend: storage failures
@@ -56,6 +57,7 @@ pub mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod metrics;
+pub mod sasl;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -94,6 +96,9 @@ pub struct KafkaConfig {
     /// `max.connections.per.ip`: connections from one IP address beyond this many are closed
     /// at once.
     pub max_connections_per_ip: usize,
+    /// SASL on this listener: every connection must authenticate before other APIs
+    /// (SASL_PLAINTEXT). `None`: no authentication, every client is `User:ANONYMOUS`.
+    pub sasl: Option<sasl::SaslConfig>,
 }
 
 /// Strom's default broker `fetch.max.bytes`: 30 MiB (Kafka's is 55 MiB).
@@ -128,6 +133,7 @@ impl Default for KafkaConfig {
             fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS,
+            sasl: None,
         }
     }
 }
@@ -162,6 +168,8 @@ pub struct Context {
     /// `max.connections` and `max.connections.per.ip` from the server config, in force when
     /// no dynamic value is set.
     static_connection_limits: (usize, usize),
+    /// SASL settings; `Some` requires authentication on every connection.
+    pub sasl: Option<sasl::SaslConfig>,
 }
 
 /// How many partition appends may run on the blocking pool at once, across all Kafka
@@ -242,6 +250,7 @@ impl KafkaServer {
                     config.max_connections_per_ip,
                 )),
                 static_connection_limits: (config.max_connections, config.max_connections_per_ip),
+                sasl: config.sasl.clone(),
             }),
         };
         let statics = [
@@ -262,6 +271,29 @@ impl KafkaServer {
             (
                 "connections.max.idle.ms",
                 config.idle_timeout.as_millis().to_string(),
+            ),
+            (
+                "connections.max.reauth.ms",
+                config
+                    .sasl
+                    .as_ref()
+                    .and_then(|s| s.max_reauth)
+                    .map_or(0, |d| d.as_millis())
+                    .to_string(),
+            ),
+            (
+                "sasl.enabled.mechanisms",
+                config
+                    .sasl
+                    .as_ref()
+                    .map(|s| {
+                        s.mechanisms
+                            .iter()
+                            .map(|m| m.name())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
             ),
         ];
         for (name, value) in statics {
