@@ -5,3 +5,4 @@
 pub mod kafka_request;
 pub mod kinesis_body;
 pub mod record_batch;
+pub mod sasl;

@@ -26,5 +26,6 @@ mod kafka {
     mod read_committed;
     mod retention;
     mod roundtrip;
+    mod sasl;
     mod transactions;
 }

@@ -14,6 +14,13 @@
 //! fetch_max_bytes = 31457280             # broker fetch.max.bytes: cap of one Fetch response
 //! max_connections = 2147483647           # max.connections (excess connections are closed)
 //! max_connections_per_ip = 2147483647    # max.connections.per.ip
+//! # SASL (SASL_PLAINTEXT): with mechanisms set, every connection must authenticate first.
+//! sasl_enabled_mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+//! connections_max_reauth_ms = 0          # KIP-368 session lifetime; 0: none
+//! sasl_oauthbearer_jwks_file = "jwks.json"            # keys that sign OAUTHBEARER tokens
+//! sasl_oauthbearer_expected_issuer = "https://idp"    # optional `iss` check
+//! sasl_oauthbearer_expected_audience = "strom"        # optional `aud` check
+//! sasl_oauthbearer_clock_skew_seconds = 30
 //!
 //! [http]
 //! listen = "127.0.0.1:9644"           # /metrics and /health
@@ -115,6 +122,20 @@ pub(crate) struct ServeArgs {
     /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
     #[arg(long, env = "STROM_KAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub(crate) max_request_bytes: Option<usize>,
+    /// SASL mechanisms the Kafka listener requires, comma-separated (`PLAIN`,
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`) [default: none, no authentication].
+    #[arg(long, env = "STROM_KAFKA_SASL_ENABLED_MECHANISMS", value_name = "LIST")]
+    pub(crate) sasl_enabled_mechanisms: Option<String>,
+    /// `connections.max.reauth.ms` (KIP-368): longest SASL session [default: 0, none].
+    #[arg(long, env = "STROM_KAFKA_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
+    pub(crate) connections_max_reauth_ms: Option<u64>,
+    /// JWKS file of the keys that sign OAUTHBEARER tokens.
+    #[arg(
+        long,
+        env = "STROM_KAFKA_SASL_OAUTHBEARER_JWKS_FILE",
+        value_name = "PATH"
+    )]
+    pub(crate) sasl_oauthbearer_jwks_file: Option<PathBuf>,
     /// This broker's node id [default: 0].
     #[arg(long, env = "STROM_BROKER_NODE_ID", value_name = "ID")]
     pub(crate) node_id: Option<i32>,
@@ -295,6 +316,12 @@ struct FileKafka {
     fetch_max_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    sasl_enabled_mechanisms: Option<Vec<String>>,
+    connections_max_reauth_ms: Option<u64>,
+    sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    sasl_oauthbearer_expected_issuer: Option<String>,
+    sasl_oauthbearer_expected_audience: Option<String>,
+    sasl_oauthbearer_clock_skew_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -478,6 +505,7 @@ impl Settings {
         if let Some(v) = file.kafka.max_connections_per_ip {
             kafka.max_connections_per_ip = v;
         }
+        kafka.sasl = sasl_config(args, &file.kafka)?;
         let mut kinesis = KinesisConfig::default();
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
             kinesis.listen = v;
@@ -520,6 +548,68 @@ impl Settings {
     pub(crate) fn kinesis_config(&self) -> KinesisConfig {
         self.kinesis.clone()
     }
+}
+
+/// The Kafka listener's SASL settings: `None` unless mechanisms are enabled.
+fn sasl_config(
+    args: &ServeArgs,
+    file: &FileKafka,
+) -> anyhow::Result<Option<strom_kafka::sasl::SaslConfig>> {
+    use strom_kafka::sasl::{Mechanism, OAuthBearerConfig, SaslConfig};
+    let names: Vec<String> = match (&args.sasl_enabled_mechanisms, &file.sasl_enabled_mechanisms) {
+        (Some(list), _) => list
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        (None, Some(list)) => list.clone(),
+        (None, None) => Vec::new(),
+    };
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut mechanisms = Vec::new();
+    for name in &names {
+        let m = Mechanism::from_name(name).with_context(|| {
+            format!(
+                "unknown SASL mechanism {name:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
+            )
+        })?;
+        if !mechanisms.contains(&m) {
+            mechanisms.push(m);
+        }
+    }
+    let jwks = args
+        .sasl_oauthbearer_jwks_file
+        .clone()
+        .or_else(|| file.sasl_oauthbearer_jwks_file.clone());
+    let oauthbearer = match jwks {
+        Some(path) => {
+            let bytes = std::fs::read(&path)
+                .with_context(|| format!("reading the JWKS file {}", path.display()))?;
+            let mut c = OAuthBearerConfig::from_jwks_json(&bytes)
+                .with_context(|| format!("parsing the JWKS file {}", path.display()))?;
+            c.expected_issuer = file.sasl_oauthbearer_expected_issuer.clone();
+            c.expected_audience = file.sasl_oauthbearer_expected_audience.clone();
+            if let Some(s) = file.sasl_oauthbearer_clock_skew_seconds {
+                c.clock_skew = Duration::from_secs(s);
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    if mechanisms.contains(&Mechanism::OAuthBearer) && oauthbearer.is_none() {
+        anyhow::bail!("OAUTHBEARER needs sasl_oauthbearer_jwks_file (the keys that sign tokens)");
+    }
+    let reauth_ms = args
+        .connections_max_reauth_ms
+        .or(file.connections_max_reauth_ms)
+        .unwrap_or(0);
+    Ok(Some(SaslConfig {
+        mechanisms,
+        max_reauth: (reauth_ms > 0).then(|| Duration::from_millis(reauth_ms)),
+        oauthbearer,
+    }))
 }
 
 /// Cluster mode's settings from flags and the `[cluster]` table; `None` when neither URL is
