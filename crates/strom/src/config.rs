@@ -482,6 +482,7 @@ impl Settings {
         broker.topic_defaults = file.topic_defaults;
 
         let mut kafka = KafkaConfig::default();
+        kafka.sasl = sasl_config(args, &file.kafka)?;
         if let Some(v) = args.kafka_listen.or(file.kafka.listen) {
             kafka.listen = v;
         }
@@ -505,7 +506,6 @@ impl Settings {
         if let Some(v) = file.kafka.max_connections_per_ip {
             kafka.max_connections_per_ip = v;
         }
-        kafka.sasl = sasl_config(args, &file.kafka)?;
         let mut kinesis = KinesisConfig::default();
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
             kinesis.listen = v;

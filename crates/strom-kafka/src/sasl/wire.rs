@@ -142,7 +142,7 @@ fn valid_nonce(nonce: &str) -> bool {
 }
 
 /// One `x=value` attribute.
-fn attribute<'a>(part: Option<&'a str>, name: char) -> Result<&'a str, ParseError> {
+fn attribute(part: Option<&str>, name: char) -> Result<&str, ParseError> {
     let part = part.ok_or(ParseError::ScramAttribute { attribute: name })?;
     let mut chars = part.chars();
     match (chars.next(), chars.next()) {
