@@ -10,7 +10,10 @@
 //! - **SCRAM-SHA-256/512**: RFC 5802's server with RFC 7677's hashes: a 32-byte random server
 //!   nonce, `server-first = r=<client nonce><server nonce>,s=<salt>,i=<iterations>`, the
 //!   client proof checked against `StoredKey` in constant time, `server-final = v=<server
-//!   signature>`. Kafka's `tokenauth` extension (delegation tokens) is refused.
+//!   signature>`. Kafka's `tokenauth` extension (delegation tokens) is refused. An unknown
+//!   user is answered with a decoy salt (stable per user) and fails at client-final, and PLAIN
+//!   runs the same PBKDF2 for one, so neither mechanism tells which users exist (Kafka's
+//!   SCRAM server fails unknown users at once).
 //! - **OAUTHBEARER**: RFC 7628's initial response; the bearer token must be a JWT signed by a
 //!   key of the configured JWKS (chosen by `kid`, or the only key), unexpired (with the
 //!   configured leeway), with the configured issuer and audience when set; its `sub` claim is
@@ -297,10 +300,13 @@ impl Exchange {
                 if first.authzid.as_ref().is_some_and(|a| *a != first.user) {
                     return Err(AuthFailure::AuthzidMismatch);
                 }
+                // An unknown user gets a made-up credential (stable per user, so the salt
+                // does not change between attempts) and fails at client-final like a wrong
+                // password: the exchange does not tell which users exist.
                 let credential = verifier
                     .credentials
                     .credential(&first.user, scram)
-                    .ok_or(AuthFailure::InvalidCredentials { mechanism })?;
+                    .unwrap_or_else(|| decoy_credential(scram, &first.user));
                 let nonce = format!("{}{}", first.nonce, server_nonce());
                 let server_first = format!(
                     "r={nonce},s={},i={}",
@@ -358,6 +364,29 @@ impl Exchange {
     }
 }
 
+/// A random key of this process, for [`decoy_credential`].
+fn process_secret() -> &'static [u8; 32] {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut bytes = [0u8; 32];
+        bytes[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        bytes[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        bytes
+    })
+}
+
+/// The credential shown for a user that does not exist: a salt derived from the user name and
+/// a process secret, the minimum iterations, and keys no proof matches.
+fn decoy_credential(mechanism: ScramMechanism, user: &str) -> ScramCredential {
+    let salt = mechanism.hmac(process_secret(), &[b"salt", user.as_bytes()]);
+    ScramCredential {
+        salt: salt.get(..16).unwrap_or(&salt).to_vec(),
+        iterations: strom_broker::scram::MIN_ITERATIONS,
+        stored_key: mechanism.hmac(process_secret(), &[b"stored", user.as_bytes()]),
+        server_key: mechanism.hmac(process_secret(), &[b"server", user.as_bytes()]),
+    }
+}
+
 /// 32 random bytes, base64 (no `,`): two v4 UUIDs' worth of randomness.
 fn server_nonce() -> String {
     let mut bytes = [0u8; 32];
@@ -380,8 +409,14 @@ fn check_plain(credentials: &dyn CredentialSource, user: &str, password: &str) -
     let found = ScramMechanism::ALL
         .into_iter()
         .find_map(|m| credentials.credential(user, m).map(|c| (m, c)));
-    let Some((mechanism, stored)) = found else {
-        return false;
+    let (mechanism, stored, known) = match found {
+        Some((m, c)) => (m, c, true),
+        // Spend the same PBKDF2 for an unknown user, so timing does not tell users apart.
+        None => (
+            ScramMechanism::Sha256,
+            decoy_credential(ScramMechanism::Sha256, user),
+            false,
+        ),
     };
     let Ok(iterations) = u32::try_from(stored.iterations) else {
         return false;
@@ -389,7 +424,7 @@ fn check_plain(credentials: &dyn CredentialSource, user: &str, password: &str) -
     let salted = salted_password(mechanism, password.as_bytes(), &stored.salt, iterations);
     let derived =
         ScramCredential::from_salted_password(mechanism, &stored.salt, stored.iterations, &salted);
-    constant_time_eq(&derived.stored_key, &stored.stored_key)
+    constant_time_eq(&derived.stored_key, &stored.stored_key) && known
 }
 
 /// The claims Strom reads from a token.
@@ -558,8 +593,24 @@ mod tests {
             ex.step(verifier(&u), b"c=biws,r=abcdef,p=AAAA"),
             Err(AuthFailure::ScramMismatch)
         );
-        let mut ex = Exchange::new(Mechanism::ScramSha256);
-        assert!(ex.step(verifier(&u), b"n,,n=bob,r=abc").is_err());
+        // An unknown user gets a challenge like anyone (with a salt stable across attempts)
+        // and fails at client-final.
+        let challenge = |user: &str| {
+            let mut ex = Exchange::new(Mechanism::ScramSha256);
+            match ex.step(verifier(&u), format!("n,,n={user},r=abc").as_bytes()) {
+                Ok(Step::Challenge(c)) => {
+                    let c = String::from_utf8(c).unwrap();
+                    (ex, c.split(',').nth(1).unwrap().to_owned())
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let (mut ex, salt) = challenge("bob");
+        assert_eq!(challenge("bob").1, salt);
+        assert_ne!(challenge("carol").1, salt);
+        let nonce = "abc";
+        let fin = format!("c=biws,r={nonce},p=AAAA");
+        assert!(ex.step(verifier(&u), fin.as_bytes()).is_err());
         let mut ex = Exchange::new(Mechanism::ScramSha256);
         assert_eq!(
             ex.step(verifier(&u), b"n,,n=alice,r=abc,tokenauth=true"),
