@@ -17,7 +17,9 @@
 //! # SASL (SASL_PLAINTEXT): with mechanisms set, every connection must authenticate first.
 //! sasl_enabled_mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 //! connections_max_reauth_ms = 0          # KIP-368 session lifetime; 0: none
-//! sasl_oauthbearer_jwks_file = "jwks.json"            # keys that sign OAUTHBEARER tokens
+//! sasl_oauthbearer_jwks_file = "jwks.json"            # keys that sign OAUTHBEARER tokens, or
+//! # sasl_oauthbearer_jwks_url = "https://idp/jwks"    # fetched at start and every refresh
+//! # sasl_oauthbearer_jwks_refresh_ms = 3600000
 //! sasl_oauthbearer_expected_issuer = "https://idp"    # optional `iss` check
 //! sasl_oauthbearer_expected_audience = "strom"        # optional `aud` check
 //! sasl_oauthbearer_clock_skew_seconds = 30
@@ -136,6 +138,14 @@ pub(crate) struct ServeArgs {
         value_name = "PATH"
     )]
     pub(crate) sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    /// JWKS endpoint (http or https) of the keys that sign OAUTHBEARER tokens, fetched at
+    /// start and every `sasl_oauthbearer_jwks_refresh_ms` (TOML; default one hour) after.
+    #[arg(
+        long,
+        env = "STROM_KAFKA_SASL_OAUTHBEARER_JWKS_URL",
+        value_name = "URL"
+    )]
+    pub(crate) sasl_oauthbearer_jwks_url: Option<String>,
     /// This broker's node id [default: 0].
     #[arg(long, env = "STROM_BROKER_NODE_ID", value_name = "ID")]
     pub(crate) node_id: Option<i32>,
@@ -319,6 +329,8 @@ struct FileKafka {
     sasl_enabled_mechanisms: Option<Vec<String>>,
     connections_max_reauth_ms: Option<u64>,
     sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    sasl_oauthbearer_jwks_url: Option<String>,
+    sasl_oauthbearer_jwks_refresh_ms: Option<u64>,
     sasl_oauthbearer_expected_issuer: Option<String>,
     sasl_oauthbearer_expected_audience: Option<String>,
     sasl_oauthbearer_clock_skew_seconds: Option<u64>,
@@ -360,6 +372,8 @@ pub(crate) struct Settings {
     pub(crate) http_listen: SocketAddr,
     broker: BrokerConfig,
     kafka: KafkaConfig,
+    /// The OAUTHBEARER JWKS endpoint and its refresh interval, if keys come from one.
+    pub(crate) jwks_url: Option<(String, Duration)>,
     kinesis: KinesisConfig,
 }
 
@@ -483,6 +497,11 @@ impl Settings {
 
         let mut kafka = KafkaConfig::default();
         kafka.sasl = sasl_config(args, &file.kafka)?;
+        let file_jwks_url = file.kafka.sasl_oauthbearer_jwks_url.clone();
+        let jwks_refresh_ms = file
+            .kafka
+            .sasl_oauthbearer_jwks_refresh_ms
+            .unwrap_or(3_600_000);
         if let Some(v) = args.kafka_listen.or(file.kafka.listen) {
             kafka.listen = v;
         }
@@ -532,6 +551,11 @@ impl Settings {
                 .or(file.http.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9644))),
             broker,
+            jwks_url: args
+                .sasl_oauthbearer_jwks_url
+                .clone()
+                .or_else(|| file_jwks_url.clone())
+                .map(|u| (u, Duration::from_millis(jwks_refresh_ms.max(1000)))),
             kafka,
             kinesis,
         })
@@ -583,12 +607,27 @@ fn sasl_config(
         .sasl_oauthbearer_jwks_file
         .clone()
         .or_else(|| file.sasl_oauthbearer_jwks_file.clone());
-    let oauthbearer = match jwks {
-        Some(path) => {
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading the JWKS file {}", path.display()))?;
+    let url = args
+        .sasl_oauthbearer_jwks_url
+        .clone()
+        .or_else(|| file.sasl_oauthbearer_jwks_url.clone());
+    let oauthbearer = match (jwks, url) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the OAUTHBEARER keys as a JWKS file or a JWKS URL, not both")
+        }
+        (None, None) => None,
+        (file_path, _) => {
+            // With a URL the keys are fetched before the listener binds (main.rs).
+            let bytes = match &file_path {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("reading the JWKS file {}", path.display()))?,
+                None => br#"{"keys":[]}"#.to_vec(),
+            };
+            let where_ = file_path
+                .as_ref()
+                .map_or_else(|| "the JWKS URL".to_owned(), |p| p.display().to_string());
             let mut c = OAuthBearerConfig::from_jwks_json(&bytes)
-                .with_context(|| format!("parsing the JWKS file {}", path.display()))?;
+                .with_context(|| format!("parsing the JWKS file {where_}"))?;
             c.expected_issuer = file.sasl_oauthbearer_expected_issuer.clone();
             c.expected_audience = file.sasl_oauthbearer_expected_audience.clone();
             if let Some(s) = file.sasl_oauthbearer_clock_skew_seconds {
@@ -596,10 +635,11 @@ fn sasl_config(
             }
             Some(c)
         }
-        None => None,
     };
     if mechanisms.contains(&Mechanism::OAuthBearer) && oauthbearer.is_none() {
-        anyhow::bail!("OAUTHBEARER needs sasl_oauthbearer_jwks_file (the keys that sign tokens)");
+        anyhow::bail!(
+            "OAUTHBEARER needs sasl_oauthbearer_jwks_file or sasl_oauthbearer_jwks_url (the keys that sign tokens)"
+        );
     }
     let reauth_ms = args
         .connections_max_reauth_ms

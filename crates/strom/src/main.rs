@@ -13,6 +13,7 @@ mod cli;
 mod cluster_cli;
 mod config;
 mod group_cli;
+mod jwks;
 mod txn_cli;
 
 use std::io::Write as _;
@@ -212,6 +213,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let kafka_config = settings.kafka_config();
+    if let (Some((url, refresh)), Some(oauth)) = (
+        settings.jwks_url.clone(),
+        kafka_config
+            .sasl
+            .as_ref()
+            .and_then(|s| s.oauthbearer.clone()),
+    ) {
+        jwks::fetch_into(&url, &oauth)
+            .await
+            .with_context(|| format!("fetching the OAUTHBEARER keys from {url}"))?;
+        tokio::spawn(jwks::refresh(url, refresh, oauth));
+    }
     let listen = kafka_config.listen;
     let server = KafkaServer::bind(kafka_config, Arc::clone(&broker))
         .await

@@ -95,8 +95,9 @@ impl CredentialSource for strom_broker::scram::ScramStore {
 /// OAUTHBEARER settings: the keys that may sign tokens and the claims to check.
 #[derive(Clone)]
 pub struct OAuthBearerConfig {
-    /// The signing keys (a JWKS document's `keys`).
-    pub keys: Arc<jsonwebtoken::jwk::JwkSet>,
+    /// The signing keys (a JWKS document's `keys`); replaceable while serving, for a JWKS
+    /// endpoint's refresh ([`OAuthBearerConfig::replace_keys`]).
+    keys: Arc<std::sync::RwLock<Arc<jsonwebtoken::jwk::JwkSet>>>,
     /// Required `iss`, if set.
     pub expected_issuer: Option<String>,
     /// Required `aud` (one of), if set.
@@ -108,7 +109,7 @@ pub struct OAuthBearerConfig {
 impl std::fmt::Debug for OAuthBearerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthBearerConfig")
-            .field("keys", &self.keys.keys.len())
+            .field("keys", &self.keys().keys.len())
             .field("expected_issuer", &self.expected_issuer)
             .field("expected_audience", &self.expected_audience)
             .field("clock_skew", &self.clock_skew)
@@ -120,11 +121,26 @@ impl OAuthBearerConfig {
     /// Reads a JWKS document (`{"keys": [...]}`).
     pub fn from_jwks_json(json: &[u8]) -> Result<OAuthBearerConfig, serde_json::Error> {
         Ok(OAuthBearerConfig {
-            keys: Arc::new(serde_json::from_slice(json)?),
+            keys: Arc::new(std::sync::RwLock::new(Arc::new(serde_json::from_slice(
+                json,
+            )?))),
             expected_issuer: None,
             expected_audience: None,
             clock_skew: Duration::from_secs(30),
         })
+    }
+
+    /// The keys in force.
+    pub fn keys(&self) -> Arc<jsonwebtoken::jwk::JwkSet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Replaces the keys with a JWKS document's (every clone of this config sees the change).
+    pub fn replace_keys(&self, json: &[u8]) -> Result<usize, serde_json::Error> {
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(json)?;
+        let n = set.keys.len();
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        Ok(n)
     }
 }
 
@@ -437,9 +453,10 @@ struct Claims {
 fn validate_jwt(config: &OAuthBearerConfig, token: &str) -> Result<Claims, AuthFailure> {
     let invalid = |reason: String| AuthFailure::InvalidToken { reason };
     let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
+    let keys = config.keys();
     let jwk = match header.kid.as_deref() {
-        Some(kid) => config.keys.find(kid),
-        None if config.keys.keys.len() == 1 => config.keys.keys.first(),
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
         None => None,
     }
     .ok_or_else(|| invalid("no configured key matches the token's kid".to_owned()))?;
