@@ -170,11 +170,14 @@ pub(crate) fn topic_denied_code() -> i16 {
     kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code()
 }
 
-/// Operations Kafka reports for groups.
+/// Operations Kafka reports for groups (`AclEntry.supportedOperations(GROUP)`; the config
+/// operations since group configs, KIP-848).
 pub(crate) const GROUP_OPERATIONS: &[AclOperation] = &[
     AclOperation::Read,
     AclOperation::Describe,
     AclOperation::Delete,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
 ];
 
 /// The check of a config resource (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs):
