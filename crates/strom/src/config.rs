@@ -771,6 +771,57 @@ mod tests {
     }
 
     #[test]
+    fn sasl_settings() {
+        use strom_kafka::sasl::Mechanism;
+        let w = Wrapper::parse_from(["x"]);
+        assert!(Settings::load(&w.args).unwrap().kafka.sasl.is_none());
+        let w = Wrapper::parse_from([
+            "x",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-512, PLAIN",
+            "--connections-max-reauth-ms",
+            "60000",
+        ]);
+        let sasl = Settings::load(&w.args).unwrap().kafka.sasl.unwrap();
+        assert_eq!(
+            sasl.mechanisms,
+            vec![Mechanism::ScramSha512, Mechanism::Plain]
+        );
+        assert_eq!(sasl.max_reauth, Some(Duration::from_secs(60)));
+        let w = Wrapper::parse_from(["x", "--sasl-enabled-mechanisms", "GSSAPI"]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("GSSAPI"), "{e}");
+        // OAUTHBEARER needs keys: a file or a URL, not both.
+        let w = Wrapper::parse_from(["x", "--sasl-enabled-mechanisms", "OAUTHBEARER"]);
+        assert!(Settings::load(&w.args).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[kafka]\nsasl_enabled_mechanisms = [\"OAUTHBEARER\"]\nsasl_oauthbearer_jwks_file = {:?}\nsasl_oauthbearer_expected_issuer = \"idp\"\n",
+                jwks.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let s = Settings::load(&w.args).unwrap();
+        let oauth = s.kafka.sasl.unwrap().oauthbearer.unwrap();
+        assert_eq!(oauth.expected_issuer.as_deref(), Some("idp"));
+        assert!(s.jwks_url.is_none());
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--sasl-oauthbearer-jwks-url",
+            "http://127.0.0.1:1/jwks",
+        ]);
+        assert!(Settings::load(&w.args).is_err(), "file and URL together");
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("strom.toml");
