@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 pub mod acl;
 pub mod group;
+pub mod sasl;
 pub mod txn;
 
 /// What went wrong talking to a broker.

@@ -644,3 +644,49 @@ async fn sasl_apis_on_a_listener_without_sasl_are_illegal_state() {
     .await
     .expect("bounded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_client_authenticates_with_plain_and_scram() {
+    use strom_kafka::client::sasl::SaslCredentials;
+    use strom_kafka::client::{Client, ClientError};
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let kafka = sasl(
+            &[
+                Mechanism::Plain,
+                Mechanism::ScramSha256,
+                Mechanism::ScramSha512,
+            ],
+            None,
+        );
+        let broker = TestBroker::start_with(BrokerConfig::new(dir.path()), kafka).await;
+        set_password(&broker, "op", "op-pw").await;
+        let creds = |mechanism, password: &str| SaslCredentials {
+            mechanism,
+            username: "op".to_owned(),
+            password: password.to_owned(),
+        };
+        for m in [
+            Mechanism::Plain,
+            Mechanism::ScramSha256,
+            Mechanism::ScramSha512,
+        ] {
+            let mut c = Client::connect_with(&broker.bootstrap(), Some(&creds(m, "op-pw")))
+                .await
+                .unwrap();
+            c.topics(None).await.unwrap();
+            match Client::connect_with(&broker.bootstrap(), Some(&creds(m, "nope"))).await {
+                Err(ClientError::Kafka { error, .. }) => {
+                    assert_eq!(error, ResponseError::SaslAuthenticationFailed, "{m}")
+                }
+                other => panic!("{m}: {:?}", other.map(|_| ())),
+            }
+        }
+        // Without credentials the listener closes the connection at the first request.
+        let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
+        assert!(c.topics(None).await.is_err());
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
