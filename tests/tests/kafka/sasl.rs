@@ -682,6 +682,33 @@ async fn the_cli_client_authenticates_with_plain_and_scram() {
                 other => panic!("{m}: {:?}", other.map(|_| ())),
             }
         }
+        // A group member's own connection to the coordinator authenticates as well.
+        let mut c = Client::connect_with(
+            &broker.bootstrap(),
+            Some(&creds(Mechanism::ScramSha256, "op-pw")),
+        )
+        .await
+        .unwrap();
+        c.create_topic("cli-sasl", 1, &Default::default())
+            .await
+            .unwrap();
+        let mut member = strom_kafka::client::group::GroupMember::connect(
+            &mut c,
+            &broker.bootstrap(),
+            "cli-group",
+            vec!["cli-sasl".to_owned()],
+            strom_kafka::client::group::MemberTimeouts::default(),
+        )
+        .await
+        .unwrap();
+        member
+            .join(&std::collections::BTreeMap::from([(
+                "cli-sasl".to_owned(),
+                1,
+            )]))
+            .await
+            .unwrap();
+        member.leave().await.unwrap();
         // Without credentials the listener closes the connection at the first request.
         let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
         assert!(c.topics(None).await.is_err());

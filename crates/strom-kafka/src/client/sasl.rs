@@ -52,8 +52,19 @@ impl Client {
         Ok(client)
     }
 
+    /// The credentials this connection authenticated with, if any.
+    pub fn sasl_credentials(&self) -> Option<&SaslCredentials> {
+        self.sasl.as_ref()
+    }
+
     /// Authenticates this connection (SaslHandshake v1, then SaslAuthenticate).
     pub async fn authenticate(&mut self, credentials: &SaslCredentials) -> Result<(), ClientError> {
+        self.exchange(credentials).await?;
+        self.sasl = Some(credentials.clone());
+        Ok(())
+    }
+
+    async fn exchange(&mut self, credentials: &SaslCredentials) -> Result<(), ClientError> {
         let mechanism = credentials.mechanism;
         let handshake: SaslHandshakeResponse = self
             .call(
