@@ -46,3 +46,13 @@ fn replay(target: &str, check: fn(&[u8])) {
         );
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The `sasl` fuzz target's checks on random inputs, for machines without cargo-fuzz.
+    #[test]
+    fn sasl_checks_hold_on_random_inputs(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        sasl::check(&data);
+    }
+}
