@@ -52,6 +52,13 @@ else
     echo "compat/install: C/C++ toolchain present"
 fi
 
+if command -v openssl >/dev/null 2>&1; then
+    echo "compat/install: openssl present (test_tls.py makes its certificates with it)"
+else
+    echo "compat/install: installing openssl with apt-get (test_tls.py makes its certificates with it)"
+    apt_install openssl
+fi
+
 if command -v kcat >/dev/null 2>&1; then
     echo "compat/install: kcat present ($(command -v kcat))"
 else

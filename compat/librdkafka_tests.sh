@@ -329,6 +329,7 @@ done <"$PLAN"
 if ((${#SASL_CHECKS[@]})); then
     echo "   restarting the broker with SASL PLAIN for ${#SASL_CHECKS[@]} check(s)"
     broker_stop || echo "   the broker did not stop cleanly: $BROKER_STOP_WHY"
+    BROKER_SASL=1
     BROKER_EXTRA+=(--sasl-enabled-mechanisms PLAIN)
     if broker_start; then
         sed -i "s/^bootstrap.servers=.*/bootstrap.servers=127.0.0.1:$PORT/" "$WORK/test.conf"

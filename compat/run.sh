@@ -5,7 +5,8 @@
 #                                 compat/test_* script, stop the broker, summarise
 #   compat/run.sh kcat            only the scripts whose name contains "kcat"
 #
-# Then compat/librdkafka_tests.sh (librdkafka's own test suite, with a broker of its own; see
+# Then compat/cluster.sh (real clients across three cluster-mode brokers over PostgreSQL and
+# moto) and compat/librdkafka_tests.sh (librdkafka's own test suite, with a broker of its own; see
 # compat/README.md) with the same binary, unless COMPAT_SKIP_LIBRDKAFKA_TESTS=1.
 #
 # Environment:
@@ -13,6 +14,8 @@
 #   STROM_COMPAT_BIN=path                use this strom binary, skip the build
 #   COMPAT_VERBOSE=1                     print tracebacks for every failed Python check
 #   COMPAT_SKIP_LIBRDKAFKA_TESTS=1       do not run compat/librdkafka_tests.sh
+#   COMPAT_SKIP_CLUSTER=1                do not run compat/cluster.sh (three cluster-mode brokers)
+#   COMPAT_CLUSTER_TIMEOUT=secs          bound on compat/cluster.sh (default 240)
 #   COMPAT_LIBRDKAFKA_TIMEOUT=secs       bound on that whole script (default 1800: a cold build)
 #
 # Why a debug build: .ci/run runs this right after `cargo test --workspace`, which has already
@@ -207,6 +210,15 @@ fi
 if ((FAILED)); then
     echo "   last lines of the broker log:"
     tail -n 30 "$BROKER_LOG" | sed 's/^/   | /'
+fi
+
+# --- real clients across the brokers of a cluster -------------------------------------------------
+
+# PostgreSQL + moto + three cluster-mode brokers of the binary built above (compat/cluster.sh),
+# then confluent-kafka, kafka-python and kcat across them. COMPAT_SKIP_CLUSTER=1 leaves it out.
+if [[ -z ${COMPAT_SKIP_CLUSTER:-} && (-z $FILTER || cluster.sh == *"$FILTER"*) ]]; then
+    export COMPAT_VENV_PYTHON=$VENV_PYTHON
+    run_script cluster.sh "${COMPAT_CLUSTER_TIMEOUT:-240}" bash "$HERE/cluster.sh"
 fi
 
 # --- librdkafka's own test suite -----------------------------------------------------------------

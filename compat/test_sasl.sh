@@ -2,10 +2,9 @@
 # SASL (SASL_PLAINTEXT) with confluent-kafka, kafka-python (compat/sasl_clients.py) and kafkajs
 # (compat/sasl_kafkajs.js), PLAIN and SCRAM-SHA-256/512.
 #
-# A listener either requires SASL or not, so this script runs a broker of its own (compat/broker.sh)
-# instead of the one compat/run.sh started: first without SASL, to create the user with
-# `strom user scram set` (both mechanisms; PLAIN checks the same credentials), then again on the
-# same data directory with --sasl-enabled-mechanisms, where the clients run.
+# The script runs a broker of its own (compat/broker.sh) with two listeners: SASL_PLAINTEXT on
+# $PORT, where the clients run, and PLAINTEXT on loopback $ADMIN_PORT, where `strom user scram
+# set` creates the user first (both mechanisms; PLAIN checks the same credentials).
 #
 # Run by compat/run.sh (COMPAT_STROM_BIN is the broker binary). Prints PASS/FAIL lines and exits 1
 # if a check failed.
@@ -29,24 +28,19 @@ export COMPAT_SASL_USER=alice COMPAT_SASL_PASSWORD=alice-secret
 FAILED=0
 
 echo "== sasl: setting up a broker with SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
-BROKER_EXTRA=()
-if ! broker_start; then
-    echo "FAIL sasl/setup: the broker did not start"
-    exit 1
-fi
-for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
-    if ! STROM_SCRAM_PASSWORD=$COMPAT_SASL_PASSWORD "$BIN" user scram set "$COMPAT_SASL_USER" \
-        --mechanism "$mech" -b "127.0.0.1:$PORT" >/dev/null; then
-        echo "FAIL sasl/setup: strom user scram set $mech failed"
-        exit 1
-    fi
-done
-broker_stop || { echo "FAIL sasl/setup: $BROKER_STOP_WHY"; exit 1; }
+BROKER_SASL=1
 BROKER_EXTRA=(--sasl-enabled-mechanisms PLAIN,SCRAM-SHA-256,SCRAM-SHA-512)
 if ! broker_start; then
     echo "FAIL sasl/setup: the SASL broker did not start"
     exit 1
 fi
+for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+    if ! STROM_SCRAM_PASSWORD=$COMPAT_SASL_PASSWORD "$BIN" user scram set "$COMPAT_SASL_USER" \
+        --mechanism "$mech" -b "127.0.0.1:$ADMIN_PORT" >/dev/null; then
+        echo "FAIL sasl/setup: strom user scram set $mech failed"
+        exit 1
+    fi
+done
 echo "PASS sasl/setup"
 export COMPAT_BOOTSTRAP=127.0.0.1:$PORT
 

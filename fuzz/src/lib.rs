@@ -6,3 +6,4 @@ pub mod kafka_request;
 pub mod kinesis_body;
 pub mod record_batch;
 pub mod sasl;
+pub mod x509_subject;

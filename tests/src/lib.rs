@@ -3,12 +3,14 @@
 //!
 //! The tests themselves live in `tests/tests/` (one binary, one module per area).
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strom_broker::{Broker, BrokerConfig};
-use strom_kafka::{KafkaConfig, KafkaServer};
+use strom_kafka::{KafkaConfig, KafkaServer, ListenerInfo};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -25,6 +27,7 @@ pub fn init_tracing() {
 #[derive(Debug)]
 pub struct TestBroker {
     addr: SocketAddr,
+    listeners: Vec<(Arc<ListenerInfo>, SocketAddr)>,
     broker: Arc<Broker>,
     data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -37,7 +40,8 @@ impl TestBroker {
         TestBroker::start_with(BrokerConfig::new(data_dir), KafkaConfig::default()).await
     }
 
-    /// Starts a broker with the given settings; the listen port is replaced by an ephemeral one.
+    /// Starts a broker with the given settings; the listen port is replaced by an ephemeral one
+    /// (named listeners in `kafka.listeners` bind where they say).
     pub async fn start_with(config: BrokerConfig, kafka: KafkaConfig) -> TestBroker {
         TestBroker::start_on(config, kafka, SocketAddr::from(([127, 0, 0, 1], 0))).await
     }
@@ -63,12 +67,14 @@ impl TestBroker {
             .await
             .expect("listener binds");
         let addr = server.local_addr().expect("bound address");
+        let listeners = server.listeners().expect("bound addresses");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
         TestBroker {
             addr,
+            listeners,
             broker,
             data_dir,
             stop: Some(stop),
@@ -84,6 +90,15 @@ impl TestBroker {
     /// The listener address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the listener named `name`.
+    pub fn listener_addr(&self, name: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(info, _)| info.name == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("no listener {name}"))
     }
 
     /// The broker core.

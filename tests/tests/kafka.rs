@@ -27,5 +27,6 @@ mod kafka {
     mod retention;
     mod roundtrip;
     mod sasl;
+    mod tls;
     mod transactions;
 }

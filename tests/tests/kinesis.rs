@@ -23,5 +23,6 @@ mod kinesis {
     mod reshard;
     mod shard_times;
     mod subscribe;
+    mod tls;
     mod transactions;
 }

@@ -186,6 +186,8 @@ struct ProduceResult {
     /// Commit latency percentiles (ms), when transactional.
     commit_p50_ms: f64,
     commit_p99_ms: f64,
+    /// Broker CPU seconds per GB of payload produced (user + system), with `--broker-pid`.
+    broker_cpu_s_per_gb: Option<f64>,
 }
 
 fn create_topic(args: &Args, name: &str) -> Result<(), String> {
@@ -314,6 +316,7 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         .map_err(|_| "poisoned")?
         .clear();
     hook(args.before_produce.as_deref());
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
     let start = Instant::now();
     for i in 0..args.count {
         if args.transaction_size > 0 && i % args.transaction_size == 0 {
@@ -361,6 +364,7 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
     }
     drain(&producer, Duration::from_secs(120))?;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu_after = args.broker_pid.and_then(cpu_seconds);
     hook(args.after_produce.as_deref());
     let ctx = producer.context();
     let mut lat = ctx.micros.lock().map_err(|_| "poisoned")?.clone();
@@ -380,6 +384,9 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
         errors,
+        broker_cpu_s_per_gb: cpu_before
+            .zip(cpu_after)
+            .map(|(a, b)| (b - a) / ((args.count * args.size) as f64 / 1e9)),
     })
 }
 
@@ -553,6 +560,10 @@ struct Samples {
     consume_mb: Vec<f64>,
     consume_msgs: Vec<f64>,
     raw_mb: Vec<f64>,
+    /// Broker CPU seconds per GB produced, with `--broker-pid`.
+    produce_cpu: Vec<f64>,
+    /// Broker CPU seconds per GB consumed (the last pass), with `--broker-pid`.
+    consume_cpu: Vec<f64>,
 }
 
 /// One run of one case: a fresh topic with `args.partitions` partitions, produced and consumed.
@@ -625,6 +636,16 @@ fn run_case(args: &Args, run: usize, samples: &mut Samples) {
     samples.produce_mb.push(p.mb_per_s);
     samples.produce_msgs.push(p.msgs_per_s);
     samples.produce_p99_ms.push(p.p99_ms);
+    if let Some(cpu) = p.broker_cpu_s_per_gb {
+        eprintln!(
+            "run {run}: produce {:.1} MB/s, broker {cpu:.2} CPU s/GB",
+            p.mb_per_s
+        );
+        samples.produce_cpu.push(cpu);
+    }
+    if let Some(cpu) = last.broker_cpu_s_per_gb {
+        samples.consume_cpu.push(cpu);
+    }
     if args.consume_passes > 0 {
         samples.consume_mb.push(cmb);
         samples.consume_msgs.push(cm);
@@ -685,7 +706,7 @@ fn main() {
         );
         // One line per case for scripts (benches/issue16.sh): medians over the runs.
         println!(
-            "summary size={} partitions={partitions} runs={} produce_mb_s={:.1} produce_rec_s={:.0} produce_p99_ms={:.1} consume_mb_s={:.1} consume_rec_s={:.0} raw_consume_mb_s={:.1}",
+            "summary size={} partitions={partitions} runs={} produce_mb_s={:.1} produce_rec_s={:.0} produce_p99_ms={:.1} consume_mb_s={:.1} consume_rec_s={:.0} raw_consume_mb_s={:.1} produce_broker_cpu_s_gb={:.2} consume_broker_cpu_s_gb={:.2}",
             args.size,
             args.runs,
             median(&mut samples.produce_mb),
@@ -693,7 +714,9 @@ fn main() {
             median(&mut samples.produce_p99_ms),
             median(&mut samples.consume_mb),
             median(&mut samples.consume_msgs),
-            median(&mut samples.raw_mb)
+            median(&mut samples.raw_mb),
+            median(&mut samples.produce_cpu),
+            median(&mut samples.consume_cpu)
         );
         if args.consumer != ConsumerKind::Rdkafka {
             println!(

@@ -154,9 +154,10 @@ struct LiveTopic {
     configs: BTreeMap<String, String>,
 }
 
-/// The live state the events describe: what a snapshot stores.
+/// The live state the events describe: what a snapshot stores. Both backends fold their event
+/// logs into it to compact them (the local `snapshot` file, the cluster's snapshot row).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct MetadataState {
+pub struct MetadataState {
     cluster_id: Option<String>,
     producer_ids_until: Option<i64>,
     topics: BTreeMap<Uuid, LiveTopic>,
@@ -171,7 +172,7 @@ pub(crate) struct MetadataState {
 
 impl MetadataState {
     /// Applies one event, as the broker's replay does.
-    pub(crate) fn apply(&mut self, event: &MetadataEvent) {
+    pub fn apply(&mut self, event: &MetadataEvent) {
         match event {
             MetadataEvent::ClusterInitialized { cluster_id } => {
                 self.cluster_id = Some(cluster_id.clone());
@@ -240,7 +241,7 @@ impl MetadataState {
     }
 
     /// The fewest events that recreate this state.
-    fn events(&self) -> Vec<MetadataEvent> {
+    pub fn events(&self) -> Vec<MetadataEvent> {
         let mut out = Vec::with_capacity(2 + self.topics.len() + self.streams.len());
         if let Some(cluster_id) = &self.cluster_id {
             out.push(MetadataEvent::ClusterInitialized {
@@ -295,7 +296,7 @@ impl MetadataState {
     }
 
     /// How many events [`MetadataState::events`] returns.
-    fn size(&self) -> usize {
+    pub fn size(&self) -> usize {
         usize::from(self.cluster_id.is_some())
             + usize::from(self.producer_ids_until.is_some())
             + self.topics.len()

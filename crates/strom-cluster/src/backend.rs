@@ -165,20 +165,31 @@ impl ClusterNode {
         self.membership.advertise(addresses).await
     }
 
-    /// Starts the orphan collector (one broker at a time runs it, under a lease); it runs
-    /// until the runtime stops.
+    /// Starts the background jobs (orphan collector, retention, compaction, merging, object
+    /// reclaim; [`crate::lifecycle`]): every broker runs a task per job and the one holding
+    /// the job's lease does the work. They run until the runtime stops; the handle is the
+    /// orphan collector's.
     pub fn start_collector(&self) -> Result<tokio::task::JoinHandle<()>> {
-        Ok(crate::collector::spawn(
-            Db::new(self.config.postgres_config()?),
-            Arc::clone(&self.store),
-            crate::collector::CollectorConfig {
-                prefix: self.config.object_store.prefix.clone(),
+        let config = crate::lifecycle::LifecycleConfig::new(
+            self.config.object_store.prefix.clone(),
+            crate::lifecycle::RunnerConfig {
                 holder: format!("broker-{}", self.node_id()),
                 lease_ttl: self.config.lease_ttl,
-                grace: self.config.orphan_grace,
-                interval: self.config.lease_ttl / 2,
             },
-        ))
+            self.config.orphan_grace,
+        );
+        let mut handles = crate::lifecycle::spawn(
+            self.config.postgres_config()?,
+            Arc::clone(&self.store),
+            &config,
+        )
+        .into_iter();
+        // `jobs` lists the orphan collector first; the others run detached.
+        handles.next().ok_or(Error::InvalidConfig {
+            setting: "lifecycle jobs",
+            value: String::new(),
+            reason: "no job to run",
+        })
     }
 
     /// Clean shutdown: flushes what the writer holds (bounded by `timeout`) and deregisters,
@@ -208,6 +219,7 @@ impl StorageBackend for ClusterBackend {
             self.engine.bridge.clone(),
             Db::new(pg),
             self.membership.node_id(),
+            self.config.metadata_compaction,
         )?;
         Ok((Box::new(store), events))
     }
@@ -316,12 +328,6 @@ pub(crate) fn storage(error: Error) -> strom_broker::Error {
 /// [`crate::status::cluster_status`] of the cluster whose PostgreSQL is at `postgres_url`
 /// (`strom cluster status`; no broker needed).
 pub async fn status_at(postgres_url: &str) -> Result<crate::status::ClusterStatus> {
-    let config = postgres_url
-        .parse::<tokio_postgres::Config>()
-        .map_err(|_| Error::InvalidConfig {
-            setting: "postgres",
-            value: String::from("(the given URL)"),
-            reason: "not a PostgreSQL connection URL",
-        })?;
+    let config = crate::tls::PgConfig::parse(postgres_url, crate::tls::PgTimeouts::default())?;
     crate::status::cluster_status(&Db::new(config)).await
 }

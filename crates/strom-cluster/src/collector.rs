@@ -7,7 +7,9 @@
 //! wakes up late fails with [`Error::ObjectCollected`] instead of indexing a deleted object),
 //! deletes the objects, then the rows. It also lists the data prefix and deletes objects older
 //! than the grace period that have no row at all. Exactly one broker collects at a time: the
-//! claim runs only while the caller's `job/orphans` lease is held at its epoch.
+//! claim runs only while the caller's `job/orphans` lease is held at its epoch. Objects
+//! `retired` by the lifecycle jobs (no index row left) are not orphans: their deletion waits
+//! for the delete delay (see [`crate::lifecycle::reclaim`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -53,10 +55,10 @@ pub async fn collect_orphans(
                 &format!(
                     "UPDATE strom_objects SET state = 'deleting'
                      WHERE key IN (SELECT key FROM strom_objects
-                                   WHERE state <> 'committed'
+                                   WHERE state IN ('pending', 'deleting')
                                      AND created_at < now() - make_interval(secs => $4)
                                    ORDER BY created_at LIMIT $5)
-                       AND state <> 'committed' AND {HELD}
+                       AND state IN ('pending', 'deleting') AND {HELD}
                      RETURNING key"
                 ),
                 &[

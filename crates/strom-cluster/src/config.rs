@@ -4,7 +4,10 @@
 //! variables; this module parses the two URLs and builds the object-store client. S3 settings
 //! start from the standard `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, … as read
-//! by `object_store`'s `AmazonS3Builder::from_env`); explicit [`S3Settings`] fields override them.
+//! by `object_store`'s `AmazonS3Builder::from_env`) and, below them, the AWS profile chain
+//! (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`: [`crate::profile`]); explicit
+//! [`S3Settings`] fields override both. The PostgreSQL URL may carry libpq's `sslmode` and
+//! `sslrootcert` ([`crate::tls`]); every session runs with [`ClusterConfig::postgres_timeouts`].
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,6 +17,8 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result, StoreOp};
+use crate::profile::AwsProfile;
+use crate::tls::{PgConfig, PgTimeouts};
 
 /// `s3://BUCKET/PREFIX`: the bucket and the key prefix under which Strom writes its objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,8 +127,11 @@ impl Default for FlushConfig {
 /// Everything the cluster backend needs to connect and run.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`).
+    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`, with `sslmode` and
+    /// `sslrootcert` as libpq reads them).
     pub postgres: String,
+    /// Server-side timeouts of every PostgreSQL session of the broker.
+    pub postgres_timeouts: PgTimeouts,
     /// Bucket and prefix of the objects.
     pub object_store: ObjectStoreUrl,
     /// S3 client overrides.
@@ -135,42 +143,60 @@ pub struct ClusterConfig {
     /// How old a `pending` object must be before the orphan collector deletes it; must exceed the
     /// longest flush (PUT plus commit), or a slow flush fails with [`Error::ObjectCollected`].
     pub orphan_grace: Duration,
+    /// When the shared metadata event table is compacted into its snapshot.
+    pub metadata_compaction: MetadataCompaction,
+}
+
+/// When the shared metadata event table (`strom_metadata_events`) is folded into its snapshot
+/// row, so the table stays bounded by the live state rather than by history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataCompaction {
+    /// Compact once the events after the snapshot exceed `max(min_events, 2 × live events)`
+    /// (the local metadata log's rule).
+    pub min_events: usize,
+    /// Events the snapshot covers are deleted only once this old, so a broker that stopped
+    /// tailing for less than this (a pause, a slow poll) still reads every event it missed.
+    pub keep_events_for: Duration,
+}
+
+impl Default for MetadataCompaction {
+    fn default() -> Self {
+        MetadataCompaction {
+            min_events: 1000,
+            keep_events_for: Duration::from_secs(600),
+        }
+    }
 }
 
 impl ClusterConfig {
     /// Parses the two URLs; every other setting takes its default.
     pub fn new(postgres: &str, object_store: &str) -> Result<Self> {
-        postgres
-            .parse::<tokio_postgres::Config>()
-            .map_err(|_| Error::InvalidConfig {
-                setting: "postgres",
-                value: redact(postgres),
-                reason: "not a PostgreSQL connection URL",
-            })?;
+        PgConfig::parse(postgres, PgTimeouts::default())?;
         Ok(ClusterConfig {
             postgres: postgres.to_owned(),
+            postgres_timeouts: PgTimeouts::default(),
             object_store: object_store.parse()?,
             s3: S3Settings::new(),
             flush: FlushConfig::default(),
             lease_ttl: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(600),
+            metadata_compaction: MetadataCompaction::default(),
         })
     }
 
-    /// The parsed PostgreSQL configuration.
-    pub fn postgres_config(&self) -> Result<tokio_postgres::Config> {
-        self.postgres.parse().map_err(|_| Error::InvalidConfig {
-            setting: "postgres",
-            value: redact(&self.postgres),
-            reason: "not a PostgreSQL connection URL",
-        })
+    /// The parsed PostgreSQL configuration (TLS mode, session timeouts).
+    pub fn postgres_config(&self) -> Result<PgConfig> {
+        PgConfig::parse(&self.postgres, self.postgres_timeouts)
     }
 
-    /// Builds the S3 client from the environment, then these settings.
+    /// Builds the S3 client from the AWS profile, the environment, then these settings.
     pub fn build_object_store(&self) -> Result<Arc<dyn ObjectStore>> {
         let s3 = &self.s3;
-        let mut builder =
-            AmazonS3Builder::from_env().with_bucket_name(self.object_store.bucket.clone());
+        let mut builder = AmazonS3Builder::from_env();
+        if let Some(profile) = AwsProfile::from_env()? {
+            builder = profile.apply(builder);
+        }
+        let mut builder = builder.with_bucket_name(self.object_store.bucket.clone());
         if let Some(endpoint) = &s3.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
         }
@@ -217,7 +243,7 @@ fn millis(d: Duration) -> String {
 }
 
 /// The URL without its password, for error messages.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

@@ -37,6 +37,8 @@ pub enum DbOp {
     CollectOrphans,
     /// Allocating a producer id.
     ProducerId,
+    /// A lifecycle job (retention, reclaiming objects, merging, compaction) or its record.
+    Lifecycle,
 }
 
 /// Which object-store operation failed.
@@ -209,6 +211,24 @@ pub enum Error {
         /// Object key.
         key: String,
     },
+    /// The metadata events after this broker's cursor were compacted away before it read them
+    /// (it stopped tailing for longer than the compaction keeps covered events): its metadata
+    /// can no longer be brought up to date by tailing, and the broker must be restarted.
+    #[error(
+        "metadata events after seq {cursor} were compacted (through seq {pruned_through}) before this broker read them; restart it"
+    )]
+    MetadataEventsPruned {
+        /// The last event this broker read.
+        cursor: i64,
+        /// The highest event seq deleted by compaction.
+        pruned_through: i64,
+    },
+    /// The metadata snapshot row is not a JSON array of events.
+    #[error("the metadata snapshot through seq {through_seq} is not a list of events")]
+    CorruptMetadataSnapshot {
+        /// The seq the snapshot claims to cover.
+        through_seq: i64,
+    },
     /// Waiting for a flush or a query exceeded its bound.
     #[error("timed out after {waited:?}")]
     Timeout {
@@ -227,6 +247,15 @@ impl Error {
                 | Error::ObjectCollected { .. }
                 | Error::WriterClosed
                 | Error::Timeout { .. }
+        )
+    }
+
+    /// Whether this is a read of an object that does not exist (any more).
+    pub fn is_object_missing(&self) -> bool {
+        matches!(
+            self,
+            Error::ObjectStore { source, .. }
+                if matches!(source.as_ref(), object_store::Error::NotFound { .. })
         )
     }
 

@@ -23,10 +23,12 @@
 //! | `strom_leases` | job or coordinator role | holder, fencing epoch, expiry |
 //! | `strom_topics` | topic | topic id, partition count, configs (jsonb) |
 //! | `strom_partitions` | partition | `next_offset` (the high watermark), `log_start_offset` |
-//! | `strom_objects` | object | size, state `pending` → `committed` (or `deleting`) |
+//! | `strom_objects` | object | size, state `pending` → `committed` → `retired` (no row names it) → `deleting` |
 //! | `strom_batches` | committed batch | offsets, object key, byte range, max timestamp, producer id/epoch/sequences, transactional/control bits |
 //! | `strom_producer_states` | (partition, producer) | last epoch, sequence and offset |
 //! | sequence `strom_producer_ids` | — | producer id allocation |
+//! | `strom_job_runs` | background job | last run: holder, epoch, times, error, counters |
+//! | `strom_compaction` | compacted partition | cleaned offset, when a kept tombstone expires |
 //!
 //! # Write path ([`writer`])
 //!
@@ -47,7 +49,8 @@
 //!
 //! Brokers register with a lease and heartbeat; expired ones are not listed. Named leases with
 //! a fencing epoch pick one broker per background job; the orphan [`collector`] deletes objects of
-//! flushes that never committed. [`status::cluster_status`] gathers brokers, leases and
+//! flushes that never committed; the [`lifecycle`] jobs apply retention and DeleteRecords to the
+//! index, compact, merge small objects and delete objects no index row refers to. [`status::cluster_status`] gathers brokers, leases and
 //! uncommitted objects for `strom cluster status`.
 //!
 //! # Errors
@@ -64,25 +67,29 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod lease;
+pub mod lifecycle;
 pub mod membership;
 pub mod metadata;
 pub mod metadata_store;
 pub mod notify;
 pub mod partition_store;
+pub mod profile;
 pub mod reader;
 pub mod registry;
 pub mod schema;
 pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod writer;
 
 pub use backend::{ClusterBackend, ClusterNode};
 pub use cache::ObjectCache;
-pub use config::{ClusterConfig, FlushConfig, ObjectStoreUrl, S3Settings};
+pub use config::{ClusterConfig, FlushConfig, MetadataCompaction, ObjectStoreUrl, S3Settings};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use metadata::TopicPartition;
 pub use notify::Notifier;
 pub use reader::{FetchResult, ListedOffset, OffsetSpec, Reader, ReaderConfig};
+pub use tls::{PgConfig, PgTimeouts, TlsMode};
 pub use writer::{Appended, Enqueued, Writer, WriterConfig};

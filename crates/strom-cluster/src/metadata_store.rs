@@ -17,16 +17,27 @@
 //! `ConfigsSet` updates the row; `TopicDeleted` deletes the row, which cascades to the
 //! partitions, the batch index and the producer states (an unknown topic → `UnknownTopicId`).
 //!
-//! **Not done yet.** The table keeps the whole history (no snapshot), and a deleted topic's
-//! objects stay in the object store (their rows in `strom_objects` stay `committed`).
+//! **Snapshot.** The table stays bounded by the live state, not by history, with the local
+//! metadata log's rule: after an append, once the events after the snapshot exceed
+//! `max(min_events, 2 × live events)` ([`crate::config::MetadataCompaction`]), the appending
+//! broker folds the snapshot and those events into [`MetadataState`] under the same advisory
+//! lock as appends and writes the fewest events that recreate it into the one
+//! `strom_metadata_snapshot` row (migration 3), with the seq it covers. Covered events are
+//! deleted only once older than `keep_events_for`, so a broker that paused its tailing for less
+//! than that still reads every event it missed; `pruned_through` records the highest deleted
+//! seq, and a broker whose cursor is below it gets [`Error::MetadataEventsPruned`] from its poll
+//! instead of silently skipping events. Opening reads the snapshot, then the events after it.
+//! A row this broker cannot decode (written by a newer Strom) stops the fold: compacting would
+//! drop it, so the table is left as it is until a broker that reads every row compacts it.
 
 use std::collections::BTreeMap;
 
-use strom_broker::metadata::MetadataEvent;
+use strom_broker::metadata::{MetadataEvent, MetadataState};
 use strom_broker::storage::MetadataStore;
 use uuid::Uuid;
 
 use crate::backend::{Bridge, storage};
+use crate::config::MetadataCompaction;
 use crate::db::Db;
 use crate::error::{DbOp, Error};
 
@@ -39,8 +50,10 @@ pub struct ClusterMetadataStore {
     bridge: Bridge,
     db: std::sync::Arc<Db>,
     broker_id: i32,
-    /// The highest `seq` read so far.
+    /// The highest `seq` read so far (or covered by the snapshot read at open).
     cursor: i64,
+    /// When this broker compacts the table after an append.
+    compaction: MetadataCompaction,
 }
 
 /// Why an append was refused, before it is turned into the broker's error.
@@ -71,9 +84,10 @@ impl ClusterMetadataStore {
         bridge: Bridge,
         db: Db,
         broker_id: i32,
+        compaction: MetadataCompaction,
     ) -> strom_broker::Result<(ClusterMetadataStore, Vec<MetadataEvent>)> {
         let db = std::sync::Arc::new(db);
-        let (cluster_id, events) = {
+        let (cluster_id, snapshot, events) = {
             let db = std::sync::Arc::clone(&db);
             bridge.run(async move {
                 let conn = db.conn().await?;
@@ -89,14 +103,20 @@ impl ClusterMetadataStore {
                     .await
                     .and_then(|r| r.try_get(0))
                     .map_err(Error::pg(DbOp::Metadata))?;
+                let snapshot = read_snapshot(&*conn).await?;
                 drop(conn);
-                let events = read_events(&db, 0).await?;
-                Ok::<_, Error>((cluster_id, events))
+                let through = snapshot.as_ref().map_or(0, |s| s.through_seq);
+                let events = read_events(&db, through, false).await?;
+                Ok::<_, Error>((cluster_id, snapshot, events))
             })?
         }
         .map_err(storage)?;
-        let cursor = events.last().map_or(0, |(seq, _)| *seq);
+        let through = snapshot.as_ref().map_or(0, |s| s.through_seq);
+        let cursor = events.last().map_or(through, |(seq, _)| *seq);
         let mut out = vec![MetadataEvent::ClusterInitialized { cluster_id }];
+        if let Some(snapshot) = snapshot {
+            out.extend(snapshot.events);
+        }
         out.extend(events.into_iter().map(|(_, e)| e));
         Ok((
             ClusterMetadataStore {
@@ -104,6 +124,7 @@ impl ClusterMetadataStore {
                 db,
                 broker_id,
                 cursor,
+                compaction,
             },
             out,
         ))
@@ -111,10 +132,35 @@ impl ClusterMetadataStore {
 }
 
 /// Events with `seq > after`, in order. Rows that do not decode (written by a newer Strom)
-/// are skipped with a warning.
-async fn read_events(db: &Db, after: i64) -> Result<Vec<(i64, MetadataEvent)>, Error> {
-    let conn = db.conn().await?;
-    let rows = conn
+/// are skipped with a warning. With `check_pruned`, fails instead when compaction deleted
+/// events after `after` (read in the same snapshot of the database as the events).
+async fn read_events(
+    db: &Db,
+    after: i64,
+    check_pruned: bool,
+) -> Result<Vec<(i64, MetadataEvent)>, Error> {
+    let mut conn = db.conn().await?;
+    let tx = conn
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    if check_pruned {
+        let pruned_through: Option<i64> = tx
+            .query_opt("SELECT pruned_through FROM strom_metadata_snapshot", &[])
+            .await
+            .and_then(|row| row.map(|r| r.try_get(0)).transpose())
+            .map_err(Error::pg(DbOp::Metadata))?;
+        if let Some(pruned_through) = pruned_through.filter(|p| *p > after) {
+            return Err(Error::MetadataEventsPruned {
+                cursor: after,
+                pruned_through,
+            });
+        }
+    }
+    let rows = tx
         .query(
             "SELECT seq, event FROM strom_metadata_events WHERE seq > $1 ORDER BY seq",
             &[&after],
@@ -132,7 +178,143 @@ async fn read_events(db: &Db, after: i64) -> Result<Vec<(i64, MetadataEvent)>, E
             }
         }
     }
+    tx.commit().await.map_err(Error::pg(DbOp::Metadata))?;
     Ok(out)
+}
+
+/// The snapshot row, decoded.
+struct Snapshot {
+    /// The highest event seq it covers.
+    through_seq: i64,
+    /// How many events it holds (the live state's size).
+    live_events: i64,
+    /// The fewest events that recreate the state.
+    events: Vec<MetadataEvent>,
+}
+
+async fn read_snapshot(
+    conn: &impl tokio_postgres::GenericClient,
+) -> Result<Option<Snapshot>, Error> {
+    let Some(row) = conn
+        .query_opt(
+            "SELECT through_seq, live_events, events FROM strom_metadata_snapshot",
+            &[],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?
+    else {
+        return Ok(None);
+    };
+    let through_seq: i64 = row.try_get(0).map_err(Error::pg(DbOp::Metadata))?;
+    let live_events: i64 = row.try_get(1).map_err(Error::pg(DbOp::Metadata))?;
+    let json: serde_json::Value = row.try_get(2).map_err(Error::pg(DbOp::Metadata))?;
+    let events = match json {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match serde_json::from_value::<MetadataEvent>(item) {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a snapshot event this broker cannot read");
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            return Err(Error::CorruptMetadataSnapshot { through_seq });
+        }
+    };
+    Ok(Some(Snapshot {
+        through_seq,
+        live_events,
+        events,
+    }))
+}
+
+/// Compacts the event table into the snapshot when the events after it exceed the policy's
+/// bound (module docs). Returns whether a snapshot was written.
+pub(crate) async fn compact(db: &Db, policy: MetadataCompaction) -> Result<bool, Error> {
+    let mut conn = db.conn().await?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&METADATA_LOCK])
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    let snapshot = read_snapshot(&tx).await?;
+    let (through, live) = snapshot
+        .as_ref()
+        .map_or((0, 0), |s| (s.through_seq, s.live_events));
+    let pending: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM strom_metadata_events WHERE seq > $1",
+            &[&through],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(Error::pg(DbOp::Metadata))?;
+    let bound = (policy.min_events as i64).max(live.saturating_mul(2));
+    if pending <= bound {
+        return Ok(false);
+    }
+    let rows = tx
+        .query(
+            "SELECT seq, event FROM strom_metadata_events WHERE seq > $1 ORDER BY seq",
+            &[&through],
+        )
+        .await
+        .map_err(Error::pg(DbOp::Metadata))?;
+    let mut state = MetadataState::default();
+    for event in snapshot.iter().flat_map(|s| s.events.iter()) {
+        state.apply(event);
+    }
+    let mut new_through = through;
+    for row in rows {
+        let seq: i64 = row.try_get(0).map_err(Error::pg(DbOp::Metadata))?;
+        let json: serde_json::Value = row.try_get(1).map_err(Error::pg(DbOp::Metadata))?;
+        match serde_json::from_value::<MetadataEvent>(json) {
+            Ok(event) => state.apply(&event),
+            Err(error) => {
+                tracing::warn!(seq, %error, "not compacting metadata: an event this broker cannot read would be lost");
+                return Ok(false);
+            }
+        }
+        new_through = seq;
+    }
+    let events = serde_json::to_value(state.events()).map_err(|_| Error::InvalidConfig {
+        setting: "metadata snapshot",
+        value: String::new(),
+        reason: "does not serialise",
+    })?;
+    let live_events = i64::try_from(state.size()).unwrap_or(i64::MAX);
+    tx.execute(
+        "INSERT INTO strom_metadata_snapshot (through_seq, live_events, events)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (singleton) DO UPDATE SET through_seq = EXCLUDED.through_seq,
+             live_events = EXCLUDED.live_events, events = EXCLUDED.events, taken_at = now()",
+        &[&new_through, &live_events, &events],
+    )
+    .await
+    .map_err(Error::pg(DbOp::Metadata))?;
+    let keep_ms = i64::try_from(policy.keep_events_for.as_millis()).unwrap_or(i64::MAX);
+    tx.execute(
+        "WITH gone AS (
+             DELETE FROM strom_metadata_events
+             WHERE seq <= $1 AND created_at < now() - make_interval(secs => $2::float8 / 1000)
+             RETURNING seq)
+         UPDATE strom_metadata_snapshot
+         SET pruned_through = greatest(pruned_through, coalesce((SELECT max(seq) FROM gone), 0))",
+        &[&new_through, &(keep_ms as f64)],
+    )
+    .await
+    .map_err(Error::pg(DbOp::Metadata))?;
+    tx.commit().await.map_err(Error::pg(DbOp::Metadata))?;
+    tracing::info!(
+        through_seq = new_through,
+        live_events,
+        "compacted the cluster metadata events into a snapshot"
+    );
+    Ok(true)
 }
 
 fn configs_json(configs: &BTreeMap<String, String>) -> serde_json::Value {
@@ -250,10 +432,26 @@ impl MetadataStore for ClusterMetadataStore {
         let db = std::sync::Arc::clone(&self.db);
         let broker_id = self.broker_id;
         let event = event.clone();
-        match self
-            .bridge
-            .run(async move { append(&db, broker_id, event).await })?
-        {
+        let policy = self.compaction;
+        // Bounded: a database that stopped answering fails the admin request retriably.
+        let appended = self.bridge.run(async move {
+            let appended = db
+                .bounded(async { Ok(append(&db, broker_id, event).await) })
+                .await
+                .unwrap_or_else(|e| Err(Refused::Db(e)));
+            if appended.is_ok() {
+                // The event is committed whatever happens here: a failed compaction is retried
+                // after the next append.
+                match db.bounded(compact(&db, policy)).await {
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "compacting the cluster metadata events failed")
+                    }
+                }
+            }
+            appended
+        })?;
+        match appended {
             Ok(()) => Ok(()),
             Err(Refused::Exists(name)) => Err(strom_broker::Error::TopicAlreadyExists { name }),
             Err(Refused::UnknownTopic(id)) => Err(strom_broker::Error::UnknownTopicId { id }),
@@ -270,7 +468,7 @@ impl MetadataStore for ClusterMetadataStore {
         let after = self.cursor;
         let events = self
             .bridge
-            .run(async move { read_events(&db, after).await })?
+            .run(async move { db.bounded(read_events(&db, after, true)).await })?
             .map_err(storage)?;
         if let Some((seq, _)) = events.last() {
             self.cursor = *seq;
@@ -282,7 +480,7 @@ impl MetadataStore for ClusterMetadataStore {
         let db = std::sync::Arc::clone(&self.db);
         let allocated = self
             .bridge
-            .run(async move { crate::metadata::allocate_producer_id(&db).await });
+            .run(async move { db.bounded(crate::metadata::allocate_producer_id(&db)).await });
         Some(match allocated {
             Ok(Ok(id)) => Ok(id),
             Ok(Err(e)) => Err(storage(e)),

@@ -16,9 +16,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use crate::db::Db;
+use crate::db::{Db, PgConfig};
 use crate::error::{DbOp, Error, Result};
 use crate::metadata::{TopicPartition, partition_offsets};
 
@@ -65,7 +65,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// Starts listening (in the background; it connects and reconnects by itself).
-    pub fn start(config: tokio_postgres::Config) -> Self {
+    pub fn start(config: PgConfig) -> Self {
         let watchers: Watchers = Arc::default();
         let task = tokio::spawn(listen(config.clone(), watchers.clone()));
         Notifier {
@@ -83,7 +83,7 @@ impl Notifier {
             .entry(tp.clone())
             .or_insert_with(|| watch::channel(-1).0)
             .subscribe();
-        let next = match partition_offsets(&self.db, tp).await {
+        let next = match self.db.bounded(partition_offsets(&self.db, tp)).await {
             Ok(offsets) => offsets.next_offset,
             Err(error) => {
                 drop(rx);
@@ -108,7 +108,7 @@ impl Drop for Notifier {
     }
 }
 
-async fn listen(config: tokio_postgres::Config, watchers: Watchers) {
+async fn listen(config: PgConfig, watchers: Watchers) {
     let db = Db::new(config.clone());
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -122,11 +122,8 @@ async fn listen(config: tokio_postgres::Config, watchers: Watchers) {
 }
 
 /// One connection's life: LISTEN, catch up, then forward notifications until it breaks.
-async fn listen_once(config: &tokio_postgres::Config, db: &Db, watchers: &Watchers) -> Result<()> {
-    let (client, mut connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(Error::pg(DbOp::Listen))?;
+async fn listen_once(config: &PgConfig, db: &Db, watchers: &Watchers) -> Result<()> {
+    let (client, mut connection) = config.connect(DbOp::Listen).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let pump = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -153,7 +150,7 @@ async fn listen_once(config: &tokio_postgres::Config, db: &Db, watchers: &Watche
         // Catch up on whatever committed while we were not listening.
         let subscribed: Vec<TopicPartition> = lock(watchers).keys().cloned().collect();
         for tp in subscribed {
-            if let Ok(offsets) = partition_offsets(db, &tp).await
+            if let Ok(offsets) = db.bounded(partition_offsets(db, &tp)).await
                 && let Some(sender) = lock(watchers).get(&tp)
             {
                 advance(sender, offsets.next_offset);

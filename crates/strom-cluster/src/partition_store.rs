@@ -14,7 +14,10 @@
 //!
 //! **Refused** (typed [`StorageError::Unsupported`]): transactional and control batches
 //! (transactions are not part of cluster mode yet). DeleteRecords moves the log start in
-//! PostgreSQL (the batches below stay until retention, which is not applied yet: it returns 0).
+//! PostgreSQL; the batches below it, and those retention passes, are dropped from the index by
+//! the retention job and their objects deleted by the reclaim job ([`crate::lifecycle`]), on
+//! whichever broker holds those jobs' leases (`apply_retention` here returns 0). The log start
+//! is cached and re-read at most once a second, since another broker's job may move it.
 //!
 //! **Watermark.** Each store keeps its high watermark in a `watch` channel fed by the
 //! [`crate::Notifier`] (commits of every broker, through LISTEN/NOTIFY) and by its own
@@ -24,7 +27,7 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use strom_broker::AppendInfo;
@@ -43,6 +46,9 @@ use crate::writer::Enqueued;
 
 const BACKEND: &str = "cluster";
 
+/// How old the cached log start may get before `log_start_offset` reads it again.
+const LOG_START_REFRESH: Duration = Duration::from_secs(1);
+
 /// One partition of the cluster backend (see the module docs).
 #[derive(Debug)]
 pub struct ClusterPartitionStore {
@@ -51,6 +57,9 @@ pub struct ClusterPartitionStore {
     config: RwLock<LogConfig>,
     high_watermark: Arc<watch::Sender<i64>>,
     log_start: AtomicI64,
+    /// When `log_start` was last read from PostgreSQL (the lifecycle jobs move it on any
+    /// broker: retention, DeleteRecords through another broker).
+    log_start_read: Mutex<Instant>,
     /// Serialises the enqueueing of one payload's batches.
     order: Mutex<()>,
     closed: AtomicBool,
@@ -98,6 +107,7 @@ impl ClusterPartitionStore {
             config: RwLock::new(config),
             high_watermark,
             log_start: AtomicI64::new(start),
+            log_start_read: Mutex::new(Instant::now()),
             order: Mutex::new(()),
             closed: AtomicBool::new(false),
             forwarder: Mutex::new(Some(forwarder)),
@@ -181,8 +191,9 @@ async fn follow(engine: Arc<Engine>, tp: TopicPartition, sender: Arc<watch::Send
 }
 
 /// DeleteRecords: moves the partition's log start to `before` (never back), refused past the
-/// high watermark (`None`). The batches below stay indexed until retention removes them
-/// (not built yet); reads and ListOffsets never return offsets below the log start.
+/// high watermark (`None`). The batches below stay indexed until the next retention pass
+/// drops them (`crate::lifecycle::retention`); reads and ListOffsets never return offsets
+/// below the log start.
 async fn delete_records(
     db: &crate::db::Db,
     tp: &TopicPartition,
@@ -242,6 +253,23 @@ async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec
             })
         })
         .collect()
+}
+
+/// The bytes of the partition's indexed batches at or above its log start.
+async fn stored_bytes(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<u64> {
+    let conn = db.conn().await?;
+    let total: i64 = conn
+        .query_one(
+            "SELECT coalesce(sum(b.byte_length), 0)::bigint
+             FROM strom_batches b JOIN strom_partitions p
+               ON p.topic = b.topic AND p.partition = b.partition
+             WHERE b.topic = $1 AND b.partition = $2 AND b.last_offset >= p.log_start_offset",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(crate::Error::pg(crate::error::DbOp::ReadIndex))?;
+    Ok(u64::try_from(total).unwrap_or(0))
 }
 
 /// Validates a produced payload with the local log's own check (the seam's
@@ -386,7 +414,11 @@ impl PartitionStore for ClusterPartitionStore {
             .map_err(storage_error)?;
         self.advance(fetched.high_watermark);
         self.log_start
-            .store(fetched.log_start_offset, Ordering::Release);
+            .fetch_max(fetched.log_start_offset, Ordering::AcqRel);
+        *self
+            .log_start_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         let records = match fetched.batches.as_slice() {
             [] => Bytes::new(),
             [one] => one.clone(),
@@ -414,6 +446,31 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn log_start_offset(&self) -> Offset {
+        // Retention runs on whichever broker holds its lease: re-read the log start when the
+        // cached one is older than a second (at most one query per second per partition).
+        let stale = {
+            let mut read = self
+                .log_start_read
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let stale = read.elapsed() >= LOG_START_REFRESH;
+            if stale {
+                *read = Instant::now();
+            }
+            stale
+        };
+        if stale && !self.closed.load(Ordering::Acquire) {
+            let engine = Arc::clone(&self.engine);
+            let tp = self.tp.clone();
+            if let Ok(Ok(offsets)) = self
+                .engine
+                .bridge
+                .run(async move { engine.reader.offsets(&tp).await })
+            {
+                self.log_start
+                    .fetch_max(offsets.log_start_offset, Ordering::AcqRel);
+            }
+        }
         Offset(self.log_start.load(Ordering::Acquire))
     }
 
@@ -490,7 +547,20 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn size_bytes(&self) -> u64 {
-        0
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let summed = self
+            .engine
+            .bridge
+            .run(async move { stored_bytes(&engine.admin, &tp).await });
+        match summed {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, partition = %self.tp, "summing the stored bytes failed");
+                0
+            }
+            Err(_) => 0,
+        }
     }
 
     fn flush(&self) -> StorageResult<()> {

@@ -9,12 +9,22 @@
 //! way out their 8-byte `baseOffset` (outside the CRC) is set to the committed offset, and the
 //! cache keeps them in that served form.
 //!
-//! Index entries are immutable while their object exists. Retention and compaction (not built
-//! yet) will move `log_start_offset` and replace rows; they must then drop the partition's cached
-//! run (see [`Reader::forget`]).
+//! **Faults.** A ranged GET that fails (after the object-store client's own retries) or does
+//! not answer is tried again with backoff until [`ReaderConfig::get_timeout`] has passed, each
+//! attempt bounded by what is left; then the fetch fails with a retriable error (the Kafka
+//! front end answers `KAFKA_STORAGE_ERROR`, which consumers retry). PostgreSQL calls are
+//! bounded by [`Db::bounded`]: a database that stopped answering makes the fetch fail, not
+//! hang, and the reader's connections reopen once it is back.
+//!
+//! Index entries are immutable while their object exists. The lifecycle jobs
+//! ([`crate::lifecycle`]) move `log_start_offset`, drop rows, and re-point rows at merged or
+//! compacted objects (compaction leaves offset gaps between rows); the old objects stay readable
+//! for the delete delay, and a fetch that still finds one gone drops the partition's cached run
+//! ([`Reader::forget`]) and reads the index again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use object_store::path::Path;
@@ -146,6 +156,11 @@ pub struct ReaderConfig {
     pub index_entries_per_partition: usize,
     /// Limits for decoding batches (ListOffsets by timestamp).
     pub decode_limits: DecodeLimits,
+    /// How long one ranged GET may take, retries included, before the read fails with a
+    /// retriable error.
+    pub get_timeout: Duration,
+    /// Wait before the first retry of a failed GET; doubled for each further one (up to 1 s).
+    pub get_backoff: Duration,
 }
 
 impl Default for ReaderConfig {
@@ -153,6 +168,8 @@ impl Default for ReaderConfig {
         ReaderConfig {
             index_entries_per_partition: 10_000,
             decode_limits: DecodeLimits::default(),
+            get_timeout: Duration::from_secs(10),
+            get_backoff: Duration::from_millis(100),
         }
     }
 }
@@ -197,7 +214,7 @@ impl Reader {
 
     /// The partition's offsets.
     pub async fn offsets(&self, tp: &TopicPartition) -> Result<PartitionOffsets> {
-        partition_offsets(&self.db, tp).await
+        self.db.bounded(partition_offsets(&self.db, tp)).await
     }
 
     /// Batches from `fetch_offset` on, up to about `max_bytes` (at least one batch when there is
@@ -208,7 +225,7 @@ impl Reader {
         fetch_offset: i64,
         max_bytes: usize,
     ) -> Result<FetchResult> {
-        let offsets = partition_offsets(&self.db, tp).await?;
+        let offsets = self.offsets(tp).await?;
         if fetch_offset < offsets.log_start_offset || fetch_offset > offsets.next_offset {
             return Err(Error::OffsetOutOfRange {
                 topic: tp.topic.clone(),
@@ -221,7 +238,18 @@ impl Reader {
         let entries = self
             .entries(tp, fetch_offset, offsets.next_offset, max_bytes)
             .await?;
-        let batches = self.load(tp, &entries).await?;
+        let batches = match self.load(tp, &entries).await {
+            // The cached index named an object a lifecycle job has since replaced and deleted
+            // (merging, compaction, retention): read the index afresh, once.
+            Err(e) if e.is_object_missing() => {
+                self.forget(tp);
+                let entries = self
+                    .entries(tp, fetch_offset, offsets.next_offset, max_bytes)
+                    .await?;
+                self.load(tp, &entries).await?
+            }
+            loaded => loaded?,
+        };
         Ok(FetchResult {
             batches,
             high_watermark: offsets.next_offset,
@@ -254,6 +282,8 @@ impl Reader {
                         run.entries
                             .range(first..)
                             .map(|(_, e)| e.clone())
+                            // Compaction leaves gaps: skip a batch that ends before `at`.
+                            .skip_while(|e| e.last_offset < at)
                             .take_while(|e| e.base_offset < hw)
                             .take(INDEX_PAGE as usize)
                             .collect()
@@ -290,19 +320,57 @@ impl Reader {
         from: i64,
         hw: i64,
     ) -> Result<Vec<IndexEntry>> {
-        let conn = self.db.conn().await?;
-        let rows = conn
-            .query(
-                "SELECT base_offset, last_offset, object_key, byte_offset, byte_length,
-                        max_timestamp
-                 FROM strom_batches
-                 WHERE topic = $1 AND partition = $2 AND last_offset >= $3 AND base_offset < $4
-                 ORDER BY base_offset LIMIT $5",
-                &[&tp.topic, &tp.partition, &from, &hw, &INDEX_PAGE],
-            )
-            .await
-            .map_err(Error::pg(DbOp::ReadIndex))?;
+        let rows = self
+            .db
+            .bounded(async {
+                let conn = self.db.conn().await?;
+                conn.query(
+                    "SELECT base_offset, last_offset, object_key, byte_offset, byte_length,
+                            max_timestamp
+                     FROM strom_batches
+                     WHERE topic = $1 AND partition = $2 AND last_offset >= $3
+                       AND base_offset < $4
+                     ORDER BY base_offset LIMIT $5",
+                    &[&tp.topic, &tp.partition, &from, &hw, &INDEX_PAGE],
+                )
+                .await
+                .map_err(Error::pg(DbOp::ReadIndex))
+            })
+            .await?;
         rows.iter().map(entry_of_row).collect()
+    }
+
+    /// Bytes `range` of object `key`, retried with backoff within
+    /// [`ReaderConfig::get_timeout`] (see the module docs).
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let deadline = Instant::now() + self.config.get_timeout;
+        let mut backoff = self.config.get_backoff;
+        let path = Path::from(key);
+        let mut failed: Option<Error> = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(left, self.store.get_range(&path, range.clone()))
+                .await
+            {
+                Ok(Ok(data)) => return Ok(data),
+                Ok(Err(e)) => Error::store(StoreOp::GetRange, Some(key))(e),
+                // Cut by the bound: the store's own error if an earlier attempt got one (the
+                // store answers, with errors), else the timeout (it does not answer).
+                Err(_) => failed.take().unwrap_or(Error::Timeout {
+                    waited: self.config.get_timeout,
+                }),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left <= backoff * 2 || !matches!(error, Error::ObjectStore { .. }) {
+                // Not enough time for another attempt to finish: report this failure.
+                tracing::debug!(%error, key, "object read failed");
+                return Err(error);
+            }
+            tracing::debug!(%error, key, ?backoff, "object read failed; retrying");
+            failed = Some(error);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     }
 
     fn remember(&self, tp: &TopicPartition, page: &[IndexEntry]) {
@@ -339,11 +407,7 @@ impl Reader {
             let start = first.byte_offset;
             let end = entries[j - 1].byte_offset + entries[j - 1].byte_length;
             let key = first.object_key.as_str();
-            let data = self
-                .store
-                .get_range(&Path::from(key), start..end)
-                .await
-                .map_err(Error::store(StoreOp::GetRange, Some(key)))?;
+            let data = self.get_range(key, start..end).await?;
             if data.len() as u64 != end - start {
                 return Err(corrupt(tp, first));
             }
@@ -362,7 +426,7 @@ impl Reader {
 
     /// ListOffsets for one partition.
     pub async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<ListedOffset> {
-        let offsets = partition_offsets(&self.db, tp).await?;
+        let offsets = self.offsets(tp).await?;
         let none = ListedOffset {
             offset: -1,
             timestamp: -1,
@@ -383,28 +447,31 @@ impl Reader {
             OffsetSpec::Timestamp(ts) => ("base_offset", ts),
             OffsetSpec::MaxTimestamp => ("max_timestamp DESC, base_offset", i64::MIN),
         };
-        let row = {
-            let conn = self.db.conn().await?;
-            conn.query_opt(
-                &format!(
-                    "SELECT base_offset, last_offset, object_key, byte_offset, byte_length,
-                            max_timestamp
-                     FROM strom_batches
-                     WHERE topic = $1 AND partition = $2 AND last_offset >= $3
-                       AND base_offset < $4 AND max_timestamp >= $5 AND NOT is_control
-                     ORDER BY {order} LIMIT 1"
-                ),
-                &[
-                    &tp.topic,
-                    &tp.partition,
-                    &offsets.log_start_offset,
-                    &offsets.next_offset,
-                    &ts,
-                ],
-            )
-            .await
-            .map_err(Error::pg(DbOp::ReadIndex))?
-        };
+        let row = self
+            .db
+            .bounded(async {
+                let conn = self.db.conn().await?;
+                conn.query_opt(
+                    &format!(
+                        "SELECT base_offset, last_offset, object_key, byte_offset, byte_length,
+                                max_timestamp
+                         FROM strom_batches
+                         WHERE topic = $1 AND partition = $2 AND last_offset >= $3
+                           AND base_offset < $4 AND max_timestamp >= $5 AND NOT is_control
+                         ORDER BY {order} LIMIT 1"
+                    ),
+                    &[
+                        &tp.topic,
+                        &tp.partition,
+                        &offsets.log_start_offset,
+                        &offsets.next_offset,
+                        &ts,
+                    ],
+                )
+                .await
+                .map_err(Error::pg(DbOp::ReadIndex))
+            })
+            .await?;
         let Some(row) = row else { return Ok(none) };
         let entry = entry_of_row(&row)?;
         let batch = self

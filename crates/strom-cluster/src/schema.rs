@@ -144,6 +144,29 @@ CREATE TABLE strom_cluster (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        name: "metadata snapshot",
+        sql: r#"
+-- The checkpoint of strom_metadata_events: `events` are the fewest events that recreate the
+-- state after every event with seq <= through_seq (`live_events` of them). Events the snapshot
+-- covers are deleted once they are older than the compaction's retention; `pruned_through` is
+-- the highest seq deleted, so a broker whose cursor is below it knows it missed events.
+CREATE TABLE strom_metadata_snapshot (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    through_seq    bigint NOT NULL,
+    live_events    bigint NOT NULL,
+    events         jsonb NOT NULL,
+    pruned_through bigint NOT NULL DEFAULT 0,
+    taken_at       timestamptz NOT NULL DEFAULT now()
+);
+"#,
+    },
+    Migration {
+        version: 4,
+        name: "lifecycle: retired objects, job runs, compaction progress",
+        sql: include_str!("../migrations/0004_lifecycle.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.

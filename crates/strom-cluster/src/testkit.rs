@@ -201,6 +201,8 @@ pub struct PostgresServer {
     port: u16,
     as_postgres: bool,
     fsync: bool,
+    /// More `-c NAME=VALUE` server settings.
+    settings: Vec<String>,
     child: Option<Child>,
 }
 
@@ -214,6 +216,24 @@ impl PostgresServer {
 
     /// As [`Self::start`], choosing `fsync` (on for commit-rate measurements).
     pub fn start_with_fsync(fsync: bool) -> Result<Self, HarnessError> {
+        Self::start_with(fsync, &[], &[])
+    }
+
+    /// As [`Self::start`], with more server settings (`-c NAME=VALUE`) and files copied into
+    /// the data directory first, readable by the server only (`(name, bytes)`: TLS keys and
+    /// certificates for `ssl_cert_file`/`ssl_key_file`, relative to the data directory).
+    pub fn start_with_settings(
+        settings: &[(&str, &str)],
+        files: &[(&str, &[u8])],
+    ) -> Result<Self, HarnessError> {
+        Self::start_with(false, settings, files)
+    }
+
+    fn start_with(
+        fsync: bool,
+        settings: &[(&str, &str)],
+        files: &[(&str, &[u8])],
+    ) -> Result<Self, HarnessError> {
         let bin = postgres_bin()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("strom-pg-").tempdir()?;
@@ -248,12 +268,29 @@ impl PostgresServer {
         ]);
         initdb.arg(&data);
         run(initdb)?;
+        for (name, bytes) in files {
+            let path = data.join(name);
+            std::fs::write(&path, bytes)?;
+            run({
+                let mut c = Command::new("chmod");
+                c.arg("0600").arg(&path);
+                c
+            })?;
+            if as_postgres {
+                run({
+                    let mut c = Command::new("chown");
+                    c.arg("postgres:postgres").arg(&path);
+                    c
+                })?;
+            }
+        }
         let mut server = PostgresServer {
             bin,
             dir,
             port: 0,
             as_postgres,
             fsync,
+            settings: settings.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             child: None,
         };
         server.spawn()?;
@@ -289,6 +326,7 @@ impl PostgresServer {
             .args(["-c", "listen_addresses=127.0.0.1", "-c"])
             .arg(if self.fsync { "fsync=on" } else { "fsync=off" })
             .args(["-c", "max_connections=200"])
+            .args(self.settings.iter().flat_map(|kv| ["-c", kv.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

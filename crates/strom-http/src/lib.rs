@@ -401,6 +401,18 @@ pub async fn serve(
         .await
 }
 
+/// [`serve`] over HTTPS with `tls`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<strom_tls::TlsServer>,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(strom_tls::TlsListener::new(listener, tls), router(registry))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Authorization of Kafka requests against the broker's ACLs (`strom_broker::acl`).
 //!
-//! A client is its SASL principal (`User:<name>`, set on the connection by `sasl::Session`)
-//! or, on a listener without SASL, `User:ANONYMOUS` (Kafka's principal for an unauthenticated
-//! listener), from its socket's IP address. Without an authorizer every check
+//! A client is its connection's principal ([`crate::session::Session`]): `User:ANONYMOUS`
+//! (Kafka's principal for an unauthenticated client) unless it presented a client
+//! certificate or authenticated with SASL; its host is its socket's IP address. Without an authorizer every check
 //! passes at the cost of one boolean.
 
 use strom_broker::Error;
@@ -29,9 +29,10 @@ pub(crate) fn allowed(
     let host = request
         .peer
         .map_or_else(|| String::from("127.0.0.1"), |p| p.ip().to_string());
+    let principal = request.session.as_ref().map(|s| s.principal());
     context.broker.authorize(
         Requester {
-            principal: request.principal.as_deref().unwrap_or(ANONYMOUS),
+            principal: principal.as_deref().unwrap_or(ANONYMOUS),
             host: &host,
         },
         operation,
@@ -170,14 +171,11 @@ pub(crate) fn topic_denied_code() -> i16 {
     kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code()
 }
 
-/// Operations Kafka reports for groups (`AclEntry.supportedOperations(GROUP)`; the config
-/// operations since group configs, KIP-848).
+/// Operations Kafka reports for groups.
 pub(crate) const GROUP_OPERATIONS: &[AclOperation] = &[
     AclOperation::Read,
     AclOperation::Describe,
     AclOperation::Delete,
-    AclOperation::DescribeConfigs,
-    AclOperation::AlterConfigs,
 ];
 
 /// The check of a config resource (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs):

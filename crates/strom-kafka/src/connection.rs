@@ -21,20 +21,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use crate::Context;
 use crate::api::{self, Outcome};
-use crate::frame;
-use crate::sasl::Session;
+use crate::sasl;
+use crate::session::{ListenerInfo, Session};
+use crate::{Context, frame};
 use kafka_protocol::messages::ApiKey;
 
-/// Initial buffer for a frame body; grows as bytes really arrive, so a large size prefix alone
-/// does not allocate.
-const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
+/// Largest frame body whose buffer is allocated whole before its bytes arrive (they are
+/// admitted against the request-memory budget first, and untouched pages cost nothing); a
+/// larger one starts at this size and grows as bytes really arrive.
+const PREALLOCATED_FRAME_CAPACITY: usize = 16 * 1024 * 1024;
 
 /// Responses queued for the writer task at most (deferred Produce answers in flight on one
 /// connection); the reader waits for room beyond it. Request memory is bounded separately by
@@ -52,21 +52,56 @@ struct Reply {
     written: Option<oneshot::Sender<()>>,
 }
 
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
+/// Sets a new connection up (TLS handshake on an SSL listener, its [`Session`]) and serves it.
+pub(crate) async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<ListenerInfo>,
+    tls: Option<Arc<strom_tls::TlsServer>>,
+    context: Arc<Context>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "set_nodelay failed");
     }
-    tracing::debug!(%peer, "connection opened");
+    tracing::debug!(%peer, listener = %listener.name, "connection opened");
     context.metrics.connection_opened();
-    serve_requests(stream, peer, &context).await;
+    match tls {
+        None => {
+            let session = Arc::new(Session::new(listener, peer, None));
+            let (reader, writer) = stream.into_split();
+            serve_requests(reader, writer, session, &context).await;
+        }
+        Some(tls) => {
+            let handshake = tls.acceptor().accept(stream);
+            match tokio::time::timeout(strom_tls::HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(stream)) => {
+                    let principal = strom_tls::client_principal(stream.get_ref().1);
+                    tracing::debug!(%peer, principal = ?principal, "TLS handshake done");
+                    let session = Arc::new(Session::new(listener, peer, principal));
+                    let (reader, writer) = tokio::io::split(stream);
+                    serve_requests(reader, writer, session, &context).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, listener = %listener.name, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    tracing::info!(%peer, listener = %listener.name, "TLS handshake timed out");
+                }
+            }
+        }
+    }
     context.metrics.connection_closed();
 }
 
-async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Arc<Context>) {
-    let (reader, writer) = stream.into_split();
+async fn serve_requests<R, W>(reader: R, writer: W, session: Arc<Session>, context: &Arc<Context>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = session.peer;
     let (replies, queue) = mpsc::channel(MAX_QUEUED_RESPONSES);
     let writer_task = tokio::spawn(write_replies(writer, queue, peer, Arc::clone(context)));
-    read_requests(reader, &replies, peer, context).await;
+    read_requests(reader, &replies, &session, context).await;
     // The writer task drains what was queued (deferred answers included), then ends.
     drop(replies);
     let _ = writer_task.await;
@@ -74,8 +109,8 @@ async fn serve_requests(stream: TcpStream, peer: SocketAddr, context: &Arc<Conte
 
 /// Writes queued responses in order; ends when the queue closes, a write fails, or a response
 /// says to close the connection.
-async fn write_replies(
-    mut writer: OwnedWriteHalf,
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut queue: mpsc::Receiver<Reply>,
     peer: SocketAddr,
     context: Arc<Context>,
@@ -95,11 +130,15 @@ async fn write_replies(
         // written, or dropped on failure or timeout.
         let write = async move {
             match outcome {
-                Outcome::Respond(bytes) => out.write_all(&bytes).await.map(|()| true),
+                // The flush is a no-op on TCP; TLS holds encrypted records until flushed.
+                Outcome::Respond(bytes) => {
+                    out.write_all(&bytes).await?;
+                    out.flush().await.map(|()| true)
+                }
                 Outcome::RespondVectored(parts, held) => {
-                    let written = write_all_vectored(out, &parts).await.map(|()| true);
+                    write_all_vectored(out, &parts).await?;
                     drop(held);
-                    written
+                    out.flush().await.map(|()| true)
                 }
                 Outcome::RespondThenClose(bytes) => out.write_all(&bytes).await.map(|()| false),
                 Outcome::NoResponse => Ok(true),
@@ -133,14 +172,16 @@ async fn write_replies(
 
 /// Reads and handles requests until the client goes away, the connection must close, or the
 /// writer task stopped.
-async fn read_requests(
-    reader: tokio::net::tcp::OwnedReadHalf,
+async fn read_requests<R: AsyncRead + Unpin>(
+    reader: R,
     replies: &mpsc::Sender<Reply>,
-    peer: SocketAddr,
+    session: &Arc<Session>,
     context: &Context,
 ) {
+    let peer = session.peer;
     let mut reader = BufReader::new(reader);
-    let mut session = Session::new(context.sasl.is_some());
+    // The SASL exchange's state; a successful one sets the session's principal.
+    let mut auth = sasl::Session::new(session.listener.security_protocol.uses_sasl());
     // Written signal of the last deferred response queued, if not yet observed.
     let mut last_deferred: Option<oneshot::Receiver<()>> = None;
     loop {
@@ -183,11 +224,20 @@ async fn read_requests(
         else {
             return;
         };
-        let mut body = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
+        // The frame's whole size at once: growing the buffer as it filled copied every large
+        // Produce again.
+        let mut body = Vec::with_capacity(len.min(PREALLOCATED_FRAME_CAPACITY));
         // The body must arrive within the idle timeout too: a client that announces a large
         // frame and trickles it would otherwise hold its request-memory permits forever.
-        let mut limited = (&mut reader).take(len as u64);
-        let read = limited.read_to_end(&mut body);
+        let read = async {
+            let mut limited = (&mut reader).take(len as u64);
+            while body.len() < len {
+                if limited.read_buf(&mut body).await? == 0 {
+                    break;
+                }
+            }
+            Ok::<usize, std::io::Error>(body.len())
+        };
         match tokio::time::timeout(context.idle_timeout, read).await {
             Ok(Ok(n)) if n == len => {}
             Ok(Ok(n)) => {
@@ -205,9 +255,12 @@ async fn read_requests(
                 return;
             }
         }
-        if session.expects_raw_token() {
+        if auth.expects_raw_token() {
             // After SaslHandshake v0 the client sends bare SASL tokens; answer likewise.
-            let outcome = raw_token(context, &mut session, &body, peer);
+            let outcome = raw_token(context, &mut auth, &body, peer);
+            if let Some(principal) = auth.principal() {
+                session.set_principal(principal);
+            }
             let close = matches!(outcome, Outcome::Close);
             let reply = Reply {
                 outcome,
@@ -230,20 +283,20 @@ async fn read_requests(
             }
         };
         request.peer = Some(peer);
+        request.session = Some(Arc::clone(session));
         let started = std::time::Instant::now();
         let api_key = request.api_key;
         let sasl_api = matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
-        if !sasl_api && api_key != ApiKey::ApiVersions && !session.may_serve() {
+        if !sasl_api && api_key != ApiKey::ApiVersions && !auth.may_serve() {
             tracing::info!(%peer, ?api_key, "request before SASL authentication, closing connection");
             context.metrics.closed_on_error();
             return;
         }
-        if !sasl_api && session.expired(started) {
-            tracing::info!(%peer, ?api_key, principal = ?session.principal(), "SASL session expired without re-authentication, closing connection");
+        if !sasl_api && auth.expired(started) {
+            tracing::info!(%peer, ?api_key, principal = ?auth.principal(), "SASL session expired without re-authentication, closing connection");
             context.metrics.sasl_session_expired();
             return;
         }
-        request.principal = session.principal().cloned();
         if api_key != kafka_protocol::messages::ApiKey::Produce
             && let Some(done) = last_deferred.take()
         {
@@ -253,7 +306,11 @@ async fn read_requests(
             }
         }
         let outcome = if sasl_api {
-            api::handle_sasl(context, &request, &mut session)
+            let outcome = api::handle_sasl(context, &request, &mut auth);
+            if let Some(principal) = auth.principal() {
+                session.set_principal(principal);
+            }
+            outcome
         } else {
             api::handle(context, request).await
         };
@@ -280,8 +337,13 @@ async fn read_requests(
 
 /// One raw SASL token (after SaslHandshake v0): the answer is a size-prefixed token with no
 /// Kafka header; a failure closes the connection without an answer, as Kafka does for v0.
-fn raw_token(context: &Context, session: &mut Session, token: &[u8], peer: SocketAddr) -> Outcome {
-    match session.authenticate(context.sasl.as_ref(), context.broker.scram(), token, true) {
+fn raw_token(
+    context: &Context,
+    auth: &mut sasl::Session,
+    token: &[u8],
+    peer: SocketAddr,
+) -> Outcome {
+    match auth.authenticate(context.sasl.as_ref(), context.broker.scram(), token, true) {
         Ok(answer) => {
             let bytes = match answer {
                 Ok(done) => {

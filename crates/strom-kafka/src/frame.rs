@@ -68,8 +68,8 @@ pub struct Request {
     pub body: Bytes,
     /// The client's address, when the request came over a socket.
     pub peer: Option<std::net::SocketAddr>,
-    /// The connection's SASL principal (`User:name`); `None` before or without SASL.
-    pub principal: Option<std::sync::Arc<str>>,
+    /// The connection's listener and principal, when the request came over a listener.
+    pub session: Option<std::sync::Arc<crate::session::Session>>,
 }
 
 impl Request {
@@ -123,7 +123,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
         header,
         body: frame,
         peer: None,
-        principal: None,
+        session: None,
     })
 }
 

@@ -58,6 +58,7 @@ pub mod error_code;
 pub mod frame;
 pub mod metrics;
 pub mod sasl;
+pub mod session;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -68,11 +69,49 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub use frame::DEFAULT_MAX_REQUEST_BYTES;
+pub use session::{ListenerInfo, SecurityProtocol, Session};
 
-/// Settings of the Kafka listener.
+/// One named Kafka listener (Kafka's `listeners` entry with its `advertised.listeners` entry
+/// and its protocol from `listener.security.protocol.map`).
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// The listener's name (`PLAINTEXT`, `INTERNAL`, `EXTERNAL`, …).
+    pub name: String,
+    /// Its security protocol.
+    pub security_protocol: SecurityProtocol,
+    /// Address to bind (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Host name its clients are told to connect to; defaults to the bound IP, or
+    /// `localhost` when bound to an unspecified address.
+    pub advertised_host: Option<String>,
+    /// Port its clients are told to connect to; defaults to the bound port.
+    pub advertised_port: Option<u16>,
+    /// The TLS configuration, required for SSL and SASL_SSL and refused otherwise.
+    pub tls: Option<Arc<strom_tls::TlsServer>>,
+}
+
+impl ListenerConfig {
+    /// A PLAINTEXT listener named `PLAINTEXT` on `listen`.
+    pub fn plaintext(listen: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            name: "PLAINTEXT".to_owned(),
+            security_protocol: SecurityProtocol::Plaintext,
+            listen,
+            advertised_host: None,
+            advertised_port: None,
+            tls: None,
+        }
+    }
+}
+
+/// Settings of the Kafka listeners.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
-    /// Address to bind (`127.0.0.1:9092` by default; port 0 picks a free port).
+    /// The named listeners. Empty: one PLAINTEXT listener from `listen`, `advertised_host`
+    /// and `advertised_port`.
+    pub listeners: Vec<ListenerConfig>,
+    /// Address of the single PLAINTEXT listener used when `listeners` is empty
+    /// (`127.0.0.1:9092` by default; port 0 picks a free port).
     pub listen: SocketAddr,
     /// Host name clients are told to connect to (Metadata); defaults to the bound IP, or
     /// `localhost` when bound to an unspecified address.
@@ -96,8 +135,9 @@ pub struct KafkaConfig {
     /// `max.connections.per.ip`: connections from one IP address beyond this many are closed
     /// at once.
     pub max_connections_per_ip: usize,
-    /// SASL on this listener: every connection must authenticate before other APIs
-    /// (SASL_PLAINTEXT). `None`: no authentication, every client is `User:ANONYMOUS`.
+    /// The SASL settings of every SASL_PLAINTEXT and SASL_SSL listener: their connections
+    /// must authenticate before other APIs. Required when such a listener exists (bind
+    /// refuses one without); other listeners ignore it.
     pub sasl: Option<sasl::SaslConfig>,
 }
 
@@ -124,6 +164,7 @@ pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
+            listeners: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: None,
             advertised_port: None,
@@ -138,14 +179,15 @@ impl Default for KafkaConfig {
     }
 }
 
-/// What every connection shares: the broker and the advertised address.
+/// What every connection of every listener shares: the broker, the limits and the metrics.
 #[derive(Debug)]
 pub struct Context {
     /// The broker core.
     pub broker: Arc<Broker>,
-    /// Host name in Metadata responses.
+    /// Host name of the first listener; Metadata answers a connection with its own
+    /// listener's ([`Session::listener`]), this only a request that came over none.
     pub advertised_host: String,
-    /// Port in Metadata responses.
+    /// Port of the first listener (see `advertised_host`).
     pub advertised_port: i32,
     /// `socket.request.max.bytes`.
     pub max_request_bytes: usize,
@@ -168,7 +210,7 @@ pub struct Context {
     /// `max.connections` and `max.connections.per.ip` from the server config, in force when
     /// no dynamic value is set.
     static_connection_limits: (usize, usize),
-    /// SASL settings; `Some` requires authentication on every connection.
+    /// SASL settings of the SASL_* listeners.
     pub sasl: Option<sasl::SaslConfig>,
 }
 
@@ -208,32 +250,92 @@ impl Context {
     }
 }
 
-/// A bound Kafka listener.
+/// A bound listener.
+#[derive(Debug)]
+struct Bound {
+    listener: TcpListener,
+    info: Arc<ListenerInfo>,
+    tls: Option<Arc<strom_tls::TlsServer>>,
+}
+
+/// The bound Kafka listeners, sharing one [`Context`].
 #[derive(Debug)]
 pub struct KafkaServer {
-    listener: TcpListener,
+    listeners: Vec<Bound>,
     context: Arc<Context>,
 }
 
+/// A listener configuration that cannot be bound as given.
+fn invalid(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
+}
+
 impl KafkaServer {
-    /// Binds the listener.
+    /// Binds every listener.
     pub async fn bind(config: KafkaConfig, broker: Arc<Broker>) -> std::io::Result<KafkaServer> {
-        let listener = TcpListener::bind(config.listen).await?;
-        let local = listener.local_addr()?;
-        let advertised_host = config.advertised_host.unwrap_or_else(|| {
-            if local.ip().is_unspecified() {
-                "localhost".to_owned()
-            } else {
-                local.ip().to_string()
+        let configs = if config.listeners.is_empty() {
+            vec![ListenerConfig {
+                advertised_host: config.advertised_host.clone(),
+                advertised_port: config.advertised_port,
+                ..ListenerConfig::plaintext(config.listen)
+            }]
+        } else {
+            config.listeners.clone()
+        };
+        let mut listeners = Vec::with_capacity(configs.len());
+        for l in configs {
+            if l.security_protocol.uses_tls() != l.tls.is_some() {
+                return Err(invalid(format!(
+                    "listener {} ({}) {} a TLS configuration",
+                    l.name,
+                    l.security_protocol,
+                    if l.tls.is_some() {
+                        "must not have"
+                    } else {
+                        "needs"
+                    }
+                )));
             }
-        });
-        let advertised_port = i32::from(config.advertised_port.unwrap_or(local.port()));
+            if l.security_protocol.uses_sasl() && config.sasl.is_none() {
+                return Err(invalid(format!(
+                    "listener {} ({}) needs SASL mechanisms (sasl_enabled_mechanisms)",
+                    l.name, l.security_protocol
+                )));
+            }
+            if listeners.iter().any(|b: &Bound| b.info.name == l.name) {
+                return Err(invalid(format!("listener {} is named twice", l.name)));
+            }
+            let listener = TcpListener::bind(l.listen).await?;
+            let local = listener.local_addr()?;
+            let advertised_host = l.advertised_host.unwrap_or_else(|| {
+                if local.ip().is_unspecified() {
+                    "localhost".to_owned()
+                } else {
+                    local.ip().to_string()
+                }
+            });
+            let advertised_port = i32::from(l.advertised_port.unwrap_or(local.port()));
+            listeners.push(Bound {
+                listener,
+                info: Arc::new(ListenerInfo {
+                    name: l.name,
+                    security_protocol: l.security_protocol,
+                    advertised_host,
+                    advertised_port,
+                }),
+                tls: l.tls,
+            });
+        }
+        let (advertised_host, advertised_port) = listeners
+            .first()
+            .map(|b| (b.info.advertised_host.clone(), b.info.advertised_port))
+            .ok_or_else(|| invalid("no Kafka listener configured".to_owned()))?;
         let request_memory_capacity = config
             .max_queued_request_bytes
             .max(config.max_request_bytes)
             .min(tokio::sync::Semaphore::MAX_PERMITS);
         let server = KafkaServer {
-            listener,
+            listeners,
             context: Arc::new(Context {
                 broker,
                 advertised_host,
@@ -303,9 +405,20 @@ impl KafkaServer {
         Ok(server)
     }
 
-    /// The bound address.
+    /// The first listener's bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match self.listeners.first() {
+            Some(b) => b.listener.local_addr(),
+            None => Err(invalid("no Kafka listener configured".to_owned())),
+        }
+    }
+
+    /// Every listener with its bound address, in configuration order.
+    pub fn listeners(&self) -> std::io::Result<Vec<(Arc<ListenerInfo>, SocketAddr)>> {
+        self.listeners
+            .iter()
+            .map(|b| Ok((Arc::clone(&b.info), b.listener.local_addr()?)))
+            .collect()
     }
 
     /// The shared context (advertised address, broker).
@@ -313,37 +426,59 @@ impl KafkaServer {
         &self.context
     }
 
-    /// Accepts connections until `shutdown` completes, then stops every connection task.
+    /// Accepts connections on every listener until `shutdown` completes, then stops every
+    /// connection task.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let Some(slot) = self.context.connections.admit(peer.ip()) else {
-                            tracing::warn!(%peer, "connection limit reached (max.connections or max.connections.per.ip), closing the new connection");
-                            self.context.metrics.connection_refused();
-                            drop(stream);
-                            continue;
-                        };
-                        let context = Arc::clone(&self.context);
-                        connections.spawn(async move {
-                            let _slot = slot;
-                            connection::serve(stream, peer, context).await;
-                        });
-                    }
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut loops = JoinSet::new();
+        for bound in self.listeners {
+            loops.spawn(accept_loop(
+                bound,
+                Arc::clone(&self.context),
+                stopped.clone(),
+            ));
         }
-        tracing::info!(connections = connections.len(), "kafka listener stopping");
-        connections.shutdown().await;
+        shutdown.await;
+        stop.send_replace(true);
+        while loops.join_next().await.is_some() {}
     }
+}
+
+/// Accepts one listener's connections until `stop` turns true.
+async fn accept_loop(
+    bound: Bound,
+    context: Arc<Context>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = bound.listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Some(slot) = context.connections.admit(peer.ip()) else {
+                        tracing::warn!(%peer, listener = %bound.info.name, "connection limit reached (max.connections or max.connections.per.ip), closing the new connection");
+                        context.metrics.connection_refused();
+                        drop(stream);
+                        continue;
+                    };
+                    let context = Arc::clone(&context);
+                    let info = Arc::clone(&bound.info);
+                    let tls = bound.tls.clone();
+                    connections.spawn(async move {
+                        let _slot = slot;
+                        connection::accept(stream, peer, info, tls, context).await;
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    tracing::info!(listener = %bound.info.name, connections = connections.len(), "kafka listener stopping");
+    connections.shutdown().await;
 }

@@ -61,6 +61,9 @@ pub struct KinesisConfig {
     pub max_in_flight_bytes: usize,
     /// Open connections at most; further connections are closed at accept (warn log).
     pub max_connections: usize,
+    /// Serve HTTPS with this configuration (its ALPN should offer `h2`, which
+    /// SubscribeToShard needs, and `http/1.1`); `None`: cleartext HTTP/1.1 and HTTP/2.
+    pub tls: Option<Arc<strom_tls::TlsServer>>,
 }
 
 /// Default [`KinesisConfig::max_in_flight_bytes`]: 512 MiB.
@@ -78,6 +81,7 @@ impl Default for KinesisConfig {
             aws_limits: false,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_connections: i32::MAX as usize,
+            tls: None,
         }
     }
 }
@@ -112,6 +116,7 @@ impl KinesisServer {
         let closing = self.context.closing.clone();
         let max_connections = self.context.config.max_connections;
         let open_connections = Arc::clone(&self.context.open_connections);
+        let tls = self.context.config.tls.clone();
         let app = service::router(self.context);
         let shutdown = async move {
             shutdown.await;
@@ -119,10 +124,19 @@ impl KinesisServer {
         };
         let listener =
             admission::LimitedListener::new(self.listener, max_connections, open_connections);
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(tls) => {
+                axum::serve(strom_tls::TlsListener::new(listener, tls), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "kinesis listener failed");
         }
     }

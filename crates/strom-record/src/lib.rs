@@ -43,6 +43,7 @@
 
 mod batch;
 mod builder;
+pub mod compact;
 mod compression;
 mod control;
 mod decode;

@@ -59,13 +59,38 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
+            let jobs: Vec<serde_json::Value> = status
+                .jobs
+                .iter()
+                .map(|j| {
+                    serde_json::json!({
+                        "name": j.name,
+                        "holder": j.holder,
+                        "epoch": j.epoch,
+                        "last_run_secs_ago": j.finished_secs_ago,
+                        "took_secs": j.took_secs,
+                        "ok": j.ok,
+                        "error": j.error,
+                        "stats": j.stats,
+                        "runs": j.runs,
+                    })
+                })
+                .collect();
+            let last_commits: serde_json::Map<String, serde_json::Value> = status
+                .last_commit_secs
+                .iter()
+                .map(|(writer, secs)| (writer.clone(), serde_json::json!(secs)))
+                .collect();
             let doc = serde_json::json!({
                 "schema_version": status.schema_version,
                 "brokers": brokers,
                 "leases": leases,
+                "jobs": jobs,
                 "committed_objects": status.committed_objects,
                 "uncommitted_objects": status.uncommitted_objects,
+                "retired_objects": status.retired_objects,
                 "oldest_uncommitted_secs": status.oldest_uncommitted_secs,
+                "last_commit_secs_ago": last_commits,
             });
             writeln!(out, "{doc}")?;
         }
@@ -107,10 +132,41 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 })
                 .collect();
             write_table(&mut out, &["LEASE", "HOLDER", "EPOCH", "LEFT"], &rows)?;
+            writeln!(out, "\nbackground jobs (last run):")?;
+            let rows: Vec<Vec<String>> = status
+                .jobs
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.name.clone(),
+                        j.holder.clone(),
+                        j.epoch.to_string(),
+                        format!("{:.1}s ago", j.finished_secs_ago),
+                        format!("{:.2}s", j.took_secs),
+                        match &j.error {
+                            None => format!("ok {}", j.stats),
+                            Some(e) => format!("failed: {e}"),
+                        },
+                    ]
+                })
+                .collect();
+            write_table(
+                &mut out,
+                &["JOB", "HOLDER", "EPOCH", "LAST RUN", "TOOK", "OUTCOME"],
+                &rows,
+            )?;
+            writeln!(out, "\nlast committed flush per writer:")?;
+            let rows: Vec<Vec<String>> = status
+                .last_commit_secs
+                .iter()
+                .map(|(writer, secs)| vec![writer.clone(), format!("{secs:.1}s ago")])
+                .collect();
+            write_table(&mut out, &["WRITER", "LAST COMMIT"], &rows)?;
             writeln!(
                 out,
-                "\nobjects: {} committed, {} not committed{}",
+                "\nobjects: {} committed, {} retired (deleted after the delay), {} not committed{}",
                 status.committed_objects,
+                status.retired_objects,
                 status.uncommitted_objects,
                 status
                     .oldest_uncommitted_secs

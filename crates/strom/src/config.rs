@@ -14,7 +14,7 @@
 //! fetch_max_bytes = 31457280             # broker fetch.max.bytes: cap of one Fetch response
 //! max_connections = 2147483647           # max.connections (excess connections are closed)
 //! max_connections_per_ip = 2147483647    # max.connections.per.ip
-//! # SASL (SASL_PLAINTEXT): with mechanisms set, every connection must authenticate first.
+//! # SASL settings of the SASL_PLAINTEXT / SASL_SSL listeners (required when there is one).
 //! sasl_enabled_mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 //! connections_max_reauth_ms = 0          # KIP-368 session lifetime; 0: none
 //! sasl_oauthbearer_jwks_file = "jwks.json"            # keys that sign OAUTHBEARER tokens, or
@@ -23,9 +23,13 @@
 //! sasl_oauthbearer_expected_issuer = "https://idp"    # optional `iss` check
 //! sasl_oauthbearer_expected_audience = "strom"        # optional `aud` check
 //! sasl_oauthbearer_clock_skew_seconds = 30
+//! # listeners = "INTERNAL://127.0.0.1:9092,EXTERNAL://0.0.0.0:9093"   # replaces listen
+//! # advertised_listeners = "EXTERNAL://kafka.example.com:9093"
+//! # listener_security_protocol_map = "INTERNAL:PLAINTEXT,EXTERNAL:SSL"
 //!
 //! [http]
 //! listen = "127.0.0.1:9644"           # /metrics and /health
+//! tls = false                         # HTTPS with the [tls] files; also --http-tls
 //!
 //! [kinesis]
 //! listen = "127.0.0.1:4567"           # Kinesis Data Streams API (JSON 1.1 and CBOR)
@@ -33,6 +37,7 @@
 //! aws_limits = false                  # throttle shards like AWS (1 MiB/s, 1000 rec/s in; 2 MiB/s, 5 reads/s out)
 //! max_in_flight_bytes = 536870912     # request bodies + GetRecords responses in memory at once; beyond: LimitExceededException
 //! max_connections = 2147483647        # excess connections are closed
+//! tls = false                         # HTTPS (HTTP/2 by ALPN) with the [tls] files; also --kinesis-tls
 //!
 //! [broker]
 //! node_id = 0
@@ -70,6 +75,13 @@
 //! super_users = ["User:admin"]         # super.users: allowed everything
 //! allow_everyone_if_no_acl_found = false  # allow.everyone.if.no.acl.found
 //!
+//! [tls]                     # TLS files; see listeners.rs for [[listener]] tables
+//! cert = "server.pem"                  # also --tls-cert
+//! key = "server.key"                   # also --tls-key
+//! client_ca = "clients.pem"            # CAs for client certificates; also --tls-client-ca
+//! client_auth = "none"                 # ssl.client.auth: none | requested | required
+//! reload_check_interval_ms = 10000     # files re-read when changed, and on SIGHUP
+//!
 //! [topic_defaults]          # Kafka topic-config names; defaults for every topic
 //! "retention.ms" = "604800000"
 //! "strom.fsync" = "always"
@@ -78,6 +90,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -124,8 +137,9 @@ pub(crate) struct ServeArgs {
     /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
     #[arg(long, env = "STROM_KAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub(crate) max_request_bytes: Option<usize>,
-    /// SASL mechanisms the Kafka listener requires, comma-separated (`PLAIN`,
-    /// `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`) [default: none, no authentication].
+    /// SASL mechanisms of the SASL_PLAINTEXT and SASL_SSL listeners, comma-separated
+    /// (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`); required when such a
+    /// listener exists [default: none].
     #[arg(long, env = "STROM_KAFKA_SASL_ENABLED_MECHANISMS", value_name = "LIST")]
     pub(crate) sasl_enabled_mechanisms: Option<String>,
     /// `connections.max.reauth.ms` (KIP-368): longest SASL session [default: 0, none].
@@ -207,6 +221,56 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) allow_everyone_if_no_acl_found: Option<bool>,
     /// Log filter, tracing-subscriber syntax [default: info].
+    /// Kafka listeners, Kafka's `listeners` (`NAME://host:port,…`; an empty host binds every
+    /// interface); replaces --kafka-listen and the `[[listener]]` tables.
+    #[arg(long, env = "STROM_KAFKA_LISTENERS", value_name = "LIST")]
+    pub(crate) listeners: Option<String>,
+    /// Addresses given to each listener's clients, Kafka's `advertised.listeners`
+    /// (`NAME://host:port,…`) [default: the bound address].
+    #[arg(long, env = "STROM_KAFKA_ADVERTISED_LISTENERS", value_name = "LIST")]
+    pub(crate) advertised_listeners: Option<String>,
+    /// Security protocol of each listener name, Kafka's `listener.security.protocol.map`
+    /// (`INTERNAL:PLAINTEXT,EXTERNAL:SSL`) [default: PLAINTEXT, SSL, SASL_PLAINTEXT and
+    /// SASL_SSL map to themselves].
+    #[arg(
+        long,
+        env = "STROM_KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+        value_name = "MAP"
+    )]
+    pub(crate) listener_security_protocol_map: Option<String>,
+    /// PEM certificate chain of the TLS listeners (`[tls] cert`).
+    #[arg(long, env = "STROM_TLS_CERT", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listeners (`[tls] key`).
+    #[arg(long, env = "STROM_TLS_KEY", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// PEM bundle of CAs trusted for client certificates (`[tls] client_ca`).
+    #[arg(long, env = "STROM_TLS_CLIENT_CA", value_name = "FILE")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Client certificates, Kafka's `ssl.client.auth`: none, requested or required
+    /// [default: none].
+    #[arg(long, env = "STROM_TLS_CLIENT_AUTH", value_name = "MODE")]
+    pub(crate) tls_client_auth: Option<String>,
+    /// Serve the Kinesis endpoint over HTTPS (HTTP/2 by ALPN) with the `[tls]` files
+    /// [default: false].
+    #[arg(
+        long,
+        env = "STROM_KINESIS_TLS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) kinesis_tls: Option<bool>,
+    /// Serve the admin HTTP port (/metrics, /health) over HTTPS with the `[tls]` files
+    /// [default: false].
+    #[arg(
+        long,
+        env = "STROM_HTTP_TLS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub(crate) http_tls: Option<bool>,
     #[arg(long, env = "STROM_LOG", value_name = "FILTER")]
     pub(crate) log: Option<String>,
     /// Cluster mode: PostgreSQL URL of the sequencer and metadata
@@ -238,6 +302,12 @@ pub(crate) struct ServeArgs {
     /// Longest wait before a produced batch is flushed to the object store [default: 250].
     #[arg(long, env = "STROM_CLUSTER_FLUSH_DELAY_MS", value_name = "MS")]
     pub(crate) cluster_flush_delay_ms: Option<u64>,
+    /// PostgreSQL `statement_timeout` of the broker's sessions; 0 turns it off [default: 30000].
+    #[arg(long, env = "STROM_CLUSTER_PG_STATEMENT_TIMEOUT_MS", value_name = "MS")]
+    pub(crate) cluster_pg_statement_timeout_ms: Option<u64>,
+    /// PostgreSQL `lock_timeout` of the broker's sessions; 0 turns it off [default: 10000].
+    #[arg(long, env = "STROM_CLUSTER_PG_LOCK_TIMEOUT_MS", value_name = "MS")]
+    pub(crate) cluster_pg_lock_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +333,10 @@ struct FileConfig {
     topic_defaults: BTreeMap<String, String>,
     #[serde(default)]
     cluster: FileCluster,
+    #[serde(default)]
+    tls: crate::listeners::FileTls,
+    #[serde(default)]
+    listener: Vec<crate::listeners::FileListener>,
 }
 
 /// `[cluster]`: cluster mode (stateless brokers over PostgreSQL and object storage).
@@ -276,6 +350,8 @@ struct FileCluster {
     s3_allow_http: Option<bool>,
     lease_ttl_ms: Option<u64>,
     flush_delay_ms: Option<u64>,
+    pg_statement_timeout_ms: Option<u64>,
+    pg_lock_timeout_ms: Option<u64>,
 }
 
 /// `[security]`: the authorizer (Kafka's `super.users`, `allow.everyone.if.no.acl.found`).
@@ -334,12 +410,16 @@ struct FileKafka {
     sasl_oauthbearer_expected_issuer: Option<String>,
     sasl_oauthbearer_expected_audience: Option<String>,
     sasl_oauthbearer_clock_skew_seconds: Option<u64>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    listener_security_protocol_map: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileHttp {
     listen: Option<SocketAddr>,
+    tls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,6 +430,7 @@ struct FileKinesis {
     aws_limits: Option<bool>,
     max_in_flight_bytes: Option<usize>,
     max_connections: Option<usize>,
+    tls: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,6 +451,12 @@ pub(crate) struct Settings {
     /// The node id given by flag, variable or file (cluster mode allocates one otherwise).
     pub(crate) node_id: Option<i32>,
     pub(crate) http_listen: SocketAddr,
+    /// The admin port's TLS configuration, when it serves HTTPS.
+    pub(crate) http_tls: Option<Arc<strom_tls::TlsServer>>,
+    /// Every TLS configuration loaded, reloaded on SIGHUP and when their files change.
+    pub(crate) tls: Vec<Arc<strom_tls::TlsServer>>,
+    /// How often the TLS files are checked for changes.
+    pub(crate) tls_reload_check_interval: Duration,
     broker: BrokerConfig,
     kafka: KafkaConfig,
     /// The OAUTHBEARER JWKS endpoint and its refresh interval, if keys come from one.
@@ -541,8 +628,51 @@ impl Settings {
         if let Some(v) = file.kinesis.max_connections {
             kinesis.max_connections = v;
         }
+        let mut global_tls = file.tls.clone();
+        global_tls.cert = args.tls_cert.clone().or(global_tls.cert);
+        global_tls.key = args.tls_key.clone().or(global_tls.key);
+        global_tls.client_ca = args.tls_client_ca.clone().or(global_tls.client_ca);
+        global_tls.client_auth = args.tls_client_auth.clone().or(global_tls.client_auth);
+        let strings = crate::listeners::ListenerStrings {
+            listeners: args.listeners.clone().or(file.kafka.listeners.clone()),
+            advertised_listeners: args
+                .advertised_listeners
+                .clone()
+                .or(file.kafka.advertised_listeners.clone()),
+            protocol_map: args
+                .listener_security_protocol_map
+                .clone()
+                .or(file.kafka.listener_security_protocol_map.clone()),
+        };
+        let kinesis_tls = args.kinesis_tls.or(file.kinesis.tls).unwrap_or(false);
+        let http_tls = args.http_tls.or(file.http.tls).unwrap_or(false);
+        let resolved = crate::listeners::resolve(
+            &strings,
+            file.listener,
+            &global_tls,
+            kinesis_tls || http_tls,
+        )?;
+        kafka.listeners = resolved.listeners;
+        if kafka.sasl.is_none()
+            && let Some(l) = kafka
+                .listeners
+                .iter()
+                .find(|l| l.security_protocol.uses_sasl())
+        {
+            anyhow::bail!(
+                "listener {} is {} but no SASL mechanism is enabled (sasl_enabled_mechanisms)",
+                l.name,
+                l.security_protocol
+            );
+        }
+        if kinesis_tls {
+            kinesis.tls.clone_from(&resolved.http_tls);
+        }
         let cluster = cluster_config(args, file.cluster)?;
         Ok(Settings {
+            http_tls: resolved.http_tls.filter(|_| http_tls),
+            tls: resolved.tls,
+            tls_reload_check_interval: resolved.reload_check_interval,
             log: args.log.clone().or(file.log),
             cluster,
             node_id: args.node_id.or(file.broker.node_id),
@@ -681,6 +811,19 @@ fn cluster_config(
     if let Some(ms) = args.cluster_flush_delay_ms.or(file.flush_delay_ms) {
         config.flush.max_delay = Duration::from_millis(ms);
     }
+    if let Some(ms) = args
+        .cluster_pg_statement_timeout_ms
+        .or(file.pg_statement_timeout_ms)
+    {
+        config.postgres_timeouts.statement = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.cluster_pg_lock_timeout_ms.or(file.pg_lock_timeout_ms) {
+        config.postgres_timeouts.lock = Duration::from_millis(ms);
+    }
+    // Checked again with the timeouts: the URL's sslmode and sslrootcert must make sense.
+    config
+        .postgres_config()
+        .context("invalid cluster PostgreSQL settings")?;
     Ok(Some(config))
 }
 
@@ -819,6 +962,132 @@ mod tests {
             "http://127.0.0.1:1/jwks",
         ]);
         assert!(Settings::load(&w.args).is_err(), "file and URL together");
+    }
+
+    #[test]
+    fn sasl_listeners_need_mechanisms_and_mechanisms_need_no_sasl_listener() {
+        // Mechanisms alone do not make the default PLAINTEXT listener require SASL.
+        let w = Wrapper::parse_from(["x", "--sasl-enabled-mechanisms", "PLAIN"]);
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        assert!(kafka.sasl.is_some());
+        assert!(kafka.listeners.is_empty());
+        for protocol in ["SASL_PLAINTEXT", "SASL_SSL"] {
+            let w = Wrapper::parse_from(["x", "--listeners", &format!("{protocol}://127.0.0.1:0")]);
+            let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+            assert!(e.contains(protocol) && e.contains("SASL mechanism"), "{e}");
+        }
+        let w = Wrapper::parse_from([
+            "x",
+            "--listeners",
+            "INTERNAL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-256",
+        ]);
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        let protocols: Vec<_> = kafka
+            .listeners
+            .iter()
+            .map(|l| l.security_protocol)
+            .collect();
+        assert_eq!(
+            protocols,
+            vec![
+                strom_kafka::SecurityProtocol::Plaintext,
+                strom_kafka::SecurityProtocol::SaslPlaintext
+            ]
+        );
+    }
+
+    #[test]
+    fn listener_tables_flags_and_tls_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[[listener]]\nname = \"internal\"\nlisten = \"127.0.0.1:9092\"\n\n[[listener]]\nname = \"EXTERNAL\"\nlisten = \"0.0.0.0:9093\"\nadvertised_host = \"kafka.example\"\nsecurity_protocol = \"PLAINTEXT\"\n",
+        )
+        .unwrap();
+        // INTERNAL has no protocol of its own and is not in the default map.
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("INTERNAL") && e.contains("protocol map"), "{e}");
+        std::fs::write(
+            &path,
+            "[kafka]\nlistener_security_protocol_map = \"INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\"\n[[listener]]\nname = \"internal\"\nlisten = \"127.0.0.1:9092\"\n\n[[listener]]\nname = \"EXTERNAL\"\nlisten = \"0.0.0.0:9093\"\nadvertised_host = \"kafka.example\"\nsecurity_protocol = \"PLAINTEXT\"\n",
+        )
+        .unwrap();
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        let got: Vec<_> = kafka
+            .listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.as_str(),
+                    l.security_protocol,
+                    l.listen.to_string(),
+                    l.advertised_host.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "INTERNAL",
+                    strom_kafka::SecurityProtocol::Plaintext,
+                    "127.0.0.1:9092".to_owned(),
+                    None
+                ),
+                (
+                    "EXTERNAL",
+                    strom_kafka::SecurityProtocol::Plaintext,
+                    "0.0.0.0:9093".to_owned(),
+                    Some("kafka.example")
+                ),
+            ]
+        );
+
+        // Flags replace the tables, with the map naming INTERNAL.
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--listeners",
+            "INTERNAL://127.0.0.1:0",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT",
+        ]);
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        assert_eq!(kafka.listeners.len(), 1);
+        assert_eq!(kafka.listeners[0].name, "INTERNAL");
+
+        // An SSL listener reads its files at load, and says which one is missing.
+        let w = Wrapper::parse_from([
+            "x",
+            "--listeners",
+            "SSL://127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent/server.pem",
+            "--tls-key",
+            "/nonexistent/server.key",
+        ]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("/nonexistent/server.pem"), "{e}");
+        let w = Wrapper::parse_from([
+            "x",
+            "--listeners",
+            "SSL://127.0.0.1:0",
+            "--tls-cert",
+            "/x.pem",
+            "--tls-key",
+            "/x.key",
+            "--tls-client-auth",
+            "always",
+        ]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("client auth"), "{e}");
     }
 
     #[test]
@@ -987,7 +1256,7 @@ max_connections = 50
         let path = dir.path().join("strom.toml");
         std::fs::write(
             &path,
-            "[cluster]\npostgres = \"postgres://u:p@127.0.0.1:5432/db\"\nobject_store = \"s3://bucket/a/b\"\ns3_region = \"eu-west-1\"\nlease_ttl_ms = 3000\n",
+            "[cluster]\npostgres = \"postgres://u:p@127.0.0.1:5432/db\"\nobject_store = \"s3://bucket/a/b\"\ns3_region = \"eu-west-1\"\nlease_ttl_ms = 3000\npg_lock_timeout_ms = 2500\n",
         )
         .unwrap();
         let w = Wrapper::parse_from([
@@ -999,9 +1268,13 @@ max_connections = 50
             "--cluster-s3-endpoint",
             "http://127.0.0.1:9000",
             "--cluster-s3-allow-http",
+            "--cluster-pg-statement-timeout-ms",
+            "12000",
         ]);
         let s = Settings::load(&w.args).unwrap();
         let c = s.cluster.unwrap();
+        assert_eq!(c.postgres_timeouts.statement, Duration::from_secs(12));
+        assert_eq!(c.postgres_timeouts.lock, Duration::from_millis(2500));
         assert_eq!(c.object_store.bucket, "other");
         assert_eq!(c.object_store.prefix, "p");
         assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));

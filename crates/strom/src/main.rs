@@ -14,6 +14,7 @@ mod cluster_cli;
 mod config;
 mod group_cli;
 mod jwks;
+mod listeners;
 mod txn_cli;
 
 use std::io::Write as _;
@@ -225,22 +226,78 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .with_context(|| format!("fetching the OAUTHBEARER keys from {url}"))?;
         tokio::spawn(jwks::refresh(url, refresh, oauth));
     }
-    let listen = kafka_config.listen;
+    let listen = if kafka_config.listeners.is_empty() {
+        kafka_config.listen.to_string()
+    } else {
+        kafka_config
+            .listeners
+            .iter()
+            .map(|l| format!("{}://{}", l.name, l.listen))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let client_auth: std::collections::HashMap<String, strom_tls::ClientAuth> = kafka_config
+        .listeners
+        .iter()
+        .filter_map(|l| Some((l.name.clone(), l.tls.as_ref()?.files().client_auth)))
+        .collect();
     let server = KafkaServer::bind(kafka_config, Arc::clone(&broker))
         .await
-        .with_context(|| format!("binding the Kafka listener on {listen}"))?;
-    let local = server.local_addr().context("reading the bound address")?;
+        .with_context(|| format!("binding the Kafka listeners on {listen}"))?;
+    let bound = server.listeners().context("reading the bound addresses")?;
+    for (info, addr) in &bound {
+        if let Some(warning) = listeners::exposure_warning(
+            &info.name,
+            info.security_protocol,
+            client_auth.get(&info.name).copied(),
+            *addr,
+        ) {
+            tracing::warn!("{warning}");
+        }
+    }
+    let kafka_line = bound
+        .iter()
+        .map(|(info, addr)| {
+            format!(
+                "{} {} {addr} (advertised as {}:{})",
+                info.name, info.security_protocol, info.advertised_host, info.advertised_port
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n                  ");
     let ctx = Arc::clone(server.context());
+    for tls in &settings.tls {
+        tls.spawn_watcher(settings.tls_reload_check_interval);
+    }
+    if !settings.tls.is_empty() {
+        spawn_sighup_reload(settings.tls.clone());
+    }
     let kinesis_config = settings.kinesis_config();
     let kinesis_listen = kinesis_config.listen;
+    // Neither HTTP endpoint authenticates yet (Kinesis SigV4 is issue 19's next part).
+    for (what, addr) in [
+        ("Kinesis endpoint", kinesis_listen),
+        ("admin HTTP endpoint", settings.http_listen),
+    ] {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "{what} on {addr} is reachable beyond loopback and does not authenticate clients"
+            );
+        }
+    }
+    let kinesis_scheme = if kinesis_config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     // Like the admin endpoint, a taken Kinesis port must not take the Kafka service down
     // (several brokers on one machine all default to 4567): say so loudly and go on.
     let (kinesis, kinesis_line) =
         match KinesisServer::bind(kinesis_config, Arc::clone(&broker)).await {
             Ok(server) => {
                 let line = match server.local_addr() {
-                    Ok(addr) => format!("http://{addr}"),
-                    Err(_) => format!("http://{kinesis_listen}"),
+                    Ok(addr) => format!("{kinesis_scheme}://{addr}"),
+                    Err(_) => format!("{kinesis_scheme}://{kinesis_listen}"),
                 };
                 (Some(server), line)
             }
@@ -263,15 +320,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // loudly and serve Kafka without it.
     let (http, http_line) = match tokio::net::TcpListener::bind(settings.http_listen).await {
         Ok(listener) => {
-            let line = match listener.local_addr() {
-                Ok(addr) => format!("http://{addr}/metrics"),
-                Err(_) => format!("http://{}/metrics", settings.http_listen),
+            let scheme = if settings.http_tls.is_some() {
+                "https"
+            } else {
+                "http"
             };
-            let task = tokio::spawn(strom_http::serve(
-                listener,
-                Arc::new(registry),
-                stopped(stop_rx.clone()),
-            ));
+            let line = match listener.local_addr() {
+                Ok(addr) => format!("{scheme}://{addr}/metrics"),
+                Err(_) => format!("{scheme}://{}/metrics", settings.http_listen),
+            };
+            let registry = Arc::new(registry);
+            let task = match settings.http_tls.clone() {
+                None => tokio::spawn(strom_http::serve(
+                    listener,
+                    registry,
+                    stopped(stop_rx.clone()),
+                )),
+                Some(tls) => tokio::spawn(strom_http::serve_tls(
+                    listener,
+                    tls,
+                    registry,
+                    stopped(stop_rx.clone()),
+                )),
+            };
             (Some(task), line)
         }
         Err(e) => {
@@ -297,11 +368,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         None => "no (single node)".to_owned(),
     };
     say(&format!(
-        "strom {} serving\n  cluster:        {cluster_line}\n  data directory: {}\n  kafka:          {local} (advertised as {}:{})\n  kinesis:        {kinesis_line}\n  http:           {http_line}\n  topics:         {}\n",
+        "strom {} serving\n  cluster:        {cluster_line}\n  data directory: {}\n  kafka:          {kafka_line}\n  kinesis:        {kinesis_line}\n  http:           {http_line}\n  topics:         {}\n",
         env!("CARGO_PKG_VERSION"),
         absolute(&data_dir).display(),
-        ctx.advertised_host,
-        ctx.advertised_port,
         broker.topics().len()
     ));
 
@@ -360,6 +429,31 @@ fn say(text: &str) {
 
 fn absolute(path: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Re-reads every TLS configuration's files on SIGHUP (a failed reload keeps the previous
+/// certificate and logs why).
+fn spawn_sighup_reload(servers: Vec<Arc<strom_tls::TlsServer>>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; TLS files are still reloaded when they change");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading TLS certificates");
+            for server in &servers {
+                if let Err(e) = server.reload() {
+                    tracing::warn!(error = %e, "TLS reload failed; the previous certificate stays in force");
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(servers);
 }
 
 async fn shutdown_signal() {

@@ -310,13 +310,15 @@ fn group_commits_seen_through_another_broker(
     }
 }
 
-/// `strom topic`, `strom produce` and `strom consume` against a cluster: produced through one
-/// broker, read through another.
-fn cli_works_across_brokers(one: &Broker, other: &Broker) {
-    let strom = |bootstrap: &str, args: &[&str], stdin: Option<&str>| {
+/// `strom topic`, `strom produce` and `strom consume` against a cluster, each command pointed
+/// at a different broker: created and written through one broker, described, altered, read and
+/// deleted through the others.
+fn cli_works_across_brokers(one: &Broker, two: &Broker, three: &Broker) {
+    let run = |bootstrap: &str, args: &[&str], stdin: Option<&str>| {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
             .args(args)
             .args(["--bootstrap", bootstrap])
+            .env_remove("STROM_BOOTSTRAP")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -327,27 +329,72 @@ fn cli_works_across_brokers(one: &Broker, other: &Broker) {
             std::io::Write::write_all(&mut input, text.as_bytes()).unwrap();
         }
         drop(input);
-        let out = child.wait_with_output().unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let strom = |bootstrap: &str, args: &[&str], stdin: Option<&str>| {
+        let out = run(bootstrap, args, stdin);
         assert!(out.status.success(), "strom {args:?}: {out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    strom(&one.kafka, &["topic", "create", "cli", "-p", "1"], None);
-    strom(&one.kafka, &["produce", "cli"], Some("one\ntwo\nthree\n"));
-    // Another broker lists it once it has read the metadata event (polled every 250 ms).
-    let started = Instant::now();
-    loop {
-        let listed = strom(&other.kafka, &["topic", "list"], None);
-        if listed.lines().any(|l| l.starts_with("cli")) {
-            break;
+    // Waits (bounded) until `strom args` through `bootstrap` prints something `check` accepts.
+    let until = |bootstrap: &str, args: &[&str], check: &dyn Fn(&str) -> bool| {
+        let started = Instant::now();
+        loop {
+            let out = run(bootstrap, args, None);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && check(&text) {
+                return text;
+            }
+            assert!(started.elapsed() < STEP, "strom {args:?}: {out:?}");
+            std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(started.elapsed() < STEP, "{listed}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let consumed = strom(&other.kafka, &["consume", "cli", "-n", "3"], None);
+    };
+    strom(&one.kafka, &["topic", "create", "cli", "-p", "2"], None);
+    strom(&one.kafka, &["produce", "cli"], Some("one\ntwo\nthree\n"));
+    strom(
+        &one.kafka,
+        &["produce", "cli", "-p", "1", "-K", ":"],
+        Some("a:x\nb:y\n"),
+    );
+    // Another broker lists it once it has read the metadata event (polled every 250 ms).
+    until(&three.kafka, &["topic", "list"], &|listed| {
+        listed.lines().any(|l| l.starts_with("cli\t2 partitions"))
+    });
+    // Described through a third broker: both partitions with the offsets written through the
+    // first.
+    let described = until(&two.kafka, &["topic", "describe", "cli"], &|d| {
+        d.contains("partitions 2")
+    });
+    assert!(
+        described.contains("partition 0: offsets 0..3 (3 records)")
+            && described.contains("partition 1: offsets 0..2 (2 records)"),
+        "{described}"
+    );
+    // Altered through one broker, seen through another.
+    strom(
+        &three.kafka,
+        &["topic", "alter", "cli", "-c", "retention.ms=5400000"],
+        None,
+    );
+    until(&one.kafka, &["topic", "describe", "cli"], &|d| {
+        d.contains("retention.ms = 5400000  (topic)")
+    });
+    let consumed = strom(&three.kafka, &["consume", "cli", "-n", "3"], None);
     assert_eq!(
         consumed.lines().collect::<Vec<_>>(),
         ["one", "two", "three"]
     );
+    let consumed = strom(
+        &two.kafka,
+        &["consume", "cli", "-p", "1", "--from", "1", "-n", "1"],
+        None,
+    );
+    assert_eq!(consumed.lines().collect::<Vec<_>>(), ["y"]);
+    // Deleted through one broker, gone from another.
+    strom(&two.kafka, &["topic", "delete", "cli"], None);
+    until(&one.kafka, &["topic", "list"], &|listed| {
+        !listed.lines().any(|l| l.starts_with("cli\t"))
+    });
 }
 
 /// One Kinesis JSON 1.1 call (unsigned) to `addr`: whether it answered 200, and the body.
@@ -582,7 +629,7 @@ async fn three_brokers_share_one_log() {
         .map(|b| i32::try_from(b["node_id"].as_i64().unwrap()).unwrap())
         .collect();
     assert_eq!(listed, ids, "strom cluster status: {status}");
-    cli_works_across_brokers(&b1, &b3);
+    cli_works_across_brokers(&b1, &b2, &b3);
 
     kinesis_across_brokers(&b1, &b2);
 
@@ -651,8 +698,9 @@ async fn three_brokers_share_one_log() {
 }
 
 /// Fault checker in the spirit of Jepsen, bounded: two idempotent `acks=all` producers write
-/// to four partitions through all brokers while, [`FAULT_CYCLES`] times, a broker is killed
-/// with `kill -9` and started again, and PostgreSQL is killed and restarted twice. At the end
+/// to four partitions through all brokers while the [`FAULTS`] are injected in turn: brokers
+/// killed with `kill -9` and started again, PostgreSQL killed and restarted, the object store
+/// frozen and PostgreSQL frozen (unreachable) for a few seconds. At the end
 /// every acknowledged record is at its acknowledged offset exactly once, offsets are gapless,
 /// each producer's records keep their order per partition, and no record appears twice
 /// (acknowledged or not).
@@ -661,6 +709,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     const FAULT_TOPIC: &str = "faults";
     const FAULT_PARTITIONS: i32 = 4;
     let _serial = SERIAL.lock().await;
+    let started = Instant::now();
     let (mut pg, s3) = tokio::task::spawn_blocking(|| {
         let pg = PostgresServer::start().expect("start postgres");
         let s3 = MotoServer::start().expect("start moto");
@@ -733,28 +782,100 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         }));
     }
 
-    let mut faults = 0;
-    for cycle in 0..FAULT_CYCLES {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let victim = cycle % brokers.len();
-        brokers[victim].kill();
-        faults += 1;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if cycle % 3 == 1 {
-            tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
-            faults += 1;
+    // A reader fetching through every broker in turn while the faults go on: each fetch must
+    // answer (records, or a retriable error code, or a refused connection to a killed broker)
+    // within READ_BOUND, never hang.
+    let addresses = Arc::new(std::sync::Mutex::new(
+        brokers.iter().map(|b| b.kafka.clone()).collect::<Vec<_>>(),
+    ));
+    let reads = {
+        let addresses = Arc::clone(&addresses);
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+            let mut turn = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let addr = {
+                    let a = addresses.lock().unwrap();
+                    a[turn % a.len()].clone()
+                };
+                let partition = i32::try_from(turn).unwrap() % FAULT_PARTITIONS;
+                turn += 1;
+                let fetched = tokio::time::timeout(READ_BOUND, async {
+                    let mut c = Client::connect(&addr).await?;
+                    c.fetch(FAULT_TOPIC, partition, 0, 200, 64 << 10).await
+                })
+                .await;
+                let kind = match fetched {
+                    Ok(Ok(_)) => "fetched".to_owned(),
+                    Ok(Err(strom_kafka::client::ClientError::Kafka { error, .. })) => {
+                        assert!(error.is_retriable(), "fetch answered {error:?}");
+                        format!("{error:?}")
+                    }
+                    Ok(Err(_)) => "connection failed".to_owned(),
+                    Err(_) => panic!("a fetch through {addr} hung past {READ_BOUND:?}"),
+                };
+                *tally.entry(kind).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tally
+        })
+    };
+
+    let mut injected: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut kills = 0;
+    for fault in FAULTS {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        match fault {
+            Fault::KillBroker | Fault::KillBrokerAndRestartPostgres => {
+                let victim = kills % brokers.len();
+                kills += 1;
+                brokers[victim].kill();
+                *injected.entry("broker kill -9").or_default() += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if fault == Fault::KillBrokerAndRestartPostgres {
+                    tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
+                    *injected.entry("postgres restart").or_default() += 1;
+                }
+                brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
+                addresses.lock().unwrap()[victim] = brokers[victim].kafka.clone();
+            }
+            Fault::FreezeObjectStore => {
+                s3.pause();
+                tokio::time::sleep(OUTAGE).await;
+                s3.resume();
+                *injected.entry("object store frozen").or_default() += 1;
+            }
+            Fault::FreezePostgres => {
+                pg.pause();
+                tokio::time::sleep(OUTAGE).await;
+                pg.resume();
+                *injected.entry("postgres frozen").or_default() += 1;
+            }
         }
-        brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
     }
+    let faults: usize = injected.values().sum();
+    let faults_done = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     for p in producers {
         tokio::time::timeout(STEP, p).await.unwrap().unwrap();
     }
+    let producers_done = started.elapsed();
+    let reads = tokio::time::timeout(STEP, reads).await.unwrap().unwrap();
+    assert!(reads.get("fetched").is_some_and(|n| *n > 0), "{reads:?}");
 
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let acked: Vec<_> = outcomes.iter().filter(|o| o.2.is_some()).collect();
     assert!(!acked.is_empty(), "nothing was acknowledged");
+    // Not acknowledged (delivery timed out or failed), per (producer, partition): how many,
+    // and the range of their sequence numbers, to tell a stall from scattered failures.
+    let mut unacked: BTreeMap<(usize, usize), (usize, usize, usize)> = BTreeMap::new();
+    for (id, seq, _) in outcomes.iter().filter(|o| o.2.is_none()) {
+        let partition = seq % FAULT_PARTITIONS as usize;
+        let e = unacked.entry((*id, partition)).or_insert((0, *seq, *seq));
+        *e = (e.0 + 1, e.1.min(*seq), e.2.max(*seq));
+    }
     let live = brokers
         .iter()
         .map(|b| b.kafka.clone())
@@ -805,17 +926,54 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         );
     }
     eprintln!(
-        "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected",
+        "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected \
+         ({injected:?}); faults over at {faults_done:?}, producers done at {producers_done:?}, \
+         checked at {:?}; fetches during the faults: {reads:?}; not acknowledged per \
+         (producer, partition): (count, first seq, last seq) {unacked:?}",
         outcomes.len(),
         acked.len(),
         seen.len(),
-        faults
+        faults,
+        started.elapsed()
     );
+    drop(s3);
 }
 
-/// Broker kills (each followed by a restart) in the fault checker; PostgreSQL is restarted
-/// in cycles 1 and 4.
-const FAULT_CYCLES: usize = 6;
+/// One fault of the checker's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `kill -9` a broker (the next in turn), start it again.
+    KillBroker,
+    /// As `KillBroker`, and PostgreSQL killed (`SIGQUIT`, immediate shutdown) and restarted
+    /// while the broker is down.
+    KillBrokerAndRestartPostgres,
+    /// The object store frozen (`SIGSTOP`) for [`OUTAGE`]: PUTs and GETs get no answer.
+    /// (moto keeps objects in memory, so it is frozen rather than restarted.)
+    FreezeObjectStore,
+    /// PostgreSQL frozen (`SIGSTOP` of every server process) for [`OUTAGE`]: connections
+    /// stay open but nothing answers, as in a network partition.
+    FreezePostgres,
+}
+
+/// The checker's faults, in order, 1.5 s of traffic before each.
+const FAULTS: [Fault; 9] = [
+    Fault::KillBroker,
+    Fault::FreezeObjectStore,
+    Fault::KillBrokerAndRestartPostgres,
+    Fault::FreezePostgres,
+    Fault::KillBroker,
+    Fault::FreezeObjectStore,
+    Fault::KillBrokerAndRestartPostgres,
+    Fault::FreezePostgres,
+    Fault::KillBroker,
+];
+
+/// Longest a fetch may take during the faults (the reader's object-store bound is 10 s and
+/// its PostgreSQL bound 40 s by default; a frozen server here lasts [`OUTAGE`]).
+const READ_BOUND: Duration = Duration::from_secs(30);
+
+/// How long a frozen server stays frozen.
+const OUTAGE: Duration = Duration::from_secs(3);
 
 /// Every record of every partition, `(offset, value)` in offset order, up to the high
 /// watermarks seen when the read starts.

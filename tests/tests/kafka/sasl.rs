@@ -29,8 +29,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use strom_broker::BrokerConfig;
 use strom_broker::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use strom_broker::scram::{ScramMechanism, ScramUpsertion, salted_password};
-use strom_kafka::KafkaConfig;
 use strom_kafka::sasl::{Mechanism, OAuthBearerConfig, SaslConfig};
+use strom_kafka::{KafkaConfig, ListenerConfig, SecurityProtocol};
 use strom_tests::TestBroker;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -117,8 +117,18 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// One SASL_PLAINTEXT listener named `SASL_PLAINTEXT` on a free loopback port.
+fn sasl_listener() -> ListenerConfig {
+    ListenerConfig {
+        name: "SASL_PLAINTEXT".to_owned(),
+        security_protocol: SecurityProtocol::SaslPlaintext,
+        ..ListenerConfig::plaintext(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
 fn sasl(mechanisms: &[Mechanism], reauth: Option<Duration>) -> KafkaConfig {
     KafkaConfig {
+        listeners: vec![sasl_listener()],
         sasl: Some(SaslConfig {
             mechanisms: mechanisms.to_vec(),
             max_reauth: reauth,
@@ -312,6 +322,7 @@ fn oauth_kafka(issuer: &Issuer) -> KafkaConfig {
     oauth.expected_audience = Some("strom".to_owned());
     oauth.clock_skew = Duration::from_secs(1);
     KafkaConfig {
+        listeners: vec![sasl_listener()],
         sasl: Some(SaslConfig {
             mechanisms: vec![Mechanism::OAuthBearer],
             max_reauth: None,
@@ -631,14 +642,35 @@ async fn the_protocol_rules_over_a_raw_socket() {
 async fn sasl_apis_on_a_listener_without_sasl_are_illegal_state() {
     tokio::time::timeout(BOUND, async {
         let dir = tempfile::tempdir().unwrap();
-        let broker = TestBroker::start(dir.path()).await;
-        let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+        // SASL is configured, for the SASL_PLAINTEXT listener only.
+        let mut kafka = sasl(&[Mechanism::Plain], None);
+        kafka.listeners.insert(
+            0,
+            ListenerConfig::plaintext(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        );
+        let broker = TestBroker::start_with(BrokerConfig::new(dir.path()), kafka).await;
+        let mut s = TcpStream::connect(broker.listener_addr("PLAINTEXT"))
+            .await
+            .unwrap();
         let r = handshake(&mut s, 1, "PLAIN").await;
         assert_eq!(r.error_code, ResponseError::IllegalSaslState.code());
         let r = authenticate(&mut s, 2, b"\0a\0b").await;
         assert_eq!(r.error_code, ResponseError::IllegalSaslState.code());
-        // The connection is still usable.
+        // The connection is still usable, unauthenticated.
         assert_eq!(metadata(&mut s).await.brokers.len(), 1);
+        // The SASL listener of the same broker closes a connection that skips SASL.
+        let mut s = TcpStream::connect(broker.listener_addr("SASL_PLAINTEXT"))
+            .await
+            .unwrap();
+        s.write_all(&super::raw::frame(
+            ApiKey::Metadata,
+            12,
+            1,
+            &MetadataRequest::default(),
+        ))
+        .await
+        .unwrap();
+        assert!(closed_by_server(&mut s).await);
         broker.stop().await;
     })
     .await

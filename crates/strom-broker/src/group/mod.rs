@@ -2112,27 +2112,13 @@ mod checkpoint_tests {
 #[cfg(test)]
 mod narrow_host {
     use super::*;
-    use crate::storage::local::LocalBackend;
-    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+    use crate::storage::local::{LocalBackend, open_test_partition as partition};
 
     #[derive(Debug)]
     struct Host {
         backend: LocalBackend,
         data: Arc<Partition>,
         offsets: Mutex<Option<Arc<Partition>>>,
-    }
-
-    fn partition(backend: &LocalBackend, topic: &str) -> Arc<Partition> {
-        let store = backend
-            .open_partition(
-                TopicPartition {
-                    topic,
-                    index: PartitionIndex(0),
-                },
-                strom_log::LogConfig::default(),
-            )
-            .unwrap();
-        Arc::new(Partition::new(topic, 0, store))
     }
 
     impl GroupHost for Host {

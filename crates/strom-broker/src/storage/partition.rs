@@ -37,7 +37,9 @@ pub struct StoreRead {
 ///   previous append's last offset; nothing below the log start offset is readable, nothing at
 ///   or past the high watermark is ever returned by a read.
 /// - **Durability**: [`append_deferred`](Self::append_deferred) orders writes (the order of its
-///   calls is the order of the offsets) and may return before the write is durable;
+///   calls is the order of the offsets) and may return before the write is durable, and before
+///   its offsets are known: a backend that assigns offsets in its commit (the cluster's) reports
+///   them as -1 in the [`PendingWrite`] and for real in `await_durable`'s [`AppendInfo`];
 ///   [`await_durable`](Self::await_durable) returns only once the write is as durable as the
 ///   partition's policy promises (local: the fsync policy; cluster: committed in the
 ///   database). Nothing may be acknowledged to a producer before that.

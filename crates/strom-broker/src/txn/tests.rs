@@ -397,8 +397,7 @@ mod narrow_host {
     use std::sync::atomic::{AtomicI64, Ordering};
 
     use super::*;
-    use crate::storage::local::LocalBackend;
-    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+    use crate::storage::local::{LocalBackend, open_test_partition as partition};
 
     #[derive(Debug)]
     struct Host {
@@ -421,19 +420,6 @@ mod narrow_host {
                 written: Mutex::default(),
             }
         }
-    }
-
-    fn partition(backend: &LocalBackend, topic: &str) -> Arc<Partition> {
-        let store = backend
-            .open_partition(
-                TopicPartition {
-                    topic,
-                    index: PartitionIndex(0),
-                },
-                strom_log::LogConfig::default(),
-            )
-            .unwrap();
-        Arc::new(Partition::new(topic, 0, store))
     }
 
     impl TxnHost for Host {

@@ -25,35 +25,15 @@ use strom_broker::acl::AclOperation;
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: AlterConfigsRequest = decode(request)?;
     let validate_only = body.validate_only;
-    // With an authorizer: ALTER_CONFIGS on the topic, the cluster (brokers) or the group.
-    let denied: Vec<_> = body
-        .resources
-        .iter()
-        .map(|r| {
-            authz::config_denied(
-                context,
-                request,
-                AclOperation::AlterConfigs,
-                r.resource_type,
-                r.resource_name.as_str(),
-            )
-        })
-        .collect();
-    let responses = context
-        .broker
-        .run_blocking(move |broker| {
-            Ok(body
-                .resources
-                .into_iter()
-                .zip(denied)
-                .map(|(r, denied)| match denied {
-                    Some((code, message)) => refused(&r, code, message),
-                    None => alter_one(broker, r, validate_only),
-                })
-                .collect::<Vec<_>>())
-        })
-        .await
-        .map_err(|e| HandlerError::Internal(e.to_string()))?;
+    let responses = alter_each(
+        context,
+        request,
+        body.resources,
+        |r| (r.resource_type, r.resource_name.as_str()),
+        refused,
+        move |broker, r| alter_one(broker, r, validate_only),
+    )
+    .await?;
     context.apply_dynamic_configs();
     respond(
         request,
@@ -108,6 +88,45 @@ fn alter_one(
         response.error_message = Some(StrBytes::from_string(message));
     }
     response
+}
+
+/// Checks ALTER_CONFIGS on every resource of an AlterConfigs or IncrementalAlterConfigs request
+/// (the topic, the cluster for brokers, the group), then alters the allowed ones on a blocking
+/// thread in request order and answers the denied ones with `refuse`. `key` gives a resource's
+/// config resource type and name.
+pub(crate) async fn alter_each<R, T>(
+    context: &Context,
+    request: &Request,
+    resources: Vec<R>,
+    key: impl Fn(&R) -> (i8, &str),
+    refuse: fn(&R, i16, String) -> T,
+    alter: impl Fn(&Broker, R) -> T + Send + 'static,
+) -> Result<Vec<T>, HandlerError>
+where
+    R: Send + 'static,
+    T: Send + 'static,
+{
+    let denied: Vec<_> = resources
+        .iter()
+        .map(|r| {
+            let (kind, name) = key(r);
+            authz::config_denied(context, request, AclOperation::AlterConfigs, kind, name)
+        })
+        .collect();
+    context
+        .broker
+        .run_blocking(move |broker| {
+            Ok(resources
+                .into_iter()
+                .zip(denied)
+                .map(|(r, denied)| match denied {
+                    Some((code, message)) => refuse(&r, code, message),
+                    None => alter(broker, r),
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|e| HandlerError::Internal(e.to_string()))
 }
 
 /// The error for a resource type Strom has no configs for.

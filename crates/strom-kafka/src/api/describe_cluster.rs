@@ -23,7 +23,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         .with_cluster_id(StrBytes::from_string(broker.cluster_id().to_owned()))
         .with_controller_id(node)
         .with_brokers(
-            super::metadata::live_brokers(context)
+            super::metadata::live_brokers(context, request)
                 .into_iter()
                 .map(|b| {
                     DescribeClusterBroker::default()

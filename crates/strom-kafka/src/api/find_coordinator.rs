@@ -31,7 +31,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         _ => Some(ResponseError::InvalidRequest),
     };
     let code = error.map_or(0, |e| e.code());
-    let live = super::metadata::live_brokers(context);
+    let live = super::metadata::live_brokers(context, request);
     let coordinator = |key: &str| {
         let namespace = if body.key_type == 1 {
             "__transaction_state"
@@ -48,10 +48,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 )
             })
             .unwrap_or_else(|| {
+                let (host, port) = super::metadata::advertised(context, request);
                 (
                     BrokerId(context.broker.node_id()),
-                    StrBytes::from_string(context.advertised_host.clone()),
-                    context.advertised_port,
+                    StrBytes::from_string(host),
+                    port,
                 )
             })
     };

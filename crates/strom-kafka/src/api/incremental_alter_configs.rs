@@ -10,47 +10,26 @@ use strom_broker::{Broker, ConfigOp};
 
 use strom_broker::broker_config::ConfigChange;
 
-use super::alter_configs::{alter_resource, unsupported_resource};
+use super::alter_configs::{alter_each, alter_resource, unsupported_resource};
 use super::describe_configs::resource_type;
 use super::{HandlerError, Outcome, decode, respond};
+use crate::Context;
 use crate::error_code::error_code;
 use crate::frame::Request;
-use crate::{Context, authz};
-use strom_broker::acl::AclOperation;
 
 /// Handles IncrementalAlterConfigs.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: IncrementalAlterConfigsRequest = decode(request)?;
     let validate_only = body.validate_only;
-    // With an authorizer: ALTER_CONFIGS on the topic, the cluster (brokers) or the group.
-    let denied: Vec<_> = body
-        .resources
-        .iter()
-        .map(|r| {
-            authz::config_denied(
-                context,
-                request,
-                AclOperation::AlterConfigs,
-                r.resource_type,
-                r.resource_name.as_str(),
-            )
-        })
-        .collect();
-    let responses = context
-        .broker
-        .run_blocking(move |broker| {
-            Ok(body
-                .resources
-                .into_iter()
-                .zip(denied)
-                .map(|(r, denied)| match denied {
-                    Some((code, message)) => refused(&r, code, message),
-                    None => alter_one(broker, r, validate_only),
-                })
-                .collect::<Vec<_>>())
-        })
-        .await
-        .map_err(|e| HandlerError::Internal(e.to_string()))?;
+    let responses = alter_each(
+        context,
+        request,
+        body.resources,
+        |r| (r.resource_type, r.resource_name.as_str()),
+        refused,
+        move |broker, r| alter_one(broker, r, validate_only),
+    )
+    .await?;
     context.apply_dynamic_configs();
     respond(
         request,

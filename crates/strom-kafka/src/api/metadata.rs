@@ -74,7 +74,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             operation: AclOperation::Describe,
         })
     };
-    let live = live_brokers(context);
+    let live = live_brokers(context, request);
     let mut topics = Vec::new();
     match requested {
         None => {
@@ -142,7 +142,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     }
     let node = BrokerId(broker.node_id());
-    let brokers = live_brokers(context)
+    let brokers = live_brokers(context, request)
         .into_iter()
         .map(|b| {
             MetadataResponseBroker::default()
@@ -190,18 +190,38 @@ fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
 
 /// The brokers to list: on a single node this one; in cluster mode every live broker of the
 /// registry, this one included even before its registration is seen.
-pub(crate) fn live_brokers(context: &Context) -> Vec<BrokerEndpoint> {
+///
+/// This broker is given with the advertised address of the listener the request came in on
+/// (Kafka answers each client with the endpoints of its own listener); other brokers with the
+/// address they registered.
+pub(crate) fn live_brokers(context: &Context, request: &Request) -> Vec<BrokerEndpoint> {
+    let (host, port) = advertised(context, request);
     let me = BrokerEndpoint {
         node_id: context.broker.node_id(),
-        host: context.advertised_host.clone(),
-        port: u16::try_from(context.advertised_port).unwrap_or(0),
+        host,
+        port: u16::try_from(port).unwrap_or(0),
     };
     let mut live = context.broker.live_brokers().unwrap_or_default();
-    if !live.iter().any(|b| b.node_id == me.node_id) {
-        live.push(me);
-        live.sort_by_key(|b| b.node_id);
+    match live.iter_mut().find(|b| b.node_id == me.node_id) {
+        Some(mine) => *mine = me,
+        None => {
+            live.push(me);
+            live.sort_by_key(|b| b.node_id);
+        }
     }
     live
+}
+
+/// The host and port advertised to the request's client: its listener's, or the first
+/// listener's for a request that came over none.
+pub(crate) fn advertised(context: &Context, request: &Request) -> (String, i32) {
+    match &request.session {
+        Some(session) => (
+            session.listener.advertised_host.clone(),
+            session.listener.advertised_port,
+        ),
+        None => (context.advertised_host.clone(), context.advertised_port),
+    }
 }
 
 fn describe_topic(

@@ -197,7 +197,7 @@ pub(crate) fn respond<R: Encodable + HeaderVersion>(
 }
 
 /// Handles one request.
-pub async fn handle(context: &Context, request: Request) -> Outcome {
+pub async fn handle(context: &Context, mut request: Request) -> Outcome {
     let api_key = request.api_key;
     let version = request.version();
     tracing::trace!(
@@ -223,7 +223,7 @@ pub async fn handle(context: &Context, request: Request) -> Outcome {
         }
     }
     let result = match api_key {
-        ApiKey::Produce => produce::handle(context, &request).await,
+        ApiKey::Produce => produce::handle(context, &mut request).await,
         ApiKey::Fetch => fetch::handle(context, &request).await,
         ApiKey::ListOffsets => list_offsets::handle(context, &request).await,
         ApiKey::Metadata => metadata::handle(context, &request).await,

@@ -29,9 +29,10 @@
 //! the partition to its open transaction (as Kafka verifies since KIP-890), else
 //! INVALID_TXN_STATE / PRODUCER_FENCED.
 
+use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -51,8 +52,12 @@ use strom_broker::acl::{AclOperation, ResourceType};
 
 enum Pending {
     Done(PartitionProduceResponse),
-    /// Index, partition and payload of an append not started yet.
-    Ready(i32, Arc<Partition>, Vec<u8>),
+    /// Index, partition and payload of an append not started yet, the payload still a slice
+    /// of the request frame (shared, read-only).
+    Staged(i32, Arc<Partition>, Bytes),
+    /// Index, partition and payload of an append not started yet, the payload writable in
+    /// place (the append patches base offsets and leader epochs into it).
+    Ready(i32, Arc<Partition>, BytesMut),
     /// Index, "written" signal (sent, or dropped, once the write half is over), and the task
     /// that then waits for durability.
     Appending(
@@ -93,11 +98,20 @@ async fn resolve_topic(
 }
 
 /// Handles Produce.
-pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
+///
+/// Takes the request's body out of `request` (and makes its client id an owned copy), so
+/// that the record sets, once decoded, are the only references left to the frame and can be
+/// written from it in place instead of copied ([`writable_payloads`]).
+pub async fn handle(context: &Context, request: &mut Request) -> Result<Outcome, HandlerError> {
     let version = request.version();
-    let body: ProduceRequest = decode(request)?;
-    let acks = body.acks;
-    let txn_id = body.transactional_id.map(|id| id.to_string());
+    // Every field not named here (tagged fields) is dropped at the end of this statement.
+    let ProduceRequest {
+        acks,
+        transactional_id,
+        topic_data,
+        ..
+    } = decode(request)?;
+    let txn_id = transactional_id.map(|id| id.to_string());
     // With an authorizer: a transactional produce needs WRITE on its transactional id (else
     // every partition fails with TRANSACTIONAL_ID_AUTHORIZATION_FAILED), every topic WRITE
     // (TOPIC_AUTHORIZATION_FAILED, checked before the topic's existence when named).
@@ -111,8 +125,8 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         )
         .err()
     });
-    let mut topics = Vec::with_capacity(body.topic_data.len());
-    for topic_data in body.topic_data {
+    let mut topics = Vec::with_capacity(topic_data.len());
+    for topic_data in topic_data {
         let name = topic_data.name.0.to_string();
         let resolved = match &txn_denied {
             Some(e) => Err(e.clone()),
@@ -164,7 +178,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                         Err(e) => Err(e),
                     };
                     match prepared {
-                        Ok((partition, data)) => Pending::Ready(index, partition, data),
+                        Ok((partition, data)) => Pending::Staged(index, partition, data),
                         // A fenced epoch on produce is INVALID_PRODUCER_EPOCH (KIP-588), so the
                         // client can abort instead of failing fatally.
                         Err(e @ Error::Txn(TxnError::ProducerFenced)) => Pending::Done(failed(
@@ -187,6 +201,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         topics.push((name, topic_data.topic_id, parts));
     }
 
+    writable_payloads(request, &mut topics);
     start_appends(context, version, &mut topics).await;
     // Every write of this request is done (in request order) before the handler returns; the
     // acknowledgement waits for durability in the returned future.
@@ -207,7 +222,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 let r = match pending {
                     Pending::Done(r) => r,
                     // Every append was started before the handler returned.
-                    Pending::Ready(index, ..) => failed(
+                    Pending::Staged(index, ..) | Pending::Ready(index, ..) => failed(
                         index,
                         ResponseError::UnknownServerError.code(),
                         None,
@@ -334,14 +349,15 @@ fn check_transactional(
     )
 }
 
-/// Checks that one partition can be appended to and takes its payload.
+/// Checks that one partition can be appended to and takes its payload (still a slice of the
+/// request frame).
 fn prepare_append(
     context: &Context,
     topic: &Topic,
     index: i32,
     acks: i16,
     records: Option<Bytes>,
-) -> Result<(Arc<Partition>, Vec<u8>), Error> {
+) -> Result<(Arc<Partition>, Bytes), Error> {
     let partition: Arc<Partition> = Arc::clone(topic.partition(index)?);
     let min_isr = topic.settings().min_insync_replicas;
     if acks == -1 && min_isr > 1 {
@@ -350,9 +366,106 @@ fn prepare_append(
             available: 1,
         });
     }
-    let data = records.map(|b| b.to_vec()).unwrap_or_default();
+    let data = records.unwrap_or_default();
     context.metrics.produced(data.len());
     Ok((partition, data))
+}
+
+/// Turns every staged payload of the request into a writable one ([`Pending::Ready`]). The
+/// request's body is taken out of `request` and its client id made an owned copy first, so
+/// that, once the decoded request is gone, the staged record sets are the only references to
+/// the frame: the frame then becomes writable without a copy and each partition's payload is
+/// split out of it in place ([`split_writable`]). The append patches offsets into the bytes
+/// it writes, so without this every byte produced was copied once more before its `pwrite`.
+fn writable_payloads(request: &mut Request, topics: &mut [(String, uuid::Uuid, Vec<Pending>)]) {
+    let frame = std::mem::take(&mut request.body);
+    if let Some(id) = request.header.client_id.take() {
+        request.header.client_id = Some(StrBytes::from_string(id.to_string()));
+    }
+    let mut staged = Vec::new();
+    let mut payloads = Vec::new();
+    for pending in topics
+        .iter_mut()
+        .flat_map(|(_, _, parts)| parts.iter_mut())
+        .filter(|p| matches!(p, Pending::Staged(..)))
+    {
+        if let Pending::Staged(index, partition, data) =
+            std::mem::replace(pending, Pending::Done(PartitionProduceResponse::default()))
+        {
+            staged.push((pending, index, partition));
+            payloads.push(data);
+        }
+    }
+    for ((pending, index, partition), data) in
+        staged.into_iter().zip(split_writable(frame, payloads))
+    {
+        *pending = Pending::Ready(index, partition, data);
+    }
+}
+
+/// `payloads` as writable buffers, in the same order. Those that are disjoint slices of
+/// `frame` are split out of the frame itself when nothing else holds it (no copy); any other
+/// (not a slice of the frame, overlapping another, or the frame still shared) is copied.
+fn split_writable(frame: Bytes, payloads: Vec<Bytes>) -> Vec<BytesMut> {
+    let base = frame.as_ptr() as usize;
+    // Where each non-empty payload lies in the frame, if it is a slice of it.
+    let mut ranges: Vec<Option<Range<usize>>> = payloads
+        .iter()
+        .map(|p| {
+            let start = (p.as_ptr() as usize).checked_sub(base)?;
+            let end = start.checked_add(p.len())?;
+            (!p.is_empty() && end <= frame.len()).then_some(start..end)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..ranges.len())
+        .filter(|&i| ranges.get(i).is_some_and(Option::is_some))
+        .collect();
+    order.sort_by_key(|&i| ranges.get(i).cloned().flatten().map_or(0, |r| r.start));
+    // Keep only disjoint ranges (a decoder gives them so); the others are copied.
+    let mut end = 0;
+    order.retain(|&i| match ranges.get(i).cloned().flatten() {
+        Some(r) if r.start >= end => {
+            end = r.end;
+            true
+        }
+        _ => {
+            if let Some(slot) = ranges.get_mut(i) {
+                *slot = None;
+            }
+            false
+        }
+    });
+    let mut out: Vec<BytesMut> = payloads
+        .iter()
+        .zip(&ranges)
+        .map(|(p, r)| match r {
+            Some(_) => BytesMut::new(),
+            None => BytesMut::from(&p[..]),
+        })
+        .collect();
+    // The payloads must be gone for the frame to have a single owner.
+    drop(payloads);
+    match frame.try_into_mut() {
+        Ok(mut rest) => {
+            let mut consumed = 0;
+            for i in order {
+                let (Some(Some(r)), Some(slot)) = (ranges.get(i), out.get_mut(i)) else {
+                    continue;
+                };
+                rest.advance(r.start - consumed);
+                *slot = rest.split_to(r.len());
+                consumed = r.end;
+            }
+        }
+        Err(frame) => {
+            for i in order {
+                if let (Some(Some(r)), Some(slot)) = (ranges.get(i), out.get_mut(i)) {
+                    *slot = BytesMut::from(frame.get(r.clone()).unwrap_or_default());
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The writes of a group of partitions of one request still running: a partition's thread
@@ -462,5 +575,64 @@ async fn start_appends(
             });
             *pending = Pending::Appending(index, written, handle);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Bytes {
+        Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<u8>>())
+    }
+
+    #[test]
+    fn payloads_split_out_of_an_unshared_frame_without_a_copy() {
+        let frame = frame();
+        let base = frame.as_ptr() as usize;
+        // Out of order, as topics and partitions need not be in frame order.
+        let payloads = vec![frame.slice(600..900), frame.slice(10..200), Bytes::new()];
+        let expected: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+        let out = split_writable(frame, payloads);
+        let got: Vec<Vec<u8>> = out.iter().map(|b| b.to_vec()).collect();
+        assert_eq!(got, expected);
+        // The same memory as the frame's: nothing was copied.
+        assert_eq!(out[0].as_ptr() as usize, base + 600);
+        assert_eq!(out[1].as_ptr() as usize, base + 10);
+    }
+
+    #[test]
+    fn a_shared_frame_is_copied_and_left_intact() {
+        let frame = frame();
+        let other_owner = frame.clone();
+        let payloads = vec![frame.slice(100..300), frame.slice(300..301)];
+        let expected: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+        let mut out = split_writable(frame, payloads);
+        assert_eq!(out.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), expected);
+        out[0][0] ^= 0xff;
+        // Writing a payload does not change what the other owner sees.
+        assert_eq!(other_owner[100], expected[0][0]);
+    }
+
+    #[test]
+    fn foreign_and_overlapping_payloads_are_copied() {
+        let frame = frame();
+        let base = frame.as_ptr() as usize;
+        let foreign = Bytes::from(vec![7u8; 50]);
+        let payloads = vec![
+            frame.slice(0..100),
+            frame.slice(50..150),
+            foreign.clone(),
+            frame.slice(200..250),
+        ];
+        let expected: Vec<Vec<u8>> = payloads.iter().map(|p| p.to_vec()).collect();
+        let mut out = split_writable(frame, payloads);
+        assert_eq!(out.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), expected);
+        // The overlapping one is a copy, the disjoint ones are the frame's own bytes.
+        assert_eq!(out[0].as_ptr() as usize, base);
+        assert_ne!(out[1].as_ptr() as usize, base + 50);
+        assert_eq!(out[3].as_ptr() as usize, base + 200);
+        out[2][0] = 0;
+        assert_eq!(foreign[0], 7);
     }
 }

@@ -7,11 +7,11 @@ pub(crate) mod swap;
 mod throttler;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use strom_record::compact::{CompactionRules, OffsetMap, Verdict};
 use strom_record::{BatchHeader, DecodeLimits, RecordView};
 use tracing::{debug, info};
 
@@ -135,42 +135,6 @@ pub struct CleanStats {
 /// Most keys the offset map of one clean holds (about 40 MB). When a dirty segment takes it
 /// past this, the clean stops after that segment and the next clean goes on from there.
 const MAX_OFFSET_MAP_ENTRIES: usize = 1 << 20;
-
-/// The key → latest offset map of the dirty range. Keys are stored as 128-bit hashes (two
-/// SipHash passes with different prefixes), as Kafka stores MD5 digests: a collision would
-/// need about 2^64 keys.
-#[derive(Debug, Default)]
-struct OffsetMap {
-    latest: HashMap<u128, i64>,
-}
-
-fn key_hash(key: &[u8]) -> u128 {
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        salt.hash(&mut h);
-        key.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(0)) << 64) | u128::from(half(1))
-}
-
-impl OffsetMap {
-    fn put(&mut self, key: &[u8], offset: i64) {
-        let slot = self.latest.entry(key_hash(key)).or_insert(offset);
-        *slot = (*slot).max(offset);
-    }
-
-    /// Whether a later record of `key` than `offset` is in the map.
-    fn superseded(&self, key: &[u8], offset: i64) -> bool {
-        self.latest
-            .get(&key_hash(key))
-            .is_some_and(|&latest| latest > offset)
-    }
-
-    fn len(&self) -> usize {
-        self.latest.len()
-    }
-}
 
 /// The aborted transactions of the log, by producer: `(first_offset, marker_offset)`.
 #[derive(Debug, Default)]
@@ -701,8 +665,15 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
+    fn rules(&self) -> CompactionRules {
+        CompactionRules {
+            now_ms: self.now_ms,
+            delete_retention_ms: self.delete_retention_ms,
+        }
+    }
+
     fn expired(&self, timestamp: i64) -> bool {
-        self.now_ms.saturating_sub(timestamp) >= self.delete_retention_ms
+        self.rules().tombstone_expired(timestamp)
     }
 
     /// Notes a kept tombstone or marker of a batch with `timestamp`.
@@ -749,27 +720,20 @@ impl Pass<'_> {
             h.producer_id >= 0 && self.producer_last.get(&h.producer_id) == Some(&h.last_offset());
         let batch_ts = h.max_timestamp;
         let map = self.map;
-        let now = self.now_ms;
-        let retention = self.delete_retention_ms;
+        let rules = self.rules();
         let mut kept_tombstone = false;
         let out = strom_record::retain_records(batch, self.limits, |r: &RecordView<'_>| {
             if aborted {
                 return false;
             }
-            let Some(key) = r.key else {
-                // Keyless records (produced before compaction was enabled) go, as in Kafka.
-                return false;
-            };
-            if map.superseded(key, r.offset) {
-                return false;
-            }
-            if r.value_is_null {
-                if now.saturating_sub(batch_ts) >= retention {
-                    return false;
+            match rules.verdict(map, r.key, r.offset, r.value_is_null, batch_ts) {
+                Verdict::Remove => false,
+                Verdict::Keep => true,
+                Verdict::KeepTombstone => {
+                    kept_tombstone = true;
+                    true
                 }
-                kept_tombstone = true;
             }
-            true
         })?;
         if kept_tombstone {
             self.kept_until(batch_ts);

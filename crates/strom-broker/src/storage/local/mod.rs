@@ -13,3 +13,23 @@ mod partition;
 
 pub use backend::LocalBackend;
 pub use partition::LocalPartitionStore;
+
+/// Partition 0 of `topic` in `backend`, with default log settings: the partitions the
+/// coordinators' test hosts (hosts that are not a broker) serve.
+#[cfg(test)]
+pub(crate) fn open_test_partition(
+    backend: &LocalBackend,
+    topic: &str,
+) -> std::sync::Arc<crate::partition::Partition> {
+    use crate::storage::{PartitionIndex, StorageBackend, TopicPartition};
+    let store = backend
+        .open_partition(
+            TopicPartition {
+                topic,
+                index: PartitionIndex(0),
+            },
+            strom_log::LogConfig::default(),
+        )
+        .unwrap();
+    std::sync::Arc::new(crate::partition::Partition::new(topic, 0, store))
+}
