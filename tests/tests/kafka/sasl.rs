@@ -1,6 +1,7 @@
 //! SASL on the Kafka listener: librdkafka with each mechanism (PLAIN, SCRAM-SHA-256,
 //! SCRAM-SHA-512, OAUTHBEARER with a token signed by a key generated here), refusals with the
-//! error librdkafka reports, ACLs applied to the SASL principal, KIP-368 re-authentication; and
+//! error librdkafka reports, ACLs applied to the SASL principal, KIP-368 re-authentication,
+//! SCRAM over a SASL_SSL listener (certificates made by the test); and
 //! the protocol details librdkafka does not exercise (SaslHandshake v0 raw tokens, requests
 //! before authentication, session expiry, re-authentication after a password change) over a
 //! raw socket.
@@ -744,6 +745,80 @@ async fn the_cli_client_authenticates_with_plain_and_scram() {
         // Without credentials the listener closes the connection at the first request.
         let mut c = Client::connect(&broker.bootstrap()).await.unwrap();
         assert!(c.topics(None).await.is_err());
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_authenticates_with_scram_over_a_sasl_ssl_listener() {
+    use strom_tests::tls::TestCa;
+    use strom_tls::{ClientAuth, TlsFiles, TlsServer};
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("Strom Test CA");
+        let ca_pem = ca.write_cert(&dir.path().join("ca.pem"));
+        let server = ca.server(dir.path(), "server", "localhost");
+        let tls = TlsServer::load(
+            TlsFiles {
+                cert_chain: server.cert,
+                private_key: server.key,
+                client_ca: None,
+                client_auth: ClientAuth::None,
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        let mut kafka = sasl(&[Mechanism::ScramSha512], None);
+        kafka.listeners = vec![ListenerConfig {
+            name: "SASL_SSL".to_owned(),
+            security_protocol: SecurityProtocol::SaslSsl,
+            tls: Some(tls),
+            ..sasl_listener()
+        }];
+        let broker =
+            TestBroker::start_with(BrokerConfig::new(dir.path().join("data")), kafka).await;
+        set_password(&broker, "alice", "alice-secret").await;
+        let ssl = |password: &str| {
+            let mut c = client_config(&broker, "SCRAM-SHA-512", "alice", password);
+            c.set("security.protocol", "SASL_SSL")
+                .set("ssl.ca.location", ca_pem.to_str().unwrap())
+                .set("ssl.endpoint.identification.algorithm", "https");
+            c
+        };
+        round_trip(&ssl("alice-secret"), Ctx::default(), "sasl-ssl").await;
+
+        // A wrong password over TLS is still SASL_AUTHENTICATION_FAILED.
+        let ctx = Ctx::default();
+        let producer: FutureProducer<Ctx> = ssl("wrong").create_with_context(ctx.clone()).unwrap();
+        let _ = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(3))
+        })
+        .await;
+        let reason = ctx.errors.wait_for_auth_failure().await;
+        assert!(
+            reason.contains("invalid credentials with SASL mechanism SCRAM-SHA-512"),
+            "{reason}"
+        );
+
+        // A SASL_PLAINTEXT client gets nothing from the TLS port.
+        let mut plain = client_config(&broker, "SCRAM-SHA-512", "alice", "alice-secret");
+        plain.set("socket.timeout.ms", "3000");
+        let consumer: BaseConsumer = plain.create().unwrap();
+        let listed = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(None, Duration::from_secs(3))
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .unwrap();
+        assert!(
+            listed.is_err(),
+            "SASL_PLAINTEXT metadata over TLS: {listed:?}"
+        );
         broker.stop().await;
     })
     .await
