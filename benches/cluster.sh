@@ -5,7 +5,9 @@
 #
 #   benches/cluster.sh [RUNS] [COUNT]        (defaults: 3 runs, 300 000 x 1 KiB)
 #   env: PARTITIONS (12), FLUSH_DELAY_MS (250, the broker default), BENCH_DIR (target/cluster-bench),
-#        RATE (10000 records/s offered in the latency runs), RATE_SECS (8 s per latency run)
+#        RATE (10000 records/s offered in the latency runs), RATE_SECS (8 s per latency run),
+#        BIN_DIR (target/release; another build's strom, kafka_bench and examples/ceilings, to
+#        compare two versions in interleaved invocations)
 #
 # Run from the workspace root after
 #   cargo build --release -p strom -p strom-bench && cargo build --release -p strom-cluster --examples
@@ -36,7 +38,7 @@ PARTITIONS=${PARTITIONS:-12}
 FLUSH_DELAY_MS=${FLUSH_DELAY_MS:-250}
 RATE=${RATE:-10000}
 RATE_SECS=${RATE_SECS:-8}
-BIN=target/release
+BIN=${BIN_DIR:-target/release}
 BASE=${BENCH_DIR:-target/cluster-bench}
 SIZE=1024
 

@@ -199,6 +199,7 @@ async fn main() -> Result<(), BoxError> {
                     max_bytes: 1 << 20,
                     max_buffered_bytes: 64 << 20,
                     timeout: Duration::from_secs(60),
+                    ..FlushConfig::default()
                 },
                 prefix: "ceilings".into(),
                 name: "bench".into(),
@@ -230,9 +231,12 @@ async fn main() -> Result<(), BoxError> {
             },
         )
         .await?;
-        let commits = writer.stats().commits;
+        let stats = writer.stats();
         run.print();
-        println!("\n(writer commits: {commits} for {rounds} rounds of 10 appends)");
+        println!(
+            "\n(writer: {} commits, {} PostgreSQL transactions, {} objects for {rounds} rounds of 10 appends)",
+            stats.commits, stats.transactions, stats.objects
+        );
         writer.shutdown(Duration::from_secs(30)).await?;
     }
     drop(s3);

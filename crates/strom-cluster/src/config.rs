@@ -99,6 +99,12 @@ impl S3Settings {
 }
 
 /// When the writer flushes and how much it may buffer.
+///
+/// A flush is dispatched when the first of these holds: `max_bytes` are buffered, `max_delay`
+/// has passed since its first batch arrived, or no flush is in flight and either no batch
+/// arrived for `quiet` (every producer is waiting for an acknowledgement, so waiting longer
+/// only adds latency) or its first batch is four `quiet` periods old (a steady stream). Up to `max_in_flight` flushes upload at once while the writer keeps collecting;
+/// their commits still run one at a time, in flush order.
 #[derive(Debug, Clone, Copy)]
 pub struct FlushConfig {
     /// Flush at most this long after the first batch of a flush arrived.
@@ -107,10 +113,20 @@ pub struct FlushConfig {
     pub max_bytes: usize,
     /// Bytes accepted but not yet committed (buffered plus in flight); appends wait beyond it.
     pub max_buffered_bytes: usize,
-    /// Bound on one flush (record, PUT, commit); past it the flush fails with a retriable
-    /// timeout and the writer's database connection is reopened. Must exceed the object
-    /// store's own retry timeout to let its retries run.
+    /// Bound on each stage of one flush (reserving its object key, the PUT with its retries,
+    /// the commit); past it the flush fails with a retriable timeout and the stage's database
+    /// connection is reopened. Must exceed the object store's own retry timeout to let its
+    /// retries run.
     pub timeout: Duration,
+    /// Flushes uploading or committing at once (at least 1); the writer collects the next
+    /// flush meanwhile.
+    pub max_in_flight: usize,
+    /// With no flush in flight, flush once no batch arrived for this long (or at the latest
+    /// four times this long after the flush's first batch).
+    pub quiet: Duration,
+    /// Attempts of one object PUT (at least 1), with exponential backoff between them, on top
+    /// of the object-store client's own retries of each request.
+    pub put_attempts: u32,
 }
 
 impl Default for FlushConfig {
@@ -120,6 +136,9 @@ impl Default for FlushConfig {
             max_bytes: 8 << 20,
             max_buffered_bytes: 64 << 20,
             timeout: Duration::from_secs(60),
+            max_in_flight: 4,
+            quiet: Duration::from_millis(2),
+            put_attempts: 3,
         }
     }
 }

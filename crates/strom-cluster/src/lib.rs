@@ -32,11 +32,14 @@
 //!
 //! # Write path ([`writer`])
 //!
-//! A [`Writer`] buffers appended batches for up to `max_delay` or `max_bytes`, uploads them as
-//! one object, then one transaction locks the touched partition rows in a fixed order, checks
-//! idempotent sequences, assigns offsets, indexes the batches, marks the object committed and
-//! notifies listeners; only then are producers answered. Offsets are therefore assigned by the
-//! database: gapless and unique per partition whichever broker wrote them.
+//! A [`Writer`] buffers appended batches until `max_bytes`, `max_delay`, or (with no flush in
+//! flight) a `quiet` gap in arrivals, uploads them as one object under a key it reserved
+//! earlier (several flushes upload at once while it keeps collecting), then one transaction per
+//! flush, in flush order, locks the touched partition rows in a fixed order, checks idempotent
+//! sequences, assigns offsets, indexes the batches, marks the object committed, notifies
+//! listeners and reserves the writer's next keys; only then are producers answered. Offsets are
+//! therefore assigned by the database: gapless and unique per partition whichever broker wrote
+//! them.
 //!
 //! # Read path ([`reader`], [`notify`])
 //!

@@ -2,39 +2,68 @@
 //! offsets in one PostgreSQL transaction, then answer every producer.
 //!
 //! ```text
-//! append() ──bytes permit──▶ buffer ──(max_delay | max_bytes)──▶ flush:
-//!   1. INSERT strom_objects (key, 'pending')          -- the orphan collector can find it
+//! append() ──bytes permit──▶ buffer ──(max_bytes | max_delay | quiet)──▶ flush (≤ max_in_flight):
+//!   1. take a reserved object key (a 'pending' row the orphan collector can find)
 //!   2. PUT object (batches grouped by partition)      -- unique key, never overwritten
-//!   3. BEGIN
-//!      UPDATE strom_objects SET state='committed' WHERE key AND state='pending'
+//!   3. wait until every earlier flush has finished, then (one transaction)
+//!      BEGIN
+//!      UPDATE strom_objects SET state='committed', size WHERE key AND state='pending'
 //!      SELECT … strom_partitions … ORDER BY topic, partition FOR UPDATE
 //!      per batch: idempotence check, offsets from next_offset
 //!      INSERT strom_batches, UPSERT strom_producer_states, UPDATE strom_partitions
 //!      pg_notify('strom_commits', …) per partition
+//!      refresh this writer's reserved keys, reserve new ones to replace those used
 //!      COMMIT
 //!   4. complete each waiter with its offsets (or its own typed error)
 //! ```
 //!
-//! **Ordering.** A writer uploads flush N+1 while flush N commits, but runs its commits one at a
-//! time in flush order, and a partition's batches keep their arrival order inside a flush, so
-//! batches a producer sends through one writer keep their order.
+//! **Flush policy.** The writer keeps collecting while flushes upload and commit. A flush is
+//! dispatched when `max_bytes` are buffered, when `max_delay` has passed since its first batch,
+//! or — with no flush in flight — once no batch arrived for `quiet` (all producers wait for
+//! acknowledgements, so a longer wait is pure latency; an idempotent librdkafka producer has at
+//! most five requests in flight per broker) or, under a steady stream with no such gap, once
+//! its first batch is `QUIET_CAP` × `quiet` old. With a flush in flight, the next one waits for
+//! size, delay or the end of that flush (then starts at once: group commit), so a batch waits
+//! at most for one flush before its own, and there is one commit per flush rather than per
+//! request. Up to
+//! `max_in_flight` flushes upload at once.
+//!
+//! **One transaction per flush.** The 'pending' row that lets the orphan collector find an
+//! object whose flush never committed must exist before the PUT. Instead of an INSERT per flush,
+//! the writer keeps `max_in_flight` spare rows reserved: each commit transaction also refreshes
+//! the `created_at` of the writer's reserved and in-flight keys (so the collector's grace runs
+//! from the last commit) and reserves new ones for those used. A flush takes a spare refreshed
+//! less than [`SPARE_FRESH`] ago; only when there is none (start, idle for longer than that,
+//! after a failed commit) does it reserve its key in a transaction of its own. Spares that were
+//! never used are deleted at shutdown; those of a killed broker are rows without objects, which
+//! the collector removes after the grace period like any orphan. The orphan grace must
+//! therefore exceed [`SPARE_FRESH`] plus the longest flush.
+//!
+//! **Ordering.** Commits run one at a time in flush order (each flush waits for the one before
+//! it to finish), and a partition's batches keep their arrival order inside a flush, so batches
+//! a producer sends through one writer keep their order.
 //! Between writers, the database orders: partition rows are locked in `(topic, partition)` order,
 //! so two writers' transactions over overlapping partitions serialise without deadlock.
 //!
-//! **Failures.** A failed step 1, 2 or 3, or a stage that exceeds the flush timeout (a stalled
-//! database or store), fails every waiter of the flush with a retriable [`Error`], and so does
-//! a failed commit of the flush before it; nothing was acknowledged and, if step 2 ran, the
-//! object stays `pending` until the orphan collector removes it. A commit whose outcome is unknown (connection lost during
+//! **Failures.** A PUT is attempted `put_attempts` times with exponential backoff (each attempt
+//! retried again by the object-store client). A failed step 1, 2 or 3, or a stage that exceeds
+//! the flush timeout (a stalled database or store), fails every waiter of the flush with a
+//! retriable [`Error`], and so does every flush that was already dispatched behind it when it
+//! failed, as requests in flight behind a failure do on a Kafka broker: committing them would put
+//! their batches before the retries of the failed ones. Flushes dispatched after the failure are
+//! not affected. Nothing was acknowledged and, if step 2 ran, the object stays `pending` until the
+//! orphan collector removes it. A commit whose outcome is unknown (connection lost during
 //! `COMMIT`) is also reported as retriable: an idempotent producer's retry is then recognised as
 //! a duplicate and answered with the original offsets. Per-batch rejections (sequence gap, fenced
 //! epoch, unknown partition) fail only that batch; the rest of the flush commits.
 //!
 //! **Back-pressure.** Every append holds permits for its bytes from a semaphore of
-//! `max_buffered_bytes` until its flush completes, so a slow object store or database makes
-//! producers wait instead of growing memory.
+//! `max_buffered_bytes` until its flush completes (buffered and in flight alike), so a slow
+//! object store or database makes producers wait instead of growing memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -42,7 +71,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use strom_record::BatchHeader;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::cache::ObjectCache;
 use crate::config::FlushConfig;
@@ -51,6 +81,21 @@ use crate::error::{DbOp, Error, Result, StoreOp};
 use crate::metadata::TopicPartition;
 use crate::notify::{CHANNEL, payload};
 use crate::reader::{IndexEntry, served};
+
+/// A spare object key is used only if its row was refreshed less than this long ago; older ones
+/// are refreshed (or replaced) in a transaction of their own first. The orphan grace period must
+/// exceed this plus the longest flush.
+pub const SPARE_FRESH: Duration = Duration::from_secs(1);
+
+/// With no flush in flight, a flush starts at the latest this many `quiet` periods after its
+/// first batch, even if batches keep arriving (group commit: under a steady stream the quiet gap
+/// never comes, and the flush delay must not govern).
+const QUIET_CAP: u32 = 4;
+
+/// First pause between two attempts of a PUT; doubles up to [`PUT_BACKOFF_MAX`].
+const PUT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts of a PUT.
+const PUT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Where committed offsets landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +134,8 @@ pub struct WriterConfig {
     pub name: String,
 }
 
-/// Counters of a writer, for `strom cluster status` and tests.
+/// Counters of a writer, for `strom cluster status`, benchmarks and tests. Commits per GiB
+/// is `transactions / (bytes / 2^30)`; objects per GiB `objects / (bytes / 2^30)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
     /// Flushes that committed.
@@ -100,6 +146,11 @@ pub struct WriterStats {
     pub objects: u64,
     /// Bytes uploaded.
     pub bytes: u64,
+    /// PostgreSQL transactions the writer ran: commit transactions (committed or rolled back),
+    /// key reservations of their own, and the release of spare keys at shutdown.
+    pub transactions: u64,
+    /// PUT attempts that failed and were tried again.
+    pub put_retries: u64,
 }
 
 struct Pending {
@@ -135,8 +186,8 @@ impl std::fmt::Debug for Pending {
 
 impl Writer {
     /// Starts the writer task on the current Tokio runtime. Commits run on `db`; the writer
-    /// opens a second connection with the same settings for recording objects, so an upload
-    /// never waits behind a commit.
+    /// opens a second connection with the same settings for reserving object keys, so an
+    /// upload never waits behind a commit.
     pub fn start(
         config: WriterConfig,
         db: Db,
@@ -158,6 +209,9 @@ impl Writer {
             store,
             cache,
             stats: stats.clone(),
+            keys: std::sync::Mutex::new(Keys::default()),
+            dispatched: AtomicU64::new(0),
+            failures: std::sync::Mutex::new(Failures::default()),
         });
         let (close, closed) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(flusher.run(rx, closed));
@@ -235,8 +289,9 @@ impl Writer {
     }
 
     /// Stops the writer: batches not yet handed over are refused ([`Error::WriterClosed`]), the
-    /// task flushes what it holds at once (not after the flush delay) and ends, even while
-    /// other clones of the handle live on; waits at most `timeout` for that.
+    /// task flushes what it holds at once (not after the flush delay), deletes its unused
+    /// spare keys and ends, even while other clones of the handle live on; waits at most
+    /// `timeout` for that.
     pub async fn shutdown(self, timeout: Duration) -> Result<()> {
         let task = self
             .task
@@ -256,19 +311,75 @@ impl Writer {
     }
 }
 
+/// The writer's reserved object keys (see the module docs).
+#[derive(Debug, Default)]
+struct Keys {
+    /// Reserved rows no flush has taken yet, with when their `created_at` was last set (an
+    /// instant taken before the statement that set it, so never later than the row's time).
+    spare: VecDeque<(String, Instant)>,
+    /// Keys taken by flushes that have not finished.
+    taken: HashSet<String>,
+}
+
+/// A flush that failed on its own (not because one before it failed).
+#[derive(Debug)]
+struct Failure {
+    /// Its place in the flush order.
+    seq: u64,
+    /// Flushes dispatched before it failed, which it takes down with it.
+    cutoff: u64,
+    error: Error,
+}
+
+/// Failures whose cutoff later flushes may still be below (module docs, "Failures").
+#[derive(Debug, Default)]
+struct Failures(Vec<Failure>);
+
+impl Failures {
+    /// Flush `seq` failed on its own when `dispatched` flushes had been dispatched.
+    fn record(&mut self, seq: u64, dispatched: u64, error: Error) {
+        if dispatched > seq + 1 {
+            self.0.push(Failure {
+                seq,
+                cutoff: dispatched,
+                error,
+            });
+        }
+    }
+
+    /// For flush `seq`, asked once every earlier flush has finished (so in flush order): the
+    /// error of an earlier flush that failed after `seq` was dispatched.
+    fn behind(&mut self, seq: u64) -> Option<Error> {
+        let error = self
+            .0
+            .iter()
+            .find(|f| f.seq < seq && seq < f.cutoff)
+            .map(|f| f.error.clone());
+        // No later flush is below these cutoffs.
+        self.0.retain(|f| f.cutoff > seq + 1);
+        error
+    }
+}
+
 struct Flusher {
     config: WriterConfig,
-    /// Records pending objects (the upload stage).
+    /// Reserves object keys when no fresh spare is left (the upload stage).
     record_db: Db,
     /// Runs commit transactions (the commit stage), one at a time.
     commit_db: Db,
     store: Arc<dyn ObjectStore>,
     cache: Option<Arc<ObjectCache>>,
     stats: Arc<std::sync::Mutex<WriterStats>>,
+    keys: std::sync::Mutex<Keys>,
+    /// Flushes dispatched so far; the next one's place in the flush order.
+    dispatched: AtomicU64,
+    /// Recent failures whose cutoff is not yet passed.
+    failures: std::sync::Mutex<Failures>,
 }
 
 /// One flush between its stages: batches grouped by partition, laid out in one object.
 struct Flush {
+    /// Its object key, once taken (empty before).
     key: Path,
     items: Vec<Pending>,
     /// Byte offset of each item in the object.
@@ -277,7 +388,7 @@ struct Flush {
 }
 
 impl Flush {
-    fn new(prefix: &str, mut items: Vec<Pending>) -> Self {
+    fn new(mut items: Vec<Pending>) -> Self {
         // Group by partition, keeping arrival order within each (stable sort).
         items.sort_by(|a, b| a.tp.cmp(&b.tp));
         let size: usize = items.iter().map(|p| p.batch.len()).sum();
@@ -288,7 +399,7 @@ impl Flush {
             object.extend_from_slice(&item.batch);
         }
         Flush {
-            key: object_key(prefix),
+            key: Path::default(),
             items,
             placed,
             object: object.freeze(),
@@ -296,80 +407,167 @@ impl Flush {
     }
 }
 
+/// What the collector loop of [`Flusher::run`] holds between flushes.
+struct Collecting {
+    items: Vec<Pending>,
+    bytes: usize,
+    /// When the buffer's first batch arrived.
+    first_arrival: Instant,
+    /// `first_arrival` plus `max_delay`.
+    deadline: Instant,
+    /// When the last batch arrived.
+    last_arrival: Instant,
+}
+
 impl Flusher {
-    /// Collects flushes and runs them in two stages: the upload of flush N+1 (record the object,
-    /// PUT it) overlaps the commit of flush N, and commits run strictly one after another in
-    /// flush order, which keeps each partition's arrival order.
-    ///
-    /// When `closed` turns true the channel is closed: what it already holds is flushed at once
-    /// (no waiting for the delay), then the task ends.
+    /// Collects batches and dispatches flushes (module docs: flush policy), each running as
+    /// its own task: up to `max_in_flight` at once, each committing only after the one before
+    /// it finished. When `closed` turns true the channel is closed: what it already holds is
+    /// flushed at once (no waiting for the delay), then the task waits for its flushes,
+    /// deletes its spare keys and ends.
     async fn run(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<Pending>,
         mut closed: tokio::sync::watch::Receiver<bool>,
     ) {
-        let flush = self.config.flush;
-        let mut committing: Option<JoinHandle<Result<()>>> = None;
+        let policy = self.config.flush;
+        let depth = policy.max_in_flight.max(1);
+        let mut flushes: JoinSet<()> = JoinSet::new();
+        let mut buffer = Collecting {
+            items: Vec::new(),
+            bytes: 0,
+            first_arrival: Instant::now(),
+            deadline: Instant::now(),
+            last_arrival: Instant::now(),
+        };
+        // The channel may still yield batches.
+        let mut open = true;
+        // Shutdown asked: flush everything at once.
         let mut closing = false;
+        // Resolves when the last dispatched flush has finished.
+        let mut previous: Option<oneshot::Receiver<()>> = None;
         loop {
-            let first = tokio::select! {
-                next = rx.recv() => next,
+            let now = Instant::now();
+            if !buffer.items.is_empty() && flushes.len() < depth {
+                let due = !open
+                    || closing
+                    || buffer.bytes >= policy.max_bytes
+                    || now >= buffer.deadline
+                    || (flushes.is_empty()
+                        && (now >= buffer.last_arrival + policy.quiet
+                            || now >= buffer.first_arrival + policy.quiet * QUIET_CAP));
+                if due {
+                    let items = std::mem::take(&mut buffer.items);
+                    buffer.bytes = 0;
+                    let seq = self.dispatched.fetch_add(1, Ordering::SeqCst);
+                    let (done, next) = oneshot::channel();
+                    let after = previous.replace(next);
+                    flushes.spawn(self.clone().flush(seq, items, after, done));
+                    continue;
+                }
+            }
+            if !open && buffer.items.is_empty() {
+                break;
+            }
+            let wake = if buffer.items.is_empty() || flushes.len() >= depth {
+                None
+            } else if flushes.is_empty() {
+                Some(
+                    buffer
+                        .deadline
+                        .min(buffer.last_arrival + policy.quiet)
+                        .min(buffer.first_arrival + policy.quiet * QUIET_CAP),
+                )
+            } else {
+                Some(buffer.deadline)
+            };
+            // A full buffer waits for a free slot instead of growing the object; the byte
+            // budget bounds what queues in the channel meanwhile.
+            let receiving = open && buffer.bytes < policy.max_bytes;
+            tokio::select! {
+                biased;
+                Some(_) = flushes.join_next(), if !flushes.is_empty() => {}
                 _ = closed.changed(), if !closing => {
                     closing = true;
                     rx.close();
-                    rx.recv().await
                 }
-            };
-            let Some(first) = first else { break };
-            let deadline = tokio::time::Instant::now() + flush.max_delay;
-            let mut bytes = first.batch.len();
-            let mut items = vec![first];
-            while bytes < flush.max_bytes {
-                tokio::select! {
-                    next = rx.recv() => match next {
-                        Some(item) => {
-                            bytes += item.batch.len();
-                            items.push(item);
+                next = rx.recv(), if receiving => match next {
+                    Some(item) => {
+                        let now = Instant::now();
+                        if buffer.items.is_empty() {
+                            buffer.first_arrival = now;
+                            buffer.deadline = now + policy.max_delay;
                         }
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(deadline) => break,
-                    _ = closed.changed(), if !closing => {
-                        closing = true;
-                        rx.close();
+                        buffer.last_arrival = now;
+                        buffer.bytes += item.batch.len();
+                        buffer.items.push(item);
+                    }
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
+            }
+        }
+        while flushes.join_next().await.is_some() {}
+        self.release_spares().await;
+    }
+
+    /// One flush from upload to answers. `after` resolves once the flush dispatched before
+    /// this one has finished (so has every earlier one); `done` is dropped when this one has.
+    async fn flush(
+        self: Arc<Self>,
+        seq: u64,
+        items: Vec<Pending>,
+        after: Option<oneshot::Receiver<()>>,
+        done: oneshot::Sender<()>,
+    ) {
+        let mut flush = Flush::new(items);
+        let uploaded = self.upload(&mut flush).await;
+        if let Err(error) = &uploaded {
+            self.failed(seq, error.clone());
+        }
+        if let Some(after) = after {
+            // Ok or dropped (a panicked flush): either way it has finished.
+            let _ = after.await;
+        }
+        let key = flush.key.to_string();
+        match uploaded {
+            Err(error) => self.fail(flush, error),
+            Ok(()) => match self.behind_failure(seq) {
+                Some(error) => self.fail(flush, error),
+                None => {
+                    if let Err(error) = self.commit(flush).await {
+                        self.failed(seq, error);
                     }
                 }
-            }
-            let next = Flush::new(&self.config.prefix, items);
-            // A commit that already ended answered its own waiters; only a commit still running
-            // now has this flush pipelined behind it.
-            if committing.as_ref().is_some_and(JoinHandle::is_finished)
-                && let Some(previous) = committing.take()
-            {
-                let _ = previous.await;
-            }
-            let mut uploaded = self.upload(&next).await;
-            if let Some(previous) = committing.take() {
-                // A flush uploaded behind one whose commit failed fails with it, as requests in
-                // flight behind a failure do on a Kafka broker: committing it would put its
-                // batches before the retries of the failed ones. (A panicked commit task dropped
-                // its waiters' reply channels: they see WriterClosed.)
-                let previous = previous.await.unwrap_or(Err(Error::WriterClosed));
-                if let (Ok(()), Err(error)) = (&uploaded, previous) {
-                    uploaded = Err(error);
-                }
-            }
-            match uploaded {
-                Ok(()) => {
-                    let this = self.clone();
-                    committing = Some(tokio::spawn(async move { this.commit(next).await }));
-                }
-                Err(error) => self.fail(next, error),
-            }
+            },
         }
-        if let Some(previous) = committing {
-            let _ = previous.await;
-        }
+        self.keys().taken.remove(&key);
+        drop(done);
+    }
+
+    /// Records that flush `seq` failed on its own: every flush dispatched so far after it
+    /// fails with it.
+    fn failed(&self, seq: u64, error: Error) {
+        let dispatched = self.dispatched.load(Ordering::SeqCst);
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(seq, dispatched, error);
+    }
+
+    /// The error of an earlier flush that failed after flush `seq` was dispatched, if any.
+    /// Called once every earlier flush has finished.
+    fn behind_failure(&self, seq: u64) -> Option<Error> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .behind(seq)
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn count(&self, f: impl FnOnce(&mut WriterStats)) {
@@ -396,48 +594,171 @@ impl Flusher {
         }
     }
 
-    /// Steps 1 and 2 of the module docs: record the object as pending, then PUT it.
-    async fn upload(&self, flush: &Flush) -> Result<()> {
-        let size = flush.object.len() as i64;
-        let key = flush.key.as_ref();
+    /// Steps 1 and 2 of the module docs: take a reserved key (reserving one if no fresh spare
+    /// is left), then PUT the object under it, attempted up to `put_attempts` times.
+    async fn upload(&self, flush: &mut Flush) -> Result<()> {
+        let spare = {
+            let mut keys = self.keys();
+            match keys.spare.pop_front() {
+                Some((key, refreshed)) if refreshed.elapsed() < SPARE_FRESH => {
+                    keys.taken.insert(key.clone());
+                    Some(key)
+                }
+                Some(stale) => {
+                    // Spares are refreshed together: the others are as old.
+                    keys.spare.push_front(stale);
+                    None
+                }
+                None => None,
+            }
+        };
+        let key = match spare {
+            Some(key) => key,
+            None => {
+                self.bounded(&self.record_db, self.reserve_own_key())
+                    .await?
+            }
+        };
+        flush.key = Path::from(key.as_str());
+        let size = flush.object.len() as u64;
+        let attempts = self.config.flush.put_attempts.max(1);
         self.bounded(&self.record_db, async {
-            let conn = self.record_db.conn().await?;
-            conn.execute(
-                "INSERT INTO strom_objects (key, size, state, writer) VALUES ($1, $2, 'pending', $3)",
-                &[&key, &size, &self.config.name],
-            )
-            .await
-            .map_err(Error::pg(DbOp::RecordObject))?;
-            drop(conn);
-            self.store
-                .put(&flush.key, flush.object.clone().into())
-                .await
-                .map_err(Error::store(StoreOp::Put, Some(key)))?;
+            let mut backoff = PUT_BACKOFF;
+            let mut attempt = 1;
+            loop {
+                match self.store.put(&flush.key, flush.object.clone().into()).await {
+                    Ok(_) => break,
+                    Err(error) if attempt < attempts => {
+                        tracing::debug!(%error, object = %flush.key, attempt, "object PUT failed, retrying");
+                        self.count(|s| s.put_retries += 1);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(PUT_BACKOFF_MAX);
+                        attempt += 1;
+                    }
+                    Err(error) => return Err(Error::store(StoreOp::Put, Some(&key))(error)),
+                }
+            }
             self.count(|s| {
                 s.objects += 1;
-                s.bytes += size as u64;
+                s.bytes += size;
             });
             Ok(())
         })
         .await
     }
 
+    /// A transaction of its own (no fresh spare left): refreshes the stale spares still
+    /// pending, reserves this flush's key and new spares up to `max_in_flight`. Returns the
+    /// flush's key, already marked taken.
+    async fn reserve_own_key(&self) -> Result<String> {
+        let own = object_key(&self.config.prefix).to_string();
+        let stale: Vec<String> = self.keys().spare.drain(..).map(|(k, _)| k).collect();
+        let wanted = self.config.flush.max_in_flight.max(1);
+        let mut new = vec![own.clone()];
+        new.extend((stale.len()..wanted).map(|_| object_key(&self.config.prefix).to_string()));
+        let stamp = Instant::now();
+        let conn = self.record_db.conn().await?;
+        self.count(|s| s.transactions += 1);
+        let valid =
+            reserve_keys(&*conn, &stale, &new, &self.config.name, DbOp::RecordObject).await?;
+        drop(conn);
+        let mut keys = self.keys();
+        keys.taken.insert(own.clone());
+        keys.spare
+            .extend(valid.into_iter().filter(|k| *k != own).map(|k| (k, stamp)));
+        Ok(own)
+    }
+
+    /// Deletes the rows of unused spare keys (at shutdown), bounded by the flush timeout.
+    async fn release_spares(&self) {
+        let spare: Vec<String> = self.keys().spare.drain(..).map(|(k, _)| k).collect();
+        if spare.is_empty() {
+            return;
+        }
+        let released = self
+            .bounded(&self.record_db, async {
+                let conn = self.record_db.conn().await?;
+                self.count(|s| s.transactions += 1);
+                conn.execute(
+                    "DELETE FROM strom_objects WHERE key = ANY($1) AND state = 'pending'",
+                    &[&spare],
+                )
+                .await
+                .map_err(Error::pg(DbOp::RecordObject))
+            })
+            .await;
+        if let Err(error) = released {
+            // The collector removes them after the grace period.
+            tracing::debug!(%error, keys = spare.len(), "releasing spare object keys failed");
+        }
+    }
+
     /// Step 3 and 4: the commit transaction, then every waiter's answer. The error, if the
     /// whole flush failed.
     async fn commit(&self, flush: Flush) -> Result<()> {
+        let key = flush.key.to_string();
+        // Keys to refresh (spares and other flushes' keys), and how many new spares to reserve.
+        let (refresh, new) = {
+            let keys = self.keys();
+            let refresh: Vec<String> = keys
+                .spare
+                .iter()
+                .map(|(k, _)| k.clone())
+                .chain(keys.taken.iter().filter(|k| **k != key).cloned())
+                .collect();
+            let wanted = self.config.flush.max_in_flight.max(1);
+            let new: Vec<String> = (keys.spare.len()..wanted)
+                .map(|_| object_key(&self.config.prefix).to_string())
+                .collect();
+            (refresh, new)
+        };
+        let stamp = Instant::now();
         let result = self
             .bounded(&self.commit_db, async {
                 let mut conn = self.commit_db.conn().await?;
-                commit(&mut conn, flush.key.as_ref(), &flush.items, &flush.placed).await
+                self.count(|s| s.transactions += 1);
+                commit(
+                    &mut conn,
+                    &flush,
+                    &Reservation {
+                        refresh: &refresh,
+                        new: &new,
+                        writer: &self.config.name,
+                    },
+                )
+                .await
             })
             .await;
-        let outcomes = match result {
-            Ok(outcomes) => outcomes,
+        let (outcomes, valid) = match result {
+            Ok(done) => done,
             Err(error) => {
+                if matches!(error, Error::ObjectCollected { .. }) {
+                    // The collector runs with a grace shorter than this writer's pace: its
+                    // spares may be claimed too.
+                    self.keys().spare.clear();
+                }
                 self.fail(flush, error.clone());
                 return Err(error);
             }
         };
+        if let Some(valid) = valid {
+            let valid: HashSet<String> = valid.into_iter().collect();
+            let mut keys = self.keys();
+            // Spares the collector claimed are gone; the others are fresh again (spares
+            // reserved meanwhile by an upload were not part of this refresh).
+            keys.spare
+                .retain(|(k, _)| valid.contains(k) || !refresh.contains(k));
+            for (k, refreshed) in &mut keys.spare {
+                if refresh.contains(k) {
+                    *refreshed = stamp;
+                }
+            }
+            keys.spare.extend(
+                new.into_iter()
+                    .filter(|k| valid.contains(k))
+                    .map(|k| (k, stamp)),
+            );
+        }
         self.count(|s| s.commits += 1);
         let Flush {
             key, items, placed, ..
@@ -470,6 +791,43 @@ impl Flusher {
             let _ = item.reply.send(Err(error.clone()));
         }
     }
+}
+
+/// Keys a commit transaction refreshes and reserves for its writer.
+struct Reservation<'a> {
+    /// Reserved keys whose `created_at` is set to now (those still pending).
+    refresh: &'a [String],
+    /// New keys to reserve.
+    new: &'a [String],
+    /// The writer's name, recorded with each row.
+    writer: &'a str,
+}
+
+/// Refreshes the rows of `refresh` still pending and inserts `new` ones as pending; one
+/// statement. Returns the keys of both that are reserved now.
+async fn reserve_keys(
+    conn: &impl tokio_postgres::GenericClient,
+    refresh: &[String],
+    new: &[String],
+    writer: &str,
+    op: DbOp,
+) -> Result<Vec<String>> {
+    let rows = conn
+        .query(
+            "WITH refreshed AS (
+                 UPDATE strom_objects SET created_at = now()
+                 WHERE key = ANY($1) AND state = 'pending' RETURNING key),
+             reserved AS (
+                 INSERT INTO strom_objects (key, size, state, writer)
+                 SELECT k, 0, 'pending', $3 FROM unnest($2::text[]) AS k RETURNING key)
+             SELECT key FROM refreshed UNION ALL SELECT key FROM reserved",
+            &[&refresh, &new, &writer],
+        )
+        .await
+        .map_err(Error::pg(op))?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(Error::pg(op)))
+        .collect()
 }
 
 /// A fresh object key: time-ordered uuid, so listings sort by creation.
@@ -507,18 +865,24 @@ struct Row<'a> {
     last_sequence: i32,
 }
 
+/// The commit transaction of `flush` (module docs, step 3): each batch's outcome, and the keys
+/// the reservation left reserved (`None` when nothing was committed and the transaction was
+/// rolled back).
 async fn commit(
     conn: &mut tokio_postgres::Client,
-    key: &str,
-    items: &[Pending],
-    placed: &[u64],
-) -> Result<Vec<Result<Appended>>> {
+    flush: &Flush,
+    reservation: &Reservation<'_>,
+) -> Result<(Vec<Result<Appended>>, Option<Vec<String>>)> {
+    let key = flush.key.as_ref();
+    let (items, placed) = (&flush.items, &flush.placed);
+    let size = flush.object.len() as i64;
     let pg = || Error::pg(DbOp::Commit);
     let tx = conn.transaction().await.map_err(pg())?;
     let claimed = tx
         .execute(
-            "UPDATE strom_objects SET state = 'committed' WHERE key = $1 AND state = 'pending'",
-            &[&key],
+            "UPDATE strom_objects SET state = 'committed', size = $2
+             WHERE key = $1 AND state = 'pending'",
+            &[&key, &size],
         )
         .await
         .map_err(pg())?;
@@ -683,7 +1047,7 @@ async fn commit(
     if accepted.is_empty() {
         // Nothing to index: leave the object pending for the collector.
         tx.rollback().await.map_err(pg())?;
-        return Ok(outcomes);
+        return Ok((outcomes, None));
     }
 
     insert_batches(&tx, key, &accepted).await?;
@@ -731,8 +1095,16 @@ async fn commit(
     )
     .await
     .map_err(pg())?;
+    let reserved = reserve_keys(
+        &tx,
+        reservation.refresh,
+        reservation.new,
+        reservation.writer,
+        DbOp::Commit,
+    )
+    .await?;
     tx.commit().await.map_err(pg())?;
-    Ok(outcomes)
+    Ok((outcomes, Some(reserved)))
 }
 
 async fn insert_batches(
@@ -927,6 +1299,37 @@ mod tests {
                 want,
                 "{se}/{ss} vs {be}/{bs}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// A flush fails with an earlier one exactly when that one failed on its own after
+        /// the flush was dispatched, whatever the order in which failures are recorded (an
+        /// upload may fail before earlier flushes commit) and however many are in flight.
+        #[test]
+        fn a_failure_takes_down_exactly_the_flushes_dispatched_behind_it(
+            // Per flush: does it fail on its own, and how many flushes are dispatched after
+            // it before its failure is recorded.
+            flushes in proptest::collection::vec((proptest::bool::weighted(0.3), 0u64..5), 1..40),
+        ) {
+            let n = flushes.len() as u64;
+            let cutoff = |p: u64| (p + 1 + flushes[p as usize].1).min(n);
+            let own = |p: u64| flushes[p as usize].0;
+            let mut failures = Failures::default();
+            let mut recorded = vec![false; flushes.len()];
+            for s in 0..n {
+                // Failures recorded by now: every earlier flush's (they have finished), and
+                // some later ones' (an upload that failed early).
+                for p in 0..n {
+                    let early = p > s && flushes[p as usize].1 % 2 == 0;
+                    if own(p) && !recorded[p as usize] && (p < s || early) {
+                        failures.record(p, cutoff(p), Error::WriterClosed);
+                        recorded[p as usize] = true;
+                    }
+                }
+                let model = (0..s).any(|p| own(p) && s < cutoff(p));
+                proptest::prop_assert_eq!(failures.behind(s).is_some(), model, "flush {}", s);
+            }
         }
     }
 

@@ -5,32 +5,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use strom_broker::metadata::MetadataEvent;
 use strom_broker::storage::conformance::{metadata_store_suite, partition_store_suite};
 use strom_broker::storage::{PartitionIndex, StorageBackend, TopicPartition};
-use strom_cluster::{ClusterBackend, ClusterNode};
-use support::{Env, STEP};
+use support::{Env, blocking, node};
 use uuid::Uuid;
-
-async fn node(env: &Env) -> (ClusterNode, Arc<ClusterBackend>) {
-    let mut config = env.config.clone();
-    config.flush = support::fast_flush();
-    let node = tokio::time::timeout(STEP, ClusterNode::start(config, None))
-        .await
-        .expect("bounded")
-        .expect("start node");
-    let backend = node.backend();
-    (node, backend)
-}
-
-async fn blocking(f: impl FnOnce() + Send + 'static) {
-    tokio::time::timeout(STEP * 2, tokio::task::spawn_blocking(f))
-        .await
-        .expect("bounded")
-        .expect("suite");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_partition_stores_pass_the_seam_suite() {

@@ -12,26 +12,11 @@ use std::time::Duration;
 use strom_broker::metadata::{MetadataEvent, MetadataState};
 use strom_broker::storage::StorageBackend;
 use strom_cluster::{ClusterBackend, ClusterNode, MetadataCompaction};
-use support::{Env, STEP};
+use support::{Env, blocking};
 use uuid::Uuid;
 
 async fn node(env: &Env, compaction: MetadataCompaction) -> (ClusterNode, Arc<ClusterBackend>) {
-    let mut config = env.config.clone();
-    config.flush = support::fast_flush();
-    config.metadata_compaction = compaction;
-    let node = tokio::time::timeout(STEP, ClusterNode::start(config, None))
-        .await
-        .expect("bounded")
-        .expect("start node");
-    let backend = node.backend();
-    (node, backend)
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::time::timeout(STEP, tokio::task::spawn_blocking(f))
-        .await
-        .expect("bounded")
-        .expect("blocking task")
+    support::node_with(env, |config| config.metadata_compaction = compaction).await
 }
 
 fn fold(events: &[MetadataEvent]) -> MetadataState {

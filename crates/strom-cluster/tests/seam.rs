@@ -14,28 +14,9 @@ use strom_broker::metadata::MetadataEvent;
 use strom_broker::storage::{
     LogConfig, Offset, PartitionIndex, PartitionStore, StorageBackend, StorageError, TopicPartition,
 };
-use strom_cluster::{ClusterBackend, ClusterNode};
-use support::{Env, STEP, batch, values};
+use strom_cluster::ClusterBackend;
+use support::{Env, STEP, batch, blocking, node, values};
 use uuid::Uuid;
-
-async fn node(env: &Env) -> (ClusterNode, Arc<ClusterBackend>) {
-    let mut config = env.config.clone();
-    config.flush = support::fast_flush();
-    let node = tokio::time::timeout(STEP, ClusterNode::start(config, None))
-        .await
-        .expect("bounded")
-        .expect("start node");
-    let backend = node.backend();
-    (node, backend)
-}
-
-/// Runs a blocking seam call off the async threads, bounded.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::time::timeout(STEP, tokio::task::spawn_blocking(f))
-        .await
-        .expect("bounded")
-        .expect("blocking task")
-}
 
 fn created(name: &str, id: Uuid, partitions: i32) -> MetadataEvent {
     MetadataEvent::TopicCreated {

@@ -258,8 +258,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let kafka_line = bound
         .iter()
         .map(|(info, addr)| {
+            // The address first: scripts and tests take the first word after `kafka:`.
             format!(
-                "{} {} {addr} (advertised as {}:{})",
+                "{addr} ({} {}, advertised as {}:{})",
                 info.name, info.security_protocol, info.advertised_host, info.advertised_port
             )
         })

@@ -104,6 +104,44 @@ impl Env {
     }
 }
 
+/// A broker's cluster node on this environment (the fast flush policy), with `adjust` applied to
+/// its configuration first.
+pub async fn node_with(
+    env: &Env,
+    adjust: impl FnOnce(&mut ClusterConfig),
+) -> (
+    strom_cluster::ClusterNode,
+    Arc<strom_cluster::ClusterBackend>,
+) {
+    let mut config = env.config.clone();
+    config.flush = fast_flush();
+    adjust(&mut config);
+    let node = tokio::time::timeout(STEP, strom_cluster::ClusterNode::start(config, None))
+        .await
+        .expect("bounded")
+        .expect("start node");
+    let backend = node.backend();
+    (node, backend)
+}
+
+/// [`node_with`] with the environment's configuration as it is.
+pub async fn node(
+    env: &Env,
+) -> (
+    strom_cluster::ClusterNode,
+    Arc<strom_cluster::ClusterBackend>,
+) {
+    node_with(env, |_| {}).await
+}
+
+/// Runs a blocking seam call off the async threads, bounded by [`STEP`].
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::time::timeout(STEP, tokio::task::spawn_blocking(f))
+        .await
+        .expect("bounded")
+        .expect("blocking task")
+}
+
 /// A short flush delay so tests run fast.
 pub fn fast_flush() -> FlushConfig {
     FlushConfig {
@@ -111,6 +149,7 @@ pub fn fast_flush() -> FlushConfig {
         max_bytes: 1 << 20,
         max_buffered_bytes: 8 << 20,
         timeout: Duration::from_secs(20),
+        ..FlushConfig::default()
     }
 }
 
