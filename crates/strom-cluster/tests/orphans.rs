@@ -189,7 +189,28 @@ async fn a_flush_slower_than_the_grace_period_fails_instead_of_indexing_a_collec
             async move { collect_orphans(&db, &store, PREFIX, &lease, Duration::ZERO).await },
         )
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Resume the store only once the collector has claimed the object: on a loaded machine
+    // a fixed pause may end before the collector task ran, and the flush would then commit.
+    let claimed = std::time::Instant::now();
+    loop {
+        let conn = db.conn().await.unwrap();
+        let deleting: i64 = conn
+            .query_one(
+                "SELECT count(*) FROM strom_objects WHERE state = 'deleting'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if deleting > 0 {
+            break;
+        }
+        assert!(
+            claimed.elapsed() < support::STEP,
+            "the collector never claimed the object"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     env.s3.resume();
     let err = tokio::time::timeout(support::STEP, append)
         .await
