@@ -64,6 +64,10 @@ pub struct KinesisConfig {
     /// Serve HTTPS with this configuration (its ALPN should offer `h2`, which
     /// SubscribeToShard needs, and `http/1.1`); `None`: cleartext HTTP/1.1 and HTTP/2.
     pub tls: Option<Arc<strom_tls::TlsServer>>,
+    /// The directory holding the shard-iterator secret ([`iterator::SECRET_FILE`], created at
+    /// first start); `None`: a random secret per process (tests), so iterators do not survive
+    /// a restart.
+    pub secret_dir: Option<std::path::PathBuf>,
 }
 
 /// Default [`KinesisConfig::max_in_flight_bytes`]: 512 MiB.
@@ -82,6 +86,7 @@ impl Default for KinesisConfig {
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_connections: i32::MAX as usize,
             tls: None,
+            secret_dir: None,
         }
     }
 }
@@ -99,10 +104,11 @@ impl KinesisServer {
         config: KinesisConfig,
         broker: Arc<Broker>,
     ) -> std::io::Result<KinesisServer> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let context = Context::new(config, broker).map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(context.config.listen).await?;
         Ok(KinesisServer {
             listener,
-            context: Arc::new(Context::new(config, broker)),
+            context: Arc::new(context),
         })
     }
 

@@ -66,14 +66,21 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context whose iterator key is derived from the broker's cluster id (durable, so
-    /// shard iterators survive a restart of the broker).
-    pub fn new(config: KinesisConfig, broker: Arc<Broker>) -> Context {
-        let iterator_key = IteratorKey::derive(broker.cluster_id().as_bytes());
+    /// A context whose iterator key is the secret kept in [`KinesisConfig::secret_dir`]
+    /// (created there at first start, so shard iterators survive a restart), or a random one
+    /// when there is no such directory.
+    pub fn new(
+        config: KinesisConfig,
+        broker: Arc<Broker>,
+    ) -> Result<Context, crate::iterator::SecretError> {
+        let iterator_key = match &config.secret_dir {
+            Some(dir) => IteratorKey::load_or_create(dir)?,
+            None => IteratorKey::random(),
+        };
         let memory_capacity = config
             .max_in_flight_bytes
             .clamp(MIN_IN_FLIGHT_BYTES, tokio::sync::Semaphore::MAX_PERMITS);
-        Context {
+        Ok(Context {
             iterator_key,
             broker,
             closing: tokio::sync::watch::Sender::new(false),
@@ -84,7 +91,7 @@ impl Context {
             append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
             limiter: ShardLimiter::new(config.aws_limits),
             config,
-        }
+        })
     }
 
     /// Now, by the broker's clock, in epoch milliseconds.

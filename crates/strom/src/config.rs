@@ -564,7 +564,10 @@ impl Settings {
         if let Some(v) = file.kafka.max_connections_per_ip {
             kafka.max_connections_per_ip = v;
         }
-        let mut kinesis = KinesisConfig::default();
+        let mut kinesis = KinesisConfig {
+            secret_dir: Some(broker.data_dir.clone()),
+            ..KinesisConfig::default()
+        };
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
             kinesis.listen = v;
         }
