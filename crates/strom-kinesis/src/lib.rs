@@ -19,6 +19,7 @@ pub mod iterator;
 pub mod limits;
 pub mod sequence;
 pub mod service;
+pub mod sigv4;
 pub mod stream;
 pub mod wire;
 
