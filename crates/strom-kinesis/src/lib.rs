@@ -69,6 +69,8 @@ pub struct KinesisConfig {
     /// first start); `None`: a random secret per process (tests), so iterators do not survive
     /// a restart.
     pub secret_dir: Option<std::path::PathBuf>,
+    /// How requests are authenticated (default: any credentials, for loopback development).
+    pub auth: sigv4::KinesisAuth,
 }
 
 /// Default [`KinesisConfig::max_in_flight_bytes`]: 512 MiB.
@@ -88,6 +90,7 @@ impl Default for KinesisConfig {
             max_connections: i32::MAX as usize,
             tls: None,
             secret_dir: None,
+            auth: sigv4::KinesisAuth::None,
         }
     }
 }

@@ -1,0 +1,167 @@
+//! SigV4 authentication through aws-sdk-kinesis: a configured key works, a wrong secret and an
+//! unknown key are refused with AWS's exceptions, and shard iterators cannot be forged.
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use base64::Engine as _;
+use strom_kinesis::KinesisConfig;
+use strom_kinesis::sigv4::{AccessKey, KinesisAuth};
+
+use super::harness::{Both, WAIT, code};
+
+fn client_with(endpoint: &str, id: &str, secret: &str) -> Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(id, secret, None, None, "static"))
+        .endpoint_url(endpoint)
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+fn signed_config() -> KinesisConfig {
+    KinesisConfig {
+        auth: KinesisAuth::SigV4(vec![AccessKey {
+            id: "AKIDALICE".into(),
+            secret: "alice-secret".into(),
+            principal: "User:alice".into(),
+        }]),
+        ..KinesisConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_key_works_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = Both::start_with(dir.path(), signed_config()).await;
+    let run = async {
+        let k = client_with(&both.endpoint(), "AKIDALICE", "alice-secret");
+        k.create_stream()
+            .stream_name("s")
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap();
+        k.put_record()
+            .stream_name("s")
+            .partition_key("k")
+            .data(Blob::new(&b"hello"[..]))
+            .send()
+            .await
+            .unwrap();
+        let it = k
+            .get_shard_iterator()
+            .stream_name("s")
+            .shard_id("shardId-000000000000")
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .unwrap()
+            .to_owned();
+        let page = k.get_records().shard_iterator(&it).send().await.unwrap();
+        assert_eq!(page.records().len(), 1);
+        assert_eq!(page.records()[0].data().as_ref(), b"hello");
+
+        // A tampered iterator (one byte of the offset changed) is refused.
+        let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&it)
+            .unwrap();
+        raw[28] ^= 1;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let err = k
+            .get_records()
+            .shard_iterator(forged)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "InvalidArgumentException");
+
+        let wrong = client_with(&both.endpoint(), "AKIDALICE", "not-the-secret");
+        let err = wrong.list_streams().send().await.unwrap_err();
+        assert_eq!(code(&err), "InvalidSignatureException");
+        let err = wrong
+            .put_record()
+            .stream_name("s")
+            .partition_key("k")
+            .data(Blob::new(&b"intruder"[..]))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "InvalidSignatureException");
+
+        let unknown = client_with(&both.endpoint(), "AKIDMALLORY", "alice-secret");
+        let err = unknown.list_streams().send().await.unwrap_err();
+        assert_eq!(code(&err), "UnrecognizedClientException");
+
+        // Nothing the refused clients sent was written.
+        let page = k.get_records().shard_iterator(&it).send().await.unwrap();
+        assert_eq!(page.records().len(), 1);
+    };
+    tokio::time::timeout(WAIT, run).await.expect("bounded");
+    both.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iterators_survive_a_restart_on_the_same_data_dir_and_not_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let config = || KinesisConfig {
+        secret_dir: Some(secrets.path().to_owned()),
+        ..KinesisConfig::default()
+    };
+    let both = Both::start_with(dir.path(), config()).await;
+    let k = both.client();
+    let it = tokio::time::timeout(WAIT, async {
+        k.create_stream()
+            .stream_name("s")
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap();
+        k.get_shard_iterator()
+            .stream_name("s")
+            .shard_id("shardId-000000000000")
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .unwrap()
+            .to_owned()
+    })
+    .await
+    .expect("bounded");
+    both.stop().await;
+
+    let both = Both::start_with(dir.path(), config()).await;
+    let k = both.client();
+    tokio::time::timeout(WAIT, k.get_records().shard_iterator(&it).send())
+        .await
+        .expect("bounded")
+        .unwrap();
+    both.stop().await;
+
+    // Another secret directory: another key, the token is not this server's.
+    let other = tempfile::tempdir().unwrap();
+    let both = Both::start_with(
+        dir.path(),
+        KinesisConfig {
+            secret_dir: Some(other.path().to_owned()),
+            ..KinesisConfig::default()
+        },
+    )
+    .await;
+    let k = both.client();
+    let err = tokio::time::timeout(WAIT, k.get_records().shard_iterator(&it).send())
+        .await
+        .expect("bounded")
+        .unwrap_err();
+    assert_eq!(code(&err), "InvalidArgumentException");
+    both.stop().await;
+}
