@@ -5,4 +5,5 @@
 pub mod kafka_request;
 pub mod kinesis_body;
 pub mod record_batch;
+pub mod sigv4_header;
 pub mod x509_subject;
