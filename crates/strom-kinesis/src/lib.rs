@@ -13,6 +13,7 @@
 
 mod admission;
 pub(crate) mod api;
+mod authz;
 pub mod error;
 pub mod fence;
 pub mod iterator;
@@ -95,6 +96,33 @@ impl Default for KinesisConfig {
     }
 }
 
+/// The client's address, in each request's extensions as `ConnectInfo<PeerAddr>` (host of
+/// the ACL checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, admission::LimitedListener>,
+    > for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, admission::LimitedListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, strom_tls::TlsListener<admission::LimitedListener>>,
+    > for PeerAddr
+{
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'_, strom_tls::TlsListener<admission::LimitedListener>>,
+    ) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
 /// A bound Kinesis listener.
 #[derive(Debug)]
 pub struct KinesisServer {
@@ -136,14 +164,20 @@ impl KinesisServer {
             admission::LimitedListener::new(self.listener, max_connections, open_connections);
         let served = match tls {
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
             Some(tls) => {
-                axum::serve(strom_tls::TlsListener::new(listener, tls), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    strom_tls::TlsListener::new(listener, tls),
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
         };
         if let Err(e) = served {

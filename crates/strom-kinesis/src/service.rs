@@ -301,10 +301,27 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
             return StatusCode::REQUEST_TIMEOUT.into_response();
         }
     };
-    let _principal = match authenticate(&ctx, &parts, &body) {
+    let principal = match authenticate(&ctx, &parts, &body) {
         Ok(p) => p,
         Err(e) => return error_response(encoding, &request_id, e),
     };
+    if ctx.broker.acls().enabled()
+        && let Some(action) = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+    {
+        // Decoded once more here (only with an authorizer) to find the stream; a body that
+        // does not decode is refused by its handler below.
+        let input = wire::decode(encoding, &body).unwrap_or(Value::Null);
+        let host = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::PeerAddr>>()
+            .map_or_else(|| String::from("127.0.0.1"), |c| c.0.0.ip().to_string());
+        if let Err(e) = crate::authz::check(&ctx, &principal, &host, action, &input) {
+            return error_response(encoding, &request_id, e);
+        }
+    }
     let result = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         None => Err(KinesisError::new(
             ErrorKind::UnknownOperation,

@@ -7,6 +7,8 @@ use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
+use strom_broker::BrokerConfig;
+use strom_broker::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
 use strom_kinesis::KinesisConfig;
 use strom_kinesis::sigv4::{AccessKey, KinesisAuth};
 
@@ -25,11 +27,18 @@ fn client_with(endpoint: &str, id: &str, secret: &str) -> Client {
 
 fn signed_config() -> KinesisConfig {
     KinesisConfig {
-        auth: KinesisAuth::SigV4(vec![AccessKey {
-            id: "AKIDALICE".into(),
-            secret: "alice-secret".into(),
-            principal: "User:alice".into(),
-        }]),
+        auth: KinesisAuth::SigV4(vec![
+            AccessKey {
+                id: "AKIDALICE".into(),
+                secret: "alice-secret".into(),
+                principal: "User:alice".into(),
+            },
+            AccessKey {
+                id: "AKIDBOB".into(),
+                secret: "bob-secret".into(),
+                principal: "User:bob".into(),
+            },
+        ]),
         ..KinesisConfig::default()
     }
 }
@@ -163,5 +172,115 @@ async fn iterators_survive_a_restart_on_the_same_data_dir_and_not_another() {
         .expect("bounded")
         .unwrap_err();
     assert_eq!(code(&err), "InvalidArgumentException");
+    both.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_acls_govern_kinesis_operations() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerConfig::new(dir.path());
+    broker.authorizer.enabled = true;
+    let both = Both::start_with_broker(broker, signed_config()).await;
+    let allow = |principal: &str, op: AclOperation| AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: "s".to_owned(),
+        pattern_type: PatternType::Literal,
+        principal: principal.to_owned(),
+        host: "*".to_owned(),
+        operation: op,
+        permission: AclPermission::Allow,
+    };
+    both.broker
+        .broker()
+        .create_acls_blocking(vec![
+            allow("User:alice", AclOperation::All),
+            allow("User:bob", AclOperation::Describe),
+        ])
+        .unwrap();
+    let run = async {
+        let alice = client_with(&both.endpoint(), "AKIDALICE", "alice-secret");
+        let bob = client_with(&both.endpoint(), "AKIDBOB", "bob-secret");
+        let err = bob
+            .create_stream()
+            .stream_name("s")
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "AccessDeniedException");
+        alice
+            .create_stream()
+            .stream_name("s")
+            .shard_count(1)
+            .send()
+            .await
+            .unwrap();
+        alice
+            .put_record()
+            .stream_name("s")
+            .partition_key("k")
+            .data(Blob::new(&b"a"[..]))
+            .send()
+            .await
+            .unwrap();
+        // DESCRIBE is allowed to bob, WRITE and READ are not.
+        bob.describe_stream_summary()
+            .stream_name("s")
+            .send()
+            .await
+            .unwrap();
+        let err = bob
+            .put_record()
+            .stream_name("s")
+            .partition_key("k")
+            .data(Blob::new(&b"b"[..]))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "AccessDeniedException");
+        let err = bob
+            .get_shard_iterator()
+            .stream_name("s")
+            .shard_id("shardId-000000000000")
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "AccessDeniedException");
+        let it = alice
+            .get_shard_iterator()
+            .stream_name("s")
+            .shard_id("shardId-000000000000")
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .unwrap()
+            .to_owned();
+        // An iterator names its stream: bob cannot read with alice's.
+        let err = bob
+            .get_records()
+            .shard_iterator(&it)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "AccessDeniedException");
+        let page = alice
+            .get_records()
+            .shard_iterator(&it)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.records().len(), 1);
+        let err = bob
+            .delete_stream()
+            .stream_name("s")
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "AccessDeniedException");
+    };
+    tokio::time::timeout(WAIT, run).await.expect("bounded");
     both.stop().await;
 }
