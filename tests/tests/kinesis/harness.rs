@@ -39,6 +39,10 @@ impl Both {
         broker_config: BrokerConfig,
         mut config: KinesisConfig,
     ) -> Both {
+        // As `strom serve` does: the iterator secret lives in the data directory.
+        if config.secret_dir.is_none() {
+            config.secret_dir = Some(broker_config.data_dir.clone());
+        }
         let broker = TestBroker::start_with(broker_config, KafkaConfig::default()).await;
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = KinesisServer::bind(config, Arc::clone(broker.broker()))
