@@ -6,8 +6,9 @@
 //! version u8 = 2 | topic id [16] | shard u32 | offset u64 | issued_ms i64 | HMAC-SHA256 [32]
 //! ```
 //!
-//! (integers big-endian). The MAC is keyed with a random 32-byte secret kept in the data
-//! directory ([`IteratorKey::load_or_create`], file [`SECRET_FILE`], mode 0600), never derived
+//! (integers big-endian). The MAC is keyed with a random 32-byte secret kept in a file, by
+//! default [`SECRET_FILE`] in the data directory ([`IteratorKey::load_or_create`], mode 0600;
+//! brokers of a cluster must be given the same file until the metadata store carries it), never derived
 //! from anything a client can read, so forged or edited tokens are rejected and tokens survive
 //! a restart. The topic id, not the name, is inside, so a token of a deleted-and-recreated
 //! stream is refused.
@@ -86,11 +87,11 @@ impl IteratorKey {
         IteratorKey(key)
     }
 
-    /// The key kept in `dir` ([`SECRET_FILE`]): read when present, else created with a fresh
-    /// random key, mode 0600, written and synced before use (created exclusively, so two
-    /// processes racing on one directory agree on the first writer's key).
-    pub fn load_or_create(dir: &Path) -> Result<IteratorKey, SecretError> {
-        let path = dir.join(SECRET_FILE);
+    /// The key kept in the file `path`: read when present, else created with a fresh random
+    /// key, mode 0600, written and synced before use (created exclusively, so two processes
+    /// racing on one file agree on the first writer's key).
+    pub fn load_or_create(path: &Path) -> Result<IteratorKey, SecretError> {
+        let path = path.to_path_buf();
         let io = |source| SecretError::Io {
             path: path.clone(),
             source,
@@ -107,7 +108,8 @@ impl IteratorKey {
                 let key = IteratorKey::random();
                 file.write_all(&key.0).map_err(io)?;
                 file.sync_all().map_err(io)?;
-                if let Ok(d) = std::fs::File::open(dir) {
+                if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+                    // Best effort: the key is in use either way; a lost file means new iterators.
                     let _ = d.sync_all();
                 }
                 Ok(key)
@@ -232,9 +234,9 @@ mod tests {
             offset: 4,
             issued_ms: 5,
         };
-        let first = IteratorKey::load_or_create(dir.path()).unwrap();
+        let first = IteratorKey::load_or_create(&dir.path().join(SECRET_FILE)).unwrap();
         let token = first.encode(&it);
-        let again = IteratorKey::load_or_create(dir.path()).unwrap();
+        let again = IteratorKey::load_or_create(&dir.path().join(SECRET_FILE)).unwrap();
         assert_eq!(again.decode(&token), Ok(it));
         #[cfg(unix)]
         {
@@ -247,7 +249,7 @@ mod tests {
         }
         let other = tempfile::tempdir().unwrap();
         assert_eq!(
-            IteratorKey::load_or_create(other.path())
+            IteratorKey::load_or_create(&other.path().join(SECRET_FILE))
                 .unwrap()
                 .decode(&token),
             Err(InvalidIterator)
@@ -256,7 +258,7 @@ mod tests {
         let broken = tempfile::tempdir().unwrap();
         std::fs::write(broken.path().join(SECRET_FILE), b"short").unwrap();
         assert!(matches!(
-            IteratorKey::load_or_create(broken.path()),
+            IteratorKey::load_or_create(&broken.path().join(SECRET_FILE)),
             Err(SecretError::Length { len: 5, .. })
         ));
     }

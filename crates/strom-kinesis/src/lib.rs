@@ -66,10 +66,10 @@ pub struct KinesisConfig {
     /// Serve HTTPS with this configuration (its ALPN should offer `h2`, which
     /// SubscribeToShard needs, and `http/1.1`); `None`: cleartext HTTP/1.1 and HTTP/2.
     pub tls: Option<Arc<strom_tls::TlsServer>>,
-    /// The directory holding the shard-iterator secret ([`iterator::SECRET_FILE`], created at
-    /// first start); `None`: a random secret per process (tests), so iterators do not survive
-    /// a restart.
-    pub secret_dir: Option<std::path::PathBuf>,
+    /// The file holding the shard-iterator secret (created at first start; `strom serve` uses
+    /// [`iterator::SECRET_FILE`] in the data directory); `None`: a random secret per process,
+    /// so iterators do not survive a restart.
+    pub iterator_secret_file: Option<std::path::PathBuf>,
     /// How requests are authenticated (default: any credentials, for loopback development).
     pub auth: sigv4::KinesisAuth,
 }
@@ -90,7 +90,7 @@ impl Default for KinesisConfig {
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_connections: i32::MAX as usize,
             tls: None,
-            secret_dir: None,
+            iterator_secret_file: None,
             auth: sigv4::KinesisAuth::None,
         }
     }

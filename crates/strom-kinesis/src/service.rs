@@ -69,15 +69,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context whose iterator key is the secret kept in [`KinesisConfig::secret_dir`]
+    /// A context whose iterator key is the secret kept in [`KinesisConfig::iterator_secret_file`]
     /// (created there at first start, so shard iterators survive a restart), or a random one
     /// when there is no such directory.
     pub fn new(
         config: KinesisConfig,
         broker: Arc<Broker>,
     ) -> Result<Context, crate::iterator::SecretError> {
-        let iterator_key = match &config.secret_dir {
-            Some(dir) => IteratorKey::load_or_create(dir)?,
+        let iterator_key = match &config.iterator_secret_file {
+            Some(path) => IteratorKey::load_or_create(path)?,
             None => IteratorKey::random(),
         };
         let memory_capacity = config

@@ -32,6 +32,8 @@
 //! auth = "sigv4"                      # "none" (any credentials) | "sigv4"; also --kinesis-auth.
 //!                                     # Unset: sigv4 when access keys are configured, else none on
 //!                                     # loopback; beyond loopback without keys it must be explicit.
+//! # iterator_secret_file = "/etc/strom/iterator.key"  # default <data_dir>/kinesis-iterator.secret;
+//!                                     # give every broker of a cluster the same 32-byte file
 //! [[kinesis.access_key]]              # repeatable; also STROM_KINESIS_ACCESS_KEY=ID:SECRET:User:name
 //! id = "AKIAEXAMPLE"
 //! secret = "..."
@@ -413,6 +415,7 @@ struct FileKinesis {
     auth: Option<String>,
     #[serde(default)]
     access_key: Vec<FileAccessKey>,
+    iterator_secret_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -664,7 +667,12 @@ impl Settings {
             kafka.max_connections_per_ip = v;
         }
         let mut kinesis = KinesisConfig {
-            secret_dir: Some(broker.data_dir.clone()),
+            iterator_secret_file: Some(
+                file.kinesis
+                    .iterator_secret_file
+                    .clone()
+                    .unwrap_or_else(|| broker.data_dir.join(strom_kinesis::iterator::SECRET_FILE)),
+            ),
             ..KinesisConfig::default()
         };
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {

@@ -121,7 +121,7 @@ async fn iterators_survive_a_restart_on_the_same_data_dir_and_not_another() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = tempfile::tempdir().unwrap();
     let config = || KinesisConfig {
-        secret_dir: Some(secrets.path().to_owned()),
+        iterator_secret_file: Some(secrets.path().join("key")),
         ..KinesisConfig::default()
     };
     let both = Both::start_with(dir.path(), config()).await;
@@ -161,7 +161,7 @@ async fn iterators_survive_a_restart_on_the_same_data_dir_and_not_another() {
     let both = Both::start_with(
         dir.path(),
         KinesisConfig {
-            secret_dir: Some(other.path().to_owned()),
+            iterator_secret_file: Some(other.path().join("key")),
             ..KinesisConfig::default()
         },
     )

@@ -40,8 +40,12 @@ impl Both {
         mut config: KinesisConfig,
     ) -> Both {
         // As `strom serve` does: the iterator secret lives in the data directory.
-        if config.secret_dir.is_none() {
-            config.secret_dir = Some(broker_config.data_dir.clone());
+        if config.iterator_secret_file.is_none() {
+            config.iterator_secret_file = Some(
+                broker_config
+                    .data_dir
+                    .join(strom_kinesis::iterator::SECRET_FILE),
+            );
         }
         let broker = TestBroker::start_with(broker_config, KafkaConfig::default()).await;
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
