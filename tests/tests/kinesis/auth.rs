@@ -5,7 +5,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_sdk_kinesis::types::{ShardIteratorType, StartingPosition, SubscribeToShardEventStream};
 use base64::Engine as _;
 use strom_broker::BrokerConfig;
 use strom_broker::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
@@ -273,6 +273,45 @@ async fn kafka_acls_govern_kinesis_operations() {
             .await
             .unwrap();
         assert_eq!(page.records().len(), 1);
+        // Enhanced fan-out, signed: alice registers and subscribes, bob may not subscribe.
+        let consumer_arn = alice
+            .register_stream_consumer()
+            .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/s")
+            .consumer_name("efo")
+            .send()
+            .await
+            .unwrap()
+            .consumer()
+            .unwrap()
+            .consumer_arn()
+            .to_owned();
+        let start = StartingPosition::builder()
+            .r#type(ShardIteratorType::TrimHorizon)
+            .build()
+            .unwrap();
+        let mut events = alice
+            .subscribe_to_shard()
+            .consumer_arn(&consumer_arn)
+            .shard_id("shardId-000000000000")
+            .starting_position(start.clone())
+            .send()
+            .await
+            .unwrap();
+        let first = events.event_stream.recv().await.unwrap().unwrap();
+        let SubscribeToShardEventStream::SubscribeToShardEvent(event) = first else {
+            panic!("not a records event: {first:?}");
+        };
+        assert_eq!(event.records().len(), 1);
+        drop(events);
+        let err = bob
+            .subscribe_to_shard()
+            .consumer_arn(&consumer_arn)
+            .shard_id("shardId-000000000000")
+            .starting_position(start)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err), "AccessDeniedException");
         let err = bob
             .delete_stream()
             .stream_name("s")
