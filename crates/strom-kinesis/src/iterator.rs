@@ -81,10 +81,16 @@ impl IteratorKey {
     /// A fresh random key (from the operating system's generator, through UUIDv4s' random
     /// bits: 244 random bits over the 32 bytes).
     pub fn random() -> IteratorKey {
+        IteratorKey(Self::random_secret())
+    }
+
+    /// The bytes of a fresh random key ([`random`](Self::random)): cluster mode offers them as
+    /// the candidate for the secret every broker shares.
+    pub fn random_secret() -> [u8; 32] {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
         key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
-        IteratorKey(key)
+        key
     }
 
     /// The key kept in the file `path`: read when present, else created with a fresh random
@@ -133,7 +139,7 @@ impl IteratorKey {
         }
     }
 
-    /// A fixed key (tests).
+    /// A key from its bytes (tests; cluster mode's shared secret).
     pub fn from_bytes(key: [u8; 32]) -> IteratorKey {
         IteratorKey(key)
     }

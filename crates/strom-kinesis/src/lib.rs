@@ -70,6 +70,10 @@ pub struct KinesisConfig {
     /// [`iterator::SECRET_FILE`] in the data directory); `None`: a random secret per process,
     /// so iterators do not survive a restart.
     pub iterator_secret_file: Option<std::path::PathBuf>,
+    /// The shard-iterator secret itself, when the broker got it elsewhere (cluster mode: the
+    /// secret every broker shares, kept in PostgreSQL, so an iterator is valid on any broker);
+    /// takes precedence over [`iterator_secret_file`](Self::iterator_secret_file).
+    pub iterator_secret: Option<[u8; 32]>,
     /// How requests are authenticated (default: any credentials, for loopback development).
     pub auth: sigv4::KinesisAuth,
 }
@@ -91,6 +95,7 @@ impl Default for KinesisConfig {
             max_connections: i32::MAX as usize,
             tls: None,
             iterator_secret_file: None,
+            iterator_secret: None,
             auth: sigv4::KinesisAuth::None,
         }
     }

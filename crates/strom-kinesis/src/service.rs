@@ -69,16 +69,17 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context whose iterator key is the secret kept in [`KinesisConfig::iterator_secret_file`]
-    /// (created there at first start, so shard iterators survive a restart), or a random one
-    /// when there is no such directory.
+    /// A context whose iterator key is [`KinesisConfig::iterator_secret`] when given (cluster
+    /// mode), else the secret kept in [`KinesisConfig::iterator_secret_file`] (created there at
+    /// first start, so shard iterators survive a restart), else a random one.
     pub fn new(
         config: KinesisConfig,
         broker: Arc<Broker>,
     ) -> Result<Context, crate::iterator::SecretError> {
-        let iterator_key = match &config.iterator_secret_file {
-            Some(path) => IteratorKey::load_or_create(path)?,
-            None => IteratorKey::random(),
+        let iterator_key = match (config.iterator_secret, &config.iterator_secret_file) {
+            (Some(secret), _) => IteratorKey::from_bytes(secret),
+            (None, Some(path)) => IteratorKey::load_or_create(path)?,
+            (None, None) => IteratorKey::random(),
         };
         let memory_capacity = config
             .max_in_flight_bytes

@@ -666,6 +666,7 @@ impl Settings {
         if let Some(v) = file.kafka.max_connections_per_ip {
             kafka.max_connections_per_ip = v;
         }
+        let explicit_secret_file = file.kinesis.iterator_secret_file.clone();
         let mut kinesis = KinesisConfig {
             iterator_secret_file: Some(
                 file.kinesis
@@ -727,6 +728,11 @@ impl Settings {
             kinesis.tls.clone_from(&resolved.http_tls);
         }
         let cluster = cluster_config(args, file.cluster)?;
+        if cluster.is_some() && explicit_secret_file.is_none() {
+            // Cluster mode: every broker uses the secret kept in PostgreSQL (`strom serve`
+            // fetches it), so an iterator from one broker is valid on all of them.
+            kinesis.iterator_secret_file = None;
+        }
         Ok(Settings {
             http_tls: resolved.http_tls.filter(|_| http_tls),
             tls: resolved.tls,
