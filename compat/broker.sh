@@ -8,8 +8,11 @@
 #   BROKER_LOG     where the broker's output goes
 #   BROKER_EXTRA   (optional array) more `strom serve` flags
 #   BROKER_PARTITIONS (optional) partitions of auto-created topics (default 1, Kafka's default)
+#   BROKER_SASL    (optional) 1: $PORT is a SASL_PLAINTEXT listener (BROKER_EXTRA then names
+#                  the mechanisms), and a PLAINTEXT listener on $ADMIN_PORT serves the CLI
 # and gets, after broker_start:
-#   BROKER_PID, PORT (Kafka), KINESIS_PORT, HTTP_PORT
+#   BROKER_PID, PORT (Kafka), ADMIN_PORT (Kafka, PLAINTEXT; = PORT unless BROKER_SASL=1),
+#   KINESIS_PORT, HTTP_PORT
 # The ACL authorizer is on (so the ACL APIs answer rather than SECURITY_DISABLED) with
 # allow.everyone.if.no.acl.found, as librdkafka's own test clusters run it: a resource without
 # ACLs stays open to every client.
@@ -30,16 +33,20 @@ print(s.getsockname()[1])'
 # broker_start_once: starts strom in the background on $PORT; returns 0 once the port accepts
 # connections.
 broker_start_once() {
-    local i
+    local i kafka
+    if [[ ${BROKER_SASL:-0} == 1 ]]; then
+        kafka=(--listeners "SASL_PLAINTEXT://127.0.0.1:$PORT,PLAINTEXT://127.0.0.1:$ADMIN_PORT")
+    else
+        kafka=(--kafka-listen "127.0.0.1:$PORT" --advertised-host 127.0.0.1 --advertised-port "$PORT")
+    fi
     # STROM_* variables of the caller must not change what the broker under test does.
     # shellcheck disable=SC2046  # one "-u NAME" pair per variable
     env $(compgen -e | grep '^STROM_' | sed 's/^/-u /') \
         "$BIN" serve \
         --data-dir "$WORK/data" \
-        --kafka-listen "127.0.0.1:$PORT" \
+        "${kafka[@]}" \
         --kinesis-listen "127.0.0.1:$KINESIS_PORT" \
         --http-listen "127.0.0.1:$HTTP_PORT" \
-        --advertised-host 127.0.0.1 --advertised-port "$PORT" \
         --auto-create-topics true --num-partitions "${BROKER_PARTITIONS:-1}" \
         --authorizer --allow-everyone-if-no-acl-found \
         --log info \
@@ -69,6 +76,8 @@ broker_start() {
     [[ -n ${BROKER_EXTRA+x} ]] || BROKER_EXTRA=()
     for attempt in 1 2 3; do
         PORT=$(free_port)
+        ADMIN_PORT=$PORT
+        [[ ${BROKER_SASL:-0} == 1 ]] && ADMIN_PORT=$(free_port)
         KINESIS_PORT=$(free_port)
         HTTP_PORT=$(free_port)
         if broker_start_once; then

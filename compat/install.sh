@@ -66,3 +66,17 @@ else
     apt_install kcat
     command -v kcat >/dev/null 2>&1 || { echo "compat/install: kcat still missing" >&2; exit 1; }
 fi
+
+# kafkajs for compat/test_sasl.sh (pinned in compat/package.json; no lock file is written).
+if command -v npm >/dev/null 2>&1; then
+    if [[ -f $HERE/node_modules/kafkajs/package.json ]] &&
+        grep -q '"version": "2.2.4"' "$HERE/node_modules/kafkajs/package.json"; then
+        echo "compat/install: kafkajs present"
+    else
+        echo "compat/install: installing kafkajs with npm"
+        (cd "$HERE" && npm install --no-package-lock --no-audit --no-fund --silent) ||
+            echo "compat/install: kafkajs could not be installed; its checks will be skipped" >&2
+    fi
+else
+    echo "compat/install: no npm, kafkajs checks will be skipped"
+fi

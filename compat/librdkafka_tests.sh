@@ -182,6 +182,16 @@ if ! broker_start; then
 fi
 echo "   broker pid $BROKER_PID listening on 127.0.0.1:$PORT"
 
+# Checks marked "sasl" in the plan run last, against the same data directory restarted with SASL
+# PLAIN (the runner is built without OpenSSL, so SCRAM is out): their user is created now, while
+# the listener needs no authentication. It is not a super user, so ACLs apply to it.
+SASL_USER=librdkafka SASL_PASSWORD=librdkafka-secret
+SASL_CHECKS=()
+if ! STROM_SCRAM_PASSWORD=$SASL_PASSWORD "$BIN" user scram set "$SASL_USER" \
+    -b "127.0.0.1:$PORT" >/dev/null; then
+    echo "   could not create the SASL user: the sasl checks will fail"
+fi
+
 # The runner's configuration: the broker, and topic names unique to this run.
 cat >"$WORK/test.conf" <<EOF
 bootstrap.servers=127.0.0.1:$PORT
@@ -295,9 +305,13 @@ show_failure() {
     fi
 }
 
-while read -r name test sub version _; do
+while read -r name test sub version mode _; do
     [[ -z $name || $name == \#* ]] && continue
     [[ -n $FILTER && $name != *"$FILTER"* ]] && continue
+    if [[ ${mode:-} == sasl ]]; then
+        SASL_CHECKS+=("$name $test ${sub:--} ${version:--}")
+        continue
+    fi
     if [[ ! $test =~ ^[0-9]{4}$ ]]; then
         # An empty TESTS= would run librdkafka's whole suite.
         result "$name" 0 "$PLAN: '$test' is not a four-digit test number"
@@ -309,6 +323,32 @@ while read -r name test sub version _; do
     fi
     run_check "$name" "$test" "${sub:--}" "${version:--}"
 done <"$PLAN"
+
+# --- the checks that need SASL -----------------------------------------------------------------
+
+if ((${#SASL_CHECKS[@]})); then
+    echo "   restarting the broker with SASL PLAIN for ${#SASL_CHECKS[@]} check(s)"
+    broker_stop || echo "   the broker did not stop cleanly: $BROKER_STOP_WHY"
+    BROKER_SASL=1
+    BROKER_EXTRA+=(--sasl-enabled-mechanisms PLAIN)
+    if broker_start; then
+        sed -i "s/^bootstrap.servers=.*/bootstrap.servers=127.0.0.1:$PORT/" "$WORK/test.conf"
+        {
+            echo "security.protocol=SASL_PLAINTEXT"
+            echo "sasl.mechanism=PLAIN"
+            echo "sasl.username=$SASL_USER"
+            echo "sasl.password=$SASL_PASSWORD"
+        } >>"$WORK/test.conf"
+        for line in "${SASL_CHECKS[@]}"; do
+            read -r name test sub version <<<"$line"
+            run_check "$name" "$test" "$sub" "$version"
+        done
+    else
+        for line in "${SASL_CHECKS[@]}"; do
+            result "${line%% *}" 0 "the SASL broker did not come up"
+        done
+    fi
+fi
 
 # --- stop the broker ----------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ mod kafka {
     mod read_committed;
     mod retention;
     mod roundtrip;
+    mod sasl;
     mod tls;
     mod transactions;
 }

@@ -267,6 +267,7 @@ impl Broker {
                 .join(METADATA_DIR)
                 .join(crate::group::offsets::CHECKPOINT_FILE),
             clock.now_ms(),
+            storage.coordinator_leases(),
         )?;
         for (group, configs) in dynamic.groups() {
             groups.set_group_timeouts(&group, &configs);
@@ -378,6 +379,25 @@ impl Broker {
                 broker.groups.tick(broker.clock.now_ms());
             }
         });
+        if self.groups.is_leased() {
+            // Cluster mode: follow the coordinator-shard leases (take over, give up).
+            let leases = Weak::clone(&weak);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let Some(broker) = leases.upgrade() else {
+                        return;
+                    };
+                    let synced = tokio::task::spawn_blocking(move || {
+                        broker.sync_coordinator_leases_blocking()
+                    })
+                    .await;
+                    if let Ok(Err(e)) = synced {
+                        tracing::warn!(error = %e, "taking coordinator shards over failed");
+                    }
+                }
+            });
+        }
         let txns = Weak::clone(&weak);
         tokio::spawn(async move {
             loop {

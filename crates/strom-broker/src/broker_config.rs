@@ -100,6 +100,14 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "close connections silent this long",
     ),
     b(
+        "connections.max.reauth.ms",
+        ConfigType::Long,
+        "0",
+        range(0, LONG_MAX),
+        false,
+        "longest SASL session before re-authentication (KIP-368; 0: none)",
+    ),
+    b(
         "default.replication.factor",
         ConfigType::Int,
         "1",
@@ -359,12 +367,20 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "request and fetch-response bytes in memory across connections (Strom's default; Kafka's is -1)",
     ),
     b(
+        "sasl.enabled.mechanisms",
+        ConfigType::List,
+        "",
+        Validator::Any,
+        false,
+        "SASL mechanisms of the Kafka listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)",
+    ),
+    b(
         "sasl.kerberos.kinit.cmd",
         ConfigType::String,
         "/usr/bin/kinit",
         Validator::Any,
         true,
-        "Kerberos kinit command (accepted without effect: Strom has no SASL)",
+        "Kerberos kinit command (accepted without effect: Strom has no Kerberos)",
     ),
     b(
         "sasl.kerberos.min.time.before.relogin",
@@ -372,7 +388,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "60000",
         range(0, LONG_MAX),
         true,
-        "Kerberos relogin interval (accepted without effect: Strom has no SASL)",
+        "Kerberos relogin interval (accepted without effect: Strom has no Kerberos)",
     ),
     b(
         "sasl.kerberos.ticket.renew.jitter",
@@ -380,7 +396,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "0.05",
         Validator::Fraction { min: 0.0, max: 1.0 },
         true,
-        "Kerberos ticket renewal jitter (accepted without effect: Strom has no SASL)",
+        "Kerberos ticket renewal jitter (accepted without effect: Strom has no Kerberos)",
     ),
     b(
         "sasl.kerberos.ticket.renew.window.factor",
@@ -388,7 +404,7 @@ pub const BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "0.8",
         Validator::Fraction { min: 0.0, max: 1.0 },
         true,
-        "Kerberos ticket renewal window (accepted without effect: Strom has no SASL)",
+        "Kerberos ticket renewal window (accepted without effect: Strom has no Kerberos)",
     ),
     b(
         "socket.request.max.bytes",

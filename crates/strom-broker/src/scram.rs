@@ -73,7 +73,8 @@ impl ScramMechanism {
             .find(|m| m.name().eq_ignore_ascii_case(name))
     }
 
-    fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    /// `HMAC(key, parts...)` with this mechanism's hash (SASL/SCRAM's server side).
+    pub fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
         macro_rules! run {
             ($d:ty) => {{
                 // HMAC takes keys of any length; the error branch cannot happen.
@@ -94,7 +95,8 @@ impl ScramMechanism {
         }
     }
 
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    /// `H(data)` with this mechanism's hash.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
             ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),

@@ -10,13 +10,15 @@
 //!      open_metadata  → ClusterMetadataStore (strom_metadata_events, replayed then tailed)
 //!      open_partition → ClusterPartitionStore (append → Writer, read → Reader, hw ← Notifier)
 //!      members        → Membership (live brokers, refreshed every second)
+//!      coordinator_leases → CoordinatorLeaseKeeper (group-coordinator shard leases)
 //! ```
 //!
 //! **Blocking bridge.** The seam's calls block (the broker makes them from blocking threads);
 //! the engine is async. [`Bridge::run`] spawns the future on the broker's runtime and waits
-//! for its answer on a plain channel, so the engine's I/O runs on the runtime's drivers, and a
-//! call made by mistake from an async worker thread only blocks that thread instead of
-//! panicking as `Handle::block_on` would.
+//! for its answer on a plain channel, so the engine's I/O runs on the runtime's drivers. A
+//! call from an async worker thread (a `/metrics` scrape) waits inside `block_in_place`, which
+//! first hands the worker's queued tasks (the one just spawned among them) to another thread,
+//! instead of panicking as `Handle::block_on` would or waiting forever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +26,14 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use strom_broker::metadata::MetadataEvent;
 use strom_broker::storage::{
-    ClusterMembers, LogConfig, MetadataStore, PartitionStore, StorageBackend, StorageError,
-    TopicPartition as SeamPartition,
+    ClusterMembers, CoordinatorLeases, LogConfig, MetadataStore, PartitionStore, StorageBackend,
+    StorageError, TopicPartition as SeamPartition,
 };
 use tokio::runtime::Handle;
 
 use crate::cache::ObjectCache;
 use crate::config::ClusterConfig;
+use crate::coordinator::CoordinatorLeaseKeeper;
 use crate::db::Db;
 use crate::error::{DbOp, Error, Result};
 use crate::membership::Membership;
@@ -66,7 +69,17 @@ impl Bridge {
         self.handle.spawn(async move {
             let _ = tx.send(future.await);
         });
-        rx.recv().map_err(|_| StorageError::Closed)
+        let wait = || rx.recv().map_err(|_| StorageError::Closed);
+        // Called on an async worker (e.g. a `/metrics` scrape asking `size_bytes`), the task
+        // just spawned sits in this worker's LIFO slot, which other workers do not steal:
+        // waiting plainly would never end. `block_in_place` hands the worker's queue to
+        // another thread first. (On blocking threads it just runs `wait`.)
+        match Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     /// The runtime's handle.
@@ -95,6 +108,7 @@ pub struct ClusterNode {
     engine: Arc<Engine>,
     membership: Arc<Membership>,
     store: Arc<dyn ObjectStore>,
+    leases: Arc<CoordinatorLeaseKeeper>,
 }
 
 impl ClusterNode {
@@ -137,11 +151,18 @@ impl ClusterNode {
             notifier,
             admin,
         });
+        let leases = Arc::new(CoordinatorLeaseKeeper::start(
+            config.postgres_config()?,
+            membership.node_id(),
+            Arc::clone(&membership) as Arc<dyn ClusterMembers>,
+            config.lease_ttl,
+        ));
         Ok(ClusterNode {
             config,
             engine,
             membership,
             store,
+            leases,
         })
     }
 
@@ -184,6 +205,7 @@ impl ClusterNode {
             config: self.config.clone(),
             engine: Arc::clone(&self.engine),
             membership: Arc::clone(&self.membership),
+            leases: Arc::clone(&self.leases),
         })
     }
 
@@ -226,6 +248,7 @@ impl ClusterNode {
         if let Err(error) = self.engine.writer.clone().shutdown(timeout).await {
             tracing::warn!(%error, "cluster writer did not stop in time");
         }
+        self.leases.release_all().await;
         if let Err(error) = self.membership.leave().await {
             tracing::warn!(%error, "deregistering the broker failed; its lease will lapse");
         }
@@ -238,6 +261,7 @@ pub struct ClusterBackend {
     config: ClusterConfig,
     engine: Arc<Engine>,
     membership: Arc<Membership>,
+    leases: Arc<CoordinatorLeaseKeeper>,
 }
 
 impl StorageBackend for ClusterBackend {
@@ -278,6 +302,10 @@ impl StorageBackend for ClusterBackend {
 
     fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
         Some(Arc::clone(&self.membership) as Arc<dyn ClusterMembers>)
+    }
+
+    fn coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
+        Some(Arc::clone(&self.leases) as Arc<dyn CoordinatorLeases>)
     }
 }
 

@@ -67,6 +67,7 @@ pub mod backend;
 pub mod cache;
 pub mod collector;
 pub mod config;
+pub mod coordinator;
 pub mod db;
 pub mod error;
 pub mod lease;

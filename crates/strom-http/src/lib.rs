@@ -145,7 +145,11 @@ impl Collector for PartitionCollector {
 /// Consumer-group gauges, computed from the group coordinator on every scrape:
 /// `strom_consumer_group_committed_offset` and `strom_consumer_group_lag` (the partition's
 /// high watermark minus the committed offset, at least 0), labelled by group, topic and
-/// partition. Partitions of deleted topics are left out.
+/// partition. Partitions of deleted topics are left out. In cluster mode a broker lists the
+/// groups it coordinates, and adds `strom_group_coordinator_shard_epoch` (the lease epoch of
+/// each coordinator shard it took over, labelled by shard) and
+/// `strom_group_coordinator_takeovers_total` (shards taken over since start: failovers and
+/// hand-overs).
 #[derive(Debug)]
 pub struct GroupCollector {
     broker: Weak<Broker>,
@@ -207,6 +211,25 @@ impl Collector for GroupCollector {
                 |r| r.lag,
             ),
         ];
+        if broker.groups().is_leased() {
+            let mut metric = encoder.encode_descriptor(
+                "strom_group_coordinator_shard_epoch",
+                "Lease epoch of each consumer-group coordinator shard this broker took over",
+                None,
+                MetricType::Gauge,
+            )?;
+            for lease in broker.groups().owned_shards() {
+                let labels = [("shard", lease.shard.0.to_string())];
+                ConstGauge::new(lease.epoch).encode(metric.encode_family(&labels)?)?;
+            }
+            let metric = encoder.encode_descriptor(
+                "strom_group_coordinator_takeovers",
+                "Coordinator shards this broker took over since it started (failovers, hand-overs)",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(broker.groups().takeovers()).encode(metric)?;
+        }
         for (name, help, read) in gauges {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for row in &rows {

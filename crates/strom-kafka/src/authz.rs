@@ -2,8 +2,8 @@
 //!
 //! A client is its connection's principal ([`crate::session::Session`]): `User:ANONYMOUS`
 //! (Kafka's principal for an unauthenticated client) unless it presented a client
-//! certificate or authenticated with SASL; its host is its socket's IP address. Without an authorizer every check
-//! passes at the cost of one boolean.
+//! certificate or authenticated with SASL; its host is its socket's IP address. Without an
+//! authorizer every check passes at the cost of one boolean.
 
 use strom_broker::Error;
 use strom_broker::acl::model::CLUSTER_RESOURCE_NAME;
@@ -171,11 +171,14 @@ pub(crate) fn topic_denied_code() -> i16 {
     kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code()
 }
 
-/// Operations Kafka reports for groups.
+/// Operations Kafka reports for groups (`AclEntry.supportedOperations(GROUP)`; the config
+/// operations since group configs, KIP-848).
 pub(crate) const GROUP_OPERATIONS: &[AclOperation] = &[
     AclOperation::Read,
     AclOperation::Describe,
     AclOperation::Delete,
+    AclOperation::DescribeConfigs,
+    AclOperation::AlterConfigs,
 ];
 
 /// The check of a config resource (DescribeConfigs, AlterConfigs, IncrementalAlterConfigs):

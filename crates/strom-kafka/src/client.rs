@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 pub mod acl;
 pub mod group;
+pub mod sasl;
 pub mod txn;
 
 /// What went wrong talking to a broker.
@@ -130,6 +131,9 @@ pub struct Client {
     stream: TcpStream,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
+    /// The credentials this connection authenticated with, for further connections (a
+    /// group's coordinator).
+    sasl: Option<sasl::SaslCredentials>,
 }
 
 impl Client {
@@ -141,6 +145,7 @@ impl Client {
             stream,
             correlation_id: 0,
             versions: HashMap::new(),
+            sasl: None,
         };
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("strom-cli"))

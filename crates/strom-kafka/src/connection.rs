@@ -26,8 +26,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::api::{self, Outcome};
+use crate::sasl;
 use crate::session::{ListenerInfo, Session};
 use crate::{Context, frame};
+use kafka_protocol::messages::ApiKey;
 
 /// Largest frame body whose buffer is allocated whole before its bytes arrive (they are
 /// admitted against the request-memory budget first, and untouched pages cost nothing); a
@@ -138,6 +140,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                     drop(held);
                     out.flush().await.map(|()| true)
                 }
+                Outcome::RespondThenClose(bytes) => out.write_all(&bytes).await.map(|()| false),
                 Outcome::NoResponse => Ok(true),
                 // A deferred answer never defers again; treat one that does as a handler bug.
                 Outcome::Close | Outcome::Deferred(_) => Ok(false),
@@ -177,6 +180,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
 ) {
     let peer = session.peer;
     let mut reader = BufReader::new(reader);
+    // The SASL exchange's state; a successful one sets the session's principal.
+    let mut auth = sasl::Session::new(session.listener.security_protocol.uses_sasl());
     // Written signal of the last deferred response queued, if not yet observed.
     let mut last_deferred: Option<oneshot::Receiver<()>> = None;
     loop {
@@ -250,6 +255,25 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return;
             }
         }
+        if auth.expects_raw_token() {
+            // After SaslHandshake v0 the client sends bare SASL tokens; answer likewise.
+            let outcome = raw_token(context, &mut auth, &body, peer);
+            if let Some(principal) = auth.principal() {
+                session.set_principal(principal);
+            }
+            let close = matches!(outcome, Outcome::Close);
+            let reply = Reply {
+                outcome,
+                api_key: kafka_protocol::messages::ApiKey::SaslAuthenticate,
+                started: std::time::Instant::now(),
+                _admitted,
+                written: None,
+            };
+            if replies.send(reply).await.is_err() || close {
+                return;
+            }
+            continue;
+        }
         let mut request = match frame::decode_request(Bytes::from(body)) {
             Ok(request) => request,
             Err(e) => {
@@ -262,6 +286,17 @@ async fn read_requests<R: AsyncRead + Unpin>(
         request.session = Some(Arc::clone(session));
         let started = std::time::Instant::now();
         let api_key = request.api_key;
+        let sasl_api = matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        if !sasl_api && api_key != ApiKey::ApiVersions && !auth.may_serve() {
+            tracing::info!(%peer, ?api_key, "request before SASL authentication, closing connection");
+            context.metrics.closed_on_error();
+            return;
+        }
+        if !sasl_api && auth.expired(started) {
+            tracing::info!(%peer, ?api_key, principal = ?auth.principal(), "SASL session expired without re-authentication, closing connection");
+            context.metrics.sasl_session_expired();
+            return;
+        }
         if api_key != kafka_protocol::messages::ApiKey::Produce
             && let Some(done) = last_deferred.take()
         {
@@ -270,8 +305,16 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return;
             }
         }
-        let outcome = api::handle(context, request).await;
-        let close = matches!(outcome, Outcome::Close);
+        let outcome = if sasl_api {
+            let outcome = api::handle_sasl(context, &request, &mut auth);
+            if let Some(principal) = auth.principal() {
+                session.set_principal(principal);
+            }
+            outcome
+        } else {
+            api::handle(context, request).await
+        };
+        let close = matches!(outcome, Outcome::Close | Outcome::RespondThenClose(_));
         let written = if matches!(outcome, Outcome::Deferred(_)) {
             let (tx, rx) = oneshot::channel();
             last_deferred = Some(rx);
@@ -288,6 +331,39 @@ async fn read_requests<R: AsyncRead + Unpin>(
         };
         if replies.send(reply).await.is_err() || close {
             return;
+        }
+    }
+}
+
+/// One raw SASL token (after SaslHandshake v0): the answer is a size-prefixed token with no
+/// Kafka header; a failure closes the connection without an answer, as Kafka does for v0.
+fn raw_token(
+    context: &Context,
+    auth: &mut sasl::Session,
+    token: &[u8],
+    peer: SocketAddr,
+) -> Outcome {
+    match auth.authenticate(context.sasl.as_ref(), context.broker.scram(), token, true) {
+        Ok(answer) => {
+            let bytes = match answer {
+                Ok(done) => {
+                    context.metrics.sasl_authentication(true);
+                    done.response
+                }
+                Err(challenge) => challenge,
+            };
+            let Ok(len) = u32::try_from(bytes.len()) else {
+                return Outcome::Close;
+            };
+            let mut frame = Vec::with_capacity(4 + bytes.len());
+            frame.extend_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(&bytes);
+            Outcome::Respond(Bytes::from(frame))
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "SASL authentication failed, closing connection");
+            context.metrics.sasl_authentication(false);
+            Outcome::Close
         }
     }
 }

@@ -91,6 +91,7 @@ pub fn group_error(error: GroupError) -> ResponseError {
         GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
         GroupError::InvalidRequest => ResponseError::InvalidRequest,
         GroupError::InvalidRegularExpression => ResponseError::InvalidRegularExpression,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
         _ => ResponseError::UnknownServerError,
     }
 }

@@ -32,7 +32,8 @@
 //!
 //! Idempotent producers (epoch and sequence checks, duplicates answered with their original
 //! offsets) and transactions (markers, `read_committed`) are served by the broker core and its
-//! storage. Not yet: SASL, fetch sessions (every Fetch answer carries session id 0, so clients
+//! storage. SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER, KIP-368 re-authentication) is in
+//! [`sasl`]: SaslHandshake 0–1, SaslAuthenticate 0–2. Not yet: fetch sessions (every Fetch answer carries session id 0, so clients
 //! send full requests).
 //!
 //! The front end depends on `strom-broker` only, never on a storage backend: storage failures
@@ -56,6 +57,7 @@ pub mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod metrics;
+pub mod sasl;
 pub mod session;
 
 use std::future::Future;
@@ -133,6 +135,10 @@ pub struct KafkaConfig {
     /// `max.connections.per.ip`: connections from one IP address beyond this many are closed
     /// at once.
     pub max_connections_per_ip: usize,
+    /// The SASL settings of every SASL_PLAINTEXT and SASL_SSL listener: their connections
+    /// must authenticate before other APIs. Required when such a listener exists (bind
+    /// refuses one without); other listeners ignore it.
+    pub sasl: Option<sasl::SaslConfig>,
 }
 
 /// Strom's default broker `fetch.max.bytes`: 30 MiB (Kafka's is 55 MiB).
@@ -168,6 +174,7 @@ impl Default for KafkaConfig {
             fetch_max_bytes: DEFAULT_FETCH_MAX_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS,
+            sasl: None,
         }
     }
 }
@@ -203,6 +210,8 @@ pub struct Context {
     /// `max.connections` and `max.connections.per.ip` from the server config, in force when
     /// no dynamic value is set.
     static_connection_limits: (usize, usize),
+    /// SASL settings of the SASL_* listeners.
+    pub sasl: Option<sasl::SaslConfig>,
 }
 
 /// How many partition appends may run on the blocking pool at once, across all Kafka
@@ -287,6 +296,12 @@ impl KafkaServer {
                     }
                 )));
             }
+            if l.security_protocol.uses_sasl() && config.sasl.is_none() {
+                return Err(invalid(format!(
+                    "listener {} ({}) needs SASL mechanisms (sasl_enabled_mechanisms)",
+                    l.name, l.security_protocol
+                )));
+            }
             if listeners.iter().any(|b: &Bound| b.info.name == l.name) {
                 return Err(invalid(format!("listener {} is named twice", l.name)));
             }
@@ -337,6 +352,7 @@ impl KafkaServer {
                     config.max_connections_per_ip,
                 )),
                 static_connection_limits: (config.max_connections, config.max_connections_per_ip),
+                sasl: config.sasl.clone(),
             }),
         };
         let statics = [
@@ -357,6 +373,29 @@ impl KafkaServer {
             (
                 "connections.max.idle.ms",
                 config.idle_timeout.as_millis().to_string(),
+            ),
+            (
+                "connections.max.reauth.ms",
+                config
+                    .sasl
+                    .as_ref()
+                    .and_then(|s| s.max_reauth)
+                    .map_or(0, |d| d.as_millis())
+                    .to_string(),
+            ),
+            (
+                "sasl.enabled.mechanisms",
+                config
+                    .sasl
+                    .as_ref()
+                    .map(|s| {
+                        s.mechanisms
+                            .iter()
+                            .map(|m| m.name())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default(),
             ),
         ];
         for (name, value) in statics {

@@ -39,6 +39,9 @@ pub struct KafkaMetrics {
     connections_refused: Counter,
     produced_bytes: Counter,
     fetched_bytes: Counter,
+    sasl_succeeded: Counter,
+    sasl_failed: Counter,
+    sasl_expired: Counter,
 }
 
 impl Default for KafkaMetrics {
@@ -55,11 +58,28 @@ impl Default for KafkaMetrics {
             connections_refused: Counter::default(),
             produced_bytes: Counter::default(),
             fetched_bytes: Counter::default(),
+            sasl_succeeded: Counter::default(),
+            sasl_failed: Counter::default(),
+            sasl_expired: Counter::default(),
         }
     }
 }
 
 impl KafkaMetrics {
+    /// Counts a SASL authentication's outcome.
+    pub fn sasl_authentication(&self, succeeded: bool) {
+        if succeeded {
+            self.sasl_succeeded.inc();
+        } else {
+            self.sasl_failed.inc();
+        }
+    }
+
+    /// Counts a connection closed because its session expired.
+    pub fn sasl_session_expired(&self) {
+        self.sasl_expired.inc();
+    }
+
     /// Registers every metric under the `strom_kafka` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("strom_kafka");
@@ -67,6 +87,21 @@ impl KafkaMetrics {
             "requests",
             "Requests handled, by API",
             self.requests.clone(),
+        );
+        r.register(
+            "sasl_authentications_succeeded",
+            "SASL authentications and re-authentications that succeeded",
+            self.sasl_succeeded.clone(),
+        );
+        r.register(
+            "sasl_authentications_failed",
+            "SASL authentications and re-authentications that failed",
+            self.sasl_failed.clone(),
+        );
+        r.register(
+            "sasl_sessions_expired",
+            "Connections closed because their SASL session expired without re-authentication (KIP-368)",
+            self.sasl_expired.clone(),
         );
         r.register(
             "connections_refused",

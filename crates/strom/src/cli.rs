@@ -23,11 +23,55 @@ pub(crate) struct Connect {
         global = true
     )]
     pub(crate) bootstrap: String,
+    /// SASL mechanism for a listener that requires authentication: PLAIN, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512 (with --sasl-username and --sasl-password).
+    #[arg(
+        long,
+        env = "STROM_SASL_MECHANISM",
+        global = true,
+        value_name = "MECHANISM"
+    )]
+    pub(crate) sasl_mechanism: Option<String>,
+    /// SASL user.
+    #[arg(long, env = "STROM_SASL_USERNAME", global = true, value_name = "USER")]
+    pub(crate) sasl_username: Option<String>,
+    /// SASL password (prefer the environment variable to the flag).
+    #[arg(
+        long,
+        env = "STROM_SASL_PASSWORD",
+        global = true,
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub(crate) sasl_password: Option<String>,
 }
 
 impl Connect {
+    /// The SASL credentials the flags give, if any.
+    fn sasl(&self) -> anyhow::Result<Option<strom_kafka::client::sasl::SaslCredentials>> {
+        let Some(name) = &self.sasl_mechanism else {
+            return Ok(None);
+        };
+        let mechanism = strom_kafka::sasl::Mechanism::from_name(name)
+            .filter(|m| *m != strom_kafka::sasl::Mechanism::OAuthBearer)
+            .with_context(|| {
+                format!("--sasl-mechanism {name:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            })?;
+        let (Some(username), Some(password)) = (&self.sasl_username, &self.sasl_password) else {
+            bail!(
+                "--sasl-mechanism needs --sasl-username and --sasl-password (or STROM_SASL_PASSWORD)"
+            );
+        };
+        Ok(Some(strom_kafka::client::sasl::SaslCredentials {
+            mechanism,
+            username: username.clone(),
+            password: password.clone(),
+        }))
+    }
+
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.bootstrap)
+        let sasl = self.sasl()?;
+        Client::connect_with(&self.bootstrap, sasl.as_ref())
             .await
             .with_context(|| format!("connecting to {}", self.bootstrap))
     }

@@ -1,5 +1,6 @@
 //! `strom cluster status`: what PostgreSQL says about a cluster — schema version, live
-//! brokers and their listeners, leases (background jobs), and the objects not committed (yet),
+//! brokers and their listeners, leases (background jobs, and which broker coordinates which
+//! shard of consumer groups, with expiries), and the objects not committed (yet),
 //! whose oldest age is the lag between a flush's upload and its commit (or an orphan waiting
 //! for the collector). It reads the database directly, so it works with every broker down.
 
@@ -32,6 +33,18 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     let status = strom_cluster::backend::status_at(&cluster_postgres)
         .await
         .context("reading the cluster status")?;
+    use strom_cluster::coordinator::{holder_node, shard_of};
+    let (coordinators, job_leases): (Vec<_>, Vec<_>) = status
+        .leases
+        .iter()
+        .partition(|l| shard_of(&l.name).is_some());
+    let left = |secs: f64| {
+        if secs > 0.0 {
+            format!("{secs:.1}s")
+        } else {
+            "expired".to_owned()
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match format {
@@ -47,8 +60,19 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            let leases: Vec<serde_json::Value> = status
-                .leases
+            let groups: Vec<serde_json::Value> = coordinators
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "shard": shard_of(&l.name).map(|s| s.0),
+                        "node_id": holder_node(&l.holder),
+                        "holder": l.holder,
+                        "epoch": l.epoch,
+                        "expires_in_secs": l.expires_in_secs,
+                    })
+                })
+                .collect();
+            let leases: Vec<serde_json::Value> = job_leases
                 .iter()
                 .map(|l| {
                     serde_json::json!({
@@ -86,6 +110,7 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 "brokers": brokers,
                 "leases": leases,
                 "jobs": jobs,
+                "group_coordinators": groups,
                 "committed_objects": status.committed_objects,
                 "uncommitted_objects": status.uncommitted_objects,
                 "retired_objects": status.retired_objects,
@@ -115,19 +140,14 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 .collect();
             write_table(&mut out, &["NODE", "LISTENERS", "LEASE LEFT"], &rows)?;
             writeln!(out, "\nleases (background jobs):")?;
-            let rows: Vec<Vec<String>> = status
-                .leases
+            let rows: Vec<Vec<String>> = job_leases
                 .iter()
                 .map(|l| {
                     vec![
                         l.name.clone(),
                         l.holder.clone(),
                         l.epoch.to_string(),
-                        if l.expires_in_secs > 0.0 {
-                            format!("{:.1}s", l.expires_in_secs)
-                        } else {
-                            "expired".to_owned()
-                        },
+                        left(l.expires_in_secs),
                     ]
                 })
                 .collect();
@@ -162,6 +182,19 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 .map(|(writer, secs)| vec![writer.clone(), format!("{secs:.1}s ago")])
                 .collect();
             write_table(&mut out, &["WRITER", "LAST COMMIT"], &rows)?;
+            writeln!(out, "\ngroup coordinators (consumer-group shards):")?;
+            let rows: Vec<Vec<String>> = coordinators
+                .iter()
+                .map(|l| {
+                    vec![
+                        shard_of(&l.name).map_or_else(String::new, |s| s.0.to_string()),
+                        holder_node(&l.holder).map_or_else(|| l.holder.clone(), |n| n.to_string()),
+                        l.epoch.to_string(),
+                        left(l.expires_in_secs),
+                    ]
+                })
+                .collect();
+            write_table(&mut out, &["SHARD", "NODE", "EPOCH", "LEFT"], &rows)?;
             writeln!(
                 out,
                 "\nobjects: {} committed, {} retired (deleted after the delay), {} not committed{}",

@@ -14,6 +14,15 @@
 //! fetch_max_bytes = 31457280             # broker fetch.max.bytes: cap of one Fetch response
 //! max_connections = 2147483647           # max.connections (excess connections are closed)
 //! max_connections_per_ip = 2147483647    # max.connections.per.ip
+//! # SASL settings of the SASL_PLAINTEXT / SASL_SSL listeners (required when there is one).
+//! sasl_enabled_mechanisms = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
+//! connections_max_reauth_ms = 0          # KIP-368 session lifetime; 0: none
+//! sasl_oauthbearer_jwks_file = "jwks.json"            # keys that sign OAUTHBEARER tokens, or
+//! # sasl_oauthbearer_jwks_url = "https://idp/jwks"    # fetched at start and every refresh
+//! # sasl_oauthbearer_jwks_refresh_ms = 3600000
+//! sasl_oauthbearer_expected_issuer = "https://idp"    # optional `iss` check
+//! sasl_oauthbearer_expected_audience = "strom"        # optional `aud` check
+//! sasl_oauthbearer_clock_skew_seconds = 30
 //! # listeners = "INTERNAL://127.0.0.1:9092,EXTERNAL://0.0.0.0:9093"   # replaces listen
 //! # advertised_listeners = "EXTERNAL://kafka.example.com:9093"
 //! # listener_security_protocol_map = "INTERNAL:PLAINTEXT,EXTERNAL:SSL"
@@ -149,6 +158,29 @@ pub(crate) struct ServeArgs {
     /// Largest request frame accepted (socket.request.max.bytes) [default: 104857600].
     #[arg(long, env = "STROM_KAFKA_MAX_REQUEST_BYTES", value_name = "BYTES")]
     pub(crate) max_request_bytes: Option<usize>,
+    /// SASL mechanisms of the SASL_PLAINTEXT and SASL_SSL listeners, comma-separated
+    /// (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`); required when such a
+    /// listener exists [default: none].
+    #[arg(long, env = "STROM_KAFKA_SASL_ENABLED_MECHANISMS", value_name = "LIST")]
+    pub(crate) sasl_enabled_mechanisms: Option<String>,
+    /// `connections.max.reauth.ms` (KIP-368): longest SASL session [default: 0, none].
+    #[arg(long, env = "STROM_KAFKA_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
+    pub(crate) connections_max_reauth_ms: Option<u64>,
+    /// JWKS file of the keys that sign OAUTHBEARER tokens.
+    #[arg(
+        long,
+        env = "STROM_KAFKA_SASL_OAUTHBEARER_JWKS_FILE",
+        value_name = "PATH"
+    )]
+    pub(crate) sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    /// JWKS endpoint (http or https) of the keys that sign OAUTHBEARER tokens, fetched at
+    /// start and every `sasl_oauthbearer_jwks_refresh_ms` (TOML; default one hour) after.
+    #[arg(
+        long,
+        env = "STROM_KAFKA_SASL_OAUTHBEARER_JWKS_URL",
+        value_name = "URL"
+    )]
+    pub(crate) sasl_oauthbearer_jwks_url: Option<String>,
     /// This broker's node id [default: 0].
     #[arg(long, env = "STROM_BROKER_NODE_ID", value_name = "ID")]
     pub(crate) node_id: Option<i32>,
@@ -391,6 +423,14 @@ struct FileKafka {
     fetch_max_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    sasl_enabled_mechanisms: Option<Vec<String>>,
+    connections_max_reauth_ms: Option<u64>,
+    sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    sasl_oauthbearer_jwks_url: Option<String>,
+    sasl_oauthbearer_jwks_refresh_ms: Option<u64>,
+    sasl_oauthbearer_expected_issuer: Option<String>,
+    sasl_oauthbearer_expected_audience: Option<String>,
+    sasl_oauthbearer_clock_skew_seconds: Option<u64>,
     listeners: Option<String>,
     advertised_listeners: Option<String>,
     listener_security_protocol_map: Option<String>,
@@ -521,6 +561,8 @@ pub(crate) struct Settings {
     pub(crate) tls_reload_check_interval: Duration,
     broker: BrokerConfig,
     kafka: KafkaConfig,
+    /// The OAUTHBEARER JWKS endpoint and its refresh interval, if keys come from one.
+    pub(crate) jwks_url: Option<(String, Duration)>,
     kinesis: KinesisConfig,
 }
 
@@ -643,6 +685,12 @@ impl Settings {
         broker.topic_defaults = file.topic_defaults;
 
         let mut kafka = KafkaConfig::default();
+        kafka.sasl = sasl_config(args, &file.kafka)?;
+        let file_jwks_url = file.kafka.sasl_oauthbearer_jwks_url.clone();
+        let jwks_refresh_ms = file
+            .kafka
+            .sasl_oauthbearer_jwks_refresh_ms
+            .unwrap_or(3_600_000);
         if let Some(v) = args.kafka_listen.or(file.kafka.listen) {
             kafka.listen = v;
         }
@@ -724,6 +772,18 @@ impl Settings {
             kinesis_tls || http_tls,
         )?;
         kafka.listeners = resolved.listeners;
+        if kafka.sasl.is_none()
+            && let Some(l) = kafka
+                .listeners
+                .iter()
+                .find(|l| l.security_protocol.uses_sasl())
+        {
+            anyhow::bail!(
+                "listener {} is {} but no SASL mechanism is enabled (sasl_enabled_mechanisms)",
+                l.name,
+                l.security_protocol
+            );
+        }
         if kinesis_tls {
             kinesis.tls.clone_from(&resolved.http_tls);
         }
@@ -745,6 +805,11 @@ impl Settings {
                 .or(file.http.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9644))),
             broker,
+            jwks_url: args
+                .sasl_oauthbearer_jwks_url
+                .clone()
+                .or_else(|| file_jwks_url.clone())
+                .map(|u| (u, Duration::from_millis(jwks_refresh_ms.max(1000)))),
             kafka,
             kinesis,
         })
@@ -761,6 +826,84 @@ impl Settings {
     pub(crate) fn kinesis_config(&self) -> KinesisConfig {
         self.kinesis.clone()
     }
+}
+
+/// The Kafka listener's SASL settings: `None` unless mechanisms are enabled.
+fn sasl_config(
+    args: &ServeArgs,
+    file: &FileKafka,
+) -> anyhow::Result<Option<strom_kafka::sasl::SaslConfig>> {
+    use strom_kafka::sasl::{Mechanism, OAuthBearerConfig, SaslConfig};
+    let names: Vec<String> = match (&args.sasl_enabled_mechanisms, &file.sasl_enabled_mechanisms) {
+        (Some(list), _) => list
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        (None, Some(list)) => list.clone(),
+        (None, None) => Vec::new(),
+    };
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut mechanisms = Vec::new();
+    for name in &names {
+        let m = Mechanism::from_name(name).with_context(|| {
+            format!(
+                "unknown SASL mechanism {name:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
+            )
+        })?;
+        if !mechanisms.contains(&m) {
+            mechanisms.push(m);
+        }
+    }
+    let jwks = args
+        .sasl_oauthbearer_jwks_file
+        .clone()
+        .or_else(|| file.sasl_oauthbearer_jwks_file.clone());
+    let url = args
+        .sasl_oauthbearer_jwks_url
+        .clone()
+        .or_else(|| file.sasl_oauthbearer_jwks_url.clone());
+    let oauthbearer = match (jwks, url) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the OAUTHBEARER keys as a JWKS file or a JWKS URL, not both")
+        }
+        (None, None) => None,
+        (file_path, _) => {
+            // With a URL the keys are fetched before the listener binds (main.rs).
+            let bytes = match &file_path {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("reading the JWKS file {}", path.display()))?,
+                None => br#"{"keys":[]}"#.to_vec(),
+            };
+            let where_ = file_path
+                .as_ref()
+                .map_or_else(|| "the JWKS URL".to_owned(), |p| p.display().to_string());
+            let mut c = OAuthBearerConfig::from_jwks_json(&bytes)
+                .with_context(|| format!("parsing the JWKS file {where_}"))?;
+            c.expected_issuer = file.sasl_oauthbearer_expected_issuer.clone();
+            c.expected_audience = file.sasl_oauthbearer_expected_audience.clone();
+            if let Some(s) = file.sasl_oauthbearer_clock_skew_seconds {
+                c.clock_skew = Duration::from_secs(s);
+            }
+            Some(c)
+        }
+    };
+    if mechanisms.contains(&Mechanism::OAuthBearer) && oauthbearer.is_none() {
+        anyhow::bail!(
+            "OAUTHBEARER needs sasl_oauthbearer_jwks_file or sasl_oauthbearer_jwks_url (the keys that sign tokens)"
+        );
+    }
+    let reauth_ms = args
+        .connections_max_reauth_ms
+        .or(file.connections_max_reauth_ms)
+        .unwrap_or(0);
+    Ok(Some(SaslConfig {
+        mechanisms,
+        max_reauth: (reauth_ms > 0).then(|| Duration::from_millis(reauth_ms)),
+        oauthbearer,
+    }))
 }
 
 /// Cluster mode's settings from flags and the `[cluster]` table; `None` when neither URL is
@@ -892,6 +1035,95 @@ mod tests {
         std::fs::write(&path, "[group]\nsession_timeout = 5\n").unwrap();
         let unknown = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
         assert!(Settings::load(&unknown.args).is_err());
+    }
+
+    #[test]
+    fn sasl_settings() {
+        use strom_kafka::sasl::Mechanism;
+        let w = Wrapper::parse_from(["x"]);
+        assert!(Settings::load(&w.args).unwrap().kafka.sasl.is_none());
+        let w = Wrapper::parse_from([
+            "x",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-512, PLAIN",
+            "--connections-max-reauth-ms",
+            "60000",
+        ]);
+        let sasl = Settings::load(&w.args).unwrap().kafka.sasl.unwrap();
+        assert_eq!(
+            sasl.mechanisms,
+            vec![Mechanism::ScramSha512, Mechanism::Plain]
+        );
+        assert_eq!(sasl.max_reauth, Some(Duration::from_secs(60)));
+        let w = Wrapper::parse_from(["x", "--sasl-enabled-mechanisms", "GSSAPI"]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(e.contains("GSSAPI"), "{e}");
+        // OAUTHBEARER needs keys: a file or a URL, not both.
+        let w = Wrapper::parse_from(["x", "--sasl-enabled-mechanisms", "OAUTHBEARER"]);
+        assert!(Settings::load(&w.args).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[kafka]\nsasl_enabled_mechanisms = [\"OAUTHBEARER\"]\nsasl_oauthbearer_jwks_file = {:?}\nsasl_oauthbearer_expected_issuer = \"idp\"\n",
+                jwks.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let s = Settings::load(&w.args).unwrap();
+        let oauth = s.kafka.sasl.unwrap().oauthbearer.unwrap();
+        assert_eq!(oauth.expected_issuer.as_deref(), Some("idp"));
+        assert!(s.jwks_url.is_none());
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--sasl-oauthbearer-jwks-url",
+            "http://127.0.0.1:1/jwks",
+        ]);
+        assert!(Settings::load(&w.args).is_err(), "file and URL together");
+    }
+
+    #[test]
+    fn sasl_listeners_need_mechanisms_and_mechanisms_need_no_sasl_listener() {
+        // Mechanisms alone do not make the default PLAINTEXT listener require SASL.
+        let w = Wrapper::parse_from(["x", "--sasl-enabled-mechanisms", "PLAIN"]);
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        assert!(kafka.sasl.is_some());
+        assert!(kafka.listeners.is_empty());
+        // (SASL_SSL is refused the same way once its TLS files load.)
+        let w = Wrapper::parse_from(["x", "--listeners", "SASL_PLAINTEXT://127.0.0.1:0"]);
+        let e = format!("{:#}", Settings::load(&w.args).unwrap_err());
+        assert!(
+            e.contains("SASL_PLAINTEXT") && e.contains("SASL mechanism"),
+            "{e}"
+        );
+        let w = Wrapper::parse_from([
+            "x",
+            "--listeners",
+            "INTERNAL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-256",
+        ]);
+        let kafka = Settings::load(&w.args).unwrap().kafka;
+        let protocols: Vec<_> = kafka
+            .listeners
+            .iter()
+            .map(|l| l.security_protocol)
+            .collect();
+        assert_eq!(
+            protocols,
+            vec![
+                strom_kafka::SecurityProtocol::Plaintext,
+                strom_kafka::SecurityProtocol::SaslPlaintext
+            ]
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod cli;
 mod cluster_cli;
 mod config;
 mod group_cli;
+mod jwks;
 mod listeners;
 mod txn_cli;
 
@@ -213,6 +214,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let kafka_config = settings.kafka_config();
+    if let (Some((url, refresh)), Some(oauth)) = (
+        settings.jwks_url.clone(),
+        kafka_config
+            .sasl
+            .as_ref()
+            .and_then(|s| s.oauthbearer.clone()),
+    ) {
+        jwks::fetch_into(&url, &oauth)
+            .await
+            .with_context(|| format!("fetching the OAUTHBEARER keys from {url}"))?;
+        tokio::spawn(jwks::refresh(url, refresh, oauth));
+    }
     let listen = if kafka_config.listeners.is_empty() {
         kafka_config.listen.to_string()
     } else {

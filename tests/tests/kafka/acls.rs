@@ -510,10 +510,11 @@ async fn acls_are_enforced_with_kafka_codes() {
             ResponseError::GroupAuthorizationFailed.code()
         );
         assert_eq!(described.groups[1].error_code, 0);
-        // READ(3), DESCRIBE(8), DELETE(6): an ACL-less group is open to everyone.
+        // READ(3), DESCRIBE(8), DELETE(6), DESCRIBE_CONFIGS(10), ALTER_CONFIGS(11): an
+        // ACL-less group is open to everyone.
         assert_eq!(
             described.groups[1].authorized_operations,
-            (1 << 3) | (1 << 6) | (1 << 8)
+            (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11)
         );
         let fetched: OffsetFetchResponse = c
             .call(

@@ -1,5 +1,6 @@
 //! Named listeners and TLS on the Kafka port, with certificates made by the test (rcgen):
-//! librdkafka (Debian's kcat, linked with OpenSSL; the rdkafka crate is built without SSL)
+//! librdkafka (Debian's kcat, linked with OpenSSL; written before the rdkafka crate had its `ssl`
+//! feature, which `sasl.rs`'s SASL_SSL test uses)
 //! produces and consumes over SSL, an untrusted server certificate is refused, a client
 //! certificate's subject is the principal the ACLs see, Metadata advertises the listener a
 //! client came in on, and a changed certificate is picked up without a restart.

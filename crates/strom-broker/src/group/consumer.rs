@@ -699,6 +699,14 @@ impl ConsumerGroupEngine {
             .collect()
     }
 
+    /// Drops a group from memory without recording a deletion (cluster mode: another
+    /// broker's state replaces it when this coordinator takes its shard over).
+    pub fn forget(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+        self.persisted.remove(group_id);
+        self.dirty.remove(group_id);
+    }
+
     /// Forgets an empty group; `NonEmptyGroup` if it has members.
     pub fn delete(&mut self, group_id: &str) -> Result<(), GroupError> {
         match self.groups.get(group_id) {

@@ -17,6 +17,7 @@
 //! `GroupHost` trait, which [`Broker`] implements, and [`Broker`]'s group methods delegate.
 
 pub mod assignor;
+mod authority;
 pub mod consumer;
 pub mod engine;
 pub mod offsets;
@@ -26,15 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use strom_record::{BatchBuilder, Record};
+use strom_record::Record;
 use tokio::sync::oneshot;
 
 use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::partition::Partition;
+use crate::storage::{CoordinatorLeases, CoordinatorShard};
 #[cfg(test)]
 use crate::topic::CreateTopic;
 
+pub use authority::COORDINATOR_PRODUCER_BASE;
 pub use consumer::{ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupState};
 pub use engine::{
     Effect, GroupConfig, GroupDescription, GroupEngine, GroupState, JoinRequest, JoinResponse,
@@ -103,6 +106,10 @@ pub enum GroupError {
     /// KIP-848: the subscribed topic regex does not compile.
     #[error("invalid regular expression")]
     InvalidRegularExpression,
+    /// Cluster mode: this broker does not (or no longer) hold the lease of the group's
+    /// coordinator shard; the client finds the coordinator again.
+    #[error("not coordinator")]
+    NotCoordinator,
 }
 
 /// One offset to commit.
@@ -243,6 +250,9 @@ fn load_checkpoint(
     Some(c)
 }
 
+/// A group and some of its partitions.
+type GroupPartitions = (String, Vec<(String, i32)>);
+
 /// Key, value (None: tombstone), and the cache entry it becomes.
 type OffsetRecord = (Bytes, Option<Bytes>, (String, i32), Option<CommittedOffset>);
 
@@ -261,7 +271,8 @@ struct OffsetStore {
     checkpoint_end: i64,
 }
 
-/// The group coordinator of one broker (it coordinates every group).
+/// The group coordinator of one broker: it coordinates every group on a single broker, and in
+/// cluster mode the groups of the coordinator shards whose leases it holds (`group/authority.rs`).
 ///
 /// Ownership: membership belongs to the engine behind `runtime`; committed offsets to
 /// `offsets`, whose lock is held across the append to `__consumer_offsets` and the cache update
@@ -286,6 +297,13 @@ pub struct GroupCoordinator {
     /// bounded by the number of groups; the writer task drains it.
     pending: Mutex<BTreeMap<String, Option<GroupRecord>>>,
     pending_ready: tokio::sync::Notify,
+    /// Cluster mode: the coordinator-shard leases (see [`authority`]); `None` on a single
+    /// broker, which coordinates every group.
+    authority: Option<Arc<dyn CoordinatorLeases>>,
+    /// Cluster mode: the shards taken over (fenced and loaded) under their current lease.
+    owned: Mutex<authority::OwnedShards>,
+    /// Cluster mode: shards taken over since open (`/metrics`).
+    takeovers: AtomicU64,
 }
 
 impl GroupCoordinator {
@@ -297,11 +315,14 @@ impl GroupCoordinator {
         offsets: Option<(uuid::Uuid, Arc<Partition>)>,
         checkpoint_path: std::path::PathBuf,
         now: i64,
+        authority: Option<Arc<dyn CoordinatorLeases>>,
     ) -> Result<GroupCoordinator> {
         let mut replayed = Replayed::default();
         let mut checkpoint_end = -1;
         let mut replayed_records = 0;
-        if let Some((topic_id, p)) = &offsets {
+        // Under coordinator leases nothing is loaded up front: each shard's state is read
+        // when its lease is taken (`sync_leases_blocking`).
+        if let Some((topic_id, p)) = offsets.as_ref().filter(|_| authority.is_none()) {
             let mut from = p.log_start_offset();
             match load_checkpoint(&checkpoint_path, *topic_id, p) {
                 Some(c) => {
@@ -362,6 +383,9 @@ impl GroupCoordinator {
             next_token: AtomicU64::new(1),
             pending: Mutex::new(BTreeMap::new()),
             pending_ready: tokio::sync::Notify::new(),
+            authority,
+            owned: Mutex::new(authority::OwnedShards::new()),
+            takeovers: AtomicU64::new(0),
         })
     }
 
@@ -438,7 +462,9 @@ impl GroupCoordinator {
             let mut rt = self.runtime();
             rt.joins.insert(token, tx);
             // A classic member cannot join a group run by the consumer protocol.
-            let effects = if rt.consumer.has_members(&req.group_id) {
+            let effects = if let Err(e) = self.check_coordinator(&req.group_id) {
+                vec![Effect::Join(token, Err((e, req.member_id.clone())))]
+            } else if rt.consumer.has_members(&req.group_id) {
                 vec![Effect::Join(
                     token,
                     Err((GroupError::InconsistentGroupProtocol, req.member_id.clone())),
@@ -465,6 +491,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
         now: i64,
     ) -> std::result::Result<SyncResponse, GroupError> {
+        self.check_coordinator(group_id)?;
         let rx = {
             let token = self.next_token.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
@@ -495,6 +522,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         now: i64,
     ) -> std::result::Result<(), GroupError> {
+        self.check_coordinator(group_id)?;
         self.runtime()
             .engine
             .heartbeat(group_id, member_id, generation, instance_id, now)
@@ -507,6 +535,9 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
         now: i64,
     ) -> Vec<std::result::Result<(), GroupError>> {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return members.iter().map(|_| Err(e)).collect();
+        }
         let mut rt = self.runtime();
         let (results, effects) = rt.engine.leave(group_id, members, now);
         rt.perform(effects);
@@ -585,7 +616,9 @@ impl GroupCoordinator {
                 },
             );
         }
-        all.into_values().collect()
+        all.into_values()
+            .filter(|g| self.acts_for(&g.group_id))
+            .collect()
     }
 
     /// Committed offsets of a group: all of them, or those of `partitions`.
@@ -758,8 +791,12 @@ impl GroupCoordinator {
             return Ok(());
         }
         let now = host.now_ms();
-        let mut records = Vec::with_capacity(pending.len());
+        let mut by_shard: BTreeMap<CoordinatorShard, Vec<Record>> = BTreeMap::new();
         for (group_id, state) in &pending {
+            // Cluster mode: a group of a shard given up is another coordinator's to write.
+            if !self.acts_for(group_id) {
+                continue;
+            }
             let value = match state {
                 Some(s) => match serde_json::to_vec(s) {
                     Ok(json) => Some(offsets::encode_group_value(&json)),
@@ -770,33 +807,42 @@ impl GroupCoordinator {
                 },
                 None => None,
             };
-            records.push(Record::new(
-                now,
-                Some(offsets::encode_group_key(group_id)),
-                value,
-            ));
+            by_shard
+                .entry(self.batch_shard(group_id))
+                .or_default()
+                .push(Record::new(
+                    now,
+                    Some(offsets::encode_group_key(group_id)),
+                    value,
+                ));
+        }
+        if by_shard.is_empty() {
+            return Ok(());
         }
         let partition = self.offsets_partition_blocking(host)?;
-        let mut batch = BatchBuilder::new()
-            .build(&records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // Under the shared side, so a checkpoint sees the values of every appended record.
         let _shared = self
             .offsets_order
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        partition.append_blocking(&mut batch)?;
-        let mut store = self.offsets();
-        for record in records {
-            let Some(group) = record.key.and_then(offsets::decode_group_key) else {
+        let mut first_error = None;
+        for (shard, records) in by_shard {
+            if let Err(e) = self.append_for_shard(&partition, shard, &records) {
+                first_error.get_or_insert(e);
                 continue;
-            };
-            match record.value {
-                Some(v) => store.group_values.insert(group, v),
-                None => store.group_values.remove(&group),
-            };
+            }
+            let mut store = self.offsets();
+            for record in records {
+                let Some(group) = record.key.and_then(offsets::decode_group_key) else {
+                    continue;
+                };
+                match record.value {
+                    Some(v) => store.group_values.insert(group, v),
+                    None => store.group_values.remove(&group),
+                };
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Writes the offsets checkpoint (see [`offsets::Checkpoint`]) if `force` or if more than
@@ -809,6 +855,11 @@ impl GroupCoordinator {
         host: &dyn GroupHost,
         force: bool,
     ) -> Result<bool> {
+        // Under coordinator leases state is loaded per shard from the shared log, never from
+        // a local checkpoint.
+        if self.authority.is_some() {
+            return Ok(false);
+        }
         let Some(partition) = self.offsets().partition.clone() else {
             return Ok(false);
         };
@@ -877,6 +928,7 @@ impl GroupCoordinator {
         host: &dyn GroupHost,
         req: consumer::Heartbeat,
     ) -> std::result::Result<consumer::HeartbeatAnswer, GroupError> {
+        self.check_coordinator(&req.group_id)?;
         let topics = host.topic_infos();
         let now = host.now_ms();
         let mut rt = self.runtime();
@@ -893,6 +945,7 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
     ) -> std::result::Result<consumer::ConsumerGroupDescription, GroupError> {
+        self.check_coordinator(group_id)?;
         self.runtime()
             .consumer
             .describe(group_id)
@@ -925,6 +978,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(Error::Group(GroupError::InvalidGroupId));
         }
+        self.check_coordinator(group_id)?;
         self.validate_committer(group_id, member_id, generation, instance_id)?;
         let now = host.now_ms();
         let mut results = Vec::with_capacity(commits.len());
@@ -1000,19 +1054,20 @@ impl GroupCoordinator {
             .iter()
             .map(|(k, v, _, _)| Record::new(now, Some(k.clone()), v.clone()))
             .collect();
-        let mut batch = BatchBuilder::new()
-            .build(&batch_records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
         // The guard is held until the cache is updated, so whoever takes the exclusive side
         // (tombstones, expiry) sees every appended commit in the cache.
         let order = &self.offsets_order;
         if records.iter().any(|(_, v, _, _)| v.is_none()) {
             let _exclusive = order.write().unwrap_or_else(PoisonError::into_inner);
-            let base = partition.append_blocking(&mut batch)?.base_offset;
+            let base = self
+                .append_for_group(&partition, group_id, &batch_records)?
+                .base_offset;
             self.apply_offsets(group_id, base, records);
         } else {
             let _shared = order.read().unwrap_or_else(PoisonError::into_inner);
-            let base = partition.append_blocking(&mut batch)?.base_offset;
+            let base = self
+                .append_for_group(&partition, group_id, &batch_records)?
+                .base_offset;
             self.apply_offsets(group_id, base, records);
         }
         Ok(())
@@ -1218,6 +1273,9 @@ impl GroupCoordinator {
             let mut expired: Vec<(String, Vec<(String, i32)>)> = Vec::new();
             let mut forget = Vec::new();
             for (group_id, group_offsets) in &store.cache {
+                if !self.acts_for(group_id) {
+                    continue;
+                }
                 let membership = membership(&rt, group_id);
                 let gone = offsets::expired(group_offsets, &membership, now, retention);
                 if matches!(membership, offsets::Membership::Empty { .. })
@@ -1232,7 +1290,10 @@ impl GroupCoordinator {
             // Empty groups that never committed (or whose offsets are gone) and stayed empty
             // for the whole retention.
             for (group_id, since) in &rt.empty_since {
-                if !store.cache.contains_key(group_id) && since.saturating_add(retention) <= now {
+                if !store.cache.contains_key(group_id)
+                    && since.saturating_add(retention) <= now
+                    && self.acts_for(group_id)
+                {
                     forget.push(group_id.clone());
                 }
             }
@@ -1253,26 +1314,37 @@ impl GroupCoordinator {
             return Ok(0);
         }
         let partition = self.offsets_partition_blocking(host)?;
-        let records: Vec<Record> = expired
-            .iter()
-            .flat_map(|(g, tps)| {
-                tps.iter()
-                    .map(move |(t, p)| Record::new(now, Some(offsets::encode_key(g, t, *p)), None))
-            })
-            .collect();
-        let count = records.len();
-        let mut batch = BatchBuilder::new()
-            .build(&records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
-        let mut at = partition.append_blocking(&mut batch)?.base_offset;
+        // One batch per coordinator shard (on a single broker: all in shard order, one each).
+        let mut by_shard: BTreeMap<CoordinatorShard, Vec<GroupPartitions>> = BTreeMap::new();
         for (group_id, tps) in expired {
-            let n = tps.len() as i64;
-            let records = tps
-                .into_iter()
-                .map(|(t, p)| (offsets::encode_key(&group_id, &t, p), None, (t, p), None))
+            by_shard
+                .entry(self.batch_shard(&group_id))
+                .or_default()
+                .push((group_id, tps));
+        }
+        let mut count = 0;
+        for (shard, expired) in by_shard {
+            let records: Vec<Record> = expired
+                .iter()
+                .flat_map(|(g, tps)| {
+                    tps.iter().map(move |(t, p)| {
+                        Record::new(now, Some(offsets::encode_key(g, t, *p)), None)
+                    })
+                })
                 .collect();
-            self.apply_offsets(&group_id, at, records);
-            at += n;
+            let mut at = self
+                .append_for_shard(&partition, shard, &records)?
+                .base_offset;
+            count += records.len();
+            for (group_id, tps) in expired {
+                let n = tps.len() as i64;
+                let records = tps
+                    .into_iter()
+                    .map(|(t, p)| (offsets::encode_key(&group_id, &t, p), None, (t, p), None))
+                    .collect();
+                self.apply_offsets(&group_id, at, records);
+                at += n;
+            }
         }
         tracing::info!(offsets = count, "expired committed offsets");
         Ok(count)
@@ -1281,6 +1353,7 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: `GroupIdNotFound`, `NonEmptyGroup`, or its offsets are
     /// tombstoned and the group forgotten. BLOCKING.
     pub(crate) fn delete_group_blocking(&self, host: &dyn GroupHost, group_id: &str) -> Result<()> {
+        self.check_coordinator(group_id)?;
         let known_members = {
             let rt = self.runtime();
             rt.engine.state(group_id).is_some() || rt.consumer.contains(group_id)
@@ -1337,6 +1410,7 @@ impl GroupCoordinator {
         group_id: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<std::collections::BTreeSet<String>> {
+        self.check_coordinator(group_id)?;
         let partition = self.offsets_partition_blocking(host)?;
         let _exclusive = self
             .offsets_order
@@ -1372,10 +1446,9 @@ impl GroupCoordinator {
             .iter()
             .map(|(k, _, _, _)| Record::new(now, Some(k.clone()), None))
             .collect();
-        let mut batch = BatchBuilder::new()
-            .build(&batch_records)
-            .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
-        let base = partition.append_blocking(&mut batch)?.base_offset;
+        let base = self
+            .append_for_group(&partition, group_id, &batch_records)?
+            .base_offset;
         self.apply_offsets(group_id, base, records);
         drop(rt);
         Ok(refused)
@@ -1412,6 +1485,12 @@ impl Broker {
                 }
             }
         });
+    }
+
+    /// Cluster mode: takes over the coordinator shards whose leases this broker gained and
+    /// drops those it lost (see `GroupCoordinator::check_coordinator`). BLOCKING.
+    pub fn sync_coordinator_leases_blocking(&self) -> Result<()> {
+        self.groups.sync_leases_blocking(self)
     }
 
     /// Writes the queued group states to `__consumer_offsets` in one batch. BLOCKING.
@@ -2170,7 +2249,8 @@ mod narrow_host {
         };
         let checkpoint = dir.path().join("checkpoint");
         let groups =
-            GroupCoordinator::open(GroupConfig::default(), None, checkpoint.clone(), 0).unwrap();
+            GroupCoordinator::open(GroupConfig::default(), None, checkpoint.clone(), 0, None)
+                .unwrap();
         let results = groups
             .commit_offsets_blocking(
                 &host,
@@ -2197,6 +2277,7 @@ mod narrow_host {
             Some((uuid::Uuid::nil(), offsets)),
             checkpoint,
             0,
+            None,
         )
         .unwrap();
         let fetched = replayed.fetch_offsets("g", Some(&[("data".to_owned(), 0)]));
@@ -2208,6 +2289,114 @@ mod narrow_host {
             .unwrap();
         assert!(refused.is_empty());
         assert!(groups.fetch_offsets("g", None).is_empty());
+    }
+
+    /// Cluster-mode coordinator authority over one shared `__consumer_offsets` (the local
+    /// backend stands in for the cluster store: both refuse an idempotent producer's older
+    /// epoch): two coordinators hand a shard over, and the stale one's writes are fenced.
+    #[test]
+    fn a_shard_changes_hands_and_the_former_holder_is_fenced() {
+        use crate::storage::{CoordinatorLeases, CoordinatorShard, ShardLease, coordinator_shard};
+
+        #[derive(Debug, Default)]
+        struct Leases {
+            held: Mutex<Vec<ShardLease>>,
+            given_up: Mutex<Vec<ShardLease>>,
+        }
+        impl CoordinatorLeases for Leases {
+            fn held(&self) -> Vec<ShardLease> {
+                self.held.lock().unwrap().clone()
+            }
+            fn coordinator(&self, _: CoordinatorShard) -> Option<i32> {
+                None
+            }
+            fn give_up(&self, lease: ShardLease) {
+                self.held.lock().unwrap().retain(|l| *l != lease);
+                self.given_up.lock().unwrap().push(lease);
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        let host = Host {
+            data: partition(&backend, "data"),
+            backend,
+            offsets: Mutex::new(None),
+        };
+        let open = |leases: &Arc<Leases>| {
+            let authority: Arc<dyn CoordinatorLeases> = Arc::clone(leases) as _;
+            GroupCoordinator::open(
+                GroupConfig::default(),
+                None,
+                dir.path().join("unused-checkpoint"),
+                0,
+                Some(authority),
+            )
+            .unwrap()
+        };
+        let (leases_a, leases_b) = (Arc::new(Leases::default()), Arc::new(Leases::default()));
+        let (a, b) = (open(&leases_a), open(&leases_b));
+        let shard = coordinator_shard("g");
+        let at = |epoch| ShardLease { shard, epoch };
+        let commit_g = |c: &GroupCoordinator, offset| {
+            c.commit_offsets_blocking(&host, "g", "", -1, None, vec![commit("data", offset)])
+        };
+        let offset_of = |c: &GroupCoordinator| {
+            c.fetch_offsets("g", None)
+                .first()
+                .and_then(|(_, o)| o.as_ref().map(|o| o.offset))
+        };
+        let not_coordinator =
+            |r: Result<Vec<Result<()>>>| matches!(r, Err(Error::Group(GroupError::NotCoordinator)));
+
+        // No lease: refused, nothing written.
+        assert!(not_coordinator(commit_g(&a, 1)));
+        assert_eq!(a.check_coordinator("g"), Err(GroupError::NotCoordinator));
+        // Held but not taken over yet: still refused.
+        leases_a.held.lock().unwrap().push(at(1));
+        assert!(not_coordinator(commit_g(&a, 1)));
+        a.sync_leases_blocking(&host).unwrap();
+        assert_eq!(a.check_coordinator("g"), Ok(()));
+        assert!(commit_g(&a, 7).unwrap().iter().all(Result::is_ok));
+        assert_eq!(a.owned_shards(), vec![at(1)]);
+        // A group of another shard is not A's.
+        let other = (0..)
+            .map(|i| format!("other-{i}"))
+            .find(|g| coordinator_shard(g) != shard)
+            .unwrap();
+        assert_eq!(a.check_coordinator(&other), Err(GroupError::NotCoordinator));
+
+        // B takes the shard at epoch 2 while A still believes it holds epoch 1 (a stalled
+        // holder): B's fence comes first, then B reads A's commit.
+        leases_b.held.lock().unwrap().push(at(2));
+        b.sync_leases_blocking(&host).unwrap();
+        assert_eq!(offset_of(&b), Some(7));
+        // A's next write is refused by the store and A gives the shard up.
+        let stale = commit_g(&a, 9).unwrap();
+        assert!(stale.iter().all(Result::is_err), "{stale:?}");
+        assert_eq!(*leases_a.given_up.lock().unwrap(), vec![at(1)]);
+        assert_eq!(a.check_coordinator("g"), Err(GroupError::NotCoordinator));
+        assert!(commit_g(&b, 11).unwrap().iter().all(Result::is_ok));
+
+        // A takes it back at epoch 3 and sees B's commit, not its own refused one.
+        leases_b.held.lock().unwrap().clear();
+        b.sync_leases_blocking(&host).unwrap();
+        assert_eq!(b.check_coordinator("g"), Err(GroupError::NotCoordinator));
+        leases_a.held.lock().unwrap().push(at(3));
+        a.sync_leases_blocking(&host).unwrap();
+        assert_eq!(offset_of(&a), Some(11));
+
+        // The fences are invisible to a plain replay of the topic.
+        let replayed = GroupCoordinator::open(
+            GroupConfig::default(),
+            Some((uuid::Uuid::nil(), host.offsets_partition().unwrap())),
+            dir.path().join("unused-checkpoint-2"),
+            0,
+            None,
+        )
+        .unwrap();
+        assert_eq!(offset_of(&replayed), Some(11));
+        assert_eq!(replayed.list().len(), 1);
     }
 }
 

@@ -59,6 +59,17 @@ pub(crate) type OffsetCache = BTreeMap<String, BTreeMap<(String, i32), Committed
 const VERSION: u16 = 1;
 const GROUP_VERSION: u16 = 2;
 const TXN_VERSION: u16 = 3;
+/// Key version of a coordinator shard's fence (cluster mode, see `group::authority`): a
+/// tombstone that replay ignores and compaction drops; it exists to be committed.
+const FENCE_VERSION: u16 = 4;
+
+/// The key of coordinator shard `shard`'s fence record.
+pub(crate) fn encode_fence_key(shard: u32) -> Bytes {
+    let mut buf = Vec::with_capacity(6);
+    buf.put_u16(FENCE_VERSION);
+    buf.put_u32(shard);
+    Bytes::from(buf)
+}
 
 /// Offsets committed in open transactions: producer id → (group, topic, partition) → offset.
 pub(crate) type PendingTxnOffsets = BTreeMap<i64, BTreeMap<(String, String, i32), CommittedOffset>>;

@@ -114,6 +114,70 @@ pub trait StorageBackend: Send + Sync + Debug {
     fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
         None
     }
+
+    /// Who may coordinate which consumer groups (cluster mode); `None` for a single broker,
+    /// which coordinates every group.
+    fn coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
+        None
+    }
+}
+
+/// How many coordinator shards group ids hash to ([`coordinator_shard`]); the same on every
+/// broker and release, since brokers must agree on which lease covers a group.
+pub const COORDINATOR_SHARDS: u32 = 16;
+
+/// One of the [`COORDINATOR_SHARDS`] shards of consumer groups, each covered by one lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CoordinatorShard(pub u32);
+
+/// The shard a group id belongs to: FNV-1a of the id modulo [`COORDINATOR_SHARDS`] (stable
+/// across processes, unlike the standard hasher).
+pub fn coordinator_shard(group_id: &str) -> CoordinatorShard {
+    CoordinatorShard(
+        u32::try_from(fnv1a(group_id.as_bytes()) % u64::from(COORDINATOR_SHARDS)).unwrap_or(0),
+    )
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+/// A coordinator shard's lease as this broker holds it: the fencing epoch grows each time
+/// the lease changes hands (or lapses and is taken again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardLease {
+    /// The shard.
+    pub shard: CoordinatorShard,
+    /// The lease's fencing epoch.
+    pub epoch: i64,
+}
+
+/// Coordinator authority in cluster mode: each [`CoordinatorShard`] is a lease that at most
+/// one broker holds; only the holder acts for the shard's groups, and it fences its writes to
+/// `__consumer_offsets` with the lease epoch (the group coordinator writes them as an
+/// idempotent producer whose epoch is the lease epoch, so the store refuses a stale holder's
+/// write in its commit).
+///
+/// # Contract
+/// Calls must not block. [`held`](Self::held) lists only leases whose expiry, measured
+/// conservatively on this broker's clock from before the acquire or renew was sent, is still
+/// ahead; a lease that lapsed is never listed again at the same epoch.
+pub trait CoordinatorLeases: Send + Sync + Debug {
+    /// The shard leases this broker holds now.
+    fn held(&self) -> Vec<ShardLease>;
+
+    /// The node id of the broker that coordinates `shard`: the live holder of a valid lease,
+    /// or else the live broker that will take it. `None` when unknown.
+    fn coordinator(&self, shard: CoordinatorShard) -> Option<i32>;
+
+    /// This broker can no longer act under `lease` (a write under it failed, so its
+    /// idempotent sequence is broken or it was fenced): release it so that it is taken again
+    /// at a new epoch.
+    fn give_up(&self, lease: ShardLease);
 }
 
 /// The broker that leads `partition` of `topic` among `live` (sorted by node id): a stable

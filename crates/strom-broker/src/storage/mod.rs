@@ -27,7 +27,8 @@ mod partition;
 mod types;
 
 pub use backend::{
-    BrokerEndpoint, ClusterMembers, MetadataStore, StorageBackend, partition_leader,
+    BrokerEndpoint, COORDINATOR_SHARDS, ClusterMembers, CoordinatorLeases, CoordinatorShard,
+    MetadataStore, ShardLease, StorageBackend, coordinator_shard, partition_leader,
 };
 pub use error::StorageError;
 pub use partition::{PartitionStore, StorageResult, StoreRead};

@@ -27,6 +27,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             response.groups.push(described.with_error_code(code));
             continue;
         }
+        // Cluster mode: another broker coordinates this group.
+        if let Some(code) = super::not_coordinator(context, &group_id) {
+            response.groups.push(described.with_error_code(code));
+            continue;
+        }
         if want_ops && context.broker.acls().enabled() {
             described.authorized_operations = authz::authorized_operations(
                 context,

@@ -1,11 +1,13 @@
 //! FindCoordinator (key 10): this single broker coordinates every group (`key_type` 0) and
 //! every transactional id (`key_type` 1).
 //!
-//! In cluster mode each key is coordinated by one live broker, picked as partition leaders
-//! are (a stable hash of the key over the live brokers), so every member of a group talks to
-//! the same coordinator whichever broker it asked. Coordinator state is that broker's memory:
-//! when the live brokers change, a key may move to a broker that does not know the group yet
-//! (see ARCHITECTURE.md, cluster mode, what is not built).
+//! In cluster mode a group (`key_type` 0) is coordinated by the broker holding the lease of
+//! its coordinator shard (`strom_broker::storage::coordinator_shard`), or, while nobody holds
+//! it, by the live broker that will take it; every member of a group therefore talks to the
+//! same coordinator whichever broker it asked, and a broker that lost the lease answers group
+//! requests with NOT_COORDINATOR so clients ask again. A transactional id (`key_type` 1) is
+//! picked as partition leaders are (a stable hash over the live brokers): transactions are not
+//! served in cluster mode yet.
 //!
 //! v0–v3 ask for one key; v4+ batch keys in `coordinator_keys`. Other key types (share groups)
 //! answer INVALID_REQUEST.
@@ -38,8 +40,15 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         } else {
             "__consumer_offsets"
         };
+        // Cluster mode, groups: the holder of the group's coordinator-shard lease (or the
+        // live broker that will take it).
+        let leased = (body.key_type == 0)
+            .then(|| context.broker.groups().coordinator_node(key))
+            .flatten()
+            .and_then(|node| live.iter().find(|b| b.node_id == node));
         // `live` always holds at least this broker.
-        partition_leader(&live, &format!("{namespace}/{key}"), PartitionIndex(0))
+        leased
+            .or_else(|| partition_leader(&live, &format!("{namespace}/{key}"), PartitionIndex(0)))
             .map(|b| {
                 (
                     BrokerId(b.node_id),

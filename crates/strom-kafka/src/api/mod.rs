@@ -50,6 +50,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 
@@ -96,6 +98,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The version range Strom implements for an API.
@@ -116,6 +120,8 @@ pub enum Outcome {
     /// if any, count the response's bytes against the request-memory budget until it is
     /// written.
     RespondVectored(Vec<Bytes>, Option<tokio::sync::OwnedSemaphorePermit>),
+    /// Write this response frame, then close the connection (a failed SASL exchange).
+    RespondThenClose(Bytes),
     /// Nothing to write (`acks=0` produce).
     NoResponse,
     /// Close the connection (the reason was logged).
@@ -169,6 +175,18 @@ pub enum HandlerError {
 }
 
 /// Decodes the body of `request` as `T`.
+/// `NOT_COORDINATOR`'s code when this broker does not coordinate `group_id` now (cluster
+/// mode: it does not hold the group's coordinator-shard lease), so the client finds the
+/// coordinator again; `None` when it does (always on a single broker).
+pub(crate) fn not_coordinator(context: &Context, group_id: &str) -> Option<i16> {
+    context
+        .broker
+        .groups()
+        .check_coordinator(group_id)
+        .err()
+        .map(|e| crate::error_code::group_error(e).code())
+}
+
 pub(crate) fn decode<T: Decodable>(request: &Request) -> Result<T, HandlerError> {
     let mut body = request.body.clone();
     T::decode(&mut body, request.version()).map_err(|e| HandlerError::Decode {
@@ -271,6 +289,31 @@ pub async fn handle(context: &Context, mut request: Request) -> Outcome {
     finish(&request, result)
 }
 
+/// Handles SaslHandshake or SaslAuthenticate on the connection's SASL session.
+pub(crate) fn handle_sasl(
+    context: &Context,
+    request: &Request,
+    session: &mut crate::sasl::Session,
+) -> Outcome {
+    let api_key = request.api_key;
+    match supported_versions(api_key) {
+        Some((min, max)) if (min..=max).contains(&request.version()) => {}
+        _ => {
+            tracing::warn!(
+                ?api_key,
+                version = request.version(),
+                "unsupported SASL api version, closing connection"
+            );
+            return Outcome::Close;
+        }
+    }
+    let result = match api_key {
+        ApiKey::SaslHandshake => sasl_handshake::handle(context, request, session),
+        _ => sasl_authenticate::handle(context, request, session),
+    };
+    finish(request, result)
+}
+
 fn finish(request: &Request, result: Result<Outcome, HandlerError>) -> Outcome {
     match result {
         Ok(outcome) => outcome,
@@ -335,6 +378,8 @@ mod tests {
             ApiKey::DeleteAcls => DeleteAclsRequest::VERSIONS,
             ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
             ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
+            ApiKey::SaslHandshake => SaslHandshakeRequest::VERSIONS,
+            ApiKey::SaslAuthenticate => SaslAuthenticateRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),
         };
         (r.min, r.max)

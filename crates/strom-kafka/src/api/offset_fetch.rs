@@ -79,6 +79,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             // With an authorizer: DESCRIBE on the group.
             if let Some(code) =
                 authz::group_denied(context, request, AclOperation::Describe, &g.group_id)
+                    .or_else(|| super::not_coordinator(context, &g.group_id))
             {
                 response.groups.push(
                     OffsetFetchResponseGroup::default()
@@ -128,6 +129,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         }
     } else if let Some(code) =
         authz::group_denied(context, request, AclOperation::Describe, &body.group_id)
+            .or_else(|| super::not_coordinator(context, &body.group_id))
     {
         if request.version() >= 2 {
             response.error_code = code;

@@ -616,9 +616,10 @@ impl GroupMember {
         timeouts: MemberTimeouts,
     ) -> Result<GroupMember, ClientError> {
         let addr = bootstrap.find_coordinator(group).await?;
-        let coordinator = match Client::connect(&addr).await {
+        let sasl = bootstrap.sasl_credentials().cloned();
+        let coordinator = match Client::connect_with(&addr, sasl.as_ref()).await {
             Ok(c) => c,
-            Err(ClientError::Io(_)) => Client::connect(bootstrap_addr).await?,
+            Err(ClientError::Io(_)) => Client::connect_with(bootstrap_addr, sasl.as_ref()).await?,
             Err(e) => return Err(e),
         };
         Ok(GroupMember {

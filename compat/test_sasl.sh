@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# SASL (SASL_PLAINTEXT) with confluent-kafka, kafka-python (compat/sasl_clients.py) and kafkajs
+# (compat/sasl_kafkajs.js), PLAIN and SCRAM-SHA-256/512.
+#
+# The script runs a broker of its own (compat/broker.sh) with two listeners: SASL_PLAINTEXT on
+# $PORT, where the clients run, and PLAINTEXT on loopback $ADMIN_PORT, where `strom user scram
+# set` creates the user first (both mechanisms; PLAIN checks the same credentials).
+#
+# Run by compat/run.sh (COMPAT_STROM_BIN is the broker binary). Prints PASS/FAIL lines and exits 1
+# if a check failed.
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${COMPAT_STROM_BIN:?COMPAT_STROM_BIN must name the strom binary}
+PY=$HERE/.venv/bin/python
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/strom-compat-sasl.XXXXXX")
+BROKER_LOG=$WORK/broker.log
+BROKER_PYTHON=$PY
+# shellcheck source=compat/broker.sh
+source "$HERE/broker.sh"
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+    broker_kill
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export COMPAT_SASL_USER=alice COMPAT_SASL_PASSWORD=alice-secret
+FAILED=0
+
+echo "== sasl: setting up a broker with SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+BROKER_SASL=1
+BROKER_EXTRA=(--sasl-enabled-mechanisms PLAIN,SCRAM-SHA-256,SCRAM-SHA-512)
+if ! broker_start; then
+    echo "FAIL sasl/setup: the SASL broker did not start"
+    exit 1
+fi
+for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
+    if ! STROM_SCRAM_PASSWORD=$COMPAT_SASL_PASSWORD "$BIN" user scram set "$COMPAT_SASL_USER" \
+        --mechanism "$mech" -b "127.0.0.1:$ADMIN_PORT" >/dev/null; then
+        echo "FAIL sasl/setup: strom user scram set $mech failed"
+        exit 1
+    fi
+done
+echo "PASS sasl/setup"
+export COMPAT_BOOTSTRAP=127.0.0.1:$PORT
+
+"$PY" "$HERE/sasl_clients.py" || FAILED=1
+
+if command -v node >/dev/null 2>&1 && [[ -d $HERE/node_modules/kafkajs ]]; then
+    (cd "$HERE" && timeout 120 node sasl_kafkajs.js) || FAILED=1
+else
+    echo "SKIP kafkajs-sasl: kafkajs is not installed (compat/install.sh needs npm)"
+fi
+
+if ! broker_stop; then
+    echo "FAIL sasl/shutdown: $BROKER_STOP_WHY"
+    FAILED=1
+fi
+if ! broker_log_report; then
+    echo "FAIL sasl/no_panic: the broker log has a panic"
+    FAILED=1
+fi
+exit "$FAILED"

@@ -1,0 +1,394 @@
+//! Coordinator authority in cluster mode: which groups this broker may act for, how it
+//! fences its writes, and how it takes a shard of groups over.
+//!
+//! Group ids hash to [`COORDINATOR_SHARDS`] shards ([`coordinator_shard`]); the backend's
+//! [`CoordinatorLeases`] say which shard leases this broker holds, at which epoch. A group
+//! request for a shard this coordinator has not taken over at the lease's current epoch is
+//! refused with [`GroupError::NotCoordinator`], so the client finds the coordinator again.
+//!
+//! **Fencing.** Every write of a shard's groups to `__consumer_offsets` is a batch of the
+//! idempotent producer `COORDINATOR_PRODUCER_BASE + shard` at producer epoch = lease epoch,
+//! with consecutive sequences. The store checks epochs and sequences in the transaction that
+//! commits the batch, so once a holder at epoch E has written, nothing of an older holder
+//! commits any more. Taking a shard over therefore starts with a *fence*: an empty record at
+//! the new epoch, written and durable before the state is read. Every write of the old holder
+//! is either before the fence (and read) or refused.
+//!
+//! **Takeover.** After the fence, the whole `__consumer_offsets` is replayed and the shard's
+//! groups (offsets, classic and consumer-protocol state) replace whatever this broker had in
+//! memory for them. A write the store refuses (fenced, out of sequence) or that fails after
+//! it was handed over (outcome unknown, sequence broken) gives the lease up
+//! ([`CoordinatorLeases::give_up`]): the shard is taken again, at a new epoch, with a fresh
+//! replay. Only a batch refused for its content (too large, invalid) leaves the lease alone.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use strom_record::{BatchBuilder, Record};
+
+use super::{GroupCoordinator, GroupError, GroupHost, GroupRecord, Replayed};
+use crate::error::{Error, Result};
+use crate::partition::Partition;
+use crate::storage::{
+    COORDINATOR_SHARDS, CoordinatorLeases, CoordinatorShard, ShardLease, StorageError,
+    coordinator_shard,
+};
+use strom_log::AppendInfo;
+
+/// Producer id under which coordinator shard `n` writes `__consumer_offsets` (plus `n`):
+/// far above any id the cluster's producer-id sequence hands out.
+pub const COORDINATOR_PRODUCER_BASE: i64 = 0x7fff_ff00_0000_0000;
+
+/// A shard this coordinator took over: its lease and the next sequence of its writer.
+///
+/// The sequence lock is held while a batch is handed to the store (so sequences follow the
+/// store's order), which in cluster mode needs the async runtime; request handlers running on
+/// the runtime's workers therefore never take it: they read only `lease` and `valid`.
+#[derive(Debug)]
+pub(super) struct OwnedShard {
+    lease: ShardLease,
+    /// False once a write failed; the shard is then given up.
+    valid: AtomicBool,
+    next_sequence: Mutex<i32>,
+}
+
+impl OwnedShard {
+    fn is_valid(&self) -> bool {
+        self.valid.load(Ordering::Acquire)
+    }
+}
+
+/// The shards taken over.
+pub(super) type OwnedShards = HashMap<CoordinatorShard, Arc<OwnedShard>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn not_coordinator() -> Error {
+    Error::Group(GroupError::NotCoordinator)
+}
+
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
+fn add_sequence(sequence: i32, count: usize) -> i32 {
+    let count = i32::try_from(count).unwrap_or(i32::MAX);
+    if sequence > i32::MAX - count {
+        count - (i32::MAX - sequence) - 1
+    } else {
+        sequence + count
+    }
+}
+
+fn build(builder: &BatchBuilder, records: &[Record]) -> Result<Vec<u8>> {
+    builder
+        .build(records)
+        .map_err(|e| Error::Storage(StorageError::InvalidBatch(e)))
+}
+
+fn fenced_builder(lease: ShardLease, sequence: i32) -> Result<BatchBuilder> {
+    let epoch = i16::try_from(lease.epoch).map_err(|_| {
+        tracing::error!(
+            shard = lease.shard.0,
+            epoch = lease.epoch,
+            "coordinator lease epoch beyond a producer epoch's range; shard not served"
+        );
+        not_coordinator()
+    })?;
+    let mut builder = BatchBuilder::new();
+    builder.producer_id = COORDINATOR_PRODUCER_BASE + i64::from(lease.shard.0);
+    builder.producer_epoch = epoch;
+    builder.base_sequence = sequence;
+    Ok(builder)
+}
+
+impl GroupCoordinator {
+    /// Whether this coordinator may act for `group_id` now: always on a single broker; in
+    /// cluster mode only while it holds the group's shard lease at the epoch it took the
+    /// shard over with. [`GroupError::NotCoordinator`] otherwise.
+    pub fn check_coordinator(&self, group_id: &str) -> std::result::Result<(), GroupError> {
+        match &self.authority {
+            None => Ok(()),
+            Some(authority) => self
+                .current(authority.as_ref(), coordinator_shard(group_id))
+                .map(|_| ())
+                .ok_or(GroupError::NotCoordinator),
+        }
+    }
+
+    /// Whether this coordinator acts for `group_id` (see [`Self::check_coordinator`]).
+    pub(super) fn acts_for(&self, group_id: &str) -> bool {
+        self.check_coordinator(group_id).is_ok()
+    }
+
+    /// The taken-over shard, if its lease is still held at the same epoch.
+    fn current(
+        &self,
+        authority: &dyn CoordinatorLeases,
+        shard: CoordinatorShard,
+    ) -> Option<Arc<OwnedShard>> {
+        let owned = lock(&self.owned).get(&shard).cloned()?;
+        (owned.is_valid() && authority.held().contains(&owned.lease)).then_some(owned)
+    }
+
+    /// Appends `records`, all of groups of `shard`, to `partition`: plainly on a single
+    /// broker, fenced by the shard's lease epoch in cluster mode (see the module docs).
+    /// BLOCKING.
+    pub(super) fn append_for_shard(
+        &self,
+        partition: &Partition,
+        shard: CoordinatorShard,
+        records: &[Record],
+    ) -> Result<AppendInfo> {
+        let Some(authority) = &self.authority else {
+            let mut batch = build(&BatchBuilder::new(), records)?;
+            return partition.append_blocking(&mut batch);
+        };
+        let owned = self
+            .current(authority.as_ref(), shard)
+            .ok_or_else(not_coordinator)?;
+        let lease = owned.lease;
+        let pending = {
+            let mut next = lock(&owned.next_sequence);
+            if !owned.is_valid() {
+                return Err(not_coordinator());
+            }
+            let mut batch = build(&fenced_builder(lease, *next)?, records)?;
+            match partition.append_deferred_blocking(&mut batch) {
+                Ok(pending) => {
+                    *next = add_sequence(*next, records.len());
+                    pending
+                }
+                // Refused for its content before the sequence was checked: nothing changes.
+                Err(
+                    e @ Error::Storage(
+                        StorageError::BatchTooLarge { .. } | StorageError::InvalidBatch(_),
+                    ),
+                ) => return Err(e),
+                // Fenced (a newer holder wrote), out of sequence, or failed: give up.
+                Err(e) => {
+                    drop(next);
+                    self.give_up(authority.as_ref(), &owned, &e);
+                    return Err(e);
+                }
+            }
+        };
+        partition
+            .await_durable_blocking(pending)
+            .inspect_err(|e| self.give_up(authority.as_ref(), &owned, e))
+    }
+
+    /// After a failed write under `owned`'s lease: the shard is no longer acted for, and the
+    /// lease is released so that it is taken again at a new epoch (with a new fence and a
+    /// fresh replay).
+    fn give_up(&self, authority: &dyn CoordinatorLeases, owned: &Arc<OwnedShard>, error: &Error) {
+        let lease = owned.lease;
+        tracing::warn!(shard = lease.shard.0, epoch = lease.epoch, %error,
+            "a fenced group write failed; giving the coordinator shard up");
+        owned.valid.store(false, Ordering::Release);
+        let mut shards = lock(&self.owned);
+        // Unless the shard was taken over again meanwhile.
+        if shards
+            .get(&lease.shard)
+            .is_some_and(|o| Arc::ptr_eq(o, owned))
+        {
+            shards.remove(&lease.shard);
+        }
+        drop(shards);
+        authority.give_up(lease);
+    }
+
+    /// The shard whose batch a write of `group_id` goes in: its coordinator shard in cluster
+    /// mode; on a single broker one for all, so a write of many groups stays one batch.
+    pub(super) fn batch_shard(&self, group_id: &str) -> CoordinatorShard {
+        if self.authority.is_some() {
+            coordinator_shard(group_id)
+        } else {
+            CoordinatorShard(0)
+        }
+    }
+
+    /// Appends records of `group_id` (see [`Self::append_for_shard`]). BLOCKING.
+    pub(super) fn append_for_group(
+        &self,
+        partition: &Partition,
+        group_id: &str,
+        records: &[Record],
+    ) -> Result<AppendInfo> {
+        self.append_for_shard(partition, coordinator_shard(group_id), records)
+    }
+
+    /// Cluster mode: brings the taken-over shards in line with the leases held. Shards whose
+    /// lease is gone are dropped (their groups answer NOT_COORDINATOR); newly held ones are
+    /// fenced and loaded (see the module docs). A no-op on a single broker. BLOCKING.
+    pub(crate) fn sync_leases_blocking(&self, host: &dyn GroupHost) -> Result<()> {
+        let Some(authority) = &self.authority else {
+            return Ok(());
+        };
+        let held = authority.held();
+        let new: Vec<ShardLease> = {
+            let mut owned = lock(&self.owned);
+            owned.retain(|_, o| o.is_valid() && held.contains(&o.lease));
+            held.iter()
+                .filter(|l| l.shard.0 < COORDINATOR_SHARDS && !owned.contains_key(&l.shard))
+                .copied()
+                .collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        let partition = self.offsets_partition_blocking(host)?;
+        let now = host.now_ms();
+        let mut fenced = Vec::new();
+        for lease in new {
+            // The fence: sequence 0 of the new epoch; a tombstone of a key replay skips.
+            let fence = Record::new(
+                now,
+                Some(super::offsets::encode_fence_key(lease.shard.0)),
+                None,
+            );
+            let result = fenced_builder(lease, 0)
+                .and_then(|b| build(&b, &[fence]))
+                .and_then(|mut batch| partition.append_blocking(&mut batch));
+            match result {
+                Ok(_) => fenced.push(lease),
+                Err(error) => {
+                    tracing::warn!(shard = lease.shard.0, epoch = lease.epoch, %error,
+                        "fencing a coordinator shard failed; giving it up");
+                    authority.give_up(lease);
+                }
+            }
+        }
+        if fenced.is_empty() {
+            return Ok(());
+        }
+        let shards: BTreeSet<CoordinatorShard> = fenced.iter().map(|l| l.shard).collect();
+        let ours = |group: &str| shards.contains(&coordinator_shard(group));
+        let mut replayed = Replayed::default();
+        let report =
+            crate::internal::replay_from(&partition, partition.log_start_offset(), |k, v| {
+                replayed.apply(k, v);
+            });
+        if let Err(error) = report {
+            for lease in &fenced {
+                authority.give_up(*lease);
+            }
+            return Err(error);
+        }
+        let now = host.now_ms();
+        {
+            // Exclusive side first, as expiry does: no commit is between append and cache.
+            let _exclusive = self
+                .offsets_order
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut rt = self.runtime();
+            let mut store = self.offsets();
+            store.cache.retain(|g, _| !ours(g));
+            store.written_at.retain(|(g, _, _), _| !ours(g));
+            store.group_values.retain(|g, _| !ours(g));
+            for (g, offsets_of) in replayed.cache {
+                if ours(&g) {
+                    store.cache.insert(g, offsets_of);
+                }
+            }
+            for (g, value) in replayed.values {
+                if ours(&g) {
+                    store.group_values.insert(g, value);
+                }
+            }
+            drop(store);
+            let mut stale: Vec<String> = rt.engine.list().into_iter().map(|(g, _, _)| g).collect();
+            stale.extend(rt.consumer.list().into_iter().map(|(g, _)| g));
+            for g in stale.iter().filter(|g| ours(g)) {
+                rt.engine.forget(g);
+                rt.consumer.forget(g);
+            }
+            rt.empty_since.retain(|g, _| !ours(g));
+            let mut groups = 0usize;
+            for (g, record) in replayed.states {
+                if !ours(&g) {
+                    continue;
+                }
+                groups += 1;
+                match record {
+                    GroupRecord::Classic(s) => rt.engine.restore(g, s, now),
+                    GroupRecord::Consumer(s) => rt.consumer.restore(g, s, now),
+                }
+            }
+            self.takeovers
+                .fetch_add(fenced.len() as u64, Ordering::Relaxed);
+            let mut owned = lock(&self.owned);
+            for lease in &fenced {
+                owned.insert(
+                    lease.shard,
+                    Arc::new(OwnedShard {
+                        lease: *lease,
+                        valid: AtomicBool::new(true),
+                        next_sequence: Mutex::new(1),
+                    }),
+                );
+            }
+            tracing::info!(
+                shards = ?shards.iter().map(|s| s.0).collect::<Vec<_>>(),
+                groups,
+                "took coordinator shards over"
+            );
+        }
+        Ok(())
+    }
+
+    /// The node id that coordinates `group_id` in cluster mode (see
+    /// [`CoordinatorLeases::coordinator`]); `None` on a single broker or when unknown.
+    pub fn coordinator_node(&self, group_id: &str) -> Option<i32> {
+        self.authority
+            .as_ref()?
+            .coordinator(coordinator_shard(group_id))
+    }
+
+    /// The coordinator-shard leases this coordinator has taken over (status displays).
+    pub fn owned_shards(&self) -> Vec<ShardLease> {
+        let mut out: Vec<ShardLease> = lock(&self.owned).values().map(|o| o.lease).collect();
+        out.sort_by_key(|l| l.shard);
+        out
+    }
+
+    /// Coordinator shards taken over since this coordinator opened (cluster mode).
+    pub fn takeovers(&self) -> u64 {
+        self.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// Whether this coordinator runs under coordinator leases (cluster mode).
+    pub fn is_leased(&self) -> bool {
+        self.authority.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_wrap_as_kafkas() {
+        assert_eq!(add_sequence(0, 1), 1);
+        assert_eq!(add_sequence(i32::MAX, 1), 0);
+        assert_eq!(add_sequence(i32::MAX - 1, 3), 1);
+    }
+
+    #[test]
+    fn fence_batches_carry_the_shard_producer_and_lease_epoch() {
+        let lease = ShardLease {
+            shard: CoordinatorShard(3),
+            epoch: 7,
+        };
+        let b = fenced_builder(lease, 5).unwrap();
+        assert_eq!(b.producer_id, COORDINATOR_PRODUCER_BASE + 3);
+        assert_eq!(b.producer_epoch, 7);
+        assert_eq!(b.base_sequence, 5);
+        let too_far = ShardLease {
+            shard: CoordinatorShard(3),
+            epoch: i64::from(i16::MAX) + 1,
+        };
+        assert!(fenced_builder(too_far, 0).is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! Group-coordinator leases: which broker coordinates which shard of consumer groups
+//! (`strom_broker::storage::CoordinatorLeases`).
+//!
+//! Group ids hash to `COORDINATOR_SHARDS` shards (16); shard `n` is the lease
+//! `group-coordinator/NN` in `strom_leases` (see [`crate::lease`]). Per shard rather than per
+//! group so that the number of leases to renew stays fixed however many groups exist (Kafka
+//! does the same with the partitions of `__consumer_offsets`).
+//!
+//! One task per broker, every third of the lease TTL (and at once when a lease is given up):
+//! - renews the leases it holds (a lost one is dropped at once; while the database cannot be
+//!   reached a lease stays held only until its local deadline, see below);
+//! - takes a free or expired shard when it is the shard's *preferred* broker — the live
+//!   broker at index `shard mod n` of the live brokers sorted by node id — or when the shard
+//!   has been left expired for a whole TTL (so a shard whose preferred broker does not act is
+//!   still served);
+//! - hands a held shard over (releases it) once its preferred broker is another one that has
+//!   been live for two TTLs, so shards spread again after a broker (re)joins; the preferred
+//!   broker takes it in its next round;
+//! - reads every coordinator lease, so FindCoordinator can name the holder.
+//!
+//! A lease is reported held only until `sent + ttl × 0.9`, where `sent` is the local instant
+//! before the acquire or renew was sent: PostgreSQL's expiry (`now()` of that statement plus
+//! the TTL) is later, so this broker stops acting for a shard before any other broker can take
+//! it. Holders are `"<node id>/<uuid>"`, unique per process, so a restarted broker never
+//! inherits its previous incarnation's epoch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use strom_broker::storage::{
+    COORDINATOR_SHARDS, ClusterMembers, CoordinatorLeases, CoordinatorShard, ShardLease,
+};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::db::Db;
+use crate::error::Error;
+use crate::lease::{self, Lease};
+
+/// The name prefix of the group-coordinator leases.
+pub const LEASE_PREFIX: &str = "group-coordinator/";
+
+/// The lease name of `shard`.
+pub fn lease_name(shard: CoordinatorShard) -> String {
+    format!("{LEASE_PREFIX}{:02}", shard.0)
+}
+
+/// The shard a lease name covers, if it is a coordinator lease.
+pub fn shard_of(name: &str) -> Option<CoordinatorShard> {
+    name.strip_prefix(LEASE_PREFIX)?
+        .parse()
+        .ok()
+        .filter(|s| *s < COORDINATOR_SHARDS)
+        .map(CoordinatorShard)
+}
+
+/// The node id in a holder string (`"<node id>/<uuid>"`).
+pub fn holder_node(holder: &str) -> Option<i32> {
+    holder.split('/').next()?.parse().ok()
+}
+
+/// The live broker that should take `shard`: index `shard mod n` among `live` (sorted).
+pub fn preferred(shard: CoordinatorShard, live: &[i32]) -> Option<i32> {
+    let n = u32::try_from(live.len()).ok().filter(|n| *n > 0)?;
+    live.get(usize::try_from(shard.0 % n).ok()?).copied()
+}
+
+#[derive(Debug)]
+struct Held {
+    lease: Lease,
+    deadline: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: HashMap<CoordinatorShard, Held>,
+    /// Every shard's last known holder and until when it holds (by this broker's clock).
+    holders: HashMap<CoordinatorShard, (i32, Instant)>,
+    /// When each shard was last seen expired without a holder taking it over.
+    expired_since: HashMap<CoordinatorShard, Instant>,
+    /// Since when each live broker has been seen live without interruption.
+    live_since: HashMap<i32, Instant>,
+}
+
+/// This broker's view and upkeep of the group-coordinator leases (see the module docs).
+#[derive(Debug)]
+pub struct CoordinatorLeaseKeeper {
+    node_id: i32,
+    members: Arc<dyn ClusterMembers>,
+    state: Arc<RwLock<State>>,
+    given_up: Arc<std::sync::Mutex<Vec<Lease>>>,
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+    db: Db,
+}
+
+impl CoordinatorLeaseKeeper {
+    /// Starts the upkeep task on the current runtime for broker `node_id`, connecting to the
+    /// database at `pg`.
+    pub fn start(
+        pg: crate::db::PgConfig,
+        node_id: i32,
+        members: Arc<dyn ClusterMembers>,
+        ttl: Duration,
+    ) -> CoordinatorLeaseKeeper {
+        let state: Arc<RwLock<State>> = Arc::default();
+        let given_up: Arc<std::sync::Mutex<Vec<Lease>>> = Arc::default();
+        let wake = Arc::new(Notify::new());
+        let holder = format!("{node_id}/{}", uuid::Uuid::now_v7());
+        let task = {
+            let upkeep = Upkeep {
+                db: Db::new(pg.clone()),
+                node_id,
+                holder,
+                ttl,
+                members: Arc::clone(&members),
+                state: Arc::clone(&state),
+                given_up: Arc::clone(&given_up),
+            };
+            let wake = Arc::clone(&wake);
+            tokio::spawn(async move {
+                loop {
+                    upkeep.round().await;
+                    let _ = tokio::time::timeout(ttl / 3, wake.notified()).await;
+                }
+            })
+        };
+        CoordinatorLeaseKeeper {
+            node_id,
+            members,
+            state,
+            given_up,
+            wake,
+            task,
+            db: Db::new(pg),
+        }
+    }
+
+    /// Stops the upkeep and releases every lease held, so other brokers take the shards at
+    /// once (clean shutdown).
+    pub async fn release_all(&self) {
+        self.task.abort();
+        let held: Vec<Lease> = {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.held.drain().map(|(_, h)| h.lease).collect()
+        };
+        for lease in held {
+            if let Err(error) = lease::release(&self.db, &lease).await {
+                tracing::debug!(%error, lease = %lease.name, "releasing a coordinator lease failed");
+            }
+        }
+    }
+
+    fn live_ids(&self) -> Vec<i32> {
+        live_ids(self.members.as_ref(), self.node_id)
+    }
+}
+
+impl Drop for CoordinatorLeaseKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn live_ids(members: &dyn ClusterMembers, me: i32) -> Vec<i32> {
+    let mut ids: Vec<i32> = members.live_brokers().iter().map(|b| b.node_id).collect();
+    if !ids.contains(&me) {
+        ids.push(me);
+    }
+    ids.sort_unstable();
+    ids
+}
+
+fn shard_lease(shard: CoordinatorShard, lease: &Lease) -> ShardLease {
+    ShardLease {
+        shard,
+        epoch: lease.epoch,
+    }
+}
+
+impl CoordinatorLeases for CoordinatorLeaseKeeper {
+    fn held(&self) -> Vec<ShardLease> {
+        let now = Instant::now();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<ShardLease> = state
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline > now)
+            .map(|(shard, h)| shard_lease(*shard, &h.lease))
+            .collect();
+        out.sort_by_key(|l| l.shard);
+        out
+    }
+
+    fn coordinator(&self, shard: CoordinatorShard) -> Option<i32> {
+        let live = self.live_ids();
+        let now = Instant::now();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        if state.held.get(&shard).is_some_and(|h| h.deadline > now) {
+            return Some(self.node_id);
+        }
+        match state.holders.get(&shard) {
+            Some((node, until)) if *until > now && live.contains(node) => Some(*node),
+            _ => preferred(shard, &live),
+        }
+    }
+
+    fn give_up(&self, given: ShardLease) {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        let matches = state
+            .held
+            .get(&given.shard)
+            .is_some_and(|h| h.lease.epoch == given.epoch);
+        if matches && let Some(h) = state.held.remove(&given.shard) {
+            self.given_up
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(h.lease);
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// What the upkeep task owns.
+struct Upkeep {
+    db: Db,
+    node_id: i32,
+    holder: String,
+    ttl: Duration,
+    members: Arc<dyn ClusterMembers>,
+    state: Arc<RwLock<State>>,
+    given_up: Arc<std::sync::Mutex<Vec<Lease>>>,
+}
+
+impl Upkeep {
+    fn deadline(&self, sent: Instant) -> Instant {
+        sent + self.ttl.mul_f64(0.9)
+    }
+
+    async fn round(&self) {
+        let released: Vec<Lease> =
+            std::mem::take(&mut *self.given_up.lock().unwrap_or_else(PoisonError::into_inner));
+        for l in released {
+            if let Err(error) = lease::release(&self.db, &l).await {
+                tracing::debug!(%error, lease = %l.name, "releasing a coordinator lease failed");
+            }
+        }
+        // Renew what is held.
+        let held: Vec<(CoordinatorShard, Lease)> = {
+            let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            state
+                .held
+                .iter()
+                .map(|(s, h)| (*s, h.lease.clone()))
+                .collect()
+        };
+        for (shard, l) in held {
+            let sent = Instant::now();
+            match lease::renew(&self.db, &l).await {
+                Ok(()) => {
+                    let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(h) = state.held.get_mut(&shard).filter(|h| h.lease == l) {
+                        h.deadline = self.deadline(sent);
+                    }
+                }
+                Err(Error::LeaseLost { .. }) => {
+                    tracing::warn!(shard = shard.0, epoch = l.epoch, "coordinator lease lost");
+                    let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+                    if state.held.get(&shard).is_some_and(|h| h.lease == l) {
+                        state.held.remove(&shard);
+                    }
+                }
+                // Unreachable database: the lease stays held until its local deadline.
+                Err(error) => tracing::debug!(%error, "renewing a coordinator lease failed"),
+            }
+        }
+        // Who holds what.
+        let listed = match lease::list(&self.db).await {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::debug!(%error, "listing coordinator leases failed");
+                return;
+            }
+        };
+        let now = Instant::now();
+        let live = live_ids(self.members.as_ref(), self.node_id);
+        let mut known: BTreeMap<CoordinatorShard, (i32, f64)> = BTreeMap::new();
+        for l in &listed {
+            if let (Some(shard), Some(node)) = (shard_of(&l.name), holder_node(&l.holder)) {
+                known.insert(shard, (node, l.expires_in_secs));
+            }
+        }
+        let mut to_take = Vec::new();
+        let mut to_hand_over = Vec::new();
+        {
+            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+            state.live_since.retain(|id, _| live.contains(id));
+            for id in &live {
+                state.live_since.entry(*id).or_insert(now);
+            }
+            let settled = |state: &State, id: i32| {
+                state
+                    .live_since
+                    .get(&id)
+                    .is_some_and(|since| now.duration_since(*since) >= self.ttl * 2)
+            };
+            let handed: Vec<CoordinatorShard> = state
+                .held
+                .keys()
+                .copied()
+                .filter(|shard| {
+                    preferred(*shard, &live)
+                        .is_some_and(|p| p != self.node_id && settled(&state, p))
+                })
+                .collect();
+            for shard in handed {
+                if let Some(h) = state.held.remove(&shard) {
+                    to_hand_over.push(h.lease);
+                }
+            }
+            state.holders = known
+                .iter()
+                .filter(|(_, (_, secs))| *secs > 0.0)
+                .map(|(s, (node, secs))| (*s, (*node, now + Duration::from_secs_f64(*secs))))
+                .collect();
+            for shard in (0..COORDINATOR_SHARDS).map(CoordinatorShard) {
+                if state.held.contains_key(&shard) {
+                    state.expired_since.remove(&shard);
+                    continue;
+                }
+                let free = known.get(&shard).is_none_or(|(_, secs)| *secs <= 0.0);
+                if !free {
+                    state.expired_since.remove(&shard);
+                    continue;
+                }
+                let since = *state.expired_since.entry(shard).or_insert(now);
+                let abandoned = now.duration_since(since) >= self.ttl;
+                if preferred(shard, &live) == Some(self.node_id) || abandoned {
+                    to_take.push(shard);
+                }
+            }
+        }
+        for l in to_hand_over {
+            tracing::info!(lease = %l.name, epoch = l.epoch, "handing a coordinator shard to its preferred broker");
+            if let Err(error) = lease::release(&self.db, &l).await {
+                tracing::debug!(%error, lease = %l.name, "releasing a coordinator lease failed");
+            }
+        }
+        for shard in to_take {
+            let sent = Instant::now();
+            match lease::acquire(&self.db, &lease_name(shard), &self.holder, self.ttl).await {
+                Ok(Some(l)) => {
+                    tracing::info!(shard = shard.0, epoch = l.epoch, "coordinator lease taken");
+                    let deadline = self.deadline(sent);
+                    let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+                    state.expired_since.remove(&shard);
+                    state.held.insert(shard, Held { lease: l, deadline });
+                }
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, "taking a coordinator lease failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_holders_parse() {
+        let shard = CoordinatorShard(7);
+        assert_eq!(lease_name(shard), "group-coordinator/07");
+        assert_eq!(shard_of(&lease_name(shard)), Some(shard));
+        assert_eq!(shard_of("group-coordinator/99"), None);
+        assert_eq!(shard_of("job/orphans"), None);
+        assert_eq!(holder_node("3/0190-abc"), Some(3));
+        assert_eq!(holder_node("broker-3"), None);
+    }
+
+    #[test]
+    fn every_shard_has_one_preferred_live_broker_spread_evenly() {
+        let live = [0, 2, 5];
+        let mut counts = BTreeMap::new();
+        for s in 0..COORDINATOR_SHARDS {
+            let p = preferred(CoordinatorShard(s), &live).unwrap();
+            *counts.entry(p).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(counts.values().all(|&c| c >= 5), "{counts:?}");
+        assert_eq!(preferred(CoordinatorShard(0), &[]), None);
+    }
+}
