@@ -6,4 +6,5 @@ pub mod kafka_request;
 pub mod kinesis_body;
 pub mod record_batch;
 pub mod sasl;
+pub mod sigv4_header;
 pub mod x509_subject;

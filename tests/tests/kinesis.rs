@@ -12,6 +12,7 @@ mod kafka_client;
 
 mod kinesis {
     mod admin;
+    mod auth;
     mod bounded;
     mod compaction;
     mod cross;

@@ -35,7 +35,7 @@ use crate::cache::ObjectCache;
 use crate::config::ClusterConfig;
 use crate::coordinator::CoordinatorLeaseKeeper;
 use crate::db::Db;
-use crate::error::{Error, Result};
+use crate::error::{DbOp, Error, Result};
 use crate::membership::Membership;
 use crate::metadata::TopicPartition;
 use crate::metadata_store::ClusterMetadataStore;
@@ -163,6 +163,34 @@ impl ClusterNode {
             membership,
             store,
             leases,
+        })
+    }
+
+    /// The 32-byte secret `name` shared by every broker of the cluster: the stored one, or
+    /// `candidate` if this is the first broker to ask (stored then, in the same statement, so
+    /// two brokers asking at once agree). For keys that must be the same on every broker and
+    /// known to no client (the Kinesis shard-iterator key).
+    pub async fn shared_secret(&self, name: &str, candidate: [u8; 32]) -> Result<[u8; 32]> {
+        let db = &self.engine.admin;
+        let value: Vec<u8> = db
+            .bounded(async {
+                let conn = db.conn().await?;
+                conn.execute(
+                    "INSERT INTO strom_secrets (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&name, &candidate.as_slice()],
+                )
+                .await
+                .map_err(Error::pg(DbOp::Secret))?;
+                conn.query_one("SELECT value FROM strom_secrets WHERE name = $1", &[&name])
+                    .await
+                    .and_then(|row| row.try_get(0))
+                    .map_err(Error::pg(DbOp::Secret))
+            })
+            .await?;
+        <[u8; 32]>::try_from(value.as_slice()).map_err(|_| Error::BadSecret {
+            name: name.to_owned(),
+            len: value.len(),
         })
     }
 

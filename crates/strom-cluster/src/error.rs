@@ -39,6 +39,8 @@ pub enum DbOp {
     ProducerId,
     /// A lifecycle job (retention, reclaiming objects, merging, compaction) or its record.
     Lifecycle,
+    /// Storing or reading a cluster-wide secret.
+    Secret,
 }
 
 /// Which object-store operation failed.
@@ -228,6 +230,14 @@ pub enum Error {
     CorruptMetadataSnapshot {
         /// The seq the snapshot claims to cover.
         through_seq: i64,
+    },
+    /// A stored cluster secret does not have the expected length.
+    #[error("cluster secret {name} is {len} bytes, not 32")]
+    BadSecret {
+        /// The secret's name.
+        name: String,
+        /// Its stored length.
+        len: usize,
     },
     /// Waiting for a flush or a query exceeded its bound.
     #[error("timed out after {waited:?}")]

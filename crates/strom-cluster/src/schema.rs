@@ -167,6 +167,11 @@ CREATE TABLE strom_metadata_snapshot (
         name: "lifecycle: retired objects, job runs, compaction progress",
         sql: include_str!("../migrations/0004_lifecycle.sql"),
     },
+    Migration {
+        version: 5,
+        name: "shared secrets",
+        sql: include_str!("../migrations/0005_secrets.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.

@@ -31,6 +31,16 @@ pub enum ErrorKind {
     InternalFailure,
     /// A shard's throughput limit was exceeded (AWS-limits mode only).
     ProvisionedThroughputExceeded,
+    /// The request carries no SigV4 signature.
+    MissingAuthenticationToken,
+    /// The `Authorization` header does not parse.
+    IncompleteSignature,
+    /// The access key id is not configured.
+    UnrecognizedClient,
+    /// The signature does not match, or its date is outside the clock-skew window.
+    InvalidSignature,
+    /// The principal is not allowed this operation by the ACLs.
+    AccessDenied,
 }
 
 impl ErrorKind {
@@ -48,6 +58,11 @@ impl ErrorKind {
             ErrorKind::MissingAction => "MissingAction",
             ErrorKind::InternalFailure => "InternalFailure",
             ErrorKind::ProvisionedThroughputExceeded => "ProvisionedThroughputExceededException",
+            ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorKind::IncompleteSignature => "IncompleteSignatureException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
+            ErrorKind::AccessDenied => "AccessDeniedException",
         }
     }
 
@@ -55,6 +70,7 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::InternalFailure => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::MissingAuthenticationToken => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -98,6 +114,19 @@ impl KinesisError {
     /// `ValidationException`.
     pub fn validation(message: impl Into<String>) -> KinesisError {
         KinesisError::new(ErrorKind::Validation, message)
+    }
+}
+
+impl From<crate::sigv4::AuthError> for KinesisError {
+    fn from(e: crate::sigv4::AuthError) -> Self {
+        use crate::sigv4::AuthError as A;
+        let kind = match &e {
+            A::Missing => ErrorKind::MissingAuthenticationToken,
+            A::Malformed { .. } => ErrorKind::IncompleteSignature,
+            A::UnknownKey => ErrorKind::UnrecognizedClient,
+            A::BadSignature | A::Expired { .. } => ErrorKind::InvalidSignature,
+        };
+        KinesisError::new(kind, e.to_string())
     }
 }
 

@@ -3,22 +3,51 @@
 //! Token = base64 (URL-safe, no padding) of
 //!
 //! ```text
-//! version u8 = 1 | topic id [16] | shard u32 | offset u64 | issued_ms i64 | HMAC-MD5 [16]
+//! version u8 = 2 | topic id [16] | shard u32 | offset u64 | issued_ms i64 | HMAC-SHA256 [32]
 //! ```
 //!
-//! (integers big-endian). The MAC is keyed with a per-server random key, so forged or edited
-//! tokens are rejected; tokens therefore do not survive a restart, which clients handle as
-//! they handle expiry (get a new iterator). The topic id, not the name, is inside, so a token
-//! of a deleted-and-recreated stream is refused.
+//! (integers big-endian). The MAC is keyed with a random 32-byte secret kept in a file, by
+//! default [`SECRET_FILE`] in the data directory ([`IteratorKey::load_or_create`], mode 0600;
+//! brokers of a cluster must be given the same file until the metadata store carries it), never derived
+//! from anything a client can read, so forged or edited tokens are rejected and tokens survive
+//! a restart. The topic id, not the name, is inside, so a token of a deleted-and-recreated
+//! stream is refused.
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use md5::Md5;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+
+use hmac::{Hmac, KeyInit as _, Mac};
+use sha2::Sha256;
 use uuid::Uuid;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const BODY_LEN: usize = 1 + 16 + 4 + 8 + 8;
-const MAC_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+
+/// The iterator secret's file name in the data directory.
+pub const SECRET_FILE: &str = "kinesis-iterator.secret";
+
+/// The iterator secret file cannot be read or written, or is not 32 bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Reading or creating the file failed.
+    #[error("iterator secret file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file exists with the wrong length.
+    #[error("iterator secret file {path} holds {len} bytes, not 32")]
+    Length {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its length.
+        len: usize,
+    },
+}
 
 /// A decoded iterator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,44 +78,75 @@ impl std::fmt::Debug for IteratorKey {
 }
 
 impl IteratorKey {
-    /// A fresh random key.
+    /// A fresh random key (from the operating system's generator, through UUIDv4s' random
+    /// bits: 244 random bits over the 32 bytes).
     pub fn random() -> IteratorKey {
+        IteratorKey(Self::random_secret())
+    }
+
+    /// The bytes of a fresh random key ([`random`](Self::random)): cluster mode offers them as
+    /// the candidate for the secret every broker shares.
+    pub fn random_secret() -> [u8; 32] {
         let mut key = [0u8; 32];
         key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
         key[16..].copy_from_slice(Uuid::new_v4().as_bytes());
-        IteratorKey(key)
+        key
     }
 
-    /// A key derived from a durable secret (the broker's cluster id), so iterators issued
-    /// before a restart stay valid after it. Two MD5 digests under distinct labels fill the key.
-    pub fn derive(secret: &[u8]) -> IteratorKey {
-        use md5::Digest as _;
-        let mut key = [0u8; 32];
-        for (half, label) in [
-            &b"strom-kinesis-iterator-key/1/"[..],
-            b"strom-kinesis-iterator-key/2/",
-        ]
-        .into_iter()
-        .enumerate()
+    /// The key kept in the file `path`: read when present, else created with a fresh random
+    /// key, mode 0600, written and synced before use (created exclusively, so two processes
+    /// racing on one file agree on the first writer's key).
+    pub fn load_or_create(path: &Path) -> Result<IteratorKey, SecretError> {
+        let path = path.to_path_buf();
+        let io = |source| SecretError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
         {
-            let mut h = Md5::new();
-            h.update(label);
-            h.update(secret);
-            if let Some(slot) = key.get_mut(half * 16..half * 16 + 16) {
-                slot.copy_from_slice(&h.finalize());
-            }
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
         }
-        IteratorKey(key)
+        match options.open(&path) {
+            Ok(mut file) => {
+                let key = IteratorKey::random();
+                file.write_all(&key.0).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+                    // Best effort: the key is in use either way; a lost file means new iterators.
+                    let _ = d.sync_all();
+                }
+                Ok(key)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mut bytes = Vec::with_capacity(32);
+                std::fs::File::open(&path)
+                    .and_then(|f| f.take(64).read_to_end(&mut bytes))
+                    .map_err(io)?;
+                let key: [u8; 32] =
+                    bytes
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| SecretError::Length {
+                            path: path.clone(),
+                            len: bytes.len(),
+                        })?;
+                Ok(IteratorKey(key))
+            }
+            Err(e) => Err(io(e)),
+        }
     }
 
-    /// A fixed key (tests).
+    /// A key from its bytes (tests; cluster mode's shared secret).
     pub fn from_bytes(key: [u8; 32]) -> IteratorKey {
         IteratorKey(key)
     }
 
     fn mac(&self, body: &[u8]) -> [u8; MAC_LEN] {
         let mut out = [0u8; MAC_LEN];
-        if let Ok(mut m) = Hmac::<Md5>::new_from_slice(&self.0) {
+        if let Ok(mut m) = Hmac::<Sha256>::new_from_slice(&self.0) {
             m.update(body);
             out.copy_from_slice(&m.finalize().into_bytes());
         }
@@ -108,7 +168,7 @@ impl IteratorKey {
 
     /// Checks and decodes a token.
     pub fn decode(&self, token: &str) -> Result<ShardIterator, InvalidIterator> {
-        if token.len() > 128 {
+        if token.len() > 160 {
             return Err(InvalidIterator);
         }
         let buf = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -118,9 +178,8 @@ impl IteratorKey {
             return Err(InvalidIterator);
         }
         let (body, mac) = buf.split_at(BODY_LEN);
-        // Not constant-time: the MAC guards against mistakes and casual forgery, not timing
-        // attacks on loopback; use `Mac::verify_slice` which is constant-time anyway.
-        let mut m = Hmac::<Md5>::new_from_slice(&self.0).map_err(|_| InvalidIterator)?;
+        // `verify_slice` compares in constant time.
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.0).map_err(|_| InvalidIterator)?;
         m.update(body);
         m.verify_slice(mac).map_err(|_| InvalidIterator)?;
         let field = |from: usize, to: usize| body.get(from..to).ok_or(InvalidIterator);
@@ -156,7 +215,7 @@ mod tests {
         }
 
         #[test]
-        fn any_edit_is_rejected(pos in 0usize..50, byte in 1u8..) {
+        fn any_edit_is_rejected(pos in 0usize..80, byte in 1u8..) {
             let key = IteratorKey::random();
             let it = ShardIterator { topic_id: Uuid::new_v4(), shard: 1, offset: 2, issued_ms: 3 };
             let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key.encode(&it)).unwrap();
@@ -167,18 +226,46 @@ mod tests {
         }
 
         #[test]
-        fn derived_keys_are_stable_per_secret(secret in proptest::collection::vec(0u8.., 0..64)) {
-            let it = ShardIterator { topic_id: Uuid::new_v4(), shard: 3, offset: 4, issued_ms: 5 };
-            let token = IteratorKey::derive(&secret).encode(&it);
-            prop_assert_eq!(IteratorKey::derive(&secret).decode(&token), Ok(it));
-            let mut other = secret.clone();
-            other.push(1);
-            prop_assert_eq!(IteratorKey::derive(&other).decode(&token), Err(InvalidIterator));
-        }
-
-        #[test]
         fn garbage_never_panics(s in ".{0,200}") {
             let _ = IteratorKey::random().decode(&s);
         }
+    }
+
+    #[test]
+    fn secret_file_is_created_once_and_read_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let it = ShardIterator {
+            topic_id: Uuid::new_v4(),
+            shard: 3,
+            offset: 4,
+            issued_ms: 5,
+        };
+        let first = IteratorKey::load_or_create(&dir.path().join(SECRET_FILE)).unwrap();
+        let token = first.encode(&it);
+        let again = IteratorKey::load_or_create(&dir.path().join(SECRET_FILE)).unwrap();
+        assert_eq!(again.decode(&token), Ok(it));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(
+            IteratorKey::load_or_create(&other.path().join(SECRET_FILE))
+                .unwrap()
+                .decode(&token),
+            Err(InvalidIterator)
+        );
+        std::fs::write(other.path().join(SECRET_FILE), b"short").unwrap();
+        let broken = tempfile::tempdir().unwrap();
+        std::fs::write(broken.path().join(SECRET_FILE), b"short").unwrap();
+        assert!(matches!(
+            IteratorKey::load_or_create(&broken.path().join(SECRET_FILE)),
+            Err(SecretError::Length { len: 5, .. })
+        ));
     }
 }

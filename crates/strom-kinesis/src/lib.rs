@@ -13,12 +13,14 @@
 
 mod admission;
 pub(crate) mod api;
+mod authz;
 pub mod error;
 pub mod fence;
 pub mod iterator;
 pub mod limits;
 pub mod sequence;
 pub mod service;
+pub mod sigv4;
 pub mod stream;
 pub mod wire;
 
@@ -64,6 +66,16 @@ pub struct KinesisConfig {
     /// Serve HTTPS with this configuration (its ALPN should offer `h2`, which
     /// SubscribeToShard needs, and `http/1.1`); `None`: cleartext HTTP/1.1 and HTTP/2.
     pub tls: Option<Arc<strom_tls::TlsServer>>,
+    /// The file holding the shard-iterator secret (created at first start; `strom serve` uses
+    /// [`iterator::SECRET_FILE`] in the data directory); `None`: a random secret per process,
+    /// so iterators do not survive a restart.
+    pub iterator_secret_file: Option<std::path::PathBuf>,
+    /// The shard-iterator secret itself, when the broker got it elsewhere (cluster mode: the
+    /// secret every broker shares, kept in PostgreSQL, so an iterator is valid on any broker);
+    /// takes precedence over [`iterator_secret_file`](Self::iterator_secret_file).
+    pub iterator_secret: Option<[u8; 32]>,
+    /// How requests are authenticated (default: any credentials, for loopback development).
+    pub auth: sigv4::KinesisAuth,
 }
 
 /// Default [`KinesisConfig::max_in_flight_bytes`]: 512 MiB.
@@ -82,7 +94,37 @@ impl Default for KinesisConfig {
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_connections: i32::MAX as usize,
             tls: None,
+            iterator_secret_file: None,
+            iterator_secret: None,
+            auth: sigv4::KinesisAuth::None,
         }
+    }
+}
+
+/// The client's address, in each request's extensions as `ConnectInfo<PeerAddr>` (host of
+/// the ACL checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, admission::LimitedListener>,
+    > for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, admission::LimitedListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<
+        axum::serve::IncomingStream<'_, strom_tls::TlsListener<admission::LimitedListener>>,
+    > for PeerAddr
+{
+    fn connect_info(
+        stream: axum::serve::IncomingStream<'_, strom_tls::TlsListener<admission::LimitedListener>>,
+    ) -> Self {
+        PeerAddr(*stream.remote_addr())
     }
 }
 
@@ -99,10 +141,11 @@ impl KinesisServer {
         config: KinesisConfig,
         broker: Arc<Broker>,
     ) -> std::io::Result<KinesisServer> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let context = Context::new(config, broker).map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind(context.config.listen).await?;
         Ok(KinesisServer {
             listener,
-            context: Arc::new(Context::new(config, broker)),
+            context: Arc::new(context),
         })
     }
 
@@ -126,14 +169,20 @@ impl KinesisServer {
             admission::LimitedListener::new(self.listener, max_connections, open_connections);
         let served = match tls {
             None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
             Some(tls) => {
-                axum::serve(strom_tls::TlsListener::new(listener, tls), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                axum::serve(
+                    strom_tls::TlsListener::new(listener, tls),
+                    app.into_make_service_with_connect_info::<PeerAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
             }
         };
         if let Err(e) = served {

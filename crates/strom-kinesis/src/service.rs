@@ -63,17 +63,33 @@ pub struct Context {
     pub append_slots: Arc<tokio::sync::Semaphore>,
     /// Connections open now (against [`KinesisConfig::max_connections`]).
     pub open_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// The access keys requests must be signed with; `None`: any credentials
+    /// ([`crate::sigv4::KinesisAuth::None`]).
+    pub keys: Option<crate::sigv4::KeyRing>,
 }
 
 impl Context {
-    /// A context whose iterator key is derived from the broker's cluster id (durable, so
-    /// shard iterators survive a restart of the broker).
-    pub fn new(config: KinesisConfig, broker: Arc<Broker>) -> Context {
-        let iterator_key = IteratorKey::derive(broker.cluster_id().as_bytes());
+    /// A context whose iterator key is [`KinesisConfig::iterator_secret`] when given (cluster
+    /// mode), else the secret kept in [`KinesisConfig::iterator_secret_file`] (created there at
+    /// first start, so shard iterators survive a restart), else a random one.
+    pub fn new(
+        config: KinesisConfig,
+        broker: Arc<Broker>,
+    ) -> Result<Context, crate::iterator::SecretError> {
+        let iterator_key = match (config.iterator_secret, &config.iterator_secret_file) {
+            (Some(secret), _) => IteratorKey::from_bytes(secret),
+            (None, Some(path)) => IteratorKey::load_or_create(path)?,
+            (None, None) => IteratorKey::random(),
+        };
         let memory_capacity = config
             .max_in_flight_bytes
             .clamp(MIN_IN_FLIGHT_BYTES, tokio::sync::Semaphore::MAX_PERMITS);
-        Context {
+        let keys = match &config.auth {
+            crate::sigv4::KinesisAuth::None => None,
+            crate::sigv4::KinesisAuth::SigV4(keys) => Some(crate::sigv4::KeyRing::new(keys)),
+        };
+        Ok(Context {
+            keys,
             iterator_key,
             broker,
             closing: tokio::sync::watch::Sender::new(false),
@@ -84,7 +100,7 @@ impl Context {
             append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
             limiter: ShardLimiter::new(config.aws_limits),
             config,
-        }
+        })
     }
 
     /// Now, by the broker's clock, in epoch milliseconds.
@@ -215,8 +231,52 @@ async fn admit(
     ctx.reserve(announced.min(MAX_BODY_BYTES)).await
 }
 
+/// The principal requests act as when authentication is off.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// Authenticates a request whose body has been read: the principal it acts as.
+fn authenticate(
+    ctx: &Context,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<String, KinesisError> {
+    let Some(keys) = &ctx.keys else {
+        return Ok(ANONYMOUS.to_owned());
+    };
+    let mut headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    // HTTP/2 carries the host in the `:authority` pseudo-header, which is the URI's authority.
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(a) = &authority
+    {
+        headers.push(("host", a.as_bytes()));
+    }
+    let req = crate::sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body,
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    match keys.verify(&req, now_ms) {
+        Ok(principal) => Ok(principal.to_owned()),
+        Err(e) => {
+            tracing::debug!(error = %e, "kinesis request refused by SigV4 verification");
+            Err(e.into())
+        }
+    }
+}
+
 async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
-    let headers = request.headers().clone();
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let encoding = Encoding::from_content_type(
         headers
             .get(header::CONTENT_TYPE)
@@ -224,13 +284,13 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
     );
     let request_id = uuid::Uuid::new_v4().to_string();
     // Held until the handler has answered.
-    let _admitted = match admit(&ctx, &headers).await {
+    let _admitted = match admit(&ctx, headers).await {
         Ok(permit) => permit,
         Err(e) => return error_response(encoding, &request_id, e),
     };
     // The body must arrive in time: a client announcing a large body and trickling it would
     // otherwise hold its share of the budget forever.
-    let read = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES);
+    let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
     let body = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
         Ok(Ok(body)) => body,
         Ok(Err(e)) => {
@@ -242,6 +302,27 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
             return StatusCode::REQUEST_TIMEOUT.into_response();
         }
     };
+    let principal = match authenticate(&ctx, &parts, &body) {
+        Ok(p) => p,
+        Err(e) => return error_response(encoding, &request_id, e),
+    };
+    if ctx.broker.acls().enabled()
+        && let Some(action) = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+    {
+        // Decoded once more here (only with an authorizer) to find the stream; a body that
+        // does not decode is refused by its handler below.
+        let input = wire::decode(encoding, &body).unwrap_or(Value::Null);
+        let host = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::PeerAddr>>()
+            .map_or_else(|| String::from("127.0.0.1"), |c| c.0.0.ip().to_string());
+        if let Err(e) = crate::authz::check(&ctx, &principal, &host, action, &input) {
+            return error_response(encoding, &request_id, e);
+        }
+    }
     let result = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         None => Err(KinesisError::new(
             ErrorKind::UnknownOperation,

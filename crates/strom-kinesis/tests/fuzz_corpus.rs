@@ -1,5 +1,6 @@
-//! Replays the `kinesis_body` fuzz corpus through the fuzz target's check, so `cargo test`
-//! covers the seeds (and any crash inputs kept as regressions) without a fuzzer.
+//! Replays the `kinesis_body` and `sigv4_header` fuzz corpora through the fuzz targets'
+//! checks, so `cargo test` covers the seeds (and any crash inputs kept as regressions) without
+//! a fuzzer.
 
 use std::path::PathBuf;
 
@@ -7,15 +8,26 @@ use std::path::PathBuf;
 #[path = "../../../fuzz/src/kinesis_body.rs"]
 mod kinesis_body;
 
-#[test]
-fn replay_kinesis_body_corpus() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/kinesis_body");
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../fuzz/src/sigv4_header.rs"]
+mod sigv4_header;
+
+fn corpus(name: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(name);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("fuzz/corpus/kinesis_body exists")
+        .unwrap_or_else(|e| panic!("fuzz/corpus/{name} exists: {e}"))
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn replay_kinesis_body_corpus() {
+    let files = corpus("kinesis_body");
     assert!(files.len() >= 6, "the corpus has seeds");
     for file in files {
         let data = std::fs::read(&file).unwrap();
@@ -23,6 +35,21 @@ fn replay_kinesis_body_corpus() {
         assert!(
             outcome.is_ok(),
             "{} fails the kinesis_body check",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn replay_sigv4_header_corpus() {
+    let files = corpus("sigv4_header");
+    assert!(files.len() >= 5, "the corpus has seeds");
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        let outcome = std::panic::catch_unwind(|| sigv4_header::check(&data));
+        assert!(
+            outcome.is_ok(),
+            "{} fails the sigv4_header check",
             file.display()
         );
     }

@@ -38,6 +38,15 @@
 //! max_in_flight_bytes = 536870912     # request bodies + GetRecords responses in memory at once; beyond: LimitExceededException
 //! max_connections = 2147483647        # excess connections are closed
 //! tls = false                         # HTTPS (HTTP/2 by ALPN) with the [tls] files; also --kinesis-tls
+//! auth = "sigv4"                      # "none" (any credentials) | "sigv4"; also --kinesis-auth.
+//!                                     # Unset: sigv4 when access keys are configured, else none on
+//!                                     # loopback; beyond loopback without keys it must be explicit.
+//! # iterator_secret_file = "/etc/strom/iterator.key"  # default <data_dir>/kinesis-iterator.secret;
+//!                                     # give every broker of a cluster the same 32-byte file
+//! [[kinesis.access_key]]              # repeatable; also STROM_KINESIS_ACCESS_KEY=ID:SECRET:User:name
+//! id = "AKIAEXAMPLE"
+//! secret = "..."
+//! principal = "User:alice"            # what the ACLs see
 //!
 //! [broker]
 //! node_id = 0
@@ -125,6 +134,18 @@ pub(crate) struct ServeArgs {
         default_missing_value = "true"
     )]
     pub(crate) kinesis_aws_limits: Option<bool>,
+    /// Kinesis request authentication: `none` (any credentials) or `sigv4` (configured access
+    /// keys) [default: sigv4 when keys are configured, else none on loopback].
+    #[arg(long, env = "STROM_KINESIS_AUTH", value_name = "none|sigv4")]
+    pub(crate) kinesis_auth: Option<String>,
+    /// One Kinesis access key, `ID:SECRET:PRINCIPAL` (e.g. `AKIA1:s3cr3t:User:alice`); prefer
+    /// the environment variable over the flag, which other users can see in the process list.
+    #[arg(
+        long,
+        env = "STROM_KINESIS_ACCESS_KEY",
+        value_name = "ID:SECRET:PRINCIPAL"
+    )]
+    pub(crate) kinesis_access_key: Option<String>,
     /// Admin HTTP listener (/metrics, /health) [default: 127.0.0.1:9644].
     #[arg(long, env = "STROM_HTTP_LISTEN", value_name = "ADDR")]
     pub(crate) http_listen: Option<SocketAddr>,
@@ -431,6 +452,87 @@ struct FileKinesis {
     max_in_flight_bytes: Option<usize>,
     max_connections: Option<usize>,
     tls: Option<bool>,
+    auth: Option<String>,
+    #[serde(default)]
+    access_key: Vec<FileAccessKey>,
+    iterator_secret_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAccessKey {
+    id: String,
+    secret: String,
+    principal: String,
+}
+
+impl std::fmt::Debug for FileAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAccessKey")
+            .field("id", &self.id)
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Kinesis authentication setting from the flag/variable or file and the access keys.
+fn kinesis_auth(
+    listen: SocketAddr,
+    mode: Option<&str>,
+    file_keys: &[FileAccessKey],
+    arg_key: Option<&str>,
+) -> anyhow::Result<strom_kinesis::sigv4::KinesisAuth> {
+    use strom_kinesis::sigv4::{AccessKey, KinesisAuth};
+    let mut keys: Vec<AccessKey> = file_keys
+        .iter()
+        .map(|k| AccessKey {
+            id: k.id.clone(),
+            secret: k.secret.clone(),
+            principal: k.principal.clone(),
+        })
+        .collect();
+    if let Some(v) = arg_key {
+        let mut parts = v.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(id), Some(secret), Some(principal)) => keys.push(AccessKey {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+                principal: principal.to_owned(),
+            }),
+            _ => anyhow::bail!("the Kinesis access key must be ID:SECRET:PRINCIPAL"),
+        }
+    }
+    for k in &keys {
+        if k.id.is_empty() || k.id.contains('/') || k.secret.is_empty() {
+            anyhow::bail!(
+                "Kinesis access key {:?}: the id must be non-empty without '/', the secret non-empty",
+                k.id
+            );
+        }
+        if !matches!(k.principal.split_once(':'), Some((kind, name)) if !kind.is_empty() && !name.is_empty())
+        {
+            anyhow::bail!(
+                "Kinesis access key {:?}: principal {:?} must be <type>:<name>, e.g. User:alice",
+                k.id,
+                k.principal
+            );
+        }
+    }
+    match mode {
+        Some("none") => Ok(KinesisAuth::None),
+        Some("sigv4") if keys.is_empty() => {
+            anyhow::bail!("kinesis auth = \"sigv4\" needs at least one [[kinesis.access_key]]")
+        }
+        Some("sigv4") => Ok(KinesisAuth::SigV4(keys)),
+        Some(other) => anyhow::bail!("kinesis auth {other:?} must be \"none\" or \"sigv4\""),
+        None if !keys.is_empty() => Ok(KinesisAuth::SigV4(keys)),
+        None if listen.ip().is_loopback() => Ok(KinesisAuth::None),
+        None => anyhow::bail!(
+            "the Kinesis listener {listen} is reachable beyond loopback: configure \
+             [[kinesis.access_key]] entries (kinesis.auth = \"sigv4\"), or set \
+             kinesis.auth = \"none\" to accept any credentials"
+        ),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -612,7 +714,16 @@ impl Settings {
         if let Some(v) = file.kafka.max_connections_per_ip {
             kafka.max_connections_per_ip = v;
         }
-        let mut kinesis = KinesisConfig::default();
+        let explicit_secret_file = file.kinesis.iterator_secret_file.clone();
+        let mut kinesis = KinesisConfig {
+            iterator_secret_file: Some(
+                file.kinesis
+                    .iterator_secret_file
+                    .clone()
+                    .unwrap_or_else(|| broker.data_dir.join(strom_kinesis::iterator::SECRET_FILE)),
+            ),
+            ..KinesisConfig::default()
+        };
         if let Some(v) = args.kinesis_listen.or(file.kinesis.listen) {
             kinesis.listen = v;
         }
@@ -628,6 +739,14 @@ impl Settings {
         if let Some(v) = file.kinesis.max_connections {
             kinesis.max_connections = v;
         }
+        kinesis.auth = kinesis_auth(
+            kinesis.listen,
+            args.kinesis_auth
+                .as_deref()
+                .or(file.kinesis.auth.as_deref()),
+            &file.kinesis.access_key,
+            args.kinesis_access_key.as_deref(),
+        )?;
         let mut global_tls = file.tls.clone();
         global_tls.cert = args.tls_cert.clone().or(global_tls.cert);
         global_tls.key = args.tls_key.clone().or(global_tls.key);
@@ -669,6 +788,11 @@ impl Settings {
             kinesis.tls.clone_from(&resolved.http_tls);
         }
         let cluster = cluster_config(args, file.cluster)?;
+        if cluster.is_some() && explicit_secret_file.is_none() {
+            // Cluster mode: every broker uses the secret kept in PostgreSQL (`strom serve`
+            // fetches it), so an iterator from one broker is valid on all of them.
+            kinesis.iterator_secret_file = None;
+        }
         Ok(Settings {
             http_tls: resolved.http_tls.filter(|_| http_tls),
             tls: resolved.tls,
@@ -1133,6 +1257,64 @@ mod tests {
             "--kinesis-aws-limits=false",
         ]);
         assert!(!Settings::load(&w.args).unwrap().kinesis.aws_limits);
+    }
+
+    #[test]
+    fn kinesis_auth_defaults_and_keys() {
+        use strom_kinesis::sigv4::KinesisAuth;
+        let w = Wrapper::parse_from(["x"]);
+        assert_eq!(
+            Settings::load(&w.args).unwrap().kinesis.auth,
+            KinesisAuth::None
+        );
+        // Beyond loopback without keys: the setting must be explicit.
+        let w = Wrapper::parse_from(["x", "--kinesis-listen", "0.0.0.0:4567"]);
+        assert!(Settings::load(&w.args).is_err());
+        let w = Wrapper::parse_from([
+            "x",
+            "--kinesis-listen",
+            "0.0.0.0:4567",
+            "--kinesis-auth",
+            "none",
+        ]);
+        assert_eq!(
+            Settings::load(&w.args).unwrap().kinesis.auth,
+            KinesisAuth::None
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        std::fs::write(
+            &path,
+            "[kinesis]\nlisten = \"0.0.0.0:4567\"\n[[kinesis.access_key]]\nid = \"AK1\"\nsecret = \"s1\"\nprincipal = \"User:alice\"\n",
+        )
+        .unwrap();
+        let w = Wrapper::parse_from([
+            "x",
+            "--config",
+            path.to_str().unwrap(),
+            "--kinesis-access-key",
+            "AK2:s2:User:bob",
+        ]);
+        let KinesisAuth::SigV4(keys) = Settings::load(&w.args).unwrap().kinesis.auth else {
+            panic!("keys configured: sigv4");
+        };
+        let got: Vec<_> = keys
+            .iter()
+            .map(|k| (k.id.as_str(), k.secret.as_str(), k.principal.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("AK1", "s1", "User:alice"), ("AK2", "s2", "User:bob")]
+        );
+        for bad in [
+            vec!["x", "--kinesis-auth", "sigv4"],
+            vec!["x", "--kinesis-auth", "maybe"],
+            vec!["x", "--kinesis-access-key", "AK:secret:alice"],
+            vec!["x", "--kinesis-access-key", "AK:secret"],
+        ] {
+            let w = Wrapper::parse_from(bad.clone());
+            assert!(Settings::load(&w.args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -273,14 +273,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if !settings.tls.is_empty() {
         spawn_sighup_reload(settings.tls.clone());
     }
-    let kinesis_config = settings.kinesis_config();
+    let mut kinesis_config = settings.kinesis_config();
+    if let Some(node) = &cluster
+        && kinesis_config.iterator_secret_file.is_none()
+    {
+        let secret = node
+            .shared_secret(
+                "kinesis-iterator",
+                strom_kinesis::iterator::IteratorKey::random_secret(),
+            )
+            .await
+            .context("reading the cluster's shard-iterator secret")?;
+        kinesis_config.iterator_secret = Some(secret);
+    }
     let kinesis_listen = kinesis_config.listen;
-    // Neither HTTP endpoint authenticates yet (Kinesis SigV4 is issue 19's next part).
-    for (what, addr) in [
-        ("Kinesis endpoint", kinesis_listen),
-        ("admin HTTP endpoint", settings.http_listen),
+    // The admin endpoint does not authenticate; the Kinesis one does unless `auth = "none"`.
+    let kinesis_open = kinesis_config.auth == strom_kinesis::sigv4::KinesisAuth::None;
+    for (what, addr, open) in [
+        ("Kinesis endpoint", kinesis_listen, kinesis_open),
+        ("admin HTTP endpoint", settings.http_listen, true),
     ] {
-        if !addr.ip().is_loopback() {
+        if open && !addr.ip().is_loopback() {
             tracing::warn!(
                 "{what} on {addr} is reachable beyond loopback and does not authenticate clients"
             );

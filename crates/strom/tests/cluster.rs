@@ -463,6 +463,21 @@ fn kinesis_across_brokers(one: &Broker, two: &Broker) {
     assert_eq!(records.len(), 1, "{got}");
     assert_eq!(records[0]["Data"], "aGVsbG8=");
     assert_eq!(records[0]["SequenceNumber"], put["SequenceNumber"]);
+    // Iterators are signed with the secret every broker shares (kept in PostgreSQL): the next
+    // iterator broker 2 handed out reads on broker 1, and a forged one is refused there.
+    let next = got["NextShardIterator"].as_str().unwrap();
+    let (ok, json) = kinesis_call(&one.kinesis, "GetRecords", &json!({"ShardIterator": next}));
+    assert!(ok, "an iterator from another broker: {json}");
+    assert_eq!(json["Records"].as_array().map(Vec::len), Some(0), "{json}");
+    let mut forged = next.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (ok, json) = kinesis_call(
+        &one.kinesis,
+        "GetRecords",
+        &json!({"ShardIterator": forged}),
+    );
+    assert!(!ok, "a tampered iterator must be refused: {json}");
 }
 
 /// Admin operations through one broker are seen through the other, and a long poll on one

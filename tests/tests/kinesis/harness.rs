@@ -31,8 +31,23 @@ impl Both {
         Both::start_with(dir, KinesisConfig::default()).await
     }
 
-    pub(crate) async fn start_with(dir: &Path, mut config: KinesisConfig) -> Both {
-        let broker = TestBroker::start_with(BrokerConfig::new(dir), KafkaConfig::default()).await;
+    pub(crate) async fn start_with(dir: &Path, config: KinesisConfig) -> Both {
+        Both::start_with_broker(BrokerConfig::new(dir), config).await
+    }
+
+    pub(crate) async fn start_with_broker(
+        broker_config: BrokerConfig,
+        mut config: KinesisConfig,
+    ) -> Both {
+        // As `strom serve` does: the iterator secret lives in the data directory.
+        if config.iterator_secret_file.is_none() {
+            config.iterator_secret_file = Some(
+                broker_config
+                    .data_dir
+                    .join(strom_kinesis::iterator::SECRET_FILE),
+            );
+        }
+        let broker = TestBroker::start_with(broker_config, KafkaConfig::default()).await;
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = KinesisServer::bind(config, Arc::clone(broker.broker()))
             .await

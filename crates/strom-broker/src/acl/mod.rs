@@ -12,8 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
 pub use model::{
-    AclBinding, AclBindingFilter, AclOperation, AclPermission, AuthorizerConfig, InvalidAcl,
-    PatternFilter, PatternType, Requester, Resource, ResourceType,
+    AclBinding, AclBindingFilter, AclOperation, AclPermission, AuthorizerConfig,
+    CLUSTER_RESOURCE_NAME, InvalidAcl, PatternFilter, PatternType, Requester, Resource,
+    ResourceType,
 };
 
 use crate::Broker;
