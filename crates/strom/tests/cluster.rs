@@ -11,10 +11,12 @@
 //! - a consumer group joined through one broker commits, and asked through another broker
 //!   the group finds the same coordinator and its committed offsets.
 
+mod cluster_common;
+
+use cluster_common::{Broker, ClusterServe};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,85 +41,20 @@ const LEASE_TTL_MS: u64 = 2_000;
 /// Bound of every wait in this test.
 const STEP: Duration = Duration::from_secs(90);
 
-/// A `strom serve` in cluster mode; killed (SIGKILL) when dropped.
-struct Broker {
-    child: Child,
-    kafka: String,
-    kinesis: String,
-    node_id: i32,
-}
-
-impl Broker {
-    fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0"])
-            .args(["--kinesis-listen", "127.0.0.1:0"])
-            .args(["--log", "warn"])
-            .arg("--data-dir")
-            .arg(data.join(format!("broker-{n}")))
-            .args(["--cluster-postgres", &pg.url()])
-            .args(["--cluster-object-store", &format!("s3://{BUCKET}/e2e")])
-            .args(["--cluster-s3-endpoint", &s3.endpoint()])
-            .args([
-                "--cluster-s3-region",
-                "us-east-1",
-                "--cluster-s3-allow-http",
-            ])
-            .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
-            .args(["--cluster-flush-delay-ms", "20"])
-            .args(["--group-initial-rebalance-delay-ms", "0"])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("STROM_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut kafka = None;
-        let mut kinesis = None;
-        let mut node_id = None;
-        let mut printed = String::new();
-        while kafka.is_none() || node_id.is_none() || kinesis.is_none() {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "broker {n} exited early: {printed}"
-            );
-            printed.push_str(&line);
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("kafka:") {
-                kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("kinesis:") {
-                kinesis = Some(rest.trim().trim_start_matches("http://").to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("cluster:") {
-                let id = rest.trim().strip_prefix("node ").unwrap();
-                node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
-            }
-        }
-        // Keep draining stdout so the broker never blocks on a full pipe.
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Broker {
-            child,
-            kafka: kafka.unwrap(),
-            kinesis: kinesis.unwrap(),
-            node_id: node_id.unwrap(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts broker `n` of this test's cluster.
+fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
+    Broker::start(&ClusterServe {
+        n,
+        pg,
+        s3,
+        data,
+        bucket: BUCKET,
+        prefix: "e2e",
+        lease_ttl_ms: LEASE_TTL_MS,
+        flush_delay_ms: 20,
+        log: "warn".to_owned(),
+        extra: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
+    })
 }
 
 /// Metadata of `topic` (or of no topic) as broker `addr` answers it: the brokers listed and
@@ -563,9 +500,9 @@ async fn three_brokers_share_one_log() {
     let (b1, b2, mut b3) = {
         let (pg, s3, dir) = (&pg, &s3, data.path());
         std::thread::scope(|s| {
-            let one = s.spawn(|| Broker::start(1, pg, s3, dir));
-            let two = s.spawn(|| Broker::start(2, pg, s3, dir));
-            let three = s.spawn(|| Broker::start(3, pg, s3, dir));
+            let one = s.spawn(|| start(1, pg, s3, dir));
+            let two = s.spawn(|| start(2, pg, s3, dir));
+            let three = s.spawn(|| start(3, pg, s3, dir));
             (
                 one.join().unwrap(),
                 two.join().unwrap(),
@@ -734,9 +671,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     .await
     .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut brokers: Vec<Broker> = (0..3)
-        .map(|n| Broker::start(n, &pg, &s3, data.path()))
-        .collect();
+    let mut brokers: Vec<Broker> = (0..3).map(|n| start(n, &pg, &s3, data.path())).collect();
     let bootstrap = brokers
         .iter()
         .map(|b| b.kafka.clone())
@@ -852,7 +787,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
                     tokio::task::block_in_place(|| pg.restart()).expect("restart postgres");
                     *injected.entry("postgres restart").or_default() += 1;
                 }
-                brokers[victim] = Broker::start(victim, &pg, &s3, data.path());
+                brokers[victim] = start(victim, &pg, &s3, data.path());
                 addresses.lock().unwrap()[victim] = brokers[victim].kafka.clone();
             }
             Fault::FreezeObjectStore => {

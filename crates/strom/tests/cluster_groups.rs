@@ -14,10 +14,12 @@
 //!   OffsetCommit with NOT_COORDINATOR, also the former holder once its lease was taken from
 //!   it in PostgreSQL; when the lease comes back, the offsets are all there.
 
+mod cluster_common;
+
+use cluster_common::{Broker, ClusterServe};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -69,95 +71,25 @@ enum Flavour {
 /// One scenario at a time: each starts PostgreSQL, moto and three brokers.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A `strom serve` in cluster mode; killed (SIGKILL) when dropped.
-struct Broker {
-    child: Child,
-    kafka: String,
-    /// The admin listener (`/metrics`).
-    http: String,
-    node_id: i32,
-}
-
-impl Broker {
-    fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0"])
-            .args(["--kinesis-listen", "127.0.0.1:0"])
-            .args([
-                "--log",
-                &std::env::var("CLUSTER_GROUPS_LOG").unwrap_or_else(|_| "warn".to_owned()),
-            ])
-            .arg("--data-dir")
-            .arg(data.join(format!("broker-{n}")))
-            .args(["--cluster-postgres", &pg.url()])
-            .args(["--cluster-object-store", &format!("s3://{BUCKET}/groups")])
-            .args(["--cluster-s3-endpoint", &s3.endpoint()])
-            .args([
-                "--cluster-s3-region",
-                "us-east-1",
-                "--cluster-s3-allow-http",
-            ])
-            .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
-            .args(["--cluster-flush-delay-ms", "10"])
-            .args(["--group-initial-rebalance-delay-ms", "0"])
-            .arg("--config")
-            .arg(data.join("strom.toml"))
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("STROM_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut kafka = None;
-        let mut http = None;
-        let mut node_id = None;
-        let mut printed = String::new();
-        while kafka.is_none() || node_id.is_none() || http.is_none() {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "broker {n} exited early: {printed}"
-            );
-            printed.push_str(&line);
-            let line = line.trim();
-            // `kafka: [NAME PROTOCOL] ADDR (advertised as …)`: the first socket address.
-            if let Some(rest) = line.strip_prefix("kafka:") {
-                kafka = rest
-                    .split_whitespace()
-                    .find(|t| t.parse::<std::net::SocketAddr>().is_ok())
-                    .map(str::to_owned);
-            }
-            if let Some(rest) = line.strip_prefix("http:") {
-                let addr = rest.trim().trim_start_matches("http://");
-                http = Some(addr.trim_end_matches("/metrics").to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("cluster:") {
-                let id = rest.trim().strip_prefix("node ").unwrap();
-                node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
-            }
-        }
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Broker {
-            child,
-            kafka: kafka.unwrap(),
-            http: http.unwrap(),
-            node_id: node_id.unwrap(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts broker `n` of this test's cluster.
+fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
+    Broker::start(&ClusterServe {
+        n,
+        pg,
+        s3,
+        data,
+        bucket: BUCKET,
+        prefix: "groups",
+        lease_ttl_ms: LEASE_TTL_MS,
+        flush_delay_ms: 10,
+        log: std::env::var("CLUSTER_GROUPS_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        extra: vec![
+            "--group-initial-rebalance-delay-ms".into(),
+            "0".into(),
+            "--config".into(),
+            data.join("strom.toml").display().to_string(),
+        ],
+    })
 }
 
 /// The holder (node id) and epoch of the group's coordinator lease, if someone holds it.
@@ -473,7 +405,7 @@ async fn failover(flavour: Flavour) {
         let (pg, s3, dir) = (&pg, &s3, data.path());
         std::thread::scope(|s| {
             let handles: Vec<_> = (1..=3)
-                .map(|n| s.spawn(move || Broker::start(n, pg, s3, dir)))
+                .map(|n| s.spawn(move || start(n, pg, s3, dir)))
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         })
@@ -600,7 +532,7 @@ async fn failover(flavour: Flavour) {
     );
 
     // Phase 3: the killed broker comes back.
-    brokers[coordinator] = Broker::start(coordinator + 1, &pg, &s3, data.path());
+    brokers[coordinator] = start(coordinator + 1, &pg, &s3, data.path());
     produce(&producer2, 2 * PHASE, 3 * PHASE).await;
     until_caught_up(
         &shared,

@@ -8,10 +8,12 @@
 //! - the broker holding the retention job is killed with `kill -9`: the other takes the job
 //!   over (status shows it with a higher epoch) and retention goes on.
 
+mod cluster_common;
+
+use cluster_common::{Broker, ClusterServe};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -28,77 +30,20 @@ const LEASE_TTL_MS: u64 = 2_000;
 /// Bound of every wait in this test.
 const STEP: Duration = Duration::from_secs(90);
 
-/// A `strom serve` in cluster mode; killed (SIGKILL) when dropped.
-struct Broker {
-    child: Child,
-    kafka: String,
-    node_id: i32,
-}
-
-impl Broker {
-    fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
-            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
-            .args(["--http-listen", "127.0.0.1:0"])
-            .args(["--kinesis-listen", "127.0.0.1:0"])
-            .args(["--log", "warn"])
-            .arg("--data-dir")
-            .arg(data.join(format!("broker-{n}")))
-            .args(["--cluster-postgres", &pg.url()])
-            .args(["--cluster-object-store", &format!("s3://{BUCKET}/e2e")])
-            .args(["--cluster-s3-endpoint", &s3.endpoint()])
-            .args([
-                "--cluster-s3-region",
-                "us-east-1",
-                "--cluster-s3-allow-http",
-            ])
-            .args(["--cluster-lease-ttl-ms", &LEASE_TTL_MS.to_string()])
-            .args(["--cluster-flush-delay-ms", "20"])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("STROM_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut kafka = None;
-        let mut node_id = None;
-        let mut printed = String::new();
-        while kafka.is_none() || node_id.is_none() {
-            let mut line = String::new();
-            assert!(
-                stdout.read_line(&mut line).unwrap() > 0,
-                "broker {n} exited early: {printed}"
-            );
-            printed.push_str(&line);
-            let line = line.trim();
-            if let Some(rest) = line.strip_prefix("kafka:") {
-                kafka = Some(rest.split_whitespace().next().unwrap().to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("cluster:") {
-                let id = rest.trim().strip_prefix("node ").unwrap();
-                node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
-            }
-        }
-        std::thread::spawn(move || for _ in stdout.lines() {});
-        Broker {
-            child,
-            kafka: kafka.unwrap(),
-            node_id: node_id.unwrap(),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts broker `n` of this test's cluster.
+fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker {
+    Broker::start(&ClusterServe {
+        n,
+        pg,
+        s3,
+        data,
+        bucket: BUCKET,
+        prefix: "e2e",
+        lease_ttl_ms: LEASE_TTL_MS,
+        flush_delay_ms: 20,
+        log: "warn".to_owned(),
+        extra: Vec::new(),
+    })
 }
 
 /// `strom cluster status --format json`.
@@ -206,8 +151,8 @@ async fn jobs_compact_expire_and_move_to_another_broker_when_their_holder_is_kil
     let mut brokers = {
         let (pg, s3, dir) = (&pg, &s3, data.path());
         std::thread::scope(|s| {
-            let one = s.spawn(|| Broker::start(1, pg, s3, dir));
-            let two = s.spawn(|| Broker::start(2, pg, s3, dir));
+            let one = s.spawn(|| start(1, pg, s3, dir));
+            let two = s.spawn(|| start(2, pg, s3, dir));
             vec![one.join().unwrap(), two.join().unwrap()]
         })
     };

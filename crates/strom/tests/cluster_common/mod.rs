@@ -1,0 +1,133 @@
+//! `strom serve` in cluster mode as a process, shared by the cluster process tests
+//! (`cluster.rs`, `cluster_groups.rs`, `cluster_lifecycle.rs`): every listener on an ephemeral
+//! port, over the harness's PostgreSQL and moto; killed (SIGKILL) when dropped.
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the harness"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use strom_cluster::testkit::{MotoServer, PostgresServer};
+
+/// How to start one broker of a test cluster.
+pub(crate) struct ClusterServe<'a> {
+    /// The broker's index in the test (its data directory is `data/broker-{n}`).
+    pub(crate) n: usize,
+    pub(crate) pg: &'a PostgresServer,
+    pub(crate) s3: &'a MotoServer,
+    pub(crate) data: &'a Path,
+    /// `s3://{bucket}/{prefix}`.
+    pub(crate) bucket: &'a str,
+    pub(crate) prefix: &'a str,
+    pub(crate) lease_ttl_ms: u64,
+    pub(crate) flush_delay_ms: u64,
+    /// `--log` filter.
+    pub(crate) log: String,
+    /// More `serve` flags.
+    pub(crate) extra: Vec<String>,
+}
+
+/// A running cluster broker and the addresses it printed.
+pub(crate) struct Broker {
+    child: Child,
+    /// The Kafka listener, `host:port`.
+    pub(crate) kafka: String,
+    /// The Kinesis endpoint, `host:port`.
+    pub(crate) kinesis: String,
+    /// The admin listener (`/metrics`), `host:port`.
+    pub(crate) http: String,
+    /// The node id the cluster gave it.
+    pub(crate) node_id: i32,
+}
+
+impl Broker {
+    /// Starts the broker and waits until it printed its addresses and node id.
+    pub(crate) fn start(serve: &ClusterServe<'_>) -> Broker {
+        let n = serve.n;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["serve", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--kinesis-listen", "127.0.0.1:0"])
+            .args(["--log", &serve.log])
+            .arg("--data-dir")
+            .arg(serve.data.join(format!("broker-{n}")))
+            .args(["--cluster-postgres", &serve.pg.url()])
+            .args([
+                "--cluster-object-store",
+                &format!("s3://{}/{}", serve.bucket, serve.prefix),
+            ])
+            .args(["--cluster-s3-endpoint", &serve.s3.endpoint()])
+            .args([
+                "--cluster-s3-region",
+                "us-east-1",
+                "--cluster-s3-allow-http",
+            ])
+            .args(["--cluster-lease-ttl-ms", &serve.lease_ttl_ms.to_string()])
+            .args([
+                "--cluster-flush-delay-ms",
+                &serve.flush_delay_ms.to_string(),
+            ])
+            .args(&serve.extra)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("STROM_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (mut kafka, mut kinesis, mut http, mut node_id) = (None, None, None, None);
+        let mut printed = String::new();
+        while kafka.is_none() || kinesis.is_none() || http.is_none() || node_id.is_none() {
+            let mut line = String::new();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "broker {n} exited early: {printed}"
+            );
+            printed.push_str(&line);
+            let line = line.trim();
+            // `kafka: ADDR (NAME PROTOCOL, advertised as …)`: the first socket address.
+            if let Some(rest) = line.strip_prefix("kafka:") {
+                kafka = rest
+                    .split_whitespace()
+                    .find(|t| t.parse::<std::net::SocketAddr>().is_ok())
+                    .map(str::to_owned);
+            }
+            if let Some(rest) = line.strip_prefix("kinesis:") {
+                kinesis = Some(rest.trim().trim_start_matches("http://").to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("http:") {
+                let addr = rest.trim().trim_start_matches("http://");
+                http = Some(addr.trim_end_matches("/metrics").to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("cluster:") {
+                let id = rest.trim().strip_prefix("node ").unwrap();
+                node_id = Some(id.split_whitespace().next().unwrap().parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in stdout.lines() {});
+        Broker {
+            child,
+            kafka: kafka.unwrap(),
+            kinesis: kinesis.unwrap(),
+            http: http.unwrap(),
+            node_id: node_id.unwrap(),
+        }
+    }
+
+    /// Kills the broker (SIGKILL) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
