@@ -60,6 +60,9 @@ pub struct ClusterPartitionStore {
     /// When `log_start` was last read from PostgreSQL (the lifecycle jobs move it on any
     /// broker: retention, DeleteRecords through another broker).
     log_start_read: Mutex<Instant>,
+    /// The last [`PartitionStore::size_bytes`] summed from the index, and when: a scrape of
+    /// `/metrics` asks every partition, so the sum is re-read at most every [`SIZE_REFRESH`].
+    size: Mutex<Option<(Instant, u64)>>,
     /// Serialises the enqueueing of one payload's batches.
     order: Mutex<()>,
     closed: AtomicBool,
@@ -108,6 +111,7 @@ impl ClusterPartitionStore {
             high_watermark,
             log_start: AtomicI64::new(start),
             log_start_read: Mutex::new(Instant::now()),
+            size: Mutex::new(None),
             order: Mutex::new(()),
             closed: AtomicBool::new(false),
             forwarder: Mutex::new(Some(forwarder)),
@@ -271,6 +275,9 @@ async fn stored_bytes(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<
         .map_err(crate::Error::pg(crate::error::DbOp::ReadIndex))?;
     Ok(u64::try_from(total).unwrap_or(0))
 }
+
+/// How long a summed [`PartitionStore::size_bytes`] is served from the cache.
+const SIZE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Validates a produced payload with the local log's own check (the seam's
 /// [`validate_payload`](strom_broker::storage::validate_payload)), then refuses transactional
@@ -547,20 +554,28 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn size_bytes(&self) -> u64 {
+        let cached = *self.size.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((read, bytes)) = cached
+            && read.elapsed() < SIZE_REFRESH
+        {
+            return bytes;
+        }
         let engine = Arc::clone(&self.engine);
         let tp = self.tp.clone();
         let summed = self
             .engine
             .bridge
             .run(async move { stored_bytes(&engine.admin, &tp).await });
-        match summed {
+        let bytes = match summed {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(error)) => {
                 tracing::warn!(%error, partition = %self.tp, "summing the stored bytes failed");
-                0
+                return cached.map_or(0, |(_, bytes)| bytes);
             }
-            Err(_) => 0,
-        }
+            Err(_) => return cached.map_or(0, |(_, bytes)| bytes),
+        };
+        *self.size.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), bytes));
+        bytes
     }
 
     fn flush(&self) -> StorageResult<()> {
