@@ -19,14 +19,15 @@
 //!
 //! **Flush policy.** The writer keeps collecting while flushes upload and commit. A flush is
 //! dispatched when `max_bytes` are buffered, when `max_delay` has passed since its first batch,
-//! or — with no flush in flight — once no batch arrived for `quiet` (all producers wait for
+//! or — with no flush uploading — once no batch arrived for `quiet` (all producers wait for
 //! acknowledgements, so a longer wait is pure latency; an idempotent librdkafka producer has at
 //! most five requests in flight per broker) or, under a steady stream with no such gap, once
-//! its first batch is `QUIET_CAP` × `quiet` old. With a flush in flight, the next one waits for
-//! size, delay or the end of that flush (then starts at once: group commit), so a batch waits
-//! at most for one flush before its own, and there is one commit per flush rather than per
-//! request. Up to
-//! `max_in_flight` flushes upload at once.
+//! its first batch is `QUIET_CAP` × `quiet` old. With a flush uploading, the next one waits for
+//! size, delay or the end of that upload (then starts at once: group commit), so it uploads
+//! while the one before it commits, a batch waits at most for one upload before its own, and
+//! there is one commit per flush rather than per request. A flush cycle is therefore the
+//! longer of an upload and a commit, not their sum. Up to `max_in_flight` flushes are in
+//! flight at once.
 //!
 //! **One transaction per flush.** The 'pending' row that lets the orphan collector find an
 //! object whose flush never committed must exist before the PUT. Instead of an INSERT per flush,
@@ -73,6 +74,7 @@ use strom_record::BatchHeader;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tokio_postgres::types::Type;
 
 use crate::cache::ObjectCache;
 use crate::config::FlushConfig;
@@ -96,6 +98,11 @@ const QUIET_CAP: u32 = 4;
 const PUT_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between two attempts of a PUT.
 const PUT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A duration in whole microseconds, for log fields.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
 
 /// Where committed offsets landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,6 +414,18 @@ impl Flush {
     }
 }
 
+/// Held by a flush while it uploads; dropping it (also when the flush task unwinds) tells the
+/// collector loop that the upload stage is free, so the next flush may start uploading while
+/// this one waits for its commit.
+struct UploadDone(mpsc::UnboundedSender<()>);
+
+impl Drop for UploadDone {
+    fn drop(&mut self) {
+        // The loop may be gone already (shutdown): nothing to tell.
+        let _ = self.0.send(());
+    }
+}
+
 /// What the collector loop of [`Flusher::run`] holds between flushes.
 struct Collecting {
     items: Vec<Pending>,
@@ -446,6 +465,9 @@ impl Flusher {
         let mut closing = false;
         // Resolves when the last dispatched flush has finished.
         let mut previous: Option<oneshot::Receiver<()>> = None;
+        // Flushes still uploading, and where each says it is done (its `UploadDone` dropped).
+        let mut uploading = 0_usize;
+        let (upload_done, mut uploads) = mpsc::unbounded_channel::<()>();
         loop {
             let now = Instant::now();
             if !buffer.items.is_empty() && flushes.len() < depth {
@@ -453,7 +475,7 @@ impl Flusher {
                     || closing
                     || buffer.bytes >= policy.max_bytes
                     || now >= buffer.deadline
-                    || (flushes.is_empty()
+                    || (uploading == 0
                         && (now >= buffer.last_arrival + policy.quiet
                             || now >= buffer.first_arrival + policy.quiet * QUIET_CAP));
                 if due {
@@ -462,7 +484,13 @@ impl Flusher {
                     let seq = self.dispatched.fetch_add(1, Ordering::SeqCst);
                     let (done, next) = oneshot::channel();
                     let after = previous.replace(next);
-                    flushes.spawn(self.clone().flush(seq, items, after, done));
+                    let collected = now.saturating_duration_since(buffer.first_arrival);
+                    uploading += 1;
+                    let uploaded = UploadDone(upload_done.clone());
+                    flushes.spawn(
+                        self.clone()
+                            .flush(seq, items, collected, uploaded, after, done),
+                    );
                     continue;
                 }
             }
@@ -471,7 +499,7 @@ impl Flusher {
             }
             let wake = if buffer.items.is_empty() || flushes.len() >= depth {
                 None
-            } else if flushes.is_empty() {
+            } else if uploading == 0 {
                 Some(
                     buffer
                         .deadline
@@ -487,6 +515,7 @@ impl Flusher {
             tokio::select! {
                 biased;
                 Some(_) = flushes.join_next(), if !flushes.is_empty() => {}
+                Some(()) = uploads.recv(), if uploading > 0 => uploading -= 1,
                 _ = closed.changed(), if !closing => {
                     closing = true;
                     rx.close();
@@ -513,15 +542,22 @@ impl Flusher {
 
     /// One flush from upload to answers. `after` resolves once the flush dispatched before
     /// this one has finished (so has every earlier one); `done` is dropped when this one has.
+    /// `collected` is how long its first batch waited in the buffer before the dispatch.
     async fn flush(
         self: Arc<Self>,
         seq: u64,
         items: Vec<Pending>,
+        collected: Duration,
+        upload: UploadDone,
         after: Option<oneshot::Receiver<()>>,
         done: oneshot::Sender<()>,
     ) {
+        let started = Instant::now();
         let mut flush = Flush::new(items);
+        let (batches, bytes) = (flush.items.len(), flush.object.len());
         let uploaded = self.upload(&mut flush).await;
+        drop(upload);
+        let upload_done = Instant::now();
         if let Err(error) = &uploaded {
             self.failed(seq, error.clone());
         }
@@ -529,6 +565,7 @@ impl Flusher {
             // Ok or dropped (a panicked flush): either way it has finished.
             let _ = after.await;
         }
+        let turn = Instant::now();
         let key = flush.key.to_string();
         match uploaded {
             Err(error) => self.fail(flush, error),
@@ -543,6 +580,18 @@ impl Flusher {
         }
         self.keys().taken.remove(&key);
         drop(done);
+        // Where a flush's time goes, for diagnosis (`--log strom_cluster::writer=debug`).
+        let ended = Instant::now();
+        tracing::debug!(
+            seq,
+            batches,
+            bytes,
+            collected_us = micros(collected),
+            upload_us = micros(upload_done - started),
+            wait_previous_us = micros(turn - upload_done),
+            commit_us = micros(ended - turn),
+            "flush finished"
+        );
     }
 
     /// Records that flush `seq` failed on its own: every flush dispatched so far after it
@@ -813,7 +862,7 @@ async fn reserve_keys(
     op: DbOp,
 ) -> Result<Vec<String>> {
     let rows = conn
-        .query(
+        .query_typed(
             "WITH refreshed AS (
                  UPDATE strom_objects SET created_at = now()
                  WHERE key = ANY($1) AND state = 'pending' RETURNING key),
@@ -821,7 +870,11 @@ async fn reserve_keys(
                  INSERT INTO strom_objects (key, size, state, writer)
                  SELECT k, 0, 'pending', $3 FROM unnest($2::text[]) AS k RETURNING key)
              SELECT key FROM refreshed UNION ALL SELECT key FROM reserved",
-            &[&refresh, &new, &writer],
+            &[
+                (&refresh, Type::TEXT_ARRAY),
+                (&new, Type::TEXT_ARRAY),
+                (&writer, Type::TEXT),
+            ],
         )
         .await
         .map_err(Error::pg(op))?;
@@ -878,19 +931,14 @@ async fn commit(
     let size = flush.object.len() as i64;
     let pg = || Error::pg(DbOp::Commit);
     let tx = conn.transaction().await.map_err(pg())?;
-    let claimed = tx
-        .execute(
-            "UPDATE strom_objects SET state = 'committed', size = $2
-             WHERE key = $1 AND state = 'pending'",
-            &[&key, &size],
-        )
-        .await
-        .map_err(pg())?;
-    if claimed != 1 {
-        return Err(Error::ObjectCollected {
-            key: key.to_owned(),
-        });
-    }
+
+    // Round trips are what a commit costs (a statement's own work here is small): the
+    // statements below go out typed (parse, bind and execute in one message, no separate
+    // prepare) and those whose parameters do not depend on an earlier answer are pipelined
+    // — sent together in this order on the first poll (`biased`: polled in the order written),
+    // executed by the server in that order.
+    // So the transaction is four round trips (BEGIN, claim+lock+read, writes, COMMIT) plus a
+    // duplicate lookup for a retried batch.
 
     // Lock the touched partitions in (topic, partition) order: no deadlock between writers.
     let mut topics: Vec<&str> = Vec::new();
@@ -902,17 +950,62 @@ async fn commit(
             partitions.push(item.tp.partition);
         }
     }
-    let rows = tx
-        .query(
+    // Producer states of every idempotent producer in this flush (read after the lock: the
+    // server runs the pipelined statements in order).
+    let mut keys: Vec<(&str, i32, i64)> = items
+        .iter()
+        .filter(|i| i.header.producer_id >= 0)
+        .map(|i| (i.tp.topic.as_str(), i.tp.partition, i.header.producer_id))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let state_topics: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let state_partitions: Vec<i32> = keys.iter().map(|k| k.1).collect();
+    let state_ids: Vec<i64> = keys.iter().map(|k| k.2).collect();
+    let claim = async {
+        tx.execute_typed(
+            "UPDATE strom_objects SET state = 'committed', size = $2
+             WHERE key = $1 AND state = 'pending'",
+            &[(&key, Type::TEXT), (&size, Type::INT8)],
+        )
+        .await
+    };
+    let lock = async {
+        tx.query_typed(
             "SELECT p.topic, p.partition, p.next_offset FROM strom_partitions p
              JOIN unnest($1::text[], $2::int4[]) AS t(topic, partition)
                ON p.topic = t.topic AND p.partition = t.partition
              ORDER BY p.topic, p.partition
              FOR UPDATE OF p",
-            &[&topics, &partitions],
+            &[(&topics, Type::TEXT_ARRAY), (&partitions, Type::INT4_ARRAY)],
         )
         .await
-        .map_err(pg())?;
+    };
+    let read_states = async {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.query_typed(
+            "SELECT s.topic, s.partition, s.producer_id, s.producer_epoch, s.last_sequence,
+                    s.last_offset
+             FROM strom_producer_states s
+             JOIN unnest($1::text[], $2::int4[], $3::int8[]) AS k(topic, partition, id)
+               ON s.topic = k.topic AND s.partition = k.partition AND s.producer_id = k.id",
+            &[
+                (&state_topics, Type::TEXT_ARRAY),
+                (&state_partitions, Type::INT4_ARRAY),
+                (&state_ids, Type::INT8_ARRAY),
+            ],
+        )
+        .await
+    };
+    let (claimed, rows, state_rows) =
+        tokio::try_join!(biased; claim, lock, read_states).map_err(pg())?;
+    if claimed != 1 {
+        return Err(Error::ObjectCollected {
+            key: key.to_owned(),
+        });
+    }
     let mut next_offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     for row in &rows {
         let tp = TopicPartition::new(
@@ -922,42 +1015,18 @@ async fn commit(
         next_offsets.insert(tp, row.try_get(2).map_err(pg())?);
     }
 
-    // Producer states of every idempotent producer in this flush.
-    let mut keys: Vec<(&str, i32, i64)> = items
-        .iter()
-        .filter(|i| i.header.producer_id >= 0)
-        .map(|i| (i.tp.topic.as_str(), i.tp.partition, i.header.producer_id))
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
     let mut states: HashMap<(TopicPartition, i64), ProducerState> = HashMap::new();
-    if !keys.is_empty() {
-        let t: Vec<&str> = keys.iter().map(|k| k.0).collect();
-        let p: Vec<i32> = keys.iter().map(|k| k.1).collect();
-        let id: Vec<i64> = keys.iter().map(|k| k.2).collect();
-        let rows = tx
-            .query(
-                "SELECT s.topic, s.partition, s.producer_id, s.producer_epoch, s.last_sequence,
-                        s.last_offset
-                 FROM strom_producer_states s
-                 JOIN unnest($1::text[], $2::int4[], $3::int8[]) AS k(topic, partition, id)
-                   ON s.topic = k.topic AND s.partition = k.partition AND s.producer_id = k.id",
-                &[&t, &p, &id],
-            )
-            .await
-            .map_err(pg())?;
-        for row in &rows {
-            let tp = TopicPartition::new(
-                row.try_get::<_, String>(0).map_err(pg())?,
-                row.try_get(1).map_err(pg())?,
-            );
-            let state = ProducerState {
-                epoch: row.try_get(3).map_err(pg())?,
-                last_sequence: row.try_get(4).map_err(pg())?,
-                last_offset: row.try_get(5).map_err(pg())?,
-            };
-            states.insert((tp, row.try_get(2).map_err(pg())?), state);
-        }
+    for row in &state_rows {
+        let tp = TopicPartition::new(
+            row.try_get::<_, String>(0).map_err(pg())?,
+            row.try_get(1).map_err(pg())?,
+        );
+        let state = ProducerState {
+            epoch: row.try_get(3).map_err(pg())?,
+            last_sequence: row.try_get(4).map_err(pg())?,
+            last_offset: row.try_get(5).map_err(pg())?,
+        };
+        states.insert((tp, row.try_get(2).map_err(pg())?), state);
     }
 
     let mut outcomes = Vec::with_capacity(items.len());
@@ -1050,15 +1119,18 @@ async fn commit(
         return Ok((outcomes, None));
     }
 
-    insert_batches(&tx, key, &accepted).await?;
-    if !touched_states.is_empty() {
-        let t: Vec<&str> = touched_states.keys().map(|k| k.0.topic.as_str()).collect();
-        let p: Vec<i32> = touched_states.keys().map(|k| k.0.partition).collect();
-        let id: Vec<i64> = touched_states.keys().map(|k| k.1).collect();
-        let epoch: Vec<i16> = touched_states.values().map(|s| s.epoch).collect();
-        let seq: Vec<i32> = touched_states.values().map(|s| s.last_sequence).collect();
-        let off: Vec<i64> = touched_states.values().map(|s| s.last_offset).collect();
-        tx.execute(
+    // The writes, pipelined (none needs another's answer).
+    let st_topic: Vec<&str> = touched_states.keys().map(|k| k.0.topic.as_str()).collect();
+    let st_partition: Vec<i32> = touched_states.keys().map(|k| k.0.partition).collect();
+    let st_id: Vec<i64> = touched_states.keys().map(|k| k.1).collect();
+    let st_epoch: Vec<i16> = touched_states.values().map(|s| s.epoch).collect();
+    let st_seq: Vec<i32> = touched_states.values().map(|s| s.last_sequence).collect();
+    let st_off: Vec<i64> = touched_states.values().map(|s| s.last_offset).collect();
+    let write_states = async {
+        if touched_states.is_empty() {
+            return Ok(0);
+        }
+        tx.execute_typed(
             "INSERT INTO strom_producer_states AS s
                  (topic, partition, producer_id, producer_epoch, last_sequence, last_offset)
              SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int2[], $5::int4[],
@@ -1068,11 +1140,17 @@ async fn commit(
                  last_sequence = EXCLUDED.last_sequence,
                  last_offset = EXCLUDED.last_offset,
                  updated_at = now()",
-            &[&t, &p, &id, &epoch, &seq, &off],
+            &[
+                (&st_topic, Type::TEXT_ARRAY),
+                (&st_partition, Type::INT4_ARRAY),
+                (&st_id, Type::INT8_ARRAY),
+                (&st_epoch, Type::INT2_ARRAY),
+                (&st_seq, Type::INT4_ARRAY),
+                (&st_off, Type::INT8_ARRAY),
+            ],
         )
         .await
-        .map_err(pg())?;
-    }
+    };
     let touched: BTreeMap<&TopicPartition, i64> = accepted
         .iter()
         .map(|r| (&r.item.tp, r.last_offset + 1))
@@ -1081,28 +1159,46 @@ async fn commit(
     let p: Vec<i32> = touched.keys().map(|tp| tp.partition).collect();
     let n: Vec<i64> = touched.values().copied().collect();
     let notes: Vec<String> = touched.iter().map(|(tp, n)| payload(tp, *n)).collect();
-    tx.execute(
-        "UPDATE strom_partitions p SET next_offset = u.next
-         FROM unnest($1::text[], $2::int4[], $3::int8[]) AS u(topic, partition, next)
-         WHERE p.topic = u.topic AND p.partition = u.partition",
-        &[&t, &p, &n],
-    )
-    .await
-    .map_err(pg())?;
-    tx.execute(
-        "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
-        &[&CHANNEL, &notes],
-    )
-    .await
-    .map_err(pg())?;
-    let reserved = reserve_keys(
-        &tx,
-        reservation.refresh,
-        reservation.new,
-        reservation.writer,
-        DbOp::Commit,
-    )
-    .await?;
+    let advance = async {
+        tx.execute_typed(
+            "UPDATE strom_partitions p SET next_offset = u.next
+             FROM unnest($1::text[], $2::int4[], $3::int8[]) AS u(topic, partition, next)
+             WHERE p.topic = u.topic AND p.partition = u.partition",
+            &[
+                (&t, Type::TEXT_ARRAY),
+                (&p, Type::INT4_ARRAY),
+                (&n, Type::INT8_ARRAY),
+            ],
+        )
+        .await
+    };
+    let notify = async {
+        tx.execute_typed(
+            "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+            &[(&CHANNEL, Type::TEXT), (&notes, Type::TEXT_ARRAY)],
+        )
+        .await
+    };
+    let (inserted, written, advanced, notified, reserved) = tokio::join!(
+        biased;
+        insert_batches(&tx, key, &accepted),
+        write_states,
+        advance,
+        notify,
+        reserve_keys(
+            &tx,
+            reservation.refresh,
+            reservation.new,
+            reservation.writer,
+            DbOp::Commit,
+        ),
+    );
+    // The first error in pipeline order is the cause; later statements fail as "aborted".
+    inserted?;
+    written.map_err(pg())?;
+    advanced.map_err(pg())?;
+    notified.map_err(pg())?;
+    let reserved = reserved?;
     tx.commit().await.map_err(pg())?;
     Ok((outcomes, Some(reserved)))
 }
@@ -1132,7 +1228,7 @@ async fn insert_batches(
         .map(|r| r.item.header.is_transactional())
         .collect();
     let control: Vec<bool> = rows.iter().map(|r| r.item.header.is_control()).collect();
-    tx.execute(
+    tx.execute_typed(
         "INSERT INTO strom_batches (topic, partition, base_offset, last_offset, object_key,
              byte_offset, byte_length, max_timestamp, producer_id, producer_epoch, base_sequence,
              last_sequence, is_transactional, is_control)
@@ -1144,20 +1240,20 @@ async fn insert_batches(
               AS u(topic, partition, base, last, byte_offset, len, max_ts, pid, epoch, base_seq,
                    last_seq, txn, control)",
         &[
-            &topic,
-            &partition,
-            &base,
-            &last,
-            &key,
-            &byte_offset,
-            &len,
-            &max_ts,
-            &pid,
-            &epoch,
-            &base_seq,
-            &last_seq,
-            &txn,
-            &control,
+            (&topic, Type::TEXT_ARRAY),
+            (&partition, Type::INT4_ARRAY),
+            (&base, Type::INT8_ARRAY),
+            (&last, Type::INT8_ARRAY),
+            (&key, Type::TEXT),
+            (&byte_offset, Type::INT8_ARRAY),
+            (&len, Type::INT4_ARRAY),
+            (&max_ts, Type::INT8_ARRAY),
+            (&pid, Type::INT8_ARRAY),
+            (&epoch, Type::INT2_ARRAY),
+            (&base_seq, Type::INT4_ARRAY),
+            (&last_seq, Type::INT4_ARRAY),
+            (&txn, Type::BOOL_ARRAY),
+            (&control, Type::BOOL_ARRAY),
         ],
     )
     .await
