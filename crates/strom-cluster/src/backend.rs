@@ -359,6 +359,10 @@ pub(crate) fn storage_error(error: Error) -> StorageError {
             epoch: producer_epoch,
             current_epoch,
         },
+        Error::InvalidTxnState { producer_id, .. } => StorageError::InvalidTxnState {
+            producer_id,
+            reason: "a non-transactional batch while its transaction is open",
+        },
         Error::InvalidBatch { source } => StorageError::InvalidBatch(source),
         Error::BatchTooLarge { size, limit } => StorageError::BatchTooLarge { size, max: limit },
         // The partition's rows are gone: another broker deleted the topic.

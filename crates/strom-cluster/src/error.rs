@@ -167,6 +167,19 @@ pub enum Error {
         /// Epoch on record.
         current_epoch: i16,
     },
+    /// A non-transactional batch of a producer whose transaction is open on the partition
+    /// (Kafka's `INVALID_TXN_STATE`).
+    #[error(
+        "producer {producer_id} wrote a non-transactional batch to {topic}-{partition} while its transaction is open"
+    )]
+    InvalidTxnState {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Producer id.
+        producer_id: i64,
+    },
     /// The pending object of a flush was claimed by the orphan collector before the flush
     /// committed (the flush took longer than the collector's grace period).
     #[error("object {key} was collected before its flush committed")]

@@ -54,6 +54,19 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     /// Offset the next committed batch gets (the high watermark).
     pub next_offset: i64,
+    /// First offset of the earliest open transaction, if one is open.
+    pub first_open_txn: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// The last stable offset: the first offset of the earliest open transaction (never below
+    /// the log start), else the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        match self.first_open_txn {
+            Some(first) => self.next_offset.min(first.max(self.log_start_offset)),
+            None => self.next_offset,
+        }
+    }
 }
 
 /// Creates a topic and its partition rows in one transaction.
@@ -116,13 +129,18 @@ pub async fn topic(db: &Db, name: &str) -> Result<Option<TopicInfo>> {
     Ok(Some(info))
 }
 
-/// The log start and next offset of a partition.
+/// The log start and next offset of a partition, and the first offset of its earliest open
+/// transaction (one statement, so the three are consistent).
 pub async fn partition_offsets(db: &Db, tp: &TopicPartition) -> Result<PartitionOffsets> {
     let conn = db.conn().await?;
     let row = conn
         .query_opt(
-            "SELECT log_start_offset, next_offset FROM strom_partitions
-             WHERE topic = $1 AND partition = $2",
+            "SELECT p.log_start_offset, p.next_offset,
+                    (SELECT min(s.txn_first_offset) FROM strom_producer_states s
+                     WHERE s.topic = p.topic AND s.partition = p.partition
+                       AND s.txn_first_offset IS NOT NULL)
+             FROM strom_partitions p
+             WHERE p.topic = $1 AND p.partition = $2",
             &[&tp.topic, &tp.partition],
         )
         .await
@@ -134,6 +152,7 @@ pub async fn partition_offsets(db: &Db, tp: &TopicPartition) -> Result<Partition
     Ok(PartitionOffsets {
         log_start_offset: row.try_get(0).map_err(Error::pg(DbOp::Metadata))?,
         next_offset: row.try_get(1).map_err(Error::pg(DbOp::Metadata))?,
+        first_open_txn: row.try_get(2).map_err(Error::pg(DbOp::Metadata))?,
     })
 }
 

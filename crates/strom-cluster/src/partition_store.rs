@@ -12,8 +12,18 @@
 //! flushes, another broker's commit may land between them (clients send one batch per
 //! partition per request, so this does not arise with them).
 //!
-//! **Refused** (typed [`StorageError::Unsupported`]): transactional and control batches
-//! (transactions are not part of cluster mode yet). DeleteRecords moves the log start in
+//! **Transactions.** Transactional batches and transaction markers (control batches, written
+//! by whichever broker coordinates the transaction) are checked and indexed by the writer's
+//! commit transaction, like idempotent batches: a marker of an older producer epoch is fenced,
+//! a transactional batch opens its producer's transaction (`strom_producer_states.
+//! txn_first_offset`), a marker closes it, and an ABORT marker adds a row to
+//! `strom_aborted_txns`. The last stable offset is read with the high watermark in one
+//! statement (`crate::metadata::partition_offsets`); [`PartitionStore::last_stable_offset`]
+//! answers from the value read at the current high watermark and reads it again once the
+//! watermark moved (every change of the LSO is a commit that moves the watermark, which every
+//! broker learns through the notifier).
+//!
+//! DeleteRecords moves the log start in
 //! PostgreSQL; the batches below it, and those retention passes, are dropped from the index by
 //! the retention job and their objects deleted by the reclaim job ([`crate::lifecycle`]), on
 //! whichever broker holds those jobs' leases (`apply_retention` here returns 0). The log start
@@ -44,8 +54,6 @@ use crate::metadata::TopicPartition;
 use crate::reader::OffsetSpec;
 use crate::writer::Enqueued;
 
-const BACKEND: &str = "cluster";
-
 /// How old the cached log start may get before `log_start_offset` reads it again.
 const LOG_START_REFRESH: Duration = Duration::from_secs(1);
 
@@ -63,10 +71,20 @@ pub struct ClusterPartitionStore {
     /// The last [`PartitionStore::size_bytes`] summed from the index, and when: a scrape of
     /// `/metrics` asks every partition, so the sum is re-read at most every [`SIZE_REFRESH`].
     size: Mutex<Option<(Instant, u64)>>,
+    /// The last stable offset last read, and the high watermark it was read at (the LSO only
+    /// changes with commits, which move the watermark).
+    stable: Mutex<Stable>,
     /// Serialises the enqueueing of one payload's batches.
     order: Mutex<()>,
     closed: AtomicBool,
     forwarder: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A last stable offset read from PostgreSQL, with the high watermark it was read at.
+#[derive(Debug, Clone, Copy)]
+struct Stable {
+    high_watermark: i64,
+    last_stable_offset: i64,
 }
 
 /// What `append_deferred` hands to `await_durable` through [`PendingWrite::instance`].
@@ -93,9 +111,9 @@ impl ClusterPartitionStore {
                 .clone()
                 .run(async move { engine.reader.offsets(&tp).await })?
         };
-        let (start, next) = match offsets {
-            Ok(o) => (o.log_start_offset, o.next_offset),
-            Err(crate::Error::UnknownPartition { .. }) => (0, 0),
+        let (start, next, stable) = match offsets {
+            Ok(o) => (o.log_start_offset, o.next_offset, o.last_stable_offset()),
+            Err(crate::Error::UnknownPartition { .. }) => (0, 0, 0),
             Err(e) => return Err(storage_error(e)),
         };
         let high_watermark = Arc::new(watch::channel(next).0);
@@ -112,6 +130,10 @@ impl ClusterPartitionStore {
             log_start: AtomicI64::new(start),
             log_start_read: Mutex::new(Instant::now()),
             size: Mutex::new(None),
+            stable: Mutex::new(Stable {
+                high_watermark: next,
+                last_stable_offset: stable,
+            }),
             order: Mutex::new(()),
             closed: AtomicBool::new(false),
             forwarder: Mutex::new(Some(forwarder)),
@@ -144,11 +166,72 @@ impl ClusterPartitionStore {
         self.high_watermark.send_modify(|_| {});
     }
 
-    fn unsupported(feature: &'static str) -> StorageError {
-        StorageError::Unsupported {
-            feature,
-            backend: BACKEND,
+    /// Remembers a last stable offset read at `high_watermark` (keeps the latest reading).
+    fn note_stable(&self, high_watermark: i64, last_stable_offset: i64) {
+        let mut stable = self.stable.lock().unwrap_or_else(PoisonError::into_inner);
+        if high_watermark >= stable.high_watermark {
+            *stable = Stable {
+                high_watermark,
+                last_stable_offset,
+            };
         }
+    }
+
+    /// A fetch (`committed`: below the last stable offset) as the seam's [`StoreRead`],
+    /// noting the watermarks it saw; with the aborted transactions overlapping a committed
+    /// read's batches.
+    fn fetch(&self, offset: Offset, max_bytes: usize, committed: bool) -> StorageResult<StoreRead> {
+        self.check_open()?;
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let fetched = self
+            .engine
+            .bridge
+            .run(async move {
+                if committed {
+                    engine
+                        .reader
+                        .fetch_committed(&tp, offset.0, max_bytes)
+                        .await
+                } else {
+                    engine.reader.fetch(&tp, offset.0, max_bytes).await
+                }
+            })?
+            .map_err(storage_error)?;
+        self.advance(fetched.high_watermark);
+        self.note_stable(fetched.high_watermark, fetched.last_stable_offset);
+        self.log_start
+            .fetch_max(fetched.log_start_offset, Ordering::AcqRel);
+        *self
+            .log_start_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        let end = match fetched.batches.last() {
+            Some(last) => Some(BatchHeader::parse(last)?.last_offset() + 1),
+            None => None,
+        };
+        let aborted_transactions = match end {
+            Some(end) if committed => self.aborted_transactions(offset, Offset(end))?,
+            _ => Vec::new(),
+        };
+        let records = match fetched.batches.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut out = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+                for b in many {
+                    out.extend_from_slice(b);
+                }
+                out.freeze()
+            }
+        };
+        Ok(StoreRead {
+            high_watermark: Offset(fetched.high_watermark),
+            last_stable_offset: Offset(fetched.last_stable_offset),
+            log_start_offset: Offset(fetched.log_start_offset),
+            records,
+            aborted_transactions,
+        })
     }
 
     /// ListOffsets by timestamp or max timestamp, `None` when no record matches.
@@ -238,7 +321,8 @@ async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec
             "SELECT s.producer_id, s.producer_epoch, s.last_sequence,
                     coalesce((SELECT b.max_timestamp FROM strom_batches b
                               WHERE b.topic = s.topic AND b.partition = s.partition
-                                AND b.last_offset = s.last_offset), -1)
+                                AND b.last_offset = s.last_offset), -1),
+                    s.coordinator_epoch, s.txn_first_offset
              FROM strom_producer_states s
              WHERE s.topic = $1 AND s.partition = $2 ORDER BY s.producer_id",
             &[&tp.topic, &tp.partition],
@@ -252,8 +336,64 @@ async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec
                 producer_epoch: r.try_get(1).map_err(pg())?,
                 last_sequence: r.try_get(2).map_err(pg())?,
                 last_timestamp: r.try_get(3).map_err(pg())?,
-                coordinator_epoch: -1,
-                current_txn_start_offset: None,
+                coordinator_epoch: r.try_get(4).map_err(pg())?,
+                current_txn_start_offset: r.try_get(5).map_err(pg())?,
+            })
+        })
+        .collect()
+}
+
+/// The aborted transactions of `tp` overlapping `[from, to)`: those whose ABORT marker is at
+/// or after `from` and whose first offset is below `to`, in marker order.
+async fn aborted_transactions(
+    db: &crate::db::Db,
+    tp: &TopicPartition,
+    from: i64,
+    to: i64,
+) -> crate::Result<Vec<AbortedTxn>> {
+    let conn = db.conn().await?;
+    let pg = || crate::Error::pg(crate::error::DbOp::ReadIndex);
+    let rows = conn
+        .query(
+            "SELECT producer_id, first_offset FROM strom_aborted_txns
+             WHERE topic = $1 AND partition = $2 AND last_offset >= $3 AND first_offset < $4
+             ORDER BY last_offset",
+            &[&tp.topic, &tp.partition, &from, &to],
+        )
+        .await
+        .map_err(pg())?;
+    rows.iter()
+        .map(|r| {
+            Ok(AbortedTxn {
+                producer_id: r.try_get(0).map_err(pg())?,
+                first_offset: r.try_get(1).map_err(pg())?,
+            })
+        })
+        .collect()
+}
+
+/// The open transactions of `tp`, earliest first.
+async fn ongoing_transactions(
+    db: &crate::db::Db,
+    tp: &TopicPartition,
+) -> crate::Result<Vec<OngoingTxn>> {
+    let conn = db.conn().await?;
+    let pg = || crate::Error::pg(crate::error::DbOp::Metadata);
+    let rows = conn
+        .query(
+            "SELECT producer_id, producer_epoch, txn_first_offset FROM strom_producer_states
+             WHERE topic = $1 AND partition = $2 AND txn_first_offset IS NOT NULL
+             ORDER BY txn_first_offset",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .map_err(pg())?;
+    rows.iter()
+        .map(|r| {
+            Ok(OngoingTxn {
+                producer_id: r.try_get(0).map_err(pg())?,
+                producer_epoch: r.try_get(1).map_err(pg())?,
+                first_offset: r.try_get(2).map_err(pg())?,
             })
         })
         .collect()
@@ -280,22 +420,14 @@ async fn stored_bytes(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<
 const SIZE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Validates a produced payload with the local log's own check (the seam's
-/// [`validate_payload`](strom_broker::storage::validate_payload)), then refuses transactional
-/// and control batches, which cluster mode does not take yet. Returns each batch's header and
-/// range.
+/// [`validate_payload`](strom_broker::storage::validate_payload)). Returns each batch's header
+/// and range.
 fn validate(
     buf: &[u8],
     config: &LogConfig,
     now: i64,
 ) -> StorageResult<Vec<(BatchHeader, std::ops::Range<usize>)>> {
-    let headers = strom_broker::storage::validate_payload(buf, config, now)?;
-    if headers
-        .iter()
-        .any(|(h, _)| h.is_transactional() || h.is_control())
-    {
-        return Err(ClusterPartitionStore::unsupported("transactions"));
-    }
-    Ok(headers)
+    strom_broker::storage::validate_payload(buf, config, now)
 }
 
 fn now_ms() -> i64 {
@@ -411,45 +543,11 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn read(&self, offset: Offset, max_bytes: usize) -> StorageResult<StoreRead> {
-        self.check_open()?;
-        let engine = Arc::clone(&self.engine);
-        let tp = self.tp.clone();
-        let fetched = self
-            .engine
-            .bridge
-            .run(async move { engine.reader.fetch(&tp, offset.0, max_bytes).await })?
-            .map_err(storage_error)?;
-        self.advance(fetched.high_watermark);
-        self.log_start
-            .fetch_max(fetched.log_start_offset, Ordering::AcqRel);
-        *self
-            .log_start_read
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        let records = match fetched.batches.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            many => {
-                let mut out = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
-                for b in many {
-                    out.extend_from_slice(b);
-                }
-                out.freeze()
-            }
-        };
-        Ok(StoreRead {
-            high_watermark: Offset(fetched.high_watermark),
-            last_stable_offset: Offset(fetched.high_watermark),
-            log_start_offset: Offset(fetched.log_start_offset),
-            records,
-            aborted_transactions: Vec::new(),
-        })
+        self.fetch(offset, max_bytes, false)
     }
 
     fn read_committed(&self, offset: Offset, max_bytes: usize) -> StorageResult<StoreRead> {
-        // No transactional batch is ever written (refused on append): everything below the
-        // high watermark is committed.
-        self.read(offset, max_bytes)
+        self.fetch(offset, max_bytes, true)
     }
 
     fn log_start_offset(&self) -> Offset {
@@ -490,7 +588,31 @@ impl PartitionStore for ClusterPartitionStore {
     }
 
     fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        let hw = *self.high_watermark.borrow();
+        let known = *self.stable.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.high_watermark >= hw || self.closed.load(Ordering::Acquire) {
+            return Offset(known.last_stable_offset.min(hw));
+        }
+        // The watermark moved since the LSO was read: read both again. On failure the LSO
+        // read before stays a safe answer (it only grows).
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        match self
+            .engine
+            .bridge
+            .run(async move { engine.reader.offsets(&tp).await })
+        {
+            Ok(Ok(offsets)) => {
+                self.advance(offsets.next_offset);
+                self.note_stable(offsets.next_offset, offsets.last_stable_offset());
+                Offset(offsets.last_stable_offset())
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, partition = %self.tp, "reading the last stable offset failed");
+                Offset(known.last_stable_offset.min(hw))
+            }
+            Err(_) => Offset(known.last_stable_offset.min(hw)),
+        }
     }
 
     fn offset_for_timestamp(&self, timestamp: i64) -> StorageResult<Option<(Offset, i64)>> {
@@ -518,12 +640,35 @@ impl PartitionStore for ClusterPartitionStore {
         }
     }
 
-    fn aborted_transactions(&self, _from: Offset, _to: Offset) -> StorageResult<Vec<AbortedTxn>> {
-        Ok(Vec::new())
+    fn aborted_transactions(&self, from: Offset, to: Offset) -> StorageResult<Vec<AbortedTxn>> {
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        self.engine
+            .bridge
+            .run(async move {
+                engine
+                    .admin
+                    .bounded(aborted_transactions(&engine.admin, &tp, from.0, to.0))
+                    .await
+            })?
+            .map_err(storage_error)
     }
 
     fn ongoing_transactions(&self) -> Vec<OngoingTxn> {
-        Vec::new()
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let listed = self
+            .engine
+            .bridge
+            .run(async move { ongoing_transactions(&engine.admin, &tp).await });
+        match listed {
+            Ok(Ok(list)) => list,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, partition = %self.tp, "listing open transactions failed");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     fn delete_records(&self, before: Offset) -> StorageResult<Offset> {

@@ -74,6 +74,8 @@ pub struct FetchResult {
     pub batches: Vec<Bytes>,
     /// The partition's high watermark (next offset) when the fetch ran.
     pub high_watermark: i64,
+    /// The partition's last stable offset when the fetch ran (at most the high watermark).
+    pub last_stable_offset: i64,
     /// The partition's log start offset.
     pub log_start_offset: i64,
 }
@@ -225,7 +227,34 @@ impl Reader {
         fetch_offset: i64,
         max_bytes: usize,
     ) -> Result<FetchResult> {
+        self.fetch_below(tp, fetch_offset, max_bytes, false).await
+    }
+
+    /// A `read_committed` fetch: as [`fetch`](Self::fetch), but only batches below the last
+    /// stable offset (an offset between it and the high watermark reads nothing).
+    pub async fn fetch_committed(
+        &self,
+        tp: &TopicPartition,
+        fetch_offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchResult> {
+        self.fetch_below(tp, fetch_offset, max_bytes, true).await
+    }
+
+    async fn fetch_below(
+        &self,
+        tp: &TopicPartition,
+        fetch_offset: i64,
+        max_bytes: usize,
+        committed: bool,
+    ) -> Result<FetchResult> {
         let offsets = self.offsets(tp).await?;
+        let last_stable_offset = offsets.last_stable_offset();
+        let bound = if committed {
+            last_stable_offset
+        } else {
+            offsets.next_offset
+        };
         if fetch_offset < offsets.log_start_offset || fetch_offset > offsets.next_offset {
             return Err(Error::OffsetOutOfRange {
                 topic: tp.topic.clone(),
@@ -235,17 +264,13 @@ impl Reader {
                 high_watermark: offsets.next_offset,
             });
         }
-        let entries = self
-            .entries(tp, fetch_offset, offsets.next_offset, max_bytes)
-            .await?;
+        let entries = self.entries(tp, fetch_offset, bound, max_bytes).await?;
         let batches = match self.load(tp, &entries).await {
             // The cached index named an object a lifecycle job has since replaced and deleted
             // (merging, compaction, retention): read the index afresh, once.
             Err(e) if e.is_object_missing() => {
                 self.forget(tp);
-                let entries = self
-                    .entries(tp, fetch_offset, offsets.next_offset, max_bytes)
-                    .await?;
+                let entries = self.entries(tp, fetch_offset, bound, max_bytes).await?;
                 self.load(tp, &entries).await?
             }
             loaded => loaded?,
@@ -253,6 +278,7 @@ impl Reader {
         Ok(FetchResult {
             batches,
             high_watermark: offsets.next_offset,
+            last_stable_offset,
             log_start_offset: offsets.log_start_offset,
         })
     }

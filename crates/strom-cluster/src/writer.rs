@@ -852,7 +852,20 @@ fn add_sequence(sequence: i32, increment: i32) -> i32 {
 #[derive(Debug, Clone, Copy)]
 struct ProducerState {
     epoch: i16,
+    /// -1 when no batch of `epoch` was written (its epoch came from a transaction marker).
     last_sequence: i32,
+    last_offset: i64,
+    /// First offset of the producer's open transaction on the partition.
+    txn_first_offset: Option<i64>,
+    /// Coordinator epoch of the producer's last transaction marker, -1 if none.
+    coordinator_epoch: i32,
+}
+
+/// A transaction an ABORT marker ended, for `strom_aborted_txns`.
+struct AbortedRow<'a> {
+    tp: &'a TopicPartition,
+    producer_id: i64,
+    first_offset: i64,
     last_offset: i64,
 }
 
@@ -938,7 +951,7 @@ async fn commit(
         let rows = tx
             .query(
                 "SELECT s.topic, s.partition, s.producer_id, s.producer_epoch, s.last_sequence,
-                        s.last_offset
+                        s.last_offset, s.txn_first_offset, s.coordinator_epoch
                  FROM strom_producer_states s
                  JOIN unnest($1::text[], $2::int4[], $3::int8[]) AS k(topic, partition, id)
                    ON s.topic = k.topic AND s.partition = k.partition AND s.producer_id = k.id",
@@ -955,6 +968,8 @@ async fn commit(
                 epoch: row.try_get(3).map_err(pg())?,
                 last_sequence: row.try_get(4).map_err(pg())?,
                 last_offset: row.try_get(5).map_err(pg())?,
+                txn_first_offset: row.try_get(6).map_err(pg())?,
+                coordinator_epoch: row.try_get(7).map_err(pg())?,
             };
             states.insert((tp, row.try_get(2).map_err(pg())?), state);
         }
@@ -963,6 +978,7 @@ async fn commit(
     let mut outcomes = Vec::with_capacity(items.len());
     let mut accepted: Vec<Row<'_>> = Vec::new();
     let mut touched_states: BTreeMap<(TopicPartition, i64), ProducerState> = BTreeMap::new();
+    let mut aborted: Vec<AbortedRow<'_>> = Vec::new();
     for (item, &byte_offset) in items.iter().zip(placed) {
         let h = &item.header;
         let Some(next) = next_offsets.get_mut(&item.tp) else {
@@ -973,8 +989,26 @@ async fn commit(
             continue;
         };
         let last_sequence = add_sequence(h.base_sequence, h.last_offset_delta);
-        if h.producer_id >= 0 {
-            let state_key = (item.tp.clone(), h.producer_id);
+        // A transaction marker (a control batch of a producer; one of a type this version does
+        // not know is stored without touching the producer's state, as Kafka does).
+        let marker = (h.producer_id >= 0 && h.is_control())
+            .then(|| strom_record::parse_marker(&item.batch).ok())
+            .flatten();
+        let state_key = (item.tp.clone(), h.producer_id);
+        if marker.is_some() {
+            if let Some(state) = states.get(&state_key)
+                && h.producer_epoch < state.epoch
+            {
+                outcomes.push(Err(Error::ProducerFenced {
+                    topic: item.tp.topic.clone(),
+                    partition: item.tp.partition,
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                    current_epoch: state.epoch,
+                }));
+                continue;
+            }
+        } else if h.producer_id >= 0 && !h.is_control() {
             // A retry of a batch accepted earlier in this same flush.
             let earlier = accepted.iter().find(|r| {
                 r.item.tp == item.tp
@@ -988,6 +1022,18 @@ async fn commit(
                     base_offset: r.base_offset,
                     last_offset: r.last_offset,
                     duplicate: true,
+                }));
+                continue;
+            }
+            if !h.is_transactional()
+                && states
+                    .get(&state_key)
+                    .is_some_and(|s| s.txn_first_offset.is_some())
+            {
+                outcomes.push(Err(Error::InvalidTxnState {
+                    topic: item.tp.topic.clone(),
+                    partition: item.tp.partition,
+                    producer_id: h.producer_id,
                 }));
                 continue;
             }
@@ -1022,14 +1068,54 @@ async fn commit(
         let base_offset = *next;
         let last_offset = base_offset + i64::from(h.last_offset_delta);
         *next = last_offset + 1;
-        if h.producer_id >= 0 {
-            let state = ProducerState {
+        let previous = states.get(&state_key).copied();
+        let state = if let Some(m) = marker {
+            // Closes the producer's open transaction, if any (a marker for a producer with no
+            // open transaction completes nothing, as in Kafka); a newer epoch becomes the
+            // producer's (the coordinator bumps it when it aborts), and its sequences start
+            // again at 0.
+            let txn_first_offset = previous.and_then(|s| s.txn_first_offset);
+            if let Some(first_offset) = txn_first_offset
+                && m.control_type == strom_record::ControlType::Abort
+            {
+                aborted.push(AbortedRow {
+                    tp: &item.tp,
+                    producer_id: h.producer_id,
+                    first_offset,
+                    last_offset: base_offset,
+                });
+            }
+            let last_sequence = match previous {
+                Some(s) if s.epoch == h.producer_epoch => s.last_sequence,
+                _ => -1,
+            };
+            Some(ProducerState {
                 epoch: h.producer_epoch,
                 last_sequence,
                 last_offset,
-            };
-            states.insert((item.tp.clone(), h.producer_id), state);
-            touched_states.insert((item.tp.clone(), h.producer_id), state);
+                txn_first_offset: None,
+                coordinator_epoch: m.coordinator_epoch,
+            })
+        } else if h.producer_id >= 0 && !h.is_control() {
+            let open = previous.and_then(|s| s.txn_first_offset);
+            Some(ProducerState {
+                epoch: h.producer_epoch,
+                last_sequence,
+                last_offset,
+                // A transactional batch opens the producer's transaction unless one is open.
+                txn_first_offset: if h.is_transactional() {
+                    open.or(Some(base_offset))
+                } else {
+                    open
+                },
+                coordinator_epoch: previous.map_or(-1, |s| s.coordinator_epoch),
+            })
+        } else {
+            None
+        };
+        if let Some(state) = state {
+            states.insert(state_key.clone(), state);
+            touched_states.insert(state_key, state);
         }
         accepted.push(Row {
             item,
@@ -1058,17 +1144,43 @@ async fn commit(
         let epoch: Vec<i16> = touched_states.values().map(|s| s.epoch).collect();
         let seq: Vec<i32> = touched_states.values().map(|s| s.last_sequence).collect();
         let off: Vec<i64> = touched_states.values().map(|s| s.last_offset).collect();
+        let txn: Vec<Option<i64>> = touched_states
+            .values()
+            .map(|s| s.txn_first_offset)
+            .collect();
+        let coord: Vec<i32> = touched_states
+            .values()
+            .map(|s| s.coordinator_epoch)
+            .collect();
         tx.execute(
             "INSERT INTO strom_producer_states AS s
-                 (topic, partition, producer_id, producer_epoch, last_sequence, last_offset)
+                 (topic, partition, producer_id, producer_epoch, last_sequence, last_offset,
+                  txn_first_offset, coordinator_epoch)
              SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int2[], $5::int4[],
-                                  $6::int8[])
+                                  $6::int8[], $7::int8[], $8::int4[])
              ON CONFLICT (topic, partition, producer_id) DO UPDATE SET
                  producer_epoch = EXCLUDED.producer_epoch,
                  last_sequence = EXCLUDED.last_sequence,
                  last_offset = EXCLUDED.last_offset,
+                 txn_first_offset = EXCLUDED.txn_first_offset,
+                 coordinator_epoch = EXCLUDED.coordinator_epoch,
                  updated_at = now()",
-            &[&t, &p, &id, &epoch, &seq, &off],
+            &[&t, &p, &id, &epoch, &seq, &off, &txn, &coord],
+        )
+        .await
+        .map_err(pg())?;
+    }
+    if !aborted.is_empty() {
+        let t: Vec<&str> = aborted.iter().map(|a| a.tp.topic.as_str()).collect();
+        let p: Vec<i32> = aborted.iter().map(|a| a.tp.partition).collect();
+        let id: Vec<i64> = aborted.iter().map(|a| a.producer_id).collect();
+        let first: Vec<i64> = aborted.iter().map(|a| a.first_offset).collect();
+        let last: Vec<i64> = aborted.iter().map(|a| a.last_offset).collect();
+        tx.execute(
+            "INSERT INTO strom_aborted_txns
+                 (topic, partition, producer_id, first_offset, last_offset)
+             SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::int8[])",
+            &[&t, &p, &id, &first, &last],
         )
         .await
         .map_err(pg())?;
@@ -1280,6 +1392,8 @@ mod tests {
             epoch,
             last_sequence,
             last_offset: 0,
+            txn_first_offset: None,
+            coordinator_epoch: -1,
         };
         use Verdict::*;
         let cases = [

@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strom_record::{BatchBuilder, Record, stored_batches};
+use strom_record::{BatchBuilder, ControlType, Record, marker_batch, stored_batches};
 use uuid::Uuid;
 
 use crate::metadata::{MetadataEvent, MetadataState};
-use crate::storage::{LogConfig, MetadataStore, Offset, PartitionStore, StorageError};
+use crate::storage::{
+    AbortedTxn, LogConfig, MetadataStore, Offset, OngoingTxn, PartitionStore, StorageError,
+};
 use crate::stream::StreamMeta;
 
 /// Makes a new, empty partition store with the given settings (a fresh partition each call).
@@ -29,6 +31,9 @@ pub fn partition_store_suite(fresh: &mut FreshStore<'_>) {
     timestamps_are_indexed(fresh(LogConfig::default()));
     delete_records_moves_the_log_start(fresh(LogConfig::default()));
     idempotent_producers_are_checked(fresh(LogConfig::default()));
+    transactions_hold_the_last_stable_offset(fresh(LogConfig::default()));
+    aborted_transactions_are_indexed(fresh(LogConfig::default()));
+    transaction_markers_are_fenced_by_epoch(fresh(LogConfig::default()));
     oversized_batches_are_refused(fresh(LogConfig {
         max_message_bytes: 200,
         ..LogConfig::default()
@@ -59,6 +64,29 @@ fn producer_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&str]) 
         ..BatchBuilder::new()
     };
     batch_from(builder, 1_000, values)
+}
+
+fn txn_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&str]) -> Vec<u8> {
+    let builder = BatchBuilder {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: sequence,
+        transactional: true,
+        ..BatchBuilder::new()
+    };
+    batch_from(builder, 1_000, values)
+}
+
+fn marker(
+    producer_id: i64,
+    epoch: i16,
+    control_type: ControlType,
+    coordinator_epoch: i32,
+) -> Vec<u8> {
+    match marker_batch(producer_id, epoch, control_type, coordinator_epoch, 1_000) {
+        Ok(b) => b,
+        Err(e) => panic!("test marker does not build: {e}"),
+    }
 }
 
 /// The base offsets of the batches a read returned.
@@ -319,6 +347,245 @@ fn idempotent_producers_are_checked(store: Arc<dyn PartitionStore>) {
         "the producer is remembered"
     );
     assert!(store.ongoing_transactions().is_empty());
+}
+
+fn transactions_hold_the_last_stable_offset(store: Arc<dyn PartitionStore>) {
+    let open = store
+        .append(&mut txn_batch(11, 0, 0, &["a", "b"]), 0)
+        .expect("a transactional batch is accepted");
+    assert_eq!((open.base_offset, open.last_offset), (0, 1));
+    store
+        .append(&mut batch(1_000, &["plain"]), 0)
+        .expect("a plain batch during the transaction");
+    assert_eq!(store.high_watermark(), Offset(3));
+    assert_eq!(
+        store.last_stable_offset(),
+        Offset(0),
+        "an open transaction holds the last stable offset at its first offset"
+    );
+    assert_eq!(
+        store.ongoing_transactions(),
+        vec![OngoingTxn {
+            producer_id: 11,
+            producer_epoch: 0,
+            first_offset: 0
+        }],
+        "the open transaction is listed"
+    );
+    let producer = store.producers().into_iter().find(|p| p.producer_id == 11);
+    assert_eq!(
+        producer.and_then(|p| p.current_txn_start_offset),
+        Some(0),
+        "DescribeProducers: the current transaction's start offset"
+    );
+    let held = store
+        .read_committed(Offset(0), 1 << 20)
+        .expect("read committed during the transaction");
+    assert!(
+        held.records.is_empty(),
+        "read_committed stops at the last stable offset"
+    );
+    assert_eq!(held.last_stable_offset, Offset(0));
+    assert_eq!(held.high_watermark, Offset(3));
+    let uncommitted = store.read(Offset(0), 1 << 20).expect("read uncommitted");
+    assert_eq!(
+        base_offsets(&uncommitted.records),
+        vec![0, 2],
+        "read_uncommitted reads up to the high watermark"
+    );
+    assert_eq!(uncommitted.last_stable_offset, Offset(0));
+
+    // A second producer's transaction opens later: the earliest one still holds the LSO.
+    store
+        .append(&mut txn_batch(12, 0, 0, &["c"]), 0)
+        .expect("a second transaction");
+    assert_eq!(store.last_stable_offset(), Offset(0));
+    let m = store
+        .append(&mut marker(11, 0, ControlType::Commit, 3), 0)
+        .expect("a COMMIT marker is accepted");
+    assert_eq!((m.base_offset, m.last_offset), (4, 4));
+    assert_eq!(
+        store.last_stable_offset(),
+        Offset(3),
+        "the commit releases the LSO up to the next open transaction"
+    );
+    let producer = store.producers().into_iter().find(|p| p.producer_id == 11);
+    assert_eq!(
+        producer.map(|p| (p.current_txn_start_offset, p.coordinator_epoch)),
+        Some((None, 3)),
+        "the marker closed the transaction and recorded its coordinator epoch"
+    );
+    store
+        .append(&mut marker(12, 0, ControlType::Commit, 3), 0)
+        .expect("the second commit");
+    assert_eq!(
+        store.last_stable_offset(),
+        Offset(6),
+        "no open transaction: the LSO is the high watermark"
+    );
+    assert!(store.ongoing_transactions().is_empty());
+    let read = store
+        .read_committed(Offset(0), 1 << 20)
+        .expect("read committed after the commits");
+    assert_eq!(base_offsets(&read.records), vec![0, 2, 3, 4, 5]);
+    assert!(
+        read.aborted_transactions.is_empty(),
+        "committed transactions are not aborted"
+    );
+    assert_eq!(read.last_stable_offset, Offset(6));
+
+    // A non-transactional batch of a producer whose transaction is open is refused.
+    store
+        .append(&mut txn_batch(14, 0, 0, &["t"]), 0)
+        .expect("producer 14's transaction");
+    assert!(
+        matches!(
+            store.append(&mut producer_batch(14, 0, 1, &["n"]), 0),
+            Err(StorageError::InvalidTxnState {
+                producer_id: 14,
+                ..
+            })
+        ),
+        "a non-transactional batch inside an open transaction is InvalidTxnState"
+    );
+}
+
+fn aborted_transactions_are_indexed(store: Arc<dyn PartitionStore>) {
+    store
+        .append(&mut batch(1_000, &["before"]), 0)
+        .expect("plain batch");
+    store
+        .append(&mut txn_batch(21, 0, 0, &["x", "y"]), 0)
+        .expect("transaction of 21");
+    store
+        .append(&mut txn_batch(21, 0, 2, &["z"]), 0)
+        .expect("more of the transaction of 21");
+    let abort = store
+        .append(&mut marker(21, 0, ControlType::Abort, 1), 0)
+        .expect("an ABORT marker is accepted");
+    assert_eq!(abort.base_offset, 4);
+    store
+        .append(&mut batch(1_000, &["after"]), 0)
+        .expect("plain batch after");
+    assert_eq!(store.last_stable_offset(), Offset(6));
+    let aborted = vec![AbortedTxn {
+        producer_id: 21,
+        first_offset: 1,
+    }];
+    assert_eq!(
+        store
+            .aborted_transactions(Offset(0), Offset(6))
+            .expect("aborted transactions"),
+        aborted,
+        "the aborted transaction runs from its first offset to its marker"
+    );
+    assert_eq!(
+        store
+            .aborted_transactions(Offset(4), Offset(6))
+            .expect("aborted at the marker"),
+        aborted,
+        "a range starting at the marker still overlaps the transaction"
+    );
+    assert!(
+        store
+            .aborted_transactions(Offset(5), Offset(6))
+            .expect("aborted after the marker")
+            .is_empty(),
+        "a range after the marker does not"
+    );
+    assert!(
+        store
+            .aborted_transactions(Offset(0), Offset(1))
+            .expect("aborted before the transaction")
+            .is_empty(),
+        "a range before the first offset does not"
+    );
+    let read = store
+        .read_committed(Offset(0), 1 << 20)
+        .expect("read committed");
+    assert_eq!(
+        base_offsets(&read.records),
+        vec![0, 1, 3, 4, 5],
+        "read_committed returns the aborted batches, for the consumer to skip"
+    );
+    assert_eq!(
+        read.aborted_transactions, aborted,
+        "with the aborted transaction overlapping them"
+    );
+    let tail = store
+        .read_committed(Offset(5), 1 << 20)
+        .expect("read committed after the abort");
+    assert!(
+        tail.aborted_transactions.is_empty(),
+        "a read past the marker lists no aborted transaction"
+    );
+}
+
+fn transaction_markers_are_fenced_by_epoch(store: Arc<dyn PartitionStore>) {
+    store
+        .append(&mut txn_batch(31, 1, 0, &["a"]), 0)
+        .expect("transaction at epoch 1");
+    assert!(
+        matches!(
+            store.append(&mut marker(31, 0, ControlType::Abort, 0), 0),
+            Err(StorageError::ProducerFenced {
+                producer_id: 31,
+                epoch: 0,
+                current_epoch: 1
+            })
+        ),
+        "a marker of an older epoch is fenced"
+    );
+    assert_eq!(
+        store.last_stable_offset(),
+        Offset(0),
+        "a fenced marker closes nothing"
+    );
+    store
+        .append(&mut marker(31, 1, ControlType::Commit, 0), 0)
+        .expect("the marker of the current epoch");
+    assert_eq!(store.last_stable_offset(), Offset(2));
+    // The coordinator aborts with a bumped epoch (a timed-out transaction): the producer's
+    // older epoch is fenced from then on, and the new one starts at sequence 0.
+    store
+        .append(&mut marker(31, 2, ControlType::Abort, 0), 0)
+        .expect("a marker of a newer epoch with no open transaction");
+    assert!(
+        matches!(
+            store.append(&mut txn_batch(31, 1, 1, &["late"]), 0),
+            Err(StorageError::ProducerFenced {
+                producer_id: 31,
+                epoch: 1,
+                current_epoch: 2
+            })
+        ),
+        "the marker's newer epoch fences the older one"
+    );
+    store
+        .append(&mut txn_batch(31, 2, 0, &["b"]), 0)
+        .expect("the bumped epoch starts at sequence 0");
+    assert_eq!(store.last_stable_offset(), Offset(3));
+    // A marker for a producer the partition never saw completes nothing and is stored.
+    let unknown = store
+        .append(&mut marker(32, 0, ControlType::Commit, 0), 0)
+        .expect("a marker for a producer with no open transaction is accepted");
+    assert_eq!(unknown.base_offset, 4);
+    assert_eq!(
+        store
+            .ongoing_transactions()
+            .iter()
+            .map(|t| t.producer_id)
+            .collect::<Vec<_>>(),
+        vec![31],
+        "only producer 31's transaction is open"
+    );
+    assert!(
+        store
+            .aborted_transactions(Offset(0), Offset(5))
+            .expect("aborted")
+            .is_empty(),
+        "an ABORT marker with no open transaction indexes nothing"
+    );
 }
 
 fn oversized_batches_are_refused(store: Arc<dyn PartitionStore>) {
