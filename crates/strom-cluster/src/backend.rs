@@ -304,13 +304,6 @@ impl StorageBackend for ClusterBackend {
         Some(METADATA_POLL)
     }
 
-    fn unsupported(&self, feature: &'static str) -> Option<StorageError> {
-        (feature == "transactions").then_some(StorageError::Unsupported {
-            feature,
-            backend: "cluster",
-        })
-    }
-
     fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
         Some(Arc::clone(&self.membership) as Arc<dyn ClusterMembers>)
     }

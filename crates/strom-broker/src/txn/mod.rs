@@ -725,10 +725,6 @@ impl Broker {
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16)> {
-        if let Some(refused) = self.storage().unsupported("transactions") {
-            // Refused where the producer starts, not at its first transactional batch.
-            return Err(crate::Error::Storage(refused));
-        }
         self.txns
             .init_transactional_producer_blocking(self, transactional_id, timeout_ms, expected)
     }
