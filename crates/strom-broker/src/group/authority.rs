@@ -321,7 +321,7 @@ impl GroupCoordinator {
                     store.txn_pending.entry(pid).or_default().extend(mine);
                 }
             }
-            store.txn_done.merge(replayed.txn_done);
+            store.txn_done.merge(replayed.txn_done, ours);
             for (g, offsets_of) in replayed.cache {
                 if ours(&g) {
                     store.cache.insert(g, offsets_of);

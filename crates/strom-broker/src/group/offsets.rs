@@ -123,12 +123,12 @@ pub(crate) fn is_txn_done_key(key: &[u8]) -> bool {
     key.get(..2) == Some(&TXN_DONE_VERSION.to_be_bytes()[..])
 }
 
-/// The completions applied per producer: the highest coordinator epoch seen and the nonces of
-/// the last few records applied (a record read twice, by a takeover's replay and the tail, is
-/// applied once; one of an older coordinator epoch is ignored).
+/// The completions applied per producer and group: the highest coordinator epoch seen and the
+/// nonces of the last few records applied (a record read twice, by a takeover's replay and the
+/// tail, is applied once; one of an older coordinator epoch is ignored).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TxnDoneSeen {
-    by_producer: BTreeMap<i64, (i32, std::collections::VecDeque<u64>)>,
+    by_producer: BTreeMap<(i64, String), (i32, std::collections::VecDeque<u64>)>,
 }
 
 impl TxnDoneSeen {
@@ -138,7 +138,10 @@ impl TxnDoneSeen {
     /// Whether `done` is to be applied (new, and not of an older coordinator epoch than one
     /// applied for its producer). Does not record it.
     pub(crate) fn admits(&self, done: &TxnDone) -> bool {
-        match self.by_producer.get(&done.producer_id) {
+        match self
+            .by_producer
+            .get(&(done.producer_id, done.group.clone()))
+        {
             None => true,
             Some((epoch, nonces)) => {
                 done.coordinator_epoch >= *epoch && !nonces.contains(&done.nonce)
@@ -148,7 +151,10 @@ impl TxnDoneSeen {
 
     /// Records `done` as applied.
     pub(crate) fn record(&mut self, done: &TxnDone) {
-        let (epoch, nonces) = self.by_producer.entry(done.producer_id).or_default();
+        let (epoch, nonces) = self
+            .by_producer
+            .entry((done.producer_id, done.group.clone()))
+            .or_default();
         *epoch = (*epoch).max(done.coordinator_epoch);
         if nonces.len() == Self::NONCES {
             nonces.pop_front();
@@ -156,13 +162,16 @@ impl TxnDoneSeen {
         nonces.push_back(done.nonce);
     }
 
-    /// Takes in what another view recorded (a takeover's replay).
-    pub(crate) fn merge(&mut self, other: TxnDoneSeen) {
-        for (pid, (epoch, nonces)) in other.by_producer {
+    /// Takes in what another view recorded (a takeover's replay) for the groups `ours` says.
+    pub(crate) fn merge(&mut self, other: TxnDoneSeen, ours: impl Fn(&str) -> bool) {
+        for ((pid, group), (epoch, nonces)) in other.by_producer {
+            if !ours(&group) {
+                continue;
+            }
             for nonce in nonces {
                 self.record(&TxnDone {
                     producer_id: pid,
-                    group: String::new(),
+                    group: group.clone(),
                     commit: false,
                     coordinator_epoch: epoch,
                     nonce,

@@ -200,15 +200,18 @@ impl TxnCoordinator {
             owned.retain(|_, o| o.is_valid() && held.contains(&o.lease));
             let kept: HashMap<CoordinatorShard, ShardLease> =
                 owned.iter().map(|(s, o)| (*s, o.lease)).collect();
+            let new = held
+                .iter()
+                .filter(|l| l.shard.0 < COORDINATOR_SHARDS && !owned.contains_key(&l.shard))
+                .copied()
+                .collect();
+            drop(owned);
             // Ids of shards no longer acted for (or acted for at another epoch) are dropped.
             lock(&self.ids).retain(|id, e| {
                 kept.get(&coordinator_shard(id))
                     .is_some_and(|l| e.lease == Some(*l))
             });
-            held.iter()
-                .filter(|l| l.shard.0 < COORDINATOR_SHARDS && !owned.contains_key(&l.shard))
-                .copied()
-                .collect()
+            new
         };
         if new.is_empty() {
             return Ok(());
