@@ -206,12 +206,11 @@ impl ClusterPartitionStore {
             .log_start_read
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        let end = match fetched.batches.last() {
-            Some(last) => Some(BatchHeader::parse(last)?.last_offset() + 1),
-            None => None,
-        };
-        let aborted_transactions = match end {
-            Some(end) if committed => self.aborted_transactions(offset, Offset(end))?,
+        let aborted_transactions = match fetched.batches.last() {
+            Some(last) if committed => {
+                let end = BatchHeader::parse(last)?.last_offset() + 1;
+                self.aborted_transactions(offset, Offset(end))?
+            }
             _ => Vec::new(),
         };
         let records = match fetched.batches.as_slice() {

@@ -767,3 +767,162 @@ async fn a_job_passes_to_another_broker_when_its_holder_dies_and_stale_holders_a
     assert_eq!(status.last_commit_secs.len(), 1);
     writer.shutdown(STEP).await.unwrap();
 }
+
+/// One transactional record `key`=`value` of `producer` (epoch 0, sequence 0).
+fn transactional(ts: i64, producer: i64, key: &str, value: &str) -> Bytes {
+    let builder = BatchBuilder {
+        producer_id: producer,
+        producer_epoch: 0,
+        base_sequence: 0,
+        transactional: true,
+        ..BatchBuilder::new()
+    };
+    let record = Record::new(
+        ts,
+        Some(Bytes::from(key.to_owned())),
+        Some(Bytes::from(value.to_owned())),
+    );
+    Bytes::from(builder.build(&[record]).unwrap())
+}
+
+/// The data records (control batches left out) from the log start as (offset, key, value).
+async fn read_data(reader: &Reader, tp: &TopicPartition) -> Vec<(i64, String, String)> {
+    let text =
+        |b: Option<Bytes>| b.map_or_else(String::new, |b| String::from_utf8_lossy(&b).into_owned());
+    let mut out = Vec::new();
+    let offsets = reader.offsets(tp).await.unwrap();
+    let mut offset = offsets.log_start_offset;
+    while offset < offsets.next_offset {
+        let fetched = reader.fetch(tp, offset, 64 << 10).await.unwrap();
+        assert!(!fetched.batches.is_empty(), "no batch at {offset}");
+        for b in fetched.batches {
+            let decoded =
+                strom_record::decode_records(&b, strom_record::DecodeLimits::default()).unwrap();
+            if !decoded.header.is_control() {
+                for r in decoded.records.into_iter().filter(|r| r.offset >= offset) {
+                    out.push((r.offset, text(r.key), text(r.value)));
+                }
+            }
+            offset = offset.max(decoded.header.next_offset());
+        }
+    }
+    out
+}
+
+async fn count(db: &Db, sql: &str, topic: &str) -> i64 {
+    db.conn()
+        .await
+        .unwrap()
+        .query_one(sql, &[&topic])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Compaction treats transactions as the single-node cleaner does: an aborted record neither
+/// supersedes nor survives, nothing from the first open transaction on is cleaned; retention
+/// drops the aborted-transaction rows wholly below the log start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_retention_keep_the_transaction_index_right() {
+    use strom_record::{ControlType, marker_batch};
+    let env = Env::start().await;
+    let db = env.db();
+    strom_cluster::metadata::create_topic(
+        &db,
+        "c-txn",
+        1,
+        &serde_json::json!({
+            "cleanup.policy": "compact,delete",
+            "delete.retention.ms": "0",
+            "min.cleanable.dirty.ratio": "0.1",
+        }),
+    )
+    .await
+    .unwrap();
+    let tp = TopicPartition::new("c-txn", 0);
+    let writer = env.writer("w", fast_flush(), None);
+    let now = now_ms();
+    let marker =
+        |producer, control| Bytes::from(marker_batch(producer, 0, control, 0, now).unwrap());
+    // 0 a0; 1 a (aborted) + 2 its ABORT; 3 b (committed) + 4 its COMMIT; 5 c (open
+    // transaction: the LSO); 6 a plain update of a; 7 the last batch.
+    let batches = [
+        keyed(now, &[(Some("a"), Some("a0"))]),
+        transactional(now, 500, "a", "aborted"),
+        marker(500, ControlType::Abort),
+        transactional(now, 501, "b", "committed"),
+        marker(501, ControlType::Commit),
+        transactional(now, 502, "c", "open"),
+        keyed(now, &[(Some("a"), Some("a1"))]),
+        keyed(now, &[(Some("e"), Some("e0"))]),
+    ];
+    for b in batches {
+        writer.append(tp.clone(), b).await.unwrap();
+    }
+    let reader = env.reader(1 << 20);
+    assert_eq!(reader.offsets(&tp).await.unwrap().last_stable_offset(), 5);
+    let c = lease(&db, "compaction").await;
+    let stats = compaction::compact(&db, &env.store, PREFIX, &c)
+        .await
+        .unwrap();
+    assert_eq!(stats.partitions_cleaned, 1, "{stats:?}");
+    let s = |v: &str| v.to_owned();
+    // The aborted record is gone and did not supersede a0; a1 (past the open transaction) is
+    // not in the map yet, so a0 stays too; nothing from offset 5 on was touched.
+    assert_eq!(
+        read_data(&reader, &tp).await,
+        vec![
+            (0, s("a"), s("a0")),
+            (3, s("b"), s("committed")),
+            (5, s("c"), s("open")),
+            (6, s("a"), s("a1")),
+            (7, s("e"), s("e0")),
+        ]
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT cleaned_offset FROM strom_compaction WHERE topic = $1",
+            "c-txn"
+        )
+        .await,
+        5,
+        "the clean stops at the last stable offset"
+    );
+    // The emptied batch is producer 500's last (kept for duplicate detection), so its ABORT
+    // marker and the aborted-transaction row stay.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM strom_aborted_txns WHERE topic = $1",
+            "c-txn"
+        )
+        .await,
+        1
+    );
+
+    // The log start passes the aborted transaction's marker: retention drops its row.
+    db.conn()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE strom_partitions SET log_start_offset = 3 WHERE topic = 'c-txn'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let r = lease(&db, "retention").await;
+    retention::apply_retention(&db, &r).await.unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM strom_aborted_txns WHERE topic = $1",
+            "c-txn"
+        )
+        .await,
+        0,
+        "an aborted transaction wholly below the log start is dropped"
+    );
+    assert_eq!(reader.offsets(&tp).await.unwrap().last_stable_offset(), 5);
+    writer.shutdown(STEP).await.unwrap();
+}

@@ -1,7 +1,7 @@
 //! The cluster backend behind the broker's storage seam, two brokers' backends over one real
 //! PostgreSQL and moto: the metadata store's cluster-wide checks and ordering, partition stores
-//! writing through one broker and reading through the other (DeleteRecords and producers
-//! included), and what is refused.
+//! writing through one broker and reading through the other (DeleteRecords, producers and
+//! transactions included), and what is refused.
 
 mod support;
 
@@ -146,17 +146,6 @@ async fn two_brokers_share_metadata_and_partitions() {
             Some(Offset(3))
         );
 
-        // Refused with a typed error: transactions, DeleteRecords.
-        let mut builder = strom_record::BatchBuilder::new();
-        builder.producer_id = 7;
-        builder.producer_epoch = 0;
-        builder.base_sequence = 0;
-        builder.transactional = true;
-        let txn = builder
-            .build(&[strom_record::Record::new(1, None, Some("v".into()))])
-            .unwrap();
-        let err = writer.append(&mut txn.clone(), 0).unwrap_err();
-        assert!(matches!(err, StorageError::Unsupported { .. }), "{err:?}");
         // DeleteRecords through one broker moves the log start for every broker.
         assert_eq!(writer.delete_records(Offset(3)).unwrap(), Offset(3));
         let err = reader.read(Offset(1), 1 << 20).unwrap_err();
@@ -230,6 +219,152 @@ async fn two_brokers_share_metadata_and_partitions() {
         let reader = open(&b2, "t", 0);
         let err = reader.read(Offset(0), 1024).unwrap_err();
         assert!(matches!(err, StorageError::Closed), "{err:?}");
+    })
+    .await;
+    node_a.shutdown(Duration::from_secs(5)).await;
+    node_b.shutdown(Duration::from_secs(5)).await;
+}
+
+fn txn_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[String]) -> Vec<u8> {
+    let builder = strom_record::BatchBuilder {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: sequence,
+        transactional: true,
+        ..strom_record::BatchBuilder::new()
+    };
+    let records: Vec<strom_record::Record> = values
+        .iter()
+        .map(|v| strom_record::Record::new(1_000, None, Some(v.clone().into())))
+        .collect();
+    builder.build(&records).expect("build transactional batch")
+}
+
+fn marker(producer_id: i64, epoch: i16, control_type: strom_record::ControlType) -> Vec<u8> {
+    strom_record::marker_batch(producer_id, epoch, control_type, 0, 1_000).expect("build marker")
+}
+
+/// Waits until `store`'s high watermark reaches `hw` (commits of the other broker arrive
+/// through LISTEN/NOTIFY).
+fn await_watermark(store: &Arc<dyn PartitionStore>, hw: i64) {
+    let started = Instant::now();
+    while store.high_watermark() < Offset(hw) {
+        assert!(started.elapsed() < STEP, "watermark {hw} not notified");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Broker A writes a transaction's data, broker B (the coordinator's broker) its markers: each
+/// broker's store reports the other's open transaction, last stable offset and aborted
+/// transactions, and fences a marker of an older epoch written through either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_written_through_one_broker_is_seen_by_the_other() {
+    let env = Env::start().await;
+    let (node_a, a) = node(&env).await;
+    let (node_b, b) = node(&env).await;
+    let (a2, b2) = (a.clone(), b.clone());
+    blocking(move || {
+        let (mut meta_a, _) = a2.open_metadata().unwrap();
+        meta_a.append(&created("tx", Uuid::new_v4(), 1)).unwrap();
+        let on_a = open(&a2, "tx", 0);
+        let on_b = open(&b2, "tx", 0);
+
+        // A transaction of producer 40 and a plain batch, through A.
+        let info = on_a
+            .append(&mut txn_batch(40, 0, 0, &values("t", 3)), 0)
+            .unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (0, 2));
+        on_a.append(&mut batch(None, &values("p", 1)).to_vec(), 0)
+            .unwrap();
+        await_watermark(&on_b, 4);
+        assert_eq!(
+            on_b.last_stable_offset(),
+            Offset(0),
+            "B sees A's open transaction hold the LSO"
+        );
+        let ongoing = on_b.ongoing_transactions();
+        assert_eq!(
+            ongoing
+                .iter()
+                .map(|t| (t.producer_id, t.first_offset))
+                .collect::<Vec<_>>(),
+            vec![(40, 0)]
+        );
+        let held = on_b.read_committed(Offset(0), 1 << 20).unwrap();
+        assert!(held.records.is_empty(), "read_committed stops at the LSO");
+        assert_eq!(
+            (held.high_watermark, held.last_stable_offset),
+            (Offset(4), Offset(0))
+        );
+        assert_eq!(
+            on_b.producers()
+                .iter()
+                .find(|p| p.producer_id == 40)
+                .and_then(|p| p.current_txn_start_offset),
+            Some(0)
+        );
+
+        // B writes the ABORT marker; A learns the LSO and the aborted transaction.
+        let m = on_b
+            .append(&mut marker(40, 0, strom_record::ControlType::Abort), 0)
+            .unwrap();
+        assert_eq!(m.base_offset, 4);
+        await_watermark(&on_a, 5);
+        assert_eq!(
+            on_a.last_stable_offset(),
+            Offset(5),
+            "the abort released the LSO"
+        );
+        assert!(on_a.ongoing_transactions().is_empty());
+        let read = on_a.read_committed(Offset(0), 1 << 20).unwrap();
+        assert_eq!(read.last_stable_offset, Offset(5));
+        assert_eq!(
+            read.aborted_transactions
+                .iter()
+                .map(|t| (t.producer_id, t.first_offset))
+                .collect::<Vec<_>>(),
+            vec![(40, 0)],
+            "A lists the transaction B aborted"
+        );
+
+        // Producer 41 at epoch 2 through A; a marker of epoch 1 through B is fenced, one of
+        // epoch 2 commits.
+        on_a.append(&mut txn_batch(41, 2, 0, &values("c", 2)), 0)
+            .unwrap();
+        await_watermark(&on_b, 7);
+        assert_eq!(on_b.last_stable_offset(), Offset(5));
+        let err = on_b
+            .append(&mut marker(41, 1, strom_record::ControlType::Commit), 0)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StorageError::ProducerFenced {
+                    producer_id: 41,
+                    epoch: 1,
+                    current_epoch: 2
+                }
+            ),
+            "{err:?}"
+        );
+        on_b.append(&mut marker(41, 2, strom_record::ControlType::Commit), 0)
+            .unwrap();
+        await_watermark(&on_a, 8);
+        assert_eq!(on_a.last_stable_offset(), Offset(8));
+        let read = on_a.read_committed(Offset(5), 1 << 20).unwrap();
+        assert!(
+            read.aborted_transactions.is_empty(),
+            "a commit aborts nothing"
+        );
+        let mut bases = Vec::new();
+        for b in strom_record::stored_batches(&read.records) {
+            bases.push(b.unwrap().0.base_offset);
+        }
+        assert_eq!(
+            bases,
+            vec![5, 7],
+            "the committed transaction and its marker"
+        );
     })
     .await;
     node_a.shutdown(Duration::from_secs(5)).await;

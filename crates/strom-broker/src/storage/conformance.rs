@@ -34,6 +34,7 @@ pub fn partition_store_suite(fresh: &mut FreshStore<'_>) {
     transactions_hold_the_last_stable_offset(fresh(LogConfig::default()));
     aborted_transactions_are_indexed(fresh(LogConfig::default()));
     transaction_markers_are_fenced_by_epoch(fresh(LogConfig::default()));
+    transactions_follow_a_model(fresh(LogConfig::default()));
     oversized_batches_are_refused(fresh(LogConfig {
         max_message_bytes: 200,
         ..LogConfig::default()
@@ -586,6 +587,137 @@ fn transaction_markers_are_fenced_by_epoch(store: Arc<dyn PartitionStore>) {
             .is_empty(),
         "an ABORT marker with no open transaction indexes nothing"
     );
+}
+
+/// One producer of [`transactions_follow_a_model`].
+#[derive(Debug, Clone, Copy)]
+struct ModelProducer {
+    id: i64,
+    epoch: i16,
+    next_sequence: i32,
+    open: Option<i64>,
+}
+
+/// A pseudo-random run (fixed seed) of transactional batches, plain batches, COMMIT and ABORT
+/// markers (some with a bumped epoch, as a coordinator writes when it aborts a timed-out
+/// transaction) of three producers, checked after every step against a model of the
+/// transaction index: the high watermark, the last stable offset, the open transactions, and
+/// the aborted transactions over sliding ranges.
+fn transactions_follow_a_model(store: Arc<dyn PartitionStore>) {
+    let mut producers: Vec<ModelProducer> = (0..3)
+        .map(|i| ModelProducer {
+            id: 41 + i,
+            epoch: 0,
+            next_sequence: 0,
+            open: None,
+        })
+        .collect();
+    let mut next = 0i64;
+    let mut aborted: Vec<(i64, i64, i64)> = Vec::new();
+    let mut seed = 0x5eed_u64;
+    let mut random = |bound: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % bound
+    };
+    for step in 0..48 {
+        let op = random(8);
+        let p = &mut producers[usize::try_from(random(3)).unwrap_or(0)];
+        let what = match op {
+            0..=3 => {
+                let info = store
+                    .append(&mut txn_batch(p.id, p.epoch, p.next_sequence, &["v"]), 0)
+                    .expect("model: transactional batch");
+                assert_eq!(info.base_offset, next, "model step {step}: offsets");
+                p.next_sequence += 1;
+                p.open.get_or_insert(next);
+                "data"
+            }
+            4 => {
+                store
+                    .append(&mut batch(1_000, &["plain"]), 0)
+                    .expect("model: plain batch");
+                "plain"
+            }
+            5 | 6 => {
+                let control = if op == 5 {
+                    ControlType::Commit
+                } else {
+                    ControlType::Abort
+                };
+                store
+                    .append(&mut marker(p.id, p.epoch, control, 0), 0)
+                    .expect("model: marker");
+                if let Some(first) = p.open.take()
+                    && control == ControlType::Abort
+                {
+                    aborted.push((p.id, first, next));
+                }
+                "marker"
+            }
+            _ => {
+                // The coordinator aborts with a bumped epoch.
+                p.epoch += 1;
+                p.next_sequence = 0;
+                store
+                    .append(&mut marker(p.id, p.epoch, ControlType::Abort, 0), 0)
+                    .expect("model: bumped abort");
+                if let Some(first) = p.open.take() {
+                    aborted.push((p.id, first, next));
+                }
+                "bumped abort"
+            }
+        };
+        next += 1;
+        assert_eq!(
+            store.high_watermark(),
+            Offset(next),
+            "model step {step} ({what}): high watermark"
+        );
+        let first_open = producers.iter().filter_map(|p| p.open).min();
+        assert_eq!(
+            store.last_stable_offset(),
+            Offset(first_open.unwrap_or(next)),
+            "model step {step} ({what}): last stable offset"
+        );
+        let mut open: Vec<(i64, i64)> = producers
+            .iter()
+            .filter_map(|p| p.open.map(|f| (f, p.id)))
+            .collect();
+        open.sort_unstable();
+        assert_eq!(
+            store
+                .ongoing_transactions()
+                .iter()
+                .map(|t| (t.first_offset, t.producer_id))
+                .collect::<Vec<_>>(),
+            open,
+            "model step {step} ({what}): open transactions"
+        );
+    }
+    assert!(
+        aborted.len() >= 2 && producers.iter().any(|p| p.epoch > 0),
+        "the run aborts transactions and bumps an epoch: {aborted:?}"
+    );
+    for from in 0..next {
+        let to = (from + 5).min(next);
+        let want: Vec<AbortedTxn> = aborted
+            .iter()
+            .filter(|&&(_, first, last)| last >= from && first < to)
+            .map(|&(producer_id, first_offset, _)| AbortedTxn {
+                producer_id,
+                first_offset,
+            })
+            .collect();
+        assert_eq!(
+            store
+                .aborted_transactions(Offset(from), Offset(to))
+                .expect("model: aborted transactions"),
+            want,
+            "model: aborted transactions over [{from}, {to})"
+        );
+    }
 }
 
 fn oversized_batches_are_refused(store: Arc<dyn PartitionStore>) {

@@ -133,8 +133,8 @@ pub enum StorageError {
         /// The latest timestamp accepted.
         latest: i64,
     },
-    /// The backend does not support this operation or kind of batch (yet): the cluster backend
-    /// of issue 17 part 1 refuses transactional batches, DeleteRecords and compaction.
+    /// The backend does not support this operation or kind of batch (yet): a feature a backend
+    /// names in `StorageBackend::unsupported`, which the broker refuses up front.
     #[error("{feature} is not supported by the {backend} storage backend yet")]
     Unsupported {
         /// What was asked for.

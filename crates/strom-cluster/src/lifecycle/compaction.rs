@@ -22,8 +22,13 @@
 //!    gaps but never move) into one new object per pass; one left with nothing is dropped from
 //!    the index, except a producer's last [`PRODUCER_BATCHES_KEPT`] batches, kept empty so
 //!    duplicate detection of a retry (which looks the original up in the index) survives.
-//!    Control batches are kept as they are (cluster mode refuses transactional producers, so
-//!    there are no aborted transactions to remove).
+//!    Transactions as the single-node cleaner treats them: nothing at or past the partition's
+//!    last stable offset is cleaned (the end of the dirty range stops at the first open
+//!    transaction, as Kafka's first unstable offset does); records of aborted transactions
+//!    (`strom_aborted_txns`) are neither mapped nor kept; a transaction marker is kept while
+//!    any batch of its transaction before it is kept, then until `delete.retention.ms` after
+//!    its timestamp, and an ABORT marker's aborted-transaction row goes with it. Control
+//!    batches of unknown types are kept as they are.
 //! 4. **Commits** in one transaction fenced by the lease: each rewritten row is re-pointed at
 //!    the new object (byte range and max timestamp updated), each dropped row deleted, the new
 //!    object committed and the checkpoint advanced. Every row must still be as the pass read it
@@ -138,7 +143,51 @@ impl CompactionStats {
 struct Row {
     entry: IndexEntry,
     producer_id: i64,
+    is_transactional: bool,
     is_control: bool,
+}
+
+/// The aborted transactions of a partition, by producer: `(first_offset, marker_offset)`.
+#[derive(Debug, Default)]
+struct Aborted {
+    by_producer: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl Aborted {
+    /// Whether `row` is transactional data of an aborted transaction.
+    fn contains(&self, row: &Row) -> bool {
+        row.is_transactional
+            && !row.is_control
+            && self
+                .by_producer
+                .get(&row.producer_id)
+                .is_some_and(|ranges| {
+                    ranges.iter().any(|&(first, marker)| {
+                        row.entry.base_offset >= first && row.entry.base_offset < marker
+                    })
+                })
+    }
+}
+
+async fn aborted(db: &Db, tp: &TopicPartition) -> Result<Aborted> {
+    let pg = || Error::pg(DbOp::Lifecycle);
+    let conn = db.conn().await?;
+    let rows = conn
+        .query(
+            "SELECT producer_id, first_offset, last_offset FROM strom_aborted_txns
+             WHERE topic = $1 AND partition = $2",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .map_err(pg())?;
+    let mut out = Aborted::default();
+    for r in &rows {
+        out.by_producer
+            .entry(r.try_get(0).map_err(pg())?)
+            .or_default()
+            .push((r.try_get(1).map_err(pg())?, r.try_get(2).map_err(pg())?));
+    }
+    Ok(out)
 }
 
 /// What happens to a row.
@@ -179,6 +228,8 @@ struct State {
     cleaned: Option<i64>,
     tombstones_due_ms: Option<i64>,
     now_ms: i64,
+    /// First offset of the earliest open transaction (nothing from there on is cleaned).
+    first_open_txn: Option<i64>,
 }
 
 async fn state(db: &Db, tp: &TopicPartition) -> Result<State> {
@@ -187,7 +238,10 @@ async fn state(db: &Db, tp: &TopicPartition) -> Result<State> {
     let row = conn
         .query_one(
             "SELECT p.log_start_offset, p.next_offset, c.cleaned_offset, c.tombstones_due_ms,
-                    (EXTRACT(EPOCH FROM now()) * 1000)::bigint
+                    (EXTRACT(EPOCH FROM now()) * 1000)::bigint,
+                    (SELECT min(s.txn_first_offset) FROM strom_producer_states s
+                     WHERE s.topic = p.topic AND s.partition = p.partition
+                       AND s.txn_first_offset IS NOT NULL)
              FROM strom_partitions p LEFT JOIN strom_compaction c
                   ON c.topic = p.topic AND c.partition = p.partition
              WHERE p.topic = $1 AND p.partition = $2",
@@ -201,6 +255,7 @@ async fn state(db: &Db, tp: &TopicPartition) -> Result<State> {
         cleaned: row.try_get(2).map_err(pg())?,
         tombstones_due_ms: row.try_get(3).map_err(pg())?,
         now_ms: row.try_get(4).map_err(pg())?,
+        first_open_txn: row.try_get(5).map_err(pg())?,
     })
 }
 
@@ -223,7 +278,7 @@ async fn rows(db: &Db, tp: &TopicPartition, from: i64, to: i64) -> Result<Vec<Ro
     let rows = conn
         .query(
             "SELECT base_offset, last_offset, object_key, byte_offset, byte_length,
-                    max_timestamp, producer_id, is_control
+                    max_timestamp, producer_id, is_transactional, is_control
              FROM strom_batches
              WHERE topic = $1 AND partition = $2 AND last_offset >= $3 AND base_offset < $4
              ORDER BY base_offset",
@@ -245,7 +300,8 @@ async fn rows(db: &Db, tp: &TopicPartition, from: i64, to: i64) -> Result<Vec<Ro
                     max_timestamp: r.try_get(5)?,
                 },
                 producer_id: r.try_get(6)?,
-                is_control: r.try_get(7)?,
+                is_transactional: r.try_get(7)?,
+                is_control: r.try_get(8)?,
             })
         })
         .collect::<Result<_, tokio_postgres::Error>>()
@@ -338,9 +394,13 @@ async fn compact_partition(
             && r.entry.max_timestamp >= 0
             && st.now_ms.saturating_sub(r.entry.max_timestamp) < policy.min_compaction_lag_ms
     };
+    // Nor is anything at or past the last stable offset (an open transaction may still abort).
+    let unstable = st.first_open_txn.unwrap_or(i64::MAX);
     let mut end_idx = all
         .iter()
-        .position(|r| r.entry.base_offset >= last_base || too_young(r))
+        .position(|r| {
+            r.entry.base_offset >= last_base || r.entry.last_offset >= unstable || too_young(r)
+        })
         .unwrap_or(all.len());
     let dirty_idx = all
         .iter()
@@ -370,7 +430,9 @@ async fn compact_partition(
         ..DecodeLimits::default()
     };
 
-    // 2. The offset map over the dirty range.
+    let aborted = aborted(db, tp).await?;
+
+    // 2. The offset map over the dirty range (not from markers or aborted transactions).
     let mut map = OffsetMap::default();
     let mut at = dirty_idx;
     'map: while at < end_idx {
@@ -378,7 +440,7 @@ async fn compact_partition(
         let chunk = &all[at..chunk_end];
         let loaded = load(store, tp, chunk).await?;
         for (k, (row, batch)) in chunk.iter().zip(&loaded).enumerate() {
-            if row.is_control {
+            if row.is_control || aborted.contains(row) {
                 continue;
             }
             let decoded =
@@ -403,7 +465,11 @@ async fn compact_partition(
     // keeps the metadata of the last few batches of each producer whatever the cleaner does.
     let mut recent_of_producer: HashSet<i64> = HashSet::new();
     let mut per_producer: HashMap<i64, usize> = HashMap::new();
-    for row in all.iter().rev().filter(|r| r.producer_id >= 0) {
+    for row in all
+        .iter()
+        .rev()
+        .filter(|r| r.producer_id >= 0 && !r.is_control)
+    {
         let n = per_producer.entry(row.producer_id).or_insert(0);
         if *n < PRODUCER_BATCHES_KEPT {
             recent_of_producer.insert(row.entry.base_offset);
@@ -418,18 +484,44 @@ async fn compact_partition(
     let mut changes = Vec::new();
     let mut next_due: Option<i64> = None;
     let mut records_removed = 0u64;
+    // Producers whose transaction (ended by a marker not yet reached) has data kept so far.
+    let mut open_txns: HashMap<i64, bool> = HashMap::new();
+    // ABORT markers dropped: their aborted-transaction rows go with them.
+    let mut dropped_markers: Vec<i64> = Vec::new();
     let mut at = 0;
     while at < end_idx {
         let chunk_end = (at + CHUNK).min(end_idx);
         let chunk = &all[at..chunk_end];
         let loaded = load(store, tp, chunk).await?;
         for (k, (row, batch)) in chunk.iter().zip(&loaded).enumerate() {
+            let batch_ts = row.entry.max_timestamp;
             if row.is_control {
+                let is_marker = row.producer_id >= 0 && strom_record::parse_marker(batch).is_ok();
+                if !is_marker {
+                    // Control records of unknown types are kept as they are.
+                    continue;
+                }
+                // A marker goes once no batch of its transaction is left and the tombstone
+                // retention has passed (consumers that read the data see the marker too).
+                let has_data = open_txns.remove(&row.producer_id).unwrap_or(false);
+                if has_data || !rules.tombstone_expired(batch_ts) {
+                    if !has_data {
+                        let due = batch_ts.saturating_add(policy.delete_retention_ms);
+                        next_due = Some(next_due.map_or(due, |d| d.min(due)));
+                    }
+                    continue;
+                }
+                records_removed += 1;
+                dropped_markers.push(row.entry.base_offset);
+                changes.push(Change::Remove { row: at + k });
                 continue;
             }
-            let batch_ts = row.entry.max_timestamp;
+            let is_aborted = aborted.contains(row);
             let mut kept_tombstone = false;
             let retained = strom_record::retain_records(batch, limits, |r: &RecordView<'_>| {
+                if is_aborted {
+                    return false;
+                }
                 match rules.verdict(&map, r.key, r.offset, r.value_is_null, batch_ts) {
                     Verdict::Remove => false,
                     Verdict::Keep => true,
@@ -444,11 +536,15 @@ async fn compact_partition(
                 let due = batch_ts.saturating_add(policy.delete_retention_ms);
                 next_due = Some(next_due.map_or(due, |d| d.min(due)));
             }
+            let keep = retained.kept > 0 || recent_of_producer.contains(&row.entry.base_offset);
+            if row.is_transactional && row.producer_id >= 0 {
+                *open_txns.entry(row.producer_id).or_insert(false) |= keep;
+            }
             if retained.removed == 0 {
                 continue;
             }
             records_removed += retained.removed as u64;
-            if retained.kept == 0 && !recent_of_producer.contains(&row.entry.base_offset) {
+            if !keep {
                 changes.push(Change::Remove { row: at + k });
             } else {
                 changes.push(Change::Rewrite {
@@ -551,6 +647,15 @@ async fn compact_partition(
             )
             .await
             .map_err(pg())?;
+    }
+    if !dropped_markers.is_empty() {
+        tx.execute(
+            "DELETE FROM strom_aborted_txns
+             WHERE topic = $1 AND partition = $2 AND last_offset = ANY($3)",
+            &[&tp.topic, &tp.partition, &dropped_markers],
+        )
+        .await
+        .map_err(pg())?;
     }
     if matched != expected {
         tx.rollback().await.map_err(pg())?;

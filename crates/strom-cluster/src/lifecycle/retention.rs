@@ -14,7 +14,8 @@
 //! Either moves `log_start_offset` forward in PostgreSQL (never back, never past the high
 //! watermark; fenced by the job's lease). Then, for every partition whatever its policy, index
 //! rows entirely below the log start are dropped: those retention just passed, and those
-//! DeleteRecords left (it only moves the log start). The objects they were in are reclaimed
+//! DeleteRecords left (it only moves the log start), and aborted-transaction rows whose marker
+//! is below it. The objects they were in are reclaimed
 //! once no row refers to them ([`super::reclaim`]); a deleted topic's rows went with it
 //! (cascade), so its objects follow the same way.
 
@@ -217,12 +218,19 @@ pub(crate) async fn advance_log_start(
     Ok(n == 1)
 }
 
-/// Drops every index row that lies entirely below its partition's log start.
+/// Drops every index row that lies entirely below its partition's log start, and with them
+/// the aborted-transaction rows whose ABORT marker is below it (a `read_committed` fetch never
+/// reads below the log start, and a transaction whose marker is below it lies wholly below it;
+/// one straddling the log start stays listed). Returns the batch rows dropped.
 pub async fn drop_rows_below_log_start(db: &Db, lease: &Lease) -> Result<u64> {
     let conn = db.conn().await?;
     conn.execute(
         &format!(
-            "DELETE FROM strom_batches b USING strom_partitions p
+            "WITH aborted AS (
+                 DELETE FROM strom_aborted_txns a USING strom_partitions p
+                 WHERE a.topic = p.topic AND a.partition = p.partition
+                   AND a.last_offset < p.log_start_offset AND {HELD})
+             DELETE FROM strom_batches b USING strom_partitions p
              WHERE b.topic = p.topic AND b.partition = p.partition
                AND b.last_offset < p.log_start_offset AND {HELD}"
         ),
