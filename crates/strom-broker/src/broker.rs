@@ -278,6 +278,7 @@ impl Broker {
                 .by_name
                 .get(crate::txn::TRANSACTION_STATE_TOPIC)
                 .and_then(|t| t.partitions().first().cloned()),
+            storage.txn_coordinator_leases(),
         )?;
         tracing::info!(
             data_dir = %config.data_dir.display(),
@@ -379,7 +380,7 @@ impl Broker {
                 broker.groups.tick(broker.clock.now_ms());
             }
         });
-        if self.groups.is_leased() {
+        if self.groups.is_leased() || self.txns.is_leased() {
             // Cluster mode: follow the coordinator-shard leases (take over, give up).
             let leases = Weak::clone(&weak);
             tokio::spawn(async move {

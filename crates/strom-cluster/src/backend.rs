@@ -11,6 +11,7 @@
 //!      open_partition → ClusterPartitionStore (append → Writer, read → Reader, hw ← Notifier)
 //!      members        → Membership (live brokers, refreshed every second)
 //!      coordinator_leases → CoordinatorLeaseKeeper (group-coordinator shard leases)
+//!      txn_coordinator_leases → a second keeper (transaction-coordinator shard leases)
 //! ```
 //!
 //! **Blocking bridge.** The seam's calls block (the broker makes them from blocking threads);
@@ -33,7 +34,7 @@ use tokio::runtime::Handle;
 
 use crate::cache::ObjectCache;
 use crate::config::ClusterConfig;
-use crate::coordinator::CoordinatorLeaseKeeper;
+use crate::coordinator::{CoordinatorKind, CoordinatorLeaseKeeper};
 use crate::db::Db;
 use crate::error::{DbOp, Error, Result};
 use crate::membership::Membership;
@@ -109,6 +110,7 @@ pub struct ClusterNode {
     membership: Arc<Membership>,
     store: Arc<dyn ObjectStore>,
     leases: Arc<CoordinatorLeaseKeeper>,
+    txn_leases: Arc<CoordinatorLeaseKeeper>,
 }
 
 impl ClusterNode {
@@ -151,18 +153,24 @@ impl ClusterNode {
             notifier,
             admin,
         });
-        let leases = Arc::new(CoordinatorLeaseKeeper::start(
-            config.postgres_config()?,
-            membership.node_id(),
-            Arc::clone(&membership) as Arc<dyn ClusterMembers>,
-            config.lease_ttl,
-        ));
+        let keeper = |kind| -> Result<Arc<CoordinatorLeaseKeeper>> {
+            Ok(Arc::new(CoordinatorLeaseKeeper::start(
+                kind,
+                config.postgres_config()?,
+                membership.node_id(),
+                Arc::clone(&membership) as Arc<dyn ClusterMembers>,
+                config.lease_ttl,
+            )))
+        };
+        let leases = keeper(CoordinatorKind::Group)?;
+        let txn_leases = keeper(CoordinatorKind::Txn)?;
         Ok(ClusterNode {
             config,
             engine,
             membership,
             store,
             leases,
+            txn_leases,
         })
     }
 
@@ -206,6 +214,7 @@ impl ClusterNode {
             engine: Arc::clone(&self.engine),
             membership: Arc::clone(&self.membership),
             leases: Arc::clone(&self.leases),
+            txn_leases: Arc::clone(&self.txn_leases),
         })
     }
 
@@ -249,6 +258,7 @@ impl ClusterNode {
             tracing::warn!(%error, "cluster writer did not stop in time");
         }
         self.leases.release_all().await;
+        self.txn_leases.release_all().await;
         if let Err(error) = self.membership.leave().await {
             tracing::warn!(%error, "deregistering the broker failed; its lease will lapse");
         }
@@ -262,6 +272,7 @@ pub struct ClusterBackend {
     engine: Arc<Engine>,
     membership: Arc<Membership>,
     leases: Arc<CoordinatorLeaseKeeper>,
+    txn_leases: Arc<CoordinatorLeaseKeeper>,
 }
 
 impl StorageBackend for ClusterBackend {
@@ -293,19 +304,16 @@ impl StorageBackend for ClusterBackend {
         Some(METADATA_POLL)
     }
 
-    fn unsupported(&self, feature: &'static str) -> Option<StorageError> {
-        (feature == "transactions").then_some(StorageError::Unsupported {
-            feature,
-            backend: "cluster",
-        })
-    }
-
     fn members(&self) -> Option<Arc<dyn ClusterMembers>> {
         Some(Arc::clone(&self.membership) as Arc<dyn ClusterMembers>)
     }
 
     fn coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
         Some(Arc::clone(&self.leases) as Arc<dyn CoordinatorLeases>)
+    }
+
+    fn txn_coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
+        Some(Arc::clone(&self.txn_leases) as Arc<dyn CoordinatorLeases>)
     }
 }
 

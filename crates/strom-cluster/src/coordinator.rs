@@ -1,12 +1,15 @@
-//! Group-coordinator leases: which broker coordinates which shard of consumer groups
-//! (`strom_broker::storage::CoordinatorLeases`).
+//! Coordinator leases: which broker coordinates which shard of consumer groups, and which
+//! shard of transactional ids (`strom_broker::storage::CoordinatorLeases`).
 //!
-//! Group ids hash to `COORDINATOR_SHARDS` shards (16); shard `n` is the lease
-//! `group-coordinator/NN` in `strom_leases` (see [`crate::lease`]). Per shard rather than per
-//! group so that the number of leases to renew stays fixed however many groups exist (Kafka
-//! does the same with the partitions of `__consumer_offsets`).
+//! Group ids and transactional ids hash to `COORDINATOR_SHARDS` shards (16) each; shard `n`
+//! is the lease `group-coordinator/NN` or `txn-coordinator/NN` in `strom_leases` (see
+//! [`crate::lease`], [`CoordinatorKind`]). Per shard rather than per id so that the number of
+//! leases to renew stays fixed however many groups and ids exist (Kafka does the same with the
+//! partitions of `__consumer_offsets` and `__transaction_state`). Each kind has its own
+//! keeper (two per broker): their epochs, hand-overs and give-ups are independent, so a failed
+//! transaction-state write never costs the groups of the same shard number their coordinator.
 //!
-//! One task per broker, every third of the lease TTL (and at once when a lease is given up):
+//! One task per keeper, every third of the lease TTL (and at once when a lease is given up):
 //! - renews the leases it holds (a lost one is dropped at once; while the database cannot be
 //!   reached a lease stays held only until its local deadline, see below);
 //! - takes a free or expired shard when it is the shard's *preferred* broker — the live
@@ -41,18 +44,68 @@ use crate::lease::{self, Lease};
 /// The name prefix of the group-coordinator leases.
 pub const LEASE_PREFIX: &str = "group-coordinator/";
 
-/// The lease name of `shard`.
-pub fn lease_name(shard: CoordinatorShard) -> String {
-    format!("{LEASE_PREFIX}{:02}", shard.0)
+/// The name prefix of the transaction-coordinator leases.
+pub const TXN_LEASE_PREFIX: &str = "txn-coordinator/";
+
+/// What a coordinator lease covers: a shard of consumer groups or of transactional ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CoordinatorKind {
+    /// Consumer groups (`group-coordinator/NN`).
+    Group,
+    /// Transactional ids (`txn-coordinator/NN`).
+    Txn,
 }
 
-/// The shard a lease name covers, if it is a coordinator lease.
+impl CoordinatorKind {
+    /// Both kinds.
+    pub const ALL: [CoordinatorKind; 2] = [CoordinatorKind::Group, CoordinatorKind::Txn];
+
+    /// The lease-name prefix of this kind.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            CoordinatorKind::Group => LEASE_PREFIX,
+            CoordinatorKind::Txn => TXN_LEASE_PREFIX,
+        }
+    }
+
+    /// A short label for displays (`group`, `txn`).
+    pub fn label(self) -> &'static str {
+        match self {
+            CoordinatorKind::Group => "group",
+            CoordinatorKind::Txn => "txn",
+        }
+    }
+
+    /// The lease name of `shard` of this kind.
+    pub fn lease_name(self, shard: CoordinatorShard) -> String {
+        format!("{}{:02}", self.prefix(), shard.0)
+    }
+
+    /// The shard a lease name covers, if it is a coordinator lease of this kind.
+    pub fn shard_of(self, name: &str) -> Option<CoordinatorShard> {
+        name.strip_prefix(self.prefix())?
+            .parse()
+            .ok()
+            .filter(|s| *s < COORDINATOR_SHARDS)
+            .map(CoordinatorShard)
+    }
+
+    /// The kind and shard a lease name covers, if it is a coordinator lease.
+    pub fn parse(name: &str) -> Option<(CoordinatorKind, CoordinatorShard)> {
+        CoordinatorKind::ALL
+            .into_iter()
+            .find_map(|kind| kind.shard_of(name).map(|shard| (kind, shard)))
+    }
+}
+
+/// The lease name of group-coordinator `shard`.
+pub fn lease_name(shard: CoordinatorShard) -> String {
+    CoordinatorKind::Group.lease_name(shard)
+}
+
+/// The shard a lease name covers, if it is a group-coordinator lease.
 pub fn shard_of(name: &str) -> Option<CoordinatorShard> {
-    name.strip_prefix(LEASE_PREFIX)?
-        .parse()
-        .ok()
-        .filter(|s| *s < COORDINATOR_SHARDS)
-        .map(CoordinatorShard)
+    CoordinatorKind::Group.shard_of(name)
 }
 
 /// The node id in a holder string (`"<node id>/<uuid>"`).
@@ -83,9 +136,10 @@ struct State {
     live_since: HashMap<i32, Instant>,
 }
 
-/// This broker's view and upkeep of the group-coordinator leases (see the module docs).
+/// This broker's view and upkeep of the coordinator leases of one kind (see the module docs).
 #[derive(Debug)]
 pub struct CoordinatorLeaseKeeper {
+    kind: CoordinatorKind,
     node_id: i32,
     members: Arc<dyn ClusterMembers>,
     state: Arc<RwLock<State>>,
@@ -96,9 +150,10 @@ pub struct CoordinatorLeaseKeeper {
 }
 
 impl CoordinatorLeaseKeeper {
-    /// Starts the upkeep task on the current runtime for broker `node_id`, connecting to the
-    /// database at `pg`.
+    /// Starts the upkeep task of the `kind` leases on the current runtime for broker
+    /// `node_id`, connecting to the database at `pg`.
     pub fn start(
+        kind: CoordinatorKind,
         pg: crate::db::PgConfig,
         node_id: i32,
         members: Arc<dyn ClusterMembers>,
@@ -110,6 +165,7 @@ impl CoordinatorLeaseKeeper {
         let holder = format!("{node_id}/{}", uuid::Uuid::now_v7());
         let task = {
             let upkeep = Upkeep {
+                kind,
                 db: Db::new(pg.clone()),
                 node_id,
                 holder,
@@ -127,6 +183,7 @@ impl CoordinatorLeaseKeeper {
             })
         };
         CoordinatorLeaseKeeper {
+            kind,
             node_id,
             members,
             state,
@@ -154,6 +211,11 @@ impl CoordinatorLeaseKeeper {
 
     fn live_ids(&self) -> Vec<i32> {
         live_ids(self.members.as_ref(), self.node_id)
+    }
+
+    /// The kind of leases this keeper keeps.
+    pub fn kind(&self) -> CoordinatorKind {
+        self.kind
     }
 }
 
@@ -225,6 +287,7 @@ impl CoordinatorLeases for CoordinatorLeaseKeeper {
 
 /// What the upkeep task owns.
 struct Upkeep {
+    kind: CoordinatorKind,
     db: Db,
     node_id: i32,
     holder: String,
@@ -266,7 +329,12 @@ impl Upkeep {
                     }
                 }
                 Err(Error::LeaseLost { .. }) => {
-                    tracing::warn!(shard = shard.0, epoch = l.epoch, "coordinator lease lost");
+                    tracing::warn!(
+                        kind = self.kind.label(),
+                        shard = shard.0,
+                        epoch = l.epoch,
+                        "coordinator lease lost"
+                    );
                     let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                     if state.held.get(&shard).is_some_and(|h| h.lease == l) {
                         state.held.remove(&shard);
@@ -288,7 +356,8 @@ impl Upkeep {
         let live = live_ids(self.members.as_ref(), self.node_id);
         let mut known: BTreeMap<CoordinatorShard, (i32, f64)> = BTreeMap::new();
         for l in &listed {
-            if let (Some(shard), Some(node)) = (shard_of(&l.name), holder_node(&l.holder)) {
+            if let (Some(shard), Some(node)) = (self.kind.shard_of(&l.name), holder_node(&l.holder))
+            {
                 known.insert(shard, (node, l.expires_in_secs));
             }
         }
@@ -350,9 +419,21 @@ impl Upkeep {
         }
         for shard in to_take {
             let sent = Instant::now();
-            match lease::acquire(&self.db, &lease_name(shard), &self.holder, self.ttl).await {
+            match lease::acquire(
+                &self.db,
+                &self.kind.lease_name(shard),
+                &self.holder,
+                self.ttl,
+            )
+            .await
+            {
                 Ok(Some(l)) => {
-                    tracing::info!(shard = shard.0, epoch = l.epoch, "coordinator lease taken");
+                    tracing::info!(
+                        kind = self.kind.label(),
+                        shard = shard.0,
+                        epoch = l.epoch,
+                        "coordinator lease taken"
+                    );
                     let deadline = self.deadline(sent);
                     let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
                     state.expired_since.remove(&shard);
@@ -378,6 +459,17 @@ mod tests {
         assert_eq!(shard_of("job/orphans"), None);
         assert_eq!(holder_node("3/0190-abc"), Some(3));
         assert_eq!(holder_node("broker-3"), None);
+        let txn = CoordinatorKind::Txn.lease_name(shard);
+        assert_eq!(txn, "txn-coordinator/07");
+        assert_eq!(shard_of(&txn), None);
+        assert_eq!(
+            CoordinatorKind::parse(&txn),
+            Some((CoordinatorKind::Txn, shard))
+        );
+        assert_eq!(
+            CoordinatorKind::parse("group-coordinator/03"),
+            Some((CoordinatorKind::Group, CoordinatorShard(3)))
+        );
     }
 
     #[test]

@@ -149,7 +149,8 @@ impl Collector for PartitionCollector {
 /// groups it coordinates, and adds `strom_group_coordinator_shard_epoch` (the lease epoch of
 /// each coordinator shard it took over, labelled by shard) and
 /// `strom_group_coordinator_takeovers_total` (shards taken over since start: failovers and
-/// hand-overs).
+/// hand-overs), and the same for transaction-coordinator shards
+/// (`strom_txn_coordinator_shard_epoch`, `strom_txn_coordinator_takeovers_total`).
 #[derive(Debug)]
 pub struct GroupCollector {
     broker: Weak<Broker>,
@@ -229,6 +230,25 @@ impl Collector for GroupCollector {
                 MetricType::Counter,
             )?;
             ConstCounter::new(broker.groups().takeovers()).encode(metric)?;
+        }
+        if broker.txns().is_leased() {
+            let mut metric = encoder.encode_descriptor(
+                "strom_txn_coordinator_shard_epoch",
+                "Lease epoch of each transaction-coordinator shard this broker took over",
+                None,
+                MetricType::Gauge,
+            )?;
+            for lease in broker.txns().owned_shards() {
+                let labels = [("shard", lease.shard.0.to_string())];
+                ConstGauge::new(lease.epoch).encode(metric.encode_family(&labels)?)?;
+            }
+            let metric = encoder.encode_descriptor(
+                "strom_txn_coordinator_takeovers",
+                "Transaction-coordinator shards this broker took over since it started (failovers, hand-overs)",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(broker.txns().takeovers()).encode(metric)?;
         }
         for (name, help, read) in gauges {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;

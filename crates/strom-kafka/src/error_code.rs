@@ -108,6 +108,7 @@ pub fn txn_error(error: TxnError) -> ResponseError {
         TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
         TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
         TxnError::InvalidTransactionalId => ResponseError::InvalidRequest,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
         _ => ResponseError::UnknownServerError,
     }
 }

@@ -33,11 +33,15 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     let status = strom_cluster::backend::status_at(&cluster_postgres)
         .await
         .context("reading the cluster status")?;
-    use strom_cluster::coordinator::{holder_node, shard_of};
+    use strom_cluster::coordinator::{CoordinatorKind, holder_node};
     let (coordinators, job_leases): (Vec<_>, Vec<_>) = status
         .leases
         .iter()
-        .partition(|l| shard_of(&l.name).is_some());
+        .partition(|l| CoordinatorKind::parse(&l.name).is_some());
+    let (coordinators, txn_coordinators): (Vec<_>, Vec<_>) = coordinators
+        .into_iter()
+        .partition(|l| CoordinatorKind::Group.shard_of(&l.name).is_some());
+    let shard_of = |name: &str| CoordinatorKind::parse(name).map(|(_, shard)| shard);
     let left = |secs: f64| {
         if secs > 0.0 {
             format!("{secs:.1}s")
@@ -60,18 +64,22 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            let groups: Vec<serde_json::Value> = coordinators
-                .iter()
-                .map(|l| {
-                    serde_json::json!({
-                        "shard": shard_of(&l.name).map(|s| s.0),
-                        "node_id": holder_node(&l.holder),
-                        "holder": l.holder,
-                        "epoch": l.epoch,
-                        "expires_in_secs": l.expires_in_secs,
+            let shards = |leases: &[&strom_cluster::lease::LeaseState]| -> Vec<serde_json::Value> {
+                leases
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "shard": shard_of(&l.name).map(|s| s.0),
+                            "node_id": holder_node(&l.holder),
+                            "holder": l.holder,
+                            "epoch": l.epoch,
+                            "expires_in_secs": l.expires_in_secs,
+                        })
                     })
-                })
-                .collect();
+                    .collect()
+            };
+            let groups = shards(&coordinators);
+            let txns = shards(&txn_coordinators);
             let leases: Vec<serde_json::Value> = job_leases
                 .iter()
                 .map(|l| {
@@ -111,6 +119,7 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 "leases": leases,
                 "jobs": jobs,
                 "group_coordinators": groups,
+                "txn_coordinators": txns,
                 "committed_objects": status.committed_objects,
                 "uncommitted_objects": status.uncommitted_objects,
                 "retired_objects": status.retired_objects,
@@ -182,18 +191,25 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 .map(|(writer, secs)| vec![writer.clone(), format!("{secs:.1}s ago")])
                 .collect();
             write_table(&mut out, &["WRITER", "LAST COMMIT"], &rows)?;
+            let shard_rows = |leases: &[&strom_cluster::lease::LeaseState]| -> Vec<Vec<String>> {
+                leases
+                    .iter()
+                    .map(|l| {
+                        vec![
+                            shard_of(&l.name).map_or_else(String::new, |s| s.0.to_string()),
+                            holder_node(&l.holder)
+                                .map_or_else(|| l.holder.clone(), |n| n.to_string()),
+                            l.epoch.to_string(),
+                            left(l.expires_in_secs),
+                        ]
+                    })
+                    .collect()
+            };
             writeln!(out, "\ngroup coordinators (consumer-group shards):")?;
-            let rows: Vec<Vec<String>> = coordinators
-                .iter()
-                .map(|l| {
-                    vec![
-                        shard_of(&l.name).map_or_else(String::new, |s| s.0.to_string()),
-                        holder_node(&l.holder).map_or_else(|| l.holder.clone(), |n| n.to_string()),
-                        l.epoch.to_string(),
-                        left(l.expires_in_secs),
-                    ]
-                })
-                .collect();
+            let rows = shard_rows(&coordinators);
+            write_table(&mut out, &["SHARD", "NODE", "EPOCH", "LEFT"], &rows)?;
+            writeln!(out, "\ntransaction coordinators (transactional-id shards):")?;
+            let rows = shard_rows(&txn_coordinators);
             write_table(&mut out, &["SHARD", "NODE", "EPOCH", "LEFT"], &rows)?;
             writeln!(
                 out,

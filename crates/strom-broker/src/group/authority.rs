@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use strom_record::{BatchBuilder, Record};
 
-use super::{GroupCoordinator, GroupError, GroupHost, GroupRecord, Replayed};
+use super::{GroupCoordinator, GroupError, GroupHost, GroupRecord, Replayed, offsets};
 use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::storage::{
@@ -70,8 +70,14 @@ fn not_coordinator() -> Error {
     Error::Group(GroupError::NotCoordinator)
 }
 
+/// A random nonce for a completion record (unique enough to tell two records apart).
+fn rand_nonce() -> u64 {
+    let id = uuid::Uuid::new_v4().as_u128();
+    (id >> 64) as u64 ^ id as u64
+}
+
 /// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
-fn add_sequence(sequence: i32, count: usize) -> i32 {
+pub(crate) fn add_sequence(sequence: i32, count: usize) -> i32 {
     let count = i32::try_from(count).unwrap_or(i32::MAX);
     if sequence > i32::MAX - count {
         count - (i32::MAX - sequence) - 1
@@ -80,26 +86,37 @@ fn add_sequence(sequence: i32, count: usize) -> i32 {
     }
 }
 
-fn build(builder: &BatchBuilder, records: &[Record]) -> Result<Vec<u8>> {
+pub(crate) fn build(builder: &BatchBuilder, records: &[Record]) -> Result<Vec<u8>> {
     builder
         .build(records)
         .map_err(|e| Error::Storage(StorageError::InvalidBatch(e)))
 }
 
 fn fenced_builder(lease: ShardLease, sequence: i32) -> Result<BatchBuilder> {
-    let epoch = i16::try_from(lease.epoch).map_err(|_| {
+    fenced_builder_for(COORDINATOR_PRODUCER_BASE, lease, sequence).ok_or_else(not_coordinator)
+}
+
+/// A batch builder for shard `lease.shard`'s writer: producer `producer_base + shard` at
+/// producer epoch = lease epoch, from `sequence`. `None` (logged) when the epoch is beyond a
+/// producer epoch's range: the shard is then not served.
+pub(crate) fn fenced_builder_for(
+    producer_base: i64,
+    lease: ShardLease,
+    sequence: i32,
+) -> Option<BatchBuilder> {
+    let Ok(epoch) = i16::try_from(lease.epoch) else {
         tracing::error!(
             shard = lease.shard.0,
             epoch = lease.epoch,
             "coordinator lease epoch beyond a producer epoch's range; shard not served"
         );
-        not_coordinator()
-    })?;
+        return None;
+    };
     let mut builder = BatchBuilder::new();
-    builder.producer_id = COORDINATOR_PRODUCER_BASE + i64::from(lease.shard.0);
+    builder.producer_id = producer_base + i64::from(lease.shard.0);
     builder.producer_epoch = epoch;
     builder.base_sequence = sequence;
-    Ok(builder)
+    Some(builder)
 }
 
 impl GroupCoordinator {
@@ -269,12 +286,15 @@ impl GroupCoordinator {
             crate::internal::replay_from(&partition, partition.log_start_offset(), |k, v| {
                 replayed.apply(k, v);
             });
-        if let Err(error) = report {
-            for lease in &fenced {
-                authority.give_up(*lease);
+        let report = match report {
+            Ok(r) => r,
+            Err(error) => {
+                for lease in &fenced {
+                    authority.give_up(*lease);
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
+        };
         let now = host.now_ms();
         {
             // Exclusive side first, as expiry does: no commit is between append and cache.
@@ -287,6 +307,21 @@ impl GroupCoordinator {
             store.cache.retain(|g, _| !ours(g));
             store.written_at.retain(|(g, _, _), _| !ours(g));
             store.group_values.retain(|g, _| !ours(g));
+            // Offsets of open transactions: the log's, for the shard's groups.
+            for of_producer in store.txn_pending.values_mut() {
+                of_producer.retain(|(g, _, _), _| !ours(g));
+            }
+            store.txn_pending.retain(|_, p| !p.is_empty());
+            for (pid, of_producer) in replayed.txn_pending {
+                let mine: Vec<_> = of_producer
+                    .into_iter()
+                    .filter(|((g, _, _), _)| ours(g))
+                    .collect();
+                if !mine.is_empty() {
+                    store.txn_pending.entry(pid).or_default().extend(mine);
+                }
+            }
+            store.txn_done.merge(replayed.txn_done, ours);
             for (g, offsets_of) in replayed.cache {
                 if ours(&g) {
                     store.cache.insert(g, offsets_of);
@@ -318,6 +353,11 @@ impl GroupCoordinator {
             }
             self.takeovers
                 .fetch_add(fenced.len() as u64, Ordering::Relaxed);
+            let mut tail = lock(&self.txn_tail);
+            if tail.is_none() {
+                *tail = Some(report.end);
+            }
+            drop(tail);
             let mut owned = lock(&self.owned);
             for lease in &fenced {
                 owned.insert(
@@ -334,6 +374,86 @@ impl GroupCoordinator {
                 groups,
                 "took coordinator shards over"
             );
+        }
+        Ok(())
+    }
+
+    /// Cluster mode: records, for each group of a transaction that committed offsets, that
+    /// the transaction ended (see [`offsets::TxnDone`]): the groups' coordinators, possibly
+    /// other brokers, settle their pending offsets when they read it. Written plainly (not
+    /// as a shard's producer: the transaction coordinator holds no group lease); a record of a
+    /// former transaction coordinator is told apart by its coordinator epoch. BLOCKING.
+    pub(crate) fn publish_txn_completion_blocking(
+        &self,
+        host: &dyn GroupHost,
+        completion: &crate::txn::TxnCompletion,
+    ) -> Result<()> {
+        if completion.groups.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<(bytes::Bytes, Option<bytes::Bytes>)> = completion
+            .groups
+            .iter()
+            .map(|group| {
+                let (k, v) = offsets::encode_txn_done(&offsets::TxnDone {
+                    producer_id: completion.producer_id,
+                    group: group.clone(),
+                    commit: completion.commit,
+                    coordinator_epoch: completion.coordinator_epoch,
+                    nonce: rand_nonce(),
+                });
+                (k, Some(v))
+            })
+            .collect();
+        let partition = self.offsets_partition_blocking(host)?;
+        let mut batch = crate::internal::batch_of(&records, host.now_ms())?;
+        partition.append_blocking(&mut batch)?;
+        Ok(())
+    }
+
+    /// Cluster mode: reads `__consumer_offsets` past where it last read for transaction
+    /// completions (see [`Self::publish_txn_completion_blocking`]) and settles the pending
+    /// offsets of the groups it coordinates: committed ones become the groups' offsets,
+    /// aborted ones are dropped, each write fenced by the group's shard lease. A completion
+    /// already applied (read again, or by a takeover's replay) or of an older coordinator
+    /// epoch than one applied for its producer is skipped. A failed write stops the pass; the
+    /// next starts at the same place. BLOCKING.
+    pub(crate) fn follow_txn_completions_blocking(&self, host: &dyn GroupHost) -> Result<()> {
+        if self.authority.is_none() {
+            return Ok(());
+        }
+        let Some(from) = *lock(&self.txn_tail) else {
+            return Ok(());
+        };
+        let partition = self.offsets_partition_blocking(host)?;
+        if partition.high_watermark() <= from {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        let report = crate::internal::replay_from(&partition, from, |k, v| {
+            if let Some(k) = k.filter(|k| offsets::is_txn_done_key(k))
+                && let Some(done) = offsets::decode_txn_done(k, v)
+            {
+                found.push(done);
+            }
+        })?;
+        for done in found {
+            if !self.acts_for(&done.group) || !self.offsets().txn_done.admits(&done) {
+                continue;
+            }
+            self.complete_txn_offsets_blocking(
+                host,
+                done.producer_id,
+                done.commit,
+                Some(&done.group),
+            )?;
+            tracing::debug!(producer_id = done.producer_id, group = %done.group,
+                commit = done.commit, "transactional offsets settled");
+            self.offsets().txn_done.record(&done);
+        }
+        let mut tail = lock(&self.txn_tail);
+        if tail.is_some_and(|t| t < report.end) {
+            *tail = Some(report.end);
         }
         Ok(())
     }

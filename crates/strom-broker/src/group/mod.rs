@@ -17,7 +17,7 @@
 //! `GroupHost` trait, which [`Broker`] implements, and [`Broker`]'s group methods delegate.
 
 pub mod assignor;
-mod authority;
+pub(crate) mod authority;
 pub mod consumer;
 pub mod engine;
 pub mod offsets;
@@ -190,12 +190,33 @@ struct Replayed {
     states: BTreeMap<String, GroupRecord>,
     values: BTreeMap<String, Bytes>,
     txn_pending: offsets::PendingTxnOffsets,
+    /// Transaction completions applied (cluster mode).
+    txn_done: offsets::TxnDoneSeen,
 }
 
 impl Replayed {
     /// Applies one record of the topic (or of a checkpoint).
     fn apply(&mut self, key: Option<Bytes>, value: Option<Bytes>) {
         let Some(key) = key else { return };
+        if offsets::is_txn_done_key(&key) {
+            if let Some(done) = offsets::decode_txn_done(key, value)
+                && self.txn_done.admits(&done)
+            {
+                self.txn_done.record(&done);
+                for ((group, topic, partition), value) in
+                    take_pending(&mut self.txn_pending, done.producer_id, &done.group)
+                {
+                    if done.commit {
+                        offsets::apply(
+                            &mut self.cache,
+                            Some(offsets::encode_key(&group, &topic, partition)),
+                            Some(offsets::encode_value(&value)),
+                        );
+                    }
+                }
+            }
+            return;
+        }
         if offsets::apply_txn(&mut self.txn_pending, &key, value.clone()) {
             return;
         }
@@ -218,6 +239,30 @@ impl Replayed {
         }
         offsets::apply(&mut self.cache, Some(key), value);
     }
+}
+
+/// Removes and returns `producer_id`'s pending offsets of `group`.
+fn take_pending(
+    pending: &mut offsets::PendingTxnOffsets,
+    producer_id: i64,
+    group: &str,
+) -> Vec<((String, String, i32), offsets::CommittedOffset)> {
+    let Some(of_producer) = pending.get_mut(&producer_id) else {
+        return Vec::new();
+    };
+    let keys: Vec<(String, String, i32)> = of_producer
+        .keys()
+        .filter(|(g, _, _)| g == group)
+        .cloned()
+        .collect();
+    let taken = keys
+        .into_iter()
+        .filter_map(|k| of_producer.remove(&k).map(|v| (k, v)))
+        .collect();
+    if of_producer.is_empty() {
+        pending.remove(&producer_id);
+    }
+    taken
 }
 
 /// The checkpoint at `path` if it is intact and belongs to this topic and log.
@@ -269,6 +314,8 @@ struct OffsetStore {
     group_values: BTreeMap<String, Bytes>,
     /// The `end` of the last checkpoint written or loaded (-1: none).
     checkpoint_end: i64,
+    /// Cluster mode: transaction completions applied (see `follow_txn_completions_blocking`).
+    txn_done: offsets::TxnDoneSeen,
 }
 
 /// The group coordinator of one broker: it coordinates every group on a single broker, and in
@@ -304,6 +351,9 @@ pub struct GroupCoordinator {
     owned: Mutex<authority::OwnedShards>,
     /// Cluster mode: shards taken over since open (`/metrics`).
     takeovers: AtomicU64,
+    /// Cluster mode: where the next read of `__consumer_offsets` for transaction completions
+    /// starts (`None` until a shard was taken over).
+    txn_tail: Mutex<Option<i64>>,
 }
 
 impl GroupCoordinator {
@@ -353,6 +403,7 @@ impl GroupCoordinator {
             states,
             values,
             txn_pending,
+            txn_done,
         } = replayed;
         let mut engine = GroupEngine::new(config);
         let mut consumer = consumer::ConsumerGroupEngine::new(config.consumer);
@@ -376,6 +427,7 @@ impl GroupCoordinator {
                 txn_pending,
                 group_values: values,
                 checkpoint_end,
+                txn_done,
             }),
             checkpoint_path,
             replayed_records,
@@ -386,6 +438,7 @@ impl GroupCoordinator {
             authority,
             owned: Mutex::new(authority::OwnedShards::new()),
             takeovers: AtomicU64::new(0),
+            txn_tail: Mutex::new(None),
         })
     }
 
@@ -1121,6 +1174,7 @@ impl GroupCoordinator {
             instance_id,
             commits,
         } = request;
+        self.check_coordinator(group_id)?;
         if generation >= 0 || !member_id.is_empty() {
             self.validate_committer(group_id, member_id, generation, instance_id)?;
         }
@@ -1149,13 +1203,17 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(results);
         }
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|(k, v)| Record::new(now, Some(k), v))
+            .collect();
         let written = self.offsets_partition_blocking(host).and_then(|partition| {
-            let mut batch = crate::internal::batch_of(&records, now)?;
             let _shared = self
                 .offsets_order
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            partition.append_blocking(&mut batch)?;
+            // Fenced by the group's shard lease in cluster mode, as every group write.
+            self.append_for_group(&partition, group_id, &records)?;
             let mut store = self.offsets();
             store
                 .txn_pending
@@ -1170,23 +1228,41 @@ impl GroupCoordinator {
         }
     }
 
-    /// Ends producer `producer_id`'s pending offsets: a commit makes them committed offsets,
-    /// an abort drops them (both tombstone the pending records). BLOCKING.
+    /// Ends producer `producer_id`'s pending offsets (of `group` only, if given): a commit
+    /// makes them committed offsets, an abort drops them (both tombstone the pending records).
+    /// In cluster mode one group at a time, fenced by its shard lease. BLOCKING.
     pub(crate) fn complete_txn_offsets_blocking(
         &self,
         host: &dyn GroupHost,
         producer_id: i64,
         commit: bool,
+        group: Option<&str>,
     ) -> Result<()> {
-        let pending = self
+        let mut pending = self
             .offsets()
             .txn_pending
             .get(&producer_id)
             .cloned()
             .unwrap_or_default();
+        if let Some(only) = group {
+            pending.retain(|(g, _, _), _| g == only);
+        }
         if pending.is_empty() {
             return Ok(());
         }
+        let shard = match group {
+            Some(g) => self.batch_shard(g),
+            None if self.authority.is_some() => {
+                // One shard per write: settle group by group.
+                let groups: std::collections::BTreeSet<String> =
+                    pending.keys().map(|(g, _, _)| g.clone()).collect();
+                for g in groups {
+                    self.complete_txn_offsets_blocking(host, producer_id, commit, Some(&g))?;
+                }
+                return Ok(());
+            }
+            None => CoordinatorShard(0),
+        };
         // The tombstones of the pending keys first, then (commit) the offsets, group by group.
         let mut records: Vec<(Bytes, Option<Bytes>)> = pending
             .keys()
@@ -1212,13 +1288,19 @@ impl GroupCoordinator {
             }
         }
         let partition = self.offsets_partition_blocking(host)?;
-        let mut batch = crate::internal::batch_of(&records, host.now_ms())?;
+        let now = host.now_ms();
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|(k, v)| Record::new(now, Some(k), v))
+            .collect();
         // Held until the cache is updated (see `write_offsets_blocking`).
         let _shared = self
             .offsets_order
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let base = partition.append_blocking(&mut batch)?.base_offset;
+        let base = self
+            .append_for_shard(&partition, shard, &records)?
+            .base_offset;
         {
             let mut store = self.offsets();
             if let Some(p) = store.txn_pending.get_mut(&producer_id) {
@@ -1487,10 +1569,17 @@ impl Broker {
         });
     }
 
-    /// Cluster mode: takes over the coordinator shards whose leases this broker gained and
-    /// drops those it lost (see `GroupCoordinator::check_coordinator`). BLOCKING.
+    /// Cluster mode: takes over the group- and transaction-coordinator shards whose leases
+    /// this broker gained and drops those it lost (see `GroupCoordinator::check_coordinator`,
+    /// `txn::authority`), and settles transactional offsets whose transaction ended (see
+    /// `GroupCoordinator::follow_txn_completions_blocking`). BLOCKING.
     pub fn sync_coordinator_leases_blocking(&self) -> Result<()> {
-        self.groups.sync_leases_blocking(self)
+        let groups = self.groups.sync_leases_blocking(self);
+        if let Err(e) = self.groups.follow_txn_completions_blocking(self) {
+            tracing::warn!(error = %e, "reading transaction completions failed");
+        }
+        let txns = self.txns.sync_leases_blocking(self);
+        groups.and(txns)
     }
 
     /// Writes the queued group states to `__consumer_offsets` in one batch. BLOCKING.
@@ -1545,7 +1634,7 @@ impl Broker {
         commit: bool,
     ) -> Result<()> {
         self.groups
-            .complete_txn_offsets_blocking(self, producer_id, commit)
+            .complete_txn_offsets_blocking(self, producer_id, commit, None)
     }
 
     /// Expires committed offsets (`offsets.retention.minutes`, see `offsets::expired`):

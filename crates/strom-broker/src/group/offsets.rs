@@ -63,6 +63,124 @@ const TXN_VERSION: u16 = 3;
 /// tombstone that replay ignores and compaction drops; it exists to be committed.
 const FENCE_VERSION: u16 = 4;
 
+/// Key version of a transaction's completion (cluster mode): written by the transaction
+/// coordinator, read by the coordinators of the transaction's groups.
+const TXN_DONE_VERSION: u16 = 5;
+
+/// A transaction's end as recorded for one of its groups in `__consumer_offsets` (cluster
+/// mode): the group's coordinator settles `producer_id`'s pending offsets of `group` when it
+/// reads it (in its tail of the topic, or in a takeover's replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TxnDone {
+    pub(crate) producer_id: i64,
+    pub(crate) group: String,
+    pub(crate) commit: bool,
+    /// The lease epoch of the transaction coordinator that wrote it.
+    pub(crate) coordinator_epoch: i32,
+    /// Unique per record written, so one read twice is applied once.
+    pub(crate) nonce: u64,
+}
+
+/// Encodes a completion record (key, value).
+pub(crate) fn encode_txn_done(done: &TxnDone) -> (Bytes, Bytes) {
+    let mut key = Vec::with_capacity(12 + done.group.len());
+    key.put_u16(TXN_DONE_VERSION);
+    key.put_i64(done.producer_id);
+    put_str(&mut key, &done.group);
+    let mut value = Vec::with_capacity(15);
+    value.put_u16(TXN_DONE_VERSION);
+    value.put_u8(u8::from(done.commit));
+    value.put_i32(done.coordinator_epoch);
+    value.put_u64(done.nonce);
+    (Bytes::from(key), Bytes::from(value))
+}
+
+/// Decodes a completion record; `None` for any other record (or a tombstone).
+pub(crate) fn decode_txn_done(mut key: Bytes, value: Option<Bytes>) -> Option<TxnDone> {
+    if key.remaining() < 10 || key.get_u16() != TXN_DONE_VERSION {
+        return None;
+    }
+    let producer_id = key.get_i64();
+    let group = get_str(&mut key)?;
+    let mut value = value?;
+    if key.has_remaining() || value.remaining() != 15 || value.get_u16() != TXN_DONE_VERSION {
+        return None;
+    }
+    let commit = value.get_u8() != 0;
+    let coordinator_epoch = value.get_i32();
+    let nonce = value.get_u64();
+    Some(TxnDone {
+        producer_id,
+        group,
+        commit,
+        coordinator_epoch,
+        nonce,
+    })
+}
+
+/// Whether a key is a completion record's (whatever its value).
+pub(crate) fn is_txn_done_key(key: &[u8]) -> bool {
+    key.get(..2) == Some(&TXN_DONE_VERSION.to_be_bytes()[..])
+}
+
+/// The completions applied per producer and group: the highest coordinator epoch seen and the
+/// nonces of the last few records applied (a record read twice, by a takeover's replay and the
+/// tail, is applied once; one of an older coordinator epoch is ignored).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TxnDoneSeen {
+    by_producer: BTreeMap<(i64, String), (i32, std::collections::VecDeque<u64>)>,
+}
+
+impl TxnDoneSeen {
+    /// How many nonces are remembered per producer.
+    const NONCES: usize = 64;
+
+    /// Whether `done` is to be applied (new, and not of an older coordinator epoch than one
+    /// applied for its producer). Does not record it.
+    pub(crate) fn admits(&self, done: &TxnDone) -> bool {
+        match self
+            .by_producer
+            .get(&(done.producer_id, done.group.clone()))
+        {
+            None => true,
+            Some((epoch, nonces)) => {
+                done.coordinator_epoch >= *epoch && !nonces.contains(&done.nonce)
+            }
+        }
+    }
+
+    /// Records `done` as applied.
+    pub(crate) fn record(&mut self, done: &TxnDone) {
+        let (epoch, nonces) = self
+            .by_producer
+            .entry((done.producer_id, done.group.clone()))
+            .or_default();
+        *epoch = (*epoch).max(done.coordinator_epoch);
+        if nonces.len() == Self::NONCES {
+            nonces.pop_front();
+        }
+        nonces.push_back(done.nonce);
+    }
+
+    /// Takes in what another view recorded (a takeover's replay) for the groups `ours` says.
+    pub(crate) fn merge(&mut self, other: TxnDoneSeen, ours: impl Fn(&str) -> bool) {
+        for ((pid, group), (epoch, nonces)) in other.by_producer {
+            if !ours(&group) {
+                continue;
+            }
+            for nonce in nonces {
+                self.record(&TxnDone {
+                    producer_id: pid,
+                    group: group.clone(),
+                    commit: false,
+                    coordinator_epoch: epoch,
+                    nonce,
+                });
+            }
+        }
+    }
+}
+
 /// The key of coordinator shard `shard`'s fence record.
 pub(crate) fn encode_fence_key(shard: u32) -> Bytes {
     let mut buf = Vec::with_capacity(6);

@@ -120,6 +120,13 @@ pub trait StorageBackend: Send + Sync + Debug {
     fn coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
         None
     }
+
+    /// Who may coordinate which transactional ids (cluster mode): shards of
+    /// [`coordinator_shard`] of the transactional id, under leases of their own (independent
+    /// of the group shards' epochs); `None` for a single broker, which coordinates every id.
+    fn txn_coordinator_leases(&self) -> Option<Arc<dyn CoordinatorLeases>> {
+        None
+    }
 }
 
 /// How many coordinator shards group ids hash to ([`coordinator_shard`]); the same on every

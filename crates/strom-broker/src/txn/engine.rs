@@ -83,6 +83,11 @@ pub enum TxnError {
     /// A transactional batch for a partition that is not in the producer's transaction.
     #[error("partition not added to the transaction")]
     PartitionNotInTransaction,
+    /// Cluster mode: this broker does not hold the lease of the transactional id's
+    /// coordinator shard (or has not taken it over yet): the client finds the coordinator
+    /// again.
+    #[error("not the coordinator of this transactional id")]
+    NotCoordinator,
 }
 
 /// Result alias for the engine.

@@ -24,12 +24,16 @@
 //! [`Broker`] implements; the broker's transaction methods delegate to the coordinator.
 //!
 //! A single node coordinates every transactional id; the coordinator epoch in markers is 0.
+//! In cluster mode transactional ids are sharded under PostgreSQL leases and this broker acts
+//! only for the shards it took over ([`authority`]); markers carry the lease epoch.
 
+pub mod authority;
 pub mod engine;
 pub mod state;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use strom_record::{ControlType, marker_batch};
@@ -38,6 +42,7 @@ use crate::broker::Broker;
 use crate::error::{Error, Result};
 use crate::group::OffsetCommit;
 use crate::partition::Partition;
+use crate::storage::{CoordinatorLeases, ShardLease};
 
 pub use engine::{
     InitPlan, MAX_TRANSACTION_TIMEOUT_MS, TxnError, TxnMetadata, TxnResult, TxnState, check_timeout,
@@ -48,9 +53,6 @@ pub use state::TRANSACTION_STATE_TOPIC;
 /// is forgotten.
 pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 
-/// The coordinator epoch written into markers (a single node never changes coordinator).
-const COORDINATOR_EPOCH: i32 = 0;
-
 type Entry = Arc<TxnEntry>;
 
 /// One transactional id: the metadata requests change (`op`, held for a whole request) and the
@@ -60,12 +62,16 @@ type Entry = Arc<TxnEntry>;
 struct TxnEntry {
     op: Mutex<TxnMetadata>,
     view: RwLock<TxnMetadata>,
+    /// Cluster mode: the shard lease the entry was loaded or created under; it is written
+    /// only while that lease is still the one acted under. `None` on a single broker.
+    lease: Option<ShardLease>,
 }
 
 /// A request's hold on one id's metadata; publishes it to the readers' copy when dropped.
 struct Held<'a> {
     guard: MutexGuard<'a, TxnMetadata>,
     view: &'a RwLock<TxnMetadata>,
+    lease: Option<ShardLease>,
 }
 
 impl Deref for Held<'_> {
@@ -89,10 +95,11 @@ impl Drop for Held<'_> {
 }
 
 impl TxnEntry {
-    fn new(m: TxnMetadata) -> Entry {
+    fn new(m: TxnMetadata, lease: Option<ShardLease>) -> Entry {
         Arc::new(TxnEntry {
             view: RwLock::new(m.clone()),
             op: Mutex::new(m),
+            lease,
         })
     }
 
@@ -101,6 +108,7 @@ impl TxnEntry {
         Held {
             guard: lock(&self.op),
             view: &self.view,
+            lease: self.lease,
         }
     }
 
@@ -114,6 +122,7 @@ impl TxnEntry {
         Some(Held {
             guard,
             view: &self.view,
+            lease: self.lease,
         })
     }
 
@@ -141,6 +150,12 @@ pub struct TxnCoordinator {
     ids: Mutex<HashMap<String, Entry>>,
     /// Partition 0 of `__transaction_state`, once it exists.
     partition: Mutex<Option<Arc<Partition>>>,
+    /// Cluster mode: the transaction-coordinator shard leases ([`authority`]).
+    authority: Option<Arc<dyn CoordinatorLeases>>,
+    /// Cluster mode: the shards taken over, at their lease epochs.
+    owned: Mutex<authority::OwnedShards>,
+    /// Shards taken over since opening.
+    takeovers: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -149,17 +164,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl TxnCoordinator {
     /// A coordinator replayed from `partition` (partition 0 of `__transaction_state`, if it
-    /// exists). BLOCKING.
-    pub(crate) fn open(partition: Option<Arc<Partition>>) -> Result<TxnCoordinator> {
+    /// exists). In cluster mode (`authority` given) nothing is replayed here: each shard's ids
+    /// are loaded when its lease is taken over ([`Self::sync_leases_blocking`]). BLOCKING.
+    pub(crate) fn open(
+        partition: Option<Arc<Partition>>,
+        authority: Option<Arc<dyn CoordinatorLeases>>,
+    ) -> Result<TxnCoordinator> {
         let mut ids = HashMap::new();
-        if let Some(p) = &partition {
+        if let Some(p) = partition.as_ref().filter(|_| authority.is_none()) {
             crate::internal::replay(p, |key, value| {
                 let Some(id) = key.and_then(state::decode_key) else {
                     return;
                 };
                 match value.and_then(state::decode_value) {
                     Some(m) => {
-                        ids.insert(id, TxnEntry::new(m));
+                        ids.insert(id, TxnEntry::new(m, None));
                     }
                     None => {
                         ids.remove(&id);
@@ -171,6 +190,9 @@ impl TxnCoordinator {
         Ok(TxnCoordinator {
             ids: Mutex::new(ids),
             partition: Mutex::new(partition),
+            authority,
+            owned: Mutex::default(),
+            takeovers: AtomicU64::new(0),
         })
     }
 
@@ -229,6 +251,25 @@ pub(crate) trait TxnHost {
     fn write_txn_offsets(&self, request: TxnOffsets<'_>) -> Result<Vec<Result<()>>>;
     /// Applies (`commit`) or drops the pending offsets of `producer_id`. BLOCKING.
     fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()>;
+    /// Cluster mode: records in `__consumer_offsets` that `producer_id`'s transaction ended,
+    /// for the coordinators of its groups (possibly other brokers) to settle their pending
+    /// offsets when they read it. BLOCKING.
+    fn publish_txn_completion(&self, completion: TxnCompletion) -> Result<()>;
+}
+
+/// The end of a transaction that committed offsets, as the coordinators of its groups learn
+/// it in cluster mode ([`TxnHost::publish_txn_completion`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnCompletion {
+    /// The transaction's producer.
+    pub producer_id: i64,
+    /// The groups whose offsets it committed.
+    pub groups: Vec<String>,
+    /// Committed (else aborted).
+    pub commit: bool,
+    /// The coordinator epoch (lease epoch) of the broker that ended it: a completion of an
+    /// older coordinator epoch than one already applied for this producer is ignored.
+    pub coordinator_epoch: i32,
 }
 
 /// The offsets of one TxnOffsetCommit, as handed to [`TxnHost::write_txn_offsets`].
@@ -266,6 +307,11 @@ impl TxnHost for Broker {
     fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()> {
         self.complete_txn_offsets_blocking(producer_id, commit)
     }
+
+    fn publish_txn_completion(&self, completion: TxnCompletion) -> Result<()> {
+        self.groups
+            .publish_txn_completion_blocking(self, &completion)
+    }
 }
 
 impl TxnCoordinator {
@@ -279,21 +325,23 @@ impl TxnCoordinator {
         Ok(p)
     }
 
-    /// Appends an id's metadata (or a tombstone) to `__transaction_state`. BLOCKING.
+    /// Appends an id's metadata (or a tombstone) to `__transaction_state`, under `lease` in
+    /// cluster mode (see [`authority`]). BLOCKING.
     fn persist_txn_blocking(
         &self,
         host: &dyn TxnHost,
         transactional_id: &str,
+        lease: Option<ShardLease>,
         m: Option<&TxnMetadata>,
     ) -> Result<()> {
         let partition = self.state_partition(host)?;
         let value = m.and_then(state::encode_value);
-        let mut batch = crate::internal::batch_of(
+        self.append_state_blocking(
+            &partition,
+            lease,
             &[(state::encode_key(transactional_id), value)],
             host.now_ms(),
-        )?;
-        partition.append_blocking(&mut batch)?;
-        Ok(())
+        )
     }
 
     /// InitProducerId with a transactional id: a new id gets a fresh producer id at epoch 0;
@@ -311,6 +359,7 @@ impl TxnCoordinator {
             return Err(TxnError::InvalidTransactionalId.into());
         }
         check_timeout(timeout_ms)?;
+        let lease = self.acting_lease(transactional_id)?;
         let now = host.now_ms();
         let entry = match self.entry(transactional_id) {
             Some(e) => e,
@@ -320,7 +369,7 @@ impl TxnCoordinator {
                     return Err(TxnError::InvalidProducerIdMapping.into());
                 }
                 let pid = host.allocate_producer_id()?;
-                let fresh = TxnEntry::new(TxnMetadata::new(pid, timeout_ms, now));
+                let fresh = TxnEntry::new(TxnMetadata::new(pid, timeout_ms, now), lease);
                 let existing = {
                     let mut ids = lock(&self.ids);
                     let e = ids
@@ -330,7 +379,20 @@ impl TxnCoordinator {
                 };
                 if Arc::ptr_eq(&existing, &fresh) {
                     let m = fresh.hold();
-                    self.persist_txn_blocking(host, transactional_id, Some(&m))?;
+                    let persisted =
+                        self.persist_txn_blocking(host, transactional_id, m.lease, Some(&m));
+                    if let Err(e) = persisted {
+                        // Not durable: the id stays unknown.
+                        drop(m);
+                        let mut ids = lock(&self.ids);
+                        if ids
+                            .get(transactional_id)
+                            .is_some_and(|e| Arc::ptr_eq(e, &fresh))
+                        {
+                            ids.remove(transactional_id);
+                        }
+                        return Err(e);
+                    }
                     return Ok((m.producer_id, m.producer_epoch));
                 }
                 existing
@@ -353,12 +415,15 @@ impl TxnCoordinator {
             None
         };
         next.bump_for_init(new_pid, timeout_ms, now);
-        self.persist_txn_blocking(host, transactional_id, Some(&next))?;
+        self.persist_txn_blocking(host, transactional_id, m.lease, Some(&next))?;
         *m = next;
         Ok((m.producer_id, m.producer_epoch))
     }
 
+    /// The entry of an id this coordinator acts for (NOT_COORDINATOR in cluster mode
+    /// otherwise), or INVALID_PRODUCER_ID_MAPPING if unknown.
     fn locked_entry(&self, transactional_id: &str) -> Result<Entry> {
+        self.acting_lease(transactional_id)?;
         self.entry(transactional_id)
             .ok_or_else(|| TxnError::InvalidProducerIdMapping.into())
     }
@@ -417,14 +482,14 @@ impl TxnCoordinator {
         &self,
         host: &dyn TxnHost,
         transactional_id: &str,
-        m: &mut TxnMetadata,
+        m: &mut Held<'_>,
         partitions: &[(String, i32)],
         group: Option<&str>,
     ) -> Result<()> {
-        let mut next = m.clone();
+        let mut next = TxnMetadata::clone(m);
         if next.add(partitions, group, host.now_ms()) {
-            self.persist_txn_blocking(host, transactional_id, Some(&next))?;
-            *m = next;
+            self.persist_txn_blocking(host, transactional_id, m.lease, Some(&next))?;
+            **m = next;
         }
         Ok(())
     }
@@ -440,6 +505,12 @@ impl TxnCoordinator {
         offsets: TxnOffsets<'_>,
         epoch: i16,
     ) -> Result<Vec<Result<()>>> {
+        // Cluster mode: TxnOffsetCommit goes to the group's coordinator, which may not be the
+        // transactional id's; that broker checks the member and the group only, as Kafka's
+        // group coordinator does (the EndTxn that settles the offsets checks the producer).
+        if self.authority.is_some() && !self.acts_for(transactional_id) {
+            return host.write_txn_offsets(offsets);
+        }
         let entry = self.locked_entry(transactional_id)?;
         let m = entry.hold();
         m.check_offset_commit(offsets.producer_id, epoch, offsets.group_id)?;
@@ -469,14 +540,14 @@ impl TxnCoordinator {
         &self,
         host: &dyn TxnHost,
         transactional_id: &str,
-        m: &mut TxnMetadata,
+        m: &mut Held<'_>,
         commit: bool,
         bump_epoch: bool,
     ) -> Result<()> {
-        let mut next = m.clone();
+        let mut next = TxnMetadata::clone(m);
         next.prepare(commit, bump_epoch, host.now_ms());
-        self.persist_txn_blocking(host, transactional_id, Some(&next))?;
-        *m = next;
+        self.persist_txn_blocking(host, transactional_id, m.lease, Some(&next))?;
+        **m = next;
         self.complete_transaction_locked(host, transactional_id, m)
     }
 
@@ -486,7 +557,7 @@ impl TxnCoordinator {
         &self,
         host: &dyn TxnHost,
         transactional_id: &str,
-        m: &mut TxnMetadata,
+        m: &mut Held<'_>,
     ) -> Result<()> {
         let commit = m.state == TxnState::PrepareCommit;
         let control = if commit {
@@ -494,14 +565,29 @@ impl TxnCoordinator {
         } else {
             ControlType::Abort
         };
-        self.write_markers_blocking(host, m, control)?;
-        if !m.groups.is_empty() {
-            host.complete_txn_offsets(m.producer_id, commit)?;
+        if !self.lease_is_current(m.lease) {
+            return Err(TxnError::NotCoordinator.into());
         }
-        let mut next = m.clone();
+        let coordinator_epoch = Self::coordinator_epoch(m.lease);
+        self.write_markers_blocking(host, m, control, coordinator_epoch)?;
+        if !m.groups.is_empty() {
+            if self.authority.is_some() {
+                // The groups' coordinators may be other brokers: they settle the offsets when
+                // they read this completion in `__consumer_offsets`.
+                host.publish_txn_completion(TxnCompletion {
+                    producer_id: m.producer_id,
+                    groups: m.groups.iter().cloned().collect(),
+                    commit,
+                    coordinator_epoch,
+                })?;
+            } else {
+                host.complete_txn_offsets(m.producer_id, commit)?;
+            }
+        }
+        let mut next = TxnMetadata::clone(m);
         next.complete(host.now_ms());
-        self.persist_txn_blocking(host, transactional_id, Some(&next))?;
-        *m = next;
+        self.persist_txn_blocking(host, transactional_id, m.lease, Some(&next))?;
+        **m = next;
         tracing::debug!(
             transactional_id,
             commit,
@@ -518,13 +604,14 @@ impl TxnCoordinator {
         host: &dyn TxnHost,
         m: &TxnMetadata,
         control: ControlType,
+        coordinator_epoch: i32,
     ) -> Result<()> {
         let now = host.now_ms();
         let batch = marker_batch(
             m.producer_id,
             m.producer_epoch,
             control,
-            COORDINATOR_EPOCH,
+            coordinator_epoch,
             now,
         )
         .map_err(|e| Error::Storage(crate::storage::StorageError::InvalidBatch(e)))?;
@@ -569,6 +656,12 @@ impl TxnCoordinator {
         topic: &str,
         partition: i32,
     ) -> Result<()> {
+        // Cluster mode: the partition's leader is often not the id's coordinator, and brokers
+        // do not ask each other; the store fences the producer's epoch on its own. Checked
+        // here only when this broker coordinates the id.
+        if self.authority.is_some() && !self.acts_for(transactional_id) {
+            return Ok(());
+        }
         let entry = self.locked_entry(transactional_id)?;
         entry
             .view()
@@ -584,6 +677,10 @@ impl TxnCoordinator {
         let now = host.now_ms();
         let mut ended = 0;
         for (id, entry) in self.entries() {
+            // Cluster mode: only the holder of the id's shard lease ends its transactions.
+            if !self.lease_is_current(entry.lease) {
+                continue;
+            }
             let Some(mut m) = entry.try_hold() else {
                 continue;
             };
@@ -595,7 +692,7 @@ impl TxnCoordinator {
             } else {
                 if m.state != TxnState::Ongoing
                     && now.saturating_sub(m.updated_ms) > TRANSACTIONAL_ID_EXPIRATION_MS
-                    && self.persist_txn_blocking(host, &id, None).is_ok()
+                    && self.persist_txn_blocking(host, &id, m.lease, None).is_ok()
                 {
                     lock(&self.ids).remove(&id);
                 }
@@ -628,10 +725,6 @@ impl Broker {
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16)> {
-        if let Some(refused) = self.storage().unsupported("transactions") {
-            // Refused where the producer starts, not at its first transactional batch.
-            return Err(crate::Error::Storage(refused));
-        }
         self.txns
             .init_transactional_producer_blocking(self, transactional_id, timeout_ms, expected)
     }

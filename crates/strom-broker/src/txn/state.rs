@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The latest record of a key is the id's state; a tombstone (null value) forgets an expired
-//! id. Unknown versions are skipped on replay.
+//! id. Unknown versions are skipped on replay. In cluster mode a coordinator shard's fence is
+//! a tombstone under key version 1 (`version:u16 (=1) | shard:u32`), which replay skips.
 
 use bytes::{Buf, BufMut, Bytes};
 
@@ -18,6 +19,17 @@ pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 const KEY_VERSION: u16 = 0;
 const VALUE_VERSION: u16 = 1;
+/// Key version of a transaction-coordinator shard's fence (cluster mode, see
+/// `txn::authority`): a tombstone replay skips and compaction drops.
+const FENCE_KEY_VERSION: u16 = 1;
+
+/// The key of transaction-coordinator shard `shard`'s fence record.
+pub(crate) fn encode_fence_key(shard: u32) -> Bytes {
+    let mut buf = Vec::with_capacity(6);
+    buf.put_u16(FENCE_KEY_VERSION);
+    buf.put_u32(shard);
+    Bytes::from(buf)
+}
 
 /// Encodes the key of a transactional id.
 pub(crate) fn encode_key(transactional_id: &str) -> Bytes {
@@ -74,5 +86,6 @@ mod tests {
         assert_eq!(decode_key(Bytes::from_static(&[0, 9, 0, 0])), None);
         assert_eq!(decode_value(Bytes::from_static(b"\x00\x01{")), None);
         assert_eq!(decode_value(Bytes::from_static(b"\x00\x02{}")), None);
+        assert_eq!(decode_key(encode_fence_key(3)), None);
     }
 }

@@ -241,7 +241,7 @@ fn a_prepared_transaction_is_completed_when_the_broker_opens() {
         m.prepare(true, false, 2_000);
         broker
             .txns()
-            .persist_txn_blocking(&broker, "tx", Some(&m))
+            .persist_txn_blocking(&broker, "tx", None, Some(&m))
             .unwrap();
         drop(m);
         broker.shutdown_blocking().unwrap();
@@ -398,6 +398,7 @@ mod narrow_host {
 
     use super::*;
     use crate::storage::local::{LocalBackend, open_test_partition as partition};
+    use crate::storage::{CoordinatorLeases, ShardLease};
 
     #[derive(Debug)]
     struct Host {
@@ -406,6 +407,11 @@ mod narrow_host {
         next_pid: AtomicI64,
         completed: Mutex<Vec<(i64, bool)>>,
         written: Mutex<Vec<(i64, String, usize)>>,
+        published: Mutex<Vec<TxnCompletion>>,
+        now: AtomicI64,
+        state: std::sync::OnceLock<Arc<Partition>>,
+        /// When set, publishing a completion fails (a transaction then stays prepared).
+        fail_publish: std::sync::atomic::AtomicBool,
     }
 
     impl Host {
@@ -418,13 +424,17 @@ mod narrow_host {
                 next_pid: AtomicI64::new(100),
                 completed: Mutex::default(),
                 written: Mutex::default(),
+                published: Mutex::default(),
+                now: AtomicI64::new(1_000),
+                state: std::sync::OnceLock::new(),
+                fail_publish: std::sync::atomic::AtomicBool::new(false),
             }
         }
     }
 
     impl TxnHost for Host {
         fn now_ms(&self) -> i64 {
-            1_000
+            self.now.load(Ordering::Relaxed)
         }
         fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
             if topic == "data" && index == 0 {
@@ -437,7 +447,10 @@ mod narrow_host {
             }
         }
         fn txn_state_partition(&self) -> Result<Arc<Partition>> {
-            Ok(partition(&self.backend, TRANSACTION_STATE_TOPIC))
+            // One partition object, shared by every coordinator on this host (as a broker's).
+            Ok(Arc::clone(self.state.get_or_init(|| {
+                partition(&self.backend, TRANSACTION_STATE_TOPIC)
+            })))
         }
         fn allocate_producer_id(&self) -> Result<i64> {
             Ok(self.next_pid.fetch_add(1, Ordering::Relaxed))
@@ -448,6 +461,13 @@ mod narrow_host {
         }
         fn complete_txn_offsets(&self, producer_id: i64, commit: bool) -> Result<()> {
             lock(&self.completed).push((producer_id, commit));
+            Ok(())
+        }
+        fn publish_txn_completion(&self, completion: TxnCompletion) -> Result<()> {
+            if self.fail_publish.load(Ordering::Relaxed) {
+                return Err(Error::ShuttingDown);
+            }
+            lock(&self.published).push(completion);
             Ok(())
         }
     }
@@ -511,10 +531,219 @@ mod narrow_host {
 
         // The state went to the host's `__transaction_state`: a coordinator replayed from it
         // knows the id as it was left.
-        let replayed =
-            TxnCoordinator::open(Some(partition(&host.backend, TRANSACTION_STATE_TOPIC)));
+        let replayed = TxnCoordinator::open(
+            Some(partition(&host.backend, TRANSACTION_STATE_TOPIC)),
+            None,
+        );
         let replayed = replayed.unwrap();
         let m = replayed.describe("tx").unwrap().metadata;
         assert_eq!((m.producer_id, m.state), (pid, TxnState::CompleteCommit));
+    }
+
+    /// Test leases: what the test says is held.
+    #[derive(Debug, Default)]
+    struct Leases {
+        held: Mutex<Vec<ShardLease>>,
+        given_up: Mutex<Vec<ShardLease>>,
+    }
+
+    impl CoordinatorLeases for Leases {
+        fn held(&self) -> Vec<ShardLease> {
+            lock(&self.held).clone()
+        }
+        fn coordinator(&self, _: crate::storage::CoordinatorShard) -> Option<i32> {
+            None
+        }
+        fn give_up(&self, lease: ShardLease) {
+            lock(&self.held).retain(|l| *l != lease);
+            lock(&self.given_up).push(lease);
+        }
+    }
+
+    /// The markers of the data partition: (producer id, commit?, coordinator epoch).
+    fn data_markers(host: &Host) -> Vec<(i64, bool, i32)> {
+        let read = host.data.read_blocking(0, 1 << 20).unwrap();
+        strom_record::batches(&read.records, strom_record::ValidationLimits::default())
+            .map(|b| b.unwrap())
+            .filter(|(h, _)| h.is_control())
+            .map(|(_, range)| {
+                let m = strom_record::parse_marker(&read.records[range]).unwrap();
+                (
+                    m.producer_id,
+                    m.control_type == ControlType::Commit,
+                    m.coordinator_epoch,
+                )
+            })
+            .collect()
+    }
+
+    fn transactional_batch(pid: i64, epoch: i16) -> Vec<u8> {
+        strom_record::BatchBuilder {
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: 0,
+            transactional: true,
+            ..strom_record::BatchBuilder::new()
+        }
+        .build(&[strom_record::Record::new(
+            1,
+            None,
+            Some(bytes::Bytes::from("v")),
+        )])
+        .unwrap()
+    }
+
+    /// Cluster-mode authority over one shared `__transaction_state` (the local store fences
+    /// an idempotent producer's older epoch as the cluster store does): a shard changes
+    /// hands, the former holder's write is refused, and a transaction the former holder left
+    /// in PrepareCommit is completed by the new holder at takeover, its markers carrying the
+    /// new lease epoch.
+    #[test]
+    fn a_shard_changes_hands_the_stale_holder_is_fenced_and_a_prepared_commit_completes() {
+        use crate::storage::coordinator_shard;
+
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(dir.path());
+        let (leases_a, leases_b) = (Arc::new(Leases::default()), Arc::new(Leases::default()));
+        let open = |leases: &Arc<Leases>| {
+            let authority: Arc<dyn CoordinatorLeases> = Arc::clone(leases) as _;
+            TxnCoordinator::open(None, Some(authority)).unwrap()
+        };
+        let (a, b) = (open(&leases_a), open(&leases_b));
+        let shard = coordinator_shard("tx");
+        let at = |epoch| ShardLease { shard, epoch };
+        let not_coordinator =
+            |r: &Result<(i64, i16)>| matches!(r, Err(Error::Txn(TxnError::NotCoordinator)));
+
+        // No lease, or held but not taken over yet: NOT_COORDINATOR.
+        assert!(not_coordinator(&a.init_transactional_producer_blocking(
+            &host, "tx", 60_000, None
+        )));
+        lock(&leases_a.held).push(at(1));
+        assert!(not_coordinator(&a.init_transactional_producer_blocking(
+            &host, "tx", 60_000, None
+        )));
+        a.sync_leases_blocking(&host).unwrap();
+        assert_eq!(a.owned_shards(), vec![at(1)]);
+        let (pid, epoch) = a
+            .init_transactional_producer_blocking(&host, "tx", 60_000, None)
+            .unwrap();
+        a.add_partitions_to_txn_blocking(&host, "tx", pid, epoch, vec![("data".into(), 0)])
+            .unwrap();
+        a.add_offsets_to_txn_blocking(&host, "tx", pid, epoch, "g")
+            .unwrap();
+        // Another shard's id is not A's.
+        let other = (0..)
+            .map(|i| format!("other-{i}"))
+            .find(|id| coordinator_shard(id) != shard)
+            .unwrap();
+        assert!(not_coordinator(&a.init_transactional_producer_blocking(
+            &host, &other, 60_000, None
+        )));
+        // A producer's transactional batch lands; the commit cannot finish (the groups'
+        // completion is not published), so the id stays PrepareCommit, durably.
+        host.data
+            .append_blocking(&mut transactional_batch(pid, epoch))
+            .unwrap();
+        host.fail_publish.store(true, Ordering::Relaxed);
+        assert!(a.end_txn_blocking(&host, "tx", pid, epoch, true).is_err());
+        assert_eq!(
+            a.describe("tx").unwrap().metadata.state,
+            TxnState::PrepareCommit
+        );
+        host.fail_publish.store(false, Ordering::Relaxed);
+
+        // B takes the shard at epoch 2 while A still believes it holds epoch 1: B fences,
+        // reads the prepared commit and completes it (markers at coordinator epoch 2).
+        lock(&leases_b.held).push(at(2));
+        b.sync_leases_blocking(&host).unwrap();
+        let m = b.describe("tx").unwrap().metadata;
+        assert_eq!((m.producer_id, m.state), (pid, TxnState::CompleteCommit));
+        assert!(
+            data_markers(&host).contains(&(pid, true, 2)),
+            "{:?}",
+            data_markers(&host)
+        );
+        let published = lock(&host.published).clone();
+        assert_eq!(published.len(), 1);
+        assert_eq!(
+            (
+                published[0].producer_id,
+                published[0].commit,
+                published[0].coordinator_epoch
+            ),
+            (pid, true, 2)
+        );
+        assert_eq!(published[0].groups, vec!["g".to_owned()]);
+
+        // A's tick retries its prepared commit: its state write is refused by the store (B's
+        // fence is newer) and A gives the shard up.
+        assert_eq!(a.tick_transactions_blocking(&host), 0);
+        assert_eq!(*lock(&leases_a.given_up), vec![at(1)]);
+        assert!(!a.acts_for("tx"));
+
+        // B serves the id: the producer re-initialises and gets the next epoch.
+        let (pid_b, epoch_b) = b
+            .init_transactional_producer_blocking(&host, "tx", 60_000, None)
+            .unwrap();
+        assert_eq!((pid_b, epoch_b), (pid, epoch + 1));
+
+        // B loses the lease: its ids are forgotten and refused; A takes it back at epoch 3 and
+        // sees B's epoch, not its own refused write.
+        lock(&leases_b.held).clear();
+        b.sync_leases_blocking(&host).unwrap();
+        assert!(b.describe("tx").is_none());
+        assert!(!b.acts_for("tx"));
+        lock(&leases_a.held).push(at(3));
+        a.sync_leases_blocking(&host).unwrap();
+        let m = a.describe("tx").unwrap().metadata;
+        assert_eq!((m.producer_id, m.producer_epoch), (pid, epoch + 1));
+
+        // The fences are invisible to a plain replay of the topic.
+        let replayed = TxnCoordinator::open(
+            Some(partition(&host.backend, TRANSACTION_STATE_TOPIC)),
+            None,
+        )
+        .unwrap();
+        assert_eq!(replayed.list().len(), 1);
+    }
+
+    /// In cluster mode an ongoing transaction found at takeover is kept, and aborted by the
+    /// new holder's tick once it outlives its timeout (with an epoch bump).
+    #[test]
+    fn an_ongoing_transaction_is_kept_at_takeover_and_aborted_on_timeout_by_the_holder() {
+        use crate::storage::coordinator_shard;
+
+        let dir = tempfile::tempdir().unwrap();
+        let host = Host::open(dir.path());
+        let (leases_a, leases_b) = (Arc::new(Leases::default()), Arc::new(Leases::default()));
+        let open = |leases: &Arc<Leases>| {
+            let authority: Arc<dyn CoordinatorLeases> = Arc::clone(leases) as _;
+            TxnCoordinator::open(None, Some(authority)).unwrap()
+        };
+        let (a, b) = (open(&leases_a), open(&leases_b));
+        let shard = coordinator_shard("tx");
+        lock(&leases_a.held).push(ShardLease { shard, epoch: 1 });
+        a.sync_leases_blocking(&host).unwrap();
+        let (pid, epoch) = a
+            .init_transactional_producer_blocking(&host, "tx", 1_000, None)
+            .unwrap();
+        a.add_partitions_to_txn_blocking(&host, "tx", pid, epoch, vec![("data".into(), 0)])
+            .unwrap();
+        // A stalls (lease lapses without it ticking); B takes over.
+        lock(&leases_a.held).clear();
+        lock(&leases_b.held).push(ShardLease { shard, epoch: 2 });
+        b.sync_leases_blocking(&host).unwrap();
+        assert_eq!(b.describe("tx").unwrap().metadata.state, TxnState::Ongoing);
+        assert_eq!(b.tick_transactions_blocking(&host), 0, "not timed out yet");
+        host.now.store(10_000, Ordering::Relaxed);
+        assert_eq!(a.tick_transactions_blocking(&host), 0, "A holds no lease");
+        assert_eq!(b.tick_transactions_blocking(&host), 1);
+        let m = b.describe("tx").unwrap().metadata;
+        assert_eq!(
+            (m.state, m.producer_epoch),
+            (TxnState::CompleteAbort, epoch + 1)
+        );
+        assert!(data_markers(&host).contains(&(pid, false, 2)));
     }
 }

@@ -6,8 +6,8 @@
 //! it, by the live broker that will take it; every member of a group therefore talks to the
 //! same coordinator whichever broker it asked, and a broker that lost the lease answers group
 //! requests with NOT_COORDINATOR so clients ask again. A transactional id (`key_type` 1) is
-//! picked as partition leaders are (a stable hash over the live brokers): transactions are not
-//! served in cluster mode yet.
+//! coordinated the same way under the transaction-coordinator shard leases
+//! (`strom_broker::txn::authority`).
 //!
 //! v0–v3 ask for one key; v4+ batch keys in `coordinator_keys`. Other key types (share groups)
 //! answer INVALID_REQUEST.
@@ -40,12 +40,14 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         } else {
             "__consumer_offsets"
         };
-        // Cluster mode, groups: the holder of the group's coordinator-shard lease (or the
-        // live broker that will take it).
-        let leased = (body.key_type == 0)
-            .then(|| context.broker.groups().coordinator_node(key))
-            .flatten()
-            .and_then(|node| live.iter().find(|b| b.node_id == node));
+        // Cluster mode: the holder of the group's or transactional id's coordinator-shard
+        // lease (or the live broker that will take it).
+        let leased = if body.key_type == 1 {
+            context.broker.txns().coordinator_node(key)
+        } else {
+            context.broker.groups().coordinator_node(key)
+        }
+        .and_then(|node| live.iter().find(|b| b.node_id == node));
         // `live` always holds at least this broker.
         leased
             .or_else(|| partition_leader(&live, &format!("{namespace}/{key}"), PartitionIndex(0)))
