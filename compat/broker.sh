@@ -10,9 +10,12 @@
 #   BROKER_PARTITIONS (optional) partitions of auto-created topics (default 1, Kafka's default)
 #   BROKER_SASL    (optional) 1: $PORT is a SASL_PLAINTEXT listener (BROKER_EXTRA then names
 #                  the mechanisms), and a PLAINTEXT listener on $ADMIN_PORT serves the CLI
+#   BROKER_TLS_DIR (optional, with BROKER_SASL=1) a directory with server.pem and server.key
+#                  (compat/strom_setup.py tls DIR): SASL_SSL on $SASL_SSL_PORT and SSL on
+#                  $SSL_PORT too, both advertised as localhost (the certificate's name)
 # and gets, after broker_start:
 #   BROKER_PID, PORT (Kafka), ADMIN_PORT (Kafka, PLAINTEXT; = PORT unless BROKER_SASL=1),
-#   KINESIS_PORT, HTTP_PORT
+#   SASL_SSL_PORT and SSL_PORT (with BROKER_TLS_DIR), KINESIS_PORT, HTTP_PORT
 # The ACL authorizer is on (so the ACL APIs answer rather than SECURITY_DISABLED) with
 # allow.everyone.if.no.acl.found, as librdkafka's own test clusters run it: a resource without
 # ACLs stays open to every client.
@@ -34,7 +37,11 @@ print(s.getsockname()[1])'
 # connections.
 broker_start_once() {
     local i kafka
-    if [[ ${BROKER_SASL:-0} == 1 ]]; then
+    if [[ ${BROKER_SASL:-0} == 1 && -n ${BROKER_TLS_DIR:-} ]]; then
+        kafka=(--listeners "SASL_PLAINTEXT://127.0.0.1:$PORT,PLAINTEXT://127.0.0.1:$ADMIN_PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,SSL://127.0.0.1:$SSL_PORT"
+            --advertised-listeners "SASL_SSL://localhost:$SASL_SSL_PORT,SSL://localhost:$SSL_PORT"
+            --tls-cert "$BROKER_TLS_DIR/server.pem" --tls-key "$BROKER_TLS_DIR/server.key")
+    elif [[ ${BROKER_SASL:-0} == 1 ]]; then
         kafka=(--listeners "SASL_PLAINTEXT://127.0.0.1:$PORT,PLAINTEXT://127.0.0.1:$ADMIN_PORT")
     else
         kafka=(--kafka-listen "127.0.0.1:$PORT" --advertised-host 127.0.0.1 --advertised-port "$PORT")
@@ -78,6 +85,8 @@ broker_start() {
         PORT=$(free_port)
         ADMIN_PORT=$PORT
         [[ ${BROKER_SASL:-0} == 1 ]] && ADMIN_PORT=$(free_port)
+        SASL_SSL_PORT=$(free_port)
+        SSL_PORT=$(free_port)
         KINESIS_PORT=$(free_port)
         HTTP_PORT=$(free_port)
         if broker_start_once; then

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# SASL (SASL_PLAINTEXT) with confluent-kafka, kafka-python (compat/sasl_clients.py) and kafkajs
-# (compat/sasl_kafkajs.js), PLAIN and SCRAM-SHA-256/512.
+# SASL and TLS with confluent-kafka, kafka-python (compat/sasl_clients.py) and kafkajs
+# (compat/sasl_kafkajs.js): PLAIN and SCRAM-SHA-256/512 over SASL_PLAINTEXT and SASL_SSL,
+# OAUTHBEARER (confluent-kafka), plain SSL (kafkajs; test_tls.py covers the others), and the
+# refusals each client reports: wrong password, expired token, untrusted server certificate.
 #
-# The script runs a broker of its own (compat/broker.sh) with two listeners: SASL_PLAINTEXT on
-# $PORT, where the clients run, and PLAINTEXT on loopback $ADMIN_PORT, where `strom user scram
-# set` creates the user first (both mechanisms; PLAIN checks the same credentials).
+# The script runs a broker of its own (compat/broker.sh) with four listeners: SASL_PLAINTEXT on
+# $PORT, SASL_SSL on $SASL_SSL_PORT and SSL on $SSL_PORT, where the clients run, and PLAINTEXT on
+# loopback $ADMIN_PORT, where `strom user scram set` creates the user first (both mechanisms;
+# PLAIN checks the same credentials). Its certificate, a CA it does not use and the key that
+# signs OAUTHBEARER tokens (with the JWKS file the broker validates them against) are made by
+# compat/strom_setup.py in the scratch directory.
 #
 # Run by compat/run.sh (COMPAT_STROM_BIN is the broker binary). Prints PASS/FAIL lines and exits 1
 # if a check failed.
@@ -27,9 +32,17 @@ trap cleanup EXIT
 export COMPAT_SASL_USER=alice COMPAT_SASL_PASSWORD=alice-secret
 FAILED=0
 
-echo "== sasl: setting up a broker with SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+echo "== sasl: setting up a broker with SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) and TLS"
+if ! (cd "$HERE" && "$PY" strom_setup.py tls "$WORK/tls"); then
+    echo "FAIL sasl/setup: compat/strom_setup.py could not make the certificates"
+    exit 1
+fi
 BROKER_SASL=1
-BROKER_EXTRA=(--sasl-enabled-mechanisms PLAIN,SCRAM-SHA-256,SCRAM-SHA-512)
+BROKER_TLS_DIR=$WORK/tls
+# No initial rebalance delay: every check joins a consumer group of its own, and waiting 3 s
+# for more members each time would double this script's run time.
+BROKER_EXTRA=(--sasl-enabled-mechanisms PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
+    --sasl-oauthbearer-jwks-file "$WORK/tls/jwks.json" --group-initial-rebalance-delay-ms 0)
 if ! broker_start; then
     echo "FAIL sasl/setup: the SASL broker did not start"
     exit 1
@@ -43,6 +56,8 @@ for mech in SCRAM-SHA-256 SCRAM-SHA-512; do
 done
 echo "PASS sasl/setup"
 export COMPAT_BOOTSTRAP=127.0.0.1:$PORT
+export COMPAT_SASL_SSL_BOOTSTRAP=localhost:$SASL_SSL_PORT COMPAT_SSL_BOOTSTRAP=localhost:$SSL_PORT
+export COMPAT_TLS_DIR=$WORK/tls
 
 "$PY" "$HERE/sasl_clients.py" || FAILED=1
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import ssl
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -27,82 +25,38 @@ import uuid
 from pathlib import Path
 
 from compat_check import Suite, expect, expect_eq, wait_until
+from strom_setup import Broker, Tls, free_port
 
 s = Suite("tls")
 RUN = uuid.uuid4().hex[:8]
 TIMEOUT = 20.0
-BIN = os.environ.get("COMPAT_STROM_BIN", "")
 WORK = Path(tempfile.mkdtemp(prefix="strom-tls-"))
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=WORK, timeout=60)
-
-
-def make_ca(name: str) -> None:
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", "-subj", f"/CN={name}")
-
-
-def issue(ca: str, name: str, subject: str, server: bool) -> None:
-    ext = WORK / f"{name}.ext"
-    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-                   if server else "extendedKeyUsage=clientAuth\n")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key.new",
-            "-out", f"{name}.csr", "-subj", subject)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.pem.new", "-extfile", str(ext))
-    # Replaced by rename, so a reload never reads half a file.
-    os.replace(WORK / f"{name}.key.new", WORK / f"{name}.key")
-    os.replace(WORK / f"{name}.pem.new", WORK / f"{name}.pem")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> bool:
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    return wait_until(up, timeout)
-
+tls = Tls(WORK)
+broker = Broker(os.environ.get("COMPAT_STROM_BIN", ""), WORK)
 
 SSL_PORT, INTERNAL_PORT, KINESIS_PORT, HTTP_PORT = (free_port() for _ in range(4))
 SSL_BOOTSTRAP = f"localhost:{SSL_PORT}"
-broker: subprocess.Popen[bytes] | None = None
 
 
 def ca_path(name: str = "ca") -> str:
-    return str(WORK / f"{name}.pem")
+    return tls.path(name)
 
 
 def ck_start() -> None:
-    global broker
-    expect(bool(BIN), "COMPAT_STROM_BIN is not set")
-    make_ca("ca")
-    make_ca("other-ca")
-    issue("ca", "server", "/CN=localhost", server=True)
-    issue("ca", "alice", "/O=Strom/CN=alice", server=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STROM_")}
-    log = open(WORK / "broker.log", "wb")  # noqa: SIM115 - lives as long as the broker
-    broker = subprocess.Popen(
-        [BIN, "serve", "--data-dir", str(WORK / "data"),
-         "--listeners", f"SSL://127.0.0.1:{SSL_PORT},INTERNAL://127.0.0.1:{INTERNAL_PORT}",
+    tls.make_ca("ca")
+    tls.make_ca("other-ca")
+    tls.issue("ca", "server", "/CN=localhost", server=True)
+    tls.issue("ca", "alice", "/O=Strom/CN=alice", server=False)
+    up = broker.start(
+        ["--listeners", f"SSL://127.0.0.1:{SSL_PORT},INTERNAL://127.0.0.1:{INTERNAL_PORT}",
          "--advertised-listeners", f"SSL://localhost:{SSL_PORT}",
          "--listener-security-protocol-map", "SSL:SSL,INTERNAL:PLAINTEXT",
-         "--tls-cert", str(WORK / "server.pem"), "--tls-key", str(WORK / "server.key"),
+         "--tls-cert", tls.path("server"), "--tls-key", tls.key("server"),
          "--tls-client-ca", ca_path(), "--tls-client-auth", "requested",
          "--kinesis-listen", f"127.0.0.1:{KINESIS_PORT}", "--kinesis-tls",
-         "--http-listen", f"127.0.0.1:{HTTP_PORT}", "--http-tls",
-         "--log", "info"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    expect(wait_port(SSL_PORT) and wait_port(INTERNAL_PORT), "broker did not listen")
+         "--http-listen", f"127.0.0.1:{HTTP_PORT}", "--http-tls"],
+        ports=[SSL_PORT, INTERNAL_PORT])
+    expect(up, "broker did not listen")
 
 
 def ssl_conf(ca: str | None = None) -> dict[str, str]:
@@ -131,14 +85,27 @@ def ck_confluent_roundtrip() -> None:
 
 
 def ck_confluent_untrusted() -> None:
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({**ssl_conf(ca_path("other-ca")), "log_level": 0})
+    errors: list = []
+    admin = AdminClient({**ssl_conf(ca_path("other-ca")), "log_level": 0,
+                         "error_cb": errors.append})
     try:
         admin.list_topics(timeout=5)
-    except Exception:  # noqa: BLE001 - any failure is the refusal we expect
-        return
-    raise AssertionError("metadata over SSL with an untrusted server certificate succeeded")
+    except KafkaException:
+        pass
+    else:
+        raise AssertionError("metadata over SSL with an untrusted server certificate succeeded")
+
+    def ssl_errors_seen() -> list:
+        admin.poll(0.2)  # serves error_cb
+        return [e for e in errors if e.code() == KafkaError._SSL]
+
+    wait_until(lambda: bool(ssl_errors_seen()), TIMEOUT)
+    ssl_errors = ssl_errors_seen()
+    expect(ssl_errors, f"no _SSL error reported: {[e.str() for e in errors]}")
+    expect("certificate verify failed" in ssl_errors[0].str(), ssl_errors[0].str())
 
 
 def ck_kafka_python_roundtrip() -> None:
@@ -146,8 +113,8 @@ def ck_kafka_python_roundtrip() -> None:
 
     topic = f"tls-kp-{RUN}"
     common = {"bootstrap_servers": SSL_BOOTSTRAP, "security_protocol": "SSL",
-              "ssl_cafile": ca_path(), "ssl_certfile": str(WORK / "alice.pem"),
-              "ssl_keyfile": str(WORK / "alice.key")}
+              "ssl_cafile": ca_path(), "ssl_certfile": tls.path("alice"),
+              "ssl_keyfile": tls.key("alice")}
     p = KafkaProducer(**common, acks="all")
     for i in range(10):
         p.send(topic, f"kp{i}".encode()).get(timeout=TIMEOUT)
@@ -200,11 +167,9 @@ def ck_health_https() -> None:
 def ck_sighup_reload() -> None:
     from confluent_kafka.admin import AdminClient
 
-    expect(broker is not None, "no broker")
-    make_ca("new-ca")
-    issue("new-ca", "server", "/CN=localhost", server=True)
-    assert broker is not None
-    broker.send_signal(signal.SIGHUP)
+    tls.make_ca("new-ca")
+    tls.issue("new-ca", "server", "/CN=localhost", server=True)
+    broker.signal(signal.SIGHUP)
 
     def new_cert_served() -> bool:
         try:
@@ -232,14 +197,8 @@ try:
     s.check("sighup_reload", ck_sighup_reload, needs=started,
             what="SIGHUP reloads a replaced certificate")
 finally:
-    if broker is not None:
-        broker.terminate()
-        try:
-            broker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            broker.kill()
-            broker.wait()
-        if s.results.get("start") != "PASS" or "FAIL" in s.results.values():
-            print((WORK / "broker.log").read_text(errors="replace")[-4000:])
+    broker.stop()
+    if s.results.get("start") != "PASS" or "FAIL" in s.results.values():
+        print(broker.log_tail())
     shutil.rmtree(WORK, ignore_errors=True)
 s.finish()

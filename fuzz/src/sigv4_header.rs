@@ -1,7 +1,7 @@
 //! SigV4 `Authorization` headers from arbitrary bytes: `strom_kinesis::sigv4` must parse or
 //! refuse with a typed error, never panic; whatever parses must render back to a header that
 //! parses to the same fields; and the whole verifier (header, query string and body taken from
-//! the input) must answer without panicking.
+//! the input, and the presigned form from the query string alone) must answer without panicking.
 //!
 //! Input layout: the bytes are the header value (lossily UTF-8), also used as the query
 //! string and the body. This file is also compiled into `strom-kinesis`'s `fuzz_corpus` test
@@ -30,6 +30,8 @@ pub fn check(data: &[u8]) {
         id: "AKIDEXAMPLE".to_owned(),
         secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
         principal: "User:fuzz".to_owned(),
+        session_token: Some("fuzz-token".to_owned()),
+        expires_at_ms: None,
     }]);
     let headers: [(&str, &[u8]); 3] = [
         ("Host", b"example.amazonaws.com"),
@@ -44,4 +46,10 @@ pub fn check(data: &[u8]) {
         body: data,
     };
     let _ = ring.verify(&req, 1_440_938_160_000);
+    // Without the header: the presigned (query-string) form, parameters from the input.
+    let presigned = SignedRequest {
+        headers: &headers[..2],
+        ..req
+    };
+    let _ = ring.verify(&presigned, 1_440_938_160_000);
 }

@@ -4,7 +4,10 @@
 /// Runs the checks on one input.
 pub fn check(data: &[u8]) {
     if let Some(dn) = strom_tls::dn::subject_dn(data) {
-        for part in dn.split(',').filter(|p| !p.is_empty() && !p.ends_with('\\')) {
+        for part in dn
+            .split(',')
+            .filter(|p| !p.is_empty() && !p.ends_with('\\'))
+        {
             assert!(part.contains('='), "RDN without a type: {part:?} in {dn:?}");
         }
     }

@@ -7,6 +7,7 @@
 //! | PutRecord, PutRecords | WRITE | the stream's topic |
 //! | GetRecords, GetShardIterator, SubscribeToShard, Register/DeregisterStreamConsumer | READ | topic |
 //! | Describe*, ListShards, ListTags*, ListStreamConsumers, GetResourcePolicy | DESCRIBE | topic |
+//! | ListStreams | DESCRIBE, per stream: the answer lists only the streams allowed (as Kafka filters Metadata) | topic |
 //! | CreateStream | CREATE | topic (or the cluster, as Kafka's CreateTopics) |
 //! | DeleteStream | DELETE | topic |
 //! | every other stream change (shards, retention, tags, encryption, mode, policies…) | ALTER | topic |
@@ -14,14 +15,41 @@
 //!
 //! The stream is named by `StreamName`, or the stream part of `StreamARN`, `ConsumerARN` or
 //! `ResourceARN`, or (GetRecords) the topic id inside the shard iterator. A request naming no
-//! stream is not checked here (its handler refuses it). `ListStreams` is not filtered yet.
-//! Refusal: `AccessDeniedException`.
+//! stream is not checked here (its handler refuses it). `ListStreams` is never refused: it
+//! lists the streams the caller may DESCRIBE ([`may_describe`]). Refusal: `AccessDeniedException`.
 
 use serde_json::Value;
 use strom_broker::acl::{AclOperation, Requester, Resource, ResourceType};
 
 use crate::error::{ErrorKind, KinesisError};
 use crate::service::Context;
+
+/// Who sends a request: the principal its access key maps to (or `User:ANONYMOUS`) and the
+/// client's address, as the ACLs see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// `User:name`.
+    pub(crate) principal: String,
+    /// The client's IP address.
+    pub(crate) host: String,
+}
+
+/// Whether `caller` may DESCRIBE the stream `name` (always, without an authorizer): what
+/// `ListStreams` shows, as Kafka's Metadata shows only the topics a principal may describe.
+pub(crate) fn may_describe(ctx: &Context, caller: &Caller, name: &str) -> bool {
+    if !ctx.broker.acls().enabled() {
+        return true;
+    }
+    let who = Requester {
+        principal: &caller.principal,
+        host: &caller.host,
+    };
+    let topic = Resource {
+        resource_type: ResourceType::Topic,
+        name,
+    };
+    ctx.broker.authorize(who, AclOperation::Describe, topic)
+}
 
 /// What an action needs: the ACL operation, and whether it is on the cluster (else the topic).
 fn required(action: &str) -> Option<(AclOperation, bool)> {
@@ -76,8 +104,7 @@ fn stream_name(ctx: &Context, input: &Value) -> Option<String> {
 /// `AccessDeniedException` when refused. Free when no authorizer is configured.
 pub(crate) fn check(
     ctx: &Context,
-    principal: &str,
-    host: &str,
+    caller: &Caller,
     action: &str,
     input: &Value,
 ) -> Result<(), KinesisError> {
@@ -87,7 +114,11 @@ pub(crate) fn check(
     let Some((operation, on_cluster)) = required(action) else {
         return Ok(());
     };
-    let who = Requester { principal, host };
+    let principal = caller.principal.as_str();
+    let who = Requester {
+        principal,
+        host: &caller.host,
+    };
     let cluster = Resource {
         resource_type: ResourceType::Cluster,
         name: strom_broker::acl::CLUSTER_RESOURCE_NAME,

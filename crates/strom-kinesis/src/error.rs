@@ -41,6 +41,8 @@ pub enum ErrorKind {
     InvalidSignature,
     /// The principal is not allowed this operation by the ACLs.
     AccessDenied,
+    /// The temporary access key's session token has expired.
+    ExpiredToken,
 }
 
 impl ErrorKind {
@@ -63,6 +65,7 @@ impl ErrorKind {
             ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
             ErrorKind::InvalidSignature => "InvalidSignatureException",
             ErrorKind::AccessDenied => "AccessDeniedException",
+            ErrorKind::ExpiredToken => "ExpiredTokenException",
         }
     }
 
@@ -123,8 +126,11 @@ impl From<crate::sigv4::AuthError> for KinesisError {
         let kind = match &e {
             A::Missing => ErrorKind::MissingAuthenticationToken,
             A::Malformed { .. } => ErrorKind::IncompleteSignature,
-            A::UnknownKey => ErrorKind::UnrecognizedClient,
-            A::BadSignature | A::Expired { .. } => ErrorKind::InvalidSignature,
+            A::UnknownKey | A::BadToken => ErrorKind::UnrecognizedClient,
+            A::BadSignature | A::Expired { .. } | A::PresignedExpired { .. } => {
+                ErrorKind::InvalidSignature
+            }
+            A::TokenExpired => ErrorKind::ExpiredToken,
         };
         KinesisError::new(kind, e.to_string())
     }

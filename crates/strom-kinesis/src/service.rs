@@ -306,6 +306,13 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
         Ok(p) => p,
         Err(e) => return error_response(encoding, &request_id, e),
     };
+    let caller = crate::authz::Caller {
+        principal,
+        host: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::PeerAddr>>()
+            .map_or_else(|| String::from("127.0.0.1"), |c| c.0.0.ip().to_string()),
+    };
     if ctx.broker.acls().enabled()
         && let Some(action) = headers
             .get("x-amz-target")
@@ -315,11 +322,7 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
         // Decoded once more here (only with an authorizer) to find the stream; a body that
         // does not decode is refused by its handler below.
         let input = wire::decode(encoding, &body).unwrap_or(Value::Null);
-        let host = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<crate::PeerAddr>>()
-            .map_or_else(|| String::from("127.0.0.1"), |c| c.0.0.ip().to_string());
-        if let Err(e) = crate::authz::check(&ctx, &principal, &host, action, &input) {
+        if let Err(e) = crate::authz::check(&ctx, &caller, action, &input) {
             return error_response(encoding, &request_id, e);
         }
     }
@@ -350,7 +353,7 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
                         Err(e) => Err(e),
                     }
                 }
-                Ok(input) => crate::api::dispatch(&ctx, encoding, action, input).await,
+                Ok(input) => crate::api::dispatch(&ctx, &caller, encoding, action, input).await,
             },
         },
     };

@@ -1,4 +1,5 @@
-//! AWS Signature Version 4 verification of Kinesis requests (the `Authorization` header form).
+//! AWS Signature Version 4 verification of Kinesis requests: the `Authorization` header form and
+//! the presigned (query-string) form.
 //!
 //! The client signs a canonical form of its request with a key derived from its secret access
 //! key, the request date, region and service; the server rebuilds the same canonical request
@@ -18,6 +19,19 @@
 //! The payload hash is always computed from the body received (a tampered body fails the
 //! check even if `x-amz-content-sha256` is sent). `X-Amz-Date` must be within
 //! [`MAX_CLOCK_SKEW_MS`] of the server's clock. Pure apart from the clock the caller passes.
+//!
+//! A presigned request carries the same fields in its query string instead of the header:
+//! `X-Amz-Algorithm`, `X-Amz-Credential`, `X-Amz-Date`, `X-Amz-Expires` (seconds, at most
+//! [`MAX_PRESIGNED_EXPIRES_SECONDS`]), `X-Amz-SignedHeaders`, `X-Amz-Signature` and, for a
+//! temporary key, `X-Amz-Security-Token`. The canonical query string is every parameter but
+//! `X-Amz-Signature`; the payload hash is still the body's. It is valid from `X-Amz-Date` (no
+//! more than the clock skew in the future) until `X-Amz-Date + X-Amz-Expires`, and must sign
+//! `X-Amz-Target` when it has one, so that it cannot be replayed as another operation.
+//!
+//! A temporary access key ([`AccessKey::session_token`]) is only accepted with its session
+//! token (`X-Amz-Security-Token`, header or query) and, if it has an expiry, before it
+//! ([`AuthError::TokenExpired`], AWS's `ExpiredTokenException`); a permanent key is refused
+//! with a session token, as AWS refuses one that belongs to no temporary credentials.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -31,11 +45,14 @@ pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// How far `X-Amz-Date` may be from the server's clock (AWS: 5 minutes).
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
+/// The longest validity of a presigned request (AWS: seven days).
+pub const MAX_PRESIGNED_EXPIRES_SECONDS: u64 = 7 * 24 * 3600;
+
 /// The longest `Authorization` header parsed.
 const MAX_HEADER_LEN: usize = 8 * 1024;
 
 /// One configured access key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AccessKey {
     /// The access key id clients send (`AKIA…`).
     pub id: String,
@@ -43,6 +60,12 @@ pub struct AccessKey {
     pub secret: String,
     /// The principal requests signed with this key act as (`User:name`).
     pub principal: String,
+    /// A temporary key's session token: requests must carry it as `X-Amz-Security-Token`.
+    /// `None`: a permanent key, refused with any session token.
+    pub session_token: Option<String>,
+    /// When a temporary key stops being accepted, in epoch milliseconds (then
+    /// `ExpiredTokenException`); `None`: never.
+    pub expires_at_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for AccessKey {
@@ -51,6 +74,8 @@ impl std::fmt::Debug for AccessKey {
             .field("id", &self.id)
             .field("secret", &"..")
             .field("principal", &self.principal)
+            .field("session_token", &self.session_token.as_ref().map(|_| ".."))
+            .field("expires_at_ms", &self.expires_at_ms)
             .finish()
     }
 }
@@ -109,6 +134,13 @@ pub enum AuthError {
     /// The access key is not configured (AWS: `UnrecognizedClientException`).
     #[error("The security token included in the request is invalid.")]
     UnknownKey,
+    /// The session token is missing, wrong, or sent with a permanent key (AWS:
+    /// `UnrecognizedClientException`).
+    #[error("The security token included in the request is invalid.")]
+    BadToken,
+    /// The temporary key is past its expiry (AWS: `ExpiredTokenException`).
+    #[error("The security token included in the request is expired")]
+    TokenExpired,
     /// The signature does not match (AWS: `InvalidSignatureException`).
     #[error(
         "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
@@ -123,6 +155,16 @@ pub enum AuthError {
         date: String,
         /// A description of the acceptable window.
         window: String,
+    },
+    /// A presigned request past `X-Amz-Date + X-Amz-Expires` (AWS: `InvalidSignatureException`).
+    #[error(
+        "Signature expired: the request signed at {date} was valid for {expires_seconds} seconds"
+    )]
+    PresignedExpired {
+        /// The request's `X-Amz-Date`.
+        date: String,
+        /// Its `X-Amz-Expires`.
+        expires_seconds: u64,
     },
 }
 
@@ -163,6 +205,17 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
     let credential = credential.ok_or(malformed("missing Credential"))?;
     let signed = signed.ok_or(malformed("missing SignedHeaders"))?;
     let signature = signature.ok_or(malformed("missing Signature"))?;
+    authorization_from_parts(credential, signed, signature)
+}
+
+/// The fields of a credential (`KEY/yyyymmdd/region/service/aws4_request`), a `;`-separated
+/// signed-header list and a hex signature, checked.
+fn authorization_from_parts(
+    credential: &str,
+    signed: &str,
+    signature: &str,
+) -> Result<Authorization, AuthError> {
+    let malformed = |reason| AuthError::Malformed { reason };
     // The access key id cannot contain '/', so the last four '/'-separated parts are the scope.
     let mut parts = credential.rsplitn(5, '/');
     let terminator = parts.next().ok_or(malformed("short Credential"))?;
@@ -204,6 +257,107 @@ pub fn parse_authorization(value: &str) -> Result<Authorization, AuthError> {
         signed_headers,
         signature: signature.to_owned(),
     })
+}
+
+/// The signature fields of a presigned request's query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    /// `X-Amz-Credential`, `X-Amz-SignedHeaders` and `X-Amz-Signature`.
+    pub authorization: Authorization,
+    /// `X-Amz-Date`, `yyyymmddThhmmssZ`.
+    pub amz_date: String,
+    /// `X-Amz-Expires`, seconds.
+    pub expires_seconds: u64,
+    /// `X-Amz-Security-Token`, if sent.
+    pub security_token: Option<String>,
+}
+
+/// Parses the signature parameters of a presigned request's query string; `Ok(None)` when it
+/// has no `X-Amz-Algorithm` (not presigned).
+pub fn parse_presigned(query: &str) -> Result<Option<Presigned>, AuthError> {
+    let malformed = |reason| AuthError::Malformed { reason };
+    if query.len() > MAX_HEADER_LEN * 2 {
+        return Err(malformed("query string too long"));
+    }
+    let mut fields: [Option<String>; 7] = Default::default();
+    const NAMES: [&str; 7] = [
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Signature",
+        "X-Amz-Security-Token",
+    ];
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        let k = percent_decode(k);
+        let Some(i) = NAMES.iter().position(|n| n.as_bytes() == k.as_slice()) else {
+            continue;
+        };
+        let v = String::from_utf8(percent_decode(v))
+            .map_err(|_| malformed("query parameter is not UTF-8"))?;
+        let Some(slot) = fields.get_mut(i) else {
+            continue;
+        };
+        if slot.replace(v).is_some() {
+            return Err(malformed("repeated query parameter"));
+        }
+    }
+    let [
+        algorithm,
+        credential,
+        date,
+        expires,
+        signed,
+        signature,
+        token,
+    ] = fields;
+    let Some(algorithm) = algorithm else {
+        return Ok(None);
+    };
+    if algorithm != ALGORITHM {
+        return Err(malformed("unsupported algorithm"));
+    }
+    let credential = credential.ok_or(malformed("missing X-Amz-Credential"))?;
+    let amz_date = date.ok_or(malformed("missing X-Amz-Date"))?;
+    let expires = expires.ok_or(malformed("missing X-Amz-Expires"))?;
+    let signed = signed.ok_or(malformed("missing X-Amz-SignedHeaders"))?;
+    let signature = signature.ok_or(malformed("missing X-Amz-Signature"))?;
+    let expires_seconds: u64 = expires
+        .parse()
+        .ok()
+        .filter(|s| (1..=MAX_PRESIGNED_EXPIRES_SECONDS).contains(s))
+        .ok_or(malformed(
+            "X-Amz-Expires must be a number of seconds from 1 to 604800",
+        ))?;
+    Ok(Some(Presigned {
+        authorization: authorization_from_parts(&credential, &signed, &signature)?,
+        amz_date,
+        expires_seconds,
+        security_token: token,
+    }))
+}
+
+/// `query` without its `X-Amz-Signature` parameter (the canonical query of a presigned request).
+fn without_signature(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|p| {
+            let k = p.split_once('=').map_or(*p, |(k, _)| k);
+            percent_decode(k) != b"X-Amz-Signature"
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
 }
 
 /// What of a request the signature covers.
@@ -387,21 +541,45 @@ impl KeyRing {
         KeyRing(keys.iter().map(|k| (k.id.clone(), k.clone())).collect())
     }
 
-    /// Verifies `req`, signed at `X-Amz-Date` within [`MAX_CLOCK_SKEW_MS`] of `now_ms`; the
-    /// principal of the key that signed it.
+    /// Verifies `req` (signed in its `Authorization` header, else presigned in its query
+    /// string) against `now_ms`: the header form's `X-Amz-Date` within [`MAX_CLOCK_SKEW_MS`],
+    /// a presigned request within its `X-Amz-Expires`, a temporary key with its session token
+    /// and before its expiry. The principal of the key that signed it.
     pub fn verify(&self, req: &SignedRequest<'_>, now_ms: i64) -> Result<&str, AuthError> {
         let header = |name: &str| {
             req.headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .map(|(_, v)| String::from_utf8_lossy(v).trim().to_owned())
         };
-        let auth = parse_authorization(&header("authorization").ok_or(AuthError::Missing)?)?;
+        let (auth, amz_date, token, expires) = match header("authorization") {
+            Some(value) => {
+                let auth = parse_authorization(&value)?;
+                let date = header("x-amz-date").ok_or(AuthError::Malformed {
+                    reason: "missing X-Amz-Date",
+                })?;
+                (auth, date, header("x-amz-security-token"), None)
+            }
+            None => match parse_presigned(req.query)? {
+                Some(p) => (
+                    p.authorization,
+                    p.amz_date,
+                    p.security_token,
+                    Some(p.expires_seconds),
+                ),
+                None => return Err(AuthError::Missing),
+            },
+        };
         let key = self.0.get(&auth.access_key).ok_or(AuthError::UnknownKey)?;
-        let amz_date = header("x-amz-date").ok_or(AuthError::Malformed {
-            reason: "missing X-Amz-Date",
-        })?;
-        let at = parse_amz_date(amz_date.trim()).ok_or(AuthError::Malformed {
+        match (&key.session_token, &token) {
+            (None, None) => {}
+            (Some(want), Some(got)) if constant_time_eq(want.as_bytes(), got.as_bytes()) => {}
+            _ => return Err(AuthError::BadToken),
+        }
+        if key.expires_at_ms.is_some_and(|at| now_ms >= at) {
+            return Err(AuthError::TokenExpired);
+        }
+        let at = parse_amz_date(&amz_date).ok_or(AuthError::Malformed {
             reason: "X-Amz-Date must be yyyymmddThhmmssZ",
         })?;
         if !auth.signed_headers.iter().any(|h| h == "host") {
@@ -409,28 +587,54 @@ impl KeyRing {
                 reason: "SignedHeaders must include host",
             });
         }
-        if (now_ms - at).abs() > MAX_CLOCK_SKEW_MS {
-            return Err(AuthError::Expired {
-                date: amz_date.trim().to_owned(),
-                window: format!(
-                    "the server's clock ({} ms since the epoch) plus or minus 5 minutes",
-                    now_ms
-                ),
-            });
-        }
-        if amz_date.trim().get(..8) != Some(auth.date.as_str()) {
+        let skewed = || AuthError::Expired {
+            date: amz_date.clone(),
+            window: format!(
+                "the server's clock ({} ms since the epoch) plus or minus 5 minutes",
+                now_ms
+            ),
+        };
+        let presigned_query;
+        let req = match expires {
+            None => {
+                if (now_ms - at).abs() > MAX_CLOCK_SKEW_MS {
+                    return Err(skewed());
+                }
+                *req
+            }
+            Some(expires_seconds) => {
+                if at - now_ms > MAX_CLOCK_SKEW_MS {
+                    return Err(skewed());
+                }
+                let valid_ms =
+                    i64::try_from(expires_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+                if now_ms > at.saturating_add(valid_ms) {
+                    return Err(AuthError::PresignedExpired {
+                        date: amz_date.clone(),
+                        expires_seconds,
+                    });
+                }
+                if header("x-amz-target").is_some()
+                    && !auth.signed_headers.iter().any(|h| h == "x-amz-target")
+                {
+                    return Err(AuthError::Malformed {
+                        reason: "a presigned request must sign X-Amz-Target",
+                    });
+                }
+                presigned_query = without_signature(req.query);
+                SignedRequest {
+                    query: &presigned_query,
+                    ..*req
+                }
+            }
+        };
+        if amz_date.get(..8) != Some(auth.date.as_str()) {
             return Err(AuthError::BadSignature);
         }
-        let creq = canonical_request(req, &auth.signed_headers);
-        let sts = string_to_sign(amz_date.trim(), &auth.scope(), &creq);
+        let creq = canonical_request(&req, &auth.signed_headers);
+        let sts = string_to_sign(&amz_date, &auth.scope(), &creq);
         let k = signing_key(&key.secret, &auth.date, &auth.region, &auth.service);
-        let expected = signature(&k, &sts);
-        // Constant-time comparison of the two hex strings.
-        let mut diff = 0u8;
-        for (a, b) in expected.bytes().zip(auth.signature.bytes()) {
-            diff |= a ^ b;
-        }
-        if diff != 0 || expected.len() != auth.signature.len() {
+        if !constant_time_eq(signature(&k, &sts).as_bytes(), auth.signature.as_bytes()) {
             return Err(AuthError::BadSignature);
         }
         Ok(&key.principal)
@@ -512,6 +716,7 @@ mod tests {
             id: "AKIDEXAMPLE".into(),
             secret: SECRET.into(),
             principal: "User:alice".into(),
+            ..AccessKey::default()
         }]);
         let at = parse_amz_date("20150830T123600Z").unwrap();
         assert_eq!(at, 1_440_938_160_000);
@@ -526,6 +731,7 @@ mod tests {
             id: "AKIDEXAMPLE".into(),
             secret: "wrong".into(),
             principal: "User:alice".into(),
+            ..AccessKey::default()
         }]);
         assert_eq!(other.verify(&req, at), Err(AuthError::BadSignature));
         assert_eq!(
@@ -537,6 +743,259 @@ mod tests {
             ..req
         };
         assert_eq!(ring.verify(&none, at), Err(AuthError::Missing));
+    }
+
+    const NOW: i64 = 1_440_938_160_000; // 20150830T123600Z
+
+    fn key(token: Option<&str>, expires_at_ms: Option<i64>) -> KeyRing {
+        KeyRing::new(&[AccessKey {
+            id: "AKIDEXAMPLE".into(),
+            secret: SECRET.into(),
+            principal: "User:alice".into(),
+            session_token: token.map(str::to_owned),
+            expires_at_ms,
+        }])
+    }
+
+    /// A presigned query string for `body` and `headers`, signed at `date` for `expires`
+    /// seconds, with the primitives the AWS examples above pin down.
+    fn presign(
+        date: &str,
+        expires: u64,
+        token: Option<&str>,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> String {
+        let signed: Vec<String> = {
+            let mut n: Vec<String> = headers
+                .iter()
+                .map(|(n, _)| n.to_ascii_lowercase())
+                .collect();
+            n.sort();
+            n
+        };
+        let mut query = format!(
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F{}%2Fus-east-1%2Fkinesis%2Faws4_request&X-Amz-Date={date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders={}",
+            &date[..8],
+            uri_encode(signed.join(";").as_bytes(), false)
+        );
+        if let Some(t) = token {
+            query.push_str(&format!(
+                "&X-Amz-Security-Token={}",
+                uri_encode(t.as_bytes(), false)
+            ));
+        }
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: &query,
+            headers,
+            body,
+        };
+        let creq = canonical_request(&req, &signed);
+        let sts = string_to_sign(
+            date,
+            &format!("{}/us-east-1/kinesis/aws4_request", &date[..8]),
+            &creq,
+        );
+        let sig = signature(
+            &signing_key(SECRET, &date[..8], "us-east-1", "kinesis"),
+            &sts,
+        );
+        format!("{query}&X-Amz-Signature={sig}")
+    }
+
+    #[test]
+    fn presigned_requests_verify_until_they_expire() {
+        let headers: &[(&str, &[u8])] = &[
+            ("Host", b"kinesis.example"),
+            ("X-Amz-Target", b"Kinesis_20131202.ListStreams"),
+        ];
+        let query = presign("20150830T123600Z", 60, None, headers, b"{}");
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: &query,
+            headers,
+            body: b"{}",
+        };
+        let ring = key(None, None);
+        assert_eq!(ring.verify(&req, NOW), Ok("User:alice"));
+        assert_eq!(ring.verify(&req, NOW + 60_000), Ok("User:alice"));
+        assert!(matches!(
+            ring.verify(&req, NOW + 60_001),
+            Err(AuthError::PresignedExpired {
+                expires_seconds: 60,
+                ..
+            })
+        ));
+        // Dated beyond the clock skew in the future.
+        assert!(matches!(
+            ring.verify(&req, NOW - MAX_CLOCK_SKEW_MS - 1),
+            Err(AuthError::Expired { .. })
+        ));
+        // The body, the operation and the validity are all covered.
+        let tampered = SignedRequest {
+            body: b"{\"x\":1}",
+            ..req
+        };
+        assert_eq!(ring.verify(&tampered, NOW), Err(AuthError::BadSignature));
+        let other_op: &[(&str, &[u8])] = &[
+            ("Host", b"kinesis.example"),
+            ("X-Amz-Target", b"Kinesis_20131202.DeleteStream"),
+        ];
+        let replayed = SignedRequest {
+            headers: other_op,
+            ..req
+        };
+        assert_eq!(ring.verify(&replayed, NOW), Err(AuthError::BadSignature));
+        let longer = query.replace("X-Amz-Expires=60", "X-Amz-Expires=600");
+        let longer = SignedRequest {
+            query: &longer,
+            ..req
+        };
+        assert_eq!(
+            ring.verify(&longer, NOW + 120_000),
+            Err(AuthError::BadSignature)
+        );
+        // X-Amz-Target unsigned: refused, whatever the signature.
+        let host_only: &[(&str, &[u8])] = &[("Host", b"kinesis.example")];
+        let q = presign("20150830T123600Z", 60, None, host_only, b"{}");
+        let unsigned_target = SignedRequest { query: &q, ..req };
+        assert!(matches!(
+            ring.verify(&unsigned_target, NOW),
+            Err(AuthError::Malformed { .. })
+        ));
+        assert_eq!(
+            ring.verify(
+                &SignedRequest {
+                    headers: host_only,
+                    query: &q,
+                    ..req
+                },
+                NOW
+            ),
+            Ok("User:alice")
+        );
+        // No signature at all.
+        assert_eq!(
+            ring.verify(&SignedRequest { query: "", ..req }, NOW),
+            Err(AuthError::Missing)
+        );
+    }
+
+    #[test]
+    fn presigned_parser_refuses_bad_parameters() {
+        let good = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20150830%2Fr%2Fkinesis%2Faws4_request&X-Amz-Date=20150830T123600Z&X-Amz-Expires=60&X-Amz-SignedHeaders=host&X-Amz-Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
+        let p = parse_presigned(good).unwrap().unwrap();
+        assert_eq!(p.authorization.access_key, "AK");
+        assert_eq!(p.expires_seconds, 60);
+        assert_eq!(p.security_token, None);
+        assert_eq!(parse_presigned("a=b&c").unwrap(), None);
+        for bad in [
+            good.replace("X-Amz-Expires=60", "X-Amz-Expires=0"),
+            good.replace("X-Amz-Expires=60", "X-Amz-Expires=604801"),
+            good.replace("X-Amz-Expires=60", "X-Amz-Expires=-1"),
+            good.replace("&X-Amz-Expires=60", ""),
+            good.replace("&X-Amz-Date=20150830T123600Z", ""),
+            good.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1"),
+            good.replace("SignedHeaders=host", "SignedHeaders=Host"),
+            format!("{good}&X-Amz-Date=20150830T123600Z"),
+        ] {
+            assert!(parse_presigned(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn temporary_keys_need_their_session_token_until_they_expire() {
+        let headers_with = |token: Option<&'static [u8]>| {
+            let mut h: Vec<(&str, &[u8])> = vec![
+                ("Host", b"kinesis.example"),
+                ("X-Amz-Date", b"20150830T123600Z"),
+            ];
+            if let Some(t) = token {
+                h.push(("X-Amz-Security-Token", t));
+            }
+            h
+        };
+        // Signed over every header present (the token too, as the SDKs do).
+        let sign = |h: &[(&str, &[u8])]| {
+            let names: Vec<String> = {
+                let mut n: Vec<String> = h.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+                n.sort();
+                n
+            };
+            let req = SignedRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: h,
+                body: b"",
+            };
+            let sts = string_to_sign(
+                "20150830T123600Z",
+                "20150830/us-east-1/kinesis/aws4_request",
+                &canonical_request(&req, &names),
+            );
+            let sig = signature(
+                &signing_key(SECRET, "20150830", "us-east-1", "kinesis"),
+                &sts,
+            );
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kinesis/aws4_request, SignedHeaders={}, Signature={sig}",
+                names.join(";")
+            )
+        };
+        let verify = |ring: &KeyRing, token: Option<&'static [u8]>, now: i64| {
+            let mut h = headers_with(token);
+            let auth = sign(&h);
+            h.push(("Authorization", auth.as_bytes()));
+            let req = SignedRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers: &h,
+                body: b"",
+            };
+            ring.verify(&req, now).map(str::to_owned)
+        };
+        let temporary = key(Some("session-1"), Some(NOW + 1000));
+        assert_eq!(
+            verify(&temporary, Some(b"session-1"), NOW),
+            Ok("User:alice".into())
+        );
+        assert_eq!(verify(&temporary, None, NOW), Err(AuthError::BadToken));
+        assert_eq!(
+            verify(&temporary, Some(b"session-2"), NOW),
+            Err(AuthError::BadToken)
+        );
+        assert_eq!(
+            verify(&temporary, Some(b"session-1"), NOW + 1000),
+            Err(AuthError::TokenExpired)
+        );
+        // A permanent key with a session token: refused.
+        assert_eq!(
+            verify(&key(None, None), Some(b"session-1"), NOW),
+            Err(AuthError::BadToken)
+        );
+        // Presigned, the token in the query string.
+        let host: &[(&str, &[u8])] = &[("Host", b"kinesis.example")];
+        let q = presign("20150830T123600Z", 60, Some("session-1"), host, b"");
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: &q,
+            headers: host,
+            body: b"",
+        };
+        assert_eq!(temporary.verify(&req, NOW), Ok("User:alice"));
+        assert_eq!(
+            temporary.verify(&req, NOW + 1000),
+            Err(AuthError::TokenExpired)
+        );
+        let q = presign("20150830T123600Z", 60, None, host, b"");
+        let req = SignedRequest { query: &q, ..req };
+        assert_eq!(temporary.verify(&req, NOW), Err(AuthError::BadToken));
     }
 
     #[test]
@@ -559,6 +1018,18 @@ mod tests {
         fn header_parser_never_panics(s in ".{0,300}") {
             let _ = parse_authorization(&s);
             let _ = parse_amz_date(&s);
+            let _ = parse_presigned(&s);
+        }
+
+        #[test]
+        fn presigned_parser_never_panics(
+            params in proptest::collection::vec(
+                ("X-Amz-(Algorithm|Credential|Date|Expires|SignedHeaders|Signature|Security-Token)|[a-z%]{0,4}", "[ -~]{0,40}"),
+                0..9,
+            )
+        ) {
+            let q: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = parse_presigned(&q.join("&"));
         }
 
         #[test]

@@ -47,6 +47,8 @@
 //! id = "AKIAEXAMPLE"
 //! secret = "..."
 //! principal = "User:alice"            # what the ACLs see
+//! # session_token = "..."             # a temporary key: requests must send X-Amz-Security-Token
+//! # expires_at = "2026-12-31T23:59:59Z"  # refused after it (ExpiredTokenException)
 //!
 //! [broker]
 //! node_id = 0
@@ -464,6 +466,8 @@ struct FileAccessKey {
     id: String,
     secret: String,
     principal: String,
+    session_token: Option<String>,
+    expires_at: Option<String>,
 }
 
 impl std::fmt::Debug for FileAccessKey {
@@ -471,8 +475,25 @@ impl std::fmt::Debug for FileAccessKey {
         f.debug_struct("FileAccessKey")
             .field("id", &self.id)
             .field("principal", &self.principal)
+            .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// An RFC 3339 UTC time `yyyy-mm-ddThh:mm:ssZ` (how AWS writes a credential's `Expiration`)
+/// in epoch milliseconds.
+fn rfc3339_utc_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20
+        || b.get(4) != Some(&b'-')
+        || b.get(7) != Some(&b'-')
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
+        return None;
+    }
+    let basic: String = s.chars().filter(|c| *c != '-' && *c != ':').collect();
+    strom_kinesis::sigv4::parse_amz_date(&basic)
 }
 
 /// The Kinesis authentication setting from the flag/variable or file and the access keys.
@@ -485,12 +506,25 @@ fn kinesis_auth(
     use strom_kinesis::sigv4::{AccessKey, KinesisAuth};
     let mut keys: Vec<AccessKey> = file_keys
         .iter()
-        .map(|k| AccessKey {
-            id: k.id.clone(),
-            secret: k.secret.clone(),
-            principal: k.principal.clone(),
+        .map(|k| {
+            let expires_at_ms = match &k.expires_at {
+                None => None,
+                Some(at) => Some(rfc3339_utc_ms(at).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "Kinesis access key {:?}: expires_at {at:?} must be yyyy-mm-ddThh:mm:ssZ",
+                        k.id
+                    )
+                })?),
+            };
+            Ok(AccessKey {
+                id: k.id.clone(),
+                secret: k.secret.clone(),
+                principal: k.principal.clone(),
+                session_token: k.session_token.clone(),
+                expires_at_ms,
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     if let Some(v) = arg_key {
         let mut parts = v.splitn(3, ':');
         match (parts.next(), parts.next(), parts.next()) {
@@ -498,11 +532,24 @@ fn kinesis_auth(
                 id: id.to_owned(),
                 secret: secret.to_owned(),
                 principal: principal.to_owned(),
+                ..AccessKey::default()
             }),
             _ => anyhow::bail!("the Kinesis access key must be ID:SECRET:PRINCIPAL"),
         }
     }
     for k in &keys {
+        if k.session_token.as_deref() == Some("") {
+            anyhow::bail!(
+                "Kinesis access key {:?}: session_token must not be empty",
+                k.id
+            );
+        }
+        if k.expires_at_ms.is_some() && k.session_token.is_none() {
+            anyhow::bail!(
+                "Kinesis access key {:?}: expires_at is for a temporary key, which needs a session_token",
+                k.id
+            );
+        }
         if k.id.is_empty() || k.id.contains('/') || k.secret.is_empty() {
             anyhow::bail!(
                 "Kinesis access key {:?}: the id must be non-empty without '/', the secret non-empty",
@@ -1314,6 +1361,39 @@ mod tests {
         ] {
             let w = Wrapper::parse_from(bad.clone());
             assert!(Settings::load(&w.args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kinesis_temporary_keys_from_file() {
+        use strom_kinesis::sigv4::KinesisAuth;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        let load = |body: &str| {
+            std::fs::write(&path, body).unwrap();
+            let w = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]);
+            Settings::load(&w.args).map(|s| s.kinesis.auth)
+        };
+        let key =
+            "[[kinesis.access_key]]\nid = \"ASIA1\"\nsecret = \"s1\"\nprincipal = \"User:alice\"\n";
+        let Ok(KinesisAuth::SigV4(keys)) = load(&format!(
+            "{key}session_token = \"tok\"\nexpires_at = \"2026-12-06T20:00:00Z\"\n"
+        )) else {
+            panic!("a temporary key loads");
+        };
+        assert_eq!(keys[0].session_token.as_deref(), Some("tok"));
+        assert_eq!(keys[0].expires_at_ms, Some(1_796_587_200_000));
+        let Ok(KinesisAuth::SigV4(keys)) = load(&format!("{key}session_token = \"tok\"\n")) else {
+            panic!("a temporary key without expiry loads");
+        };
+        assert_eq!(keys[0].expires_at_ms, None);
+        for bad in [
+            format!("{key}session_token = \"tok\"\nexpires_at = \"tomorrow\"\n"),
+            format!("{key}session_token = \"tok\"\nexpires_at = \"2026-12-06 20:00:00\"\n"),
+            format!("{key}expires_at = \"2026-12-06T20:00:00Z\"\n"),
+            format!("{key}session_token = \"\"\n"),
+        ] {
+            assert!(load(&bad).is_err(), "{bad}");
         }
     }
 

@@ -90,14 +90,49 @@ impl Both {
 
 /// The official SDK client with static dummy credentials, a fixed region, no retries.
 pub(crate) fn client(endpoint: &str) -> Client {
+    signed_client(endpoint, "AKIDTEST", "secret", None)
+}
+
+/// The official SDK client signing with the access key `id`, its `secret` and, for a temporary
+/// key, its session `token`; a fixed region, no retries.
+pub(crate) fn signed_client(endpoint: &str, id: &str, secret: &str, token: Option<&str>) -> Client {
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "static"))
+        .credentials_provider(Credentials::new(
+            id,
+            secret,
+            token.map(str::to_owned),
+            None,
+            "static",
+        ))
         .endpoint_url(endpoint)
         .retry_config(RetryConfig::disabled())
         .build();
     Client::from_conf(config)
+}
+
+/// Creates the stream `name` with `shards` shards through `client` and returns its first
+/// shard's TRIM_HORIZON iterator (the set-up most stream tests begin with).
+pub(crate) async fn create_stream(client: &Client, name: &str, shards: i32) -> String {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("stream created");
+    client
+        .get_shard_iterator()
+        .stream_name(name)
+        .shard_id("shardId-000000000000")
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .expect("shard iterator")
+        .shard_iterator()
+        .expect("an iterator")
+        .to_owned()
 }
 
 /// The exception name of an SDK error (`ResourceNotFoundException`, …).

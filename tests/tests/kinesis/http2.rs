@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::harness::{Both, WAIT};
 
 /// The string value of header `name` of an event-stream message.
-fn header<'a>(m: &'a Message, name: &str) -> &'a str {
+pub(crate) fn header<'a>(m: &'a Message, name: &str) -> &'a str {
     m.headers()
         .iter()
         .find(|h| h.name().as_str() == name)
@@ -25,7 +25,7 @@ fn header<'a>(m: &'a Message, name: &str) -> &'a str {
 }
 
 /// Reads the next whole event-stream message from an HTTP/2 response body.
-async fn next_message(
+pub(crate) async fn next_message(
     body: &mut h2::RecvStream,
     buf: &mut BytesMut,
     decoder: &mut MessageFrameDecoder,

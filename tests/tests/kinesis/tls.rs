@@ -1,7 +1,8 @@
 //! The Kinesis endpoint and the admin HTTP port over HTTPS, with certificates made by the
 //! test: aws-sdk-kinesis (rustls, HTTP/2 by ALPN) writes, reads and subscribes to a shard
-//! (SubscribeToShard needs HTTP/2), a client trusting another CA is refused, and ALPN
-//! offers `h2` first.
+//! (SubscribeToShard needs HTTP/2), the `h2` client on a TLS connection that negotiated `h2`
+//! subscribes too (so the event stream is known to travel over HTTP/2, whatever the SDK's
+//! connector chose), a client trusting another CA is refused, and ALPN offers `h2` first.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use strom_tls::{ClientAuth, TlsFiles, TlsServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::harness::{Both, WAIT};
+use super::http2::{header, next_message};
 
 fn http_alpn() -> Vec<Vec<u8>> {
     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -178,6 +180,75 @@ async fn sdk_puts_reads_and_subscribes_over_https_with_http2() {
     .expect("records arrive over the HTTP/2 subscription");
     assert_eq!(seen, [0, 1, 2]);
     drop(out);
+
+    // The same over an HTTP/2 connection known to be one: h2 on TLS with ALPN `h2`.
+    let consumer_arn = k
+        .register_stream_consumer()
+        .stream_arn(arn)
+        .consumer_name("efo-h2")
+        .send()
+        .await
+        .unwrap()
+        .consumer()
+        .unwrap()
+        .consumer_arn()
+        .to_owned();
+    let conn = tls_connect(both.kinesis, &ca.cert_pem, &[b"h2"])
+        .await
+        .unwrap();
+    assert_eq!(conn.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (h2_client, connection) = h2::client::handshake(conn).await.unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut h2_client = h2_client.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("https://localhost:{}/", both.kinesis.port()))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "Kinesis_20131202.SubscribeToShard")
+        .body(())
+        .unwrap();
+    let body = serde_json::json!({
+        "ConsumerARN": consumer_arn,
+        "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "TRIM_HORIZON"},
+    });
+    let (response, mut send) = h2_client.send_request(request, false).unwrap();
+    send.send_data(bytes::Bytes::from(serde_json::to_vec(&body).unwrap()), true)
+        .unwrap();
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let mut stream = response.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = aws_smithy_eventstream::frame::MessageFrameDecoder::new();
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while seen.len() < 3 {
+            let m = next_message(&mut stream, &mut buf, &mut decoder)
+                .await
+                .expect("stream ended early");
+            if header(&m, ":event-type") != "SubscribeToShardEvent" {
+                continue;
+            }
+            let e: serde_json::Value = serde_json::from_slice(m.payload()).unwrap();
+            for r in e["Records"].as_array().expect("Records") {
+                let data = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    r["Data"].as_str().unwrap(),
+                )
+                .unwrap();
+                seen.push(data[0]);
+            }
+        }
+    })
+    .await
+    .expect("records arrive over h2 on TLS");
+    assert_eq!(seen, [0, 1, 2]);
+    drop(stream);
+    drop(h2_client);
+    driver.abort();
 
     // A client that trusts another CA is refused at the handshake.
     let other = TestCa::new("Another CA");

@@ -1,10 +1,12 @@
-//! `ListStreams`: every visible topic, by name, paginated.
+//! `ListStreams`: every visible topic the caller may DESCRIBE (with an authorizer; as Kafka
+//! filters Metadata), by name, paginated.
 
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{limit, seconds};
+use crate::authz::{Caller, may_describe};
 use crate::error::{KinesisError, Result};
 use crate::service::{Context, parse};
 use crate::stream::{self, is_visible};
@@ -20,7 +22,7 @@ struct Request {
     next_token: Option<String>,
 }
 
-pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
+pub(crate) async fn handle(ctx: &Context, caller: &Caller, input: Value) -> Result<Value> {
     let req: Request = parse(input)?;
     let limit = limit("limit", req.limit, 100, 10_000)?;
     let after = match (&req.next_token, &req.exclusive_start_stream_name) {
@@ -42,6 +44,7 @@ pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
         .into_iter()
         .filter(|t| is_visible(t))
         .filter(|t| after.as_deref().is_none_or(|a| t.name() > a))
+        .filter(|t| may_describe(ctx, caller, t.name()))
         .collect();
     let has_more = topics.len() > limit;
     let page: Vec<_> = topics

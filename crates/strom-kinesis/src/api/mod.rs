@@ -59,6 +59,7 @@ mod update_stream_warm_throughput;
 /// `encoding`); every other action answers in the JSON value model.
 pub(crate) async fn dispatch(
     ctx: &Context,
+    caller: &crate::authz::Caller,
     encoding: Encoding,
     action: &str,
     input: Value,
@@ -66,18 +67,25 @@ pub(crate) async fn dispatch(
     match action {
         "PutRecords" => put_records::handle(ctx, encoding, input).await,
         "GetRecords" => get_records::handle(ctx, encoding, input).await,
-        _ => dispatch_value(ctx, action, input).await.map(Reply::Value),
+        _ => dispatch_value(ctx, caller, action, input)
+            .await
+            .map(Reply::Value),
     }
 }
 
 /// The actions that answer in the JSON value model (all but the two in [`dispatch`]).
-async fn dispatch_value(ctx: &Context, action: &str, input: Value) -> Result<Value> {
+async fn dispatch_value(
+    ctx: &Context,
+    caller: &crate::authz::Caller,
+    action: &str,
+    input: Value,
+) -> Result<Value> {
     match action {
         "CreateStream" => create_stream::handle(ctx, input).await,
         "DeleteStream" => delete_stream::handle(ctx, input).await,
         "DescribeStream" => describe_stream::handle(ctx, input).await,
         "DescribeStreamSummary" => describe_stream_summary::handle(ctx, input).await,
-        "ListStreams" => list_streams::handle(ctx, input).await,
+        "ListStreams" => list_streams::handle(ctx, caller, input).await,
         "ListShards" => list_shards::handle(ctx, input).await,
         "PutRecord" => put_record::handle(ctx, input).await,
         "GetShardIterator" => get_shard_iterator::handle(ctx, input).await,
