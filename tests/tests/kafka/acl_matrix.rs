@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::add_partitions_to_txn_request::{
-    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
-};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::alter_configs_request::{
     AlterConfigsResource as LegacyAlterResource, AlterableConfig as LegacyAlterable,
 };
@@ -1370,7 +1368,6 @@ async fn run(probe: Probe, c: &mut Client, f: Fixture) -> Result<Seen, ClientErr
                         ]),
                 )
                 .await?;
-            let _ = AddPartitionsToTxnTransaction::default();
             code(r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code)
         }
         Probe::AddOffsetsToTxn => {
