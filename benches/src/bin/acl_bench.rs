@@ -58,10 +58,11 @@ fn binding(
     }
 }
 
-/// `count` ACLs: for principal `svc-<i % teams>`, a rotating mix of kinds.
+/// `count` distinct ACLs: for principal `svc-<i % (count / 10)>`, a rotating mix of kinds.
 fn acls(count: usize) -> Vec<AclBinding> {
     let principals = (count / 10).max(1);
-    (0..count)
+    let mut distinct = std::collections::BTreeSet::new();
+    let all = (0..)
         .map(|i| {
             let who = format!("User:svc-{}", i % principals);
             let team = i % 37;
@@ -112,7 +113,8 @@ fn acls(count: usize) -> Vec<AclBinding> {
                 ),
             }
         })
-        .collect()
+        .filter(move |acl| distinct.insert(acl.clone()));
+    all.take(count).collect()
 }
 
 /// One timed case: ns per `authorize` call (median of `runs`), and the answer it gave.
