@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use strom_broker::scram::{ScramMechanism, ScramUpsertion, salted_password};
 use strom_broker::{Broker, BrokerConfig};
 use strom_kafka::{KafkaConfig, KafkaServer, ListenerInfo};
 use tokio::sync::oneshot;
@@ -104,6 +105,46 @@ impl TestBroker {
     /// The broker core.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
+    }
+
+    /// Sets `user`'s password for both SCRAM mechanisms (SASL/PLAIN checks them too), one
+    /// request per mechanism as Kafka allows one alteration per user per request. Several
+    /// users are set in one metadata change per mechanism.
+    pub async fn set_scram_passwords(&self, users: &[(&str, &str)]) {
+        self.set_scram_passwords_for(&ScramMechanism::ALL, users)
+            .await;
+    }
+
+    /// [`TestBroker::set_scram_passwords`] for the given mechanisms only (SASL/PLAIN needs
+    /// SCRAM-SHA-256's or SCRAM-SHA-512's; each costs a PBKDF2 per user).
+    pub async fn set_scram_passwords_for(
+        &self,
+        mechanisms: &[ScramMechanism],
+        users: &[(&str, &str)],
+    ) {
+        for &m in mechanisms {
+            let upsertions: Vec<ScramUpsertion> = users
+                .iter()
+                .map(|(user, password)| {
+                    let salt = format!("salt-of-{user}-{password}").into_bytes();
+                    ScramUpsertion {
+                        user: (*user).to_owned(),
+                        mechanism: m.code(),
+                        iterations: 4096,
+                        salted_password: salted_password(m, password.as_bytes(), &salt, 4096),
+                        salt,
+                    }
+                })
+                .collect();
+            let results = self
+                .broker
+                .run_blocking(move |b| Ok(b.alter_scram_credentials_blocking(&[], &upsertions)))
+                .await
+                .expect("credentials are stored");
+            for (user, r) in results {
+                r.unwrap_or_else(|e| panic!("password of {user}: {e}"));
+            }
+        }
     }
 
     /// The data directory.

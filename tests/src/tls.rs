@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+pub use rcgen::DnType;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair,
 };
 
 /// A test CA that signs server and client certificates.

@@ -6,6 +6,7 @@
 static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
 
 mod kafka {
+    mod acl_matrix;
     mod acls;
     mod admin;
     mod bad_input;

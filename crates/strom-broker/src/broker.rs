@@ -542,6 +542,12 @@ impl Broker {
         self.storage.members().map(|m| m.live_brokers())
     }
 
+    /// [`Broker::live_brokers`] with each broker's address on the Kafka listener named
+    /// `listener` (its default address when it registered none of that name).
+    pub fn live_brokers_on(&self, listener: &str) -> Option<Vec<crate::storage::BrokerEndpoint>> {
+        self.storage.members().map(|m| m.live_brokers_on(listener))
+    }
+
     /// Applies metadata events read from a shared store to the registry, idempotently (an
     /// event this broker appended itself, or one already applied, changes nothing). Called
     /// with the admin lock held. Failures to open a partition are logged and the topic is

@@ -219,7 +219,8 @@ impl ClusterNode {
     }
 
     /// Publishes where this broker listens (listener name → `host:port`: `kafka`, `kinesis`,
-    /// `http`); Metadata on every broker lists the `kafka` one.
+    /// `http`, and `kafka.<LISTENER>` per Kafka listener); Metadata on every broker lists
+    /// the client's own listener's (`kafka.<name>`), else the `kafka` one.
     pub async fn advertise(&self, addresses: &crate::registry::BrokerAddresses) -> Result<()> {
         self.membership.advertise(addresses).await
     }

@@ -29,7 +29,7 @@ const ID_ATTEMPTS: usize = 20;
 pub struct Membership {
     db: Db,
     registration: Arc<Registration>,
-    live: Arc<RwLock<Vec<BrokerEndpoint>>>,
+    live: Arc<RwLock<Vec<LiveBroker>>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -66,9 +66,9 @@ impl Membership {
                 tracing::error!(%error, "this broker's registration was lost; it no longer appears in Metadata");
             }
         });
-        let live: Arc<RwLock<Vec<BrokerEndpoint>>> = Arc::default();
+        let live: Arc<RwLock<Vec<LiveBroker>>> = Arc::default();
         if let Ok(brokers) = live_brokers(&db).await {
-            *live.write().unwrap_or_else(PoisonError::into_inner) = endpoints(&brokers);
+            *live.write().unwrap_or_else(PoisonError::into_inner) = brokers;
         }
         let refresh = {
             let live = Arc::clone(&live);
@@ -80,8 +80,7 @@ impl Membership {
                     tick.tick().await;
                     match live_brokers(&db).await {
                         Ok(brokers) => {
-                            *live.write().unwrap_or_else(PoisonError::into_inner) =
-                                endpoints(&brokers);
+                            *live.write().unwrap_or_else(PoisonError::into_inner) = brokers;
                         }
                         Err(error) => tracing::debug!(%error, "reading live brokers failed"),
                     }
@@ -101,7 +100,8 @@ impl Membership {
         self.registration.broker_id().0
     }
 
-    /// Publishes this broker's listeners.
+    /// Publishes this broker's listeners: [`KAFKA_ADDRESS`] is the Kafka address a client
+    /// of an unnamed listener is given, [`kafka_listener_key`] names each Kafka listener's.
     pub async fn advertise(&self, addresses: &BrokerAddresses) -> Result<()> {
         self.registration.set_addresses(&self.db, addresses).await
     }
@@ -125,11 +125,26 @@ impl Drop for Membership {
 
 impl ClusterMembers for Membership {
     fn live_brokers(&self) -> Vec<BrokerEndpoint> {
-        self.live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        endpoints(
+            &self.live.read().unwrap_or_else(PoisonError::into_inner),
+            None,
+        )
     }
+
+    fn live_brokers_on(&self, listener: &str) -> Vec<BrokerEndpoint> {
+        endpoints(
+            &self.live.read().unwrap_or_else(PoisonError::into_inner),
+            Some(listener),
+        )
+    }
+}
+
+/// The registry key of a broker's default Kafka address (its first listener's).
+pub const KAFKA_ADDRESS: &str = "kafka";
+
+/// The registry key of the address of a broker's Kafka listener named `listener`.
+pub fn kafka_listener_key(listener: &str) -> String {
+    format!("kafka.{listener}")
 }
 
 /// The smallest id no live broker holds.
@@ -148,12 +163,18 @@ async fn free_node_id(db: &Db) -> Result<i32> {
     Ok(id.unwrap_or(0))
 }
 
-/// Brokers that advertise a Kafka listener, as Metadata lists them.
-fn endpoints(brokers: &[LiveBroker]) -> Vec<BrokerEndpoint> {
+/// Brokers that advertise a Kafka listener, as Metadata lists them: with the address of
+/// their listener named `listener` when they registered one, else their default address.
+fn endpoints(brokers: &[LiveBroker], listener: Option<&str>) -> Vec<BrokerEndpoint> {
+    let key = listener.map(kafka_listener_key);
     let mut out: Vec<BrokerEndpoint> = brokers
         .iter()
         .filter_map(|b| {
-            let (host, port) = b.addresses.get("kafka")?.rsplit_once(':')?;
+            let address = key
+                .as_ref()
+                .and_then(|k| b.addresses.get(k))
+                .or_else(|| b.addresses.get(KAFKA_ADDRESS))?;
+            let (host, port) = address.rsplit_once(':')?;
             Some(BrokerEndpoint {
                 node_id: b.broker_id.0,
                 host: host.to_owned(),
@@ -178,12 +199,15 @@ mod tests {
                 .unwrap_or_default(),
             expires_in_secs: 5.0,
         };
-        let got = endpoints(&[
-            broker(2, Some("127.0.0.1:9093")),
-            broker(0, Some("localhost:9092")),
-            broker(1, None),
-            broker(3, Some("bad")),
-        ]);
+        let got = endpoints(
+            &[
+                broker(2, Some("127.0.0.1:9093")),
+                broker(0, Some("localhost:9092")),
+                broker(1, None),
+                broker(3, Some("bad")),
+            ],
+            None,
+        );
         assert_eq!(
             got,
             vec![
@@ -199,5 +223,42 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn endpoints_on_a_listener_use_its_address_else_the_default() {
+        let with = |id: i32, pairs: &[(&str, &str)]| LiveBroker {
+            broker_id: BrokerId(id),
+            addresses: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            expires_in_secs: 5.0,
+        };
+        let brokers = [
+            with(
+                0,
+                &[
+                    ("kafka", "in0:9092"),
+                    ("kafka.INTERNAL", "in0:9092"),
+                    ("kafka.EXTERNAL", "ex0.example.com:9093"),
+                ],
+            ),
+            // Registered before listener names were: its one address for every listener.
+            with(1, &[("kafka", "old1:9092")]),
+            with(2, &[("kafka.EXTERNAL", "ex2:9093")]),
+        ];
+        let hosts = |listener| {
+            endpoints(&brokers, listener)
+                .into_iter()
+                .map(|b| format!("{}:{}:{}", b.node_id, b.host, b.port))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            hosts(Some("EXTERNAL")),
+            vec!["0:ex0.example.com:9093", "1:old1:9092", "2:ex2:9093"]
+        );
+        assert_eq!(hosts(Some("INTERNAL")), vec!["0:in0:9092", "1:old1:9092"]);
+        assert_eq!(hosts(None), vec!["0:in0:9092", "1:old1:9092"]);
     }
 }

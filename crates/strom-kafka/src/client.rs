@@ -26,7 +26,9 @@ use kafka_protocol::messages::{
     ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
@@ -125,28 +127,90 @@ pub struct Fetched {
     pub high_watermark: i64,
 }
 
+/// How to reach a listener: TLS (SSL, SASL_SSL) and SASL credentials (SASL_PLAINTEXT,
+/// SASL_SSL), as a Kafka client's `security.protocol` and its settings say.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The TLS client configuration, for SSL and SASL_SSL listeners.
+    pub tls: Option<Arc<strom_tls::ClientConfig>>,
+    /// The SASL credentials, for SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: Option<sasl::SaslCredentials>,
+}
+
+/// A connection's byte stream: plain TCP or TLS.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
 /// A connection to one broker.
-#[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
-    /// The credentials this connection authenticated with, for further connections (a
-    /// group's coordinator).
-    sasl: Option<sasl::SaslCredentials>,
+    /// How this connection was made (and the credentials it authenticated with), for
+    /// further connections (a group's coordinator).
+    options: ConnectOptions,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("tls", &self.options.tls.is_some())
+            .field("sasl", &self.options.sasl)
+            .field("correlation_id", &self.correlation_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
-    /// Connects and negotiates API versions.
+    /// Connects over plain TCP and negotiates API versions.
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        Client::connect_with_options(addr, &ConnectOptions::default()).await
+    }
+
+    /// Connects (over TLS when `options.tls` is set, the server's certificate checked
+    /// against `addr`'s host), negotiates API versions, and authenticates when
+    /// `options.sasl` is set.
+    pub async fn connect_with_options(
+        addr: &str,
+        options: &ConnectOptions,
+    ) -> Result<Client, ClientError> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Transport> = match &options.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                Box::new(strom_tls::connect(tcp, host, Arc::clone(config)).await?)
+            }
+        };
         let mut client = Client {
             stream,
             correlation_id: 0,
             versions: HashMap::new(),
-            sasl: None,
+            options: ConnectOptions {
+                tls: options.tls.clone(),
+                sasl: None,
+            },
         };
+        client.negotiate().await?;
+        if let Some(credentials) = &options.sasl {
+            client.authenticate(credentials).await?;
+        }
+        Ok(client)
+    }
+
+    /// How this connection was made: its TLS configuration and the credentials it
+    /// authenticated with.
+    pub fn options(&self) -> &ConnectOptions {
+        &self.options
+    }
+
+    async fn negotiate(&mut self) -> Result<(), ClientError> {
+        let client = self;
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("strom-cli"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
@@ -157,7 +221,7 @@ impl Client {
             .iter()
             .map(|k| (k.api_key, (k.min_version, k.max_version)))
             .collect();
-        Ok(client)
+        Ok(())
     }
 
     fn version(&self, api_key: ApiKey) -> Result<i16, ClientError> {
@@ -202,6 +266,7 @@ impl Client {
         frame.put_i32(len);
         frame.extend_from_slice(&payload);
         self.stream.write_all(&frame).await?;
+        self.stream.flush().await?;
 
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).await?;
@@ -442,6 +507,7 @@ impl Client {
         frame.put_i32(len);
         frame.extend_from_slice(&payload);
         self.stream.write_all(&frame).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 

@@ -75,7 +75,15 @@ pub(crate) async fn accept(
             let handshake = tls.acceptor().accept(stream);
             match tokio::time::timeout(strom_tls::HANDSHAKE_TIMEOUT, handshake).await {
                 Ok(Ok(stream)) => {
-                    let principal = strom_tls::client_principal(stream.get_ref().1);
+                    let principal = match tls.principal(stream.get_ref().1) {
+                        Ok(principal) => principal,
+                        Err(refused) => {
+                            // Kafka fails the client's authentication: no request is served.
+                            tracing::info!(%peer, listener = %listener.name, error = %refused, "client certificate refused");
+                            context.metrics.connection_closed();
+                            return;
+                        }
+                    };
                     tracing::debug!(%peer, principal = ?principal, "TLS handshake done");
                     let session = Arc::new(Session::new(listener, peer, principal));
                     let (reader, writer) = tokio::io::split(stream);

@@ -12,12 +12,15 @@
 //!   keep the certificate they were set up with; new connections use the new one.
 //! - [`client_principal`]: the principal of a client that presented a certificate,
 //!   `User:` + the subject's RFC 2253 distinguished name (Kafka's default SSL principal).
+//! - [`mapping::PrincipalMapper`]: Kafka's `ssl.principal.mapping.rules`, which
+//!   [`TlsServer::principal`] applies to that DN (see [`TlsServer::set_principal_mapping`]).
 //! - [`TlsListener`]: an [`axum::serve::Listener`] that wraps another listener and hands out
 //!   only connections whose handshake completed, handshakes running concurrently, so one
 //!   slow client does not hold up the others.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod dn;
+pub mod mapping;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -122,6 +125,15 @@ pub enum TlsError {
         /// The decoder's message.
         reason: String,
     },
+    /// No CA file was given and the system's trust store has no usable certificate.
+    #[error("no CA file given and no system trust roots found")]
+    NoTrustRoots,
+    /// A client certificate without its key, or a key without its certificate.
+    #[error("{path}: a client certificate and its private key go together")]
+    IncompleteClientIdentity {
+        /// The one file given.
+        path: PathBuf,
+    },
     /// Client authentication was asked for without a CA bundle.
     #[error("client authentication ({mode}) needs a client CA bundle")]
     MissingClientCa {
@@ -150,6 +162,8 @@ pub struct TlsServer {
     files: TlsFiles,
     alpn: Vec<Vec<u8>>,
     current: RwLock<(Arc<ServerConfig>, Stamp)>,
+    /// `ssl.principal.mapping.rules` of the listeners this configuration serves.
+    principal_mapping: RwLock<Arc<mapping::PrincipalMapper>>,
 }
 
 impl TlsServer {
@@ -162,7 +176,40 @@ impl TlsServer {
             files,
             alpn,
             current: RwLock::new((config, stamp)),
+            principal_mapping: RwLock::default(),
         }))
+    }
+
+    /// Sets the `ssl.principal.mapping.rules` that [`TlsServer::principal`] applies (by
+    /// default `DEFAULT`: the DN as it is). Connections accepted later use them.
+    pub fn set_principal_mapping(&self, mapper: mapping::PrincipalMapper) {
+        *self
+            .principal_mapping
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(mapper);
+    }
+
+    /// The principal of a client of this configuration: `None` without a client
+    /// certificate, else `User:` + the name the mapping rules make of its subject DN; a DN no
+    /// rule applies to is an error (Kafka then fails the client's authentication).
+    pub fn principal(
+        &self,
+        connection: &rustls::ServerConnection,
+    ) -> Result<Option<String>, mapping::NoMatchingRule> {
+        let Some(dn) = connection
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| dn::subject_dn(cert))
+        else {
+            return Ok(None);
+        };
+        let mapper = Arc::clone(
+            &self
+                .principal_mapping
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        mapper.map(&dn).map(|name| Some(format!("User:{name}")))
     }
 
     /// The files this configuration comes from.
@@ -283,19 +330,92 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn build(files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certificates(&files.cert_chain)?;
-    let key_pem = read(&files.private_key)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let key_pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => TlsError::NoPem {
-            path: files.private_key.clone(),
+            path: path.to_owned(),
             what: "private key",
         },
         e => TlsError::BadPem {
-            path: files.private_key.clone(),
+            path: path.to_owned(),
             reason: e.to_string(),
         },
+    })
+}
+
+/// A client's rustls configuration (see [`client_config`]).
+pub use rustls::ClientConfig;
+/// A client's TLS connection (see [`connect`]).
+pub type ClientStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Runs a client handshake on `tcp`, checking the server's certificate against `host` (a DNS
+/// name or an IP address), within [`HANDSHAKE_TIMEOUT`].
+pub async fn connect(
+    tcp: tokio::net::TcpStream,
+    host: &str,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<ClientStream> {
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host:?} is not a TLS server name: {e}"),
+        )
     })?;
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+}
+
+/// The files of a TLS client (the `strom` CLI): Kafka's `ssl.ca.location`,
+/// `ssl.certificate.location` and `ssl.key.location` (librdkafka's names), all PEM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTlsFiles {
+    /// CAs trusted for the broker's certificate; `None`: the system's trust store.
+    pub ca: Option<PathBuf>,
+    /// The client certificate chain, for a listener that asks for one (mTLS).
+    pub cert_chain: Option<PathBuf>,
+    /// The client certificate's private key (with `cert_chain`).
+    pub private_key: Option<PathBuf>,
+}
+
+/// Builds a rustls client configuration from PEM files (see [`ClientTlsFiles`]). A
+/// certificate without its key (or the reverse) is refused.
+pub fn client_config(files: &ClientTlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &files.ca {
+        Some(ca) => {
+            for cert in certificates(ca)? {
+                roots.add(cert)?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(TlsError::NoTrustRoots);
+            }
+        }
+    }
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match (&files.cert_chain, &files.private_key) {
+        (Some(cert), Some(key)) => {
+            builder.with_client_auth_cert(certificates(cert)?, private_key(key)?)?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        (Some(path), None) | (None, Some(path)) => {
+            return Err(TlsError::IncompleteClientIdentity { path: path.clone() });
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+fn build(files: &TlsFiles, alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = certificates(&files.cert_chain)?;
+    let key = private_key(&files.private_key)?;
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
@@ -23,6 +24,45 @@ pub(crate) struct Connect {
         global = true
     )]
     pub(crate) bootstrap: String,
+    /// A Kafka client properties file (`security.protocol`, `ssl.ca.location`,
+    /// `ssl.certificate.location`, `ssl.key.location`, `sasl.mechanism`, `sasl.jaas.config`
+    /// or `sasl.username`/`sasl.password`; PEM files only), as Kafka's tools take; the flags
+    /// below win over it.
+    #[arg(long, env = "STROM_COMMAND_CONFIG", global = true, value_name = "FILE")]
+    pub(crate) command_config: Option<PathBuf>,
+    /// The listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    /// [default: from the settings given: SASL with a mechanism, SSL with a TLS file].
+    #[arg(
+        long,
+        env = "STROM_SECURITY_PROTOCOL",
+        global = true,
+        value_name = "PROTOCOL"
+    )]
+    pub(crate) security_protocol: Option<String>,
+    /// PEM file of the CAs trusted for the broker's certificate [default: the system's].
+    #[arg(
+        long,
+        env = "STROM_SSL_CA_LOCATION",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub(crate) ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate, for a listener that requires one (mTLS).
+    #[arg(
+        long,
+        env = "STROM_SSL_CERTIFICATE_LOCATION",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub(crate) ssl_certificate_location: Option<PathBuf>,
+    /// PEM private key of the client certificate (unencrypted).
+    #[arg(
+        long,
+        env = "STROM_SSL_KEY_LOCATION",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub(crate) ssl_key_location: Option<PathBuf>,
     /// SASL mechanism for a listener that requires authentication: PLAIN, SCRAM-SHA-256 or
     /// SCRAM-SHA-512 (with --sasl-username and --sasl-password).
     #[arg(
@@ -47,31 +87,23 @@ pub(crate) struct Connect {
 }
 
 impl Connect {
-    /// The SASL credentials the flags give, if any.
-    fn sasl(&self) -> anyhow::Result<Option<strom_kafka::client::sasl::SaslCredentials>> {
-        let Some(name) = &self.sasl_mechanism else {
-            return Ok(None);
-        };
-        let mechanism = strom_kafka::sasl::Mechanism::from_name(name)
-            .filter(|m| *m != strom_kafka::sasl::Mechanism::OAuthBearer)
-            .with_context(|| {
-                format!("--sasl-mechanism {name:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-            })?;
-        let (Some(username), Some(password)) = (&self.sasl_username, &self.sasl_password) else {
-            bail!(
-                "--sasl-mechanism needs --sasl-username and --sasl-password (or STROM_SASL_PASSWORD)"
-            );
-        };
-        Ok(Some(strom_kafka::client::sasl::SaslCredentials {
-            mechanism,
-            username: username.clone(),
-            password: password.clone(),
-        }))
+    /// How to reach the listener: flags over `--command-config` (see `client_config`).
+    fn options(&self) -> anyhow::Result<strom_kafka::client::ConnectOptions> {
+        crate::client_config::resolve(&crate::client_config::Flags {
+            command_config: self.command_config.clone(),
+            security_protocol: self.security_protocol.clone(),
+            ssl_ca_location: self.ssl_ca_location.clone(),
+            ssl_certificate_location: self.ssl_certificate_location.clone(),
+            ssl_key_location: self.ssl_key_location.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone(),
+            sasl_username: self.sasl_username.clone(),
+            sasl_password: self.sasl_password.clone(),
+        })
     }
 
     pub(crate) async fn client(&self) -> anyhow::Result<Client> {
-        let sasl = self.sasl()?;
-        Client::connect_with(&self.bootstrap, sasl.as_ref())
+        let options = self.options()?;
+        Client::connect_with_options(&self.bootstrap, &options)
             .await
             .with_context(|| format!("connecting to {}", self.bootstrap))
     }

@@ -91,6 +91,7 @@
 //! key = "server.key"                   # also --tls-key
 //! client_ca = "clients.pem"            # CAs for client certificates; also --tls-client-ca
 //! client_auth = "none"                 # ssl.client.auth: none | requested | required
+//! principal_mapping_rules = "DEFAULT"  # ssl.principal.mapping.rules; --ssl-principal-mapping-rules
 //! reload_check_interval_ms = 10000     # files re-read when changed, and on SIGHUP
 //!
 //! [topic_defaults]          # Kafka topic-config names; defaults for every topic
@@ -274,6 +275,10 @@ pub(crate) struct ServeArgs {
     /// [default: none].
     #[arg(long, env = "STROM_TLS_CLIENT_AUTH", value_name = "MODE")]
     pub(crate) tls_client_auth: Option<String>,
+    /// Kafka's `ssl.principal.mapping.rules` for client certificates, e.g.
+    /// `RULE:^CN=([^,]*),.*$/$1/L,DEFAULT` (`[tls] principal_mapping_rules`) [default: DEFAULT].
+    #[arg(long, env = "STROM_SSL_PRINCIPAL_MAPPING_RULES", value_name = "RULES")]
+    pub(crate) ssl_principal_mapping_rules: Option<String>,
     /// Serve the Kinesis endpoint over HTTPS (HTTP/2 by ALPN) with the `[tls]` files
     /// [default: false].
     #[arg(
@@ -799,6 +804,10 @@ impl Settings {
         global_tls.key = args.tls_key.clone().or(global_tls.key);
         global_tls.client_ca = args.tls_client_ca.clone().or(global_tls.client_ca);
         global_tls.client_auth = args.tls_client_auth.clone().or(global_tls.client_auth);
+        global_tls.principal_mapping_rules = args
+            .ssl_principal_mapping_rules
+            .clone()
+            .or(global_tls.principal_mapping_rules);
         let strings = crate::listeners::ListenerStrings {
             listeners: args.listeners.clone().or(file.kafka.listeners.clone()),
             advertised_listeners: args

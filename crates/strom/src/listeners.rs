@@ -10,6 +10,8 @@
 //! client_ca = "/etc/strom/clients.pem" # CAs trusted for client certificates (mTLS)
 //! client_auth = "required"             # ssl.client.auth: none | requested | required
 //! reload_check_interval_ms = 10000     # re-read the files when they change (also on SIGHUP)
+//! # ssl.principal.mapping.rules for client certificates (also --ssl-principal-mapping-rules)
+//! principal_mapping_rules = "RULE:^CN=([^,]*),.*$/$1/L,DEFAULT"
 //!
 //! [[listener]]
 //! name = "INTERNAL"
@@ -22,7 +24,8 @@
 //! advertised_host = "kafka.example.com"
 //! advertised_port = 9093
 //! security_protocol = "SSL"
-//! client_auth = "required"             # per-listener cert, key, client_ca, client_auth
+//! client_auth = "required"             # per-listener cert, key, client_ca, client_auth,
+//!                                      # principal_mapping_rules
 //! ```
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -36,6 +39,7 @@ use strom_kafka::session::{
     ListenerEndpoint, default_protocol_map, parse_listener_list, parse_protocol_map,
 };
 use strom_kafka::{ListenerConfig, SecurityProtocol};
+use strom_tls::mapping::PrincipalMapper;
 use strom_tls::{ClientAuth, TlsFiles, TlsServer};
 
 /// Default interval between checks of the TLS files for changes.
@@ -50,6 +54,8 @@ pub(crate) struct FileTls {
     pub(crate) client_ca: Option<PathBuf>,
     pub(crate) client_auth: Option<String>,
     pub(crate) reload_check_interval_ms: Option<u64>,
+    /// Kafka's `ssl.principal.mapping.rules` (`strom_tls::mapping`).
+    pub(crate) principal_mapping_rules: Option<String>,
 }
 
 /// One `[[listener]]` table.
@@ -65,6 +71,7 @@ pub(crate) struct FileListener {
     key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     client_auth: Option<String>,
+    principal_mapping_rules: Option<String>,
 }
 
 /// The Kafka-style listener strings, from flags, environment or `[kafka]`.
@@ -172,7 +179,7 @@ pub(crate) fn resolve(
                 format!("listener {name} has no entry in the listener security protocol map (e.g. {name}:PLAINTEXT)")
             })
     };
-    let mut specs: Vec<(ListenerConfig, Option<TlsFiles>)> = Vec::new();
+    let mut specs: Vec<(ListenerConfig, Option<TlsFiles>, Option<String>)> = Vec::new();
     if let Some(list) = &strings.listeners {
         let advertised: Vec<ListenerEndpoint> = match &strings.advertised_listeners {
             Some(a) => parse_listener_list(a).context("invalid advertised listeners")?,
@@ -197,6 +204,7 @@ pub(crate) fn resolve(
                     tls: None,
                 },
                 files,
+                None,
             ));
         }
         if let Some(a) = advertised
@@ -228,7 +236,11 @@ pub(crate) fn resolve(
             let files = if protocol.uses_tls() {
                 Some(tls_files(&name, global, t.cert, t.key, t.client_ca, auth)?)
             } else {
-                if t.cert.is_some() || t.key.is_some() || t.client_auth.is_some() {
+                if t.cert.is_some()
+                    || t.key.is_some()
+                    || t.client_auth.is_some()
+                    || t.principal_mapping_rules.is_some()
+                {
                     anyhow::bail!("listener {name} is {protocol} but names TLS settings");
                 }
                 None
@@ -243,13 +255,20 @@ pub(crate) fn resolve(
                     tls: None,
                 },
                 files,
+                t.principal_mapping_rules,
             ));
         }
     }
-    for (mut listener, files) in specs {
+    for (mut listener, files, rules) in specs {
         if let Some(files) = files {
             let server = TlsServer::load(files, Vec::new())
                 .with_context(|| format!("loading the TLS files of listener {}", listener.name))?;
+            if let Some(rules) = rules.or_else(|| global.principal_mapping_rules.clone()) {
+                let mapper = PrincipalMapper::parse(&rules).with_context(|| {
+                    format!("ssl.principal.mapping.rules of listener {}", listener.name)
+                })?;
+                server.set_principal_mapping(mapper);
+            }
             resolved.tls.push(Arc::clone(&server));
             listener.tls = Some(server);
         }

@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 mod acl_cli;
 mod cli;
+mod client_config;
 mod cluster_cli;
 mod config;
 mod group_cli;
@@ -368,9 +369,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(node) => {
             let mut addresses = std::collections::BTreeMap::new();
             addresses.insert(
-                "kafka".to_owned(),
+                strom_cluster::membership::KAFKA_ADDRESS.to_owned(),
                 format!("{}:{}", ctx.advertised_host, ctx.advertised_port),
             );
+            // Every listener, so other brokers' Metadata answers each client with this
+            // broker's address on the client's own listener.
+            for (info, _) in &bound {
+                addresses.insert(
+                    strom_cluster::membership::kafka_listener_key(&info.name),
+                    format!("{}:{}", info.advertised_host, info.advertised_port),
+                );
+            }
             if let Some(k) = kinesis.as_ref().and_then(|k| k.local_addr().ok()) {
                 addresses.insert("kinesis".to_owned(), k.to_string());
             }

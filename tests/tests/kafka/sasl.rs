@@ -29,7 +29,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use strom_broker::BrokerConfig;
 use strom_broker::acl::{AclBinding, AclOperation, AclPermission, PatternType, ResourceType};
-use strom_broker::scram::{ScramMechanism, ScramUpsertion, salted_password};
 use strom_kafka::sasl::{Mechanism, OAuthBearerConfig, SaslConfig};
 use strom_kafka::{KafkaConfig, ListenerConfig, SecurityProtocol};
 use strom_tests::TestBroker;
@@ -139,27 +138,8 @@ fn sasl(mechanisms: &[Mechanism], reauth: Option<Duration>) -> KafkaConfig {
     }
 }
 
-/// Sets `user`'s password for both SCRAM mechanisms (PLAIN checks them too); one request
-/// per mechanism, as Kafka allows one alteration per user per request.
 async fn set_password(broker: &TestBroker, user: &str, password: &str) {
-    for m in ScramMechanism::ALL {
-        let salt = format!("salt-of-{user}-{password}").into_bytes();
-        let up = ScramUpsertion {
-            user: user.to_owned(),
-            mechanism: m.code(),
-            iterations: 4096,
-            salted_password: salted_password(m, password.as_bytes(), &salt, 4096),
-            salt,
-        };
-        let results = broker
-            .broker()
-            .run_blocking(move |b| Ok(b.alter_scram_credentials_blocking(&[], &[up])))
-            .await
-            .unwrap();
-        for (_, r) in results {
-            r.unwrap();
-        }
-    }
+    broker.set_scram_passwords(&[(user, password)]).await;
 }
 
 fn client_config(broker: &TestBroker, mechanism: &str, user: &str, password: &str) -> ClientConfig {

@@ -428,3 +428,127 @@ async fn changed_certificate_is_used_by_new_connections_without_a_restart() {
     .await
     .expect("bounded");
 }
+
+/// `ssl.principal.mapping.rules` on an mTLS listener: the first rule that applies names the
+/// principal (`alice` from `CN=alice,OU=Eng,O=Strom`), DEFAULT keeps a DN as it is, and a
+/// certificate no rule applies to is refused (no request is served). Through the protocol
+/// client the CLI uses, over TLS with a client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_rules_name_the_principal_of_a_client_certificate() {
+    use strom_kafka::client::{ClientError, ConnectOptions};
+    use strom_tls::mapping::PrincipalMapper;
+    use strom_tls::{ClientTlsFiles, client_config};
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("Strom Test CA");
+        let ca_pem = ca.write_cert(&dir.path().join("ca.pem"));
+        let server = ca.server(dir.path(), "server", "localhost");
+        let subject = |ou: &str, cn: &str| {
+            vec![
+                (DnType::OrganizationName, "Strom".to_owned()),
+                (DnType::OrganizationalUnitName, ou.to_owned()),
+                (DnType::CommonName, cn.to_owned()),
+            ]
+        };
+        let issue = |stem: &str, pairs: Vec<(DnType, String)>| {
+            let pairs: Vec<(DnType, &str)> =
+                pairs.iter().map(|(t, v)| (t.clone(), v.as_str())).collect();
+            ca.client(dir.path(), stem, &pairs)
+        };
+        let alice = issue("alice", subject("Eng", "Alice"));
+        let ops = issue("ops", subject("Ops", "robot"));
+        let stranger = issue(
+            "stranger",
+            vec![(DnType::OrganizationName, "Elsewhere".to_owned())],
+        );
+        let tls = TlsServer::load(
+            TlsFiles {
+                cert_chain: server.cert,
+                private_key: server.key,
+                client_ca: Some(ca_pem.clone()),
+                client_auth: ClientAuth::Required,
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        tls.set_principal_mapping(
+            PrincipalMapper::parse(
+                "RULE:^CN=([^,]*),OU=Eng,O=Strom$/$1/L, RULE:^.*OU=Ops.*$/DEFAULT_OPS/",
+            )
+            .unwrap(),
+        );
+        let kafka = KafkaConfig {
+            listeners: vec![ssl_listener("SSL", tls)],
+            ..KafkaConfig::default()
+        };
+        let mut config = BrokerConfig::new(dir.path().join("data"));
+        config.authorizer.enabled = true;
+        let broker = TestBroker::start_with(config, kafka).await;
+        for name in ["mapped", "ops"] {
+            broker
+                .broker()
+                .run_blocking(move |b| {
+                    b.create_topic_blocking(strom_broker::CreateTopic {
+                        name: name.to_owned(),
+                        partitions: Some(1),
+                        replication_factor: None,
+                        configs: Default::default(),
+                        validate_only: false,
+                    })
+                })
+                .await
+                .unwrap();
+        }
+        let describe = |topic: &str, principal: &str| AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: topic.to_owned(),
+            pattern_type: PatternType::Literal,
+            principal: principal.to_owned(),
+            host: "*".to_owned(),
+            operation: AclOperation::Describe,
+            permission: AclPermission::Allow,
+        };
+        let acls = vec![
+            describe("mapped", "User:alice"),
+            describe("ops", "User:DEFAULT_OPS"),
+        ];
+        broker
+            .broker()
+            .run_blocking(move |b| b.create_acls_blocking(acls))
+            .await
+            .unwrap();
+        let options = |client: &strom_tests::tls::IssuedFiles| ConnectOptions {
+            tls: Some(
+                client_config(&ClientTlsFiles {
+                    ca: Some(ca_pem.clone()),
+                    cert_chain: Some(client.cert.clone()),
+                    private_key: Some(client.key.clone()),
+                })
+                .unwrap(),
+            ),
+            sasl: None,
+        };
+        let addr = format!("localhost:{}", broker.addr().port());
+        let visible = |topics: Vec<strom_kafka::client::TopicInfo>| {
+            let mut names: Vec<String> = topics.into_iter().map(|t| t.name).collect();
+            names.sort();
+            names
+        };
+        let mut c = Client::connect_with_options(&addr, &options(&alice))
+            .await
+            .unwrap();
+        assert_eq!(visible(c.topics(None).await.unwrap()), vec!["mapped"]);
+        let mut c = Client::connect_with_options(&addr, &options(&ops))
+            .await
+            .unwrap();
+        assert_eq!(visible(c.topics(None).await.unwrap()), vec!["ops"]);
+        // No rule applies (and no DEFAULT): the connection serves nothing.
+        match Client::connect_with_options(&addr, &options(&stranger)).await {
+            Err(ClientError::Io(_)) => {}
+            other => panic!("a certificate no rule maps was served: {other:?}"),
+        }
+        broker.stop().await;
+    })
+    .await
+    .expect("bounded");
+}

@@ -62,6 +62,15 @@ pub struct BrokerEndpoint {
 pub trait ClusterMembers: Send + Sync + Debug {
     /// The live brokers, sorted by node id, this one included. Empty when not known yet.
     fn live_brokers(&self) -> Vec<BrokerEndpoint>;
+
+    /// The live brokers with the address of their Kafka listener named `listener` (Kafka
+    /// answers each client with the endpoints of the listener it came in on); a broker that
+    /// registered no listener of that name is listed with its default address. The default
+    /// knows no listener names: [`ClusterMembers::live_brokers`].
+    fn live_brokers_on(&self, listener: &str) -> Vec<BrokerEndpoint> {
+        let _ = listener;
+        self.live_brokers()
+    }
 }
 
 /// What a broker opens its storage through: the metadata store and one [`PartitionStore`] per

@@ -51,14 +51,35 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 )
         })
         .collect();
+    // KIP-525: a created topic's configs (and counts) are returned only with
+    // DESCRIBE_CONFIGS on it; else TOPIC_AUTHORIZATION_FAILED as its config error.
+    let describable: Vec<bool> = body
+        .topics
+        .iter()
+        .map(|t| {
+            authz::allowed(
+                context,
+                request,
+                AclOperation::DescribeConfigs,
+                ResourceType::Topic,
+                t.name.0.as_str(),
+            )
+        })
+        .collect();
     let results = context
         .broker
         .run_blocking(move |broker| {
             Ok(body
                 .topics
                 .into_iter()
-                .zip(authorized)
-                .map(|(t, ok)| create_one(broker, t, ok, validate_only, version))
+                .zip(authorized.into_iter().zip(describable))
+                .map(|(t, (ok, describable))| {
+                    let access = Access {
+                        create: ok,
+                        describe_configs: describable,
+                    };
+                    create_one(broker, t, access, validate_only, version)
+                })
                 .collect::<Vec<_>>())
         })
         .await
@@ -69,13 +90,23 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     )
 }
 
+/// What the client may do with one topic of the request.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    /// CREATE on the cluster or the topic.
+    create: bool,
+    /// DESCRIBE_CONFIGS on the topic: whether its configs are returned.
+    describe_configs: bool,
+}
+
 fn create_one(
     broker: &Broker,
     topic: CreatableTopic,
-    authorized: bool,
+    access: Access,
     validate_only: bool,
     version: i16,
 ) -> CreatableTopicResult {
+    let authorized = access.create;
     let name = topic.name.clone();
     let mut result = CreatableTopicResult::default()
         .with_name(name.clone())
@@ -102,7 +133,11 @@ fn create_one(
             if version >= 7 {
                 result.topic_id = summary.id;
             }
-            if version >= 5 {
+            if version >= 5 && !access.describe_configs {
+                result.topic_config_error_code =
+                    kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code();
+                result.configs = Some(Vec::new());
+            } else if version >= 5 {
                 result.num_partitions = summary.partitions;
                 result.replication_factor = summary.replication_factor;
                 let entries = config::describe_layers(

@@ -170,6 +170,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
 /// authorizer).
 pub(crate) fn cluster_authorized_operations(context: &Context, request: &Request) -> i32 {
     if context.broker.acls().enabled() {
+        // Kafka (`AuthHelper.computeDescribeClusterResponse`, Metadata alike) reports the
+        // cluster's operations only to a client that may DESCRIBE it, and 0 to any other.
+        if !authz::allowed(
+            context,
+            request,
+            AclOperation::Describe,
+            ResourceType::Cluster,
+            strom_broker::acl::model::CLUSTER_RESOURCE_NAME,
+        ) {
+            return 0;
+        }
         authz::authorized_operations(
             context,
             request,
@@ -191,9 +202,11 @@ fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
 /// The brokers to list: on a single node this one; in cluster mode every live broker of the
 /// registry, this one included even before its registration is seen.
 ///
-/// This broker is given with the advertised address of the listener the request came in on
-/// (Kafka answers each client with the endpoints of its own listener); other brokers with the
-/// address they registered.
+/// Every broker is given with the advertised address of the listener the request came in on
+/// (Kafka answers each client with the endpoints of its own listener): this one from its
+/// session, the others from the addresses they registered per listener
+/// ([`strom_broker::storage::ClusterMembers::live_brokers_on`]; a broker that registered no
+/// listener of that name is given with its first listener's address).
 pub(crate) fn live_brokers(context: &Context, request: &Request) -> Vec<BrokerEndpoint> {
     let (host, port) = advertised(context, request);
     let me = BrokerEndpoint {
@@ -201,7 +214,11 @@ pub(crate) fn live_brokers(context: &Context, request: &Request) -> Vec<BrokerEn
         host,
         port: u16::try_from(port).unwrap_or(0),
     };
-    let mut live = context.broker.live_brokers().unwrap_or_default();
+    let mut live = match &request.session {
+        Some(session) => context.broker.live_brokers_on(&session.listener.name),
+        None => context.broker.live_brokers(),
+    }
+    .unwrap_or_default();
     match live.iter_mut().find(|b| b.node_id == me.node_id) {
         Some(mine) => *mine = me,
         None => {

@@ -4,6 +4,10 @@
 //! partition of the group. With `require_stable` (v7+, sent by `read_committed` consumers,
 //! KIP-447) a partition whose offset is pending in an open transaction answers
 //! UNSTABLE_OFFSET_COMMIT, so the consumer retries instead of starting from a stale offset.
+//! With an authorizer: DESCRIBE on the group (GROUP_AUTHORIZATION_FAILED), and on each topic
+//! (a named one answers TOPIC_AUTHORIZATION_FAILED; every-partition answers leave it out).
+
+use std::collections::HashSet;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -24,16 +28,61 @@ type TopicOffsets = (String, Vec<(i32, Option<CommittedOffset>)>);
 
 type Fetched = Vec<((String, i32), Option<CommittedOffset>)>;
 
-fn fetch(context: &Context, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+/// The group's offsets of the requested partitions (every committed one for `None`), and
+/// the topics the client may not DESCRIBE: Kafka leaves those out of an every-partition
+/// answer and answers a named one with TOPIC_AUTHORIZATION_FAILED and no offset.
+fn fetch(
+    context: &Context,
+    request: &Request,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> (Fetched, HashSet<String>) {
+    let named = topics.is_some();
     let wanted: Option<Vec<(String, i32)>> = topics.map(|ts| {
         ts.into_iter()
             .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
             .collect()
     });
-    context
+    let mut fetched = context
         .broker
         .groups()
-        .fetch_offsets(group, wanted.as_deref())
+        .fetch_offsets(group, wanted.as_deref());
+    let denied = authz::denied_topics(
+        context,
+        request,
+        AclOperation::Describe,
+        fetched.iter().map(|((t, _), _)| t.as_str()),
+    );
+    if denied.is_empty() {
+        return (fetched, denied);
+    }
+    if named {
+        for ((topic, _), offset) in &mut fetched {
+            if denied.contains(topic) {
+                *offset = None;
+            }
+        }
+        (fetched, denied)
+    } else {
+        fetched.retain(|((topic, _), _)| !denied.contains(topic));
+        (fetched, HashSet::new())
+    }
+}
+
+/// A partition's error code: TOPIC_AUTHORIZATION_FAILED for a denied topic, else
+/// [`stability`]'s.
+fn partition_code(
+    context: &Context,
+    denied: &HashSet<String>,
+    require_stable: bool,
+    key: (&str, &str, i32),
+) -> i16 {
+    let (group, topic, partition) = key;
+    if denied.contains(topic) {
+        authz::topic_denied_code()
+    } else {
+        stability(context, require_stable, group, topic, partition)
+    }
 }
 
 /// Groups consecutive partitions by topic.
@@ -93,7 +142,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                     .map(|t| (t.name.to_string(), t.partition_indexes))
                     .collect()
             });
-            let fetched = fetch(context, &g.group_id, topics);
+            let (fetched, denied) = fetch(context, request, &g.group_id, topics);
             let group = g.group_id.to_string();
             let topics = by_topic(fetched)
                 .into_iter()
@@ -107,12 +156,11 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(metadata)
-                                .with_error_code(stability(
+                                .with_error_code(partition_code(
                                     context,
+                                    &denied,
                                     require_stable,
-                                    &group,
-                                    &name,
-                                    p,
+                                    (&group, &name, p),
                                 ))
                         })
                         .collect();
@@ -162,7 +210,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let fetched = fetch(context, &body.group_id, topics);
+        let (fetched, denied) = fetch(context, request, &body.group_id, topics);
         let version = request.version();
         let group = body.group_id.to_string();
         response.topics = by_topic(fetched)
@@ -176,7 +224,12 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                             .with_partition_index(p)
                             .with_committed_offset(offset)
                             .with_metadata(metadata)
-                            .with_error_code(stability(context, require_stable, &group, &name, p));
+                            .with_error_code(partition_code(
+                                context,
+                                &denied,
+                                require_stable,
+                                (&group, &name, p),
+                            ));
                         if version >= 5 {
                             r.committed_leader_epoch = epoch;
                         }

@@ -616,10 +616,12 @@ impl GroupMember {
         timeouts: MemberTimeouts,
     ) -> Result<GroupMember, ClientError> {
         let addr = bootstrap.find_coordinator(group).await?;
-        let sasl = bootstrap.sasl_credentials().cloned();
-        let coordinator = match Client::connect_with(&addr, sasl.as_ref()).await {
+        let options = bootstrap.options().clone();
+        let coordinator = match Client::connect_with_options(&addr, &options).await {
             Ok(c) => c,
-            Err(ClientError::Io(_)) => Client::connect_with(bootstrap_addr, sasl.as_ref()).await?,
+            Err(ClientError::Io(_)) => {
+                Client::connect_with_options(bootstrap_addr, &options).await?
+            }
             Err(e) => return Err(e),
         };
         Ok(GroupMember {

@@ -45,22 +45,22 @@ impl Client {
         addr: &str,
         sasl: Option<&SaslCredentials>,
     ) -> Result<Client, ClientError> {
-        let mut client = Client::connect(addr).await?;
-        if let Some(credentials) = sasl {
-            client.authenticate(credentials).await?;
-        }
-        Ok(client)
+        let options = super::ConnectOptions {
+            tls: None,
+            sasl: sasl.cloned(),
+        };
+        Client::connect_with_options(addr, &options).await
     }
 
     /// The credentials this connection authenticated with, if any.
     pub fn sasl_credentials(&self) -> Option<&SaslCredentials> {
-        self.sasl.as_ref()
+        self.options.sasl.as_ref()
     }
 
     /// Authenticates this connection (SaslHandshake v1, then SaslAuthenticate).
     pub async fn authenticate(&mut self, credentials: &SaslCredentials) -> Result<(), ClientError> {
         self.exchange(credentials).await?;
-        self.sasl = Some(credentials.clone());
+        self.options.sasl = Some(credentials.clone());
         Ok(())
     }
 

@@ -142,11 +142,33 @@ impl Server {
         rest
     }
 
+    /// The bound address of the Kafka listener named `name`, as `serve` printed it
+    /// (`<addr> (<NAME> <PROTOCOL>, advertised as …)`).
+    pub(crate) fn listener_addr(&self, name: &str) -> String {
+        let marker = format!("({name} ");
+        self.printed
+            .lines()
+            .find(|l| l.contains(&marker))
+            .and_then(|l| {
+                l.trim()
+                    .trim_start_matches("kafka:")
+                    .split_whitespace()
+                    .next()
+            })
+            .unwrap_or_else(|| panic!("no listener {name} in {}", self.printed))
+            .to_owned()
+    }
+
     /// Starts a CLI command against this broker (stdin closed after `stdin` is written).
     pub(crate) fn spawn(&self, args: &[&str], stdin: &str) -> Child {
+        self.spawn_at(&self.addr, args, stdin)
+    }
+
+    /// [`Server::spawn`] against the listener at `bootstrap`.
+    pub(crate) fn spawn_at(&self, bootstrap: &str, args: &[&str], stdin: &str) -> Child {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
             .args(args)
-            .args(["--bootstrap", &self.addr])
+            .args(["--bootstrap", bootstrap])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
