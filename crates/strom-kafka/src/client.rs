@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 pub mod acl;
 pub mod group;
+pub mod quota;
 pub mod sasl;
 pub mod txn;
 

@@ -323,6 +323,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     ctx.metrics.register(&mut registry);
+    ctx.quotas.register(&mut registry);
     registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::GroupCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::CleanerCollector::new(&broker)));

@@ -430,8 +430,8 @@ pub struct QuotaStore {
 }
 
 impl QuotaStore {
-    /// Applies a replayed or newly written event.
-    pub(crate) fn apply(&self, event: &MetadataEvent) {
+    /// Applies a replayed or newly written event (other events are ignored).
+    pub fn apply(&self, event: &MetadataEvent) {
         if let MetadataEvent::ClientQuotasAltered { changes } = event {
             let mut entities = self.entities.write().unwrap_or_else(|e| e.into_inner());
             apply_changes(&mut entities, changes);
