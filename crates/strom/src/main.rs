@@ -15,6 +15,8 @@ mod config;
 mod group_cli;
 mod jwks;
 mod listeners;
+mod quota_cli;
+mod quota_cli;
 mod txn_cli;
 
 use std::io::Write as _;
@@ -103,6 +105,14 @@ enum Command {
         #[command(subcommand)]
         command: acl_cli::UserCommand,
     },
+    /// Set, remove and describe Kafka client quotas (byte rates and request percentage per
+    /// user and/or client id).
+    Quota {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: quota_cli::QuotaCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -159,6 +169,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { connect, command } => {
             client_runtime()?.block_on(acl_cli::user(&connect, command))
+        }
+        Command::Quota { connect, command } => {
+            client_runtime()?.block_on(quota_cli::quota(&connect, command))
         }
     }
 }
