@@ -104,6 +104,8 @@ const CLIENT_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteAcls, 3),
     (ApiKey::DescribeUserScramCredentials, 0),
     (ApiKey::AlterUserScramCredentials, 0),
+    (ApiKey::DescribeClientQuotas, 1),
+    (ApiKey::AlterClientQuotas, 1),
 ];
 
 /// One topic as Metadata describes it.

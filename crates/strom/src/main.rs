@@ -16,7 +16,6 @@ mod group_cli;
 mod jwks;
 mod listeners;
 mod quota_cli;
-mod quota_cli;
 mod txn_cli;
 
 use std::io::Write as _;
