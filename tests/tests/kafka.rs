@@ -23,6 +23,7 @@ mod kafka {
     mod idempotence;
     mod limits;
     mod protocol;
+    mod quotas;
     mod raw;
     mod read_committed;
     mod retention;

@@ -103,6 +103,8 @@ pub struct Broker {
     pub(crate) acls: crate::acl::AclStore,
     /// SCRAM credentials.
     pub(crate) scram: crate::scram::ScramStore,
+    /// Client quotas.
+    pub(crate) quotas: crate::quota::QuotaStore,
 }
 
 #[derive(Debug)]
@@ -154,6 +156,7 @@ impl Broker {
         let dynamic = crate::broker_config::DynamicConfigs::default();
         let acls = crate::acl::AclStore::new(config.authorizer.clone());
         let scram = crate::scram::ScramStore::default();
+        let quotas = crate::quota::QuotaStore::default();
         for event in events {
             match event {
                 MetadataEvent::ClusterInitialized { cluster_id: id } => cluster_id = Some(id),
@@ -199,6 +202,7 @@ impl Broker {
                     acls.apply(&event);
                 }
                 MetadataEvent::ScramCredentialsAltered { .. } => scram.apply(&event),
+                MetadataEvent::ClientQuotasAltered { .. } => quotas.apply(&event),
                 MetadataEvent::LogStarted { .. } => {}
             }
         }
@@ -305,6 +309,7 @@ impl Broker {
             cleaner,
             acls,
             scram,
+            quotas,
         };
         broker.migrate_internal_segment_bytes_blocking();
         // Transactions a crash left prepared are completed before anyone reads.
@@ -666,6 +671,7 @@ impl Broker {
                     self.acls.apply(&event);
                 }
                 MetadataEvent::ScramCredentialsAltered { .. } => self.scram.apply(&event),
+                MetadataEvent::ClientQuotasAltered { .. } => self.quotas.apply(&event),
                 MetadataEvent::ClusterInitialized { .. }
                 | MetadataEvent::ProducerIdsReserved { .. }
                 | MetadataEvent::LogStarted { .. } => {}

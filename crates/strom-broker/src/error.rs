@@ -177,6 +177,12 @@ pub enum Error {
         /// Why.
         reason: crate::scram::ScramRefusal,
     },
+    /// A client quota request was refused.
+    #[error("client quota: {reason}")]
+    Quota {
+        /// Why.
+        reason: crate::quota::QuotaRefusal,
+    },
 }
 
 /// Why a produced record was refused.

@@ -34,6 +34,7 @@ mod healing;
 mod internal;
 pub mod metadata;
 mod partition;
+pub mod quota;
 pub mod scram;
 pub mod storage;
 pub mod stream;

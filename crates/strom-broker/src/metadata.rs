@@ -138,6 +138,11 @@ pub enum MetadataEvent {
         /// Credentials removed.
         removed: Vec<crate::scram::RemovedScramCredential>,
     },
+    /// Client quotas were set or removed (see [`crate::quota`]), in order.
+    ClientQuotasAltered {
+        /// The changes.
+        changes: Vec<crate::quota::QuotaChange>,
+    },
     /// The first line of an `events.log` started by a snapshot: its events follow the snapshot
     /// of this epoch. Never returned by [`MetadataLog::open`].
     LogStarted {
@@ -168,6 +173,8 @@ pub struct MetadataState {
     acls: std::collections::BTreeSet<crate::acl::AclBinding>,
     /// Every SCRAM credential by user and mechanism.
     scram: BTreeMap<(String, crate::scram::ScramMechanism), crate::scram::ScramCredential>,
+    /// Every client quota.
+    quotas: crate::quota::QuotaMap,
 }
 
 impl MetadataState {
@@ -236,6 +243,9 @@ impl MetadataState {
                         .insert((u.user.clone(), u.mechanism), u.credential.clone());
                 }
             }
+            MetadataEvent::ClientQuotasAltered { changes } => {
+                crate::quota::apply_changes(&mut self.quotas, changes);
+            }
             MetadataEvent::LogStarted { .. } => {}
         }
     }
@@ -292,6 +302,21 @@ impl MetadataState {
                 removed: Vec::new(),
             });
         }
+        if !self.quotas.is_empty() {
+            out.push(MetadataEvent::ClientQuotasAltered {
+                changes: self
+                    .quotas
+                    .iter()
+                    .flat_map(|(entity, keys)| {
+                        keys.iter().map(|(key, value)| crate::quota::QuotaChange {
+                            entity: entity.clone(),
+                            key: *key,
+                            value: Some(*value),
+                        })
+                    })
+                    .collect(),
+            });
+        }
         out
     }
 
@@ -304,6 +329,7 @@ impl MetadataState {
             + self.dynamic.len()
             + self.acls.len()
             + self.scram.len()
+            + self.quotas.len()
     }
 }
 

@@ -34,6 +34,7 @@ use uuid::Uuid;
 
 pub mod acl;
 pub mod group;
+pub mod quota;
 pub mod sasl;
 pub mod txn;
 
@@ -105,6 +106,8 @@ const CLIENT_MAX: &[(ApiKey, i16)] = &[
     (ApiKey::DeleteAcls, 3),
     (ApiKey::DescribeUserScramCredentials, 0),
     (ApiKey::AlterUserScramCredentials, 0),
+    (ApiKey::DescribeClientQuotas, 1),
+    (ApiKey::AlterClientQuotas, 1),
 ];
 
 /// One topic as Metadata describes it.

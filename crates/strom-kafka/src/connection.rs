@@ -294,6 +294,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         request.session = Some(Arc::clone(session));
         let started = std::time::Instant::now();
         let api_key = request.api_key;
+        let client_id = request.header.client_id.clone();
         let sasl_api = matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         if !sasl_api && api_key != ApiKey::ApiVersions && !auth.may_serve() {
             tracing::info!(%peer, ?api_key, "request before SASL authentication, closing connection");
@@ -322,6 +323,15 @@ async fn read_requests<R: AsyncRead + Unpin>(
         } else {
             api::handle(context, request).await
         };
+        // Quotas (KIP-219): the response leaves at once with its throttle time; the
+        // connection is muted (nothing more is read) for that long after it.
+        let mute = context.quotas.after_request(
+            context.broker.quotas(),
+            session,
+            client_id.as_deref().unwrap_or(""),
+            api_key,
+            started.elapsed(),
+        );
         let close = matches!(outcome, Outcome::Close | Outcome::RespondThenClose(_));
         let written = if matches!(outcome, Outcome::Deferred(_)) {
             let (tx, rx) = oneshot::channel();
@@ -339,6 +349,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
         };
         if replies.send(reply).await.is_err() || close {
             return;
+        }
+        if !mute.is_zero() {
+            tracing::debug!(%peer, ?api_key, mute_ms = mute.as_millis(), "client quota exceeded, muting connection");
+            tokio::select! {
+                () = tokio::time::sleep(mute) => {}
+                () = replies.closed() => return,
+            }
         }
     }
 }

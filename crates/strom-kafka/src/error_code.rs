@@ -64,6 +64,10 @@ pub fn response_error(error: &Error) -> ResponseError {
         Error::InvalidAcl(_) => ResponseError::InvalidRequest,
         Error::AuthorizationFailed { resource_type, .. } => authorization_error(*resource_type),
         Error::Scram { reason, .. } => scram_error(*reason),
+        Error::Quota {
+            reason: strom_broker::quota::QuotaRefusal::UnsupportedEntityType,
+        } => ResponseError::UnsupportedVersion,
+        Error::Quota { .. } => ResponseError::InvalidRequest,
         // `Error` is non_exhaustive for downstream crates.
         _ => ResponseError::UnknownServerError,
     }
@@ -232,6 +236,18 @@ mod tests {
             ),
             (Error::ShuttingDown, ResponseError::NotLeaderOrFollower),
             (Error::SecurityDisabled, ResponseError::SecurityDisabled),
+            (
+                Error::Quota {
+                    reason: strom_broker::quota::QuotaRefusal::UnknownKey,
+                },
+                ResponseError::InvalidRequest,
+            ),
+            (
+                Error::Quota {
+                    reason: strom_broker::quota::QuotaRefusal::UnsupportedEntityType,
+                },
+                ResponseError::UnsupportedVersion,
+            ),
             (
                 Error::AuthorizationFailed {
                     resource_type: strom_broker::acl::ResourceType::Topic,

@@ -57,6 +57,7 @@ pub mod connection;
 pub mod error_code;
 pub mod frame;
 pub mod metrics;
+pub mod quota;
 pub mod sasl;
 pub mod session;
 
@@ -212,6 +213,8 @@ pub struct Context {
     static_connection_limits: (usize, usize),
     /// SASL settings of the SASL_* listeners.
     pub sasl: Option<sasl::SaslConfig>,
+    /// Client quota rates and throttling (see [`quota`]).
+    pub quotas: quota::QuotaManager,
 }
 
 /// How many partition appends may run on the blocking pool at once, across all Kafka
@@ -353,6 +356,7 @@ impl KafkaServer {
                 )),
                 static_connection_limits: (config.max_connections, config.max_connections_per_ip),
                 sasl: config.sasl.clone(),
+                quotas: quota::QuotaManager::default(),
             }),
         };
         let statics = [

@@ -98,6 +98,8 @@ pub struct Session {
     /// The client's address.
     pub peer: SocketAddr,
     principal: RwLock<Arc<str>>,
+    /// The connection's quota throttle (see [`crate::quota`]).
+    pub throttle: crate::quota::ConnectionThrottle,
 }
 
 impl Session {
@@ -108,6 +110,7 @@ impl Session {
             listener,
             peer,
             principal: RwLock::new(Arc::from(principal.as_deref().unwrap_or(ANONYMOUS))),
+            throttle: crate::quota::ConnectionThrottle::default(),
         }
     }
 

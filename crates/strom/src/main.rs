@@ -16,6 +16,7 @@ mod config;
 mod group_cli;
 mod jwks;
 mod listeners;
+mod quota_cli;
 mod txn_cli;
 
 use std::io::Write as _;
@@ -104,6 +105,14 @@ enum Command {
         #[command(subcommand)]
         command: acl_cli::UserCommand,
     },
+    /// Set, remove and describe Kafka client quotas (byte rates and request percentage per
+    /// user and/or client id).
+    Quota {
+        #[command(flatten)]
+        connect: cli::Connect,
+        #[command(subcommand)]
+        command: quota_cli::QuotaCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -160,6 +169,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User { connect, command } => {
             client_runtime()?.block_on(acl_cli::user(&connect, command))
+        }
+        Command::Quota { connect, command } => {
+            client_runtime()?.block_on(quota_cli::quota(&connect, command))
         }
     }
 }
@@ -324,6 +336,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let mut registry = prometheus_client::registry::Registry::default();
     ctx.metrics.register(&mut registry);
+    ctx.quotas.register(&mut registry);
     registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::GroupCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::CleanerCollector::new(&broker)));

@@ -134,10 +134,17 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         Duration::from_millis(u64::try_from(body.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
-    // The broker's fetch.max.bytes caps whatever the client asks.
+    // The broker's fetch.max.bytes caps whatever the client asks, and so does the client's
+    // `consumer_byte_rate` over the quota window (Kafka's getMaxValueInQuotaWindow).
     let max_bytes = usize::try_from(body.max_bytes)
         .unwrap_or(0)
-        .min(context.fetch_max_bytes);
+        .min(context.fetch_max_bytes)
+        .min(
+            context
+                .quotas
+                .max_fetch_bytes(context.broker.quotas(), request)
+                .unwrap_or(usize::MAX),
+        );
     let committed = body.isolation_level == 1;
     let targets = Arc::new(targets);
     // Each read reserves its largest possible size from the request-memory budget first, and
@@ -167,13 +174,35 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             break (round, held);
         }
         drop(permits);
+        let waiting = std::time::Instant::now();
         tokio::select! {
             () = any_changed(&mut watchers) => {}
             () = tokio::time::sleep_until(deadline) => {}
         }
+        // A long poll is not request time for `request_percentage`.
+        if let Some(session) = &request.session {
+            session.throttle.waited(waiting.elapsed());
+        }
     };
+    // `consumer_byte_rate` counts the bytes sent; a throttled Fetch is answered at once with
+    // no data and its bytes are taken back (Kafka's getThrottledResponse).
+    let throttle_ms = context.quotas.record(
+        context.broker.quotas(),
+        request,
+        crate::quota::QuotaType::Fetch,
+        round.bytes as f64,
+    );
+    let head = encode::ResponseHead {
+        throttle_time_ms: i32::try_from(throttle_ms).unwrap_or(i32::MAX),
+        ..encode::ResponseHead::default()
+    };
+    if throttle_ms > 0 {
+        drop(held);
+        let parts = encode::encode(request.correlation_id(), version, head, &[])?;
+        return Ok(Outcome::RespondVectored(parts, None));
+    }
     context.metrics.fetched(round.bytes);
-    let parts = encode::encode(request.correlation_id(), version, 0, 0, &round.topics)?;
+    let parts = encode::encode(request.correlation_id(), version, head, &round.topics)?;
     Ok(Outcome::RespondVectored(parts, held))
 }
 

@@ -13,6 +13,7 @@ use crate::frame::{self, Request};
 mod acl_wire;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -26,6 +27,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -98,6 +100,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
@@ -281,6 +285,8 @@ pub async fn handle(context: &Context, mut request: Request) -> Outcome {
         ApiKey::AlterUserScramCredentials => {
             alter_user_scram_credentials::handle(context, &request).await
         }
+        ApiKey::DescribeClientQuotas => describe_client_quotas::handle(context, &request).await,
+        ApiKey::AlterClientQuotas => alter_client_quotas::handle(context, &request).await,
         _ => {
             tracing::warn!(?api_key, "no handler, closing connection");
             return Outcome::Close;
@@ -378,6 +384,8 @@ mod tests {
             ApiKey::DeleteAcls => DeleteAclsRequest::VERSIONS,
             ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
             ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
+            ApiKey::DescribeClientQuotas => DescribeClientQuotasRequest::VERSIONS,
+            ApiKey::AlterClientQuotas => AlterClientQuotasRequest::VERSIONS,
             ApiKey::SaslHandshake => SaslHandshakeRequest::VERSIONS,
             ApiKey::SaslAuthenticate => SaslAuthenticateRequest::VERSIONS,
             other => panic!("add {other:?} to this test"),

@@ -104,6 +104,13 @@ async fn resolve_topic(
 /// written from it in place instead of copied ([`writable_payloads`]).
 pub async fn handle(context: &Context, request: &mut Request) -> Result<Outcome, HandlerError> {
     let version = request.version();
+    // `producer_byte_rate` counts the request's bytes (Kafka: its size in bytes).
+    let throttle_ms = context.quotas.record(
+        context.broker.quotas(),
+        request,
+        crate::quota::QuotaType::Produce,
+        request.body.len() as f64,
+    );
     // Every field not named here (tagged fields) is dropped at the end of this statement.
     let ProduceRequest {
         acks,
@@ -277,7 +284,9 @@ pub async fn handle(context: &Context, request: &mut Request) -> Result<Outcome,
         Ok(Outcome::Respond(frame::encode_response(
             correlation_id,
             version,
-            &ProduceResponse::default().with_responses(responses),
+            &ProduceResponse::default()
+                .with_responses(responses)
+                .with_throttle_time_ms(i32::try_from(throttle_ms).unwrap_or(i32::MAX)),
         )?))
     };
     if acks == 0 {

@@ -98,11 +98,21 @@ pub(crate) struct TopicResponse {
 /// prefix, the response header and the body. Record bytes are not copied.
 ///
 /// Fails only if a length does not fit the wire (a record set or the frame above 2 GiB).
+/// The top-level fields of a Fetch response before its topics.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ResponseHead {
+    /// `throttle_time_ms`.
+    pub(crate) throttle_time_ms: i32,
+    /// `error_code` (v7+).
+    pub(crate) error_code: i16,
+    /// `session_id` (v7+).
+    pub(crate) session_id: i32,
+}
+
 pub(crate) fn encode(
     correlation_id: i32,
     version: i16,
-    error_code: i16,
-    session_id: i32,
+    head: ResponseHead,
     topics: &[TopicResponse],
 ) -> Result<Vec<Bytes>, EncodeError> {
     let flexible = version >= FLEXIBLE;
@@ -115,10 +125,10 @@ pub(crate) fn encode(
     if flexible {
         put_uvarint(&mut meta, 0); // response header v1: no tagged fields
     }
-    meta.put_i32(0); // throttle_time_ms
+    meta.put_i32(head.throttle_time_ms);
     if version >= 7 {
-        meta.put_i16(error_code);
-        meta.put_i32(session_id);
+        meta.put_i16(head.error_code);
+        meta.put_i32(head.session_id);
     }
     put_array_len(&mut meta, flexible, topics.len())?;
     for topic in topics {

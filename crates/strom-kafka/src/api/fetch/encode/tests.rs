@@ -10,7 +10,7 @@ use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::{AbortedTxn, PartitionResponse, TopicResponse, encode};
+use super::{AbortedTxn, PartitionResponse, ResponseHead, TopicResponse, encode};
 use crate::api::supported_versions;
 use crate::frame::encode_response;
 
@@ -83,7 +83,17 @@ fn concat(parts: &[Bytes]) -> Bytes {
 /// and checks the record sets were not copied.
 fn check(version: i16, error_code: i16, session_id: i32, topics: &[TopicResponse]) {
     let correlation_id = 0x0102_0304;
-    let parts = encode(correlation_id, version, error_code, session_id, topics).unwrap();
+    let parts = encode(
+        correlation_id,
+        version,
+        ResponseHead {
+            throttle_time_ms: 0,
+            error_code,
+            session_id,
+        },
+        topics,
+    )
+    .unwrap();
     let ours = concat(&parts);
     let message = reference_message(version, error_code, session_id, topics);
     let theirs = encode_response(correlation_id, version, &message).unwrap();
@@ -171,7 +181,7 @@ fn empty_and_error_partitions_have_no_record_chunk() {
     ];
     for v in versions() {
         check(v, 0, 0, &topics);
-        let parts = encode(1, v, 0, 0, &topics).unwrap();
+        let parts = encode(1, v, ResponseHead::default(), &topics).unwrap();
         assert_eq!(parts.len(), 1);
     }
 }
@@ -225,7 +235,7 @@ fn record_chunks_are_slices_of_a_shared_buffer() {
             partition(1, buffer.slice(1000..)),
         ],
     )];
-    let parts = encode(5, 16, 0, 0, &topics).unwrap();
+    let parts = encode(5, 16, ResponseHead::default(), &topics).unwrap();
     assert_eq!(parts[1].as_ptr(), buffer.as_ptr());
     assert_eq!(parts[3].as_ptr(), buffer[1000..].as_ptr());
 }
@@ -233,10 +243,10 @@ fn record_chunks_are_slices_of_a_shared_buffer() {
 #[test]
 fn too_long_topic_name_is_an_error_before_v12() {
     let topics = [topic(&"n".repeat(40_000), vec![])];
-    assert!(encode(1, 11, 0, 0, &topics).is_err());
+    assert!(encode(1, 11, ResponseHead::default(), &topics).is_err());
     // Compact strings have no such limit; topic ids do not send the name at all.
-    assert!(encode(1, 12, 0, 0, &topics).is_ok());
-    assert!(encode(1, 13, 0, 0, &topics).is_ok());
+    assert!(encode(1, 12, ResponseHead::default(), &topics).is_ok());
+    assert!(encode(1, 13, ResponseHead::default(), &topics).is_ok());
 }
 
 fn arb_partition() -> impl Strategy<Value = PartitionResponse> {
