@@ -301,7 +301,8 @@ impl GroupCoordinator {
             let mut stale: Vec<String> = rt.engine.list().into_iter().map(|(g, _, _)| g).collect();
             stale.extend(rt.consumer.list().into_iter().map(|(g, _)| g));
             for g in stale.iter().filter(|g| ours(g)) {
-                rt.engine.forget(g);
+                let effects = rt.engine.forget(g);
+                rt.perform(effects);
                 rt.consumer.forget(g);
             }
             rt.empty_since.retain(|g, _| !ours(g));
@@ -336,6 +337,46 @@ impl GroupCoordinator {
             );
         }
         Ok(())
+    }
+
+    /// Cluster mode: drops from memory every group of a shard this coordinator does not act
+    /// for now (its lease lapsed, was taken, or was given up after a failed write). JoinGroup
+    /// and SyncGroup requests waiting in them are answered `NotCoordinator` at once, so their
+    /// clients find the new coordinator instead of waiting for their own timeouts; the groups'
+    /// state is read again from the log if the shard is taken over again. Called with the
+    /// runtime locked (from [`GroupCoordinator::tick`]); never blocks on I/O.
+    pub(super) fn drop_lost_groups(&self, rt: &mut super::Runtime) {
+        let Some(authority) = &self.authority else {
+            return;
+        };
+        let held = authority.held();
+        let acting: BTreeSet<CoordinatorShard> = lock(&self.owned)
+            .values()
+            .filter(|o| o.is_valid() && held.contains(&o.lease))
+            .map(|o| o.lease.shard)
+            .collect();
+        let lost = |g: &String| !acting.contains(&coordinator_shard(g));
+        let mut groups: BTreeSet<String> = rt
+            .engine
+            .list()
+            .into_iter()
+            .map(|(g, _, _)| g)
+            .filter(lost)
+            .collect();
+        groups.extend(rt.consumer.list().into_iter().map(|(g, _)| g).filter(lost));
+        if groups.is_empty() {
+            return;
+        }
+        for g in &groups {
+            let effects = rt.engine.forget(g);
+            rt.perform(effects);
+            rt.consumer.forget(g);
+            rt.empty_since.remove(g);
+        }
+        tracing::info!(
+            groups = groups.len(),
+            "dropped the groups of coordinator shards no longer held"
+        );
     }
 
     /// The node id that coordinates `group_id` in cluster mode (see
