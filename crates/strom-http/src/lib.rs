@@ -149,7 +149,8 @@ impl Collector for PartitionCollector {
 /// groups it coordinates, and adds `strom_group_coordinator_shard_epoch` (the lease epoch of
 /// each coordinator shard it took over, labelled by shard) and
 /// `strom_group_coordinator_takeovers_total` (shards taken over since start: failovers and
-/// hand-overs).
+/// hand-overs) and `strom_group_coordinator_takeover_rebalances_total` (rebalances of the
+/// groups taken over, starting within a minute of the takeover: what failovers cost).
 #[derive(Debug)]
 pub struct GroupCollector {
     broker: Weak<Broker>,
@@ -229,6 +230,13 @@ impl Collector for GroupCollector {
                 MetricType::Counter,
             )?;
             ConstCounter::new(broker.groups().takeovers()).encode(metric)?;
+            let metric = encoder.encode_descriptor(
+                "strom_group_coordinator_takeover_rebalances",
+                "Rebalances of groups this broker took over, within a minute of the takeover",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(broker.groups().takeover_rebalances()).encode(metric)?;
         }
         for (name, help, read) in gauges {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;

@@ -306,12 +306,22 @@ impl GroupCoordinator {
                 rt.consumer.forget(g);
             }
             rt.empty_since.retain(|g, _| !ours(g));
+            rt.taken_over.retain(|g, _| !ours(g));
             let mut groups = 0usize;
             for (g, record) in replayed.states {
                 if !ours(&g) {
                     continue;
                 }
                 groups += 1;
+                let active = match &record {
+                    GroupRecord::Classic(s) => (!s.members.is_empty()).then_some(s.generation),
+                    GroupRecord::Consumer(s) => s.has_members().then(|| s.epoch()),
+                };
+                if let Some(generation) = active {
+                    let until = now + super::TAKEOVER_REBALANCE_WINDOW_MS;
+                    rt.taken_over
+                        .insert(g.clone(), super::TakenOver { generation, until });
+                }
                 match record {
                     GroupRecord::Classic(s) => rt.engine.restore(g, s, now),
                     GroupRecord::Consumer(s) => rt.consumer.restore(g, s, now),
@@ -372,6 +382,7 @@ impl GroupCoordinator {
             rt.perform(effects);
             rt.consumer.forget(g);
             rt.empty_since.remove(g);
+            rt.taken_over.remove(g);
         }
         tracing::info!(
             groups = groups.len(),
@@ -397,6 +408,13 @@ impl GroupCoordinator {
     /// Coordinator shards taken over since this coordinator opened (cluster mode).
     pub fn takeovers(&self) -> u64 {
         self.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// Rebalances of groups loaded at a shard takeover, starting within a minute of it: the
+    /// rebalances failovers caused (cluster mode; a member leaving at the same moment counts
+    /// too).
+    pub fn takeover_rebalances(&self) -> u64 {
+        self.takeover_rebalances.load(Ordering::Relaxed)
     }
 
     /// Whether this coordinator runs under coordinator leases (cluster mode).

@@ -152,6 +152,21 @@ struct Runtime {
     /// offset expiry counts from it. Not persisted: after a restart an empty group's offsets
     /// expire by their commit time, as Kafka does for group metadata without a state time.
     empty_since: HashMap<String, i64>,
+    /// Cluster mode: groups with members loaded at a shard takeover, with their generation
+    /// (group epoch) then, until their first rebalance or [`TAKEOVER_REBALANCE_WINDOW_MS`].
+    taken_over: HashMap<String, TakenOver>,
+}
+
+/// How long after a coordinator-shard takeover a group's rebalance counts as caused by it.
+const TAKEOVER_REBALANCE_WINDOW_MS: i64 = 60_000;
+
+/// A group loaded at a takeover (see `Runtime::taken_over`).
+#[derive(Debug, Clone, Copy)]
+struct TakenOver {
+    /// Its generation (classic) or group epoch (consumer protocol) when loaded.
+    generation: i32,
+    /// Until when (ms) a rebalance counts as caused by the takeover.
+    until: i64,
 }
 
 impl Runtime {
@@ -304,6 +319,8 @@ pub struct GroupCoordinator {
     owned: Mutex<authority::OwnedShards>,
     /// Cluster mode: shards taken over since open (`/metrics`).
     takeovers: AtomicU64,
+    /// Cluster mode: rebalances of groups taken over, within a minute of the takeover.
+    takeover_rebalances: AtomicU64,
 }
 
 impl GroupCoordinator {
@@ -386,6 +403,7 @@ impl GroupCoordinator {
             authority,
             owned: Mutex::new(authority::OwnedShards::new()),
             takeovers: AtomicU64::new(0),
+            takeover_rebalances: AtomicU64::new(0),
         })
     }
 
@@ -400,6 +418,31 @@ impl GroupCoordinator {
         let consumer = rt.consumer.take_snapshots();
         if classic.is_empty() && consumer.is_empty() {
             return;
+        }
+        if !rt.taken_over.is_empty() {
+            let generations = classic
+                .iter()
+                .map(|(id, s)| (id, s.as_ref().map(|s| s.generation)))
+                .chain(
+                    consumer
+                        .iter()
+                        .map(|(id, s)| (id, s.as_ref().map(|s| s.epoch()))),
+                );
+            for (id, generation) in generations {
+                let Some(taken) = rt.taken_over.get(id).copied() else {
+                    continue;
+                };
+                match generation {
+                    Some(g) if g <= taken.generation => {}
+                    Some(_) => {
+                        rt.taken_over.remove(id);
+                        self.takeover_rebalances.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        rt.taken_over.remove(id);
+                    }
+                }
+            }
         }
         let members = classic
             .iter()
@@ -448,6 +491,7 @@ impl GroupCoordinator {
     pub fn tick(&self, now: i64) {
         let mut rt = self.runtime();
         self.drop_lost_groups(&mut rt);
+        rt.taken_over.retain(|_, t| t.until > now);
         let effects = rt.engine.tick(now);
         rt.perform(effects);
         rt.consumer.tick(now);
