@@ -813,6 +813,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     }
     let faults: usize = injected.values().sum();
     let faults_done = started.elapsed();
+    let during_faults = tokio::task::block_in_place(|| group.settle());
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     for p in producers {
@@ -826,7 +827,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         .map(|b| b.kafka.clone())
         .collect::<Vec<_>>()
         .join(",");
-    let group = tokio::task::spawn_blocking(move || group.finish(&group_live))
+    let group = tokio::task::spawn_blocking(move || group.finish(&group_live, during_faults))
         .await
         .unwrap();
 
@@ -1011,6 +1012,8 @@ struct GroupChecker {
 impl GroupChecker {
     const GROUP: &'static str = "fault-checker-group";
     const MEMBERS: usize = 2;
+    /// Records the group must process after the faults before the checks.
+    const AFTER_FAULTS: usize = 100;
 
     fn config(bootstrap: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -1051,8 +1054,9 @@ impl GroupChecker {
                 let consumer: BaseConsumer = Self::config(&bootstrap).create().unwrap();
                 consumer.subscribe(&[topic]).unwrap();
                 while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                    let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
-                        continue;
+                    let m = match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => m,
+                        Some(Err(_)) | None => continue,
                     };
                     let (partition, offset) = (m.partition(), m.offset());
                     let mut commit = TopicPartitionList::new();
@@ -1127,7 +1131,27 @@ impl GroupChecker {
     /// Stops the members and the monitor (bounded), then checks: no record processed twice,
     /// no committed offset seen going backwards, and the committed offsets read now (through
     /// the live brokers `bootstrap`) at least the highest acknowledged. A summary.
-    fn finish(self, bootstrap: &str) -> String {
+    /// Once the faults are over (the producers still running): waits until the group has
+    /// processed [`Self::AFTER_FAULTS`] more records (it may have spent the faults
+    /// rebalancing), so the checks cover a group that works again. Returns how many it had
+    /// processed during the faults.
+    fn settle(&self) -> usize {
+        let deadline = Instant::now() + STEP;
+        let during = self.processed.lock().unwrap().len();
+        while self.processed.lock().unwrap().len() < during + Self::AFTER_FAULTS {
+            assert!(
+                Instant::now() < deadline,
+                "the group processed {} records after the faults ({} commits failed)",
+                self.processed.lock().unwrap().len() - during,
+                self.failed_commits
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        during
+    }
+
+    fn finish(self, bootstrap: &str, during: usize) -> String {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
         let deadline = Instant::now() + STEP;
         for t in self.threads {
@@ -1138,7 +1162,12 @@ impl GroupChecker {
             t.join().unwrap();
         }
         let processed = std::mem::take(&mut *self.processed.lock().unwrap());
-        assert!(!processed.is_empty(), "the group processed nothing");
+        assert!(
+            !processed.is_empty(),
+            "the group processed nothing ({} commits failed)",
+            self.failed_commits
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
         let mut once = BTreeSet::new();
         for record in &processed {
             assert!(
@@ -1180,7 +1209,8 @@ impl GroupChecker {
             );
         }
         format!(
-            "{} records processed once each, {} commits failed, final offsets {committed:?}",
+            "{} records processed once each ({during} during the faults), {} commits failed, \
+             final offsets {committed:?}",
             processed.len(),
             self.failed_commits
                 .load(std::sync::atomic::Ordering::Relaxed)

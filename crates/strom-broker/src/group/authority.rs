@@ -360,11 +360,14 @@ impl GroupCoordinator {
             return;
         };
         let held = authority.held();
-        let acting: BTreeSet<CoordinatorShard> = lock(&self.owned)
-            .values()
-            .filter(|o| o.is_valid() && held.contains(&o.lease))
-            .map(|o| o.lease.shard)
-            .collect();
+        // A shard no longer acted for leaves `owned` with its groups, so acting for it again
+        // always goes through a fresh takeover (fence and replay), never from a memory
+        // emptied here.
+        let acting: BTreeSet<CoordinatorShard> = {
+            let mut owned = lock(&self.owned);
+            owned.retain(|_, o| o.is_valid() && held.contains(&o.lease));
+            owned.keys().copied().collect()
+        };
         let lost = |g: &String| !acting.contains(&coordinator_shard(g));
         let mut groups: BTreeSet<String> = rt
             .engine
