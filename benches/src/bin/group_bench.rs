@@ -10,6 +10,15 @@
 //!   session timeout, during an "alone" run), so both sides see the same machine noise.
 //! - `groups-only`: just those groups for `--seconds`, and (with `--broker-pid`) the share of
 //!   a core the broker spends serving them.
+//! - `failover` (cluster mode, `benches/cluster_groups.sh`): three consumers bootstrapped on
+//!   every broker share a 6-partition topic; once settled, `--kill-command` runs with
+//!   `COORDINATOR=host:port` (the group's coordinator, from FindCoordinator) and must kill that
+//!   broker; the time from the kill until every partition is assigned again, balanced, and each
+//!   consumer's synchronous commit is accepted (the group served by its new coordinator); then
+//!   `--restore-command` (restart the broker and wait for it). Per protocol, every run and the
+//!   median.
+//! - `commit` with `--clients N`: N consumers of N groups (spread over the coordinator shards,
+//!   so over the brokers of a cluster) commit synchronously at once; total commits/s.
 //!
 //! ```text
 //! strom serve --data-dir /tmp/bench &
@@ -43,6 +52,8 @@ use strom_kafka::client::Client;
 enum Mode {
     Rebalance,
     Commit,
+    /// Rebalance time after the group's coordinator broker is killed (cluster mode).
+    Failover,
     ManyGroups,
     /// Only the N groups of `many-groups`, for `--seconds`, and the broker's CPU time they
     /// cost (`--broker-pid`, read from `/proc`).
@@ -80,6 +91,19 @@ struct Args {
     /// every 5 s; 1 s is five times that load.
     #[arg(long, default_value_t = 1_000)]
     interval_ms: u64,
+    /// Concurrent committing consumers, each in its own group (commit mode).
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// Shell command that kills the broker at `$COORDINATOR` (failover mode).
+    #[arg(long)]
+    kill_command: Option<String>,
+    /// Shell command run after each failover run, with `$COORDINATOR` set: restart the killed
+    /// broker and return once it listens (failover mode).
+    #[arg(long)]
+    restore_command: Option<String>,
+    /// Protocols measured in failover mode (`range`, `cooperative-sticky`, `consumer`).
+    #[arg(long, value_delimiter = ',', default_value = "range,consumer")]
+    protocols: Vec<String>,
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -104,8 +128,9 @@ fn unique(prefix: &str) -> String {
 }
 
 fn create_topic(rt: &tokio::runtime::Runtime, bootstrap: &str, name: &str, partitions: i32) {
+    let first = bootstrap.split(',').next().unwrap_or(bootstrap);
     let result = rt.block_on(async {
-        let mut c = Client::connect(bootstrap).await?;
+        let mut c = Client::connect(first).await?;
         c.create_topic(name, partitions, &BTreeMap::new()).await
     });
     if let Err(e) = result {
@@ -213,35 +238,168 @@ fn rebalance(args: &Args, rt: &tokio::runtime::Runtime) {
 fn commit(args: &Args, rt: &tokio::runtime::Runtime) {
     let topic = unique("bench-commit");
     create_topic(rt, &args.bootstrap, &topic, 1);
-    let c = consumer(&args.bootstrap, &unique("bench-commit"), "range");
-    let mut micros = Vec::with_capacity(args.commits);
+    let clients = args.clients.max(1);
+    let start = Arc::new(std::sync::Barrier::new(clients + 1));
+    let threads: Vec<_> = (0..clients)
+        .map(|n| {
+            let (bootstrap, topic, commits) = (args.bootstrap.clone(), topic.clone(), args.commits);
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                let c = consumer(&bootstrap, &unique(&format!("bench-commit-{n}")), "range");
+                let mut micros = Vec::with_capacity(commits);
+                start.wait();
+                for i in 0..commits {
+                    let mut tpl = TopicPartitionList::new();
+                    if tpl
+                        .add_partition_offset(&topic, 0, Offset::Offset(i as i64))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    let t = Instant::now();
+                    if let Err(e) = c.commit(&tpl, CommitMode::Sync) {
+                        eprintln!("commit: {e}");
+                        break;
+                    }
+                    micros.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                }
+                micros
+            })
+        })
+        .collect();
+    start.wait();
     let t0 = Instant::now();
-    for i in 0..args.commits {
-        let mut tpl = TopicPartitionList::new();
-        if tpl
-            .add_partition_offset(&topic, 0, Offset::Offset(i as i64))
-            .is_err()
-        {
-            return;
-        }
-        let start = Instant::now();
-        if let Err(e) = c.commit(&tpl, CommitMode::Sync) {
-            eprintln!("commit: {e}");
-            return;
-        }
-        micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+    let mut micros: Vec<u32> = Vec::new();
+    for t in threads {
+        micros.extend(t.join().unwrap_or_default());
     }
     let elapsed = t0.elapsed();
     micros.sort_unstable();
-    println!("| sync commits | commits/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
+    println!("| clients | sync commits | commits/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|");
     println!(
-        "| {} | {:.0} | {:.2} | {:.2} |",
-        args.commits,
-        args.commits as f64 / elapsed.as_secs_f64(),
+        "| {clients} | {} | {:.0} | {:.2} | {:.2} |",
+        micros.len(),
+        micros.len() as f64 / elapsed.as_secs_f64(),
         percentile(&micros, 0.50),
         percentile(&micros, 0.99)
     );
+    println!(
+        "summary commits={} commits_per_s={:.1}",
+        micros.len(),
+        micros.len() as f64 / elapsed.as_secs_f64()
+    );
+}
+
+/// Runs `command` with `sh -c`, `COORDINATOR` set to `coordinator`; false if it failed.
+fn hook(command: &str, coordinator: &str) -> bool {
+    match std::process::Command::new("sh")
+        .args(["-c", command])
+        .env("COORDINATOR", coordinator)
+        .status()
+    {
+        Ok(s) if s.success() => true,
+        other => {
+            eprintln!("`{command}` failed: {other:?}");
+            false
+        }
+    }
+}
+
+/// Every consumer commits its assigned partitions' positions (or offset 0 when none is
+/// known yet) synchronously: true once all of them were accepted.
+fn all_commit(consumers: &[BaseConsumer], topic: &str) -> bool {
+    consumers.iter().all(|c| {
+        let Ok(assignment) = c.assignment() else {
+            return false;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for e in assignment.elements() {
+            if tpl
+                .add_partition_offset(topic, e.partition(), Offset::Offset(0))
+                .is_err()
+            {
+                return false;
+            }
+        }
+        tpl.count() > 0 && c.commit(&tpl, CommitMode::Sync).is_ok()
+    })
+}
+
+fn failover(args: &Args, rt: &tokio::runtime::Runtime) {
+    let (Some(kill), Some(restore)) = (&args.kill_command, &args.restore_command) else {
+        eprintln!("failover mode needs --kill-command and --restore-command");
+        std::process::exit(2);
+    };
+    let brokers: Vec<String> = args.bootstrap.split(',').map(str::to_owned).collect();
+    println!("| protocol | runs (s) | median s |");
+    println!("|---|---|---|");
+    for protocol in &args.protocols {
+        let mut samples = Vec::new();
+        for _ in 0..args.runs {
+            let topic = unique("bench-failover");
+            create_topic(rt, &args.bootstrap, &topic, 6);
+            let group = unique("bench-failover-group");
+            let members: Vec<BaseConsumer> = (0..3)
+                .map(|_| consumer(&args.bootstrap, &group, protocol))
+                .collect();
+            for m in &members {
+                if let Err(e) = m.subscribe(&[&topic]) {
+                    eprintln!("subscribe: {e}");
+                    return;
+                }
+            }
+            if !settle(&members, 6, Duration::from_secs(60)) || !all_commit(&members, &topic) {
+                eprintln!("{protocol}: the group never settled");
+                continue;
+            }
+            let coordinator = rt.block_on(async {
+                for b in &brokers {
+                    if let Ok(mut c) = Client::connect(b).await
+                        && let Ok(addr) = c.find_coordinator(&group).await
+                    {
+                        return Some(addr);
+                    }
+                }
+                None
+            });
+            let Some(coordinator) = coordinator else {
+                eprintln!("{protocol}: no coordinator found");
+                continue;
+            };
+            if !hook(kill, &coordinator) {
+                return;
+            }
+            let t0 = Instant::now();
+            let deadline = t0 + Duration::from_secs(120);
+            let mut recovered = false;
+            while Instant::now() < deadline {
+                if settle(&members, 6, Duration::from_millis(200)) && all_commit(&members, &topic) {
+                    recovered = true;
+                    break;
+                }
+            }
+            if recovered {
+                samples.push(t0.elapsed().as_secs_f64());
+            } else {
+                eprintln!("{protocol}: no recovery within 120 s");
+            }
+            drop(members);
+            if !hook(restore, &coordinator) {
+                return;
+            }
+        }
+        let runs: Vec<String> = samples.iter().map(|s| format!("{s:.2}")).collect();
+        println!(
+            "| {protocol} | {} | **{:.2}** |",
+            runs.join(" / "),
+            median(&mut samples)
+        );
+        println!(
+            "summary protocol={protocol} failover_s={:.2}",
+            median(&mut samples)
+        );
+    }
 }
 
 /// Produces `count` 1 KiB records (acks=all) to `topic`; MB/s.
@@ -544,6 +702,7 @@ fn main() {
     match args.mode {
         Mode::Rebalance => rebalance(&args, &rt),
         Mode::Commit => commit(&args, &rt),
+        Mode::Failover => failover(&args, &rt),
         Mode::ManyGroups => many_groups(&args, &rt),
         Mode::GroupsOnly => groups_only(&args, &rt),
     }

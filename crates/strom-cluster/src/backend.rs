@@ -207,6 +207,15 @@ impl ClusterNode {
         self.membership.node_id()
     }
 
+    /// What `/metrics` reads of this broker's cluster engine (held by the metrics collector,
+    /// which outlives no runtime: it only reads counters and in-memory lease state).
+    pub fn observer(&self) -> ClusterObserver {
+        ClusterObserver {
+            writer: self.engine.writer.clone(),
+            leases: Arc::clone(&self.leases),
+        }
+    }
+
     /// The storage backend to open the broker with.
     pub fn backend(&self) -> Arc<ClusterBackend> {
         Arc::new(ClusterBackend {
@@ -263,6 +272,32 @@ impl ClusterNode {
         if let Err(error) = self.membership.leave().await {
             tracing::warn!(%error, "deregistering the broker failed; its lease will lapse");
         }
+    }
+}
+
+/// Read-only counters and lease state of one broker's cluster engine, for `/metrics`
+/// ([`ClusterNode::observer`]).
+#[derive(Debug, Clone)]
+pub struct ClusterObserver {
+    writer: Writer,
+    leases: Arc<CoordinatorLeaseKeeper>,
+}
+
+impl ClusterObserver {
+    /// The writer's counters since start (flushes, PostgreSQL transactions, objects, bytes,
+    /// PUT retries).
+    pub fn writer_stats(&self) -> crate::writer::WriterStats {
+        self.writer.stats()
+    }
+
+    /// The coordinator-shard leases this broker holds, with the time left on each.
+    pub fn coordinator_shards(&self) -> Vec<crate::coordinator::HeldShard> {
+        self.leases.held_shards()
+    }
+
+    /// Coordinator shards this broker took over from a holder that was gone (failovers).
+    pub fn coordinator_failovers(&self) -> u64 {
+        self.leases.failovers()
     }
 }
 

@@ -28,6 +28,7 @@
 //! inherits its previous incarnation's epoch.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,18 @@ pub fn preferred(shard: CoordinatorShard, live: &[i32]) -> Option<i32> {
     live.get(usize::try_from(shard.0 % n).ok()?).copied()
 }
 
+/// A shard lease this broker holds, with the time left on it (status and `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeldShard {
+    /// The shard.
+    pub shard: CoordinatorShard,
+    /// The lease epoch.
+    pub epoch: i64,
+    /// Seconds until this broker stops acting for the shard unless it renews the lease (its
+    /// local deadline, 0.9 TTL after the last acquire or renew was sent).
+    pub expires_in_secs: f64,
+}
+
 #[derive(Debug)]
 struct Held {
     lease: Lease,
@@ -147,6 +160,7 @@ pub struct CoordinatorLeaseKeeper {
     wake: Arc<Notify>,
     task: JoinHandle<()>,
     db: Db,
+    failovers: Arc<AtomicU64>,
 }
 
 impl CoordinatorLeaseKeeper {
@@ -162,6 +176,7 @@ impl CoordinatorLeaseKeeper {
         let state: Arc<RwLock<State>> = Arc::default();
         let given_up: Arc<std::sync::Mutex<Vec<Lease>>> = Arc::default();
         let wake = Arc::new(Notify::new());
+        let failovers = Arc::new(AtomicU64::new(0));
         let holder = format!("{node_id}/{}", uuid::Uuid::now_v7());
         let task = {
             let upkeep = Upkeep {
@@ -173,6 +188,7 @@ impl CoordinatorLeaseKeeper {
                 members: Arc::clone(&members),
                 state: Arc::clone(&state),
                 given_up: Arc::clone(&given_up),
+                failovers: Arc::clone(&failovers),
             };
             let wake = Arc::clone(&wake);
             tokio::spawn(async move {
@@ -191,7 +207,33 @@ impl CoordinatorLeaseKeeper {
             wake,
             task,
             db: Db::new(pg),
+            failovers,
         }
+    }
+
+    /// The shard leases held now, by shard, with the time left on each.
+    pub fn held_shards(&self) -> Vec<HeldShard> {
+        let now = Instant::now();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<HeldShard> = state
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline > now)
+            .map(|(shard, h)| HeldShard {
+                shard: *shard,
+                epoch: h.lease.epoch,
+                expires_in_secs: h.deadline.duration_since(now).as_secs_f64(),
+            })
+            .collect();
+        out.sort_by_key(|h| h.shard);
+        out
+    }
+
+    /// Shards this broker took from a holder that is gone (not a live broker any more, or an
+    /// earlier incarnation of this one): failovers, as opposed to hand-overs between live
+    /// brokers. Since start.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
     }
 
     /// Stops the upkeep and releases every lease held, so other brokers take the shards at
@@ -295,6 +337,7 @@ struct Upkeep {
     members: Arc<dyn ClusterMembers>,
     state: Arc<RwLock<State>>,
     given_up: Arc<std::sync::Mutex<Vec<Lease>>>,
+    failovers: Arc<AtomicU64>,
 }
 
 impl Upkeep {
@@ -355,10 +398,12 @@ impl Upkeep {
         let now = Instant::now();
         let live = live_ids(self.members.as_ref(), self.node_id);
         let mut known: BTreeMap<CoordinatorShard, (i32, f64)> = BTreeMap::new();
+        let mut previous: HashMap<CoordinatorShard, &str> = HashMap::new();
         for l in &listed {
             if let (Some(shard), Some(node)) = (self.kind.shard_of(&l.name), holder_node(&l.holder))
             {
                 known.insert(shard, (node, l.expires_in_secs));
+                previous.insert(shard, l.holder.as_str());
             }
         }
         let mut to_take = Vec::new();
@@ -428,10 +473,17 @@ impl Upkeep {
             .await
             {
                 Ok(Some(l)) => {
+                    let failover = previous
+                        .get(&shard)
+                        .is_some_and(|prev| is_failover(prev, &self.holder, self.node_id, &live));
+                    if failover {
+                        self.failovers.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::info!(
                         kind = self.kind.label(),
                         shard = shard.0,
                         epoch = l.epoch,
+                        failover,
                         "coordinator lease taken"
                     );
                     let deadline = self.deadline(sent);
@@ -443,6 +495,19 @@ impl Upkeep {
                 Err(error) => tracing::debug!(%error, "taking a coordinator lease failed"),
             }
         }
+    }
+}
+
+/// Whether taking a shard last held by `previous` is a failover: the holder is gone (no longer
+/// a live broker, or an earlier incarnation of this broker) rather than live and handing the
+/// shard over.
+fn is_failover(previous: &str, me: &str, my_node: i32, live: &[i32]) -> bool {
+    if previous == me {
+        return false;
+    }
+    match holder_node(previous) {
+        Some(node) => node == my_node || !live.contains(&node),
+        None => false,
     }
 }
 
@@ -470,6 +535,18 @@ mod tests {
             CoordinatorKind::parse("group-coordinator/03"),
             Some((CoordinatorKind::Group, CoordinatorShard(3)))
         );
+    }
+
+    #[test]
+    fn failovers_are_takeovers_from_gone_holders() {
+        let me = "2/bbbb";
+        // From a broker no longer live, or from this broker's earlier incarnation.
+        assert!(is_failover("1/aaaa", me, 2, &[2, 3]));
+        assert!(is_failover("2/old", me, 2, &[2, 3]));
+        // A hand-over from a live broker, or this very holder renewing.
+        assert!(!is_failover("3/cccc", me, 2, &[2, 3]));
+        assert!(!is_failover(me, me, 2, &[2, 3]));
+        assert!(!is_failover("intruder", me, 2, &[2, 3]));
     }
 
     #[test]

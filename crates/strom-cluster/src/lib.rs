@@ -87,7 +87,7 @@ pub mod testkit;
 pub mod tls;
 pub mod writer;
 
-pub use backend::{ClusterBackend, ClusterNode};
+pub use backend::{ClusterBackend, ClusterNode, ClusterObserver};
 pub use cache::ObjectCache;
 pub use config::{ClusterConfig, FlushConfig, MetadataCompaction, ObjectStoreUrl, S3Settings};
 pub use db::Db;

@@ -149,7 +149,9 @@ impl Collector for PartitionCollector {
 /// groups it coordinates, and adds `strom_group_coordinator_shard_epoch` (the lease epoch of
 /// each coordinator shard it took over, labelled by shard) and
 /// `strom_group_coordinator_takeovers_total` (shards taken over since start: failovers and
-/// hand-overs), and the same for transaction-coordinator shards
+/// hand-overs), `strom_group_coordinator_takeover_rebalances_total` (rebalances of the
+/// groups taken over, starting within a minute of the takeover: what failovers cost), and the
+/// same epoch and takeover metrics for transaction-coordinator shards
 /// (`strom_txn_coordinator_shard_epoch`, `strom_txn_coordinator_takeovers_total`).
 #[derive(Debug)]
 pub struct GroupCollector {
@@ -230,6 +232,13 @@ impl Collector for GroupCollector {
                 MetricType::Counter,
             )?;
             ConstCounter::new(broker.groups().takeovers()).encode(metric)?;
+            let metric = encoder.encode_descriptor(
+                "strom_group_coordinator_takeover_rebalances",
+                "Rebalances of groups this broker took over, within a minute of the takeover",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(broker.groups().takeover_rebalances()).encode(metric)?;
         }
         if broker.txns().is_leased() {
             let mut metric = encoder.encode_descriptor(

@@ -315,6 +315,21 @@ impl Client {
         Ok(out)
     }
 
+    /// Every broker Metadata lists, as `host:port`, sorted by node id (one on a single
+    /// broker; every live broker of a cluster).
+    pub async fn brokers(&mut self) -> Result<Vec<String>, ClientError> {
+        let v = self.version(ApiKey::Metadata)?;
+        let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let response: MetadataResponse = self.call(ApiKey::Metadata, v, &request).await?;
+        let mut brokers: Vec<(i32, String)> = response
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+            .collect();
+        brokers.sort();
+        Ok(brokers.into_iter().map(|(_, addr)| addr).collect())
+    }
+
     /// Creates a topic.
     pub async fn create_topic(
         &mut self,

@@ -2,9 +2,14 @@
 //! brokers and their listeners, leases (background jobs, and which broker coordinates which
 //! shard of consumer groups, with expiries), and the objects not committed (yet),
 //! whose oldest age is the lag between a flush's upload and its commit (or an orphan waiting
-//! for the collector). It reads the database directly, so it works with every broker down.
+//! for the collector). It reads the database directly, so it works with every broker down; each
+//! live broker's own counters (its writer's flushes, PostgreSQL transactions, objects, bytes and
+//! PUT retries; coordinator takeovers, failovers and the rebalances they caused) are read from
+//! the `/metrics` of the admin endpoint it advertises (plain HTTP only), bounded by a timeout.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -34,6 +39,14 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
         .await
         .context("reading the cluster status")?;
     use strom_cluster::coordinator::{CoordinatorKind, holder_node};
+    let mut counters: BTreeMap<i32, Option<BTreeMap<String, u64>>> = BTreeMap::new();
+    for b in &status.brokers {
+        let scraped = match b.addresses.get("http") {
+            Some(url) => broker_counters(url).await,
+            None => None,
+        };
+        counters.insert(b.broker_id.0, scraped);
+    }
     let (coordinators, job_leases): (Vec<_>, Vec<_>) = status
         .leases
         .iter()
@@ -61,6 +74,7 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                         "node_id": b.broker_id.0,
                         "addresses": b.addresses,
                         "lease_expires_in_secs": b.expires_in_secs,
+                        "counters": counters.get(&b.broker_id.0).cloned().flatten(),
                     })
                 })
                 .collect();
@@ -191,6 +205,27 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 .map(|(writer, secs)| vec![writer.clone(), format!("{secs:.1}s ago")])
                 .collect();
             write_table(&mut out, &["WRITER", "LAST COMMIT"], &rows)?;
+            writeln!(
+                out,
+                "\nbroker counters since start (from each broker's /metrics):"
+            )?;
+            let rows: Vec<Vec<String>> = status
+                .brokers
+                .iter()
+                .map(|b| {
+                    let mut row = vec![b.broker_id.0.to_string()];
+                    match counters.get(&b.broker_id.0).and_then(Option::as_ref) {
+                        Some(c) => row.extend(COUNTERS.iter().map(|(key, _)| {
+                            c.get(*key).map_or_else(|| "-".to_owned(), u64::to_string)
+                        })),
+                        None => row.extend(COUNTERS.iter().map(|_| "?".to_owned())),
+                    }
+                    row
+                })
+                .collect();
+            let mut header = vec!["NODE"];
+            header.extend(COUNTERS.iter().map(|(_, h)| *h));
+            write_table(&mut out, &header, &rows)?;
             let shard_rows = |leases: &[&strom_cluster::lease::LeaseState]| -> Vec<Vec<String>> {
                 leases
                     .iter()
@@ -225,4 +260,92 @@ pub(crate) async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The counters `strom cluster status` shows per broker: key in its JSON (the metric name
+/// without `strom_` and `_total`) and table header.
+const COUNTERS: [(&str, &str); 9] = [
+    ("cluster_writer_commits", "COMMITS"),
+    ("cluster_writer_transactions", "PG TXNS"),
+    ("cluster_writer_objects", "OBJECTS"),
+    ("cluster_writer_bytes", "BYTES"),
+    ("cluster_writer_put_retries", "PUT RETRIES"),
+    ("cluster_writer_failed_flushes", "FAILED FLUSHES"),
+    ("group_coordinator_takeovers", "TAKEOVERS"),
+    ("group_coordinator_failovers", "FAILOVERS"),
+    (
+        "group_coordinator_takeover_rebalances",
+        "TAKEOVER REBALANCES",
+    ),
+];
+
+/// How long reading one broker's `/metrics` may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The [`COUNTERS`] of the broker whose admin endpoint is `url` (`http://host:port`); `None`
+/// when it cannot be read (TLS, unreachable, too slow).
+async fn broker_counters(url: &str) -> Option<BTreeMap<String, u64>> {
+    let addr = url.strip_prefix("http://")?;
+    let text = tokio::time::timeout(SCRAPE_TIMEOUT, get_metrics(addr))
+        .await
+        .ok()?
+        .ok()?;
+    Some(parse_counters(&text))
+}
+
+/// `GET /metrics` over plain HTTP/1.1 (`Connection: close`): the response, headers included.
+async fn get_metrics(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body).await?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The [`COUNTERS`] found in an OpenMetrics text (`strom_<key>_total <value>` lines).
+fn parse_counters(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let Some(key) = name
+            .strip_prefix("strom_")
+            .and_then(|n| n.strip_suffix("_total"))
+        else {
+            continue;
+        };
+        if let (Some((key, _)), Ok(v)) = (
+            COUNTERS.iter().find(|(k, _)| *k == key),
+            value.trim().parse::<u64>(),
+        ) {
+            out.insert((*key).to_owned(), v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_read_from_openmetrics_text() {
+        let text = "# HELP strom_cluster_writer_commits Flushes\n\
+                    # TYPE strom_cluster_writer_commits counter\n\
+                    strom_cluster_writer_commits_total 12\n\
+                    strom_group_coordinator_failovers_total 2\n\
+                    strom_group_coordinator_shard_epoch{shard=\"3\"} 7\n\
+                    strom_other_total 5\n";
+        let c = parse_counters(text);
+        assert_eq!(c.get("cluster_writer_commits"), Some(&12));
+        assert_eq!(c.get("group_coordinator_failovers"), Some(&2));
+        assert_eq!(c.len(), 2, "{c:?}");
+    }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{ArgGroup, Args, Subcommand};
-use strom_kafka::client::Client;
-use strom_kafka::client::group::{GroupMember, MemberTimeouts, is_offset_out_of_range};
+use strom_kafka::client::group::{
+    GroupMember, ListedGroup, MemberTimeouts, coordinator_moved, is_offset_out_of_range,
+};
+use strom_kafka::client::{Client, ClientError};
 
 use crate::cli::{Connect, ConsumeArgs, print_batches};
 
@@ -90,12 +92,12 @@ pub(crate) struct ResetArgs {
 }
 
 pub(crate) async fn group(connect: &Connect, command: GroupCommand) -> anyhow::Result<()> {
-    let mut client = connect.client().await?;
+    let client = connect.client().await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match command {
         GroupCommand::List { format } => {
-            let groups = client.list_groups().await?;
+            let groups = list_everywhere(client, &connect.bootstrap).await?;
             match format {
                 GroupFormat::Json => {
                     let list: Vec<serde_json::Value> = groups
@@ -120,19 +122,149 @@ pub(crate) async fn group(connect: &Connect, command: GroupCommand) -> anyhow::R
             }
         }
         GroupCommand::Describe { group, format } => {
-            let described = describe(&mut client, &group).await?;
+            let mut routed = Routed::new(client, &connect.bootstrap, &group);
+            let described = describe(&mut routed).await?;
             match format {
                 GroupFormat::Json => writeln!(out, "{}", described.to_json())?,
                 GroupFormat::Table => described.write_table(&mut out)?,
             }
         }
         GroupCommand::Delete { group } => {
-            client.delete_group(&group).await?;
+            let mut routed = Routed::new(client, &connect.bootstrap, &group);
+            routed
+                .call(async |c: &mut Client, g: &str| c.delete_group(g).await)
+                .await?;
             writeln!(out, "deleted group {group}")?;
         }
-        GroupCommand::ResetOffsets(args) => reset_offsets(&mut client, &mut out, args).await?,
+        GroupCommand::ResetOffsets(args) => {
+            let group = args.group.clone();
+            let mut routed = Routed::new(client, &connect.bootstrap, &group);
+            reset_offsets(&mut routed, &mut out, args).await?;
+        }
     }
     Ok(())
+}
+
+/// How long a group request keeps finding its coordinator again (a failover takes about one
+/// coordinator-lease TTL plus the new coordinator's replay).
+const COORDINATOR_PATIENCE: Duration = Duration::from_secs(60);
+
+/// ListGroups on every broker Metadata lists, merged: in cluster mode each broker lists the
+/// groups it coordinates (as Kafka's admin client, which asks every broker). A broker that
+/// cannot be reached is reported on stderr and skipped; at least one must answer.
+async fn list_everywhere(
+    mut bootstrap: Client,
+    bootstrap_addr: &str,
+) -> anyhow::Result<Vec<ListedGroup>> {
+    let brokers = bootstrap.brokers().await?;
+    let sasl = bootstrap.sasl_credentials().cloned();
+    let mut merged: BTreeMap<String, ListedGroup> = BTreeMap::new();
+    let mut answered = 0usize;
+    // A single broker (or one whose advertised address is not reachable from here) is asked
+    // on the bootstrap connection.
+    if brokers.len() <= 1 {
+        for g in bootstrap.list_groups().await? {
+            merged.insert(g.group_id.clone(), g);
+        }
+        return Ok(merged.into_values().collect());
+    }
+    for addr in &brokers {
+        let listed = match Client::connect_with(addr, sasl.as_ref()).await {
+            Ok(mut c) => c.list_groups().await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(groups) => {
+                answered += 1;
+                for g in groups {
+                    merged.insert(g.group_id.clone(), g);
+                }
+            }
+            Err(e) => eprintln!("warning: listing the groups of broker {addr} failed: {e}"),
+        }
+    }
+    if answered == 0 {
+        bail!("no broker listed its groups (bootstrap {bootstrap_addr})");
+    }
+    Ok(merged.into_values().collect())
+}
+
+/// Group requests routed to the group's coordinator (found with FindCoordinator through the
+/// bootstrap broker) and sent again to the new one when it moves; everything else (Metadata,
+/// ListOffsets) goes to the bootstrap broker.
+struct Routed<'a> {
+    bootstrap: Client,
+    bootstrap_addr: &'a str,
+    group: &'a str,
+    coordinator: Option<Client>,
+}
+
+impl<'a> Routed<'a> {
+    fn new(bootstrap: Client, bootstrap_addr: &'a str, group: &'a str) -> Routed<'a> {
+        Routed {
+            bootstrap,
+            bootstrap_addr,
+            group,
+            coordinator: None,
+        }
+    }
+
+    /// A connection to the coordinator: the advertised address FindCoordinator names, or the
+    /// bootstrap address when that one does not answer (a broker advertising a name this
+    /// host cannot reach).
+    async fn coordinator(&mut self) -> Result<&mut Client, ClientError> {
+        if self.coordinator.is_none() {
+            let addr = match self.bootstrap.find_coordinator(self.group).await {
+                Ok(addr) => addr,
+                // The bootstrap connection itself broke: open it again.
+                Err(ClientError::Io(e)) => {
+                    let sasl = self.bootstrap.sasl_credentials().cloned();
+                    self.bootstrap = Client::connect_with(self.bootstrap_addr, sasl.as_ref())
+                        .await
+                        .map_err(|_| ClientError::Io(e))?;
+                    self.bootstrap.find_coordinator(self.group).await?
+                }
+                Err(e) => return Err(e),
+            };
+            let sasl = self.bootstrap.sasl_credentials().cloned();
+            let client = match Client::connect_with(&addr, sasl.as_ref()).await {
+                Ok(c) => c,
+                Err(ClientError::Io(_)) => {
+                    Client::connect_with(self.bootstrap_addr, sasl.as_ref()).await?
+                }
+                Err(e) => return Err(e),
+            };
+            self.coordinator = Some(client);
+        }
+        self.coordinator
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol("no coordinator connection".into()))
+    }
+
+    /// Runs `request` against the group's coordinator, finding it again (for up to
+    /// [`COORDINATOR_PATIENCE`]) while it answers that it is not (or not yet) the coordinator.
+    async fn call<T>(
+        &mut self,
+        mut request: impl AsyncFnMut(&mut Client, &str) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let deadline = std::time::Instant::now() + COORDINATOR_PATIENCE;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let group = self.group;
+            let result = match self.coordinator().await {
+                Ok(c) => request(c, group).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if coordinator_moved(&e) && std::time::Instant::now() < deadline => {
+                    self.coordinator = None;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 fn dash_if_empty(s: String) -> String {
@@ -199,9 +331,13 @@ struct Described {
     rows: Vec<PartitionRow>,
 }
 
-async fn describe(client: &mut Client, group: &str) -> anyhow::Result<Described> {
-    let described = client.describe_group(group).await?;
-    let committed = client.fetch_offsets(group, None).await?;
+async fn describe(routed: &mut Routed<'_>) -> anyhow::Result<Described> {
+    let described = routed
+        .call(async |c: &mut Client, g: &str| c.describe_group(g).await)
+        .await?;
+    let committed = routed
+        .call(async |c: &mut Client, g: &str| c.fetch_offsets(g, None).await)
+        .await?;
     let mut rows: BTreeMap<(String, i32), PartitionRow> = BTreeMap::new();
     for (topic, partition, offset) in committed {
         rows.insert(
@@ -238,7 +374,11 @@ async fn describe(client: &mut Client, group: &str) -> anyhow::Result<Described>
     let mut rows: Vec<PartitionRow> = rows.into_values().collect();
     for row in &mut rows {
         // A deleted topic has no end; its row still shows the commit.
-        row.log_end = client.list_offset(&row.topic, row.partition, -1).await.ok();
+        row.log_end = routed
+            .bootstrap
+            .list_offset(&row.topic, row.partition, -1)
+            .await
+            .ok();
     }
     Ok(Described {
         group: described,
@@ -393,13 +533,15 @@ impl ResetArgs {
 }
 
 async fn reset_offsets(
-    client: &mut Client,
+    routed: &mut Routed<'_>,
     out: &mut impl Write,
     args: ResetArgs,
 ) -> anyhow::Result<()> {
     let target = args.target()?;
     let group = &args.group;
-    let described = client.describe_group(group).await?;
+    let described = routed
+        .call(async |c: &mut Client, g: &str| c.describe_group(g).await)
+        .await?;
     if described.state != "Empty" && described.state != "Dead" {
         // kafka-consumer-groups' wording.
         bail!(
@@ -408,7 +550,7 @@ async fn reset_offsets(
             described.state
         );
     }
-    let topics = client.topics(Some(&[&args.topic])).await?;
+    let topics = routed.bootstrap.topics(Some(&[&args.topic])).await?;
     let Some(topic) = topics.first() else {
         bail!("no such topic {}", args.topic);
     };
@@ -421,13 +563,14 @@ async fn reset_offsets(
         .iter()
         .map(|p| (args.topic.clone(), *p))
         .collect();
-    let current: BTreeMap<i32, i64> = client
-        .fetch_offsets(group, Some(&wanted))
+    let current: BTreeMap<i32, i64> = routed
+        .call(async |c: &mut Client, g: &str| c.fetch_offsets(g, Some(&wanted)).await)
         .await?
         .into_iter()
         .map(|(_, p, o)| (p, o))
         .collect();
     let mut plan = Vec::with_capacity(partitions.len());
+    let client = &mut routed.bootstrap;
     for &p in &partitions {
         let earliest = client.list_offset(&args.topic, p, -2).await?;
         let latest = client.list_offset(&args.topic, p, -1).await?;
@@ -482,8 +625,8 @@ async fn reset_offsets(
             .collect();
         // From outside the group (no member id, generation -1): the coordinator only takes it
         // while the group has no members.
-        client
-            .commit_offsets(group, "", -1, &commits)
+        routed
+            .call(async |c: &mut Client, g: &str| c.commit_offsets(g, "", -1, &commits).await)
             .await
             .context("committing the new offsets")?;
         writeln!(out, "committed new offsets for group {group}")?;

@@ -12,6 +12,7 @@ mod acl_cli;
 mod cli;
 mod client_config;
 mod cluster_cli;
+mod cluster_metrics;
 mod config;
 mod group_cli;
 mod jwks;
@@ -340,12 +341,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     registry.register_collector(Box::new(strom_http::PartitionCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::GroupCollector::new(&broker)));
     registry.register_collector(Box::new(strom_http::CleanerCollector::new(&broker)));
+    if let Some(node) = &cluster {
+        registry.register_collector(Box::new(cluster_metrics::ClusterCollector::new(
+            node.observer(),
+        )));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     // The admin endpoint must not take the Kafka service down: if its port is taken, say so
     // loudly and serve Kafka without it.
+    // The admin endpoint's base URL as other hosts reach it (advertised in cluster mode, so
+    // `strom cluster status` can read every broker's counters).
+    let mut http_url = None;
     let (http, http_line) = match tokio::net::TcpListener::bind(settings.http_listen).await {
         Ok(listener) => {
             let scheme = if settings.http_tls.is_some() {
@@ -353,6 +362,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             } else {
                 "http"
             };
+            if let Ok(addr) = listener.local_addr() {
+                http_url = Some(if addr.ip().is_unspecified() {
+                    format!("{scheme}://{}:{}", ctx.advertised_host, addr.port())
+                } else {
+                    format!("{scheme}://{addr}")
+                });
+            }
             let line = match listener.local_addr() {
                 Ok(addr) => format!("{scheme}://{addr}/metrics"),
                 Err(_) => format!("{scheme}://{}/metrics", settings.http_listen),
@@ -395,6 +411,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
             if let Some(k) = kinesis.as_ref().and_then(|k| k.local_addr().ok()) {
                 addresses.insert("kinesis".to_owned(), k.to_string());
+            }
+            if let Some(url) = &http_url {
+                addresses.insert("http".to_owned(), url.clone());
             }
             node.advertise(&addresses)
                 .await

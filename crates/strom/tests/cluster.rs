@@ -656,7 +656,10 @@ async fn three_brokers_share_one_log() {
 /// frozen and PostgreSQL frozen (unreachable) for a few seconds. At the end
 /// every acknowledged record is at its acknowledged offset exactly once, offsets are gapless,
 /// each producer's records keep their order per partition, and no record appears twice
-/// (acknowledged or not).
+/// (acknowledged or not). Through the same faults a consumer group of two members commits
+/// each record before processing it ([`GroupChecker`]): no record is processed twice, no
+/// committed offset is ever seen going backwards, and the final committed offsets are at
+/// least every acknowledged commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     const FAULT_TOPIC: &str = "faults";
@@ -773,6 +776,10 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         })
     };
 
+    // A consumer group of two members that commit each record before processing it, and a
+    // monitor of the group's committed offsets, through the same faults.
+    let group = GroupChecker::start(&bootstrap, FAULT_TOPIC);
+
     let mut injected: BTreeMap<&str, usize> = BTreeMap::new();
     let mut kills = 0;
     for fault in FAULTS {
@@ -807,6 +814,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     }
     let faults: usize = injected.values().sum();
     let faults_done = started.elapsed();
+    let during_faults = tokio::task::block_in_place(|| group.settle());
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     for p in producers {
@@ -815,6 +823,14 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     let producers_done = started.elapsed();
     let reads = tokio::time::timeout(STEP, reads).await.unwrap().unwrap();
     assert!(reads.get("fetched").is_some_and(|n| *n > 0), "{reads:?}");
+    let group_live = brokers
+        .iter()
+        .map(|b| b.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let group = tokio::task::spawn_blocking(move || group.finish(&group_live, during_faults))
+        .await
+        .unwrap();
 
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let acked: Vec<_> = outcomes.iter().filter(|o| o.2.is_some()).collect();
@@ -880,7 +896,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected \
          ({injected:?}); faults over at {faults_done:?}, producers done at {producers_done:?}, \
          checked at {:?}; fetches during the faults: {reads:?}; not acknowledged per \
-         (producer, partition): (count, first seq, last seq) {unacked:?}",
+         (producer, partition): (count, first seq, last seq) {unacked:?}; group: {group}",
         outcomes.len(),
         acked.len(),
         seen.len(),
@@ -971,4 +987,234 @@ fn read_every_partition(
         }
     }
     out
+}
+
+/// The fault checker's consumer group (issue 18): [`GroupChecker::MEMBERS`] librdkafka
+/// members of one classic group commit each record's next offset (synchronously) *before*
+/// processing it, and process it only once the commit is acknowledged: at most once, so a
+/// record processed twice means an acknowledged commit was lost. A monitor reads the group's
+/// committed offsets every 200 ms through any broker; none may ever go backwards.
+struct GroupChecker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    topic: &'static str,
+    /// Every record processed, `(partition, offset)`, with repeats.
+    processed: Arc<std::sync::Mutex<Vec<(i32, i64)>>>,
+    /// Per partition, the highest commit acknowledged to a member.
+    acked: Arc<std::sync::Mutex<BTreeMap<i32, i64>>>,
+    /// Per partition, the highest committed offset the monitor saw.
+    seen: Arc<std::sync::Mutex<BTreeMap<i32, i64>>>,
+    /// Committed offsets the monitor saw go backwards.
+    regressions: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Commits that failed (retried with the next record: the member does not process it).
+    failed_commits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl GroupChecker {
+    const GROUP: &'static str = "fault-checker-group";
+    const MEMBERS: usize = 2;
+    /// Records the group must process after the faults before the checks.
+    const AFTER_FAULTS: usize = 100;
+
+    fn config(bootstrap: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", Self::GROUP)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .set("socket.timeout.ms", "10000")
+            .set("topic.metadata.refresh.interval.ms", "500")
+            .set("reconnect.backoff.max.ms", "500");
+        config
+    }
+
+    fn start(bootstrap: &str, topic: &'static str) -> GroupChecker {
+        let checker = GroupChecker {
+            stop: Arc::default(),
+            threads: Vec::new(),
+            topic,
+            processed: Arc::default(),
+            acked: Arc::default(),
+            seen: Arc::default(),
+            regressions: Arc::default(),
+            failed_commits: Arc::default(),
+        };
+        let mut threads = Vec::new();
+        for _ in 0..Self::MEMBERS {
+            let bootstrap = bootstrap.to_owned();
+            let (stop, processed, acked, failed) = (
+                Arc::clone(&checker.stop),
+                Arc::clone(&checker.processed),
+                Arc::clone(&checker.acked),
+                Arc::clone(&checker.failed_commits),
+            );
+            threads.push(std::thread::spawn(move || {
+                let consumer: BaseConsumer = Self::config(&bootstrap).create().unwrap();
+                consumer.subscribe(&[topic]).unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    let m = match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => m,
+                        Some(Err(_)) | None => continue,
+                    };
+                    let (partition, offset) = (m.partition(), m.offset());
+                    let mut commit = TopicPartitionList::new();
+                    commit
+                        .add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+                        .unwrap();
+                    match consumer.commit(&commit, rdkafka::consumer::CommitMode::Sync) {
+                        Ok(()) => {
+                            let mut acked = acked.lock().unwrap();
+                            let high = acked.entry(partition).or_insert(offset + 1);
+                            *high = (*high).max(offset + 1);
+                            drop(acked);
+                            processed.lock().unwrap().push((partition, offset));
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                consumer.unsubscribe();
+            }));
+        }
+        let (stop, seen, regressions) = (
+            Arc::clone(&checker.stop),
+            Arc::clone(&checker.seen),
+            Arc::clone(&checker.regressions),
+        );
+        let bootstrap = bootstrap.to_owned();
+        threads.push(std::thread::spawn(move || {
+            let monitor: BaseConsumer = Self::config(&bootstrap).create().unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                if let Ok(list) =
+                    monitor.committed_offsets(Self::wanted(topic, &monitor), Duration::from_secs(3))
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for e in list.elements() {
+                        let Offset::Offset(now) = e.offset() else {
+                            continue;
+                        };
+                        if e.error().is_err() {
+                            continue;
+                        }
+                        let was = seen.entry(e.partition()).or_insert(now);
+                        if now < *was {
+                            regressions
+                                .lock()
+                                .unwrap()
+                                .push(format!("partition {}: {was} -> {now}", e.partition()));
+                        }
+                        *was = (*was).max(now);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }));
+        GroupChecker { threads, ..checker }
+    }
+
+    /// Every partition of `topic` (as the consumer's metadata knows it).
+    fn wanted(topic: &str, consumer: &BaseConsumer) -> TopicPartitionList {
+        let mut wanted = TopicPartitionList::new();
+        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(3)) {
+            for t in md.topics() {
+                for p in t.partitions() {
+                    wanted.add_partition(topic, p.id());
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Stops the members and the monitor (bounded), then checks: no record processed twice,
+    /// no committed offset seen going backwards, and the committed offsets read now (through
+    /// the live brokers `bootstrap`) at least the highest acknowledged. A summary.
+    /// Once the faults are over (the producers still running): waits until the group has
+    /// processed [`Self::AFTER_FAULTS`] more records (it may have spent the faults
+    /// rebalancing), so the checks cover a group that works again. Returns how many it had
+    /// processed during the faults.
+    fn settle(&self) -> usize {
+        let deadline = Instant::now() + STEP;
+        let during = self.processed.lock().unwrap().len();
+        while self.processed.lock().unwrap().len() < during + Self::AFTER_FAULTS {
+            assert!(
+                Instant::now() < deadline,
+                "the group processed {} records after the faults ({} commits failed)",
+                self.processed.lock().unwrap().len() - during,
+                self.failed_commits
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        during
+    }
+
+    fn finish(self, bootstrap: &str, during: usize) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let deadline = Instant::now() + STEP;
+        for t in self.threads {
+            while !t.is_finished() {
+                assert!(Instant::now() < deadline, "a group member did not stop");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            t.join().unwrap();
+        }
+        let processed = std::mem::take(&mut *self.processed.lock().unwrap());
+        assert!(
+            !processed.is_empty(),
+            "the group processed nothing ({} commits failed)",
+            self.failed_commits
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut once = BTreeSet::new();
+        for record in &processed {
+            assert!(
+                once.insert(*record),
+                "record {record:?} processed twice by a group that commits first"
+            );
+        }
+        let regressions = self.regressions.lock().unwrap().clone();
+        assert!(
+            regressions.is_empty(),
+            "committed offsets went backwards: {regressions:?}"
+        );
+        let acked = self.acked.lock().unwrap().clone();
+        let reader: BaseConsumer = Self::config(bootstrap).create().unwrap();
+        let committed: BTreeMap<i32, i64> = loop {
+            let list = reader
+                .committed_offsets(Self::wanted(self.topic, &reader), Duration::from_secs(10));
+            if let Ok(list) = list {
+                let read: BTreeMap<i32, i64> = list
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect();
+                if acked.keys().all(|p| read.contains_key(p)) {
+                    break read;
+                }
+            }
+            assert!(Instant::now() < deadline, "committed offsets not readable");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for (p, high) in &acked {
+            assert!(
+                committed.get(p).is_some_and(|c| c >= high),
+                "partition {p}: acknowledged commit {high} but the group's offset is {:?}",
+                committed.get(p)
+            );
+        }
+        format!(
+            "{} records processed once each ({during} during the faults), {} commits failed, \
+             final offsets {committed:?}",
+            processed.len(),
+            self.failed_commits
+                .load(std::sync::atomic::Ordering::Relaxed)
+        )
+    }
 }

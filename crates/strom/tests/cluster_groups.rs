@@ -620,3 +620,205 @@ async fn failover(flavour: Flavour) {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// `strom group …` run against broker `addr`, bounded: its stdout, or a failure with stderr.
+fn strom_group(addr: &str, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .arg("group")
+        .args(args)
+        .args(["--bootstrap", addr])
+        .env_remove("STROM_CONFIG")
+        .env_remove("STROM_BOOTSTRAP")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + BUDGET;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strom group {args:?} through {addr} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "strom group {args:?} through {addr}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `strom group describe --format json`: the committed offset per partition of [`TOPIC`].
+fn described_offsets(addr: &str, group: &str) -> BTreeMap<i64, Option<i64>> {
+    let out = strom_group(addr, &["describe", group, "--format", "json"]);
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == TOPIC)
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap(),
+                p["current_offset"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+/// `strom group list --format json`: the group ids.
+fn listed_groups(addr: &str) -> BTreeSet<String> {
+    let out = strom_group(addr, &["list", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The group CLI in cluster mode: `list`, `describe`, `reset-offsets` and `delete` work
+/// through any broker (routed to the group's coordinator through FindCoordinator; `list`
+/// asks every broker), also right after the coordinator was killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_cli_works_through_any_broker() {
+    let _serial = SERIAL.lock().await;
+    let (pg, s3) = tokio::task::spawn_blocking(|| {
+        let pg = PostgresServer::start().expect("start postgres");
+        let s3 = MotoServer::start().expect("start moto");
+        s3.create_bucket(BUCKET).expect("create bucket");
+        (pg, s3)
+    })
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("strom.toml"), "").unwrap();
+    let mut brokers: Vec<Broker> = {
+        let (pg, s3, dir) = (&pg, &s3, data.path());
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..=3)
+                .map(|n| s.spawn(move || start(n, pg, s3, dir)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+    let deadline = Instant::now() + BUDGET;
+    let all: Vec<String> = brokers.iter().map(|b| b.kafka.clone()).collect();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &all[0])
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let per_partition = 10usize;
+    produce(
+        &producer(&all.join(",")),
+        0,
+        per_partition * usize::try_from(PARTITIONS).unwrap(),
+    )
+    .await;
+
+    let (holder, _) = preferred_holder(&pg, &brokers, deadline).await;
+    let coordinator = brokers.iter().position(|b| b.node_id == holder).unwrap();
+    let others: Vec<usize> = (0..brokers.len()).filter(|i| *i != coordinator).collect();
+    let addrs: Vec<String> = brokers.iter().map(|b| b.kafka.clone()).collect();
+    let via = |i: usize| addrs[i].clone();
+
+    // reset-offsets --execute through a broker that is not the coordinator.
+    let group = GROUP;
+    let out = tokio::task::spawn_blocking({
+        let addr = via(others[0]);
+        move || {
+            strom_group(
+                &addr,
+                &[
+                    "reset-offsets",
+                    group,
+                    "--topic",
+                    TOPIC,
+                    "--to-latest",
+                    "--execute",
+                ],
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("committed new offsets"), "{out}");
+    // describe and list through every broker agree.
+    let latest = i64::try_from(per_partition).unwrap();
+    let expected: BTreeMap<i64, Option<i64>> = (0..i64::from(PARTITIONS))
+        .map(|p| (p, Some(latest)))
+        .collect();
+    for i in 0..brokers.len() {
+        let addr = via(i);
+        let (described, listed) = tokio::task::spawn_blocking(move || {
+            (described_offsets(&addr, group), listed_groups(&addr))
+        })
+        .await
+        .unwrap();
+        assert_eq!(described, expected, "describe through broker {i}");
+        assert!(
+            listed.contains(group),
+            "list through broker {i}: {listed:?}"
+        );
+    }
+    // The coordinator is killed: describe and reset-offsets through a survivor find the new
+    // coordinator (after NOT_COORDINATOR or a refused connection) and see the commits.
+    brokers[coordinator].kill();
+    let survivor = via(others[1]);
+    let (described, out) = tokio::task::spawn_blocking({
+        let addr = survivor.clone();
+        move || {
+            let described = described_offsets(&addr, group);
+            let out = strom_group(
+                &addr,
+                &[
+                    "reset-offsets",
+                    group,
+                    "--topic",
+                    TOPIC,
+                    "--partition",
+                    "0",
+                    "--shift-by",
+                    "-3",
+                    "--execute",
+                ],
+            );
+            (described, out)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(described, expected, "describe after the failover");
+    assert!(out.contains("committed new offsets"), "{out}");
+    let after = tokio::task::spawn_blocking({
+        let addr = via(others[0]);
+        move || described_offsets(&addr, group)
+    })
+    .await
+    .unwrap();
+    assert_eq!(after.get(&0), Some(&Some(latest - 3)), "{after:?}");
+    // delete through a survivor; no broker lists the group any more.
+    let (out, listed) = tokio::task::spawn_blocking({
+        let addr = survivor.clone();
+        move || {
+            let out = strom_group(&addr, &["delete", group]);
+            (out, listed_groups(&addr))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("deleted group"), "{out}");
+    assert!(!listed.contains(group), "{listed:?}");
+}

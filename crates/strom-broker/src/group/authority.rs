@@ -336,16 +336,27 @@ impl GroupCoordinator {
             let mut stale: Vec<String> = rt.engine.list().into_iter().map(|(g, _, _)| g).collect();
             stale.extend(rt.consumer.list().into_iter().map(|(g, _)| g));
             for g in stale.iter().filter(|g| ours(g)) {
-                rt.engine.forget(g);
+                let effects = rt.engine.forget(g);
+                rt.perform(effects);
                 rt.consumer.forget(g);
             }
             rt.empty_since.retain(|g, _| !ours(g));
+            rt.taken_over.retain(|g, _| !ours(g));
             let mut groups = 0usize;
             for (g, record) in replayed.states {
                 if !ours(&g) {
                     continue;
                 }
                 groups += 1;
+                let active = match &record {
+                    GroupRecord::Classic(s) => (!s.members.is_empty()).then_some(s.generation),
+                    GroupRecord::Consumer(s) => s.has_members().then(|| s.epoch()),
+                };
+                if let Some(generation) = active {
+                    let until = now + super::TAKEOVER_REBALANCE_WINDOW_MS;
+                    rt.taken_over
+                        .insert(g.clone(), super::TakenOver { generation, until });
+                }
                 match record {
                     GroupRecord::Classic(s) => rt.engine.restore(g, s, now),
                     GroupRecord::Consumer(s) => rt.consumer.restore(g, s, now),
@@ -458,6 +469,50 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Cluster mode: drops from memory every group of a shard this coordinator does not act
+    /// for now (its lease lapsed, was taken, or was given up after a failed write). JoinGroup
+    /// and SyncGroup requests waiting in them are answered `NotCoordinator` at once, so their
+    /// clients find the new coordinator instead of waiting for their own timeouts; the groups'
+    /// state is read again from the log if the shard is taken over again. Called with the
+    /// runtime locked (from [`GroupCoordinator::tick`]); never blocks on I/O.
+    pub(super) fn drop_lost_groups(&self, rt: &mut super::Runtime) {
+        let Some(authority) = &self.authority else {
+            return;
+        };
+        let held = authority.held();
+        // A shard no longer acted for leaves `owned` with its groups, so acting for it again
+        // always goes through a fresh takeover (fence and replay), never from a memory
+        // emptied here.
+        let acting: BTreeSet<CoordinatorShard> = {
+            let mut owned = lock(&self.owned);
+            owned.retain(|_, o| o.is_valid() && held.contains(&o.lease));
+            owned.keys().copied().collect()
+        };
+        let lost = |g: &String| !acting.contains(&coordinator_shard(g));
+        let mut groups: BTreeSet<String> = rt
+            .engine
+            .list()
+            .into_iter()
+            .map(|(g, _, _)| g)
+            .filter(lost)
+            .collect();
+        groups.extend(rt.consumer.list().into_iter().map(|(g, _)| g).filter(lost));
+        if groups.is_empty() {
+            return;
+        }
+        for g in &groups {
+            let effects = rt.engine.forget(g);
+            rt.perform(effects);
+            rt.consumer.forget(g);
+            rt.empty_since.remove(g);
+            rt.taken_over.remove(g);
+        }
+        tracing::info!(
+            groups = groups.len(),
+            "dropped the groups of coordinator shards no longer held"
+        );
+    }
+
     /// The node id that coordinates `group_id` in cluster mode (see
     /// [`CoordinatorLeases::coordinator`]); `None` on a single broker or when unknown.
     pub fn coordinator_node(&self, group_id: &str) -> Option<i32> {
@@ -476,6 +531,13 @@ impl GroupCoordinator {
     /// Coordinator shards taken over since this coordinator opened (cluster mode).
     pub fn takeovers(&self) -> u64 {
         self.takeovers.load(Ordering::Relaxed)
+    }
+
+    /// Rebalances of groups loaded at a shard takeover, starting within a minute of it: the
+    /// rebalances failovers caused (cluster mode; a member leaving at the same moment counts
+    /// too).
+    pub fn takeover_rebalances(&self) -> u64 {
+        self.takeover_rebalances.load(Ordering::Relaxed)
     }
 
     /// Whether this coordinator runs under coordinator leases (cluster mode).

@@ -468,6 +468,11 @@ impl ConsumerGroupSnapshot {
     pub fn has_members(&self) -> bool {
         !self.0.members.is_empty()
     }
+
+    /// The group epoch (bumped by every rebalance).
+    pub fn epoch(&self) -> i32 {
+        self.0.epoch
+    }
 }
 
 impl ConsumerGroupEngine {

@@ -819,12 +819,27 @@ impl GroupEngine {
             .collect()
     }
 
-    /// Drops a group from memory without recording a deletion (cluster mode: another
-    /// broker's state replaces it when this coordinator takes its shard over).
-    pub fn forget(&mut self, group_id: &str) {
-        self.groups.remove(group_id);
+    /// Drops a group from memory without recording a deletion (cluster mode: this broker
+    /// lost the group's coordinator shard, or another broker's state replaces it when this
+    /// coordinator takes the shard over). Every JoinGroup and SyncGroup still waiting in the
+    /// group is answered `NotCoordinator` (the returned effects), so its client finds the
+    /// coordinator again at once instead of waiting for its own timeout.
+    pub fn forget(&mut self, group_id: &str) -> Vec<Effect> {
         self.persisted.remove(group_id);
         self.dirty.remove(group_id);
+        let mut effects = Vec::new();
+        let Some(group) = self.groups.remove(group_id) else {
+            return effects;
+        };
+        for (id, member) in group.members {
+            if let Some(t) = member.pending_join {
+                effects.push(Effect::Join(t, Err((GroupError::NotCoordinator, id))));
+            }
+            if let Some(t) = member.pending_sync {
+                effects.push(Effect::Sync(t, Err(GroupError::NotCoordinator)));
+            }
+        }
+        effects
     }
 
     /// Forgets an empty group; `NonEmptyGroup` if it has members.

@@ -152,6 +152,21 @@ struct Runtime {
     /// offset expiry counts from it. Not persisted: after a restart an empty group's offsets
     /// expire by their commit time, as Kafka does for group metadata without a state time.
     empty_since: HashMap<String, i64>,
+    /// Cluster mode: groups with members loaded at a shard takeover, with their generation
+    /// (group epoch) then, until their first rebalance or [`TAKEOVER_REBALANCE_WINDOW_MS`].
+    taken_over: HashMap<String, TakenOver>,
+}
+
+/// How long after a coordinator-shard takeover a group's rebalance counts as caused by it.
+const TAKEOVER_REBALANCE_WINDOW_MS: i64 = 60_000;
+
+/// A group loaded at a takeover (see `Runtime::taken_over`).
+#[derive(Debug, Clone, Copy)]
+struct TakenOver {
+    /// Its generation (classic) or group epoch (consumer protocol) when loaded.
+    generation: i32,
+    /// Until when (ms) a rebalance counts as caused by the takeover.
+    until: i64,
 }
 
 impl Runtime {
@@ -354,6 +369,8 @@ pub struct GroupCoordinator {
     /// Cluster mode: where the next read of `__consumer_offsets` for transaction completions
     /// starts (`None` until a shard was taken over).
     txn_tail: Mutex<Option<i64>>,
+    /// Cluster mode: rebalances of groups taken over, within a minute of the takeover.
+    takeover_rebalances: AtomicU64,
 }
 
 impl GroupCoordinator {
@@ -439,6 +456,7 @@ impl GroupCoordinator {
             owned: Mutex::new(authority::OwnedShards::new()),
             takeovers: AtomicU64::new(0),
             txn_tail: Mutex::new(None),
+            takeover_rebalances: AtomicU64::new(0),
         })
     }
 
@@ -453,6 +471,31 @@ impl GroupCoordinator {
         let consumer = rt.consumer.take_snapshots();
         if classic.is_empty() && consumer.is_empty() {
             return;
+        }
+        if !rt.taken_over.is_empty() {
+            let generations = classic
+                .iter()
+                .map(|(id, s)| (id, s.as_ref().map(|s| s.generation)))
+                .chain(
+                    consumer
+                        .iter()
+                        .map(|(id, s)| (id, s.as_ref().map(|s| s.epoch()))),
+                );
+            for (id, generation) in generations {
+                let Some(taken) = rt.taken_over.get(id).copied() else {
+                    continue;
+                };
+                match generation {
+                    Some(g) if g <= taken.generation => {}
+                    Some(_) => {
+                        rt.taken_over.remove(id);
+                        self.takeover_rebalances.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        rt.taken_over.remove(id);
+                    }
+                }
+            }
         }
         let members = classic
             .iter()
@@ -500,6 +543,8 @@ impl GroupCoordinator {
     /// Runs session and rebalance timeouts at `now` (ms).
     pub fn tick(&self, now: i64) {
         let mut rt = self.runtime();
+        self.drop_lost_groups(&mut rt);
+        rt.taken_over.retain(|_, t| t.until > now);
         let effects = rt.engine.tick(now);
         rt.perform(effects);
         rt.consumer.tick(now);
@@ -2317,6 +2362,28 @@ mod narrow_host {
         }
     }
 
+    use crate::storage::{ShardLease, coordinator_shard};
+
+    /// Coordinator leases the test hands out and takes away.
+    #[derive(Debug, Default)]
+    struct Leases {
+        held: Mutex<Vec<ShardLease>>,
+        given_up: Mutex<Vec<ShardLease>>,
+    }
+
+    impl CoordinatorLeases for Leases {
+        fn held(&self) -> Vec<ShardLease> {
+            self.held.lock().unwrap().clone()
+        }
+        fn coordinator(&self, _: CoordinatorShard) -> Option<i32> {
+            None
+        }
+        fn give_up(&self, lease: ShardLease) {
+            self.held.lock().unwrap().retain(|l| *l != lease);
+            self.given_up.lock().unwrap().push(lease);
+        }
+    }
+
     fn commit(topic: &str, offset: i64) -> OffsetCommit {
         OffsetCommit {
             topic: topic.into(),
@@ -2385,26 +2452,6 @@ mod narrow_host {
     /// epoch): two coordinators hand a shard over, and the stale one's writes are fenced.
     #[test]
     fn a_shard_changes_hands_and_the_former_holder_is_fenced() {
-        use crate::storage::{CoordinatorLeases, CoordinatorShard, ShardLease, coordinator_shard};
-
-        #[derive(Debug, Default)]
-        struct Leases {
-            held: Mutex<Vec<ShardLease>>,
-            given_up: Mutex<Vec<ShardLease>>,
-        }
-        impl CoordinatorLeases for Leases {
-            fn held(&self) -> Vec<ShardLease> {
-                self.held.lock().unwrap().clone()
-            }
-            fn coordinator(&self, _: CoordinatorShard) -> Option<i32> {
-                None
-            }
-            fn give_up(&self, lease: ShardLease) {
-                self.held.lock().unwrap().retain(|l| *l != lease);
-                self.given_up.lock().unwrap().push(lease);
-            }
-        }
-
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
         let host = Host {
@@ -2486,6 +2533,146 @@ mod narrow_host {
         .unwrap();
         assert_eq!(offset_of(&replayed), Some(11));
         assert_eq!(replayed.list().len(), 1);
+    }
+
+    /// A JoinGroup and a SyncGroup waiting in a shard this broker then loses are answered
+    /// NOT_COORDINATOR by the next tick, not left to the client's timeout; the shard's groups
+    /// leave memory, and a consumer-protocol heartbeat is refused at once too.
+    #[test]
+    fn requests_waiting_in_a_lost_shard_are_answered_not_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        let host = Host {
+            data: partition(&backend, "data"),
+            backend,
+            offsets: Mutex::new(None),
+        };
+        let leases = Arc::new(Leases::default());
+        let authority: Arc<dyn CoordinatorLeases> = Arc::clone(&leases) as _;
+        let config = GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        };
+        let groups = Arc::new(
+            GroupCoordinator::open(
+                config,
+                None,
+                dir.path().join("unused-checkpoint"),
+                0,
+                Some(authority),
+            )
+            .unwrap(),
+        );
+        // Two groups of one shard: one with a sync waiting, one with a join waiting.
+        let syncing = "syncing".to_owned();
+        let shard = coordinator_shard(&syncing);
+        let joining = (0..)
+            .map(|i| format!("joining-{i}"))
+            .find(|g| coordinator_shard(g) == shard)
+            .unwrap();
+        leases
+            .held
+            .lock()
+            .unwrap()
+            .push(ShardLease { shard, epoch: 1 });
+        groups.sync_leases_blocking(&host).unwrap();
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let request = |group: &str, member_id: &str| JoinRequest {
+            group_id: group.to_owned(),
+            member_id: member_id.to_owned(),
+            session_timeout_ms: 600_000,
+            rebalance_timeout_ms: 600_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            ..JoinRequest::default()
+        };
+        let join = |group: &str, member_id: &str| {
+            let groups = Arc::clone(&groups);
+            let req = request(group, member_id);
+            rt.spawn(async move { groups.join(req, 5_000).await })
+        };
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        };
+        let state = |group: &str| groups.describe(group).map(|d| d.state);
+
+        // `syncing`: two members joined at generation 2; the follower's sync waits for the
+        // leader's.
+        let first = rt.block_on(join(&syncing, "")).unwrap().unwrap();
+        let second = join(&syncing, "");
+        wait_for("second member waits", &|| {
+            state(&syncing) == Some(GroupState::PreparingRebalance)
+        });
+        let leader = rt
+            .block_on(join(&syncing, &first.member_id))
+            .unwrap()
+            .unwrap();
+        let follower = rt.block_on(second).unwrap().unwrap();
+        assert_eq!(leader.generation_id, follower.generation_id);
+        assert_ne!(leader.member_id, follower.member_id);
+        let waiting_sync = {
+            let groups = Arc::clone(&groups);
+            let (group, member, generation) = (
+                syncing.clone(),
+                follower.member_id.clone(),
+                follower.generation_id,
+            );
+            rt.spawn(async move {
+                groups
+                    .sync(&group, &member, generation, None, Vec::new(), 5_000)
+                    .await
+            })
+        };
+        // `joining`: the second member's join waits for the first to rejoin.
+        rt.block_on(join(&joining, "")).unwrap().unwrap();
+        let waiting_join = join(&joining, "");
+        wait_for("joiner waits", &|| {
+            state(&joining) == Some(GroupState::PreparingRebalance)
+        });
+        // Give the sync time to register; it must still be waiting.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiting_sync.is_finished() && !waiting_join.is_finished());
+
+        // The lease lapses: the next tick answers both.
+        leases.held.lock().unwrap().clear();
+        groups.tick(5_000);
+        let bound = std::time::Duration::from_secs(10);
+        let synced = rt
+            .block_on(async { tokio::time::timeout(bound, waiting_sync).await })
+            .expect("sync answered")
+            .unwrap();
+        assert_eq!(synced.err(), Some(GroupError::NotCoordinator));
+        let joined = rt
+            .block_on(async { tokio::time::timeout(bound, waiting_join).await })
+            .expect("join answered")
+            .unwrap();
+        assert!(
+            matches!(joined, Err((GroupError::NotCoordinator, _))),
+            "{joined:?}"
+        );
+        // The lost shard's groups left memory; new requests are refused at once.
+        assert_eq!(state(&syncing), None);
+        assert_eq!(state(&joining), None);
+        let again = rt.block_on(groups.join(request(&joining, ""), 5_000));
+        assert!(matches!(again, Err((GroupError::NotCoordinator, _))));
+        let heartbeat = groups.consumer_group_heartbeat(
+            &host,
+            consumer::Heartbeat {
+                group_id: joining.clone(),
+                member_epoch: 0,
+                ..consumer::Heartbeat::default()
+            },
+        );
+        assert_eq!(heartbeat.err(), Some(GroupError::NotCoordinator));
     }
 }
 

@@ -268,6 +268,15 @@ pub fn needs_rejoin(e: &ClientError) -> bool {
         || is_error(e, ResponseError::UnknownMemberId)
 }
 
+/// Whether `e` means "find the coordinator again": it moved (NOT_COORDINATOR), is not
+/// available or still loading, or the connection to it broke (a broker that went away).
+pub fn coordinator_moved(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io(_))
+        || is_error(e, ResponseError::NotCoordinator)
+        || is_error(e, ResponseError::CoordinatorNotAvailable)
+        || is_error(e, ResponseError::CoordinatorLoadInProgress)
+}
+
 /// Whether `e` is OFFSET_OUT_OF_RANGE (a fetch below the log start or past the end).
 pub fn is_offset_out_of_range(e: &ClientError) -> bool {
     is_error(e, ResponseError::OffsetOutOfRange)
