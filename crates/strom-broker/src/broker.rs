@@ -653,7 +653,9 @@ impl Broker {
                     self.dynamic.set(&resource, configs);
                     self.apply_dynamic_broker_configs();
                 }
-                MetadataEvent::StreamMetaSet { id, stream } => self.streams.install(id, stream),
+                MetadataEvent::StreamMetaSet { id, stream } => {
+                    self.apply_remote_stream_meta(id, stream);
+                }
                 // Sets of bindings and per-user credentials: applying one twice changes nothing.
                 MetadataEvent::AclsCreated { .. } | MetadataEvent::AclsDeleted { .. } => {
                     self.acls.apply(&event);

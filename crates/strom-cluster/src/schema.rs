@@ -172,6 +172,11 @@ CREATE TABLE strom_metadata_snapshot (
         name: "shared secrets",
         sql: include_str!("../migrations/0005_secrets.sql"),
     },
+    Migration {
+        version: 6,
+        name: "kinesis: sealed partitions, shared shard limits",
+        sql: include_str!("../migrations/0006_kinesis.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.

@@ -137,8 +137,13 @@ pub(crate) async fn handle(
         timestamp: req.starting_position.timestamp,
     };
     let start = start_offset(&ctx, &partition, index, &req.shard_id, &position).await?;
-    let closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
-    let children = child_shards(&view, index);
+    let mut closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
+    let mut children = child_shards(&view, index);
+    // Resharding (through this broker or, in cluster mode, another one) may close the shard
+    // while the subscription runs: every change of stream metadata wakes it to look.
+    let mut changes = ctx.broker.stream_changes();
+    // Also looked at once first: a reshard may have landed since `view` was read.
+    let mut recheck = true;
 
     let (tx, rx) = mpsc::channel::<Event>(2);
     let duration = ctx.config.subscription_duration;
@@ -172,6 +177,16 @@ pub(crate) async fn handle(
                 () = tokio::time::sleep_until(deadline) => return,
             };
             watch.borrow_and_update();
+            if closed_at.is_none() && (recheck || changes.has_changed().unwrap_or(false)) {
+                recheck = false;
+                changes.borrow_and_update();
+                if let Ok(now) = view.refresh(&ctx.broker) {
+                    closed_at = now.meta.shards.get(index).and_then(|s| s.closed_at_offset);
+                    if closed_at.is_some() {
+                        children = child_shards(&now, index);
+                    }
+                }
+            }
             let p = Arc::clone(&partition);
             let page = match ctx
                 .blocking(move |_| read_page(&p, offset, EVENT_RECORDS, closed_at))
@@ -222,6 +237,7 @@ pub(crate) async fn handle(
                 tokio::select! {
                     _ = closing.changed() => return,
                     _ = watch.changed() => {}
+                    _ = changes.changed(), if closed_at.is_none() => recheck = true,
                     () = tokio::time::sleep(HEARTBEAT) => {}
                     () = tokio::time::sleep_until(deadline) => return,
                 }
