@@ -328,7 +328,7 @@ async fn kinesis_across_three_brokers() {
         })
         .collect();
     let mut delivered: Vec<Vec<u8>> = Vec::new();
-    let mut children = None;
+    let children;
     let mut split_done = false;
     let started = Instant::now();
     loop {
@@ -367,16 +367,14 @@ async fn kinesis_across_three_brokers() {
         };
         delivered.extend(e.records().iter().map(|r| r.data().as_ref().to_vec()));
         if !e.child_shards().is_empty() {
-            children = Some(
-                e.child_shards()
-                    .iter()
-                    .map(|c| c.shard_id().to_owned())
-                    .collect::<BTreeSet<_>>(),
-            );
+            children = e
+                .child_shards()
+                .iter()
+                .map(|c| c.shard_id().to_owned())
+                .collect::<BTreeSet<_>>();
             break;
         }
     }
-    let children = children.unwrap();
     assert_eq!(children.len(), 2, "{children:?}");
     // The subscription ended after the ChildShards event.
     let end = tokio::time::timeout(STEP, sub.event_stream.recv()).await.unwrap();
