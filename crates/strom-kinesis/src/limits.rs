@@ -138,7 +138,8 @@ pub struct ShardKey {
 
 /// What a step of the shared store is given: the shard's stored levels and the seconds since
 /// they were stored (`None`: never stored, the buckets are full); it returns the new levels.
-pub type LevelsUpdate<'a> = Box<dyn FnOnce(Option<(BucketLevels, f64)>) -> BucketLevels + Send + 'a>;
+pub type LevelsUpdate<'a> =
+    Box<dyn FnOnce(Option<(BucketLevels, f64)>) -> BucketLevels + Send + 'a>;
 
 /// The shared store's step failed (the database did not answer, …).
 #[derive(Debug, thiserror::Error)]
@@ -275,7 +276,10 @@ impl ShardLimiter {
         if !self.enabled {
             return true;
         }
-        if let Some(admitted) = self.shared_step(topic, shard, BucketLevels::take_read).await {
+        if let Some(admitted) = self
+            .shared_step(topic, shard, BucketLevels::take_read)
+            .await
+        {
             return admitted;
         }
         self.admit_read(topic, shard, Instant::now())

@@ -182,7 +182,11 @@ impl StreamView {
     /// by the request is not in it), the stream as it is after reading what other brokers
     /// appended to the shared metadata since the last poll (a shard another broker just made
     /// by resharding, a consumer it just registered).
-    pub fn synced_if(self, broker: &Broker, missing: impl FnOnce(&StreamView) -> bool) -> Result<StreamView> {
+    pub fn synced_if(
+        self,
+        broker: &Broker,
+        missing: impl FnOnce(&StreamView) -> bool,
+    ) -> Result<StreamView> {
         if broker.live_brokers().is_none() || !missing(&self) {
             return Ok(self);
         }

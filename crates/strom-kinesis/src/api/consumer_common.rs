@@ -50,7 +50,9 @@ pub(crate) fn resolve(ctx: &Context, r: &ConsumerRef) -> Result<(StreamView, Str
             .ok_or_else(|| KinesisError::invalid(format!("invalid ConsumerARN {arn:?}")))?;
         let name = rest.split(':').next().unwrap_or(rest).to_owned();
         let view = stream::resolve(&ctx.broker, None, Some(stream_part))?
-            .synced_if(&ctx.broker, |v| !v.meta.consumers.iter().any(|c| c.name == name))?;
+            .synced_if(&ctx.broker, |v| {
+                !v.meta.consumers.iter().any(|c| c.name == name)
+            })?;
         return Ok((view, name));
     }
     let (Some(arn), Some(name)) = (&r.stream_arn, &r.consumer_name) else {
@@ -58,8 +60,9 @@ pub(crate) fn resolve(ctx: &Context, r: &ConsumerRef) -> Result<(StreamView, Str
             "Either ConsumerARN or both StreamARN and ConsumerName must be provided",
         ));
     };
-    let view = stream::resolve(&ctx.broker, None, Some(arn))?
-        .synced_if(&ctx.broker, |v| !v.meta.consumers.iter().any(|c| c.name == *name))?;
+    let view = stream::resolve(&ctx.broker, None, Some(arn))?.synced_if(&ctx.broker, |v| {
+        !v.meta.consumers.iter().any(|c| c.name == *name)
+    })?;
     Ok((view, name.clone()))
 }
 

@@ -477,7 +477,10 @@ pub(crate) async fn put(
         let sealed: Vec<usize> = results
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.as_ref().is_err_and(|e| e.kind == ErrorKind::ResourceInUse))
+            .filter(|(_, r)| {
+                r.as_ref()
+                    .is_err_and(|e| e.kind == ErrorKind::ResourceInUse)
+            })
             .map(|(i, _)| i)
             .collect();
         if sealed.is_empty() {

@@ -122,9 +122,10 @@ pub(crate) async fn handle(
         .split_once("/consumer/")
         .ok_or_else(|| KinesisError::invalid("invalid ConsumerARN"))?;
     let consumer = rest.split(':').next().unwrap_or(rest);
-    let view = stream::resolve(&ctx.broker, None, Some(stream_arn))?.synced_if(&ctx.broker, |v| {
-        v.shard(&req.shard_id).is_err() || !v.meta.consumers.iter().any(|c| c.name == consumer)
-    })?;
+    let view = stream::resolve(&ctx.broker, None, Some(stream_arn))?
+        .synced_if(&ctx.broker, |v| {
+            v.shard(&req.shard_id).is_err() || !v.meta.consumers.iter().any(|c| c.name == consumer)
+        })?;
     if !view.meta.consumers.iter().any(|c| c.name == consumer) {
         return Err(KinesisError::new(
             ErrorKind::ResourceNotFound,
