@@ -459,6 +459,84 @@ mod tests {
         assert!(l.tracked() <= MAX_SHARDS);
     }
 
+    /// Shared buckets in memory, as a cluster's store behaves: one level per shard, time since
+    /// the last step; `fail` makes every step fail.
+    #[derive(Debug, Default)]
+    struct InMemory {
+        rows: Mutex<HashMap<ShardKey, (BucketLevels, Instant)>>,
+        fail: bool,
+    }
+
+    impl SharedBuckets for InMemory {
+        fn update<'a>(
+            &'a self,
+            key: ShardKey,
+            update: LevelsUpdate<'a>,
+        ) -> Pin<Box<dyn Future<Output = Result<(), SharedBucketsError>> + Send + 'a>> {
+            Box::pin(async move {
+                if self.fail {
+                    return Err(SharedBucketsError {
+                        source: "down".into(),
+                    });
+                }
+                let mut rows = self.rows.lock().unwrap();
+                let now = Instant::now();
+                let stored = rows
+                    .get(&key)
+                    .map(|(l, at)| (*l, now.duration_since(*at).as_secs_f64()));
+                rows.insert(key, (update(stored), now));
+                Ok(())
+            })
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn limiters_sharing_buckets_admit_one_shards_rate_together() {
+        let shared: Arc<dyn SharedBuckets> = Arc::new(InMemory::default());
+        let one = ShardLimiter::with_shared(true, Some(Arc::clone(&shared)));
+        let two = ShardLimiter::with_shared(true, Some(shared));
+        let t = Uuid::new_v4();
+        let admitted = block_on(async {
+            let a = one.admit_writes(t, 0, &[10; 700]).await;
+            let b = two.admit_writes(t, 0, &[10; 700]).await;
+            a.into_iter().chain(b).filter(|ok| *ok).count()
+        });
+        // 1,000 plus what refilled in the few microseconds between the steps.
+        assert!((1_000..1_010).contains(&admitted), "{admitted}");
+        // Reads too: five calls per second between both.
+        let reads = block_on(async {
+            let mut n = 0;
+            for i in 0..10 {
+                let l = if i % 2 == 0 { &one } else { &two };
+                n += usize::from(l.admit_read_call(t, 0).await);
+            }
+            n
+        });
+        assert_eq!(reads, 5);
+        // The local tables were never used.
+        assert_eq!((one.tracked(), two.tracked()), (0, 0));
+    }
+
+    #[test]
+    fn a_failed_shared_step_falls_back_to_this_brokers_buckets() {
+        let down: Arc<dyn SharedBuckets> = Arc::new(InMemory {
+            fail: true,
+            ..InMemory::default()
+        });
+        let l = ShardLimiter::with_shared(true, Some(down));
+        let t = Uuid::new_v4();
+        let admitted = block_on(l.admit_writes(t, 0, &[10; 1_500]));
+        assert_eq!(admitted.iter().filter(|ok| **ok).count(), 1_000);
+        assert_eq!(l.tracked(), 1);
+    }
+
     #[test]
     fn message_is_aws_shaped() {
         assert_eq!(
