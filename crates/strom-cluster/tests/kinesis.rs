@@ -13,6 +13,7 @@ use strom_broker::metadata::MetadataEvent;
 use strom_broker::storage::{
     LogConfig, Offset, PartitionIndex, PartitionStore, StorageBackend, StorageError, TopicPartition,
 };
+use strom_broker::stream::StreamMeta;
 use strom_cluster::ClusterBackend;
 use support::{Env, batch, blocking, node, values};
 use uuid::Uuid;
@@ -66,6 +67,28 @@ async fn a_seal_through_one_broker_refuses_data_committed_through_another() {
         on_a.unseal().unwrap();
         let mut payload = BytesMut::from(&batch(None, &values("z", 1))[..]);
         assert_eq!(on_b.append(&mut payload, 0).unwrap().base_offset, 3);
+
+        // A stream's metadata changed through A is not overwritten by a change B decided on
+        // the older value: B must read A's change first.
+        let (mut meta_b, _) = b.open_metadata().unwrap();
+        let id = Uuid::new_v4();
+        let set = |retention_hours| MetadataEvent::StreamMetaSet {
+            id,
+            stream: StreamMeta {
+                retention_hours,
+                ..StreamMeta::new(1, "PROVISIONED", 0)
+            },
+        };
+        meta.append(&set(48)).unwrap();
+        let err = meta_b.append(&set(72)).unwrap_err();
+        assert!(
+            matches!(err, strom_broker::Error::InvalidPartitions { .. }),
+            "{err:?}"
+        );
+        assert!(meta_b.poll().unwrap().contains(&set(48)));
+        meta_b.append(&set(72)).unwrap();
+        // A's own earlier change does not count against it, B's later one does.
+        assert!(meta.append(&set(96)).is_err());
     })
     .await;
 }
