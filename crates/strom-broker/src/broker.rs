@@ -547,7 +547,7 @@ impl Broker {
     /// left as it was: the next poll does not repeat the event, so the broker serves the
     /// topic after its next restart (cluster partitions open without I/O, so this does not
     /// happen in practice).
-    fn apply_remote_events(&self, events: Vec<MetadataEvent>) {
+    pub(crate) fn apply_remote_events(&self, events: Vec<MetadataEvent>) {
         for event in events {
             match event {
                 MetadataEvent::TopicCreated {

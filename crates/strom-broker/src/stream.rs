@@ -405,7 +405,21 @@ impl Broker {
             }
             Err(e) => {
                 // `f` may have sealed partitions it meant to close: the stored state stands.
-                restore_seals(&topic, &before);
+                // In cluster mode that is the latest one: another broker may have closed the
+                // same shard meanwhile (why the append was refused), and its seal must stay.
+                let mut stored = before;
+                if self.live_brokers().is_some() {
+                    match metadata.poll() {
+                        Ok(events) => self.apply_remote_events(events),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading other brokers' metadata failed")
+                        }
+                    }
+                    if let Some(latest) = self.streams.get(topic_id) {
+                        stored = (*latest).clone();
+                    }
+                }
+                restore_seals(&topic, &stored);
                 Err(e)
             }
         }
