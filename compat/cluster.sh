@@ -4,7 +4,8 @@
 # `strom serve` brokers in cluster mode, then runs compat/cluster_clients.py: confluent-kafka,
 # kafka-python and kcat each produce through one broker and consume through another (exactly
 # once, in order), and admin operations (create topic, alter config) made through one broker
-# are seen through another.
+# are seen through another; then compat/cluster_kinesis.py: boto3 and the AWS CLI against
+# different brokers' Kinesis endpoints (streams, iterators and resharding across brokers).
 #
 # Run by compat/run.sh (bounded by its timeout) with COMPAT_STROM_BIN and the venv's python as
 # COMPAT_VENV_PYTHON; prints PASS/FAIL/SKIP lines like the other compat scripts. Every process it
@@ -98,15 +99,16 @@ r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="PUT"), ti
 assert r.status == 200, r.status' "http://127.0.0.1:$moto_port/compat" ||
         { echo "cannot create the bucket"; return 1; }
 
-    local i kafka brokers=()
+    local i kafka kinesis brokers=() endpoints=()
     for i in 1 2 3; do
         kafka=$(free_port)
+        kinesis=$(free_port)
         # STROM_* variables of the caller must not change what the brokers do.
         # shellcheck disable=SC2046  # one "-u NAME" pair per variable
         env $(compgen -e | grep '^STROM_' | sed 's/^/-u /') \
             AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
             "$BIN" serve --data-dir "$SCRATCH/broker$i" \
-            --kafka-listen "127.0.0.1:$kafka" --kinesis-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+            --kafka-listen "127.0.0.1:$kafka" --kinesis-listen "127.0.0.1:$kinesis" --http-listen 127.0.0.1:0 \
             --cluster-postgres "postgres://postgres@127.0.0.1:$pg_port/postgres?connect_timeout=5" \
             --cluster-object-store s3://compat/strom \
             --cluster-s3-endpoint "http://127.0.0.1:$moto_port" --cluster-s3-allow-http \
@@ -116,8 +118,11 @@ assert r.status == 200, r.status' "http://127.0.0.1:$moto_port/compat" ||
         BROKER_PIDS+=($!)
         wait_port "$kafka" "$!" || { tail "$SCRATCH/broker$i.log"; echo "broker $i did not start"; return 1; }
         brokers+=("127.0.0.1:$kafka")
+        wait_port "$kinesis" "${BROKER_PIDS[-1]}" || { tail "$SCRATCH/broker$i.log"; echo "broker $i: no Kinesis endpoint"; return 1; }
+        endpoints+=("http://127.0.0.1:$kinesis")
     done
     COMPAT_CLUSTER_BROKERS=$(IFS=,; echo "${brokers[*]}")
+    COMPAT_CLUSTER_KINESIS=$(IFS=,; echo "${endpoints[*]}")
 }
 
 echo "== cluster: PostgreSQL + moto + three brokers"
@@ -130,9 +135,10 @@ if ! start_servers >"$SCRATCH/start.log" 2>&1; then
 fi
 echo "PASS cluster/start ($((SECONDS - start))s): brokers $COMPAT_CLUSTER_BROKERS"
 
-export COMPAT_CLUSTER_BROKERS
+export COMPAT_CLUSTER_BROKERS COMPAT_CLUSTER_KINESIS
 "$PYTHON" "$HERE/cluster_clients.py"
 rc=$?
+"$PYTHON" "$HERE/cluster_kinesis.py" || rc=1
 if ((rc != 0)); then
     for i in 1 2 3; do
         echo "   last lines of broker $i's log:"

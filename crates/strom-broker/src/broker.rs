@@ -559,7 +559,7 @@ impl Broker {
     /// left as it was: the next poll does not repeat the event, so the broker serves the
     /// topic after its next restart (cluster partitions open without I/O, so this does not
     /// happen in practice).
-    fn apply_remote_events(&self, events: Vec<MetadataEvent>) {
+    pub(crate) fn apply_remote_events(&self, events: Vec<MetadataEvent>) {
         for event in events {
             match event {
                 MetadataEvent::TopicCreated {
@@ -665,7 +665,9 @@ impl Broker {
                     self.dynamic.set(&resource, configs);
                     self.apply_dynamic_broker_configs();
                 }
-                MetadataEvent::StreamMetaSet { id, stream } => self.streams.install(id, stream),
+                MetadataEvent::StreamMetaSet { id, stream } => {
+                    self.apply_remote_stream_meta(id, stream);
+                }
                 // Sets of bindings and per-user credentials: applying one twice changes nothing.
                 MetadataEvent::AclsCreated { .. } | MetadataEvent::AclsDeleted { .. } => {
                     self.acls.apply(&event);

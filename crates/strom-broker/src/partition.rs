@@ -156,15 +156,39 @@ impl Partition {
     /// offset, which no data append can move from then on: an append writing when this is
     /// called finishes first, later ones are refused with [`Error::PartitionSealed`].
     /// Transaction markers are still taken. BLOCKING (waits for in-flight writes).
-    pub fn seal_blocking(&self) -> i64 {
+    ///
+    /// On a store shared between brokers (cluster mode) the seal is also set in the shared
+    /// store ([`PartitionStore::seal`]), which refuses data other brokers commit after it, and
+    /// the end offset is the one it fixed; if that fails the partition is left unsealed.
+    pub fn seal_blocking(&self) -> Result<i64> {
         let mut sealed = self.sealed.write().unwrap_or_else(PoisonError::into_inner);
+        let was = *sealed;
         *sealed = true;
-        self.log_end_offset()
+        match self.store.seal() {
+            Ok(Some(end)) => Ok(end.0),
+            Ok(None) => Ok(self.log_end_offset()),
+            Err(e) => {
+                *sealed = was;
+                Err(Error::Storage(e))
+            }
+        }
     }
 
-    /// Lifts a seal (a reshard whose metadata write failed after the seal). BLOCKING.
+    /// Seals the partition on this broker only (a closed shard read from the metadata log,
+    /// whose shared seal, if any, was set by the broker that closed it). BLOCKING (waits for
+    /// in-flight writes).
+    pub(crate) fn seal_local_blocking(&self) {
+        *self.sealed.write().unwrap_or_else(PoisonError::into_inner) = true;
+    }
+
+    /// Lifts a seal (a reshard whose metadata write failed after the seal), here and in the
+    /// shared store. BLOCKING.
     pub(crate) fn unseal_blocking(&self) {
-        *self.sealed.write().unwrap_or_else(PoisonError::into_inner) = false;
+        let mut sealed = self.sealed.write().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = self.store.unseal() {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "lifting the shared seal failed");
+        }
+        *sealed = false;
     }
 
     /// Whether the partition is sealed (see [`seal_blocking`](Self::seal_blocking)).
@@ -176,6 +200,10 @@ impl Partition {
     /// (compacted topics) becomes [`Error::InvalidRecords`] naming the topic and partition.
     fn append_error(&self, error: StorageError) -> Error {
         match error {
+            StorageError::Sealed => Error::PartitionSealed {
+                topic: self.topic.clone(),
+                partition: self.index,
+            },
             StorageError::KeylessRecords { indexes } => Error::InvalidRecords {
                 topic: self.topic.clone(),
                 partition: self.index,
@@ -211,7 +239,8 @@ impl Partition {
                 // The partition is open: its log was swapped by healing under this append.
                 Err(Error::Storage(StorageError::Poisoned))
             }
-            other => Ok(other?),
+            Err(e) => Err(self.append_error(e)),
+            Ok(info) => Ok(info),
         }
     }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -199,9 +200,21 @@ impl StreamMeta {
 /// topic creation and deletion), and through `forget` when the topic goes.
 /// The registry knows nothing else of the broker: what it needs of a topic (its partition
 /// count and retention, for the derived value) is passed in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamRegistry {
     by_topic: RwLock<BTreeMap<Uuid, Arc<StreamMeta>>>,
+    /// Counts changes (installed or forgotten metadata, this broker's or another's): a
+    /// SubscribeToShard stream waits on it to see its shard close promptly.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for StreamRegistry {
+    fn default() -> Self {
+        StreamRegistry {
+            by_topic: RwLock::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 /// What the registry needs to know of a topic to change its stream metadata.
@@ -220,6 +233,7 @@ impl StreamRegistry {
     pub(crate) fn from_replay(streams: BTreeMap<Uuid, StreamMeta>) -> StreamRegistry {
         StreamRegistry {
             by_topic: RwLock::new(streams.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()),
+            changes: watch::Sender::new(0),
         }
     }
 
@@ -232,11 +246,17 @@ impl StreamRegistry {
             .cloned()
     }
 
+    /// A receiver that sees every change of any stream's metadata (a counter).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     pub(crate) fn install(&self, id: Uuid, meta: StreamMeta) {
         self.by_topic
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, Arc::new(meta));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Replaces a topic's metadata: durable in `metadata` first, then visible. BLOCKING.
@@ -278,15 +298,17 @@ impl StreamRegistry {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
-/// Seals the partition of every closed shard of `meta` (on open, and after a change is stored):
-/// a closed shard is read-only for both APIs.
+/// Seals, on this broker, the partition of every closed shard of `meta` (on open, after a
+/// change is stored, and when another broker's change is read): a closed shard is read-only
+/// for both APIs. The shared seal of cluster mode was set by the broker that closed the shard.
 pub(crate) fn seal_closed_shards(topic: &Topic, meta: &StreamMeta) {
     for (partition, shard) in topic.partitions().iter().zip(&meta.shards) {
-        if shard.is_closed() {
-            partition.seal_blocking();
+        if shard.is_closed() && !partition.is_sealed() {
+            partition.seal_local_blocking();
         }
     }
 }
@@ -295,8 +317,8 @@ pub(crate) fn seal_closed_shards(topic: &Topic, meta: &StreamMeta) {
 fn restore_seals(topic: &Topic, meta: &StreamMeta) {
     for (partition, shard) in topic.partitions().iter().zip(&meta.shards) {
         if shard.is_closed() {
-            partition.seal_blocking();
-        } else {
+            partition.seal_local_blocking();
+        } else if partition.is_sealed() {
             partition.unseal_blocking();
         }
     }
@@ -306,6 +328,25 @@ impl Broker {
     /// The Kinesis metadata stored for a topic, if it has any.
     pub fn stream_meta(&self, topic_id: Uuid) -> Option<Arc<StreamMeta>> {
         self.streams.get(topic_id)
+    }
+
+    /// A receiver that sees every change of any stream's metadata, made through this broker
+    /// or read from another's (cluster mode), e.g. a shard closed by resharding.
+    pub fn stream_changes(&self) -> watch::Receiver<u64> {
+        self.streams.changes()
+    }
+
+    /// Applies another broker's [`MetadataEvent::StreamMetaSet`] (cluster mode): the new value
+    /// is installed and the partitions of its closed shards are sealed here too. Called with
+    /// the admin lock held. BLOCKING (a seal waits for this broker's writes in flight).
+    pub(crate) fn apply_remote_stream_meta(&self, id: Uuid, meta: StreamMeta) {
+        if self.streams.get(id).is_some_and(|m| *m == meta) {
+            return;
+        }
+        self.streams.install(id, meta);
+        if let (Ok(topic), Some(stored)) = (self.topic_by_id(id), self.streams.get(id)) {
+            seal_closed_shards(&topic, &stored);
+        }
     }
 
     /// Creates a topic for a Kinesis stream and stores its metadata. BLOCKING.
@@ -325,7 +366,7 @@ impl Broker {
     /// ([`crate::Partition::seal_blocking`]); a caller closing a shard should seal it first and
     /// store the offset the seal returned.
     pub fn set_stream_meta_blocking(&self, topic_id: Uuid, meta: StreamMeta) -> Result<()> {
-        let mut metadata = self.admin();
+        let mut metadata = self.admin_synced();
         let topic = self.topic_by_id(topic_id)?;
         self.streams.store(&mut **metadata, topic_id, meta)?;
         if let Some(stored) = self.streams.get(topic_id) {
@@ -342,7 +383,9 @@ impl Broker {
         topic_id: Uuid,
         f: impl FnOnce(&mut StreamMeta, i32) -> Result<T>,
     ) -> Result<T> {
-        let mut metadata = self.admin();
+        // Cluster mode: decide on what every broker changed so far, not on this broker's view
+        // of up to one metadata poll ago (a tag added through another broker would be lost).
+        let mut metadata = self.admin_synced();
         let topic = self.topic_by_id(topic_id)?;
         let stream_topic = StreamTopic {
             id: topic_id,
@@ -362,7 +405,21 @@ impl Broker {
             }
             Err(e) => {
                 // `f` may have sealed partitions it meant to close: the stored state stands.
-                restore_seals(&topic, &before);
+                // In cluster mode that is the latest one: another broker may have closed the
+                // same shard meanwhile (why the append was refused), and its seal must stay.
+                let mut stored = before;
+                if self.live_brokers().is_some() {
+                    match metadata.poll() {
+                        Ok(events) => self.apply_remote_events(events),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading other brokers' metadata failed")
+                        }
+                    }
+                    if let Some(latest) = self.streams.get(topic_id) {
+                        stored = (*latest).clone();
+                    }
+                }
+                restore_seals(&topic, &stored);
                 Err(e)
             }
         }

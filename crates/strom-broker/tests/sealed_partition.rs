@@ -75,7 +75,7 @@ fn appends_racing_a_seal_end_at_its_offset_and_the_seal_survives_a_restart() {
     thread::sleep(std::time::Duration::from_millis(20));
     let end = broker
         .update_stream_meta_blocking(summary.id, |meta, _| {
-            let end = broker.partition("s", 0)?.seal_blocking();
+            let end = broker.partition("s", 0)?.seal_blocking()?;
             meta.shards[0].closed_at_offset = Some(end);
             Ok(end)
         })

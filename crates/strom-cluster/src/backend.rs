@@ -202,6 +202,13 @@ impl ClusterNode {
         })
     }
 
+    /// The Kinesis AWS-limits buckets every broker shares (on connections of their own).
+    pub fn kinesis_buckets(&self) -> Result<crate::kinesis::KinesisBuckets> {
+        Ok(crate::kinesis::KinesisBuckets::new(
+            self.config.postgres_config()?,
+        ))
+    }
+
     /// This broker's node id (given, or allocated at registration).
     pub fn node_id(&self) -> i32 {
         self.membership.node_id()
@@ -396,6 +403,7 @@ pub(crate) fn storage_error(error: Error) -> StorageError {
         Error::BatchTooLarge { size, limit } => StorageError::BatchTooLarge { size, max: limit },
         // The partition's rows are gone: another broker deleted the topic.
         Error::UnknownPartition { .. } => StorageError::Closed,
+        Error::PartitionSealed { .. } => StorageError::Sealed,
         Error::CorruptIndex {
             key, base_offset, ..
         } => StorageError::Corrupt {

@@ -41,6 +41,8 @@ pub enum DbOp {
     Lifecycle,
     /// Storing or reading a cluster-wide secret.
     Secret,
+    /// Charging a Kinesis shard's shared limit buckets.
+    KinesisLimits,
 }
 
 /// Which object-store operation failed.
@@ -92,6 +94,14 @@ pub enum Error {
     /// The topic-partition is not in the `partitions` table.
     #[error("unknown topic-partition {topic}-{partition}")]
     UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+    },
+    /// A data batch for a sealed partition (a Kinesis shard closed by resharding).
+    #[error("topic-partition {topic}-{partition} is sealed")]
+    PartitionSealed {
         /// Topic name.
         topic: String,
         /// Partition index.

@@ -61,6 +61,9 @@ enum Refused {
     Exists(String),
     UnknownTopic(Uuid),
     Shrink(i32),
+    /// Another broker changed the same stream's Kinesis metadata after this broker last read
+    /// the events: this change was decided on an older value.
+    StaleStream,
     Db(Error),
 }
 
@@ -327,7 +330,7 @@ fn configs_json(configs: &BTreeMap<String, String>) -> serde_json::Value {
 }
 
 /// The append transaction: lock, check and project the event, insert it.
-async fn append(db: &Db, broker_id: i32, event: MetadataEvent) -> Result<(), Refused> {
+async fn append(db: &Db, broker_id: i32, cursor: i64, event: MetadataEvent) -> Result<(), Refused> {
     let json = serde_json::to_value(&event).map_err(|_| {
         Refused::Db(Error::InvalidConfig {
             setting: "metadata event",
@@ -406,6 +409,24 @@ async fn append(db: &Db, broker_id: i32, event: MetadataEvent) -> Result<(), Ref
                 return Err(Refused::UnknownTopic(*id));
             }
         }
+        MetadataEvent::StreamMetaSet { id, .. } => {
+            // A stream's Kinesis metadata is replaced whole, decided on the value this broker
+            // last read: refused if another broker replaced it since (a lost update otherwise,
+            // e.g. a tag added through one broker dropped by a reshard through another).
+            let newer = tx
+                .query_opt(
+                    "SELECT 1 FROM strom_metadata_events
+                     WHERE seq > $1 AND broker_id <> $2
+                       AND event->>'event' = 'stream_meta_set' AND event->>'id' = $3
+                     LIMIT 1",
+                    &[&cursor, &broker_id, &id.to_string()],
+                )
+                .await
+                .map_err(pg)?;
+            if newer.is_some() {
+                return Err(Refused::StaleStream);
+            }
+        }
         MetadataEvent::TopicDeleted { id } => {
             let n = tx
                 .execute("DELETE FROM strom_topics WHERE topic_id = $1", &[id])
@@ -431,12 +452,13 @@ impl MetadataStore for ClusterMetadataStore {
     fn append(&mut self, event: &MetadataEvent) -> strom_broker::Result<()> {
         let db = std::sync::Arc::clone(&self.db);
         let broker_id = self.broker_id;
+        let cursor = self.cursor;
         let event = event.clone();
         let policy = self.compaction;
         // Bounded: a database that stopped answering fails the admin request retriably.
         let appended = self.bridge.run(async move {
             let appended = db
-                .bounded(async { Ok(append(&db, broker_id, event).await) })
+                .bounded(async { Ok(append(&db, broker_id, cursor, event).await) })
                 .await
                 .unwrap_or_else(|e| Err(Refused::Db(e)));
             if appended.is_ok() {
@@ -458,6 +480,10 @@ impl MetadataStore for ClusterMetadataStore {
             Err(Refused::Shrink(count)) => Err(strom_broker::Error::InvalidPartitions {
                 count,
                 reason: "a topic's partition count can only grow",
+            }),
+            Err(Refused::StaleStream) => Err(strom_broker::Error::InvalidPartitions {
+                count: 0,
+                reason: "another broker changed the stream meanwhile",
             }),
             Err(Refused::Db(e)) => Err(storage(e)),
         }

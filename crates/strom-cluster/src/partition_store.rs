@@ -310,6 +310,38 @@ async fn delete_records(
     }
 }
 
+/// Seals a partition in PostgreSQL (a Kinesis shard closed by resharding) and returns the end
+/// offset the seal fixed: the high watermark when the seal took the partition row's lock, which
+/// every commit transaction takes too, so no data batch is committed past it. Sealing a sealed
+/// partition returns the first seal's offset. `None`: the partition is gone.
+async fn seal(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Option<i64>> {
+    let conn = db.conn().await?;
+    let row = conn
+        .query_opt(
+            "UPDATE strom_partitions SET sealed_at = coalesce(sealed_at, next_offset)
+             WHERE topic = $1 AND partition = $2
+             RETURNING sealed_at",
+            &[&tp.topic, &tp.partition],
+        )
+        .await
+        .map_err(crate::Error::pg(crate::error::DbOp::Metadata))?;
+    row.map(|r| r.try_get(0))
+        .transpose()
+        .map_err(crate::Error::pg(crate::error::DbOp::Metadata))
+}
+
+/// Lifts a partition's seal in PostgreSQL.
+async fn unseal(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<()> {
+    let conn = db.conn().await?;
+    conn.execute(
+        "UPDATE strom_partitions SET sealed_at = NULL WHERE topic = $1 AND partition = $2",
+        &[&tp.topic, &tp.partition],
+    )
+    .await
+    .map_err(crate::Error::pg(crate::error::DbOp::Metadata))?;
+    Ok(())
+}
+
 /// The producers a partition remembers (DescribeProducers), from the commit transactions'
 /// producer states.
 async fn producers(db: &crate::db::Db, tp: &TopicPartition) -> crate::Result<Vec<ProducerInfo>> {
@@ -695,6 +727,34 @@ impl PartitionStore for ClusterPartitionStore {
 
     fn apply_retention(&self) -> StorageResult<usize> {
         Ok(0)
+    }
+
+    fn seal(&self) -> StorageResult<Option<Offset>> {
+        self.check_open()?;
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        let end = self
+            .engine
+            .bridge
+            .run(async move { engine.admin.bounded(seal(&engine.admin, &tp)).await })?
+            .map_err(storage_error)?;
+        match end {
+            Some(end) => {
+                // The watermark this broker answers from may lag the commits the seal counted.
+                advance(&self.high_watermark, end);
+                Ok(Some(Offset(end)))
+            }
+            None => Err(StorageError::Closed),
+        }
+    }
+
+    fn unseal(&self) -> StorageResult<()> {
+        let engine = Arc::clone(&self.engine);
+        let tp = self.tp.clone();
+        self.engine
+            .bridge
+            .run(async move { engine.admin.bounded(unseal(&engine.admin, &tp)).await })?
+            .map_err(storage_error)
     }
 
     fn size_bytes(&self) -> u64 {

@@ -177,6 +177,11 @@ CREATE TABLE strom_metadata_snapshot (
         name: "transactions: open transactions per producer, aborted-transaction index",
         sql: include_str!("../migrations/0006_transactions.sql"),
     },
+    Migration {
+        version: 7,
+        name: "kinesis: sealed partitions, shared shard limits",
+        sql: include_str!("../migrations/0007_kinesis.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.

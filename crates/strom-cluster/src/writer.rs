@@ -62,7 +62,7 @@
 //! `max_buffered_bytes` until its flush completes (buffered and in flight alike), so a slow
 //! object store or database makes producers wait instead of growing memory.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -985,7 +985,8 @@ async fn commit(
     };
     let lock = async {
         tx.query_typed(
-            "SELECT p.topic, p.partition, p.next_offset FROM strom_partitions p
+            "SELECT p.topic, p.partition, p.next_offset, p.sealed_at IS NOT NULL
+             FROM strom_partitions p
              JOIN unnest($1::text[], $2::int4[]) AS t(topic, partition)
                ON p.topic = t.topic AND p.partition = t.partition
              ORDER BY p.topic, p.partition
@@ -1020,11 +1021,16 @@ async fn commit(
         });
     }
     let mut next_offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    // Partitions sealed by resharding (Kinesis): their data batches are refused.
+    let mut sealed: BTreeSet<TopicPartition> = BTreeSet::new();
     for row in &rows {
         let tp = TopicPartition::new(
             row.try_get::<_, String>(0).map_err(pg())?,
             row.try_get(1).map_err(pg())?,
         );
+        if row.try_get::<_, bool>(3).map_err(pg())? {
+            sealed.insert(tp.clone());
+        }
         next_offsets.insert(tp, row.try_get(2).map_err(pg())?);
     }
 
@@ -1057,6 +1063,13 @@ async fn commit(
             }));
             continue;
         };
+        if !h.is_control() && sealed.contains(&item.tp) {
+            outcomes.push(Err(Error::PartitionSealed {
+                topic: item.tp.topic.clone(),
+                partition: item.tp.partition,
+            }));
+            continue;
+        }
         let last_sequence = add_sequence(h.base_sequence, h.last_offset_delta);
         // A transaction marker (a control batch of a producer; one of a type this version does
         // not know is stored without touching the producer's state, as Kafka does).

@@ -53,6 +53,9 @@ pub struct KinesisConfig {
     /// and 5 `GetRecords` calls/s read) with `ProvisionedThroughputExceededException`
     /// (default off; see [`limits`]).
     pub aws_limits: bool,
+    /// Where the AWS-limits buckets are kept when every broker of a cluster must share them
+    /// (cluster mode: PostgreSQL); `None`: in this broker's memory.
+    pub shared_limits: Option<Arc<dyn limits::SharedBuckets>>,
     /// Request-body and `GetRecords`-response bytes held in memory across all Kinesis
     /// requests at once (like Kafka's `queued.max.request.bytes`); a request that does not fit
     /// within [`service::MEMORY_BUDGET_WAIT`] gets `LimitExceededException`. A `GetRecords`
@@ -91,6 +94,7 @@ impl Default for KinesisConfig {
             iterator_ttl: Duration::from_secs(300),
             subscription_duration: Duration::from_secs(300),
             aws_limits: false,
+            shared_limits: None,
             max_in_flight_bytes: DEFAULT_MAX_IN_FLIGHT_BYTES,
             max_connections: i32::MAX as usize,
             tls: None,

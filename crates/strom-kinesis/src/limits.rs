@@ -13,9 +13,20 @@
 //! Memory is bounded: the table holds one entry per recently used shard, and when it grows past
 //! [`MAX_SHARDS`] entries idle for more than a second are dropped (a full bucket is the same as
 //! no entry). Nothing sleeps: a request that does not fit is refused at once.
+//!
+//! **Across brokers** (cluster mode) the buckets must be the shard's, not each broker's: with
+//! [`SharedBuckets`] configured ([`crate::KinesisConfig::shared_limits`]) every admission reads,
+//! charges and stores the shard's levels in one atomic step of the shared store (one row per
+//! shard in PostgreSQL, see `strom-cluster`'s `KinesisBuckets`), with the same arithmetic as
+//! the local table ([`BucketLevels`]). A PutRecords takes one step per shard it writes, a
+//! GetRecords one before its read and one to charge the bytes it returned. If the shared store
+//! fails, the broker falls back to its own buckets for that call (logged): limits then hold per
+//! broker until the store answers again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -45,6 +56,109 @@ impl Bucket {
     fn refill(&mut self, rate: f64, elapsed: Duration) {
         self.tokens = (self.tokens + rate * elapsed.as_secs_f64()).min(rate);
     }
+}
+
+/// The tokens in a shard's four buckets (see the module docs), as kept in a shared store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketLevels {
+    /// Write records.
+    pub write_records: f64,
+    /// Write bytes.
+    pub write_bytes: f64,
+    /// Read calls.
+    pub read_calls: f64,
+    /// Read bytes (may be negative: a read overdrew it).
+    pub read_bytes: f64,
+}
+
+impl BucketLevels {
+    /// Every bucket full (a shard not used for a while).
+    pub fn full() -> BucketLevels {
+        BucketLevels {
+            write_records: WRITE_RECORDS_PER_SEC,
+            write_bytes: WRITE_BYTES_PER_SEC,
+            read_calls: READ_CALLS_PER_SEC,
+            read_bytes: READ_BYTES_PER_SEC,
+        }
+    }
+
+    /// The levels `elapsed_secs` later (each bucket refilled at its rate, up to one second).
+    fn refilled(self, elapsed_secs: f64) -> BucketLevels {
+        let e = elapsed_secs.max(0.0);
+        BucketLevels {
+            write_records: (self.write_records + WRITE_RECORDS_PER_SEC * e)
+                .min(WRITE_RECORDS_PER_SEC),
+            write_bytes: (self.write_bytes + WRITE_BYTES_PER_SEC * e).min(WRITE_BYTES_PER_SEC),
+            read_calls: (self.read_calls + READ_CALLS_PER_SEC * e).min(READ_CALLS_PER_SEC),
+            read_bytes: (self.read_bytes + READ_BYTES_PER_SEC * e).min(READ_BYTES_PER_SEC),
+        }
+    }
+
+    /// Admits each record (of `sizes` bytes, in order) that fits, spending its tokens.
+    fn take_writes(&mut self, sizes: &[usize]) -> Vec<bool> {
+        sizes
+            .iter()
+            .map(|&bytes| {
+                let bytes = bytes as f64;
+                if self.write_records >= 1.0 && self.write_bytes >= bytes {
+                    self.write_records -= 1.0;
+                    self.write_bytes -= bytes;
+                    true
+                } else {
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Admits one read call (a call token, and read bytes not overdrawn).
+    fn take_read(&mut self) -> bool {
+        if self.read_calls >= 1.0 && self.read_bytes > 0.0 {
+            self.read_calls -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Charges the bytes a read returned (never more than five seconds of debt).
+    fn charge_read(&mut self, bytes: usize) {
+        self.read_bytes = (self.read_bytes - bytes as f64).max(-4.0 * READ_BYTES_PER_SEC);
+    }
+}
+
+/// A shard in the shared store: the stream's topic id and the shard's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardKey {
+    /// The stream's topic id.
+    pub topic: Uuid,
+    /// The shard (partition) index.
+    pub shard: u32,
+}
+
+/// What a step of the shared store is given: the shard's stored levels and the seconds since
+/// they were stored (`None`: never stored, the buckets are full); it returns the new levels.
+pub type LevelsUpdate<'a> =
+    Box<dyn FnOnce(Option<(BucketLevels, f64)>) -> BucketLevels + Send + 'a>;
+
+/// The shared store's step failed (the database did not answer, …).
+#[derive(Debug, thiserror::Error)]
+#[error("the shared limit buckets are unavailable")]
+pub struct SharedBucketsError {
+    /// The underlying failure.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Per-shard buckets kept outside the broker, shared by every broker of a cluster.
+pub trait SharedBuckets: Send + Sync + std::fmt::Debug {
+    /// Reads `key`'s levels, replaces them by what `update` returns, atomically with respect
+    /// to every other broker's steps on the same shard, and measures time by one clock for all.
+    fn update<'a>(
+        &'a self,
+        key: ShardKey,
+        update: LevelsUpdate<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SharedBucketsError>> + Send + 'a>>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,14 +203,99 @@ impl ShardBuckets {
 pub struct ShardLimiter {
     enabled: bool,
     shards: Mutex<HashMap<(Uuid, u32), ShardBuckets>>,
+    /// The cluster's buckets, when shared (cluster mode); the table above is then the
+    /// fallback for a step the shared store failed.
+    shared: Option<Arc<dyn SharedBuckets>>,
 }
 
 impl ShardLimiter {
     /// A limiter; `enabled = false` admits everything.
     pub fn new(enabled: bool) -> ShardLimiter {
+        ShardLimiter::with_shared(enabled, None)
+    }
+
+    /// A limiter whose buckets are kept in `shared` (every broker of a cluster), when given.
+    pub fn with_shared(enabled: bool, shared: Option<Arc<dyn SharedBuckets>>) -> ShardLimiter {
         ShardLimiter {
             enabled,
             shards: Mutex::new(HashMap::new()),
+            shared,
+        }
+    }
+
+    /// One step of the shared store on `topic`/`shard`: `f` gets the refilled levels and
+    /// returns its answer. `None` without a shared store or when its step failed (logged).
+    async fn shared_step<T: Send>(
+        &self,
+        topic: Uuid,
+        shard: u32,
+        f: impl FnOnce(&mut BucketLevels) -> T + Send,
+    ) -> Option<T> {
+        let shared = self.shared.as_ref()?;
+        let mut answer = None;
+        let step = shared
+            .update(
+                ShardKey { topic, shard },
+                Box::new(|stored| {
+                    let mut levels = stored.map_or_else(BucketLevels::full, |(l, e)| l.refilled(e));
+                    answer = Some(f(&mut levels));
+                    levels
+                }),
+            )
+            .await;
+        match step {
+            Ok(()) => answer,
+            Err(error) => {
+                tracing::warn!(%error, %topic, shard, "shared shard limits failed; this broker's own buckets apply");
+                None
+            }
+        }
+    }
+
+    /// Admits each record of a request into a shard (`sizes`: data + partition key of each, in
+    /// order), cluster-wide when the buckets are shared; per record whether it was admitted.
+    pub async fn admit_writes(&self, topic: Uuid, shard: u32, sizes: &[usize]) -> Vec<bool> {
+        if !self.enabled {
+            return vec![true; sizes.len()];
+        }
+        if let Some(admitted) = self
+            .shared_step(topic, shard, |l| l.take_writes(sizes))
+            .await
+        {
+            return admitted;
+        }
+        let now = Instant::now();
+        sizes
+            .iter()
+            .map(|&bytes| self.admit_write(topic, shard, bytes, now))
+            .collect()
+    }
+
+    /// Admits one `GetRecords` call on a shard, cluster-wide when the buckets are shared.
+    pub async fn admit_read_call(&self, topic: Uuid, shard: u32) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        if let Some(admitted) = self
+            .shared_step(topic, shard, BucketLevels::take_read)
+            .await
+        {
+            return admitted;
+        }
+        self.admit_read(topic, shard, Instant::now())
+    }
+
+    /// Charges the bytes a `GetRecords` returned, cluster-wide when the buckets are shared.
+    pub async fn charge_read_bytes(&self, topic: Uuid, shard: u32, bytes: usize) {
+        if !self.enabled {
+            return;
+        }
+        if self
+            .shared_step(topic, shard, |l| l.charge_read(bytes))
+            .await
+            .is_none()
+        {
+            self.charge_read(topic, shard, bytes, Instant::now());
         }
     }
 
@@ -258,6 +457,84 @@ mod tests {
             l.admit_write(t, shard, 1, now);
         }
         assert!(l.tracked() <= MAX_SHARDS);
+    }
+
+    /// Shared buckets in memory, as a cluster's store behaves: one level per shard, time since
+    /// the last step; `fail` makes every step fail.
+    #[derive(Debug, Default)]
+    struct InMemory {
+        rows: Mutex<HashMap<ShardKey, (BucketLevels, Instant)>>,
+        fail: bool,
+    }
+
+    impl SharedBuckets for InMemory {
+        fn update<'a>(
+            &'a self,
+            key: ShardKey,
+            update: LevelsUpdate<'a>,
+        ) -> Pin<Box<dyn Future<Output = Result<(), SharedBucketsError>> + Send + 'a>> {
+            Box::pin(async move {
+                if self.fail {
+                    return Err(SharedBucketsError {
+                        source: "down".into(),
+                    });
+                }
+                let mut rows = self.rows.lock().unwrap();
+                let now = Instant::now();
+                let stored = rows
+                    .get(&key)
+                    .map(|(l, at)| (*l, now.duration_since(*at).as_secs_f64()));
+                rows.insert(key, (update(stored), now));
+                Ok(())
+            })
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn limiters_sharing_buckets_admit_one_shards_rate_together() {
+        let shared: Arc<dyn SharedBuckets> = Arc::new(InMemory::default());
+        let one = ShardLimiter::with_shared(true, Some(Arc::clone(&shared)));
+        let two = ShardLimiter::with_shared(true, Some(shared));
+        let t = Uuid::new_v4();
+        let admitted = block_on(async {
+            let a = one.admit_writes(t, 0, &[10; 700]).await;
+            let b = two.admit_writes(t, 0, &[10; 700]).await;
+            a.into_iter().chain(b).filter(|ok| *ok).count()
+        });
+        // 1,000 plus what refilled in the few microseconds between the steps.
+        assert!((1_000..1_010).contains(&admitted), "{admitted}");
+        // Reads too: five calls per second between both.
+        let reads = block_on(async {
+            let mut n = 0;
+            for i in 0..10 {
+                let l = if i % 2 == 0 { &one } else { &two };
+                n += usize::from(l.admit_read_call(t, 0).await);
+            }
+            n
+        });
+        assert_eq!(reads, 5);
+        // The local tables were never used.
+        assert_eq!((one.tracked(), two.tracked()), (0, 0));
+    }
+
+    #[test]
+    fn a_failed_shared_step_falls_back_to_this_brokers_buckets() {
+        let down: Arc<dyn SharedBuckets> = Arc::new(InMemory {
+            fail: true,
+            ..InMemory::default()
+        });
+        let l = ShardLimiter::with_shared(true, Some(down));
+        let t = Uuid::new_v4();
+        let admitted = block_on(l.admit_writes(t, 0, &[10; 1_500]));
+        assert_eq!(admitted.iter().filter(|ok| **ok).count(), 1_000);
+        assert_eq!(l.tracked(), 1);
     }
 
     #[test]

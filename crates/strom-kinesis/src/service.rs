@@ -98,7 +98,7 @@ impl Context {
             memory_capacity,
             open_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             append_slots: Arc::new(tokio::sync::Semaphore::new(APPEND_SLOTS)),
-            limiter: ShardLimiter::new(config.aws_limits),
+            limiter: ShardLimiter::with_shared(config.aws_limits, config.shared_limits.clone()),
             config,
         })
     }

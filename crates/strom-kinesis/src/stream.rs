@@ -100,9 +100,16 @@ pub fn resolve(broker: &Broker, name: Option<&str>, arn: Option<&str>) -> Result
             ));
         }
     };
-    let topic = broker
-        .topic(name)
-        .map_err(|_| KinesisError::stream_not_found(name))?;
+    let topic = match broker.topic(name) {
+        Ok(t) => t,
+        // Cluster mode: another broker may have created it since this one last read the
+        // shared metadata (every 250 ms); a miss reads it first, as Kafka requests do.
+        Err(_) if broker.live_brokers().is_some() => {
+            tokio::task::block_in_place(|| broker.topic_or_create_blocking(name, false))
+                .map_err(|_| KinesisError::stream_not_found(name))?
+        }
+        Err(_) => return Err(KinesisError::stream_not_found(name)),
+    };
     if !is_visible(&topic) {
         return Err(KinesisError::stream_not_found(name));
     }
@@ -169,6 +176,24 @@ impl StreamView {
                     ),
                 )
             })
+    }
+
+    /// This view, or in cluster mode, when `missing` holds for it (a shard or consumer named
+    /// by the request is not in it), the stream as it is after reading what other brokers
+    /// appended to the shared metadata since the last poll (a shard another broker just made
+    /// by resharding, a consumer it just registered).
+    pub fn synced_if(
+        self,
+        broker: &Broker,
+        missing: impl FnOnce(&StreamView) -> bool,
+    ) -> Result<StreamView> {
+        if broker.live_brokers().is_none() || !missing(&self) {
+            return Ok(self);
+        }
+        if let Err(e) = tokio::task::block_in_place(|| broker.sync_metadata_blocking()) {
+            tracing::warn!(error = %e, "reading other brokers' metadata failed");
+        }
+        self.refresh(broker)
     }
 
     /// Indexes of the open shards.

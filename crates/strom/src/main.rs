@@ -16,6 +16,7 @@ mod cluster_metrics;
 mod config;
 mod group_cli;
 mod jwks;
+mod kinesis_limits;
 mod listeners;
 mod quota_cli;
 mod txn_cli;
@@ -299,6 +300,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .await
             .context("reading the cluster's shard-iterator secret")?;
         kinesis_config.iterator_secret = Some(secret);
+    }
+    if let Some(node) = &cluster
+        && kinesis_config.aws_limits
+    {
+        // A shard's limits hold for the cluster, not per broker.
+        let buckets = node
+            .kinesis_buckets()
+            .context("connecting the Kinesis limit buckets")?;
+        kinesis_config.shared_limits = Some(std::sync::Arc::new(
+            kinesis_limits::ClusterShardLimits(buckets),
+        ));
     }
     let kinesis_listen = kinesis_config.listen;
     // The admin endpoint does not authenticate; the Kinesis one does unless `auth = "none"`.

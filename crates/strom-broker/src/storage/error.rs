@@ -67,6 +67,10 @@ pub enum StorageError {
     /// The partition was closed (deleted, or the broker is shutting down) under the request.
     #[error("the partition is closed")]
     Closed,
+    /// The partition is sealed in the shared store (a Kinesis shard closed by resharding,
+    /// possibly through another broker): it takes no more data batches.
+    #[error("the partition is sealed")]
+    Sealed,
     /// A batch's producer epoch is older than the one the partition knows (Kafka's
     /// `INVALID_PRODUCER_EPOCH`).
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current_epoch}")]

@@ -115,6 +115,21 @@ pub trait PartitionStore: Send + Sync + Debug {
     /// Bytes stored for this partition.
     fn size_bytes(&self) -> u64;
 
+    /// Seals the partition in the shared store, if the backend shares partitions between
+    /// brokers: data batches committed after this are refused with [`StorageError::Sealed`]
+    /// (transaction markers pass), whichever broker wrote them. Returns the end offset the
+    /// seal fixed, or `None` when the backend has no shared seal (a single node: the broker's
+    /// own seal, which waits for its writes in flight, is enough). Idempotent: sealing again
+    /// returns the first seal's offset.
+    fn seal(&self) -> StorageResult<Option<Offset>> {
+        Ok(None)
+    }
+
+    /// Lifts a seal set by [`seal`](Self::seal) (a reshard whose metadata write failed).
+    fn unseal(&self) -> StorageResult<()> {
+        Ok(())
+    }
+
     /// Makes everything appended so far durable.
     fn flush(&self) -> StorageResult<()>;
     /// Flushes and closes; wakes every watermark subscriber.

@@ -49,7 +49,10 @@ pub(crate) fn resolve(ctx: &Context, r: &ConsumerRef) -> Result<(StreamView, Str
             .split_once("/consumer/")
             .ok_or_else(|| KinesisError::invalid(format!("invalid ConsumerARN {arn:?}")))?;
         let name = rest.split(':').next().unwrap_or(rest).to_owned();
-        let view = stream::resolve(&ctx.broker, None, Some(stream_part))?;
+        let view = stream::resolve(&ctx.broker, None, Some(stream_part))?
+            .synced_if(&ctx.broker, |v| {
+                !v.meta.consumers.iter().any(|c| c.name == name)
+            })?;
         return Ok((view, name));
     }
     let (Some(arn), Some(name)) = (&r.stream_arn, &r.consumer_name) else {
@@ -57,7 +60,10 @@ pub(crate) fn resolve(ctx: &Context, r: &ConsumerRef) -> Result<(StreamView, Str
             "Either ConsumerARN or both StreamARN and ConsumerName must be provided",
         ));
     };
-    Ok((stream::resolve(&ctx.broker, None, Some(arn))?, name.clone()))
+    let view = stream::resolve(&ctx.broker, None, Some(arn))?.synced_if(&ctx.broker, |v| {
+        !v.meta.consumers.iter().any(|c| c.name == *name)
+    })?;
+    Ok((view, name.clone()))
 }
 
 /// `ResourceNotFoundException` for a consumer.

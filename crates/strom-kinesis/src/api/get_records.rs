@@ -213,10 +213,7 @@ pub(crate) async fn handle(ctx: &Context, encoding: Encoding, input: Value) -> R
         .partition(index)
         .cloned()
         .ok_or_else(|| KinesisError::new(ErrorKind::ResourceNotFound, "shard not found"))?;
-    if !ctx
-        .limiter
-        .admit_read(it.topic_id, it.shard, std::time::Instant::now())
-    {
+    if !ctx.limiter.admit_read_call(it.topic_id, it.shard).await {
         return Err(super::put_records::throttled(&view, index));
     }
     let closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
@@ -228,7 +225,8 @@ pub(crate) async fn handle(ctx: &Context, encoding: Encoding, input: Value) -> R
         .blocking(move |_| read_page(&partition, start, limit, closed_at))
         .await?;
     ctx.limiter
-        .charge_read(it.topic_id, it.shard, page.bytes, std::time::Instant::now());
+        .charge_read_bytes(it.topic_id, it.shard, page.bytes)
+        .await;
 
     let millis_behind_latest = if page.next_offset >= page.high_watermark {
         0

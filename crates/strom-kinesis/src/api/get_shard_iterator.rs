@@ -25,7 +25,10 @@ struct Request {
 
 pub(crate) async fn handle(ctx: &Context, input: Value) -> Result<Value> {
     let req: Request = parse(input)?;
-    let view = req.stream.resolve(ctx)?;
+    let view = req
+        .stream
+        .resolve(ctx)?
+        .synced_if(&ctx.broker, |v| v.shard(&req.shard_id).is_err())?;
     let (index, partition) = view.shard(&req.shard_id)?;
     let position = Position {
         kind: &req.shard_iterator_type,

@@ -395,16 +395,31 @@ pub(crate) async fn admit_and_append(
     if !ctx.limiter.enabled() {
         return append(ctx, view, records, fence).await;
     }
-    let now = std::time::Instant::now();
     let topic_id = view.topic.id();
+    // One admission step per shard (cluster-wide when the buckets are shared), each record
+    // admitted or refused in request order within its shard.
+    let mut by_shard: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        by_shard.entry(r.shard).or_default().push(i);
+    }
+    let mut verdicts = vec![false; records.len()];
+    for (shard, indexes) in by_shard {
+        let sizes: Vec<usize> = indexes
+            .iter()
+            .filter_map(|&i| records.get(i).map(|r| r.key.len() + r.data.len()))
+            .collect();
+        let shard = u32::try_from(shard).unwrap_or(u32::MAX);
+        let admitted = ctx.limiter.admit_writes(topic_id, shard, &sizes).await;
+        for (&i, ok) in indexes.iter().zip(admitted) {
+            if let Some(v) = verdicts.get_mut(i) {
+                *v = ok;
+            }
+        }
+    }
     let mut slots: Vec<Option<Result<(usize, u64)>>> = Vec::with_capacity(records.len());
     let mut admitted = Vec::with_capacity(records.len());
-    for r in records {
-        let shard = u32::try_from(r.shard).unwrap_or(u32::MAX);
-        if ctx
-            .limiter
-            .admit_write(topic_id, shard, r.key.len() + r.data.len(), now)
-        {
+    for (r, ok) in records.into_iter().zip(verdicts) {
+        if ok {
             slots.push(None);
             admitted.push(r);
         } else {
@@ -452,9 +467,48 @@ pub(crate) async fn put(
             "Records size {total} exceeds the limit of {MAX_REQUEST_BYTES} bytes"
         )));
     }
-    let results = admit_and_append(ctx, &view, routed, &fence).await;
+    let mut results = admit_and_append(ctx, &view, routed, &fence).await;
+    // Cluster mode: another broker may have closed a shard after this one routed to it (its
+    // fence covers only its own puts). The shared seal refused those records, unacknowledged:
+    // learn the new shard list and route them again, to the children. (On a single node the
+    // fence makes this impossible.)
+    let mut view = view;
+    for _ in 0..SEALED_RETRIES {
+        let sealed: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.as_ref()
+                    .is_err_and(|e| e.kind == ErrorKind::ResourceInUse)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if sealed.is_empty() {
+            break;
+        }
+        ctx.blocking(|b| b.sync_metadata_blocking().map_err(KinesisError::from))
+            .await?;
+        view = view.refresh(&ctx.broker)?;
+        let mut rerouted = Vec::with_capacity(sealed.len());
+        for &i in &sealed {
+            let Some(entry) = entries.get(i) else {
+                continue;
+            };
+            rerouted.push(route(&view, entry, &mut buf)?);
+        }
+        let again = admit_and_append(ctx, &view, rerouted, &fence).await;
+        for (i, outcome) in sealed.into_iter().zip(again) {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = outcome;
+            }
+        }
+    }
     Ok((view, results))
 }
+
+/// How many times a put routes again records refused because another broker closed their
+/// shard meanwhile (each time after reading the metadata the other brokers appended).
+const SEALED_RETRIES: usize = 3;
 
 /// `ProvisionedThroughputExceededException` for a shard of `view`.
 pub(crate) fn throttled(view: &StreamView, shard: usize) -> KinesisError {

@@ -66,7 +66,7 @@ pub(crate) async fn reshard(ctx: &Context, view: &StreamView, plan: Plan) -> Res
             for &i in &to_close {
                 // The seal waits for data writes in flight and refuses later ones, so
                 // `end` is final: no Kafka produce lands on the parent past it.
-                let end = topic.partition(i as i32)?.seal_blocking();
+                let end = topic.partition(i as i32)?.seal_blocking()?;
                 if let Some(s) = m.shards.get_mut(i) {
                     s.closed_at_offset = Some(end);
                     s.closed_ms = Some(closed_ms);

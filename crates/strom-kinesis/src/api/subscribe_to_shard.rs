@@ -122,7 +122,10 @@ pub(crate) async fn handle(
         .split_once("/consumer/")
         .ok_or_else(|| KinesisError::invalid("invalid ConsumerARN"))?;
     let consumer = rest.split(':').next().unwrap_or(rest);
-    let view = stream::resolve(&ctx.broker, None, Some(stream_arn))?;
+    let view = stream::resolve(&ctx.broker, None, Some(stream_arn))?
+        .synced_if(&ctx.broker, |v| {
+            v.shard(&req.shard_id).is_err() || !v.meta.consumers.iter().any(|c| c.name == consumer)
+        })?;
     if !view.meta.consumers.iter().any(|c| c.name == consumer) {
         return Err(KinesisError::new(
             ErrorKind::ResourceNotFound,
@@ -137,8 +140,13 @@ pub(crate) async fn handle(
         timestamp: req.starting_position.timestamp,
     };
     let start = start_offset(&ctx, &partition, index, &req.shard_id, &position).await?;
-    let closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
-    let children = child_shards(&view, index);
+    let mut closed_at = view.meta.shards.get(index).and_then(|s| s.closed_at_offset);
+    let mut children = child_shards(&view, index);
+    // Resharding (through this broker or, in cluster mode, another one) may close the shard
+    // while the subscription runs: every change of stream metadata wakes it to look.
+    let mut changes = ctx.broker.stream_changes();
+    // Also looked at once first: a reshard may have landed since `view` was read.
+    let mut recheck = true;
 
     let (tx, rx) = mpsc::channel::<Event>(2);
     let duration = ctx.config.subscription_duration;
@@ -172,6 +180,16 @@ pub(crate) async fn handle(
                 () = tokio::time::sleep_until(deadline) => return,
             };
             watch.borrow_and_update();
+            if closed_at.is_none() && (recheck || changes.has_changed().unwrap_or(false)) {
+                recheck = false;
+                changes.borrow_and_update();
+                if let Ok(now) = view.refresh(&ctx.broker) {
+                    closed_at = now.meta.shards.get(index).and_then(|s| s.closed_at_offset);
+                    if closed_at.is_some() {
+                        children = child_shards(&now, index);
+                    }
+                }
+            }
             let p = Arc::clone(&partition);
             let page = match ctx
                 .blocking(move |_| read_page(&p, offset, EVENT_RECORDS, closed_at))
@@ -222,6 +240,7 @@ pub(crate) async fn handle(
                 tokio::select! {
                     _ = closing.changed() => return,
                     _ = watch.changed() => {}
+                    _ = changes.changed(), if closed_at.is_none() => recheck = true,
                     () = tokio::time::sleep(HEARTBEAT) => {}
                     () = tokio::time::sleep_until(deadline) => return,
                 }
