@@ -169,6 +169,8 @@ enum Probe {
     DeleteAcls,
     DescribeUserScramCredentials,
     AlterUserScramCredentials,
+    DescribeClientQuotas,
+    AlterClientQuotas,
     ApiVersions,
 }
 
@@ -788,6 +790,22 @@ fn rows() -> Vec<Row> {
             &[(Rt::Cluster, CLUSTER, Op::Describe)],
             // Deleting a credential nobody has: past the check, RESOURCE_NOT_FOUND.
             denied(ResponseError::ResourceNotFound.code()),
+            denied(CLUSTER_DENIED),
+        ),
+        row(
+            A::DescribeClientQuotas,
+            P::DescribeClientQuotas,
+            &[(Rt::Cluster, CLUSTER, Op::DescribeConfigs)],
+            &[(Rt::Cluster, CLUSTER, Op::Describe)],
+            OK,
+            denied(CLUSTER_DENIED),
+        ),
+        row(
+            A::AlterClientQuotas,
+            P::AlterClientQuotas,
+            &[(Rt::Cluster, CLUSTER, Op::AlterConfigs)],
+            &[(Rt::Cluster, CLUSTER, Op::DescribeConfigs)],
+            OK,
             denied(CLUSTER_DENIED),
         ),
     ]
@@ -1488,6 +1506,40 @@ async fn run(probe: Probe, c: &mut Client, f: Fixture) -> Result<Seen, ClientErr
                 )
                 .await?;
             code(r.results[0].error_code)
+        }
+        Probe::DescribeClientQuotas => {
+            let r: DescribeClientQuotasResponse = c
+                .call(
+                    ApiKey::DescribeClientQuotas,
+                    1,
+                    &DescribeClientQuotasRequest::default(),
+                )
+                .await?;
+            code(r.error_code)
+        }
+        Probe::AlterClientQuotas => {
+            // Validate only: the allowed user changes nothing.
+            let entry = alter_client_quotas_request::EntryData::default()
+                .with_entity(vec![
+                    alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(StrBytes::from_static_str("user"))
+                        .with_entity_name(Some(StrBytes::from_static_str("matrix-quota"))),
+                ])
+                .with_ops(vec![
+                    alter_client_quotas_request::OpData::default()
+                        .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                        .with_value(1_000_000.0),
+                ]);
+            let r: AlterClientQuotasResponse = c
+                .call(
+                    ApiKey::AlterClientQuotas,
+                    1,
+                    &AlterClientQuotasRequest::default()
+                        .with_entries(vec![entry])
+                        .with_validate_only(true),
+                )
+                .await?;
+            code(r.entries[0].error_code)
         }
     })
 }
