@@ -46,21 +46,23 @@ pub const COORDINATOR_PRODUCER_BASE: i64 = 0x7fff_ff00_0000_0000;
 /// store's order), which in cluster mode needs the async runtime; request handlers running on
 /// the runtime's workers therefore never take it: they read only `lease` and `valid`.
 #[derive(Debug)]
-pub(super) struct OwnedShard {
-    lease: ShardLease,
+/// Shared by the group and the transaction coordinators (`txn::authority`).
+pub(crate) struct OwnedShard {
+    pub(crate) lease: ShardLease,
     /// False once a write failed; the shard is then given up.
-    valid: AtomicBool,
-    next_sequence: Mutex<i32>,
+    pub(crate) valid: AtomicBool,
+    pub(crate) next_sequence: Mutex<i32>,
 }
 
 impl OwnedShard {
-    fn is_valid(&self) -> bool {
+    /// Whether the shard is still acted for (no write of it has failed).
+    pub(crate) fn is_valid(&self) -> bool {
         self.valid.load(Ordering::Acquire)
     }
 }
 
 /// The shards taken over.
-pub(super) type OwnedShards = HashMap<CoordinatorShard, Arc<OwnedShard>>;
+pub(crate) type OwnedShards = HashMap<CoordinatorShard, Arc<OwnedShard>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

@@ -45,23 +45,9 @@ use crate::storage::{
 /// the group coordinator's (`group::authority::COORDINATOR_PRODUCER_BASE`).
 pub const TXN_COORDINATOR_PRODUCER_BASE: i64 = 0x7fff_ff00_0001_0000;
 
-/// A shard this coordinator took over: its lease and the next sequence of its writer.
-#[derive(Debug)]
-pub(super) struct OwnedShard {
-    lease: ShardLease,
-    /// False once a write failed; the shard is then given up.
-    valid: AtomicBool,
-    next_sequence: Mutex<i32>,
-}
-
-impl OwnedShard {
-    fn is_valid(&self) -> bool {
-        self.valid.load(Ordering::Acquire)
-    }
-}
-
-/// The shards taken over.
-pub(super) type OwnedShards = HashMap<CoordinatorShard, Arc<OwnedShard>>;
+// A shard taken over is the same thing for both coordinators: its lease, whether it is
+// still valid, and the next sequence of its writer (defined with the group coordinator's).
+pub(super) use crate::group::authority::{OwnedShard, OwnedShards};
 
 fn not_coordinator() -> Error {
     Error::Txn(TxnError::NotCoordinator)
