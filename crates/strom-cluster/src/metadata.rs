@@ -56,6 +56,9 @@ pub struct PartitionOffsets {
     pub next_offset: i64,
     /// First offset of the earliest open transaction, if one is open.
     pub first_open_txn: Option<i64>,
+    /// Version of the partition's index content: compaction increments it when it rewrites
+    /// rows, so cached index runs from before are dropped.
+    pub index_version: i64,
 }
 
 impl PartitionOffsets {
@@ -138,7 +141,8 @@ pub async fn partition_offsets(db: &Db, tp: &TopicPartition) -> Result<Partition
             "SELECT p.log_start_offset, p.next_offset,
                     (SELECT min(s.txn_first_offset) FROM strom_producer_states s
                      WHERE s.topic = p.topic AND s.partition = p.partition
-                       AND s.txn_first_offset IS NOT NULL)
+                       AND s.txn_first_offset IS NOT NULL),
+                    p.index_version
              FROM strom_partitions p
              WHERE p.topic = $1 AND p.partition = $2",
             &[&tp.topic, &tp.partition],
@@ -153,6 +157,7 @@ pub async fn partition_offsets(db: &Db, tp: &TopicPartition) -> Result<Partition
         log_start_offset: row.try_get(0).map_err(Error::pg(DbOp::Metadata))?,
         next_offset: row.try_get(1).map_err(Error::pg(DbOp::Metadata))?,
         first_open_txn: row.try_get(2).map_err(Error::pg(DbOp::Metadata))?,
+        index_version: row.try_get(3).map_err(Error::pg(DbOp::Metadata))?,
     })
 }
 

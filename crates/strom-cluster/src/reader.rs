@@ -20,7 +20,11 @@
 //! ([`crate::lifecycle`]) move `log_start_offset`, drop rows, and re-point rows at merged or
 //! compacted objects (compaction leaves offset gaps between rows); the old objects stay readable
 //! for the delete delay, and a fetch that still finds one gone drops the partition's cached run
-//! ([`Reader::forget`]) and reads the index again.
+//! ([`Reader::forget`]) and reads the index again. Compaction changes what the rows hold (the
+//! rewritten batches have fewer records), so it also increments the partition's
+//! `index_version`, which every fetch reads with the offsets: a run cached at another version
+//! is dropped, and a reader never serves records a committed clean removed for longer than
+//! one fetch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -106,6 +110,9 @@ pub struct ListedOffset {
 #[derive(Debug, Default)]
 struct Run {
     entries: BTreeMap<i64, IndexEntry>,
+    /// The partition's `index_version` read before the entries were: a fetch that reads a
+    /// different one drops the run (compaction rewrote rows since).
+    version: i64,
 }
 
 impl Run {
@@ -127,11 +134,16 @@ impl Run {
     /// Adds `page` (contiguous rows from PostgreSQL), replacing the run when they do not touch,
     /// then trims the run to `max` entries from its ends, older entries before the page first,
     /// then entries after the page's start: the run stays contiguous and keeps what was just
-    /// fetched (the start of it when the page alone exceeds `max`).
-    fn remember(&mut self, page: &[IndexEntry], max: usize) {
+    /// fetched (the start of it when the page alone exceeds `max`). A page read at another
+    /// index `version` replaces the run.
+    fn remember(&mut self, page: &[IndexEntry], max: usize, version: i64) {
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
             return;
         };
+        if version != self.version {
+            self.entries.clear();
+            self.version = version;
+        }
         let touches = matches!(
             (self.start(), self.end()),
             (Some(s), Some(e)) if first.base_offset <= e && last.last_offset + 1 >= s
@@ -264,13 +276,18 @@ impl Reader {
                 high_watermark: offsets.next_offset,
             });
         }
-        let entries = self.entries(tp, fetch_offset, bound, max_bytes).await?;
+        let version = offsets.index_version;
+        let entries = self
+            .entries(tp, fetch_offset, bound, max_bytes, version)
+            .await?;
         let batches = match self.load(tp, &entries).await {
             // The cached index named an object a lifecycle job has since replaced and deleted
             // (merging, compaction, retention): read the index afresh, once.
             Err(e) if e.is_object_missing() => {
                 self.forget(tp);
-                let entries = self.entries(tp, fetch_offset, bound, max_bytes).await?;
+                let entries = self
+                    .entries(tp, fetch_offset, bound, max_bytes, version)
+                    .await?;
                 self.load(tp, &entries).await?
             }
             loaded => loaded?,
@@ -283,13 +300,15 @@ impl Reader {
         })
     }
 
-    /// Index entries from the one holding `from` until `max_bytes` or `hw`.
+    /// Index entries from the one holding `from` until `max_bytes` or `hw`, from the cached
+    /// run only if it was read at the partition's current index `version`.
     async fn entries(
         &self,
         tp: &TopicPartition,
         from: i64,
         hw: i64,
         max_bytes: usize,
+        version: i64,
     ) -> Result<Vec<IndexEntry>> {
         let mut out: Vec<IndexEntry> = Vec::new();
         let mut bytes = 0usize;
@@ -298,7 +317,7 @@ impl Reader {
             let cached: Vec<IndexEntry> = {
                 let index = self.index();
                 match index.get(tp) {
-                    Some(run) if run.covers(at) => {
+                    Some(run) if run.version == version && run.covers(at) => {
                         let first = run
                             .entries
                             .range(..=at)
@@ -323,7 +342,7 @@ impl Reader {
                     // Rows below `hw` must exist; none means the range was deleted under us.
                     break;
                 }
-                self.remember(tp, &page);
+                self.remember(tp, &page, version);
                 page
             } else {
                 cached
@@ -399,12 +418,12 @@ impl Reader {
         }
     }
 
-    fn remember(&self, tp: &TopicPartition, page: &[IndexEntry]) {
+    fn remember(&self, tp: &TopicPartition, page: &[IndexEntry], version: i64) {
         let max = self.config.index_entries_per_partition;
         self.index()
             .entry(tp.clone())
             .or_default()
-            .remember(page, max);
+            .remember(page, max, version);
     }
 
     /// The bytes of each entry, with base offsets set; downloads what the cache lacks, one
@@ -601,7 +620,7 @@ mod tests {
             for (from, len) in pages {
                 let from = from % sizes.len();
                 let p = page(&bounds, from, len);
-                run.remember(&p, max);
+                run.remember(&p, max, 0);
                 prop_assert!(run.entries.len() <= max);
                 let mut prev: Option<&IndexEntry> = None;
                 for e in run.entries.values() {

@@ -182,6 +182,11 @@ CREATE TABLE strom_metadata_snapshot (
         name: "kinesis: sealed partitions, shared shard limits",
         sql: include_str!("../migrations/0007_kinesis.sql"),
     },
+    Migration {
+        version: 8,
+        name: "index version: readers drop cached index runs a compaction rewrote",
+        sql: include_str!("../migrations/0008_index_version.sql"),
+    },
 ];
 
 /// Brings the schema up to the newest migration; safe to call from many brokers at once.

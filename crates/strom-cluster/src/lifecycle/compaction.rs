@@ -31,7 +31,8 @@
 //!    batches of unknown types are kept as they are.
 //! 4. **Commits** in one transaction fenced by the lease: each rewritten row is re-pointed at
 //!    the new object (byte range and max timestamp updated), each dropped row deleted, the new
-//!    object committed and the checkpoint advanced. Every row must still be as the pass read it
+//!    object committed, the checkpoint advanced and the partition's `index_version` incremented
+//!    (readers drop index runs they cached before). Every row must still be as the pass read it
 //!    (a merge or retention may have changed it meanwhile); otherwise the transaction is rolled
 //!    back, the new object is left to the orphan collector, and the next pass starts over.
 //!
@@ -569,6 +570,14 @@ async fn compact_partition(
     let mut conn = db.conn().await?;
     let tx = conn.transaction().await.map_err(pg())?;
     rewrite::hold_lease(&tx, lease).await?;
+    // First, so the partition row is locked before any batch row, as a commit locks them.
+    tx.execute(
+        "UPDATE strom_partitions SET index_version = index_version + 1
+         WHERE topic = $1 AND partition = $2",
+        &[&tp.topic, &tp.partition],
+    )
+    .await
+    .map_err(pg())?;
     let (mut rw, mut rm) = (Vec::new(), Vec::new());
     for change in &changes {
         match change {
