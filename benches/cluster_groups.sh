@@ -33,67 +33,26 @@ BASE=${BENCH_DIR:-target/cluster-groups-bench}
 for b in strom group_bench; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: cargo build --release -p strom -p strom-bench" >&2; exit 1; }
 done
-PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$PG_BIN" ] || { echo "no PostgreSQL under /usr/lib/postgresql (apt-get install postgresql)" >&2; exit 1; }
-python3 -c 'import moto' 2>/dev/null || { echo "moto is needed (python3 -m moto.server)" >&2; exit 1; }
-command -v psql >/dev/null || { echo "psql is needed" >&2; exit 1; }
+. "$(dirname "$0")/engines.sh"
+check_engines || exit 1
 
 mkdir -p "$BASE"
 BASE=$(cd "$BASE" && pwd)
 SCRATCH=$(mktemp -d /tmp/strom-gbench.XXXXXX)
 declare -A BROKER_PID
-OTHER_PIDS=()
-PG_PID=""
 cleanup() {
-  for p in "${BROKER_PID[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${BROKER_PID[@]}"; do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  done
-  for p in "${OTHER_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  if [ -n "$PG_PID" ]; then
-    kill -QUIT "$PG_PID" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PG_PID" 2>/dev/null
-  fi
+  # Brokers first, so they stop while PostgreSQL and moto still answer.
+  stop_pids "${BROKER_PID[@]}"
+  stop_engines
   rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # $1 port
-  for _ in $(seq 300); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listening on port $1 after 30 s" >&2
-  return 1
-}
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-
 echo "# cluster group benchmarks, $(date -u +%FT%TZ), lease TTL $LEASE_TTL_MS ms, flush delay $FLUSH_DELAY_MS ms, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- servers -----------------------------------------------------------------------------------
-chmod 0755 "$SCRATCH"
-mkdir -p "$SCRATCH/pg" "$SCRATCH/sock"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$SCRATCH/pg" "$SCRATCH/sock"
-as_pg "$PG_BIN/initdb" -U postgres --auth=trust -E UTF8 --no-sync -D "$SCRATCH/pg" >"$BASE/initdb.log" 2>&1 ||
-  { cat "$BASE/initdb.log" >&2; exit 1; }
-PG_PORT=$(free_port)
-as_pg "$PG_BIN/postgres" -D "$SCRATCH/pg" -p "$PG_PORT" -k "$SCRATCH/sock" \
-  -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 >"$BASE/postgres.log" 2>&1 &
-OTHER_PIDS+=($!)
-for _ in $(seq 300); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.1; done
-PG_PID=$(head -1 "$SCRATCH/pg/postmaster.pid")
-PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-sql() { psql -X -q -At -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "$1"; }
-
-MOTO_PORT=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >"$BASE/moto.log" 2>&1 &
-OTHER_PIDS+=($!)
-wait_port "$MOTO_PORT" || exit 1
-curl -s -X PUT "http://127.0.0.1:$MOTO_PORT/bench" >/dev/null || { echo "cannot create the bucket" >&2; exit 1; }
+start_engines "$BASE" "$SCRATCH" bench || exit 1
 
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 start_broker() { # $1 = 1..3; Kafka on 198${1}2
