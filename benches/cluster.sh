@@ -6,6 +6,7 @@
 #   benches/cluster.sh [RUNS] [COUNT]        (defaults: 3 runs, 300 000 x 1 KiB)
 #   env: PARTITIONS (12), FLUSH_DELAY_MS (250, the broker default), BENCH_DIR (target/cluster-bench),
 #        RATE (10000 records/s offered in the latency runs), RATE_SECS (8 s per latency run),
+#        TXN_SIZE (10000 records per transaction in the transactional cluster run),
 #        BIN_DIR (target/release; another build's strom, kafka_bench and examples/ceilings, to
 #        compare two versions in interleaved invocations)
 #
@@ -27,9 +28,14 @@
 #    Around each cluster produce (after warm-up, and after the last acknowledgement) a hook
 #    snapshots pg_stat_database.xact_commit and the committed objects in `strom_objects`;
 #    commits are also counted over an idle period to subtract the brokers' background traffic.
+#    The same hook snapshots the CPU seconds of moto, PostgreSQL (postmaster and backends), the
+#    three brokers and the client (benches/cpu.py): the summary gives each one's CPU seconds per
+#    GB produced and the produce rate the machine's cores allow at that total cost.
 #    A saturating producer's latency is mostly its own queue, so each target also gets latency
 #    runs at RATE records/s (below saturation, RATE_SECS each, produce only): their p99 is the
-#    one the issue's latency goal is about.
+#    one the issue's latency goal is about. Last, a transactional producer (TXN_SIZE records per
+#    transaction, each committed after its records are acknowledged) against the cluster, for
+#    issue 18's transactional-vs-plain ratio.
 # Every process is killed on exit (trap) and the scratch directories removed.
 set -u
 RUNS=${1:-3}
@@ -38,6 +44,7 @@ PARTITIONS=${PARTITIONS:-12}
 FLUSH_DELAY_MS=${FLUSH_DELAY_MS:-250}
 RATE=${RATE:-10000}
 RATE_SECS=${RATE_SECS:-8}
+TXN_SIZE=${TXN_SIZE:-10000}
 BIN=${BIN_DIR:-target/release}
 BASE=${BENCH_DIR:-target/cluster-bench}
 SIZE=1024
@@ -117,12 +124,17 @@ kill "$SINGLE_PID"; wait "$SINGLE_PID" 2>/dev/null
 
 SNAP=$BASE/pg-snapshots.txt
 : >"$SNAP"
+# CPU seconds of each process group around each cluster produce (benches/cpu.py).
+CPU_PY=$(cd "$(dirname "$0")" && pwd)/cpu.py
+CPU_SNAP=$BASE/cpu-snapshots.txt
+: >"$CPU_SNAP"
 snapshot="sleep 1.2; psql -X -q -At -F ' ' -h 127.0.0.1 -p $PG_PORT -U postgres -d postgres -c \
 \"select extract(epoch from clock_timestamp()), (select xact_commit from pg_stat_database where datname='postgres'), \
-count(*), coalesce(sum(size),0) from strom_objects where state='committed'\" >>$SNAP"
+count(*), coalesce(sum(size),0) from strom_objects where state='committed'\" >>$SNAP; \
+python3 $CPU_PY moto=${ENGINE_PIDS[1]} postgres=$PG_PID+ brokers=$(IFS=,; echo "${PIDS[*]:0:3}") client=\$PPID >>$CPU_SNAP"
 # Background commits (heartbeats, live-list and metadata polls, each in its own transaction).
 eval "$snapshot"; sleep 10; eval "$snapshot"
-cp "$SNAP" "$BASE/idle-snapshots.txt"; : >"$SNAP"
+cp "$SNAP" "$BASE/idle-snapshots.txt"; : >"$SNAP"; : >"$CPU_SNAP"
 
 echo "## cluster, 3 brokers, flush delay $FLUSH_DELAY_MS ms (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 BOOT=$(IFS=,; echo "${BROKERS[*]}")
@@ -132,13 +144,19 @@ grep -E '^\||^run' "$BASE/cluster-bench.log"
 grep '^summary' "$BASE/cluster-bench.log" | sed 's/^summary/mode=cluster/' | tee -a "$SUMMARY"
 echo "## cluster at $RATE records/s"
 lat_run cluster --bootstrap "$BOOT"
+echo "## cluster, transactional: $TXN_SIZE records per transaction (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$BIN/kafka_bench" --bootstrap "$BOOT" --topic cluster-txn --size "$SIZE" --count "$COUNT" --runs "$RUNS" \
+  --partitions "$PARTITIONS" --acks all --linger-ms 5 --transaction-size "$TXN_SIZE" --consume-passes 0 \
+  >"$BASE/cluster-txn-bench.log" 2>&1
+grep -E '^\||^run' "$BASE/cluster-txn-bench.log"
+grep '^summary' "$BASE/cluster-txn-bench.log" | sed 's/^summary/mode=cluster-txn/' | tee -a "$SUMMARY"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "objects by state: $(sql "select state, count(*) from strom_objects group by state" | tr '\n' ' ')"
 echo "batch index rows: $(sql "select count(*) from strom_batches")"
 
-python3 - "$SUMMARY" "$BASE/ceilings.log" "$BASE/idle-snapshots.txt" "$SNAP" "$SIZE" "$FLUSH_DELAY_MS" <<'EOF'
+python3 - "$SUMMARY" "$BASE/ceilings.log" "$BASE/idle-snapshots.txt" "$SNAP" "$SIZE" "$FLUSH_DELAY_MS" "$CPU_SNAP" "$(nproc)" <<'EOF'
 import re, statistics, sys
-summary, ceil_log, idle_f, snap_f, size, delay = sys.argv[1:7]
+summary, ceil_log, idle_f, snap_f, size, delay, cpu_f, cores = sys.argv[1:9]
 size, delay = int(size), float(delay)
 rows = {}
 for line in open(summary):
@@ -176,7 +194,7 @@ for k, v in ceil.items():
 print(f"idle PostgreSQL commits: {idle_rate:.1f}/s (3 brokers' background)")
 print("| mode | produce MB/s | produce rec/s | p99 ms | librdkafka consume MB/s | raw consume MB/s |")
 print("|---|---|---|---|---|---|")
-for m in ("single", "cluster", "single-at-rate", "cluster-at-rate"):
+for m in ("single", "cluster", "single-at-rate", "cluster-at-rate", "cluster-txn"):
     r = rows.get(m, {})
     print(f"| {m} | {r.get('produce_mb_s', 0):.1f} | {r.get('produce_rec_s', 0):.0f} | {r.get('produce_p99_ms', 0):.1f} | "
           f"{r.get('consume_mb_s', 0):.1f} | {r.get('raw_consume_mb_s', 0):.1f} |")
@@ -185,6 +203,27 @@ for i, r in enumerate(per_run):
           f"{r['objects']:.0f} objects ({r['obj_mib']:.2f} MiB each), {r['gib']:.3f} GiB, "
           f"{r['commits_gib']:.0f} commits/GiB ({r['net_gib']:.0f} net), {r['net'] / r['objects'] if r['objects'] else 0:.2f} net commits/object")
 print(f"median: {med('commits_gib'):.0f} commits/GiB ({med('net_gib'):.0f} net of idle), {med('objects') / med('gib') if med('gib') else 0:.0f} objects/GiB")
+# CPU seconds per GB produced, by process group, and the produce rate the cores allow at that cost.
+cpu = []
+for line in open(cpu_f):
+    f = line.split()
+    if f:
+        cpu.append((float(f[0]), {k: float(v) for k, v in (x.split("=", 1) for x in f[1:])}))
+cpu_runs = []
+for (ta, a), (tb, b), r in zip(cpu[0::2], cpu[1::2], per_run):
+    gb = r["gib"] * 2**30 / 1e9
+    if gb > 0:
+        cpu_runs.append({k: (b[k] - a.get(k, 0.0)) / gb for k in b})
+if cpu_runs:
+    groups = list(cpu_runs[0])
+    per = {k: statistics.median(r[k] for r in cpu_runs) for k in groups}
+    total = sum(per.values())
+    print("CPU s/GB produced (median of runs): " + ", ".join(f"{k} {v:.2f}" for k, v in per.items())
+          + f"; total {total:.2f} -> {int(cores)} cores allow at most {1000 * int(cores) / total:.0f} MB/s")
+t = rows.get("cluster-txn", {})
+if t and c:
+    print(f"transactional produce in the cluster: {t['produce_mb_s']:.1f} MB/s = "
+          f"{100 * t['produce_mb_s'] / c['produce_mb_s']:.0f} % of plain produce ({c['produce_mb_s']:.1f} MB/s)")
 mb = 1e6 / 2**20  # MB -> MiB
 if put and s and c:
     put_mb = put["mib_s"] / mb
