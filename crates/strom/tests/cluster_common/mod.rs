@@ -1,6 +1,7 @@
 //! `strom serve` in cluster mode as a process, shared by the cluster process tests
-//! (`cluster.rs`, `cluster_groups.rs`, `cluster_lifecycle.rs`): every listener on an ephemeral
-//! port, over the harness's PostgreSQL and moto; killed (SIGKILL) when dropped.
+//! (`cluster*.rs`): every listener on an ephemeral port, over the harness's PostgreSQL and
+//! moto; killed (SIGKILL) when dropped. `Broker::listener_addr` finds a named listener's
+//! address (with `--listeners` in `extra`), `Broker::metrics` scrapes `/metrics`.
 #![allow(
     dead_code,
     reason = "each test crate uses a different part of the harness"
