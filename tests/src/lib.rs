@@ -3,6 +3,7 @@
 //!
 //! The tests themselves live in `tests/tests/` (one binary, one module per area).
 
+pub mod jwt;
 pub mod tls;
 
 use std::net::SocketAddr;

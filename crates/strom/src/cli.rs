@@ -26,8 +26,8 @@ pub(crate) struct Connect {
     pub(crate) bootstrap: String,
     /// A Kafka client properties file (`security.protocol`, `ssl.ca.location`,
     /// `ssl.certificate.location`, `ssl.key.location`, `sasl.mechanism`, `sasl.jaas.config`
-    /// or `sasl.username`/`sasl.password`; PEM files only), as Kafka's tools take; the flags
-    /// below win over it.
+    /// or `sasl.username`/`sasl.password`, `sasl.oauthbearer.token.endpoint.url=file:PATH`
+    /// for a token; PEM files only), as Kafka's tools take; the flags below win over it.
     #[arg(long, env = "STROM_COMMAND_CONFIG", global = true, value_name = "FILE")]
     pub(crate) command_config: Option<PathBuf>,
     /// The listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
@@ -64,7 +64,8 @@ pub(crate) struct Connect {
     )]
     pub(crate) ssl_key_location: Option<PathBuf>,
     /// SASL mechanism for a listener that requires authentication: PLAIN, SCRAM-SHA-256 or
-    /// SCRAM-SHA-512 (with --sasl-username and --sasl-password).
+    /// SCRAM-SHA-512 (with --sasl-username and --sasl-password), or OAUTHBEARER (with
+    /// --sasl-oauthbearer-token-file).
     #[arg(
         long,
         env = "STROM_SASL_MECHANISM",
@@ -84,6 +85,15 @@ pub(crate) struct Connect {
         value_name = "PASSWORD"
     )]
     pub(crate) sasl_password: Option<String>,
+    /// File holding the OAUTHBEARER token (a JWT, compact form; surrounding whitespace is
+    /// ignored), read at each command, as Kafka's `file:` token endpoint is.
+    #[arg(
+        long,
+        env = "STROM_SASL_OAUTHBEARER_TOKEN_FILE",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub(crate) sasl_oauthbearer_token_file: Option<PathBuf>,
 }
 
 impl Connect {
@@ -98,6 +108,7 @@ impl Connect {
             sasl_mechanism: self.sasl_mechanism.clone(),
             sasl_username: self.sasl_username.clone(),
             sasl_password: self.sasl_password.clone(),
+            sasl_oauthbearer_token_file: self.sasl_oauthbearer_token_file.clone(),
         })
     }
 

@@ -15,7 +15,11 @@
 //!     username="admin" password="admin-secret";
 //! ```
 //!
-//! `sasl.username` / `sasl.password` may stand for the JAAS line. Flags win over the file.
+//! `sasl.username` / `sasl.password` may stand for the JAAS line. OAUTHBEARER takes a token the
+//! user already holds, from a file named as Kafka's clients name one
+//! (`sasl.oauthbearer.token.endpoint.url=file:/path/to/token.jwt`, Kafka's `FileJwtRetriever`;
+//! an HTTP token endpoint is refused) or by `--sasl-oauthbearer-token-file`; the JAAS line
+//! (`OAuthBearerLoginModule required;`) needs no options then. Flags win over the file.
 //! Without `security.protocol` it follows from what is given: SASL with a mechanism, TLS
 //! with a TLS file. Other keys are ignored (a client's file holds many). Only PEM files are
 //! read: a JKS or PKCS12 store type is refused, and so is `ssl.key.password`.
@@ -157,6 +161,7 @@ pub(crate) struct Flags {
     pub(crate) sasl_mechanism: Option<String>,
     pub(crate) sasl_username: Option<String>,
     pub(crate) sasl_password: Option<String>,
+    pub(crate) sasl_oauthbearer_token_file: Option<PathBuf>,
 }
 
 /// A PEM store location from the file: `ssl.<store>.location`, refused unless its type is PEM.
@@ -208,9 +213,15 @@ pub(crate) fn resolve(flags: &Flags) -> anyhow::Result<ConnectOptions> {
         .or_else(|| prop("sasl.mechanism"))
         .or_else(|| prop("sasl.mechanisms"))
         .or_else(|| {
-            jaas.as_deref()
-                .filter(|j| j.contains("PlainLoginModule"))
-                .map(|_| "PLAIN".to_owned())
+            jaas.as_deref().and_then(|j| {
+                if j.contains("PlainLoginModule") {
+                    Some("PLAIN".to_owned())
+                } else if j.contains("OAuthBearerLoginModule") {
+                    Some("OAUTHBEARER".to_owned())
+                } else {
+                    None
+                }
+            })
         });
     let username = flags
         .sasl_username
@@ -251,25 +262,97 @@ pub(crate) fn resolve(flags: &Flags) -> anyhow::Result<ConnectOptions> {
                 "security protocol {protocol} needs a SASL mechanism (--sasl-mechanism or sasl.mechanism)"
             );
         };
-        let mechanism = Mechanism::from_name(&name.trim().to_ascii_uppercase())
-            .filter(|m| *m != Mechanism::OAuthBearer)
-            .with_context(|| {
-                format!("SASL mechanism {name:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+        let mechanism =
+            Mechanism::from_name(&name.trim().to_ascii_uppercase()).with_context(|| {
+                format!(
+                    "SASL mechanism {name:?}: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER"
+                )
             })?;
-        let (Some(username), Some(password)) = (username, password) else {
-            bail!(
-                "SASL needs a user and a password (--sasl-username and STROM_SASL_PASSWORD, or sasl.jaas.config)"
-            );
-        };
-        Some(SaslCredentials {
-            mechanism,
-            username,
-            password,
-        })
+        if mechanism == Mechanism::OAuthBearer {
+            let file = match (
+                &flags.sasl_oauthbearer_token_file,
+                prop("sasl.oauthbearer.token.endpoint.url"),
+            ) {
+                (Some(path), _) => path.clone(),
+                (None, Some(url)) => token_file_url(&url)?,
+                (None, None) => bail!(
+                    "OAUTHBEARER needs a token file (--sasl-oauthbearer-token-file or \
+                     sasl.oauthbearer.token.endpoint.url=file:PATH)"
+                ),
+            };
+            let token = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the OAUTHBEARER token {}", file.display()))?;
+            let token = token.trim();
+            if token.is_empty() || token.contains(char::is_whitespace) {
+                bail!(
+                    "the OAUTHBEARER token file {} must hold one token (a JWT)",
+                    file.display()
+                );
+            }
+            Some(SaslCredentials::oauthbearer(token.to_owned()))
+        } else {
+            let (Some(username), Some(password)) = (username, password) else {
+                bail!(
+                    "SASL needs a user and a password (--sasl-username and STROM_SASL_PASSWORD, or sasl.jaas.config)"
+                );
+            };
+            Some(SaslCredentials {
+                mechanism,
+                username,
+                password,
+            })
+        }
     } else {
         None
     };
     Ok(ConnectOptions { tls, sasl })
+}
+
+/// The path of a `file:` token endpoint URL (`file:/p`, `file:///p`, or `file://localhost/p`,
+/// percent-escapes decoded); any other URL is refused: the CLI does not fetch tokens.
+fn token_file_url(url: &str) -> anyhow::Result<PathBuf> {
+    let Some(rest) = url.strip_prefix("file:") else {
+        bail!(
+            "sasl.oauthbearer.token.endpoint.url {url}: only a file: URL is supported (the CLI \
+             does not fetch tokens)"
+        );
+    };
+    let path = match rest.strip_prefix("//") {
+        Some(authority_and_path) => {
+            let at = authority_and_path
+                .find('/')
+                .unwrap_or(authority_and_path.len());
+            let (authority, path) = authority_and_path.split_at(at);
+            if !authority.is_empty() && authority != "localhost" {
+                bail!("sasl.oauthbearer.token.endpoint.url {url}: a file URL names no other host");
+            }
+            path
+        }
+        None => rest,
+    };
+    if !path.starts_with('/') {
+        bail!("sasl.oauthbearer.token.endpoint.url {url}: the file path must be absolute");
+    }
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut raw = path.bytes();
+    while let Some(b) = raw.next() {
+        if b == b'%' {
+            let hex: Vec<u8> = raw.by_ref().take(2).collect();
+            let decoded = std::str::from_utf8(&hex)
+                .ok()
+                .filter(|h| h.len() == 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .with_context(|| {
+                    format!("sasl.oauthbearer.token.endpoint.url {url}: bad %-escape")
+                })?;
+            bytes.push(decoded);
+        } else {
+            bytes.push(b);
+        }
+    }
+    let path = String::from_utf8(bytes)
+        .with_context(|| format!("sasl.oauthbearer.token.endpoint.url {url}: not UTF-8"))?;
+    Ok(PathBuf::from(path))
 }
 
 fn read_properties(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
@@ -346,6 +429,48 @@ mod tests {
     }
 
     #[test]
+    fn oauthbearer_reads_its_token_from_a_file_url_or_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("my token.jwt");
+        std::fs::write(&token, "  h.c.s\n").unwrap();
+        let url = format!("file://{}", token.display().to_string().replace(' ', "%20"));
+        let text = format!(
+            "security.protocol=SASL_SSL\nsasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\nsasl.oauthbearer.token.endpoint.url={url}\n"
+        );
+        let o = with_file(&text, Flags::default()).unwrap();
+        let sasl = o.sasl.unwrap();
+        assert_eq!(
+            sasl.mechanism,
+            Mechanism::OAuthBearer,
+            "from the login module"
+        );
+        assert_eq!(sasl.password, "h.c.s");
+        assert_eq!(sasl.username, "");
+        let other = dir.path().join("other.jwt");
+        std::fs::write(&other, "x.y.z").unwrap();
+        let o = with_file(
+            &text,
+            Flags {
+                sasl_oauthbearer_token_file: Some(other),
+                ..Flags::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(o.sasl.unwrap().password, "x.y.z", "the flag wins");
+        assert_eq!(token_file_url("file:/a/b").unwrap(), PathBuf::from("/a/b"));
+        assert_eq!(
+            token_file_url("file://localhost/a%2Fb").unwrap(),
+            PathBuf::from("/a/b")
+        );
+        assert!(token_file_url("file://elsewhere/a").is_err());
+        assert!(token_file_url("file:relative").is_err());
+        assert!(token_file_url("file:/a%2").is_err());
+        std::fs::write(&token, "two tokens\n").unwrap();
+        let e = format!("{:#}", with_file(&text, Flags::default()).unwrap_err());
+        assert!(e.contains("must hold one token"), "{e}");
+    }
+
+    #[test]
     fn refusals_say_why() {
         for (text, needle) in [
             (
@@ -358,6 +483,15 @@ mod tests {
                 "GSSAPI",
             ),
             ("sasl.mechanism=PLAIN", "user and a password"),
+            ("sasl.mechanism=OAUTHBEARER", "needs a token file"),
+            (
+                "sasl.mechanism=OAUTHBEARER\nsasl.oauthbearer.token.endpoint.url=https://idp/token",
+                "only a file: URL",
+            ),
+            (
+                "sasl.mechanism=OAUTHBEARER\nsasl.oauthbearer.token.endpoint.url=file:/nonexistent/t",
+                "reading the OAUTHBEARER token",
+            ),
             (
                 "ssl.truststore.location=/x.jks\nssl.truststore.type=JKS",
                 "only PEM",

@@ -126,21 +126,6 @@ async fn preferred_holder(
     .await
 }
 
-/// `GET /metrics` of a broker.
-fn metrics(broker: &Broker) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&broker.http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response
-}
-
 /// Waits (within `deadline`) until `check` gives a value.
 async fn until<T, F: Future<Output = Option<T>>>(
     deadline: Instant,
@@ -457,7 +442,7 @@ async fn failover(flavour: Flavour) {
     .await;
     // The holder's /metrics show the shard at that epoch.
     let shard = coordinator_shard(GROUP).0;
-    let scraped = metrics(&brokers[coordinator]);
+    let scraped = brokers[coordinator].metrics();
     assert!(
         scraped.contains(&format!(
             "strom_group_coordinator_shard_epoch{{shard=\"{shard}\"}} {epoch}"

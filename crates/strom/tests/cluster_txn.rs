@@ -84,21 +84,6 @@ async fn until<T, F: Future<Output = Option<T>>>(
     }
 }
 
-/// `GET /metrics` of a broker.
-fn metrics(broker: &Broker) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(&broker.http).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response
-}
-
 /// What the worker did, for the test's progress checks.
 #[derive(Default)]
 struct Progress {
@@ -334,7 +319,7 @@ async fn consume_transform_produce_survives_coordinator_failover_exactly_once() 
     let victim = brokers.iter().position(|b| b.node_id == holder).unwrap();
     // Its /metrics show the id's shard at the lease epoch.
     let shard = coordinator_shard(TXN_ID).0;
-    let scraped = metrics(&brokers[victim]);
+    let scraped = brokers[victim].metrics();
     assert!(
         scraped.contains(&format!(
             "strom_txn_coordinator_shard_epoch{{shard=\"{shard}\"}} {epoch}"

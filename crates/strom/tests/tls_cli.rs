@@ -1,10 +1,13 @@
 //! The client subcommands over TLS and SASL: `strom serve` with an SSL listener (client
 //! certificates requested, `--ssl-principal-mapping-rules`) and a SASL_SSL one, the
 //! authorizer on; the CLI reaches each with flags or a `--command-config` file as Kafka's
-//! tools take, and its principal is the one the ACLs see.
+//! tools take, and its principal is the one the ACLs see. OAUTHBEARER: a SASL_PLAINTEXT
+//! listener validating JWTs against a JWKS file; the CLI sends a token from a file named by
+//! `--sasl-oauthbearer-token-file` or Kafka's `sasl.oauthbearer.token.endpoint.url=file:…`.
 
 mod common;
 
+use strom_tests::jwt::{Issuer, now_s};
 use strom_tests::tls::{DnType, TestCa};
 
 fn stderr(out: &std::process::Output) -> String {
@@ -214,5 +217,107 @@ fn cli_commands_reach_ssl_and_sasl_ssl_listeners() {
         "",
     );
     assert!(!anonymous.contains("orders"), "{anonymous}");
+    broker.stop();
+}
+
+#[test]
+fn cli_commands_authenticate_with_an_oauthbearer_token_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = Issuer::new();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks()).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let broker = common::start_with(
+        &data,
+        &[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+            "--sasl-enabled-mechanisms",
+            "OAUTHBEARER",
+            "--sasl-oauthbearer-jwks-file",
+            jwks.to_str().unwrap(),
+            "--authorizer",
+            "--super-users",
+            "User:ops",
+        ],
+    );
+    let sasl = broker.listener_addr("SASL_PLAINTEXT");
+    let token_file = |name: &str, sub: &str, exp_s: i64| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n", issuer.token(sub, exp_s, "strom"))).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ops = token_file("ops.jwt", "ops", now_s() + 3600);
+    let alice = token_file("alice.jwt", "alice", now_s() + 3600);
+    let expired = token_file("expired.jwt", "ops", now_s() - 600);
+    let run =
+        |args: &[&str], stdin: &str| common::wait_bounded(broker.spawn_at(&sasl, args, stdin), 60);
+
+    // The token's subject is the principal: ops is a super user and may create and write.
+    let flags = [
+        "--security-protocol",
+        "SASL_PLAINTEXT",
+        "--sasl-mechanism",
+        "OAUTHBEARER",
+        "--sasl-oauthbearer-token-file",
+    ];
+    let as_ops = |more: &[&str]| -> Vec<String> {
+        more.iter()
+            .chain(flags.iter())
+            .map(|&a| a.to_owned())
+            .chain([ops.clone()])
+            .collect()
+    };
+    for (args, stdin) in [
+        (as_ops(&["topic", "create", "tokens", "-p", "1"]), ""),
+        (as_ops(&["produce", "tokens"]), "one\ntwo\n"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(&args, stdin);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+
+    // Kafka's properties: the token file as a `file:` token endpoint, the login module naming
+    // the mechanism.
+    let properties = dir.path().join("client.properties");
+    let write_properties = |token: &str| {
+        std::fs::write(
+            &properties,
+            format!(
+                "security.protocol=SASL_PLAINTEXT\n\
+                 sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;\n\
+                 sasl.oauthbearer.token.endpoint.url=file://{token}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_properties(&ops);
+    let config = properties.to_str().unwrap();
+    let consumed = run(
+        &["consume", "tokens", "-n", "2", "--command-config", config],
+        "",
+    );
+    assert!(consumed.status.success(), "{}", stderr(&consumed));
+    assert_eq!(String::from_utf8_lossy(&consumed.stdout), "one\ntwo\n");
+
+    // alice is authenticated but holds no ACL: the authorizer refuses her by name.
+    write_properties(&alice);
+    let refused = run(&["acl", "list", "--command-config", config], "");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("ClusterAuthorizationFailed"),
+        "{}",
+        stderr(&refused)
+    );
+    // An expired token is refused by the listener (Kafka's invalid_token answer).
+    write_properties(&expired);
+    let expired_out = run(&["topic", "list", "--command-config", config], "");
+    assert!(!expired_out.status.success());
+    let err = stderr(&expired_out);
+    assert!(
+        err.contains("SaslAuthenticationFailed") && err.contains("invalid_token"),
+        "{err}"
+    );
     broker.stop();
 }

@@ -9,9 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
@@ -32,6 +29,7 @@ use strom_broker::acl::{AclBinding, AclOperation, AclPermission, PatternType, Re
 use strom_kafka::sasl::{Mechanism, OAuthBearerConfig, SaslConfig};
 use strom_kafka::{KafkaConfig, ListenerConfig, SecurityProtocol};
 use strom_tests::TestBroker;
+use strom_tests::jwt::Issuer;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -264,42 +262,9 @@ async fn librdkafka_reports_authentication_failure_for_a_wrong_password() {
     .expect("bounded");
 }
 
-/// An Ed25519 key, its JWKS, and tokens signed with it.
-struct Issuer {
-    key: Ed25519KeyPair,
-}
-
-impl Issuer {
-    fn new() -> Issuer {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        Issuer {
-            key: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
-        }
-    }
-
-    fn jwks(&self) -> String {
-        format!(
-            r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"test-key","alg":"EdDSA","use":"sig","x":"{}"}}]}}"#,
-            URL_SAFE_NO_PAD.encode(self.key.public_key().as_ref())
-        )
-    }
-
-    fn token(&self, sub: &str, exp_s: i64, aud: &str) -> String {
-        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","typ":"JWT","kid":"test-key"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"sub":"{sub}","exp":{exp_s},"iat":{},"iss":"test-issuer","aud":"{aud}"}}"#,
-            now_ms() / 1000
-        ));
-        let input = format!("{header}.{claims}");
-        let signature = self.key.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
-    }
-}
-
 fn oauth_kafka(issuer: &Issuer) -> KafkaConfig {
     let mut oauth = OAuthBearerConfig::from_jwks_json(issuer.jwks().as_bytes()).unwrap();
-    oauth.expected_issuer = Some("test-issuer".to_owned());
+    oauth.expected_issuer = Some(strom_tests::jwt::ISSUER.to_owned());
     oauth.expected_audience = Some("strom".to_owned());
     oauth.clock_skew = Duration::from_secs(1);
     KafkaConfig {

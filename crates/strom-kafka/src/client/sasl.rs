@@ -1,6 +1,7 @@
-//! SASL for the protocol client (the CLI): SaslHandshake v1 and SaslAuthenticate with PLAIN or
-//! SCRAM-SHA-256/512 (RFC 5802's client side, the server signature checked), so the CLI works
-//! against a listener that requires authentication.
+//! SASL for the protocol client (the CLI): SaslHandshake v1 and SaslAuthenticate with PLAIN,
+//! SCRAM-SHA-256/512 (RFC 5802's client side, the server signature checked) or OAUTHBEARER
+//! with a token the caller already holds (RFC 7628's initial client response), so the CLI
+//! works against a listener that requires authentication.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,15 +16,41 @@ use strom_broker::scram::{ScramMechanism, salted_password};
 use super::{Client, ClientError, kafka_error};
 use crate::sasl::Mechanism;
 
-/// A user and password for PLAIN or SCRAM. `Debug` leaves the password out.
+/// A user and password for PLAIN or SCRAM, or a bearer token for OAUTHBEARER (see
+/// [`SaslCredentials::oauthbearer`]). `Debug` leaves the password (or token) out.
 #[derive(Clone)]
 pub struct SaslCredentials {
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER.
     pub mechanism: Mechanism,
-    /// The user.
+    /// The user; for OAUTHBEARER the authorization id sent in the GS2 header, empty for none
+    /// (the token's subject is the user then, as Kafka's clients send it).
     pub username: String,
-    /// The password.
+    /// The password; for OAUTHBEARER the token (a JWT in its compact form).
     pub password: String,
+}
+
+impl SaslCredentials {
+    /// OAUTHBEARER with `token` (a JWT in its compact form) and no authorization id.
+    pub fn oauthbearer(token: String) -> SaslCredentials {
+        SaslCredentials {
+            mechanism: Mechanism::OAuthBearer,
+            username: String::new(),
+            password: token,
+        }
+    }
+}
+
+/// RFC 7628's initial client response: the GS2 header (`n,,` or `n,a=<authzid>,`) and the
+/// `auth=Bearer <token>` pair, each key/value pair ended by `\x01`, the whole by another.
+fn oauthbearer_initial_response(authzid: &str, token: &str) -> Vec<u8> {
+    // The GS2 saslname encoding: `=` and `,` escaped.
+    let authzid = authzid.replace('=', "=3D").replace(',', "=2C");
+    let header = if authzid.is_empty() {
+        "n,,".to_owned()
+    } else {
+        format!("n,a={authzid},")
+    };
+    format!("{header}\x01auth=Bearer {token}\x01\x01").into_bytes()
 }
 
 impl std::fmt::Debug for SaslCredentials {
@@ -84,7 +111,19 @@ impl Client {
             Mechanism::ScramSha256 => ScramMechanism::Sha256,
             Mechanism::ScramSha512 => ScramMechanism::Sha512,
             Mechanism::OAuthBearer => {
-                return Err(protocol("the CLI authenticates with PLAIN or SCRAM only"));
+                let token = credentials.password.trim();
+                if token.is_empty() || token.contains(char::is_whitespace) {
+                    return Err(protocol("the OAUTHBEARER token is empty or has spaces"));
+                }
+                let first = oauthbearer_initial_response(&credentials.username, token);
+                let challenge = self.sasl_step(first).await?;
+                if !challenge.is_empty() {
+                    // RFC 7628 §3.2.3: an error challenge is answered with a lone %x01, and
+                    // the server then fails the exchange (Kafka's message says why).
+                    self.sasl_step(vec![0x01]).await?;
+                    return Err(protocol("the server refused the token"));
+                }
+                return Ok(());
             }
         };
         let mut nonce_bytes = [0u8; 24];
@@ -154,5 +193,22 @@ impl Client {
             response.error_message.as_ref(),
         )?;
         Ok(response.auth_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oauthbearer_initial_response;
+
+    #[test]
+    fn oauthbearer_initial_response_is_rfc_7628s() {
+        assert_eq!(
+            oauthbearer_initial_response("", "a.b.c"),
+            b"n,,\x01auth=Bearer a.b.c\x01\x01"
+        );
+        assert_eq!(
+            oauthbearer_initial_response("al=i,ce", "t"),
+            b"n,a=al=3Di=2Cce,\x01auth=Bearer t\x01\x01"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `strom serve` in cluster mode as a process, shared by the cluster process tests
-//! (`cluster.rs`, `cluster_groups.rs`, `cluster_lifecycle.rs`): every listener on an ephemeral
-//! port, over the harness's PostgreSQL and moto; killed (SIGKILL) when dropped.
+//! (`cluster*.rs`): every listener on an ephemeral port, over the harness's PostgreSQL and
+//! moto; killed (SIGKILL) when dropped. `Broker::listener_addr` finds a named listener's
+//! address (with `--listeners` in `extra`), `Broker::metrics` scrapes `/metrics`.
 #![allow(
     dead_code,
     reason = "each test crate uses a different part of the harness"
@@ -41,6 +42,8 @@ pub(crate) struct Broker {
     pub(crate) http: String,
     /// The node id the cluster gave it.
     pub(crate) node_id: i32,
+    /// What it printed at start (its listeners, one `ADDR (NAME PROTOCOL, …)` line each).
+    printed: String,
 }
 
 impl Broker {
@@ -116,7 +119,40 @@ impl Broker {
             kinesis: kinesis.unwrap(),
             http: http.unwrap(),
             node_id: node_id.unwrap(),
+            printed,
         }
+    }
+
+    /// The bound address of the Kafka listener `name` (as `--listeners` named it).
+    pub(crate) fn listener_addr(&self, name: &str) -> String {
+        let marker = format!("({name} ");
+        self.printed
+            .lines()
+            .find(|l| l.contains(&marker))
+            .and_then(|l| {
+                l.trim()
+                    .trim_start_matches("kafka:")
+                    .split_whitespace()
+                    .next()
+            })
+            .unwrap_or_else(|| panic!("no listener {name} in {}", self.printed))
+            .to_owned()
+    }
+
+    /// `GET /metrics` of the broker's admin listener.
+    pub(crate) fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.http).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: strom\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
     }
 
     /// Kills the broker (SIGKILL) and reaps it.
