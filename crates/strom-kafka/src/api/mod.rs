@@ -151,6 +151,40 @@ impl Deferred {
     }
 }
 
+impl Outcome {
+    /// The same outcome with its response's `throttle_time_ms` raised to at least `ms`
+    /// (KIP-219: a response carries its request's longest throttle, byte rate or request
+    /// time). A deferred answer is raised when it completes; an API or version without the
+    /// field is left as it is (the connection is still muted).
+    pub(crate) fn with_throttle(self, api_key: ApiKey, version: i16, ms: i32) -> Outcome {
+        if ms <= 0 {
+            return self;
+        }
+        let raise = |bytes: Bytes| {
+            let mut frame = bytes
+                .try_into_mut()
+                .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+            frame::raise_throttle_time(api_key, version, &mut frame, ms);
+            frame.freeze()
+        };
+        match self {
+            Outcome::Respond(bytes) => Outcome::Respond(raise(bytes)),
+            Outcome::RespondThenClose(bytes) => Outcome::RespondThenClose(raise(bytes)),
+            // A Fetch: the size prefix, header and throttle time are in the first chunk.
+            Outcome::RespondVectored(mut parts, held) => {
+                if let Some(first) = parts.first_mut() {
+                    *first = raise(std::mem::take(first));
+                }
+                Outcome::RespondVectored(parts, held)
+            }
+            Outcome::Deferred(deferred) => Outcome::Deferred(Deferred::new(async move {
+                deferred.outcome().await.with_throttle(api_key, version, ms)
+            })),
+            other @ (Outcome::NoResponse | Outcome::Close) => other,
+        }
+    }
+}
+
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Deferred")
