@@ -21,6 +21,9 @@
 //! Fetch requests whose responses are only walked batch by batch, so the broker's serving rate
 //! shows rather than the client's per-message cost; `--consumer both` runs librdkafka and then
 //! the raw consumer over the same topic. `--consume-passes N` reads the topic N times per run.
+//!
+//! Over TLS (benches/tls.sh): `--client-config security.protocol=ssl --client-config
+//! ssl.ca.location=ca.pem` for librdkafka, and `--tls-ca ca.pem` for the raw consumer (rustls).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -120,6 +123,18 @@ struct Args {
     /// e.g. `debug=fetch` or `fetch.queue.backoff.ms=10`.
     #[arg(long = "consumer-config", value_name = "KEY=VALUE")]
     consumer_configs: Vec<String>,
+    /// librdkafka setting for every client of the run (admin, producer, consumer),
+    /// `KEY=VALUE` (repeatable), applied before the role's own: e.g. `security.protocol=ssl`
+    /// and `ssl.ca.location=ca.pem` to measure over TLS (benches/tls.sh).
+    #[arg(long = "client-config", value_name = "KEY=VALUE")]
+    client_configs: Vec<String>,
+    /// The raw consumer speaks TLS (rustls), trusting the CAs of this PEM file; the server
+    /// name is `--tls-server-name`.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the raw consumer checks the broker's certificate against.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
     /// The broker's process id, to report its CPU time per GB consumed (Linux `/proc`).
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -190,8 +205,20 @@ struct ProduceResult {
     broker_cpu_s_per_gb: Option<f64>,
 }
 
+/// A librdkafka config with the run's `--client-config` settings.
+fn client_config(args: &Args) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::new();
+    for c in &args.client_configs {
+        let (k, v) = c
+            .split_once('=')
+            .ok_or_else(|| format!("--client-config {c:?} is not KEY=VALUE"))?;
+        config.set(k, v);
+    }
+    Ok(config)
+}
+
 fn create_topic(args: &Args, name: &str) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let admin: AdminClient<DefaultClientContext> = client_config(args)?
         .set("bootstrap.servers", &args.bootstrap)
         .create()
         .map_err(|e| e.to_string())?;
@@ -253,7 +280,7 @@ fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
         micros: Mutex::new(Vec::with_capacity(args.count)),
         errors: Mutex::new(0),
     };
-    let mut config = ClientConfig::new();
+    let mut config = client_config(args)?;
     if args.transaction_size > 0 {
         config.set("transactional.id", format!("{topic}-txn"));
     }
@@ -425,7 +452,7 @@ impl ClientContext for StderrLog {
 impl ConsumerContext for StderrLog {}
 
 fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
-    let mut config = ClientConfig::new();
+    let mut config = client_config(args)?;
     config
         .set(
             "bootstrap.servers",
@@ -521,8 +548,13 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
 
 /// Reads the topic with the raw Fetch client.
 fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(raw_fetch::Tls::new(ca, &args.tls_server_name).map_err(|e| e.to_string())?),
+        None => None,
+    };
     let cpu_before = args.broker_pid.and_then(cpu_seconds);
     let c = raw_fetch::consume(
+        tls.as_ref(),
         args.consume_bootstrap.as_deref().unwrap_or(&args.bootstrap),
         topic,
         args.partitions,
