@@ -549,7 +549,9 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
 /// Reads the topic with the raw Fetch client.
 fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
     let tls = match &args.tls_ca {
-        Some(ca) => Some(raw_fetch::Tls::new(ca, &args.tls_server_name).map_err(|e| e.to_string())?),
+        Some(ca) => {
+            Some(raw_fetch::Tls::new(ca, &args.tls_server_name).map_err(|e| e.to_string())?)
+        }
         None => None,
     };
     let cpu_before = args.broker_pid.and_then(cpu_seconds);
