@@ -78,7 +78,7 @@ impl From<std::io::Error> for RawError {
     }
 }
 
-fn protocol(m: impl Into<String>) -> RawError {
+pub(crate) fn protocol(m: impl Into<String>) -> RawError {
     RawError::Protocol(m.into())
 }
 
@@ -121,7 +121,7 @@ impl Tls {
 }
 
 /// A blocking connection, plain or TLS.
-enum Conn {
+pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
@@ -151,6 +151,22 @@ impl Write for Conn {
     }
 }
 
+/// Connects to `addr` (no Nagle), over TLS when `tls` is given; the handshake happens with
+/// the first write.
+pub(crate) fn connect(tls: Option<&Tls>, addr: &str) -> Result<Conn, RawError> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_nodelay(true)?;
+    Ok(match tls {
+        Some(tls) => {
+            let connection =
+                rustls::ClientConnection::new(Arc::clone(&tls.config), tls.server_name.clone())
+                    .map_err(|e| protocol(e.to_string()))?;
+            Conn::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+        }
+        None => Conn::Plain(tcp),
+    })
+}
+
 /// Reads partitions `0..partitions` of `topic` from offset 0 until `count` records came back
 /// (or `timeout` passed); over TLS when `tls` is given.
 pub fn consume(
@@ -162,17 +178,7 @@ pub fn consume(
     limits: Limits,
     timeout: Duration,
 ) -> Result<Consumed, RawError> {
-    let tcp = TcpStream::connect(bootstrap)?;
-    tcp.set_nodelay(true)?;
-    let mut stream = match tls {
-        Some(tls) => {
-            let connection =
-                rustls::ClientConnection::new(Arc::clone(&tls.config), tls.server_name.clone())
-                    .map_err(|e| protocol(e.to_string()))?;
-            Conn::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
-        }
-        None => Conn::Plain(tcp),
-    };
+    let mut stream = connect(tls, bootstrap)?;
     let mut offsets: Vec<i64> = vec![0; usize::try_from(partitions).unwrap_or(0)];
     let mut buf: Vec<u8> = Vec::new();
     let mut out = Consumed::default();
@@ -297,7 +303,7 @@ fn fetch_request(
 
 /// Reads one response frame into `buf` (zero-filled only when it grows) and hands it out as
 /// [`Bytes`], so decoding slices it instead of copying the records.
-fn read_frame(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Bytes, RawError> {
+pub(crate) fn read_frame(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Bytes, RawError> {
     let mut size = [0u8; 4];
     stream.read_exact(&mut size)?;
     let size = usize::try_from(i32::from_be_bytes(size))

@@ -22,6 +22,11 @@
 //! shows rather than the client's per-message cost; `--consumer both` runs librdkafka and then
 //! the raw consumer over the same topic. `--consume-passes N` reads the topic N times per run.
 //!
+//! `--producer raw` writes with [`strom_bench::raw_produce`] instead: one batch built once and
+//! sent again and again (partition 0, `--raw-batch-bytes` per request), so the broker's
+//! ingest rate shows rather than librdkafka's per-message cost; the raw consumer then counts
+//! its records (rounded up to whole batches) as the run's count.
+//!
 //! Over TLS (benches/tls.sh): `--client-config security.protocol=ssl --client-config
 //! ssl.ca.location=ca.pem` for librdkafka, and `--tls-ca ca.pem` for the raw consumer (rustls).
 
@@ -38,6 +43,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use strom_bench::raw_fetch::{self, Limits};
+use strom_bench::raw_produce;
 use strom_bench::{cpu_seconds, median, minor_faults, percentile};
 
 /// Fetch limits of both consumers unless overridden: `fetch.max.bytes`,
@@ -57,6 +63,15 @@ enum ConsumerKind {
     Raw,
     /// librdkafka, then the raw client.
     Both,
+}
+
+/// Which producer writes the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProducerKind {
+    /// librdkafka's `ThreadedProducer`, one `send` per message.
+    Rdkafka,
+    /// The raw Produce client: one batch built once, sent again and again (partition 0).
+    Raw,
 }
 
 /// Benchmark options.
@@ -106,6 +121,14 @@ struct Args {
     /// Records per transaction; 0 (the default) produces without transactions.
     #[arg(long, default_value_t = 0)]
     transaction_size: usize,
+    /// The producer that writes the topic. `raw` writes partition 0 only, without
+    /// idempotence or transactions, `--raw-batch-bytes` per request, `--max-in-flight`
+    /// (default 5) requests outstanding.
+    #[arg(long, value_enum, default_value_t = ProducerKind::Rdkafka)]
+    producer: ProducerKind,
+    /// Payload bytes per batch of the raw producer (as librdkafka's `batch.size` here).
+    #[arg(long, default_value_t = 1_000_000)]
+    raw_batch_bytes: usize,
     /// The consumer that reads the topic back.
     #[arg(long, value_enum, default_value_t = ConsumerKind::Rdkafka)]
     consumer: ConsumerKind,
@@ -275,7 +298,59 @@ fn drain(producer: &ThreadedProducer<Latencies>, timeout: Duration) -> Result<()
     Ok(())
 }
 
+/// Writes the topic with the raw Produce client.
+fn produce_raw(args: &Args, topic: &str) -> Result<ProduceResult, String> {
+    if args.partitions != 1 || args.transaction_size > 0 || args.idempotence || args.rate > 0 {
+        return Err(
+            "--producer raw writes one partition, without idempotence, transactions or --rate"
+                .to_owned(),
+        );
+    }
+    let tls = match &args.tls_ca {
+        Some(ca) => {
+            Some(raw_fetch::Tls::new(ca, &args.tls_server_name).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let acks = match args.acks.as_str() {
+        "all" | "-1" => -1,
+        "1" => 1,
+        other => return Err(format!("--producer raw needs acks all or 1, not {other}")),
+    };
+    let plan = raw_produce::Plan {
+        topic,
+        record_size: args.size,
+        records_per_batch: (args.raw_batch_bytes / args.size.max(1)).max(1),
+        count: args.count as u64,
+        in_flight: args.max_in_flight.map_or(5, |n| n as usize),
+        acks,
+        timeout: Duration::from_secs(120),
+    };
+    hook(args.before_produce.as_deref());
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
+    let p =
+        raw_produce::produce(tls.as_ref(), &args.bootstrap, &plan).map_err(|e| e.to_string())?;
+    let cpu_after = args.broker_pid.and_then(cpu_seconds);
+    hook(args.after_produce.as_deref());
+    let secs = p.elapsed.as_secs_f64();
+    Ok(ProduceResult {
+        msgs_per_s: p.records as f64 / secs,
+        mb_per_s: p.payload_bytes as f64 / secs / 1e6,
+        p50_ms: percentile(&p.latencies_us, 0.50),
+        p99_ms: percentile(&p.latencies_us, 0.99),
+        errors: 0,
+        commit_p50_ms: 0.0,
+        commit_p99_ms: 0.0,
+        broker_cpu_s_per_gb: cpu_before
+            .zip(cpu_after)
+            .map(|(a, b)| (b - a) / (p.payload_bytes as f64 / 1e9)),
+    })
+}
+
 fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
+    if args.producer == ProducerKind::Raw {
+        return produce_raw(args, topic);
+    }
     let context = Latencies {
         micros: Mutex::new(Vec::with_capacity(args.count)),
         errors: Mutex::new(0),
