@@ -18,16 +18,18 @@
 #           through a prefixed ACL on the `bench` topics, the `strom-bench` group and CREATE, DESCRIBE and
 #           IDEMPOTENT_WRITE on the cluster: no super user, so every request walks the index.
 # The ACLs are loaded while the broker runs with `--super-users User:ANONYMOUS`, then the
-# broker restarts without it (ACLs are durable). Prints both tables and the summary lines.
+# broker restarts without it (ACLs are durable). Prints both tables, then one `summary` line per
+# metric with the ratio acls / off (produce MB/s and records/s, p99, broker CPU s per GB).
 set -u
 RUNS=${1:-5}
 COUNT=${2:-1000000}
 ACLS=${3:-1000}
-BIN=target/release
+BIN=${BIN:-target/release}
 BASE=${BENCH_DIR:-target/acl-bench}
 PORT=19792
 KAFKA=127.0.0.1:$PORT
 
+command -v python3 >/dev/null || { echo "python3 is needed for the ratios" >&2; exit 1; }
 for b in strom kafka_bench acl_bench; do
   [ -x "$BIN/$b" ] || { echo "missing $BIN/$b: cargo build --release -p strom -p strom-bench" >&2; exit 1; }
 done
@@ -54,10 +56,15 @@ bench() { # label
   "$BIN/kafka_bench" --bootstrap $KAFKA --size 1024 --count "$COUNT" --runs "$RUNS" \
     --broker-pid "$BROKER" >"$BASE/$1.log" 2>&1
   grep -E '^\|' "$BASE/$1.log"
-  grep '^summary' "$BASE/$1.log" | sed "s/^summary/mode=$1/"
+  grep '^summary' "$BASE/$1.log" | sed "s/^summary/mode=$1/" | tee -a "$SUMMARY"
 }
+# Value of KEY in the summary line of mode MODE.
+value() { grep "^mode=$1 " "$SUMMARY" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
+ratio() { python3 -c 'import sys; a,b=sys.argv[1:3]; print(f"{100*float(a)/float(b):.0f} %" if a and b and float(b)>0 else "n/a")' "$1" "$2" 2>/dev/null || echo n/a; }
 
 : >"$BASE/serve.log"
+SUMMARY=$BASE/summary.txt
+: >"$SUMMARY"
 echo "# issue 19 ACL cost, $(date -u +%FT%TZ), runs=$RUNS, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 rm -rf "$DATA"
@@ -93,3 +100,9 @@ rm -rf "$DATA"
 
 echo "## one check (acl_bench --acls $ACLS)"
 "$BIN/acl_bench" --acls "$ACLS" --runs "$RUNS" --dir "$BASE/acl_bench"
+
+echo "## summary (medians of $RUNS runs; ratio = with $ACLS ACLs / authorizer off; goal: not measurable)"
+for key in produce_mb_s produce_rec_s produce_p99_ms produce_broker_cpu_s_gb; do
+  off=$(value off $key); with=$(value acls $key)
+  echo "summary metric=$key off=${off:-n/a} acls=${with:-n/a} ratio=$(ratio "$with" "$off")"
+done

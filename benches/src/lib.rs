@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod raw_fetch;
+pub mod raw_produce;
 
 /// Median of a non-empty list of samples.
 pub fn median(samples: &mut [f64]) -> f64 {

@@ -4,15 +4,19 @@
 //! decoded, so what it measures is how fast the broker serves fetches.
 //!
 //! One request is in flight at a time, as librdkafka keeps one fetch per broker in flight.
+//! With [`Tls`] it speaks TLS (rustls, the broker's own stack), for benches/tls.sh.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use rustls::pki_types::ServerName;
 
 /// The Fetch version the raw consumer speaks: flexible, topics by name.
 pub const FETCH_VERSION: i16 = 12;
@@ -74,13 +78,99 @@ impl From<std::io::Error> for RawError {
     }
 }
 
-fn protocol(m: impl Into<String>) -> RawError {
+pub(crate) fn protocol(m: impl Into<String>) -> RawError {
     RawError::Protocol(m.into())
 }
 
+/// The TLS side of a raw client: the rustls config (no session resumption, so each
+/// connection makes a full handshake) and the name the broker's certificate must carry.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    config: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl Tls {
+    /// Trusts the CAs of the PEM file `ca` and checks the broker's certificate against
+    /// `server_name` (a DNS name or an IP address).
+    pub fn new(ca: &Path, server_name: &str) -> Result<Tls, RawError> {
+        let config = strom_tls::client_config(&strom_tls::ClientTlsFiles {
+            ca: Some(ca.to_path_buf()),
+            ..strom_tls::ClientTlsFiles::default()
+        })
+        .map_err(|e| protocol(e.to_string()))?;
+        let mut config = (*config).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        let server_name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| protocol(format!("server name {server_name:?}: {e}")))?;
+        Ok(Tls {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+
+    /// The client config.
+    pub fn config(&self) -> &Arc<rustls::ClientConfig> {
+        &self.config
+    }
+
+    /// The name checked against the certificate.
+    pub fn server_name(&self) -> &ServerName<'static> {
+        &self.server_name
+    }
+}
+
+/// A blocking connection, plain or TLS.
+pub(crate) enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Connects to `addr` (no Nagle), over TLS when `tls` is given; the handshake happens with
+/// the first write.
+pub(crate) fn connect(tls: Option<&Tls>, addr: &str) -> Result<Conn, RawError> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_nodelay(true)?;
+    Ok(match tls {
+        Some(tls) => {
+            let connection =
+                rustls::ClientConnection::new(Arc::clone(&tls.config), tls.server_name.clone())
+                    .map_err(|e| protocol(e.to_string()))?;
+            Conn::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)))
+        }
+        None => Conn::Plain(tcp),
+    })
+}
+
 /// Reads partitions `0..partitions` of `topic` from offset 0 until `count` records came back
-/// (or `timeout` passed).
+/// (or `timeout` passed); over TLS when `tls` is given.
 pub fn consume(
+    tls: Option<&Tls>,
     bootstrap: &str,
     topic: &str,
     partitions: i32,
@@ -88,8 +178,7 @@ pub fn consume(
     limits: Limits,
     timeout: Duration,
 ) -> Result<Consumed, RawError> {
-    let mut stream = TcpStream::connect(bootstrap)?;
-    stream.set_nodelay(true)?;
+    let mut stream = connect(tls, bootstrap)?;
     let mut offsets: Vec<i64> = vec![0; usize::try_from(partitions).unwrap_or(0)];
     let mut buf: Vec<u8> = Vec::new();
     let mut out = Consumed::default();
@@ -214,7 +303,7 @@ fn fetch_request(
 
 /// Reads one response frame into `buf` (zero-filled only when it grows) and hands it out as
 /// [`Bytes`], so decoding slices it instead of copying the records.
-fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Bytes, RawError> {
+pub(crate) fn read_frame(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<Bytes, RawError> {
     let mut size = [0u8; 4];
     stream.read_exact(&mut size)?;
     let size = usize::try_from(i32::from_be_bytes(size))

@@ -21,6 +21,14 @@
 //! Fetch requests whose responses are only walked batch by batch, so the broker's serving rate
 //! shows rather than the client's per-message cost; `--consumer both` runs librdkafka and then
 //! the raw consumer over the same topic. `--consume-passes N` reads the topic N times per run.
+//!
+//! `--producer raw` writes with [`strom_bench::raw_produce`] instead: one batch built once and
+//! sent again and again (partition 0, `--raw-batch-bytes` per request), so the broker's
+//! ingest rate shows rather than librdkafka's per-message cost; the raw consumer then counts
+//! its records (rounded up to whole batches) as the run's count.
+//!
+//! Over TLS (benches/tls.sh): `--client-config security.protocol=ssl --client-config
+//! ssl.ca.location=ca.pem` for librdkafka, and `--tls-ca ca.pem` for the raw consumer (rustls).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -35,6 +43,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use strom_bench::raw_fetch::{self, Limits};
+use strom_bench::raw_produce;
 use strom_bench::{cpu_seconds, median, minor_faults, percentile};
 
 /// Fetch limits of both consumers unless overridden: `fetch.max.bytes`,
@@ -54,6 +63,15 @@ enum ConsumerKind {
     Raw,
     /// librdkafka, then the raw client.
     Both,
+}
+
+/// Which producer writes the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProducerKind {
+    /// librdkafka's `ThreadedProducer`, one `send` per message.
+    Rdkafka,
+    /// The raw Produce client: one batch built once, sent again and again (partition 0).
+    Raw,
 }
 
 /// Benchmark options.
@@ -103,6 +121,14 @@ struct Args {
     /// Records per transaction; 0 (the default) produces without transactions.
     #[arg(long, default_value_t = 0)]
     transaction_size: usize,
+    /// The producer that writes the topic. `raw` writes partition 0 only, without
+    /// idempotence or transactions, `--raw-batch-bytes` per request, `--max-in-flight`
+    /// (default 5) requests outstanding.
+    #[arg(long, value_enum, default_value_t = ProducerKind::Rdkafka)]
+    producer: ProducerKind,
+    /// Payload bytes per batch of the raw producer (as librdkafka's `batch.size` here).
+    #[arg(long, default_value_t = 1_000_000)]
+    raw_batch_bytes: usize,
     /// The consumer that reads the topic back.
     #[arg(long, value_enum, default_value_t = ConsumerKind::Rdkafka)]
     consumer: ConsumerKind,
@@ -120,6 +146,18 @@ struct Args {
     /// e.g. `debug=fetch` or `fetch.queue.backoff.ms=10`.
     #[arg(long = "consumer-config", value_name = "KEY=VALUE")]
     consumer_configs: Vec<String>,
+    /// librdkafka setting for every client of the run (admin, producer, consumer),
+    /// `KEY=VALUE` (repeatable), applied before the role's own: e.g. `security.protocol=ssl`
+    /// and `ssl.ca.location=ca.pem` to measure over TLS (benches/tls.sh).
+    #[arg(long = "client-config", value_name = "KEY=VALUE")]
+    client_configs: Vec<String>,
+    /// The raw consumer speaks TLS (rustls), trusting the CAs of this PEM file; the server
+    /// name is `--tls-server-name`.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name the raw consumer checks the broker's certificate against.
+    #[arg(long, default_value = "localhost")]
+    tls_server_name: String,
     /// The broker's process id, to report its CPU time per GB consumed (Linux `/proc`).
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -190,8 +228,20 @@ struct ProduceResult {
     broker_cpu_s_per_gb: Option<f64>,
 }
 
+/// A librdkafka config with the run's `--client-config` settings.
+fn client_config(args: &Args) -> Result<ClientConfig, String> {
+    let mut config = ClientConfig::new();
+    for c in &args.client_configs {
+        let (k, v) = c
+            .split_once('=')
+            .ok_or_else(|| format!("--client-config {c:?} is not KEY=VALUE"))?;
+        config.set(k, v);
+    }
+    Ok(config)
+}
+
 fn create_topic(args: &Args, name: &str) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let admin: AdminClient<DefaultClientContext> = client_config(args)?
         .set("bootstrap.servers", &args.bootstrap)
         .create()
         .map_err(|e| e.to_string())?;
@@ -248,12 +298,64 @@ fn drain(producer: &ThreadedProducer<Latencies>, timeout: Duration) -> Result<()
     Ok(())
 }
 
+/// Writes the topic with the raw Produce client.
+fn produce_raw(args: &Args, topic: &str) -> Result<ProduceResult, String> {
+    if args.partitions != 1 || args.transaction_size > 0 || args.idempotence || args.rate > 0 {
+        return Err(
+            "--producer raw writes one partition, without idempotence, transactions or --rate"
+                .to_owned(),
+        );
+    }
+    let tls = match &args.tls_ca {
+        Some(ca) => {
+            Some(raw_fetch::Tls::new(ca, &args.tls_server_name).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let acks = match args.acks.as_str() {
+        "all" | "-1" => -1,
+        "1" => 1,
+        other => return Err(format!("--producer raw needs acks all or 1, not {other}")),
+    };
+    let plan = raw_produce::Plan {
+        topic,
+        record_size: args.size,
+        records_per_batch: (args.raw_batch_bytes / args.size.max(1)).max(1),
+        count: args.count as u64,
+        in_flight: args.max_in_flight.map_or(5, |n| n as usize),
+        acks,
+        timeout: Duration::from_secs(120),
+    };
+    hook(args.before_produce.as_deref());
+    let cpu_before = args.broker_pid.and_then(cpu_seconds);
+    let p =
+        raw_produce::produce(tls.as_ref(), &args.bootstrap, &plan).map_err(|e| e.to_string())?;
+    let cpu_after = args.broker_pid.and_then(cpu_seconds);
+    hook(args.after_produce.as_deref());
+    let secs = p.elapsed.as_secs_f64();
+    Ok(ProduceResult {
+        msgs_per_s: p.records as f64 / secs,
+        mb_per_s: p.payload_bytes as f64 / secs / 1e6,
+        p50_ms: percentile(&p.latencies_us, 0.50),
+        p99_ms: percentile(&p.latencies_us, 0.99),
+        errors: 0,
+        commit_p50_ms: 0.0,
+        commit_p99_ms: 0.0,
+        broker_cpu_s_per_gb: cpu_before
+            .zip(cpu_after)
+            .map(|(a, b)| (b - a) / (p.payload_bytes as f64 / 1e9)),
+    })
+}
+
 fn produce(args: &Args, topic: &str) -> Result<ProduceResult, String> {
+    if args.producer == ProducerKind::Raw {
+        return produce_raw(args, topic);
+    }
     let context = Latencies {
         micros: Mutex::new(Vec::with_capacity(args.count)),
         errors: Mutex::new(0),
     };
-    let mut config = ClientConfig::new();
+    let mut config = client_config(args)?;
     if args.transaction_size > 0 {
         config.set("transactional.id", format!("{topic}-txn"));
     }
@@ -425,7 +527,7 @@ impl ClientContext for StderrLog {
 impl ConsumerContext for StderrLog {}
 
 fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
-    let mut config = ClientConfig::new();
+    let mut config = client_config(args)?;
     config
         .set(
             "bootstrap.servers",
@@ -521,8 +623,15 @@ fn consume(args: &Args, topic: &str) -> Result<Consumed, String> {
 
 /// Reads the topic with the raw Fetch client.
 fn consume_raw(args: &Args, topic: &str) -> Result<Consumed, String> {
+    let tls = match &args.tls_ca {
+        Some(ca) => {
+            Some(raw_fetch::Tls::new(ca, &args.tls_server_name).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
     let cpu_before = args.broker_pid.and_then(cpu_seconds);
     let c = raw_fetch::consume(
+        tls.as_ref(),
         args.consume_bootstrap.as_deref().unwrap_or(&args.bootstrap),
         topic,
         args.partitions,

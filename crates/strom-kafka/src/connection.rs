@@ -294,6 +294,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         request.session = Some(Arc::clone(session));
         let started = std::time::Instant::now();
         let api_key = request.api_key;
+        let version = request.version();
         let client_id = request.header.client_id.clone();
         let sasl_api = matches!(api_key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         if !sasl_api && api_key != ApiKey::ApiVersions && !auth.may_serve() {
@@ -323,14 +324,20 @@ async fn read_requests<R: AsyncRead + Unpin>(
         } else {
             api::handle(context, request).await
         };
-        // Quotas (KIP-219): the response leaves at once with its throttle time; the
-        // connection is muted (nothing more is read) for that long after it.
+        // Quotas (KIP-219): the response leaves at once carrying the request's longest
+        // throttle time (byte rate or request time); the connection is muted (nothing more
+        // is read) for that long after it.
         let mute = context.quotas.after_request(
             context.broker.quotas(),
             session,
             client_id.as_deref().unwrap_or(""),
             api_key,
             started.elapsed(),
+        );
+        let outcome = outcome.with_throttle(
+            api_key,
+            version,
+            i32::try_from(mute.as_millis()).unwrap_or(i32::MAX),
         );
         let close = matches!(outcome, Outcome::Close | Outcome::RespondThenClose(_));
         let written = if matches!(outcome, Outcome::Deferred(_)) {

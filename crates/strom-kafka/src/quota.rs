@@ -15,7 +15,9 @@
 //!   back, and a Fetch reads at most `limit × 10 s`, as Kafka), and the time a request spends
 //!   in its handler, long-poll waits excluded, as a percentage of one second
 //!   (`request_percentage`; ApiVersions and the SASL APIs are exempt, as in Kafka).
-//! - **Throttling** (KIP-219): the response leaves at once carrying `throttle_time_ms`, then
+//! - **Throttling** (KIP-219): the response leaves at once carrying `throttle_time_ms` (the
+//!   longest throttle of its request, byte rate or request time, written into the encoded
+//!   response by `frame::raise_throttle_time` for every API and version that has the field), then
 //!   the connection is muted: its next request is not read before the throttle time has
 //!   passed ([`ConnectionThrottle`], kept in the connection's `Session`).
 //!

@@ -381,3 +381,64 @@ async fn a_consumer_over_its_byte_rate_is_throttled() {
     assert!(throttle > 0, "librdkafka saw no throttle time");
     broker.stop().await;
 }
+
+/// KIP-124/KIP-219: a client over its `request_percentage` is told so in the responses'
+/// `throttle_time_ms`, not only muted. With no byte-rate quota set, librdkafka sees a throttle
+/// time only if the request-time throttle is written into the responses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_request_percentage_sees_the_throttle_in_responses() {
+    tokio::time::timeout(BOUND, async {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = TestBroker::start(dir.path()).await;
+        // 0.01 % of a second: 1 ms of handler time per 10 s window, which a few dozen
+        // Produce requests exceed.
+        set_quota(&broker, "busy-client", "request_percentage", 0.01).await;
+        let observed = Observed::default();
+        let producer: ThreadedProducer<Observed> = ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("client.id", "busy-client")
+            .set("linger.ms", "0")
+            .set("statistics.interval.ms", "200")
+            .create_with_context(observed.clone())
+            .unwrap();
+        let (delivered, throttle) = tokio::task::spawn_blocking({
+            let observed = observed.clone();
+            move || {
+                let started = Instant::now();
+                // One record at a time, each its own request, until librdkafka reports a
+                // throttle time (or 20 s passed).
+                while started.elapsed() < Duration::from_secs(20)
+                    && observed.throttle_max_ms.load(Ordering::Relaxed) == 0
+                {
+                    let sent =
+                        producer.send(BaseRecord::<(), _>::to("request-quota").payload(&b"r"[..]));
+                    if sent.is_err() {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    use rdkafka::producer::Producer;
+                    let _ = producer.flush(Duration::from_secs(5));
+                }
+                // Stats come every 200 ms; let one more arrive.
+                std::thread::sleep(Duration::from_millis(600));
+                drop(producer);
+                (
+                    observed.delivered.load(Ordering::Relaxed),
+                    observed.throttle_max_ms.load(Ordering::Relaxed),
+                )
+            }
+        })
+        .await
+        .unwrap();
+        assert!(delivered > 0, "nothing was delivered");
+        assert!(
+            throttle > 0,
+            "librdkafka saw no throttle time after {delivered} records"
+        );
+        // A request-time throttle is at most one quota window (1 s).
+        assert!(throttle <= 1000, "throttle {throttle} ms");
+        broker.stop().await;
+    })
+    .await
+    .unwrap();
+}

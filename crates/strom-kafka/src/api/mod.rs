@@ -151,6 +151,40 @@ impl Deferred {
     }
 }
 
+impl Outcome {
+    /// The same outcome with its response's `throttle_time_ms` raised to at least `ms`
+    /// (KIP-219: a response carries its request's longest throttle, byte rate or request
+    /// time). A deferred answer is raised when it completes; an API or version without the
+    /// field is left as it is (the connection is still muted).
+    pub(crate) fn with_throttle(self, api_key: ApiKey, version: i16, ms: i32) -> Outcome {
+        if ms <= 0 {
+            return self;
+        }
+        let raise = |bytes: Bytes| {
+            let mut frame = bytes
+                .try_into_mut()
+                .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+            frame::raise_throttle_time(api_key, version, &mut frame, ms);
+            frame.freeze()
+        };
+        match self {
+            Outcome::Respond(bytes) => Outcome::Respond(raise(bytes)),
+            Outcome::RespondThenClose(bytes) => Outcome::RespondThenClose(raise(bytes)),
+            // A Fetch: the size prefix, header and throttle time are in the first chunk.
+            Outcome::RespondVectored(mut parts, held) => {
+                if let Some(first) = parts.first_mut() {
+                    *first = raise(std::mem::take(first));
+                }
+                Outcome::RespondVectored(parts, held)
+            }
+            Outcome::Deferred(deferred) => Outcome::Deferred(Deferred::new(async move {
+                deferred.outcome().await.with_throttle(api_key, version, ms)
+            })),
+            other @ (Outcome::NoResponse | Outcome::Close) => other,
+        }
+    }
+}
+
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Deferred")
@@ -399,5 +433,59 @@ mod tests {
             let (cmin, cmax) = crate_range(key);
             assert!(min >= cmin && max <= cmax && min <= max, "{key:?}");
         }
+    }
+
+    fn fetch_frame(throttle: i32) -> Bytes {
+        frame::encode_response(
+            3,
+            12,
+            &FetchResponse::default()
+                .with_throttle_time_ms(throttle)
+                .with_session_id(9),
+        )
+        .unwrap()
+    }
+
+    fn concat(parts: &[Bytes]) -> Vec<u8> {
+        parts.iter().flat_map(|p| p.iter().copied()).collect()
+    }
+
+    #[tokio::test]
+    async fn with_throttle_raises_plain_vectored_and_deferred_answers() {
+        let want = fetch_frame(700);
+        // A plain frame.
+        match Outcome::Respond(fetch_frame(0)).with_throttle(ApiKey::Fetch, 12, 700) {
+            Outcome::Respond(b) => assert_eq!(b, want),
+            other => panic!("{other:?}"),
+        }
+        // Chunks sharing one buffer (as the Fetch encoder splits it): the first is raised.
+        let shared = fetch_frame(0);
+        let parts = vec![shared.slice(..14), shared.slice(14..)];
+        match Outcome::RespondVectored(parts, None).with_throttle(ApiKey::Fetch, 12, 700) {
+            Outcome::RespondVectored(parts, None) => assert_eq!(concat(&parts), want.to_vec()),
+            other => panic!("{other:?}"),
+        }
+        // A deferred answer is raised when it completes; a larger throttle already there stays.
+        let deferred = Outcome::Deferred(Deferred::new(async { Outcome::Respond(fetch_frame(0)) }));
+        match deferred.with_throttle(ApiKey::Fetch, 12, 700) {
+            Outcome::Deferred(d) => match d.outcome().await {
+                Outcome::Respond(b) => assert_eq!(b, want),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+        match Outcome::Respond(fetch_frame(900)).with_throttle(ApiKey::Fetch, 12, 700) {
+            Outcome::Respond(b) => assert_eq!(b, fetch_frame(900)),
+            other => panic!("{other:?}"),
+        }
+        // No throttle: untouched; nothing to write: nothing to raise.
+        match Outcome::Respond(fetch_frame(0)).with_throttle(ApiKey::Fetch, 12, 0) {
+            Outcome::Respond(b) => assert_eq!(b, fetch_frame(0)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Outcome::NoResponse.with_throttle(ApiKey::Produce, 9, 700),
+            Outcome::NoResponse
+        ));
     }
 }
