@@ -7,6 +7,8 @@
 #   env: PARTITIONS (12), FLUSH_DELAY_MS (250, the broker default), BENCH_DIR (target/cluster-bench),
 #        RATE (10000 records/s offered in the latency runs), RATE_SECS (8 s per latency run),
 #        TXN_SIZE (10000 records per transaction in the transactional cluster run),
+#        IDEMPOTENCE (1: the producers are idempotent; 0: librdkafka's default producer, not
+#        idempotent, unbounded requests in flight per connection),
 #        BIN_DIR (target/release; another build's strom, kafka_bench and examples/ceilings, to
 #        compare two versions in interleaved invocations)
 #
@@ -20,7 +22,7 @@
 #    fsync on) and moto on loopback, bucket `bench`; three `strom serve` in cluster mode
 #    (ports 197x1..197x3, own data dirs, flush delay FLUSH_DELAY_MS) and one single-node
 #    `strom serve` (fsync=always, the default).
-# 3. `kafka_bench` (1 KiB, acks=all, linger.ms=5, one producer, idempotent, PARTITIONS
+# 3. `kafka_bench` (1 KiB, acks=all, linger.ms=5, one producer, idempotent unless IDEMPOTENCE=0, PARTITIONS
 #    partitions, fresh topic per run, consumers librdkafka then raw Fetch) against the single
 #    node, then the cluster with the producer bootstrapped on all three brokers and the
 #    consumers bootstrapped on broker 3 (the raw consumer fetches every partition through broker
@@ -45,6 +47,7 @@ FLUSH_DELAY_MS=${FLUSH_DELAY_MS:-250}
 RATE=${RATE:-10000}
 RATE_SECS=${RATE_SECS:-8}
 TXN_SIZE=${TXN_SIZE:-10000}
+IDEMPOTENCE=${IDEMPOTENCE:-1}
 BIN=${BIN_DIR:-target/release}
 BASE=${BENCH_DIR:-target/cluster-bench}
 SIZE=1024
@@ -70,7 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "# cluster benchmarks, $(date -u +%FT%TZ), runs=$RUNS, count=$COUNT x $SIZE B, partitions=$PARTITIONS, flush delay $FLUSH_DELAY_MS ms, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# cluster benchmarks, $(date -u +%FT%TZ), runs=$RUNS, count=$COUNT x $SIZE B, partitions=$PARTITIONS, idempotence=$IDEMPOTENCE, flush delay $FLUSH_DELAY_MS ms, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- 1. ceilings -------------------------------------------------------------------------------
 echo "## ceilings (load: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -101,8 +104,10 @@ wait_port 19702 || exit 1
 sleep 3
 
 # --- 3. runs -----------------------------------------------------------------------------------
+IDEMP=()
+[ "$IDEMPOTENCE" = 1 ] && IDEMP=(--idempotence)
 COMMON=(--size "$SIZE" --count "$COUNT" --runs "$RUNS" --partitions "$PARTITIONS" --acks all
-  --linger-ms 5 --idempotence --consumer both)
+  --linger-ms 5 "${IDEMP[@]}" --consumer both)
 
 echo "## single node, fsync=always (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$BIN/kafka_bench" --bootstrap 127.0.0.1:19702 --topic single "${COMMON[@]}" \
@@ -112,7 +117,7 @@ grep '^summary' "$BASE/single-bench.log" | sed 's/^summary/mode=single/' | tee -
 lat_run() { # $1 label, rest: kafka_bench flags
   local label=$1; shift
   "$BIN/kafka_bench" "$@" --topic "lat-$label" --size "$SIZE" --count $((RATE * RATE_SECS)) --runs "$RUNS" \
-    --partitions "$PARTITIONS" --acks all --linger-ms 5 --idempotence --consume-passes 0 --rate "$RATE" \
+    --partitions "$PARTITIONS" --acks all --linger-ms 5 "${IDEMP[@]}" --consume-passes 0 --rate "$RATE" \
     >"$BASE/$label-latency.log" 2>&1
   grep -E '^\|' "$BASE/$label-latency.log"
   grep '^summary' "$BASE/$label-latency.log" | sed "s/^summary/mode=$label-at-rate/" | tee -a "$SUMMARY"
