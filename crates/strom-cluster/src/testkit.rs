@@ -373,6 +373,40 @@ impl PostgresServer {
         )
     }
 
+    /// Creates the database `name` (a plain identifier) and returns its connection URL, so
+    /// tests can share one server with a database each.
+    pub fn create_database(&self, name: &str) -> Result<String, HarnessError> {
+        run(self.client_command("createdb", name))?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?connect_timeout=5",
+            self.port
+        ))
+    }
+
+    /// Drops the database `name`, closing its sessions first.
+    pub fn drop_database(&self, name: &str) -> Result<(), HarnessError> {
+        let mut cmd = self.client_command("dropdb", name);
+        cmd.arg("--force");
+        run(cmd)
+    }
+
+    /// `program` (a client binary of the server's installation) against this server as the
+    /// `postgres` user, naming the database `name`.
+    fn client_command(&self, program: &str, name: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg(name)
+        .stdin(Stdio::null());
+        cmd
+    }
+
     /// The TCP port the server listens on (kept across [`PostgresServer::restart`]).
     pub fn port(&self) -> u16 {
         self.port
