@@ -2,18 +2,19 @@
 //! cluster: each broker is a [`TestBroker`] opened on the cluster backend
 //! ([`TestBroker::start_in_cluster`]), as `strom serve --cluster-*` opens it.
 //!
-//! One real PostgreSQL and one moto S3 server (strom-cluster's test harness) are shared by the
-//! clusters of one test process while any is running (started by the first, stopped when the
-//! last is dropped); each cluster gets a database and an object prefix of its own
-//! ([`ClusterSlot`]), so tests running at once see nothing of each other, as with a data
-//! directory each on a single node. At most [`MAX_CLUSTERS`] clusters run at once (each
-//! broker holds a dozen PostgreSQL sessions).
+//! One real PostgreSQL and one moto S3 server (strom-cluster's test harness) are shared by all
+//! clusters of one test process (started by the first; their processes and scratch
+//! directories go when the process exits, by the harness's watchdogs); each cluster gets a
+//! database and an object prefix of its own ([`ClusterSlot`]), so tests running at once see
+//! nothing of each other, as with a data directory each on a single node. At most
+//! [`MAX_CLUSTERS`] clusters run at once ([`Running`]: each broker holds a dozen PostgreSQL
+//! sessions).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use strom_cluster::testkit::{MotoServer, PostgresServer};
+use strom_cluster::testkit::{HarnessError, MotoServer, PostgresServer};
 use strom_cluster::{ClusterConfig, ClusterNode, FlushConfig};
 use strom_kinesis::KinesisConfig;
 use strom_kinesis::iterator::IteratorKey;
@@ -24,7 +25,7 @@ pub const MAX_CLUSTERS: usize = 3;
 /// The bucket every cluster of the process writes to, under its own prefix.
 const BUCKET: &str = "strom-tests";
 
-static SERVERS: Mutex<Weak<Servers>> = Mutex::new(Weak::new());
+static SERVERS: OnceLock<Arc<Servers>> = OnceLock::new();
 static RUNNING: Semaphore = Semaphore::const_new(MAX_CLUSTERS);
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -36,20 +37,32 @@ struct Servers {
 }
 
 impl Servers {
-    /// The running servers, or new ones if no cluster holds them.
+    /// The process's servers, started by the first caller (blocking).
     fn shared() -> Arc<Servers> {
-        let mut slot = SERVERS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(servers) = slot.upgrade() {
-            return servers;
+        Arc::clone(SERVERS.get_or_init(|| {
+            let pg = PostgresServer::start().expect("start postgres");
+            let s3 = MotoServer::start().expect("start moto");
+            s3.create_bucket(BUCKET).expect("create bucket");
+            Arc::new(Servers { pg, s3 })
+        }))
+    }
+}
+
+/// Leave to run one cluster (at most [`MAX_CLUSTERS`] at once); hold it while its brokers run.
+#[derive(Debug)]
+pub struct Running {
+    _permit: SemaphorePermit<'static>,
+}
+
+impl Running {
+    /// Waits until fewer than [`MAX_CLUSTERS`] clusters run.
+    pub async fn acquire() -> Running {
+        Running {
+            _permit: RUNNING
+                .acquire()
+                .await
+                .expect("the semaphore is never closed"),
         }
-        let pg = PostgresServer::start().expect("start postgres");
-        let s3 = MotoServer::start().expect("start moto");
-        s3.create_bucket(BUCKET).expect("create bucket");
-        let servers = Arc::new(Servers { pg, s3 });
-        *slot = Arc::downgrade(&servers);
-        servers
     }
 }
 
@@ -60,35 +73,20 @@ pub struct ClusterSlot {
     servers: Arc<Servers>,
     database: String,
     url: String,
-    _running: SemaphorePermit<'static>,
 }
 
 impl ClusterSlot {
-    /// Waits for a free slot, then creates its database (starting the servers if none runs).
-    pub async fn new() -> ClusterSlot {
-        let running = RUNNING
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let database = format!(
-            "strom_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let name = database.clone();
-        let (servers, url) = tokio::task::spawn_blocking(move || {
-            let servers = Servers::shared();
-            let url = servers.pg.create_database(&name).expect("create database");
-            (servers, url)
-        })
-        .await
-        .expect("server start-up does not panic");
-        ClusterSlot {
+    /// Creates a new database (starting the servers first if this is the process's first
+    /// cluster). Blocks: call it from a blocking thread.
+    pub fn new() -> Result<ClusterSlot, HarnessError> {
+        let database = format!("strom_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let servers = Servers::shared();
+        let url = servers.pg.create_database(&database)?;
+        Ok(ClusterSlot {
             servers,
             database,
             url,
-            _running: running,
-        }
+        })
     }
 
     /// A broker's cluster settings: this slot's database and prefix, short leases and flushes
