@@ -16,6 +16,8 @@ const CLUSTER: bool = true;
 mod kafka_client;
 
 mod kinesis {
+    /// Cluster only: resharding through one broker while others put and subscribe.
+    mod across_brokers;
     mod admin;
     mod auth;
     mod bounded;

@@ -185,6 +185,16 @@ impl Both {
         client(&self.endpoint())
     }
 
+    /// A client of the `n`th broker alone (in start order from 0; on a single node, the
+    /// broker whatever `n`).
+    pub(crate) fn broker_client(&self, n: usize) -> Client {
+        let addr = match &self.cluster {
+            Some(rest) => rest.kinesis[n % rest.kinesis.len()],
+            None => self.kinesis,
+        };
+        fixed_client(&format!("http://{addr}"))
+    }
+
     pub(crate) fn bootstrap(&self) -> String {
         self.broker.bootstrap()
     }
@@ -255,6 +265,15 @@ fn cluster_of(endpoint: &str) -> Option<Vec<SocketAddr>> {
         .cloned()
 }
 
+/// Whether a test (or one step of it) that cannot hold against a cluster is skipped: `true`
+/// in the `kinesis_cluster` binary, after saying `why` on stderr; `false` on a single node.
+pub(crate) fn single_node_only(why: &str) -> bool {
+    if crate::CLUSTER {
+        eprintln!("single-node only, not run against the cluster: {why}");
+    }
+    crate::CLUSTER
+}
+
 /// The official SDK client with static dummy credentials, a fixed region, no retries.
 pub(crate) fn client(endpoint: &str) -> Client {
     signed_client(endpoint, "AKIDTEST", "secret", None)
@@ -270,6 +289,28 @@ pub(crate) fn signed_client(endpoint: &str, id: &str, secret: &str, token: Optio
             next: AtomicUsize::new(0),
         });
     }
+    sdk_client(config, endpoint, id, secret, token)
+}
+
+/// The official SDK client of `endpoint` alone (no round robin in a cluster), with the test
+/// credentials.
+pub(crate) fn fixed_client(endpoint: &str) -> Client {
+    sdk_client(
+        aws_sdk_kinesis::Config::builder(),
+        endpoint,
+        "AKIDTEST",
+        "secret",
+        None,
+    )
+}
+
+fn sdk_client(
+    config: aws_sdk_kinesis::config::Builder,
+    endpoint: &str,
+    id: &str,
+    secret: &str,
+    token: Option<&str>,
+) -> Client {
     let config = config
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
