@@ -93,6 +93,16 @@ async fn dispatch_value(
     // limits these calls to a few per second, so the query costs little; the data plane
     // (puts, reads, iterators, subscriptions) does not pay it.
     if !DATA_PLANE.contains(&action) {
+        // AWS-limits mode: the account's rate of this action (cluster-wide when shared).
+        if !ctx.limiter.admit_control(action).await {
+            return Err(KinesisError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Rate exceeded for {action} under account {}.",
+                    crate::stream::ACCOUNT
+                ),
+            ));
+        }
         ctx.cluster_sync().await;
     }
     match action {
