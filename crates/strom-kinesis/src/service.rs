@@ -137,15 +137,19 @@ impl Context {
     }
 
     /// In cluster mode, applies what other brokers appended to the shared metadata since the
-    /// last read (one query), so what follows decides on the latest streams, consumers, tags
-    /// and ACLs; `false` on a single node (nothing to read). A failed read is logged and the
+    /// last read (one query, shared by the calls waiting for it together), so what follows
+    /// decides on the latest streams, consumers, tags and ACLs; `false` on a single node (nothing to read). A failed read is logged and the
     /// caller goes on with what this broker has.
     pub async fn cluster_sync(&self) -> bool {
         if self.broker.live_brokers().is_none() {
             return false;
         }
+        let asked = std::time::Instant::now();
         if let Err(e) = self
-            .blocking(|b| b.sync_metadata_blocking().map_err(KinesisError::from))
+            .blocking(move |b| {
+                b.sync_metadata_since_blocking(asked)
+                    .map_err(KinesisError::from)
+            })
             .await
         {
             tracing::warn!(error = %e, "reading other brokers' metadata failed");
