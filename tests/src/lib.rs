@@ -3,6 +3,7 @@
 //!
 //! The tests themselves live in `tests/tests/` (one binary, one module per area).
 
+pub mod cluster;
 pub mod jwt;
 pub mod tls;
 
@@ -34,6 +35,8 @@ pub struct TestBroker {
     data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
+    /// In a cluster: this broker's connection to it, left after the broker stopped.
+    cluster: Option<strom_cluster::ClusterNode>,
 }
 
 impl TestBroker {
@@ -56,6 +59,45 @@ impl TestBroker {
         TestBroker::start_on(config, KafkaConfig::default(), addr).await
     }
 
+    /// Starts a broker of the cluster `slot` (see [`cluster`]): joins it, opens the broker on
+    /// the cluster backend with the node id it was given, binds the Kafka listener on an
+    /// ephemeral port and advertises it to the other brokers, as `strom serve --cluster-*` does.
+    pub async fn start_in_cluster(
+        mut config: BrokerConfig,
+        mut kafka: KafkaConfig,
+        slot: &cluster::ClusterSlot,
+    ) -> TestBroker {
+        init_tracing();
+        let node = slot.join().await;
+        config.node_id = node.node_id();
+        kafka.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let broker = Broker::start_with_backend(config.clone(), node.backend())
+            .await
+            .expect("broker starts on the cluster backend");
+        let mut started = TestBroker::serve(config, kafka, broker).await;
+        let mut addresses = std::collections::BTreeMap::new();
+        addresses.insert(
+            strom_cluster::membership::KAFKA_ADDRESS.to_owned(),
+            started.addr.to_string(),
+        );
+        for (info, _) in &started.listeners {
+            addresses.insert(
+                strom_cluster::membership::kafka_listener_key(&info.name),
+                format!("{}:{}", info.advertised_host, info.advertised_port),
+            );
+        }
+        node.advertise(&addresses)
+            .await
+            .expect("listeners advertised");
+        started.cluster = Some(node);
+        started
+    }
+
+    /// In a cluster: this broker's connection to it.
+    pub fn cluster_node(&self) -> Option<&strom_cluster::ClusterNode> {
+        self.cluster.as_ref()
+    }
+
     async fn start_on(
         config: BrokerConfig,
         mut kafka: KafkaConfig,
@@ -63,8 +105,13 @@ impl TestBroker {
     ) -> TestBroker {
         init_tracing();
         kafka.listen = listen;
+        let broker = Broker::start(config.clone()).await.expect("broker starts");
+        TestBroker::serve(config, kafka, broker).await
+    }
+
+    /// Binds the Kafka listener of the opened `broker` and serves it.
+    async fn serve(config: BrokerConfig, kafka: KafkaConfig, broker: Arc<Broker>) -> TestBroker {
         let data_dir = config.data_dir.clone();
-        let broker = Broker::start(config).await.expect("broker starts");
         let server = KafkaServer::bind(kafka, Arc::clone(&broker))
             .await
             .expect("listener binds");
@@ -81,6 +128,7 @@ impl TestBroker {
             data_dir,
             stop: Some(stop),
             server: Some(server),
+            cluster: None,
         }
     }
 
@@ -169,6 +217,9 @@ impl TestBroker {
             .run_blocking(|b| b.shutdown_blocking())
             .await
             .expect("partitions close cleanly");
+        if let Some(node) = self.cluster.take() {
+            node.shutdown(std::time::Duration::from_secs(10)).await;
+        }
     }
 }
 

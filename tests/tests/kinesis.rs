@@ -5,6 +5,9 @@
 #[global_allocator]
 static ALLOC: strom_alloc::GuardedAlloc = strom_alloc::GuardedAlloc;
 
+/// One broker (`kinesis_cluster.rs` runs the same tests against a cluster).
+const CLUSTER: bool = false;
+
 /// The Kafka tests' rdkafka helpers, shared (not every helper is used here).
 #[path = "kafka/client.rs"]
 #[allow(dead_code)]

@@ -88,6 +88,8 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     registry: RwLock<Registry>,
     admin: Mutex<Box<dyn MetadataStore>>,
+    /// When the last poll of a shared metadata store began (set under the admin lock).
+    last_poll: Mutex<Option<std::time::Instant>>,
     producer_ids: Mutex<ProducerIds>,
     pub(crate) groups: crate::group::GroupCoordinator,
     pub(crate) streams: crate::stream::StreamRegistry,
@@ -297,6 +299,7 @@ impl Broker {
             clock,
             registry: RwLock::new(registry),
             admin: Mutex::new(meta),
+            last_poll: Mutex::new(None),
             producer_ids: Mutex::new(ProducerIds {
                 next: producer_ids_until,
                 reserved_until: producer_ids_until,
@@ -523,6 +526,7 @@ impl Broker {
     pub(crate) fn admin_synced(&self) -> std::sync::MutexGuard<'_, Box<dyn MetadataStore>> {
         let mut meta = self.admin();
         if self.storage.metadata_poll_interval().is_some() {
+            self.note_poll();
             match meta.poll() {
                 Ok(events) => self.apply_remote_events(events),
                 Err(e) => tracing::warn!(error = %e, "reading other brokers' metadata failed"),
@@ -535,10 +539,40 @@ impl Broker {
     /// (cluster mode; nothing on a single node). Returns how many events were read. BLOCKING.
     pub fn sync_metadata_blocking(&self) -> Result<usize> {
         let mut meta = self.admin();
+        self.note_poll();
         let events = meta.poll()?;
         let n = events.len();
         self.apply_remote_events(events);
         Ok(n)
+    }
+
+    /// [`Broker::sync_metadata_blocking`] for a request that arrived at `asked`, skipped when
+    /// a poll began after that (while this caller waited for the admin lock): it read
+    /// everything other brokers had appended by `asked`. Requests arriving together so share
+    /// one query instead of queueing one each. BLOCKING.
+    pub fn sync_metadata_since_blocking(&self, asked: std::time::Instant) -> Result<usize> {
+        let mut meta = self.admin();
+        let fresh = self
+            .last_poll
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|began| began > asked);
+        if fresh {
+            return Ok(0);
+        }
+        self.note_poll();
+        let events = meta.poll()?;
+        let n = events.len();
+        self.apply_remote_events(events);
+        Ok(n)
+    }
+
+    /// Records that a metadata poll begins now (called under the admin lock).
+    fn note_poll(&self) {
+        *self
+            .last_poll
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 
     /// The live brokers sharing this broker's storage (cluster mode), sorted by node id;

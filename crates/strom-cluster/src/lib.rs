@@ -71,6 +71,8 @@ pub mod coordinator;
 pub mod db;
 pub mod error;
 pub mod kinesis;
+#[cfg(feature = "kinesis")]
+pub mod kinesis_limits;
 pub mod lease;
 pub mod lifecycle;
 pub mod membership;

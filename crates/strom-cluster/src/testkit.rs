@@ -158,6 +158,27 @@ fn spawn_watchdog(leader: u32) {
     }
 }
 
+/// Starts a shell outside every server's process group that removes `dir` once this test
+/// process is gone, for servers kept in a `static` (whose `Drop` never runs) or a test binary
+/// killed before its `Drop`s ran; the server watchdogs have killed the servers by then.
+fn spawn_dir_reaper(dir: &Path) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; sleep 2; rm -rf -- \"$1\"",
+        std::process::id()
+    );
+    let spawned = Command::new("sh")
+        .args(["-c", &script, "reaper"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    if let Ok(mut child) = spawned {
+        std::thread::spawn(move || child.wait());
+    }
+}
+
 /// Sends `signal` to the process group led by `child`.
 fn signal_group(child: &Child, signal: &str) {
     let _ = Command::new("kill")
@@ -237,6 +258,7 @@ impl PostgresServer {
         let bin = postgres_bin()?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("strom-pg-").tempdir()?;
+        spawn_dir_reaper(dir.path());
         if as_postgres {
             // The postgres user must be able to reach and own its directories.
             run({
@@ -373,6 +395,40 @@ impl PostgresServer {
         )
     }
 
+    /// Creates the database `name` (a plain identifier) and returns its connection URL, so
+    /// tests can share one server with a database each.
+    pub fn create_database(&self, name: &str) -> Result<String, HarnessError> {
+        run(self.client_command("createdb", name))?;
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/{name}?connect_timeout=5",
+            self.port
+        ))
+    }
+
+    /// Drops the database `name`, closing its sessions first.
+    pub fn drop_database(&self, name: &str) -> Result<(), HarnessError> {
+        let mut cmd = self.client_command("dropdb", name);
+        cmd.arg("--force");
+        run(cmd)
+    }
+
+    /// `program` (a client binary of the server's installation) against this server as the
+    /// `postgres` user, naming the database `name`.
+    fn client_command(&self, program: &str, name: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg(name)
+        .stdin(Stdio::null());
+        cmd
+    }
+
     /// The TCP port the server listens on (kept across [`PostgresServer::restart`]).
     pub fn port(&self) -> u16 {
         self.port
@@ -485,6 +541,7 @@ impl MotoServer {
     /// Starts `python3 -m moto.server` on a free port and waits until it answers HTTP.
     pub fn start() -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new().prefix("strom-moto-").tempdir()?;
+        spawn_dir_reaper(dir.path());
         let mut server = MotoServer {
             dir,
             port: 0,

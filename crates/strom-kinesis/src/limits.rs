@@ -10,6 +10,12 @@
 //! | read calls | 5/s | each `GetRecords` |
 //! | read bytes | 2 MiB/s | bytes returned by `GetRecords` (may go negative: a 10 MiB read blocks the shard's reads for a few seconds, as on AWS) |
 //!
+//! Control-plane calls are limited per account as on AWS ([`control_plane_rate`]: e.g.
+//! `CreateStream` 5/s, `DescribeStream` 10/s, `DescribeLimits` 1/s), one bucket per action
+//! holding one second of its rate; a call beyond it gets `LimitExceededException`. With
+//! shared buckets each action's bucket is a row of the shared store too (the nil topic id,
+//! the action's index as the shard: [`control_plane_key`]), so the rate holds for the cluster.
+//!
 //! Memory is bounded: the table holds one entry per recently used shard, and when it grows past
 //! [`MAX_SHARDS`] entries idle for more than a second are dropped (a full bucket is the same as
 //! no entry). Nothing sleeps: a request that does not fit is refused at once.
@@ -41,6 +47,45 @@ pub const READ_CALLS_PER_SEC: f64 = 5.0;
 pub const READ_BYTES_PER_SEC: f64 = 2_097_152.0;
 /// Table size above which idle shards are forgotten.
 pub const MAX_SHARDS: usize = 16_384;
+
+/// The control-plane actions AWS limits per account, with their calls per second (AWS's
+/// documented quotas); the position of an action is its row in the shared store.
+const CONTROL_PLANE: &[(&str, f64)] = &[
+    ("CreateStream", 5.0),
+    ("DeleteStream", 5.0),
+    ("DescribeStream", 10.0),
+    ("DescribeStreamSummary", 20.0),
+    ("ListStreams", 5.0),
+    ("MergeShards", 5.0),
+    ("SplitShard", 5.0),
+    ("DescribeLimits", 1.0),
+    ("RegisterStreamConsumer", 5.0),
+    ("DeregisterStreamConsumer", 5.0),
+    ("DescribeStreamConsumer", 20.0),
+    ("ListStreamConsumers", 5.0),
+    ("AddTagsToStream", 5.0),
+    ("RemoveTagsFromStream", 5.0),
+    ("ListTagsForStream", 5.0),
+];
+
+/// Calls per second AWS allows `action` per account, if it is one of the limited
+/// control-plane actions.
+pub fn control_plane_rate(action: &str) -> Option<f64> {
+    CONTROL_PLANE
+        .iter()
+        .find(|(a, _)| *a == action)
+        .map(|(_, rate)| *rate)
+}
+
+/// The shared store's row of `action`'s account-wide bucket (its tokens are kept as the
+/// row's read calls), if the action is limited.
+pub fn control_plane_key(action: &str) -> Option<ShardKey> {
+    let index = CONTROL_PLANE.iter().position(|(a, _)| *a == action)?;
+    Some(ShardKey {
+        topic: Uuid::nil(),
+        shard: u32::try_from(index).ok()?,
+    })
+}
 
 /// A bucket that holds at most one second of `rate` and refills continuously.
 #[derive(Debug, Clone, Copy)]
@@ -203,6 +248,8 @@ impl ShardBuckets {
 pub struct ShardLimiter {
     enabled: bool,
     shards: Mutex<HashMap<(Uuid, u32), ShardBuckets>>,
+    /// This listener's control-plane buckets by action: tokens and when last refilled.
+    control: Mutex<HashMap<&'static str, (Bucket, Instant)>>,
     /// The cluster's buckets, when shared (cluster mode); the table above is then the
     /// fallback for a step the shared store failed.
     shared: Option<Arc<dyn SharedBuckets>>,
@@ -219,7 +266,72 @@ impl ShardLimiter {
         ShardLimiter {
             enabled,
             shards: Mutex::new(HashMap::new()),
+            control: Mutex::new(HashMap::new()),
             shared,
+        }
+    }
+
+    /// Admits one call of the control-plane `action` under AWS's per-account rate
+    /// ([`control_plane_rate`]), cluster-wide when the buckets are shared; actions AWS does
+    /// not limit this way are always admitted.
+    pub async fn admit_control(&self, action: &str) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let (Some(rate), Some(key)) = (control_plane_rate(action), control_plane_key(action))
+        else {
+            return true;
+        };
+        if let Some(shared) = self.shared.as_ref() {
+            let mut admitted = None;
+            let step = shared
+                .update(
+                    key,
+                    Box::new(|stored| {
+                        let tokens = stored.map_or(rate, |(l, elapsed)| {
+                            (l.read_calls + rate * elapsed.max(0.0)).min(rate)
+                        });
+                        let ok = tokens >= 1.0;
+                        admitted = Some(ok);
+                        BucketLevels {
+                            write_records: 0.0,
+                            write_bytes: 0.0,
+                            read_calls: if ok { tokens - 1.0 } else { tokens },
+                            read_bytes: 0.0,
+                        }
+                    }),
+                )
+                .await;
+            match (step, admitted) {
+                (Ok(()), Some(ok)) => return ok,
+                (Err(error), _) => {
+                    tracing::warn!(%error, action, "shared control-plane limits failed; this broker's own buckets apply");
+                }
+                (Ok(()), None) => {}
+            }
+        }
+        self.admit_control_at(action, Instant::now())
+    }
+
+    /// This listener's own control-plane bucket of `action` at `now`.
+    fn admit_control_at(&self, action: &str, now: Instant) -> bool {
+        let Some(&(name, rate)) = CONTROL_PLANE.iter().find(|(a, _)| *a == action) else {
+            return true;
+        };
+        let mut control = match self.control.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (bucket, last) = control
+            .entry(name)
+            .or_insert_with(|| (Bucket::full(rate), now));
+        bucket.refill(rate, now.saturating_duration_since(*last));
+        *last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -535,6 +647,48 @@ mod tests {
         let admitted = block_on(l.admit_writes(t, 0, &[10; 1_500]));
         assert_eq!(admitted.iter().filter(|ok| **ok).count(), 1_000);
         assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn control_plane_calls_at_the_accounts_rate() {
+        let l = ShardLimiter::new(true);
+        let now = Instant::now();
+        assert!(l.admit_control_at("DescribeLimits", now));
+        assert!(!l.admit_control_at("DescribeLimits", now));
+        // Each action has its own bucket.
+        assert_eq!(
+            (0..8)
+                .filter(|_| l.admit_control_at("ListStreams", now))
+                .count(),
+            5
+        );
+        assert!(l.admit_control_at("DescribeLimits", now + Duration::from_secs(1)));
+        // Data-plane and unlisted actions are not limited this way.
+        assert!((0..100).all(|_| l.admit_control_at("GetShardIterator", now)));
+        // Off: everything passes.
+        let off = ShardLimiter::new(false);
+        assert!(block_on(async {
+            off.admit_control("DescribeLimits").await && off.admit_control("DescribeLimits").await
+        }));
+    }
+
+    #[test]
+    fn limiters_sharing_buckets_share_the_control_plane_rate() {
+        let shared: Arc<dyn SharedBuckets> = Arc::new(InMemory::default());
+        let one = ShardLimiter::with_shared(true, Some(Arc::clone(&shared)));
+        let two = ShardLimiter::with_shared(true, Some(shared));
+        let admitted = block_on(async {
+            let mut n = 0;
+            for i in 0..10 {
+                let l = if i % 2 == 0 { &one } else { &two };
+                n += usize::from(l.admit_control("CreateStream").await);
+            }
+            n
+        });
+        // Five per second for both together (the steps take microseconds).
+        assert_eq!(admitted, 5);
+        assert!(control_plane_key("CreateStream").is_some_and(|k| k.topic.is_nil()));
+        assert_eq!(control_plane_key("PutRecords"), None);
     }
 
     #[test]

@@ -136,6 +136,27 @@ impl Context {
         }
     }
 
+    /// In cluster mode, applies what other brokers appended to the shared metadata since the
+    /// last read (one query, shared by the calls waiting for it together), so what follows
+    /// decides on the latest streams, consumers, tags and ACLs; `false` on a single node (nothing to read). A failed read is logged and the
+    /// caller goes on with what this broker has.
+    pub async fn cluster_sync(&self) -> bool {
+        if self.broker.live_brokers().is_none() {
+            return false;
+        }
+        let asked = std::time::Instant::now();
+        if let Err(e) = self
+            .blocking(move |b| {
+                b.sync_metadata_since_blocking(asked)
+                    .map_err(KinesisError::from)
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "reading other brokers' metadata failed");
+        }
+        true
+    }
+
     /// Runs a blocking broker call on the blocking pool.
     pub async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
@@ -323,7 +344,19 @@ async fn handle(State(ctx): State<Arc<Context>>, request: Request) -> Response {
         // does not decode is refused by its handler below.
         let input = wire::decode(encoding, &body).unwrap_or(Value::Null);
         if let Err(e) = crate::authz::check(&ctx, &caller, action, &input) {
-            return error_response(encoding, &request_id, e);
+            // In cluster mode an ACL granted through another broker a moment ago may not be
+            // applied here yet (the metadata tail runs every 250 ms): a refusal is decided
+            // again on the latest ACLs, so a grant is in force on every broker once its
+            // CreateAcls was answered. (A revocation reaches the other brokers within the
+            // tail's interval, as ACL changes reach Kafka's brokers asynchronously.)
+            let refused = if ctx.cluster_sync().await {
+                crate::authz::check(&ctx, &caller, action, &input).err()
+            } else {
+                Some(e)
+            };
+            if let Some(e) = refused {
+                return error_response(encoding, &request_id, e);
+            }
         }
     }
     let result = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {

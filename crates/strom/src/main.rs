@@ -16,7 +16,6 @@ mod cluster_metrics;
 mod config;
 mod group_cli;
 mod jwks;
-mod kinesis_limits;
 mod listeners;
 mod quota_cli;
 mod txn_cli;
@@ -309,7 +308,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .kinesis_buckets()
             .context("connecting the Kinesis limit buckets")?;
         kinesis_config.shared_limits = Some(std::sync::Arc::new(
-            kinesis_limits::ClusterShardLimits(buckets),
+            strom_cluster::kinesis_limits::ClusterShardLimits(buckets),
         ));
     }
     let kinesis_listen = kinesis_config.listen;

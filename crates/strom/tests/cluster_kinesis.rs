@@ -525,7 +525,12 @@ async fn kafka_and_kinesis_across_brokers(cluster: &Cluster) {
 
 /// AWS-limits mode: the shard's write limit (1,000 records/s) holds for the cluster, not per
 /// broker: what one broker spent of a shard's bucket another broker cannot spend again (it is
-/// refused with `ProvisionedThroughputExceededException` beyond what refilled).
+/// refused with `ProvisionedThroughputExceededException` beyond what refilled). Then the read
+/// side, in a way per-broker buckets cannot pass however slow the machine: a 10 MiB
+/// GetRecords through broker 1 overdraws the shard's read bytes (2 MiB/s) by 8 MiB, which
+/// refuses the shard's reads for four seconds; a GetRecords through broker 2 right after must
+/// be refused (with a bucket per broker, broker 2's is full and admits it). An attempt whose
+/// second read came more than 2.5 s after the first proves nothing and is repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_limits_hold_across_brokers() {
     let _serial = SERIAL.lock().await;
@@ -592,4 +597,68 @@ async fn aws_limits_hold_across_brokers() {
         ((first + second) as f64) <= bound,
         "admitted {first} + {second} in {elapsed:.2}s: the limit held per broker, not per shard"
     );
+
+    // 10 MiB more in the shard, through Kafka (Kinesis puts would take ten seconds at the
+    // shard's 1 MiB/s).
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &cluster.brokers[2].kafka)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for _ in 0..20 {
+        producer
+            .send(
+                FutureRecord::to(stream)
+                    .partition(0)
+                    .key("big")
+                    .payload(&vec![7u8; 512 * 1024]),
+                STEP,
+            )
+            .await
+            .unwrap();
+    }
+    let iterator = |k: Client| async move {
+        k.get_shard_iterator()
+            .stream_name(stream)
+            .shard_id("shardId-000000000000")
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator()
+            .unwrap()
+            .to_owned()
+    };
+    let (it1, it2) = (iterator(k1.clone()).await, iterator(k2.clone()).await);
+    for attempt in 0..5 {
+        // Broker 1 reads up to 10 MiB (once its reads are admitted again after an earlier
+        // attempt's debt).
+        let started = Instant::now();
+        let read: usize = loop {
+            match k1.get_records().shard_iterator(&it1).send().await {
+                Ok(page) => break page.records().iter().map(|r| r.data().as_ref().len()).sum(),
+                Err(e) => assert_eq!(code(&e), "ProvisionedThroughputExceededException"),
+            }
+            assert!(started.elapsed() < STEP, "broker 1's reads never admitted");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let charged = Instant::now();
+        assert!(read >= 9 << 20, "the big read returned {read} bytes");
+        let second = k2.get_records().shard_iterator(&it2).limit(1).send().await;
+        let after = charged.elapsed();
+        if after > Duration::from_millis(2_500) {
+            eprintln!("attempt {attempt}: broker 2 read {after:?} after broker 1's; again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        match second {
+            Err(e) => assert_eq!(code(&e), "ProvisionedThroughputExceededException"),
+            Ok(_) => panic!(
+                "broker 2 read {after:?} after broker 1 overdrew the shard's read bytes: \
+                 the limit held per broker, not per shard"
+            ),
+        }
+        return;
+    }
+    panic!("broker 2 never read within 2.5 s of broker 1 in five attempts");
 }

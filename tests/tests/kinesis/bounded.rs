@@ -215,7 +215,10 @@ async fn subscribe_to_shard_events_wait_for_the_memory_budget() {
         .unwrap();
 
     let hogs = hog_budget(&both, MIN_IN_FLIGHT_BYTES - 1024 * 1024).await;
-    let mut out = k
+    // The budget is the listener's own: subscribe on the one the hogs hold (in a cluster,
+    // a different broker from the one the stream was created and written through).
+    let mut out = both
+        .broker_client(1)
         .subscribe_to_shard()
         .consumer_arn(&consumer_arn)
         .shard_id("shardId-000000000000")

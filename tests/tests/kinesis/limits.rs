@@ -1,5 +1,7 @@
-//! AWS-limits mode through aws-sdk-kinesis: per-shard write and read throttling when
-//! `KinesisConfig::aws_limits` is on, none when it is off.
+//! AWS-limits mode through aws-sdk-kinesis: per-shard write and read throttling and the
+//! account's control-plane call rates when `KinesisConfig::aws_limits` is on, none when it is
+//! off. (Against a cluster every call goes to the next broker: the rates hold for the
+//! cluster.)
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
@@ -198,5 +200,42 @@ async fn no_limits_by_default() {
     assert_eq!(put_1500(&k, "free").await, (1500, 0));
     assert!(read_10(&k, "free").await.iter().all(Option::is_none));
     assert!(put_large(&k, "free").await.iter().all(Option::is_none));
+    both.stop().await;
+}
+
+/// Control-plane calls beyond the account's rate get `LimitExceededException` (ListStreams:
+/// five per second): a burst of 40 at once is mostly refused, and no more are admitted than
+/// one second of the rate plus what refilled while the burst ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_calls_beyond_the_accounts_rate_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (both, k) = start(dir.path(), true, "cp").await;
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let k = k.clone();
+            tokio::spawn(async move { k.list_streams().send().await })
+        })
+        .collect();
+    let mut admitted = 0;
+    let mut refused = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(e) => {
+                assert_eq!(code(&e), "LimitExceededException");
+                refused += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        refused > 0,
+        "{admitted} admitted in {elapsed:.2}s, none refused"
+    );
+    assert!(
+        f64::from(admitted) <= 5.0 + 5.0 * elapsed + 1.0,
+        "{admitted} ListStreams admitted in {elapsed:.2}s"
+    );
     both.stop().await;
 }

@@ -33,6 +33,19 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
     let version = request.version();
     let body: MetadataRequest = decode(request)?;
     let broker = &context.broker;
+    // Cluster mode: first apply what other brokers appended to the shared metadata (one
+    // query, shared by the requests waiting for it together), so topics and partitions
+    // created through any broker (partitions a Kinesis reshard through another broker added
+    // among them) are listed by the next Metadata through this one, not up to one
+    // metadata-tail interval (250 ms) later.
+    let asked = std::time::Instant::now();
+    if broker.live_brokers().is_some()
+        && let Err(e) = broker
+            .run_blocking(move |b| b.sync_metadata_since_blocking(asked))
+            .await
+    {
+        tracing::warn!(error = %e, "reading other brokers' metadata failed");
+    }
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested = match body.topics {
         None => None,

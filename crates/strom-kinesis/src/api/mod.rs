@@ -73,6 +73,11 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// The data-plane actions among those of [`dispatch_value`]: they decide on this broker's
+/// view of the stream (a shard they name that is missing from it syncs first,
+/// `StreamView::synced_if`).
+const DATA_PLANE: &[&str] = &["PutRecord", "GetShardIterator"];
+
 /// The actions that answer in the JSON value model (all but the two in [`dispatch`]).
 async fn dispatch_value(
     ctx: &Context,
@@ -80,6 +85,26 @@ async fn dispatch_value(
     action: &str,
     input: Value,
 ) -> Result<Value> {
+    // Control plane, in cluster mode: first read what other brokers appended to the shared
+    // metadata (one query), so a stream, shard, consumer, tag or ACL created or removed
+    // through any broker is seen (or gone) by the next call through any other, as on a
+    // single node, rather than up to one metadata-tail interval (250 ms) later; a
+    // MergeShards names the shards a SplitShard through another broker just made. AWS
+    // limits these calls to a few per second, so the query costs little; the data plane
+    // (puts, reads, iterators, subscriptions) does not pay it.
+    if !DATA_PLANE.contains(&action) {
+        // AWS-limits mode: the account's rate of this action (cluster-wide when shared).
+        if !ctx.limiter.admit_control(action).await {
+            return Err(KinesisError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Rate exceeded for {action} under account {}.",
+                    crate::stream::ACCOUNT
+                ),
+            ));
+        }
+        ctx.cluster_sync().await;
+    }
     match action {
         "CreateStream" => create_stream::handle(ctx, input).await,
         "DeleteStream" => delete_stream::handle(ctx, input).await,

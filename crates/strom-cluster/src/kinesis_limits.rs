@@ -1,18 +1,21 @@
-//! Cluster mode's AWS-limits buckets behind the Kinesis front end's seam: the front end's
+//! (Feature `kinesis`.) Cluster mode's AWS-limits buckets behind the Kinesis front end's seam: the front end's
 //! [`SharedBuckets`] over `strom-cluster`'s [`KinesisBuckets`] (one PostgreSQL row per shard),
 //! so a shard's limits hold for the whole cluster.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use strom_cluster::KinesisBuckets;
+use crate::KinesisBuckets;
 use strom_kinesis::limits::{
     BucketLevels, LevelsUpdate, ShardKey, SharedBuckets, SharedBucketsError,
 };
 
 /// [`KinesisBuckets`] as the Kinesis front end's [`SharedBuckets`].
 #[derive(Debug)]
-pub(crate) struct ClusterShardLimits(pub(crate) KinesisBuckets);
+pub struct ClusterShardLimits(
+    /// The buckets every broker of the cluster shares.
+    pub KinesisBuckets,
+);
 
 impl SharedBuckets for ClusterShardLimits {
     fn update<'a>(
