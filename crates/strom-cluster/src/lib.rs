@@ -90,7 +90,9 @@ pub mod writer;
 
 pub use backend::{ClusterBackend, ClusterNode, ClusterObserver};
 pub use cache::ObjectCache;
-pub use config::{ClusterConfig, FlushConfig, MetadataCompaction, ObjectStoreUrl, S3Settings};
+pub use config::{
+    ClusterConfig, FlushConfig, LifecycleSettings, MetadataCompaction, ObjectStoreUrl, S3Settings,
+};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use kinesis::{BucketLevels, KinesisBuckets};
