@@ -263,7 +263,11 @@ impl ClusterConfig {
         };
         let ms = |d: Duration| format!("{} ms", d.as_millis());
         if self.lease_ttl < MIN_LEASE_TTL {
-            return invalid("lease_ttl_ms", ms(self.lease_ttl), "must be at least 300 ms");
+            return invalid(
+                "lease_ttl_ms",
+                ms(self.lease_ttl),
+                "must be at least 300 ms",
+            );
         }
         if self.job_interval() < MIN_JOB_INTERVAL {
             return invalid(
@@ -431,7 +435,10 @@ mod tests {
             &|c| c.lifecycle.job_interval = Some(Duration::from_millis(99)),
             "job_interval_ms",
         );
-        refused(&|c| c.lease_ttl = Duration::from_millis(150), "lease_ttl_ms");
+        refused(
+            &|c| c.lease_ttl = Duration::from_millis(150),
+            "lease_ttl_ms",
+        );
         refused(&|c| c.orphan_grace = c.flush.timeout, "orphan_grace_ms");
         refused(
             &|c| c.lifecycle.merge.small_object_bytes = 0,

@@ -359,7 +359,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "STROM_CLUSTER_MERGE_MIN_AGE_MS", value_name = "MS")]
     pub(crate) cluster_merge_min_age_ms: Option<u64>,
     /// An object with fewer live bytes than this is merged with others [default: 4194304].
-    #[arg(long, env = "STROM_CLUSTER_MERGE_SMALL_OBJECT_BYTES", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "STROM_CLUSTER_MERGE_SMALL_OBJECT_BYTES",
+        value_name = "BYTES"
+    )]
     pub(crate) cluster_merge_small_object_bytes: Option<u64>,
     /// A merged object holds up to about this many bytes [default: 33554432].
     #[arg(long, env = "STROM_CLUSTER_MERGE_TARGET_BYTES", value_name = "BYTES")]
