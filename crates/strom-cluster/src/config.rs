@@ -6,8 +6,8 @@
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, … as read
 //! by `object_store`'s `AmazonS3Builder::from_env`) and, below them, the AWS profile chain
 //! (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`: [`crate::profile`]); explicit
-//! [`S3Settings`] fields override both. The PostgreSQL URL may carry libpq's `sslmode` and
-//! `sslrootcert` ([`crate::tls`]); every session runs with [`ClusterConfig::postgres_timeouts`].
+//! [`S3Settings`] fields override both. The PostgreSQL URL may carry libpq's `sslmode`,
+//! `sslrootcert`, `sslcert` and `sslkey` ([`crate::tls`]); every session runs with [`ClusterConfig::postgres_timeouts`].
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -147,8 +147,8 @@ impl Default for FlushConfig {
 /// Everything the cluster backend needs to connect and run.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`, with `sslmode` and
-    /// `sslrootcert` as libpq reads them).
+    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`, with `sslmode`,
+    /// `sslrootcert`, `sslcert` and `sslkey` as libpq reads them).
     pub postgres: String,
     /// Server-side timeouts of every PostgreSQL session of the broker.
     pub postgres_timeouts: PgTimeouts,

@@ -1061,7 +1061,7 @@ fn cluster_config(
         config.postgres_timeouts.lock = Duration::from_millis(ms);
     }
     config.validate().context("invalid [cluster] settings")?;
-    // Checked again with the timeouts: the URL's sslmode and sslrootcert must make sense.
+    // Checked again with the timeouts: the URL's sslmode, sslrootcert, sslcert and sslkey must make sense.
     config
         .postgres_config()
         .context("invalid cluster PostgreSQL settings")?;
