@@ -317,7 +317,8 @@ impl ClusterConfig {
     pub fn build_object_store(&self) -> Result<Arc<dyn ObjectStore>> {
         let s3 = &self.s3;
         let mut builder = AmazonS3Builder::from_env();
-        if let Some(profile) = AwsProfile::from_env()? {
+        let profile = AwsProfile::from_env()?;
+        if let Some(profile) = &profile {
             builder = profile.apply(builder);
         }
         let mut builder = builder.with_bucket_name(self.object_store.bucket.clone());
@@ -335,6 +336,14 @@ impl ClusterConfig {
         }
         if let Some(secret) = &s3.secret_access_key {
             builder = builder.with_secret_access_key(secret.clone());
+        }
+        // Last: a credential provider overrides every key the builder has, so the profile's
+        // credential_process is used only when nothing above set keys.
+        if let Some(profile) = &profile {
+            profile.check_supported(&builder)?;
+            if let Some(provider) = profile.credential_provider(&builder)? {
+                builder = builder.with_credentials(Arc::new(provider));
+            }
         }
         let store = builder
             .with_retry(RetryConfig {

@@ -68,6 +68,7 @@ pub mod cache;
 pub mod collector;
 pub mod config;
 pub mod coordinator;
+pub mod credential_process;
 pub mod db;
 pub mod error;
 pub mod kinesis;
