@@ -46,8 +46,26 @@ pub(crate) struct Broker {
 impl Broker {
     /// Starts the broker and waits until it printed its addresses and node id.
     pub(crate) fn start(serve: &ClusterServe<'_>) -> Broker {
+        Self::start_with_env(serve, &[])
+    }
+
+    /// As [`Broker::start`], with the broker's environment changed after the harness's own
+    /// settings (the static test keys `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`): `Some`
+    /// sets a variable, `None` removes it.
+    pub(crate) fn start_with_env(serve: &ClusterServe<'_>, env: &[(&str, Option<&str>)]) -> Broker {
         let n = serve.n;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
+        command
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("STROM_CONFIG");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .args(["serve", "--kafka-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--kinesis-listen", "127.0.0.1:0"])
@@ -71,9 +89,6 @@ impl Broker {
                 &serve.flush_delay_ms.to_string(),
             ])
             .args(&serve.extra)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("STROM_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
