@@ -92,7 +92,7 @@ async fn a_broker_cut_off_from_one_engine_fails_retriably_commits_nothing_and_re
         // The other broker keeps serving the same partition meanwhile.
         for i in 0..3 {
             let v = format!("b{round}-{i}");
-            let ok = bounded(writer_b.append(tp.clone(), batch(None, &[v.clone()])))
+            let ok = bounded(writer_b.append(tp.clone(), batch(None, std::slice::from_ref(&v))))
                 .await
                 .unwrap_or_else(|e| panic!("{what} cut, broker b: {e}"));
             acked.push((ok.base_offset, v));
