@@ -53,6 +53,25 @@ impl Broker {
     /// settings (the static test keys `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`): `Some`
     /// sets a variable, `None` removes it.
     pub(crate) fn start_with_env(serve: &ClusterServe<'_>, env: &[(&str, Option<&str>)]) -> Broker {
+        Self::spawn(serve, env, &serve.pg.url(), &serve.s3.endpoint())
+    }
+
+    /// As [`Broker::start`], reaching PostgreSQL at `postgres` (a URL) and the object store at
+    /// `s3_endpoint` instead of the servers' own addresses (through a proxy).
+    pub(crate) fn start_through(
+        serve: &ClusterServe<'_>,
+        postgres: &str,
+        s3_endpoint: &str,
+    ) -> Broker {
+        Self::spawn(serve, &[], postgres, s3_endpoint)
+    }
+
+    fn spawn(
+        serve: &ClusterServe<'_>,
+        env: &[(&str, Option<&str>)],
+        postgres: &str,
+        s3_endpoint: &str,
+    ) -> Broker {
         let n = serve.n;
         let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
         command
@@ -72,12 +91,12 @@ impl Broker {
             .args(["--log", &serve.log])
             .arg("--data-dir")
             .arg(serve.data.join(format!("broker-{n}")))
-            .args(["--cluster-postgres", &serve.pg.url()])
+            .args(["--cluster-postgres", postgres])
             .args([
                 "--cluster-object-store",
                 &format!("s3://{}/{}", serve.bucket, serve.prefix),
             ])
-            .args(["--cluster-s3-endpoint", &serve.s3.endpoint()])
+            .args(["--cluster-s3-endpoint", s3_endpoint])
             .args([
                 "--cluster-s3-region",
                 "us-east-1",
