@@ -581,6 +581,12 @@ impl Broker {
         self.storage.members().map(|m| m.live_brokers())
     }
 
+    /// Whether this broker is registered in its cluster
+    /// ([`crate::storage::ClusterMembers::self_registered`]); always on a single node.
+    pub fn self_registered(&self) -> bool {
+        self.storage.members().is_none_or(|m| m.self_registered())
+    }
+
     /// [`Broker::live_brokers`] with each broker's address on the Kafka listener named
     /// `listener` (its default address when it registered none of that name).
     pub fn live_brokers_on(&self, listener: &str) -> Option<Vec<crate::storage::BrokerEndpoint>> {

@@ -117,7 +117,9 @@ impl ClusterNode {
     /// Connects to PostgreSQL (migrating the schema), builds the object-store client, starts
     /// the writer, reader and commit listener on the current runtime, and registers this
     /// broker under `node_id`, or under the smallest id no live broker holds when `None`.
+    /// Settings [`ClusterConfig::validate`] refuses are an error before anything connects.
     pub async fn start(config: ClusterConfig, node_id: Option<i32>) -> Result<ClusterNode> {
+        config.validate()?;
         let pg = config.postgres_config()?;
         {
             let mut client = crate::db::connect(&pg).await?;
@@ -246,7 +248,7 @@ impl ClusterNode {
     /// the job's lease does the work. They run until the runtime stops; the handle is the
     /// orphan collector's.
     pub fn start_collector(&self) -> Result<tokio::task::JoinHandle<()>> {
-        let config = crate::lifecycle::LifecycleConfig::new(
+        let mut config = crate::lifecycle::LifecycleConfig::new(
             self.config.object_store.prefix.clone(),
             crate::lifecycle::RunnerConfig {
                 holder: format!("broker-{}", self.node_id()),
@@ -254,6 +256,9 @@ impl ClusterNode {
             },
             self.config.orphan_grace,
         );
+        config.interval = self.config.job_interval();
+        config.delete_delay = self.config.lifecycle.delete_delay;
+        config.merge = self.config.lifecycle.merge;
         let mut handles = crate::lifecycle::spawn(
             self.config.postgres_config()?,
             Arc::clone(&self.store),

@@ -6,8 +6,8 @@
 //! `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`, … as read
 //! by `object_store`'s `AmazonS3Builder::from_env`) and, below them, the AWS profile chain
 //! (`AWS_PROFILE`, `~/.aws/credentials`, `~/.aws/config`: [`crate::profile`]); explicit
-//! [`S3Settings`] fields override both. The PostgreSQL URL may carry libpq's `sslmode` and
-//! `sslrootcert` ([`crate::tls`]); every session runs with [`ClusterConfig::postgres_timeouts`].
+//! [`S3Settings`] fields override both. The PostgreSQL URL may carry libpq's `sslmode`,
+//! `sslrootcert`, `sslcert` and `sslkey` ([`crate::tls`]); every session runs with [`ClusterConfig::postgres_timeouts`].
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result, StoreOp};
+use crate::lifecycle::MergeConfig;
 use crate::profile::AwsProfile;
 use crate::tls::{PgConfig, PgTimeouts};
 
@@ -146,8 +147,8 @@ impl Default for FlushConfig {
 /// Everything the cluster backend needs to connect and run.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`, with `sslmode` and
-    /// `sslrootcert` as libpq reads them).
+    /// PostgreSQL connection URL (`postgres://user:pass@host:port/db`, with `sslmode`,
+    /// `sslrootcert`, `sslcert` and `sslkey` as libpq reads them).
     pub postgres: String,
     /// Server-side timeouts of every PostgreSQL session of the broker.
     pub postgres_timeouts: PgTimeouts,
@@ -164,7 +165,45 @@ pub struct ClusterConfig {
     pub orphan_grace: Duration,
     /// When the shared metadata event table is compacted into its snapshot.
     pub metadata_compaction: MetadataCompaction,
+    /// How often the background jobs run, how long retired objects stay readable, and
+    /// which objects are merged.
+    pub lifecycle: LifecycleSettings,
 }
+
+/// Settings of the background jobs ([`crate::lifecycle`]) that an operator may change:
+/// `[cluster]` `job_interval_ms`, `object_delete_delay_ms`, `merge_min_age_ms`,
+/// `merge_small_object_bytes` and `merge_target_bytes` (the orphan grace is
+/// [`ClusterConfig::orphan_grace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifecycleSettings {
+    /// Time between two passes of each job; `None`: half the lease TTL.
+    pub job_interval: Option<Duration>,
+    /// How long an object no index row names any more stays readable before it is deleted
+    /// (Kafka's `file.delete.delay.ms`): a fetch that read the index just before a rewrite
+    /// or retention still finds the bytes.
+    pub delete_delay: Duration,
+    /// Which objects are merged and how big a merged object gets.
+    pub merge: MergeConfig,
+}
+
+impl Default for LifecycleSettings {
+    /// Passes every half lease TTL, objects deleted a minute after their last row went,
+    /// [`MergeConfig::default`].
+    fn default() -> Self {
+        LifecycleSettings {
+            job_interval: None,
+            delete_delay: Duration::from_secs(60),
+            merge: MergeConfig::default(),
+        }
+    }
+}
+
+/// The shortest job interval accepted: passes more often only load PostgreSQL.
+pub const MIN_JOB_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest lease TTL accepted (heartbeats run every third of it).
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(300);
+/// The largest merged object accepted: S3's limit of one PUT (a merge uploads in one PUT).
+pub const MAX_MERGE_TARGET_BYTES: u64 = 5 << 30;
 
 /// When the shared metadata event table (`strom_metadata_events`) is folded into its snapshot
 /// row, so the table stays bounded by the live state rather than by history.
@@ -200,7 +239,73 @@ impl ClusterConfig {
             lease_ttl: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(600),
             metadata_compaction: MetadataCompaction::default(),
+            lifecycle: LifecycleSettings::default(),
         })
+    }
+
+    /// Time between two passes of each background job.
+    pub fn job_interval(&self) -> Duration {
+        self.lifecycle.job_interval.unwrap_or(self.lease_ttl / 2)
+    }
+
+    /// Refuses settings that cannot work: a lease TTL under [`MIN_LEASE_TTL`], a job interval
+    /// under [`MIN_JOB_INTERVAL`], an orphan grace not longer than a flush may take (its
+    /// stage bound, [`FlushConfig::timeout`]: a slower flush would lose its object), merge
+    /// sizes of zero, a merge target below the small-object size (no two small objects
+    /// would fit) or above [`MAX_MERGE_TARGET_BYTES`].
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |setting, value: String, reason| {
+            Err(Error::InvalidConfig {
+                setting,
+                value,
+                reason,
+            })
+        };
+        let ms = |d: Duration| format!("{} ms", d.as_millis());
+        if self.lease_ttl < MIN_LEASE_TTL {
+            return invalid(
+                "lease_ttl_ms",
+                ms(self.lease_ttl),
+                "must be at least 300 ms",
+            );
+        }
+        if self.job_interval() < MIN_JOB_INTERVAL {
+            return invalid(
+                "job_interval_ms",
+                ms(self.job_interval()),
+                "must be at least 100 ms",
+            );
+        }
+        if self.orphan_grace <= self.flush.timeout {
+            return invalid(
+                "orphan_grace_ms",
+                ms(self.orphan_grace),
+                "must exceed the flush timeout (60000 ms by default): a pending object younger than the longest flush is not an orphan",
+            );
+        }
+        let merge = &self.lifecycle.merge;
+        if merge.small_object_bytes == 0 {
+            return invalid(
+                "merge_small_object_bytes",
+                merge.small_object_bytes.to_string(),
+                "must be positive",
+            );
+        }
+        if merge.target_bytes < merge.small_object_bytes {
+            return invalid(
+                "merge_target_bytes",
+                merge.target_bytes.to_string(),
+                "must be at least merge_small_object_bytes",
+            );
+        }
+        if merge.target_bytes > MAX_MERGE_TARGET_BYTES {
+            return invalid(
+                "merge_target_bytes",
+                merge.target_bytes.to_string(),
+                "must be at most 5 GiB (one PUT)",
+            );
+        }
+        Ok(())
     }
 
     /// The parsed PostgreSQL configuration (TLS mode, session timeouts).
@@ -212,7 +317,8 @@ impl ClusterConfig {
     pub fn build_object_store(&self) -> Result<Arc<dyn ObjectStore>> {
         let s3 = &self.s3;
         let mut builder = AmazonS3Builder::from_env();
-        if let Some(profile) = AwsProfile::from_env()? {
+        let profile = AwsProfile::from_env()?;
+        if let Some(profile) = &profile {
             builder = profile.apply(builder);
         }
         let mut builder = builder.with_bucket_name(self.object_store.bucket.clone());
@@ -230,6 +336,14 @@ impl ClusterConfig {
         }
         if let Some(secret) = &s3.secret_access_key {
             builder = builder.with_secret_access_key(secret.clone());
+        }
+        // Last: a credential provider overrides every key the builder has, so the profile's
+        // credential_process is used only when nothing above set keys.
+        if let Some(profile) = &profile {
+            profile.check_supported(&builder)?;
+            if let Some(provider) = profile.credential_provider(&builder)? {
+                builder = builder.with_credentials(Arc::new(provider));
+            }
         }
         let store = builder
             .with_retry(RetryConfig {
@@ -297,5 +411,55 @@ mod tests {
         assert!(!err.to_string().contains("secret"), "{err}");
         let config = ClusterConfig::new("postgres://u:pw@127.0.0.1:5432/db", "s3://b/p").unwrap();
         assert_eq!(config.object_store.bucket, "b");
+    }
+
+    #[test]
+    fn lifecycle_defaults_and_validation() {
+        let base = ClusterConfig::new("postgres://u@127.0.0.1:5432/db", "s3://b/p").unwrap();
+        base.validate().unwrap();
+        assert_eq!(base.job_interval(), base.lease_ttl / 2);
+        assert_eq!(base.lifecycle.delete_delay, Duration::from_secs(60));
+        assert_eq!(base.lifecycle.merge, MergeConfig::default());
+
+        let mut custom = base.clone();
+        custom.lifecycle.job_interval = Some(Duration::from_millis(250));
+        custom.lifecycle.delete_delay = Duration::ZERO;
+        custom.lifecycle.merge = MergeConfig {
+            small_object_bytes: 1,
+            target_bytes: 1,
+            min_age: Duration::ZERO,
+        };
+        custom.validate().unwrap();
+        assert_eq!(custom.job_interval(), Duration::from_millis(250));
+
+        let refused = |change: &dyn Fn(&mut ClusterConfig), setting: &str| {
+            let mut c = base.clone();
+            change(&mut c);
+            match c.validate() {
+                Err(Error::InvalidConfig { setting: s, .. }) => assert_eq!(s, setting),
+                other => panic!("{setting}: {other:?}"),
+            }
+        };
+        refused(
+            &|c| c.lifecycle.job_interval = Some(Duration::from_millis(99)),
+            "job_interval_ms",
+        );
+        refused(
+            &|c| c.lease_ttl = Duration::from_millis(150),
+            "lease_ttl_ms",
+        );
+        refused(&|c| c.orphan_grace = c.flush.timeout, "orphan_grace_ms");
+        refused(
+            &|c| c.lifecycle.merge.small_object_bytes = 0,
+            "merge_small_object_bytes",
+        );
+        refused(
+            &|c| c.lifecycle.merge.target_bytes = c.lifecycle.merge.small_object_bytes - 1,
+            "merge_target_bytes",
+        );
+        refused(
+            &|c| c.lifecycle.merge.target_bytes = MAX_MERGE_TARGET_BYTES + 1,
+            "merge_target_bytes",
+        );
     }
 }

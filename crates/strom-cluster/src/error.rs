@@ -64,7 +64,7 @@ pub enum StoreOp {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A PostgreSQL call failed (connection lost, server down, statement failed).
-    #[error("postgres {op:?} failed: {source}")]
+    #[error("postgres {op:?} failed: {}", describe_pg(source))]
     Postgres {
         /// What we were doing.
         op: DbOp,
@@ -292,6 +292,15 @@ impl Error {
         )
     }
 
+    /// The server's SQLSTATE when PostgreSQL answered with an error (not for a lost
+    /// connection or a timeout).
+    pub fn pg_code(&self) -> Option<&str> {
+        match self {
+            Error::Postgres { source, .. } => source.as_db_error().map(|db| db.code().code()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn pg(op: DbOp) -> impl FnOnce(tokio_postgres::Error) -> Error {
         move |source| Error::Postgres {
             op,
@@ -308,5 +317,31 @@ impl Error {
             key: key.map(str::to_owned),
             source: Arc::new(source),
         }
+    }
+}
+
+/// The driver's error with what it wraps: the server's severity, SQLSTATE and message for an
+/// error answer (the driver's own text is only "db error"), else the underlying cause (an
+/// I/O or TLS error), so a refused connection says why.
+fn describe_pg(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!(
+            "{e}: {} {}: {}",
+            db.severity(),
+            db.code().code(),
+            db.message()
+        );
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => {
+            let cause = cause.to_string();
+            let own = e.to_string();
+            if own.contains(&cause) {
+                own
+            } else {
+                format!("{own}: {cause}")
+            }
+        }
+        None => e.to_string(),
     }
 }

@@ -68,6 +68,7 @@ pub mod cache;
 pub mod collector;
 pub mod config;
 pub mod coordinator;
+pub mod credential_process;
 pub mod db;
 pub mod error;
 pub mod kinesis;
@@ -92,7 +93,9 @@ pub mod writer;
 
 pub use backend::{ClusterBackend, ClusterNode, ClusterObserver};
 pub use cache::ObjectCache;
-pub use config::{ClusterConfig, FlushConfig, MetadataCompaction, ObjectStoreUrl, S3Settings};
+pub use config::{
+    ClusterConfig, FlushConfig, LifecycleSettings, MetadataCompaction, ObjectStoreUrl, S3Settings,
+};
 pub use db::Db;
 pub use error::{Error, Result};
 pub use kinesis::{BucketLevels, KinesisBuckets};

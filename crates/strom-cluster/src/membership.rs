@@ -124,6 +124,10 @@ impl Drop for Membership {
 }
 
 impl ClusterMembers for Membership {
+    fn self_registered(&self) -> bool {
+        self.registration.is_current()
+    }
+
     fn live_brokers(&self) -> Vec<BrokerEndpoint> {
         endpoints(
             &self.live.read().unwrap_or_else(PoisonError::into_inner),

@@ -6,7 +6,15 @@
 //! credentials file a section is named by the profile (`[name]`); in the config file by
 //! `[profile name]`, except `[default]`. Keys read: `aws_access_key_id`,
 //! `aws_secret_access_key`, `aws_session_token` (the credentials file wins over the config file
-//! for these, as in the SDKs), `region` and `endpoint_url`.
+//! for these, as in the SDKs), `credential_process` (either file; run by
+//! [`crate::credential_process::ProcessCredentials`] when no static keys are set anywhere),
+//! `region` and `endpoint_url`.
+//!
+//! Not supported: IAM Identity Center (`sso_session`, `sso_start_url`) and role assumption
+//! (`role_arn`). A profile that has only those, with no keys anywhere else, is refused at
+//! start ([`AwsProfile::check_supported`]) rather than left to fail at the first request;
+//! `aws configure export-credentials --profile NAME --format process` as a
+//! `credential_process` bridges them.
 //!
 //! Precedence, lowest first: the profile, then the `AWS_*` variables, then Strom's own
 //! settings ([`crate::config::S3Settings`]). [`AwsProfile::apply`] therefore fills only what
@@ -31,6 +39,11 @@ pub struct AwsProfile {
     pub secret_access_key: Option<String>,
     /// `aws_session_token`.
     pub session_token: Option<String>,
+    /// `credential_process`: a command printing credentials as JSON.
+    pub credential_process: Option<String>,
+    /// Whether the profile names an unsupported credential source (`sso_session`,
+    /// `sso_start_url` or `role_arn`).
+    pub unsupported_source: Option<&'static str>,
     /// `region`.
     pub region: Option<String>,
     /// `endpoint_url`.
@@ -84,7 +97,12 @@ impl AwsProfile {
         let get = |key: &str, first: &[(String, String)], second: &[(String, String)]| {
             lookup(first, key).or_else(|| lookup(second, key))
         };
+        let unsupported_source = ["sso_session", "sso_start_url", "role_arn"]
+            .into_iter()
+            .find(|key| get(key, &config, &credentials).is_some());
         Ok(Some(AwsProfile {
+            credential_process: get("credential_process", &credentials, &config),
+            unsupported_source,
             access_key_id: get("aws_access_key_id", &credentials, &config),
             secret_access_key: get("aws_secret_access_key", &credentials, &config),
             session_token: get("aws_session_token", &credentials, &config),
@@ -126,6 +144,57 @@ impl AwsProfile {
         }
         builder
     }
+}
+
+impl AwsProfile {
+    /// The credential provider of `credential_process`, when the profile has one and
+    /// `builder` has no keys (from the environment, explicit settings or the profile's own
+    /// static keys, which win as they do in the AWS CLI).
+    pub fn credential_provider(
+        &self,
+        builder: &AmazonS3Builder,
+    ) -> Result<Option<crate::credential_process::ProcessCredentials>> {
+        let Some(command) = &self.credential_process else {
+            return Ok(None);
+        };
+        if has_keys(builder) {
+            return Ok(None);
+        }
+        crate::credential_process::ProcessCredentials::new(command)
+            .map(Some)
+            .map_err(|_| Error::InvalidConfig {
+                setting: "credential_process",
+                value: command.clone(),
+                reason: "not a command line (empty, or a quote is not closed)",
+            })
+    }
+
+    /// Refuses a profile whose only credential source is one Strom does not support (IAM
+    /// Identity Center, role assumption) when `builder` has no keys from elsewhere: without
+    /// this, the client would fall back to the instance metadata service and fail at the
+    /// first request.
+    pub fn check_supported(&self, builder: &AmazonS3Builder) -> Result<()> {
+        match self.unsupported_source {
+            Some(key) if self.credential_process.is_none() && !has_keys(builder) => {
+                Err(Error::InvalidConfig {
+                    setting: key,
+                    value: self.name.clone(),
+                    reason: "AWS SSO and role_arn profiles are not supported; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, static keys, or credential_process (e.g. `aws configure export-credentials --profile NAME --format process`)",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether `builder` has an access key or secret already.
+fn has_keys(builder: &AmazonS3Builder) -> bool {
+    builder
+        .get_config_value(&AmazonS3ConfigKey::AccessKeyId)
+        .is_some()
+        || builder
+            .get_config_value(&AmazonS3ConfigKey::SecretAccessKey)
+            .is_some()
 }
 
 fn lookup(pairs: &[(String, String)], key: &str) -> Option<String> {
@@ -342,5 +411,58 @@ s3 =
         assert!(err.to_string().contains("nope"), "{err}");
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(AwsProfile::load(&env(empty.path(), &[])).unwrap(), None);
+    }
+
+    #[test]
+    fn credential_process_is_used_only_without_keys_and_sso_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(
+            &config,
+            "[profile proc]\ncredential_process = /bin/creds --user 'a b'\nregion = eu-west-1\n\
+             [profile both]\ncredential_process = /bin/creds\naws_access_key_id = STATIC\naws_secret_access_key = s\n\
+             [profile sso]\nsso_session = corp\nsso_account_id = 1\n",
+        )
+        .unwrap();
+        let load = |name: &str| {
+            let vars = [
+                ("AWS_PROFILE", name),
+                ("AWS_CONFIG_FILE", config.to_str().unwrap()),
+                ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials"),
+            ];
+            AwsProfile::load(&env(dir.path(), &vars)).unwrap().unwrap()
+        };
+        let proc_ = load("proc");
+        assert_eq!(
+            proc_.credential_process.as_deref(),
+            Some("/bin/creds --user 'a b'")
+        );
+        let b = proc_.apply(AmazonS3Builder::new());
+        let provider = proc_.credential_provider(&b).unwrap().expect("used");
+        assert_eq!(provider.command(), "/bin/creds --user 'a b'");
+        proc_.check_supported(&b).unwrap();
+        // Keys from the environment (or flags) win over the process.
+        let with_env_keys = proc_.apply(
+            AmazonS3Builder::new()
+                .with_access_key_id("ENV")
+                .with_secret_access_key("env"),
+        );
+        assert!(proc_.credential_provider(&with_env_keys).unwrap().is_none());
+        // The profile's own static keys win too.
+        let both = load("both");
+        let b = both.apply(AmazonS3Builder::new());
+        assert!(both.credential_provider(&b).unwrap().is_none());
+        assert_eq!(
+            value(&b, AmazonS3ConfigKey::AccessKeyId).as_deref(),
+            Some("STATIC")
+        );
+        // SSO: refused with the way out, unless keys come from elsewhere.
+        let sso = load("sso");
+        let err = sso
+            .check_supported(&sso.apply(AmazonS3Builder::new()))
+            .unwrap_err();
+        assert!(err.to_string().contains("credential_process"), "{err}");
+        assert!(err.to_string().contains("sso_session"), "{err}");
+        sso.check_supported(&with_env_keys).unwrap();
     }
 }

@@ -42,6 +42,9 @@ pub struct Registration {
     broker_id: BrokerId,
     incarnation: Uuid,
     ttl: Duration,
+    /// When the last successful registration or heartbeat was sent: the lease runs until at
+    /// least this plus `ttl`.
+    renewed: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Registration {
@@ -53,6 +56,7 @@ impl Registration {
         ttl: Duration,
     ) -> Result<Self> {
         let incarnation = Uuid::now_v7();
+        let sent = std::time::Instant::now();
         let addresses = serde_json::Value::Object(
             addresses
                 .iter()
@@ -84,6 +88,7 @@ impl Registration {
             broker_id,
             incarnation,
             ttl,
+            renewed: std::sync::Mutex::new(sent),
         })
     }
 
@@ -92,9 +97,21 @@ impl Registration {
         self.broker_id
     }
 
+    /// Whether the lease is certainly still held: a registration or heartbeat sent less than
+    /// one TTL ago succeeded (by this process's monotonic clock). False once heartbeats have
+    /// failed for a TTL (PostgreSQL unreachable) or the registration was lost.
+    pub fn is_current(&self) -> bool {
+        self.renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
+            < self.ttl
+    }
+
     /// Extends the lease by `ttl` from now. Fails with [`Error::LeaseLost`] when the lease
     /// expired and another process registered the id since, or when it was deregistered.
     pub async fn heartbeat(&self, db: &Db) -> Result<()> {
+        let sent = std::time::Instant::now();
         let conn = db.conn().await?;
         let n = conn
             .execute(
@@ -109,6 +126,10 @@ impl Registration {
             .await
             .map_err(Error::pg(DbOp::Registry))?;
         if n == 1 {
+            *self
+                .renewed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = sent;
             Ok(())
         } else {
             Err(Error::LeaseLost {

@@ -691,3 +691,145 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> Result<u16, HarnessError>
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| HarnessError::Io(std::io::Error::other("malformed HTTP response")))
 }
+
+/// A TCP proxy on loopback that a test can cut, for partial network partitions: a broker
+/// connects to PostgreSQL or the object store through it while other brokers connect
+/// directly.
+///
+/// [`TcpProxy::cut`] closes every connection through it and, until [`TcpProxy::restore`],
+/// accepts new connections but never forwards them (as a partition whose packets are
+/// dropped looks to a client on loopback: connected, then silence), so clients must rely on
+/// their own timeouts. Restoring closes the held connections and forwards again. Dropping
+/// the proxy stops it and closes everything.
+#[derive(Debug)]
+pub struct TcpProxy {
+    port: u16,
+    shared: std::sync::Arc<ProxyShared>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct ProxyShared {
+    upstream: SocketAddr,
+    stop: std::sync::atomic::AtomicBool,
+    /// Whether the path is cut, and every socket to close on a change (both ends of live
+    /// connections, clients held while cut).
+    state: std::sync::Mutex<(bool, Vec<TcpStream>)>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding a free port on 127.0.0.1 to `upstream`.
+    pub fn start(upstream: SocketAddr) -> std::io::Result<TcpProxy> {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let shared = std::sync::Arc::new(ProxyShared {
+            upstream,
+            stop: std::sync::atomic::AtomicBool::new(false),
+            state: std::sync::Mutex::new((false, Vec::new())),
+        });
+        let s = std::sync::Arc::clone(&shared);
+        let acceptor = std::thread::spawn(move || {
+            while !s.stop.load(Ordering::SeqCst) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                if client.set_nonblocking(false).is_err() {
+                    continue;
+                }
+                if s.state.lock().unwrap().0 {
+                    // Cut: hold the connection without answering.
+                    s.state.lock().unwrap().1.push(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect_timeout(&s.upstream, Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                let mut state = s.state.lock().unwrap();
+                if state.0 {
+                    // Cut while connecting.
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                    state.1.push(client);
+                    continue;
+                }
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                state.1.push(c2);
+                state.1.push(s2);
+                drop(state);
+                pipe(client, server);
+            }
+        });
+        Ok(TcpProxy {
+            port,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT` of the proxy.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Cuts the path: closes every connection and holds new ones unanswered.
+    pub fn cut(&self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.0 = true;
+        close_all(&mut state.1);
+    }
+
+    /// Restores the path: closes the connections held while cut and forwards new ones.
+    pub fn restore(&self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.0 = false;
+        close_all(&mut state.1);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        close_all(&mut self.shared.state.lock().unwrap().1);
+    }
+}
+
+fn close_all(sockets: &mut Vec<TcpStream>) {
+    for socket in sockets.drain(..) {
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Copies bytes both ways between `a` and `b` until either side closes (two threads).
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let one_way = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+        });
+    };
+    one_way(a, b2);
+    one_way(b, a2);
+}

@@ -13,6 +13,13 @@
 //! | `verify-ca` | always | chain checked against `sslrootcert`, else the system's roots |
 //! | `verify-full` | always | chain and host name checked |
 //!
+//! `sslcert` and `sslkey` (PEM files: the client's certificate chain and its private key,
+//! PKCS#8, PKCS#1 or SEC1) present a client certificate in every mode that encrypts, for
+//! servers whose `pg_hba.conf` says `cert` or `clientcert=verify-ca|verify-full`. Unlike
+//! libpq, nothing is read from `~/.postgresql/` when they are not given, both must be given
+//! together, and encrypted keys (`sslpassword`) are not supported: a bad pair fails at start
+//! with an [`Error::InvalidConfig`] naming the setting.
+//!
 //! The TLS stack is rustls with the aws-lc-rs provider (the one the object-store client
 //! already uses), through the `tokio-postgres-rustls` connector.
 
@@ -24,7 +31,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::MakeTlsConnect;
@@ -97,16 +104,16 @@ impl std::fmt::Debug for PgConfig {
 }
 
 impl PgConfig {
-    /// Parses a connection URL (`postgres://…` or `key=value …`), with libpq's `sslmode` and
-    /// `sslrootcert`; every session will run with `timeouts`.
+    /// Parses a connection URL (`postgres://…` or `key=value …`), with libpq's `sslmode`,
+    /// `sslrootcert`, `sslcert` and `sslkey`; every session will run with `timeouts`.
     pub fn parse(url: &str, timeouts: PgTimeouts) -> Result<PgConfig> {
         let invalid = |reason| Error::InvalidConfig {
             setting: "postgres",
             value: crate::config::redact(url),
             reason,
         };
-        let (rest, sslmode, root) = take_tls_params(url);
-        let tls = match sslmode.as_deref() {
+        let (rest, params) = take_tls_params(url);
+        let tls = match params.mode.as_deref() {
             None | Some("prefer" | "allow") => TlsMode::Prefer,
             Some("disable") => TlsMode::Disable,
             Some("require") => TlsMode::Require,
@@ -139,7 +146,8 @@ impl PgConfig {
             options.push_str(given);
         }
         driver.options(&options);
-        let connector = MakeRustlsConnect::new(client_config(tls, root)?);
+        let identity = client_identity(params.cert, params.key)?;
+        let connector = MakeRustlsConnect::new(client_config(tls, params.root, identity)?);
         Ok(PgConfig {
             driver,
             tls,
@@ -194,10 +202,23 @@ impl PgConfig {
     }
 }
 
-/// Splits `sslmode` and `sslrootcert` off a connection string: the rest, and their values.
-fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
-    let mut sslmode = None;
-    let mut root = None;
+/// The TLS parameters of a connection string, as given.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TlsParams {
+    /// `sslmode`.
+    mode: Option<String>,
+    /// `sslrootcert`.
+    root: Option<String>,
+    /// `sslcert`.
+    cert: Option<String>,
+    /// `sslkey`.
+    key: Option<String>,
+}
+
+/// Splits `sslmode`, `sslrootcert`, `sslcert` and `sslkey` off a connection string: the
+/// rest, and their values.
+fn take_tls_params(url: &str) -> (String, TlsParams) {
+    let mut params = TlsParams::default();
     let mut take = |pair: &str, decode: bool| -> bool {
         let Some((key, value)) = pair.split_once('=') else {
             return false;
@@ -207,11 +228,14 @@ fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
         } else {
             value.trim_matches('\'').to_owned()
         };
-        match key.trim() {
-            "sslmode" => sslmode = Some(value),
-            "sslrootcert" => root = Some(value),
+        let slot = match key.trim() {
+            "sslmode" => &mut params.mode,
+            "sslrootcert" => &mut params.root,
+            "sslcert" => &mut params.cert,
+            "sslkey" => &mut params.key,
             _ => return false,
-        }
+        };
+        *slot = Some(value);
         true
     };
     let rest = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -232,7 +256,53 @@ fn take_tls_params(url: &str) -> (String, Option<String>, Option<String>) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    (rest, sslmode, root)
+    (rest, params)
+}
+
+/// A client certificate chain and its private key.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The client certificate and key named by `sslcert` and `sslkey`, read now so that a bad
+/// file stops the start rather than every connection.
+fn client_identity(cert: Option<String>, key: Option<String>) -> Result<Option<Identity>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => {
+            return Err(Error::InvalidConfig {
+                setting: "sslkey",
+                value: String::new(),
+                reason: "sslcert needs sslkey (the client certificate's private key file)",
+            });
+        }
+        (None, Some(key)) => {
+            return Err(Error::InvalidConfig {
+                setting: "sslcert",
+                value: key,
+                reason: "sslkey needs sslcert (the client certificate file)",
+            });
+        }
+    };
+    let bad_cert = |reason| Error::InvalidConfig {
+        setting: "sslcert",
+        value: cert.clone(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(PathBuf::from(&cert))
+        .map_err(|_| bad_cert("cannot read the PEM file"))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| bad_cert("not a PEM certificate file"))?;
+    if chain.is_empty() {
+        return Err(bad_cert("no certificate in the file"));
+    }
+    let private = PrivateKeyDer::from_pem_file(PathBuf::from(&key)).map_err(|_| {
+        Error::InvalidConfig {
+            setting: "sslkey",
+            value: key.clone(),
+            reason: "cannot read an unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1) from the file",
+        }
+    })?;
+    Ok(Some((chain, private)))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -261,8 +331,13 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The rustls configuration of `mode` (see the module docs).
-fn client_config(mode: TlsMode, root: Option<String>) -> Result<rustls::ClientConfig> {
+/// The rustls configuration of `mode` (see the module docs), presenting `identity` when the
+/// server asks for a client certificate.
+fn client_config(
+    mode: TlsMode,
+    root: Option<String>,
+    identity: Option<Identity>,
+) -> Result<rustls::ClientConfig> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -277,11 +352,29 @@ fn client_config(mode: TlsMode, root: Option<String>) -> Result<rustls::ClientCo
         TlsMode::VerifyCa | TlsMode::VerifyFull => true,
     };
     let algorithms = provider.signature_verification_algorithms;
+    let finish = |builder: rustls::ConfigBuilder<
+        rustls::ClientConfig,
+        rustls::client::WantsClientCert,
+    >| {
+        match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => {
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|_| Error::InvalidConfig {
+                    setting: "sslkey",
+                    value: "(key)".to_owned(),
+                    reason: "the private key does not match the client certificate or is of an unsupported type",
+                })
+        }
+    }
+    };
     if !verify_chain {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unchecked { algorithms }))
-            .with_no_client_auth());
+        return finish(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unchecked { algorithms })),
+        );
     }
     let roots = Arc::new(roots(root)?);
     if mode == TlsMode::VerifyFull {
@@ -292,12 +385,13 @@ fn client_config(mode: TlsMode, root: Option<String>) -> Result<rustls::ClientCo
                 value: "(roots)".to_owned(),
                 reason: "no usable root certificate",
             })?;
-        return Ok(builder.with_webpki_verifier(verifier).with_no_client_auth());
+        return finish(builder.with_webpki_verifier(verifier));
     }
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ChainOnly { roots, algorithms }))
-        .with_no_client_auth())
+    finish(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(ChainOnly { roots, algorithms })),
+    )
 }
 
 /// The root certificates: the PEM file `sslrootcert` (or `system`), else the system's.
@@ -433,18 +527,24 @@ mod tests {
 
     #[test]
     fn tls_params_leave_the_url_and_keep_their_meaning() {
-        let (rest, mode, root) = take_tls_params(
-            "postgres://u@h:5/db?sslmode=verify-full&connect_timeout=5&sslrootcert=%2Ftmp%2Fca.pem",
+        let (rest, p) = take_tls_params(
+            "postgres://u@h:5/db?sslmode=verify-full&connect_timeout=5&sslrootcert=%2Ftmp%2Fca.pem&sslcert=%2Ftmp%2Fc.crt&sslkey=/tmp/c.key",
         );
         assert_eq!(rest, "postgres://u@h:5/db?connect_timeout=5");
-        assert_eq!(mode.as_deref(), Some("verify-full"));
-        assert_eq!(root.as_deref(), Some("/tmp/ca.pem"));
-        let (rest, mode, _) = take_tls_params("host=h sslmode=require user=u");
+        assert_eq!(p.mode.as_deref(), Some("verify-full"));
+        assert_eq!(p.root.as_deref(), Some("/tmp/ca.pem"));
+        assert_eq!(p.cert.as_deref(), Some("/tmp/c.crt"));
+        assert_eq!(p.key.as_deref(), Some("/tmp/c.key"));
+        let (rest, p) =
+            take_tls_params("host=h sslmode=require user=u sslcert='/c.crt' sslkey=/c.key");
         assert_eq!(rest, "host=h user=u");
-        assert_eq!(mode.as_deref(), Some("require"));
-        let (rest, mode, _) = take_tls_params("postgres://h/db?sslmode=disable");
+        assert_eq!(p.mode.as_deref(), Some("require"));
+        assert_eq!(p.cert.as_deref(), Some("/c.crt"));
+        assert_eq!(p.key.as_deref(), Some("/c.key"));
+        let (rest, p) = take_tls_params("postgres://h/db?sslmode=disable");
         assert_eq!(rest, "postgres://h/db");
-        assert_eq!(mode.as_deref(), Some("disable"));
+        assert_eq!(p.mode.as_deref(), Some("disable"));
+        assert_eq!((p.cert, p.key), (None, None));
     }
 
     #[test]
@@ -484,5 +584,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("sslrootcert"), "{err}");
+    }
+
+    #[test]
+    fn client_certificate_settings_are_checked_at_parse() {
+        let t = PgTimeouts::default();
+        let dir = tempfile::tempdir().unwrap();
+        let named = |setting: &str, url: &str| {
+            let err = PgConfig::parse(url, t).unwrap_err();
+            match &err {
+                Error::InvalidConfig { setting: s, .. } => assert_eq!(*s, setting, "{err}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        };
+        named("sslkey", "postgres://u@h/db?sslcert=/tmp/c.crt");
+        named("sslcert", "postgres://u@h/db?sslkey=/tmp/c.key");
+        named(
+            "sslcert",
+            "postgres://u@h/db?sslcert=/nonexistent/c.crt&sslkey=/nonexistent/c.key",
+        );
+        let not_pem = dir.path().join("empty.pem");
+        std::fs::write(&not_pem, "nothing here\n").unwrap();
+        let p = not_pem.display();
+        named(
+            "sslcert",
+            &format!("postgres://u@h/db?sslcert={p}&sslkey={p}"),
+        );
     }
 }

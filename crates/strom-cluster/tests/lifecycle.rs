@@ -1,7 +1,8 @@
 //! The lifecycle jobs against real PostgreSQL and moto: retention by time and size,
 //! DeleteRecords and DeleteTopics making their data go away, merging small objects,
 //! compaction, readers during merges and compactions, and a job's lease passing to another
-//! broker when its holder dies.
+//! broker when its holder dies; a node running its jobs with custom settings (interval,
+//! delete delay, merge thresholds).
 
 mod support;
 
@@ -931,4 +932,110 @@ async fn compaction_and_retention_keep_the_transaction_index_right() {
     );
     assert_eq!(reader.offsets(&tp).await.unwrap().last_stable_offset(), 5);
     writer.shutdown(STEP).await.unwrap();
+}
+
+/// Objects' rows by state, and the keys of the retired ones.
+async fn retired_keys(db: &Db) -> Vec<String> {
+    db.conn()
+        .await
+        .unwrap()
+        .query(
+            "SELECT key FROM strom_objects WHERE state = 'retired' ORDER BY key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_its_jobs_with_the_configured_interval_delete_delay_and_merge_thresholds() {
+    use strom_broker::metadata::MetadataEvent;
+    use strom_broker::storage::{
+        LogConfig, Offset, PartitionIndex, StorageBackend, TopicPartition as SeamTp,
+    };
+    let env = Env::start().await;
+    // With the defaults (a pass every 5 s, objects deleted 60 s after retirement, merging
+    // only objects older than a minute) nothing below would happen within the test's bound.
+    let delete_delay = Duration::from_secs(3);
+    let (node, backend) = support::node_with(&env, |c| {
+        c.lifecycle.job_interval = Some(Duration::from_millis(200));
+        c.lifecycle.delete_delay = delete_delay;
+        c.lifecycle.merge = MergeConfig {
+            small_object_bytes: 1 << 20,
+            target_bytes: 8 << 20,
+            min_age: Duration::ZERO,
+        };
+    })
+    .await;
+    let collector = node.start_collector().unwrap();
+    let id = uuid::Uuid::new_v4();
+    let b2 = backend.clone();
+    tokio::task::spawn_blocking(move || {
+        let (mut meta, _) = b2.open_metadata().unwrap();
+        meta.append(&MetadataEvent::TopicCreated {
+            name: "jobs".into(),
+            id,
+            partitions: 1,
+            configs: BTreeMap::new(),
+        })
+        .unwrap();
+        let store = b2
+            .open_partition(
+                SeamTp {
+                    topic: "jobs",
+                    index: PartitionIndex(0),
+                },
+                LogConfig::default(),
+            )
+            .unwrap();
+        for i in 0..4 {
+            let b = batch_at(None, now_ms(), &values(&format!("b{i}"), 3));
+            let mut payload = bytes::BytesMut::from(&b[..]);
+            store.append(&mut payload, 0).unwrap();
+        }
+        // Batches 0 and 1 (offsets 0..=5) go; 2 and 3 stay, in objects the merge takes.
+        assert_eq!(store.delete_records(Offset(6)).unwrap(), Offset(6));
+    })
+    .await
+    .unwrap();
+    let db = env.db();
+    let tp = TopicPartition::new("jobs", 0);
+    // Well below the default merge age and delete delay.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen_retired = std::collections::BTreeSet::new();
+    loop {
+        // A retired object stays readable for the delete delay: when a pass retires one,
+        // its bytes are still in the store (the next deletion is seconds away).
+        let listed = objects(&env).await;
+        for key in retired_keys(&db).await {
+            if seen_retired.insert(key.clone()) {
+                assert!(
+                    listed.contains(&key),
+                    "{key} deleted before the delete delay"
+                );
+            }
+        }
+        if listed.len() == 1 && seen_retired.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs did not merge and reclaim: {listed:?}, retired seen {seen_retired:?}, {:?}",
+            object_states(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two objects went by DeleteRecords + retention, two by merging into the one left.
+    assert_eq!(rows(&db, "jobs").await, 2);
+    let reader = env.reader(1 << 20);
+    let left: Vec<i64> = read_all(&reader, &tp).await.iter().map(|r| r.0).collect();
+    assert_eq!(left, (6..12).collect::<Vec<_>>());
+    let runs = job_runs(&db).await.unwrap();
+    let merged = runs.iter().find(|r| r.name == "merge").expect("merge ran");
+    assert!(merged.runs >= 2, "passes every 200 ms: {merged:?}");
+    collector.abort();
+    node.shutdown(STEP).await;
 }

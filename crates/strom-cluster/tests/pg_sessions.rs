@@ -7,6 +7,10 @@
 //!   `openssl` tool): `prefer` and `require` encrypt, `verify-full` accepts the right CA and
 //!   host name and refuses another host name or another CA, `verify-ca` accepts the chain
 //!   whatever the host name, and `require` with a root file checks the chain as libpq does;
+//! - against a server that requires client certificates (`hostssl … cert` in
+//!   `pg_hba.conf`): `sslcert`/`sslkey` of a certificate for the user signed by the server's
+//!   client CA connect (the server sees its subject); no certificate, one of another CA, one
+//!   for another user, or a key that does not match are refused with an error saying why;
 //! - `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` are set
 //!   on every session.
 
@@ -224,4 +228,153 @@ async fn with_tls_the_modes_encrypt_and_check_what_libpq_checks() {
         let err = session(&url).await.expect_err(what);
         assert!(format!("{err}").contains("TLS"), "{what}: {err}");
     }
+}
+
+/// A key and a certificate for `cn` (`NAME.key`, `NAME.crt`) in `dir`, signed by the CA
+/// `ca`, with the extensions in `ext` (`openssl x509 -extfile` lines).
+fn issue(dir: &Path, name: &str, cn: &str, ca: &str, ext: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_authenticate_and_wrong_or_missing_ones_are_refused() {
+    const CLIENT_EXT: &str = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n";
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    make_ca(dir, "ca");
+    make_ca(dir, "other-ca");
+    issue(
+        dir,
+        "server",
+        "localhost",
+        "ca",
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    );
+    // The user is `postgres`: `cert` authentication maps the certificate's CN to it.
+    issue(dir, "client", "postgres", "ca", CLIENT_EXT);
+    issue(dir, "stranger", "postgres", "other-ca", CLIENT_EXT);
+    issue(dir, "alice", "alice", "ca", CLIENT_EXT);
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let (cert, key, ca) = (read("server.crt"), read("server.key"), read("ca.crt"));
+    // Only TLS connections with a valid client certificate get in over TCP.
+    let hba = b"local all all trust\nhostssl all all 127.0.0.1/32 cert\nhost all all 127.0.0.1/32 reject\n";
+    let pg = tokio::task::spawn_blocking(move || {
+        PostgresServer::start_with_settings(
+            &[
+                ("ssl", "on"),
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+                ("ssl_ca_file", "ca.crt"),
+            ],
+            &[
+                ("server.crt", &cert),
+                ("server.key", &key),
+                ("ca.crt", &ca),
+                ("pg_hba.conf", hba),
+            ],
+        )
+        .expect("start postgres with client certificates")
+    })
+    .await
+    .unwrap();
+    let port = pg.port();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let url = |query: &str| {
+        format!(
+            "postgres://postgres@localhost:{port}/postgres?connect_timeout=5&hostaddr=127.0.0.1&sslrootcert={}&{query}",
+            path("ca.crt")
+        )
+    };
+    let with = |mode: &str, name: &str| {
+        url(&format!(
+            "sslmode={mode}&sslcert={}&sslkey={}",
+            path(&format!("{name}.crt")),
+            path(&format!("{name}.key"))
+        ))
+    };
+
+    for mode in ["verify-full", "verify-ca", "require", "prefer"] {
+        let url = with(mode, "client");
+        let got = session(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!(got, expected(true), "{mode}");
+        let db = Db::new(PgConfig::parse(&url, TIMEOUTS).unwrap());
+        let dn: String = db
+            .conn()
+            .await
+            .unwrap()
+            .query_one(
+                "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(dn, "/CN=postgres", "{mode}: the server saw the certificate");
+    }
+
+    // No certificate: the server's answer says it needs one.
+    let err = session(&url("sslmode=verify-full")).await.unwrap_err();
+    assert!(
+        format!("{err}").contains("requires a valid client certificate"),
+        "no client certificate: {err}"
+    );
+    assert_eq!(err.pg_code(), Some("28000"), "invalid authorization: {err}");
+    // A certificate of a CA the server does not trust: the handshake fails.
+    let err = session(&with("verify-full", "stranger")).await.unwrap_err();
+    assert!(
+        format!("{err}").contains("UnknownCA"),
+        "another CA's certificate: {err}"
+    );
+    // A valid certificate for another user.
+    let err = session(&with("verify-full", "alice")).await.unwrap_err();
+    assert!(
+        format!("{err}").contains("certificate authentication failed"),
+        "another user's certificate: {err}"
+    );
+    // A key that is not the certificate's is refused before connecting.
+    let mismatched = url(&format!(
+        "sslmode=verify-full&sslcert={}&sslkey={}",
+        path("client.crt"),
+        path("alice.key")
+    ));
+    let err = PgConfig::parse(&mismatched, TIMEOUTS).unwrap_err();
+    assert!(format!("{err}").contains("sslkey"), "{err}");
 }

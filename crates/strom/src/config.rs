@@ -80,6 +80,13 @@
 //! s3_allow_http = false                # plain-HTTP endpoints (local stores)
 //! lease_ttl_ms = 10000                 # a dead broker leaves Metadata after about this
 //! flush_delay_ms = 250                 # longest wait before a flush to the object store
+//! # Background jobs (each also a --cluster-* flag and STROM_CLUSTER_* variable):
+//! job_interval_ms = 5000               # between passes of each job; default lease_ttl_ms / 2
+//! object_delete_delay_ms = 60000       # unreferenced objects stay readable this long
+//! orphan_grace_ms = 600000             # uncommitted objects older than this are deleted
+//! merge_min_age_ms = 60000             # younger objects are not merged
+//! merge_small_object_bytes = 4194304   # objects with fewer live bytes are merged
+//! merge_target_bytes = 33554432        # a merged object holds up to about this much
 //!
 //! [security]
 //! authorizer = false                   # ACLs (CreateAcls/DescribeAcls/DeleteAcls); off: SECURITY_DISABLED
@@ -336,6 +343,31 @@ pub(crate) struct ServeArgs {
     /// PostgreSQL `lock_timeout` of the broker's sessions; 0 turns it off [default: 10000].
     #[arg(long, env = "STROM_CLUSTER_PG_LOCK_TIMEOUT_MS", value_name = "MS")]
     pub(crate) cluster_pg_lock_timeout_ms: Option<u64>,
+    /// Time between two passes of each background job (retention, compaction, merging,
+    /// object reclaim, orphan collection) [default: half the lease TTL].
+    #[arg(long, env = "STROM_CLUSTER_JOB_INTERVAL_MS", value_name = "MS")]
+    pub(crate) cluster_job_interval_ms: Option<u64>,
+    /// How long an object no index row names stays readable before it is deleted
+    /// [default: 60000].
+    #[arg(long, env = "STROM_CLUSTER_OBJECT_DELETE_DELAY_MS", value_name = "MS")]
+    pub(crate) cluster_object_delete_delay_ms: Option<u64>,
+    /// Age after which an uncommitted object is deleted as an orphan; must exceed the longest
+    /// flush [default: 600000].
+    #[arg(long, env = "STROM_CLUSTER_ORPHAN_GRACE_MS", value_name = "MS")]
+    pub(crate) cluster_orphan_grace_ms: Option<u64>,
+    /// Objects younger than this are not merged [default: 60000].
+    #[arg(long, env = "STROM_CLUSTER_MERGE_MIN_AGE_MS", value_name = "MS")]
+    pub(crate) cluster_merge_min_age_ms: Option<u64>,
+    /// An object with fewer live bytes than this is merged with others [default: 4194304].
+    #[arg(
+        long,
+        env = "STROM_CLUSTER_MERGE_SMALL_OBJECT_BYTES",
+        value_name = "BYTES"
+    )]
+    pub(crate) cluster_merge_small_object_bytes: Option<u64>,
+    /// A merged object holds up to about this many bytes [default: 33554432].
+    #[arg(long, env = "STROM_CLUSTER_MERGE_TARGET_BYTES", value_name = "BYTES")]
+    pub(crate) cluster_merge_target_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -380,6 +412,12 @@ struct FileCluster {
     flush_delay_ms: Option<u64>,
     pg_statement_timeout_ms: Option<u64>,
     pg_lock_timeout_ms: Option<u64>,
+    job_interval_ms: Option<u64>,
+    object_delete_delay_ms: Option<u64>,
+    orphan_grace_ms: Option<u64>,
+    merge_min_age_ms: Option<u64>,
+    merge_small_object_bytes: Option<u64>,
+    merge_target_bytes: Option<u64>,
 }
 
 /// `[security]`: the authorizer (Kafka's `super.users`, `allow.everyone.if.no.acl.found`).
@@ -983,10 +1021,32 @@ fn cluster_config(
     config.s3.region = args.cluster_s3_region.clone().or(file.s3_region);
     config.s3.allow_http = args.cluster_s3_allow_http.or(file.s3_allow_http);
     if let Some(ms) = args.cluster_lease_ttl_ms.or(file.lease_ttl_ms) {
-        if ms < 300 {
-            anyhow::bail!("cluster lease TTL must be at least 300 ms");
-        }
         config.lease_ttl = Duration::from_millis(ms);
+    }
+    let lifecycle = &mut config.lifecycle;
+    if let Some(ms) = args.cluster_job_interval_ms.or(file.job_interval_ms) {
+        lifecycle.job_interval = Some(Duration::from_millis(ms));
+    }
+    if let Some(ms) = args
+        .cluster_object_delete_delay_ms
+        .or(file.object_delete_delay_ms)
+    {
+        lifecycle.delete_delay = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.cluster_merge_min_age_ms.or(file.merge_min_age_ms) {
+        lifecycle.merge.min_age = Duration::from_millis(ms);
+    }
+    if let Some(bytes) = args
+        .cluster_merge_small_object_bytes
+        .or(file.merge_small_object_bytes)
+    {
+        lifecycle.merge.small_object_bytes = bytes;
+    }
+    if let Some(bytes) = args.cluster_merge_target_bytes.or(file.merge_target_bytes) {
+        lifecycle.merge.target_bytes = bytes;
+    }
+    if let Some(ms) = args.cluster_orphan_grace_ms.or(file.orphan_grace_ms) {
+        config.orphan_grace = Duration::from_millis(ms);
     }
     if let Some(ms) = args.cluster_flush_delay_ms.or(file.flush_delay_ms) {
         config.flush.max_delay = Duration::from_millis(ms);
@@ -1000,7 +1060,8 @@ fn cluster_config(
     if let Some(ms) = args.cluster_pg_lock_timeout_ms.or(file.pg_lock_timeout_ms) {
         config.postgres_timeouts.lock = Duration::from_millis(ms);
     }
-    // Checked again with the timeouts: the URL's sslmode and sslrootcert must make sense.
+    config.validate().context("invalid [cluster] settings")?;
+    // Checked again with the timeouts: the URL's sslmode, sslrootcert, sslcert and sslkey must make sense.
     config
         .postgres_config()
         .context("invalid cluster PostgreSQL settings")?;
@@ -1566,6 +1627,49 @@ max_connections = 50
             "http://not-s3",
         ]);
         assert!(Settings::load(&w.args).is_err());
+    }
+
+    #[test]
+    fn cluster_lifecycle_settings_from_file_and_flags_and_refused_nonsense() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strom.toml");
+        let urls = "[cluster]\npostgres = \"postgres://u@127.0.0.1:5432/db\"\nobject_store = \"s3://b/p\"\n";
+        let load = |extra: &str, flags: &[&str]| {
+            std::fs::write(&path, format!("{urls}{extra}")).unwrap();
+            let mut argv = vec!["x", "--config", path.to_str().unwrap()];
+            argv.extend_from_slice(flags);
+            Settings::load(&Wrapper::parse_from(argv).args).map(|s| s.cluster.unwrap())
+        };
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.lifecycle, strom_cluster::LifecycleSettings::default());
+        assert_eq!(c.job_interval(), c.lease_ttl / 2);
+        assert_eq!(c.orphan_grace, Duration::from_secs(600));
+
+        let c = load(
+            "job_interval_ms = 700\nobject_delete_delay_ms = 0\norphan_grace_ms = 120000\n\
+             merge_min_age_ms = 5000\nmerge_small_object_bytes = 1000\nmerge_target_bytes = 9000\n",
+            &["--cluster-merge-target-bytes", "8000"],
+        )
+        .unwrap();
+        assert_eq!(c.job_interval(), Duration::from_millis(700));
+        assert_eq!(c.lifecycle.delete_delay, Duration::ZERO);
+        assert_eq!(c.orphan_grace, Duration::from_secs(120));
+        assert_eq!(c.lifecycle.merge.min_age, Duration::from_secs(5));
+        assert_eq!(c.lifecycle.merge.small_object_bytes, 1000);
+        assert_eq!(c.lifecycle.merge.target_bytes, 8000, "the flag wins");
+
+        for (extra, named) in [
+            ("job_interval_ms = 0\n", "job_interval_ms"),
+            ("orphan_grace_ms = 1000\n", "orphan_grace_ms"),
+            ("merge_small_object_bytes = 0\n", "merge_small_object_bytes"),
+            ("merge_target_bytes = 10\n", "merge_target_bytes"),
+            ("lease_ttl_ms = 10\n", "lease_ttl_ms"),
+        ] {
+            let err = load(extra, &[]).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{extra}: {err:#}");
+        }
+        let err = load("merge_size = 1\n", &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("merge_size"), "{err:#}");
     }
 
     #[test]

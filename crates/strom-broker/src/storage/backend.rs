@@ -71,6 +71,14 @@ pub trait ClusterMembers: Send + Sync + Debug {
         let _ = listener;
         self.live_brokers()
     }
+
+    /// Whether this broker's own registration is known to be current. A broker that lost it
+    /// (cut off from the shared store for a lease TTL) is no longer live for the others, so
+    /// it leaves itself out of Metadata and partition leadership, sending clients to the
+    /// brokers that can commit. The default: always registered.
+    fn self_registered(&self) -> bool {
+        true
+    }
 }
 
 /// What a broker opens its storage through: the metadata store and one [`PartitionStore`] per

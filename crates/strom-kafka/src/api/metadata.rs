@@ -219,7 +219,9 @@ fn error_topic(name: &str, code: i16) -> MetadataResponseTopic {
 /// (Kafka answers each client with the endpoints of its own listener): this one from its
 /// session, the others from the addresses they registered per listener
 /// ([`strom_broker::storage::ClusterMembers::live_brokers_on`]; a broker that registered no
-/// listener of that name is given with its first listener's address).
+/// listener of that name is given with its first listener's address). A cluster broker whose
+/// own registration lapsed (cut off from PostgreSQL) leaves itself out, unless it knows no
+/// other broker, so clients move its partitions to brokers that can commit them.
 pub(crate) fn live_brokers(context: &Context, request: &Request) -> Vec<BrokerEndpoint> {
     let (host, port) = advertised(context, request);
     let me = BrokerEndpoint {
@@ -232,6 +234,12 @@ pub(crate) fn live_brokers(context: &Context, request: &Request) -> Vec<BrokerEn
         None => context.broker.live_brokers(),
     }
     .unwrap_or_default();
+    if !context.broker.self_registered() {
+        live.retain(|b| b.node_id != me.node_id);
+        if !live.is_empty() {
+            return live;
+        }
+    }
     match live.iter_mut().find(|b| b.node_id == me.node_id) {
         Some(mine) => *mine = me,
         None => {

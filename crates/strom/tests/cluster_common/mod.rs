@@ -49,20 +49,57 @@ pub(crate) struct Broker {
 impl Broker {
     /// Starts the broker and waits until it printed its addresses and node id.
     pub(crate) fn start(serve: &ClusterServe<'_>) -> Broker {
+        Self::start_with_env(serve, &[])
+    }
+
+    /// As [`Broker::start`], with the broker's environment changed after the harness's own
+    /// settings (the static test keys `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`): `Some`
+    /// sets a variable, `None` removes it.
+    pub(crate) fn start_with_env(serve: &ClusterServe<'_>, env: &[(&str, Option<&str>)]) -> Broker {
+        Self::spawn(serve, env, &serve.pg.url(), &serve.s3.endpoint())
+    }
+
+    /// As [`Broker::start`], reaching PostgreSQL at `postgres` (a URL) and the object store at
+    /// `s3_endpoint` instead of the servers' own addresses (through a proxy).
+    pub(crate) fn start_through(
+        serve: &ClusterServe<'_>,
+        postgres: &str,
+        s3_endpoint: &str,
+    ) -> Broker {
+        Self::spawn(serve, &[], postgres, s3_endpoint)
+    }
+
+    fn spawn(
+        serve: &ClusterServe<'_>,
+        env: &[(&str, Option<&str>)],
+        postgres: &str,
+        s3_endpoint: &str,
+    ) -> Broker {
         let n = serve.n;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strom"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_strom"));
+        command
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("STROM_CONFIG");
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command
             .args(["serve", "--kafka-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--kinesis-listen", "127.0.0.1:0"])
             .args(["--log", &serve.log])
             .arg("--data-dir")
             .arg(serve.data.join(format!("broker-{n}")))
-            .args(["--cluster-postgres", &serve.pg.url()])
+            .args(["--cluster-postgres", postgres])
             .args([
                 "--cluster-object-store",
                 &format!("s3://{}/{}", serve.bucket, serve.prefix),
             ])
-            .args(["--cluster-s3-endpoint", &serve.s3.endpoint()])
+            .args(["--cluster-s3-endpoint", s3_endpoint])
             .args([
                 "--cluster-s3-region",
                 "us-east-1",
@@ -74,9 +111,6 @@ impl Broker {
                 &serve.flush_delay_ms.to_string(),
             ])
             .args(&serve.extra)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("STROM_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
