@@ -5,7 +5,10 @@
 # kafka-python and kcat each produce through one broker and consume through another (exactly
 # once, in order), and admin operations (create topic, alter config) made through one broker
 # are seen through another; then compat/cluster_kinesis.py: boto3 and the AWS CLI against
-# different brokers' Kinesis endpoints (streams, iterators and resharding across brokers).
+# different brokers' Kinesis endpoints (streams, iterators and resharding across brokers); last
+# compat/cluster_kafkajs_txn.js (issue 18): kafkajs consume-transform-produce transactions while
+# the transactional id's coordinator broker is killed and restarted ($SCRATCH/broker.sh starts
+# and kills a broker on its ports), the output read read_committed once per input.
 #
 # Run by compat/run.sh (bounded by its timeout) with COMPAT_STROM_BIN and the venv's python as
 # COMPAT_VENV_PYTHON; prints PASS/FAIL/SKIP lines like the other compat scripts. Every process it
