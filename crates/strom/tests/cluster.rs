@@ -1380,7 +1380,7 @@ impl TxnChecker {
             .set("linger.ms", "2")
             .set("topic.metadata.refresh.interval.ms", "500")
             .set("reconnect.backoff.max.ms", "500")
-            .set_log_level(rdkafka::config::RDKafkaLogLevel::Error);
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Critical);
         // To see the producer's transaction steps: CLUSTER_TXN_DEBUG=eos,protocol.
         if let Ok(debug) = std::env::var("CLUSTER_TXN_DEBUG") {
             config
@@ -1659,8 +1659,8 @@ impl TxnChecker {
     }
 }
 
-/// The transactional producer's context: librdkafka's log lines go to stderr, so a failing
-/// run shows the client's side (all of it with `CLUSTER_TXN_DEBUG`).
+/// The transactional producer's context: librdkafka's log lines go to stderr (critical ones
+/// only, all of them with `CLUSTER_TXN_DEBUG=eos,protocol`, say).
 struct Logged;
 
 impl rdkafka::ClientContext for Logged {
