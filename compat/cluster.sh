@@ -5,7 +5,10 @@
 # kafka-python and kcat each produce through one broker and consume through another (exactly
 # once, in order), and admin operations (create topic, alter config) made through one broker
 # are seen through another; then compat/cluster_kinesis.py: boto3 and the AWS CLI against
-# different brokers' Kinesis endpoints (streams, iterators and resharding across brokers).
+# different brokers' Kinesis endpoints (streams, iterators and resharding across brokers); last
+# compat/cluster_kafkajs_txn.js (issue 18): kafkajs consume-transform-produce transactions while
+# the transactional id's coordinator broker is killed and restarted ($SCRATCH/broker.sh starts
+# and kills a broker on its ports), the output read read_committed once per input.
 #
 # Run by compat/run.sh (bounded by its timeout) with COMPAT_STROM_BIN and the venv's python as
 # COMPAT_VENV_PYTHON; prints PASS/FAIL/SKIP lines like the other compat scripts. Every process it
@@ -32,12 +35,13 @@ BROKER_PIDS=()
 MOTO_PID=
 PG_PID=
 cleanup() {
-    local p
+    local p f
+    # Brokers are started by $SCRATCH/broker.sh (also when a test restarts one): their pid files.
+    for f in "$SCRATCH"/broker*.pid; do [[ -f $f ]] && BROKER_PIDS+=("$(cat "$f")"); done
     for p in "${BROKER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${BROKER_PIDS[@]}"; do
         for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
     done
     if [[ -n $MOTO_PID ]]; then
         kill "$MOTO_PID" 2>/dev/null
@@ -99,27 +103,52 @@ r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="PUT"), ti
 assert r.status == 200, r.status' "http://127.0.0.1:$moto_port/compat" ||
         { echo "cannot create the bucket"; return 1; }
 
-    local i kafka kinesis brokers=() endpoints=()
+    local i kafka kinesis brokers=() endpoints=() kafka_ports=(-) kinesis_ports=(-)
     for i in 1 2 3; do
-        kafka=$(free_port)
-        kinesis=$(free_port)
-        # STROM_* variables of the caller must not change what the brokers do.
-        # shellcheck disable=SC2046  # one "-u NAME" pair per variable
-        env $(compgen -e | grep '^STROM_' | sed 's/^/-u /') \
-            AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-            "$BIN" serve --data-dir "$SCRATCH/broker$i" \
-            --kafka-listen "127.0.0.1:$kafka" --kinesis-listen "127.0.0.1:$kinesis" --http-listen 127.0.0.1:0 \
-            --cluster-postgres "postgres://postgres@127.0.0.1:$pg_port/postgres?connect_timeout=5" \
-            --cluster-object-store s3://compat/strom \
-            --cluster-s3-endpoint "http://127.0.0.1:$moto_port" --cluster-s3-allow-http \
-            --cluster-s3-region us-east-1 --cluster-flush-delay-ms 20 --cluster-lease-ttl-ms 3000 \
-            --group-initial-rebalance-delay-ms 0 --log warn \
-            >"$SCRATCH/broker$i.log" 2>&1 &
-        BROKER_PIDS+=($!)
-        wait_port "$kafka" "$!" || { tail "$SCRATCH/broker$i.log"; echo "broker $i did not start"; return 1; }
-        brokers+=("127.0.0.1:$kafka")
-        wait_port "$kinesis" "${BROKER_PIDS[-1]}" || { tail "$SCRATCH/broker$i.log"; echo "broker $i: no Kinesis endpoint"; return 1; }
-        endpoints+=("http://127.0.0.1:$kinesis")
+        kafka_ports+=("$(free_port)")
+        kinesis_ports+=("$(free_port)")
+        brokers+=("127.0.0.1:${kafka_ports[i]}")
+        endpoints+=("http://127.0.0.1:${kinesis_ports[i]}")
+    done
+    # `broker.sh start N` starts broker N (on its ports, pid in broker<N>.pid), `broker.sh kill N`
+    # kills it with SIGKILL: used here and by tests that restart a broker.
+    {
+        echo '#!/usr/bin/env bash'
+        echo 'set -u'
+        declare -p SCRATCH BIN pg_port moto_port kafka_ports kinesis_ports
+        declare -f wait_port
+        cat <<'BROKER'
+i=$2
+case $1 in
+kill)
+    kill -9 "$(cat "$SCRATCH/broker$i.pid")" 2>/dev/null
+    sleep 0.5
+    ;;
+start)
+    # STROM_* variables of the caller must not change what the brokers do.
+    # shellcheck disable=SC2046  # one "-u NAME" pair per variable
+    env $(compgen -e | grep '^STROM_' | sed 's/^/-u /') \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+        "$BIN" serve --data-dir "$SCRATCH/broker$i" \
+        --kafka-listen "127.0.0.1:${kafka_ports[i]}" --kinesis-listen "127.0.0.1:${kinesis_ports[i]}" \
+        --http-listen 127.0.0.1:0 \
+        --cluster-postgres "postgres://postgres@127.0.0.1:$pg_port/postgres?connect_timeout=5" \
+        --cluster-object-store s3://compat/strom \
+        --cluster-s3-endpoint "http://127.0.0.1:$moto_port" --cluster-s3-allow-http \
+        --cluster-s3-region us-east-1 --cluster-flush-delay-ms 20 --cluster-lease-ttl-ms 3000 \
+        --group-initial-rebalance-delay-ms 0 --log warn \
+        >>"$SCRATCH/broker$i.log" 2>&1 &
+    echo $! >"$SCRATCH/broker$i.pid"
+    wait_port "${kafka_ports[i]}" "$!" || { tail "$SCRATCH/broker$i.log"; echo "broker $i did not start"; exit 1; }
+    wait_port "${kinesis_ports[i]}" "$!" || { tail "$SCRATCH/broker$i.log"; echo "broker $i: no Kinesis endpoint"; exit 1; }
+    ;;
+*) echo "usage: broker.sh start|kill N" >&2; exit 2 ;;
+esac
+BROKER
+    } >"$SCRATCH/broker.sh"
+    chmod +x "$SCRATCH/broker.sh"
+    for i in 1 2 3; do
+        "$SCRATCH/broker.sh" start "$i" || return 1
     done
     COMPAT_CLUSTER_BROKERS=$(IFS=,; echo "${brokers[*]}")
     COMPAT_CLUSTER_KINESIS=$(IFS=,; echo "${endpoints[*]}")
@@ -139,6 +168,12 @@ export COMPAT_CLUSTER_BROKERS COMPAT_CLUSTER_KINESIS
 "$PYTHON" "$HERE/cluster_clients.py"
 rc=$?
 "$PYTHON" "$HERE/cluster_kinesis.py" || rc=1
+if command -v node >/dev/null 2>&1 && [[ -d $HERE/node_modules/kafkajs || -n ${NODE_PATH:-} ]]; then
+    # Kills and restarts a broker: last, so the other clients see a steady cluster.
+    (cd "$HERE" && COMPAT_CLUSTER_RESTART="$SCRATCH/broker.sh" timeout 180 node cluster_kafkajs_txn.js) || rc=1
+else
+    echo "SKIP kafkajs-cluster: kafkajs is not installed (compat/install.sh needs npm)"
+fi
 if ((rc != 0)); then
     for i in 1 2 3; do
         echo "   last lines of broker $i's log:"

@@ -15,7 +15,7 @@
 #   COMPAT_VERBOSE=1                     print tracebacks for every failed Python check
 #   COMPAT_SKIP_LIBRDKAFKA_TESTS=1       do not run compat/librdkafka_tests.sh
 #   COMPAT_SKIP_CLUSTER=1                do not run compat/cluster.sh (three cluster-mode brokers)
-#   COMPAT_CLUSTER_TIMEOUT=secs          bound on compat/cluster.sh (default 240)
+#   COMPAT_CLUSTER_TIMEOUT=secs          bound on compat/cluster.sh (default 420)
 #   COMPAT_LIBRDKAFKA_TIMEOUT=secs       bound on that whole script (default 1800: a cold build)
 #
 # Why a debug build: .ci/run runs this right after `cargo test --workspace`, which has already
@@ -218,7 +218,7 @@ fi
 # then confluent-kafka, kafka-python and kcat across them. COMPAT_SKIP_CLUSTER=1 leaves it out.
 if [[ -z ${COMPAT_SKIP_CLUSTER:-} && (-z $FILTER || cluster.sh == *"$FILTER"*) ]]; then
     export COMPAT_VENV_PYTHON=$VENV_PYTHON
-    run_script cluster.sh "${COMPAT_CLUSTER_TIMEOUT:-240}" bash "$HERE/cluster.sh"
+    run_script cluster.sh "${COMPAT_CLUSTER_TIMEOUT:-420}" bash "$HERE/cluster.sh"
 fi
 
 # --- librdkafka's own test suite -----------------------------------------------------------------

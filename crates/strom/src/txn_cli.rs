@@ -8,6 +8,11 @@ use std::io::Write;
 use anyhow::bail;
 use clap::Subcommand;
 
+use std::collections::BTreeMap;
+
+use strom_kafka::client::txn::ListedTransaction;
+use strom_kafka::client::{Client, ClientError};
+
 use crate::cli::Connect;
 use crate::group_cli::{GroupFormat as Format, write_table};
 
@@ -50,7 +55,7 @@ pub(crate) async fn txn(connect: &Connect, command: TxnCommand) -> anyhow::Resul
     let mut out = stdout.lock();
     match command {
         TxnCommand::List { format } => {
-            let all = client.list_transactions().await?;
+            let all = list_everywhere(client, &connect.bootstrap).await?;
             match format {
                 Format::Json => {
                     let list: Vec<serde_json::Value> = all
@@ -82,7 +87,10 @@ pub(crate) async fn txn(connect: &Connect, command: TxnCommand) -> anyhow::Resul
             transactional_id,
             format,
         } => {
-            let t = client.describe_transaction(&transactional_id).await?;
+            let t = at_coordinator(client, &connect.bootstrap, &transactional_id)
+                .await?
+                .describe_transaction(&transactional_id)
+                .await?;
             let partitions: Vec<String> = t
                 .partitions
                 .iter()
@@ -199,4 +207,62 @@ pub(crate) async fn txn(connect: &Connect, command: TxnCommand) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// ListTransactions on every broker Metadata lists, merged by transactional id: in cluster
+/// mode each broker lists the ids it coordinates (as Kafka's admin client, which asks every
+/// broker). A broker that cannot be reached is reported on stderr and skipped; at least one
+/// must answer.
+async fn list_everywhere(
+    mut bootstrap: Client,
+    bootstrap_addr: &str,
+) -> anyhow::Result<Vec<ListedTransaction>> {
+    let brokers = bootstrap.brokers().await?;
+    if brokers.len() <= 1 {
+        return Ok(bootstrap.list_transactions().await?);
+    }
+    let sasl = bootstrap.sasl_credentials().cloned();
+    let mut merged: BTreeMap<String, ListedTransaction> = BTreeMap::new();
+    let mut answered = 0usize;
+    for addr in &brokers {
+        let listed = match Client::connect_with(addr, sasl.as_ref()).await {
+            Ok(mut c) => c.list_transactions().await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(ids) => {
+                answered += 1;
+                for t in ids {
+                    merged.insert(t.transactional_id.clone(), t);
+                }
+            }
+            Err(e) => eprintln!("warning: listing the transactions of broker {addr} failed: {e}"),
+        }
+    }
+    if answered == 0 {
+        bail!("no broker listed its transactions (bootstrap {bootstrap_addr})");
+    }
+    Ok(merged.into_values().collect())
+}
+
+/// A connection to `transactional_id`'s coordinator (FindCoordinator through the bootstrap
+/// broker), or the bootstrap connection itself when the coordinator's advertised address does
+/// not answer from here.
+async fn at_coordinator(
+    mut bootstrap: Client,
+    bootstrap_addr: &str,
+    transactional_id: &str,
+) -> anyhow::Result<Client> {
+    let addr = bootstrap
+        .find_transaction_coordinator(transactional_id)
+        .await?;
+    if addr == bootstrap_addr {
+        return Ok(bootstrap);
+    }
+    let sasl = bootstrap.sasl_credentials().cloned();
+    match Client::connect_with(&addr, sasl.as_ref()).await {
+        Ok(c) => Ok(c),
+        Err(ClientError::Io(_)) => Ok(bootstrap),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -26,7 +26,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use strom_cluster::testkit::{MotoServer, PostgresServer};
 use strom_kafka::client::Client;
@@ -52,7 +52,7 @@ fn start(n: usize, pg: &PostgresServer, s3: &MotoServer, data: &Path) -> Broker 
         prefix: "e2e",
         lease_ttl_ms: LEASE_TTL_MS,
         flush_delay_ms: 20,
-        log: "warn".to_owned(),
+        log: std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "warn".to_owned()),
         extra: vec!["--group-initial-rebalance-delay-ms".into(), "0".into()],
     })
 }
@@ -659,7 +659,11 @@ async fn three_brokers_share_one_log() {
 /// (acknowledged or not). Through the same faults a consumer group of two members commits
 /// each record before processing it ([`GroupChecker`]): no record is processed twice, no
 /// committed offset is ever seen going backwards, and the final committed offsets are at
-/// least every acknowledged commit.
+/// least every acknowledged commit. And (unless `CLUSTER_FAULT_TXN=0`) through the same faults a
+/// transactional consume-transform-produce worker ([`TxnChecker`]): read `read_committed`, no
+/// transaction is partly visible, no aborted record appears, no input is transformed twice,
+/// every input below the group's committed offsets is transformed, and the group's committed
+/// offsets never go backwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     const FAULT_TOPIC: &str = "faults";
@@ -685,10 +689,24 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     c.create_topic(FAULT_TOPIC, FAULT_PARTITIONS, &BTreeMap::new())
         .await
         .unwrap();
+    c.create_topic(
+        TxnChecker::OUTPUT,
+        TxnChecker::OUTPUT_PARTITIONS,
+        &BTreeMap::new(),
+    )
+    .await
+    .unwrap();
     for b in &brokers {
         until_metadata(&b.kafka, Some(FAULT_TOPIC), "topic visible", |_, l| {
             l.len() == FAULT_PARTITIONS as usize
         })
+        .await;
+        until_metadata(
+            &b.kafka,
+            Some(TxnChecker::OUTPUT),
+            "topic visible",
+            |_, l| l.len() == TxnChecker::OUTPUT_PARTITIONS as usize,
+        )
         .await;
     }
 
@@ -755,11 +773,15 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
                 };
                 let partition = i32::try_from(turn).unwrap() % FAULT_PARTITIONS;
                 turn += 1;
-                let fetched = tokio::time::timeout(READ_BOUND, async {
+                let began = Instant::now();
+                let fetched = tokio::time::timeout(read_bound(), async {
                     let mut c = Client::connect(&addr).await?;
                     c.fetch(FAULT_TOPIC, partition, 0, 200, 64 << 10).await
                 })
                 .await;
+                let took = usize::try_from(began.elapsed().as_millis()).unwrap_or(usize::MAX);
+                let slowest = tally.entry("slowest ms".to_owned()).or_default();
+                *slowest = (*slowest).max(took);
                 let kind = match fetched {
                     Ok(Ok(_)) => "fetched".to_owned(),
                     Ok(Err(strom_kafka::client::ClientError::Kafka { error, .. })) => {
@@ -767,7 +789,7 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
                         format!("{error:?}")
                     }
                     Ok(Err(_)) => "connection failed".to_owned(),
-                    Err(_) => panic!("a fetch through {addr} hung past {READ_BOUND:?}"),
+                    Err(_) => panic!("a fetch through {addr} hung past {:?}", read_bound()),
                 };
                 *tally.entry(kind).or_default() += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -779,6 +801,12 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     // A consumer group of two members that commit each record before processing it, and a
     // monitor of the group's committed offsets, through the same faults.
     let group = GroupChecker::start(&bootstrap, FAULT_TOPIC);
+    // A transactional consume-transform-produce worker on the same input, through the same
+    // faults.
+    // CLUSTER_FAULT_TXN=0 leaves it out: on a heavily loaded machine a fetch of the reader
+    // above took longer than READ_BOUND more often with it (see RELIABILITY.md).
+    let txns = (std::env::var("CLUSTER_FAULT_TXN").as_deref() != Ok("0"))
+        .then(|| TxnChecker::start(Arc::clone(&addresses), FAULT_TOPIC));
 
     let mut injected: BTreeMap<&str, usize> = BTreeMap::new();
     let mut kills = 0;
@@ -814,7 +842,14 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
     }
     let faults: usize = injected.values().sum();
     let faults_done = started.elapsed();
-    let during_faults = tokio::task::block_in_place(|| group.settle());
+    // Both workers settle at once (bounded by STEP each).
+    let (during_faults, txns_during_faults) = tokio::task::block_in_place(|| {
+        std::thread::scope(|s| {
+            let txns = s.spawn(|| txns.as_ref().map_or(0, TxnChecker::settle));
+            let group = group.settle();
+            (group, txns.join().unwrap())
+        })
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, std::sync::atomic::Ordering::Release);
     for p in producers {
@@ -828,9 +863,18 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         .map(|b| b.kafka.clone())
         .collect::<Vec<_>>()
         .join(",");
+    let txn_live = group_live.clone();
     let group = tokio::task::spawn_blocking(move || group.finish(&group_live, during_faults))
         .await
         .unwrap();
+    let txns = tokio::task::spawn_blocking(move || {
+        txns.map_or_else(
+            || "left out".to_owned(),
+            |t| t.finish(&txn_live, txns_during_faults),
+        )
+    })
+    .await
+    .unwrap();
 
     let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
     let acked: Vec<_> = outcomes.iter().filter(|o| o.2.is_some()).collect();
@@ -896,7 +940,8 @@ async fn acknowledged_records_survive_broker_kills_and_postgres_restarts() {
         "fault checker: {} records sent, {} acknowledged, {} present, {} faults injected \
          ({injected:?}); faults over at {faults_done:?}, producers done at {producers_done:?}, \
          checked at {:?}; fetches during the faults: {reads:?}; not acknowledged per \
-         (producer, partition): (count, first seq, last seq) {unacked:?}; group: {group}",
+         (producer, partition): (count, first seq, last seq) {unacked:?}; group: {group}; \
+         transactions: {txns}",
         outcomes.len(),
         acked.len(),
         seen.len(),
@@ -938,6 +983,14 @@ const FAULTS: [Fault; 9] = [
 /// Longest a fetch may take during the faults (the reader's object-store bound is 10 s and
 /// its PostgreSQL bound 40 s by default; a frozen server here lasts [`OUTAGE`]).
 const READ_BOUND: Duration = Duration::from_secs(30);
+
+/// [`READ_BOUND`], or `CLUSTER_FAULT_READ_BOUND_SECS` (to see how long a slow fetch takes).
+fn read_bound() -> Duration {
+    std::env::var("CLUSTER_FAULT_READ_BOUND_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(READ_BOUND, Duration::from_secs)
+}
 
 /// How long a frozen server stays frozen.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -1080,39 +1133,13 @@ impl GroupChecker {
                 consumer.unsubscribe();
             }));
         }
-        let (stop, seen, regressions) = (
+        threads.push(monitor_committed(
+            Self::config(bootstrap),
+            topic,
             Arc::clone(&checker.stop),
             Arc::clone(&checker.seen),
             Arc::clone(&checker.regressions),
-        );
-        let bootstrap = bootstrap.to_owned();
-        threads.push(std::thread::spawn(move || {
-            let monitor: BaseConsumer = Self::config(&bootstrap).create().unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                if let Ok(list) =
-                    monitor.committed_offsets(Self::wanted(topic, &monitor), Duration::from_secs(3))
-                {
-                    let mut seen = seen.lock().unwrap();
-                    for e in list.elements() {
-                        let Offset::Offset(now) = e.offset() else {
-                            continue;
-                        };
-                        if e.error().is_err() {
-                            continue;
-                        }
-                        let was = seen.entry(e.partition()).or_insert(now);
-                        if now < *was {
-                            regressions
-                                .lock()
-                                .unwrap()
-                                .push(format!("partition {}: {was} -> {now}", e.partition()));
-                        }
-                        *was = (*was).max(now);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }));
+        ));
         GroupChecker { threads, ..checker }
     }
 
@@ -1217,4 +1244,516 @@ impl GroupChecker {
                 .load(std::sync::atomic::Ordering::Relaxed)
         )
     }
+}
+
+/// The fault checker's transactions (issue 18): a consume-transform-produce worker reads the
+/// fault topic in its own group (`read_committed`) and, per batch of up to
+/// [`TxnChecker::BATCH`] inputs, commits one transaction holding an output per input, spread
+/// over the [`TxnChecker::OUTPUT`] topic's partitions, together with the group's offsets.
+/// Every output is `TAG|k/n|partition@offset`: the transaction's tag, its place in the
+/// transaction and the input it came from. Before every fourth transaction the worker writes a
+/// transaction of `abort|…` records to every output partition and aborts it. Any error ends the
+/// worker's session; the next one's InitProducerId fences it (aborting what it left open) and
+/// its consumer resumes from the committed offsets. A monitor reads the group's committed
+/// offsets every 200 ms; none may go backwards. At the end the output is read `read_committed`:
+/// no aborted record, every transaction all or none (every committed one all, none whose
+/// commit was never asked for), no input's output twice, and every input below the group's
+/// final committed offsets has its output.
+struct TxnChecker {
+    /// The input topic.
+    input: &'static str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    log: Arc<std::sync::Mutex<TxnLog>>,
+    /// Per partition, the highest committed offset the monitor saw.
+    seen: Arc<std::sync::Mutex<BTreeMap<i32, i64>>>,
+    /// Committed offsets the monitor saw go backwards.
+    regressions: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// What the transactional worker did, by transaction tag (see [`TxnChecker`]).
+#[derive(Default)]
+struct TxnLog {
+    /// Transactions whose commit was acknowledged, with their record counts.
+    committed: BTreeMap<String, usize>,
+    /// Transactions whose commit was asked for but failed: committed or aborted, all or none.
+    unknown: BTreeMap<String, usize>,
+    /// Transactions whose commit was never asked for (the session failed first): none of it.
+    abandoned: BTreeSet<String>,
+    /// Transactions aborted on purpose.
+    aborted: usize,
+    /// Sessions ended by an error, with the last errors seen.
+    failed_sessions: usize,
+    last_errors: Vec<String>,
+}
+
+impl TxnChecker {
+    const GROUP: &'static str = "fault-checker-txn";
+    const TXN_ID: &'static str = "fault-checker-txn";
+    /// The output topic and its partitions.
+    const OUTPUT: &'static str = "faults-txn-out";
+    const OUTPUT_PARTITIONS: i32 = 3;
+    /// Most inputs per transaction.
+    const BATCH: usize = 20;
+    /// Pause after each committed transaction.
+    const PACE: Duration = Duration::from_millis(300);
+    /// Transactions the worker must commit after the faults before the checks.
+    const AFTER_FAULTS: usize = 2;
+    /// librdkafka's bound on each transactional call.
+    const CALL: Duration = Duration::from_secs(10);
+
+    fn consumer_config(bootstrap: &str) -> ClientConfig {
+        let mut config = GroupChecker::config(bootstrap);
+        config
+            .set("group.id", Self::GROUP)
+            .set(
+                "isolation.level",
+                std::env::var("CLUSTER_FAULT_TXN_ISOLATION")
+                    .unwrap_or_else(|_| "read_committed".to_owned()),
+            )
+            .set("log_level", "3");
+        config
+    }
+
+    /// Starts the worker, bootstrapped for each session on the brokers in `addresses` then
+    /// (the test replaces a restarted broker's address, and a client bootstrapped only on
+    /// brokers killed since could never connect), and the monitor.
+    fn start(addresses: Arc<std::sync::Mutex<Vec<String>>>, input: &'static str) -> TxnChecker {
+        let bootstrap = || addresses.lock().unwrap().join(",");
+        let checker = TxnChecker {
+            input,
+            stop: Arc::default(),
+            threads: Vec::new(),
+            log: Arc::default(),
+            seen: Arc::default(),
+            regressions: Arc::default(),
+        };
+        let (stop, log) = (Arc::clone(&checker.stop), Arc::clone(&checker.log));
+        let monitor_bootstrap = bootstrap();
+        let worker = std::thread::spawn(move || {
+            let bootstrap = || addresses.lock().unwrap().join(",");
+            let mut session = 0usize;
+            let mut clean = true;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                session += 1;
+                clean = match Self::session(&bootstrap(), input, session, &stop, &log) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let mut log = log.lock().unwrap();
+                        log.failed_sessions += 1;
+                        log.last_errors.push(e);
+                        if log.last_errors.len() > 5 {
+                            log.last_errors.remove(0);
+                        }
+                        false
+                    }
+                };
+                if !clean {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            if !clean {
+                // A session that failed may have left its transaction open: a new producer's
+                // InitProducerId aborts it, so the final read_committed read is not held up.
+                Self::fence(&bootstrap());
+            }
+        });
+        let monitor = monitor_committed(
+            Self::consumer_config(&monitor_bootstrap),
+            input,
+            Arc::clone(&checker.stop),
+            Arc::clone(&checker.seen),
+            Arc::clone(&checker.regressions),
+        );
+        TxnChecker {
+            threads: vec![worker, monitor],
+            ..checker
+        }
+    }
+
+    fn producer(bootstrap: &str) -> Result<BaseProducer<Logged>, String> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap)
+            .set("transactional.id", Self::TXN_ID)
+            .set("transaction.timeout.ms", "10000")
+            .set("linger.ms", "2")
+            .set("topic.metadata.refresh.interval.ms", "500")
+            .set("reconnect.backoff.max.ms", "500")
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Critical);
+        // To see the producer's transaction steps: CLUSTER_TXN_DEBUG=eos,protocol.
+        if let Ok(debug) = std::env::var("CLUSTER_TXN_DEBUG") {
+            config
+                .set("debug", debug)
+                .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        }
+        let producer: BaseProducer<Logged> = config
+            .create_with_context(Logged)
+            .map_err(|e| e.to_string())?;
+        producer
+            .init_transactions(Self::CALL)
+            .map_err(|e| format!("init: {e}"))?;
+        Ok(producer)
+    }
+
+    /// Until a new producer of the transactional id initialises (bounded by [`STEP`]).
+    fn fence(bootstrap: &str) {
+        let deadline = Instant::now() + STEP;
+        while let Err(e) = Self::producer(bootstrap) {
+            assert!(
+                Instant::now() < deadline,
+                "the transactional id stays unusable: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Sends `value` to `partition` of the output topic, waiting out a full queue.
+    fn send(producer: &BaseProducer<Logged>, partition: i32, value: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Self::CALL;
+        loop {
+            let record = BaseRecord::<(), _>::to(Self::OUTPUT)
+                .partition(partition)
+                .payload(value);
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, _)) if Instant::now() > deadline => return Err(format!("send: {e}")),
+                Err(_) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// One consume-transform-produce session; returns on `stop` between transactions, or at
+    /// the first error.
+    fn session(
+        bootstrap: &str,
+        input: &str,
+        session: usize,
+        stop: &std::sync::atomic::AtomicBool,
+        log: &std::sync::Mutex<TxnLog>,
+    ) -> Result<(), String> {
+        let consumer: BaseConsumer = Self::consumer_config(bootstrap)
+            .create()
+            .map_err(|e| e.to_string())?;
+        consumer.subscribe(&[input]).map_err(|e| e.to_string())?;
+        let producer = Self::producer(bootstrap)?;
+        let mut txn = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let mut batch = Vec::new();
+            while batch.len() < Self::BATCH {
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => batch.push((m.partition(), m.offset())),
+                    Some(Err(e)) => return Err(format!("consume: {e}")),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            txn += 1;
+            let tag = format!("s{session}-t{txn}");
+            if txn % 4 == 1 {
+                producer.begin_transaction().map_err(|e| e.to_string())?;
+                for p in 0..Self::OUTPUT_PARTITIONS {
+                    Self::send(&producer, p, &format!("abort|{tag}|{p}"))?;
+                }
+                producer
+                    .flush(Self::CALL)
+                    .map_err(|e| format!("flush: {e}"))?;
+                producer
+                    .abort_transaction(Self::CALL)
+                    .map_err(|e| format!("abort: {e}"))?;
+                log.lock().unwrap().aborted += 1;
+            }
+            log.lock().unwrap().abandoned.insert(tag.clone());
+            producer.begin_transaction().map_err(|e| e.to_string())?;
+            let n = batch.len();
+            for (k, (partition, offset)) in batch.iter().enumerate() {
+                let out = i32::try_from(k).unwrap() % Self::OUTPUT_PARTITIONS;
+                Self::send(
+                    &producer,
+                    out,
+                    &format!("{tag}|{k}/{n}|{partition}@{offset}"),
+                )?;
+            }
+            producer
+                .flush(Self::CALL)
+                .map_err(|e| format!("flush: {e}"))?;
+            let position = consumer.position().map_err(|e| e.to_string())?;
+            let metadata = consumer
+                .group_metadata()
+                .ok_or_else(|| "no group metadata".to_owned())?;
+            producer
+                .send_offsets_to_transaction(&position, &metadata, Self::CALL)
+                .map_err(|e| format!("send offsets: {e}"))?;
+            {
+                let mut log = log.lock().unwrap();
+                log.abandoned.remove(&tag);
+                log.unknown.insert(tag.clone(), n);
+            }
+            let committed = producer.commit_transaction(Self::CALL);
+            if committed.is_ok() {
+                let mut log = log.lock().unwrap();
+                log.unknown.remove(&tag);
+                log.committed.insert(tag, n);
+            }
+            committed.map_err(|e| format!("commit: {e}"))?;
+            // Paced: the checker proves atomicity, not throughput, and the brokers under
+            // faults on a loaded machine must keep serving the other checks.
+            std::thread::sleep(Self::PACE);
+        }
+        Ok(())
+    }
+
+    fn committed(&self) -> usize {
+        self.log.lock().unwrap().committed.len()
+    }
+
+    /// Once the faults are over: waits until the worker committed [`Self::AFTER_FAULTS`] more
+    /// transactions. Returns how many it had committed during the faults.
+    fn settle(&self) -> usize {
+        let deadline = Instant::now() + STEP;
+        let during = self.committed();
+        while self.committed() < during + Self::AFTER_FAULTS {
+            let log = self.log.lock().unwrap();
+            assert!(
+                Instant::now() < deadline,
+                "{} transactions committed after the faults, {during} before ({} sessions \
+                 failed, last errors {:?})",
+                log.committed.len() - during,
+                log.failed_sessions,
+                log.last_errors
+            );
+            drop(log);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        during
+    }
+
+    /// Stops the worker and the monitor (bounded), reads the output `read_committed` through
+    /// the live brokers `bootstrap` and checks it (see [`TxnChecker`]). A summary.
+    fn finish(self, bootstrap: &str, during: usize) -> String {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let deadline = Instant::now() + STEP;
+        for t in self.threads {
+            while !t.is_finished() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the transactional worker did not stop"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            t.join().unwrap();
+        }
+        let log = std::mem::take(&mut *self.log.lock().unwrap());
+        assert!(
+            !log.committed.is_empty(),
+            "no transaction committed ({} sessions failed, last errors {:?})",
+            log.failed_sessions,
+            log.last_errors
+        );
+        let regressions = self.regressions.lock().unwrap().clone();
+        assert!(
+            regressions.is_empty(),
+            "transactionally committed offsets went backwards: {regressions:?}"
+        );
+        let reader: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "fault-checker-txn-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("log_level", "3")
+            .create()
+            .unwrap();
+        let output = read_to_end(&reader, Self::OUTPUT, Self::OUTPUT_PARTITIONS);
+        // tag → its records' places; input → the tags that carry its output.
+        let mut txns: BTreeMap<String, (usize, BTreeSet<usize>)> = BTreeMap::new();
+        let mut inputs: BTreeMap<(i32, i64), Vec<String>> = BTreeMap::new();
+        for value in &output {
+            assert!(!value.starts_with("abort|"), "aborted record read: {value}");
+            let mut fields = value.split('|');
+            let (Some(tag), Some(place), Some(from), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                panic!("unexpected output {value}");
+            };
+            let (k, n) = place.split_once('/').unwrap();
+            let (k, n): (usize, usize) = (k.parse().unwrap(), n.parse().unwrap());
+            let (p, o) = from.split_once('@').unwrap();
+            let entry = txns.entry(tag.to_owned()).or_insert((n, BTreeSet::new()));
+            assert!(entry.1.insert(k), "{value} read twice");
+            inputs
+                .entry((p.parse().unwrap(), o.parse().unwrap()))
+                .or_default()
+                .push(tag.to_owned());
+        }
+        for (tag, (n, places)) in &txns {
+            assert_eq!(
+                places.len(),
+                *n,
+                "transaction {tag} partly visible: {places:?} of {n}"
+            );
+            assert!(
+                log.committed.contains_key(tag) || log.unknown.contains_key(tag),
+                "transaction {tag} visible though its commit was never asked for"
+            );
+        }
+        for tag in log.committed.keys() {
+            assert!(
+                txns.contains_key(tag),
+                "committed transaction {tag} not visible"
+            );
+        }
+        for (input, tags) in &inputs {
+            assert_eq!(tags.len(), 1, "input {input:?} transformed twice: {tags:?}");
+        }
+        // Everything below the group's committed offsets was transformed, exactly once.
+        let group: BaseConsumer = Self::consumer_config(bootstrap).create().unwrap();
+        let committed: BTreeMap<i32, i64> = loop {
+            if let Ok(list) = group.committed_offsets(
+                GroupChecker::wanted(self.input, &group),
+                Duration::from_secs(10),
+            ) {
+                let read: BTreeMap<i32, i64> = list
+                    .elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect();
+                if !read.is_empty() {
+                    break read;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the group's offsets not readable"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for (p, c) in &committed {
+            let missing: Vec<i64> = (0..*c)
+                .filter(|o| !inputs.contains_key(&(*p, *o)))
+                .collect();
+            assert!(
+                missing.is_empty(),
+                "inputs of partition {p} below the committed offset {c} without output: \
+                 {missing:?}"
+            );
+        }
+        format!(
+            "{} transactions committed ({during} during the faults), {} of unknown outcome, {} \
+             abandoned, {} aborted on purpose, {} failed sessions, {} outputs read_committed, \
+             the group's offsets {committed:?}",
+            log.committed.len(),
+            log.unknown.len(),
+            log.abandoned.len(),
+            log.aborted,
+            log.failed_sessions,
+            output.len()
+        )
+    }
+}
+
+/// The transactional producer's context: librdkafka's log lines go to stderr (critical ones
+/// only, all of them with `CLUSTER_TXN_DEBUG=eos,protocol`, say).
+struct Logged;
+
+impl rdkafka::ClientContext for Logged {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, line: &str) {
+        eprintln!("librdkafka {level:?} {fac}: {line}");
+    }
+}
+
+impl rdkafka::producer::ProducerContext for Logged {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+/// A monitor thread: reads the committed offsets of `config`'s group for every partition of
+/// `topic` every 200 ms until `stop`, keeping the highest seen per partition in `seen` and
+/// every decrease in `regressions`.
+fn monitor_committed(
+    config: ClientConfig,
+    topic: &'static str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    seen: Arc<std::sync::Mutex<BTreeMap<i32, i64>>>,
+    regressions: Arc<std::sync::Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let monitor: BaseConsumer = config.create().unwrap();
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            if let Ok(list) = monitor.committed_offsets(
+                GroupChecker::wanted(topic, &monitor),
+                Duration::from_secs(3),
+            ) {
+                let mut seen = seen.lock().unwrap();
+                for e in list.elements() {
+                    let Offset::Offset(now) = e.offset() else {
+                        continue;
+                    };
+                    if e.error().is_err() {
+                        continue;
+                    }
+                    let was = seen.entry(e.partition()).or_insert(now);
+                    if now < *was {
+                        regressions
+                            .lock()
+                            .unwrap()
+                            .push(format!("partition {}: {was} -> {now}", e.partition()));
+                    }
+                    *was = (*was).max(now);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+}
+
+/// Every value of every partition of `topic` as `consumer` (with `enable.partition.eof`)
+/// reads it from the beginning, up to the high watermarks seen when the read starts.
+fn read_to_end(consumer: &BaseConsumer, topic: &str, partitions: i32) -> Vec<String> {
+    let mut ends = BTreeMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, STEP).unwrap();
+        ends.insert(p, high);
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut values = Vec::new();
+    let mut at_end = BTreeSet::new();
+    let started = Instant::now();
+    while at_end.len() < ends.len() {
+        assert!(
+            started.elapsed() < STEP,
+            "read_committed read stalled: {ends:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                let position = consumer.position().unwrap();
+                let reached = position
+                    .find_partition(topic, p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .is_some_and(|o| ends.get(&p).is_some_and(|end| o >= *end));
+                if reached {
+                    at_end.insert(p);
+                }
+            }
+            Some(Err(_)) | None => {}
+        }
+    }
+    values
 }

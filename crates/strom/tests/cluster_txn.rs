@@ -6,7 +6,8 @@
 //! input record `i` into the output `out-i` while the broker coordinating its transactional id
 //! is killed with `kill -9` and later restarted. The output topic read `read_committed` holds
 //! each input's result exactly once; `strom cluster status` lists the 16 transaction
-//! coordinator shards, and the holder's `/metrics` shows the id's shard.
+//! coordinator shards, and the holder's `/metrics` shows the id's shard; `strom txn list` and
+//! `strom txn describe` through a broker that does not coordinate the id find it.
 
 mod cluster_common;
 
@@ -362,6 +363,40 @@ async fn consume_transform_produce_survives_coordinator_failover_exactly_once() 
     tokio::task::spawn_blocking(move || worker.join().unwrap())
         .await
         .unwrap();
+    // `strom txn list` through a broker that does not coordinate the id still lists it (the
+    // CLI asks every broker), and `strom txn describe` through it finds the coordinator.
+    let (holder, _) = until(deadline, "the transaction coordinator lease", || {
+        txn_lease(&pg)
+    })
+    .await;
+    let other = brokers
+        .iter()
+        .find(|b| b.node_id != holder)
+        .map(|b| b.kafka.clone())
+        .unwrap();
+    let txn_cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_strom"))
+            .arg("txn")
+            .args(args)
+            .args(["--format", "json", "-b", &other])
+            .env_remove("STROM_CONFIG")
+            .env_remove("STROM_BOOTSTRAP")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "strom txn {args:?}: {out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let listed = txn_cli(&["list"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["transactional_id"] == TXN_ID),
+        "{listed}"
+    );
+    let described = txn_cli(&["describe", TXN_ID]);
+    assert_eq!(described["transactional_id"], TXN_ID, "{described}");
     eprintln!(
         "cluster consume-transform-produce: {} transactions, {} session restarts",
         progress.committed.load(Ordering::Relaxed),

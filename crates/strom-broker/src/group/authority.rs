@@ -40,13 +40,13 @@ use strom_log::AppendInfo;
 /// far above any id the cluster's producer-id sequence hands out.
 pub const COORDINATOR_PRODUCER_BASE: i64 = 0x7fff_ff00_0000_0000;
 
-/// A shard this coordinator took over: its lease and the next sequence of its writer.
+/// A shard a coordinator took over: its lease and the next sequence of its writer. Shared by
+/// the group and the transaction coordinators (`txn::authority`).
 ///
 /// The sequence lock is held while a batch is handed to the store (so sequences follow the
 /// store's order), which in cluster mode needs the async runtime; request handlers running on
 /// the runtime's workers therefore never take it: they read only `lease` and `valid`.
 #[derive(Debug)]
-/// Shared by the group and the transaction coordinators (`txn::authority`).
 pub(crate) struct OwnedShard {
     pub(crate) lease: ShardLease,
     /// False once a write failed; the shard is then given up.
@@ -54,11 +54,109 @@ pub(crate) struct OwnedShard {
     pub(crate) next_sequence: Mutex<i32>,
 }
 
+/// The coordinator a fenced write is made for: what [`OwnedShard::write_fenced`] needs beyond
+/// the shard to write as its producer and, when the write fails, to give the shard up.
+pub(crate) struct ShardWriter<'a> {
+    /// The coordinator's writer producer id for shard 0 (shard `n` writes as base + `n`).
+    pub(crate) producer_base: i64,
+    /// The coordinator's taken-over shards (a failed shard leaves them).
+    pub(crate) shards: &'a Mutex<OwnedShards>,
+    /// The coordinator's leases (a failed shard's lease is given up).
+    pub(crate) authority: &'a dyn CoordinatorLeases,
+    /// The coordinator's NOT_COORDINATOR error.
+    pub(crate) not_coordinator: fn() -> Error,
+    /// What the coordinator writes, for the log ("group", "transaction-state").
+    pub(crate) what: &'static str,
+}
+
 impl OwnedShard {
+    /// A freshly fenced shard at `lease`: valid, its writer's next sequence 1 (0 was the fence).
+    pub(crate) fn fenced(lease: ShardLease) -> Arc<OwnedShard> {
+        Arc::new(OwnedShard {
+            lease,
+            valid: AtomicBool::new(true),
+            next_sequence: Mutex::new(1),
+        })
+    }
+
     /// Whether the shard is still acted for (no write of it has failed).
     pub(crate) fn is_valid(&self) -> bool {
         self.valid.load(Ordering::Acquire)
     }
+
+    /// Appends `records` to `partition` as this shard's writer: a batch of producer
+    /// `writer.producer_base + shard` at producer epoch = lease epoch, at the writer's next
+    /// sequence, taken under the sequence lock and only while the shard is still valid (else
+    /// `writer.not_coordinator`). A batch refused for its content (too large, invalid) leaves
+    /// the shard alone; any other failure, before or after the batch was handed to the store
+    /// (fenced by a newer holder, out of sequence, outcome unknown), gives the shard up
+    /// ([`Self::give_up`]) and returns the error. Waits until the batch is durable. BLOCKING.
+    pub(crate) fn write_fenced(
+        self: &Arc<Self>,
+        writer: &ShardWriter<'_>,
+        partition: &Partition,
+        records: &[Record],
+    ) -> Result<AppendInfo> {
+        let pending = {
+            let mut next = lock(&self.next_sequence);
+            if !self.is_valid() {
+                return Err((writer.not_coordinator)());
+            }
+            let builder = fenced_builder_for(writer.producer_base, self.lease, *next)
+                .ok_or_else(writer.not_coordinator)?;
+            let mut batch = build(&builder, records)?;
+            match partition.append_deferred_blocking(&mut batch) {
+                Ok(pending) => {
+                    *next = add_sequence(*next, records.len());
+                    pending
+                }
+                // Refused for its content before the sequence was checked: nothing changes.
+                Err(
+                    e @ Error::Storage(
+                        StorageError::BatchTooLarge { .. } | StorageError::InvalidBatch(_),
+                    ),
+                ) => return Err(e),
+                // Fenced (a newer holder wrote), out of sequence, or failed: give up.
+                Err(e) => {
+                    drop(next);
+                    self.give_up(writer, &e);
+                    return Err(e);
+                }
+            }
+        };
+        partition
+            .await_durable_blocking(pending)
+            .inspect_err(|e| self.give_up(writer, e))
+    }
+
+    /// After a failed write under this shard's lease: the shard is no longer acted for (it
+    /// leaves `writer.shards` unless taken over again meanwhile), and the lease is released so
+    /// that it is taken again at a new epoch (with a new fence and a fresh replay).
+    pub(crate) fn give_up(self: &Arc<Self>, writer: &ShardWriter<'_>, error: &Error) {
+        let lease = self.lease;
+        tracing::warn!(shard = lease.shard.0, epoch = lease.epoch, %error, writes = writer.what,
+            "a fenced coordinator write failed; giving the coordinator shard up");
+        self.valid.store(false, Ordering::Release);
+        let mut shards = lock(writer.shards);
+        if shards
+            .get(&lease.shard)
+            .is_some_and(|o| Arc::ptr_eq(o, self))
+        {
+            shards.remove(&lease.shard);
+        }
+        drop(shards);
+        writer.authority.give_up(lease);
+    }
+}
+
+/// Of `shards`, `shard` if taken over and its lease still held at the same epoch.
+pub(crate) fn current_shard(
+    shards: &Mutex<OwnedShards>,
+    authority: &dyn CoordinatorLeases,
+    shard: CoordinatorShard,
+) -> Option<Arc<OwnedShard>> {
+    let owned = lock(shards).get(&shard).cloned()?;
+    (owned.is_valid() && authority.held().contains(&owned.lease)).then_some(owned)
 }
 
 /// The shards taken over.
@@ -146,8 +244,7 @@ impl GroupCoordinator {
         authority: &dyn CoordinatorLeases,
         shard: CoordinatorShard,
     ) -> Option<Arc<OwnedShard>> {
-        let owned = lock(&self.owned).get(&shard).cloned()?;
-        (owned.is_valid() && authority.held().contains(&owned.lease)).then_some(owned)
+        current_shard(&self.owned, authority, shard)
     }
 
     /// Appends `records`, all of groups of `shard`, to `partition`: plainly on a single
@@ -166,55 +263,17 @@ impl GroupCoordinator {
         let owned = self
             .current(authority.as_ref(), shard)
             .ok_or_else(not_coordinator)?;
-        let lease = owned.lease;
-        let pending = {
-            let mut next = lock(&owned.next_sequence);
-            if !owned.is_valid() {
-                return Err(not_coordinator());
-            }
-            let mut batch = build(&fenced_builder(lease, *next)?, records)?;
-            match partition.append_deferred_blocking(&mut batch) {
-                Ok(pending) => {
-                    *next = add_sequence(*next, records.len());
-                    pending
-                }
-                // Refused for its content before the sequence was checked: nothing changes.
-                Err(
-                    e @ Error::Storage(
-                        StorageError::BatchTooLarge { .. } | StorageError::InvalidBatch(_),
-                    ),
-                ) => return Err(e),
-                // Fenced (a newer holder wrote), out of sequence, or failed: give up.
-                Err(e) => {
-                    drop(next);
-                    self.give_up(authority.as_ref(), &owned, &e);
-                    return Err(e);
-                }
-            }
-        };
-        partition
-            .await_durable_blocking(pending)
-            .inspect_err(|e| self.give_up(authority.as_ref(), &owned, e))
-    }
-
-    /// After a failed write under `owned`'s lease: the shard is no longer acted for, and the
-    /// lease is released so that it is taken again at a new epoch (with a new fence and a
-    /// fresh replay).
-    fn give_up(&self, authority: &dyn CoordinatorLeases, owned: &Arc<OwnedShard>, error: &Error) {
-        let lease = owned.lease;
-        tracing::warn!(shard = lease.shard.0, epoch = lease.epoch, %error,
-            "a fenced group write failed; giving the coordinator shard up");
-        owned.valid.store(false, Ordering::Release);
-        let mut shards = lock(&self.owned);
-        // Unless the shard was taken over again meanwhile.
-        if shards
-            .get(&lease.shard)
-            .is_some_and(|o| Arc::ptr_eq(o, owned))
-        {
-            shards.remove(&lease.shard);
-        }
-        drop(shards);
-        authority.give_up(lease);
+        owned.write_fenced(
+            &ShardWriter {
+                producer_base: COORDINATOR_PRODUCER_BASE,
+                shards: &self.owned,
+                authority: authority.as_ref(),
+                not_coordinator,
+                what: "group",
+            },
+            partition,
+            records,
+        )
     }
 
     /// The shard whose batch a write of `group_id` goes in: its coordinator shard in cluster
@@ -373,14 +432,7 @@ impl GroupCoordinator {
             drop(tail);
             let mut owned = lock(&self.owned);
             for lease in &fenced {
-                owned.insert(
-                    lease.shard,
-                    Arc::new(OwnedShard {
-                        lease: *lease,
-                        valid: AtomicBool::new(true),
-                        next_sequence: Mutex::new(1),
-                    }),
-                );
+                owned.insert(lease.shard, OwnedShard::fenced(*lease));
             }
             tracing::info!(
                 shards = ?shards.iter().map(|s| s.0).collect::<Vec<_>>(),

@@ -26,18 +26,17 @@
 //! its ids, so a timeout is aborted by the lease holder alone.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use strom_record::Record;
 
 use super::{TxnCoordinator, TxnEntry, TxnError, TxnHost, lock, state};
 use crate::error::{Error, Result};
-use crate::group::authority::{add_sequence, build, fenced_builder_for};
+use crate::group::authority::{build, fenced_builder_for};
 use crate::partition::Partition;
 use crate::storage::{
-    COORDINATOR_SHARDS, CoordinatorLeases, CoordinatorShard, ShardLease, StorageError,
-    coordinator_shard,
+    COORDINATOR_SHARDS, CoordinatorLeases, CoordinatorShard, ShardLease, coordinator_shard,
 };
 
 /// Producer id under which transaction-coordinator shard `n` writes `__transaction_state`
@@ -48,6 +47,7 @@ pub const TXN_COORDINATOR_PRODUCER_BASE: i64 = 0x7fff_ff00_0001_0000;
 // A shard taken over is the same thing for both coordinators: its lease, whether it is
 // still valid, and the next sequence of its writer (defined with the group coordinator's).
 pub(super) use crate::group::authority::{OwnedShard, OwnedShards};
+use crate::group::authority::{ShardWriter, current_shard};
 
 fn not_coordinator() -> Error {
     Error::Txn(TxnError::NotCoordinator)
@@ -60,8 +60,7 @@ impl TxnCoordinator {
         authority: &dyn CoordinatorLeases,
         shard: CoordinatorShard,
     ) -> Option<Arc<OwnedShard>> {
-        let owned = lock(&self.owned).get(&shard).cloned()?;
-        (owned.is_valid() && authority.held().contains(&owned.lease)).then_some(owned)
+        current_shard(&self.owned, authority, shard)
     }
 
     /// The lease this coordinator acts for `transactional_id` under: `Ok(None)` on a single
@@ -123,53 +122,19 @@ impl TxnCoordinator {
             .iter()
             .map(|(k, v)| Record::new(now, Some(k.clone()), v.clone()))
             .collect();
-        let pending = {
-            let mut next = lock(&owned.next_sequence);
-            if !owned.is_valid() {
-                return Err(not_coordinator());
-            }
-            let builder = fenced_builder_for(TXN_COORDINATOR_PRODUCER_BASE, lease, *next)
-                .ok_or_else(not_coordinator)?;
-            let mut batch = build(&builder, &records)?;
-            match partition.append_deferred_blocking(&mut batch) {
-                Ok(pending) => {
-                    *next = add_sequence(*next, records.len());
-                    pending
-                }
-                Err(
-                    e @ Error::Storage(
-                        StorageError::BatchTooLarge { .. } | StorageError::InvalidBatch(_),
-                    ),
-                ) => return Err(e),
-                Err(e) => {
-                    drop(next);
-                    self.give_up(authority.as_ref(), &owned, &e);
-                    return Err(e);
-                }
-            }
-        };
-        partition
-            .await_durable_blocking(pending)
+        owned
+            .write_fenced(
+                &ShardWriter {
+                    producer_base: TXN_COORDINATOR_PRODUCER_BASE,
+                    shards: &self.owned,
+                    authority: authority.as_ref(),
+                    not_coordinator,
+                    what: "transaction-state",
+                },
+                partition,
+                &records,
+            )
             .map(|_| ())
-            .inspect_err(|e| self.give_up(authority.as_ref(), &owned, e))
-    }
-
-    /// After a failed write under `owned`'s lease: the shard is no longer acted for, and the
-    /// lease is released so that it is taken again at a new epoch.
-    fn give_up(&self, authority: &dyn CoordinatorLeases, owned: &Arc<OwnedShard>, error: &Error) {
-        let lease = owned.lease;
-        tracing::warn!(shard = lease.shard.0, epoch = lease.epoch, %error,
-            "a fenced transaction-state write failed; giving the coordinator shard up");
-        owned.valid.store(false, Ordering::Release);
-        let mut shards = lock(&self.owned);
-        if shards
-            .get(&lease.shard)
-            .is_some_and(|o| Arc::ptr_eq(o, owned))
-        {
-            shards.remove(&lease.shard);
-        }
-        drop(shards);
-        authority.give_up(lease);
     }
 
     /// Cluster mode: brings the taken-over shards in line with the leases held. Ids of shards
@@ -265,14 +230,7 @@ impl TxnCoordinator {
             }
             let mut owned = lock(&self.owned);
             for lease in &fenced {
-                owned.insert(
-                    lease.shard,
-                    Arc::new(OwnedShard {
-                        lease: *lease,
-                        valid: AtomicBool::new(true),
-                        next_sequence: Mutex::new(1),
-                    }),
-                );
+                owned.insert(lease.shard, OwnedShard::fenced(*lease));
             }
         }
         self.takeovers

@@ -285,14 +285,31 @@ pub fn is_offset_out_of_range(e: &ClientError) -> bool {
 impl Client {
     /// FindCoordinator for a group: the coordinator's `host:port`.
     pub async fn find_coordinator(&mut self, group: &str) -> Result<String, ClientError> {
+        self.find_coordinator_of(group, 0).await
+    }
+
+    /// FindCoordinator for a transactional id: its transaction coordinator's `host:port`.
+    pub async fn find_transaction_coordinator(
+        &mut self,
+        transactional_id: &str,
+    ) -> Result<String, ClientError> {
+        self.find_coordinator_of(transactional_id, 1).await
+    }
+
+    /// FindCoordinator of `key` of `key_type` (0 group, 1 transactional id).
+    async fn find_coordinator_of(
+        &mut self,
+        key: &str,
+        key_type: i8,
+    ) -> Result<String, ClientError> {
         let v = self.version(ApiKey::FindCoordinator)?.min(3);
         let request = FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_string(group.to_owned()))
-            .with_key_type(0);
+            .with_key(StrBytes::from_string(key.to_owned()))
+            .with_key_type(key_type);
         let response: FindCoordinatorResponse =
             self.call(ApiKey::FindCoordinator, v, &request).await?;
         kafka_error(
-            format!("find coordinator of {group}"),
+            format!("find coordinator of {key}"),
             response.error_code,
             response.error_message.as_ref(),
         )?;
