@@ -9,10 +9,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProduceResponse, ProducerId, TopicName, TransactionalId,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, InitProducerIdRequest, InitProducerIdResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceResponse, ProducerId, TopicName, TransactionalId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -517,5 +529,125 @@ async fn transaction_requests_get_kafka_error_codes() {
         produce_txn(&mut s, "tx-raw", "txn-raw", pid, epoch).await,
         47
     );
+    broker.stop().await;
+}
+
+/// OffsetFetch of `group`'s offset of partition 0 of `topic` (v7, or v8 with its per-group
+/// layout): (error code, committed offset).
+async fn fetch_offset(
+    s: &mut TcpStream,
+    version: i16,
+    group: &str,
+    topic: &str,
+    require_stable: bool,
+) -> (i16, i64) {
+    let group = GroupId(StrBytes::from_string(group.to_owned()));
+    let name = TopicName(StrBytes::from_string(topic.to_owned()));
+    let mut req = OffsetFetchRequest::default().with_require_stable(require_stable);
+    if version >= 8 {
+        req = req.with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(group)
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(name)
+                        .with_partition_indexes(vec![0]),
+                ])),
+        ]);
+        let r: OffsetFetchResponse = call(s, ApiKey::OffsetFetch, version, &req).await;
+        let p = &r.groups[0].topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    } else {
+        req = req.with_group_id(group).with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(name)
+                .with_partition_indexes(vec![0]),
+        ]));
+        let r: OffsetFetchResponse = call(s, ApiKey::OffsetFetch, version, &req).await;
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.committed_offset)
+    }
+}
+
+/// KIP-447: while a transaction holds a pending offset of a partition, OffsetFetch with
+/// `require_stable` answers UNSTABLE_OFFSET_COMMIT (88), so a read_committed consumer retries
+/// rather than start from the older offset (the partition still carries the last committed
+/// offset, see `offset_fetch`'s docs); without it, the last committed offset. Once the
+/// transaction commits, the new offset, stable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_fetch_require_stable_answers_unstable_while_a_transaction_holds_the_offset() {
+    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await;
+    client::create_topic(&broker.bootstrap(), "stable", 1).await;
+    let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+    let group = || GroupId(StrBytes::from_static_str("stable-group"));
+    let topic = || TopicName(StrBytes::from_static_str("stable"));
+
+    // A plain commit of offset 3 (a group without members: generation -1).
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(group())
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(3),
+                ]),
+        ]);
+    let r: OffsetCommitResponse = call(&mut s, ApiKey::OffsetCommit, 8, &commit).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+    // A transaction commits offset 5 of the group, and is still open.
+    let init = init(&mut s, "tx-stable", 60_000).await;
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id("tx-stable"))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(group());
+    let r: AddOffsetsToTxnResponse = call(&mut s, ApiKey::AddOffsetsToTxn, 3, &add).await;
+    assert_eq!(r.error_code, 0);
+    let txn_commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id("tx-stable"))
+        .with_group_id(group())
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(topic())
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    let r: TxnOffsetCommitResponse = call(&mut s, ApiKey::TxnOffsetCommit, 3, &txn_commit).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+
+    for version in [7, 8] {
+        assert_eq!(
+            fetch_offset(&mut s, version, "stable-group", "stable", true).await,
+            (UNSTABLE_OFFSET_COMMIT, 3),
+            "v{version}"
+        );
+        assert_eq!(
+            fetch_offset(&mut s, version, "stable-group", "stable", false).await,
+            (0, 3),
+            "v{version}"
+        );
+    }
+    assert_eq!(end(&mut s, "tx-stable", pid, epoch, true).await, 0);
+    for version in [7, 8] {
+        assert_eq!(
+            fetch_offset(&mut s, version, "stable-group", "stable", true).await,
+            (0, 5),
+            "v{version}"
+        );
+    }
     broker.stop().await;
 }

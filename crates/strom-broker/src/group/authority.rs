@@ -315,6 +315,8 @@ impl GroupCoordinator {
         if new.is_empty() {
             return Ok(());
         }
+        // No completion is applied while the shards' state is replaced.
+        let _follow = lock(&self.follow);
         let partition = self.offsets_partition_blocking(host)?;
         let now = host.now_ms();
         let mut fenced = Vec::new();
@@ -484,13 +486,49 @@ impl GroupCoordinator {
     /// epoch than one applied for its producer is skipped. A failed write stops the pass; the
     /// next starts at the same place. BLOCKING.
     pub(crate) fn follow_txn_completions_blocking(&self, host: &dyn GroupHost) -> Result<()> {
+        self.follow_txn_completions_from_blocking(host, false)
+    }
+
+    /// Cluster mode: if `group_id` has offsets pending in a transaction (of `producer_id`
+    /// only, if given), applies every transaction completion appended to `__consumer_offsets`
+    /// until now ([`Self::follow_txn_completions_blocking`] after asking the store for its
+    /// current end). A completion is appended before its EndTxn is answered, so afterwards
+    /// every transaction a client saw end is settled here: the tick alone would leave a
+    /// window of up to its interval. BLOCKING.
+    pub(crate) fn catch_up_txn_completions_blocking(
+        &self,
+        host: &dyn GroupHost,
+        group_id: &str,
+        producer_id: Option<i64>,
+    ) -> Result<()> {
         if self.authority.is_none() {
             return Ok(());
         }
+        if !self.has_pending_txn_offsets(group_id, producer_id) {
+            return Ok(());
+        }
+        self.follow_txn_completions_from_blocking(host, true)
+    }
+
+    /// [`Self::follow_txn_completions_blocking`]; `fresh`: first a read at the tail, which
+    /// asks the store for its end now (the cached watermark follows other brokers' commits
+    /// with a delay).
+    fn follow_txn_completions_from_blocking(
+        &self,
+        host: &dyn GroupHost,
+        fresh: bool,
+    ) -> Result<()> {
+        if self.authority.is_none() {
+            return Ok(());
+        }
+        let _follow = lock(&self.follow);
         let Some(from) = *lock(&self.txn_tail) else {
             return Ok(());
         };
         let partition = self.offsets_partition_blocking(host)?;
+        if fresh {
+            partition.read_blocking(from, 1)?;
+        }
         if partition.high_watermark() <= from {
             return Ok(());
         }

@@ -369,6 +369,10 @@ pub struct GroupCoordinator {
     /// Cluster mode: where the next read of `__consumer_offsets` for transaction completions
     /// starts (`None` until a shard was taken over).
     txn_tail: Mutex<Option<i64>>,
+    /// Cluster mode: held by whoever reads transaction completions (the tick, a request
+    /// catching up, see [`Self::catch_up_txn_completions_blocking`]) and by a takeover, so a
+    /// completion is applied once and in the log's order. Taken before `offsets_order`.
+    follow: Mutex<()>,
     /// Cluster mode: rebalances of groups taken over, within a minute of the takeover.
     takeover_rebalances: AtomicU64,
 }
@@ -456,6 +460,7 @@ impl GroupCoordinator {
             owned: Mutex::new(authority::OwnedShards::new()),
             takeovers: AtomicU64::new(0),
             txn_tail: Mutex::new(None),
+            follow: Mutex::new(()),
             takeover_rebalances: AtomicU64::new(0),
         })
     }
@@ -1223,6 +1228,11 @@ impl GroupCoordinator {
         if generation >= 0 || !member_id.is_empty() {
             self.validate_committer(group_id, member_id, generation, instance_id)?;
         }
+        // Cluster mode: this producer's previous transaction may have ended (its completion
+        // is in the log, written before its EndTxn was answered) without being settled here
+        // yet; it is settled first, or its completion would take this transaction's offsets
+        // for its own.
+        self.catch_up_txn_completions_blocking(host, group_id, Some(producer_id))?;
         let now = host.now_ms();
         let mut results = Vec::with_capacity(commits.len());
         let mut records = Vec::new();
@@ -1363,6 +1373,14 @@ impl GroupCoordinator {
             at += n;
         }
         Ok(())
+    }
+
+    /// Whether `group_id` has offsets pending in a transaction (of `producer_id` only, if
+    /// given). Does not block.
+    pub(crate) fn has_pending_txn_offsets(&self, group_id: &str, producer_id: Option<i64>) -> bool {
+        self.offsets().txn_pending.iter().any(|(pid, of)| {
+            producer_id.is_none_or(|want| *pid == want) && of.keys().any(|(g, _, _)| g == group_id)
+        })
     }
 
     /// Whether `group_id` has an offset of `(topic, partition)` pending in an open transaction
@@ -1703,6 +1721,19 @@ impl Broker {
         group_id: &str,
     ) -> std::result::Result<consumer::ConsumerGroupDescription, GroupError> {
         self.groups.describe_consumer_group(group_id)
+    }
+
+    /// Cluster mode: settles `group_id`'s transactional offsets whose transaction has ended,
+    /// reading completions up to the end of `__consumer_offsets` as of now (see
+    /// `GroupCoordinator::catch_up_txn_completions_blocking`); nothing when none is pending.
+    /// OffsetFetch calls it first, so offsets a transaction committed before the fetch was
+    /// sent are answered, not a pending state. BLOCKING.
+    pub fn settle_txn_offsets_blocking(&self, group_id: &str) -> Result<()> {
+        if !self.groups.has_pending_txn_offsets(group_id, None) {
+            return Ok(());
+        }
+        self.groups
+            .catch_up_txn_completions_blocking(self, group_id, None)
     }
 
     /// Whether `group_id` has an offset of `(topic, partition)` pending in an open transaction
@@ -2533,6 +2564,97 @@ mod narrow_host {
         .unwrap();
         assert_eq!(offset_of(&replayed), Some(11));
         assert_eq!(replayed.list().len(), 1);
+    }
+
+    /// Cluster mode: a producer's transaction ends (its completion is in `__consumer_offsets`)
+    /// before this coordinator's tick read it, and the producer's next transaction commits
+    /// offsets of the same partition. The completion is applied first and to the first
+    /// transaction's offsets only: the second's stay pending (not committed by the first's
+    /// completion), and a fetch that catches up sees the first's offsets committed.
+    #[test]
+    fn a_completion_not_yet_followed_settles_its_own_transaction_not_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
+        let host = Host {
+            data: partition(&backend, "data"),
+            backend,
+            offsets: Mutex::new(None),
+        };
+        let leases = Arc::new(Leases::default());
+        let authority: Arc<dyn CoordinatorLeases> = Arc::clone(&leases) as _;
+        let groups = GroupCoordinator::open(
+            GroupConfig::default(),
+            None,
+            dir.path().join("unused-checkpoint"),
+            0,
+            Some(authority),
+        )
+        .unwrap();
+        leases.held.lock().unwrap().push(ShardLease {
+            shard: coordinator_shard("g"),
+            epoch: 1,
+        });
+        groups.sync_leases_blocking(&host).unwrap();
+        let pid = 42;
+        let txn_commit = |offset| {
+            groups.write_txn_offsets_blocking(
+                &host,
+                crate::txn::TxnOffsets {
+                    producer_id: pid,
+                    group_id: "g",
+                    member_id: "",
+                    generation: -1,
+                    instance_id: None,
+                    commits: vec![commit("data", offset)],
+                },
+            )
+        };
+        let committed = || {
+            groups
+                .fetch_offsets("g", None)
+                .first()
+                .and_then(|(_, o)| o.as_ref().map(|o| o.offset))
+        };
+        assert!(txn_commit(5).unwrap().iter().all(Result::is_ok));
+        assert!(groups.has_pending_txn_offset("g", "data", 0));
+        groups
+            .publish_txn_completion_blocking(
+                &host,
+                &crate::txn::TxnCompletion {
+                    producer_id: pid,
+                    groups: vec!["g".to_owned()],
+                    commit: true,
+                    coordinator_epoch: 1,
+                },
+            )
+            .unwrap();
+        // Not followed yet: still pending, nothing committed.
+        assert_eq!(committed(), None);
+        // The next transaction's offsets: the completion is applied first.
+        assert!(txn_commit(9).unwrap().iter().all(Result::is_ok));
+        assert_eq!(committed(), Some(5));
+        assert!(groups.has_pending_txn_offset("g", "data", 0));
+        // The tick reads nothing more for it: 9 stays pending until its own completion.
+        groups.follow_txn_completions_blocking(&host).unwrap();
+        assert_eq!(committed(), Some(5));
+        assert!(groups.has_pending_txn_offset("g", "data", 0));
+        groups
+            .publish_txn_completion_blocking(
+                &host,
+                &crate::txn::TxnCompletion {
+                    producer_id: pid,
+                    groups: vec!["g".to_owned()],
+                    commit: true,
+                    coordinator_epoch: 1,
+                },
+            )
+            .unwrap();
+        // A fetch's catch-up settles it without waiting for the tick.
+        groups
+            .catch_up_txn_completions_blocking(&host, "g", None)
+            .unwrap();
+        assert_eq!(committed(), Some(9));
+        assert!(!groups.has_pending_txn_offset("g", "data", 0));
     }
 
     /// A JoinGroup and a SyncGroup waiting in a shard this broker then loses are answered

@@ -4,6 +4,12 @@
 //! partition of the group. With `require_stable` (v7+, sent by `read_committed` consumers,
 //! KIP-447) a partition whose offset is pending in an open transaction answers
 //! UNSTABLE_OFFSET_COMMIT, so the consumer retries instead of starting from a stale offset.
+//! The partition still carries the last committed offset (Kafka answers -1): librdkafka (2.12)
+//! re-queues an unstable partition with the offset answered when its assignment changed while
+//! the fetch was in flight, and starts fetching there; -1 would send it to
+//! `auto.offset.reset`. In cluster mode the group's coordinator first settles transactions
+//! that already ended (see `Broker::settle_txn_offsets_blocking`), so only transactions still
+//! open are unstable.
 //! With an authorizer: DESCRIBE on the group (GROUP_AUTHORIZATION_FAILED), and on each topic
 //! (a named one answers TOPIC_AUTHORIZATION_FAILED; every-partition answers leave it out).
 
@@ -118,6 +124,25 @@ fn parts(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
     }
 }
 
+/// Cluster mode: first settles the group's transactional offsets whose transaction already
+/// ended (its completion may not have reached this coordinator's tick yet), so a consumer
+/// fetching after a commit returned reads the committed offsets, not a pending state (nor,
+/// without `require_stable`, the offsets before it). A failure leaves the pending state
+/// answered.
+async fn settle(context: &Context, group: &str) {
+    if context.broker.live_brokers().is_none() {
+        return;
+    }
+    let group = group.to_owned();
+    if let Err(e) = context
+        .broker
+        .run_blocking(move |b| b.settle_txn_offsets_blocking(&group))
+        .await
+    {
+        tracing::warn!(error = %e, "settling transactional offsets before OffsetFetch failed");
+    }
+}
+
 /// Handles OffsetFetch.
 pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, HandlerError> {
     let body: OffsetFetchRequest = decode(request)?;
@@ -137,6 +162,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 );
                 continue;
             }
+            settle(context, &g.group_id).await;
             let topics = g.topics.map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.to_string(), t.partition_indexes))
@@ -205,6 +231,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
                 .collect();
         }
     } else {
+        settle(context, &body.group_id).await;
         let topics = body.topics.map(|ts| {
             ts.into_iter()
                 .map(|t| (t.name.to_string(), t.partition_indexes))
