@@ -154,13 +154,7 @@ fn consume_all(bootstrap: &str, expected: usize) -> BTreeMap<i32, Vec<usize>> {
         .set("topic.metadata.refresh.interval.ms", "500")
         .create()
         .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    cluster_common::assign_from_beginning(&consumer, TOPIC, PARTITIONS);
     let mut out: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     let mut seen = 0;
     let started = Instant::now();

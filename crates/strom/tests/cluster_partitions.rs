@@ -21,12 +21,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cluster_common::{Broker, ClusterServe};
+use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use strom_cluster::testkit::{MotoServer, PostgresServer, TcpProxy};
 use tokio::task::JoinHandle;
 
@@ -226,13 +226,7 @@ async fn a_broker_cut_off_from_one_engine_acknowledges_nothing_while_the_other_s
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    cluster_common::assign_from_beginning(&consumer, TOPIC, PARTITIONS);
     let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     let started = Instant::now();
     while got.values().map(Vec::len).sum::<usize>() < 4 * PARTITIONS as usize {

@@ -24,7 +24,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset};
 use strom_broker::storage::coordinator_shard;
 use strom_cluster::coordinator::{CoordinatorKind, holder_node};
 use strom_cluster::testkit::{MotoServer, PostgresServer};
@@ -224,13 +224,7 @@ fn read_output(
         .set("log_level", "3")
         .create()
         .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(OUTPUT, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    cluster_common::assign_from_beginning(&consumer, OUTPUT, PARTITIONS);
     let mut values = Vec::new();
     let mut distinct = BTreeSet::new();
     let mut quiet_since = Instant::now();

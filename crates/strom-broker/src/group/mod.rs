@@ -2615,19 +2615,23 @@ mod narrow_host {
                 .first()
                 .and_then(|(_, o)| o.as_ref().map(|o| o.offset))
         };
+        // The transaction coordinator's completion record of a commit (not followed here).
+        let publish_commit = || {
+            groups
+                .publish_txn_completion_blocking(
+                    &host,
+                    &crate::txn::TxnCompletion {
+                        producer_id: pid,
+                        groups: vec!["g".to_owned()],
+                        commit: true,
+                        coordinator_epoch: 1,
+                    },
+                )
+                .unwrap();
+        };
         assert!(txn_commit(5).unwrap().iter().all(Result::is_ok));
         assert!(groups.has_pending_txn_offset("g", "data", 0));
-        groups
-            .publish_txn_completion_blocking(
-                &host,
-                &crate::txn::TxnCompletion {
-                    producer_id: pid,
-                    groups: vec!["g".to_owned()],
-                    commit: true,
-                    coordinator_epoch: 1,
-                },
-            )
-            .unwrap();
+        publish_commit();
         // Not followed yet: still pending, nothing committed.
         assert_eq!(committed(), None);
         // The next transaction's offsets: the completion is applied first.
@@ -2638,17 +2642,7 @@ mod narrow_host {
         groups.follow_txn_completions_blocking(&host).unwrap();
         assert_eq!(committed(), Some(5));
         assert!(groups.has_pending_txn_offset("g", "data", 0));
-        groups
-            .publish_txn_completion_blocking(
-                &host,
-                &crate::txn::TxnCompletion {
-                    producer_id: pid,
-                    groups: vec!["g".to_owned()],
-                    commit: true,
-                    coordinator_epoch: 1,
-                },
-            )
-            .unwrap();
+        publish_commit();
         // A fetch's catch-up settles it without waiting for the tick.
         groups
             .catch_up_txn_completions_blocking(&host, "g", None)

@@ -201,3 +201,20 @@ impl Drop for Broker {
         self.kill();
     }
 }
+
+/// Assigns `consumer` partitions `0..partitions` of `topic`, each from its beginning (no
+/// group offsets: the readers of the cluster tests see everything).
+pub(crate) fn assign_from_beginning(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) {
+    use rdkafka::consumer::Consumer as _;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("a partition of the assignment");
+    }
+    consumer.assign(&assignment).expect("assign");
+}
