@@ -527,7 +527,7 @@ impl GroupCoordinator {
         };
         let partition = self.offsets_partition_blocking(host)?;
         if fresh {
-            partition.read_blocking(from, 1)?;
+            partition.read_blocking(from.max(partition.log_start_offset()), 1)?;
         }
         if partition.high_watermark() <= from {
             return Ok(());
