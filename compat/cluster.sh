@@ -31,11 +31,17 @@ if ! python3 -c 'import moto.server' 2>/dev/null; then
 fi
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/strom-compat-cluster.XXXXXX")
+# The brokers' --log filter (COMPAT_CLUSTER_LOG, e.g. "warn,strom_broker::group=debug" to
+# diagnose); COMPAT_CLUSTER_LOG_DIR keeps their logs there after the run.
+BROKER_LOG=${COMPAT_CLUSTER_LOG:-warn}
 BROKER_PIDS=()
 MOTO_PID=
 PG_PID=
 cleanup() {
     local p f
+    if [[ -n ${COMPAT_CLUSTER_LOG_DIR:-} ]]; then
+        mkdir -p "$COMPAT_CLUSTER_LOG_DIR" && cp "$SCRATCH"/broker*.log "$COMPAT_CLUSTER_LOG_DIR"/ 2>/dev/null
+    fi
     # Brokers are started by $SCRATCH/broker.sh (also when a test restarts one): their pid files.
     for f in "$SCRATCH"/broker*.pid; do [[ -f $f ]] && BROKER_PIDS+=("$(cat "$f")"); done
     for p in "${BROKER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -115,7 +121,7 @@ assert r.status == 200, r.status' "http://127.0.0.1:$moto_port/compat" ||
     {
         echo '#!/usr/bin/env bash'
         echo 'set -u'
-        declare -p SCRATCH BIN pg_port moto_port kafka_ports kinesis_ports
+        declare -p SCRATCH BIN pg_port moto_port kafka_ports kinesis_ports BROKER_LOG
         declare -f wait_port
         cat <<'BROKER'
 i=$2
@@ -136,7 +142,7 @@ start)
         --cluster-object-store s3://compat/strom \
         --cluster-s3-endpoint "http://127.0.0.1:$moto_port" --cluster-s3-allow-http \
         --cluster-s3-region us-east-1 --cluster-flush-delay-ms 20 --cluster-lease-ttl-ms 3000 \
-        --group-initial-rebalance-delay-ms 0 --log warn \
+        --group-initial-rebalance-delay-ms 0 --log "$BROKER_LOG" \
         >>"$SCRATCH/broker$i.log" 2>&1 &
     echo $! >"$SCRATCH/broker$i.pid"
     wait_port "${kafka_ports[i]}" "$!" || { tail "$SCRATCH/broker$i.log"; echo "broker $i did not start"; exit 1; }

@@ -186,28 +186,31 @@ async function worker() {
 }
 
 // Every value of OUTPUT read read_committed from the beginning, with a quiet second after
-// `want` distinct values (so duplicates show up).
+// `want` distinct values (so duplicates show up): one value per position (partition, offset),
+// since the reader's own group may rebalance (a broker comes back and takes its coordinator
+// shard over) and deliver some positions again from its last auto-committed offset, which says
+// nothing about the log. An input transformed twice is one value at two positions.
 async function readOutput(want) {
   const consumer = client('reader').consumer({
     groupId: `cluster-kjs-reader-${run}`,
     readUncommitted: false,
   });
-  const values = [];
+  const atPosition = new Map();
   const distinct = new Set();
   let lastAt = Date.now();
   await consumer.connect();
   await consumer.subscribe({ topics: [OUTPUT], fromBeginning: true });
   await consumer.run({
-    eachMessage: async ({ message }) => {
+    eachMessage: async ({ partition, message }) => {
       const v = message.value.toString();
-      values.push(v);
+      atPosition.set(`${partition}/${message.offset}`, v);
       distinct.add(v);
       lastAt = Date.now();
     },
   });
   await until(`${want} outputs read_committed`, () => distinct.size >= want && Date.now() - lastAt > 1500);
   await consumer.disconnect();
-  return values;
+  return [...atPosition.values()];
 }
 
 async function produceInputs(producer, from, to) {

@@ -1269,6 +1269,8 @@ impl GroupCoordinator {
                 .unwrap_or_else(PoisonError::into_inner);
             // Fenced by the group's shard lease in cluster mode, as every group write.
             self.append_for_group(&partition, group_id, &records)?;
+            tracing::debug!(producer_id, group = group_id, offsets = ?values,
+                "transactional offsets pending");
             let mut store = self.offsets();
             store
                 .txn_pending

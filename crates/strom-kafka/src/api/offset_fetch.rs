@@ -170,6 +170,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
             });
             let (fetched, denied) = fetch(context, request, &g.group_id, topics);
             let group = g.group_id.to_string();
+            tracing::debug!(group, require_stable, ?fetched, "OffsetFetch");
             let topics = by_topic(fetched)
                 .into_iter()
                 .map(|(name, ps)| {
@@ -240,6 +241,7 @@ pub async fn handle(context: &Context, request: &Request) -> Result<Outcome, Han
         let (fetched, denied) = fetch(context, request, &body.group_id, topics);
         let version = request.version();
         let group = body.group_id.to_string();
+        tracing::debug!(group, require_stable, ?fetched, "OffsetFetch");
         response.topics = by_topic(fetched)
             .into_iter()
             .map(|(name, ps)| {
