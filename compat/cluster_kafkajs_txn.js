@@ -305,7 +305,8 @@ async function main() {
       `${progress.committed} transactions, session errors ${JSON.stringify(progress.failures.slice(-5))}`,
       seconds(),
     );
-    process.exit(1);
+    // Failed unless compat/known_failures.txt lists the check (report counts only unlisted ones).
+    process.exit(failed ? 1 : 0);
   }
   const counts = new Map();
   for (const v of values) counts.set(v, (counts.get(v) || 0) + 1);
