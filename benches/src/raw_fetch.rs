@@ -279,20 +279,28 @@ fn fetch_request(
                 .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
                 .with_partitions(partitions),
         ]);
+    request_frame(ApiKey::Fetch, FETCH_VERSION, correlation_id, &request)
+}
+
+/// `request` of `api` at `version` as one frame: the size prefix, a request header (this
+/// bench's client id, `correlation_id`) and the body.
+pub(crate) fn request_frame(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    request: &impl Encodable,
+) -> Result<Vec<u8>, RawError> {
     let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
         .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_static_str("strom-bench-raw")));
     let mut payload = BytesMut::new();
     header
-        .encode(
-            &mut payload,
-            ApiKey::Fetch.request_header_version(FETCH_VERSION),
-        )
+        .encode(&mut payload, api.request_header_version(version))
         .map_err(|e| protocol(e.to_string()))?;
     request
-        .encode(&mut payload, FETCH_VERSION)
+        .encode(&mut payload, version)
         .map_err(|e| protocol(e.to_string()))?;
     let len = i32::try_from(payload.len()).map_err(|_| protocol("request too large"))?;
     let mut frame = Vec::with_capacity(payload.len() + 4);

@@ -8,10 +8,10 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
 
 use crate::raw_fetch::{RawError, Tls, connect, protocol, read_frame};
 
@@ -148,26 +148,7 @@ fn request_frame(plan: &Plan<'_>) -> Result<Vec<u8>, RawError> {
                         .with_records(Some(Bytes::from(batch))),
                 ]),
         ]);
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Produce as i16)
-        .with_request_api_version(PRODUCE_VERSION)
-        .with_correlation_id(0)
-        .with_client_id(Some(StrBytes::from_static_str("strom-bench-raw")));
-    let mut payload = BytesMut::new();
-    header
-        .encode(
-            &mut payload,
-            ApiKey::Produce.request_header_version(PRODUCE_VERSION),
-        )
-        .map_err(|e| protocol(e.to_string()))?;
-    request
-        .encode(&mut payload, PRODUCE_VERSION)
-        .map_err(|e| protocol(e.to_string()))?;
-    let len = i32::try_from(payload.len()).map_err(|_| protocol("request too large"))?;
-    let mut frame = Vec::with_capacity(payload.len() + 4);
-    frame.put_i32(len);
-    frame.extend_from_slice(&payload);
-    Ok(frame)
+    crate::raw_fetch::request_frame(ApiKey::Produce, PRODUCE_VERSION, 0, &request)
 }
 
 /// Checks a Produce response frame: its correlation id and every partition's error code.
@@ -199,6 +180,7 @@ fn check_response(frame: &Bytes, correlation_id: i32) -> Result<(), RawError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::RequestHeader;
 
     #[test]
     fn the_request_frame_decodes_with_its_batch() {
