@@ -2367,6 +2367,18 @@ mod narrow_host {
         offsets: Mutex<Option<Arc<Partition>>>,
     }
 
+    impl Host {
+        /// A host over a local backend in `dir` with one data partition, `data`.
+        fn open(dir: &std::path::Path) -> Host {
+            let backend = LocalBackend::open(dir, Arc::new(crate::SystemClock)).unwrap();
+            Host {
+                data: partition(&backend, "data"),
+                backend,
+                offsets: Mutex::new(None),
+            }
+        }
+    }
+
     impl GroupHost for Host {
         fn now_ms(&self) -> i64 {
             5_000
@@ -2430,12 +2442,7 @@ mod narrow_host {
     #[test]
     fn commits_go_to_the_hosts_offsets_partition_and_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
-        let host = Host {
-            data: partition(&backend, "data"),
-            backend,
-            offsets: Mutex::new(None),
-        };
+        let host = Host::open(dir.path());
         let checkpoint = dir.path().join("checkpoint");
         let groups =
             GroupCoordinator::open(GroupConfig::default(), None, checkpoint.clone(), 0, None)
@@ -2486,12 +2493,7 @@ mod narrow_host {
     #[test]
     fn a_shard_changes_hands_and_the_former_holder_is_fenced() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
-        let host = Host {
-            data: partition(&backend, "data"),
-            backend,
-            offsets: Mutex::new(None),
-        };
+        let host = Host::open(dir.path());
         let open = |leases: &Arc<Leases>| {
             let authority: Arc<dyn CoordinatorLeases> = Arc::clone(leases) as _;
             GroupCoordinator::open(
@@ -2576,12 +2578,7 @@ mod narrow_host {
     #[test]
     fn a_completion_not_yet_followed_settles_its_own_transaction_not_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
-        let host = Host {
-            data: partition(&backend, "data"),
-            backend,
-            offsets: Mutex::new(None),
-        };
+        let host = Host::open(dir.path());
         let leases = Arc::new(Leases::default());
         let authority: Arc<dyn CoordinatorLeases> = Arc::clone(&leases) as _;
         let groups = GroupCoordinator::open(
@@ -2659,12 +2656,7 @@ mod narrow_host {
     #[test]
     fn requests_waiting_in_a_lost_shard_are_answered_not_coordinator() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = LocalBackend::open(dir.path(), Arc::new(crate::SystemClock)).unwrap();
-        let host = Host {
-            data: partition(&backend, "data"),
-            backend,
-            offsets: Mutex::new(None),
-        };
+        let host = Host::open(dir.path());
         let leases = Arc::new(Leases::default());
         let authority: Arc<dyn CoordinatorLeases> = Arc::clone(&leases) as _;
         let config = GroupConfig {
