@@ -27,6 +27,7 @@ import uuid
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
 
 from compat_check import Suite, expect
 
@@ -143,7 +144,12 @@ def ck_kafka_python() -> None:
         for name, value in metrics.items():
             if name == "throttle-time-max" and isinstance(value, (int, float)):
                 throttle_max = max(throttle_max, value)
-    producer.close(timeout=30)
+    # What is still queued is what the quota holds back (the throttle can keep it for longer
+    # than any fixed wait, as confluent-kafka's purge above drops it): not part of the check.
+    try:
+        producer.close(timeout=5)
+    except KafkaTimeoutError:
+        s.info("kafka-python: its queue did not drain within 5 s under the quota; left behind")
     s.info(f"kafka-python: {sent} bytes acknowledged in {RUN_S:.0f}s, "
            f"throttle-time-max {throttle_max} ms")
     expect(sent > RATE, f"the producer makes progress: {sent} bytes")
