@@ -743,16 +743,27 @@ impl TcpProxy {
                 if client.set_nonblocking(false).is_err() {
                     continue;
                 }
-                if s.state.lock().unwrap().0 {
+                if s.state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0
+                {
                     // Cut: hold the connection without answering.
-                    s.state.lock().unwrap().1.push(client);
+                    s.state
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .1
+                        .push(client);
                     continue;
                 }
                 let Ok(server) = TcpStream::connect_timeout(&s.upstream, Duration::from_secs(2))
                 else {
                     continue;
                 };
-                let mut state = s.state.lock().unwrap();
+                let mut state = s
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if state.0 {
                     // Cut while connecting.
                     let _ = server.shutdown(std::net::Shutdown::Both);
@@ -787,14 +798,22 @@ impl TcpProxy {
 
     /// Cuts the path: closes every connection and holds new ones unanswered.
     pub fn cut(&self) {
-        let mut state = self.shared.state.lock().unwrap();
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.0 = true;
         close_all(&mut state.1);
     }
 
     /// Restores the path: closes the connections held while cut and forwards new ones.
     pub fn restore(&self) {
-        let mut state = self.shared.state.lock().unwrap();
+        let mut state = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.0 = false;
         close_all(&mut state.1);
     }
@@ -808,7 +827,14 @@ impl Drop for TcpProxy {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-        close_all(&mut self.shared.state.lock().unwrap().1);
+        close_all(
+            &mut self
+                .shared
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .1,
+        );
     }
 }
 

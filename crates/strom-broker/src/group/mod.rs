@@ -1731,11 +1731,14 @@ impl Broker {
     /// OffsetFetch calls it first, so offsets a transaction committed before the fetch was
     /// sent are answered, not a pending state. BLOCKING.
     pub fn settle_txn_offsets_blocking(&self, group_id: &str) -> Result<()> {
-        if !self.groups.has_pending_txn_offsets(group_id, None) {
-            return Ok(());
-        }
         self.groups
             .catch_up_txn_completions_blocking(self, group_id, None)
+    }
+
+    /// Whether `group_id` has offsets pending in a transaction (so OffsetFetch asks
+    /// [`Broker::settle_txn_offsets_blocking`] first). Does not block.
+    pub fn has_pending_txn_offsets(&self, group_id: &str) -> bool {
+        self.groups.has_pending_txn_offsets(group_id, None)
     }
 
     /// Whether `group_id` has an offset of `(topic, partition)` pending in an open transaction

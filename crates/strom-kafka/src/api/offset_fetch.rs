@@ -130,7 +130,9 @@ fn parts(o: Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
 /// without `require_stable`, the offsets before it). A failure leaves the pending state
 /// answered.
 async fn settle(context: &Context, group: &str) {
-    if context.broker.live_brokers().is_none() {
+    // Nothing to settle on a single broker (it settles before EndTxn answers), nor without
+    // pending offsets: no blocking call then.
+    if context.broker.live_brokers().is_none() || !context.broker.has_pending_txn_offsets(group) {
         return;
     }
     let group = group.to_owned();
